@@ -1,0 +1,115 @@
+// The event loop: one epoll set, timers, and end-of-batch work.
+//
+// Everything in usernet runs on this loop's thread. A wakeup handles every
+// ready descriptor, then runs the "deferred" work queued meanwhile (ports
+// flushing the frames they batched, flows sending their ACKs), then the
+// timers that are due. Handlers are plain interfaces registered by pointer;
+// registering allocates nothing per event. Timers live in an intrusive
+// indexed binary heap, so arming, re-arming and cancelling are O(log n) and
+// never allocate once the heap has grown to the number of live timers.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+namespace usernet::core {
+
+// Monotonic milliseconds, read once per wakeup (EventLoop::now()).
+using Millis = uint64_t;
+Millis monotonic_ms();
+
+class IoHandler {
+public:
+    // events: EPOLLIN / EPOLLOUT / EPOLLERR / EPOLLHUP bits.
+    virtual void on_io(uint32_t events) = 0;
+
+protected:
+    ~IoHandler() = default;
+};
+
+class Deferred {
+public:
+    virtual void run_deferred() = 0;
+
+protected:
+    ~Deferred() = default;
+
+private:
+    friend class EventLoop;
+    bool queued_ = false;
+};
+
+class EventLoop;
+
+class Timer {
+public:
+    explicit Timer(std::function<void()> fn) : fn_(std::move(fn)) {}
+    ~Timer();
+    Timer(const Timer&) = delete;
+    Timer& operator=(const Timer&) = delete;
+    bool armed() const { return heap_index_ != kNotArmed; }
+    Millis deadline() const { return deadline_; }
+
+private:
+    friend class EventLoop;
+    static constexpr size_t kNotArmed = SIZE_MAX;
+    std::function<void()> fn_;
+    EventLoop* loop_ = nullptr;
+    Millis deadline_ = 0;
+    size_t heap_index_ = kNotArmed;
+};
+
+class EventLoop {
+public:
+    EventLoop();
+    ~EventLoop();
+    EventLoop(const EventLoop&) = delete;
+    EventLoop& operator=(const EventLoop&) = delete;
+
+    // Descriptors. Throws std::system_error on failure (setup time only).
+    void add(int fd, uint32_t events, IoHandler* h);
+    void modify(int fd, uint32_t events, IoHandler* h);
+    // Removes fd. Pass the handler when it may be destroyed during the
+    // current batch, so that its later events in the batch are dropped.
+    void remove(int fd, IoHandler* h = nullptr);
+
+    // (Re)arms t to fire `after` ms from now(); cancel() is idempotent.
+    void arm(Timer& t, Millis after);
+    void arm_at(Timer& t, Millis deadline);
+    void cancel(Timer& t);
+
+    // Queues d to run once after the current batch of events.
+    void defer(Deferred& d);
+
+    // Runs until stop(). Returns after the wakeup in which stop() was called.
+    void run();
+    // Handles one batch of ready events, waiting at most timeout_ms (-1 = until a
+    // timer or event). Returns false if the loop was stopped.
+    bool run_once(int timeout_ms = -1);
+    void stop() { stopped_ = true; }
+    bool stopped() const { return stopped_; }
+
+    // The time of the current wakeup.
+    Millis now() const { return now_; }
+
+private:
+    void heap_up(size_t i);
+    void heap_down(size_t i);
+    void heap_remove(size_t i);
+    void heap_swap(size_t a, size_t b);
+    void run_timers();
+    void run_deferred();
+
+    int epfd_ = -1;
+    bool stopped_ = false;
+    Millis now_ = 0;
+    std::vector<Timer*> heap_;
+    std::vector<Deferred*> deferred_;
+    std::vector<Deferred*> deferred_running_;
+    // Handlers removed during a batch must not be called later in that batch.
+    std::vector<IoHandler*> removed_in_batch_;
+    bool in_batch_ = false;
+};
+
+}  // namespace usernet::core

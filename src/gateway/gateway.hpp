@@ -1,0 +1,127 @@
+// The virtual router: the switch port that answers for the gateway and DNS
+// addresses and hands routed traffic to the NAT.
+//
+// deliver() receives every frame the switch sends to the gateway's MAC, plus
+// broadcasts. It learns guests' IPv4-to-MAC bindings (ARP, DHCP, the source
+// of routed IPv4), answers ARP for its own addresses, runs the local
+// services (DHCPv4, DNS forwarding, ICMP echo of its own addresses), and
+// passes every other IPv4 packet routed through it to the IpSink (the NAT).
+//
+// Toward guests, services and the NAT build an L4 message at tx_l4() and
+// call send_ip(): the gateway writes the IP and Ethernet headers into the
+// headroom in front of it and puts the frame on the switch. One scratch
+// buffer, no allocation. A destination whose MAC is not known yet gets an
+// ARP request instead, and the packet is dropped and counted (TCP resends).
+#pragma once
+
+#include <array>
+#include <memory>
+#include <unordered_map>
+
+#include "core/event_loop.hpp"
+#include "gateway/net_config.hpp"
+#include "switch/switch.hpp"
+#include "wire/addr.hpp"
+#include "wire/bytes.hpp"
+
+namespace usernet::gw {
+
+// An IP packet from a guest, routed through the gateway. Views are valid
+// only during the call.
+struct GuestPacket {
+    wire::IpAddr src;
+    wire::IpAddr dst;
+    uint8_t proto = 0;
+    uint8_t ttl = 0;
+    wire::Bytes ip_packet;  // the whole IP packet, for quoting in ICMP errors
+    wire::Bytes l4;         // the transport header and payload
+    uint32_t ingress_mtu = 1500;  // L3 MTU of the guest's attachment
+    wire::MacAddr src_mac;
+};
+
+class IpSink {
+public:
+    virtual void from_guest(const GuestPacket& pkt) = 0;
+
+protected:
+    ~IpSink() = default;
+};
+
+struct GatewayStats {
+    uint64_t arp_replies = 0;
+    uint64_t icmp_echo_replies = 0;
+    uint64_t dropped_malformed = 0;    // failed a wire parse or a checksum
+    uint64_t dropped_fragments = 0;    // IPv4 fragments (no reassembly)
+    uint64_t dropped_no_neighbor = 0;  // toward a guest whose MAC is unknown
+    uint64_t dropped_unsupported = 0;  // ethertypes / protocols not handled
+    uint64_t dropped_ttl = 0;
+};
+
+class Dhcp4Server;
+class DnsForwarder;
+
+class Gateway : public sw::Port {
+public:
+    // Room in front of tx_l4() for Ethernet + the largest IP header.
+    static constexpr size_t kHeadroom = 14 + 40;
+    static constexpr size_t kTxCapacity = 65535;
+
+    Gateway(core::EventLoop& loop, sw::Switch& sw, NetConfig cfg);
+    ~Gateway() override;
+
+    // sw::Port
+    void deliver(wire::Bytes frame, const sw::FrameMeta& meta) override;
+    uint32_t mtu() const override { return 65520; }
+    std::string describe() const override { return "gateway"; }
+
+    void set_ip_sink(IpSink* sink) { sink_ = sink; }
+
+    // --- sending toward guests ---
+    uint8_t* tx_l4() { return tx_.data() + kHeadroom; }
+    static constexpr size_t tx_l4_capacity() { return kTxCapacity - 40; }
+    // Wraps l4_len bytes at tx_l4() (checksum already filled) in IP and
+    // Ethernet headers and puts the frame on the switch. Returns false when
+    // the destination MAC is unknown (an ARP request went out instead) or
+    // the packet exceeds the guest's MTU.
+    bool send_ip(const wire::IpAddr& src, const wire::IpAddr& dst, uint8_t proto, size_t l4_len,
+                 uint8_t ttl = 64);
+    // The L3 MTU toward guest address dst (its attachment's MTU), 1500 when
+    // the guest is unknown.
+    uint32_t path_mtu(const wire::IpAddr& dst) const;
+    bool knows_guest(const wire::IpAddr& guest) const;
+    // A guest's address as bound by DHCP or learned; used by port forwards
+    // when no --guest-addr is given. Unspecified when there is no guest yet.
+    wire::IpAddr first_guest_v4() const;
+
+    const NetConfig& config() const { return cfg_; }
+    const GatewayStats& gw_stats() const { return stats_; }
+    core::EventLoop& loop() { return loop_; }
+
+    // Records that guest ip lives at mac behind a port with the given MTU.
+    void learn_neighbor(wire::Ipv4 ip, const wire::MacAddr& mac, uint32_t mtu);
+
+private:
+    struct Neighbor {
+        wire::MacAddr mac;
+        uint32_t mtu;
+        core::Millis seen;
+    };
+    void handle_arp(wire::Bytes payload, const sw::FrameMeta& meta);
+    void handle_ipv4(wire::Bytes payload, const wire::MacAddr& src_mac, const sw::FrameMeta& meta);
+    void send_arp_request(wire::Ipv4 target);
+    void send_frame(size_t off, size_t len);
+
+    core::EventLoop& loop_;
+    sw::Switch& sw_;
+    NetConfig cfg_;
+    IpSink* sink_ = nullptr;
+    std::unique_ptr<Dhcp4Server> dhcp_;
+    std::unique_ptr<DnsForwarder> dns_;
+    std::unordered_map<wire::Ipv4, Neighbor> neighbors_;
+    GatewayStats stats_;
+    alignas(64) std::array<uint8_t, kHeadroom + kTxCapacity> tx_{};
+    std::array<uint8_t, 128> arp_buf_{};
+    uint16_t ip_id_ = 0;
+};
+
+}  // namespace usernet::gw

@@ -1,0 +1,101 @@
+#include "nat/nat.hpp"
+
+#include <cstring>
+
+#include "nat/forward.hpp"
+#include "nat/icmp_nat.hpp"
+#include "nat/tcp_nat.hpp"
+#include "nat/udp_nat.hpp"
+#include "wire/ipv4.hpp"
+
+namespace usernet::nat {
+
+Nat::Nat(core::EventLoop& loop, gw::Gateway& gw, NatLimits limits)
+    : loop_(loop), gw_(gw), limits_(limits) {
+    tcp_ = std::make_unique<TcpNat>(*this);
+    udp_ = std::make_unique<UdpNat>(*this);
+    icmp_ = std::make_unique<IcmpNat>(*this);
+    fwd_ = std::make_unique<Forwarder>(*this);
+}
+
+Nat::~Nat() = default;
+
+void Nat::from_guest(const gw::GuestPacket& pkt) {
+    switch (pkt.proto) {
+    case wire::ipproto::tcp:
+        tcp_->from_guest(pkt);
+        break;
+    case wire::ipproto::udp:
+        udp_->from_guest(pkt);
+        break;
+    case wire::ipproto::icmp:
+        icmp_->from_guest(pkt);
+        break;
+    default:
+        stats_.dropped_proto++;
+        break;
+    }
+}
+
+void Nat::add_forward(const ForwardSpec& spec) { fwd_->add(spec); }
+
+std::optional<sockaddr_storage> Nat::host_target(const wire::IpAddr& dst, uint16_t port,
+                                                 uint8_t proto) const {
+    const gw::NetConfig& c = gw_.config();
+    if (dst.is_v4()) {
+        wire::Ipv4 d = dst.as_v4();
+        if (d == c.gateway) {
+            if (!c.map_gateway_to_loopback) return std::nullopt;
+            return to_sockaddr(wire::IpAddr::v4(0x7f000001), port);
+        }
+        if (d == c.dns) {
+            if (port != 53 || c.dns_upstreams.empty()) return std::nullopt;
+            if (proto != wire::ipproto::tcp && proto != wire::ipproto::udp) return std::nullopt;
+            const gw::HostPort& up = c.dns_upstreams.front();
+            return to_sockaddr(up.addr, up.port);
+        }
+        if (c.in_subnet(d) || d == 0xffffffff || (d >> 28) == 0xe || (d >> 24) == 0)
+            return std::nullopt;
+    }
+    return to_sockaddr(dst, port);
+}
+
+wire::IpAddr Nat::guest_visible(const wire::IpAddr& host_src) const {
+    const gw::NetConfig& c = gw_.config();
+    if (host_src.is_v4() && host_src.is_loopback() && c.map_gateway_to_loopback)
+        return wire::IpAddr::v4(c.gateway);
+    return host_src;
+}
+
+sockaddr_storage to_sockaddr(const wire::IpAddr& a, uint16_t port) {
+    sockaddr_storage ss{};
+    if (a.is_v4()) {
+        auto* s4 = reinterpret_cast<sockaddr_in*>(&ss);
+        s4->sin_family = AF_INET;
+        s4->sin_port = htons(port);
+        std::memcpy(&s4->sin_addr, &a.b[12], 4);
+    } else {
+        auto* s6 = reinterpret_cast<sockaddr_in6*>(&ss);
+        s6->sin6_family = AF_INET6;
+        s6->sin6_port = htons(port);
+        std::memcpy(&s6->sin6_addr, a.b.data(), 16);
+    }
+    return ss;
+}
+
+socklen_t sockaddr_len(const sockaddr_storage& ss) {
+    return ss.ss_family == AF_INET ? sizeof(sockaddr_in) : sizeof(sockaddr_in6);
+}
+
+std::pair<wire::IpAddr, uint16_t> from_sockaddr(const sockaddr_storage& ss) {
+    if (ss.ss_family == AF_INET) {
+        const auto* s4 = reinterpret_cast<const sockaddr_in*>(&ss);
+        return {wire::IpAddr::v4_from(reinterpret_cast<const uint8_t*>(&s4->sin_addr)),
+                ntohs(s4->sin_port)};
+    }
+    const auto* s6 = reinterpret_cast<const sockaddr_in6*>(&ss);
+    wire::IpAddr a = wire::IpAddr::v6_from(reinterpret_cast<const uint8_t*>(&s6->sin6_addr));
+    return {a, ntohs(s6->sin6_port)};
+}
+
+}  // namespace usernet::nat

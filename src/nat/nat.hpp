@@ -1,0 +1,101 @@
+// The NAT: guests' routed TCP, UDP and ICMP echo become host sockets.
+//
+// Nat is the gateway's IpSink. It decides where a guest's packet goes on
+// the host (address mapping below) and hands it to the protocol's
+// translator: TcpNat (tcp_nat.*), UdpNat (udp_nat.*), IcmpNat (icmp_nat.*).
+// Port forwards (forward.*) accept on host sockets and open flows toward a
+// guest through the same translators.
+//
+// Address mapping, guest view -> host socket:
+//   gateway address (10.0.2.2)  -> 127.0.0.1, unless map_gateway_to_loopback
+//                                  is off (then it is unreachable)
+//   DNS address (10.0.2.3)      -> the first upstream resolver, TCP/UDP port
+//                                  53 only (UDP DNS is normally answered by
+//                                  the gateway's forwarder before this)
+//   other addresses in the virtual subnet -> unreachable (guests reach each
+//                                  other through the switch, not the NAT)
+//   anything else                -> itself
+// and back: a reply from 127.0.0.1 appears to come from the gateway address.
+#pragma once
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <memory>
+#include <optional>
+
+#include "core/event_loop.hpp"
+#include "gateway/gateway.hpp"
+
+namespace usernet::nat {
+
+struct NatLimits {
+    uint32_t tcp_flows = 16384;            // in total
+    uint32_t tcp_flows_per_guest = 4096;
+    uint32_t tcp_half_open_per_guest = 256;  // guest SYNs whose connect() is pending
+    uint32_t udp_flows = 4096;
+    uint32_t udp_flows_per_guest = 1024;   // beyond it the idlest flow is evicted
+    uint32_t icmp_flows = 256;
+    uint32_t udp_idle_ms = 180'000;        // RFC 4787 REQ-5: at least 2 minutes
+    uint32_t udp_dns_idle_ms = 10'000;     // port-53 flows
+    uint32_t icmp_idle_ms = 60'000;
+};
+
+struct NatStats {
+    uint64_t dropped_malformed = 0;   // bad header or checksum
+    uint64_t dropped_unreachable = 0; // no host mapping for the destination
+    uint64_t dropped_limit = 0;       // a flow limit refused a new flow
+    uint64_t dropped_proto = 0;       // protocol not translated
+};
+
+class TcpNat;
+class UdpNat;
+class IcmpNat;
+class Forwarder;
+struct ForwardSpec;
+
+class Nat : public gw::IpSink {
+public:
+    Nat(core::EventLoop& loop, gw::Gateway& gw, NatLimits limits = {});
+    ~Nat();
+
+    void from_guest(const gw::GuestPacket& pkt) override;
+
+    // Host-to-guest forwards. Throws std::runtime_error (with a message that
+    // names the address and the reason) when a listener cannot be set up.
+    void add_forward(const ForwardSpec& spec);
+
+    // Where a guest's packet to (dst, port) goes on the host, or nothing
+    // when that destination is not reachable.
+    std::optional<sockaddr_storage> host_target(const wire::IpAddr& dst, uint16_t port,
+                                                uint8_t proto) const;
+    // The address a guest sees for a host-side peer address.
+    wire::IpAddr guest_visible(const wire::IpAddr& host_src) const;
+
+    core::EventLoop& loop() { return loop_; }
+    gw::Gateway& gateway() { return gw_; }
+    const NatLimits& limits() const { return limits_; }
+    NatStats& stats() { return stats_; }
+    TcpNat& tcp() { return *tcp_; }
+    UdpNat& udp() { return *udp_; }
+    IcmpNat& icmp() { return *icmp_; }
+
+private:
+    core::EventLoop& loop_;
+    gw::Gateway& gw_;
+    NatLimits limits_;
+    NatStats stats_;
+    std::unique_ptr<TcpNat> tcp_;
+    std::unique_ptr<UdpNat> udp_;
+    std::unique_ptr<IcmpNat> icmp_;
+    std::unique_ptr<Forwarder> fwd_;
+};
+
+// sockaddr helpers shared by the translators.
+sockaddr_storage to_sockaddr(const wire::IpAddr& a, uint16_t port);
+socklen_t sockaddr_len(const sockaddr_storage& ss);
+// Reads the address and port of a sockaddr_in / sockaddr_in6 (v4-mapped
+// IPv6 addresses come back as IPv4).
+std::pair<wire::IpAddr, uint16_t> from_sockaddr(const sockaddr_storage& ss);
+
+}  // namespace usernet::nat

@@ -1,0 +1,54 @@
+// A port of the virtual switch: anything that moves Ethernet frames.
+//
+// Attachments (TAP, QEMU stream, ...) and the gateway are all ports. A port
+// hands received frames to Switch::input(); the switch calls deliver() on
+// the port(s) a frame goes out of. deliver() must not keep the span: it
+// writes the frame out now, or copies it into its own bounded queue and
+// flushes at the end of the event-loop batch. Frames a port cannot take are
+// dropped and counted; TCP toward a guest recovers them by retransmission.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "wire/bytes.hpp"
+
+namespace usernet::sw {
+
+using PortId = uint32_t;
+inline constexpr PortId kNoPort = UINT32_MAX;
+
+struct PortStats {
+    uint64_t rx_frames = 0;  // from the attachment into the switch
+    uint64_t rx_bytes = 0;
+    uint64_t tx_frames = 0;  // from the switch out of the attachment
+    uint64_t tx_bytes = 0;
+    uint64_t rx_dropped = 0;  // malformed or over limits on the way in
+    uint64_t tx_dropped = 0;  // queue full or write error on the way out
+};
+
+// What the switch tells the egress port about a frame.
+struct FrameMeta {
+    PortId ingress = kNoPort;
+    uint32_t ingress_mtu = 1500;  // L3 MTU of the port the frame came from
+};
+
+class Port {
+public:
+    virtual ~Port() = default;
+    virtual void deliver(wire::Bytes frame, const FrameMeta& meta) = 0;
+    // The L3 MTU of this attachment (IP packet size, without Ethernet header).
+    virtual uint32_t mtu() const = 0;
+    virtual std::string describe() const = 0;
+
+    PortId id() const { return id_; }
+    PortStats& stats() { return stats_; }
+    const PortStats& stats() const { return stats_; }
+
+private:
+    friend class Switch;
+    PortId id_ = kNoPort;
+    PortStats stats_;
+};
+
+}  // namespace usernet::sw

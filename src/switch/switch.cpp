@@ -1,0 +1,159 @@
+#include "switch/switch.hpp"
+
+#include "wire/ethernet.hpp"
+
+namespace usernet::sw {
+
+PortId Switch::attach(Port& p) {
+    // Reuse a free slot so ids stay small for ports that come and go
+    // (QEMU clients reconnecting).
+    for (PortId i = 0; i < ports_.size(); i++) {
+        if (!ports_[i]) {
+            ports_[i] = &p;
+            macs_per_port_[i] = 0;
+            p.id_ = i;
+            return i;
+        }
+    }
+    ports_.push_back(&p);
+    macs_per_port_.push_back(0);
+    p.id_ = static_cast<PortId>(ports_.size() - 1);
+    return p.id_;
+}
+
+void Switch::detach(Port& p) {
+    PortId id = p.id_;
+    if (id >= ports_.size() || ports_[id] != &p) return;
+    for (auto it = table_.begin(); it != table_.end();) {
+        if (it->second.port == id) it = table_.erase(it);
+        else ++it;
+    }
+    ports_[id] = nullptr;
+    macs_per_port_[id] = 0;
+    p.id_ = kNoPort;
+}
+
+void Switch::pin(const wire::MacAddr& mac, PortId port) {
+    auto [it, inserted] = table_.try_emplace(mac, Entry{port, 0, true});
+    if (!inserted) {
+        if (it->second.port < macs_per_port_.size() && !it->second.pinned)
+            macs_per_port_[it->second.port]--;
+        it->second = Entry{port, 0, true};
+    }
+}
+
+PortId Switch::lookup(const wire::MacAddr& mac) const {
+    auto it = table_.find(mac);
+    if (it == table_.end()) return kNoPort;
+    if (!it->second.pinned && loop_.now() - it->second.seen > kMacAgeMs) return kNoPort;
+    return it->second.port;
+}
+
+bool Switch::learn(PortId from, const wire::MacAddr& src) {
+    if (src.is_multicast() || src.is_zero()) {
+        stats_.dropped_bad_src++;
+        return false;
+    }
+    core::Millis now = loop_.now();
+    auto it = table_.find(src);
+    if (it != table_.end()) {
+        Entry& e = it->second;
+        if (e.port == from) {
+            e.seen = now;
+            return true;
+        }
+        if (e.pinned) {
+            stats_.dropped_bad_src++;
+            return false;
+        }
+        // A MAC moving to another port (a guest re-attached elsewhere) is
+        // accepted once the old owner has been silent for a while; a live
+        // guest's address cannot be stolen by another port.
+        if (now - e.seen < 2000 && ports_[e.port]) {
+            stats_.dropped_bad_src++;
+            return false;
+        }
+        if (macs_per_port_[from] >= kMaxMacsPerPort) {
+            stats_.dropped_mac_limit++;
+            return false;
+        }
+        macs_per_port_[e.port]--;
+        macs_per_port_[from]++;
+        e.port = from;
+        e.seen = now;
+        return true;
+    }
+    if (macs_per_port_[from] >= kMaxMacsPerPort || table_.size() >= kMaxMacs) {
+        // Make room from aged entries of this port before refusing.
+        for (auto i = table_.begin(); i != table_.end();) {
+            if (!i->second.pinned && now - i->second.seen > kMacAgeMs) {
+                macs_per_port_[i->second.port]--;
+                i = table_.erase(i);
+            } else {
+                ++i;
+            }
+        }
+        if (macs_per_port_[from] >= kMaxMacsPerPort || table_.size() >= kMaxMacs) {
+            stats_.dropped_mac_limit++;
+            return false;
+        }
+    }
+    table_.emplace(src, Entry{from, now, false});
+    macs_per_port_[from]++;
+    return true;
+}
+
+void Switch::forward(PortId to, wire::Bytes frame, const FrameMeta& meta) {
+    Port* p = ports_[to];
+    if (!p) return;
+    if (frame.size() > p->mtu() + wire::kEthHeaderLen + wire::kVlanTagLen) {
+        p->stats().tx_dropped++;
+        return;
+    }
+    p->stats().tx_frames++;
+    p->stats().tx_bytes += frame.size();
+    p->deliver(frame, meta);
+}
+
+void Switch::input(PortId from, wire::Bytes frame) {
+    if (from >= ports_.size() || !ports_[from]) return;
+    Port& in = *ports_[from];
+    if (frame.size() < wire::kEthHeaderLen) {
+        stats_.dropped_runt++;
+        in.stats().rx_dropped++;
+        return;
+    }
+    if (frame.size() > wire::kEthMaxFrame) {
+        stats_.dropped_giant++;
+        in.stats().rx_dropped++;
+        return;
+    }
+    in.stats().rx_frames++;
+    in.stats().rx_bytes += frame.size();
+    wire::MacAddr dst = wire::MacAddr::from(&frame[0]);
+    wire::MacAddr src = wire::MacAddr::from(&frame[6]);
+    if (!learn(from, src)) {
+        in.stats().rx_dropped++;
+        return;
+    }
+    stats_.frames++;
+    if (observer_) observer_(frame);
+    FrameMeta meta{from, in.mtu()};
+    if (!dst.is_multicast()) {
+        PortId to = lookup(dst);
+        if (to != kNoPort) {
+            if (to == from) {
+                stats_.dropped_hairpin++;
+                return;
+            }
+            forward(to, frame, meta);
+            return;
+        }
+    }
+    stats_.flooded++;
+    for (PortId i = 0; i < ports_.size(); i++) {
+        if (i != from && ports_[i]) forward(i, frame, meta);
+    }
+}
+
+}  // namespace usernet::sw

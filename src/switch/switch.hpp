@@ -1,0 +1,87 @@
+// The virtual L2 switch: MAC learning, flooding, one LAN.
+//
+// Every frame from a port passes input(): it is checked for a sane size,
+// its source MAC is learned for that port (unless it is multicast or
+// pinned to another port, such as the gateway's), and it goes out of the
+// port that owns the destination MAC, or of every other port when the
+// destination is broadcast, multicast or unknown. A port may own at most
+// kMaxMacsPerPort addresses, so a guest spraying source MACs cannot flush
+// the table or take over another guest's traffic; learned entries age out.
+// The switch knows Ethernet only.
+#pragma once
+
+#include <functional>
+#include <unordered_map>
+#include <vector>
+
+#include "core/event_loop.hpp"
+#include "switch/port.hpp"
+#include "wire/addr.hpp"
+
+namespace usernet::sw {
+
+struct SwitchStats {
+    uint64_t frames = 0;
+    uint64_t flooded = 0;
+    uint64_t dropped_runt = 0;
+    uint64_t dropped_giant = 0;
+    uint64_t dropped_bad_src = 0;   // multicast source, or a MAC pinned elsewhere
+    uint64_t dropped_mac_limit = 0; // port already owns kMaxMacsPerPort MACs
+    uint64_t dropped_hairpin = 0;   // destination lives on the ingress port
+};
+
+class Switch {
+public:
+    static constexpr size_t kMaxMacsPerPort = 64;
+    static constexpr size_t kMaxMacs = 65536;
+    static constexpr core::Millis kMacAgeMs = 300'000;
+
+    explicit Switch(core::EventLoop& loop) : loop_(loop) {}
+
+    PortId attach(Port& p);
+    void detach(Port& p);
+
+    // Binds mac to port for good (the gateway's own address).
+    void pin(const wire::MacAddr& mac, PortId port);
+
+    // A frame entering the switch from port `from`.
+    void input(PortId from, wire::Bytes frame);
+
+    // Called with every frame that crosses the switch (pcap).
+    void set_observer(std::function<void(wire::Bytes)> obs) { observer_ = std::move(obs); }
+
+    // Which port owns mac, or kNoPort.
+    PortId lookup(const wire::MacAddr& mac) const;
+    Port* port(PortId id) const { return id < ports_.size() ? ports_[id] : nullptr; }
+    const SwitchStats& stats() const { return stats_; }
+    template <class F>
+    void for_each_port(F&& f) const {
+        for (Port* p : ports_)
+            if (p) f(*p);
+    }
+
+private:
+    struct MacHash {
+        size_t operator()(const wire::MacAddr& m) const noexcept {
+            uint64_t v = 0;
+            for (uint8_t c : m.b) v = (v << 8) | c;
+            return std::hash<uint64_t>{}(v * 0x9e3779b97f4a7c15ULL);
+        }
+    };
+    struct Entry {
+        PortId port;
+        core::Millis seen;
+        bool pinned;
+    };
+    bool learn(PortId from, const wire::MacAddr& src);
+    void forward(PortId to, wire::Bytes frame, const FrameMeta& meta);
+
+    core::EventLoop& loop_;
+    std::vector<Port*> ports_;
+    std::vector<uint32_t> macs_per_port_;
+    std::unordered_map<wire::MacAddr, Entry, MacHash> table_;
+    std::function<void(wire::Bytes)> observer_;
+    SwitchStats stats_;
+};
+
+}  // namespace usernet::sw

@@ -1,0 +1,143 @@
+// The learning switch: flooding, learning, limits, and what a hostile port
+// may not do (steal a live MAC, take the gateway's pinned MAC, flood the
+// table with random source addresses).
+#include "switch/switch.hpp"
+
+#include <gtest/gtest.h>
+
+#include <vector>
+
+namespace usernet::sw {
+namespace {
+
+class RecordingPort : public Port {
+public:
+    explicit RecordingPort(uint32_t mtu = 1500) : mtu_(mtu) {}
+    void deliver(wire::Bytes frame, const FrameMeta& meta) override {
+        frames.emplace_back(frame.begin(), frame.end());
+        metas.push_back(meta);
+    }
+    uint32_t mtu() const override { return mtu_; }
+    std::string describe() const override { return "test"; }
+    std::vector<std::vector<uint8_t>> frames;
+    std::vector<FrameMeta> metas;
+
+private:
+    uint32_t mtu_;
+};
+
+std::vector<uint8_t> frame(const wire::MacAddr& dst, const wire::MacAddr& src, size_t len = 60) {
+    std::vector<uint8_t> f(len, 0);
+    dst.store(f.data());
+    src.store(f.data() + 6);
+    f[12] = 0x08;
+    return f;
+}
+
+wire::MacAddr mac(uint8_t last) { return wire::MacAddr{{0x02, 0, 0, 0, 0, last}}; }
+
+struct SwitchTest : ::testing::Test {
+    core::EventLoop loop;
+    Switch sw{loop};
+    RecordingPort a, b, c;
+    void SetUp() override {
+        sw.attach(a);
+        sw.attach(b);
+        sw.attach(c);
+    }
+};
+
+TEST_F(SwitchTest, Switch_FloodsBroadcastToEveryOtherPort) {
+    auto f = frame(wire::MacAddr::broadcast(), mac(1));
+    sw.input(a.id(), f);
+    EXPECT_EQ(a.frames.size(), 0u);
+    EXPECT_EQ(b.frames.size(), 1u);
+    EXPECT_EQ(c.frames.size(), 1u);
+    EXPECT_EQ(b.metas[0].ingress, a.id());
+}
+
+TEST_F(SwitchTest, Switch_FloodsUnknownUnicastThenLearnsAndForwardsToOnePort) {
+    sw.input(a.id(), frame(mac(2), mac(1)));  // b's MAC unknown: flood
+    EXPECT_EQ(b.frames.size(), 1u);
+    EXPECT_EQ(c.frames.size(), 1u);
+    sw.input(b.id(), frame(mac(1), mac(2)));  // a's MAC learned: only a
+    EXPECT_EQ(a.frames.size(), 1u);
+    EXPECT_EQ(c.frames.size(), 1u);
+    sw.input(a.id(), frame(mac(2), mac(1)));  // now b is known too
+    EXPECT_EQ(b.frames.size(), 2u);
+    EXPECT_EQ(c.frames.size(), 1u);
+}
+
+TEST_F(SwitchTest, Switch_DropsRuntFramesAndCountsThem) {
+    std::vector<uint8_t> runt(10, 0xff);
+    sw.input(a.id(), runt);
+    EXPECT_EQ(b.frames.size(), 0u);
+    EXPECT_EQ(sw.stats().dropped_runt, 1u);
+    EXPECT_EQ(a.stats().rx_dropped, 1u);
+}
+
+TEST_F(SwitchTest, Switch_RejectsMulticastSourceAddress) {
+    sw.input(a.id(), frame(mac(2), wire::MacAddr::broadcast()));
+    EXPECT_EQ(b.frames.size(), 0u);
+    EXPECT_EQ(sw.stats().dropped_bad_src, 1u);
+}
+
+TEST_F(SwitchTest, Switch_PinnedMacCannotBeStolenByAnotherPort) {
+    sw.pin(mac(9), c.id());
+    sw.input(a.id(), frame(wire::MacAddr::broadcast(), mac(9)));  // a claims c's MAC
+    EXPECT_EQ(b.frames.size(), 0u);
+    sw.input(b.id(), frame(mac(9), mac(2)));
+    ASSERT_EQ(c.frames.size(), 1u);  // still goes to c
+    EXPECT_EQ(a.frames.size(), 0u);
+}
+
+TEST_F(SwitchTest, Switch_LiveGuestMacCannotBeTakenOverByAnotherPort) {
+    sw.input(a.id(), frame(wire::MacAddr::broadcast(), mac(1)));
+    sw.input(b.id(), frame(wire::MacAddr::broadcast(), mac(1)));  // b spoofs a's MAC
+    EXPECT_EQ(sw.lookup(mac(1)), a.id());
+    sw.input(c.id(), frame(mac(1), mac(3)));
+    EXPECT_EQ(a.frames.size(), 1u);
+}
+
+TEST_F(SwitchTest, Switch_LimitsMacsPerPortSoAStormCannotFillTheTable) {
+    for (uint32_t i = 0; i < 1000; i++) {
+        wire::MacAddr m{{0x02, 1, static_cast<uint8_t>(i >> 16), static_cast<uint8_t>(i >> 8),
+                         static_cast<uint8_t>(i), 0}};
+        sw.input(a.id(), frame(wire::MacAddr::broadcast(), m));
+    }
+    EXPECT_EQ(sw.stats().dropped_mac_limit, 1000u - Switch::kMaxMacsPerPort);
+    // Another port still learns.
+    sw.input(b.id(), frame(wire::MacAddr::broadcast(), mac(2)));
+    EXPECT_EQ(sw.lookup(mac(2)), b.id());
+}
+
+TEST_F(SwitchTest, Switch_DetachForgetsThePortsMacs) {
+    sw.input(a.id(), frame(wire::MacAddr::broadcast(), mac(1)));
+    EXPECT_EQ(sw.lookup(mac(1)), a.id());
+    sw.detach(a);
+    EXPECT_EQ(sw.lookup(mac(1)), kNoPort);
+    size_t before = c.frames.size();
+    sw.input(b.id(), frame(mac(1), mac(2)));  // unknown again: floods to c
+    EXPECT_EQ(c.frames.size(), before + 1);
+    EXPECT_EQ(a.frames.size(), 0u);
+}
+
+TEST_F(SwitchTest, Switch_DropsFramesLargerThanTheEgressPortMtu) {
+    RecordingPort small(576);
+    sw.attach(small);
+    sw.input(a.id(), frame(wire::MacAddr::broadcast(), mac(1), 14 + 1000));
+    EXPECT_EQ(b.frames.size(), 1u);
+    EXPECT_EQ(small.frames.size(), 0u);
+    EXPECT_EQ(small.stats().tx_dropped, 1u);
+}
+
+TEST_F(SwitchTest, Switch_ObserverSeesEveryForwardedFrame) {
+    int seen = 0;
+    sw.set_observer([&](wire::Bytes) { seen++; });
+    sw.input(a.id(), frame(wire::MacAddr::broadcast(), mac(1)));
+    sw.input(a.id(), std::vector<uint8_t>(5, 0));  // runt: not observed
+    EXPECT_EQ(seen, 1);
+}
+
+}  // namespace
+}  // namespace usernet::sw
