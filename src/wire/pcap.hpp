@@ -1,0 +1,63 @@
+// Capture files in the classic libpcap format (what --pcap writes).
+//
+// Format: a 24-byte global header (magic 0xa1b2c3d4 in host byte order,
+// version 2.4, snaplen 65535, linktype 1 = Ethernet) and, per frame, a
+// 16-byte record header (seconds, microseconds, captured length, original
+// length) followed by the captured bytes (draft-ietf-opsawg-pcap describes
+// the format). Frames over the snaplen are cut, with the
+// original length kept. Not supported: pcapng, nanosecond timestamps,
+// other link types.
+//
+// This is the one wire/ file that does I/O, and only through its FILE*:
+// opening is a configuration step and throws; write() runs on the packet
+// path, never throws and never allocates (stdio's buffer is set once).
+#pragma once
+
+#include <cstdint>
+#include <cstdio>
+#include <ctime>
+#include <memory>
+#include <string>
+
+#include "wire/bytes.hpp"
+
+namespace usernet::wire {
+
+inline constexpr uint32_t kPcapMagic = 0xa1b2c3d4;
+inline constexpr uint16_t kPcapVersionMajor = 2;
+inline constexpr uint16_t kPcapVersionMinor = 4;
+inline constexpr uint32_t kPcapSnapLen = 65535;
+inline constexpr uint32_t kPcapLinktypeEthernet = 1;
+inline constexpr size_t kPcapGlobalHeaderLen = 24;
+inline constexpr size_t kPcapRecordHeaderLen = 16;
+
+class PcapWriter {
+public:
+    // Creates (truncates) the file and writes the global header. Throws
+    // std::runtime_error naming the path and the errno text on failure.
+    explicit PcapWriter(const std::string& path);
+    ~PcapWriter();
+    PcapWriter(const PcapWriter&) = delete;
+    PcapWriter& operator=(const PcapWriter&) = delete;
+
+    // Appends a frame stamped with CLOCK_REALTIME now.
+    void write(Bytes frame) noexcept;
+    // Appends a frame with a given timestamp.
+    void write(Bytes frame, const timespec& ts) noexcept;
+    // Pushes buffered records to the file; false if that failed.
+    bool flush() noexcept;
+
+    uint64_t frames() const { return frames_; }
+    // Records that could not be written (disk full and the like); the file
+    // stays readable up to the last complete record only if this is 0.
+    uint64_t errors() const { return errors_; }
+
+private:
+    static constexpr size_t kBufferSize = 256 * 1024;
+    std::unique_ptr<char[]> buf_;
+    std::FILE* fp_ = nullptr;
+    uint64_t frames_ = 0;
+    uint64_t errors_ = 0;
+};
+
+}  // namespace usernet::wire

@@ -1,0 +1,77 @@
+// Ethernet II with and without an 802.1Q tag.
+#include "wire/ethernet.hpp"
+
+#include <gtest/gtest.h>
+
+#include <vector>
+
+#include "captured_frames.hpp"
+#include "test_util.hpp"
+
+using namespace usernet::wire;
+using namespace usernet::testutil;
+using namespace usernet::testdata;
+
+namespace {
+// The captured ARP request with an 802.1Q tag (PCP 7, VID 100) inserted.
+std::vector<uint8_t> tagged_arp(uint16_t tci = 0xe064) {
+    std::vector<uint8_t> f(kArpRequest.begin(), kArpRequest.begin() + 12);
+    f.insert(f.end(), {0x81, 0x00, static_cast<uint8_t>(tci >> 8), static_cast<uint8_t>(tci)});
+    f.insert(f.end(), kArpRequest.begin() + 12, kArpRequest.end());
+    return f;
+}
+}  // namespace
+
+TEST(EthernetView, ParsesCapturedUntaggedFrame) {
+    auto e = EthernetView::parse(bytes(kArpRequest));
+    ASSERT_TRUE(e);
+    EXPECT_TRUE(e->dst().is_broadcast());
+    EXPECT_EQ(e->src(), *MacAddr::parse("52:54:00:12:34:56"));
+    EXPECT_EQ(e->ethertype(), ethertype::arp);
+    EXPECT_FALSE(e->has_vlan_tag());
+    EXPECT_EQ(e->header_len(), 14u);
+    EXPECT_EQ(e->payload().size(), 28u);
+    EXPECT_EQ(e->frame().size(), kArpRequest.size());
+}
+
+TEST(EthernetView, ParsesFrameWith8021QTag) {
+    auto f = tagged_arp();
+    auto e = EthernetView::parse(bytes(f));
+    ASSERT_TRUE(e);
+    EXPECT_TRUE(e->has_vlan_tag());
+    EXPECT_EQ(e->vlan_id(), 100) << "priority bits are not part of the VID";
+    EXPECT_EQ(e->ethertype(), ethertype::arp);
+    EXPECT_EQ(e->header_len(), 18u);
+    ASSERT_EQ(e->payload().size(), 28u);
+    EXPECT_TRUE(std::equal(e->payload().begin(), e->payload().end(), kArpRequest.begin() + 14));
+    EXPECT_EQ(e->src(), *MacAddr::parse("52:54:00:12:34:56"));
+}
+
+TEST(EthernetView, RejectsFrameShorterThanHeader) {
+    for (size_t n = 0; n < 14; n++)
+        EXPECT_FALSE(EthernetView::parse(bytes(kArpRequest).first(n))) << n;
+    EXPECT_TRUE(EthernetView::parse(bytes(kArpRequest).first(14)));
+}
+
+TEST(EthernetView, RejectsTaggedFrameShorterThanTag) {
+    auto f = tagged_arp();
+    for (size_t n = 14; n < 18; n++) EXPECT_FALSE(EthernetView::parse(bytes(f).first(n))) << n;
+    auto e = EthernetView::parse(bytes(f).first(18));
+    ASSERT_TRUE(e);
+    EXPECT_TRUE(e->payload().empty());
+}
+
+TEST(EthernetView, BuildWritesParsableHeader) {
+    uint8_t buf[kEthHeaderLen];
+    MacAddr dst = *MacAddr::parse("52:54:00:12:34:56");
+    MacAddr src = *MacAddr::parse("52:55:0a:00:02:02");
+    EXPECT_EQ(build_ethernet(buf, dst, src, ethertype::ipv6), kEthHeaderLen);
+    auto e = EthernetView::parse(Bytes(buf, sizeof buf));
+    ASSERT_TRUE(e);
+    EXPECT_EQ(e->dst(), dst);
+    EXPECT_EQ(e->src(), src);
+    EXPECT_EQ(e->ethertype(), ethertype::ipv6);
+    // Same bytes as the header of the captured ARP reply, with its type.
+    build_ethernet(buf, dst, src, ethertype::arp);
+    EXPECT_TRUE(std::equal(buf, buf + 14, kArpReply.begin()));
+}

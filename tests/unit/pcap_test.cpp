@@ -1,0 +1,159 @@
+// PcapWriter: the classic libpcap format, read back byte by byte and (when
+// installed) by tshark.
+#include "wire/pcap.hpp"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <iterator>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "captured_frames.hpp"
+#include "test_util.hpp"
+
+using namespace usernet::wire;
+using namespace usernet::testutil;
+using namespace usernet::testdata;
+
+namespace {
+
+std::string temp_path(const char* name) {
+    return testing::TempDir() + "usernet_" + std::to_string(getpid()) + "_" + name + ".pcap";
+}
+
+std::vector<uint8_t> read_file(const std::string& path) {
+    std::ifstream f(path, std::ios::binary);
+    return std::vector<uint8_t>(std::istreambuf_iterator<char>(f), {});
+}
+
+uint32_t le32(const std::vector<uint8_t>& v, size_t off) {
+    uint32_t x;
+    std::memcpy(&x, &v[off], 4);  // the file is in host byte order
+    return x;
+}
+uint16_t le16(const std::vector<uint8_t>& v, size_t off) {
+    uint16_t x;
+    std::memcpy(&x, &v[off], 2);
+    return x;
+}
+
+std::string run(const std::string& cmd) {
+    std::string out;
+    FILE* p = popen(cmd.c_str(), "r");
+    if (!p) return out;
+    char buf[256];
+    while (fgets(buf, sizeof buf, p)) out += buf;
+    pclose(p);
+    return out;
+}
+
+}  // namespace
+
+TEST(PcapWriter, WritesGlobalHeaderAndTwoRecords) {
+    std::string path = temp_path("two");
+    {
+        PcapWriter w(path);
+        w.write(bytes(kArpRequest), timespec{1700000000, 123456789});
+        w.write(bytes(kIcmpEchoRequest), timespec{1700000001, 999});
+        EXPECT_EQ(w.frames(), 2u);
+        EXPECT_EQ(w.errors(), 0u);
+    }
+    std::vector<uint8_t> f = read_file(path);
+    ASSERT_EQ(f.size(), 24 + 16 + 42 + 16 + 98);
+    EXPECT_EQ(le32(f, 0), 0xa1b2c3d4u);
+    EXPECT_EQ(le16(f, 4), 2);
+    EXPECT_EQ(le16(f, 6), 4);
+    EXPECT_EQ(le32(f, 8), 0u);   // thiszone
+    EXPECT_EQ(le32(f, 12), 0u);  // sigfigs
+    EXPECT_EQ(le32(f, 16), 65535u);
+    EXPECT_EQ(le32(f, 20), 1u);  // Ethernet
+
+    EXPECT_EQ(le32(f, 24), 1700000000u);
+    EXPECT_EQ(le32(f, 28), 123456u) << "microseconds";
+    EXPECT_EQ(le32(f, 32), 42u);
+    EXPECT_EQ(le32(f, 36), 42u);
+    EXPECT_TRUE(std::equal(kArpRequest.begin(), kArpRequest.end(), f.begin() + 40));
+
+    size_t r2 = 40 + 42;
+    EXPECT_EQ(le32(f, r2), 1700000001u);
+    EXPECT_EQ(le32(f, r2 + 4), 0u);
+    EXPECT_EQ(le32(f, r2 + 8), 98u);
+    EXPECT_EQ(le32(f, r2 + 12), 98u);
+    EXPECT_TRUE(std::equal(kIcmpEchoRequest.begin(), kIcmpEchoRequest.end(), f.begin() + 56 + 42));
+    std::remove(path.c_str());
+}
+
+TEST(PcapWriter, TruncatesFramesOverSnaplenKeepingOriginalLength) {
+    std::string path = temp_path("big");
+    std::vector<uint8_t> big(70000);
+    for (size_t i = 0; i < big.size(); i++) big[i] = static_cast<uint8_t>(i);
+    {
+        PcapWriter w(path);
+        w.write(bytes(big), timespec{1, 0});
+    }
+    std::vector<uint8_t> f = read_file(path);
+    ASSERT_EQ(f.size(), 24u + 16 + 65535);
+    EXPECT_EQ(le32(f, 32), 65535u);
+    EXPECT_EQ(le32(f, 36), 70000u);
+    EXPECT_TRUE(std::equal(big.begin(), big.begin() + 65535, f.begin() + 40));
+    std::remove(path.c_str());
+}
+
+TEST(PcapWriter, StampsFramesWithRealtimeClock) {
+    std::string path = temp_path("clock");
+    timespec before{}, after{};
+    {
+        PcapWriter w(path);
+        clock_gettime(CLOCK_REALTIME, &before);
+        w.write(bytes(kArpReply));
+        clock_gettime(CLOCK_REALTIME, &after);
+    }
+    std::vector<uint8_t> f = read_file(path);
+    ASSERT_EQ(f.size(), 24u + 16 + 42);
+    uint64_t us = uint64_t{le32(f, 24)} * 1000000 + le32(f, 28);
+    EXPECT_GE(us, uint64_t(before.tv_sec) * 1000000 + uint64_t(before.tv_nsec) / 1000);
+    EXPECT_LE(us, uint64_t(after.tv_sec) * 1000000 + uint64_t(after.tv_nsec) / 1000);
+    EXPECT_LT(le32(f, 28), 1000000u);
+    std::remove(path.c_str());
+}
+
+TEST(PcapWriter, FlushMakesRecordsVisibleBeforeClose) {
+    std::string path = temp_path("flush");
+    PcapWriter w(path);
+    EXPECT_EQ(read_file(path).size(), 24u) << "the global header is written at open";
+    w.write(bytes(kArpRequest), timespec{1, 0});
+    EXPECT_TRUE(w.flush());
+    EXPECT_EQ(read_file(path).size(), 24u + 16 + 42);
+    std::remove(path.c_str());
+}
+
+TEST(PcapWriter, ThrowsClearErrorWhenPathCannotBeOpened) {
+    std::string path = "/nonexistent-dir-usernet/x.pcap";
+    try {
+        PcapWriter w(path);
+        FAIL() << "expected an exception";
+    } catch (const std::runtime_error& e) {
+        std::string what = e.what();
+        EXPECT_NE(what.find(path), std::string::npos) << what;
+        EXPECT_NE(what.find("No such file"), std::string::npos) << what;
+    }
+}
+
+TEST(PcapWriter, FileIsReadableByTshark) {
+    if (run("command -v tshark 2>/dev/null").empty()) GTEST_SKIP() << "tshark not installed";
+    std::string path = temp_path("tshark");
+    {
+        PcapWriter w(path);
+        w.write(bytes(kArpRequest), timespec{1700000000, 0});
+        w.write(bytes(kDnsQueryA), timespec{1700000000, 500000000});
+        w.write(bytes(kTcpSyn), timespec{1700000001, 0});
+    }
+    std::string out = run("tshark -r '" + path +
+                          "' -T fields -e frame.len -e _ws.col.Protocol 2>/dev/null");
+    EXPECT_EQ(out, "42\tARP\n71\tDNS\n74\tTCP\n");
+    std::remove(path.c_str());
+}
