@@ -1,0 +1,142 @@
+#!/usr/bin/env python3
+"""The command line: help, version, errors, signals, pcap output."""
+
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+import unittest
+
+sys.dont_write_bytecode = True  # keep the source tree clean
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import netlab  # noqa: E402
+from netlab import GATEWAY  # noqa: E402
+
+USERNET = netlab.usernet_bin()
+
+
+def run(args, timeout=10):
+    """Run usernet to completion.  As root, inside a throwaway namespace, so
+    that an invocation that wrongly starts up touches nothing real."""
+    if os.geteuid() != 0:
+        return subprocess.run([USERNET] + list(args), capture_output=True, text=True, timeout=timeout,
+                              stdin=subprocess.DEVNULL)
+    with netlab.Lab("cli") as lab:
+        ns = lab.netns("sandbox")
+        return ns.run([USERNET] + list(args), timeout=timeout, check=False)
+
+
+class CliTest(unittest.TestCase):
+    def test_help_exits_zero_and_mentions_netns(self):
+        r = run(["--help"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        for opt in ("--netns", "--socket", "--tap", "--pcap", "-t", "-u", "--dns-upstream"):
+            self.assertIn(opt, r.stdout, "--help does not mention %s" % opt)
+
+    def test_version_exits_zero_and_prints_a_version(self):
+        r = run(["--version"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertRegex(r.stdout, r"\d+\.\d+")
+        self.assertLessEqual(len(r.stdout.strip().splitlines()), 3, r.stdout)
+
+    def test_bad_option_exits_nonzero_with_one_line_on_stderr(self):
+        for args in (["--no-such-option"], ["-t", "notaport"], ["-u", "70000"], ["--mtu", "12"],
+                     ["--net", "10.0.2.0/99"], ["--guest-addr", "300.1.1.1"]):
+            r = run(args)
+            self.assertNotEqual(r.returncode, 0, "%s accepted" % args)
+            lines = [l for l in r.stderr.splitlines() if l.strip()]
+            self.assertEqual(len(lines), 1, "%s: stderr should be one line, got %r" % (args, r.stderr))
+            self.assertLess(r.returncode, 128, "%s: died by signal?" % args)
+
+    def test_missing_netns_exits_nonzero_with_message(self):
+        if os.geteuid() != 0:
+            self.skipTest("needs root")
+        r = run(["--netns", "un-does-not-exist-%d" % os.getpid()], timeout=15)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertTrue(r.stderr.strip(), "no message on stderr")
+        r = run(["--netns", "/run/netns/un-does-not-exist-%d" % os.getpid()], timeout=15)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertTrue(r.stderr.strip(), "no message on stderr")
+
+    def test_socket_path_in_use_exits_nonzero(self):
+        if os.geteuid() != 0:
+            self.skipTest("needs root")
+        with netlab.Lab("cli") as lab:
+            host = lab.netns("host")
+            sock = lab.path("s.sock")
+            first = lab.usernet(host, ["--socket", sock], wait=[("socket", sock)])
+            r = host.run([USERNET, "--socket", sock], timeout=15, check=False)
+            self.assertNotEqual(r.returncode, 0, "second usernet on a live socket path did not fail")
+            self.assertTrue(r.stderr.strip(), "no message on stderr")
+            # and the first one still serves its socket
+            self.assertTrue(netlab._unix_connectable(sock))
+            lab.assert_alive(first)
+
+    def test_sigterm_exits_cleanly_with_zero(self):
+        if os.geteuid() != 0:
+            self.skipTest("needs root")
+        with netlab.Lab("cli") as lab:
+            host = lab.netns("host")
+            guest = lab.netns("guest")
+            sock = lab.path("s.sock")
+            un = lab.usernet(host, ["--netns", guest.path, "--config-net", "--socket", sock],
+                             wait=[("link", guest, "tap0"), ("socket", sock)])
+            netlab.ping(guest, GATEWAY, count=1)
+            un.send_signal(signal.SIGTERM)
+            rc = un.wait(10)
+            self.assertEqual(rc, 0, un.describe())
+            # the TAP goes away with the process
+            netlab.wait_for(lambda: not guest.has_link("tap0"), 5, what="tap0 removed")
+
+    def test_sigint_exits_cleanly_with_zero(self):
+        if os.geteuid() != 0:
+            self.skipTest("needs root")
+        with netlab.Lab("cli") as lab:
+            host = lab.netns("host")
+            guest = lab.netns("guest")
+            un = lab.usernet(host, ["--netns", guest.path], wait=[("link", guest, "tap0")])
+            un.send_signal(signal.SIGINT)
+            self.assertEqual(un.wait(10), 0, un.describe())
+
+    def test_pcap_file_has_frames_after_traffic(self):
+        if os.geteuid() != 0:
+            self.skipTest("needs root")
+        with netlab.Lab("cli") as lab:
+            host = lab.netns("host")
+            guest = lab.netns("guest")
+            pcap = lab.path("trace.pcap")
+            un = lab.usernet(host, ["--netns", guest.path, "--config-net", "--pcap", pcap],
+                             wait=[("link", guest, "tap0")])
+            netlab.wait_for(lambda: guest.addrs("tap0"), 10, what="address from --config-net")
+            netlab.ping(guest, GATEWAY, count=3)
+            time.sleep(0.5)
+            un.send_signal(signal.SIGTERM)
+            self.assertEqual(un.wait(10), 0, un.describe())
+            with open(pcap, "rb") as f:
+                data = f.read()
+            self.assertGreaterEqual(len(data), 24, "pcap shorter than its global header")
+            magic = struct.unpack("<I", data[:4])[0]
+            self.assertIn(magic, (0xA1B2C3D4, 0xA1B23C4D, 0xD4C3B2A1, 0x4D3CB2A1), "not a pcap file")
+            endian = "<" if magic in (0xA1B2C3D4, 0xA1B23C4D) else ">"
+            linktype = struct.unpack(endian + "I", data[20:24])[0]
+            self.assertEqual(linktype, 1, "pcap link type should be Ethernet (1)")
+            # count records ourselves
+            off, n = 24, 0
+            while off + 16 <= len(data):
+                incl = struct.unpack(endian + "I", data[off + 8:off + 12])[0]
+                off += 16 + incl
+                n += 1
+            self.assertGreaterEqual(n, 6, "expected >= 6 frames (3 echo requests + 3 replies)")
+            if netlab.have("tshark"):
+                r = subprocess.run(["tshark", "-n", "-r", pcap, "-Y", "icmp"], capture_output=True, text=True,
+                                   timeout=60)
+                self.assertEqual(r.returncode, 0, r.stderr)
+                icmp = [l for l in r.stdout.splitlines() if "ICMP" in l or "Echo" in l]
+                self.assertGreaterEqual(len(icmp), 1, r.stdout)
+
+
+if __name__ == "__main__":
+    netlab.main()

@@ -1,0 +1,83 @@
+#!/usr/bin/env python3
+"""DHCPv4: busybox udhcpc in a guest namespace gets its lease from usernet."""
+
+import ipaddress
+import os
+import sys
+import unittest
+
+sys.dont_write_bytecode = True  # keep the source tree clean
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import netlab  # noqa: E402
+from netlab import DNS, GATEWAY, GUEST  # noqa: E402
+
+netlab.require_basics()
+
+
+class DhcpTest(unittest.TestCase):
+    def test_udhcpc_gets_default_lease_router_and_dns(self):
+        with netlab.Lab("dhcp") as lab:
+            host = lab.netns("host")
+            guest = lab.netns("guest")
+            un = lab.usernet(host, ["--netns", guest.path], wait=[("link", guest, "tap0")])
+            lease = netlab.dhcp(lab, guest)
+            self.assertEqual(lease.get("ip"), GUEST, lease)
+            self.assertEqual(lease.get("router", "").split()[0:1], [GATEWAY], lease)
+            self.assertIn(DNS, lease.get("dns", "").split(), lease)
+            # /24 of the default 10.0.2.0/24
+            self.assertIn(lease.get("mask"), ("24", "255.255.255.0"), lease)
+            self.assertEqual(lease.get("serverid"), GATEWAY, lease)
+            # the lease is usable: the gateway answers
+            netlab.ping(guest, GATEWAY, count=1)
+            lab.assert_alive(un)
+
+    def test_link_is_up_in_guest_before_dhcp(self):
+        with netlab.Lab("dhcp") as lab:
+            host = lab.netns("host")
+            guest = lab.netns("guest")
+            lab.usernet(host, ["--netns", guest.path, "--tap-name", "eth7"], wait=[("link", guest, "eth7")])
+            netlab.wait_for(lambda: guest.link_up("eth7"), 5, what="eth7 up")
+            self.assertEqual(guest.addrs("eth7"), [], "no address without --config-net")
+            lease = netlab.dhcp(lab, guest, "eth7")
+            self.assertEqual(lease.get("ip"), GUEST, lease)
+
+    def test_two_guests_get_distinct_addresses_in_the_net(self):
+        with netlab.Lab("dhcp2") as lab:
+            host = lab.netns("host")
+            g1 = lab.netns("g1")
+            g2 = lab.netns("g2")
+            lab.usernet(host, ["--netns", g1.path, "--netns", g2.path],
+                        wait=[("link", g1, "tap0"), ("link", g2, "tap0")])
+            l1 = netlab.dhcp(lab, g1)
+            l2 = netlab.dhcp(lab, g2)
+            self.assertNotEqual(l1["ip"], l2["ip"], (l1, l2))
+            net = ipaddress.ip_network(netlab.NET)
+            for lease in (l1, l2):
+                a = ipaddress.ip_address(lease["ip"])
+                self.assertIn(a, net, lease)
+                self.assertGreaterEqual(a, ipaddress.ip_address(GUEST), lease)
+                self.assertNotIn(lease["ip"], (GATEWAY, DNS), lease)
+
+    def test_renewal_keeps_the_same_address(self):
+        with netlab.Lab("dhcp") as lab:
+            host = lab.netns("host")
+            guest = lab.netns("guest")
+            lab.usernet(host, ["--netns", guest.path], wait=[("link", guest, "tap0")])
+            first = netlab.dhcp(lab, guest)
+            # a second DORA from the same MAC must get the same address back
+            second = netlab.dhcp(lab, guest)
+            self.assertEqual(first["ip"], second["ip"])
+
+    def test_dhcp_start_and_mtu_options(self):
+        with netlab.Lab("dhcp") as lab:
+            host = lab.netns("host")
+            guest = lab.netns("guest")
+            lab.usernet(host, ["--netns", guest.path, "--dhcp-start", "10.0.2.100", "--mtu", "1400"],
+                        wait=[("link", guest, "tap0")])
+            lease = netlab.dhcp(lab, guest)
+            self.assertEqual(lease.get("ip"), "10.0.2.100", lease)
+            self.assertEqual(lease.get("mtu"), "1400", lease)
+
+
+if __name__ == "__main__":
+    netlab.main()

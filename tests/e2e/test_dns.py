@@ -1,0 +1,157 @@
+#!/usr/bin/env python3
+"""DNS: the guest's resolver address 10.0.2.3 forwards to the upstream
+resolver (--dns-upstream, or the host's /etc/resolv.conf, loopback included).
+The upstream is dnsmasq in the host namespace answering a made-up name."""
+
+import os
+import re
+import sys
+import time
+import unittest
+
+sys.dont_write_bytecode = True  # keep the source tree clean
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import netlab  # noqa: E402
+from netlab import DNS  # noqa: E402
+
+netlab.require_basics()
+netlab.require_tools("dnsmasq")
+
+NAME = "example.test"
+ADDR = "198.51.100.7"
+NAME2 = "big.example.test"
+
+
+def start_dnsmasq(lab, host, listen, port):
+    argv = ["dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--no-resolv", "--no-hosts",
+            "--bind-interfaces", "--listen-address=" + listen, "--port=%d" % port,
+            "--pid-file=", "--user=root", "--log-queries", "--log-facility=-",
+            "--address=/%s/%s" % (NAME, ADDR)]
+    # many A records for a name: a response bigger than 512 bytes (TC over UDP)
+    for i in range(1, 60):
+        argv.append("--host-record=%s,203.0.113.%d" % (NAME2, i))
+    p = host.popen(argv, name="dnsmasq")
+
+    def up():
+        if p.poll() is not None:
+            raise AssertionError("dnsmasq died:\n" + p.describe())
+        r = host.run(["ss", "-lunH", "sport = :%d" % port], check=False)
+        return listen in r.stdout
+    netlab.wait_for(up, 10, what="dnsmasq listening")
+    return p
+
+
+def lookup(guest, name, server=DNS, tcp=False):
+    """Resolve name with dig if present (else busybox nslookup); return the A records."""
+    if netlab.have("dig"):
+        r = guest.run(["dig", "+short", "+time=2", "+tries=3"] + (["+tcp"] if tcp else []) +
+                      ["@" + server, name, "A"], timeout=30, check=False)
+        return re.findall(r"^(\d+\.\d+\.\d+\.\d+)$", r.stdout, re.M), r
+    r = guest.run(["busybox", "nslookup", name, server], timeout=30, check=False)
+    # busybox prints the server's address first, then "Name: ... Address: ..."
+    body = r.stdout.split("Name:", 1)[-1] if "Name:" in r.stdout else ""
+    return re.findall(r"Address(?: \d+)?:\s*(\d+\.\d+\.\d+\.\d+)", body), r
+
+
+class DnsTest(unittest.TestCase):
+    def test_lookup_via_dns_upstream_with_dhcp(self):
+        with netlab.Lab("dns") as lab:
+            host = lab.netns("host")
+            guest = lab.netns("guest")
+            port = netlab.free_port(netlab.socket.SOCK_DGRAM)
+            start_dnsmasq(lab, host, "127.0.0.1", port)
+            lab.usernet(host, ["--netns", guest.path, "--dns-upstream", "127.0.0.1:%d" % port],
+                        wait=[("link", guest, "tap0")])
+            lease = netlab.dhcp(lab, guest)
+            self.assertIn(DNS, lease.get("dns", "").split())
+            addrs, r = lookup(guest, NAME)
+            self.assertEqual(addrs, [ADDR], r.stdout + r.stderr)
+
+    def test_lookup_via_dns_upstream_with_config_net(self):
+        with netlab.Lab("dns") as lab:
+            host = lab.netns("host")
+            guest = lab.netns("guest")
+            port = netlab.free_port(netlab.socket.SOCK_DGRAM)
+            start_dnsmasq(lab, host, "127.0.0.1", port)
+            lab.usernet(host, ["--netns", guest.path, "--config-net", "--dns-upstream", "127.0.0.1:%d" % port],
+                        wait=[("link", guest, "tap0")])
+            netlab.wait_for(lambda: guest.addrs("tap0"), 10, what="address from --config-net")
+            addrs, r = lookup(guest, NAME)
+            self.assertEqual(addrs, [ADDR], r.stdout + r.stderr)
+            # busybox nslookup too (what a busybox guest would use)
+            r = guest.run(["busybox", "nslookup", NAME, DNS], timeout=30, check=False)
+            self.assertIn(ADDR, r.stdout, r.stdout + r.stderr)
+
+    def test_many_queries_in_a_row_all_answered(self):
+        with netlab.Lab("dns") as lab:
+            host = lab.netns("host")
+            guest = lab.netns("guest")
+            port = netlab.free_port(netlab.socket.SOCK_DGRAM)
+            start_dnsmasq(lab, host, "127.0.0.1", port)
+            lab.usernet(host, ["--netns", guest.path, "--config-net", "--dns-upstream", "127.0.0.1:%d" % port],
+                        wait=[("link", guest, "tap0")])
+            netlab.wait_for(lambda: guest.addrs("tap0"), 10, what="address from --config-net")
+            # 200 queries with distinct ids from one socket, answers matched by id
+            code = r"""
+import socket, struct, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(5)
+def q(i, name):
+    hdr = struct.pack(">HHHHHH", i, 0x0100, 1, 0, 0, 0)
+    qn = b"".join(bytes([len(p)]) + p.encode() for p in name.split(".")) + b"\0"
+    return hdr + qn + struct.pack(">HH", 1, 1)
+ids = set(range(1, 201))
+for i in ids:
+    s.sendto(q(i, sys.argv[2]), (sys.argv[1], 53))
+got = set()
+try:
+    while got != ids:
+        b, _ = s.recvfrom(4096)
+        i, flags, qd, an = struct.unpack(">HHHH", b[:8])
+        if flags & 0x8000 and an >= 1 and (flags & 0xf) == 0:
+            got.add(i)
+except socket.timeout:
+    pass
+print(len(got))
+"""
+            r = guest.py(code, DNS, NAME, timeout=60)
+            # a few may legitimately be dropped by rate limits; nearly all must be answered
+            self.assertGreaterEqual(int(r.stdout.strip()), 195, r.stdout + r.stderr)
+
+    def test_large_answer_over_udp_edns_and_over_tcp(self):
+        if not netlab.have("dig"):
+            self.skipTest("dig not installed")
+        with netlab.Lab("dns") as lab:
+            host = lab.netns("host")
+            guest = lab.netns("guest")
+            port = netlab.free_port()
+            start_dnsmasq(lab, host, "127.0.0.1", port)
+            lab.usernet(host, ["--netns", guest.path, "--config-net", "--dns-upstream", "127.0.0.1:%d" % port],
+                        wait=[("link", guest, "tap0")])
+            netlab.wait_for(lambda: guest.addrs("tap0"), 10, what="address from --config-net")
+            # ~1 KB answer: over UDP with EDNS (bufsize 4096) it fits one datagram
+            # larger than 512 bytes; with +tcp it goes over DNS-over-TCP; with
+            # +noedns the UDP answer is truncated (TC) and dig retries over TCP
+            for opts in (["+bufsize=4096", "+notcp", "+ignore"], ["+tcp"], ["+noedns"]):
+                r = guest.run(["dig", "+short", "+time=3", "+tries=2"] + opts + ["@" + DNS, NAME2, "A"],
+                              timeout=30, check=False)
+                addrs = re.findall(r"^(\d+\.\d+\.\d+\.\d+)$", r.stdout, re.M)
+                self.assertEqual(len(set(addrs)), 59, "dig %s: %s %s" % (" ".join(opts), r.stdout, r.stderr))
+
+    def test_lookup_via_loopback_resolver_from_resolv_conf(self):
+        # no --dns-upstream: usernet uses the host's /etc/resolv.conf, which
+        # here names a loopback resolver (like systemd-resolved's 127.0.0.53)
+        with netlab.Lab("dns") as lab:
+            host = lab.netns("host")
+            guest = lab.netns("guest")
+            host.resolv_conf("nameserver 127.0.0.53\n")
+            host.run(["ip", "addr", "add", "127.0.0.53/8", "dev", "lo"], check=False)
+            start_dnsmasq(lab, host, "127.0.0.53", 53)
+            lab.usernet(host, ["--netns", guest.path, "--config-net"], wait=[("link", guest, "tap0")])
+            netlab.wait_for(lambda: guest.addrs("tap0"), 10, what="address from --config-net")
+            addrs, r = lookup(guest, NAME)
+            self.assertEqual(addrs, [ADDR], r.stdout + r.stderr)
+
+
+if __name__ == "__main__":
+    netlab.main()

@@ -1,0 +1,189 @@
+#!/usr/bin/env python3
+"""Port forwards (-t / -u, passt syntax): a connection from the host namespace
+to HOSTPORT reaches a server listening on GUESTPORT in the guest."""
+
+import os
+import sys
+import unittest
+
+sys.dont_write_bytecode = True  # keep the source tree clean
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import netlab  # noqa: E402
+from netlab import HOST_VETH_ADDR  # noqa: E402
+
+netlab.require_basics()
+
+TCP_CLIENT = r"""
+import os, socket, sys, time
+addr, port, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+deadline = time.monotonic() + float(sys.argv[4])
+msg = os.urandom(size)
+while True:        # the forward's listener may still be coming up
+    try:
+        s = socket.create_connection((addr, port), timeout=10)
+        s.sendall(msg)
+        s.shutdown(socket.SHUT_WR)
+        got = b""
+        while True:
+            b = s.recv(65536)
+            if not b: break
+            got += b
+        s.close()
+        if got == msg:
+            print("OK"); break
+        raise OSError("echo mismatch: %d of %d bytes" % (len(got), len(msg)))
+    except OSError as e:
+        if time.monotonic() > deadline:
+            print("FAIL", e); break
+        time.sleep(0.2)
+"""
+
+UDP_CLIENT = r"""
+import os, socket, sys, time
+addr, port = sys.argv[1], int(sys.argv[2])
+deadline = time.monotonic() + float(sys.argv[3])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(0.5)
+ok = 0; n = 20
+i = 0
+while ok < n and time.monotonic() < deadline:
+    msg = b"%d:" % i + os.urandom(100); i += 1
+    try:
+        s.sendto(msg, (addr, port))
+        b, peer = s.recvfrom(2048)
+        if b == msg and peer == (addr, port):
+            ok += 1
+    except (socket.timeout, ConnectionRefusedError):
+        pass
+print("OK" if ok == n else "FAIL %d/%d" % (ok, n))
+"""
+
+
+class ForwardTest(unittest.TestCase):
+    def _start(self, lab, fwd_args, dhcp=False, remote=False):
+        host = lab.netns("host")
+        guest = lab.netns("guest")
+        r = lab.remote(host) if remote else None
+        args = ["--netns", guest.path] + ([] if dhcp else ["--config-net"]) + list(fwd_args)
+        un = lab.usernet(host, args, wait=[("link", guest, "tap0")])
+        if dhcp:
+            netlab.dhcp(lab, guest)
+        else:
+            netlab.wait_for(lambda: guest.addrs("tap0"), 10, what="address from --config-net")
+        return host, guest, r, un
+
+    def tcp_ok(self, ns, addr, port, size=100000):
+        r = ns.py(TCP_CLIENT, addr, port, size, 15, timeout=60)
+        self.assertEqual(r.stdout.strip(), "OK", "TCP forward %s:%d: %s %s" % (addr, port, r.stdout, r.stderr))
+
+    def udp_ok(self, ns, addr, port):
+        r = ns.py(UDP_CLIENT, addr, port, 15, timeout=60)
+        self.assertEqual(r.stdout.strip(), "OK", "UDP forward %s:%d: %s %s" % (addr, port, r.stdout, r.stderr))
+
+    def test_tcp_forward_same_port_reaches_guest_server(self):
+        with netlab.Lab("fwd") as lab:
+            p = netlab.free_port()
+            host, guest, _, un = self._start(lab, ["-t", str(p)])
+            guest.server("tcp-echo", "--bind", "0.0.0.0", "--port", p)
+            self.tcp_ok(host, "127.0.0.1", p)
+            self.tcp_ok(host, "127.0.0.1", p, size=8 * netlab.MiB)
+
+    def test_tcp_forward_hostport_to_other_guestport(self):
+        with netlab.Lab("fwd") as lab:
+            hp = netlab.free_port()
+            gp = netlab.free_port(exclude=(hp,))
+            host, guest, _, un = self._start(lab, ["-t", "%d:%d" % (hp, gp)])
+            guest.server("tcp-echo", "--bind", "0.0.0.0", "--port", gp)
+            self.tcp_ok(host, "127.0.0.1", hp)
+
+    def test_tcp_forward_range_and_list(self):
+        with netlab.Lab("fwd") as lab:
+            base = netlab.free_port()
+            gbase = base + 1000
+            extra = netlab.free_port(exclude=range(base, base + 3))
+            spec = "%d-%d:%d-%d,%d" % (base, base + 2, gbase, gbase + 2, extra)
+            host, guest, _, un = self._start(lab, ["-t", spec])
+            for i in range(3):
+                guest.server("tcp-echo", "--bind", "0.0.0.0", "--port", gbase + i)
+            guest.server("tcp-echo", "--bind", "0.0.0.0", "--port", extra)
+            for i in range(3):
+                self.tcp_ok(host, "127.0.0.1", base + i, size=1000)
+            self.tcp_ok(host, "127.0.0.1", extra, size=1000)
+
+    def test_tcp_forward_with_bind_address(self):
+        with netlab.Lab("fwd") as lab:
+            hp = netlab.free_port()
+            gp = netlab.free_port(exclude=(hp,))
+            host, guest, _, un = self._start(lab, ["-t", "127.0.0.1/%d:%d" % (hp, gp)])
+            guest.server("tcp-echo", "--bind", "0.0.0.0", "--port", gp)
+            self.tcp_ok(host, "127.0.0.1", hp)
+
+    def test_tcp_forward_reached_from_remote_namespace(self):
+        # without a bind address the forward listens on all host addresses
+        with netlab.Lab("fwd") as lab:
+            p = netlab.free_port()
+            host, guest, remote, un = self._start(lab, ["-t", str(p)], remote=True)
+            guest.server("tcp-echo", "--bind", "0.0.0.0", "--port", p)
+            self.tcp_ok(remote, HOST_VETH_ADDR, p)
+
+    def test_tcp_forward_to_dhcp_configured_guest(self):
+        with netlab.Lab("fwd") as lab:
+            p = netlab.free_port()
+            host, guest, _, un = self._start(lab, ["-t", str(p)], dhcp=True)
+            guest.server("tcp-echo", "--bind", "0.0.0.0", "--port", p)
+            self.tcp_ok(host, "127.0.0.1", p)
+
+    def test_tcp_forward_to_closed_guest_port_is_reset(self):
+        with netlab.Lab("fwd") as lab:
+            p = netlab.free_port()
+            host, guest, _, un = self._start(lab, ["-t", str(p)])
+            # nothing listens in the guest: the host-side client must see the
+            # connection closed or reset promptly (not hang)
+            code = r"""
+import socket, sys, time
+t0 = time.monotonic()
+deadline = t0 + 10
+while True:
+    try:
+        s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
+    except ConnectionRefusedError:
+        if time.monotonic() > deadline: print("NO LISTENER"); sys.exit(0)
+        time.sleep(0.2); continue
+    s.settimeout(5)
+    try:
+        s.sendall(b"x")
+        b = s.recv(10)
+        print("EOF" if b == b"" else "DATA %r" % b)
+    except (ConnectionResetError, BrokenPipeError):
+        print("RESET")
+    except socket.timeout:
+        print("HANG")
+    break
+"""
+            r = host.py(code, p, timeout=30)
+            self.assertIn(r.stdout.strip(), ("EOF", "RESET"), r.stdout + r.stderr)
+            lab.assert_alive(un)
+
+    def test_udp_forward_same_port_and_hostport_to_guestport(self):
+        with netlab.Lab("fwd") as lab:
+            p = netlab.free_port(netlab.socket.SOCK_DGRAM)
+            hp = netlab.free_port(netlab.socket.SOCK_DGRAM, exclude=(p,))
+            gp = netlab.free_port(netlab.socket.SOCK_DGRAM, exclude=(p, hp))
+            host, guest, _, un = self._start(lab, ["-u", str(p), "-u", "%d:%d" % (hp, gp)])
+            guest.server("udp-echo", "--bind", "0.0.0.0", "--port", p)
+            guest.server("udp-echo", "--bind", "0.0.0.0", "--port", gp)
+            self.udp_ok(host, "127.0.0.1", p)
+            self.udp_ok(host, "127.0.0.1", hp)
+
+    def test_tcp_and_udp_forwards_together(self):
+        with netlab.Lab("fwd") as lab:
+            p = netlab.free_port()
+            host, guest, _, un = self._start(lab, ["-t", str(p), "-u", str(p)])
+            guest.server("tcp-echo", "--bind", "0.0.0.0", "--port", p)
+            guest.server("udp-echo", "--bind", "0.0.0.0", "--port", p)
+            self.tcp_ok(host, "127.0.0.1", p)
+            self.udp_ok(host, "127.0.0.1", p)
+
+
+if __name__ == "__main__":
+    netlab.main()

@@ -1,0 +1,192 @@
+#!/bin/sh
+# Build a bootable test guest for usernet's QEMU tests from what Debian's
+# packages installed on this machine -- no downloads:
+#   OUTDIR/vmlinuz    the Debian kernel (linux-image-amd64), copied from /boot
+#   OUTDIR/initrd.gz  initramfs (cpio newc, gzip): busybox, the NIC drivers'
+#                     modules (virtio_net, ne2k-pci, with their dependencies
+#                     from modules.dep, decompressed) and /init
+#   OUTDIR/stamp      inputs' fingerprint: the build is skipped when unchanged
+#
+# /init mounts proc/sys/dev, loads the modules, runs udhcpc on eth0, fetches
+# http://10.0.2.2:<un.port>/<un.file> with wget, prints markers on the serial
+# console (console=ttyS0) and powers off:
+#   UN-INIT <uptime>                     /init started
+#   UN-LEASE ip=.. mask=.. router=.. dns=..
+#   UN-SHA256 <hex> <bytes>              of the downloaded file
+#   UN-DONE rc=<n> t=<uptime>            last line before poweroff
+#
+# Usage: build-guest.sh OUTDIR
+# Environment: USERNET_KERNEL=/boot/vmlinuz-X to choose a kernel (default:
+# the newest /boot/vmlinuz-* that has /lib/modules/<version>/modules.dep).
+set -eu
+
+OUT=${1:?usage: build-guest.sh OUTDIR}
+SELF=$(readlink -f "$0")
+
+# --- the kernel -----------------------------------------------------------
+KERNEL=${USERNET_KERNEL:-}
+if [ -z "$KERNEL" ]; then
+    for k in $(ls -1 /boot/vmlinuz-* 2>/dev/null | sort -V -r); do
+        v=${k#/boot/vmlinuz-}
+        if [ -f "/lib/modules/$v/modules.dep" ]; then KERNEL=$k; break; fi
+    done
+fi
+if [ -z "$KERNEL" ] || [ ! -r "$KERNEL" ]; then
+    echo "build-guest: no readable /boot/vmlinuz-* with modules (apt-get install linux-image-amd64)" >&2
+    exit 2
+fi
+KVER=${KERNEL#/boot/vmlinuz-}
+MODDIR=/lib/modules/$KVER
+[ -f "$MODDIR/modules.dep" ] || { echo "build-guest: $MODDIR/modules.dep missing" >&2; exit 2; }
+
+# --- busybox --------------------------------------------------------------
+BUSYBOX=${USERNET_BUSYBOX:-}
+if [ -z "$BUSYBOX" ]; then
+    for b in /bin/busybox /usr/bin/busybox /usr/lib/busybox-static/busybox; do
+        if [ -x "$b" ]; then BUSYBOX=$b; break; fi
+    done
+fi
+[ -n "$BUSYBOX" ] || { echo "build-guest: busybox not found (apt-get install busybox)" >&2; exit 2; }
+BUSYBOX=$(readlink -f "$BUSYBOX")
+for applet in sh mount insmod udhcpc wget sha256sum ip poweroff; do
+    "$BUSYBOX" --list | grep -qx "$applet" || { echo "build-guest: $BUSYBOX lacks $applet" >&2; exit 2; }
+done
+
+# --- modules: wanted drivers and their dependencies, dependencies first --------
+WANT="virtio_pci virtio_net ne2k-pci"
+dep_of() {  # module path relative to MODDIR for a module name
+    awk -F: -v n="$1" '{ p=$1; b=p; sub(/.*\//, "", b); sub(/\.ko(\.(xz|zst|gz))?$/, "", b);
+        gsub(/-/, "_", b); m=n; gsub(/-/, "_", m); if (b == m) { print p; exit } }' "$MODDIR/modules.dep"
+}
+ORDER=""
+add_module() {  # $1: path relative to MODDIR; appends its deps then itself to ORDER
+    case " $ORDER " in *" $1 "*) return 0;; esac
+    deps=$(awk -F: -v p="$1" '$1 == p { print $2; exit }' "$MODDIR/modules.dep")
+    for d in $deps; do add_module "$d"; done
+    case " $ORDER " in *" $1 "*) return 0;; esac
+    ORDER="$ORDER $1"
+}
+for m in $WANT; do
+    p=$(dep_of "$m")
+    if [ -z "$p" ]; then
+        # built into the kernel? then there is nothing to load
+        if grep -q "/$(echo "$m" | tr - _)\.ko\|/$m\.ko" "$MODDIR/modules.builtin" 2>/dev/null; then continue; fi
+        echo "build-guest: module $m not found in $MODDIR" >&2; exit 2
+    fi
+    add_module "$p"
+done
+
+# --- cache ------------------------------------------------------------------
+FP=$( {
+    cat "$SELF"
+    ls -l --time-style=+%s "$KERNEL" "$BUSYBOX"
+    for p in $ORDER; do ls -l --time-style=+%s "$MODDIR/$p"; done
+    for l in $(ldd "$BUSYBOX" 2>/dev/null | grep -o '/[^ ]*'); do ls -lL --time-style=+%s "$l"; done
+} | sha256sum | cut -d' ' -f1)
+if [ -f "$OUT/stamp" ] && [ "$(cat "$OUT/stamp")" = "$FP" ] && [ -f "$OUT/vmlinuz" ] && [ -f "$OUT/initrd.gz" ]; then
+    echo "build-guest: $OUT is up to date"
+    exit 0
+fi
+
+mkdir -p "$OUT"
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/un-guest-build.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT INT TERM
+R=$WORK/root
+mkdir -p "$R/bin" "$R/sbin" "$R/etc" "$R/proc" "$R/sys" "$R/dev" "$R/tmp" "$R/run" "$R/lib/modules"
+
+cp "$BUSYBOX" "$R/bin/busybox"
+# a dynamically linked busybox (Debian's "busybox") needs its libraries
+for l in $(ldd "$BUSYBOX" 2>/dev/null | grep -o '/[^ ]*'); do
+    mkdir -p "$R$(dirname "$l")"
+    cp -L "$l" "$R$l"
+done
+for applet in $("$BUSYBOX" --list); do
+    [ "$applet" = busybox ] && continue
+    ln -sf busybox "$R/bin/$applet"
+done
+
+: > "$R/modules.order"
+for p in $ORDER; do
+    name=$(basename "$p")
+    case "$name" in
+        *.ko.xz)  xz -dc "$MODDIR/$p" > "$R/lib/modules/${name%.xz}";  name=${name%.xz} ;;
+        *.ko.zst) zstd -qdc "$MODDIR/$p" > "$R/lib/modules/${name%.zst}"; name=${name%.zst} ;;
+        *.ko.gz)  gzip -dc "$MODDIR/$p" > "$R/lib/modules/${name%.gz}"; name=${name%.gz} ;;
+        *.ko)     cp "$MODDIR/$p" "$R/lib/modules/$name" ;;
+        *) echo "build-guest: unknown module format $p" >&2; exit 2 ;;
+    esac
+    echo "$name" >> "$R/modules.order"
+done
+
+cat > "$R/udhcpc.sh" <<'EOF'
+#!/bin/sh
+case "$1" in
+  deconfig) ip -4 addr flush dev "$interface"; ip link set "$interface" up ;;
+  bound|renew)
+    ip -4 addr flush dev "$interface"
+    ip addr add "$ip/${mask:-24}" dev "$interface"
+    for r in $router; do ip route replace default via "$r" dev "$interface"; break; done
+    echo "UN-LEASE ip=$ip mask=$mask router=$router dns=$dns serverid=$serverid" ;;
+esac
+exit 0
+EOF
+chmod 755 "$R/udhcpc.sh"
+
+cat > "$R/init" <<'EOF'
+#!/bin/sh
+export PATH=/bin:/sbin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+mount -t tmpfs tmpfs /tmp
+up() { cut -d' ' -f1 /proc/uptime; }
+echo; echo "UN-INIT $(up)"
+for m in $(cat /modules.order); do
+    insmod "/lib/modules/$m" || echo "UN-WARN insmod $m failed"
+done
+PORT=; FILE=file; SIZE=
+for arg in $(cat /proc/cmdline); do
+    case "$arg" in
+        un.port=*) PORT=${arg#un.port=} ;;
+        un.file=*) FILE=${arg#un.file=} ;;
+    esac
+done
+ip link set lo up
+n=0
+while [ ! -e /sys/class/net/eth0 ] && [ $n -lt 50 ]; do sleep 0.1; n=$((n + 1)); done
+if [ ! -e /sys/class/net/eth0 ]; then
+    echo "UN-ERROR no eth0"; ls /sys/class/net
+    echo "UN-DONE rc=10 t=$(up)"; poweroff -f
+fi
+echo "UN-NIC $(basename "$(readlink /sys/class/net/eth0/device/driver)") $(cat /sys/class/net/eth0/address)"
+rc=0
+if udhcpc -i eth0 -s /udhcpc.sh -f -q -n -t 10 -T 2; then
+    echo "UN-DHCP-OK t=$(up)"
+    if ping -c 1 -W 5 10.0.2.2 >/dev/null 2>&1; then echo "UN-PING-OK"; else echo "UN-PING-FAIL"; fi
+    if [ -n "$PORT" ]; then
+        t0=$(up)
+        # (no wget -T: it segfaults in Debian's busybox 1.35; use timeout instead)
+        if timeout 100 wget -O /tmp/dl "http://10.0.2.2:$PORT/$FILE" 2>/tmp/wget.err; then
+            echo "UN-SHA256 $(sha256sum /tmp/dl | cut -d' ' -f1) $(wc -c < /tmp/dl) t0=$t0 t1=$(up)"
+        else
+            rc=3; echo "UN-ERROR wget failed: $(tr "\n" " " < /tmp/wget.err)"
+        fi
+    fi
+else
+    rc=2; echo "UN-ERROR udhcpc failed"
+fi
+echo "UN-DONE rc=$rc t=$(up)"
+sync
+poweroff -f
+EOF
+chmod 755 "$R/init"
+
+(cd "$R" && find . | sort | cpio -o -H newc --quiet) | gzip -9 > "$WORK/initrd.gz"
+cp "$KERNEL" "$WORK/vmlinuz"
+mv "$WORK/initrd.gz" "$OUT/initrd.gz"
+mv "$WORK/vmlinuz" "$OUT/vmlinuz"
+echo "kernel=$KVER" > "$OUT/info"
+echo "busybox=$BUSYBOX" >> "$OUT/info"
+echo "modules=$(tr '\n' ' ' < "$R/modules.order")" >> "$OUT/info"
+echo "$FP" > "$OUT/stamp"
+echo "build-guest: built $OUT (kernel $KVER; modules: $(tr '\n' ' ' < "$R/modules.order"))"
