@@ -12,10 +12,18 @@
 // headroom in front of it and puts the frame on the switch. One scratch
 // buffer, no allocation. A destination whose MAC is not known yet gets an
 // ARP request instead, and the packet is dropped and counted (TCP resends).
+//
+// Neighbors (guest IPv4 -> MAC, MTU of its attachment) are learned from ARP,
+// from the source of IPv4 packets and from DHCP acknowledgements. An entry
+// unseen for kNeighborIdleMs is forgotten unless a DHCP lease binds it; the
+// table holds at most kMaxNeighbors entries (the idlest unbound one goes).
+// Not supported here: IPv6 (NDP), IP reassembly (fragments are dropped),
+// relayed DHCP, ICMP errors other than time exceeded.
 #pragma once
 
 #include <array>
 #include <memory>
+#include <optional>
 #include <unordered_map>
 
 #include "core/event_loop.hpp"
@@ -23,6 +31,7 @@
 #include "switch/switch.hpp"
 #include "wire/addr.hpp"
 #include "wire/bytes.hpp"
+#include "wire/ipv4.hpp"
 
 namespace usernet::gw {
 
@@ -54,7 +63,12 @@ struct GatewayStats {
     uint64_t dropped_fragments = 0;    // IPv4 fragments (no reassembly)
     uint64_t dropped_no_neighbor = 0;  // toward a guest whose MAC is unknown
     uint64_t dropped_unsupported = 0;  // ethertypes / protocols not handled
-    uint64_t dropped_ttl = 0;
+    uint64_t dropped_ttl = 0;          // TTL expired on a routed packet (time exceeded sent)
+    uint64_t dropped_too_big = 0;      // toward a guest, larger than its MTU
+    uint64_t dropped_martian = 0;      // impossible source address (multicast, ours, ...)
+    uint64_t dropped_not_for_us = 0;   // broadcast / multicast / other guests' unicast
+    uint64_t arp_requests = 0;         // ARP requests sent for unknown guests
+    uint64_t routed = 0;               // packets handed to the IpSink
 };
 
 class Dhcp4Server;
@@ -65,6 +79,9 @@ public:
     // Room in front of tx_l4() for Ethernet + the largest IP header.
     static constexpr size_t kHeadroom = 14 + 40;
     static constexpr size_t kTxCapacity = 65535;
+    static constexpr size_t kMaxNeighbors = 4096;
+    static constexpr core::Millis kNeighborIdleMs = 600'000;
+    static constexpr core::Millis kArpRetryMs = 1000;
 
     Gateway(core::EventLoop& loop, sw::Switch& sw, NetConfig cfg);
     ~Gateway() override;
@@ -80,9 +97,11 @@ public:
     uint8_t* tx_l4() { return tx_.data() + kHeadroom; }
     static constexpr size_t tx_l4_capacity() { return kTxCapacity - 40; }
     // Wraps l4_len bytes at tx_l4() (checksum already filled) in IP and
-    // Ethernet headers and puts the frame on the switch. Returns false when
-    // the destination MAC is unknown (an ARP request went out instead) or
-    // the packet exceeds the guest's MTU.
+    // Ethernet headers and puts the frame on the switch (padded to 60
+    // bytes). The limited or subnet broadcast goes to ff:ff:ff:ff:ff:ff.
+    // Returns false, counting the drop, when the destination MAC is unknown
+    // (an ARP request went out instead, at most one a second per address),
+    // the packet exceeds the guest's MTU, or an address is not IPv4.
     bool send_ip(const wire::IpAddr& src, const wire::IpAddr& dst, uint8_t proto, size_t l4_len,
                  uint8_t ttl = 64);
     // The L3 MTU toward guest address dst (its attachment's MTU), 1500 when
@@ -99,17 +118,46 @@ public:
 
     // Records that guest ip lives at mac behind a port with the given MTU.
     void learn_neighbor(wire::Ipv4 ip, const wire::MacAddr& mac, uint32_t mtu);
+    // The same for a DHCP lease: the entry is kept (not aged out) until
+    // `until` (loop time), and becomes the first_guest_v4().
+    void bind_lease(wire::Ipv4 ip, const wire::MacAddr& mac, uint32_t mtu, core::Millis until);
+    // The lease on ip ended (RELEASE, DECLINE): the entry ages out normally.
+    void unbind_lease(wire::Ipv4 ip);
+    // Drops the entry for ip if it points at mac (the guest released it).
+    void forget_neighbor(wire::Ipv4 ip, const wire::MacAddr& mac);
+    // The MAC of a live neighbor at ip, if any (DHCP uses it to avoid
+    // handing out an address some guest is still using).
+    std::optional<wire::MacAddr> neighbor_mac(wire::Ipv4 ip) const;
+    size_t neighbor_count() const { return neighbors_.size(); }
+    // Our own IPv4 addresses (gateway and DNS).
+    bool is_own_v4(wire::Ipv4 a) const { return a == cfg_.gateway || a == cfg_.dns; }
+
+    Dhcp4Server& dhcp() { return *dhcp_; }
+    DnsForwarder& dns() { return *dns_; }
 
 private:
     struct Neighbor {
         wire::MacAddr mac;
         uint32_t mtu;
         core::Millis seen;
+        core::Millis bound_until = 0;  // DHCP lease end; 0: not bound
     };
-    void handle_arp(wire::Bytes payload, const sw::FrameMeta& meta);
-    void handle_ipv4(wire::Bytes payload, const wire::MacAddr& src_mac, const sw::FrameMeta& meta);
+    struct ArpAttempt {
+        wire::Ipv4 ip = 0;
+        core::Millis at = 0;
+    };
+    void handle_arp(wire::Bytes payload, const wire::MacAddr& src_mac, const sw::FrameMeta& meta);
+    void handle_ipv4(wire::Bytes payload, const wire::MacAddr& dst_mac,
+                     const wire::MacAddr& src_mac, const sw::FrameMeta& meta);
+    void handle_icmp_echo(const wire::Ipv4View& ip);
+    void send_time_exceeded(const wire::Ipv4View& ip);
     void send_arp_request(wire::Ipv4 target);
     void send_frame(size_t off, size_t len);
+    bool may_learn(wire::Ipv4 ip, const wire::MacAddr& mac) const;
+    const Neighbor* live_neighbor(wire::Ipv4 ip) const;
+    bool neighbor_live(const Neighbor& n) const;
+    Neighbor* touch_neighbor(wire::Ipv4 ip, const wire::MacAddr& mac, uint32_t mtu);
+    bool make_room();
 
     core::EventLoop& loop_;
     sw::Switch& sw_;
@@ -121,7 +169,10 @@ private:
     GatewayStats stats_;
     alignas(64) std::array<uint8_t, kHeadroom + kTxCapacity> tx_{};
     std::array<uint8_t, 128> arp_buf_{};
+    // Rate limit of ARP requests, a small direct-mapped cache by address.
+    std::array<ArpAttempt, 256> arp_attempts_{};
     uint16_t ip_id_ = 0;
+    wire::Ipv4 last_guest_ = 0;  // most recent lease or newly learned neighbor
 };
 
 }  // namespace usernet::gw

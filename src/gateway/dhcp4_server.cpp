@@ -1,0 +1,403 @@
+#include "gateway/dhcp4_server.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include "gateway/log_format.hpp"
+
+#include <algorithm>
+#include <cstring>
+
+#include "gateway/gateway.hpp"
+#include "wire/udp.hpp"
+
+namespace usernet::gw {
+
+namespace {
+
+// The largest reply every client must accept (RFC 2131 2: 576-byte IP
+// datagrams), minus the IP and UDP headers.
+constexpr size_t kMinReplyCap = 576 - 20 - 8;
+constexpr size_t kMaxReplyCap = 1500 - 20 - 8;
+constexpr uint32_t kMaxPool = 65536;
+
+uint64_t fnv1a(wire::Bytes b) {
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (uint8_t c : b) {
+        h ^= c;
+        h *= 0x100000001b3ULL;
+    }
+    return h;
+}
+
+}  // namespace
+
+Dhcp4ClientKey Dhcp4ClientKey::from_mac(const wire::MacAddr& mac) {
+    Dhcp4ClientKey k;
+    k.kind = Kind::mac;
+    k.len = 6;
+    mac.store(k.bytes.data());
+    return k;
+}
+
+Dhcp4ClientKey Dhcp4ClientKey::from_client_id(wire::Bytes id) {
+    Dhcp4ClientKey k;
+    k.kind = Kind::client_id;
+    if (id.size() <= kMaxLen) {
+        k.len = static_cast<uint8_t>(id.size());
+        if (!id.empty()) std::memcpy(k.bytes.data(), id.data(), id.size());
+        return k;
+    }
+    // Keep the head (type and the start of the DUID) and fold the rest
+    // into a hash; the length byte above kMaxLen marks the folded form.
+    constexpr size_t head = kMaxLen - 8;
+    std::memcpy(k.bytes.data(), id.data(), head);
+    uint64_t h = fnv1a(id);
+    for (size_t i = 0; i < 8; i++) k.bytes[head + i] = static_cast<uint8_t>(h >> (8 * i));
+    k.len = static_cast<uint8_t>(std::min<size_t>(id.size(), 255));
+    return k;
+}
+
+// --- Dhcp4Leases -----------------------------------------------------------
+
+Dhcp4Leases::Dhcp4Leases(const NetConfig& cfg)
+    : lease_ms_(core::Millis{cfg.lease_seconds} * 1000) {
+    uint32_t count = std::min(cfg.dhcp_count, kMaxPool);
+    pool_.reserve(count);
+    for (uint32_t i = 0; i < count; i++) {
+        wire::Ipv4 a = cfg.dhcp_start + i;
+        if (a < cfg.dhcp_start) break;  // wrapped past 255.255.255.255
+        if (!cfg.in_subnet(a) || a == cfg.net || a == cfg.broadcast() || a == cfg.gateway ||
+            a == cfg.dns)
+            continue;
+        Lease l;
+        l.ip = a;
+        pool_.push_back(l);
+    }
+}
+
+Dhcp4Leases::Lease* Dhcp4Leases::slot_of(wire::Ipv4 ip) {
+    return const_cast<Lease*>(std::as_const(*this).slot_of(ip));
+}
+
+const Dhcp4Leases::Lease* Dhcp4Leases::slot_of(wire::Ipv4 ip) const {
+    auto it = std::lower_bound(pool_.begin(), pool_.end(), ip,
+                               [](const Lease& l, wire::Ipv4 a) { return l.ip < a; });
+    return it != pool_.end() && it->ip == ip ? &*it : nullptr;
+}
+
+Dhcp4Leases::Lease* Dhcp4Leases::slot_of_key(const Dhcp4ClientKey& key) {
+    return const_cast<Lease*>(std::as_const(*this).slot_of_key(key));
+}
+
+const Dhcp4Leases::Lease* Dhcp4Leases::slot_of_key(const Dhcp4ClientKey& key) const {
+    if (key.empty()) return nullptr;
+    for (const Lease& l : pool_)
+        if (l.key == key) return &l;
+    return nullptr;
+}
+
+bool Dhcp4Leases::live(const Lease& l, core::Millis now) const {
+    return (l.state == State::offered || l.state == State::bound) && now < l.expires;
+}
+
+bool Dhcp4Leases::available(const Lease& l, const wire::MacAddr& mac, core::Millis now) const {
+    if (l.state == State::declined && now < l.expires) return false;
+    if (live(l, now)) return false;
+    return !busy(l.ip, mac);
+}
+
+bool Dhcp4Leases::mac_full(const wire::MacAddr& mac, const Dhcp4ClientKey& key,
+                          core::Millis now) const {
+    size_t n = 0;
+    for (const Lease& l : pool_)
+        if (l.mac == mac && !(l.key == key) && live(l, now)) n++;
+    return n >= kMaxPerMac;
+}
+
+void Dhcp4Leases::take(Lease& l, const Dhcp4ClientKey& key, const wire::MacAddr& mac, State st,
+                       core::Millis expires) {
+    // A client holds one address: whatever it had before lapses.
+    for (Lease& o : pool_) {
+        if (&o != &l && o.key == key) {
+            o.key = Dhcp4ClientKey{};
+            if (o.state != State::declined) {
+                o.state = State::free;
+                o.expires = 0;
+            }
+        }
+    }
+    l.key = key;
+    l.mac = mac;
+    l.state = st;
+    l.expires = expires;
+}
+
+std::optional<wire::Ipv4> Dhcp4Leases::offer(const Dhcp4ClientKey& key, const wire::MacAddr& mac,
+                                             std::optional<wire::Ipv4> requested,
+                                             core::Millis now) {
+    if (Lease* l = slot_of_key(key)) {
+        if (l->state == State::bound && live(*l, now)) {
+            // Still leased (a client that lost its state): offer the same.
+            l->mac = mac;
+            return l->ip;
+        }
+        if (live(*l, now) || available(*l, mac, now)) {
+            take(*l, key, mac, State::offered, now + kOfferHoldMs);
+            return l->ip;
+        }
+    }
+    if (mac_full(mac, key, now)) return std::nullopt;
+    if (requested) {
+        if (Lease* l = slot_of(*requested); l && available(*l, mac, now)) {
+            take(*l, key, mac, State::offered, now + kOfferHoldMs);
+            return l->ip;
+        }
+    }
+    // Never-used addresses first, in order; then the one free the longest.
+    Lease* best = nullptr;
+    for (Lease& l : pool_) {
+        if (!available(l, mac, now)) continue;
+        if (l.key.empty() && l.state == State::free) {
+            best = &l;
+            break;
+        }
+        if (!best || l.expires < best->expires) best = &l;
+    }
+    if (!best) return std::nullopt;
+    take(*best, key, mac, State::offered, now + kOfferHoldMs);
+    return best->ip;
+}
+
+bool Dhcp4Leases::bind(const Dhcp4ClientKey& key, const wire::MacAddr& mac, wire::Ipv4 ip,
+                       core::Millis now) {
+    Lease* l = slot_of(ip);
+    if (!l || key.empty()) return false;
+    bool own = l->key == key && l->state != State::declined;
+    if (own ? busy(ip, mac) : (!available(*l, mac, now) || mac_full(mac, key, now))) return false;
+    take(*l, key, mac, State::bound, now + lease_ms_);
+    return true;
+}
+
+void Dhcp4Leases::withdraw_offer(const Dhcp4ClientKey& key) {
+    if (Lease* l = slot_of_key(key); l && l->state == State::offered) {
+        l->state = State::free;
+        l->expires = 0;
+    }
+}
+
+bool Dhcp4Leases::release(const Dhcp4ClientKey& key, wire::Ipv4 ip, core::Millis now) {
+    Lease* l = slot_of(ip);
+    if (!l || l->key != key || !live(*l, now)) return false;
+    // The key stays: the client gets this address back if it returns
+    // before someone else needs it.
+    l->state = State::free;
+    l->expires = now;
+    return true;
+}
+
+bool Dhcp4Leases::decline(const Dhcp4ClientKey& key, wire::Ipv4 ip, core::Millis now) {
+    Lease* l = slot_of(ip);
+    if (!l || key.empty() || l->key != key ||
+        (l->state != State::offered && l->state != State::bound))
+        return false;
+    l->key = Dhcp4ClientKey{};
+    l->mac = wire::MacAddr{};
+    l->state = State::declined;
+    l->expires = now + kDeclineHoldMs;
+    return true;
+}
+
+std::optional<wire::Ipv4> Dhcp4Leases::lookup(const Dhcp4ClientKey& key, core::Millis now) const {
+    const Lease* l = slot_of_key(key);
+    if (l && live(*l, now)) return l->ip;
+    return std::nullopt;
+}
+
+// --- Dhcp4Server -----------------------------------------------------------
+
+Dhcp4Server::Dhcp4Server(Gateway& gw) : gw_(gw), leases_(gw.config()) {
+    leases_.set_busy_check([this](wire::Ipv4 ip, const wire::MacAddr& mac) {
+        auto m = gw_.neighbor_mac(ip);
+        return m && *m != mac;
+    });
+    if (leases_.pool_size() == 0)
+        spdlog::warn("dhcp: the address pool is empty (dhcp start {} count {})",
+                     V4{gw.config().dhcp_start}, gw.config().dhcp_count);
+}
+
+void Dhcp4Server::handle(wire::Bytes dhcp, const wire::MacAddr& src_mac, uint32_t ingress_mtu) {
+    auto msg = wire::Dhcp4View::parse(dhcp);
+    if (!msg || msg->op() != wire::dhcp4op::boot_request) {
+        stats_.dropped_malformed++;
+        spdlog::debug("dhcp: dropped a malformed message from {}", src_mac);
+        return;
+    }
+    auto type = msg->message_type();
+    auto chaddr = msg->chaddr();
+    if (!type || !chaddr) {
+        stats_.dropped_malformed++;
+        spdlog::debug("dhcp: dropped a message without type or Ethernet chaddr from {}",
+                      src_mac);
+        return;
+    }
+    // A relay would forward on behalf of others; there is none on this LAN,
+    // and a chaddr other than the sender's would let one guest bind
+    // addresses to another's MAC.
+    if (msg->giaddr() != 0 || *chaddr != src_mac) {
+        stats_.dropped_ignored++;
+        spdlog::debug("dhcp: ignored a relayed or foreign-chaddr message from {}",
+                      src_mac);
+        return;
+    }
+    const NetConfig& c = gw_.config();
+    core::Millis now = gw_.loop().now();
+    auto cid = msg->client_id();
+    Dhcp4ClientKey key = cid ? Dhcp4ClientKey::from_client_id(*cid)
+                             : Dhcp4ClientKey::from_mac(*chaddr);
+    auto sid = msg->server_id();
+
+    switch (*type) {
+    case wire::dhcp4msg::discover: {
+        stats_.discovers++;
+        auto a = leases_.offer(key, *chaddr, msg->requested_ip(), now);
+        if (!a) {
+            stats_.pool_exhausted++;
+            spdlog::debug("dhcp: no free address for {}", *chaddr);
+            return;
+        }
+        reply(*msg, Reply::offer, *a, ingress_mtu);
+        return;
+    }
+    case wire::dhcp4msg::request: {
+        stats_.requests++;
+        wire::Ipv4 want = 0;
+        auto req = msg->requested_ip();
+        if (sid) {
+            // SELECTING: the client chose a server.
+            if (*sid != c.gateway) {
+                leases_.withdraw_offer(key);
+                stats_.dropped_ignored++;
+                return;
+            }
+            if (!req) {
+                stats_.dropped_malformed++;
+                return;
+            }
+            want = *req;
+        } else if (req) {
+            want = *req;  // INIT-REBOOT
+        } else if (msg->ciaddr() != 0) {
+            want = msg->ciaddr();  // RENEWING (unicast) or REBINDING (broadcast)
+        } else {
+            stats_.dropped_malformed++;
+            return;
+        }
+        if (leases_.bind(key, *chaddr, want, now)) {
+            reply(*msg, Reply::ack, want, ingress_mtu);
+        } else {
+            spdlog::debug("dhcp: NAK {} for {}", V4{want}, *chaddr);
+            reply(*msg, Reply::nak, 0, ingress_mtu);
+        }
+        return;
+    }
+    case wire::dhcp4msg::decline: {
+        stats_.declines++;
+        auto req = msg->requested_ip();
+        if ((sid && *sid != c.gateway) || !req) {
+            stats_.dropped_ignored++;
+            return;
+        }
+        if (leases_.decline(key, *req, now)) {
+            spdlog::info("dhcp: {} declined {} (in use by another host)", *chaddr,
+                         V4{*req});
+            gw_.unbind_lease(*req);
+        }
+        return;
+    }
+    case wire::dhcp4msg::release: {
+        stats_.releases++;
+        if (sid && *sid != c.gateway) {
+            stats_.dropped_ignored++;
+            return;
+        }
+        wire::Ipv4 a = msg->ciaddr();
+        if (leases_.release(key, a, now)) {
+            gw_.unbind_lease(a);
+            gw_.forget_neighbor(a, *chaddr);
+        }
+        return;
+    }
+    case wire::dhcp4msg::inform:
+        stats_.informs++;
+        reply(*msg, Reply::inform_ack, 0, ingress_mtu);
+        return;
+    default:
+        stats_.dropped_ignored++;
+        return;
+    }
+}
+
+void Dhcp4Server::reply(const wire::Dhcp4View& req, Reply kind, wire::Ipv4 yiaddr, uint32_t mtu) {
+    const NetConfig& c = gw_.config();
+    uint8_t* l4 = gw_.tx_l4();
+    size_t cap = kMinReplyCap;
+    if (auto mms = req.max_message_size(); mms && *mms > 576)
+        cap = std::min<size_t>(*mms - 28u, kMaxReplyCap);
+    wire::Dhcp4Builder b(wire::MutBytes(l4 + wire::kUdpHeaderLen, cap));
+    b.reply_to(req);
+    uint8_t type = wire::dhcp4msg::ack;
+    if (kind == Reply::offer) type = wire::dhcp4msg::offer;
+    if (kind == Reply::nak) type = wire::dhcp4msg::nak;
+    b.add_u8(wire::dhcp4opt::message_type, type);
+    b.add_ipv4(wire::dhcp4opt::server_id, c.gateway);
+    if (kind != Reply::nak) {
+        if (kind != Reply::inform_ack) {
+            b.set_yiaddr(yiaddr);
+            uint64_t secs = c.lease_seconds;
+            b.add_u32(wire::dhcp4opt::lease_time, c.lease_seconds);
+            b.add_u32(wire::dhcp4opt::renewal_time, static_cast<uint32_t>(secs / 2));
+            b.add_u32(wire::dhcp4opt::rebinding_time, static_cast<uint32_t>(secs * 7 / 8));
+        }
+        if (kind != Reply::offer) b.set_ciaddr(req.ciaddr());
+        b.add_ipv4(wire::dhcp4opt::subnet_mask, c.netmask());
+        b.add_ipv4(wire::dhcp4opt::router, c.gateway);
+        b.add_ipv4(wire::dhcp4opt::dns_server, c.dns);
+        b.add_ipv4(wire::dhcp4opt::broadcast_addr, c.broadcast());
+        if (!c.domain.empty()) b.add_string(wire::dhcp4opt::domain_name, c.domain);
+        b.add_u16(wire::dhcp4opt::mtu, static_cast<uint16_t>(std::clamp<uint32_t>(mtu, 68, 65535)));
+    }
+    size_t len = b.finish();
+    if (len == 0) {
+        stats_.send_failed++;
+        spdlog::debug("dhcp: reply did not fit in {} bytes", cap);
+        return;
+    }
+    wire::Ipv4 dst = 0xffffffff;
+    if (kind != Reply::nak && !req.broadcast() && req.ciaddr() != 0) dst = req.ciaddr();
+    if (kind == Reply::ack) {
+        // The guest is reachable at yiaddr from now on, even before it
+        // sends from it (a unicast reply, a port forward).
+        if (auto mac = req.chaddr())
+            gw_.bind_lease(yiaddr, *mac, mtu, gw_.loop().now() + leases_.lease_ms());
+    }
+    wire::build_udp(l4, wire::IpAddr::v4(c.gateway), wire::IpAddr::v4(dst),
+                    wire::kDhcp4ServerPort, wire::kDhcp4ClientPort, len);
+    if (!gw_.send_ip(wire::IpAddr::v4(c.gateway), wire::IpAddr::v4(dst), wire::ipproto::udp,
+                     wire::kUdpHeaderLen + len)) {
+        stats_.send_failed++;
+        return;
+    }
+    switch (kind) {
+    case Reply::offer:
+        stats_.offers++;
+        break;
+    case Reply::nak:
+        stats_.naks++;
+        break;
+    default:
+        stats_.acks++;
+        break;
+    }
+}
+
+}  // namespace usernet::gw

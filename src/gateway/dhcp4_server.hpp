@@ -1,0 +1,161 @@
+// The DHCPv4 server of the virtual network (RFC 2131, options RFC 2132).
+//
+// Two parts. Dhcp4Leases is the lease table and nothing else: which client
+// holds which address until when, driven by plain calls (offer, bind,
+// release, decline) with the time passed in, so tests can drive it without
+// packets. Dhcp4Server reads requests the gateway hands it, asks the table,
+// and answers through the gateway's tx buffer.
+//
+// Leases are keyed by the client identifier (option 61) when the client
+// sends one, else by its hardware address (RFC 2131 4.2). The pool is
+// cfg.dhcp_start .. +dhcp_count, minus the network, broadcast, gateway and
+// DNS addresses. A client gets its previous address back while nobody else
+// has taken it; a free address is picked from never-used ones first, then
+// from the one that has been free the longest, so returning clients keep
+// their address as long as possible. Leases expire (libslirp's never do);
+// an address some live neighbor with another MAC still uses is not handed
+// out. Offers are held for kOfferHoldMs; a declined address rests for
+// kDeclineHoldMs. One MAC holds at most kMaxPerMac live offers and leases
+// whatever client identifiers it makes up, so a guest cannot drain the
+// pool by spraying DISCOVERs.
+//
+// Replies go out per RFC 2131 4.1: NAK always broadcast; a client with a
+// ciaddr (renewing, INFORM) gets unicast unless it set the broadcast flag;
+// everything else is broadcast (a client without an address may not accept
+// unicast). Not supported: relay agents (giaddr != 0 is dropped), BOOTP
+// clients without option 53, static reservations, option 82, PXE options.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <vector>
+
+#include "core/event_loop.hpp"
+#include "gateway/net_config.hpp"
+#include "wire/addr.hpp"
+#include "wire/bytes.hpp"
+#include "wire/dhcp4.hpp"
+
+namespace usernet::gw {
+
+class Gateway;
+
+// Who a lease belongs to: option 61's bytes, or the chaddr MAC. Held
+// inline; identifiers longer than fits keep their head and a hash of the
+// whole (RFC 4361 DUID-based ids are at most 1+4+130 bytes).
+struct Dhcp4ClientKey {
+    static constexpr size_t kMaxLen = 64;
+    enum class Kind : uint8_t { none, mac, client_id };
+    Kind kind = Kind::none;
+    uint8_t len = 0;
+    std::array<uint8_t, kMaxLen> bytes{};
+
+    static Dhcp4ClientKey from_mac(const wire::MacAddr& mac);
+    static Dhcp4ClientKey from_client_id(wire::Bytes id);
+    bool empty() const { return kind == Kind::none; }
+    friend bool operator==(const Dhcp4ClientKey&, const Dhcp4ClientKey&) = default;
+};
+
+class Dhcp4Leases {
+public:
+    static constexpr core::Millis kOfferHoldMs = 60'000;
+    static constexpr core::Millis kDeclineHoldMs = 600'000;
+    static constexpr size_t kMaxPerMac = 4;
+
+    enum class State : uint8_t { free, offered, bound, declined };
+    struct Lease {
+        wire::Ipv4 ip = 0;
+        Dhcp4ClientKey key;  // the last holder; kept after expiry for reuse
+        wire::MacAddr mac;
+        State state = State::free;
+        core::Millis expires = 0;  // offer/lease end, decline rest end
+    };
+    // True when ip is in use by some live host other than mac.
+    using BusyCheck = std::function<bool(wire::Ipv4 ip, const wire::MacAddr& mac)>;
+
+    explicit Dhcp4Leases(const NetConfig& cfg);
+
+    void set_busy_check(BusyCheck f) { busy_ = std::move(f); }
+
+    // DISCOVER: the address to offer (held for kOfferHoldMs), preferring
+    // the client's previous address, then `requested`; nothing when the
+    // pool is exhausted.
+    std::optional<wire::Ipv4> offer(const Dhcp4ClientKey& key, const wire::MacAddr& mac,
+                                    std::optional<wire::Ipv4> requested, core::Millis now);
+    // REQUEST: binds ip to the client for the lease time (renewing an
+    // existing lease too). False means the client must be NAKed.
+    bool bind(const Dhcp4ClientKey& key, const wire::MacAddr& mac, wire::Ipv4 ip,
+              core::Millis now);
+    // REQUEST naming another server: our offer to this client lapses.
+    void withdraw_offer(const Dhcp4ClientKey& key);
+    // RELEASE: the client gives ip back. False if it did not hold it.
+    bool release(const Dhcp4ClientKey& key, wire::Ipv4 ip, core::Millis now);
+    // DECLINE: ip is in use by someone else; it rests for kDeclineHoldMs.
+    // Only the client the address was offered or leased to may decline it.
+    bool decline(const Dhcp4ClientKey& key, wire::Ipv4 ip, core::Millis now);
+
+    // The address currently offered or leased to key, if any.
+    std::optional<wire::Ipv4> lookup(const Dhcp4ClientKey& key, core::Millis now) const;
+    bool in_pool(wire::Ipv4 ip) const { return slot_of(ip) != nullptr; }
+    const Lease* lease_at(wire::Ipv4 ip) const { return slot_of(ip); }
+    size_t pool_size() const { return pool_.size(); }
+    core::Millis lease_ms() const { return lease_ms_; }
+
+private:
+    Lease* slot_of(wire::Ipv4 ip);
+    const Lease* slot_of(wire::Ipv4 ip) const;
+    Lease* slot_of_key(const Dhcp4ClientKey& key);
+    const Lease* slot_of_key(const Dhcp4ClientKey& key) const;
+    bool live(const Lease& l, core::Millis now) const;
+    bool available(const Lease& l, const wire::MacAddr& mac, core::Millis now) const;
+    bool busy(wire::Ipv4 ip, const wire::MacAddr& mac) const { return busy_ && busy_(ip, mac); }
+    // True when mac already holds kMaxPerMac live offers or leases under
+    // keys other than key.
+    bool mac_full(const wire::MacAddr& mac, const Dhcp4ClientKey& key, core::Millis now) const;
+    void take(Lease& l, const Dhcp4ClientKey& key, const wire::MacAddr& mac, State st,
+              core::Millis expires);
+
+    std::vector<Lease> pool_;  // sorted by address
+    core::Millis lease_ms_;
+    BusyCheck busy_;
+};
+
+struct Dhcp4Stats {
+    uint64_t discovers = 0;
+    uint64_t requests = 0;
+    uint64_t releases = 0;
+    uint64_t declines = 0;
+    uint64_t informs = 0;
+    uint64_t offers = 0;
+    uint64_t acks = 0;
+    uint64_t naks = 0;
+    uint64_t pool_exhausted = 0;     // DISCOVER with no address to offer
+    uint64_t dropped_malformed = 0;  // not a parseable BOOTREQUEST with option 53
+    uint64_t dropped_ignored = 0;    // relayed, foreign chaddr, unknown type, REQUEST to another server
+    uint64_t send_failed = 0;        // the reply could not be built or sent
+};
+
+class Dhcp4Server {
+public:
+    explicit Dhcp4Server(Gateway& gw);
+
+    // The payload of a UDP datagram to port 67 (already checked at IP and
+    // UDP level). src_mac is the Ethernet source, ingress_mtu the L3 MTU of
+    // the guest's attachment (announced as option 26).
+    void handle(wire::Bytes dhcp, const wire::MacAddr& src_mac, uint32_t ingress_mtu);
+
+    Dhcp4Leases& leases() { return leases_; }
+    const Dhcp4Stats& stats() const { return stats_; }
+
+private:
+    enum class Reply : uint8_t { offer, ack, nak, inform_ack };
+    void reply(const wire::Dhcp4View& req, Reply kind, wire::Ipv4 yiaddr, uint32_t mtu);
+
+    Gateway& gw_;
+    Dhcp4Leases leases_;
+    Dhcp4Stats stats_;
+};
+
+}  // namespace usernet::gw

@@ -1,0 +1,435 @@
+#include "gateway/dns_forwarder.hpp"
+
+#include <linux/errqueue.h>
+#include <netinet/in.h>
+#include <sys/epoll.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include <spdlog/spdlog.h>
+
+#include "gateway/log_format.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+#include "gateway/gateway.hpp"
+#include "wire/dns.hpp"
+#include "wire/udp.hpp"
+
+namespace usernet::gw {
+
+namespace {
+
+constexpr int kMaxReadsPerWakeup = 64;
+
+sockaddr_storage make_sockaddr(const wire::IpAddr& a, uint16_t port, socklen_t& len) {
+    sockaddr_storage ss{};
+    if (a.is_v4()) {
+        auto* s4 = reinterpret_cast<sockaddr_in*>(&ss);
+        s4->sin_family = AF_INET;
+        s4->sin_port = htons(port);
+        std::memcpy(&s4->sin_addr, &a.b[12], 4);
+        len = sizeof(sockaddr_in);
+    } else {
+        auto* s6 = reinterpret_cast<sockaddr_in6*>(&ss);
+        s6->sin6_family = AF_INET6;
+        s6->sin6_port = htons(port);
+        std::memcpy(&s6->sin6_addr, a.b.data(), 16);
+        len = sizeof(sockaddr_in6);
+    }
+    return ss;
+}
+
+bool same_sockaddr(const sockaddr_storage& a, const sockaddr_storage& b) {
+    if (a.ss_family != b.ss_family) return false;
+    if (a.ss_family == AF_INET) {
+        const auto& x = reinterpret_cast<const sockaddr_in&>(a);
+        const auto& y = reinterpret_cast<const sockaddr_in&>(b);
+        return x.sin_port == y.sin_port && x.sin_addr.s_addr == y.sin_addr.s_addr;
+    }
+    if (a.ss_family == AF_INET6) {
+        const auto& x = reinterpret_cast<const sockaddr_in6&>(a);
+        const auto& y = reinterpret_cast<const sockaddr_in6&>(b);
+        return x.sin6_port == y.sin6_port &&
+               std::memcmp(&x.sin6_addr, &y.sin6_addr, sizeof x.sin6_addr) == 0;
+    }
+    return false;
+}
+
+std::string sockaddr_text(const sockaddr_storage& ss) {
+    char buf[INET6_ADDRSTRLEN + 16];
+    if (ss.ss_family == AF_INET) {
+        const auto& s = reinterpret_cast<const sockaddr_in&>(ss);
+        std::snprintf(buf, sizeof buf, "%s:%u",
+                      wire::ipv4_to_string(ntohl(s.sin_addr.s_addr)).c_str(),
+                      unsigned{ntohs(s.sin_port)});
+    } else {
+        const auto& s = reinterpret_cast<const sockaddr_in6&>(ss);
+        std::snprintf(
+            buf, sizeof buf, "[%s]:%u",
+            wire::IpAddr::v6_from(reinterpret_cast<const uint8_t*>(&s.sin6_addr)).to_string().c_str(),
+            unsigned{ntohs(s.sin6_port)});
+    }
+    return buf;
+}
+
+// Errors a send may report for an earlier ICMP error on the same socket
+// (sk_err), rather than for this datagram.
+bool maybe_stale_error(int e) {
+    return e == ECONNREFUSED || e == EHOSTUNREACH || e == ENETUNREACH || e == EHOSTDOWN ||
+           e == ENONET || e == EPROTO;
+}
+
+// An upstream's address for a log message, formatted only when logged.
+struct SockText {
+    const sockaddr_storage* ss;
+};
+
+}  // namespace
+}  // namespace usernet::gw
+
+template <>
+struct fmt::formatter<usernet::gw::SockText> : fmt::formatter<std::string_view> {
+    template <class Ctx>
+    auto format(const usernet::gw::SockText& t, Ctx& ctx) const {
+        return fmt::format_to(ctx.out(), "{}", usernet::gw::sockaddr_text(*t.ss));
+    }
+};
+
+namespace usernet::gw {
+
+DnsForwarder::DnsForwarder(core::EventLoop& loop, Gateway& gw)
+    : loop_(loop), gw_(gw), timer_([this] { on_timer(); }) {
+    sock4_.fwd = this;
+    sock6_.fwd = this;
+    table_.resize(kMaxPending);
+    by_id_.assign(65536, 0);
+    if (getrandom(&prng_, sizeof prng_, GRND_NONBLOCK) != static_cast<ssize_t>(sizeof prng_))
+        prng_ = core::monotonic_ms() ^ (uint64_t(getpid()) << 32);
+    set_upstreams(gw.config().dns_upstreams);
+}
+
+DnsForwarder::~DnsForwarder() {
+    loop_.cancel(timer_);
+    close_socket(sock4_);
+    close_socket(sock6_);
+}
+
+void DnsForwarder::open_socket(Socket& s, int family) {
+    if (s.fd >= 0) return;
+    int fd = socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        spdlog::warn("dns: cannot open an {} socket for the upstream resolvers: {}",
+                     family == AF_INET ? "IPv4" : "IPv6", std::strerror(errno));
+        return;
+    }
+    // ICMP errors from an upstream (port unreachable: no resolver there)
+    // come back on the error queue and fail the query over at once.
+    int one = 1;
+    if (family == AF_INET) setsockopt(fd, SOL_IP, IP_RECVERR, &one, sizeof one);
+    else setsockopt(fd, SOL_IPV6, IPV6_RECVERR, &one, sizeof one);
+    s.fd = fd;
+    s.family = family;
+    loop_.add(fd, EPOLLIN, &s);
+}
+
+void DnsForwarder::close_socket(Socket& s) {
+    if (s.fd < 0) return;
+    loop_.remove(s.fd, &s);
+    close(s.fd);
+    s.fd = -1;
+}
+
+void DnsForwarder::set_upstreams(const std::vector<HostPort>& upstreams) {
+    drop_all();
+    upstreams_.clear();
+    preferred_ = 0;
+    for (const HostPort& hp : upstreams) {
+        Upstream u;
+        u.hp = hp;
+        u.sa = make_sockaddr(hp.addr, hp.port, u.sa_len);
+        Socket& s = hp.addr.is_v4() ? sock4_ : sock6_;
+        open_socket(s, hp.addr.is_v4() ? AF_INET : AF_INET6);
+        if (s.fd < 0) continue;
+        u.sock = &s;
+        upstreams_.push_back(u);
+    }
+    if (upstreams_.empty())
+        spdlog::debug("dns: no upstream resolver; queries to {} are answered REFUSED",
+                     V4{gw_.config().dns});
+    for (const Upstream& u : upstreams_) spdlog::debug("dns: upstream {}", SockText{&u.sa});
+}
+
+std::optional<HostPort> DnsForwarder::active_upstream() const {
+    if (upstreams_.empty()) return std::nullopt;
+    return upstreams_[preferred_ % upstreams_.size()].hp;
+}
+
+void DnsForwarder::drop_all() {
+    for (Pending& p : table_)
+        if (p.used) finish(p);
+    loop_.cancel(timer_);
+}
+
+uint16_t DnsForwarder::fresh_id() {
+    for (;;) {
+        if (random_left_ == 0) {
+            ssize_t n = getrandom(random_ids_.data(), sizeof random_ids_, GRND_NONBLOCK);
+            if (n != static_cast<ssize_t>(sizeof random_ids_)) {
+                // splitmix64: only if the kernel's generator is unavailable.
+                for (uint16_t& v : random_ids_) {
+                    uint64_t z = (prng_ += 0x9e3779b97f4a7c15ULL);
+                    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+                    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+                    v = static_cast<uint16_t>(z ^ (z >> 31));
+                }
+            }
+            random_left_ = random_ids_.size();
+        }
+        uint16_t id = random_ids_[--random_left_];
+        if (by_id_[id] == 0) return id;
+    }
+}
+
+DnsForwarder::Pending* DnsForwarder::alloc() {
+    Pending* victim = nullptr;
+    for (Pending& p : table_) {
+        if (!p.used) return &p;
+        if (!victim || p.created < victim->created) victim = &p;
+    }
+    stats_.dropped_evicted++;
+    spdlog::debug("dns: pending table full, dropping the oldest query");
+    finish(*victim);
+    return victim;
+}
+
+void DnsForwarder::finish(Pending& p) {
+    if (!p.used) return;
+    by_id_[p.wire_id] = 0;
+    p.used = false;
+    n_pending_--;
+}
+
+bool DnsForwarder::tried(const Pending& p, uint32_t upstream) const {
+    size_t n = upstreams_.size();
+    return (upstream + n - p.first) % n < p.tries;
+}
+
+void DnsForwarder::from_guest(wire::Ipv4 guest, uint16_t guest_port, wire::Bytes query) {
+    auto v = wire::DnsView::parse(query);
+    if (!v || v->qr()) {
+        stats_.dropped_malformed++;
+        spdlog::debug("dns: dropped a malformed query from {}", V4{guest});
+        return;
+    }
+    if (upstreams_.empty()) {
+        stats_.refused++;
+        answer_error(guest, guest_port, query, v->id(), wire::dnsrcode::refused);
+        return;
+    }
+    if (query.size() > kMaxQueryLen) {
+        stats_.dropped_malformed++;
+        spdlog::debug("dns: dropped a {}-byte query from {}", query.size(),
+                      V4{guest});
+        return;
+    }
+    stats_.queries++;
+    Pending& p = *alloc();
+    p.used = true;
+    n_pending_++;
+    p.wire_id = fresh_id();
+    by_id_[p.wire_id] = static_cast<uint16_t>(&p - table_.data() + 1);
+    p.guest_id = v->id();
+    p.guest = guest;
+    p.guest_port = guest_port;
+    p.len = static_cast<uint16_t>(query.size());
+    std::memcpy(p.query.data(), query.data(), query.size());
+    wire::store16(p.query.data(), p.wire_id);
+    p.first = preferred_ % upstreams_.size();
+    p.tries = 0;
+    p.created = loop_.now();
+    next_upstream(p);
+}
+
+bool DnsForwarder::send_attempt(Pending& p) {
+    const Upstream& u = upstreams_[current(p)];
+    if (!u.sock || u.sock->fd < 0) return false;
+    for (int attempt = 0; attempt < 3; attempt++) {
+        ssize_t n = sendto(u.sock->fd, p.query.data(), p.len, MSG_DONTWAIT | MSG_NOSIGNAL,
+                           reinterpret_cast<const sockaddr*>(&u.sa), u.sa_len);
+        if (n == p.len) return true;
+        if (n >= 0) return false;
+        if (errno == EINTR || (attempt == 0 && maybe_stale_error(errno))) continue;
+        spdlog::debug("dns: send to {} failed: {}", SockText{&u.sa}, std::strerror(errno));
+        return false;
+    }
+    return false;
+}
+
+void DnsForwarder::next_upstream(Pending& p) {
+    while (p.tries < upstreams_.size()) {
+        p.tries++;
+        if (send_attempt(p)) {
+            p.deadline = loop_.now() + kAttemptTimeoutMs;
+            if (!timer_.armed() || p.deadline < timer_.deadline()) loop_.arm_at(timer_, p.deadline);
+            return;
+        }
+        stats_.upstream_errors++;
+    }
+    stats_.servfail++;
+    spdlog::debug("dns: every upstream failed for a query from {}", V4{p.guest});
+    answer_error(p.guest, p.guest_port, wire::Bytes(p.query.data(), p.len), p.guest_id,
+                 wire::dnsrcode::servfail);
+    finish(p);
+}
+
+void DnsForwarder::answer_error(wire::Ipv4 guest, uint16_t port, wire::Bytes query,
+                                uint16_t guest_id, uint8_t rcode) {
+    auto v = wire::DnsView::parse(query);
+    if (!v) return;
+    uint8_t* out = gw_.tx_l4() + wire::kUdpHeaderLen;
+    size_t n = wire::dns_build_error(wire::MutBytes(out, wire::kDnsMaxUdpLen), *v, rcode);
+    if (n == 0) return;
+    wire::store16(out, guest_id);
+    const wire::IpAddr src = wire::IpAddr::v4(gw_.config().dns);
+    const wire::IpAddr dst = wire::IpAddr::v4(guest);
+    wire::build_udp(gw_.tx_l4(), src, dst, wire::kDnsPort, port, n);
+    gw_.send_ip(src, dst, wire::ipproto::udp, wire::kUdpHeaderLen + n);
+}
+
+void DnsForwarder::on_socket(Socket& s, uint32_t events) {
+    if (events & EPOLLERR) read_errors(s);
+    if (events & EPOLLIN) read_replies(s);
+}
+
+void DnsForwarder::read_errors(Socket& s) {
+    for (int i = 0; i < kMaxReadsPerWakeup; i++) {
+        uint8_t data[64];
+        uint8_t control[512];
+        sockaddr_storage dst{};
+        iovec iov{data, sizeof data};
+        msghdr msg{};
+        msg.msg_name = &dst;
+        msg.msg_namelen = sizeof dst;
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control;
+        msg.msg_controllen = sizeof control;
+        ssize_t n = recvmsg(s.fd, &msg, MSG_ERRQUEUE | MSG_DONTWAIT);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return;
+        }
+        // The queued datagram is our query: its id names the entry, and
+        // msg_name the upstream it was sent to.
+        if (n < 2) continue;
+        uint16_t idx = by_id_[wire::load16(data)];
+        if (idx == 0) continue;
+        Pending& p = table_[idx - 1];
+        if (!p.used || !same_sockaddr(upstreams_[current(p)].sa, dst)) continue;
+        int err = 0;
+        for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+            if ((c->cmsg_level == SOL_IP && c->cmsg_type == IP_RECVERR) ||
+                (c->cmsg_level == SOL_IPV6 && c->cmsg_type == IPV6_RECVERR)) {
+                sock_extended_err ee;
+                std::memcpy(&ee, CMSG_DATA(c), sizeof ee);
+                err = static_cast<int>(ee.ee_errno);
+            }
+        }
+        stats_.upstream_errors++;
+        spdlog::debug("dns: upstream {} error: {}", SockText{&dst},
+                      err ? std::strerror(err) : "unknown");
+        next_upstream(p);
+    }
+}
+
+void DnsForwarder::read_replies(Socket& s) {
+    uint8_t* buf = gw_.tx_l4() + wire::kUdpHeaderLen;
+    const size_t cap = Gateway::tx_l4_capacity() - wire::kUdpHeaderLen;
+    for (int i = 0; i < kMaxReadsPerWakeup; i++) {
+        sockaddr_storage from{};
+        socklen_t flen = sizeof from;
+        ssize_t n = recvfrom(s.fd, buf, cap, MSG_DONTWAIT | MSG_TRUNC,
+                             reinterpret_cast<sockaddr*>(&from), &flen);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+            continue;  // EINTR, or an ICMP error reported here (read_errors has it)
+        }
+        size_t len = static_cast<size_t>(n);
+        if (len > cap || len < wire::kDnsHeaderLen ||
+            !(wire::load16(buf + 2) & wire::dnsflag::qr)) {
+            stats_.dropped_unmatched++;
+            continue;
+        }
+        uint16_t idx = by_id_[wire::load16(buf)];
+        if (idx == 0) {
+            stats_.dropped_unmatched++;
+            continue;
+        }
+        Pending& p = table_[idx - 1];
+        uint32_t k = 0;
+        while (k < upstreams_.size() && !same_sockaddr(upstreams_[k].sa, from)) k++;
+        if (!p.used || k == upstreams_.size() || !tried(p, k)) {
+            stats_.dropped_unmatched++;
+            spdlog::debug("dns: dropped a reply from unexpected {}", SockText{&from});
+            continue;
+        }
+        preferred_ = k;
+        relay(p, buf, len);
+        finish(p);
+    }
+}
+
+void DnsForwarder::relay(Pending& p, uint8_t* msg, size_t len) {
+    wire::store16(msg, p.guest_id);
+    const wire::IpAddr src = wire::IpAddr::v4(gw_.config().dns);
+    const wire::IpAddr dst = wire::IpAddr::v4(p.guest);
+    uint32_t mtu = gw_.path_mtu(dst);
+    size_t max = mtu > 28 ? mtu - 28 : 0;
+    if (len > max) {
+        // Keep the header and the query's question, set TC: the guest asks
+        // again over TCP.
+        size_t qend = wire::kDnsHeaderLen;
+        auto q = wire::DnsView::parse(wire::Bytes(p.query.data(), p.len));
+        if (q) {
+            if (auto qq = q->question()) qend = qq->end;
+        }
+        if (qend > max) return;
+        std::memcpy(msg + wire::kDnsHeaderLen, p.query.data() + wire::kDnsHeaderLen,
+                    qend - wire::kDnsHeaderLen);
+        wire::store16(msg + 2, wire::load16(msg + 2) | wire::dnsflag::tc);
+        wire::store16(msg + 4, qend > wire::kDnsHeaderLen ? 1 : 0);
+        wire::store16(msg + 6, 0);
+        wire::store16(msg + 8, 0);
+        wire::store16(msg + 10, 0);
+        len = qend;
+        stats_.truncated++;
+    }
+    wire::build_udp(gw_.tx_l4(), src, dst, wire::kDnsPort, p.guest_port, len);
+    if (gw_.send_ip(src, dst, wire::ipproto::udp, wire::kUdpHeaderLen + len)) stats_.replies++;
+}
+
+void DnsForwarder::on_timer() {
+    core::Millis now = loop_.now();
+    for (Pending& p : table_) {
+        if (!p.used || p.deadline > now) continue;
+        stats_.timeouts++;
+        spdlog::debug("dns: upstream {} did not answer in time",
+                      SockText{&upstreams_[current(p)].sa});
+        next_upstream(p);
+    }
+    rearm();
+}
+
+void DnsForwarder::rearm() {
+    core::Millis next = 0;
+    for (const Pending& p : table_)
+        if (p.used && (next == 0 || p.deadline < next)) next = p.deadline;
+    if (next) loop_.arm_at(timer_, next);
+    else loop_.cancel(timer_);
+}
+
+}  // namespace usernet::gw

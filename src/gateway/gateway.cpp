@@ -1,0 +1,415 @@
+// The gateway port: ARP (RFC 826), IPv4 input checks (RFC 1122 3.2.1),
+// ICMP echo of its own addresses and time exceeded (RFC 792), the neighbor
+// table, and the framing of everything sent toward guests. See gateway.hpp
+// for the theory of operation.
+#include "gateway/gateway.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include "gateway/log_format.hpp"
+
+#include <algorithm>
+#include <cstring>
+
+#include "gateway/dhcp4_server.hpp"
+#include "gateway/dns_forwarder.hpp"
+#include "wire/arp.hpp"
+#include "wire/dhcp4.hpp"
+#include "wire/dns.hpp"
+#include "wire/ethernet.hpp"
+#include "wire/icmp4.hpp"
+#include "wire/udp.hpp"
+
+namespace usernet::gw {
+
+namespace {
+
+constexpr size_t kEthIpv4Len = wire::kEthHeaderLen + wire::kIpv4HeaderLen;
+constexpr size_t kMaxIpv4Len = 65535;
+
+bool is_multicast_v4(wire::Ipv4 a) { return (a >> 28) == 0xe; }
+
+bool is_icmp_error(uint8_t type) {
+    return type == wire::icmptype::dest_unreach || type == wire::icmptype::time_exceeded ||
+           type == 4 /* source quench */ || type == 5 /* redirect */ ||
+           type == 12 /* parameter problem */;
+}
+
+}  // namespace
+
+Gateway::Gateway(core::EventLoop& loop, sw::Switch& sw, NetConfig cfg)
+    : loop_(loop), sw_(sw), cfg_(std::move(cfg)) {
+    neighbors_.reserve(kMaxNeighbors);
+    sw_.attach(*this);
+    sw_.pin(cfg_.gw_mac, id());
+    dhcp_ = std::make_unique<Dhcp4Server>(*this);
+    dns_ = std::make_unique<DnsForwarder>(loop_, *this);
+}
+
+Gateway::~Gateway() {
+    dns_.reset();
+    dhcp_.reset();
+    sw_.detach(*this);
+}
+
+// --- input -------------------------------------------------------------------
+
+void Gateway::deliver(wire::Bytes frame, const sw::FrameMeta& meta) {
+    auto eth = wire::EthernetView::parse(frame);
+    if (!eth) {
+        stats_.dropped_malformed++;
+        return;
+    }
+    if (eth->has_vlan_tag()) {
+        // The LAN is untagged; a tagged frame belongs to some other network.
+        stats_.dropped_unsupported++;
+        return;
+    }
+    switch (eth->ethertype()) {
+    case wire::ethertype::arp:
+        handle_arp(eth->payload(), eth->src(), meta);
+        break;
+    case wire::ethertype::ipv4:
+        handle_ipv4(eth->payload(), eth->dst(), eth->src(), meta);
+        break;
+    default:
+        stats_.dropped_unsupported++;
+        break;
+    }
+}
+
+bool Gateway::may_learn(wire::Ipv4 ip, const wire::MacAddr& mac) const {
+    return ip != 0 && cfg_.in_subnet(ip) && ip != cfg_.net && ip != cfg_.broadcast() &&
+           !is_own_v4(ip) && !mac.is_multicast() && !mac.is_zero() && mac != cfg_.gw_mac;
+}
+
+void Gateway::handle_arp(wire::Bytes payload, const wire::MacAddr& src_mac,
+                         const sw::FrameMeta& meta) {
+    auto arp = wire::ArpView::parse(payload);
+    if (!arp) {
+        stats_.dropped_malformed++;
+        return;
+    }
+    wire::MacAddr sha = arp->sender_mac();
+    wire::Ipv4 spa = arp->sender_ip();
+    wire::Ipv4 tpa = arp->target_ip();
+    // No proxy ARP on this LAN: a sender speaks only for its own MAC.
+    if (sha != src_mac) {
+        stats_.dropped_martian++;
+        spdlog::debug("arp: sender {} differs from frame source {}", sha,
+                      src_mac);
+        return;
+    }
+    if (is_own_v4(spa)) {
+        stats_.dropped_martian++;
+        spdlog::debug("arp: {} claims our address {}", sha, V4{spa});
+    } else if (may_learn(spa, sha)) {
+        // Requests, replies and gratuitous announcements all bind the sender.
+        touch_neighbor(spa, sha, meta.ingress_mtu);
+    }
+    if (arp->op() != wire::arpop::request || !is_own_v4(tpa)) return;
+
+    uint8_t* p = arp_buf_.data();
+    size_t len = wire::build_ethernet(p, sha, cfg_.gw_mac, wire::ethertype::arp);
+    len += wire::build_arp(p + len, wire::arpop::reply, cfg_.gw_mac, tpa, sha, spa);
+    std::memset(p + len, 0, wire::kEthMinFrame - len);
+    stats_.arp_replies++;
+    sw_.input(id(), wire::Bytes(p, wire::kEthMinFrame));
+}
+
+void Gateway::handle_ipv4(wire::Bytes payload, const wire::MacAddr& dst_mac,
+                          const wire::MacAddr& src_mac, const sw::FrameMeta& meta) {
+    auto ip = wire::Ipv4View::parse(payload);
+    if (!ip || !ip->checksum_ok()) {
+        stats_.dropped_malformed++;
+        spdlog::debug("ipv4: dropped a malformed packet from {}", src_mac);
+        return;
+    }
+    if (ip->is_fragment()) {
+        stats_.dropped_fragments++;
+        spdlog::debug("ipv4: dropped a fragment from {}", V4{ip->src()});
+        return;
+    }
+    const wire::Ipv4 src = ip->src();
+    const wire::Ipv4 dst = ip->dst();
+    if (is_multicast_v4(src) || src == 0xffffffff || (src >> 24) == 127 || is_own_v4(src) ||
+        (src != 0 && cfg_.in_subnet(src) && (src == cfg_.broadcast() || src == cfg_.net))) {
+        stats_.dropped_martian++;
+        spdlog::debug("ipv4: dropped a packet from impossible source {}", V4{src});
+        return;
+    }
+    if (may_learn(src, src_mac)) touch_neighbor(src, src_mac, meta.ingress_mtu);
+
+    const bool to_us_l2 = dst_mac == cfg_.gw_mac;
+    const bool bcast = dst == 0xffffffff || dst == cfg_.broadcast();
+    const uint8_t proto = ip->protocol();
+
+    if (proto == wire::ipproto::udp) {
+        auto udp = wire::UdpView::parse(ip->payload());
+        if (!udp) {
+            stats_.dropped_malformed++;
+            return;
+        }
+        bool dhcp = udp->dst_port() == wire::kDhcp4ServerPort &&
+                    ((bcast && dst_mac.is_broadcast()) || (to_us_l2 && (bcast || dst == cfg_.gateway)));
+        bool dns = to_us_l2 && dst == cfg_.dns && udp->dst_port() == wire::kDnsPort;
+        if (dhcp || dns) {
+            if (!udp->checksum_ok(ip->src_addr(), ip->dst_addr())) {
+                stats_.dropped_malformed++;
+                spdlog::debug("udp: bad checksum from {}", V4{src});
+                return;
+            }
+            if (dhcp) {
+                dhcp_->handle(udp->payload(), src_mac, meta.ingress_mtu);
+            } else if (src == 0) {
+                stats_.dropped_martian++;
+            } else {
+                dns_->from_guest(src, udp->src_port(), udp->payload());
+            }
+            return;
+        }
+    }
+    if (!to_us_l2 || bcast || is_multicast_v4(dst)) {
+        // Broadcasts other than DHCP, multicast, and unicast flooded to
+        // every port on its way to another guest.
+        stats_.dropped_not_for_us++;
+        return;
+    }
+    if (src == 0) {
+        stats_.dropped_martian++;
+        return;
+    }
+    if (is_own_v4(dst) && proto == wire::ipproto::icmp) {
+        auto icmp = wire::Icmp4View::parse(ip->payload());
+        if (!icmp || !icmp->checksum_ok()) {
+            stats_.dropped_malformed++;
+            spdlog::debug("icmp: bad message from {}", V4{src});
+            return;
+        }
+        if (icmp->type() == wire::icmptype::echo_request) {
+            // Answered here whatever the NAT does with the gateway address.
+            if (icmp->code() == 0) handle_icmp_echo(*ip);
+            else stats_.dropped_malformed++;
+            return;
+        }
+    }
+    if (!is_own_v4(dst) && ip->ttl() <= 1) {
+        stats_.dropped_ttl++;
+        send_time_exceeded(*ip);
+        return;
+    }
+    if (!sink_) {
+        stats_.dropped_unsupported++;
+        return;
+    }
+    GuestPacket pkt;
+    pkt.src = ip->src_addr();
+    pkt.dst = ip->dst_addr();
+    pkt.proto = proto;
+    pkt.ttl = ip->ttl();
+    pkt.ip_packet = ip->packet();
+    pkt.l4 = ip->payload();
+    pkt.ingress_mtu = meta.ingress_mtu;
+    pkt.src_mac = src_mac;
+    stats_.routed++;
+    sink_->from_guest(pkt);
+}
+
+void Gateway::handle_icmp_echo(const wire::Ipv4View& ip) {
+    wire::Bytes msg = ip.payload();
+    if (msg.size() > tx_l4_capacity()) {
+        stats_.dropped_too_big++;
+        return;
+    }
+    auto icmp = wire::Icmp4View::parse(msg);
+    uint8_t* l4 = tx_l4();
+    std::memcpy(l4 + wire::kIcmpHeaderLen, icmp->payload().data(), icmp->payload().size());
+    wire::build_icmp4(l4, wire::icmptype::echo_reply, 0, icmp->rest(), msg.size());
+    if (send_ip(ip.dst_addr(), ip.src_addr(), wire::ipproto::icmp, msg.size()))
+        stats_.icmp_echo_replies++;
+}
+
+void Gateway::send_time_exceeded(const wire::Ipv4View& ip) {
+    // Never an ICMP error about an ICMP error (RFC 1122 3.2.2).
+    if (ip.protocol() == wire::ipproto::icmp) {
+        auto icmp = wire::Icmp4View::parse(ip.payload());
+        if (!icmp || is_icmp_error(icmp->type())) return;
+    }
+    size_t quote = std::min(ip.total_len(), ip.header_len() + 8);
+    uint8_t* l4 = tx_l4();
+    std::memcpy(l4 + wire::kIcmpHeaderLen, ip.packet().data(), quote);
+    size_t len = wire::kIcmpHeaderLen + quote;
+    wire::build_icmp4(l4, wire::icmptype::time_exceeded, 0, 0, len);
+    send_ip(wire::IpAddr::v4(cfg_.gateway), ip.src_addr(), wire::ipproto::icmp, len);
+}
+
+// --- output ------------------------------------------------------------------
+
+bool Gateway::send_ip(const wire::IpAddr& src, const wire::IpAddr& dst, uint8_t proto,
+                      size_t l4_len, uint8_t ttl) {
+    if (!src.is_v4() || !dst.is_v4()) {
+        stats_.dropped_unsupported++;
+        return false;
+    }
+    if (l4_len > tx_l4_capacity() || l4_len + wire::kIpv4HeaderLen > kMaxIpv4Len) {
+        stats_.dropped_too_big++;
+        return false;
+    }
+    const wire::Ipv4 d = dst.as_v4();
+    wire::MacAddr mac = wire::MacAddr::broadcast();
+    if (d != 0xffffffff && d != cfg_.broadcast()) {
+        const Neighbor* n = live_neighbor(d);
+        if (!n) {
+            if (cfg_.in_subnet(d) && !is_own_v4(d)) send_arp_request(d);
+            stats_.dropped_no_neighbor++;
+            return false;
+        }
+        if (l4_len + wire::kIpv4HeaderLen > n->mtu) {
+            stats_.dropped_too_big++;
+            spdlog::debug("ipv4: {} bytes exceed the MTU {} of {}", l4_len + wire::kIpv4HeaderLen,
+                          n->mtu, V4{d});
+            return false;
+        }
+        mac = n->mac;
+    }
+    uint8_t* l4 = tx_l4();
+    uint8_t* iph = l4 - wire::kIpv4HeaderLen;
+    uint8_t* eth = iph - wire::kEthHeaderLen;
+    wire::build_ipv4(iph, src.as_v4(), d, proto, l4_len, ttl, ip_id_++);
+    wire::build_ethernet(eth, mac, cfg_.gw_mac, wire::ethertype::ipv4);
+    size_t off = static_cast<size_t>(eth - tx_.data());
+    size_t len = kEthIpv4Len + l4_len;
+    if (len < wire::kEthMinFrame) {
+        std::memset(tx_.data() + off + len, 0, wire::kEthMinFrame - len);
+        len = wire::kEthMinFrame;
+    }
+    send_frame(off, len);
+    return true;
+}
+
+void Gateway::send_frame(size_t off, size_t len) {
+    sw_.input(id(), wire::Bytes(tx_.data() + off, len));
+}
+
+void Gateway::send_arp_request(wire::Ipv4 target) {
+    core::Millis now = loop_.now();
+    ArpAttempt& a = arp_attempts_[(target * 2654435761u) >> 24];
+    if (a.ip == target && now - a.at < kArpRetryMs) return;
+    a.ip = target;
+    a.at = now;
+    uint8_t* p = arp_buf_.data();
+    size_t len = wire::build_ethernet(p, wire::MacAddr::broadcast(), cfg_.gw_mac,
+                                      wire::ethertype::arp);
+    len += wire::build_arp(p + len, wire::arpop::request, cfg_.gw_mac, cfg_.gateway,
+                           wire::MacAddr{}, target);
+    std::memset(p + len, 0, wire::kEthMinFrame - len);
+    stats_.arp_requests++;
+    sw_.input(id(), wire::Bytes(p, wire::kEthMinFrame));
+}
+
+// --- neighbors ---------------------------------------------------------------
+
+bool Gateway::neighbor_live(const Neighbor& n) const {
+    core::Millis now = loop_.now();
+    return now - n.seen <= kNeighborIdleMs || now < n.bound_until;
+}
+
+const Gateway::Neighbor* Gateway::live_neighbor(wire::Ipv4 ip) const {
+    auto it = neighbors_.find(ip);
+    if (it == neighbors_.end() || !neighbor_live(it->second)) return nullptr;
+    return &it->second;
+}
+
+bool Gateway::make_room() {
+    // Forget the entries that have aged out; failing that, the idlest one
+    // no lease binds.
+    for (auto it = neighbors_.begin(); it != neighbors_.end();) {
+        if (!neighbor_live(it->second)) it = neighbors_.erase(it);
+        else ++it;
+    }
+    if (neighbors_.size() < kMaxNeighbors) return true;
+    core::Millis now = loop_.now();
+    auto victim = neighbors_.end();
+    for (auto it = neighbors_.begin(); it != neighbors_.end(); ++it) {
+        if (now < it->second.bound_until) continue;
+        if (victim == neighbors_.end() || it->second.seen < victim->second.seen) victim = it;
+    }
+    if (victim == neighbors_.end()) return false;
+    neighbors_.erase(victim);
+    return true;
+}
+
+Gateway::Neighbor* Gateway::touch_neighbor(wire::Ipv4 ip, const wire::MacAddr& mac, uint32_t mtu) {
+    core::Millis now = loop_.now();
+    auto it = neighbors_.find(ip);
+    if (it != neighbors_.end()) {
+        Neighbor& n = it->second;
+        if (n.mac != mac) {
+            spdlog::debug("neighbor {} moved from {} to {}", V4{ip},
+                          n.mac, mac);
+            n.mac = mac;
+        }
+        n.mtu = mtu;
+        n.seen = now;
+        return &n;
+    }
+    if (neighbors_.size() >= kMaxNeighbors && !make_room()) {
+        spdlog::debug("neighbor table full, not learning {}", V4{ip});
+        return nullptr;
+    }
+    auto [ins, ok] = neighbors_.emplace(ip, Neighbor{mac, mtu, now, 0});
+    (void)ok;
+    last_guest_ = ip;
+    spdlog::debug("neighbor {} is {} (mtu {})", V4{ip}, mac, mtu);
+    return &ins->second;
+}
+
+void Gateway::learn_neighbor(wire::Ipv4 ip, const wire::MacAddr& mac, uint32_t mtu) {
+    if (may_learn(ip, mac)) touch_neighbor(ip, mac, mtu);
+}
+
+void Gateway::bind_lease(wire::Ipv4 ip, const wire::MacAddr& mac, uint32_t mtu,
+                         core::Millis until) {
+    if (!may_learn(ip, mac)) return;
+    if (Neighbor* n = touch_neighbor(ip, mac, mtu)) {
+        n->bound_until = until;
+        last_guest_ = ip;
+    }
+}
+
+void Gateway::unbind_lease(wire::Ipv4 ip) {
+    if (auto it = neighbors_.find(ip); it != neighbors_.end()) it->second.bound_until = 0;
+}
+
+void Gateway::forget_neighbor(wire::Ipv4 ip, const wire::MacAddr& mac) {
+    if (auto it = neighbors_.find(ip); it != neighbors_.end() && it->second.mac == mac)
+        neighbors_.erase(it);
+}
+
+std::optional<wire::MacAddr> Gateway::neighbor_mac(wire::Ipv4 ip) const {
+    if (const Neighbor* n = live_neighbor(ip)) return n->mac;
+    return std::nullopt;
+}
+
+uint32_t Gateway::path_mtu(const wire::IpAddr& dst) const {
+    if (dst.is_v4())
+        if (const Neighbor* n = live_neighbor(dst.as_v4())) return n->mtu;
+    return 1500;
+}
+
+bool Gateway::knows_guest(const wire::IpAddr& guest) const {
+    return guest.is_v4() && live_neighbor(guest.as_v4()) != nullptr;
+}
+
+wire::IpAddr Gateway::first_guest_v4() const {
+    if (last_guest_ != 0 && live_neighbor(last_guest_)) return wire::IpAddr::v4(last_guest_);
+    // The newest guest went away: the most recently heard of the others.
+    const std::pair<const wire::Ipv4, Neighbor>* best = nullptr;
+    for (const auto& e : neighbors_) {
+        if (!neighbor_live(e.second)) continue;
+        if (!best || e.second.seen > best->second.seen) best = &e;
+    }
+    return best ? wire::IpAddr::v4(best->first) : wire::IpAddr{};
+}
+
+}  // namespace usernet::gw

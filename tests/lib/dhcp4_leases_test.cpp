@@ -1,0 +1,217 @@
+// The DHCPv4 lease table on its own: which client gets which address, and
+// when an address comes back to the pool.
+#include <gtest/gtest.h>
+
+#include <set>
+
+#include "gateway/dhcp4_server.hpp"
+
+namespace usernet::gw {
+namespace {
+
+wire::MacAddr mac(uint8_t last) { return wire::MacAddr{{0x52, 0x54, 0, 0x12, 0x34, last}}; }
+Dhcp4ClientKey key(uint8_t last) { return Dhcp4ClientKey::from_mac(mac(last)); }
+wire::Ipv4 ip(const char* s) { return *wire::ipv4_parse(s); }
+
+NetConfig cfg(uint32_t count = 16, uint32_t lease = 3600) {
+    NetConfig c;
+    c.dhcp_count = count;
+    c.lease_seconds = lease;
+    return c;
+}
+
+TEST(Dhcp4Leases, DistinctClientsGetDistinctAddressesFromTheStart) {
+    Dhcp4Leases l(cfg());
+    std::set<wire::Ipv4> seen;
+    for (uint8_t i = 1; i <= 16; i++) {
+        auto a = l.offer(key(i), mac(i), std::nullopt, 1000);
+        ASSERT_TRUE(a) << int(i);
+        EXPECT_TRUE(seen.insert(*a).second);
+        EXPECT_TRUE(l.bind(key(i), mac(i), *a, 1000));
+    }
+    EXPECT_EQ(*seen.begin(), ip("10.0.2.15"));
+    EXPECT_EQ(*seen.rbegin(), ip("10.0.2.30"));
+}
+
+TEST(Dhcp4Leases, SameClientGetsTheSameAddressBack) {
+    Dhcp4Leases l(cfg());
+    auto a = l.offer(key(1), mac(1), std::nullopt, 0);
+    ASSERT_TRUE(a);
+    EXPECT_EQ(l.offer(key(1), mac(1), std::nullopt, 10), a);  // DISCOVER again
+    ASSERT_TRUE(l.bind(key(1), mac(1), *a, 20));
+    l.offer(key(2), mac(2), std::nullopt, 30);
+    EXPECT_EQ(l.offer(key(1), mac(1), std::nullopt, 40), a);  // lost its state
+    // Even long after the lease ended, while nobody else took it.
+    EXPECT_EQ(l.offer(key(1), mac(1), std::nullopt, 3600'000 * 5), a);
+    EXPECT_TRUE(l.bind(key(1), mac(1), *a, 3600'000 * 5));
+}
+
+TEST(Dhcp4Leases, RenewalExtendsTheLease) {
+    Dhcp4Leases l(cfg(16, 100));
+    auto a = l.offer(key(1), mac(1), std::nullopt, 0);
+    ASSERT_TRUE(l.bind(key(1), mac(1), *a, 0));
+    ASSERT_TRUE(l.bind(key(1), mac(1), *a, 90'000));  // renew at 90 s
+    // At 150 s the renewed lease still holds: nobody else may have it.
+    EXPECT_FALSE(l.bind(key(2), mac(2), *a, 150'000));
+    EXPECT_EQ(l.lookup(key(1), 150'000), a);
+}
+
+TEST(Dhcp4Leases, RequestingAnAddressHeldByAnotherClientIsRefused) {
+    Dhcp4Leases l(cfg());
+    auto a = l.offer(key(1), mac(1), std::nullopt, 0);
+    ASSERT_TRUE(l.bind(key(1), mac(1), *a, 0));
+    EXPECT_FALSE(l.bind(key(2), mac(2), *a, 10));
+    // Outside the pool, or one of the router's own addresses.
+    EXPECT_FALSE(l.bind(key(2), mac(2), ip("10.0.2.100"), 10));
+    EXPECT_FALSE(l.bind(key(2), mac(2), ip("10.0.2.2"), 10));
+    EXPECT_FALSE(l.bind(key(2), mac(2), ip("192.168.1.20"), 10));
+    // A free address in the pool is fine (INIT-REBOOT of a known address).
+    EXPECT_TRUE(l.bind(key(2), mac(2), ip("10.0.2.20"), 10));
+}
+
+TEST(Dhcp4Leases, OfferedAddressIsHeldForTheClientThenLapses) {
+    Dhcp4Leases l(cfg(1));
+    auto a = l.offer(key(1), mac(1), std::nullopt, 0);
+    ASSERT_TRUE(a);
+    EXPECT_FALSE(l.offer(key(2), mac(2), std::nullopt, 1000));
+    EXPECT_EQ(l.offer(key(2), mac(2), std::nullopt, Dhcp4Leases::kOfferHoldMs + 1), a);
+}
+
+TEST(Dhcp4Leases, ExpiredLeaseIsReusedWhenThePoolIsFull) {
+    Dhcp4Leases l(cfg(2, 60));
+    auto a = l.offer(key(1), mac(1), std::nullopt, 0);
+    auto b = l.offer(key(2), mac(2), std::nullopt, 0);
+    ASSERT_TRUE(l.bind(key(1), mac(1), *a, 0));
+    ASSERT_TRUE(l.bind(key(2), mac(2), *b, 0));
+    EXPECT_FALSE(l.offer(key(3), mac(3), std::nullopt, 59'000));
+    l.bind(key(2), mac(2), *b, 30'000);  // client 2 renews, client 1 does not
+    auto c = l.offer(key(3), mac(3), std::nullopt, 61'000);
+    EXPECT_EQ(c, a);
+    EXPECT_TRUE(l.bind(key(3), mac(3), *c, 61'000));
+    EXPECT_FALSE(l.lookup(key(1), 61'000));
+}
+
+TEST(Dhcp4Leases, ExhaustedPoolOffersNothing) {
+    Dhcp4Leases l(cfg(3));
+    for (uint8_t i = 1; i <= 3; i++) ASSERT_TRUE(l.offer(key(i), mac(i), std::nullopt, 0));
+    EXPECT_FALSE(l.offer(key(4), mac(4), std::nullopt, 0));
+    EXPECT_FALSE(l.offer(key(4), mac(4), ip("10.0.2.15"), 0));
+}
+
+TEST(Dhcp4Leases, ReleaseFreesTheAddress) {
+    Dhcp4Leases l(cfg(1));
+    auto a = l.offer(key(1), mac(1), std::nullopt, 0);
+    ASSERT_TRUE(l.bind(key(1), mac(1), *a, 0));
+    EXPECT_FALSE(l.release(key(2), *a, 5));  // not its lease
+    EXPECT_FALSE(l.offer(key(2), mac(2), std::nullopt, 10));
+    EXPECT_TRUE(l.release(key(1), *a, 10));
+    EXPECT_FALSE(l.lookup(key(1), 10));
+    EXPECT_EQ(l.offer(key(2), mac(2), std::nullopt, 20), a);
+}
+
+TEST(Dhcp4Leases, FreeAddressesGoInOrderOfLongestUnused) {
+    Dhcp4Leases l(cfg(3));
+    for (uint8_t i = 1; i <= 3; i++) {
+        auto a = l.offer(key(i), mac(i), std::nullopt, 0);
+        l.bind(key(i), mac(i), *a, 0);
+    }
+    l.release(key(2), ip("10.0.2.16"), 100);
+    l.release(key(1), ip("10.0.2.15"), 200);
+    // .16 has been free the longest; .15's owner may still come back.
+    EXPECT_EQ(l.offer(key(9), mac(9), std::nullopt, 300), ip("10.0.2.16"));
+    EXPECT_EQ(l.offer(key(1), mac(1), std::nullopt, 300), ip("10.0.2.15"));
+}
+
+TEST(Dhcp4Leases, ClientIdentifierKeysTheLeaseNotTheMac) {
+    Dhcp4Leases l(cfg());
+    const uint8_t id_a[] = {0xff, 0, 0, 0, 1, 0, 4, 'a', 'b', 'c', 'd'};
+    const uint8_t id_b[] = {0xff, 0, 0, 0, 2, 0, 4, 'a', 'b', 'c', 'd'};
+    auto ka = Dhcp4ClientKey::from_client_id(id_a);
+    auto kb = Dhcp4ClientKey::from_client_id(id_b);
+    // Two interfaces (two client ids) behind one MAC get two addresses.
+    auto a = l.offer(ka, mac(1), std::nullopt, 0);
+    auto b = l.offer(kb, mac(1), std::nullopt, 0);
+    ASSERT_TRUE(a && b);
+    EXPECT_NE(*a, *b);
+    ASSERT_TRUE(l.bind(ka, mac(1), *a, 0));
+    // The same client id from a new MAC keeps its address.
+    EXPECT_EQ(l.offer(ka, mac(7), std::nullopt, 10), a);
+    // The MAC alone (no client id) is another client.
+    auto m = l.offer(key(1), mac(1), std::nullopt, 10);
+    ASSERT_TRUE(m);
+    EXPECT_NE(*m, *a);
+    EXPECT_NE(*m, *b);
+}
+
+TEST(Dhcp4Leases, LongClientIdentifiersStayDistinct) {
+    std::vector<uint8_t> x(200, 0x42), y(200, 0x42);
+    y.back() = 0x43;
+    auto kx = Dhcp4ClientKey::from_client_id(x);
+    auto ky = Dhcp4ClientKey::from_client_id(y);
+    EXPECT_FALSE(kx == ky);
+    EXPECT_TRUE(kx == Dhcp4ClientKey::from_client_id(x));
+    EXPECT_FALSE(Dhcp4ClientKey::from_mac(mac(1)) ==
+                 Dhcp4ClientKey::from_client_id(wire::Bytes(mac(1).b.data(), 6)));
+}
+
+TEST(Dhcp4Leases, DeclinedAddressRestsThenReturns) {
+    Dhcp4Leases l(cfg(2));
+    auto a = l.offer(key(1), mac(1), std::nullopt, 0);
+    EXPECT_FALSE(l.decline(key(2), *a, 5));  // only its holder may decline it
+    EXPECT_TRUE(l.decline(key(1), *a, 10));
+    auto b = l.offer(key(1), mac(1), std::nullopt, 20);
+    ASSERT_TRUE(b);
+    EXPECT_NE(*b, *a);
+    ASSERT_TRUE(l.bind(key(1), mac(1), *b, 20));
+    EXPECT_FALSE(l.offer(key(3), mac(3), std::nullopt, 30));
+    EXPECT_EQ(l.offer(key(3), mac(3), std::nullopt, 10 + Dhcp4Leases::kDeclineHoldMs), a);
+}
+
+TEST(Dhcp4Leases, AddressALiveNeighborUsesIsNotHandedOut) {
+    Dhcp4Leases l(cfg(3));
+    wire::MacAddr squatter = mac(0x99);
+    l.set_busy_check([&](wire::Ipv4 a, const wire::MacAddr& m) {
+        return a == ip("10.0.2.15") && m != squatter;
+    });
+    EXPECT_EQ(l.offer(key(1), mac(1), ip("10.0.2.15"), 0), ip("10.0.2.16"));
+    EXPECT_FALSE(l.bind(key(2), mac(2), ip("10.0.2.15"), 0));
+    // The host using it may have it.
+    EXPECT_TRUE(l.bind(Dhcp4ClientKey::from_mac(squatter), squatter, ip("10.0.2.15"), 0));
+}
+
+TEST(Dhcp4Leases, PoolNeverContainsRouterNetworkOrBroadcast) {
+    NetConfig c;
+    c.dhcp_start = ip("10.0.2.0");
+    c.dhcp_count = 300;  // runs past the /24
+    Dhcp4Leases l(c);
+    EXPECT_EQ(l.pool_size(), 256u - 4u);
+    for (const char* s : {"10.0.2.0", "10.0.2.2", "10.0.2.3", "10.0.2.255", "10.0.3.1"})
+        EXPECT_FALSE(l.in_pool(ip(s))) << s;
+    EXPECT_TRUE(l.in_pool(ip("10.0.2.1")));
+    EXPECT_TRUE(l.in_pool(ip("10.0.2.254")));
+}
+
+TEST(Dhcp4Leases, OneMacCannotDrainThePoolWithMadeUpClientIds) {
+    Dhcp4Leases l(cfg(16));
+    for (uint8_t i = 0; i < Dhcp4Leases::kMaxPerMac; i++) {
+        const uint8_t id[] = {1, i};
+        ASSERT_TRUE(l.offer(Dhcp4ClientKey::from_client_id(id), mac(1), std::nullopt, 0));
+    }
+    const uint8_t more[] = {1, 99};
+    auto k = Dhcp4ClientKey::from_client_id(more);
+    EXPECT_FALSE(l.offer(k, mac(1), std::nullopt, 0));
+    EXPECT_FALSE(l.bind(k, mac(1), ip("10.0.2.30"), 0));  // INIT-REBOOT too
+    // Other machines are unaffected, and the offers lapse in time.
+    EXPECT_TRUE(l.offer(key(2), mac(2), std::nullopt, 0));
+    EXPECT_TRUE(l.offer(k, mac(1), std::nullopt, Dhcp4Leases::kOfferHoldMs));
+}
+
+TEST(Dhcp4Leases, ChoosingAnotherServerWithdrawsTheOffer) {
+    Dhcp4Leases l(cfg(1));
+    auto a = l.offer(key(1), mac(1), std::nullopt, 0);
+    l.withdraw_offer(key(1));
+    EXPECT_EQ(l.offer(key(2), mac(2), std::nullopt, 10), a);
+}
+
+}  // namespace
+}  // namespace usernet::gw

@@ -1,0 +1,324 @@
+// The DNS forwarder against real UDP sockets on the loopback standing in
+// for upstream resolvers: id remapping, failover on silence and on ICMP
+// errors, SERVFAIL when every upstream fails, spoofed replies, truncation.
+#include "gateway/dns_forwarder.hpp"
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <vector>
+
+#include "gateway/gateway.hpp"
+#include "wire/dns.hpp"
+#include "wire/ethernet.hpp"
+#include "wire/icmp4.hpp"
+#include "wire/udp.hpp"
+
+namespace usernet::gw {
+namespace {
+
+using wire::Bytes;
+using wire::Ipv4;
+using wire::MacAddr;
+
+Ipv4 ip(const char* s) { return *wire::ipv4_parse(s); }
+const MacAddr kGuestMac{{0x52, 0x54, 0x00, 0x12, 0x34, 0x56}};
+const MacAddr kGwMac{{0x52, 0x55, 0x0a, 0x00, 0x02, 0x02}};
+const Ipv4 kGuest = 0x0a00020f;
+
+class GuestPort : public sw::Port {
+public:
+    explicit GuestPort(uint32_t mtu) : mtu_(mtu) {}
+    void deliver(Bytes frame, const sw::FrameMeta&) override {
+        frames.emplace_back(frame.begin(), frame.end());
+    }
+    uint32_t mtu() const override { return mtu_; }
+    std::string describe() const override { return "guest"; }
+    std::vector<std::vector<uint8_t>> frames;
+    uint32_t mtu_;
+};
+
+// A resolver stand-in: a UDP socket on 127.0.0.1.
+struct Upstream {
+    int fd = -1;
+    uint16_t port = 0;
+    Upstream() {
+        fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        sockaddr_in sa{};
+        sa.sin_family = AF_INET;
+        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa);
+        socklen_t len = sizeof sa;
+        getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len);
+        port = ntohs(sa.sin_port);
+    }
+    ~Upstream() { close(fd); }
+    HostPort host_port() const { return HostPort{wire::IpAddr::v4(0x7f000001), port}; }
+    // Waits up to ms for a datagram; returns it and where it came from.
+    std::optional<std::vector<uint8_t>> recv(int ms, sockaddr_in* from = nullptr) {
+        pollfd p{fd, POLLIN, 0};
+        if (poll(&p, 1, ms) != 1) return std::nullopt;
+        std::vector<uint8_t> buf(65536);
+        sockaddr_in f{};
+        socklen_t fl = sizeof f;
+        ssize_t n = recvfrom(fd, buf.data(), buf.size(), 0, reinterpret_cast<sockaddr*>(&f), &fl);
+        if (n < 0) return std::nullopt;
+        buf.resize(static_cast<size_t>(n));
+        if (from) *from = f;
+        return buf;
+    }
+    void send_to(const std::vector<uint8_t>& msg, const sockaddr_in& to) {
+        sendto(fd, msg.data(), msg.size(), 0, reinterpret_cast<const sockaddr*>(&to), sizeof to);
+    }
+};
+
+// A port on 127.0.0.1 where nothing listens.
+uint16_t closed_port() {
+    Upstream u;
+    return u.port;  // closed again when u goes
+}
+
+std::vector<uint8_t> make_query(uint16_t id, const char* name) {
+    std::vector<uint8_t> q(12 + 256 + 4);
+    wire::store16(&q[0], id);
+    wire::store16(&q[2], wire::dnsflag::rd);
+    wire::store16(&q[4], 1);
+    size_t n = wire::dns_encode_name(name, &q[12], 256);
+    wire::store16(&q[12 + n], wire::dnstype::a);
+    wire::store16(&q[12 + n + 2], wire::dnsclass::in);
+    q.resize(12 + n + 4);
+    return q;
+}
+
+// An answer to query with `count` A records.
+std::vector<uint8_t> make_answer(const std::vector<uint8_t>& query, int count) {
+    std::vector<uint8_t> out(65535);
+    auto v = wire::DnsView::parse(query);
+    auto q = v->question();
+    wire::DnsResponseBuilder b(out, *v, *q);
+    for (int i = 0; i < count; i++)
+        b.add_address(wire::IpAddr::v4(0xc6336400u + static_cast<uint32_t>(i)), 60);
+    out.resize(b.finish());
+    return out;
+}
+
+std::vector<uint8_t> udp_frame(Ipv4 src, Ipv4 dst, uint16_t sport, uint16_t dport,
+                               const std::vector<uint8_t>& payload) {
+    std::vector<uint8_t> f(42 + payload.size());
+    wire::build_ethernet(f.data(), kGwMac, kGuestMac, wire::ethertype::ipv4);
+    std::memcpy(&f[42], payload.data(), payload.size());
+    wire::build_udp(&f[34], wire::IpAddr::v4(src), wire::IpAddr::v4(dst), sport, dport,
+                    payload.size());
+    wire::build_ipv4(&f[14], src, dst, wire::ipproto::udp, 8 + payload.size());
+    if (f.size() < 60) f.resize(60);
+    return f;
+}
+
+// The DNS payload of a frame sent to the guest from 10.0.2.3:53.
+std::optional<std::vector<uint8_t>> dns_to_guest(const std::vector<uint8_t>& f,
+                                                 uint16_t* dport = nullptr) {
+    auto eth = wire::EthernetView::parse(f);
+    if (!eth || eth->ethertype() != wire::ethertype::ipv4) return std::nullopt;
+    auto iph = wire::Ipv4View::parse(eth->payload());
+    if (!iph || !iph->checksum_ok() || iph->src() != ip("10.0.2.3") || iph->dst() != kGuest)
+        return std::nullopt;
+    auto udp = wire::UdpView::parse(iph->payload());
+    if (!udp || udp->src_port() != 53 || !udp->checksum_ok(iph->src_addr(), iph->dst_addr()))
+        return std::nullopt;
+    if (dport) *dport = udp->dst_port();
+    return std::vector<uint8_t>(udp->payload().begin(), udp->payload().end());
+}
+
+struct DnsForwarderTest : ::testing::Test {
+    core::EventLoop loop;
+    sw::Switch sw{loop};
+    GuestPort guest{1500};
+    std::unique_ptr<Gateway> gw;
+
+    void start(std::vector<HostPort> upstreams, uint32_t mtu = 1500) {
+        guest.mtu_ = mtu;
+        sw.attach(guest);
+        NetConfig cfg;
+        cfg.dns_upstreams = std::move(upstreams);
+        gw = std::make_unique<Gateway>(loop, sw, cfg);
+        // The guest's MAC and address become known (ARP for the gateway).
+        gw->learn_neighbor(kGuest, kGuestMac, mtu);
+    }
+    void query(const std::vector<uint8_t>& q, uint16_t sport = 40000) {
+        sw.input(guest.id(), udp_frame(kGuest, ip("10.0.2.3"), sport, 53, q));
+    }
+    // Runs the loop until the guest has `n` frames or ms pass.
+    void run_until_frames(size_t n, int ms) {
+        core::Millis end = core::monotonic_ms() + static_cast<core::Millis>(ms);
+        while (guest.frames.size() < n && core::monotonic_ms() < end) loop.run_once(20);
+    }
+    void run_for(int ms) {
+        core::Millis end = core::monotonic_ms() + static_cast<core::Millis>(ms);
+        while (core::monotonic_ms() < end) loop.run_once(20);
+    }
+};
+
+TEST_F(DnsForwarderTest, DnsForwarder_RelaysQueryAndReplyRestoringTheGuestsId) {
+    Upstream up;
+    start({up.host_port()});
+    auto q = make_query(0x1234, "example.test");
+    query(q, 41234);
+    sockaddr_in from{};
+    auto sent = up.recv(1000, &from);
+    ASSERT_TRUE(sent);
+    ASSERT_EQ(sent->size(), q.size());
+    // Same query but for the id, which the forwarder chose.
+    EXPECT_EQ(0, std::memcmp(sent->data() + 2, q.data() + 2, q.size() - 2));
+    EXPECT_EQ(gw->dns().pending(), 1u);
+
+    up.send_to(make_answer(*sent, 1), from);
+    run_until_frames(1, 1000);
+    ASSERT_EQ(guest.frames.size(), 1u);
+    uint16_t dport = 0;
+    auto r = dns_to_guest(guest.frames[0], &dport);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(dport, 41234);
+    auto v = wire::DnsView::parse(*r);
+    EXPECT_EQ(v->id(), 0x1234);
+    EXPECT_EQ(v->ancount(), 1);
+    EXPECT_EQ(gw->dns().stats().replies, 1u);
+    EXPECT_EQ(gw->dns().pending(), 0u);
+}
+
+TEST_F(DnsForwarderTest, DnsForwarder_SilentUpstreamFailsOverToTheNextAfterTimeout) {
+    Upstream silent, live;
+    start({silent.host_port(), live.host_port()});
+    EXPECT_EQ(gw->dns().active_upstream()->port, silent.port);
+    auto q = make_query(7, "example.test");
+    query(q);
+    ASSERT_TRUE(silent.recv(1000));
+    EXPECT_FALSE(live.recv(0));
+    sockaddr_in from{};
+    std::optional<std::vector<uint8_t>> sent;
+    core::Millis end = core::monotonic_ms() + 3500;
+    while (!sent && core::monotonic_ms() < end) {
+        loop.run_once(20);
+        sent = live.recv(0, &from);
+    }
+    ASSERT_TRUE(sent);
+    EXPECT_EQ(gw->dns().stats().timeouts, 1u);
+    live.send_to(make_answer(*sent, 1), from);
+    run_until_frames(1, 1000);
+    ASSERT_EQ(guest.frames.size(), 1u);
+    EXPECT_EQ(wire::DnsView::parse(*dns_to_guest(guest.frames[0]))->id(), 7);
+    EXPECT_EQ(gw->dns().active_upstream()->port, live.port);
+    // The next query goes to the upstream that answered.
+    query(make_query(8, "example.test"));
+    EXPECT_TRUE(live.recv(1000));
+    EXPECT_FALSE(silent.recv(0));
+}
+
+TEST_F(DnsForwarderTest, DnsForwarder_UnreachableUpstreamFailsOverWithoutWaiting) {
+    Upstream live;
+    start({HostPort{wire::IpAddr::v4(0x7f000001), closed_port()}, live.host_port()});
+    query(make_query(9, "example.test"));
+    std::optional<std::vector<uint8_t>> sent;
+    core::Millis t0 = core::monotonic_ms();
+    while (!sent && core::monotonic_ms() < t0 + 1500) {
+        loop.run_once(20);
+        sent = live.recv(0);
+    }
+    ASSERT_TRUE(sent);
+    EXPECT_LT(core::monotonic_ms() - t0, 1000u);  // well before the 2 s timeout
+    EXPECT_GE(gw->dns().stats().upstream_errors, 1u);
+    EXPECT_EQ(gw->dns().stats().timeouts, 0u);
+}
+
+TEST_F(DnsForwarderTest, DnsForwarder_EveryUpstreamFailingAnswersServfail) {
+    start({HostPort{wire::IpAddr::v4(0x7f000001), closed_port()}});
+    query(make_query(0xbeef, "example.test"));
+    run_until_frames(1, 1500);
+    ASSERT_EQ(guest.frames.size(), 1u);
+    auto r = dns_to_guest(guest.frames[0]);
+    ASSERT_TRUE(r);
+    auto v = wire::DnsView::parse(*r);
+    EXPECT_EQ(v->id(), 0xbeef);
+    EXPECT_TRUE(v->qr());
+    EXPECT_EQ(v->rcode(), wire::dnsrcode::servfail);
+    EXPECT_EQ(gw->dns().stats().servfail, 1u);
+    EXPECT_EQ(gw->dns().pending(), 0u);
+}
+
+TEST_F(DnsForwarderTest, DnsForwarder_ReplyFromAnotherAddressIsDropped) {
+    Upstream up, spoofer;
+    start({up.host_port()});
+    query(make_query(5, "example.test"));
+    sockaddr_in from{};
+    auto sent = up.recv(1000, &from);
+    ASSERT_TRUE(sent);
+    auto ans = make_answer(*sent, 1);
+    spoofer.send_to(ans, from);  // right id, wrong source port
+    run_for(200);
+    EXPECT_TRUE(guest.frames.empty());
+    EXPECT_EQ(gw->dns().stats().dropped_unmatched, 1u);
+    // A reply with an id nobody asked for.
+    auto bad = ans;
+    wire::store16(bad.data(), static_cast<uint16_t>(wire::load16(bad.data()) + 1));
+    up.send_to(bad, from);
+    run_for(100);
+    EXPECT_TRUE(guest.frames.empty());
+    up.send_to(ans, from);
+    run_until_frames(1, 1000);
+    EXPECT_EQ(guest.frames.size(), 1u);
+}
+
+TEST_F(DnsForwarderTest, DnsForwarder_ReplyLargerThanTheGuestMtuIsTruncatedWithTc) {
+    Upstream up;
+    start({up.host_port()}, 576);
+    auto q = make_query(77, "big.example.test");
+    query(q);
+    sockaddr_in from{};
+    auto sent = up.recv(1000, &from);
+    ASSERT_TRUE(sent);
+    auto ans = make_answer(*sent, 60);  // 60 A records: ~1 KB
+    ASSERT_GT(ans.size(), 576u - 28u);
+    up.send_to(ans, from);
+    run_until_frames(1, 1000);
+    ASSERT_EQ(guest.frames.size(), 1u);
+    auto r = dns_to_guest(guest.frames[0]);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->size(), q.size());  // header and question only
+    auto v = wire::DnsView::parse(*r);
+    EXPECT_EQ(v->id(), 77);
+    EXPECT_TRUE(v->qr());
+    EXPECT_TRUE(v->tc());
+    EXPECT_EQ(v->qdcount(), 1);
+    EXPECT_EQ(v->ancount(), 0);
+    EXPECT_TRUE(v->question()->name.equals("big.example.test"));
+    EXPECT_EQ(gw->dns().stats().truncated, 1u);
+}
+
+TEST_F(DnsForwarderTest, DnsForwarder_DropsResponsesAndRuntsFromGuests) {
+    Upstream up;
+    start({up.host_port()});
+    auto q = make_query(1, "example.test");
+    wire::store16(&q[2], wire::dnsflag::qr);
+    query(q);
+    query(std::vector<uint8_t>{1, 2, 3});
+    EXPECT_FALSE(up.recv(100));
+    EXPECT_EQ(gw->dns().stats().dropped_malformed, 2u);
+    EXPECT_EQ(gw->dns().stats().queries, 0u);
+}
+
+TEST_F(DnsForwarderTest, DnsForwarder_PendingTableIsBoundedOldestEvicted) {
+    Upstream up;
+    start({up.host_port()});
+    const size_t n = DnsForwarder::kMaxPending + 10;
+    for (size_t i = 0; i < n; i++) query(make_query(static_cast<uint16_t>(i), "example.test"));
+    EXPECT_EQ(gw->dns().pending(), DnsForwarder::kMaxPending);
+    EXPECT_EQ(gw->dns().stats().dropped_evicted, 10u);
+    EXPECT_EQ(gw->dns().stats().queries, n);
+}
+
+}  // namespace
+}  // namespace usernet::gw

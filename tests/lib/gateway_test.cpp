@@ -1,0 +1,621 @@
+// The gateway port on a real switch: ARP, ICMP echo, DHCP through frames,
+// what goes to the NAT and what is dropped, and how frames toward guests
+// are built.
+#include "gateway/gateway.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <vector>
+
+#include "../unit/captured_frames.hpp"
+#include "gateway/dhcp4_server.hpp"
+#include "gateway/dns_forwarder.hpp"
+#include "wire/arp.hpp"
+#include "wire/dhcp4.hpp"
+#include "wire/dns.hpp"
+#include "wire/ethernet.hpp"
+#include "wire/icmp4.hpp"
+#include "wire/udp.hpp"
+
+namespace usernet::gw {
+namespace {
+
+using wire::Bytes;
+using wire::Ipv4;
+using wire::MacAddr;
+
+Ipv4 ip(const char* s) { return *wire::ipv4_parse(s); }
+
+const MacAddr kGuestMac{{0x52, 0x54, 0x00, 0x12, 0x34, 0x56}};
+const MacAddr kOtherMac{{0x52, 0x54, 0x00, 0x65, 0x43, 0x21}};
+
+class GuestPort : public sw::Port {
+public:
+    explicit GuestPort(uint32_t mtu) : mtu_(mtu) {}
+    void deliver(Bytes frame, const sw::FrameMeta&) override {
+        frames.emplace_back(frame.begin(), frame.end());
+    }
+    uint32_t mtu() const override { return mtu_; }
+    std::string describe() const override { return "guest"; }
+    std::vector<std::vector<uint8_t>> frames;
+
+private:
+    uint32_t mtu_;
+};
+
+class RecordingSink : public IpSink {
+public:
+    void from_guest(const GuestPacket& p) override {
+        pkts.push_back(p);
+        l4.emplace_back(p.l4.begin(), p.l4.end());
+    }
+    std::vector<GuestPacket> pkts;
+    std::vector<std::vector<uint8_t>> l4;
+};
+
+// An Ethernet + IPv4 frame around l4 (whose checksum the caller filled).
+std::vector<uint8_t> ipv4_frame(const MacAddr& dst_mac, const MacAddr& src_mac, Ipv4 src,
+                                Ipv4 dst, uint8_t proto, Bytes l4, uint8_t ttl = 64,
+                                uint16_t frag = 0x4000) {
+    std::vector<uint8_t> f(34 + l4.size());
+    wire::build_ethernet(f.data(), dst_mac, src_mac, wire::ethertype::ipv4);
+    wire::build_ipv4(f.data() + 14, src, dst, proto, l4.size(), ttl, 7);
+    if (frag != 0x4000) {
+        wire::store16(&f[20], frag);
+        wire::store16(&f[24], 0);
+        wire::store16(&f[24], wire::csum_fold(wire::csum_partial(Bytes(&f[14], 20))));
+    }
+    std::memcpy(f.data() + 34, l4.data(), l4.size());
+    if (f.size() < 60) f.resize(60);
+    return f;
+}
+
+std::vector<uint8_t> udp_frame(const MacAddr& dst_mac, const MacAddr& src_mac, Ipv4 src,
+                               Ipv4 dst, uint16_t sport, uint16_t dport, Bytes payload,
+                               uint8_t ttl = 64) {
+    std::vector<uint8_t> seg(8 + payload.size());
+    std::memcpy(seg.data() + 8, payload.data(), payload.size());
+    wire::build_udp(seg.data(), wire::IpAddr::v4(src), wire::IpAddr::v4(dst), sport, dport,
+                    payload.size());
+    return ipv4_frame(dst_mac, src_mac, src, dst, wire::ipproto::udp, seg, ttl);
+}
+
+std::vector<uint8_t> echo_frame(Ipv4 src, Ipv4 dst, uint16_t id, uint16_t seq, size_t data_len,
+                                const MacAddr& dst_mac) {
+    std::vector<uint8_t> m(8 + data_len);
+    for (size_t i = 0; i < data_len; i++) m[8 + i] = static_cast<uint8_t>(i * 7);
+    wire::build_icmp4(m.data(), wire::icmptype::echo_request, 0, (uint32_t{id} << 16) | seq,
+                      m.size());
+    return ipv4_frame(dst_mac, kGuestMac, src, dst, wire::ipproto::icmp, m);
+}
+
+struct Parsed {
+    wire::EthernetView eth;
+    wire::Ipv4View ip;
+};
+
+std::optional<Parsed> parse_ip(const std::vector<uint8_t>& f) {
+    auto eth = wire::EthernetView::parse(f);
+    if (!eth || eth->ethertype() != wire::ethertype::ipv4) return std::nullopt;
+    auto ip = wire::Ipv4View::parse(eth->payload());
+    if (!ip) return std::nullopt;
+    return Parsed{*eth, *ip};
+}
+
+struct GatewayTest : ::testing::Test {
+    core::EventLoop loop;
+    sw::Switch sw{loop};
+    GuestPort guest{1400};
+    RecordingSink sink;
+    std::unique_ptr<Gateway> gw;
+    NetConfig cfg;
+
+    void SetUp() override {
+        sw.attach(guest);
+        cfg.dhcp_count = 32;
+        gw = std::make_unique<Gateway>(loop, sw, cfg);
+        gw->set_ip_sink(&sink);
+    }
+    void input(const std::vector<uint8_t>& f) { sw.input(guest.id(), f); }
+    template <size_t N>
+    void input(const std::array<uint8_t, N>& f) {
+        sw.input(guest.id(), Bytes(f.data(), N));
+    }
+    // Puts the guest's MAC behind the guest port and its address in the
+    // gateway's neighbor table, as its first frames would.
+    void guest_says_hello(Ipv4 a = 0x0a00020f, const MacAddr& m = kGuestMac) {
+        auto f = echo_frame(a, ip("10.0.2.2"), 1, 1, 8, wire::MacAddr{{0x52, 0x55, 10, 0, 2, 2}});
+        m.store(&f[6]);
+        input(f);
+        guest.frames.clear();
+    }
+};
+
+// --- ARP ---------------------------------------------------------------------
+
+TEST_F(GatewayTest, Gateway_AnswersArpForItsAddressWithItsMac) {
+    input(testdata::kArpRequest);  // who has 10.0.2.2, tell 10.0.2.15
+    ASSERT_EQ(guest.frames.size(), 1u);
+    const auto& f = guest.frames[0];
+    EXPECT_EQ(f.size(), 60u);
+    auto eth = wire::EthernetView::parse(f);
+    EXPECT_EQ(eth->dst(), kGuestMac);
+    EXPECT_EQ(eth->src(), cfg.gw_mac);
+    auto arp = wire::ArpView::parse(eth->payload());
+    ASSERT_TRUE(arp);
+    EXPECT_EQ(arp->op(), wire::arpop::reply);
+    EXPECT_EQ(arp->sender_mac(), cfg.gw_mac);
+    EXPECT_EQ(arp->sender_ip(), ip("10.0.2.2"));
+    EXPECT_EQ(arp->target_mac(), kGuestMac);
+    EXPECT_EQ(arp->target_ip(), ip("10.0.2.15"));
+    EXPECT_EQ(gw->gw_stats().arp_replies, 1u);
+    // The asker was learned on the way.
+    EXPECT_TRUE(gw->knows_guest(wire::IpAddr::v4(ip("10.0.2.15"))));
+    EXPECT_EQ(gw->path_mtu(wire::IpAddr::v4(ip("10.0.2.15"))), 1400u);
+}
+
+TEST_F(GatewayTest, Gateway_AnswersArpForDnsButNotForOtherAddresses) {
+    auto ask = [&](Ipv4 target) {
+        std::vector<uint8_t> f(60, 0);
+        size_t n = wire::build_ethernet(f.data(), MacAddr::broadcast(), kGuestMac,
+                                        wire::ethertype::arp);
+        wire::build_arp(f.data() + n, wire::arpop::request, kGuestMac, ip("10.0.2.15"), MacAddr{},
+                        target);
+        input(f);
+    };
+    ask(ip("10.0.2.3"));
+    ASSERT_EQ(guest.frames.size(), 1u);
+    EXPECT_EQ(wire::ArpView::parse(Bytes(guest.frames[0]).subspan(14))->sender_ip(),
+              ip("10.0.2.3"));
+    ask(ip("10.0.2.16"));  // another guest answers for itself
+    ask(ip("8.8.8.8"));
+    EXPECT_EQ(guest.frames.size(), 1u);
+}
+
+TEST_F(GatewayTest, Gateway_ArpWhoseSenderIsNotTheFrameSourceIsIgnored) {
+    std::vector<uint8_t> f(60, 0);
+    size_t n = wire::build_ethernet(f.data(), MacAddr::broadcast(), kGuestMac, wire::ethertype::arp);
+    wire::build_arp(f.data() + n, wire::arpop::request, kOtherMac, ip("10.0.2.20"), MacAddr{},
+                    ip("10.0.2.2"));
+    input(f);
+    EXPECT_TRUE(guest.frames.empty());
+    EXPECT_FALSE(gw->knows_guest(wire::IpAddr::v4(ip("10.0.2.20"))));
+    EXPECT_EQ(gw->gw_stats().dropped_martian, 1u);
+}
+
+TEST_F(GatewayTest, Gateway_GratuitousArpIsLearnedButClaimsOnOurAddressesAreNot) {
+    std::vector<uint8_t> f(60, 0);
+    size_t n = wire::build_ethernet(f.data(), MacAddr::broadcast(), kGuestMac, wire::ethertype::arp);
+    wire::build_arp(f.data() + n, wire::arpop::request, kGuestMac, ip("10.0.2.40"), MacAddr{},
+                    ip("10.0.2.40"));
+    input(f);
+    EXPECT_TRUE(gw->knows_guest(wire::IpAddr::v4(ip("10.0.2.40"))));
+    EXPECT_TRUE(guest.frames.empty());
+    wire::build_arp(f.data() + n, wire::arpop::reply, kGuestMac, ip("10.0.2.3"), MacAddr{},
+                    ip("10.0.2.3"));
+    input(f);
+    EXPECT_FALSE(gw->knows_guest(wire::IpAddr::v4(ip("10.0.2.3"))));
+}
+
+// --- ICMP echo ---------------------------------------------------------------
+
+TEST_F(GatewayTest, Gateway_EchoesPingToTheGatewayWithSameIdSeqAndData) {
+    input(testdata::kIcmpEchoRequest);  // busybox ping 10.0.2.2, id 0x01ff seq 0
+    ASSERT_EQ(guest.frames.size(), 1u);
+    auto p = parse_ip(guest.frames[0]);
+    ASSERT_TRUE(p);
+    EXPECT_EQ(p->eth.dst(), kGuestMac);
+    EXPECT_EQ(p->ip.src(), ip("10.0.2.2"));
+    EXPECT_EQ(p->ip.dst(), ip("10.0.2.15"));
+    EXPECT_TRUE(p->ip.checksum_ok());
+    auto icmp = wire::Icmp4View::parse(p->ip.payload());
+    ASSERT_TRUE(icmp);
+    EXPECT_TRUE(icmp->checksum_ok());
+    EXPECT_EQ(icmp->type(), wire::icmptype::echo_reply);
+    EXPECT_EQ(icmp->echo_id(), 0x01ff);
+    EXPECT_EQ(icmp->echo_seq(), 0);
+    auto req = wire::Ipv4View::parse(Bytes(testdata::kIcmpEchoRequest).subspan(14));
+    auto req_icmp = wire::Icmp4View::parse(req->payload());
+    ASSERT_EQ(icmp->payload().size(), req_icmp->payload().size());
+    EXPECT_EQ(0, std::memcmp(icmp->payload().data(), req_icmp->payload().data(),
+                             icmp->payload().size()));
+    EXPECT_EQ(gw->gw_stats().icmp_echo_replies, 1u);
+    EXPECT_TRUE(sink.pkts.empty());
+}
+
+TEST_F(GatewayTest, Gateway_EchoesPingToDnsAddressEvenWithoutLoopbackMapping) {
+    gw.reset();
+    cfg.map_gateway_to_loopback = false;
+    gw = std::make_unique<Gateway>(loop, sw, cfg);
+    for (const char* dst : {"10.0.2.3", "10.0.2.2"}) {
+        guest.frames.clear();
+        input(echo_frame(ip("10.0.2.15"), ip(dst), 9, 3, 1000, cfg.gw_mac));
+        ASSERT_EQ(guest.frames.size(), 1u) << dst;
+        auto p = parse_ip(guest.frames[0]);
+        EXPECT_EQ(p->ip.src(), ip(dst));
+        EXPECT_EQ(p->ip.total_len(), 20u + 8u + 1000u);
+    }
+}
+
+TEST_F(GatewayTest, Gateway_PingWithBadChecksumIsDroppedAndCounted) {
+    auto f = echo_frame(ip("10.0.2.15"), ip("10.0.2.2"), 1, 1, 16, cfg.gw_mac);
+    f[34 + 8] ^= 0xff;  // payload byte: the ICMP checksum no longer holds
+    input(f);
+    EXPECT_TRUE(guest.frames.empty());
+    EXPECT_EQ(gw->gw_stats().dropped_malformed, 1u);
+}
+
+// --- IPv4 input --------------------------------------------------------------
+
+TEST_F(GatewayTest, Gateway_BadIpHeaderChecksumIsDropped) {
+    auto f = echo_frame(ip("10.0.2.15"), ip("10.0.2.2"), 1, 1, 16, cfg.gw_mac);
+    f[14 + 10] ^= 0x01;
+    input(f);
+    EXPECT_TRUE(guest.frames.empty());
+    EXPECT_EQ(gw->gw_stats().dropped_malformed, 1u);
+    EXPECT_FALSE(gw->knows_guest(wire::IpAddr::v4(ip("10.0.2.15"))));
+}
+
+TEST_F(GatewayTest, Gateway_DropsFragmentsWithoutReassembly) {
+    input(testdata::kIpv4FirstFragment);
+    input(testdata::kIpv4LastFragment);
+    EXPECT_EQ(gw->gw_stats().dropped_fragments, 2u);
+    EXPECT_TRUE(guest.frames.empty());
+    EXPECT_TRUE(sink.pkts.empty());
+}
+
+TEST_F(GatewayTest, Gateway_RoutedPacketReachesTheSinkWithItsGuestDetails) {
+    const uint8_t data[] = {1, 2, 3, 4, 5};
+    input(udp_frame(cfg.gw_mac, kGuestMac, ip("10.0.2.15"), ip("93.184.216.34"), 40000, 9999,
+                    data));
+    ASSERT_EQ(sink.pkts.size(), 1u);
+    const GuestPacket& p = sink.pkts[0];
+    EXPECT_EQ(p.src, wire::IpAddr::v4(ip("10.0.2.15")));
+    EXPECT_EQ(p.dst, wire::IpAddr::v4(ip("93.184.216.34")));
+    EXPECT_EQ(p.proto, wire::ipproto::udp);
+    EXPECT_EQ(p.ttl, 64);
+    EXPECT_EQ(p.ingress_mtu, 1400u);
+    EXPECT_EQ(p.src_mac, kGuestMac);
+    EXPECT_EQ(sink.l4[0].size(), 8u + sizeof data);
+    EXPECT_EQ(p.ip_packet.size(), 20u + 8u + sizeof data);
+    // TCP to the gateway address goes to the NAT too (it maps to loopback).
+    input(testdata::kTcpSyn);
+    ASSERT_EQ(sink.pkts.size(), 2u);
+    EXPECT_EQ(sink.pkts[1].proto, wire::ipproto::tcp);
+    EXPECT_EQ(gw->gw_stats().routed, 2u);
+}
+
+TEST_F(GatewayTest, Gateway_ExpiringTtlOnARoutedPacketSendsTimeExceeded) {
+    const uint8_t data[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
+    auto f = udp_frame(cfg.gw_mac, kGuestMac, ip("10.0.2.15"), ip("192.0.2.1"), 33434, 33435, data,
+                       1);
+    input(f);
+    EXPECT_TRUE(sink.pkts.empty());
+    EXPECT_EQ(gw->gw_stats().dropped_ttl, 1u);
+    ASSERT_EQ(guest.frames.size(), 1u);
+    auto p = parse_ip(guest.frames[0]);
+    EXPECT_EQ(p->ip.src(), ip("10.0.2.2"));
+    EXPECT_EQ(p->ip.dst(), ip("10.0.2.15"));
+    auto icmp = wire::Icmp4View::parse(p->ip.payload());
+    EXPECT_EQ(icmp->type(), wire::icmptype::time_exceeded);
+    EXPECT_TRUE(icmp->checksum_ok());
+    // The quote: the offending IP header and the first 8 bytes after it.
+    ASSERT_EQ(icmp->payload().size(), 28u);
+    EXPECT_EQ(0, std::memcmp(icmp->payload().data(), &f[14], 28));
+    // TTL 1 toward the gateway's own address is not routed: delivered.
+    input(udp_frame(cfg.gw_mac, kGuestMac, ip("10.0.2.15"), ip("10.0.2.2"), 1, 2, data, 1));
+    EXPECT_EQ(sink.pkts.size(), 1u);
+}
+
+TEST_F(GatewayTest, Gateway_IgnoresBroadcastsAndOtherGuestsUnicast) {
+    const uint8_t data[] = {1, 2, 3};
+    input(udp_frame(MacAddr::broadcast(), kGuestMac, ip("10.0.2.15"), ip("10.0.2.255"), 137, 137,
+                    data));
+    input(udp_frame(kOtherMac, kGuestMac, ip("10.0.2.15"), ip("10.0.2.16"), 1000, 1000, data));
+    EXPECT_TRUE(sink.pkts.empty());
+    EXPECT_EQ(gw->gw_stats().dropped_not_for_us, 2u);
+}
+
+TEST_F(GatewayTest, Gateway_ImpossibleSourcesAreDropped) {
+    const uint8_t data[] = {1};
+    for (const char* src : {"10.0.2.2", "127.0.0.1", "224.0.0.1", "10.0.2.255"})
+        input(udp_frame(cfg.gw_mac, kGuestMac, ip(src), ip("1.1.1.1"), 1, 1, data));
+    EXPECT_TRUE(sink.pkts.empty());
+    EXPECT_EQ(gw->gw_stats().dropped_martian, 4u);
+}
+
+TEST_F(GatewayTest, Gateway_CountsIpv6AndOtherEthertypesAsUnsupported) {
+    std::vector<uint8_t> f(60, 0);
+    wire::build_ethernet(f.data(), cfg.gw_mac, kGuestMac, wire::ethertype::ipv6);
+    input(f);
+    wire::build_ethernet(f.data(), cfg.gw_mac, kGuestMac, 0x88cc);
+    input(f);
+    EXPECT_EQ(gw->gw_stats().dropped_unsupported, 2u);
+}
+
+// --- sending toward guests ---------------------------------------------------
+
+TEST_F(GatewayTest, Gateway_SendToUnknownGuestSendsOneArpRequestAndFails) {
+    std::memset(gw->tx_l4(), 0, 8);
+    auto dst = wire::IpAddr::v4(ip("10.0.2.50"));
+    auto src = wire::IpAddr::v4(ip("1.2.3.4"));
+    EXPECT_FALSE(gw->send_ip(src, dst, wire::ipproto::udp, 8));
+    EXPECT_FALSE(gw->send_ip(src, dst, wire::ipproto::udp, 8));  // within the second
+    EXPECT_EQ(gw->gw_stats().dropped_no_neighbor, 2u);
+    ASSERT_EQ(guest.frames.size(), 1u);
+    auto eth = wire::EthernetView::parse(guest.frames[0]);
+    EXPECT_TRUE(eth->dst().is_broadcast());
+    auto arp = wire::ArpView::parse(eth->payload());
+    ASSERT_TRUE(arp);
+    EXPECT_EQ(arp->op(), wire::arpop::request);
+    EXPECT_EQ(arp->sender_ip(), ip("10.0.2.2"));
+    EXPECT_EQ(arp->target_ip(), ip("10.0.2.50"));
+    // Another address gets its own request; an address off the LAN none.
+    EXPECT_FALSE(gw->send_ip(src, wire::IpAddr::v4(ip("10.0.2.51")), wire::ipproto::udp, 8));
+    EXPECT_FALSE(gw->send_ip(src, wire::IpAddr::v4(ip("8.8.8.8")), wire::ipproto::udp, 8));
+    EXPECT_EQ(guest.frames.size(), 2u);
+    EXPECT_EQ(gw->gw_stats().arp_requests, 2u);
+}
+
+TEST_F(GatewayTest, Gateway_SendPadsShortFramesAndWritesValidHeaders) {
+    guest_says_hello();
+    uint8_t* l4 = gw->tx_l4();
+    const uint8_t data[] = {0xaa, 0xbb};
+    std::memcpy(l4 + 8, data, 2);
+    auto src = wire::IpAddr::v4(ip("93.184.216.34"));
+    auto dst = wire::IpAddr::v4(ip("10.0.2.15"));
+    wire::build_udp(l4, src, dst, 53, 4000, 2);
+    ASSERT_TRUE(gw->send_ip(src, dst, wire::ipproto::udp, 10));
+    ASSERT_TRUE(gw->send_ip(src, dst, wire::ipproto::udp, 10));
+    ASSERT_EQ(guest.frames.size(), 2u);
+    const auto& f = guest.frames[0];
+    EXPECT_EQ(f.size(), 60u);
+    auto p = parse_ip(f);
+    ASSERT_TRUE(p);
+    EXPECT_EQ(p->eth.dst(), kGuestMac);
+    EXPECT_EQ(p->eth.src(), cfg.gw_mac);
+    EXPECT_EQ(p->ip.total_len(), 30u);
+    EXPECT_TRUE(p->ip.checksum_ok());
+    EXPECT_EQ(p->ip.ttl(), 64);
+    auto udp = wire::UdpView::parse(p->ip.payload());
+    ASSERT_TRUE(udp);
+    EXPECT_TRUE(udp->checksum_ok(src, dst));
+    for (size_t i = 14 + 30; i < 60; i++) EXPECT_EQ(f[i], 0) << i;
+    // A fresh IP id for each packet.
+    EXPECT_NE(p->ip.id(), parse_ip(guest.frames[1])->ip.id());
+}
+
+TEST_F(GatewayTest, Gateway_SendLargerThanTheGuestsMtuIsRefused) {
+    guest_says_hello();  // the guest port's MTU is 1400
+    auto src = wire::IpAddr::v4(ip("93.184.216.34"));
+    auto dst = wire::IpAddr::v4(ip("10.0.2.15"));
+    std::memset(gw->tx_l4(), 0, 1400);
+    EXPECT_FALSE(gw->send_ip(src, dst, wire::ipproto::udp, 1381));
+    EXPECT_EQ(gw->gw_stats().dropped_too_big, 1u);
+    EXPECT_TRUE(gw->send_ip(src, dst, wire::ipproto::udp, 1380));
+    EXPECT_EQ(guest.frames.size(), 1u);
+    EXPECT_EQ(guest.frames[0].size(), 14u + 1400u);
+}
+
+TEST_F(GatewayTest, Gateway_FirstGuestIsTheNewestLeaseOrNeighbor) {
+    EXPECT_TRUE(gw->first_guest_v4().is_unspecified());
+    guest_says_hello(ip("10.0.2.40"));
+    EXPECT_EQ(gw->first_guest_v4(), wire::IpAddr::v4(ip("10.0.2.40")));
+    gw->bind_lease(ip("10.0.2.15"), kOtherMac, 1500, loop.now() + 1000);
+    EXPECT_EQ(gw->first_guest_v4(), wire::IpAddr::v4(ip("10.0.2.15")));
+    EXPECT_EQ(gw->neighbor_mac(ip("10.0.2.15")), kOtherMac);
+    gw->learn_neighbor(ip("10.0.2.2"), kOtherMac, 1500);  // ours: never a neighbor
+    EXPECT_FALSE(gw->knows_guest(wire::IpAddr::v4(ip("10.0.2.2"))));
+}
+
+// --- DHCP through frames -----------------------------------------------------
+
+std::optional<wire::Dhcp4View> dhcp_of(const std::vector<uint8_t>& f, Parsed* out = nullptr) {
+    auto p = parse_ip(f);
+    if (!p || p->ip.protocol() != wire::ipproto::udp) return std::nullopt;
+    auto udp = wire::UdpView::parse(p->ip.payload());
+    if (!udp || udp->src_port() != 67 || udp->dst_port() != 68) return std::nullopt;
+    if (!udp->checksum_ok(p->ip.src_addr(), p->ip.dst_addr())) return std::nullopt;
+    if (out) *out = *p;
+    return wire::Dhcp4View::parse(udp->payload());
+}
+
+std::vector<uint8_t> dhcp_request_frame(uint8_t type, uint32_t xid, std::optional<Ipv4> requested,
+                                        std::optional<Ipv4> server, Ipv4 ciaddr = 0,
+                                        const MacAddr& m = kGuestMac,
+                                        std::optional<std::vector<uint8_t>> client_id = {}) {
+    std::vector<uint8_t> msg(548);
+    wire::Dhcp4Builder b(msg);
+    b.set_op(wire::dhcp4op::boot_request);
+    b.set_xid(xid);
+    b.set_chaddr(m);
+    b.set_ciaddr(ciaddr);
+    b.add_u8(wire::dhcp4opt::message_type, type);
+    if (requested) b.add_ipv4(wire::dhcp4opt::requested_ip, *requested);
+    if (server) b.add_ipv4(wire::dhcp4opt::server_id, *server);
+    if (client_id) b.add_option(wire::dhcp4opt::client_id, *client_id);
+    msg.resize(b.finish());
+    if (ciaddr)
+        return udp_frame(MacAddr{{0x52, 0x55, 10, 0, 2, 2}}, m, ciaddr, ip("10.0.2.2"), 68, 67,
+                         msg);
+    return udp_frame(MacAddr::broadcast(), m, 0, 0xffffffff, 68, 67, msg);
+}
+
+TEST_F(GatewayTest, Dhcp_DiscoverFromUdhcpcGetsAnOfferWithEveryOption) {
+    input(testdata::kDhcpDiscoverUdhcpc);
+    ASSERT_EQ(guest.frames.size(), 1u);
+    Parsed p{*wire::EthernetView::parse(guest.frames[0]),
+             *wire::Ipv4View::parse(Bytes(guest.frames[0]).subspan(14))};
+    auto d = dhcp_of(guest.frames[0], &p);
+    ASSERT_TRUE(d);
+    EXPECT_TRUE(p.eth.dst().is_broadcast());
+    EXPECT_EQ(p.ip.src(), ip("10.0.2.2"));
+    EXPECT_EQ(p.ip.dst(), 0xffffffffu);
+    EXPECT_EQ(d->op(), wire::dhcp4op::boot_reply);
+    EXPECT_EQ(d->xid(), 0x25af816du);
+    EXPECT_EQ(d->chaddr(), kGuestMac);
+    EXPECT_EQ(d->yiaddr(), ip("10.0.2.15"));
+    EXPECT_EQ(d->message_type(), wire::dhcp4msg::offer);
+    EXPECT_EQ(d->server_id(), ip("10.0.2.2"));
+    auto u32 = [&](uint8_t code) {
+        auto o = d->find(code);
+        return o && o->size() == 4 ? wire::load32(o->data()) : 0u;
+    };
+    EXPECT_EQ(u32(wire::dhcp4opt::subnet_mask), 0xffffff00u);
+    EXPECT_EQ(u32(wire::dhcp4opt::router), ip("10.0.2.2"));
+    EXPECT_EQ(u32(wire::dhcp4opt::dns_server), ip("10.0.2.3"));
+    EXPECT_EQ(u32(wire::dhcp4opt::lease_time), 86400u);
+    EXPECT_EQ(u32(wire::dhcp4opt::renewal_time), 43200u);
+    EXPECT_EQ(u32(wire::dhcp4opt::rebinding_time), 75600u);
+    auto mtu = d->find(wire::dhcp4opt::mtu);
+    ASSERT_TRUE(mtu && mtu->size() == 2);
+    EXPECT_EQ(wire::load16(mtu->data()), 1400);  // the guest port's MTU
+    EXPECT_FALSE(d->find(wire::dhcp4opt::domain_name));
+    EXPECT_EQ(gw->dhcp().stats().offers, 1u);
+}
+
+TEST_F(GatewayTest, Dhcp_RequestFromUdhcpcIsAckedAndBindsTheNeighbor) {
+    // udhcpc's captured REQUEST selects 10.0.2.41 from server 10.0.2.2,
+    // which is in this test's pool (.15 + 32).
+    input(testdata::kDhcpRequestUdhcpc);
+    ASSERT_EQ(guest.frames.size(), 1u);
+    auto d = dhcp_of(guest.frames[0]);
+    ASSERT_TRUE(d);
+    EXPECT_EQ(d->message_type(), wire::dhcp4msg::ack);
+    EXPECT_EQ(d->yiaddr(), ip("10.0.2.41"));
+    EXPECT_TRUE(gw->knows_guest(wire::IpAddr::v4(ip("10.0.2.41"))));
+    EXPECT_EQ(gw->neighbor_mac(ip("10.0.2.41")), kGuestMac);
+    EXPECT_EQ(gw->first_guest_v4(), wire::IpAddr::v4(ip("10.0.2.41")));
+    EXPECT_EQ(gw->path_mtu(wire::IpAddr::v4(ip("10.0.2.41"))), 1400u);
+}
+
+TEST_F(GatewayTest, Dhcp_FullExchangeThenRenewalByUnicast) {
+    input(dhcp_request_frame(wire::dhcp4msg::discover, 1, std::nullopt, std::nullopt));
+    auto offer = dhcp_of(guest.frames.at(0));
+    ASSERT_TRUE(offer);
+    Ipv4 a = offer->yiaddr();
+    input(dhcp_request_frame(wire::dhcp4msg::request, 1, a, ip("10.0.2.2")));
+    auto ack = dhcp_of(guest.frames.at(1));
+    ASSERT_TRUE(ack);
+    EXPECT_EQ(ack->message_type(), wire::dhcp4msg::ack);
+    EXPECT_EQ(ack->yiaddr(), a);
+    // RENEWING: unicast from the leased address, answered by unicast.
+    input(dhcp_request_frame(wire::dhcp4msg::request, 2, std::nullopt, std::nullopt, a));
+    Parsed p{*wire::EthernetView::parse(guest.frames.at(2)),
+             *wire::Ipv4View::parse(Bytes(guest.frames.at(2)).subspan(14))};
+    auto renew = dhcp_of(guest.frames.at(2), &p);
+    ASSERT_TRUE(renew);
+    EXPECT_EQ(renew->message_type(), wire::dhcp4msg::ack);
+    EXPECT_EQ(renew->ciaddr(), a);
+    EXPECT_EQ(p.eth.dst(), kGuestMac);
+    EXPECT_EQ(p.ip.dst(), a);
+}
+
+TEST_F(GatewayTest, Dhcp_RequestForAnotherClientsAddressIsNakedByBroadcast) {
+    input(dhcp_request_frame(wire::dhcp4msg::discover, 1, std::nullopt, std::nullopt));
+    Ipv4 a = dhcp_of(guest.frames.at(0))->yiaddr();
+    input(dhcp_request_frame(wire::dhcp4msg::request, 1, a, ip("10.0.2.2")));
+    guest.frames.clear();
+    // Another machine (another MAC) in INIT-REBOOT asks for the same address.
+    input(dhcp_request_frame(wire::dhcp4msg::request, 9, a, std::nullopt, 0, kOtherMac));
+    ASSERT_EQ(guest.frames.size(), 1u);
+    Parsed p{*wire::EthernetView::parse(guest.frames[0]),
+             *wire::Ipv4View::parse(Bytes(guest.frames[0]).subspan(14))};
+    auto nak = dhcp_of(guest.frames[0], &p);
+    ASSERT_TRUE(nak);
+    EXPECT_EQ(nak->message_type(), wire::dhcp4msg::nak);
+    EXPECT_EQ(nak->yiaddr(), 0u);
+    EXPECT_FALSE(nak->find(wire::dhcp4opt::lease_time));
+    EXPECT_TRUE(p.eth.dst().is_broadcast());
+    EXPECT_EQ(p.ip.dst(), 0xffffffffu);
+    EXPECT_EQ(gw->dhcp().stats().naks, 1u);
+}
+
+TEST_F(GatewayTest, Dhcp_RequestToAnotherServerIsNotAnswered) {
+    input(dhcp_request_frame(wire::dhcp4msg::discover, 1, std::nullopt, std::nullopt));
+    Ipv4 a = dhcp_of(guest.frames.at(0))->yiaddr();
+    guest.frames.clear();
+    input(dhcp_request_frame(wire::dhcp4msg::request, 1, a, ip("10.0.2.99")));
+    EXPECT_TRUE(guest.frames.empty());
+    EXPECT_FALSE(gw->dhcp().leases().lookup(Dhcp4ClientKey::from_mac(kGuestMac), loop.now()));
+}
+
+TEST_F(GatewayTest, Dhcp_ReleaseForgetsTheGuest) {
+    input(dhcp_request_frame(wire::dhcp4msg::discover, 1, std::nullopt, std::nullopt));
+    Ipv4 a = dhcp_of(guest.frames.at(0))->yiaddr();
+    input(dhcp_request_frame(wire::dhcp4msg::request, 1, a, ip("10.0.2.2")));
+    ASSERT_TRUE(gw->knows_guest(wire::IpAddr::v4(a)));
+    input(dhcp_request_frame(wire::dhcp4msg::release, 2, std::nullopt, ip("10.0.2.2"), a));
+    EXPECT_FALSE(gw->knows_guest(wire::IpAddr::v4(a)));
+    EXPECT_EQ(gw->dhcp().stats().releases, 1u);
+}
+
+TEST_F(GatewayTest, Dhcp_InformGetsConfigurationWithoutALease) {
+    guest_says_hello(ip("10.0.2.77"));
+    input(dhcp_request_frame(wire::dhcp4msg::inform, 5, std::nullopt, std::nullopt,
+                             ip("10.0.2.77")));
+    ASSERT_EQ(guest.frames.size(), 1u);
+    auto d = dhcp_of(guest.frames[0]);
+    ASSERT_TRUE(d);
+    EXPECT_EQ(d->message_type(), wire::dhcp4msg::ack);
+    EXPECT_EQ(d->yiaddr(), 0u);
+    EXPECT_FALSE(d->find(wire::dhcp4opt::lease_time));
+    EXPECT_TRUE(d->find(wire::dhcp4opt::router));
+}
+
+TEST_F(GatewayTest, Dhcp_ClientIdentifierDistinguishesClientsOnOneMac) {
+    std::vector<uint8_t> id1{0xff, 1, 2, 3, 4}, id2{0xff, 5, 6, 7, 8};
+    input(dhcp_request_frame(wire::dhcp4msg::discover, 1, std::nullopt, std::nullopt, 0, kGuestMac,
+                             id1));
+    input(dhcp_request_frame(wire::dhcp4msg::discover, 2, std::nullopt, std::nullopt, 0, kGuestMac,
+                             id2));
+    ASSERT_EQ(guest.frames.size(), 2u);
+    EXPECT_NE(dhcp_of(guest.frames[0])->yiaddr(), dhcp_of(guest.frames[1])->yiaddr());
+}
+
+TEST_F(GatewayTest, Dhcp_MessageWhoseChaddrIsNotTheSenderIsIgnored) {
+    auto f = dhcp_request_frame(wire::dhcp4msg::discover, 1, std::nullopt, std::nullopt, 0,
+                                kOtherMac);
+    kGuestMac.store(&f[6]);
+    input(f);
+    EXPECT_TRUE(guest.frames.empty());
+    EXPECT_EQ(gw->dhcp().stats().dropped_ignored, 1u);
+}
+
+// --- DNS without upstreams ---------------------------------------------------
+
+TEST_F(GatewayTest, Dns_WithoutUpstreamsQueriesAreRefusedAtOnce) {
+    guest_says_hello();
+    // busybox's example.com A query, sent to the DNS address.
+    Bytes q = Bytes(testdata::kDnsQueryA).subspan(42);
+    input(udp_frame(cfg.gw_mac, kGuestMac, ip("10.0.2.15"), ip("10.0.2.3"), 41000, 53, q));
+    ASSERT_EQ(guest.frames.size(), 1u);
+    auto p = parse_ip(guest.frames[0]);
+    EXPECT_EQ(p->ip.src(), ip("10.0.2.3"));
+    auto udp = wire::UdpView::parse(p->ip.payload());
+    EXPECT_EQ(udp->src_port(), 53);
+    EXPECT_EQ(udp->dst_port(), 41000);
+    auto dns = wire::DnsView::parse(udp->payload());
+    ASSERT_TRUE(dns);
+    EXPECT_EQ(dns->id(), 0x73aa);
+    EXPECT_TRUE(dns->qr());
+    EXPECT_EQ(dns->rcode(), wire::dnsrcode::refused);
+    EXPECT_EQ(gw->dns().stats().refused, 1u);
+    EXPECT_TRUE(sink.pkts.empty());
+}
+
+TEST_F(GatewayTest, Dns_TcpToTheDnsAddressGoesToTheNat) {
+    auto syn = std::vector<uint8_t>(testdata::kTcpSyn.begin(), testdata::kTcpSyn.end());
+    // Re-address the SYN to 10.0.2.3 (fix the IP and TCP checksums).
+    auto iph = &syn[14];
+    wire::store32(iph + 16, ip("10.0.2.3"));
+    wire::store16(iph + 10, 0);
+    wire::store16(iph + 10, wire::csum_fold(wire::csum_partial(Bytes(iph, 20))));
+    input(syn);
+    ASSERT_EQ(sink.pkts.size(), 1u);
+    EXPECT_EQ(sink.pkts[0].dst, wire::IpAddr::v4(ip("10.0.2.3")));
+}
+
+}  // namespace
+}  // namespace usernet::gw
