@@ -1,0 +1,373 @@
+// The stream attachment (see the header for the theory of operation and the
+// wire format).
+#include "ports/stream_port.hpp"
+
+#include <fcntl.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <bit>
+#include <cerrno>
+#include <climits>
+#include <cstring>
+#include <stdexcept>
+
+namespace usernet::ports {
+namespace {
+
+std::string errstr(int err) { return std::strerror(err); }
+
+// Socket buffers as deep as the kernel allows (capped by rmem_max and
+// wmem_max), as passt does: the peer is a local emulator, and every frame
+// the kernel holds is one usernet does not have to queue.
+void set_socket_buffers(int fd) {
+    int v = INT_MAX / 2;
+    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &v, sizeof(v));
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &v, sizeof(v));
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- parser
+
+StreamFrameParser::StreamFrameParser(size_t capacity)
+    : cap_(std::max(capacity, kMinCapacity)) {
+    buf_ = std::make_unique_for_overwrite<uint8_t[]>(cap_);
+}
+
+wire::MutBytes StreamFrameParser::writable() {
+    // After drain() what is left is less than one whole frame, so moving it
+    // to the front always leaves room for the rest of it.
+    if (start_ > 0 && cap_ - end_ < kMinCapacity) {
+        std::memmove(buf_.get(), buf_.get() + start_, end_ - start_);
+        end_ -= start_;
+        start_ = 0;
+    }
+    return wire::MutBytes(buf_.get() + end_, cap_ - end_);
+}
+
+// ---------------------------------------------------------------- tx ring
+
+StreamTxQueue::StreamTxQueue(size_t capacity)
+    : cap_(std::bit_ceil(std::max(capacity, kStreamLenBytes + kStreamMaxFrame))) {
+    buf_ = std::make_unique_for_overwrite<uint8_t[]>(cap_);
+}
+
+void StreamTxQueue::put(const uint8_t* p, size_t n) {
+    size_t idx = static_cast<size_t>(tail_) & (cap_ - 1);
+    size_t first = std::min(n, cap_ - idx);
+    std::memcpy(buf_.get() + idx, p, first);
+    if (n > first) std::memcpy(buf_.get(), p + first, n - first);
+    tail_ += n;
+}
+
+void StreamTxQueue::put_zeros(size_t n) {
+    size_t idx = static_cast<size_t>(tail_) & (cap_ - 1);
+    size_t first = std::min(n, cap_ - idx);
+    std::memset(buf_.get() + idx, 0, first);
+    if (n > first) std::memset(buf_.get(), 0, n - first);
+    tail_ += n;
+}
+
+bool StreamTxQueue::push(wire::Bytes frame) {
+    size_t len = frame.size();
+    if (len == 0 || len > kStreamMaxFrame) return false;
+    size_t padded = std::max(len, wire::kEthMinFrame);
+    if (cap_ - size() < kStreamLenBytes + padded) return false;
+    uint8_t hdr[kStreamLenBytes];
+    wire::store32(hdr, static_cast<uint32_t>(padded));
+    put(hdr, sizeof(hdr));
+    put(frame.data(), len);
+    if (padded > len) put_zeros(padded - len);
+    return true;
+}
+
+int StreamTxQueue::peek(iovec out[2]) const {
+    size_t n = size();
+    if (n == 0) return 0;
+    size_t idx = static_cast<size_t>(head_) & (cap_ - 1);
+    size_t first = std::min(n, cap_ - idx);
+    out[0].iov_base = buf_.get() + idx;
+    out[0].iov_len = first;
+    if (n == first) return 1;
+    out[1].iov_base = buf_.get();
+    out[1].iov_len = n - first;
+    return 2;
+}
+
+// ---------------------------------------------------------------- client
+
+StreamClient::StreamClient(core::EventLoop& loop, sw::Switch& sw, int fd, std::string name,
+                           uint32_t mtu, std::function<void(StreamClient&)> on_closed)
+    : loop_(loop), sw_(sw), fd_(fd), name_(std::move(name)), mtu_(mtu),
+      on_closed_(std::move(on_closed)) {
+    set_socket_buffers(fd_);
+    try {
+        loop_.add(fd_, EPOLLIN, this);
+    } catch (...) {
+        close(fd_);
+        throw;
+    }
+    sw_.attach(*this);
+}
+
+StreamClient::~StreamClient() {
+    // The owner has made sure the loop no longer holds us (shut_down()).
+    if (fd_ >= 0) {
+        sw_.detach(*this);
+        loop_.remove(fd_, this);
+        close(fd_);
+    }
+}
+
+void StreamClient::defer_self() {
+    defer_pending_ = true;
+    loop_.defer(*this);
+}
+
+bool StreamClient::shut_down(const char* why) {
+    if (fd_ >= 0) {
+        sw_.detach(*this);
+        loop_.remove(fd_, this);
+        close(fd_);
+        fd_ = -1;
+        const auto& s = stats();
+        spdlog::info("{} closed ({}): rx {} frames, tx {} frames, {} tx dropped", name_, why,
+                     s.rx_frames, s.tx_frames, s.tx_dropped);
+    }
+    return defer_pending_;
+}
+
+void StreamClient::close_connection(const char* why) {
+    if (fd_ < 0) return;
+    shut_down(why);
+    defer_self();  // on_closed runs from the loop, when no caller holds us
+}
+
+void StreamClient::run_deferred() {
+    defer_pending_ = false;
+    if (fd_ >= 0) flush();
+    if (fd_ < 0 && !defer_pending_) {
+        // Last thing we do: on_closed may destroy this object. A local copy
+        // of the callback keeps it alive through the call.
+        auto fn = std::move(on_closed_);
+        if (fn) fn(*this);
+    }
+}
+
+void StreamClient::deliver(wire::Bytes frame, const sw::FrameMeta&) {
+    if (fd_ < 0 || !txq_.push(frame)) {
+        stats().tx_dropped++;
+        spdlog::debug("{}: dropped a {}-byte frame (output queue {} bytes)", name_, frame.size(),
+                      txq_.size());
+        return;
+    }
+    if (!waiting_out_ && !defer_pending_) defer_self();
+}
+
+void StreamClient::flush() {
+    while (!txq_.empty()) {
+        iovec iov[2];
+        msghdr mh{};
+        mh.msg_iov = iov;
+        mh.msg_iovlen = static_cast<size_t>(txq_.peek(iov));
+        ssize_t n = sendmsg(fd_, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n > 0) {
+            txq_.consume(static_cast<size_t>(n));
+            continue;
+        }
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            if (!waiting_out_) {
+                waiting_out_ = true;
+                loop_.modify(fd_, EPOLLIN | EPOLLOUT, this);
+            }
+            return;
+        }
+        close_connection(n < 0 ? std::strerror(errno) : "send returned 0");
+        return;
+    }
+    if (waiting_out_) {
+        waiting_out_ = false;
+        loop_.modify(fd_, EPOLLIN, this);
+    }
+}
+
+void StreamClient::on_readable() {
+    for (int i = 0; i < kMaxReadsPerWakeup && fd_ >= 0; i++) {
+        wire::MutBytes w = rx_.writable();
+        ssize_t n = recv(fd_, w.data(), w.size(), MSG_DONTWAIT);
+        if (n == 0) {
+            close_connection("peer disconnected");
+            return;
+        }
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+            close_connection(std::strerror(errno));
+            return;
+        }
+        rx_.commit(static_cast<size_t>(n));
+        bool ok = rx_.drain([this](wire::Bytes f) { sw_.input(id(), f); });
+        if (!ok) {
+            protocol_errors_++;
+            stats().rx_dropped++;
+            spdlog::warn("{} sent a frame length of {} (allowed {}..{}): closing it", name_,
+                         rx_.bad_length(), kStreamMinFrame, kStreamMaxFrame);
+            close_connection("protocol error");
+            return;
+        }
+        if (static_cast<size_t>(n) < w.size()) return;  // the socket is drained
+    }
+}
+
+void StreamClient::on_io(uint32_t events) {
+    if (fd_ < 0) return;
+    if (events & EPOLLIN) on_readable();
+    if (fd_ >= 0 && (events & EPOLLOUT)) flush();
+    if (fd_ >= 0 && !(events & EPOLLIN) && (events & (EPOLLERR | EPOLLHUP)))
+        close_connection("hang-up");
+}
+
+// ---------------------------------------------------------------- listener
+
+StreamListener::StreamListener(core::EventLoop& loop, sw::Switch& sw, std::string path,
+                               uint32_t mtu)
+    : loop_(loop), sw_(sw), path_(std::move(path)), mtu_(mtu) {
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    if (path_.empty() || path_.size() >= sizeof(addr.sun_path))
+        throw std::runtime_error("socket path '" + path_ + "' is empty or too long (at most " +
+                                 std::to_string(sizeof(addr.sun_path) - 1) + " bytes)");
+    std::memcpy(addr.sun_path, path_.data(), path_.size());
+    auto* sa = reinterpret_cast<const sockaddr*>(&addr);
+
+    struct stat st {};
+    if (lstat(path_.c_str(), &st) == 0) {
+        if (!S_ISSOCK(st.st_mode))
+            throw std::runtime_error("socket path " + path_ + " exists and is not a socket");
+        int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (probe < 0) throw std::runtime_error("cannot create a unix socket: " + errstr(errno));
+        int r = connect(probe, sa, sizeof(addr));
+        int e = errno;
+        close(probe);
+        if (r == 0 || e == EAGAIN || e == EINPROGRESS)
+            throw std::runtime_error("socket path " + path_ + " is in use by another process");
+        if (e == ECONNREFUSED) {
+            spdlog::info("removing stale socket {}", path_);
+            if (unlink(path_.c_str()) < 0 && errno != ENOENT)
+                throw std::runtime_error("cannot remove stale socket " + path_ + ": " +
+                                         errstr(errno));
+        } else if (e != ENOENT) {
+            throw std::runtime_error("cannot check socket path " + path_ + ": " + errstr(e));
+        }
+    }
+
+    fd_ = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd_ < 0) throw std::runtime_error("cannot create a unix socket: " + errstr(errno));
+    // Owner only (srwx------): only our own user (and root) may connect. umask is per process;
+    // this runs at start-up, before any other thread exists.
+    mode_t old = umask(077);
+    int r = bind(fd_, sa, sizeof(addr));
+    int e = errno;
+    umask(old);
+    if (r < 0) {
+        close(fd_);
+        if (e == EADDRINUSE)
+            throw std::runtime_error("socket path " + path_ + " is in use by another process");
+        throw std::runtime_error("cannot bind socket " + path_ + ": " + errstr(e));
+    }
+    if (stat(path_.c_str(), &st) == 0) {
+        dev_ = st.st_dev;
+        ino_ = st.st_ino;
+    }
+    if (listen(fd_, 128) < 0) {
+        e = errno;
+        close(fd_);
+        unlink(path_.c_str());
+        throw std::runtime_error("cannot listen on " + path_ + ": " + errstr(e));
+    }
+    try {
+        loop_.add(fd_, EPOLLIN, this);
+    } catch (...) {
+        close(fd_);
+        unlink(path_.c_str());
+        throw;
+    }
+    clients_.reserve(kMaxClients);
+    spdlog::debug("listening for QEMU -netdev stream clients on {}", path_);
+}
+
+StreamListener::~StreamListener() {
+    for (auto& c : clients_) {
+        if (c->shut_down("usernet is stopping")) {
+            // Still in the loop's deferred queue: it frees itself there.
+            c->set_on_closed([](StreamClient& self) { delete &self; });
+            (void)c.release();
+        }
+    }
+    clients_.clear();
+    loop_.remove(fd_, this);
+    close(fd_);
+    struct stat st {};
+    if (lstat(path_.c_str(), &st) == 0 && st.st_dev == dev_ && st.st_ino == ino_)
+        unlink(path_.c_str());
+}
+
+void StreamListener::on_io(uint32_t) { accept_clients(); }
+
+void StreamListener::accept_clients() {
+    for (int i = 0; i < 16; i++) {
+        int fd = accept4(fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED) continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+            spdlog::warn("accept on {}: {}; retrying in 1 s", path_, errstr(errno));
+            paused_ = true;
+            loop_.modify(fd_, 0, this);
+            loop_.arm(resume_timer_, 1000);
+            return;
+        }
+        if (clients_.size() >= kMaxClients) {
+            stats_.refused++;
+            spdlog::warn("refusing a client on {}: already {} clients", path_, kMaxClients);
+            close(fd);
+            continue;
+        }
+        std::string name = "stream client " + std::to_string(next_client_++) + " on " + path_;
+        ucred cred{};
+        socklen_t len = sizeof(cred);
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 && cred.pid > 0)
+            name += " (pid " + std::to_string(cred.pid) + ")";
+        try {
+            clients_.push_back(std::make_unique<StreamClient>(
+                loop_, sw_, fd, name, mtu_, [this](StreamClient& c) { reap(c); }));
+        } catch (const std::exception& ex) {
+            spdlog::warn("cannot attach a client on {}: {}", path_, ex.what());
+            continue;
+        }
+        stats_.accepted++;
+        spdlog::info("{} connected (MTU {})", name, mtu_);
+    }
+}
+
+void StreamListener::resume_accepting() {
+    if (!paused_) return;
+    paused_ = false;
+    loop_.modify(fd_, EPOLLIN, this);
+}
+
+void StreamListener::reap(StreamClient& c) {
+    stats_.protocol_errors += c.protocol_errors();
+    auto it = std::find_if(clients_.begin(), clients_.end(),
+                           [&](const auto& p) { return p.get() == &c; });
+    if (it != clients_.end()) clients_.erase(it);  // destroys c
+}
+
+}  // namespace usernet::ports

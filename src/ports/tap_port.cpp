@@ -1,0 +1,160 @@
+// The TAP attachment (see the header for the theory of operation).
+#include "ports/tap_port.hpp"
+
+#include <fcntl.h>
+#include <net/if.h>  // before linux/if.h: libc-compat then skips the duplicates
+#include <linux/if.h>
+#include <linux/if_tun.h>
+#include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+
+#include "wire/ethernet.hpp"
+
+namespace usernet::ports {
+
+int tap_open(const std::string& ifname, std::string* actual_ifname) {
+    if (ifname.empty() || ifname.size() >= IFNAMSIZ) return -ENAMETOOLONG;
+    int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) return -errno;
+    ifreq ifr{};
+    std::memcpy(ifr.ifr_name, ifname.data(), ifname.size());
+    ifr.ifr_flags = IFF_TAP | IFF_NO_PI;
+    if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    if (actual_ifname) actual_ifname->assign(ifr.ifr_name, strnlen(ifr.ifr_name, IFNAMSIZ));
+    return fd;
+}
+
+int open_existing_tap(const std::string& ifname) {
+    if (ifname.empty() || ifname.size() >= IFNAMSIZ)
+        throw std::runtime_error("invalid TAP name '" + ifname + "' (1 to " +
+                                 std::to_string(IFNAMSIZ - 1) + " characters)");
+    // TUNSETIFF would create a missing device; --tap means an existing one.
+    if (if_nametoindex(ifname.c_str()) == 0)
+        throw std::runtime_error("TAP device '" + ifname +
+                                 "' does not exist (create it with: ip tuntap add dev " + ifname +
+                                 " mode tap user $USER)");
+    int fd = tap_open(ifname);
+    if (fd >= 0) return fd;
+    int e = -fd;
+    switch (e) {
+    case EINVAL:
+        throw std::runtime_error("'" + ifname +
+                                 "' is not a TAP device usernet can attach to (it must be a TAP "
+                                 "without vnet_hdr or multi_queue)");
+    case EPERM:
+    case EACCES:
+        throw std::runtime_error("cannot attach to TAP '" + ifname + "': " + std::strerror(e) +
+                                 " (the device belongs to another user or group; recreate it "
+                                 "with: ip tuntap add dev " + ifname + " mode tap user $USER)");
+    case EBUSY:
+        throw std::runtime_error("TAP '" + ifname + "' is in use by another process");
+    case ENOENT:
+    case ENODEV:
+        throw std::runtime_error("cannot attach to TAP '" + ifname +
+                                 "': /dev/net/tun is missing (load the tun module)");
+    default:
+        throw std::runtime_error("cannot attach to TAP '" + ifname + "': " + std::strerror(e));
+    }
+}
+
+TapPort::TapPort(core::EventLoop& loop, sw::Switch& sw, int fd, std::string name, uint32_t mtu)
+    : loop_(loop), sw_(sw), fd_(fd), name_(std::move(name)), mtu_(mtu),
+      buf_(std::make_unique_for_overwrite<uint8_t[]>(kBufferSize)) {
+    try {
+        loop_.add(fd_, EPOLLIN, this);
+    } catch (...) {
+        close(fd_);
+        throw;
+    }
+    sw_.attach(*this);
+    spdlog::debug("attached {} (MTU {}, fd {})", describe(), mtu_, fd_);
+}
+
+TapPort::~TapPort() {
+    sw_.detach(*this);
+    if (!failed_) loop_.remove(fd_, this);
+    close(fd_);
+}
+
+void TapPort::fail(const std::string& why) {
+    if (failed_) return;
+    failed_ = true;
+    loop_.remove(fd_, this);
+    if (on_failure_) {
+        spdlog::debug("{} failed: {}; no longer reading from it", describe(), why);
+        on_failure_(why);  // the owner reports it
+    } else {
+        spdlog::error("{} failed: {}; no longer reading from it", describe(), why);
+    }
+}
+
+void TapPort::on_io(uint32_t events) {
+    if (failed_) return;
+    if ((events & EPOLLIN) == 0 && (events & (EPOLLERR | EPOLLHUP))) {
+        fail("the device was removed");
+        return;
+    }
+    for (int i = 0; i < kMaxFramesPerWakeup; i++) {
+        ssize_t n = read(fd_, buf_.get(), kBufferSize);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+            if (errno == EINTR) continue;
+            if (errno == EBADFD || errno == EIO || errno == ENODEV) {
+                fail(std::strerror(errno));
+                return;
+            }
+            stats().rx_dropped++;
+            spdlog::debug("{}: read: {}", describe(), std::strerror(errno));
+            return;
+        }
+        if (n == 0) return;
+        sw_.input(id(), wire::Bytes(buf_.get(), static_cast<size_t>(n)));
+    }
+}
+
+void TapPort::deliver(wire::Bytes frame, const sw::FrameMeta&) {
+    if (failed_) {
+        stats().tx_dropped++;
+        return;
+    }
+    const uint8_t* data = frame.data();
+    size_t len = frame.size();
+    uint8_t padded[wire::kEthMinFrame];
+    if (len < wire::kEthMinFrame) {
+        std::memcpy(padded, data, len);
+        std::memset(padded + len, 0, wire::kEthMinFrame - len);
+        data = padded;
+        len = wire::kEthMinFrame;
+    }
+    for (;;) {
+        ssize_t n = write(fd_, data, len);
+        if (n >= 0) return;
+        if (errno == EINTR) continue;
+        stats().tx_dropped++;
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EIO || errno == ENOBUFS) {
+            // Queue full, or the link is down in the namespace.
+            spdlog::debug("{}: dropped a {}-byte frame: {}", describe(), len, std::strerror(errno));
+            return;
+        }
+        if (errno == EBADFD) {
+            fail(std::strerror(errno));
+            return;
+        }
+        spdlog::debug("{}: write: {}", describe(), std::strerror(errno));
+        return;
+    }
+}
+
+}  // namespace usernet::ports
