@@ -2,6 +2,7 @@
 
 #include <cstring>
 
+#include "gateway/dns_forwarder.hpp"
 #include "nat/forward.hpp"
 #include "nat/icmp_nat.hpp"
 #include "nat/tcp_nat.hpp"
@@ -49,10 +50,13 @@ std::optional<sockaddr_storage> Nat::host_target(const wire::IpAddr& dst, uint16
             return to_sockaddr(wire::IpAddr::v4(0x7f000001), port);
         }
         if (d == c.dns) {
-            if (port != 53 || c.dns_upstreams.empty()) return std::nullopt;
+            if (port != 53) return std::nullopt;
             if (proto != wire::ipproto::tcp && proto != wire::ipproto::udp) return std::nullopt;
-            const gw::HostPort& up = c.dns_upstreams.front();
-            return to_sockaddr(up.addr, up.port);
+            // Follow the forwarder's choice: the upstream that answered
+            // last, so a dead first resolver does not break DNS over TCP.
+            std::optional<gw::HostPort> up = gw_.dns().active_upstream();
+            if (!up) return std::nullopt;
+            return to_sockaddr(up->addr, up->port);
         }
         if (c.in_subnet(d) || d == 0xffffffff || (d >> 28) == 0xe || (d >> 24) == 0)
             return std::nullopt;

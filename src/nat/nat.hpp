@@ -54,7 +54,7 @@ class IcmpNat;
 class Forwarder;
 struct ForwardSpec;
 
-class Nat : public gw::IpSink {
+class Nat final : public gw::IpSink {
 public:
     Nat(core::EventLoop& loop, gw::Gateway& gw, NatLimits limits = {});
     ~Nat();

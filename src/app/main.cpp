@@ -1,0 +1,53 @@
+// usernet: parse the command line, build the Daemon, run it until a signal.
+//
+// Exit status: 0 after SIGINT/SIGTERM/SIGHUP (or --help, --version), 1 when
+// start-up failed, 2 for a bad command line. Every failure is one line on
+// stderr: "usernet: error: <what was wrong>; <what to do>".
+#include <cstdio>
+#include <exception>
+#include <iostream>
+#include <spdlog/spdlog.h>
+
+#include "app/daemon.hpp"
+#include "app/logging.hpp"
+#include "app/options.hpp"
+#include "app/signals.hpp"
+
+using namespace usernet::app;
+
+int main(int argc, char** argv) {
+    setup_logging(LogLevel::info);
+    Config cfg;
+    try {
+        cfg = parse_options(argc, argv);
+    } catch (const OptionError& e) {
+        spdlog::error("{}", e.what());
+        return 2;
+    }
+    if (cfg.action == Action::help) {
+        std::cout << help_text();
+        return 0;
+    }
+    if (cfg.action == Action::version) {
+        std::cout << version_text();
+        return 0;
+    }
+    setup_logging(cfg.log_level);
+    try {
+        block_stop_signals();
+        Daemon daemon(cfg);
+        StopOnSignals signals(daemon.loop());
+        if (daemon.using_default_socket() || cfg.log_level != LogLevel::quiet) {
+            for (const std::string& path : daemon.socket_paths())
+                std::cout << "Attach QEMU (7.2 or later) to " << path << " with:\n    "
+                          << qemu_command_line(path) << "\n";
+            std::cout.flush();
+        }
+        daemon.run();
+    } catch (const std::exception& e) {
+        // StartupError already reads "<what>; <what to do>".
+        spdlog::error("{}", e.what());
+        return 1;
+    }
+    return 0;
+}

@@ -1,0 +1,525 @@
+// The command line: see options.hpp. CLI11 only splits argv into options
+// and their raw text; every value is converted and checked here, so that
+// each error names its option and says what to do about it.
+#include "app/options.hpp"
+
+#include <sys/un.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <charconv>
+#include <map>
+
+#include "ports/netns.hpp"
+
+namespace usernet::app {
+namespace {
+
+const char* const kHelpHint = "see 'usernet --help'";
+
+// Throws "OPTION: <what>; <todo>" (the option only once).
+[[noreturn]] void fail(const std::string& option, const std::string& what,
+                       const std::string& todo) {
+    bool named = option.empty() || what.find(option) != std::string::npos;
+    throw OptionError(option, (named ? "" : option + ": ") + what + "; " + todo);
+}
+
+std::optional<uint64_t> parse_uint(std::string_view s) {
+    uint64_t v = 0;
+    if (s.empty()) return std::nullopt;
+    auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    if (ec != std::errc{} || p != s.data() + s.size()) return std::nullopt;
+    return v;
+}
+
+uint32_t parse_mtu(const std::string& option, std::string_view text) {
+    auto v = parse_uint(text);
+    if (!v || *v < kMinMtu || *v > kMaxMtu)
+        fail(option, "MTU '" + std::string(text) + "' is not a number from " +
+                         std::to_string(kMinMtu) + " to " + std::to_string(kMaxMtu),
+             "give an IP MTU such as 1500 or 65520");
+    return static_cast<uint32_t>(*v);
+}
+
+// Everything the command line holds, as text, before checking.
+struct RawOptions {
+    std::vector<std::string> netns, tap, socket, dns_upstream, tcp, udp;
+    std::string tap_name = kDefaultTapName, mtu, net, gateway, dns, dhcp_start, guest_addr,
+                domain, pcap, pid;
+    bool config_net = false, no_map_gw = false, debug = false, quiet = false,
+         foreground = false, help = false, version = false;
+};
+
+// The CLI11 description of the command line. Help is our own text
+// (help_text()), so CLI11's help and version flags are off.
+void describe(CLI::App& app, RawOptions& raw) {
+    app.set_help_flag();
+    app.allow_extras();  // reported by parse_options with a better message
+    auto repeated = [](CLI::Option* o) {
+        o->allow_extra_args(false)->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+    };
+    auto last_wins = [](CLI::Option* o) {
+        o->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+    };
+    // Attachments.
+    repeated(app.add_option("--netns", raw.netns));
+    last_wins(app.add_option("--tap-name", raw.tap_name));
+    app.add_flag("--config-net", raw.config_net);
+    repeated(app.add_option("--tap", raw.tap));
+    repeated(app.add_option("--socket", raw.socket));
+    last_wins(app.add_option("--mtu", raw.mtu));
+    // Addresses.
+    last_wins(app.add_option("--net", raw.net));
+    last_wins(app.add_option("--gateway", raw.gateway));
+    last_wins(app.add_option("--dns", raw.dns));
+    last_wins(app.add_option("--dhcp-start", raw.dhcp_start));
+    last_wins(app.add_option("--guest-addr", raw.guest_addr));
+    last_wins(app.add_option("--domain", raw.domain));
+    // NAT.
+    app.add_flag("--no-map-gw", raw.no_map_gw);
+    repeated(app.add_option("--dns-upstream", raw.dns_upstream));
+    repeated(app.add_option("-t,--tcp-ports", raw.tcp));
+    repeated(app.add_option("-u,--udp-ports", raw.udp));
+    // Operation.
+    last_wins(app.add_option("--pcap", raw.pcap));
+    last_wins(app.add_option("--pid", raw.pid));
+    app.add_flag("-d,--debug", raw.debug);
+    app.add_flag("-q,--quiet", raw.quiet);
+    app.add_flag("-f,--foreground", raw.foreground);
+    // Also looked for before CLI11 runs (see parse_options).
+    app.add_flag("-h,--help", raw.help);
+    app.add_flag("--version", raw.version);
+}
+
+bool given(const CLI::App& app, const char* name) { return app.count(name) > 0; }
+
+wire::Ipv4 parse_ipv4(const std::string& option, const std::string& text) {
+    auto a = wire::ipv4_parse(text);
+    if (!a) fail(option, "'" + text + "' is not an IPv4 address", "write it as a.b.c.d");
+    return *a;
+}
+
+// A host address of the virtual network: inside it, neither its network
+// nor its broadcast address.
+void check_host(const gw::NetConfig& net, const std::string& option, wire::Ipv4 a,
+                const std::string& net_text) {
+    std::string s = wire::ipv4_to_string(a);
+    if (!net.in_subnet(a))
+        fail(option, s + " is outside the network " + net_text,
+             "give an address inside it, or change --net");
+    if (a == (net.net & net.netmask()) || a == net.broadcast())
+        fail(option, s + " is the network or broadcast address of " + net_text,
+             "give a host address inside it");
+}
+
+// "VALUE" or "VALUE,mtu=N".
+std::pair<std::string, std::optional<uint32_t>> split_attachment(const std::string& option,
+                                                                  const std::string& value) {
+    std::string target = value;
+    std::optional<uint32_t> mtu;
+    auto comma = value.rfind(',');
+    if (comma != std::string::npos) {
+        std::string_view param = std::string_view(value).substr(comma + 1);
+        if (param.starts_with("mtu=")) {
+            mtu = parse_mtu(option, param.substr(4));
+            target = value.substr(0, comma);
+        } else if (param.find('=') != std::string_view::npos) {
+            fail(option, "unknown parameter '" + std::string(param) + "' in '" + value + "'",
+                 "the only parameter is ,mtu=N");
+        }
+    }
+    if (target.empty())
+        fail(option, "empty value",
+             std::string("give a ") + (option == "--socket" ? "path" : "name"));
+    return {target, mtu};
+}
+
+void check_ifname(const std::string& option, const std::string& name) {
+    bool bad_char = std::any_of(name.begin(), name.end(), [](unsigned char c) {
+        return c == '/' || c == ':' || c <= ' ' || c >= 0x7f;
+    });
+    if (name.empty() || name.size() > 15 || bad_char || name == "." || name == "..")
+        fail(option, "'" + name + "' is not a valid interface name",
+             "use at most 15 characters, without '/', ':' or spaces");
+}
+
+void check_domain(const std::string& d) {
+    bool ok = !d.empty() && d.size() <= 253 && d.front() != '.' && d.front() != '-';
+    size_t label = 0;
+    for (char c : d) {
+        if (c == '.') {
+            ok = ok && label > 0;
+            label = 0;
+        } else if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                   c == '-' || c == '_') {
+            ++label;
+            ok = ok && label <= 63;
+        } else {
+            ok = false;
+        }
+    }
+    if (!ok)
+        fail("--domain", "'" + d + "' is not a valid domain name",
+             "use letters, digits, '-' and dots, such as example.internal");
+}
+
+// The addresses of the virtual network. Gateway, DNS and first lease
+// default to host parts .2, .3 and .15 of --net, as in QEMU.
+void resolve_addresses(const CLI::App& app, const RawOptions& raw, Config& cfg) {
+    gw::NetConfig& net = cfg.net;
+    std::string net_text = "10.0.2.0/24";
+    if (given(app, "--net")) {
+        auto c = parse_cidr(raw.net);
+        if (!c)
+            fail("--net", "'" + raw.net + "' is not an IPv4 network",
+                 "write it as a.b.c.d/len, such as 10.0.2.0/24");
+        if (c->prefix_len < 1 || c->prefix_len > 30)
+            fail("--net", "prefix length /" + std::to_string(c->prefix_len) + " in '" + raw.net +
+                               "' leaves no room for a network",
+                 "use a prefix from /1 to /30, such as /24");
+        net.prefix_len = c->prefix_len;
+        wire::Ipv4 base = c->addr & net.netmask();
+        if (base != c->addr)
+            fail("--net", "'" + raw.net + "' has host bits set",
+                 "did you mean " + wire::ipv4_to_string(base) + "/" +
+                     std::to_string(c->prefix_len) + "?");
+        net.net = base;
+        net_text = raw.net;
+        net.gateway = base + 2;
+        net.dns = base + 3;
+        net.dhcp_start = base + 15;
+    }
+    struct Host {
+        const char* option;
+        wire::Ipv4* addr;
+        const std::string* text;
+    };
+    for (Host h : {Host{"--gateway", &net.gateway, &raw.gateway}, Host{"--dns", &net.dns, &raw.dns},
+                   Host{"--dhcp-start", &net.dhcp_start, &raw.dhcp_start}}) {
+        bool explicit_value = given(app, h.option);
+        if (explicit_value) *h.addr = parse_ipv4(h.option, *h.text);
+        if (!net.in_subnet(*h.addr) || *h.addr == net.broadcast()) {
+            if (!explicit_value)
+                fail(h.option, "the default " + wire::ipv4_to_string(*h.addr) +
+                                   " does not fit in --net " + net_text,
+                     std::string("give ") + h.option + " explicitly, or a larger --net");
+        }
+        check_host(net, h.option, *h.addr, net_text);
+    }
+    if (net.gateway == net.dns)
+        fail(given(app, "--dns") ? "--dns" : "--gateway",
+             "the gateway and the DNS address are both " + wire::ipv4_to_string(net.gateway),
+             "give them different addresses");
+    if (net.dhcp_start == net.gateway || net.dhcp_start == net.dns)
+        fail("--dhcp-start",
+             "the first DHCP address " + wire::ipv4_to_string(net.dhcp_start) +
+                 " is also the gateway or DNS address",
+             "give another --dhcp-start");
+    // Lease at most 16 addresses, stopping before the broadcast address and
+    // before the gateway or DNS address if they follow the first lease.
+    uint32_t count = 0;
+    for (wire::Ipv4 a = net.dhcp_start; count < 16; ++a, ++count)
+        if (a == net.broadcast() || a == net.gateway || a == net.dns) break;
+    net.dhcp_count = count;
+
+    if (given(app, "--guest-addr")) {
+        wire::Ipv4 g = parse_ipv4("--guest-addr", raw.guest_addr);
+        check_host(net, "--guest-addr", g, net_text);
+        if (g == net.gateway || g == net.dns)
+            fail("--guest-addr", wire::ipv4_to_string(g) + " is the gateway or DNS address",
+                 "give the guest another address");
+        cfg.guest_addr = g;
+    }
+    if (given(app, "--domain")) {
+        check_domain(raw.domain);
+        net.domain = raw.domain;
+    }
+}
+
+// MTUs and, with --config-net, the address of each namespace.
+void resolve_attachments(const CLI::App& app, const RawOptions& raw, Config& cfg) {
+    std::optional<uint32_t> mtu;
+    if (given(app, "--mtu")) mtu = parse_mtu("--mtu", raw.mtu);
+    check_ifname("--tap-name", raw.tap_name);
+
+    // CLI11 keeps each option's values apart; parse_order() restores the
+    // order in which attachments were given.
+    std::map<const CLI::Option*, size_t> next;
+    for (const CLI::Option* o : app.parse_order()) {
+        std::string name = "--" + o->get_lnames().front();
+        if (name != "--netns" && name != "--tap" && name != "--socket") continue;
+        const std::vector<std::string>& values =
+            name == "--netns" ? raw.netns : name == "--tap" ? raw.tap : raw.socket;
+        size_t i = next[o]++;
+        if (i >= values.size()) continue;
+        auto [target, own_mtu] = split_attachment(name, values[i]);
+        Attachment a;
+        a.target = target;
+        if (name == "--netns") {
+            a.kind = AttachmentKind::netns;
+            a.netns_path = ports::netns_path(target);
+            a.ifname = raw.tap_name;
+            a.mtu = own_mtu.value_or(mtu.value_or(kNetnsMtu));
+        } else if (name == "--tap") {
+            a.kind = AttachmentKind::tap;
+            check_ifname("--tap", target);
+            a.ifname = target;
+            a.mtu = own_mtu.value_or(mtu.value_or(kWireMtu));
+        } else {
+            a.kind = AttachmentKind::socket;
+            if (target.size() >= sizeof(sockaddr_un{}.sun_path))
+                fail("--socket", "path '" + target + "' is longer than " +
+                                     std::to_string(sizeof(sockaddr_un{}.sun_path) - 1) + " bytes",
+                     "use a shorter path");
+            a.mtu = own_mtu.value_or(mtu.value_or(kWireMtu));
+        }
+        cfg.attachments.push_back(std::move(a));
+    }
+    for (size_t i = 0; i < cfg.attachments.size(); ++i)
+        for (size_t j = 0; j < i; ++j) {
+            const Attachment& a = cfg.attachments[i];
+            const Attachment& b = cfg.attachments[j];
+            bool same = a.kind == b.kind && (a.kind == AttachmentKind::netns
+                                                 ? a.netns_path == b.netns_path
+                                                 : a.target == b.target);
+            const char* opt = a.kind == AttachmentKind::netns ? "--netns"
+                              : a.kind == AttachmentKind::tap ? "--tap"
+                                                              : "--socket";
+            if (same)
+                fail(opt, "'" + a.target + "' is given twice", "give each attachment once");
+        }
+
+    if (!cfg.config_net) return;
+    const gw::NetConfig& net = cfg.net;
+    bool any_netns = std::any_of(cfg.attachments.begin(), cfg.attachments.end(),
+                                 [](const Attachment& a) {
+                                     return a.kind == AttachmentKind::netns;
+                                 });
+    if (!any_netns)
+        fail("--config-net", "there is no --netns attachment to configure",
+             "add --netns NAME, or drop --config-net");
+    // The first namespace gets --guest-addr (default: the first lease), the
+    // next ones the following free addresses.
+    wire::Ipv4 addr = cfg.guest_addr.value_or(net.dhcp_start);
+    for (Attachment& a : cfg.attachments) {
+        if (a.kind != AttachmentKind::netns) continue;
+        while (addr == net.gateway || addr == net.dns) ++addr;
+        if (!net.in_subnet(addr) || addr == net.broadcast())
+            fail("--config-net", "the network has no address left for --netns " + a.target,
+                 "use a larger --net or fewer namespaces");
+        a.address = addr++;
+    }
+}
+
+// -t and -u, in command-line order.
+// The target is --guest-addr; with --config-net and no --guest-addr, the
+// first namespace's address (known before that guest says anything); else
+// left to the NAT (the guest holding a lease).
+void resolve_forwards(const CLI::App& app, const RawOptions& raw, Config& cfg) {
+    std::optional<wire::Ipv4> target = cfg.guest_addr;
+    for (const Attachment& a : cfg.attachments)
+        if (!target && a.address) target = a.address;
+    std::map<const CLI::Option*, size_t> next;
+    for (const CLI::Option* o : app.parse_order()) {
+        bool tcp = o->check_lname("tcp-ports");
+        if (!tcp && !o->check_lname("udp-ports")) continue;
+        const std::vector<std::string>& values = tcp ? raw.tcp : raw.udp;
+        size_t i = next[o]++;
+        if (i >= values.size()) continue;
+        const std::string& text = values[i];
+        try {
+            for (nat::ForwardSpec& spec : nat::parse_forward_specs(tcp ? 't' : 'u', text)) {
+                if (target) spec.guest_addr = wire::IpAddr::v4(*target);
+                cfg.forwards.push_back(std::move(spec));
+            }
+        } catch (const std::invalid_argument& e) {
+            // The parser's message may carry its own remedy after "; ".
+            std::string what = e.what();
+            std::string todo = "write [ADDR/]PORT[-END][:GUESTPORT[-END]], such as 8080:80";
+            if (auto semi = what.find("; "); semi != std::string::npos) {
+                todo = what.substr(semi + 2);
+                what.resize(semi);
+            }
+            fail(tcp ? "-t" : "-u", "bad port forward '" + text + "': " + what, todo);
+        }
+    }
+}
+
+}  // namespace
+
+std::optional<gw::HostPort> parse_host_port(std::string_view text) {
+    std::string_view addr = text;
+    std::optional<std::string_view> port;
+    if (text.starts_with('[')) {
+        auto close = text.find(']');
+        if (close == std::string_view::npos) return std::nullopt;
+        addr = text.substr(1, close - 1);
+        std::string_view rest = text.substr(close + 1);
+        if (!rest.empty()) {
+            if (!rest.starts_with(':')) return std::nullopt;
+            port = rest.substr(1);
+        }
+    } else if (std::count(text.begin(), text.end(), ':') == 1) {
+        auto colon = text.find(':');
+        addr = text.substr(0, colon);
+        port = text.substr(colon + 1);
+    }
+    gw::HostPort hp;
+    auto a = wire::IpAddr::parse(addr);
+    if (!a) return std::nullopt;
+    // "[1.2.3.4]" is not a thing; "[::1]" with a v4 inside brackets is refused.
+    if (text.starts_with('[') && a->is_v4() && addr.find(':') == std::string_view::npos)
+        return std::nullopt;
+    hp.addr = *a;
+    if (port) {
+        auto p = parse_uint(*port);
+        if (!p || *p == 0 || *p > 65535) return std::nullopt;
+        hp.port = static_cast<uint16_t>(*p);
+    }
+    return hp;
+}
+
+std::optional<Cidr> parse_cidr(std::string_view text) {
+    auto slash = text.find('/');
+    if (slash == std::string_view::npos) return std::nullopt;
+    auto a = wire::ipv4_parse(text.substr(0, slash));
+    auto len = parse_uint(text.substr(slash + 1));
+    if (!a || !len || *len > 32 || text.size() - slash - 1 > 2) return std::nullopt;
+    return Cidr{*a, static_cast<uint8_t>(*len)};
+}
+
+Config parse_options(const std::vector<std::string>& args) {
+    Config cfg;
+    // --help and --version win over everything else, errors included.
+    for (const std::string& a : args) {
+        if (a == "-h" || a == "--help") {
+            cfg.action = Action::help;
+            return cfg;
+        }
+    }
+    if (std::find(args.begin(), args.end(), "--version") != args.end()) {
+        cfg.action = Action::version;
+        return cfg;
+    }
+
+    CLI::App app{"usernet"};
+    RawOptions raw;
+    describe(app, raw);
+    std::vector<std::string> reversed(args.rbegin(), args.rend());  // CLI11's order
+    try {
+        app.parse(reversed);
+    } catch (const CLI::ArgumentMismatch& e) {
+        std::string msg = e.what();
+        std::string option = msg.substr(0, msg.find(':'));
+        fail(option, "option " + option + " needs a value", kHelpHint);
+    } catch (const CLI::ParseError& e) {
+        fail("", e.what(), kHelpHint);
+    }
+    if (raw.help || raw.version) {  // in a cluster of short flags: -dh
+        cfg.action = raw.help ? Action::help : Action::version;
+        return cfg;
+    }
+    std::vector<std::string> extra = app.remaining();
+    if (!extra.empty()) {
+        const std::string& x = extra.front();
+        if (x.starts_with('-') && x.size() > 1)
+            fail(x, "unknown option '" + x + "'", kHelpHint);
+        fail("", "unexpected argument '" + x + "'",
+             "options take one value each; " + std::string(kHelpHint));
+    }
+
+    if (raw.debug && raw.quiet)
+        fail("--quiet", "--debug and --quiet contradict each other", "give one of them");
+    cfg.log_level = raw.debug ? LogLevel::debug : raw.quiet ? LogLevel::quiet : LogLevel::info;
+    cfg.config_net = raw.config_net;
+    cfg.net.map_gateway_to_loopback = !raw.no_map_gw;
+
+    resolve_addresses(app, raw, cfg);
+    resolve_attachments(app, raw, cfg);
+
+    for (const std::string& text : raw.dns_upstream) {
+        auto hp = parse_host_port(text);
+        if (!hp || hp->addr.is_unspecified())
+            fail("--dns-upstream", "'" + text + "' is not a resolver address",
+                 "write ADDR, ADDR:PORT, [IPV6] or [IPV6]:PORT, such as 9.9.9.9 or [::1]:5353");
+        cfg.net.dns_upstreams.push_back(*hp);
+    }
+    resolve_forwards(app, raw, cfg);
+
+    if (given(app, "--pcap")) {
+        if (raw.pcap.empty()) fail("--pcap", "empty file name", "give a file to write to");
+        cfg.pcap_path = raw.pcap;
+    }
+    if (given(app, "--pid")) {
+        if (raw.pid.empty()) fail("--pid", "empty file name", "give a file to write to");
+        cfg.pid_path = raw.pid;
+    }
+    return cfg;
+}
+
+Config parse_options(int argc, const char* const* argv) {
+    std::vector<std::string> args;
+    for (int i = 1; i < argc; ++i) args.emplace_back(argv[i]);
+    return parse_options(args);
+}
+
+std::vector<std::string> long_option_names() {
+    CLI::App app{"usernet"};
+    RawOptions raw;
+    describe(app, raw);
+    std::vector<std::string> names;
+    for (const CLI::Option* o : app.get_options())
+        for (const std::string& l : o->get_lnames()) names.push_back("--" + l);
+    return names;
+}
+
+std::string version_text() { return "usernet " USERNET_VERSION "\n"; }
+
+std::string help_text() {
+    return R"(Usage: usernet [OPTION]...
+A user-mode network for virtual machines and network namespaces: guests
+share one LAN behind a NAT gateway (QEMU's addresses by default).
+
+Attachments (repeatable; each VALUE may end in ,mtu=N):
+      --netns NAME|PATH|PID  create a TAP in that network namespace
+      --tap-name IFNAME      name of that TAP (default tap0)
+      --config-net           set address, route and MTU inside each namespace
+      --tap IFNAME           attach an existing TAP device
+      --socket PATH          listen for QEMU -netdev stream on a Unix socket
+      --mtu N                default MTU of every attachment (68-65520;
+                             default 65520 for --netns, 1500 otherwise)
+  Without attachment, listen on $XDG_RUNTIME_DIR/usernet.socket or
+  /tmp/usernet-UID.socket and print the QEMU command line to use.
+
+Addresses:
+      --net CIDR             the virtual network (default 10.0.2.0/24)
+      --gateway ADDR         the gateway, reaching the host (default 10.0.2.2)
+      --dns ADDR             the DNS forwarder (default 10.0.2.3)
+      --dhcp-start ADDR      first address leased by DHCP (default 10.0.2.15)
+      --guest-addr ADDR      port-forward target and --config-net address
+                             (default: the first DHCP lease)
+      --domain NAME          domain name handed out by DHCP
+
+NAT:
+      --no-map-gw            the gateway address does not reach the host
+      --dns-upstream ADDR[:PORT]  resolver to forward DNS to (repeatable;
+                             [IPV6]:PORT; default: /etc/resolv.conf)
+  -t, --tcp-ports SPEC       forward TCP ports from the host to the guest
+  -u, --udp-ports SPEC       forward UDP ports from the host to the guest
+                             SPEC: [ADDR/]PORT[-END][:GUESTPORT[-END]],...
+
+Operation:
+      --pcap FILE            capture every frame crossing the switch
+      --pid FILE             write the process ID to FILE
+  -d, --debug                log debugging messages
+  -q, --quiet                log only warnings and errors
+  -f, --foreground           accepted for pasta compatibility (always set)
+  -h, --help                 show this help and exit
+      --version              show the version and exit
+
+Exit status: 0 after SIGINT, SIGTERM or SIGHUP, 1 if start-up failed, 2 on
+a bad command line. See usernet(1).
+)";
+}
+
+}  // namespace usernet::app

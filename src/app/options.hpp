@@ -1,0 +1,98 @@
+// The command line: argv -> Config, and nothing else.
+//
+// parse_options() reads and validates every option and resolves every
+// default (addresses derived from --net, MTUs per attachment kind, one
+// address per namespace for --config-net), so that the Config it returns
+// is complete and consistent: the Daemon only builds what it describes.
+// It does no I/O beyond reading argv: whether a namespace exists, a socket
+// path is free or a port can be bound is found out when the Daemon starts.
+// Errors are thrown as OptionError, whose message names the option; main()
+// prints it and exits 2. docs/usernet.1 describes every option; help_text()
+// is its short form.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "gateway/net_config.hpp"
+#include "nat/forward.hpp"
+#include "wire/addr.hpp"
+
+namespace usernet::app {
+
+inline constexpr uint32_t kMinMtu = 68;       // RFC 791's minimum
+inline constexpr uint32_t kMaxMtu = 65520;    // as passt: fits a 64 KiB frame
+inline constexpr uint32_t kNetnsMtu = 65520;  // TAP in a namespace: no wire to respect
+inline constexpr uint32_t kWireMtu = 1500;    // --socket and --tap: an emulated NIC
+inline constexpr const char* kDefaultTapName = "tap0";
+
+enum class AttachmentKind { netns, tap, socket };
+
+// One guest attachment from --netns, --tap or --socket (value[,mtu=N]).
+struct Attachment {
+    AttachmentKind kind = AttachmentKind::socket;
+    std::string target;      // as given, without the ",mtu=" suffix
+    std::string netns_path;  // netns: the file to open (/run/netns/NAME, PATH, /proc/PID/ns/net)
+    std::string ifname;      // netns: --tap-name; tap: the TAP's name
+    uint32_t mtu = kWireMtu; // resolved: suffix, else --mtu, else the kind's default
+    // netns with --config-net: the address, prefix and route set inside it.
+    std::optional<wire::Ipv4> address;
+};
+
+enum class LogLevel { quiet, info, debug };
+
+enum class Action { run, help, version };
+
+struct Config {
+    Action action = Action::run;
+    // In command-line order. Empty: listen on the default socket path.
+    std::vector<Attachment> attachments;
+    bool config_net = false;
+    // Addresses, DNS upstreams (empty: read /etc/resolv.conf), --no-map-gw.
+    gw::NetConfig net;
+    // --guest-addr: the port-forward target and the first --config-net
+    // address. Unset: forwards go to the guest that took a DHCP lease.
+    std::optional<wire::Ipv4> guest_addr;
+    std::vector<nat::ForwardSpec> forwards;  // -t and -u, in order
+    std::string pcap_path;                   // empty: no capture
+    std::string pid_path;                    // empty: no pid file
+    LogLevel log_level = LogLevel::info;
+};
+
+// A bad command line. what() reads "<what was wrong>; <what to do>" and
+// names the option concerned.
+class OptionError : public std::runtime_error {
+public:
+    OptionError(std::string option, const std::string& message)
+        : std::runtime_error(message), option_(std::move(option)) {}
+    // The option the error is about ("--mtu"), empty when none applies.
+    const std::string& option() const { return option_; }
+
+private:
+    std::string option_;
+};
+
+// Parses argv[1..argc). Throws OptionError.
+Config parse_options(int argc, const char* const* argv);
+Config parse_options(const std::vector<std::string>& args);  // without argv[0]
+
+std::string help_text();
+std::string version_text();
+// Every long option the parser accepts ("--netns", ...): the help text and
+// the man page must cover them all (tested).
+std::vector<std::string> long_option_names();
+
+// Pieces of the parser, exposed for tests. They return nothing on bad input.
+// "ADDR", "ADDR:PORT", "[V6]", "[V6]:PORT"; a bare IPv6 address has no port.
+std::optional<gw::HostPort> parse_host_port(std::string_view text);
+struct Cidr {
+    wire::Ipv4 addr = 0;
+    uint8_t prefix_len = 0;
+};
+std::optional<Cidr> parse_cidr(std::string_view text);
+
+}  // namespace usernet::app

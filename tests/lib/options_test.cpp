@@ -1,0 +1,429 @@
+// The command line: argv -> Config (src/app/options.*). Every test names
+// the behaviour it proves; the parser is exercised without exiting, through
+// parse_options() and OptionError.
+#include "app/options.hpp"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+namespace usernet::app {
+namespace {
+
+using wire::IpAddr;
+using wire::Ipv4;
+
+Ipv4 ip(const char* s) { return *wire::ipv4_parse(s); }
+
+Config parse(std::vector<std::string> args) { return parse_options(args); }
+
+// The option an error names ("" when the parse succeeded).
+std::string error_option(std::vector<std::string> args) {
+    try {
+        parse_options(args);
+    } catch (const OptionError& e) {
+        // Every message says what to do after what went wrong.
+        EXPECT_NE(std::string(e.what()).find("; "), std::string::npos) << e.what();
+        return e.option();
+    }
+    return "";
+}
+
+std::string error_message(std::vector<std::string> args) {
+    try {
+        parse_options(args);
+    } catch (const OptionError& e) {
+        return e.what();
+    }
+    return "";
+}
+
+// --- defaults ---------------------------------------------------------------
+
+TEST(Options, DefaultsMatchQemuUserNetworking) {
+    Config c = parse({});
+    EXPECT_EQ(c.action, Action::run);
+    EXPECT_TRUE(c.attachments.empty());  // the default socket
+    EXPECT_EQ(c.net.net, ip("10.0.2.0"));
+    EXPECT_EQ(c.net.prefix_len, 24);
+    EXPECT_EQ(c.net.gateway, ip("10.0.2.2"));
+    EXPECT_EQ(c.net.dns, ip("10.0.2.3"));
+    EXPECT_EQ(c.net.dhcp_start, ip("10.0.2.15"));
+    EXPECT_EQ(c.net.dhcp_count, 16u);
+    EXPECT_TRUE(c.net.map_gateway_to_loopback);
+    EXPECT_TRUE(c.net.dns_upstreams.empty());  // /etc/resolv.conf, read by the daemon
+    EXPECT_TRUE(c.net.domain.empty());
+    EXPECT_FALSE(c.guest_addr);
+    EXPECT_FALSE(c.config_net);
+    EXPECT_TRUE(c.forwards.empty());
+    EXPECT_TRUE(c.pcap_path.empty());
+    EXPECT_TRUE(c.pid_path.empty());
+    EXPECT_EQ(c.log_level, LogLevel::info);
+}
+
+TEST(Options, HelpAndVersionWinOverOtherErrors) {
+    EXPECT_EQ(parse({"--help"}).action, Action::help);
+    EXPECT_EQ(parse({"-h"}).action, Action::help);
+    EXPECT_EQ(parse({"--bogus", "--help"}).action, Action::help);
+    EXPECT_EQ(parse({"-dh"}).action, Action::help);
+    EXPECT_EQ(parse({"--version"}).action, Action::version);
+    EXPECT_NE(version_text().find(USERNET_VERSION), std::string::npos);
+}
+
+// --- attachments --------------------------------------------------------------
+
+TEST(Options, NetnsByNamePathAndPid) {
+    Config c = parse({"--netns", "guest", "--netns", "/proc/1/ns/net", "--netns=4242"});
+    ASSERT_EQ(c.attachments.size(), 3u);
+    EXPECT_EQ(c.attachments[0].kind, AttachmentKind::netns);
+    EXPECT_EQ(c.attachments[0].target, "guest");
+    EXPECT_EQ(c.attachments[0].netns_path, "/run/netns/guest");
+    EXPECT_EQ(c.attachments[1].netns_path, "/proc/1/ns/net");
+    EXPECT_EQ(c.attachments[2].netns_path, "/proc/4242/ns/net");
+    for (const Attachment& a : c.attachments) {
+        EXPECT_EQ(a.ifname, "tap0");
+        EXPECT_EQ(a.mtu, 65520u);
+        EXPECT_FALSE(a.address);
+    }
+}
+
+TEST(Options, TapNameAppliesToEveryNamespace) {
+    Config c = parse({"--netns", "a", "--tap-name", "eth7", "--netns", "b"});
+    ASSERT_EQ(c.attachments.size(), 2u);
+    EXPECT_EQ(c.attachments[0].ifname, "eth7");
+    EXPECT_EQ(c.attachments[1].ifname, "eth7");
+}
+
+TEST(Options, AttachmentsKeepCommandLineOrder) {
+    Config c = parse({"--socket", "/tmp/a.sock", "--netns", "n", "--tap", "tap5", "--socket",
+                      "/tmp/b.sock"});
+    ASSERT_EQ(c.attachments.size(), 4u);
+    EXPECT_EQ(c.attachments[0].kind, AttachmentKind::socket);
+    EXPECT_EQ(c.attachments[0].target, "/tmp/a.sock");
+    EXPECT_EQ(c.attachments[1].kind, AttachmentKind::netns);
+    EXPECT_EQ(c.attachments[2].kind, AttachmentKind::tap);
+    EXPECT_EQ(c.attachments[2].ifname, "tap5");
+    EXPECT_EQ(c.attachments[3].target, "/tmp/b.sock");
+}
+
+TEST(Options, MtuDefaultsPerAttachmentKind) {
+    Config c = parse({"--netns", "n", "--tap", "t", "--socket", "s"});
+    EXPECT_EQ(c.attachments[0].mtu, 65520u);
+    EXPECT_EQ(c.attachments[1].mtu, 1500u);
+    EXPECT_EQ(c.attachments[2].mtu, 1500u);
+}
+
+TEST(Options, MtuOptionChangesEveryDefault) {
+    Config c = parse({"--mtu", "9000", "--netns", "n", "--tap", "t", "--socket", "s"});
+    for (const Attachment& a : c.attachments) EXPECT_EQ(a.mtu, 9000u);
+    EXPECT_EQ(parse({"--mtu", "1400", "--mtu", "1280", "--socket", "s"}).attachments[0].mtu, 1280u);
+}
+
+TEST(Options, MtuSuffixOverridesPerAttachment) {
+    Config c = parse({"--mtu", "9000", "--netns", "n,mtu=1400", "--socket=/tmp/x.sock,mtu=576",
+                      "--tap", "t"});
+    ASSERT_EQ(c.attachments.size(), 3u);
+    EXPECT_EQ(c.attachments[0].target, "n");
+    EXPECT_EQ(c.attachments[0].netns_path, "/run/netns/n");
+    EXPECT_EQ(c.attachments[0].mtu, 1400u);
+    EXPECT_EQ(c.attachments[1].target, "/tmp/x.sock");
+    EXPECT_EQ(c.attachments[1].mtu, 576u);
+    EXPECT_EQ(c.attachments[2].mtu, 9000u);
+}
+
+TEST(Options, MtuOutOfRangeOrNotANumberIsAnErrorNamingTheOption) {
+    EXPECT_EQ(error_option({"--mtu", "67"}), "--mtu");
+    EXPECT_EQ(error_option({"--mtu", "65521"}), "--mtu");
+    EXPECT_EQ(error_option({"--mtu", "1500x"}), "--mtu");
+    EXPECT_EQ(error_option({"--mtu", "-1"}), "--mtu");
+    EXPECT_EQ(error_option({"--netns", "n,mtu=70000"}), "--netns");
+    EXPECT_EQ(error_option({"--socket", "s,mtu="}), "--socket");
+    EXPECT_EQ(error_option({"--tap", "t,mtu=big"}), "--tap");
+    EXPECT_EQ(parse({"--mtu", "68", "--socket", "s"}).attachments[0].mtu, 68u);
+    EXPECT_EQ(parse({"--mtu", "65520", "--socket", "s"}).attachments[0].mtu, 65520u);
+}
+
+TEST(Options, UnknownAttachmentParameterIsAnError) {
+    EXPECT_EQ(error_option({"--netns", "n,queues=4"}), "--netns");
+    EXPECT_NE(error_message({"--netns", "n,queues=4"}).find("queues=4"), std::string::npos);
+    EXPECT_EQ(error_option({"--socket", ",mtu=1400"}), "--socket");  // empty path
+}
+
+TEST(Options, SameAttachmentTwiceIsAnError) {
+    EXPECT_EQ(error_option({"--netns", "a", "--netns", "/run/netns/a"}), "--netns");
+    EXPECT_EQ(error_option({"--socket", "s", "--socket", "s,mtu=1400"}), "--socket");
+    EXPECT_EQ(error_option({"--tap", "t", "--tap", "t"}), "--tap");
+}
+
+TEST(Options, BadInterfaceNamesAreRefused) {
+    EXPECT_EQ(error_option({"--tap-name", "a-name-that-is-too-long"}), "--tap-name");
+    EXPECT_EQ(error_option({"--tap-name", "a/b"}), "--tap-name");
+    EXPECT_EQ(error_option({"--tap", "with space"}), "--tap");
+    EXPECT_EQ(error_option({"--tap-name", ""}), "--tap-name");
+}
+
+TEST(Options, SocketPathLongerThanSunPathIsRefused) {
+    EXPECT_EQ(error_option({"--socket", "/tmp/" + std::string(120, 'x')}), "--socket");
+}
+
+// --- --config-net -------------------------------------------------------------
+
+TEST(Options, ConfigNetGivesNamespacesConsecutiveAddressesFromTheFirstLease) {
+    Config c = parse({"--netns", "a", "--socket", "s", "--netns", "b", "--config-net"});
+    EXPECT_TRUE(c.config_net);
+    EXPECT_EQ(c.attachments[0].address, ip("10.0.2.15"));
+    EXPECT_FALSE(c.attachments[1].address);  // a socket is configured by its guest
+    EXPECT_EQ(c.attachments[2].address, ip("10.0.2.16"));
+}
+
+TEST(Options, ConfigNetStartsAtGuestAddrAndSkipsGatewayAndDns) {
+    Config c = parse({"--config-net", "--guest-addr", "10.0.2.1", "--netns", "a", "--netns", "b"});
+    EXPECT_EQ(c.attachments[0].address, ip("10.0.2.1"));
+    EXPECT_EQ(c.attachments[1].address, ip("10.0.2.4"));
+}
+
+TEST(Options, ConfigNetWithoutNamespaceIsAnError) {
+    EXPECT_EQ(error_option({"--config-net"}), "--config-net");
+    EXPECT_EQ(error_option({"--config-net", "--socket", "s"}), "--config-net");
+}
+
+TEST(Options, ConfigNetRunsOutOfAddressesInASmallNetwork) {
+    // 10.0.0.0/29: hosts .1-.6, gateway .2, DNS .3; --guest-addr .6 leaves one.
+    std::vector<std::string> args{"--net", "10.0.0.0/29", "--dhcp-start", "10.0.0.4",
+                                  "--guest-addr", "10.0.0.6", "--config-net", "--netns", "a"};
+    EXPECT_EQ(parse(args).attachments[0].address, ip("10.0.0.6"));
+    args.insert(args.end(), {"--netns", "b"});
+    EXPECT_EQ(error_option(args), "--config-net");
+}
+
+// --- addresses -----------------------------------------------------------------
+
+TEST(Options, NetDerivesGatewayDnsAndFirstLeaseAsQemuDoes) {
+    Config c = parse({"--net", "192.168.7.0/24"});
+    EXPECT_EQ(c.net.net, ip("192.168.7.0"));
+    EXPECT_EQ(c.net.gateway, ip("192.168.7.2"));
+    EXPECT_EQ(c.net.dns, ip("192.168.7.3"));
+    EXPECT_EQ(c.net.dhcp_start, ip("192.168.7.15"));
+}
+
+TEST(Options, ExplicitAddressesOverrideTheDerivedOnes) {
+    Config c = parse({"--net", "172.16.0.0/16", "--gateway", "172.16.0.1", "--dns", "172.16.0.53",
+                      "--dhcp-start", "172.16.1.0", "--guest-addr", "172.16.9.9"});
+    EXPECT_EQ(c.net.prefix_len, 16);
+    EXPECT_EQ(c.net.gateway, ip("172.16.0.1"));
+    EXPECT_EQ(c.net.dns, ip("172.16.0.53"));
+    EXPECT_EQ(c.net.dhcp_start, ip("172.16.1.0"));
+    EXPECT_EQ(c.guest_addr, ip("172.16.9.9"));
+}
+
+TEST(Options, BadNetIsAnErrorNamingNet) {
+    EXPECT_EQ(error_option({"--net", "10.0.2.0"}), "--net");
+    EXPECT_EQ(error_option({"--net", "10.0.2.0/33"}), "--net");
+    EXPECT_EQ(error_option({"--net", "10.0.2.0/31"}), "--net");
+    EXPECT_EQ(error_option({"--net", "10.0.2.0/0"}), "--net");
+    EXPECT_EQ(error_option({"--net", "ten/24"}), "--net");
+    EXPECT_EQ(error_option({"--net", "10.0.2.0/024x"}), "--net");
+    // Host bits set: the message suggests the network meant.
+    EXPECT_EQ(error_option({"--net", "10.0.2.5/24"}), "--net");
+    EXPECT_NE(error_message({"--net", "10.0.2.5/24"}).find("10.0.2.0/24"), std::string::npos);
+}
+
+TEST(Options, AddressesOutsideTheNetworkAreErrorsNamingTheOption) {
+    EXPECT_EQ(error_option({"--gateway", "10.0.3.2"}), "--gateway");
+    EXPECT_EQ(error_option({"--dns", "8.8.8.8"}), "--dns");
+    EXPECT_EQ(error_option({"--dhcp-start", "10.0.1.15"}), "--dhcp-start");
+    EXPECT_EQ(error_option({"--guest-addr", "192.168.1.2"}), "--guest-addr");
+    // --net moves the network, the old explicit gateway is now outside it.
+    EXPECT_EQ(error_option({"--net", "10.1.0.0/24", "--gateway", "10.0.2.2"}), "--gateway");
+}
+
+TEST(Options, NetworkAndBroadcastAddressesAreRefused) {
+    EXPECT_EQ(error_option({"--gateway", "10.0.2.0"}), "--gateway");
+    EXPECT_EQ(error_option({"--gateway", "10.0.2.255"}), "--gateway");
+    EXPECT_EQ(error_option({"--dns", "10.0.2.255"}), "--dns");
+    EXPECT_EQ(error_option({"--dhcp-start", "10.0.2.0"}), "--dhcp-start");
+    EXPECT_EQ(error_option({"--guest-addr", "10.0.2.255"}), "--guest-addr");
+}
+
+TEST(Options, DefaultAddressThatDoesNotFitASmallNetIsAnErrorNamingIt) {
+    // /30: .1 and .2 are hosts, .3 (the default DNS) is the broadcast.
+    EXPECT_EQ(error_option({"--net", "10.9.0.0/30"}), "--dns");
+    EXPECT_EQ(error_option({"--net", "10.9.0.0/30", "--dns", "10.9.0.1"}), "--dhcp-start");
+}
+
+TEST(Options, GatewayDnsAndFirstLeaseMustDiffer) {
+    EXPECT_EQ(error_option({"--dns", "10.0.2.2"}), "--dns");
+    EXPECT_EQ(error_option({"--dhcp-start", "10.0.2.2"}), "--dhcp-start");
+    EXPECT_EQ(error_option({"--dhcp-start", "10.0.2.3"}), "--dhcp-start");
+    EXPECT_EQ(error_option({"--guest-addr", "10.0.2.3"}), "--guest-addr");
+}
+
+TEST(Options, NotAnAddressIsAnErrorNamingTheOption) {
+    EXPECT_EQ(error_option({"--gateway", "10.0.2"}), "--gateway");
+    EXPECT_EQ(error_option({"--dns", "fec0::3"}), "--dns");
+    EXPECT_EQ(error_option({"--dhcp-start", "x"}), "--dhcp-start");
+    EXPECT_EQ(error_option({"--guest-addr", ""}), "--guest-addr");
+}
+
+TEST(Options, LeaseRangeStopsAtBroadcastAndAtGatewayOrDns) {
+    EXPECT_EQ(parse({"--dhcp-start", "10.0.2.250"}).net.dhcp_count, 5u);
+    EXPECT_EQ(parse({"--dhcp-start", "10.0.2.1"}).net.dhcp_count, 1u);
+    EXPECT_EQ(parse({"--dhcp-start", "10.0.2.100"}).net.dhcp_count, 16u);
+}
+
+TEST(Options, DomainIsCheckedAndKept) {
+    EXPECT_EQ(parse({"--domain", "lab.example"}).net.domain, "lab.example");
+    EXPECT_EQ(error_option({"--domain", "bad domain"}), "--domain");
+    EXPECT_EQ(error_option({"--domain", "a..b"}), "--domain");
+    EXPECT_EQ(error_option({"--domain", ""}), "--domain");
+}
+
+// --- NAT -------------------------------------------------------------------------
+
+TEST(Options, NoMapGwClearsTheLoopbackMapping) {
+    EXPECT_FALSE(parse({"--no-map-gw"}).net.map_gateway_to_loopback);
+}
+
+TEST(Options, DnsUpstreamWithAndWithoutPortInOrder) {
+    Config c = parse({"--dns-upstream", "9.9.9.9", "--dns-upstream", "127.0.0.1:5353",
+                      "--dns-upstream", "[::1]:5300", "--dns-upstream", "2001:db8::53",
+                      "--dns-upstream", "[2001:db8::1]"});
+    const auto& u = c.net.dns_upstreams;
+    ASSERT_EQ(u.size(), 5u);
+    EXPECT_EQ(u[0].addr, IpAddr::v4(ip("9.9.9.9")));
+    EXPECT_EQ(u[0].port, 53);
+    EXPECT_EQ(u[1].addr, IpAddr::v4(ip("127.0.0.1")));
+    EXPECT_EQ(u[1].port, 5353);
+    EXPECT_EQ(u[2].addr, *IpAddr::parse("::1"));
+    EXPECT_EQ(u[2].port, 5300);
+    EXPECT_EQ(u[3].addr, *IpAddr::parse("2001:db8::53"));  // bare IPv6: no port
+    EXPECT_EQ(u[3].port, 53);
+    EXPECT_EQ(u[4].addr, *IpAddr::parse("2001:db8::1"));
+    EXPECT_EQ(u[4].port, 53);
+}
+
+TEST(Options, BadDnsUpstreamIsAnErrorNamingTheOption) {
+    for (const char* bad : {"resolver.example", "1.2.3.4:0", "1.2.3.4:65536", "1.2.3.4:", "[::1",
+                            "[::1]x", "[::1]:", "[1.2.3.4]", "0.0.0.0", "::", ""})
+        EXPECT_EQ(error_option({"--dns-upstream", bad}), "--dns-upstream") << bad;
+}
+
+TEST(Options, HostPortParser) {
+    auto hp = parse_host_port("[fe80::1]:853");
+    ASSERT_TRUE(hp);
+    EXPECT_EQ(hp->addr, *IpAddr::parse("fe80::1"));
+    EXPECT_EQ(hp->port, 853);
+    EXPECT_FALSE(parse_host_port("1.2.3.4:53:53"));
+}
+
+TEST(Options, ForwardsAccumulateInOrderAcrossTcpAndUdp) {
+    Config c = parse({"-t", "8080:80", "--tcp-ports", "2222:22", "-u", "5353", "-t443",
+                      "--udp-ports=6000-6001"});
+    ASSERT_EQ(c.forwards.size(), 5u);
+    EXPECT_EQ(c.forwards[0].proto, 't');
+    EXPECT_EQ(c.forwards[0].host_first, 8080);
+    EXPECT_EQ(c.forwards[0].guest_first, 80);
+    EXPECT_EQ(c.forwards[1].host_first, 2222);
+    EXPECT_EQ(c.forwards[1].guest_first, 22);
+    EXPECT_EQ(c.forwards[2].proto, 'u');
+    EXPECT_EQ(c.forwards[2].host_first, 5353);
+    EXPECT_EQ(c.forwards[2].guest_first, 5353);
+    EXPECT_EQ(c.forwards[3].proto, 't');
+    EXPECT_EQ(c.forwards[3].host_first, 443);
+    EXPECT_EQ(c.forwards[4].proto, 'u');
+    EXPECT_EQ(c.forwards[4].host_first, 6000);
+    EXPECT_EQ(c.forwards[4].host_last, 6001);
+    for (const auto& f : c.forwards) EXPECT_FALSE(f.guest_addr);
+}
+
+TEST(Options, ForwardCommaListAndAddressPrefix) {
+    Config c = parse({"-t", "127.0.0.1/80,443"});
+    ASSERT_EQ(c.forwards.size(), 2u);
+    for (const auto& f : c.forwards) EXPECT_EQ(f.bind_addr, IpAddr::v4(ip("127.0.0.1")));
+    EXPECT_EQ(c.forwards[0].host_first, 80);
+    EXPECT_EQ(c.forwards[1].host_first, 443);
+}
+
+TEST(Options, GuestAddrBecomesTheForwardTarget) {
+    Config c = parse({"--guest-addr", "10.0.2.20", "-t", "8080:80", "-u", "53"});
+    ASSERT_EQ(c.forwards.size(), 2u);
+    for (const auto& f : c.forwards) EXPECT_EQ(f.guest_addr, IpAddr::v4(ip("10.0.2.20")));
+}
+
+TEST(Options, ConfigNetMakesTheFirstNamespaceTheForwardTarget) {
+    Config c = parse({"--netns", "a", "--netns", "b", "--config-net", "-t", "8080:80"});
+    ASSERT_EQ(c.forwards.size(), 1u);
+    EXPECT_EQ(c.forwards[0].guest_addr, IpAddr::v4(ip("10.0.2.15")));
+    c = parse({"--netns", "a", "--config-net", "--guest-addr", "10.0.2.40", "-t", "8080:80"});
+    EXPECT_EQ(c.forwards[0].guest_addr, IpAddr::v4(ip("10.0.2.40")));
+}
+
+TEST(Options, BadForwardSpecIsAnErrorNamingTheFlag) {
+    EXPECT_EQ(error_option({"-t", "http"}), "-t");
+    EXPECT_EQ(error_option({"-u", "70000"}), "-u");
+    EXPECT_EQ(error_option({"--tcp-ports", "80-70"}), "-t");
+    EXPECT_TRUE(parse({"-t", "none"}).forwards.empty());
+}
+
+// --- operation ---------------------------------------------------------------------
+
+TEST(Options, LogLevels) {
+    EXPECT_EQ(parse({"--debug"}).log_level, LogLevel::debug);
+    EXPECT_EQ(parse({"-d"}).log_level, LogLevel::debug);
+    EXPECT_EQ(parse({"-q"}).log_level, LogLevel::quiet);
+    EXPECT_EQ(parse({"--quiet"}).log_level, LogLevel::quiet);
+    EXPECT_EQ(error_option({"-d", "-q"}), "--quiet");
+}
+
+TEST(Options, PcapPidAndForeground) {
+    Config c = parse({"--pcap", "/tmp/x.pcap", "--pid", "/run/u.pid", "-f"});
+    EXPECT_EQ(c.pcap_path, "/tmp/x.pcap");
+    EXPECT_EQ(c.pid_path, "/run/u.pid");
+    EXPECT_EQ(parse({"--foreground"}).action, Action::run);
+    EXPECT_EQ(error_option({"--pcap", ""}), "--pcap");
+    EXPECT_EQ(error_option({"--pid="}), "--pid");
+}
+
+TEST(Options, UnknownOptionsAndStrayArgumentsAreErrors) {
+    EXPECT_EQ(error_option({"--bogus"}), "--bogus");
+    EXPECT_NE(error_message({"--bogus"}).find("--help"), std::string::npos);
+    EXPECT_EQ(error_option({"-z"}), "-z");
+    // One value per option: the second word is not silently taken.
+    EXPECT_NE(error_message({"--netns", "a", "b"}).find("'b'"), std::string::npos);
+    EXPECT_NE(error_message({"stray"}), "");
+}
+
+TEST(Options, MissingValueIsAnErrorNamingTheOption) {
+    EXPECT_EQ(error_option({"--netns"}), "--netns");
+    EXPECT_EQ(error_option({"--socket", "x", "--mtu"}), "--mtu");
+}
+
+// --- documentation -------------------------------------------------------------------
+
+TEST(Options, HelpTextListsEveryOption) {
+    std::string help = help_text();
+    for (const std::string& name : long_option_names())
+        EXPECT_NE(help.find(name), std::string::npos) << name;
+}
+
+TEST(Options, ManPageDocumentsEveryOption) {
+    auto page = std::filesystem::path(__FILE__).parent_path() / "../../docs/usernet.1";
+    std::ifstream in(page);
+    ASSERT_TRUE(in) << page;
+    std::stringstream ss;
+    ss << in.rdbuf();
+    // roff escapes '-' as '\-'.
+    std::string text = ss.str();
+    std::string plain;
+    for (size_t i = 0; i < text.size(); ++i) {
+        if (text[i] == '\\' && i + 1 < text.size() && text[i + 1] == '-') continue;
+        plain += text[i];
+    }
+    for (const std::string& name : long_option_names())
+        EXPECT_NE(plain.find(name), std::string::npos) << name;
+}
+
+}  // namespace
+}  // namespace usernet::app
