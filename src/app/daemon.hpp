@@ -55,7 +55,7 @@ public:
     core::EventLoop& loop() { return loop_; }
     sw::Switch& lan() { return switch_; }
     gw::Gateway& gateway() { return *gateway_; }
-    nat::Nat& nat() { return nat_->nat; }
+    nat::Nat& nat() { return *nat_; }
     const Config& config() const { return cfg_; }
 
     // The Unix socket paths QEMU can connect to, absolute.

@@ -26,12 +26,14 @@ std::vector<uint8_t> vec_of(Bytes b) { return std::vector<uint8_t>(b.begin(), b.
 
 // A minimal message: fixed header, cookie, then the given option bytes.
 std::vector<uint8_t> message_with_options(std::initializer_list<uint8_t> opts) {
-    std::vector<uint8_t> m(kDhcp4OptionsOffset, 0);
+    std::vector<uint8_t> m(kDhcp4OptionsOffset + opts.size(), 0);
     m[0] = dhcp4op::boot_request;
     m[1] = 1;
     m[2] = 6;
     store32(&m[236], kDhcp4MagicCookie);
-    m.insert(m.end(), opts);
+    // Copied by index: g++ 12 misreports vector::insert here (-Warray-bounds).
+    size_t i = kDhcp4OptionsOffset;
+    for (uint8_t o : opts) m[i++] = o;
     return m;
 }
 

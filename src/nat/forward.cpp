@@ -1,0 +1,475 @@
+// Port forwards: see forward.hpp for the syntax and the theory of operation.
+#include "nat/forward.hpp"
+
+#include <net/if.h>
+#include <netinet/in.h>
+#include <spdlog/spdlog.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+#include <system_error>
+
+#include "nat/nat.hpp"
+#include "nat/tcp_nat.hpp"
+#include "nat/udp_nat.hpp"
+
+namespace usernet::nat {
+
+// ---------------------------------------------------------------- parsing
+
+namespace {
+
+constexpr std::string_view kSyntax =
+    "expected [ADDR[%IFNAME]/]PORT[-END][:GUESTPORT[-END]][,...] with ports 1-65535";
+
+[[noreturn]] void bad(const std::string& what) {
+    throw std::invalid_argument(what + "; " + std::string(kSyntax));
+}
+
+std::string quoted(std::string_view s) { return "'" + std::string(s) + "'"; }
+
+struct Range {
+    uint32_t first;
+    uint32_t last;
+    uint32_t size() const { return last - first + 1; }
+};
+
+uint32_t parse_port(std::string_view s, std::string_view item) {
+    if (s.empty()) bad("missing port number in " + quoted(item));
+    if (s.size() > 5 || s.find_first_not_of("0123456789") != std::string_view::npos)
+        bad(quoted(s) + " is not a port number");
+    uint32_t v = 0;
+    for (char c : s) v = v * 10 + static_cast<uint32_t>(c - '0');
+    if (v < 1 || v > 65535) bad("port " + quoted(s) + " is out of range 1-65535");
+    return v;
+}
+
+Range parse_range(std::string_view s, std::string_view item) {
+    const size_t dash = s.find('-');
+    Range r{};
+    r.first = parse_port(s.substr(0, dash), item);
+    r.last = dash == std::string_view::npos ? r.first : parse_port(s.substr(dash + 1), item);
+    if (r.last < r.first) bad("range " + quoted(s) + " ends before it starts");
+    return r;
+}
+
+}  // namespace
+
+std::vector<ForwardSpec> parse_forward_specs(char proto, std::string_view text) {
+    if (proto != 't' && proto != 'u')
+        throw std::invalid_argument("unknown forward protocol " +
+                                    quoted(std::string_view(&proto, 1)));
+    if (text.empty()) bad("empty port forward");
+    if (text == "none") return {};
+    if (text == "all" || text == "auto")
+        throw std::invalid_argument(quoted(text) +
+                                    " is not supported: list the ports to forward, such as "
+                                    "8080, 8080:80 or 1000-2000");
+
+    ForwardSpec base;
+    base.proto = proto;
+    std::string_view ports = text;
+    if (const size_t slash = text.find('/'); slash != std::string_view::npos) {
+        std::string_view addr = text.substr(0, slash);
+        ports = text.substr(slash + 1);
+        if (const size_t pct = addr.find('%'); pct != std::string_view::npos) {
+            std::string_view ifname = addr.substr(pct + 1);
+            addr = addr.substr(0, pct);
+            if (ifname.empty() || ifname.size() >= IFNAMSIZ ||
+                ifname.find_first_of(" \t%:/") != std::string_view::npos)
+                bad(quoted(ifname) + " is not an interface name");
+            base.bind_ifname = std::string(ifname);
+        }
+        if (!addr.empty()) {
+            auto ip = wire::IpAddr::parse(addr);
+            if (!ip) bad(quoted(addr) + " is not an IPv4 or IPv6 address");
+            base.bind_addr = *ip;
+        } else if (base.bind_ifname.empty()) {
+            bad("no address before '/' in " + quoted(text));
+        }
+        if (ports.empty()) bad("no ports after " + quoted(text.substr(0, slash + 1)));
+    }
+
+    struct Item {
+        Range host;
+        Range guest;
+    };
+    std::vector<Item> items;
+    std::vector<Range> excluded;
+    size_t pos = 0;
+    while (true) {
+        const size_t comma = ports.find(',', pos);
+        std::string_view item = ports.substr(
+            pos, comma == std::string_view::npos ? std::string_view::npos : comma - pos);
+        if (item.empty()) bad("empty entry in " + quoted(ports));
+        if (item[0] == '~') {
+            std::string_view r = item.substr(1);
+            if (r.find(':') != std::string_view::npos)
+                bad("an exclusion cannot map ports: " + quoted(item));
+            excluded.push_back(parse_range(r, item));
+        } else {
+            const size_t colon = item.find(':');
+            Item it{};
+            it.host = parse_range(item.substr(0, colon), item);
+            it.guest = colon == std::string_view::npos ? it.host
+                                                       : parse_range(item.substr(colon + 1), item);
+            if (it.host.size() != it.guest.size())
+                bad(quoted(item) + " maps " + std::to_string(it.host.size()) +
+                    " host port(s) onto " + std::to_string(it.guest.size()) + " guest port(s)");
+            items.push_back(it);
+        }
+        if (comma == std::string_view::npos) break;
+        pos = comma + 1;
+    }
+    if (items.empty())
+        throw std::invalid_argument(quoted(text) +
+                                    " only excludes ports; forwarding every other port is not "
+                                    "supported: list the ports to forward");
+
+    auto is_excluded = [&](uint32_t p) {
+        for (const Range& r : excluded)
+            if (p >= r.first && p <= r.last) return true;
+        return false;
+    };
+    std::vector<bool> seen(65536);
+    std::vector<ForwardSpec> out;
+    for (const Item& it : items) {
+        // Split the range around excluded ports.
+        uint32_t run_start = 0;
+        bool in_run = false;
+        for (uint32_t p = it.host.first; p <= it.host.last + 1; p++) {
+            const bool take = p <= it.host.last && !is_excluded(p);
+            if (take) {
+                if (seen[p])
+                    bad("port " + std::to_string(p) + " is forwarded twice in " + quoted(text));
+                seen[p] = true;
+                if (!in_run) {
+                    run_start = p;
+                    in_run = true;
+                }
+            } else if (in_run) {
+                ForwardSpec s = base;
+                s.host_first = static_cast<uint16_t>(run_start);
+                s.host_last = static_cast<uint16_t>(p - 1);
+                s.guest_first = static_cast<uint16_t>(it.guest.first + (run_start - it.host.first));
+                s.guest_last = static_cast<uint16_t>(it.guest.first + (p - 1 - it.host.first));
+                out.push_back(std::move(s));
+                in_run = false;
+            }
+        }
+    }
+    if (out.empty()) bad(quoted(text) + " excludes every port it names");
+    return out;
+}
+
+std::string ForwardSpec::to_string() const {
+    std::string s = proto == 'u' ? "-u " : "-t ";
+    if (bind_addr || !bind_ifname.empty()) {
+        if (bind_addr)
+            s += bind_addr->is_v4() ? bind_addr->to_string() : "[" + bind_addr->to_string() + "]";
+        if (!bind_ifname.empty()) s += "%" + bind_ifname;
+        s += "/";
+    }
+    s += std::to_string(host_first);
+    if (host_last != host_first) s += "-" + std::to_string(host_last);
+    if (guest_first != host_first || guest_last != host_last) {
+        s += ":" + std::to_string(guest_first);
+        if (guest_last != guest_first) s += "-" + std::to_string(guest_last);
+    }
+    return s;
+}
+
+// ---------------------------------------------------------------- addresses
+
+wire::IpAddr forward_peer_for_guest(Nat& nat, const wire::IpAddr& client,
+                                    const wire::IpAddr& guest) {
+    const wire::IpAddr seen = nat.guest_visible(client);
+    if (!guest.is_v4()) return seen;  // IPv6 guests: no gateway address to map to yet
+    const gw::NetConfig& cfg = nat.gateway().config();
+    const wire::IpAddr gateway = wire::IpAddr::v4(cfg.gateway);
+    // What the guest could not answer through the gateway appears as the
+    // gateway: loopback, IPv6 clients of an IPv4 guest, addresses inside the
+    // virtual subnet (the guest would look for them on its link).
+    if (!seen.is_v4() || seen.is_loopback() || seen.is_unspecified() || cfg.in_subnet(seen.as_v4()))
+        return gateway;
+    return seen;
+}
+
+wire::IpAddr forward_target_guest(Nat& nat, const std::optional<wire::IpAddr>& override_addr) {
+    if (override_addr) return *override_addr;
+    wire::IpAddr g = nat.gateway().first_guest_v4();
+    if (!g.is_unspecified()) return g;
+    // No guest heard from yet (one configured with --config-net that has
+    // not sent anything, or one still booting): QEMU's default hostfwd
+    // target, the first DHCP address, which is also the address
+    // --config-net gives the first namespace. The gateway ARPs for it and
+    // the TCP translator's SYN retries cover the wait.
+    const gw::NetConfig& cfg = nat.gateway().config();
+    if (cfg.dhcp_count == 0) return wire::IpAddr{};
+    return wire::IpAddr::v4(cfg.dhcp_start);
+}
+
+// ---------------------------------------------------------------- TCP listeners
+
+namespace {
+
+constexpr int kMaxAcceptsPerWakeup = 256;
+constexpr core::Millis kAcceptPauseMs = 200;
+
+std::string endpoint_text(const wire::IpAddr& a, const std::string& ifname, uint16_t port) {
+    std::string s = a.is_v4() ? a.to_string() : "[" + a.to_string() + "]";
+    if (!ifname.empty()) s += "%" + ifname;
+    return s + ":" + std::to_string(port);
+}
+
+}  // namespace
+
+class Forwarder::TcpListener final : public core::IoHandler {
+public:
+    TcpListener(Forwarder& fwd, int fd, uint16_t host_port, uint16_t guest_port,
+                std::optional<wire::IpAddr> guest_addr)
+        : fwd_(fwd),
+          fd_(fd),
+          host_port_(host_port),
+          guest_port_(guest_port),
+          guest_addr_(guest_addr),
+          resume_([this] { resume(); }) {}
+    ~TcpListener() {
+        fwd_.nat_.loop().remove(fd_, this);
+        close(fd_);
+    }
+    TcpListener(const TcpListener&) = delete;
+    TcpListener& operator=(const TcpListener&) = delete;
+
+    int fd() const { return fd_; }
+
+    void on_io(uint32_t) override {
+        for (int i = 0; i < kMaxAcceptsPerWakeup; i++) {
+            sockaddr_storage ss{};
+            socklen_t len = sizeof ss;
+            int cfd =
+                accept4(fd_, reinterpret_cast<sockaddr*>(&ss), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+            if (cfd < 0) {
+                switch (errno) {
+                case EAGAIN:
+                    return;
+                case EINTR:
+                case ECONNABORTED:
+                case EPROTO:
+                case ENETDOWN:
+                case ENOPROTOOPT:
+                case EHOSTDOWN:
+                case ENONET:
+                case EHOSTUNREACH:
+                case EOPNOTSUPP:
+                case ENETUNREACH:
+                    continue;  // the connection is gone; accept(2) says retry
+                case EMFILE:
+                case ENFILE:
+                case ENOBUFS:
+                case ENOMEM:
+                    pause(errno);
+                    return;
+                default:
+                    fwd_.stats_.accept_errors++;
+                    return;
+                }
+            }
+            handle(cfd, ss);
+        }
+    }
+
+private:
+    void handle(int cfd, const sockaddr_storage& ss) {
+        Nat& nat = fwd_.nat_;
+        auto [client, client_port] = from_sockaddr(ss);
+        const wire::IpAddr guest = forward_target_guest(nat, guest_addr_);
+        if (guest.is_unspecified()) {
+            fwd_.stats_.tcp_no_guest++;
+            spdlog::debug("tcp forward: no guest yet for {} on port {}: reset", client.to_string(),
+                          host_port_);
+            reset(cfd);
+            return;
+        }
+        const wire::IpAddr peer = forward_peer_for_guest(nat, client, guest);
+        // open_inbound owns cfd from here on, and resets it itself on refusal.
+        if (!nat.tcp().open_inbound(cfd, peer, client_port, guest, guest_port_)) {
+            fwd_.stats_.tcp_refused++;
+            return;
+        }
+        fwd_.stats_.tcp_accepted++;
+        if (spdlog::should_log(spdlog::level::debug))
+            spdlog::debug("tcp forward: {}:{} -> guest {}:{} as {}", client.to_string(),
+                          client_port, guest.to_string(), guest_port_, peer.to_string());
+    }
+
+    static void reset(int fd) {
+        linger lg{1, 0};  // abortive close: the client sees a reset, not an EOF
+        setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+        close(fd);
+    }
+
+    // Out of descriptors or memory: the listener would stay readable and spin.
+    void pause(int err) {
+        fwd_.stats_.accept_paused++;
+        if (!warned_) {
+            spdlog::warn("tcp forward on port {}: cannot accept ({}); pausing the listener",
+                         host_port_, std::strerror(err));
+            warned_ = true;
+        }
+        try {
+            fwd_.nat_.loop().modify(fd_, 0, this);
+        } catch (const std::system_error&) {
+        }
+        fwd_.nat_.loop().arm(resume_, kAcceptPauseMs);
+    }
+
+    void resume() {
+        try {
+            fwd_.nat_.loop().modify(fd_, EPOLLIN, this);
+        } catch (const std::system_error& e) {
+            spdlog::error("tcp forward on port {}: {}", host_port_, e.what());
+        }
+    }
+
+    Forwarder& fwd_;
+    int fd_;
+    uint16_t host_port_;
+    uint16_t guest_port_;
+    std::optional<wire::IpAddr> guest_addr_;
+    core::Timer resume_;
+    bool warned_ = false;
+};
+
+// ---------------------------------------------------------------- Forwarder
+
+Forwarder::Forwarder(Nat& nat) : nat_(nat) {}
+
+Forwarder::~Forwarder() = default;
+
+namespace {
+
+struct Bound {
+    int fd;
+    uint16_t host_port;
+};
+
+// Opens, binds (and for TCP, listens on) one socket. Returns -1 when the
+// address family is missing and `optional` says that is fine; throws
+// std::runtime_error otherwise.
+int open_listener(const ForwardSpec& spec, const wire::IpAddr& addr, uint16_t port, bool optional) {
+    const bool tcp = spec.proto == 't';
+    const int family = addr.is_v4() ? AF_INET : AF_INET6;
+    const std::string where = endpoint_text(addr, spec.bind_ifname, port) + (tcp ? "/tcp" : "/udp");
+    auto fail = [&](int err, const char* what) -> int {
+        throw std::runtime_error("cannot listen on " + where + ": " +
+                                 (what ? std::string(what) + ": " : std::string()) +
+                                 std::strerror(err));
+    };
+    int fd = socket(family, (tcp ? SOCK_STREAM : SOCK_DGRAM) | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        if (optional && errno == EAFNOSUPPORT) return -1;
+        return fail(errno, nullptr);
+    }
+    int one = 1;
+    if (tcp) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (family == AF_INET6) {
+        // All addresses: a separate IPv4 socket takes IPv4. An explicit
+        // "::" takes both families.
+        int v6only = spec.bind_addr ? 0 : 1;
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only);
+    }
+    if (!spec.bind_ifname.empty() &&
+        setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, spec.bind_ifname.c_str(),
+                   static_cast<socklen_t>(spec.bind_ifname.size())) < 0) {
+        int err = errno;
+        close(fd);
+        return fail(err, ("binding to interface " + spec.bind_ifname).c_str());
+    }
+    sockaddr_storage ss = to_sockaddr(addr, port);
+    if (family == AF_INET6 && !spec.bind_ifname.empty() && addr.b[0] == 0xfe &&
+        (addr.b[1] & 0xc0) == 0x80)  // link-local: needs its interface
+        reinterpret_cast<sockaddr_in6*>(&ss)->sin6_scope_id =
+            if_nametoindex(spec.bind_ifname.c_str());
+    if (bind(fd, reinterpret_cast<const sockaddr*>(&ss), sockaddr_len(ss)) < 0) {
+        int err = errno;
+        close(fd);
+        if (optional && (err == EADDRNOTAVAIL || err == EAFNOSUPPORT)) return -1;
+        return fail(err, nullptr);
+    }
+    if (tcp && listen(fd, SOMAXCONN) < 0) {
+        int err = errno;
+        close(fd);
+        return fail(err, nullptr);
+    }
+    return fd;
+}
+
+}  // namespace
+
+void Forwarder::add(const ForwardSpec& spec) {
+    if ((spec.proto != 't' && spec.proto != 'u') || spec.host_first == 0 ||
+        spec.host_last < spec.host_first || spec.guest_first == 0 ||
+        spec.guest_last < spec.guest_first ||
+        spec.guest_last - spec.guest_first != spec.host_last - spec.host_first)
+        throw std::invalid_argument("invalid port forward " + spec.to_string());
+
+    std::vector<wire::IpAddr> addrs;
+    if (spec.bind_addr) {
+        addrs.push_back(*spec.bind_addr);
+    } else {
+        addrs.push_back(wire::IpAddr::v4(0));
+        addrs.push_back(wire::IpAddr{});  // ::, when the host has IPv6
+    }
+    // Bind everything first, so that a failure leaves nothing half-done.
+    std::vector<Bound> bound;
+    bool no_v6 = false;
+    try {
+        for (uint32_t port = spec.host_first; port <= spec.host_last; port++) {
+            for (const wire::IpAddr& a : addrs) {
+                const bool implicit_v6 = !spec.bind_addr && !a.is_v4();
+                if (implicit_v6 && no_v6) continue;
+                int fd = open_listener(spec, a, static_cast<uint16_t>(port), implicit_v6);
+                if (fd < 0) {
+                    no_v6 = true;
+                    spdlog::debug("forward {}: no IPv6 on this host, IPv4 only", spec.to_string());
+                    continue;
+                }
+                bound.push_back(Bound{fd, static_cast<uint16_t>(port)});
+            }
+        }
+    } catch (...) {
+        for (const Bound& b : bound) close(b.fd);
+        throw;
+    }
+
+    size_t i = 0;
+    try {
+        for (; i < bound.size(); i++) {
+            const uint16_t guest_port = spec.guest_port(bound[i].host_port);
+            if (spec.proto == 't') {
+                auto l = std::make_unique<TcpListener>(*this, bound[i].fd, bound[i].host_port,
+                                                       guest_port, spec.guest_addr);
+                // The listener owns the fd from here on (and removes it from the loop).
+                TcpListener* raw = l.get();
+                tcp_listeners_.push_back(std::move(l));
+                nat_.loop().add(raw->fd(), EPOLLIN, raw);
+            } else {
+                nat_.udp().add_forward_socket(bound[i].fd, guest_port, spec.guest_addr);
+                udp_sockets_++;
+            }
+        }
+    } catch (const std::exception& e) {
+        for (size_t k = i + 1; k < bound.size(); k++) close(bound[k].fd);
+        throw std::runtime_error("cannot listen for " + spec.to_string() + ": " + e.what());
+    }
+    spdlog::debug("forward {}: {} listening socket(s) for {}{}", spec.to_string(), bound.size(),
+                  spec.guest_addr ? spec.guest_addr->to_string() : std::string("the guest"),
+                  spec.proto == 't' ? " (tcp)" : " (udp)");
+}
+
+}  // namespace usernet::nat

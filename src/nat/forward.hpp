@@ -1,0 +1,121 @@
+// Port forwards: host listeners whose connections and datagrams go to a guest.
+//
+// Syntax (passt's -t/-u, passt(1) "PORT FORWARDING"):
+//   [HOSTADDR[%IFNAME]/]HOSTPORT[-END][:GUESTPORT[-END]][,...]
+// The address prefix applies to every comma-separated range after it; a
+// range maps onto a guest range of the same length (8080:80, 1000-1002:
+// 2000-2002); "~PORT[-END]" items exclude ports from the other ranges;
+// "none" means no forwards. HOSTADDR is IPv4 or IPv6, with or without
+// brackets ([::1]/8080 and ::1/8080). Without an address a forward listens
+// on every address of both families (0.0.0.0, and :: with IPV6_V6ONLY when
+// the host has IPv6); an explicit "::" takes both families. add() binds
+// all of a spec's sockets or none. Not supported: passt's "all" and "auto"
+// (scanning or binding every port), and exclusion-only specs, which mean
+// the same.
+//
+// TCP: the listener accepts (accept4 until EAGAIN, at most 256 a wakeup)
+// and hands each socket to TcpNat::open_inbound toward the guest's port;
+// out of descriptors, the listener pauses for 200 ms instead of spinning. UDP: the bound socket is
+// handed to UdpNat, which relays datagrams to the guest and sends the
+// guest's replies back out of that same socket, so the client sees them
+// come from the port it sent to.
+//
+// The peer the guest sees (forward_peer_for_guest): a client on the host's
+// loopback appears as the gateway address, as in QEMU/slirp; any other
+// client keeps its own address, so a guest server sees who connects. A
+// client the guest could not answer directly (an IPv6 client of an IPv4
+// guest, an address inside the virtual subnet) appears as the gateway too.
+//
+// The target guest is the spec's guest_addr (--guest-addr), else the guest
+// that holds a lease (or was heard from last) at the time of the
+// connection, else, when no guest has been heard from at all, the first
+// DHCP address: QEMU's default hostfwd target, and the address --config-net
+// gives the first namespace. The gateway ARPs for it; a TCP connection
+// waits on the translator's SYN retries, so a client that connects while
+// the guest boots gets through once it is up, as with QEMU. Only with no
+// DHCP range at all is a connection reset (TCP) or a datagram dropped (UDP).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/event_loop.hpp"
+#include "wire/addr.hpp"
+
+namespace usernet::nat {
+
+class Nat;
+
+struct ForwardSpec {
+    char proto = 't';  // 't': TCP, 'u': UDP
+    // The host address to listen on; unset: every address of both families.
+    std::optional<wire::IpAddr> bind_addr;
+    std::string bind_ifname;  // %IFNAME (SO_BINDTODEVICE); empty: any interface
+    uint16_t host_first = 0;  // host ports host_first..host_last (inclusive)
+    uint16_t host_last = 0;
+    uint16_t guest_first = 0;  // map onto guest_first..guest_first+(host_last-host_first)
+    uint16_t guest_last = 0;
+    // The guest to forward to (--guest-addr, filled by the application);
+    // unset: the guest holding a lease when a connection arrives.
+    std::optional<wire::IpAddr> guest_addr;
+
+    uint16_t guest_port(uint16_t host_port) const {
+        return static_cast<uint16_t>(guest_first + (host_port - host_first));
+    }
+    // "127.0.0.1/8080-8081:80-81/tcp", for logs and error messages.
+    std::string to_string() const;
+
+    friend bool operator==(const ForwardSpec&, const ForwardSpec&) = default;
+};
+
+// Parses one -t ('t') or -u ('u') argument into one spec per contiguous
+// range (exclusions split ranges). "none" yields no specs. Throws
+// std::invalid_argument naming the bad part and the expected syntax.
+std::vector<ForwardSpec> parse_forward_specs(char proto, std::string_view text);
+
+// The address a forwarded client appears from to guest `guest`: see above.
+wire::IpAddr forward_peer_for_guest(Nat& nat, const wire::IpAddr& client,
+                                    const wire::IpAddr& guest);
+
+// The guest a forward delivers to now (see above); unspecified when there
+// is none.
+wire::IpAddr forward_target_guest(Nat& nat, const std::optional<wire::IpAddr>& override_addr);
+
+struct ForwardStats {
+    uint64_t tcp_accepted = 0;
+    uint64_t tcp_no_guest = 0;   // reset: no guest to forward to (no DHCP range)
+    uint64_t tcp_refused = 0;    // the TCP translator did not take it
+    uint64_t accept_errors = 0;  // accept4 failures other than EAGAIN
+    uint64_t accept_paused = 0;  // listener paused: out of descriptors
+};
+
+class Forwarder {
+public:
+    explicit Forwarder(Nat& nat);
+    ~Forwarder();
+    Forwarder(const Forwarder&) = delete;
+    Forwarder& operator=(const Forwarder&) = delete;
+
+    // Binds the spec's listeners now (all or none of them). Throws
+    // std::runtime_error("cannot listen on 127.0.0.1:8080/tcp: Address
+    // already in use") style errors.
+    void add(const ForwardSpec& spec);
+
+    const ForwardStats& stats() const { return stats_; }
+    size_t listener_count() const { return tcp_listeners_.size() + udp_sockets_; }
+
+private:
+    class TcpListener;
+    friend class TcpListener;
+
+    Nat& nat_;
+    std::vector<std::unique_ptr<TcpListener>> tcp_listeners_;
+    size_t udp_sockets_ = 0;
+    ForwardStats stats_;
+};
+
+}  // namespace usernet::nat

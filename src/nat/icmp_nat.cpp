@@ -1,0 +1,609 @@
+// ICMP echo NAT: see icmp_nat.hpp for the theory of operation.
+#include "nat/icmp_nat.hpp"
+
+#include <linux/errqueue.h>
+#include <linux/icmp.h>
+#include <spdlog/spdlog.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <string>
+#include <system_error>
+
+#include "nat/nat.hpp"
+#include "wire/icmp4.hpp"
+#include "wire/ipv4.hpp"
+
+namespace usernet::nat {
+
+// ---------------------------------------------------------------- shared helpers
+
+bool read_queued_error(int fd, wire::MutBytes buf, QueuedError& out) {
+    out = QueuedError{};
+    iovec iov{buf.data(), buf.size()};
+    alignas(cmsghdr) uint8_t control[512];
+    msghdr m{};
+    m.msg_name = &out.dest;
+    m.msg_namelen = sizeof out.dest;
+    m.msg_iov = &iov;
+    m.msg_iovlen = 1;
+    m.msg_control = control;
+    m.msg_controllen = sizeof control;
+    ssize_t n = recvmsg(fd, &m, MSG_ERRQUEUE | MSG_DONTWAIT);
+    if (n < 0) return false;
+    out.payload_len = std::min(static_cast<size_t>(n), buf.size());
+    if (m.msg_namelen == 0) out.dest.ss_family = AF_UNSPEC;
+    for (cmsghdr* c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c)) {
+        const bool v4 = c->cmsg_level == SOL_IP && c->cmsg_type == IP_RECVERR;
+        const bool v6 = c->cmsg_level == SOL_IPV6 && c->cmsg_type == IPV6_RECVERR;
+        if ((!v4 && !v6) || c->cmsg_len < CMSG_LEN(sizeof(sock_extended_err))) continue;
+        sock_extended_err ee;
+        std::memcpy(&ee, CMSG_DATA(c), sizeof ee);
+        out.origin = ee.ee_origin;
+        out.type = ee.ee_type;
+        out.code = ee.ee_code;
+        out.err = ee.ee_errno;
+        out.info = ee.ee_info;
+        // SO_EE_OFFENDER: the address right after the extended error.
+        const size_t off_len = c->cmsg_len - CMSG_LEN(sizeof ee);
+        if (off_len >= sizeof(sa_family_t))
+            std::memcpy(&out.offender, CMSG_DATA(c) + sizeof ee,
+                        std::min(off_len, sizeof(sockaddr_storage)));
+    }
+    return true;
+}
+
+std::optional<Icmp4Error> icmp4_error_for(const QueuedError& e) {
+    using namespace wire;
+    switch (e.origin) {
+    case SO_EE_ORIGIN_ICMP:
+        switch (e.type) {
+        case icmptype::dest_unreach:
+            return Icmp4Error{e.type, e.code,
+                              e.code == icmpcode::frag_needed ? (e.info & 0xffff) : 0};
+        case icmptype::time_exceeded:
+            return Icmp4Error{e.type, e.code, 0};
+        case 12:  // parameter problem: the pointer in the first byte
+            return Icmp4Error{e.type, e.code, (e.info & 0xff) << 24};
+        default:
+            return std::nullopt;
+        }
+    case SO_EE_ORIGIN_LOCAL:
+        // The host's own path MTU is below the datagram.
+        if (e.err == EMSGSIZE)
+            return Icmp4Error{icmptype::dest_unreach, icmpcode::frag_needed, e.info & 0xffff};
+        return std::nullopt;
+    default:
+        return std::nullopt;  // ICMPv6 origins: IPv4 guests never cause them
+    }
+}
+
+std::optional<uint8_t> unreach_code_for_errno(int err) {
+    switch (err) {
+    case ENETUNREACH:
+    case ENONET:
+        return wire::icmpcode::net_unreach;
+    case EHOSTUNREACH:
+    case EHOSTDOWN:
+        return wire::icmpcode::host_unreach;
+    case ECONNREFUSED:
+        return wire::icmpcode::port_unreach;
+    case EACCES:
+    case EPERM:
+        return wire::icmpcode::admin_prohibited;
+    default:
+        return std::nullopt;
+    }
+}
+
+ssize_t send_datagram(int fd, wire::Bytes data, const sockaddr_storage& to, uint8_t guest_ttl) {
+    iovec iov{const_cast<uint8_t*>(data.data()), data.size()};
+    msghdr m{};
+    m.msg_name = const_cast<sockaddr_storage*>(&to);
+    m.msg_namelen = sockaddr_len(to);
+    m.msg_iov = &iov;
+    m.msg_iovlen = 1;
+    alignas(cmsghdr) uint8_t control[CMSG_SPACE(sizeof(int))];
+    if (guest_ttl >= 1 && guest_ttl < 64) {
+        const int ttl = std::max(1, guest_ttl - 1);
+        m.msg_control = control;
+        m.msg_controllen = sizeof control;
+        cmsghdr* c = CMSG_FIRSTHDR(&m);
+        if (to.ss_family == AF_INET) {
+            c->cmsg_level = SOL_IP;
+            c->cmsg_type = IP_TTL;
+        } else {
+            c->cmsg_level = IPPROTO_IPV6;
+            c->cmsg_type = IPV6_HOPLIMIT;
+        }
+        c->cmsg_len = CMSG_LEN(sizeof(int));
+        std::memcpy(CMSG_DATA(c), &ttl, sizeof ttl);
+    }
+    return sendmsg(fd, &m, MSG_DONTWAIT | MSG_NOSIGNAL);
+}
+
+bool is_unicast(const wire::IpAddr& a, const gw::NetConfig& cfg) {
+    if (a.is_v4()) {
+        const wire::Ipv4 v = a.as_v4();
+        if (v == 0 || v == 0xffffffff || (v >> 28) == 0xe) return false;
+        if (cfg.prefix_len < 31 && v == cfg.broadcast()) return false;
+        return true;
+    }
+    return a.b[0] != 0xff && !a.is_unspecified();
+}
+
+// ---------------------------------------------------------------- flows
+
+struct IcmpNat::Flow final : FlowLru::Entry, core::IoHandler {
+    IcmpNat* nat = nullptr;
+    wire::IpAddr guest;
+    wire::IpAddr dst;       // as the guest addressed it
+    wire::IpAddr host_dst;  // where it went on the host
+    sockaddr_storage target{};
+    uint16_t guest_id = 0;
+    uint16_t raw_id = 0;  // raw mode: our identifier on the host
+    int fd = -1;          // ping-socket mode
+    // Raw mode: sequence numbers sent and not answered yet.
+    std::array<uint16_t, 16> seqs{};
+    uint16_t seq_valid = 0;
+    uint8_t seq_next = 0;
+
+    void note_seq(uint16_t seq) {
+        seqs[seq_next] = seq;
+        seq_valid = static_cast<uint16_t>(seq_valid | (1u << seq_next));
+        seq_next = static_cast<uint8_t>((seq_next + 1) % seqs.size());
+    }
+    bool take_seq(uint16_t seq) {
+        for (size_t i = 0; i < seqs.size(); i++) {
+            if ((seq_valid & (1u << i)) && seqs[i] == seq) {
+                seq_valid = static_cast<uint16_t>(seq_valid & ~(1u << i));
+                return true;
+            }
+        }
+        return false;
+    }
+    bool has_seq(uint16_t seq) const {
+        for (size_t i = 0; i < seqs.size(); i++)
+            if ((seq_valid & (1u << i)) && seqs[i] == seq) return true;
+        return false;
+    }
+
+    void on_io(uint32_t events) override {
+        if (events & EPOLLERR) nat->ping_errors(*this);
+        if (events & EPOLLIN) nat->ping_read(*this);
+    }
+};
+
+struct IcmpNat::RawSock final : core::IoHandler {
+    IcmpNat* nat = nullptr;
+    int fd = -1;
+    void on_io(uint32_t) override { nat->raw_read(); }
+};
+
+size_t IcmpNat::KeyHash::operator()(const FlowKey& k) const noexcept {
+    return wire::IpAddrHash{}(k.guest) ^ (wire::IpAddrHash{}(k.dst) * 31) ^
+           (size_t{k.id} * 0x9e3779b97f4a7c15ULL);
+}
+
+namespace {
+
+constexpr core::Millis kSweepMs = 1000;
+constexpr uint32_t kErrorBurst = 50;                         // ICMP errors; refilled at one per ms
+constexpr size_t kMaxErrorLen = 576 - wire::kIpv4HeaderLen;  // RFC 1812 4.3.2.3
+constexpr int kMaxReads = 64;                                // messages per wakeup and socket
+
+bool debug_on() { return spdlog::should_log(spdlog::level::debug); }
+
+bool is_icmp_error_type(uint8_t t) { return t == 3 || t == 4 || t == 5 || t == 11 || t == 12; }
+
+std::string ping_group_range() {
+    std::ifstream in("/proc/sys/net/ipv4/ping_group_range");
+    std::string a, b;
+    if (!(in >> a >> b)) return "unknown";
+    return a + " " + b;
+}
+
+}  // namespace
+
+IcmpNat::IcmpNat(Nat& nat)
+    : nat_(nat),
+      loop_(nat.loop()),
+      gw_(nat.gateway()),
+      next_raw_id_(static_cast<uint16_t>(core::monotonic_ms() ^ (getpid() << 4))),
+      lru_(nat.limits().icmp_flows, nat.limits().icmp_flows),
+      sweep_([this] {
+          expire_idle();
+          arm_sweep();
+      }),
+      err_tokens_(kErrorBurst),
+      buf_(65536) {}
+
+IcmpNat::~IcmpNat() {
+    while (!flows_.empty()) destroy_flow(*flows_.begin()->second);
+    if (raw_) {
+        loop_.remove(raw_->fd, raw_.get());
+        close(raw_->fd);
+    }
+}
+
+// Chooses ping sockets, the raw fallback, or neither, once.
+bool IcmpNat::decide_mode() {
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_ICMP);
+    if (fd >= 0) {
+        close(fd);
+        mode_ = Mode::ping_socket;
+        spdlog::debug("icmp: using ICMP echo sockets");
+        return true;
+    }
+    const int ping_err = errno;
+    if (ping_err == EMFILE || ping_err == ENFILE || ping_err == ENOBUFS || ping_err == ENOMEM)
+        return false;  // transient: decide later
+    int rfd = socket(AF_INET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_ICMP);
+    if (rfd >= 0) {
+        // Only echo replies and the errors that may quote our requests.
+        icmp_filter filter{};
+        filter.data = ~((1u << ICMP_ECHOREPLY) | (1u << ICMP_DEST_UNREACH) |
+                        (1u << ICMP_TIME_EXCEEDED) | (1u << ICMP_PARAMETERPROB));
+        setsockopt(rfd, SOL_RAW, ICMP_FILTER, &filter, sizeof filter);
+        auto raw = std::make_unique<RawSock>();
+        raw->nat = this;
+        raw->fd = rfd;
+        try {
+            loop_.add(rfd, EPOLLIN, raw.get());
+        } catch (const std::system_error& e) {
+            close(rfd);
+            spdlog::debug("icmp: {}", e.what());
+            return false;
+        }
+        raw_ = std::move(raw);
+        mode_ = Mode::raw_socket;
+        spdlog::info(
+            "icmp: ICMP echo sockets not allowed ({}; net.ipv4.ping_group_range is "
+            "\"{}\"), using a raw socket",
+            std::strerror(ping_err), ping_group_range());
+        return true;
+    }
+    const int raw_err = errno;
+    if (raw_err == EMFILE || raw_err == ENFILE || raw_err == ENOBUFS || raw_err == ENOMEM)
+        return false;
+    mode_ = Mode::unavailable;
+    spdlog::warn(
+        "ping beyond the gateway is unavailable: ICMP echo sockets are not allowed ({}: "
+        "net.ipv4.ping_group_range is \"{}\", which excludes group {}) and a raw "
+        "socket needs CAP_NET_RAW ({}). To allow it: sysctl -w "
+        "net.ipv4.ping_group_range=\"0 2147483647\"",
+        std::strerror(ping_err), ping_group_range(), getgid(), std::strerror(raw_err));
+    return false;
+}
+
+// ---------------------------------------------------------------- guest -> host
+
+void IcmpNat::from_guest(const gw::GuestPacket& pkt) {
+    auto icmp = wire::Icmp4View::parse(pkt.l4);
+    if (!icmp) {
+        stats_.dropped_malformed++;
+        nat_.stats().dropped_malformed++;
+        return;
+    }
+    if (!icmp->checksum_ok()) {
+        stats_.dropped_checksum++;
+        nat_.stats().dropped_malformed++;
+        return;
+    }
+    const gw::NetConfig& cfg = gw_.config();
+    if (icmp->type() != wire::icmptype::echo_request || icmp->code() != 0 || !pkt.src.is_v4() ||
+        !pkt.dst.is_v4() || !is_unicast(pkt.dst, cfg) || !is_unicast(pkt.src, cfg)) {
+        stats_.dropped_unsupported++;
+        return;
+    }
+    std::optional<sockaddr_storage> target = nat_.host_target(pkt.dst, 0, wire::ipproto::icmp);
+    if (!target || target->ss_family != AF_INET) {
+        stats_.dropped_unreachable++;
+        nat_.stats().dropped_unreachable++;
+        send_error4(wire::IpAddr::v4(cfg.gateway), pkt.src, wire::icmptype::dest_unreach,
+                    wire::icmpcode::host_unreach, 0, pkt.ip_packet);
+        return;
+    }
+    if (mode_ == Mode::undecided) decide_mode();
+    if (mode_ == Mode::unavailable || mode_ == Mode::undecided) {
+        stats_.dropped_unavailable++;
+        return;
+    }
+    Flow* f = flow_for(pkt, icmp->echo_id(), *target);
+    if (!f) return;  // counted
+
+    ssize_t sent;
+    for (int attempt = 0;; attempt++) {
+        if (mode_ == Mode::ping_socket) {
+            // The kernel sets the identifier and the checksum.
+            sent = send_datagram(f->fd, icmp->message(), f->target, pkt.ttl);
+        } else {
+            const wire::Bytes msg = icmp->message();
+            if (msg.size() > buf_.size()) {
+                stats_.dropped_send++;
+                return;
+            }
+            std::memcpy(buf_.data(), msg.data(), msg.size());
+            wire::store16(&buf_[4], f->raw_id);
+            wire::store16(&buf_[2], wire::csum_update16(icmp->checksum(), f->guest_id, f->raw_id));
+            sent =
+                send_datagram(raw_->fd, wire::Bytes(buf_.data(), msg.size()), f->target, pkt.ttl);
+        }
+        if (sent >= 0) break;
+        const int err = errno;
+        // A ping socket reports an earlier error once: drain it and retry.
+        if (attempt == 0 && mode_ == Mode::ping_socket && err != EAGAIN && err != ENOBUFS &&
+            err != ENOMEM && err != EINTR) {
+            ping_errors(*f);
+            continue;
+        }
+        stats_.dropped_send++;
+        if (auto code = unreach_code_for_errno(err); code && err != ECONNREFUSED)
+            send_error4(wire::IpAddr::v4(cfg.gateway), pkt.src, wire::icmptype::dest_unreach, *code,
+                        0, pkt.ip_packet);
+        return;
+    }
+    if (mode_ == Mode::raw_socket) f->note_seq(icmp->echo_seq());
+    lru_.touch(*f, loop_.now());
+    stats_.echo_requests++;
+}
+
+IcmpNat::Flow* IcmpNat::flow_for(const gw::GuestPacket& pkt, uint16_t id,
+                                 const sockaddr_storage& target) {
+    FlowKey key{pkt.src, pkt.dst, id};
+    auto it = flows_.find(key);
+    if (it != flows_.end()) return it->second.get();
+    if (FlowLru::Entry* victim = lru_.victim_for(pkt.src)) {
+        destroy_flow(static_cast<Flow&>(*victim));
+        stats_.flows_evicted++;
+    }
+    auto f = std::make_unique<Flow>();
+    f->nat = this;
+    f->guest = pkt.src;
+    f->dst = pkt.dst;
+    f->target = target;
+    f->host_dst = from_sockaddr(target).first;
+    f->guest_id = id;
+    if (mode_ == Mode::ping_socket) {
+        for (int attempt = 0; attempt < 2 && f->fd < 0; attempt++) {
+            f->fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_ICMP);
+            if (f->fd < 0 && (errno == EMFILE || errno == ENFILE) && lru_.oldest()) {
+                destroy_flow(static_cast<Flow&>(*lru_.oldest()));
+                stats_.flows_evicted++;
+            }
+        }
+        if (f->fd < 0) {
+            stats_.dropped_socket++;
+            if (debug_on()) spdlog::debug("icmp: socket: {}", std::strerror(errno));
+            return nullptr;
+        }
+        int one = 1;
+        setsockopt(f->fd, SOL_IP, IP_RECVERR, &one, sizeof one);
+        try {
+            loop_.add(f->fd, EPOLLIN, f.get());
+        } catch (const std::system_error& e) {
+            close(f->fd);
+            stats_.dropped_socket++;
+            spdlog::debug("icmp: {}", e.what());
+            return nullptr;
+        }
+    } else {
+        f->raw_id = alloc_raw_id();
+        by_raw_id_.emplace(f->raw_id, f.get());
+    }
+    Flow* raw = f.get();
+    lru_.insert(*raw, pkt.src, loop_.now());
+    flows_.emplace(key, std::move(f));
+    stats_.flows_created++;
+    if (debug_on())
+        spdlog::debug("icmp: new echo flow {} id {} -> {}", pkt.src.to_string(), id,
+                      pkt.dst.to_string());
+    arm_sweep();
+    return raw;
+}
+
+uint16_t IcmpNat::alloc_raw_id() {
+    // At most icmp_flows identifiers are taken: this ends quickly.
+    while (by_raw_id_.count(next_raw_id_) || next_raw_id_ == 0) next_raw_id_++;
+    return next_raw_id_++;
+}
+
+void IcmpNat::destroy_flow(Flow& f) {
+    if (f.fd >= 0) {
+        loop_.remove(f.fd, &f);
+        close(f.fd);
+        f.fd = -1;
+    }
+    if (mode_ == Mode::raw_socket) by_raw_id_.erase(f.raw_id);
+    lru_.erase(f);
+    flows_.erase(FlowKey{f.guest, f.dst, f.guest_id});  // f is gone
+}
+
+// ---------------------------------------------------------------- host -> guest
+
+void IcmpNat::deliver_reply(Flow& f, uint16_t seq, wire::Bytes payload) {
+    const size_t len = wire::kIcmpHeaderLen + payload.size();
+    if (wire::kIpv4HeaderLen + len > gw_.path_mtu(f.guest) || len > gw::Gateway::tx_l4_capacity()) {
+        stats_.dropped_too_big++;
+        return;
+    }
+    uint8_t* p = gw_.tx_l4();
+    std::memmove(p + wire::kIcmpHeaderLen, payload.data(), payload.size());
+    wire::build_icmp4(p, wire::icmptype::echo_reply, 0, (uint32_t{f.guest_id} << 16) | seq, len);
+    if (gw_.send_ip(f.dst, f.guest, wire::ipproto::icmp, len)) stats_.echo_replies++;
+    lru_.touch(f, loop_.now());
+}
+
+void IcmpNat::ping_read(Flow& f) {
+    for (int i = 0; i < kMaxReads; i++) {
+        ssize_t n = recv(f.fd, buf_.data(), buf_.size(), MSG_DONTWAIT);
+        if (n < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) ping_errors(f);
+            return;
+        }
+        auto icmp = wire::Icmp4View::parse(wire::Bytes(buf_.data(), static_cast<size_t>(n)));
+        if (!icmp || icmp->type() != wire::icmptype::echo_reply) continue;
+        deliver_reply(f, icmp->echo_seq(), icmp->payload());
+    }
+}
+
+void IcmpNat::ping_errors(Flow& f) {
+    for (int i = 0; i < kMaxReads; i++) {
+        QueuedError qe;
+        if (!read_queued_error(f.fd, buf_, qe)) break;
+        std::optional<Icmp4Error> ie = icmp4_error_for(qe);
+        if (!ie) continue;
+        wire::IpAddr from = f.dst;
+        if (qe.origin == SO_EE_ORIGIN_LOCAL) {
+            from = wire::IpAddr::v4(gw_.config().gateway);
+        } else if (qe.offender.ss_family == AF_INET) {
+            wire::IpAddr off = from_sockaddr(qe.offender).first;
+            if (off != f.host_dst) from = nat_.guest_visible(off);
+        }
+        // The payload is the quoted echo request, from its ICMP header on.
+        wire::Bytes quoted(buf_.data(), qe.payload_len);
+        const uint16_t seq = quoted.size() >= 8 ? wire::load16(&quoted[6]) : 0;
+        quote_error(f, from, ie->type, ie->code, ie->rest, seq,
+                    quoted.size() >= 8 ? quoted.subspan(8) : wire::Bytes{});
+    }
+    int soerr = 0;
+    socklen_t len = sizeof soerr;
+    getsockopt(f.fd, SOL_SOCKET, SO_ERROR, &soerr, &len);
+}
+
+// Rebuilds the guest's echo request (its identifier, our quote of the
+// payload) and sends the error about it.
+void IcmpNat::quote_error(Flow& f, const wire::IpAddr& from, uint8_t type, uint8_t code,
+                          uint32_t rest, uint16_t seq, wire::Bytes echo_payload) {
+    constexpr size_t kMaxQuote = kMaxErrorLen - wire::kIcmpHeaderLen;
+    std::array<uint8_t, kMaxQuote> q{};
+    constexpr size_t kHdrs = wire::kIpv4HeaderLen + wire::kIcmpHeaderLen;
+    const size_t plen = std::min(echo_payload.size(), kMaxQuote - kHdrs);
+    std::memcpy(q.data() + kHdrs, echo_payload.data(), plen);
+    wire::build_ipv4(q.data(), f.guest.as_v4(), f.dst.as_v4(), wire::ipproto::icmp,
+                     wire::kIcmpHeaderLen + plen);
+    wire::build_icmp4(q.data() + wire::kIpv4HeaderLen, wire::icmptype::echo_request, 0,
+                      (uint32_t{f.guest_id} << 16) | seq, wire::kIcmpHeaderLen + plen);
+    send_error4(from, f.guest, type, code, rest, wire::Bytes(q.data(), kHdrs + plen));
+}
+
+void IcmpNat::raw_read() {
+    for (int i = 0; i < kMaxReads; i++) {
+        ssize_t n = recv(raw_->fd, buf_.data(), buf_.size(), MSG_DONTWAIT);
+        if (n < 0) return;
+        auto ip = wire::Ipv4View::parse(wire::Bytes(buf_.data(), static_cast<size_t>(n)));
+        if (!ip || ip->protocol() != wire::ipproto::icmp || ip->is_fragment()) {
+            stats_.raw_ignored++;
+            continue;
+        }
+        auto icmp = wire::Icmp4View::parse(ip->payload());
+        if (!icmp || !icmp->checksum_ok()) {
+            stats_.raw_ignored++;
+            continue;
+        }
+        if (icmp->type() == wire::icmptype::echo_reply) {
+            auto it = by_raw_id_.find(icmp->echo_id());
+            Flow* f = it == by_raw_id_.end() ? nullptr : it->second;
+            // Not ours: another program's ping, or a stray duplicate.
+            if (!f || f->host_dst != ip->src_addr() || !f->take_seq(icmp->echo_seq())) {
+                stats_.raw_ignored++;
+                continue;
+            }
+            deliver_reply(*f, icmp->echo_seq(), icmp->payload());
+        } else if (is_icmp_error_type(icmp->type())) {
+            raw_error(ip->src_addr(), icmp->type(), icmp->code(), icmp->rest(), icmp->payload());
+        }
+    }
+}
+
+// An error on the raw socket: it quotes one of our echo requests or not.
+void IcmpNat::raw_error(const wire::IpAddr& from, uint8_t type, uint8_t code, uint32_t rest,
+                        wire::Bytes quoted) {
+    if (quoted.size() < wire::kIpv4HeaderLen || (quoted[0] >> 4) != 4) {
+        stats_.raw_ignored++;
+        return;
+    }
+    const size_t ihl = size_t{quoted[0] & 0x0fu} * 4;
+    if (ihl < wire::kIpv4HeaderLen || quoted.size() < ihl + wire::kIcmpHeaderLen ||
+        quoted[9] != wire::ipproto::icmp || quoted[ihl] != wire::icmptype::echo_request) {
+        stats_.raw_ignored++;
+        return;
+    }
+    const wire::IpAddr qdst = wire::IpAddr::v4_from(&quoted[16]);
+    const uint16_t id = wire::load16(&quoted[ihl + 4]);
+    const uint16_t seq = wire::load16(&quoted[ihl + 6]);
+    auto it = by_raw_id_.find(id);
+    Flow* f = it == by_raw_id_.end() ? nullptr : it->second;
+    if (!f || f->host_dst != qdst || !f->has_seq(seq)) {
+        stats_.raw_ignored++;
+        return;
+    }
+    uint32_t r = 0;
+    if (type == wire::icmptype::dest_unreach && code == wire::icmpcode::frag_needed)
+        r = rest & 0xffff;
+    else if (type == 12)
+        r = rest & 0xff000000u;
+    wire::IpAddr src = from == f->host_dst ? f->dst : nat_.guest_visible(from);
+    quote_error(*f, src, type, code, r, seq, quoted.subspan(ihl + wire::kIcmpHeaderLen));
+}
+
+// ---------------------------------------------------------------- errors to guests
+
+bool IcmpNat::send_error4(const wire::IpAddr& from, const wire::IpAddr& guest, uint8_t type,
+                          uint8_t code, uint32_t rest, wire::Bytes quote) {
+    if (!from.is_v4() || !guest.is_v4() || quote.size() < wire::kIpv4HeaderLen) return false;
+    // RFC 1122 3.2.2: never about an ICMP error, a non-first fragment, or a
+    // packet from a non-unicast source.
+    const size_t ihl = size_t{quote[0] & 0x0fu} * 4;
+    if (quote[9] == wire::ipproto::icmp && quote.size() > ihl && is_icmp_error_type(quote[ihl]))
+        return false;
+    if ((wire::load16(&quote[6]) & 0x1fff) != 0) return false;
+    if (!is_unicast(guest, gw_.config())) return false;
+
+    const core::Millis now = loop_.now();
+    if (now > err_refill_at_) {
+        err_tokens_ = static_cast<uint32_t>(
+            std::min<core::Millis>(kErrorBurst, err_tokens_ + (now - err_refill_at_)));
+        err_refill_at_ = now;
+    }
+    if (err_tokens_ == 0) {
+        stats_.errors_rate_limited++;
+        return false;
+    }
+    err_tokens_--;
+
+    const size_t qlen = std::min(quote.size(), kMaxErrorLen - wire::kIcmpHeaderLen);
+    const size_t len = wire::kIcmpHeaderLen + qlen;
+    uint8_t* p = gw_.tx_l4();
+    std::memmove(p + wire::kIcmpHeaderLen, quote.data(), qlen);
+    wire::build_icmp4(p, type, code, rest, len);
+    if (!gw_.send_ip(from, guest, wire::ipproto::icmp, len)) return false;
+    stats_.errors_sent++;
+    return true;
+}
+
+// ---------------------------------------------------------------- expiry
+
+void IcmpNat::arm_sweep() {
+    if (!sweep_.armed() && !flows_.empty()) loop_.arm(sweep_, kSweepMs);
+}
+
+void IcmpNat::expire_idle() {
+    const core::Millis now = loop_.now();
+    const core::Millis idle_ms = nat_.limits().icmp_idle_ms;
+    while (FlowLru::Entry* e = lru_.oldest()) {
+        if (now - std::min(now, e->last_used()) < idle_ms) break;
+        Flow& f = static_cast<Flow&>(*e);
+        if (debug_on())
+            spdlog::debug("icmp: echo flow {} id {} -> {} expired", f.guest.to_string(), f.guest_id,
+                          f.dst.to_string());
+        destroy_flow(f);
+        stats_.flows_expired++;
+    }
+}
+
+}  // namespace usernet::nat

@@ -1,0 +1,651 @@
+// UDP NAT: see udp_nat.hpp for the theory of operation.
+#include "nat/udp_nat.hpp"
+
+#include <linux/errqueue.h>
+#include <spdlog/spdlog.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <cstring>
+#include <system_error>
+
+#include "nat/forward.hpp"
+#include "nat/icmp_nat.hpp"
+#include "nat/nat.hpp"
+#include "wire/icmp4.hpp"
+#include "wire/ipv4.hpp"
+#include "wire/udp.hpp"
+
+namespace usernet::nat {
+
+// ---------------------------------------------------------------- FlowLru
+
+struct FlowLru::OwnerList {
+    Entry* head = nullptr;  // most recently used
+    Entry* tail = nullptr;
+    uint32_t count = 0;
+};
+
+FlowLru::FlowLru(uint32_t max_total, uint32_t max_per_owner)
+    : max_total_(std::max<uint32_t>(max_total, 1)),
+      max_per_owner_(std::max<uint32_t>(max_per_owner, 1)) {}
+
+FlowLru::~FlowLru() = default;
+
+FlowLru::Entry* FlowLru::victim_for(const wire::IpAddr& owner) const {
+    auto it = owners_.find(owner);
+    if (it != owners_.end() && it->second->count >= max_per_owner_) return it->second->tail;
+    if (count_ >= max_total_) return tail_;
+    return nullptr;
+}
+
+void FlowLru::insert(Entry& e, const wire::IpAddr& owner, core::Millis now) {
+    if (e.linked()) erase(e);
+    std::unique_ptr<OwnerList>& ol = owners_[owner];
+    if (!ol) ol = std::make_unique<OwnerList>();
+    e.owner_ = owner;
+    e.last_used_ = now;
+    e.list_ = ol.get();
+    // global list, at the head
+    e.prev_ = nullptr;
+    e.next_ = head_;
+    if (head_) head_->prev_ = &e;
+    head_ = &e;
+    if (!tail_) tail_ = &e;
+    // owner's list, at the head
+    e.owner_prev_ = nullptr;
+    e.owner_next_ = ol->head;
+    if (ol->head) ol->head->owner_prev_ = &e;
+    ol->head = &e;
+    if (!ol->tail) ol->tail = &e;
+    ol->count++;
+    count_++;
+}
+
+void FlowLru::touch(Entry& e, core::Millis now) {
+    e.last_used_ = now;
+    if (head_ != &e) {
+        // unlink from the global list (e is not the head, so it has a prev)
+        e.prev_->next_ = e.next_;
+        if (e.next_)
+            e.next_->prev_ = e.prev_;
+        else
+            tail_ = e.prev_;
+        e.prev_ = nullptr;
+        e.next_ = head_;
+        head_->prev_ = &e;
+        head_ = &e;
+    }
+    OwnerList* ol = e.list_;
+    if (ol->head != &e) {
+        e.owner_prev_->owner_next_ = e.owner_next_;
+        if (e.owner_next_)
+            e.owner_next_->owner_prev_ = e.owner_prev_;
+        else
+            ol->tail = e.owner_prev_;
+        e.owner_prev_ = nullptr;
+        e.owner_next_ = ol->head;
+        ol->head->owner_prev_ = &e;
+        ol->head = &e;
+    }
+}
+
+void FlowLru::erase(Entry& e) {
+    OwnerList* ol = e.list_;
+    if (!ol) return;
+    if (e.prev_)
+        e.prev_->next_ = e.next_;
+    else
+        head_ = e.next_;
+    if (e.next_)
+        e.next_->prev_ = e.prev_;
+    else
+        tail_ = e.prev_;
+    if (e.owner_prev_)
+        e.owner_prev_->owner_next_ = e.owner_next_;
+    else
+        ol->head = e.owner_next_;
+    if (e.owner_next_)
+        e.owner_next_->owner_prev_ = e.owner_prev_;
+    else
+        ol->tail = e.owner_prev_;
+    e.prev_ = e.next_ = e.owner_prev_ = e.owner_next_ = nullptr;
+    e.list_ = nullptr;
+    count_--;
+    if (--ol->count == 0) owners_.erase(e.owner_);
+}
+
+size_t FlowLru::owner_size(const wire::IpAddr& owner) const {
+    auto it = owners_.find(owner);
+    return it == owners_.end() ? 0 : it->second->count;
+}
+
+// ---------------------------------------------------------------- flows
+
+struct UdpNat::FlowSock final : core::IoHandler {
+    Flow* flow = nullptr;
+    int fd = -1;
+    void on_io(uint32_t events) override;
+};
+
+struct UdpNat::Flow final : FlowLru::Entry {
+    UdpNat* nat = nullptr;
+    wire::IpAddr guest;
+    uint16_t guest_port = 0;
+    bool dns_only = true;  // every destination so far was port 53
+    FlowSock s4, s6;
+    // The last destination that host_target sent elsewhere than its own
+    // address (the DNS address -> the upstream resolver): what comes back
+    // from alias_host:alias_host_port appears from alias_guest:alias_guest_port.
+    bool has_alias = false;
+    uint16_t alias_host_port = 0;
+    uint16_t alias_guest_port = 0;
+    wire::IpAddr alias_host;
+    wire::IpAddr alias_guest;
+
+    // The address and port a host-side peer has in the guest's view.
+    std::pair<wire::IpAddr, uint16_t> guest_view(const Nat& n, const wire::IpAddr& a,
+                                                 uint16_t port) const {
+        if (has_alias && a == alias_host && port == alias_host_port)
+            return {alias_guest, alias_guest_port};
+        return {n.guest_visible(a), port};
+    }
+};
+
+void UdpNat::FlowSock::on_io(uint32_t events) { flow->nat->flow_io(*flow, *this, events); }
+
+struct UdpNat::Listener final : core::IoHandler {
+    UdpNat* nat = nullptr;
+    int fd = -1;
+    uint16_t guest_port = 0;
+    std::optional<wire::IpAddr> guest_addr;
+    void on_io(uint32_t) override { nat->listener_read(*this); }
+};
+
+// A client of a -u forward, as the guest sees it (key) and as it really is.
+struct UdpNat::Peer final : FlowLru::Entry {
+    PeerKey key;
+    Listener* listener = nullptr;
+    sockaddr_storage client{};
+};
+
+size_t UdpNat::KeyHash::operator()(const FlowKey& k) const noexcept {
+    return wire::IpAddrHash{}(k.addr) ^ (size_t{k.port} * 0x9e3779b97f4a7c15ULL);
+}
+
+size_t UdpNat::KeyHash::operator()(const PeerKey& k) const noexcept {
+    size_t h = wire::IpAddrHash{}(k.guest);
+    h ^= wire::IpAddrHash{}(k.peer) * 31;
+    h ^= ((size_t{k.guest_port} << 16) | k.peer_port) * 0x9e3779b97f4a7c15ULL;
+    return h;
+}
+
+namespace {
+
+constexpr unsigned kMaxReadRounds = 4;  // recvmmsg batches per wakeup and socket
+constexpr core::Millis kSweepMs = 1000;
+// What an ICMP error quotes of a datagram's payload: with the outer IP and
+// ICMP headers and the quoted IP and UDP headers, 576 bytes (RFC 1812 4.3.2.3).
+constexpr size_t kQuotePayload = 576 - 20 - 8 - 20 - 8;
+
+bool debug_on() { return spdlog::should_log(spdlog::level::debug); }
+
+void close_sock(core::EventLoop& loop, UdpNat::FlowSock& s);
+
+}  // namespace
+
+UdpNat::UdpNat(Nat& nat)
+    : nat_(nat),
+      loop_(nat.loop()),
+      gw_(nat.gateway()),
+      lru_(nat.limits().udp_flows, nat.limits().udp_flows_per_guest),
+      peer_lru_(nat.limits().udp_flows, nat.limits().udp_flows_per_guest),
+      sweep_([this] {
+          expire_idle();
+          arm_sweep();
+      }),
+      rx_bufs_(std::make_unique_for_overwrite<uint8_t[]>(kBatch * kBufSize)),
+      rx_msgs_(kBatch),
+      rx_iov_(kBatch),
+      rx_names_(kBatch) {
+    for (unsigned i = 0; i < kBatch; i++) {
+        rx_iov_[i] = iovec{rx_bufs_.get() + i * kBufSize, kBufSize};
+        msghdr& h = rx_msgs_[i].msg_hdr;
+        h = msghdr{};
+        h.msg_name = &rx_names_[i];
+        h.msg_iov = &rx_iov_[i];
+        h.msg_iovlen = 1;
+    }
+}
+
+UdpNat::~UdpNat() {
+    while (!flows_.empty()) destroy_flow(*flows_.begin()->second);
+    while (!peers_.empty()) destroy_peer(*peers_.begin()->second);
+    for (auto& l : listeners_) {
+        loop_.remove(l->fd, l.get());
+        close(l->fd);
+    }
+}
+
+uint32_t UdpNat::idle_ms_for(bool dns_only) const {
+    return dns_only ? nat_.limits().udp_dns_idle_ms : nat_.limits().udp_idle_ms;
+}
+
+// ---------------------------------------------------------------- guest -> host
+
+void UdpNat::from_guest(const gw::GuestPacket& pkt) {
+    auto udp = wire::UdpView::parse(pkt.l4);
+    if (!udp || udp->src_port() == 0 || udp->dst_port() == 0) {
+        stats_.dropped_malformed++;
+        nat_.stats().dropped_malformed++;
+        return;
+    }
+    if (!udp->checksum_ok(pkt.src, pkt.dst)) {
+        stats_.dropped_checksum++;
+        nat_.stats().dropped_malformed++;
+        return;
+    }
+    const core::Millis now = loop_.now();
+    const uint16_t sport = udp->src_port();
+    const uint16_t dport = udp->dst_port();
+    const wire::Bytes payload = udp->payload();
+
+    // A reply to a forwarded client goes back out of the forward's socket.
+    if (!peers_.empty()) {
+        auto it = peers_.find(PeerKey{pkt.src, pkt.dst, sport, dport});
+        if (it != peers_.end()) {
+            Peer& p = *it->second;
+            if (send_datagram(p.listener->fd, payload, p.client, 64) < 0) {
+                stats_.dropped_send++;
+                return;
+            }
+            peer_lru_.touch(p, now);
+            stats_.fwd_to_host++;
+            return;
+        }
+    }
+
+    const gw::NetConfig& cfg = gw_.config();
+    if (!is_unicast(pkt.dst, cfg)) {
+        stats_.dropped_broadcast++;
+        return;
+    }
+    if (!is_unicast(pkt.src, cfg)) {
+        stats_.dropped_malformed++;
+        nat_.stats().dropped_malformed++;
+        return;
+    }
+
+    std::optional<sockaddr_storage> target = nat_.host_target(pkt.dst, dport, wire::ipproto::udp);
+    if (!target) {
+        stats_.dropped_unreachable++;
+        nat_.stats().dropped_unreachable++;
+        // The gateway and DNS addresses exist: only the port is missing there.
+        bool own =
+            pkt.dst.is_v4() && (pkt.dst.as_v4() == cfg.gateway || pkt.dst.as_v4() == cfg.dns);
+        unreachable(pkt, own ? wire::icmpcode::port_unreach : wire::icmpcode::host_unreach);
+        return;
+    }
+
+    Flow* f = flow_for(pkt.src, sport, now);
+    FlowSock& s = target->ss_family == AF_INET ? f->s4 : f->s6;
+    if (s.fd < 0 && !open_sock(*f, s, target->ss_family)) {
+        stats_.dropped_socket++;
+        return;
+    }
+    if (dport != 53) f->dns_only = false;
+    auto [host_addr, host_port] = from_sockaddr(*target);
+    if (host_port != dport || nat_.guest_visible(host_addr) != pkt.dst) {
+        f->has_alias = true;
+        f->alias_host = host_addr;
+        f->alias_host_port = host_port;
+        f->alias_guest = pkt.dst;
+        f->alias_guest_port = dport;
+    }
+    if (send_to_host(*f, s, *target, pkt, payload)) {
+        lru_.touch(*f, now);
+        stats_.to_host++;
+    }
+}
+
+bool UdpNat::send_to_host(Flow& f, FlowSock& s, const sockaddr_storage& to,
+                          const gw::GuestPacket& pkt, wire::Bytes payload) {
+    for (int attempt = 0; attempt < 2; attempt++) {
+        if (send_datagram(s.fd, payload, to, pkt.ttl) >= 0) return true;
+        const int err = errno;
+        switch (err) {
+        case EAGAIN:
+        case ENOBUFS:
+        case ENOMEM:
+        case EINTR:
+            stats_.dropped_send++;
+            return false;
+        case ECONNREFUSED:
+        case EHOSTUNREACH:
+        case ENETUNREACH:
+        case EHOSTDOWN:
+        case ENONET:
+        case EPROTO:
+        case ETIMEDOUT:
+            // Possibly the socket's pending error (sk_err) from an earlier
+            // datagram, reported by this send: drain the error queue (the
+            // guest gets its ICMP) and try once more.
+            if (attempt == 0) {
+                flow_errors(f, s);
+                continue;
+            }
+            break;
+        default:
+            break;
+        }
+        stats_.dropped_send++;
+        if (auto code = unreach_code_for_errno(err))
+            nat_.icmp().send_error4(wire::IpAddr::v4(gw_.config().gateway), pkt.src,
+                                    wire::icmptype::dest_unreach, *code, 0, pkt.ip_packet);
+        if (debug_on())
+            spdlog::debug("udp: {}:{} -> {}: {}", f.guest.to_string(), f.guest_port,
+                          pkt.dst.to_string(), std::strerror(err));
+        return false;
+    }
+    stats_.dropped_send++;
+    return false;
+}
+
+void UdpNat::unreachable(const gw::GuestPacket& pkt, uint8_t code) {
+    wire::IpAddr from =
+        code == wire::icmpcode::port_unreach ? pkt.dst : wire::IpAddr::v4(gw_.config().gateway);
+    nat_.icmp().send_error4(from, pkt.src, wire::icmptype::dest_unreach, code, 0, pkt.ip_packet);
+}
+
+UdpNat::Flow* UdpNat::flow_for(const wire::IpAddr& guest, uint16_t port, core::Millis now) {
+    auto it = flows_.find(FlowKey{guest, port});
+    if (it != flows_.end()) return it->second.get();
+    if (FlowLru::Entry* victim = lru_.victim_for(guest)) {
+        Flow& v = static_cast<Flow&>(*victim);
+        if (debug_on())
+            spdlog::debug("udp: flow limit, evicting {}:{}", v.guest.to_string(), v.guest_port);
+        destroy_flow(v);
+        stats_.flows_evicted++;
+    }
+    auto f = std::make_unique<Flow>();
+    f->nat = this;
+    f->guest = guest;
+    f->guest_port = port;
+    f->s4.flow = f.get();
+    f->s6.flow = f.get();
+    Flow* raw = f.get();
+    lru_.insert(*raw, guest, now);
+    flows_.emplace(FlowKey{guest, port}, std::move(f));
+    stats_.flows_created++;
+    if (debug_on()) spdlog::debug("udp: new flow from {}:{}", guest.to_string(), port);
+    arm_sweep();
+    return raw;
+}
+
+bool UdpNat::open_sock(Flow& f, FlowSock& s, int family) {
+    for (int attempt = 0; attempt < 2; attempt++) {
+        int fd = socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0) {
+            const int err = errno;
+            if ((err == EMFILE || err == ENFILE) && attempt == 0) {
+                // Out of descriptors: give up the least recently used flow.
+                FlowLru::Entry* v = lru_.oldest();
+                if (v == &f) v = FlowLru::newer(*v);
+                if (v) {
+                    destroy_flow(static_cast<Flow&>(*v));
+                    stats_.flows_evicted++;
+                    continue;
+                }
+            }
+            if (debug_on()) spdlog::debug("udp: socket: {}", std::strerror(err));
+            return false;
+        }
+        int one = 1;
+        if (family == AF_INET) {
+            setsockopt(fd, SOL_IP, IP_RECVERR, &one, sizeof one);
+        } else {
+            setsockopt(fd, SOL_IPV6, IPV6_RECVERR, &one, sizeof one);
+            setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+        }
+        try {
+            loop_.add(fd, EPOLLIN, &s);
+        } catch (const std::system_error& e) {
+            spdlog::debug("udp: {}", e.what());
+            close(fd);
+            return false;
+        }
+        s.fd = fd;
+        return true;
+    }
+    return false;
+}
+
+namespace {
+
+void close_sock(core::EventLoop& loop, UdpNat::FlowSock& s) {
+    if (s.fd < 0) return;
+    loop.remove(s.fd, &s);
+    close(s.fd);
+    s.fd = -1;
+}
+
+}  // namespace
+
+void UdpNat::destroy_flow(Flow& f) {
+    close_sock(loop_, f.s4);
+    close_sock(loop_, f.s6);
+    lru_.erase(f);
+    flows_.erase(FlowKey{f.guest, f.guest_port});  // f is gone
+}
+
+void UdpNat::destroy_peer(Peer& p) {
+    peer_lru_.erase(p);
+    PeerKey k = p.key;
+    peers_.erase(k);
+}
+
+// ---------------------------------------------------------------- host -> guest
+
+int UdpNat::recv_batch(int fd) {
+    for (unsigned i = 0; i < kBatch; i++) {
+        msghdr& h = rx_msgs_[i].msg_hdr;
+        h.msg_namelen = sizeof(sockaddr_storage);
+        h.msg_control = nullptr;
+        h.msg_controllen = 0;
+        h.msg_flags = 0;
+    }
+    return recvmmsg(fd, rx_msgs_.data(), kBatch, MSG_DONTWAIT, nullptr);
+}
+
+void UdpNat::flow_io(Flow& f, FlowSock& s, uint32_t events) {
+    if (events & EPOLLERR) flow_errors(f, s);
+    if (events & EPOLLIN) flow_read(f, s);
+}
+
+void UdpNat::flow_read(Flow& f, FlowSock& s) {
+    for (unsigned round = 0; round < kMaxReadRounds; round++) {
+        int n = recv_batch(s.fd);
+        if (n < 0) {
+            // A pending socket error is reported here once the queue is empty.
+            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) flow_errors(f, s);
+            return;
+        }
+        for (int i = 0; i < n; i++) {
+            const msghdr& h = rx_msgs_[i].msg_hdr;
+            if (h.msg_flags & MSG_TRUNC) {
+                stats_.dropped_too_big++;
+                continue;
+            }
+            auto [addr, port] = from_sockaddr(rx_names_[i]);
+            auto [src, sport] = f.guest_view(nat_, addr, port);
+            wire::Bytes payload(rx_bufs_.get() + size_t(i) * kBufSize, rx_msgs_[i].msg_len);
+            if (send_to_guest(src, sport, f.guest, f.guest_port, payload)) stats_.to_guest++;
+        }
+        if (n > 0) lru_.touch(f, loop_.now());
+        if (static_cast<unsigned>(n) < kBatch) return;
+    }
+}
+
+bool UdpNat::send_to_guest(const wire::IpAddr& src, uint16_t sport, const wire::IpAddr& dst,
+                           uint16_t dport, wire::Bytes payload) {
+    const size_t l4 = wire::kUdpHeaderLen + payload.size();
+    const size_t ip_header = dst.is_v4() ? wire::kIpv4HeaderLen : 40;
+    if (src.is_v4() != dst.is_v4() || ip_header + l4 > gw_.path_mtu(dst) ||
+        l4 > gw::Gateway::tx_l4_capacity() || l4 > 0xffff) {
+        stats_.dropped_too_big++;
+        return false;
+    }
+    uint8_t* p = gw_.tx_l4();
+    std::memcpy(p + wire::kUdpHeaderLen, payload.data(), payload.size());
+    wire::build_udp(p, src, dst, sport, dport, payload.size());
+    return gw_.send_ip(src, dst, wire::ipproto::udp, l4);
+}
+
+// Queued errors (IP_RECVERR) become ICMP errors quoting the guest's datagram.
+void UdpNat::flow_errors(Flow& f, FlowSock& s) {
+    std::array<uint8_t, kQuotePayload> payload{};
+    for (int i = 0; i < 64; i++) {
+        QueuedError qe;
+        if (!read_queued_error(s.fd, payload, qe)) break;
+        std::optional<Icmp4Error> ie = icmp4_error_for(qe);
+        auto [dst_host, dst_port] = from_sockaddr(qe.dest);
+        auto [dst, dport] = f.guest_view(nat_, dst_host, dst_port);
+        if (!ie || !f.guest.is_v4() || !dst.is_v4()) {
+            stats_.errors_untranslated++;
+            continue;
+        }
+        wire::IpAddr from;
+        if (qe.origin == SO_EE_ORIGIN_LOCAL) {
+            from = wire::IpAddr::v4(gw_.config().gateway);  // our own hop
+        } else if (qe.offender.ss_family == AF_INET || qe.offender.ss_family == AF_INET6) {
+            wire::IpAddr off = from_sockaddr(qe.offender).first;
+            from = off == dst_host ? dst : nat_.guest_visible(off);
+        } else {
+            from = dst;
+        }
+        // Rebuild what the guest sent: its address and port to the original
+        // destination, with as much of the payload as the error quoted.
+        std::array<uint8_t, wire::kIpv4HeaderLen + wire::kUdpHeaderLen + kQuotePayload> q{};
+        const size_t plen = std::min(qe.payload_len, kQuotePayload);
+        std::memcpy(q.data() + 28, payload.data(), plen);
+        wire::build_ipv4(q.data(), f.guest.as_v4(), dst.as_v4(), wire::ipproto::udp,
+                         wire::kUdpHeaderLen + plen);
+        wire::build_udp(q.data() + 20, f.guest, dst, f.guest_port, dport, plen);
+        if (nat_.icmp().send_error4(from, f.guest, ie->type, ie->code, ie->rest,
+                                    wire::Bytes(q.data(), 28 + plen)))
+            stats_.icmp_errors++;
+        if (debug_on())
+            spdlog::debug("udp: ICMP {}/{} from {} for {}:{} -> {}:{}", ie->type, ie->code,
+                          from.to_string(), f.guest.to_string(), f.guest_port, dst.to_string(),
+                          dport);
+    }
+    // Clear a pending error that had no queue entry, so the next send works.
+    int soerr = 0;
+    socklen_t len = sizeof soerr;
+    getsockopt(s.fd, SOL_SOCKET, SO_ERROR, &soerr, &len);
+}
+
+// ---------------------------------------------------------------- forwards
+
+void UdpNat::add_forward_socket(int fd, uint16_t guest_port,
+                                std::optional<wire::IpAddr> guest_addr) {
+    auto l = std::make_unique<Listener>();
+    l->nat = this;
+    l->fd = fd;
+    l->guest_port = guest_port;
+    l->guest_addr = guest_addr;
+    try {
+        loop_.add(fd, EPOLLIN, l.get());
+    } catch (...) {
+        close(fd);
+        throw;
+    }
+    listeners_.push_back(std::move(l));
+}
+
+void UdpNat::listener_read(Listener& l) {
+    for (unsigned round = 0; round < kMaxReadRounds; round++) {
+        int n = recv_batch(l.fd);
+        if (n <= 0) return;
+        const core::Millis now = loop_.now();
+        for (int i = 0; i < n; i++) {
+            const msghdr& h = rx_msgs_[i].msg_hdr;
+            if (h.msg_flags & MSG_TRUNC) {
+                stats_.dropped_too_big++;
+                continue;
+            }
+            wire::IpAddr guest = forward_target_guest(nat_, l.guest_addr);
+            if (guest.is_unspecified()) {
+                stats_.dropped_no_guest++;
+                continue;
+            }
+            auto [client, client_port] = from_sockaddr(rx_names_[i]);
+            wire::IpAddr peer = forward_peer_for_guest(nat_, client, guest);
+            PeerKey key{guest, peer, l.guest_port, client_port};
+            Peer* p;
+            auto it = peers_.find(key);
+            if (it != peers_.end()) {
+                p = it->second.get();
+                peer_lru_.touch(*p, now);
+            } else {
+                if (FlowLru::Entry* victim = peer_lru_.victim_for(guest)) {
+                    destroy_peer(static_cast<Peer&>(*victim));
+                    stats_.fwd_peers_evicted++;
+                }
+                auto np = std::make_unique<Peer>();
+                np->key = key;
+                p = np.get();
+                peer_lru_.insert(*p, guest, now);
+                peers_.emplace(key, std::move(np));
+                stats_.fwd_peers_created++;
+                if (debug_on())
+                    spdlog::debug("udp forward: {}:{} -> guest {}:{} as {}:{}", client.to_string(),
+                                  client_port, guest.to_string(), l.guest_port, peer.to_string(),
+                                  client_port);
+                arm_sweep();
+            }
+            // The latest client wins should two map onto the same peer.
+            p->listener = &l;
+            p->client = rx_names_[i];
+            wire::Bytes payload(rx_bufs_.get() + size_t(i) * kBufSize, rx_msgs_[i].msg_len);
+            if (send_to_guest(peer, client_port, guest, l.guest_port, payload))
+                stats_.fwd_to_guest++;
+        }
+        if (static_cast<unsigned>(n) < kBatch) return;
+    }
+}
+
+// ---------------------------------------------------------------- expiry
+
+void UdpNat::arm_sweep() {
+    if (!sweep_.armed() && (!flows_.empty() || !peers_.empty())) loop_.arm(sweep_, kSweepMs);
+}
+
+void UdpNat::expire_idle() {
+    const core::Millis now = loop_.now();
+    const core::Millis shortest = std::min(idle_ms_for(true), idle_ms_for(false));
+    for (FlowLru::Entry* e = lru_.oldest(); e;) {
+        FlowLru::Entry* next = FlowLru::newer(*e);
+        const core::Millis idle = now - std::min(now, e->last_used());
+        if (idle < shortest) break;  // everything newer is younger still
+        Flow& f = static_cast<Flow&>(*e);
+        if (idle >= idle_ms_for(f.dns_only)) {
+            if (debug_on())
+                spdlog::debug("udp: flow from {}:{} expired", f.guest.to_string(), f.guest_port);
+            destroy_flow(f);
+            stats_.flows_expired++;
+        }
+        e = next;
+    }
+    const core::Millis peer_idle = idle_ms_for(false);
+    while (FlowLru::Entry* e = peer_lru_.oldest()) {
+        if (now - std::min(now, e->last_used()) < peer_idle) break;
+        destroy_peer(static_cast<Peer&>(*e));
+        stats_.fwd_peers_expired++;
+    }
+}
+
+}  // namespace usernet::nat

@@ -1,0 +1,146 @@
+// -t / -u port forward specs (passt's syntax) parsed into ForwardSpecs.
+#include <gtest/gtest.h>
+
+#include <stdexcept>
+#include <string>
+
+#include "nat/forward.hpp"
+
+namespace usernet::nat {
+namespace {
+
+ForwardSpec spec(uint16_t hf, uint16_t hl, uint16_t gf, uint16_t gl, char proto = 't') {
+    ForwardSpec s;
+    s.proto = proto;
+    s.host_first = hf;
+    s.host_last = hl;
+    s.guest_first = gf;
+    s.guest_last = gl;
+    return s;
+}
+
+std::string error_of(char proto, std::string_view text) {
+    try {
+        parse_forward_specs(proto, text);
+    } catch (const std::invalid_argument& e) {
+        return e.what();
+    }
+    return "(no error)";
+}
+
+TEST(ForwardSpec, ForwardSpec_SinglePortMapsToTheSameGuestPortOnAllAddresses) {
+    auto v = parse_forward_specs('t', "8080");
+    ASSERT_EQ(v.size(), 1u);
+    EXPECT_EQ(v[0], spec(8080, 8080, 8080, 8080));
+    EXPECT_FALSE(v[0].bind_addr);
+    EXPECT_TRUE(v[0].bind_ifname.empty());
+    EXPECT_FALSE(v[0].guest_addr);
+    EXPECT_EQ(v[0].to_string(), "-t 8080");
+}
+
+TEST(ForwardSpec, ForwardSpec_HostPortColonGuestPort) {
+    auto v = parse_forward_specs('u', "8080:80");
+    ASSERT_EQ(v.size(), 1u);
+    EXPECT_EQ(v[0], spec(8080, 8080, 80, 80, 'u'));
+    EXPECT_EQ(v[0].guest_port(8080), 80);
+    EXPECT_EQ(v[0].to_string(), "-u 8080:80");
+}
+
+TEST(ForwardSpec, ForwardSpec_Ipv4BindAddress) {
+    auto v = parse_forward_specs('t', "127.0.0.1/8080");
+    ASSERT_EQ(v.size(), 1u);
+    ASSERT_TRUE(v[0].bind_addr);
+    EXPECT_EQ(*v[0].bind_addr, wire::IpAddr::v4(0x7f000001));
+    EXPECT_EQ(v[0].host_first, 8080);
+    EXPECT_EQ(v[0].to_string(), "-t 127.0.0.1/8080");
+}
+
+TEST(ForwardSpec, ForwardSpec_Ipv6BindAddressWithAndWithoutBrackets) {
+    for (const char* text : {"[::1]/8080", "::1/8080"}) {
+        auto v = parse_forward_specs('t', text);
+        ASSERT_EQ(v.size(), 1u) << text;
+        ASSERT_TRUE(v[0].bind_addr) << text;
+        EXPECT_EQ(*v[0].bind_addr, *wire::IpAddr::parse("::1")) << text;
+        EXPECT_EQ(v[0].host_first, 8080) << text;
+        EXPECT_EQ(v[0].to_string(), "-t [::1]/8080");
+    }
+}
+
+TEST(ForwardSpec, ForwardSpec_InterfaceWithAndWithoutAddress) {
+    auto v = parse_forward_specs('t', "10.1.2.3%eth0/22");
+    ASSERT_EQ(v.size(), 1u);
+    EXPECT_EQ(v[0].bind_ifname, "eth0");
+    EXPECT_EQ(*v[0].bind_addr, wire::IpAddr::v4(0x0a010203));
+    auto w = parse_forward_specs('t', "%lo/22");
+    ASSERT_EQ(w.size(), 1u);
+    EXPECT_EQ(w[0].bind_ifname, "lo");
+    EXPECT_FALSE(w[0].bind_addr);
+    EXPECT_EQ(w[0].to_string(), "-t %lo/22");
+}
+
+TEST(ForwardSpec, ForwardSpec_RangeMapsOntoRangeOfEqualLength) {
+    auto v = parse_forward_specs('t', "1000-1002:2000-2002");
+    ASSERT_EQ(v.size(), 1u);
+    EXPECT_EQ(v[0], spec(1000, 1002, 2000, 2002));
+    EXPECT_EQ(v[0].guest_port(1001), 2001);
+    EXPECT_EQ(v[0].to_string(), "-t 1000-1002:2000-2002");
+}
+
+TEST(ForwardSpec, ForwardSpec_CommaSeparatedListSharesTheAddress) {
+    auto v = parse_forward_specs('t', "22,80:8080");
+    ASSERT_EQ(v.size(), 2u);
+    EXPECT_EQ(v[0], spec(22, 22, 22, 22));
+    EXPECT_EQ(v[1], spec(80, 80, 8080, 8080));
+    auto w = parse_forward_specs('u', "127.0.0.1/53,5353");
+    ASSERT_EQ(w.size(), 2u);
+    EXPECT_EQ(*w[1].bind_addr, wire::IpAddr::v4(0x7f000001));
+}
+
+TEST(ForwardSpec, ForwardSpec_ExclusionsSplitRanges) {
+    auto v = parse_forward_specs('t', "1000-1010:2000-2010,~1003-1004,~1010");
+    ASSERT_EQ(v.size(), 2u);
+    EXPECT_EQ(v[0], spec(1000, 1002, 2000, 2002));
+    EXPECT_EQ(v[1], spec(1005, 1009, 2005, 2009));
+}
+
+TEST(ForwardSpec, ForwardSpec_NoneMeansNoForwards) {
+    EXPECT_TRUE(parse_forward_specs('t', "none").empty());
+}
+
+TEST(ForwardSpec, ForwardSpec_ExtremePorts) {
+    auto v = parse_forward_specs('t', "1,65535");
+    ASSERT_EQ(v.size(), 2u);
+    EXPECT_EQ(v[0].host_first, 1);
+    EXPECT_EQ(v[1].host_first, 65535);
+}
+
+TEST(ForwardSpec, ForwardSpec_InvalidSpecsAreRejectedWithTheBadPartAndTheSyntax) {
+    struct Case {
+        const char* text;
+        const char* quoted;  // the part the message must name
+    };
+    for (const Case& c : {Case{"0", "'0'"}, Case{"70000", "'70000'"}, Case{"1-3:4-5", "'1-3:4-5'"},
+                          Case{"abc", "'abc'"}, Case{"1.2.3.4/", "'1.2.3.4/'"}, Case{"", "empty"},
+                          Case{"8080:", "'8080:'"}, Case{"5-3", "'5-3'"},
+                          Case{"80,,81", "'80,,81'"}, Case{"1.2.3/80", "'1.2.3'"},
+                          Case{"-80", "'-80'"}, Case{"80-", "'80-'"}, Case{"+80", "'+80'"},
+                          Case{"80:0", "'0'"}, Case{"80,80", "80"}, Case{"~80:81", "'~80:81'"},
+                          Case{"%/80", "''"}, Case{"/80", "'/80'"}, Case{"80,~80", "'80,~80'"}}) {
+        std::string e = error_of('t', c.text);
+        EXPECT_NE(e, "(no error)") << "'" << c.text << "' was accepted";
+        EXPECT_NE(e.find(c.quoted), std::string::npos) << c.text << ": " << e;
+        EXPECT_NE(e.find("expected [ADDR[%IFNAME]/]PORT"), std::string::npos)
+            << c.text << ": " << e;
+    }
+}
+
+TEST(ForwardSpec, ForwardSpec_AllAutoAndExclusionOnlyAreUnsupported) {
+    for (const char* text : {"all", "auto", "~22"}) {
+        std::string e = error_of('t', text);
+        EXPECT_NE(e.find("not supported"), std::string::npos) << text << ": " << e;
+        EXPECT_NE(e.find(std::string("'") + text + "'"), std::string::npos) << e;
+    }
+}
+
+}  // namespace
+}  // namespace usernet::nat

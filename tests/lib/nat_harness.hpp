@@ -1,0 +1,190 @@
+// A guest on a real switch and gateway, with the NAT behind it, for the
+// datagram translators' tests: frames in from a pretend guest, frames out
+// captured, host sockets real (on 127.0.0.1).
+#pragma once
+
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "gateway/gateway.hpp"
+#include "nat/nat.hpp"
+#include "switch/switch.hpp"
+#include "wire/ethernet.hpp"
+#include "wire/icmp4.hpp"
+#include "wire/ipv4.hpp"
+#include "wire/udp.hpp"
+
+namespace usernet::testing {
+
+inline const wire::MacAddr kGuestMac{{0x52, 0x54, 0x00, 0x12, 0x34, 0x56}};
+inline constexpr wire::Ipv4 kGuestIp = 0x0a00020f;  // 10.0.2.15
+inline constexpr wire::Ipv4 kGatewayIp = 0x0a000202;
+inline constexpr wire::Ipv4 kLoopback = 0x7f000001;
+
+class CapturePort : public sw::Port {
+public:
+    void deliver(wire::Bytes frame, const sw::FrameMeta&) override {
+        frames.emplace_back(frame.begin(), frame.end());
+    }
+    uint32_t mtu() const override { return 1500; }
+    std::string describe() const override { return "test guest"; }
+    std::vector<std::vector<uint8_t>> frames;
+};
+
+// An IPv4 packet toward the guest, as captured.
+struct GuestFrame {
+    wire::Ipv4 src;
+    wire::Ipv4 dst;
+    uint8_t proto;
+    std::vector<uint8_t> l4;
+};
+
+inline std::vector<uint8_t> ipv4_frame(wire::Ipv4 src, wire::Ipv4 dst, uint8_t proto,
+                                       wire::Bytes l4, uint8_t ttl = 64) {
+    std::vector<uint8_t> f(34 + l4.size());
+    wire::build_ethernet(f.data(), wire::MacAddr{{0x52, 0x55, 10, 0, 2, 2}}, kGuestMac,
+                         wire::ethertype::ipv4);
+    wire::build_ipv4(f.data() + 14, src, dst, proto, l4.size(), ttl, 7);
+    std::memcpy(f.data() + 34, l4.data(), l4.size());
+    if (f.size() < 60) f.resize(60);
+    return f;
+}
+
+inline std::vector<uint8_t> udp_frame(wire::Ipv4 src, wire::Ipv4 dst, uint16_t sport,
+                                      uint16_t dport, wire::Bytes payload, uint8_t ttl = 64) {
+    std::vector<uint8_t> seg(8 + payload.size());
+    std::memcpy(seg.data() + 8, payload.data(), payload.size());
+    wire::build_udp(seg.data(), wire::IpAddr::v4(src), wire::IpAddr::v4(dst), sport, dport,
+                    payload.size());
+    return ipv4_frame(src, dst, wire::ipproto::udp, seg, ttl);
+}
+
+inline std::vector<uint8_t> echo_frame(wire::Ipv4 src, wire::Ipv4 dst, uint16_t id, uint16_t seq,
+                                       size_t data_len, uint8_t ttl = 64) {
+    std::vector<uint8_t> m(8 + data_len);
+    for (size_t i = 0; i < data_len; i++) m[8 + i] = static_cast<uint8_t>(i * 7);
+    wire::build_icmp4(m.data(), wire::icmptype::echo_request, 0, (uint32_t{id} << 16) | seq,
+                      m.size());
+    return ipv4_frame(src, dst, wire::ipproto::icmp, m, ttl);
+}
+
+inline wire::Bytes bytes(const char* s) {
+    return wire::Bytes(reinterpret_cast<const uint8_t*>(s), std::strlen(s));
+}
+
+// A non-blocking UDP socket bound to 127.0.0.1 (port 0: any).
+inline int udp_socket_on_loopback(uint16_t port = 0) {
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(kLoopback);
+    a.sin_port = htons(port);
+    if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) < 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+inline uint16_t local_port(int fd) {
+    sockaddr_in a{};
+    socklen_t len = sizeof a;
+    getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+    return ntohs(a.sin_port);
+}
+
+// A port that is free on 127.0.0.1 for `type` right now.
+inline uint16_t free_port(int type) {
+    int fd = socket(AF_INET, type, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(kLoopback);
+    bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    uint16_t p = local_port(fd);
+    close(fd);
+    return p;
+}
+
+inline sockaddr_in loopback_addr(uint16_t port) {
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(kLoopback);
+    a.sin_port = htons(port);
+    return a;
+}
+
+struct NatHarness {
+    core::EventLoop loop;
+    sw::Switch sw{loop};
+    CapturePort guest;
+    gw::NetConfig cfg;
+    std::unique_ptr<gw::Gateway> gw;
+    std::optional<nat::Nat> nat;
+
+    explicit NatHarness(nat::NatLimits limits = {}, bool learn_guest = true) {
+        cfg.dhcp_count = 16;
+        sw.attach(guest);
+        gw = std::make_unique<gw::Gateway>(loop, sw, cfg);
+        nat.emplace(loop, *gw, limits);
+        gw->set_ip_sink(&*nat);
+        if (learn_guest) gw->learn_neighbor(kGuestIp, kGuestMac, 1500);
+    }
+    ~NatHarness() {
+        if (gw) gw->set_ip_sink(nullptr);
+        nat.reset();
+        gw.reset();
+    }
+
+    void input(const std::vector<uint8_t>& f) { sw.input(guest.id(), f); }
+
+    // Runs the loop until pred() holds (true) or ms pass (false).
+    bool run_until(const std::function<bool()>& pred, int ms = 2000) {
+        auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+        while (!pred()) {
+            if (std::chrono::steady_clock::now() > deadline) return false;
+            loop.run_once(10);
+        }
+        return true;
+    }
+
+    // IPv4 packets sent to the guest so far (ARP and others skipped).
+    std::vector<GuestFrame> ip_frames() const {
+        std::vector<GuestFrame> out;
+        for (const auto& f : guest.frames) {
+            auto eth = wire::EthernetView::parse(f);
+            if (!eth || eth->ethertype() != wire::ethertype::ipv4) continue;
+            auto ip = wire::Ipv4View::parse(eth->payload());
+            if (!ip) continue;
+            out.push_back(GuestFrame{ip->src(),
+                                     ip->dst(),
+                                     ip->protocol(),
+                                     {ip->payload().begin(), ip->payload().end()}});
+        }
+        return out;
+    }
+    std::optional<GuestFrame> first_of(uint8_t proto) const {
+        for (auto& f : ip_frames())
+            if (f.proto == proto) return f;
+        return std::nullopt;
+    }
+    bool got(uint8_t proto) const { return first_of(proto).has_value(); }
+};
+
+// Waits up to ms for a datagram on fd.
+inline ssize_t recv_wait(int fd, void* buf, size_t len, sockaddr_in* from, int ms = 2000) {
+    pollfd p{fd, POLLIN, 0};
+    if (poll(&p, 1, ms) <= 0) return -1;
+    socklen_t fl = sizeof(sockaddr_in);
+    return recvfrom(fd, buf, len, 0, reinterpret_cast<sockaddr*>(from), from ? &fl : nullptr);
+}
+
+}  // namespace usernet::testing
