@@ -1,0 +1,1489 @@
+// The TCP translator.
+//
+// Theory of operation
+// ===================
+// usernet does not run a TCP stack of its own. Each guest connection is
+// paired with one host TCP socket, and the translator keeps the two ends
+// agreeing on sequence numbers while the payload itself stays in the host
+// kernel's socket buffers (the approach of passt's tcp.c; RFC 9293 names
+// below are from usernet's side facing the guest).
+//
+// Opening. A guest SYN for an unknown (guest addr, guest port, remote addr,
+// remote port) opens a non-blocking socket toward Nat::host_target() and
+// calls connect(); the flow waits in syn_pending, and a retransmitted SYN
+// is ignored meanwhile. Only when the kernel reports the connection (EPOLLOUT,
+// SO_ERROR == 0) does the guest get a SYN-ACK: a random ISN, our MSS from the
+// smaller of the ingress and path MTU, our window scale (7) if the guest
+// offered one, no SACK. A refusal becomes a RST, an unreachable network or
+// host or a prohibited destination an ICMP destination unreachable (which
+// ends a Linux guest's connect() at once), anything else a RST. The flow
+// limits (NatLimits: in total, per guest) answer RST; a SYN over the
+// half-open limit (connect()s in progress per guest) is dropped instead, as
+// by a full listen queue, so that a burst of connections is only delayed.
+// A port forward's accepted socket (open_inbound) sends a SYN the other
+// way, retried at 1, 2, 4 ... s up to six times.
+//
+// Guest to host. In-order payload is written with send(MSG_DONTWAIT); what
+// was already accepted is trimmed off the front, a segment that starts
+// beyond rcv_nxt is dropped and answered at once with a duplicate ACK (the
+// guest's fast retransmit needs three). Only what the kernel took is
+// acknowledged. The window advertised is the room left in the socket's
+// send buffer (SO_MEMINFO: sndbuf minus queued memory), never shrinking
+// the right edge already offered; so usernet holds no guest data at all.
+// While that room is low, EPOLLOUT is in the socket's interest set and its
+// edge sends the window update. Pure ACKs are coalesced: a flow owes at
+// most one per event-loop batch (the end-of-batch list, run as Deferred),
+// and skips it when a data segment already carried the same ACK and window;
+// duplicate ACKs, FIN ACKs and challenge ACKs go out at once.
+//
+// Host to guest. The kernel keeps every byte the guest has not yet
+// acknowledged. snd_una is the first byte in the receive queue, snd_nxt
+// the next to send, and SO_PEEK_OFF (Linux 6.9+) holds snd_nxt - snd_una,
+// so each recv(MSG_PEEK) continues after what is in flight and lands
+// directly after the TCP header in the gateway's transmit buffer: one copy.
+// Segments are min(guest MSS, path MTU - headers) long and go out while
+// both the guest's window and the congestion window have room. An ACK from
+// the guest discards the acknowledged bytes with recv(MSG_TRUNC), which
+// also moves the kernel's peek offset back. The socket is registered
+// edge-triggered for EPOLLIN: an edge means new data arrived, and when the
+// windows are full nothing is read until an ACK opens them (the ACK path
+// peeks again), so the queued-but-unacknowledged data that keeps a TCP
+// socket readable never spins the loop. Host EOF (a peek returning 0 at the
+// end of the data) becomes our FIN after the data.
+// Without SO_PEEK_OFF, peeks start at 0 and the in-flight bytes land in a
+// 1 MiB discard area, which then also bounds the flight.
+//
+// Loss toward the guest. One timer per flow: RTO per RFC 6298 (1 s before
+// the first sample, 200 ms minimum, doubling per timeout, 60 s maximum,
+// samples per Karn). A timeout rewinds snd_nxt to snd_una (SO_PEEK_OFF back
+// to 0) and sends again from there: go-back-N, as the guest gets no SACK.
+// Three duplicate ACKs retransmit only the segment at snd_una and enter
+// NewReno recovery (RFC 6582), which retransmits the next hole on each
+// partial ACK. The congestion window (RFC 5681: 10 segments initially,
+// slow start, halved on fast retransmit, 2 segments after a timeout,
+// additive increase) paces a guest whose NIC drops what it cannot take:
+// an NE2000 ring holds 9-16 frames, and a steady transfer needs the sender
+// to back off rather than overrun it. Twelve timeouts without progress
+// reset both ends. A zero window from the guest is probed with an old ACK
+// (seq snd_una - 1) at the RTO, forever while the guest answers.
+//
+// Closing. A guest FIN, in order, becomes shutdown(SHUT_WR) and is ACKed at
+// once; host EOF becomes our FIN; either side may keep sending after the
+// other's FIN. When the guest's FIN is in and ours is acknowledged, the
+// socket is closed and the flow lingers 4 s without it, ACKing
+// retransmitted FINs, then is freed. A guest RST is accepted only at
+// exactly rcv_nxt (RFC 5961 3.2; in-window: challenge ACK; else dropped)
+// and closes the socket abortively (SO_LINGER 0), so the host peer sees a
+// RST; a SYN on a live flow gets a challenge ACK (5961 4.2). A host error
+// (ECONNRESET ...) becomes a RST to the guest. Segments for no flow that
+// are not a SYN get the RFC 9293 3.10.7.1 reset; segments outside the
+// window get an ACK. Idle connections are never timed out.
+//
+// Not done: urgent data (URG bytes are ordinary data, the pointer is
+// ignored), SACK, timestamps, ECN, TCP Fast Open (data on a SYN is not
+// acknowledged; the guest sends it again), ICMPv6 errors (an IPv6 guest
+// gets a RST where an IPv4 guest gets ICMP).
+//
+// Memory: a flow is a fixed FlowState (no buffers) plus its timer, taken
+// from a pool that only grows at flow creation; the table maps the 4-tuple
+// to it. Nothing is allocated per segment.
+#include "nat/tcp_nat.hpp"
+
+#include <fcntl.h>
+#include <linux/sock_diag.h>
+#include <linux/sockios.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <spdlog/spdlog.h>
+#include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <exception>
+
+#include "nat/nat.hpp"
+#include "wire/icmp4.hpp"
+#include "wire/ipv4.hpp"
+
+namespace usernet::nat {
+
+using tcp::Flow;
+using tcp::FlowKey;
+using tcp::FlowState;
+using tcp::Phase;
+namespace flag = wire::tcpflag;
+
+namespace {
+
+constexpr uint8_t kMaxRetries = 12;    // timeouts without progress before giving up
+constexpr uint8_t kMaxSynRetries = 6;  // SYN / SYN-ACK tries toward the guest
+constexpr core::Millis kLingerMs = 4000;
+constexpr size_t kTimestampOptionLen = 12;  // NOP, NOP, kind 8 length 10
+constexpr core::Millis kNeighborRetryMs = 50;  // SYN again once ARP had time to resolve
+constexpr size_t kDiscardSize = size_t{1} << 20;
+constexpr uint32_t kEventsOpen = EPOLLIN | EPOLLRDHUP | EPOLLET;
+constexpr uint32_t kEventsConnecting = EPOLLOUT | EPOLLIN | EPOLLRDHUP | EPOLLET;
+
+bool debug_on() { return spdlog::should_log(spdlog::level::debug); }
+
+// IP plus TCP header bytes per segment toward this address.
+uint32_t header_overhead(const wire::IpAddr& a) {
+    return (a.is_v4() ? 20u : 40u) + static_cast<uint32_t>(wire::kTcpHeaderLen);
+}
+
+std::string describe(const FlowKey& k) {
+    return k.guest.to_string() + ":" + std::to_string(k.guest_port) + " <-> " +
+           k.remote.to_string() + ":" + std::to_string(k.remote_port);
+}
+
+int socket_error(int fd) {
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) return errno;
+    return err;
+}
+
+}  // namespace
+
+static_assert(sizeof(Flow) <= 256, "a flow costs bytes, not kilobytes");
+
+tcp::Flow::Flow(TcpNat& n) : nat(n), timer([this] { nat.on_timer(*this); }) {}
+
+void tcp::Flow::on_io(uint32_t events) { nat.on_io(*this, events); }
+
+// ---------------------------------------------------------------------------
+// construction
+
+TcpNat::TcpNat(Nat& nat) : nat_(nat), loop_(nat.loop()), gw_(nat.gateway()) {
+    flows_.reserve(std::min<uint32_t>(nat.limits().tcp_flows, 4096));
+    ack_list_.reserve(256);
+    ack_running_.reserve(256);
+    dead_.reserve(64);
+    if (getrandom(&rng_, sizeof rng_, GRND_NONBLOCK) != static_cast<ssize_t>(sizeof rng_))
+        rng_ = core::monotonic_ms() * 0x9e3779b97f4a7c15ULL ^ reinterpret_cast<uintptr_t>(this);
+    rng_ |= 1;
+    // Probe SO_PEEK_OFF on TCP once (Linux 6.9+).
+    int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_TCP);
+    int zero = 0;
+    if (s < 0 || setsockopt(s, SOL_SOCKET, SO_PEEK_OFF, &zero, sizeof zero) < 0) {
+        peek_off_ok_ = false;
+        discard_ = std::make_unique<uint8_t[]>(kDiscardSize);
+        spdlog::info("tcp: the kernel has no SO_PEEK_OFF for TCP; peeking from the start "
+                     "(at most {} KiB in flight per connection)",
+                     kDiscardSize / 1024);
+    }
+    if (s >= 0) close(s);
+}
+
+TcpNat::~TcpNat() {
+    if (debug_on()) {
+        const Stats& t = stats_;
+        spdlog::debug(
+            "tcp: segments in {} out {}, bytes to host {} to guest {}, flows out {} in {} "
+            "established {} closed {}, refused by limits {}, connect refused {} unreachable {} "
+            "failed {}, RSTs sent {} accepted {} no-flow {}, challenge ACKs {}, malformed {}, "
+            "out of window {}, out of order {}, partial writes {}, retransmits RTO {} fast {}, "
+            "zero-window probes {}, gave up {}, coalesced ACKs {}, SYNs over the half-open limit {}, "
+            "tail loss probes {}",
+            t.segs_from_guest, t.segs_to_guest, t.bytes_to_host, t.bytes_to_guest,
+            t.flows_outbound, t.flows_inbound, t.flows_established, t.flows_closed,
+            t.refused_limit, t.connect_refused, t.connect_unreachable, t.connect_failed,
+            t.resets_to_guest, t.resets_from_guest, t.resets_no_flow, t.challenge_acks,
+            t.dropped_malformed, t.dropped_out_of_window, t.out_of_order, t.partial_writes,
+            t.retransmits_rto, t.retransmits_fast, t.zero_window_probes, t.gave_up,
+            t.acks_coalesced, t.syn_dropped_half_open, t.tail_loss_probes);
+    }
+    for (auto& [key, f] : flows_) {
+        if (f->st.fd >= 0) {
+            loop_.remove(f->st.fd);
+            abort_socket(f->st.fd);
+            f->st.fd = -1;
+        }
+        loop_.cancel(f->timer);
+    }
+}
+
+uint32_t TcpNat::random32() {
+    // xorshift64*: ISNs need to be unpredictable to off-path guessers only
+    // as much as the host kernel's own; seeded from getrandom().
+    rng_ ^= rng_ >> 12;
+    rng_ ^= rng_ << 25;
+    rng_ ^= rng_ >> 27;
+    return static_cast<uint32_t>((rng_ * 0x2545f4914f6cdd1dULL) >> 32);
+}
+
+// ---------------------------------------------------------------------------
+// flow table
+
+// Takes a flow from the pool (allocating only when it is empty) and enters
+// it in the table and the per-guest count.
+Flow* TcpNat::alloc_flow(const FlowKey& key) {
+    Flow* f;
+    if (!free_.empty()) {
+        f = free_.back();
+        free_.pop_back();
+    } else {
+        pool_.push_back(std::make_unique<Flow>(*this));
+        f = pool_.back().get();
+    }
+    f->st = FlowState{};
+    f->st.key = key;
+    flows_.emplace(key, f);
+    per_guest_[key.guest].flows++;
+    return f;
+}
+
+// Drops the half-open count when a flow leaves syn_pending.
+void TcpNat::leave_syn_pending(Flow& f) {
+    if (f.st.phase != Phase::syn_pending) return;
+    auto it = per_guest_.find(f.st.key.guest);
+    if (it != per_guest_.end() && it->second.half_open > 0) it->second.half_open--;
+    f.st.phase = Phase::syn_rcvd;
+}
+
+// Removes a flow from the table and the loop and closes its socket (if
+// still open) gracefully. The memory is reused only after this batch.
+void TcpNat::free_flow(Flow& f) {
+    if (f.st.phase == Phase::free) return;
+    leave_syn_pending(f);
+    if (f.st.fd >= 0) {
+        loop_.remove(f.st.fd, &f);
+        close(f.st.fd);
+        f.st.fd = -1;
+    }
+    loop_.cancel(f.timer);
+    flows_.erase(f.st.key);
+    auto it = per_guest_.find(f.st.key.guest);
+    if (it != per_guest_.end() && --it->second.flows == 0) per_guest_.erase(it);
+    if (debug_on()) spdlog::debug("tcp: {} freed", describe(f.st.key));
+    f.st.phase = Phase::free;
+    f.st.ack_queued = false;
+    stats_.flows_closed++;
+    dead_.push_back(&f);
+    loop_.defer(*this);
+}
+
+// Closes fd so that the peer sees a RST.
+void TcpNat::abort_socket(int fd) {
+    linger lg{1, 0};
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    close(fd);
+}
+
+// Ends a flow abortively: RST toward the guest (if asked) and toward the host.
+void TcpNat::reset_flow(Flow& f, bool rst_guest) {
+    if (f.st.phase == Phase::free) return;
+    FlowState& s = f.st;
+    if (rst_guest) {
+        switch (s.phase) {
+        case Phase::syn_pending:
+            send_rst(s.key, 0, s.rcv_nxt, true);
+            break;
+        case Phase::syn_sent:
+            send_rst(s.key, s.snd_nxt, 0, false);
+            break;
+        case Phase::linger:
+        case Phase::free:
+            break;
+        default:
+            send_rst(s.key, s.snd_max, s.rcv_nxt, true);
+            break;
+        }
+    }
+    if (s.fd >= 0) {
+        loop_.remove(s.fd, &f);
+        abort_socket(s.fd);
+        s.fd = -1;
+    }
+    if (debug_on()) spdlog::debug("tcp: {} reset", describe(s.key));
+    free_flow(f);
+}
+
+// Both directions are closed and acknowledged: close the socket, linger.
+void TcpNat::finish_flow(Flow& f) {
+    FlowState& s = f.st;
+    if (s.fd >= 0) {
+        loop_.remove(s.fd, &f);
+        close(s.fd);
+        s.fd = -1;
+    }
+    s.phase = Phase::linger;
+    s.persist = false;
+    loop_.arm(f.timer, kLingerMs);
+    if (debug_on()) spdlog::debug("tcp: {} closed", describe(s.key));
+}
+
+void TcpNat::maybe_finish(Flow& f) {
+    if (f.st.phase == Phase::established && f.st.guest_fin && f.st.fin_acked) finish_flow(f);
+}
+
+// ---------------------------------------------------------------------------
+// opening
+
+void TcpNat::from_guest(const gw::GuestPacket& pkt) {
+    stats_.segs_from_guest++;
+    auto seg = wire::TcpView::parse(pkt.l4);
+    if (!seg || !seg->checksum_ok(pkt.src, pkt.dst) || seg->src_port() == 0 ||
+        seg->dst_port() == 0) {
+        stats_.dropped_malformed++;
+        nat_.stats().dropped_malformed++;
+        return;
+    }
+    FlowKey key{pkt.src, pkt.dst, seg->src_port(), seg->dst_port()};
+    bool syn_only = seg->has(flag::syn) && !seg->has(flag::ack) && !seg->has(flag::rst);
+    auto it = flows_.find(key);
+    if (it != flows_.end() && syn_only && it->second->st.phase == Phase::linger) {
+        // A new connection reusing the 4-tuple of one that is closing.
+        free_flow(*it->second);
+        it = flows_.end();
+    }
+    if (it == flows_.end()) {
+        if (syn_only) {
+            open_outbound(pkt, *seg, key);
+        } else if (!seg->has(flag::rst)) {
+            stats_.resets_no_flow++;
+            send_reset_reply(pkt, *seg);
+        }
+        return;
+    }
+    input(*it->second, pkt, *seg);
+}
+
+// A guest SYN for a new flow: limits, socket, connect().
+void TcpNat::open_outbound(const gw::GuestPacket& pkt, const wire::TcpView& seg,
+                           const FlowKey& key) {
+    auto target = nat_.host_target(pkt.dst, key.remote_port, wire::ipproto::tcp);
+    if (!target) {
+        nat_.stats().dropped_unreachable++;
+        send_reset_reply(pkt, seg);
+        return;
+    }
+    const NatLimits& lim = nat_.limits();
+    auto gc = per_guest_.find(key.guest);
+    uint32_t guest_flows = gc == per_guest_.end() ? 0 : gc->second.flows;
+    uint32_t guest_half = gc == per_guest_.end() ? 0 : gc->second.half_open;
+    if (guest_half >= lim.tcp_half_open_per_guest) {
+        // Too many connect()s in progress for this guest: drop the SYN, as
+        // a full listen queue does. The guest sends it again in a second,
+        // by when a burst of ordinary connections has completed; a guest
+        // that floods unreachable addresses gains nothing.
+        stats_.syn_dropped_half_open++;
+        nat_.stats().dropped_limit++;
+        return;
+    }
+    if (flows_.size() >= lim.tcp_flows || guest_flows >= lim.tcp_flows_per_guest) {
+        stats_.refused_limit++;
+        nat_.stats().dropped_limit++;
+        send_reset_reply(pkt, seg);
+        return;
+    }
+    int fd = socket(target->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
+    if (fd < 0) {
+        if (debug_on()) spdlog::debug("tcp: socket: {}", std::strerror(errno));
+        stats_.connect_failed++;
+        send_reset_reply(pkt, seg);
+        return;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (peek_off_ok_) {
+        int zero = 0;
+        setsockopt(fd, SOL_SOCKET, SO_PEEK_OFF, &zero, sizeof zero);
+    }
+    int rc = connect(fd, reinterpret_cast<const sockaddr*>(&*target), sockaddr_len(*target));
+    int err = rc == 0 ? 0 : errno;
+
+    Flow* f = alloc_flow(key);
+    FlowState& s = f->st;
+    s.fd = fd;
+    s.phase = Phase::syn_pending;
+    per_guest_[key.guest].half_open++;
+    s.irs = seg.seq();
+    s.rcv_nxt = s.irs + 1;
+    s.rcv_adv = s.rcv_nxt;
+    wire::TcpOptions opts = seg.parse_options();
+    s.guest_syn_mss = opts.mss.value_or(0);
+    s.guest_wscale = opts.wscale.has_value();
+    s.snd_wscale = opts.wscale.value_or(0);
+    s.ingress_mtu = static_cast<uint16_t>(std::min<uint32_t>(pkt.ingress_mtu, 65535));
+    s.ts_on = opts.ts_val.has_value();
+    s.ts_recent = opts.ts_val.value_or(0);
+    s.ts_offset = random32();
+    stats_.flows_outbound++;
+    if (debug_on()) spdlog::debug("tcp: {} connecting", describe(key));
+
+    if (rc < 0 && err != EINPROGRESS) {
+        connect_failed(*f, err);
+        return;
+    }
+    try {
+        loop_.add(fd, kEventsConnecting, f);
+    } catch (const std::exception& e) {
+        spdlog::warn("tcp: cannot watch a socket: {}", e.what());
+        close(fd);
+        s.fd = -1;
+        reset_flow(*f, true);
+        return;
+    }
+    if (rc == 0) on_connected(*f);
+}
+
+// The host connect() finished (or failed): answer the guest's SYN.
+void TcpNat::on_connected(Flow& f) {
+    FlowState& s = f.st;
+    int err = socket_error(s.fd);
+    if (err != 0) {
+        connect_failed(f, err);
+        return;
+    }
+    leave_syn_pending(f);  // -> syn_rcvd
+    try {
+        loop_.modify(s.fd, kEventsOpen, &f);
+    } catch (const std::exception&) {
+        reset_flow(f, true);
+        return;
+    }
+    uint32_t path = std::min<uint32_t>(s.ingress_mtu, gw_.path_mtu(s.key.guest));
+    uint32_t cap = std::min<uint32_t>(path, 65535) - header_overhead(s.key.guest);
+    cap = std::min<uint32_t>(cap, static_cast<uint32_t>(gw_.tx_l4_capacity() - wire::kTcpHeaderLen));
+    s.mss = static_cast<uint16_t>(std::min<uint32_t>(s.guest_syn_mss ? s.guest_syn_mss : tcp::kDefaultMss, cap));
+    if (s.mss < 64) s.mss = 64;
+    s.rcv_wscale = s.guest_wscale ? tcp::kOurWindowScale : 0;
+    if (!s.guest_wscale) s.snd_wscale = 0;
+    s.iss = random32();
+    s.snd_una = s.iss;
+    s.snd_nxt = s.iss + 1;
+    s.snd_max = s.snd_nxt;
+    s.recover = s.iss;
+    s.cc.init(s.mss);
+    send_syn(f, true);
+    s.rtt_timing = true;
+    s.rtt_seq = s.snd_nxt;
+    s.rtt_start = static_cast<uint32_t>(loop_.now());
+    loop_.arm(f.timer, s.rto.rto_ms());
+}
+
+// connect() failed with err: tell the guest the way its kernel expects.
+void TcpNat::connect_failed(Flow& f, int err) {
+    FlowState& s = f.st;
+    if (debug_on())
+        spdlog::debug("tcp: {} connect failed: {}", describe(s.key), std::strerror(err));
+    switch (err) {
+    case ECONNREFUSED:
+        stats_.connect_refused++;
+        send_rst(s.key, 0, s.rcv_nxt, true);
+        break;
+    case ENETUNREACH:
+        stats_.connect_unreachable++;
+        send_icmp_unreachable(s.key, s.irs, wire::icmpcode::net_unreach);
+        break;
+    case EHOSTUNREACH:
+    case EHOSTDOWN:
+        stats_.connect_unreachable++;
+        send_icmp_unreachable(s.key, s.irs, wire::icmpcode::host_unreach);
+        break;
+    case EACCES:
+    case EPERM:
+        stats_.connect_unreachable++;
+        send_icmp_unreachable(s.key, s.irs, wire::icmpcode::admin_prohibited);
+        break;
+    default:  // ETIMEDOUT and the rest
+        stats_.connect_failed++;
+        send_rst(s.key, 0, s.rcv_nxt, true);
+        break;
+    }
+    if (s.fd >= 0) {
+        loop_.remove(s.fd, &f);
+        close(s.fd);
+        s.fd = -1;
+    }
+    free_flow(f);
+}
+
+bool TcpNat::open_inbound(int fd, const wire::IpAddr& peer, uint16_t peer_port,
+                          const wire::IpAddr& guest, uint16_t guest_port) {
+    FlowKey key{guest, peer, guest_port, peer_port};
+    const NatLimits& lim = nat_.limits();
+    auto existing = flows_.find(key);
+    if (existing != flows_.end() && existing->second->st.phase == Phase::linger) {
+        free_flow(*existing->second);
+        existing = flows_.end();
+    }
+    auto gc = per_guest_.find(guest);
+    uint32_t guest_flows = gc == per_guest_.end() ? 0 : gc->second.flows;
+    if (existing != flows_.end() || flows_.size() >= lim.tcp_flows ||
+        guest_flows >= lim.tcp_flows_per_guest || guest_port == 0 || peer_port == 0) {
+        stats_.refused_limit++;
+        abort_socket(fd);
+        return false;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0 && !(fl & O_NONBLOCK)) fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+    if (peek_off_ok_) {
+        int zero = 0;
+        if (setsockopt(fd, SOL_SOCKET, SO_PEEK_OFF, &zero, sizeof zero) < 0) {
+            abort_socket(fd);
+            return false;
+        }
+    }
+    Flow* f = alloc_flow(key);
+    FlowState& s = f->st;
+    s.fd = fd;
+    s.phase = Phase::syn_sent;
+    // No ingress to go by: the path MTU decides, asked again for every SYN
+    // and at the SYN-ACK (the gateway says 1500 until it knows the guest).
+    s.ingress_mtu = 65535;
+    s.ts_offset = random32();
+    s.iss = random32();
+    s.snd_una = s.iss;
+    s.snd_nxt = s.iss + 1;
+    s.snd_max = s.snd_nxt;
+    s.recover = s.iss;
+    try {
+        loop_.add(fd, kEventsOpen, f);
+    } catch (const std::exception& e) {
+        spdlog::warn("tcp: cannot watch a socket: {}", e.what());
+        close(fd);
+        s.fd = -1;
+        free_flow(*f);
+        return false;
+    }
+    stats_.flows_inbound++;
+    if (debug_on()) spdlog::debug("tcp: {} inbound", describe(key));
+    s.rtt_timing = true;
+    s.rtt_seq = s.snd_nxt;
+    s.rtt_start = static_cast<uint32_t>(loop_.now());
+    if (send_syn(*f, false)) {
+        loop_.arm(f->timer, s.rto.rto_ms());
+    } else {
+        // The gateway is asking for the guest's MAC: try again soon
+        // rather than after a whole RTO.
+        s.neigh_wait = true;
+        loop_.arm(f->timer, kNeighborRetryMs);
+    }
+    return true;
+}
+
+// SYN (inbound) or SYN-ACK (outbound) toward the guest, with our options.
+// Returns whether the gateway could send it.
+bool TcpNat::send_syn(Flow& f, bool with_ack) {
+    FlowState& s = f.st;
+    // The window of a SYN is never scaled (RFC 7323 2.2).
+    uint32_t room = socket_send_room(f);
+    uint16_t field = static_cast<uint16_t>(std::min<uint32_t>(room, tcp::kMaxWindowField));
+    bool sent = emit(f, s.iss, with_ack ? (flag::syn | flag::ack) : flag::syn, 0, field);
+    if (with_ack) s.rcv_adv = s.rcv_nxt + field;
+    return sent;
+}
+
+// The handshake completed (guest ACK of our SYN-ACK, or our ACK of its
+// SYN-ACK): start the data phase.
+void TcpNat::establish(Flow& f) {
+    FlowState& s = f.st;
+    s.phase = Phase::established;
+    s.retries = 0;
+    s.rto.reset_backoff();
+    if (s.rtt_timing) {
+        s.rto.sample(static_cast<uint32_t>(loop_.now()) - s.rtt_start);
+        s.rtt_timing = false;
+    }
+    loop_.cancel(f.timer);
+    s.host_pending = true;  // the host may have written during the handshake
+    stats_.flows_established++;
+    if (debug_on()) spdlog::debug("tcp: {} established, mss {}", describe(s.key), s.mss);
+}
+
+// ---------------------------------------------------------------------------
+// segments from the guest
+
+void TcpNat::input(Flow& f, const gw::GuestPacket& pkt, const wire::TcpView& seg) {
+    FlowState& s = f.st;
+    switch (s.phase) {
+    case Phase::syn_pending:
+        // Retransmitted SYNs wait for connect(); a RST for our SYN's
+        // sequence number abandons it.
+        if (seg.has(flag::rst) && seg.seq() == s.rcv_nxt) {
+            stats_.resets_from_guest++;
+            reset_flow(f, false);
+        }
+        return;
+    case Phase::syn_rcvd:
+        input_syn_rcvd(f, pkt, seg);
+        return;
+    case Phase::syn_sent:
+        input_syn_sent(f, seg);
+        return;
+    case Phase::established:
+        input_synchronized(f, seg);
+        return;
+    case Phase::linger:
+        if (seg.has(flag::rst)) {
+            free_flow(f);
+        } else if (seg.seg_len() > 0) {
+            // A retransmitted FIN (our ACK of it was lost): ACK again.
+            emit(f, s.snd_max, flag::ack, 0, 0);
+        }
+        return;
+    case Phase::free:
+        return;
+    }
+}
+
+void TcpNat::input_syn_rcvd(Flow& f, const gw::GuestPacket&, const wire::TcpView& seg) {
+    FlowState& s = f.st;
+    if (seg.has(flag::rst)) {
+        if (tcp::rst_verdict(seg.seq(), s.rcv_nxt, s.rcv_adv - s.rcv_nxt) ==
+            tcp::RstVerdict::accept) {
+            stats_.resets_from_guest++;
+            reset_flow(f, false);
+        }
+        return;
+    }
+    if (seg.has(flag::syn)) {
+        // A retransmitted SYN: our SYN-ACK was lost.
+        if (!seg.has(flag::ack) && seg.seq() == s.irs) {
+            s.rtt_timing = false;  // Karn: the handshake's RTT is ambiguous now
+            send_syn(f, true);
+        }
+        return;
+    }
+    if (!seg.has(flag::ack)) return;
+    if (seg.ack() != s.iss + 1) {
+        send_rst(s.key, seg.ack(), 0, false);
+        return;
+    }
+    s.snd_una = s.iss + 1;
+    s.snd_wnd = uint32_t{seg.window()} << s.snd_wscale;
+    s.max_snd_wnd = s.snd_wnd;
+    s.snd_wl1 = seg.seq();
+    s.snd_wl2 = seg.ack();
+    establish(f);
+    input_synchronized(f, seg);
+}
+
+void TcpNat::input_syn_sent(Flow& f, const wire::TcpView& seg) {
+    FlowState& s = f.st;
+    if (seg.has(flag::ack) && seg.ack() != s.iss + 1) {
+        if (!seg.has(flag::rst)) send_rst(s.key, seg.ack(), 0, false);
+        return;
+    }
+    if (seg.has(flag::rst)) {
+        if (seg.has(flag::ack)) {
+            // The guest refused: the host client sees a RST.
+            stats_.resets_from_guest++;
+            reset_flow(f, false);
+        }
+        return;
+    }
+    if (!seg.has(flag::syn) || !seg.has(flag::ack)) return;
+    wire::TcpOptions opts = seg.parse_options();
+    s.irs = seg.seq();
+    s.rcv_nxt = s.irs + 1;
+    s.rcv_adv = s.rcv_nxt;
+    s.last_ack_sent = s.rcv_nxt - 1;
+    uint32_t path = std::min<uint32_t>(s.ingress_mtu, gw_.path_mtu(s.key.guest));
+    uint32_t cap = std::min<uint32_t>(path, 65535) - header_overhead(s.key.guest);
+    cap = std::min<uint32_t>(cap, static_cast<uint32_t>(gw_.tx_l4_capacity() - wire::kTcpHeaderLen));
+    s.mss = static_cast<uint16_t>(std::max<uint32_t>(std::min<uint32_t>(opts.mss.value_or(tcp::kDefaultMss), cap), 64));
+    s.guest_wscale = opts.wscale.has_value();
+    s.snd_wscale = opts.wscale.value_or(0);
+    s.rcv_wscale = s.guest_wscale ? tcp::kOurWindowScale : 0;
+    s.ts_on = opts.ts_val.has_value();
+    s.ts_recent = opts.ts_val.value_or(0);
+    s.snd_una = s.iss + 1;
+    s.snd_wnd = seg.window();  // unscaled in a SYN
+    s.max_snd_wnd = s.snd_wnd;
+    s.snd_wl1 = seg.seq();
+    s.snd_wl2 = seg.ack();
+    s.cc.init(s.mss);
+    establish(f);
+    send_ack_now(f);
+    send_pending(f);
+}
+
+// RFC 9293 3.10.7.4 for a synchronized flow, with RFC 5961's checks.
+void TcpNat::input_synchronized(Flow& f, const wire::TcpView& seg) {
+    FlowState& s = f.st;
+    uint32_t seq = seg.seq();
+    uint32_t plen = static_cast<uint32_t>(seg.payload().size());
+    uint32_t rcv_wnd = wire::seq_gt(s.rcv_adv, s.rcv_nxt) ? s.rcv_adv - s.rcv_nxt : 0;
+
+    if (seg.has(flag::rst)) {
+        switch (tcp::rst_verdict(seq, s.rcv_nxt, rcv_wnd)) {
+        case tcp::RstVerdict::accept:
+            stats_.resets_from_guest++;
+            reset_flow(f, false);
+            return;
+        case tcp::RstVerdict::challenge:
+            stats_.challenge_acks++;
+            send_ack_now(f);
+            return;
+        case tcp::RstVerdict::drop:
+            return;
+        }
+    }
+    if (!tcp::seq_acceptable(seq, seg.seg_len(), s.rcv_nxt, rcv_wnd)) {
+        stats_.dropped_out_of_window++;
+        if (wire::seq_le(seq + seg.seg_len(), s.rcv_nxt)) {
+            // Old data (our ACK was lost) or a keepalive: one ACK for the
+            // batch. An ACK per old segment would look to a guest without
+            // SACK like duplicate ACKs beyond its flight, which Linux takes
+            // for reordering and then waits longer before retransmitting.
+            queue_ack(f, true);
+        } else {
+            send_ack_now(f);
+        }
+        return;
+    }
+    if (seg.has(flag::syn)) {
+        stats_.challenge_acks++;
+        send_ack_now(f);
+        return;
+    }
+    if (!seg.has(flag::ack)) return;
+    switch (tcp::ack_verdict(seg.ack(), s.snd_una, s.snd_max, s.max_snd_wnd)) {
+    case tcp::AckVerdict::ack_and_drop:
+        send_ack_now(f);
+        return;
+    case tcp::AckVerdict::drop:
+        return;
+    case tcp::AckVerdict::process:
+        break;
+    }
+    uint32_t ts_ecr = 0;
+    if (s.ts_on && seg.header_len() > wire::kTcpHeaderLen) {
+        wire::TcpOptions o = seg.parse_options();
+        // RFC 7323 4.3: echo the TSval of the segment that our next ACK
+        // acknowledges (not of a newer out-of-order one).
+        if (o.ts_val && wire::seq_le(seq, s.last_ack_sent) && wire::seq_ge(*o.ts_val, s.ts_recent))
+            s.ts_recent = *o.ts_val;
+        ts_ecr = o.ts_ecr.value_or(0);
+    }
+    process_ack(f, seg, ts_ecr);
+    if (s.phase != Phase::established) return;
+
+    if (plen > 0 || seg.has(flag::fin)) {
+        tcp::NewData nd = tcp::new_data(seq, plen, s.rcv_nxt);
+        if (!nd.in_order) {
+            // A hole before this segment: the guest needs duplicate ACKs.
+            stats_.out_of_order++;
+            send_ack_now(f);
+        } else if (s.guest_fin) {
+            send_ack_now(f);
+        } else {
+            bool all = true;
+            if (nd.len > 0) {
+                all = false;
+                write_payload(f, seg, nd);
+                if (s.phase != Phase::established) return;
+                all = seq + plen == s.rcv_nxt;
+            } else if (plen > 0) {
+                queue_ack(f, true);  // old data again: our ACK was lost
+            }
+            if (all && seg.has(flag::fin) && seq + plen == s.rcv_nxt) {
+                s.guest_fin = true;
+                s.rcv_nxt++;
+                if (shutdown(s.fd, SHUT_WR) < 0 && debug_on())
+                    spdlog::debug("tcp: {} shutdown: {}", describe(s.key), std::strerror(errno));
+                if (s.want_out) update_interest(f, false);
+                send_ack_now(f);
+                maybe_finish(f);
+                if (s.phase != Phase::established) return;
+            }
+        }
+    }
+    send_pending(f);
+}
+
+// The ACK and window fields of an acceptable segment (RFC 9293 3.10.7.4
+// fifth check), with RTT sampling, congestion control and recovery.
+void TcpNat::process_ack(Flow& f, const wire::TcpView& seg, uint32_t ts_ecr) {
+    FlowState& s = f.st;
+    uint32_t ack = seg.ack();
+    uint32_t seq = seg.seq();
+    uint32_t wnd = uint32_t{seg.window()} << s.snd_wscale;
+    bool pure = seg.payload().empty() && !seg.has(flag::fin) && !seg.has(flag::syn);
+
+    if (wire::seq_gt(ack, s.snd_una)) {
+        uint32_t acked = ack - s.snd_una;
+        bool cwnd_limited = (s.snd_nxt - s.snd_una) + s.mss >= s.cc.cwnd();
+        uint32_t data_acked = acked;
+        if (s.host_eof && wire::seq_gt(ack, s.fin_seq)) {
+            s.fin_acked = true;
+            data_acked = s.fin_seq - s.snd_una;
+        }
+        if (data_acked > 0) discard_acked(f, data_acked);
+        if (s.phase != Phase::established) return;
+        s.snd_una = ack;
+        if (wire::seq_lt(s.snd_nxt, s.snd_una)) s.snd_nxt = s.snd_una;
+        if (s.fin_acked) s.fin_sent = true;
+        if (ts_ecr != 0) {
+            // RFC 7323 4.1: every ACK of new data times the segment it
+            // echoes, retransmitted or not.
+            uint32_t rtt = ts_now(f) - ts_ecr;
+            if (rtt < tcp::kRtoMaxMs) s.rto.sample(rtt);
+            s.rtt_timing = false;
+        } else if (s.rtt_timing && wire::seq_ge(ack, s.rtt_seq)) {
+            s.rto.sample(static_cast<uint32_t>(loop_.now()) - s.rtt_start);
+            s.rtt_timing = false;
+        }
+        s.retries = 0;
+        s.dupacks = 0;
+        s.rto.reset_backoff();
+        if (s.in_recovery) {
+            if (wire::seq_ge(ack, s.recover)) {
+                s.cc.on_recovery_end(s.snd_max - s.snd_una, s.mss);
+                s.in_recovery = false;
+            } else {
+                s.cc.on_partial_ack(acked, s.mss);
+                stats_.retransmits_fast++;
+                retransmit_head(f);
+                if (s.phase != Phase::established) return;
+            }
+        } else {
+            s.cc.on_ack(acked, s.mss, cwnd_limited);
+        }
+        if (s.snd_una == s.snd_max) {
+            if (!s.persist) {
+                loop_.cancel(f.timer);
+                s.pto_armed = false;
+            }
+        } else {
+            arm_rto(f);
+        }
+    } else if (ack == s.snd_una && pure && wnd == s.snd_wnd && s.snd_max != s.snd_una) {
+        if (s.dupacks < 255) s.dupacks++;
+        if (s.in_recovery) {
+            s.cc.on_recovery_dupack(s.mss);
+            // Every segment that was in flight behind the retransmitted one
+            // answers with a duplicate ACK; more than that come from
+            // segments sent after it, which arrived while it did not: it
+            // was lost too. Send it again now rather than after an RTO
+            // (NewReno alone cannot tell).
+            if (++s.rexmit_dups > s.rexmit_expect_dups) {
+                stats_.retransmits_fast++;
+                retransmit_head(f);
+                if (s.phase != Phase::established) return;
+            }
+        } else if (s.dupacks >= dupack_threshold(f) && wire::seq_ge(s.snd_una, s.recover)) {
+            stats_.retransmits_fast++;
+            s.recover = s.snd_max;
+            s.in_recovery = true;
+            s.rtt_timing = false;
+            s.cc.on_fast_retransmit(s.snd_max - s.snd_una, s.mss);
+            retransmit_head(f);
+            if (s.phase != Phase::established) return;
+            arm_rto(f);
+        }
+    }
+    // Window update: only from a segment at least as new as the last one
+    // that updated it (RFC 9293 SND.WL1/SND.WL2).
+    if (wire::seq_lt(s.snd_wl1, seq) || (s.snd_wl1 == seq && wire::seq_le(s.snd_wl2, ack))) {
+        s.snd_wnd = wnd;
+        s.snd_wl1 = seq;
+        s.snd_wl2 = ack;
+        s.max_snd_wnd = std::max(s.max_snd_wnd, wnd);
+    }
+    // A guest that answers while its window is closed is alive: probing
+    // it forever is fine (idle connections are never timed out).
+    if (s.snd_wnd == 0) s.retries = 0;
+    if (s.persist && (s.snd_wnd != 0 || s.snd_una != s.snd_max)) {
+        s.persist = false;
+        loop_.cancel(f.timer);
+        if (s.snd_una != s.snd_max) arm_rto(f);
+    }
+    if (s.fin_acked) maybe_finish(f);
+}
+
+// Writes the new bytes of a guest segment to the socket; acknowledges
+// only what the kernel took.
+void TcpNat::write_payload(Flow& f, const wire::TcpView& seg, const tcp::NewData& nd) {
+    FlowState& s = f.st;
+    const uint8_t* data = seg.payload().data() + nd.skip;
+    ssize_t n;
+    do {
+        n = send(s.fd, data, nd.len, MSG_DONTWAIT | MSG_NOSIGNAL);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) {
+        if (errno != EAGAIN && errno != EWOULDBLOCK) {
+            if (debug_on()) spdlog::debug("tcp: {} send: {}", describe(s.key), std::strerror(errno));
+            reset_flow(f, true);
+            return;
+        }
+        n = 0;
+    }
+    s.rcv_nxt += static_cast<uint32_t>(n);
+    stats_.bytes_to_host += static_cast<uint64_t>(n);
+    if (static_cast<uint32_t>(n) < nd.len) {
+        stats_.partial_writes++;
+        send_ack_now(f);
+        return;
+    }
+    queue_ack(f);
+}
+
+// ---------------------------------------------------------------------------
+// toward the guest
+
+// Payload per segment: the MSS less the options we put on every segment
+// (RFC 6691: the MSS option does not count them).
+uint32_t TcpNat::segment_limit(const Flow& f) const {
+    return f.st.mss - static_cast<uint32_t>(data_header_len(f) - wire::kTcpHeaderLen);
+}
+
+// Sends host data the windows allow, then our FIN once the data is out.
+void TcpNat::send_pending(Flow& f) {
+    FlowState& s = f.st;
+    if (s.phase != Phase::established || s.fd < 0) return;
+    // Nothing to read until the next EPOLLIN edge: spare the peek that
+    // would say so (an upload's ACK-only direction would pay one per
+    // guest segment).
+    if (!s.host_pending && !(s.host_eof && !s.fin_sent)) return;
+    for (int guard = 0; guard < 4096; guard++) {
+        if (s.fin_sent) return;
+        if (s.host_eof && s.snd_nxt == s.fin_seq) {
+            emit(f, s.fin_seq, flag::fin | flag::ack, 0);
+            s.fin_sent = true;
+            s.snd_nxt = s.fin_seq + 1;
+            if (wire::seq_gt(s.snd_nxt, s.snd_max)) s.snd_max = s.snd_nxt;
+            if (!f.timer.armed() || s.persist) arm_rto(f);
+            return;
+        }
+        uint32_t flight = s.snd_nxt - s.snd_una;
+        uint32_t wnd_edge = s.snd_una + s.snd_wnd;
+        uint32_t room = wire::seq_gt(wnd_edge, s.snd_nxt) ? wnd_edge - s.snd_nxt : 0;
+        uint32_t cwnd = s.cc.cwnd();
+        room = std::min(room, cwnd > flight ? cwnd - flight : 0u);
+        if (!peek_off_ok_) room = std::min<uint32_t>(room, flight < kDiscardSize ? static_cast<uint32_t>(kDiscardSize) - flight : 0u);
+        if (s.host_eof) room = std::min(room, s.fin_seq - s.snd_nxt);
+        if (room == 0) {
+            if (s.snd_wnd == 0 && s.snd_una == s.snd_max && !f.timer.armed() &&
+                host_data_waiting(f)) {
+                // Zero window, nothing in flight, data to send: probe the
+                // window (persist timer) so that a lost update cannot stall us.
+                s.persist = true;
+                s.pto_armed = false;
+                loop_.arm(f.timer, s.rto.rto_ms());
+            }
+            return;
+        }
+        uint32_t want = std::min(room, segment_limit(f));
+        if (want < segment_limit(f) && flight > 0 && !(s.host_eof && want == room)) {
+            // Sender silly-window avoidance (RFC 9293 3.8.6.2.1): with data
+            // in flight, wait until a whole segment fits rather than send
+            // the sliver a byte-counted window leaves.
+            return;
+        }
+        uint8_t* buf = gw_.tx_l4() + data_header_len(f);
+        long n = peek(f, flight, buf, want);
+        if (n > 0) {
+            uint32_t len = static_cast<uint32_t>(n);
+            bool fresh = s.snd_nxt == s.snd_max;
+            if (fresh && !s.rtt_timing) {
+                s.rtt_timing = true;
+                s.rtt_seq = s.snd_nxt + len;
+                s.rtt_start = static_cast<uint32_t>(loop_.now());
+            }
+            emit(f, s.snd_nxt, flag::ack | (len < want ? flag::psh : 0), len);
+            stats_.bytes_to_guest += len;
+            s.snd_nxt += len;
+            if (wire::seq_gt(s.snd_nxt, s.snd_max)) s.snd_max = s.snd_nxt;
+            if (!f.timer.armed() || s.persist) arm_rto(f);
+            // Drained: the next EPOLLIN edge brings more, unless the host's
+            // FIN came with the data (its edge is the one being handled).
+            if (len < want && !s.host_rdhup) {
+                s.host_pending = false;
+                return;
+            }
+            continue;
+        }
+        if (n == 0) {
+            s.host_eof = true;
+            s.fin_seq = s.snd_nxt;
+            if (debug_on()) spdlog::debug("tcp: {} host EOF", describe(s.key));
+            continue;
+        }
+        if (n == -EAGAIN || n == -EWOULDBLOCK) {
+            s.host_pending = false;
+            return;
+        }
+        if (n == -EINTR) continue;
+        if (debug_on()) spdlog::debug("tcp: {} recv: {}", describe(s.key), std::strerror(static_cast<int>(-n)));
+        reset_flow(f, true);
+        return;
+    }
+}
+
+// Whether the host has sent bytes beyond those in flight toward the guest.
+bool TcpNat::host_data_waiting(Flow& f) {
+    int inq = 0;
+    if (ioctl(f.st.fd, SIOCINQ, &inq) < 0) return true;
+    return static_cast<uint32_t>(inq) > f.st.data_in_flight();
+}
+
+// Retransmits one segment at snd_una (fast retransmit, NewReno partial
+// ACK), or the FIN when only the FIN is outstanding.
+void TcpNat::retransmit_head(Flow& f) {
+    FlowState& s = f.st;
+    uint32_t inflight = s.data_in_flight();
+    // Duplicate ACKs to expect from what is in flight behind this segment,
+    // plus the usual three of margin (see process_ack).
+    uint32_t seg = std::max<uint32_t>(segment_limit(f), 1);
+    uint32_t behind = inflight > seg ? (inflight - seg + seg - 1) / seg : 0;
+    s.rexmit_expect_dups = static_cast<uint16_t>(std::min<uint32_t>(behind + 3, 0xffff));
+    s.rexmit_dups = 0;
+    if (inflight == 0) {
+        if (s.fin_sent && !s.fin_acked) emit(f, s.fin_seq, flag::fin | flag::ack, 0);
+        return;
+    }
+    uint32_t len = std::min(inflight, segment_limit(f));
+    uint8_t* buf = gw_.tx_l4() + data_header_len(f);
+    long n;
+    if (peek_off_ok_) {
+        set_peek_offset(f, 0);
+        n = recv(s.fd, buf, len, MSG_PEEK | MSG_DONTWAIT);
+        if (n < 0) n = -errno;
+        set_peek_offset(f, inflight);
+    } else {
+        n = peek(f, 0, buf, len);
+    }
+    if (n > 0) {
+        emit(f, s.snd_una, flag::ack, static_cast<size_t>(n));
+        stats_.bytes_to_guest += static_cast<uint64_t>(n);
+    }
+}
+
+// Go-back-N after a timeout: everything from snd_una is sent again.
+void TcpNat::rewind(Flow& f) {
+    FlowState& s = f.st;
+    s.snd_nxt = s.snd_una;
+    s.host_pending = true;
+    if (s.fin_sent && !s.fin_acked) s.fin_sent = false;
+    if (peek_off_ok_) set_peek_offset(f, 0);
+    s.rtt_timing = false;
+    s.dupacks = 0;
+    s.in_recovery = false;
+    s.recover = s.snd_max;
+}
+
+// Peeks up to len bytes starting `offset` bytes after snd_una. Returns the
+// byte count, 0 at the host's EOF, or -errno (-EAGAIN: nothing new).
+long TcpNat::peek(Flow& f, uint32_t offset, uint8_t* dst, size_t len) {
+    FlowState& s = f.st;
+    if (peek_off_ok_) {
+        // The kernel's peek offset already equals `offset`.
+        ssize_t n = recv(s.fd, dst, len, MSG_PEEK | MSG_DONTWAIT);
+        return n < 0 ? -errno : n;
+    }
+    iovec iov[2] = {{discard_.get(), offset}, {dst, len}};
+    msghdr mh{};
+    mh.msg_iov = offset ? iov : iov + 1;
+    mh.msg_iovlen = offset ? 2 : 1;
+    ssize_t n = recvmsg(s.fd, &mh, MSG_PEEK | MSG_DONTWAIT);
+    if (n < 0) return -errno;
+    if (offset == 0) return n;
+    if (static_cast<size_t>(n) > offset) return n - static_cast<long>(offset);
+    // Nothing beyond what is in flight: EOF only if the host said so.
+    return (s.host_rdhup || n == 0) ? 0 : -EAGAIN;
+}
+
+bool TcpNat::set_peek_offset(Flow& f, uint32_t off) {
+    int v = static_cast<int>(off);
+    return setsockopt(f.st.fd, SOL_SOCKET, SO_PEEK_OFF, &v, sizeof v) == 0;
+}
+
+// Drops bytes the guest acknowledged from the socket's receive queue.
+void TcpNat::discard_acked(Flow& f, uint32_t bytes) {
+    FlowState& s = f.st;
+    for (int i = 0; bytes > 0 && i < 64; i++) {
+        ssize_t n = recv(s.fd, nullptr, bytes, MSG_TRUNC | MSG_DONTWAIT);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+            // The bytes were peeked, so they are there; anything else is a
+            // socket error, which the next event reports.
+            if (debug_on())
+                spdlog::debug("tcp: {} discard: {}", describe(s.key),
+                              n < 0 ? std::strerror(errno) : "EOF");
+            reset_flow(f, true);
+            return;
+        }
+        bytes -= static_cast<uint32_t>(n);
+    }
+}
+
+// Our TCP header at p: 20 bytes, then on a SYN our options (MSS, window
+// scale, timestamps: whatever the guest offered, or all on our own SYN; no
+// SACK), on any other segment the timestamp option when the flow uses it.
+// Returns its length (data_header_len() for segments that carry data).
+size_t TcpNat::write_header(Flow& f, uint8_t* p, uint32_t seq, uint8_t flags, uint16_t wnd) {
+    FlowState& s = f.st;
+    uint8_t* o = p + wire::kTcpHeaderLen;
+    size_t olen = 0;
+    bool syn = (flags & flag::syn) != 0;
+    bool own_syn = syn && !(flags & flag::ack);
+    if (syn) {
+        uint32_t path = std::min<uint32_t>(s.ingress_mtu, gw_.path_mtu(s.key.guest));
+        uint32_t mss = std::min<uint32_t>(path, 65535) - header_overhead(s.key.guest);
+        o[olen++] = 2;  // MSS
+        o[olen++] = 4;
+        wire::store16(o + olen, static_cast<uint16_t>(std::max<uint32_t>(mss, 64)));
+        olen += 2;
+        if (own_syn || s.guest_wscale) {
+            o[olen++] = 1;  // NOP
+            o[olen++] = 3;  // window scale
+            o[olen++] = 3;
+            o[olen++] = own_syn ? tcp::kOurWindowScale : s.rcv_wscale;
+        }
+    }
+    if (own_syn || s.ts_on) {
+        o[olen++] = 1;
+        o[olen++] = 1;
+        o[olen++] = 8;  // timestamps (RFC 7323 3)
+        o[olen++] = 10;
+        wire::store32(o + olen, ts_now(f));
+        wire::store32(o + olen + 4, (flags & flag::ack) ? s.ts_recent : 0);
+        olen += 8;
+    }
+    size_t hl = wire::kTcpHeaderLen + olen;
+    uint32_t ack = (flags & flag::ack) ? s.rcv_nxt : 0;
+    wire::store16(p, s.key.remote_port);
+    wire::store16(p + 2, s.key.guest_port);
+    wire::store32(p + 4, seq);
+    wire::store32(p + 8, ack);
+    p[12] = static_cast<uint8_t>((hl / 4) << 4);
+    p[13] = flags;
+    wire::store16(p + 14, wnd);
+    wire::store16(p + 16, 0);
+    wire::store16(p + 18, 0);
+    return hl;
+}
+
+// Header bytes in front of the payload of our data segments.
+size_t TcpNat::data_header_len(const Flow& f) const {
+    return wire::kTcpHeaderLen + (f.st.ts_on ? kTimestampOptionLen : 0);
+}
+
+// Our timestamp clock: milliseconds, from a random per-flow origin.
+uint32_t TcpNat::ts_now(const Flow& f) const {
+    return static_cast<uint32_t>(loop_.now()) + f.st.ts_offset;
+}
+
+// Builds and sends one segment whose payload (payload_len bytes) is
+// already in place at gw.tx_l4() + data_header_len(). window_field < 0:
+// the cached advertisement. Returns whether the gateway sent it.
+bool TcpNat::emit(Flow& f, uint32_t seq, uint8_t flags, size_t payload_len, int window_field) {
+    FlowState& s = f.st;
+    uint16_t wnd = window_field >= 0 ? static_cast<uint16_t>(window_field) : cached_window_field(f);
+    uint8_t* p = gw_.tx_l4();
+    size_t hl = write_header(f, p, seq, flags, wnd);
+    wire::finish_tcp_checksum(p, hl + payload_len, s.key.remote, s.key.guest);
+    bool sent = gw_.send_ip(s.key.remote, s.key.guest, wire::ipproto::tcp, hl + payload_len);
+    stats_.segs_to_guest++;
+    if (flags & flag::ack) {
+        s.last_ack_sent = s.rcv_nxt;
+        s.last_wnd_field = wnd;
+    }
+    return sent;
+}
+
+// The advertised window without asking the socket: the right edge stays
+// where the last fresh computation put it.
+uint16_t TcpNat::cached_window_field(Flow& f) {
+    FlowState& s = f.st;
+    tcp::Advertised a = tcp::advertise_window(s.rcv_nxt, s.rcv_adv, 0, s.rcv_wscale);
+    s.rcv_adv = a.right_edge;
+    return a.field;
+}
+
+// Free room in the socket's send buffer, in the kernel's own accounting.
+uint32_t TcpNat::socket_send_room(Flow& f, uint32_t* sndbuf) {
+    uint32_t mem[SK_MEMINFO_VARS] = {};
+    socklen_t len = sizeof mem;
+    uint32_t buf = 0, queued = 0;
+    if (getsockopt(f.st.fd, SOL_SOCKET, SO_MEMINFO, mem, &len) == 0 &&
+        len >= sizeof(uint32_t) * (SK_MEMINFO_WMEM_QUEUED + 1)) {
+        buf = mem[SK_MEMINFO_SNDBUF];
+        queued = mem[SK_MEMINFO_WMEM_QUEUED];
+    } else {
+        int b = 0, q = 0;
+        socklen_t bl = sizeof b;
+        getsockopt(f.st.fd, SOL_SOCKET, SO_SNDBUF, &b, &bl);
+        ioctl(f.st.fd, SIOCOUTQ, &q);
+        buf = static_cast<uint32_t>(std::max(b, 0));
+        queued = static_cast<uint32_t>(std::max(q, 0));
+    }
+    if (sndbuf) *sndbuf = buf;
+    // Queued memory includes per-buffer overhead the payload does not see
+    // (about 3% for bulk writes), so room in memory is a fair bound for
+    // payload; keep 1/16 spare so that a right edge we may not take back
+    // does not outgrow what the kernel accepts when the host peer stalls.
+    uint32_t room = buf > queued ? buf - queued : 0;
+    return room - room / 16;
+}
+
+// An ACK now, with a freshly computed window; watches EPOLLOUT while the
+// window is low so that the update that reopens it is not missed.
+void TcpNat::send_ack_now(Flow& f) {
+    FlowState& s = f.st;
+    if (s.fd < 0) {
+        emit(f, s.snd_max, flag::ack, 0, 0);
+        return;
+    }
+    uint32_t sndbuf = 0;
+    uint32_t room = socket_send_room(f, &sndbuf);
+    tcp::Advertised a = tcp::advertise_window(s.rcv_nxt, s.rcv_adv, room, s.rcv_wscale);
+    s.rcv_adv = a.right_edge;
+    emit(f, s.snd_max, flag::ack, 0, a.field);
+    if (s.phase == Phase::established && !s.guest_fin) {
+        bool low = room < sndbuf / 4;
+        if (low != s.want_out) update_interest(f, low);
+    }
+}
+
+void TcpNat::queue_ack(Flow& f, bool force) {
+    if (force) f.st.ack_force = true;
+    if (f.st.ack_queued) return;
+    f.st.ack_queued = true;
+    ack_list_.push_back(&f);
+    loop_.defer(*this);
+}
+
+void TcpNat::update_interest(Flow& f, bool want_out) {
+    if (f.st.fd < 0) return;
+    try {
+        loop_.modify(f.st.fd, kEventsOpen | (want_out ? uint32_t{EPOLLOUT} : 0u), &f);
+        f.st.want_out = want_out;
+    } catch (const std::exception& e) {
+        spdlog::warn("tcp: epoll: {}", e.what());
+    }
+}
+
+// Arms the retransmission timer, or the earlier tail loss probe when it
+// applies: outside recovery and backoff, with an RTT sample, after
+// 2 SRTT plus room for a delayed ACK (200 ms when only one segment is out,
+// which a guest may hold back; 10 ms otherwise).
+void TcpNat::arm_rto(Flow& f) {
+    FlowState& s = f.st;
+    s.persist = false;
+    s.pto_armed = false;
+    uint32_t rto = s.rto.rto_ms();
+    if (!s.in_recovery && !s.rto.backed_off() && s.rto.has_sample() && s.snd_max != s.snd_una) {
+        uint32_t out = s.snd_max - s.snd_una;
+        uint32_t pto = 2 * s.rto.srtt_ms() + (out <= segment_limit(f) ? 200u : 10u);
+        if (pto < rto) {
+            s.pto_armed = true;
+            loop_.arm(f.timer, pto);
+            return;
+        }
+    }
+    loop_.arm(f.timer, rto);
+}
+
+// Duplicate ACKs that mean a loss: three (RFC 5681), fewer when fewer
+// segments are out behind the head and no new data can follow them to
+// produce more (early retransmit, RFC 5827). A TAP or a socket does not
+// reorder frames, so the smaller count is safe.
+uint32_t TcpNat::dupack_threshold(const Flow& f) const {
+    const FlowState& s = f.st;
+    uint32_t seg = std::max<uint32_t>(segment_limit(f), 1);
+    uint32_t out = s.snd_max - s.snd_una;
+    uint32_t behind = out > seg ? (out - seg + seg - 1) / seg : 0;
+    if (behind >= 3) return 3;
+    uint32_t flight = s.snd_nxt - s.snd_una;
+    uint32_t wnd_room = s.snd_wnd > flight ? s.snd_wnd - flight : 0;
+    uint32_t cwnd_room = s.cc.cwnd() > flight ? s.cc.cwnd() - flight : 0;
+    bool more_coming = s.host_pending && std::min(wnd_room, cwnd_room) >= seg;
+    if (more_coming) return 3;
+    return std::max<uint32_t>(behind, 1);
+}
+
+// RFC 9293 3.10.7.1: the reset for a segment that belongs to no flow.
+void TcpNat::send_reset_reply(const gw::GuestPacket& pkt, const wire::TcpView& seg) {
+    FlowKey key{pkt.src, pkt.dst, seg.src_port(), seg.dst_port()};
+    if (seg.has(flag::ack))
+        send_rst(key, seg.ack(), 0, false);
+    else
+        send_rst(key, 0, seg.seq() + seg.seg_len(), true);
+}
+
+void TcpNat::send_rst(const FlowKey& key, uint32_t seq, uint32_t ack, bool with_ack) {
+    uint8_t* p = gw_.tx_l4();
+    uint8_t flags = with_ack ? (flag::rst | flag::ack) : flag::rst;
+    size_t hl = wire::build_tcp(p, key.remote_port, key.guest_port, seq, with_ack ? ack : 0, flags, 0);
+    wire::finish_tcp_checksum(p, hl, key.remote, key.guest);
+    gw_.send_ip(key.remote, key.guest, wire::ipproto::tcp, hl);
+    stats_.resets_to_guest++;
+    stats_.segs_to_guest++;
+}
+
+// ICMP destination unreachable for the guest's SYN, quoting a rebuilt
+// IPv4 header and the first 8 bytes of the SYN (ports and sequence
+// number, all a guest stack needs to find its socket).
+void TcpNat::send_icmp_unreachable(const FlowKey& key, uint32_t guest_seq, uint8_t code) {
+    if (!key.guest.is_v4() || !key.remote.is_v4()) {
+        send_rst(key, 0, guest_seq + 1, true);  // ICMPv6 is not wired up yet
+        return;
+    }
+    uint8_t* p = gw_.tx_l4();
+    uint8_t* q = p + wire::kIcmpHeaderLen;
+    wire::build_ipv4(q, key.guest.as_v4(), key.remote.as_v4(), wire::ipproto::tcp,
+                     wire::kTcpHeaderLen);
+    wire::store16(q + wire::kIpv4HeaderLen, key.guest_port);
+    wire::store16(q + wire::kIpv4HeaderLen + 2, key.remote_port);
+    wire::store32(q + wire::kIpv4HeaderLen + 4, guest_seq);
+    size_t len = wire::kIcmpHeaderLen + wire::kIpv4HeaderLen + 8;
+    wire::build_icmp4(p, wire::icmptype::dest_unreach, code, 0, len);
+    gw_.send_ip(key.remote, key.guest, wire::ipproto::icmp, len);
+}
+
+// ---------------------------------------------------------------------------
+// events
+
+void TcpNat::on_io(Flow& f, uint32_t events) {
+    FlowState& s = f.st;
+    if (s.fd < 0) return;
+    if (s.phase == Phase::syn_pending) {
+        if (events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) on_connected(f);
+        return;
+    }
+    if (events & EPOLLERR) {
+        int err = socket_error(s.fd);
+        if (err != 0) {
+            if (debug_on())
+                spdlog::debug("tcp: {} host socket: {}", describe(s.key), std::strerror(err));
+            reset_flow(f, true);
+            return;
+        }
+    }
+    if (events & (EPOLLRDHUP | EPOLLHUP)) s.host_rdhup = true;
+    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) s.host_pending = true;
+    if (s.phase != Phase::established) return;  // data waits for the handshake
+    if ((events & EPOLLOUT) && s.want_out) send_ack_now(f);
+    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) send_pending(f);
+}
+
+void TcpNat::on_timer(Flow& f) {
+    FlowState& s = f.st;
+    switch (s.phase) {
+    case Phase::syn_rcvd:
+    case Phase::syn_sent:
+        if (s.neigh_wait) {
+            s.neigh_wait = false;
+            s.rtt_timing = false;
+            send_syn(f, s.phase == Phase::syn_rcvd);
+            loop_.arm(f.timer, s.rto.rto_ms());
+            return;
+        }
+        if (++s.retries >= kMaxSynRetries) {
+            stats_.gave_up++;
+            reset_flow(f, s.phase == Phase::syn_rcvd);
+            return;
+        }
+        s.rto.backoff();
+        s.rtt_timing = false;
+        send_syn(f, s.phase == Phase::syn_rcvd);
+        loop_.arm(f.timer, s.rto.rto_ms());
+        return;
+    case Phase::established:
+        break;
+    case Phase::linger:
+        free_flow(f);
+        return;
+    case Phase::syn_pending:
+    case Phase::free:
+        return;
+    }
+    if (s.pto_armed) {
+        // Tail loss probe: no ACK for 2 SRTT with data out, and nothing
+        // new to follow it that would bring duplicate ACKs (a burst whose
+        // end an NE2000 ring dropped): treat it as the third duplicate
+        // ACK, retransmitting the first missing segment and halving the
+        // window, rather than wait for the RTO and start over.
+        s.pto_armed = false;
+        if (s.snd_una != s.snd_max && s.snd_wnd != 0) {
+            stats_.tail_loss_probes++;
+            s.recover = s.snd_max;
+            s.in_recovery = true;
+            s.rtt_timing = false;
+            s.cc.on_fast_retransmit(s.snd_max - s.snd_una, s.mss);
+            retransmit_head(f);
+            if (s.phase != Phase::established) return;
+            arm_rto(f);
+            return;
+        }
+    }
+    if (s.persist || (s.snd_wnd == 0 && s.snd_una == s.snd_max)) {
+        // Zero-window probe: an old ACK makes the guest state its window.
+        stats_.zero_window_probes++;
+        if (++s.retries > kMaxRetries) {
+            stats_.gave_up++;
+            reset_flow(f, true);
+            return;
+        }
+        emit(f, s.snd_una - 1, flag::ack, 0);
+        s.rto.backoff();
+        s.persist = true;
+        loop_.arm(f.timer, s.rto.rto_ms());
+        return;
+    }
+    if (s.snd_una == s.snd_max) return;  // nothing outstanding
+    if (++s.retries > kMaxRetries) {
+        if (debug_on()) spdlog::debug("tcp: {} guest does not acknowledge, giving up", describe(s.key));
+        stats_.gave_up++;
+        reset_flow(f, true);
+        return;
+    }
+    stats_.retransmits_rto++;
+    s.cc.on_timeout(s.snd_max - s.snd_una, s.mss);
+    s.rto.backoff();
+    rewind(f);
+    arm_rto(f);
+    if (s.snd_wnd == 0) {
+        // The guest closed its window on data in flight: probe, do not resend.
+        emit(f, s.snd_una - 1, flag::ack, 0);
+        return;
+    }
+    send_pending(f);
+}
+
+// End of the batch: the coalesced ACKs, then flows freed in this batch
+// return to the pool.
+void TcpNat::run_deferred() {
+    ack_running_.swap(ack_list_);
+    for (Flow* f : ack_running_) {
+        FlowState& s = f->st;
+        if (!s.ack_queued) continue;
+        s.ack_queued = false;
+        bool force = s.ack_force;
+        s.ack_force = false;
+        if (s.phase != Phase::established || s.fd < 0) continue;
+        uint32_t sndbuf = 0;
+        uint32_t room = socket_send_room(*f, &sndbuf);
+        tcp::Advertised a = tcp::advertise_window(s.rcv_nxt, s.rcv_adv, room, s.rcv_wscale);
+        if (s.last_ack_sent == s.rcv_nxt && !force) {
+            // The ACK went out with data already; send a pure window update
+            // only if it opens the window by two segments at least (the
+            // receiver's silly window avoidance, RFC 9293 3.8.6.2.2).
+            if (s.guest_fin || wire::seq_lt(a.right_edge, s.rcv_adv + 2u * s.mss)) continue;
+        }
+        s.rcv_adv = a.right_edge;
+        emit(*f, s.snd_max, flag::ack, 0, a.field);
+        stats_.acks_coalesced++;
+        if (!s.guest_fin) {
+            bool low = room < sndbuf / 4;
+            if (low != s.want_out) update_interest(*f, low);
+        }
+    }
+    ack_running_.clear();
+    free_.insert(free_.end(), dead_.begin(), dead_.end());
+    dead_.clear();
+}
+
+}  // namespace usernet::nat

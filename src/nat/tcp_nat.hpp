@@ -1,0 +1,163 @@
+// The TCP translator: guests' TCP connections become host TCP sockets, and
+// port-forwarded host connections become TCP connections toward a guest.
+//
+// usernet does not terminate TCP twice: the payload stays in the host
+// kernel's socket buffers and the translator only rewrites the guest's
+// segments into socket calls and socket events into segments. The theory
+// of operation is at the top of tcp_nat.cpp; the per-flow arithmetic is in
+// tcp_flow.hpp; docs/tcp.md describes the whole as built.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <unordered_map>
+#include <vector>
+
+#include "core/event_loop.hpp"
+#include "gateway/gateway.hpp"
+#include "nat/tcp_flow.hpp"
+#include "wire/addr.hpp"
+#include "wire/tcp.hpp"
+
+namespace usernet::nat {
+
+class Nat;
+
+class TcpNat final : private core::Deferred {
+public:
+    struct Stats {
+        uint64_t segs_from_guest = 0;
+        uint64_t segs_to_guest = 0;
+        uint64_t bytes_to_host = 0;    // guest payload the kernel accepted
+        uint64_t bytes_to_guest = 0;   // host payload sent (retransmissions included)
+        uint64_t flows_outbound = 0;   // guest SYNs that got a host socket
+        uint64_t flows_inbound = 0;    // port-forwarded connections taken
+        uint64_t flows_established = 0;
+        uint64_t flows_closed = 0;     // freed, whatever the reason
+        uint64_t refused_limit = 0;    // a NatLimits bound said no (RST)
+        uint64_t syn_dropped_half_open = 0;  // SYN dropped: too many connect()s pending
+        uint64_t connect_refused = 0;  // ECONNREFUSED -> RST
+        uint64_t connect_unreachable = 0;  // -> ICMP destination unreachable
+        uint64_t connect_failed = 0;   // other connect errors -> RST
+        uint64_t resets_to_guest = 0;  // every RST we sent
+        uint64_t resets_from_guest = 0;  // RSTs accepted (seq == rcv_nxt)
+        uint64_t resets_no_flow = 0;   // RFC 9293 reset generation for unknown segments
+        uint64_t challenge_acks = 0;   // RFC 5961: in-window RST, SYN on a live flow
+        uint64_t dropped_malformed = 0;  // header or checksum
+        uint64_t dropped_out_of_window = 0;  // answered with an ACK
+        uint64_t out_of_order = 0;     // beyond rcv_nxt: dropped, duplicate ACK
+        uint64_t partial_writes = 0;   // the kernel took less than the segment's new bytes
+        uint64_t retransmits_rto = 0;  // timeouts that rewound a flow
+        uint64_t retransmits_fast = 0; // third duplicate ACK (and NewReno partial ACKs)
+        uint64_t tail_loss_probes = 0; // no ACK for 2 SRTT: first missing segment resent
+        uint64_t zero_window_probes = 0;
+        uint64_t gave_up = 0;          // too many timeouts: reset both ways
+        uint64_t acks_coalesced = 0;   // end-of-batch ACKs that were needed
+    };
+
+    explicit TcpNat(Nat& nat);
+    ~TcpNat();
+    TcpNat(const TcpNat&) = delete;
+    TcpNat& operator=(const TcpNat&) = delete;
+
+    // A TCP segment a guest routed through the gateway (pkt.proto == 6).
+    void from_guest(const gw::GuestPacket& pkt);
+
+    // A host connection accepted by a port forward: opens a flow toward
+    // guest:guest_port that appears to come from peer:peer_port (already
+    // mapped for the guest's view). Takes ownership of fd (non-blocking,
+    // connected). Returns false, and closes fd with a RST, when limits (or
+    // a clash with a live flow of the same addresses) refuse it.
+    bool open_inbound(int fd, const wire::IpAddr& peer, uint16_t peer_port,
+                      const wire::IpAddr& guest, uint16_t guest_port);
+
+    // Live flows, lingering ones included.
+    size_t flow_count() const { return flows_.size(); }
+    const Stats& stats() const { return stats_; }
+    // Whether the kernel lets MSG_PEEK start at SO_PEEK_OFF on TCP sockets
+    // (Linux 6.9+); without it peeks start at 0 into a discard area.
+    bool peek_offset_supported() const { return peek_off_ok_; }
+
+private:
+    friend struct tcp::Flow;
+    using Flow = tcp::Flow;
+    using FlowKey = tcp::FlowKey;
+
+    struct GuestCounts {
+        uint32_t flows = 0;
+        uint32_t half_open = 0;
+    };
+
+    // Setup and teardown.
+    void open_outbound(const gw::GuestPacket& pkt, const wire::TcpView& seg, const FlowKey& key);
+    Flow* alloc_flow(const FlowKey& key);
+    void leave_syn_pending(Flow& f);
+    void free_flow(Flow& f);
+    void reset_flow(Flow& f, bool rst_guest);
+    void finish_flow(Flow& f);
+    void maybe_finish(Flow& f);
+    void abort_socket(int fd);
+
+    // Handshakes.
+    void on_connected(Flow& f);
+    void connect_failed(Flow& f, int err);
+    bool send_syn(Flow& f, bool with_ack);
+    void establish(Flow& f);
+
+    // Segments from the guest.
+    void input(Flow& f, const gw::GuestPacket& pkt, const wire::TcpView& seg);
+    void input_syn_rcvd(Flow& f, const gw::GuestPacket& pkt, const wire::TcpView& seg);
+    void input_syn_sent(Flow& f, const wire::TcpView& seg);
+    void input_synchronized(Flow& f, const wire::TcpView& seg);
+    void process_ack(Flow& f, const wire::TcpView& seg, uint32_t ts_ecr);
+    void write_payload(Flow& f, const wire::TcpView& seg, const tcp::NewData& nd);
+
+    // Toward the guest.
+    void send_pending(Flow& f);
+    bool host_data_waiting(Flow& f);
+    void retransmit_head(Flow& f);
+    void rewind(Flow& f);
+    long peek(Flow& f, uint32_t offset, uint8_t* dst, size_t len);
+    bool set_peek_offset(Flow& f, uint32_t off);
+    void discard_acked(Flow& f, uint32_t bytes);
+    bool emit(Flow& f, uint32_t seq, uint8_t flags, size_t payload_len, int window_field = -1);
+    size_t write_header(Flow& f, uint8_t* p, uint32_t seq, uint8_t flags, uint16_t wnd);
+    size_t data_header_len(const Flow& f) const;
+    uint32_t ts_now(const Flow& f) const;
+    void send_ack_now(Flow& f);
+    void queue_ack(Flow& f, bool force = false);
+    uint16_t cached_window_field(Flow& f);
+    uint32_t socket_send_room(Flow& f, uint32_t* sndbuf = nullptr);
+    void update_interest(Flow& f, bool want_out);
+    void arm_rto(Flow& f);
+    uint32_t dupack_threshold(const Flow& f) const;
+    void send_reset_reply(const gw::GuestPacket& pkt, const wire::TcpView& seg);
+    void send_rst(const FlowKey& key, uint32_t seq, uint32_t ack, bool with_ack);
+    void send_icmp_unreachable(const FlowKey& key, uint32_t guest_seq, uint8_t code);
+    uint32_t segment_limit(const Flow& f) const;
+
+    // Events.
+    void on_io(Flow& f, uint32_t events);
+    void on_timer(Flow& f);
+    void run_deferred() override;
+
+    uint32_t random32();
+
+    Nat& nat_;
+    core::EventLoop& loop_;
+    gw::Gateway& gw_;
+    std::unordered_map<FlowKey, Flow*, tcp::FlowKeyHash> flows_;
+    std::unordered_map<wire::IpAddr, GuestCounts, wire::IpAddrHash> per_guest_;
+    std::vector<std::unique_ptr<Flow>> pool_;  // every flow ever allocated
+    std::vector<Flow*> free_;                  // reusable
+    std::vector<Flow*> dead_;                  // freed this batch, reusable after it
+    std::vector<Flow*> ack_list_;              // flows owing an ACK at the end of the batch
+    std::vector<Flow*> ack_running_;
+    std::unique_ptr<uint8_t[]> discard_;       // peek-from-0 fallback only
+    bool peek_off_ok_ = true;
+    uint64_t rng_ = 0;
+    Stats stats_;
+};
+
+}  // namespace usernet::nat

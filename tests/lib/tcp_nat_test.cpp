@@ -1,0 +1,658 @@
+// The TCP translator against a pretend guest: segments built here go in
+// through the real switch and gateway, host sockets are real (127.0.0.1),
+// and what the guest receives is decoded and checked against RFC 9293,
+// RFC 5961 and the translator's own rules (ACK only what the kernel took,
+// one coalesced ACK per batch, retransmission from the kernel's queue).
+#include "nat/tcp_nat.hpp"
+
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "nat/nat.hpp"
+#include "nat_harness.hpp"
+#include "wire/tcp.hpp"
+
+namespace usernet::testing {
+namespace {
+
+namespace flag = wire::tcpflag;
+constexpr uint16_t kGuestPort = 40000;
+constexpr uint32_t kGuestIsn = 1000000;
+
+// A segment the guest received, decoded.
+struct Seg {
+    uint16_t sport = 0, dport = 0;
+    uint32_t seq = 0, ack = 0;
+    uint8_t flags = 0;
+    uint16_t window = 0;
+    wire::TcpOptions opts;
+    std::vector<uint8_t> payload;
+    bool has(uint8_t f) const { return (flags & f) != 0; }
+    std::string str() const {
+        return "seq " + std::to_string(seq) + " ack " + std::to_string(ack) + " flags " +
+               std::to_string(flags) + " len " + std::to_string(payload.size());
+    }
+};
+
+// A listening socket on 127.0.0.1.
+struct Listener {
+    int fd = -1;
+    uint16_t port = 0;
+    explicit Listener(int rcvbuf = 0) {
+        fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (rcvbuf) setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+        sockaddr_in a = loopback_addr(0);
+        bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+        listen(fd, 16);
+        port = local_port(fd);
+    }
+    ~Listener() { close(fd); }
+    // Accepts within ms, or -1.
+    int accept_wait(int ms = 2000) const {
+        pollfd p{fd, POLLIN, 0};
+        if (poll(&p, 1, ms) <= 0) return -1;
+        return accept4(fd, nullptr, nullptr, SOCK_CLOEXEC);
+    }
+};
+
+// Reads exactly n bytes from a blocking socket (with a timeout), or fewer on EOF/error.
+std::string read_n(int fd, size_t n, int ms = 2000) {
+    std::string out;
+    while (out.size() < n) {
+        pollfd p{fd, POLLIN, 0};
+        if (poll(&p, 1, ms) <= 0) break;
+        char buf[65536];
+        ssize_t r = recv(fd, buf, std::min(sizeof buf, n - out.size()), 0);
+        if (r <= 0) break;
+        out.append(buf, static_cast<size_t>(r));
+    }
+    return out;
+}
+
+// The guest end of one connection.
+class TcpGuest {
+public:
+    TcpGuest(NatHarness& h, wire::Ipv4 dst, uint16_t dport, uint16_t sport = kGuestPort)
+        : h_(h), dst_(dst), dport_(dport), sport_(sport) {}
+
+    void send(uint8_t flags, uint32_t seq, uint32_t ack, const std::string& payload = {},
+              uint16_t window = 65535, bool syn_opts = false) {
+        std::vector<uint8_t> seg(wire::kTcpMaxHeaderLen + payload.size());
+        wire::TcpOptionsOut o;
+        o.mss = 1460;
+        o.wscale = 7;
+        size_t hl = wire::build_tcp(seg.data(), sport_, dport_, seq, ack, flags, window,
+                                    syn_opts ? &o : nullptr);
+        std::memcpy(seg.data() + hl, payload.data(), payload.size());
+        seg.resize(hl + payload.size());
+        wire::finish_tcp_checksum(seg.data(), seg.size(), wire::IpAddr::v4(kGuestIp),
+                                  wire::IpAddr::v4(dst_));
+        h_.input(ipv4_frame(kGuestIp, dst_, wire::ipproto::tcp, seg));
+    }
+
+    // Segments received since the last call.
+    std::vector<Seg> take() {
+        std::vector<Seg> out;
+        for (auto& f : h_.ip_frames()) {
+            if (f.proto != wire::ipproto::tcp) continue;
+            auto v = wire::TcpView::parse(f.l4);
+            if (!v) continue;
+            EXPECT_TRUE(v->checksum_ok(wire::IpAddr::v4(f.src), wire::IpAddr::v4(f.dst)));
+            Seg s;
+            s.sport = v->src_port();
+            s.dport = v->dst_port();
+            s.seq = v->seq();
+            s.ack = v->ack();
+            s.flags = v->flags();
+            s.window = v->window();
+            s.opts = v->parse_options();
+            s.payload.assign(v->payload().begin(), v->payload().end());
+            out.push_back(std::move(s));
+        }
+        h_.guest.frames.clear();
+        return out;
+    }
+
+    // Runs the loop until at least n segments arrived; returns them.
+    std::vector<Seg> wait(size_t n, int ms = 2000) {
+        std::vector<Seg> got;
+        h_.run_until(
+            [&] {
+                for (auto& s : take()) got.push_back(std::move(s));
+                return got.size() >= n;
+            },
+            ms);
+        return got;
+    }
+    // Runs the loop for ms and returns whatever arrived.
+    std::vector<Seg> settle(int ms = 50) {
+        h_.run_until([] { return false; }, ms);
+        return take();
+    }
+
+    // Three-way handshake with a listener; returns the accepted host socket.
+    int connect(const Listener& l) {
+        send(flag::syn, kGuestIsn, 0, {}, 65535, true);
+        auto synack = wait(1);
+        if (synack.size() != 1 || synack[0].flags != (flag::syn | flag::ack)) return -1;
+        peer_isn = synack[0].seq;
+        rcv_nxt = peer_isn + 1;
+        snd_nxt = kGuestIsn + 1;
+        send(flag::ack, snd_nxt, rcv_nxt, {}, 1024);  // window 1024 << 7
+        int fd = l.accept_wait();
+        settle(20);
+        return fd;
+    }
+
+    uint32_t peer_isn = 0;
+    uint32_t rcv_nxt = 0;  // next byte expected from usernet
+    uint32_t snd_nxt = 0;  // next byte the guest sends
+
+private:
+    NatHarness& h_;
+    wire::Ipv4 dst_;
+    uint16_t dport_;
+    uint16_t sport_;
+};
+
+std::string pattern(size_t n, int salt = 0) {
+    std::string s(n, '\0');
+    for (size_t i = 0; i < n; i++) s[i] = static_cast<char>('a' + (i * 7 + salt) % 26);
+    return s;
+}
+
+// --- opening ---------------------------------------------------------------------
+
+TEST(TcpNat, TcpNat_SynIsAnsweredWithSynAckOnlyAfterTheHostConnects) {
+    NatHarness h;
+    Listener l;
+    TcpGuest g(h, kGatewayIp, l.port);
+    g.send(flag::syn, kGuestIsn, 0, {}, 65535, true);
+    auto segs = g.wait(1);
+    ASSERT_EQ(segs.size(), 1u);
+    const Seg& sa = segs[0];
+    EXPECT_EQ(sa.flags, flag::syn | flag::ack);
+    EXPECT_EQ(sa.ack, kGuestIsn + 1);
+    EXPECT_EQ(sa.sport, l.port);
+    EXPECT_EQ(sa.dport, kGuestPort);
+    ASSERT_TRUE(sa.opts.mss.has_value());
+    EXPECT_EQ(*sa.opts.mss, 1460);  // 1500-byte attachment
+    ASSERT_TRUE(sa.opts.wscale.has_value());
+    EXPECT_EQ(*sa.opts.wscale, nat::tcp::kOurWindowScale);
+    EXPECT_FALSE(sa.opts.sack_permitted);
+    EXPECT_EQ(h.nat->tcp().flow_count(), 1u);
+}
+
+TEST(TcpNat, TcpNat_RetransmittedSynWhileConnectingIsIgnored) {
+    NatHarness h;
+    Listener l;
+    TcpGuest g(h, kGatewayIp, l.port);
+    g.send(flag::syn, kGuestIsn, 0, {}, 65535, true);
+    g.send(flag::syn, kGuestIsn, 0, {}, 65535, true);
+    auto segs = g.wait(1);
+    segs = g.settle();
+    EXPECT_LE(segs.size(), 1u);  // at most the SYN-ACK again for the retransmission
+    EXPECT_EQ(h.nat->tcp().flow_count(), 1u);
+    EXPECT_EQ(h.nat->tcp().stats().flows_outbound, 1u);
+}
+
+TEST(TcpNat, TcpNat_RefusedConnectSendsRstAck) {
+    NatHarness h;
+    uint16_t closed = free_port(SOCK_STREAM);
+    TcpGuest g(h, kGatewayIp, closed);
+    g.send(flag::syn, kGuestIsn, 0, {}, 65535, true);
+    auto segs = g.wait(1);
+    ASSERT_EQ(segs.size(), 1u);
+    EXPECT_EQ(segs[0].flags, flag::rst | flag::ack);
+    EXPECT_EQ(segs[0].ack, kGuestIsn + 1);
+    EXPECT_TRUE(h.run_until([&] { return h.nat->tcp().flow_count() == 0; }));
+    EXPECT_EQ(h.nat->tcp().stats().connect_refused, 1u);
+}
+
+TEST(TcpNat, TcpNat_PerGuestFlowLimitAnswersRst) {
+    nat::NatLimits lim;
+    lim.tcp_flows_per_guest = 1;
+    NatHarness h(lim);
+    Listener l;
+    TcpGuest g1(h, kGatewayIp, l.port, 40001);
+    TcpGuest g2(h, kGatewayIp, l.port, 40002);
+    g1.send(flag::syn, kGuestIsn, 0, {}, 65535, true);
+    g2.send(flag::syn, kGuestIsn, 0, {}, 65535, true);
+    auto segs = g1.wait(2);
+    ASSERT_EQ(segs.size(), 2u);
+    int rst = 0, synack = 0;
+    for (auto& s : segs) {
+        if (s.dport == 40002 && s.flags == (flag::rst | flag::ack)) rst++;
+        if (s.dport == 40001 && s.flags == (flag::syn | flag::ack)) synack++;
+    }
+    EXPECT_EQ(rst, 1);
+    EXPECT_EQ(synack, 1);
+    EXPECT_EQ(h.nat->tcp().stats().refused_limit, 1u);
+}
+
+TEST(TcpNat, TcpNat_SegmentForNoFlowGetsTheRfc9293Reset) {
+    NatHarness h;
+    TcpGuest g(h, kGatewayIp, 9);
+    g.send(flag::ack, 5000, 777);
+    auto segs = g.wait(1);
+    ASSERT_EQ(segs.size(), 1u);
+    EXPECT_EQ(segs[0].flags, flag::rst);
+    EXPECT_EQ(segs[0].seq, 777u);
+    g.send(flag::fin, 6000, 0, "abc");
+    segs = g.wait(1);
+    ASSERT_EQ(segs.size(), 1u);
+    EXPECT_EQ(segs[0].flags, flag::rst | flag::ack);
+    EXPECT_EQ(segs[0].ack, 6000u + 3 + 1);
+    g.send(flag::rst, 7000, 0);
+    EXPECT_TRUE(g.settle().empty());  // never answer a RST
+}
+
+TEST(TcpNat, TcpNat_BadChecksumIsDropped) {
+    NatHarness h;
+    Listener l;
+    std::vector<uint8_t> seg(20);
+    wire::build_tcp(seg.data(), kGuestPort, l.port, kGuestIsn, 0, flag::syn, 65535);
+    wire::finish_tcp_checksum(seg.data(), seg.size(), wire::IpAddr::v4(kGuestIp),
+                              wire::IpAddr::v4(kGatewayIp));
+    seg[16] ^= 0x55;
+    h.input(ipv4_frame(kGuestIp, kGatewayIp, wire::ipproto::tcp, seg));
+    h.run_until([] { return false; }, 50);
+    EXPECT_EQ(h.nat->tcp().stats().dropped_malformed, 1u);
+    EXPECT_EQ(h.nat->tcp().flow_count(), 0u);
+}
+
+// --- guest to host ---------------------------------------------------------------
+
+TEST(TcpNat, TcpNat_GuestDataReachesTheHostAndABatchGetsOneAck) {
+    NatHarness h;
+    Listener l;
+    TcpGuest g(h, kGatewayIp, l.port);
+    int fd = g.connect(l);
+    ASSERT_GE(fd, 0);
+    std::string data = pattern(3000);
+    // Three segments in one event-loop batch.
+    g.send(flag::ack, g.snd_nxt, g.rcv_nxt, data.substr(0, 1000), 1024);
+    g.send(flag::ack, g.snd_nxt + 1000, g.rcv_nxt, data.substr(1000, 1000), 1024);
+    g.send(flag::ack | flag::psh, g.snd_nxt + 2000, g.rcv_nxt, data.substr(2000), 1024);
+    EXPECT_EQ(read_n(fd, 3000), data);
+    auto segs = g.wait(1);
+    for (auto& s : g.settle()) segs.push_back(s);
+    ASSERT_EQ(segs.size(), 1u);  // one ACK for the batch
+    EXPECT_EQ(segs[0].ack, g.snd_nxt + 3000);
+    EXPECT_EQ(h.nat->tcp().stats().acks_coalesced, 1u);
+    close(fd);
+}
+
+TEST(TcpNat, TcpNat_OnlyInOrderBytesAreAcknowledgedAndAHoleGetsDuplicateAcks) {
+    NatHarness h;
+    Listener l;
+    TcpGuest g(h, kGatewayIp, l.port);
+    int fd = g.connect(l);
+    ASSERT_GE(fd, 0);
+    uint32_t base = g.snd_nxt;
+    // Skip the first 100 bytes: each out-of-order segment gets an immediate duplicate ACK.
+    for (int i = 1; i <= 3; i++) g.send(flag::ack, base + 100 * i, g.rcv_nxt, pattern(100), 1024);
+    auto segs = g.wait(3);
+    ASSERT_EQ(segs.size(), 3u);
+    for (auto& s : segs) {
+        EXPECT_EQ(s.ack, base) << s.str();
+        EXPECT_TRUE(s.payload.empty());
+    }
+    EXPECT_EQ(h.nat->tcp().stats().out_of_order, 3u);
+    // The retransmission of everything, overlapping what was never taken.
+    std::string data = pattern(400, 3);
+    g.send(flag::ack, base, g.rcv_nxt, data, 1024);
+    EXPECT_EQ(read_n(fd, 400), data);
+    segs = g.wait(1);
+    ASSERT_FALSE(segs.empty());
+    EXPECT_EQ(segs.back().ack, base + 400);
+    // An old duplicate is trimmed away, a partial overlap is trimmed to its new part.
+    g.send(flag::ack, base + 300, g.rcv_nxt, data.substr(300) + "XYZ", 1024);
+    EXPECT_EQ(read_n(fd, 3), "XYZ");
+    close(fd);
+}
+
+TEST(TcpNat, TcpNat_AdvertisedWindowIsScaledAndNonZero) {
+    NatHarness h;
+    Listener l;
+    TcpGuest g(h, kGatewayIp, l.port);
+    int fd = g.connect(l);
+    ASSERT_GE(fd, 0);
+    g.send(flag::ack | flag::psh, g.snd_nxt, g.rcv_nxt, "hello", 1024);
+    auto segs = g.wait(1);
+    ASSERT_EQ(segs.size(), 1u);
+    EXPECT_EQ(segs[0].ack, g.snd_nxt + 5);
+    // Several KiB of room at least, in units of 128 bytes.
+    EXPECT_GT(uint32_t{segs[0].window} << nat::tcp::kOurWindowScale, 16384u);
+    close(fd);
+}
+
+// --- RFC 5961 --------------------------------------------------------------------
+
+TEST(TcpNat, TcpNat_RstInWindowButNotAtRcvNxtGetsAChallengeAck) {
+    NatHarness h;
+    Listener l;
+    TcpGuest g(h, kGatewayIp, l.port);
+    int fd = g.connect(l);
+    ASSERT_GE(fd, 0);
+    g.send(flag::rst, g.snd_nxt + 10, 0);
+    auto segs = g.wait(1);
+    ASSERT_EQ(segs.size(), 1u);
+    EXPECT_EQ(segs[0].flags, flag::ack);
+    EXPECT_EQ(segs[0].ack, g.snd_nxt);
+    EXPECT_EQ(h.nat->tcp().flow_count(), 1u);
+    // Far outside the window: silently dropped.
+    g.send(flag::rst, g.snd_nxt + 0x40000000, 0);
+    EXPECT_TRUE(g.settle().empty());
+    EXPECT_EQ(h.nat->tcp().flow_count(), 1u);
+    EXPECT_EQ(h.nat->tcp().stats().challenge_acks, 1u);
+    close(fd);
+}
+
+TEST(TcpNat, TcpNat_RstAtRcvNxtResetsTheHostConnection) {
+    NatHarness h;
+    Listener l;
+    TcpGuest g(h, kGatewayIp, l.port);
+    int fd = g.connect(l);
+    ASSERT_GE(fd, 0);
+    g.send(flag::rst, g.snd_nxt, 0);
+    g.settle();
+    EXPECT_EQ(h.nat->tcp().flow_count(), 0u);
+    char c;
+    pollfd p{fd, POLLIN, 0};
+    ASSERT_EQ(poll(&p, 1, 2000), 1);
+    errno = 0;
+    EXPECT_EQ(recv(fd, &c, 1, 0), -1);
+    EXPECT_EQ(errno, ECONNRESET);
+    close(fd);
+}
+
+TEST(TcpNat, TcpNat_SynOnAnEstablishedFlowGetsAChallengeAck) {
+    NatHarness h;
+    Listener l;
+    TcpGuest g(h, kGatewayIp, l.port);
+    int fd = g.connect(l);
+    ASSERT_GE(fd, 0);
+    g.send(flag::syn, kGuestIsn + 5000, 0, {}, 65535, true);
+    auto segs = g.wait(1);
+    ASSERT_EQ(segs.size(), 1u);
+    EXPECT_EQ(segs[0].flags, flag::ack);
+    EXPECT_EQ(segs[0].ack, g.snd_nxt);
+    EXPECT_EQ(h.nat->tcp().flow_count(), 1u);
+    close(fd);
+}
+
+TEST(TcpNat, TcpNat_OutOfWindowDataIsAnsweredWithAnAck) {
+    NatHarness h;
+    Listener l;
+    TcpGuest g(h, kGatewayIp, l.port);
+    int fd = g.connect(l);
+    ASSERT_GE(fd, 0);
+    g.send(flag::ack, g.snd_nxt + 0x20000000, g.rcv_nxt, "junk", 1024);
+    auto segs = g.wait(1);
+    ASSERT_EQ(segs.size(), 1u);
+    EXPECT_EQ(segs[0].flags, flag::ack);
+    EXPECT_EQ(segs[0].ack, g.snd_nxt);
+    EXPECT_EQ(h.nat->tcp().stats().dropped_out_of_window, 1u);
+    // An ACK for bytes never sent is answered and dropped, too.
+    g.send(flag::ack, g.snd_nxt, g.rcv_nxt + 5000, {}, 1024);
+    segs = g.wait(1);
+    ASSERT_EQ(segs.size(), 1u);
+    EXPECT_EQ(segs[0].ack, g.snd_nxt);
+    close(fd);
+}
+
+// --- host to guest ----------------------------------------------------------------
+
+TEST(TcpNat, TcpNat_HostDataIsSegmentedToTheGuestMssAndDiscardedWhenAcked) {
+    NatHarness h;
+    Listener l;
+    TcpGuest g(h, kGatewayIp, l.port);
+    int fd = g.connect(l);
+    ASSERT_GE(fd, 0);
+    std::string data = pattern(5000, 1);
+    ASSERT_EQ(send(fd, data.data(), data.size(), 0), 5000);
+    auto segs = g.wait(4);
+    ASSERT_EQ(segs.size(), 4u);
+    std::string got;
+    uint32_t seq = g.rcv_nxt;
+    for (auto& s : segs) {
+        EXPECT_EQ(s.seq, seq);
+        EXPECT_LE(s.payload.size(), 1460u);
+        got.append(s.payload.begin(), s.payload.end());
+        seq += static_cast<uint32_t>(s.payload.size());
+    }
+    EXPECT_EQ(got, data);
+    g.send(flag::ack, g.snd_nxt, seq, {}, 1024);
+    EXPECT_TRUE(g.settle(100).empty());  // acknowledged: nothing is sent again
+    EXPECT_EQ(h.nat->tcp().stats().retransmits_rto, 0u);
+    close(fd);
+}
+
+TEST(TcpNat, TcpNat_UnacknowledgedDataIsRetransmittedFromTheKernelAfterTheRto) {
+    NatHarness h;
+    Listener l;
+    TcpGuest g(h, kGatewayIp, l.port);
+    int fd = g.connect(l);
+    ASSERT_GE(fd, 0);
+    std::string data = pattern(2000, 2);
+    ASSERT_EQ(send(fd, data.data(), data.size(), 0), 2000);
+    auto first = g.wait(2);
+    ASSERT_EQ(first.size(), 2u);
+    // Lost: no ACK. The RTO (about 1 s with no RTT sample yet... or the
+    // handshake's sample, 200 ms minimum) sends it all again from snd_una.
+    auto again = g.wait(1, 3000);
+    ASSERT_FALSE(again.empty());
+    EXPECT_EQ(again[0].seq, g.rcv_nxt);
+    std::string got(again[0].payload.begin(), again[0].payload.end());
+    EXPECT_EQ(got, data.substr(0, got.size()));
+    EXPECT_GE(h.nat->tcp().stats().retransmits_rto, 1u);
+    close(fd);
+}
+
+TEST(TcpNat, TcpNat_ThreeDuplicateAcksRetransmitTheFirstUnacknowledgedSegment) {
+    NatHarness h;
+    Listener l;
+    TcpGuest g(h, kGatewayIp, l.port);
+    int fd = g.connect(l);
+    ASSERT_GE(fd, 0);
+    std::string data = pattern(1460 * 5, 4);
+    ASSERT_EQ(send(fd, data.data(), data.size(), 0), static_cast<ssize_t>(data.size()));
+    auto segs = g.wait(5);
+    ASSERT_EQ(segs.size(), 5u);
+    // The guest got segment 0 but not 1; 2, 3, 4 produce duplicate ACKs.
+    uint32_t hole = g.rcv_nxt + 1460;
+    for (int i = 0; i < 4; i++) g.send(flag::ack, g.snd_nxt, hole, {}, 1024);
+    auto re = g.wait(1, 150);  // well before any RTO
+    ASSERT_EQ(re.size(), 1u);
+    EXPECT_EQ(re[0].seq, hole);
+    EXPECT_EQ(std::string(re[0].payload.begin(), re[0].payload.end()), data.substr(1460, 1460));
+    EXPECT_EQ(h.nat->tcp().stats().retransmits_fast, 1u);
+    // Everything acknowledged: recovery ends, nothing more is resent.
+    g.send(flag::ack, g.snd_nxt, g.rcv_nxt + static_cast<uint32_t>(data.size()), {}, 1024);
+    EXPECT_TRUE(g.settle(100).empty());
+    close(fd);
+}
+
+TEST(TcpNat, TcpNat_SendingStopsAtTheGuestWindowAndAZeroWindowIsProbed) {
+    NatHarness h;
+    Listener l;
+    TcpGuest g(h, kGatewayIp, l.port);
+    int fd = g.connect(l);
+    ASSERT_GE(fd, 0);
+    // The guest offers 2 * 128 bytes.
+    g.send(flag::ack, g.snd_nxt, g.rcv_nxt, {}, 2);
+    g.settle(10);
+    std::string data = pattern(1000, 5);
+    ASSERT_EQ(send(fd, data.data(), data.size(), 0), 1000);
+    auto segs = g.wait(1);
+    for (auto& s : g.settle(50)) segs.push_back(s);
+    uint32_t sent = 0;
+    for (auto& s : segs) sent += static_cast<uint32_t>(s.payload.size());
+    EXPECT_EQ(sent, 256u);
+    // Acknowledge the 256 bytes with a zero window: no more data, a probe later.
+    g.send(flag::ack, g.snd_nxt, g.rcv_nxt + 256, {}, 0);
+    g.take();
+    auto probe = g.wait(1, 3000);
+    ASSERT_FALSE(probe.empty());
+    EXPECT_TRUE(probe[0].payload.empty());
+    EXPECT_EQ(probe[0].seq, g.rcv_nxt + 256 - 1);  // an old ACK that makes the guest answer
+    EXPECT_GE(h.nat->tcp().stats().zero_window_probes, 1u);
+    // The window opens: the rest follows.
+    g.send(flag::ack, g.snd_nxt, g.rcv_nxt + 256, {}, 100);
+    auto rest = g.wait(1);
+    ASSERT_FALSE(rest.empty());
+    EXPECT_EQ(rest[0].seq, g.rcv_nxt + 256);
+    sent = 0;
+    for (auto& s : rest) sent += static_cast<uint32_t>(s.payload.size());
+    EXPECT_EQ(sent, 744u);
+    close(fd);
+}
+
+// --- closing ----------------------------------------------------------------------
+
+TEST(TcpNat, TcpNat_GuestFinHalfClosesAndTheHostCanStillSend) {
+    NatHarness h;
+    Listener l;
+    TcpGuest g(h, kGatewayIp, l.port);
+    int fd = g.connect(l);
+    ASSERT_GE(fd, 0);
+    g.send(flag::fin | flag::ack, g.snd_nxt, g.rcv_nxt, "bye", 1024);
+    auto segs = g.wait(1);
+    ASSERT_EQ(segs.size(), 1u);
+    EXPECT_EQ(segs[0].ack, g.snd_nxt + 4);  // data and FIN
+    EXPECT_EQ(read_n(fd, 10), "bye");       // then EOF
+    // The host answers after the guest's FIN.
+    ASSERT_EQ(send(fd, "reply", 5, 0), 5);
+    segs = g.wait(1);
+    ASSERT_EQ(segs.size(), 1u);
+    EXPECT_EQ(std::string(segs[0].payload.begin(), segs[0].payload.end()), "reply");
+    g.send(flag::ack, g.snd_nxt + 4, g.rcv_nxt + 5, {}, 1024);
+    // Host closes: FIN after the data, the guest ACKs it, the flow lingers then goes.
+    close(fd);
+    segs = g.wait(1);
+    ASSERT_EQ(segs.size(), 1u);
+    EXPECT_TRUE(segs[0].has(flag::fin));
+    EXPECT_EQ(segs[0].seq, g.rcv_nxt + 5);
+    g.send(flag::ack, g.snd_nxt + 4, g.rcv_nxt + 6, {}, 1024);
+    g.settle(20);
+    // A retransmitted FIN during the linger is ACKed, not reset.
+    g.send(flag::fin | flag::ack, g.snd_nxt + 3, g.rcv_nxt + 6, {}, 1024);
+    segs = g.wait(1);
+    ASSERT_EQ(segs.size(), 1u);
+    EXPECT_EQ(segs[0].flags, flag::ack);
+    EXPECT_EQ(segs[0].ack, g.snd_nxt + 4);
+    EXPECT_EQ(h.nat->tcp().flow_count(), 1u);
+    EXPECT_TRUE(h.run_until([&] { return h.nat->tcp().flow_count() == 0; }, 6000));
+}
+
+TEST(TcpNat, TcpNat_HostCloseSendsFinAfterTheDataAndTheGuestMayKeepSending) {
+    NatHarness h;
+    Listener l;
+    TcpGuest g(h, kGatewayIp, l.port);
+    int fd = g.connect(l);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(send(fd, "last words", 10, 0), 10);
+    shutdown(fd, SHUT_WR);
+    auto segs = g.wait(2);
+    ASSERT_EQ(segs.size(), 2u);
+    EXPECT_EQ(segs[0].payload.size(), 10u);
+    EXPECT_TRUE(segs[1].has(flag::fin));
+    EXPECT_EQ(segs[1].seq, g.rcv_nxt + 10);
+    g.send(flag::ack, g.snd_nxt, g.rcv_nxt + 11, "more from guest", 1024);
+    EXPECT_EQ(read_n(fd, 15), "more from guest");
+    close(fd);
+}
+
+TEST(TcpNat, TcpNat_HostResetBecomesRstToTheGuest) {
+    NatHarness h;
+    Listener l;
+    TcpGuest g(h, kGatewayIp, l.port);
+    int fd = g.connect(l);
+    ASSERT_GE(fd, 0);
+    linger lg{1, 0};
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    close(fd);
+    auto segs = g.wait(1);
+    ASSERT_EQ(segs.size(), 1u);
+    EXPECT_TRUE(segs[0].has(flag::rst));
+    EXPECT_EQ(segs[0].seq, g.rcv_nxt);
+    EXPECT_TRUE(h.run_until([&] { return h.nat->tcp().flow_count() == 0; }));
+}
+
+// --- inbound (port forwards) --------------------------------------------------------
+
+TEST(TcpNat, TcpNat_InboundConnectionSendsSynAndRelaysAfterTheGuestAnswers) {
+    NatHarness h;
+    Listener l;
+    int client = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a = loopback_addr(l.port);
+    ASSERT_EQ(connect(client, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    int accepted = l.accept_wait();
+    ASSERT_GE(accepted, 0);
+    int fl = 1;
+    ioctl(accepted, FIONBIO, &fl);
+    ASSERT_TRUE(h.nat->tcp().open_inbound(accepted, wire::IpAddr::v4(kGatewayIp), 33333,
+                                          wire::IpAddr::v4(kGuestIp), 8080));
+    TcpGuest g(h, kGatewayIp, 33333, 8080);
+    auto segs = g.wait(1);
+    ASSERT_EQ(segs.size(), 1u);
+    EXPECT_EQ(segs[0].flags, flag::syn);
+    EXPECT_EQ(segs[0].sport, 33333);
+    EXPECT_EQ(segs[0].dport, 8080);
+    ASSERT_TRUE(segs[0].opts.mss.has_value());
+    uint32_t isn = segs[0].seq;
+    g.send(flag::syn | flag::ack, 5000, isn + 1, {}, 65535, true);
+    segs = g.wait(1);
+    ASSERT_EQ(segs.size(), 1u);
+    EXPECT_EQ(segs[0].flags, flag::ack);
+    EXPECT_EQ(segs[0].ack, 5001u);
+    g.send(flag::ack | flag::psh, 5001, isn + 1, "from guest", 1024);
+    EXPECT_EQ(read_n(client, 10), "from guest");
+    // The guest resets: the host client sees it.
+    g.send(flag::rst, 5011, 0);
+    g.settle();
+    char c;
+    pollfd p{client, POLLIN, 0};
+    ASSERT_EQ(poll(&p, 1, 2000), 1);
+    errno = 0;
+    EXPECT_EQ(recv(client, &c, 1, 0), -1);
+    EXPECT_EQ(errno, ECONNRESET);
+    close(client);
+}
+
+TEST(TcpNat, TcpNat_InboundRefusedByTheGuestResetsTheHostClient) {
+    NatHarness h;
+    Listener l;
+    int client = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a = loopback_addr(l.port);
+    ASSERT_EQ(connect(client, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    int accepted = l.accept_wait();
+    ASSERT_GE(accepted, 0);
+    ASSERT_TRUE(h.nat->tcp().open_inbound(accepted, wire::IpAddr::v4(kGatewayIp), 33334,
+                                          wire::IpAddr::v4(kGuestIp), 8081));
+    TcpGuest g(h, kGatewayIp, 33334, 8081);
+    auto segs = g.wait(1);
+    ASSERT_EQ(segs.size(), 1u);
+    g.send(flag::rst | flag::ack, 0, segs[0].seq + 1);
+    g.settle();
+    EXPECT_EQ(h.nat->tcp().flow_count(), 0u);
+    char c;
+    pollfd p{client, POLLIN, 0};
+    ASSERT_EQ(poll(&p, 1, 2000), 1);
+    EXPECT_EQ(recv(client, &c, 1, 0), -1);
+    close(client);
+}
+
+}  // namespace
+}  // namespace usernet::testing
