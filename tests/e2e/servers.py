@@ -161,6 +161,9 @@ def serve_tcp_echo(a):
 
 def serve_udp_echo(a):
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    # Room for a burst from many flows even when this server is slow (the
+    # default buffer holds under 300 small datagrams).
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
     s.bind((a.bind, a.port))
     ready(s.getsockname()[1])
     while True:

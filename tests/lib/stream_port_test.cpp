@@ -475,6 +475,12 @@ TEST_F(StreamListenerTest, StreamListener_CreatesAnOwnerOnlySocketAndUnlinksItOn
 }
 
 TEST_F(StreamListenerTest, StreamListener_OutOfDescriptorsPausesAndThenAccepts) {
+#ifdef USERNET_SANITIZED_BUILD
+    // The sanitizers' own memory checks need free descriptors (they probe
+    // readability through a pipe): with RLIMIT_NOFILE exhausted they report
+    // bogus errors. The release build runs this test.
+    GTEST_SKIP() << "needs free descriptors that the sanitizer runtime uses";
+#endif
     StreamListener l(loop, sw, path, 1500);
     int c = connect_client();  // waits in the backlog
     rlimit saved{};
