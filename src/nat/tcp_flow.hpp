@@ -76,8 +76,8 @@ enum class RstVerdict { accept, challenge, drop };
 inline RstVerdict rst_verdict(uint32_t seq, uint32_t rcv_nxt, uint32_t rcv_wnd) {
     if (seq == rcv_nxt) return RstVerdict::accept;
     uint32_t wnd = std::max<uint32_t>(rcv_wnd, 1);
-    if (wire::seq_gt(seq, rcv_nxt) && wire::seq_lt(seq, rcv_nxt + wnd)) return RstVerdict::challenge;
-    return RstVerdict::drop;
+    bool in_window = wire::seq_gt(seq, rcv_nxt) && wire::seq_lt(seq, rcv_nxt + wnd);
+    return in_window ? RstVerdict::challenge : RstVerdict::drop;
 }
 
 // RFC 9293 3.10.7.4 fifth check with RFC 5961 5.2: an ACK for data not
@@ -124,6 +124,8 @@ public:
     uint32_t rto_ms() const;
     bool has_sample() const { return sampled_; }
     uint32_t srtt_ms() const { return srtt8_ >> 3; }
+    // SRTT + 4 RTTVAR without the 200 ms floor (for the tail loss probe).
+    uint32_t raw_rto_ms() const { return (srtt8_ >> 3) + std::max<uint32_t>(1, rttvar4_); }
 
 private:
     uint32_t srtt8_ = 0;
@@ -165,11 +167,23 @@ public:
     void on_recovery_end(uint32_t flight, uint32_t mss);
     // Retransmission timeout (RFC 5681 3.1 eq. 4 and the loss window).
     void on_timeout(uint32_t flight, uint32_t mss);
+    // Remembers the window before a loss response, and restores it when
+    // the retransmission turns out to have been spurious (RFC 3522).
+    void save() {
+        saved_cwnd_ = cwnd_;
+        saved_ssthresh_ = ssthresh_;
+    }
+    void undo() {
+        cwnd_ = std::max(cwnd_, saved_cwnd_);
+        ssthresh_ = std::max(ssthresh_, saved_ssthresh_);
+    }
 
 private:
     uint32_t cwnd_ = 0;
     uint32_t ssthresh_ = kMaxCwnd;
     uint32_t acc_ = 0;  // bytes acknowledged toward the next additive increase
+    uint32_t saved_cwnd_ = 0;
+    uint32_t saved_ssthresh_ = kMaxCwnd;
 };
 
 // --- the flow --------------------------------------------------------------------
@@ -211,22 +225,23 @@ struct FlowState {
     int fd = -1;
     Phase phase = Phase::free;
     // Closing and bookkeeping flags.
-    bool guest_fin = false;    // guest FIN accepted, shutdown(SHUT_WR) done
-    bool host_eof = false;     // host EOF read; fin_seq is valid
-    bool fin_sent = false;     // our FIN is in flight (cleared on rewind)
-    bool fin_acked = false;    // guest acknowledged our FIN
-    bool want_out = false;     // EPOLLOUT in the interest set (window update)
-    bool ack_queued = false;   // on the end-of-batch ACK list
-    bool ack_force = false;    // ... and it must go out even if nothing changed
-    bool in_recovery = false;  // NewReno fast recovery
-    bool rtt_timing = false;   // rtt_seq/rtt_start time a segment
-    bool host_rdhup = false;   // EPOLLRDHUP seen (EOF detection without SO_PEEK_OFF)
-    bool host_pending = false; // a peek may find data (cleared when one comes back empty)
-    bool persist = false;      // the timer is probing a zero window
-    bool pto_armed = false;    // the timer is a tail loss probe, not the RTO
-    bool guest_wscale = false; // the guest's SYN carried a window scale option
-    bool neigh_wait = false;   // our SYN could not leave (guest MAC unknown yet)
-    bool ts_on = false;        // RFC 7323 timestamps on every segment
+    bool guest_fin : 1 = false;     // guest FIN accepted, shutdown(SHUT_WR) done
+    bool host_eof : 1 = false;      // host EOF read; fin_seq is valid
+    bool fin_sent : 1 = false;      // our FIN is in flight (cleared on rewind)
+    bool fin_acked : 1 = false;     // guest acknowledged our FIN
+    bool want_out : 1 = false;      // EPOLLOUT in the interest set (window update)
+    bool ack_queued : 1 = false;    // on the end-of-batch ACK list
+    bool ack_force : 1 = false;     // ... and it must go out even if nothing changed
+    bool in_recovery : 1 = false;   // NewReno fast recovery
+    bool rtt_timing : 1 = false;    // rtt_seq/rtt_start time a segment
+    bool host_rdhup : 1 = false;    // EPOLLRDHUP seen (EOF detection without SO_PEEK_OFF)
+    bool host_pending : 1 = false;  // a peek may find data (cleared when one comes back empty)
+    bool persist : 1 = false;       // the timer is probing a zero window
+    bool pto_armed : 1 = false;     // the timer is a tail loss probe, not the RTO
+    bool guest_wscale : 1 = false;  // the guest's SYN carried a window scale option
+    bool neigh_wait : 1 = false;    // our SYN could not leave (guest MAC unknown yet)
+    bool ts_on : 1 = false;         // RFC 7323 timestamps on every segment
+    bool undo_ok : 1 = false;       // a spurious retransmission can still be undone (Eifel)
     uint8_t snd_wscale = 0;    // guest's shift, applied to its window field
     uint8_t rcv_wscale = 0;    // our shift, applied to what we advertise
     uint8_t dupacks = 0;
@@ -256,6 +271,7 @@ struct FlowState {
     uint32_t rtt_start = 0;   // low 32 bits of the loop's ms clock
     uint32_t ts_recent = 0;   // the guest's TSval to echo (RFC 7323 4.3)
     uint32_t ts_offset = 0;   // origin of our TSval clock (random per flow)
+    uint32_t rexmit_tsval = 0;  // our TSval on the first retransmission of a loss episode
     RtoEstimator rto;
     CongestionWindow cc;
 
@@ -277,6 +293,7 @@ struct Flow final : core::IoHandler {
     TcpNat& nat;
     core::Timer timer;
     FlowState st;
+    uint32_t gen = 0;  // bumped at each reuse, so stale references can tell
 };
 
 }  // namespace usernet::nat::tcp

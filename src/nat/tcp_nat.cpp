@@ -6,87 +6,100 @@
 // paired with one host TCP socket, and the translator keeps the two ends
 // agreeing on sequence numbers while the payload itself stays in the host
 // kernel's socket buffers (the approach of passt's tcp.c; RFC 9293 names
-// below are from usernet's side facing the guest).
+// below are from usernet's side facing the guest: "rcv" is guest-to-host
+// data, "snd" host-to-guest). docs/tcp.md has the long version.
 //
 // Opening. A guest SYN for an unknown (guest addr, guest port, remote addr,
 // remote port) opens a non-blocking socket toward Nat::host_target() and
-// calls connect(); the flow waits in syn_pending, and a retransmitted SYN
-// is ignored meanwhile. Only when the kernel reports the connection (EPOLLOUT,
-// SO_ERROR == 0) does the guest get a SYN-ACK: a random ISN, our MSS from the
-// smaller of the ingress and path MTU, our window scale (7) if the guest
-// offered one, no SACK. A refusal becomes a RST, an unreachable network or
-// host or a prohibited destination an ICMP destination unreachable (which
-// ends a Linux guest's connect() at once), anything else a RST. The flow
-// limits (NatLimits: in total, per guest) answer RST; a SYN over the
-// half-open limit (connect()s in progress per guest) is dropped instead, as
-// by a full listen queue, so that a burst of connections is only delayed.
-// A port forward's accepted socket (open_inbound) sends a SYN the other
-// way, retried at 1, 2, 4 ... s up to six times.
+// calls connect(); the flow waits in syn_pending, retransmitted SYNs are
+// ignored. Only when the kernel reports the connection (EPOLLOUT, SO_ERROR
+// 0) does the guest get a SYN-ACK: a clock-based ISN, our MSS from the
+// smaller of the ingress and path MTU, window scale 7 and timestamps if the
+// guest offered them, no SACK. A refusal becomes a RST, an unreachable network
+// or host or a prohibited destination an ICMP destination unreachable
+// (which ends a Linux guest's connect() at once), anything else a RST. The
+// flow limits (NatLimits: in total, per guest) answer RST; a SYN over the
+// half-open limit (connect()s in progress per guest) is dropped, as by a
+// full listen queue, so that a burst of connections is only delayed. A
+// port forward's accepted socket (open_inbound) sends a SYN the other way,
+// retried at 1, 2, 4 ... s, six tries.
 //
 // Guest to host. In-order payload is written with send(MSG_DONTWAIT); what
-// was already accepted is trimmed off the front, a segment that starts
-// beyond rcv_nxt is dropped and answered at once with a duplicate ACK (the
-// guest's fast retransmit needs three). Only what the kernel took is
-// acknowledged. The window advertised is the room left in the socket's
-// send buffer (SO_MEMINFO: sndbuf minus queued memory), never shrinking
-// the right edge already offered; so usernet holds no guest data at all.
-// While that room is low, EPOLLOUT is in the socket's interest set and its
-// edge sends the window update. Pure ACKs are coalesced: a flow owes at
+// was already accepted is trimmed off the front; a segment that starts
+// beyond rcv_nxt is dropped (usernet keeps no out-of-order data) and
+// answered at once with a duplicate ACK. Only what the kernel took is
+// acknowledged. The window advertised is the room in the socket's send
+// buffer (SO_MEMINFO: sndbuf minus queued memory, less 1/16), never
+// shrinking the right edge already offered, and capped (window_cap(): at
+// most 256 segments, and all of a guest's flows together about 4096, so
+// that their bursts fit the attachment's queue); usernet holds no guest
+// data. While the room is low, EPOLLOUT is in the socket's interest set and
+// its edge sends the window update. Pure ACKs are coalesced: a flow owes at
 // most one per event-loop batch (the end-of-batch list, run as Deferred),
-// and skips it when a data segment already carried the same ACK and window;
-// duplicate ACKs, FIN ACKs and challenge ACKs go out at once.
+// skipped when a data segment already carried it; duplicate ACKs, FIN ACKs,
+// challenge ACKs and short-write ACKs go out at once.
 //
 // Host to guest. The kernel keeps every byte the guest has not yet
-// acknowledged. snd_una is the first byte in the receive queue, snd_nxt
-// the next to send, and SO_PEEK_OFF (Linux 6.9+) holds snd_nxt - snd_una,
-// so each recv(MSG_PEEK) continues after what is in flight and lands
-// directly after the TCP header in the gateway's transmit buffer: one copy.
-// Segments are min(guest MSS, path MTU - headers) long and go out while
-// both the guest's window and the congestion window have room. An ACK from
-// the guest discards the acknowledged bytes with recv(MSG_TRUNC), which
-// also moves the kernel's peek offset back. The socket is registered
-// edge-triggered for EPOLLIN: an edge means new data arrived, and when the
-// windows are full nothing is read until an ACK opens them (the ACK path
-// peeks again), so the queued-but-unacknowledged data that keeps a TCP
-// socket readable never spins the loop. Host EOF (a peek returning 0 at the
-// end of the data) becomes our FIN after the data.
-// Without SO_PEEK_OFF, peeks start at 0 and the in-flight bytes land in a
-// 1 MiB discard area, which then also bounds the flight.
+// acknowledged: snd_una is the first byte in the socket's receive queue,
+// snd_nxt the next to send, and SO_PEEK_OFF (Linux 6.9+) holds snd_nxt -
+// snd_una, so each recv(MSG_PEEK) continues after what is in flight and
+// lands directly after our TCP header in the gateway's transmit buffer:
+// one copy. Segments are min(guest MSS, path MTU - headers) - options
+// long and go out while both the guest's window and the congestion window
+// have room for a whole one. An ACK discards the acknowledged bytes with
+// recv(MSG_TRUNC), which also moves the kernel's peek offset back. The
+// socket is registered edge-triggered: an EPOLLIN edge means new data, and
+// while the windows are full nothing is read until an ACK opens them (the
+// ACK path peeks again), so the unacknowledged data that keeps a TCP
+// socket readable never spins the loop. Host EOF (a peek returning 0 at
+// the end of the data) becomes our FIN after the data. Without SO_PEEK_OFF,
+// peeks start at 0 and the in-flight bytes land in a 1 MiB discard area,
+// which then bounds the flight.
 //
-// Loss toward the guest. One timer per flow: RTO per RFC 6298 (1 s before
-// the first sample, 200 ms minimum, doubling per timeout, 60 s maximum,
-// samples per Karn). A timeout rewinds snd_nxt to snd_una (SO_PEEK_OFF back
-// to 0) and sends again from there: go-back-N, as the guest gets no SACK.
-// Three duplicate ACKs retransmit only the segment at snd_una and enter
-// NewReno recovery (RFC 6582), which retransmits the next hole on each
-// partial ACK. The congestion window (RFC 5681: 10 segments initially,
-// slow start, halved on fast retransmit, 2 segments after a timeout,
-// additive increase) paces a guest whose NIC drops what it cannot take:
-// an NE2000 ring holds 9-16 frames, and a steady transfer needs the sender
-// to back off rather than overrun it. Twelve timeouts without progress
-// reset both ends. A zero window from the guest is probed with an old ACK
-// (seq snd_una - 1) at the RTO, forever while the guest answers.
+// Loss toward the guest. One timer per flow: the RTO per RFC 6298 (1 s
+// before the first sample, 200 ms minimum, doubling per timeout, 60 s
+// maximum; samples from the timestamp echo, else Karn-style), or the
+// earlier tail loss probe. A timeout rewinds snd_nxt to snd_una (peek
+// offset 0) and sends everything again: go-back-N, as the guest gets no
+// SACK. Three duplicate ACKs (fewer when fewer segments follow the hole
+// and nothing new can, RFC 5827), or a probe timeout of about 2 SRTT with
+// data out, retransmit only the segment at snd_una and enter NewReno
+// recovery (RFC 6582): each partial ACK retransmits the next hole, and a
+// retransmission that is itself lost is sent again once more duplicate
+// ACKs arrive than the flight behind it explains. With timestamps, an ACK
+// echoing a time older than the retransmission undoes the window cut
+// (Eifel, RFC 3522). The congestion window (RFC 5681: 10 segments,
+// slow start, halved on loss, 2 segments after a timeout, additive
+// increase, grown only while it limits) paces a guest whose NIC drops what
+// it cannot take: an NE2000 ring holds 9-16 frames. Twelve timeouts
+// without progress reset both ends. A zero window with data waiting is
+// probed with an old ACK (seq snd_una - 1), forever while the guest answers.
+//
+// Timestamps (RFC 7323), when the guest offers them, are on every segment
+// we send: without them a Linux guest takes no RTT sample from the ACK of
+// a retransmission and its RTO stays backed off for seconds after losses.
 //
 // Closing. A guest FIN, in order, becomes shutdown(SHUT_WR) and is ACKed at
 // once; host EOF becomes our FIN; either side may keep sending after the
 // other's FIN. When the guest's FIN is in and ours is acknowledged, the
-// socket is closed and the flow lingers 4 s without it, ACKing
-// retransmitted FINs, then is freed. A guest RST is accepted only at
-// exactly rcv_nxt (RFC 5961 3.2; in-window: challenge ACK; else dropped)
-// and closes the socket abortively (SO_LINGER 0), so the host peer sees a
-// RST; a SYN on a live flow gets a challenge ACK (5961 4.2). A host error
-// (ECONNRESET ...) becomes a RST to the guest. Segments for no flow that
-// are not a SYN get the RFC 9293 3.10.7.1 reset; segments outside the
-// window get an ACK. Idle connections are never timed out.
+// socket is closed and the flow lingers 4 s without it (no longer counted
+// by the limits; at most 4096 linger, oldest evicted), ACKing retransmitted
+// FINs. A guest RST is accepted only at exactly rcv_nxt (RFC 5961 3.2;
+// in-window: challenge ACK; else dropped) and closes the socket abortively
+// (SO_LINGER 0), so the host peer sees a RST; a SYN on a live flow gets a
+// challenge ACK (5961 4.2). A host error (ECONNRESET ...) becomes a RST to
+// the guest. Segments for no flow that are not a SYN get the RFC 9293
+// 3.10.7.1 reset; segments outside the window get an ACK (old data and
+// keepalives: one coalesced ACK). Idle connections are never timed out.
 //
-// Not done: urgent data (URG bytes are ordinary data, the pointer is
-// ignored), SACK, timestamps, ECN, TCP Fast Open (data on a SYN is not
-// acknowledged; the guest sends it again), ICMPv6 errors (an IPv6 guest
-// gets a RST where an IPv4 guest gets ICMP).
+// Not done: out-of-order buffering, SACK, ECN, PAWS, TCP Fast Open (data
+// on a SYN is not acknowledged; the guest sends it again), urgent data
+// (URG bytes are ordinary data, the pointer is ignored), ICMPv6 errors (an
+// IPv6 guest gets a RST where an IPv4 guest gets ICMP).
 //
-// Memory: a flow is a fixed FlowState (no buffers) plus its timer, taken
-// from a pool that only grows at flow creation; the table maps the 4-tuple
-// to it. Nothing is allocated per segment.
+// Memory: a flow is a fixed FlowState (no buffers) plus its timer and
+// handler, 248 bytes, from a pool that grows only when a flow is created;
+// a hash table maps the 4-tuple to it. Nothing is allocated per segment.
 #include "nat/tcp_nat.hpp"
 
 #include <fcntl.h>
@@ -123,7 +136,12 @@ namespace {
 constexpr uint8_t kMaxRetries = 12;    // timeouts without progress before giving up
 constexpr uint8_t kMaxSynRetries = 6;  // SYN / SYN-ACK tries toward the guest
 constexpr core::Millis kLingerMs = 4000;
+constexpr size_t kMaxLingering = 4096;  // closed flows kept to ACK a retransmitted FIN
 constexpr size_t kTimestampOptionLen = 12;  // NOP, NOP, kind 8 length 10
+// Windows advertised to a guest (see window_cap()).
+constexpr uint32_t kMaxWindowSegments = 256;
+constexpr uint32_t kMinWindowSegments = 8;
+constexpr uint32_t kWindowBudgetSegments = 4096;  // per guest, all flows together
 constexpr core::Millis kNeighborRetryMs = 50;  // SYN again once ARP had time to resolve
 constexpr size_t kDiscardSize = size_t{1} << 20;
 constexpr uint32_t kEventsOpen = EPOLLIN | EPOLLRDHUP | EPOLLET;
@@ -164,9 +182,10 @@ TcpNat::TcpNat(Nat& nat) : nat_(nat), loop_(nat.loop()), gw_(nat.gateway()) {
     ack_list_.reserve(256);
     ack_running_.reserve(256);
     dead_.reserve(64);
-    if (getrandom(&rng_, sizeof rng_, GRND_NONBLOCK) != static_cast<ssize_t>(sizeof rng_))
-        rng_ = core::monotonic_ms() * 0x9e3779b97f4a7c15ULL ^ reinterpret_cast<uintptr_t>(this);
-    rng_ |= 1;
+    if (getrandom(key_, sizeof key_, GRND_NONBLOCK) != static_cast<ssize_t>(sizeof key_)) {
+        key_[0] = core::monotonic_ms() * 0x9e3779b97f4a7c15ULL;
+        key_[1] = reinterpret_cast<uintptr_t>(this) * 0xbf58476d1ce4e5b9ULL;
+    }
     // Probe SO_PEEK_OFF on TCP once (Linux 6.9+).
     int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_TCP);
     int zero = 0;
@@ -188,15 +207,17 @@ TcpNat::~TcpNat() {
             "established {} closed {}, refused by limits {}, connect refused {} unreachable {} "
             "failed {}, RSTs sent {} accepted {} no-flow {}, challenge ACKs {}, malformed {}, "
             "out of window {}, out of order {}, partial writes {}, retransmits RTO {} fast {}, "
-            "zero-window probes {}, gave up {}, coalesced ACKs {}, SYNs over the half-open limit {}, "
-            "tail loss probes {}",
+            "zero-window probes {}, gave up {}, coalesced ACKs {}, "
+            "SYNs over the half-open limit {}, "
+            "tail loss probes {}, spurious retransmissions undone {}",
             t.segs_from_guest, t.segs_to_guest, t.bytes_to_host, t.bytes_to_guest,
             t.flows_outbound, t.flows_inbound, t.flows_established, t.flows_closed,
             t.refused_limit, t.connect_refused, t.connect_unreachable, t.connect_failed,
             t.resets_to_guest, t.resets_from_guest, t.resets_no_flow, t.challenge_acks,
             t.dropped_malformed, t.dropped_out_of_window, t.out_of_order, t.partial_writes,
             t.retransmits_rto, t.retransmits_fast, t.zero_window_probes, t.gave_up,
-            t.acks_coalesced, t.syn_dropped_half_open, t.tail_loss_probes);
+            t.acks_coalesced, t.syn_dropped_half_open, t.tail_loss_probes,
+            t.spurious_retransmits);
     }
     for (auto& [key, f] : flows_) {
         if (f->st.fd >= 0) {
@@ -208,13 +229,56 @@ TcpNat::~TcpNat() {
     }
 }
 
-uint32_t TcpNat::random32() {
-    // xorshift64*: ISNs need to be unpredictable to off-path guessers only
-    // as much as the host kernel's own; seeded from getrandom().
-    rng_ ^= rng_ >> 12;
-    rng_ ^= rng_ << 25;
-    rng_ ^= rng_ >> 27;
-    return static_cast<uint32_t>((rng_ * 0x2545f4914f6cdd1dULL) >> 32);
+// A keyed hash of the given words (SipHash-2-4's rounds over 64-bit words;
+// the key is random per process).
+uint64_t TcpNat::keyed_hash(std::initializer_list<uint64_t> words) const {
+    uint64_t v0 = key_[0] ^ 0x736f6d6570736575ULL, v1 = key_[1] ^ 0x646f72616e646f6dULL;
+    uint64_t v2 = key_[0] ^ 0x6c7967656e657261ULL, v3 = key_[1] ^ 0x7465646279746573ULL;
+    auto rotl = [](uint64_t x, int b) { return (x << b) | (x >> (64 - b)); };
+    auto round = [&] {
+        v0 += v1; v1 = rotl(v1, 13); v1 ^= v0; v0 = rotl(v0, 32);
+        v2 += v3; v3 = rotl(v3, 16); v3 ^= v2;
+        v0 += v3; v3 = rotl(v3, 21); v3 ^= v0;
+        v2 += v1; v1 = rotl(v1, 17); v1 ^= v2; v2 = rotl(v2, 32);
+    };
+    for (uint64_t m : words) {
+        v3 ^= m;
+        round();
+        round();
+        v0 ^= m;
+    }
+    v2 ^= 0xff;
+    for (int i = 0; i < 4; i++) round();
+    return v0 ^ v1 ^ v2 ^ v3;
+}
+
+namespace {
+uint64_t addr_word(const wire::IpAddr& a, int half) {
+    uint64_t w;
+    std::memcpy(&w, a.b.data() + 8 * half, 8);
+    return w;
+}
+}  // namespace
+
+// Our ISN for a flow (RFC 6528): a 4-microsecond clock plus a keyed hash of
+// the 4-tuple. The clock matters: a port forward reuses a host client's
+// port for the same 4-tuple while the guest still holds the previous
+// connection in TIME-WAIT, and Linux accepts the new SYN only if its
+// sequence number (or timestamp) is beyond the old connection's.
+uint32_t TcpNat::initial_seq(const FlowKey& k) const {
+    uint64_t h = keyed_hash({addr_word(k.guest, 0), addr_word(k.guest, 1), addr_word(k.remote, 0),
+                             addr_word(k.remote, 1),
+                             (uint64_t{k.guest_port} << 16) | k.remote_port});
+    return static_cast<uint32_t>(core::monotonic_ms() * 250) + static_cast<uint32_t>(h);
+}
+
+// The origin of our timestamp clock toward one guest from one remote
+// address: random per address pair but the same for every connection
+// between them (as Linux does), so that timestamps grow across
+// consecutive connections and a SYN meeting TIME-WAIT is accepted.
+uint32_t TcpNat::ts_origin(const FlowKey& k) const {
+    return static_cast<uint32_t>(keyed_hash({addr_word(k.guest, 0), addr_word(k.guest, 1),
+                                             addr_word(k.remote, 0), addr_word(k.remote, 1)}));
 }
 
 // ---------------------------------------------------------------------------
@@ -233,6 +297,7 @@ Flow* TcpNat::alloc_flow(const FlowKey& key) {
     }
     f->st = FlowState{};
     f->st.key = key;
+    f->gen++;
     flows_.emplace(key, f);
     per_guest_[key.guest].flows++;
     return f;
@@ -258,14 +323,23 @@ void TcpNat::free_flow(Flow& f) {
     }
     loop_.cancel(f.timer);
     flows_.erase(f.st.key);
-    auto it = per_guest_.find(f.st.key.guest);
-    if (it != per_guest_.end() && --it->second.flows == 0) per_guest_.erase(it);
+    if (f.st.phase == Phase::linger) {
+        lingering_--;
+    } else {
+        uncount_guest_flow(f);
+    }
     if (debug_on()) spdlog::debug("tcp: {} freed", describe(f.st.key));
     f.st.phase = Phase::free;
     f.st.ack_queued = false;
     stats_.flows_closed++;
     dead_.push_back(&f);
     loop_.defer(*this);
+}
+
+// Takes a flow out of its guest's count (the entry goes with the last).
+void TcpNat::uncount_guest_flow(Flow& f) {
+    auto it = per_guest_.find(f.st.key.guest);
+    if (it != per_guest_.end() && --it->second.flows == 0) per_guest_.erase(it);
 }
 
 // Closes fd so that the peer sees a RST.
@@ -312,12 +386,36 @@ void TcpNat::finish_flow(Flow& f) {
         close(s.fd);
         s.fd = -1;
     }
+    // A lingering flow no longer counts against the limits (a guest that
+    // opens a thousand connections a second keeps thousands lingering);
+    // at most kMaxLingering of them are kept, the oldest go first.
+    uncount_guest_flow(f);
     s.phase = Phase::linger;
     s.persist = false;
+    s.pto_armed = false;
+    lingering_++;
+    while (!linger_queue_.empty() && !is_lingering(linger_queue_.front()))
+        linger_queue_.pop_front();
+    if (linger_queue_.size() >= kMaxLingering) evict_oldest_lingering();
+    linger_queue_.push_back({&f, f.gen});
     loop_.arm(f.timer, kLingerMs);
     if (debug_on()) spdlog::debug("tcp: {} closed", describe(s.key));
 }
 
+// Frees the flow that has lingered longest (entries of flows freed
+// meanwhile, or reused, are skipped).
+void TcpNat::evict_oldest_lingering() {
+    while (!linger_queue_.empty()) {
+        LingerEntry e = linger_queue_.front();
+        linger_queue_.pop_front();
+        if (is_lingering(e)) {
+            free_flow(*e.flow);
+            return;
+        }
+    }
+}
+
+// Lingers once both directions are closed and acknowledged.
 void TcpNat::maybe_finish(Flow& f) {
     if (f.st.phase == Phase::established && f.st.guest_fin && f.st.fin_acked) finish_flow(f);
 }
@@ -325,6 +423,8 @@ void TcpNat::maybe_finish(Flow& f) {
 // ---------------------------------------------------------------------------
 // opening
 
+// Entry point: a guest's TCP segment, checked, then to its flow, to a
+// new flow (SYN), or answered with a reset.
 void TcpNat::from_guest(const gw::GuestPacket& pkt) {
     stats_.segs_from_guest++;
     auto seg = wire::TcpView::parse(pkt.l4);
@@ -376,7 +476,7 @@ void TcpNat::open_outbound(const gw::GuestPacket& pkt, const wire::TcpView& seg,
         nat_.stats().dropped_limit++;
         return;
     }
-    if (flows_.size() >= lim.tcp_flows || guest_flows >= lim.tcp_flows_per_guest) {
+    if (flows_.size() - lingering_ >= lim.tcp_flows || guest_flows >= lim.tcp_flows_per_guest) {
         stats_.refused_limit++;
         nat_.stats().dropped_limit++;
         send_reset_reply(pkt, seg);
@@ -413,7 +513,7 @@ void TcpNat::open_outbound(const gw::GuestPacket& pkt, const wire::TcpView& seg,
     s.ingress_mtu = static_cast<uint16_t>(std::min<uint32_t>(pkt.ingress_mtu, 65535));
     s.ts_on = opts.ts_val.has_value();
     s.ts_recent = opts.ts_val.value_or(0);
-    s.ts_offset = random32();
+    s.ts_offset = ts_origin(key);
     stats_.flows_outbound++;
     if (debug_on()) spdlog::debug("tcp: {} connecting", describe(key));
 
@@ -448,14 +548,10 @@ void TcpNat::on_connected(Flow& f) {
         reset_flow(f, true);
         return;
     }
-    uint32_t path = std::min<uint32_t>(s.ingress_mtu, gw_.path_mtu(s.key.guest));
-    uint32_t cap = std::min<uint32_t>(path, 65535) - header_overhead(s.key.guest);
-    cap = std::min<uint32_t>(cap, static_cast<uint32_t>(gw_.tx_l4_capacity() - wire::kTcpHeaderLen));
-    s.mss = static_cast<uint16_t>(std::min<uint32_t>(s.guest_syn_mss ? s.guest_syn_mss : tcp::kDefaultMss, cap));
-    if (s.mss < 64) s.mss = 64;
+    s.mss = sending_mss(f, s.guest_syn_mss);
     s.rcv_wscale = s.guest_wscale ? tcp::kOurWindowScale : 0;
     if (!s.guest_wscale) s.snd_wscale = 0;
-    s.iss = random32();
+    s.iss = initial_seq(s.key);
     s.snd_una = s.iss;
     s.snd_nxt = s.iss + 1;
     s.snd_max = s.snd_nxt;
@@ -466,6 +562,17 @@ void TcpNat::on_connected(Flow& f) {
     s.rtt_seq = s.snd_nxt;
     s.rtt_start = static_cast<uint32_t>(loop_.now());
     loop_.arm(f.timer, s.rto.rto_ms());
+}
+
+// The MSS toward the guest: its own MSS option (536 without one, RFC 9293
+// 3.7.1), within the path MTU and the gateway's transmit buffer.
+uint16_t TcpNat::sending_mss(const Flow& f, uint16_t guest_mss) const {
+    const FlowState& s = f.st;
+    uint32_t path = std::min<uint32_t>({s.ingress_mtu, gw_.path_mtu(s.key.guest), 65535});
+    uint32_t cap = path - header_overhead(s.key.guest);
+    cap = std::min(cap, static_cast<uint32_t>(gw_.tx_l4_capacity() - wire::kTcpHeaderLen));
+    uint32_t mss = std::min<uint32_t>(guest_mss ? guest_mss : tcp::kDefaultMss, cap);
+    return static_cast<uint16_t>(std::max<uint32_t>(mss, 64));
 }
 
 // connect() failed with err: tell the guest the way its kernel expects.
@@ -505,6 +612,7 @@ void TcpNat::connect_failed(Flow& f, int err) {
     free_flow(f);
 }
 
+// A port-forwarded host connection: a flow in syn_sent, our SYN to the guest.
 bool TcpNat::open_inbound(int fd, const wire::IpAddr& peer, uint16_t peer_port,
                           const wire::IpAddr& guest, uint16_t guest_port) {
     FlowKey key{guest, peer, guest_port, peer_port};
@@ -516,7 +624,7 @@ bool TcpNat::open_inbound(int fd, const wire::IpAddr& peer, uint16_t peer_port,
     }
     auto gc = per_guest_.find(guest);
     uint32_t guest_flows = gc == per_guest_.end() ? 0 : gc->second.flows;
-    if (existing != flows_.end() || flows_.size() >= lim.tcp_flows ||
+    if (existing != flows_.end() || flows_.size() - lingering_ >= lim.tcp_flows ||
         guest_flows >= lim.tcp_flows_per_guest || guest_port == 0 || peer_port == 0) {
         stats_.refused_limit++;
         abort_socket(fd);
@@ -540,8 +648,8 @@ bool TcpNat::open_inbound(int fd, const wire::IpAddr& peer, uint16_t peer_port,
     // No ingress to go by: the path MTU decides, asked again for every SYN
     // and at the SYN-ACK (the gateway says 1500 until it knows the guest).
     s.ingress_mtu = 65535;
-    s.ts_offset = random32();
-    s.iss = random32();
+    s.ts_offset = ts_origin(key);
+    s.iss = initial_seq(key);
     s.snd_una = s.iss;
     s.snd_nxt = s.iss + 1;
     s.snd_max = s.snd_nxt;
@@ -603,6 +711,7 @@ void TcpNat::establish(Flow& f) {
 // ---------------------------------------------------------------------------
 // segments from the guest
 
+// A segment for an existing flow, by phase.
 void TcpNat::input(Flow& f, const gw::GuestPacket& pkt, const wire::TcpView& seg) {
     FlowState& s = f.st;
     switch (s.phase) {
@@ -636,6 +745,7 @@ void TcpNat::input(Flow& f, const gw::GuestPacket& pkt, const wire::TcpView& seg
     }
 }
 
+// Our SYN-ACK is out: the guest's ACK establishes (RFC 9293 3.10.7.4, SYN-RECEIVED).
 void TcpNat::input_syn_rcvd(Flow& f, const gw::GuestPacket&, const wire::TcpView& seg) {
     FlowState& s = f.st;
     if (seg.has(flag::rst)) {
@@ -668,6 +778,7 @@ void TcpNat::input_syn_rcvd(Flow& f, const gw::GuestPacket&, const wire::TcpView
     input_synchronized(f, seg);
 }
 
+// Our SYN is out (inbound): the guest's SYN-ACK establishes, its RST refuses.
 void TcpNat::input_syn_sent(Flow& f, const wire::TcpView& seg) {
     FlowState& s = f.st;
     if (seg.has(flag::ack) && seg.ack() != s.iss + 1) {
@@ -688,10 +799,7 @@ void TcpNat::input_syn_sent(Flow& f, const wire::TcpView& seg) {
     s.rcv_nxt = s.irs + 1;
     s.rcv_adv = s.rcv_nxt;
     s.last_ack_sent = s.rcv_nxt - 1;
-    uint32_t path = std::min<uint32_t>(s.ingress_mtu, gw_.path_mtu(s.key.guest));
-    uint32_t cap = std::min<uint32_t>(path, 65535) - header_overhead(s.key.guest);
-    cap = std::min<uint32_t>(cap, static_cast<uint32_t>(gw_.tx_l4_capacity() - wire::kTcpHeaderLen));
-    s.mss = static_cast<uint16_t>(std::max<uint32_t>(std::min<uint32_t>(opts.mss.value_or(tcp::kDefaultMss), cap), 64));
+    s.mss = sending_mss(f, opts.mss.value_or(0));
     s.guest_wscale = opts.wscale.has_value();
     s.snd_wscale = opts.wscale.value_or(0);
     s.rcv_wscale = s.guest_wscale ? tcp::kOurWindowScale : 0;
@@ -837,6 +945,18 @@ void TcpNat::process_ack(Flow& f, const wire::TcpView& seg, uint32_t ts_ecr) {
         s.retries = 0;
         s.dupacks = 0;
         s.rto.reset_backoff();
+        if (s.undo_ok && ts_ecr != 0) {
+            // Eifel (RFC 3522): the first ACK after our retransmission
+            // echoes a timestamp older than it: the original had arrived,
+            // the retransmission was spurious (a slow guest, not a loss).
+            s.undo_ok = false;
+            if (wire::seq_lt(ts_ecr, s.rexmit_tsval)) {
+                stats_.spurious_retransmits++;
+                s.cc.undo();
+                s.in_recovery = false;
+                s.recover = s.snd_una;
+            }
+        }
         if (s.in_recovery) {
             if (wire::seq_ge(ack, s.recover)) {
                 s.cc.on_recovery_end(s.snd_max - s.snd_una, s.mss);
@@ -874,11 +994,7 @@ void TcpNat::process_ack(Flow& f, const wire::TcpView& seg, uint32_t ts_ecr) {
             }
         } else if (s.dupacks >= dupack_threshold(f) && wire::seq_ge(s.snd_una, s.recover)) {
             stats_.retransmits_fast++;
-            s.recover = s.snd_max;
-            s.in_recovery = true;
-            s.rtt_timing = false;
-            s.cc.on_fast_retransmit(s.snd_max - s.snd_una, s.mss);
-            retransmit_head(f);
+            enter_recovery(f);
             if (s.phase != Phase::established) return;
             arm_rto(f);
         }
@@ -913,7 +1029,8 @@ void TcpNat::write_payload(Flow& f, const wire::TcpView& seg, const tcp::NewData
     } while (n < 0 && errno == EINTR);
     if (n < 0) {
         if (errno != EAGAIN && errno != EWOULDBLOCK) {
-            if (debug_on()) spdlog::debug("tcp: {} send: {}", describe(s.key), std::strerror(errno));
+            if (debug_on())
+                spdlog::debug("tcp: {} send: {}", describe(s.key), std::strerror(errno));
             reset_flow(f, true);
             return;
         }
@@ -961,7 +1078,10 @@ void TcpNat::send_pending(Flow& f) {
         uint32_t room = wire::seq_gt(wnd_edge, s.snd_nxt) ? wnd_edge - s.snd_nxt : 0;
         uint32_t cwnd = s.cc.cwnd();
         room = std::min(room, cwnd > flight ? cwnd - flight : 0u);
-        if (!peek_off_ok_) room = std::min<uint32_t>(room, flight < kDiscardSize ? static_cast<uint32_t>(kDiscardSize) - flight : 0u);
+        if (!peek_off_ok_) {
+            uint32_t cap = static_cast<uint32_t>(kDiscardSize);
+            room = std::min(room, cap - std::min(flight, cap));
+        }
         if (s.host_eof) room = std::min(room, s.fin_seq - s.snd_nxt);
         if (room == 0) {
             if (s.snd_wnd == 0 && s.snd_una == s.snd_max && !f.timer.armed() &&
@@ -995,7 +1115,14 @@ void TcpNat::send_pending(Flow& f) {
             stats_.bytes_to_guest += len;
             s.snd_nxt += len;
             if (wire::seq_gt(s.snd_nxt, s.snd_max)) s.snd_max = s.snd_nxt;
-            if (!f.timer.armed() || s.persist) arm_rto(f);
+            if (!f.timer.armed() || s.persist) {
+                arm_rto(f);
+            } else if (!s.pto_armed && !s.in_recovery) {
+                // More is out now: a tail loss probe may be due before the RTO.
+                core::Millis deadline = f.timer.deadline();
+                arm_rto(f);
+                if (!s.pto_armed) loop_.arm_at(f.timer, deadline);  // keep the RTO where it was
+            }
             // Drained: the next EPOLLIN edge brings more, unless the host's
             // FIN came with the data (its edge is the one being handled).
             if (len < want && !s.host_rdhup) {
@@ -1015,7 +1142,8 @@ void TcpNat::send_pending(Flow& f) {
             return;
         }
         if (n == -EINTR) continue;
-        if (debug_on()) spdlog::debug("tcp: {} recv: {}", describe(s.key), std::strerror(static_cast<int>(-n)));
+        if (debug_on())
+            spdlog::debug("tcp: {} recv: {}", describe(s.key), std::strerror(static_cast<int>(-n)));
         reset_flow(f, true);
         return;
     }
@@ -1026,6 +1154,21 @@ bool TcpNat::host_data_waiting(Flow& f) {
     int inq = 0;
     if (ioctl(f.st.fd, SIOCINQ, &inq) < 0) return true;
     return static_cast<uint32_t>(inq) > f.st.data_in_flight();
+}
+
+// The response to a loss seen by duplicate ACKs or a tail loss probe:
+// NewReno recovery up to what is out now, half the window, the first
+// missing segment again (RFC 5681 3.2, RFC 6582).
+void TcpNat::enter_recovery(Flow& f) {
+    FlowState& s = f.st;
+    s.recover = s.snd_max;
+    s.in_recovery = true;
+    s.rtt_timing = false;
+    s.cc.save();
+    s.undo_ok = s.ts_on;
+    s.rexmit_tsval = ts_now(f);
+    s.cc.on_fast_retransmit(s.snd_max - s.snd_una, s.mss);
+    retransmit_head(f);
 }
 
 // Retransmits one segment at snd_una (fast retransmit, NewReno partial
@@ -1094,6 +1237,7 @@ long TcpNat::peek(Flow& f, uint32_t offset, uint8_t* dst, size_t len) {
     return (s.host_rdhup || n == 0) ? 0 : -EAGAIN;
 }
 
+// Sets the kernel's peek offset (SO_PEEK_OFF) to off bytes after snd_una.
 bool TcpNat::set_peek_offset(Flow& f, uint32_t off) {
     int v = static_cast<int>(off);
     return setsockopt(f.st.fd, SOL_SOCKET, SO_PEEK_OFF, &v, sizeof v) == 0;
@@ -1170,7 +1314,7 @@ size_t TcpNat::data_header_len(const Flow& f) const {
     return wire::kTcpHeaderLen + (f.st.ts_on ? kTimestampOptionLen : 0);
 }
 
-// Our timestamp clock: milliseconds, from a random per-flow origin.
+// Our timestamp clock: milliseconds, from the address pair's origin.
 uint32_t TcpNat::ts_now(const Flow& f) const {
     return static_cast<uint32_t>(loop_.now()) + f.st.ts_offset;
 }
@@ -1203,7 +1347,7 @@ uint16_t TcpNat::cached_window_field(Flow& f) {
 }
 
 // Free room in the socket's send buffer, in the kernel's own accounting.
-uint32_t TcpNat::socket_send_room(Flow& f, uint32_t* sndbuf) {
+uint32_t TcpNat::socket_send_room(Flow& f, bool* low) {
     uint32_t mem[SK_MEMINFO_VARS] = {};
     socklen_t len = sizeof mem;
     uint32_t buf = 0, queued = 0;
@@ -1219,13 +1363,31 @@ uint32_t TcpNat::socket_send_room(Flow& f, uint32_t* sndbuf) {
         buf = static_cast<uint32_t>(std::max(b, 0));
         queued = static_cast<uint32_t>(std::max(q, 0));
     }
-    if (sndbuf) *sndbuf = buf;
     // Queued memory includes per-buffer overhead the payload does not see
     // (about 3% for bulk writes), so room in memory is a fair bound for
     // payload; keep 1/16 spare so that a right edge we may not take back
     // does not outgrow what the kernel accepts when the host peer stalls.
     uint32_t room = buf > queued ? buf - queued : 0;
-    return room - room / 16;
+    room -= room / 16;
+    // Low: the kernel will signal EPOLLOUT (a third of the buffer free)
+    // before the guest could fill what is left.
+    if (low) *low = room < buf / 4 && room < window_cap(f);
+    return std::min(room, window_cap(f));
+}
+
+// The most a flow may offer its guest, in bytes. The guest is one hop
+// away, so a few dozen segments fill the path, and a larger flight only
+// makes a loss dearer (usernet keeps no out-of-order data: the guest sends
+// everything after a hole again). And the windows of all of a guest's
+// flows together should fit the attachment's queue (a TAP holds some
+// thousands of frames and drops the rest): with many flows each offers
+// less, down to 8 segments.
+uint32_t TcpNat::window_cap(const Flow& f) const {
+    auto it = per_guest_.find(f.st.key.guest);
+    uint32_t flows = it == per_guest_.end() ? 1 : std::max<uint32_t>(it->second.flows, 1);
+    uint32_t segs = std::clamp<uint32_t>(kWindowBudgetSegments / flows, kMinWindowSegments,
+                                         kMaxWindowSegments);
+    return segs * f.st.mss;
 }
 
 // An ACK now, with a freshly computed window; watches EPOLLOUT while the
@@ -1236,17 +1398,31 @@ void TcpNat::send_ack_now(Flow& f) {
         emit(f, s.snd_max, flag::ack, 0, 0);
         return;
     }
-    uint32_t sndbuf = 0;
-    uint32_t room = socket_send_room(f, &sndbuf);
+    bool low = false;
+    uint32_t room = socket_send_room(f, &low);
     tcp::Advertised a = tcp::advertise_window(s.rcv_nxt, s.rcv_adv, room, s.rcv_wscale);
     s.rcv_adv = a.right_edge;
     emit(f, s.snd_max, flag::ack, 0, a.field);
-    if (s.phase == Phase::established && !s.guest_fin) {
-        bool low = room < sndbuf / 4;
-        if (low != s.want_out) update_interest(f, low);
-    }
+    if (s.phase == Phase::established && !s.guest_fin && low != s.want_out)
+        update_interest(f, low);
 }
 
+// EPOLLOUT while the window was low: a window update, if it opens it.
+// (An ACK identical to the last would count as a duplicate ACK.)
+void TcpNat::send_window_update(Flow& f) {
+    FlowState& s = f.st;
+    bool low = false;
+    uint32_t room = socket_send_room(f, &low);
+    tcp::Advertised a = tcp::advertise_window(s.rcv_nxt, s.rcv_adv, room, s.rcv_wscale);
+    if (a.field != s.last_wnd_field || s.last_ack_sent != s.rcv_nxt) {
+        s.rcv_adv = a.right_edge;
+        emit(f, s.snd_max, flag::ack, 0, a.field);
+    }
+    if (low != s.want_out) update_interest(f, low);
+}
+
+// Owes the guest an ACK at the end of the batch (force: even if a data
+// segment carried the same ACK meanwhile).
 void TcpNat::queue_ack(Flow& f, bool force) {
     if (force) f.st.ack_force = true;
     if (f.st.ack_queued) return;
@@ -1255,6 +1431,7 @@ void TcpNat::queue_ack(Flow& f, bool force) {
     loop_.defer(*this);
 }
 
+// Adds or removes EPOLLOUT (window updates) from the socket's interest.
 void TcpNat::update_interest(Flow& f, bool want_out) {
     if (f.st.fd < 0) return;
     try {
@@ -1267,8 +1444,9 @@ void TcpNat::update_interest(Flow& f, bool want_out) {
 
 // Arms the retransmission timer, or the earlier tail loss probe when it
 // applies: outside recovery and backoff, with an RTT sample, after
-// 2 SRTT plus room for a delayed ACK (200 ms when only one segment is out,
-// which a guest may hold back; 10 ms otherwise).
+// max(2 SRTT, SRTT + 4 RTTVAR) plus room for a delayed ACK (200 ms when
+// only one segment is out, which a guest may hold back; else 40 ms, Linux's
+// shortest delayed ACK, for the odd segment at the end of a burst).
 void TcpNat::arm_rto(Flow& f) {
     FlowState& s = f.st;
     s.persist = false;
@@ -1276,7 +1454,8 @@ void TcpNat::arm_rto(Flow& f) {
     uint32_t rto = s.rto.rto_ms();
     if (!s.in_recovery && !s.rto.backed_off() && s.rto.has_sample() && s.snd_max != s.snd_una) {
         uint32_t out = s.snd_max - s.snd_una;
-        uint32_t pto = 2 * s.rto.srtt_ms() + (out <= segment_limit(f) ? 200u : 10u);
+        uint32_t pto = std::max(2 * s.rto.srtt_ms(), s.rto.raw_rto_ms()) +
+                       (out <= segment_limit(f) ? 200u : 40u);
         if (pto < rto) {
             s.pto_armed = true;
             loop_.arm(f.timer, pto);
@@ -1313,10 +1492,12 @@ void TcpNat::send_reset_reply(const gw::GuestPacket& pkt, const wire::TcpView& s
         send_rst(key, 0, seg.seq() + seg.seg_len(), true);
 }
 
+// A RST (with ACK if asked) from the remote toward the guest.
 void TcpNat::send_rst(const FlowKey& key, uint32_t seq, uint32_t ack, bool with_ack) {
     uint8_t* p = gw_.tx_l4();
     uint8_t flags = with_ack ? (flag::rst | flag::ack) : flag::rst;
-    size_t hl = wire::build_tcp(p, key.remote_port, key.guest_port, seq, with_ack ? ack : 0, flags, 0);
+    size_t hl =
+        wire::build_tcp(p, key.remote_port, key.guest_port, seq, with_ack ? ack : 0, flags, 0);
     wire::finish_tcp_checksum(p, hl, key.remote, key.guest);
     gw_.send_ip(key.remote, key.guest, wire::ipproto::tcp, hl);
     stats_.resets_to_guest++;
@@ -1346,6 +1527,7 @@ void TcpNat::send_icmp_unreachable(const FlowKey& key, uint32_t guest_seq, uint8
 // ---------------------------------------------------------------------------
 // events
 
+// Socket events: connect done, errors, new data, writable again.
 void TcpNat::on_io(Flow& f, uint32_t events) {
     FlowState& s = f.st;
     if (s.fd < 0) return;
@@ -1365,10 +1547,12 @@ void TcpNat::on_io(Flow& f, uint32_t events) {
     if (events & (EPOLLRDHUP | EPOLLHUP)) s.host_rdhup = true;
     if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) s.host_pending = true;
     if (s.phase != Phase::established) return;  // data waits for the handshake
-    if ((events & EPOLLOUT) && s.want_out) send_ack_now(f);
+    if ((events & EPOLLOUT) && s.want_out) send_window_update(f);
     if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) send_pending(f);
 }
 
+// The flow's timer: SYN retries, tail loss probe, RTO, zero-window probe
+// or the end of the linger, by phase and flags.
 void TcpNat::on_timer(Flow& f) {
     FlowState& s = f.st;
     switch (s.phase) {
@@ -1409,11 +1593,7 @@ void TcpNat::on_timer(Flow& f) {
         s.pto_armed = false;
         if (s.snd_una != s.snd_max && s.snd_wnd != 0) {
             stats_.tail_loss_probes++;
-            s.recover = s.snd_max;
-            s.in_recovery = true;
-            s.rtt_timing = false;
-            s.cc.on_fast_retransmit(s.snd_max - s.snd_una, s.mss);
-            retransmit_head(f);
+            enter_recovery(f);
             if (s.phase != Phase::established) return;
             arm_rto(f);
             return;
@@ -1435,12 +1615,14 @@ void TcpNat::on_timer(Flow& f) {
     }
     if (s.snd_una == s.snd_max) return;  // nothing outstanding
     if (++s.retries > kMaxRetries) {
-        if (debug_on()) spdlog::debug("tcp: {} guest does not acknowledge, giving up", describe(s.key));
+        if (debug_on())
+            spdlog::debug("tcp: {} guest does not acknowledge, giving up", describe(s.key));
         stats_.gave_up++;
         reset_flow(f, true);
         return;
     }
     stats_.retransmits_rto++;
+    s.undo_ok = false;
     s.cc.on_timeout(s.snd_max - s.snd_una, s.mss);
     s.rto.backoff();
     rewind(f);
@@ -1464,8 +1646,8 @@ void TcpNat::run_deferred() {
         bool force = s.ack_force;
         s.ack_force = false;
         if (s.phase != Phase::established || s.fd < 0) continue;
-        uint32_t sndbuf = 0;
-        uint32_t room = socket_send_room(*f, &sndbuf);
+        bool low = false;
+        uint32_t room = socket_send_room(*f, &low);
         tcp::Advertised a = tcp::advertise_window(s.rcv_nxt, s.rcv_adv, room, s.rcv_wscale);
         if (s.last_ack_sent == s.rcv_nxt && !force) {
             // The ACK went out with data already; send a pure window update
@@ -1476,10 +1658,7 @@ void TcpNat::run_deferred() {
         s.rcv_adv = a.right_edge;
         emit(*f, s.snd_max, flag::ack, 0, a.field);
         stats_.acks_coalesced++;
-        if (!s.guest_fin) {
-            bool low = room < sndbuf / 4;
-            if (low != s.want_out) update_interest(*f, low);
-        }
+        if (!s.guest_fin && low != s.want_out) update_interest(*f, low);
     }
     ack_running_.clear();
     free_.insert(free_.end(), dead_.begin(), dead_.end());

@@ -10,6 +10,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <deque>
+#include <initializer_list>
 #include <memory>
 #include <unordered_map>
 #include <vector>
@@ -51,6 +53,7 @@ public:
         uint64_t retransmits_rto = 0;  // timeouts that rewound a flow
         uint64_t retransmits_fast = 0; // third duplicate ACK (and NewReno partial ACKs)
         uint64_t tail_loss_probes = 0; // no ACK for 2 SRTT: first missing segment resent
+        uint64_t spurious_retransmits = 0;  // undone: the timestamp echo showed no loss
         uint64_t zero_window_probes = 0;
         uint64_t gave_up = 0;          // too many timeouts: reset both ways
         uint64_t acks_coalesced = 0;   // end-of-batch ACKs that were needed
@@ -97,11 +100,14 @@ private:
     void reset_flow(Flow& f, bool rst_guest);
     void finish_flow(Flow& f);
     void maybe_finish(Flow& f);
+    void evict_oldest_lingering();
+    void uncount_guest_flow(Flow& f);
     void abort_socket(int fd);
 
     // Handshakes.
     void on_connected(Flow& f);
     void connect_failed(Flow& f, int err);
+    uint16_t sending_mss(const Flow& f, uint16_t guest_mss) const;
     bool send_syn(Flow& f, bool with_ack);
     void establish(Flow& f);
 
@@ -117,6 +123,7 @@ private:
     void send_pending(Flow& f);
     bool host_data_waiting(Flow& f);
     void retransmit_head(Flow& f);
+    void enter_recovery(Flow& f);
     void rewind(Flow& f);
     long peek(Flow& f, uint32_t offset, uint8_t* dst, size_t len);
     bool set_peek_offset(Flow& f, uint32_t off);
@@ -126,9 +133,11 @@ private:
     size_t data_header_len(const Flow& f) const;
     uint32_t ts_now(const Flow& f) const;
     void send_ack_now(Flow& f);
+    void send_window_update(Flow& f);
     void queue_ack(Flow& f, bool force = false);
     uint16_t cached_window_field(Flow& f);
-    uint32_t socket_send_room(Flow& f, uint32_t* sndbuf = nullptr);
+    uint32_t socket_send_room(Flow& f, bool* low = nullptr);
+    uint32_t window_cap(const Flow& f) const;
     void update_interest(Flow& f, bool want_out);
     void arm_rto(Flow& f);
     uint32_t dupack_threshold(const Flow& f) const;
@@ -142,7 +151,9 @@ private:
     void on_timer(Flow& f);
     void run_deferred() override;
 
-    uint32_t random32();
+    uint64_t keyed_hash(std::initializer_list<uint64_t> words) const;
+    uint32_t initial_seq(const FlowKey& k) const;
+    uint32_t ts_origin(const FlowKey& k) const;
 
     Nat& nat_;
     core::EventLoop& loop_;
@@ -154,9 +165,18 @@ private:
     std::vector<Flow*> dead_;                  // freed this batch, reusable after it
     std::vector<Flow*> ack_list_;              // flows owing an ACK at the end of the batch
     std::vector<Flow*> ack_running_;
+    struct LingerEntry {
+        Flow* flow;
+        uint32_t gen;
+    };
+    static bool is_lingering(const LingerEntry& e) {
+        return e.flow->gen == e.gen && e.flow->st.phase == tcp::Phase::linger;
+    }
+    std::deque<LingerEntry> linger_queue_;      // closed flows, oldest first
+    size_t lingering_ = 0;
     std::unique_ptr<uint8_t[]> discard_;       // peek-from-0 fallback only
     bool peek_off_ok_ = true;
-    uint64_t rng_ = 0;
+    uint64_t key_[2] = {};  // for ISNs and timestamp origins
     Stats stats_;
 };
 

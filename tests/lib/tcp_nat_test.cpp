@@ -439,7 +439,7 @@ TEST(TcpNat, TcpNat_HostDataIsSegmentedToTheGuestMssAndDiscardedWhenAcked) {
     close(fd);
 }
 
-TEST(TcpNat, TcpNat_UnacknowledgedDataIsRetransmittedFromTheKernelAfterTheRto) {
+TEST(TcpNat, TcpNat_UnacknowledgedDataIsRetransmittedFromTheKernelByProbeOrRto) {
     NatHarness h;
     Listener l;
     TcpGuest g(h, kGatewayIp, l.port);
@@ -449,14 +449,23 @@ TEST(TcpNat, TcpNat_UnacknowledgedDataIsRetransmittedFromTheKernelAfterTheRto) {
     ASSERT_EQ(send(fd, data.data(), data.size(), 0), 2000);
     auto first = g.wait(2);
     ASSERT_EQ(first.size(), 2u);
-    // Lost: no ACK. The RTO (about 1 s with no RTT sample yet... or the
-    // handshake's sample, 200 ms minimum) sends it all again from snd_una.
+    // Lost: no ACK. The tail loss probe (2 SRTT + 10 ms, the handshake
+    // gave an RTT sample) or else the RTO (200 ms at least) sends the
+    // first unacknowledged segment again, peeked again from the kernel.
     auto again = g.wait(1, 3000);
     ASSERT_FALSE(again.empty());
     EXPECT_EQ(again[0].seq, g.rcv_nxt);
     std::string got(again[0].payload.begin(), again[0].payload.end());
     EXPECT_EQ(got, data.substr(0, got.size()));
+    EXPECT_GE(h.nat->tcp().stats().retransmits_rto + h.nat->tcp().stats().tail_loss_probes, 1u);
+    // Still nothing acknowledged: the RTO goes back to snd_una and resends
+    // everything (go-back-N).
+    auto rto = g.wait(2, 3000);
+    ASSERT_GE(rto.size(), 2u);
+    EXPECT_EQ(rto[0].seq, g.rcv_nxt);
     EXPECT_GE(h.nat->tcp().stats().retransmits_rto, 1u);
+    g.send(flag::ack, g.snd_nxt, g.rcv_nxt + 2000, {}, 1024);
+    EXPECT_TRUE(g.settle(300).empty());
     close(fd);
 }
 
@@ -554,6 +563,32 @@ TEST(TcpNat, TcpNat_GuestFinHalfClosesAndTheHostCanStillSend) {
     EXPECT_EQ(segs[0].ack, g.snd_nxt + 4);
     EXPECT_EQ(h.nat->tcp().flow_count(), 1u);
     EXPECT_TRUE(h.run_until([&] { return h.nat->tcp().flow_count() == 0; }, 6000));
+}
+
+TEST(TcpNat, TcpNat_LingeringFlowsDoNotCountAgainstTheLimits) {
+    nat::NatLimits lim;
+    lim.tcp_flows_per_guest = 1;
+    NatHarness h(lim);
+    Listener l;
+    TcpGuest g(h, kGatewayIp, l.port, 40001);
+    int fd = g.connect(l);
+    ASSERT_GE(fd, 0);
+    // Full close: guest FIN, host FIN, guest ACK -> the flow lingers.
+    g.send(flag::fin | flag::ack, g.snd_nxt, g.rcv_nxt, {}, 1024);
+    g.wait(1);
+    close(fd);
+    auto fin = g.wait(1);
+    ASSERT_EQ(fin.size(), 1u);
+    ASSERT_TRUE(fin[0].has(flag::fin));
+    g.send(flag::ack, g.snd_nxt + 1, g.rcv_nxt + 1, {}, 1024);
+    g.settle(20);
+    ASSERT_EQ(h.nat->tcp().flow_count(), 1u);  // lingering
+    TcpGuest g2(h, kGatewayIp, l.port, 40002);
+    g2.send(flag::syn, kGuestIsn, 0, {}, 65535, true);
+    auto segs = g2.wait(1);
+    ASSERT_EQ(segs.size(), 1u);
+    EXPECT_EQ(segs[0].flags, flag::syn | flag::ack);
+    EXPECT_EQ(h.nat->tcp().stats().refused_limit, 0u);
 }
 
 TEST(TcpNat, TcpNat_HostCloseSendsFinAfterTheDataAndTheGuestMayKeepSending) {
