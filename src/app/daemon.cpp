@@ -197,7 +197,7 @@ void Daemon::attach(const Attachment& a) {
         int fd = -1;
         try {
             fd = ports::open_tap_in_netns(a.target, a.ifname, a.mtu, a.address ? &net : nullptr,
-                                          &ifname);
+                                          &ifname, cfg_.tap_offload);
         } catch (const std::exception& e) {
             std::string what = e.what();
             std::string todo =
@@ -210,7 +210,8 @@ void Daemon::attach(const Attachment& a) {
             throw startup_error(what, todo);
         }
         auto port = std::make_unique<ports::TapPort>(loop_, switch_, fd,
-                                                     ifname + " in netns " + a.netns_path, a.mtu);
+                                                     ifname + " in netns " + a.netns_path, a.mtu,
+                                                     cfg_.tap_offload);
         ports::TapPort* p = port.get();
         port->set_on_failure([this, p](const std::string& why) { on_tap_failure(p, why); });
         taps_.push_back(std::move(port));
@@ -225,12 +226,13 @@ void Daemon::attach(const Attachment& a) {
     case AttachmentKind::tap: {
         int fd = -1;
         try {
-            fd = ports::open_existing_tap(a.ifname);
+            fd = ports::open_existing_tap(a.ifname, cfg_.tap_offload);
         } catch (const std::exception& e) {
             throw startup_error(e.what(), "check --tap " + a.ifname +
                                               " (see ATTACHING GUESTS in usernet(1))");
         }
-        auto port = std::make_unique<ports::TapPort>(loop_, switch_, fd, a.ifname, a.mtu);
+        auto port = std::make_unique<ports::TapPort>(loop_, switch_, fd, a.ifname, a.mtu,
+                                                     cfg_.tap_offload);
         ports::TapPort* p = port.get();
         port->set_on_failure([this, p](const std::string& why) { on_tap_failure(p, why); });
         taps_.push_back(std::move(port));

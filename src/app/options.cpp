@@ -46,7 +46,7 @@ struct RawOptions {
     std::vector<std::string> netns, tap, socket, dns_upstream, tcp, udp;
     std::string tap_name = kDefaultTapName, mtu, net, gateway, dns, dhcp_start, guest_addr,
                 domain, pcap, pid;
-    bool config_net = false, no_map_gw = false, debug = false, quiet = false,
+    bool config_net = false, no_offload = false, no_map_gw = false, debug = false, quiet = false,
          foreground = false, help = false, version = false;
 };
 
@@ -65,6 +65,7 @@ void describe(CLI::App& app, RawOptions& raw) {
     repeated(app.add_option("--netns", raw.netns));
     last_wins(app.add_option("--tap-name", raw.tap_name));
     app.add_flag("--config-net", raw.config_net);
+    app.add_flag("--no-offload", raw.no_offload);
     repeated(app.add_option("--tap", raw.tap));
     repeated(app.add_option("--socket", raw.socket));
     last_wins(app.add_option("--mtu", raw.mtu));
@@ -433,6 +434,7 @@ Config parse_options(const std::vector<std::string>& args) {
     cfg.log_level = raw.debug ? LogLevel::debug : raw.quiet ? LogLevel::quiet : LogLevel::info;
     cfg.config_net = raw.config_net;
     cfg.net.map_gateway_to_loopback = !raw.no_map_gw;
+    cfg.tap_offload = !raw.no_offload;
 
     resolve_addresses(app, raw, cfg);
     resolve_attachments(app, raw, cfg);
@@ -485,6 +487,7 @@ Attachments (repeatable; each VALUE may end in ,mtu=N):
       --tap-name IFNAME      name of that TAP (default tap0)
       --config-net           set address, route and MTU inside each namespace
       --tap IFNAME           attach an existing TAP device
+      --no-offload           no checksum or segmentation offload on TAPs
       --socket PATH          listen for QEMU -netdev stream on a Unix socket
       --mtu N                default MTU of every attachment (68-65520;
                              default 65520 for --netns, 1500 otherwise)

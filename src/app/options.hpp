@@ -52,6 +52,7 @@ struct Config {
     // In command-line order. Empty: listen on the default socket path.
     std::vector<Attachment> attachments;
     bool config_net = false;
+    bool tap_offload = true;  // --no-offload clears it
     // Addresses, DNS upstreams (empty: read /etc/resolv.conf), --no-map-gw.
     gw::NetConfig net;
     // --guest-addr: the port-forward target and the first --config-net

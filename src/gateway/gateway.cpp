@@ -55,6 +55,14 @@ Gateway::~Gateway() {
 // --- input -------------------------------------------------------------------
 
 void Gateway::deliver(wire::Bytes frame, const sw::FrameMeta& meta) {
+    // Neighbors learned while handling this frame (here or by DHCP) live
+    // behind its port.
+    ingress_offload_ = meta.ingress_offload;
+    deliver_frame(frame, meta);
+    ingress_offload_ = false;
+}
+
+void Gateway::deliver_frame(wire::Bytes frame, const sw::FrameMeta& meta) {
     auto eth = wire::EthernetView::parse(frame);
     if (!eth) {
         stats_.dropped_malformed++;
@@ -154,7 +162,7 @@ void Gateway::handle_ipv4(wire::Bytes payload, const wire::MacAddr& dst_mac,
                     ((bcast && dst_mac.is_broadcast()) || (to_us_l2 && (bcast || dst == cfg_.gateway)));
         bool dns = to_us_l2 && dst == cfg_.dns && udp->dst_port() == wire::kDnsPort;
         if (dhcp || dns) {
-            if (!udp->checksum_ok(ip->src_addr(), ip->dst_addr())) {
+            if (!meta.off.trusted() && !udp->checksum_ok(ip->src_addr(), ip->dst_addr())) {
                 stats_.dropped_malformed++;
                 spdlog::debug("udp: bad checksum from {}", V4{src});
                 return;
@@ -181,7 +189,7 @@ void Gateway::handle_ipv4(wire::Bytes payload, const wire::MacAddr& dst_mac,
     }
     if (is_own_v4(dst) && proto == wire::ipproto::icmp) {
         auto icmp = wire::Icmp4View::parse(ip->payload());
-        if (!icmp || !icmp->checksum_ok()) {
+        if (!icmp || (!meta.off.trusted() && !icmp->checksum_ok())) {
             stats_.dropped_malformed++;
             spdlog::debug("icmp: bad message from {}", V4{src});
             return;
@@ -211,6 +219,7 @@ void Gateway::handle_ipv4(wire::Bytes payload, const wire::MacAddr& dst_mac,
     pkt.l4 = ip->payload();
     pkt.ingress_mtu = meta.ingress_mtu;
     pkt.src_mac = src_mac;
+    pkt.l4_csum_trusted = meta.off.trusted();
     stats_.routed++;
     sink_->from_guest(pkt);
 }
@@ -246,7 +255,7 @@ void Gateway::send_time_exceeded(const wire::Ipv4View& ip) {
 // --- output ------------------------------------------------------------------
 
 bool Gateway::send_ip(const wire::IpAddr& src, const wire::IpAddr& dst, uint8_t proto,
-                      size_t l4_len, uint8_t ttl) {
+                      size_t l4_len, uint8_t ttl, const wire::Offload* off) {
     if (!src.is_v4() || !dst.is_v4()) {
         stats_.dropped_unsupported++;
         return false;
@@ -264,7 +273,10 @@ bool Gateway::send_ip(const wire::IpAddr& src, const wire::IpAddr& dst, uint8_t 
             stats_.dropped_no_neighbor++;
             return false;
         }
-        if (l4_len + wire::kIpv4HeaderLen > n->mtu) {
+        size_t per_frame = off && off->gso_type != wire::Offload::gso_none
+                               ? std::min<size_t>(l4_len, off->hdr_len + size_t{off->gso_size})
+                               : l4_len;
+        if (per_frame + wire::kIpv4HeaderLen > n->mtu) {
             stats_.dropped_too_big++;
             spdlog::debug("ipv4: {} bytes exceed the MTU {} of {}", l4_len + wire::kIpv4HeaderLen,
                           n->mtu, V4{d});
@@ -277,13 +289,26 @@ bool Gateway::send_ip(const wire::IpAddr& src, const wire::IpAddr& dst, uint8_t 
     uint8_t* eth = iph - wire::kEthHeaderLen;
     wire::build_ipv4(iph, src.as_v4(), d, proto, l4_len, ttl, ip_id_++);
     wire::build_ethernet(eth, mac, cfg_.gw_mac, wire::ethertype::ipv4);
-    size_t off = static_cast<size_t>(eth - tx_.data());
+    size_t eth_off = static_cast<size_t>(eth - tx_.data());
     size_t len = kEthIpv4Len + l4_len;
     if (len < wire::kEthMinFrame) {
-        std::memset(tx_.data() + off + len, 0, wire::kEthMinFrame - len);
+        std::memset(tx_.data() + eth_off + len, 0, wire::kEthMinFrame - len);
         len = wire::kEthMinFrame;
     }
-    send_frame(off, len);
+    if (off) {
+        // Offsets from tx_l4() become offsets from the frame.
+        constexpr uint16_t kL4 = static_cast<uint16_t>(kEthIpv4Len);
+        wire::Offload o = *off;
+        o.csum_start = static_cast<uint16_t>(o.csum_start + kL4);
+        o.hdr_len = static_cast<uint16_t>(o.hdr_len + kL4);
+        if (o.gso_type != wire::Offload::gso_none && l4_len <= off->hdr_len + size_t{o.gso_size}) {
+            o.gso_type = wire::Offload::gso_none;  // fits in one frame after all
+            o.gso_size = 0;
+        }
+        sw_.input(id(), wire::Bytes(tx_.data() + eth_off, len), o);
+        return true;
+    }
+    send_frame(eth_off, len);
     return true;
 }
 
@@ -350,6 +375,7 @@ Gateway::Neighbor* Gateway::touch_neighbor(wire::Ipv4 ip, const wire::MacAddr& m
             n.mac = mac;
         }
         n.mtu = mtu;
+        n.offload = ingress_offload_;
         n.seen = now;
         return &n;
     }
@@ -357,7 +383,7 @@ Gateway::Neighbor* Gateway::touch_neighbor(wire::Ipv4 ip, const wire::MacAddr& m
         spdlog::debug("neighbor table full, not learning {}", V4{ip});
         return nullptr;
     }
-    auto [ins, ok] = neighbors_.emplace(ip, Neighbor{mac, mtu, now, 0});
+    auto [ins, ok] = neighbors_.emplace(ip, Neighbor{mac, mtu, now, 0, ingress_offload_});
     (void)ok;
     last_guest_ = ip;
     spdlog::debug("neighbor {} is {} (mtu {})", V4{ip}, mac, mtu);
@@ -395,6 +421,12 @@ uint32_t Gateway::path_mtu(const wire::IpAddr& dst) const {
     if (dst.is_v4())
         if (const Neighbor* n = live_neighbor(dst.as_v4())) return n->mtu;
     return 1500;
+}
+
+bool Gateway::offload_to(const wire::IpAddr& dst) const {
+    if (!dst.is_v4()) return false;
+    const Neighbor* n = live_neighbor(dst.as_v4());
+    return n && n->offload;
 }
 
 bool Gateway::knows_guest(const wire::IpAddr& guest) const {

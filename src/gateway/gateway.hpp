@@ -32,6 +32,7 @@
 #include "wire/addr.hpp"
 #include "wire/bytes.hpp"
 #include "wire/ipv4.hpp"
+#include "wire/offload.hpp"
 
 namespace usernet::gw {
 
@@ -46,6 +47,10 @@ struct GuestPacket {
     wire::Bytes l4;         // the transport header and payload
     uint32_t ingress_mtu = 1500;  // L3 MTU of the guest's attachment
     wire::MacAddr src_mac;
+    // The L4 checksum need not be verified: the attachment vouches for it
+    // (a TAP with offload: partial or already checked). l4 may then also
+    // be a TCP segment larger than the MTU.
+    bool l4_csum_trusted = false;
 };
 
 class IpSink {
@@ -90,6 +95,7 @@ public:
     void deliver(wire::Bytes frame, const sw::FrameMeta& meta) override;
     uint32_t mtu() const override { return 65520; }
     std::string describe() const override { return "gateway"; }
+    bool takes_offload() const override { return true; }
 
     void set_ip_sink(IpSink* sink) { sink_ = sink; }
 
@@ -102,11 +108,20 @@ public:
     // Returns false, counting the drop, when the destination MAC is unknown
     // (an ARP request went out instead, at most one a second per address),
     // the packet exceeds the guest's MTU, or an address is not IPv4.
+    //
+    // With `off` (the L4 checksum partial, possibly a TCP segment larger
+    // than the MTU with gso_size bytes per piece; csum_start and hdr_len
+    // relative to tx_l4(), the gateway adds the headers in front), the
+    // frame goes out that way; the switch finishes it in software for an
+    // attachment without offload. Only gso_size plus headers must then fit
+    // the MTU.
     bool send_ip(const wire::IpAddr& src, const wire::IpAddr& dst, uint8_t proto, size_t l4_len,
-                 uint8_t ttl = 64);
+                 uint8_t ttl = 64, const wire::Offload* off = nullptr);
     // The L3 MTU toward guest address dst (its attachment's MTU), 1500 when
     // the guest is unknown.
     uint32_t path_mtu(const wire::IpAddr& dst) const;
+    // Whether dst's attachment takes offloaded frames (send_ip's `off`).
+    bool offload_to(const wire::IpAddr& dst) const;
     bool knows_guest(const wire::IpAddr& guest) const;
     // A guest's address as bound by DHCP or learned; used by port forwards
     // when no --guest-addr is given. Unspecified when there is no guest yet.
@@ -141,11 +156,13 @@ private:
         uint32_t mtu;
         core::Millis seen;
         core::Millis bound_until = 0;  // DHCP lease end; 0: not bound
+        bool offload = false;          // its attachment takes offloaded frames
     };
     struct ArpAttempt {
         wire::Ipv4 ip = 0;
         core::Millis at = 0;
     };
+    void deliver_frame(wire::Bytes frame, const sw::FrameMeta& meta);
     void handle_arp(wire::Bytes payload, const wire::MacAddr& src_mac, const sw::FrameMeta& meta);
     void handle_ipv4(wire::Bytes payload, const wire::MacAddr& dst_mac,
                      const wire::MacAddr& src_mac, const sw::FrameMeta& meta);
@@ -172,6 +189,7 @@ private:
     // Rate limit of ARP requests, a small direct-mapped cache by address.
     std::array<ArpAttempt, 256> arp_attempts_{};
     uint16_t ip_id_ = 0;
+    bool ingress_offload_ = false;  // of the frame deliver() is handling
     wire::Ipv4 last_guest_ = 0;  // most recent lease or newly learned neighbor
 };
 

@@ -289,7 +289,7 @@ void IcmpNat::from_guest(const gw::GuestPacket& pkt) {
         nat_.stats().dropped_malformed++;
         return;
     }
-    if (!icmp->checksum_ok()) {
+    if (!pkt.l4_csum_trusted && !icmp->checksum_ok()) {
         stats_.dropped_checksum++;
         nat_.stats().dropped_malformed++;
         return;

@@ -428,7 +428,7 @@ void TcpNat::maybe_finish(Flow& f) {
 void TcpNat::from_guest(const gw::GuestPacket& pkt) {
     stats_.segs_from_guest++;
     auto seg = wire::TcpView::parse(pkt.l4);
-    if (!seg || !seg->checksum_ok(pkt.src, pkt.dst) || seg->src_port() == 0 ||
+    if (!seg || (!pkt.l4_csum_trusted && !seg->checksum_ok(pkt.src, pkt.dst)) || seg->src_port() == 0 ||
         seg->dst_port() == 0) {
         stats_.dropped_malformed++;
         nat_.stats().dropped_malformed++;
@@ -1094,8 +1094,17 @@ void TcpNat::send_pending(Flow& f) {
             }
             return;
         }
-        uint32_t want = std::min(room, segment_limit(f));
-        if (want < segment_limit(f) && flight > 0 && !(s.host_eof && want == room)) {
+        const uint32_t seg = segment_limit(f);
+        uint32_t want = std::min(room, seg);
+        if (want == seg && room > seg && gw_.offload_to(s.key.guest)) {
+            // The guest's attachment takes large segments: send as many
+            // whole segments as fit in one frame (cut into pieces of `seg`
+            // by the guest's kernel, or the switch for others).
+            uint32_t max = static_cast<uint32_t>(gw_.tx_l4_capacity() - data_header_len(f));
+            want = std::min(room, max);
+            if (want > seg) want -= want % seg;
+        }
+        if (want < seg && flight > 0 && !(s.host_eof && want == room)) {
             // Sender silly-window avoidance (RFC 9293 3.8.6.2.1): with data
             // in flight, wait until a whole segment fits rather than send
             // the sliver a byte-counted window leaves.
@@ -1327,8 +1336,32 @@ bool TcpNat::emit(Flow& f, uint32_t seq, uint8_t flags, size_t payload_len, int 
     uint16_t wnd = window_field >= 0 ? static_cast<uint16_t>(window_field) : cached_window_field(f);
     uint8_t* p = gw_.tx_l4();
     size_t hl = write_header(f, p, seq, flags, wnd);
-    wire::finish_tcp_checksum(p, hl + payload_len, s.key.remote, s.key.guest);
-    bool sent = gw_.send_ip(s.key.remote, s.key.guest, wire::ipproto::tcp, hl + payload_len);
+    bool sent;
+    if (payload_len > 0 && gw_.offload_to(s.key.guest)) {
+        // Only the pseudo-header sum: the guest's kernel trusts a partial
+        // checksum (or the switch completes it for an attachment without
+        // offload). Segments longer than the MSS go as one GSO frame.
+        wire::Offload off;
+        off.csum_partial = true;
+        off.csum_start = 0;
+        off.csum_offset = 16;
+        off.hdr_len = static_cast<uint16_t>(hl);
+        uint32_t seg = segment_limit(f);
+        if (payload_len > seg) {
+            off.gso_type = s.key.guest.is_v4() ? wire::Offload::gso_tcp4 : wire::Offload::gso_tcp6;
+            off.gso_size = static_cast<uint16_t>(seg);
+        }
+        uint32_t ps = wire::csum_pseudo(s.key.remote, s.key.guest, wire::ipproto::tcp,
+                                        static_cast<uint32_t>(hl + payload_len));
+        ps = (ps & 0xffff) + (ps >> 16);
+        ps = (ps & 0xffff) + (ps >> 16);
+        wire::store16(p + 16, static_cast<uint16_t>(ps));
+        sent = gw_.send_ip(s.key.remote, s.key.guest, wire::ipproto::tcp, hl + payload_len, 64,
+                           &off);
+    } else {
+        wire::finish_tcp_checksum(p, hl + payload_len, s.key.remote, s.key.guest);
+        sent = gw_.send_ip(s.key.remote, s.key.guest, wire::ipproto::tcp, hl + payload_len);
+    }
     stats_.segs_to_guest++;
     if (flags & flag::ack) {
         s.last_ack_sent = s.rcv_nxt;

@@ -243,7 +243,7 @@ void UdpNat::from_guest(const gw::GuestPacket& pkt) {
         nat_.stats().dropped_malformed++;
         return;
     }
-    if (!udp->checksum_ok(pkt.src, pkt.dst)) {
+    if (!pkt.l4_csum_trusted && !udp->checksum_ok(pkt.src, pkt.dst)) {
         stats_.dropped_checksum++;
         nat_.stats().dropped_malformed++;
         return;

@@ -96,13 +96,13 @@ std::string netns_path(const std::string& netns) {
 }
 
 int open_tap_in_netns(const std::string& netns, const std::string& ifname, uint32_t mtu,
-                      const TapNetConfig* config, std::string* actual_ifname) {
+                      const TapNetConfig* config, std::string* actual_ifname, bool offload) {
     if (netns.empty()) throw std::runtime_error("empty network namespace name");
     const std::string where = "network namespace '" + netns + "'";
     NetnsGuard in_ns(netns);
 
     std::string name;
-    int fd = tap_open(ifname, &name);
+    int fd = tap_open(ifname, &name, offload);
     if (fd < 0) {
         int e = -fd;
         if (e == EPERM || e == EACCES)

@@ -39,7 +39,10 @@ std::string netns_path(const std::string& netns);
 // device disappears when it is closed. If actual_ifname is non-null it
 // receives the name the kernel gave the device. Throws std::runtime_error
 // with one clear sentence on failure.
+// With `offload` the TAP has a virtio-net header and checksum and TCP
+// segmentation offload (tap_open()).
 int open_tap_in_netns(const std::string& netns, const std::string& ifname, uint32_t mtu,
-                      const TapNetConfig* config, std::string* actual_ifname = nullptr);
+                      const TapNetConfig* config, std::string* actual_ifname = nullptr,
+                      bool offload = false);
 
 }  // namespace usernet::ports

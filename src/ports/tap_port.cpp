@@ -7,6 +7,7 @@
 #include <linux/if_tun.h>
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <spdlog/spdlog.h>
@@ -17,26 +18,36 @@
 #include <stdexcept>
 
 #include "wire/ethernet.hpp"
+#include "wire/offload.hpp"
 
 namespace usernet::ports {
 
-int tap_open(const std::string& ifname, std::string* actual_ifname) {
+int tap_open(const std::string& ifname, std::string* actual_ifname, bool offload) {
     if (ifname.empty() || ifname.size() >= IFNAMSIZ) return -ENAMETOOLONG;
     int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) return -errno;
     ifreq ifr{};
     std::memcpy(ifr.ifr_name, ifname.data(), ifname.size());
-    ifr.ifr_flags = IFF_TAP | IFF_NO_PI;
+    ifr.ifr_flags = IFF_TAP | IFF_NO_PI | (offload ? IFF_VNET_HDR : 0);
     if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
         int e = errno;
         close(fd);
         return -e;
     }
+    if (offload) {
+        int hdr = static_cast<int>(wire::kVnetHdrLen);
+        unsigned long features = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6;
+        if (ioctl(fd, TUNSETVNETHDRSZ, &hdr) < 0 || ioctl(fd, TUNSETOFFLOAD, features) < 0) {
+            int e = errno;
+            close(fd);
+            return -e;
+        }
+    }
     if (actual_ifname) actual_ifname->assign(ifr.ifr_name, strnlen(ifr.ifr_name, IFNAMSIZ));
     return fd;
 }
 
-int open_existing_tap(const std::string& ifname) {
+int open_existing_tap(const std::string& ifname, bool offload) {
     if (ifname.empty() || ifname.size() >= IFNAMSIZ)
         throw std::runtime_error("invalid TAP name '" + ifname + "' (1 to " +
                                  std::to_string(IFNAMSIZ - 1) + " characters)");
@@ -45,14 +56,14 @@ int open_existing_tap(const std::string& ifname) {
         throw std::runtime_error("TAP device '" + ifname +
                                  "' does not exist (create it with: ip tuntap add dev " + ifname +
                                  " mode tap user $USER)");
-    int fd = tap_open(ifname);
+    int fd = tap_open(ifname, nullptr, offload);
     if (fd >= 0) return fd;
     int e = -fd;
     switch (e) {
     case EINVAL:
         throw std::runtime_error("'" + ifname +
-                                 "' is not a TAP device usernet can attach to (it must be a TAP "
-                                 "without vnet_hdr or multi_queue)");
+                                 "' is not a TAP device usernet can attach to (it must be a "
+                                 "single-queue TAP, not multi_queue)");
     case EPERM:
     case EACCES:
         throw std::runtime_error("cannot attach to TAP '" + ifname + "': " + std::strerror(e) +
@@ -69,8 +80,9 @@ int open_existing_tap(const std::string& ifname) {
     }
 }
 
-TapPort::TapPort(core::EventLoop& loop, sw::Switch& sw, int fd, std::string name, uint32_t mtu)
-    : loop_(loop), sw_(sw), fd_(fd), name_(std::move(name)), mtu_(mtu),
+TapPort::TapPort(core::EventLoop& loop, sw::Switch& sw, int fd, std::string name, uint32_t mtu,
+                 bool offload)
+    : loop_(loop), sw_(sw), fd_(fd), name_(std::move(name)), mtu_(mtu), offload_(offload),
       buf_(std::make_unique_for_overwrite<uint8_t[]>(kBufferSize)) {
     try {
         loop_.add(fd_, EPOLLIN, this);
@@ -79,7 +91,8 @@ TapPort::TapPort(core::EventLoop& loop, sw::Switch& sw, int fd, std::string name
         throw;
     }
     sw_.attach(*this);
-    spdlog::debug("attached {} (MTU {}, fd {})", describe(), mtu_, fd_);
+    spdlog::debug("attached {} (MTU {}, fd {}, offload {})", describe(), mtu_, fd_,
+                  offload_ ? "on" : "off");
 }
 
 TapPort::~TapPort() {
@@ -120,11 +133,22 @@ void TapPort::on_io(uint32_t events) {
             return;
         }
         if (n == 0) return;
-        sw_.input(id(), wire::Bytes(buf_.get(), static_cast<size_t>(n)));
+        size_t len = static_cast<size_t>(n);
+        if (!offload_) {
+            sw_.input(id(), wire::Bytes(buf_.get(), len));
+            continue;
+        }
+        wire::Offload off;
+        if (len < wire::kVnetHdrLen ||
+            !wire::parse_vnet_hdr(buf_.get(), len - wire::kVnetHdrLen, off)) {
+            stats().rx_dropped++;
+            continue;
+        }
+        sw_.input(id(), wire::Bytes(buf_.get() + wire::kVnetHdrLen, len - wire::kVnetHdrLen), off);
     }
 }
 
-void TapPort::deliver(wire::Bytes frame, const sw::FrameMeta&) {
+void TapPort::deliver(wire::Bytes frame, const sw::FrameMeta& meta) {
     if (failed_) {
         stats().tx_dropped++;
         return;
@@ -138,8 +162,11 @@ void TapPort::deliver(wire::Bytes frame, const sw::FrameMeta&) {
         data = padded;
         len = wire::kEthMinFrame;
     }
+    uint8_t hdr[wire::kVnetHdrLen];
+    iovec iov[2] = {{hdr, sizeof hdr}, {const_cast<uint8_t*>(data), len}};
+    if (offload_) wire::write_vnet_hdr(hdr, meta.off);
     for (;;) {
-        ssize_t n = write(fd_, data, len);
+        ssize_t n = offload_ ? writev(fd_, iov, 2) : write(fd_, data, len);
         if (n >= 0) return;
         if (errno == EINTR) continue;
         stats().tx_dropped++;

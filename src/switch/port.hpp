@@ -12,6 +12,7 @@
 #include <string>
 
 #include "wire/bytes.hpp"
+#include "wire/offload.hpp"
 
 namespace usernet::sw {
 
@@ -31,6 +32,11 @@ struct PortStats {
 struct FrameMeta {
     PortId ingress = kNoPort;
     uint32_t ingress_mtu = 1500;  // L3 MTU of the port the frame came from
+    bool ingress_offload = false; // ... and whether it takes offloaded frames
+    // The frame's checksum and segmentation state. Only a port whose
+    // takes_offload() is true sees a frame with off.any(); for the others
+    // the switch completes the checksum and cuts the segment first.
+    wire::Offload off;
 };
 
 class Port {
@@ -40,6 +46,9 @@ public:
     // The L3 MTU of this attachment (IP packet size, without Ethernet header).
     virtual uint32_t mtu() const = 0;
     virtual std::string describe() const = 0;
+    // Whether deliver() accepts frames with a partial checksum and TCP
+    // segments larger than mtu() (wire::Offload), and sends such frames.
+    virtual bool takes_offload() const { return false; }
 
     PortId id() const { return id_; }
     PortStats& stats() { return stats_; }

@@ -1,5 +1,7 @@
 #include "switch/switch.hpp"
 
+#include <cstring>
+
 #include "wire/ethernet.hpp"
 
 namespace usernet::sw {
@@ -106,7 +108,12 @@ bool Switch::learn(PortId from, const wire::MacAddr& src) {
 void Switch::forward(PortId to, wire::Bytes frame, const FrameMeta& meta) {
     Port* p = ports_[to];
     if (!p) return;
-    if (frame.size() > p->mtu() + wire::kEthHeaderLen + wire::kVlanTagLen) {
+    if (meta.off.any() && !p->takes_offload()) {
+        forward_resolved(*p, frame, meta);
+        return;
+    }
+    bool gso = meta.off.gso_type != wire::Offload::gso_none;
+    if (!gso && frame.size() > p->mtu() + wire::kEthHeaderLen + wire::kVlanTagLen) {
         p->stats().tx_dropped++;
         return;
     }
@@ -115,7 +122,42 @@ void Switch::forward(PortId to, wire::Bytes frame, const FrameMeta& meta) {
     p->deliver(frame, meta);
 }
 
-void Switch::input(PortId from, wire::Bytes frame) {
+// A frame with offload for a port without: finished here, as the kernel's
+// skb_checksum_help() and TCP GSO would (wire/offload.hpp).
+void Switch::forward_resolved(Port& p, wire::Bytes frame, const FrameMeta& meta) {
+    constexpr size_t kScratch = wire::kEthMaxFrame + wire::kVlanTagLen;
+    if (!scratch_) scratch_ = std::make_unique_for_overwrite<uint8_t[]>(kScratch);
+    FrameMeta plain = meta;
+    plain.off = {};
+    auto out = [&](wire::Bytes f) {
+        if (f.size() > p.mtu() + wire::kEthHeaderLen + wire::kVlanTagLen) {
+            p.stats().tx_dropped++;
+            return;
+        }
+        p.stats().tx_frames++;
+        p.stats().tx_bytes += f.size();
+        p.deliver(f, plain);
+    };
+    stats_.offload_resolved++;
+    if (meta.off.gso_type != wire::Offload::gso_none) {
+        if (!wire::segment_tcp(frame, meta.off, p.mtu(), wire::MutBytes(scratch_.get(), kScratch),
+                               out)) {
+            stats_.dropped_bad_offload++;
+            p.stats().tx_dropped++;
+        }
+        return;
+    }
+    std::memcpy(scratch_.get(), frame.data(), frame.size());
+    wire::MutBytes copy(scratch_.get(), frame.size());
+    if (!wire::complete_checksum(copy, meta.off)) {
+        stats_.dropped_bad_offload++;
+        p.stats().tx_dropped++;
+        return;
+    }
+    out(copy);
+}
+
+void Switch::input(PortId from, wire::Bytes frame, const wire::Offload& off) {
     if (from >= ports_.size() || !ports_[from]) return;
     Port& in = *ports_[from];
     if (frame.size() < wire::kEthHeaderLen) {
@@ -138,7 +180,7 @@ void Switch::input(PortId from, wire::Bytes frame) {
     }
     stats_.frames++;
     if (observer_) observer_(frame);
-    FrameMeta meta{from, in.mtu()};
+    FrameMeta meta{from, in.mtu(), in.takes_offload(), off};
     if (!dst.is_multicast()) {
         PortId to = lookup(dst);
         if (to != kNoPort) {

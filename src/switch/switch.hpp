@@ -7,10 +7,14 @@
 // destination is broadcast, multicast or unknown. A port may own at most
 // kMaxMacsPerPort addresses, so a guest spraying source MACs cannot flush
 // the table or take over another guest's traffic; learned entries age out.
-// The switch knows Ethernet only.
+// The switch knows Ethernet only, and offload (wire/offload.hpp): a frame
+// with a partial checksum or a large TCP segment goes as it is to a port
+// that takes offload; for any other port the switch completes the checksum
+// and cuts the segment to the port's MTU in a scratch buffer of its own.
 #pragma once
 
 #include <functional>
+#include <memory>
 #include <unordered_map>
 #include <vector>
 
@@ -28,6 +32,8 @@ struct SwitchStats {
     uint64_t dropped_bad_src = 0;   // multicast source, or a MAC pinned elsewhere
     uint64_t dropped_mac_limit = 0; // port already owns kMaxMacsPerPort MACs
     uint64_t dropped_hairpin = 0;   // destination lives on the ingress port
+    uint64_t offload_resolved = 0;  // offloaded frames finished in software for a port
+    uint64_t dropped_bad_offload = 0; // offload fields that do not describe the frame
 };
 
 class Switch {
@@ -44,8 +50,9 @@ public:
     // Binds mac to port for good (the gateway's own address).
     void pin(const wire::MacAddr& mac, PortId port);
 
-    // A frame entering the switch from port `from`.
-    void input(PortId from, wire::Bytes frame);
+    // A frame entering the switch from port `from`, with its offload state
+    // (a port that does not take offload passes none).
+    void input(PortId from, wire::Bytes frame, const wire::Offload& off = {});
 
     // Called with every frame that crosses the switch (pcap).
     void set_observer(std::function<void(wire::Bytes)> obs) { observer_ = std::move(obs); }
@@ -75,6 +82,7 @@ private:
     };
     bool learn(PortId from, const wire::MacAddr& src);
     void forward(PortId to, wire::Bytes frame, const FrameMeta& meta);
+    void forward_resolved(Port& p, wire::Bytes frame, const FrameMeta& meta);
 
     core::EventLoop& loop_;
     std::vector<Port*> ports_;
@@ -82,6 +90,7 @@ private:
     std::unordered_map<wire::MacAddr, Entry, MacHash> table_;
     std::function<void(wire::Bytes)> observer_;
     SwitchStats stats_;
+    std::unique_ptr<uint8_t[]> scratch_;  // software offload, allocated on first use
 };
 
 }  // namespace usernet::sw
