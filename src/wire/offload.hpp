@@ -97,7 +97,7 @@ template <typename Emit>
 bool segment_tcp(Bytes frame, const Offload& off, uint32_t mtu, MutBytes scratch, Emit&& emit) {
     TcpSegmentPlan plan;
     if (!plan_tcp_segments(frame, off, mtu, scratch.size(), plan)) return false;
-    size_t n = (plan.payload + plan.piece - 1) / plan.piece;
+    size_t n = plan.payload == 0 ? 1 : (plan.payload + plan.piece - 1) / plan.piece;
     for (size_t i = 0; i < n; i++) {
         size_t len = build_tcp_segment(frame, plan, i, scratch.data());
         emit(Bytes(scratch.data(), len));

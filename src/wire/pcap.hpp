@@ -1,7 +1,7 @@
 // Capture files in the classic libpcap format (what --pcap writes).
 //
 // Format: a 24-byte global header (magic 0xa1b2c3d4 in host byte order,
-// version 2.4, snaplen 65535, linktype 1 = Ethernet) and, per frame, a
+// version 2.4, snaplen 262144, linktype 1 = Ethernet) and, per frame, a
 // 16-byte record header (seconds, microseconds, captured length, original
 // length) followed by the captured bytes (draft-ietf-opsawg-pcap describes
 // the format). Frames over the snaplen are cut, with the
@@ -26,7 +26,7 @@ namespace usernet::wire {
 inline constexpr uint32_t kPcapMagic = 0xa1b2c3d4;
 inline constexpr uint16_t kPcapVersionMajor = 2;
 inline constexpr uint16_t kPcapVersionMinor = 4;
-inline constexpr uint32_t kPcapSnapLen = 65535;
+inline constexpr uint32_t kPcapSnapLen = 262144;  // tcpdump's; offloaded frames exceed 65535
 inline constexpr uint32_t kPcapLinktypeEthernet = 1;
 inline constexpr size_t kPcapGlobalHeaderLen = 24;
 inline constexpr size_t kPcapRecordHeaderLen = 16;

@@ -69,7 +69,7 @@ TEST(PcapWriter, WritesGlobalHeaderAndTwoRecords) {
     EXPECT_EQ(le16(f, 6), 4);
     EXPECT_EQ(le32(f, 8), 0u);   // thiszone
     EXPECT_EQ(le32(f, 12), 0u);  // sigfigs
-    EXPECT_EQ(le32(f, 16), 65535u);
+    EXPECT_EQ(le32(f, 16), 262144u);
     EXPECT_EQ(le32(f, 20), 1u);  // Ethernet
 
     EXPECT_EQ(le32(f, 24), 1700000000u);
@@ -89,17 +89,17 @@ TEST(PcapWriter, WritesGlobalHeaderAndTwoRecords) {
 
 TEST(PcapWriter, TruncatesFramesOverSnaplenKeepingOriginalLength) {
     std::string path = temp_path("big");
-    std::vector<uint8_t> big(70000);
+    std::vector<uint8_t> big(300000);
     for (size_t i = 0; i < big.size(); i++) big[i] = static_cast<uint8_t>(i);
     {
         PcapWriter w(path);
         w.write(bytes(big), timespec{1, 0});
     }
     std::vector<uint8_t> f = read_file(path);
-    ASSERT_EQ(f.size(), 24u + 16 + 65535);
-    EXPECT_EQ(le32(f, 32), 65535u);
-    EXPECT_EQ(le32(f, 36), 70000u);
-    EXPECT_TRUE(std::equal(big.begin(), big.begin() + 65535, f.begin() + 40));
+    ASSERT_EQ(f.size(), 24u + 16 + 262144);
+    EXPECT_EQ(le32(f, 32), 262144u);
+    EXPECT_EQ(le32(f, 36), 300000u);
+    EXPECT_TRUE(std::equal(big.begin(), big.begin() + 262144, f.begin() + 40));
     std::remove(path.c_str());
 }
 
