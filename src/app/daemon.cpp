@@ -100,7 +100,7 @@ Daemon::Daemon(const Config& cfg)
     resolve_dns_upstreams();
     try {
         gateway_ = std::make_unique<gw::Gateway>(loop_, switch_, cfg_.net);
-        nat_ = std::make_unique<nat::Nat>(loop_, *gateway_);
+        nat_ = std::make_unique<nat::Nat>(loop_, *gateway_, cfg_.limits);
     } catch (const std::exception& e) {
         throw startup_error(std::string("cannot start the gateway: ") + e.what(),
                             "check the address options and usernet's file descriptor limit");

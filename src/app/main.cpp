@@ -3,6 +3,8 @@
 // Exit status: 0 after SIGINT/SIGTERM/SIGHUP (or --help, --version), 1 when
 // start-up failed, 2 for a bad command line. Every failure is one line on
 // stderr: "usernet: error: <what was wrong>; <what to do>".
+#include <sys/resource.h>
+
 #include <cstdio>
 #include <exception>
 #include <iostream>
@@ -14,6 +16,30 @@
 #include "app/signals.hpp"
 
 using namespace usernet::app;
+
+namespace {
+
+// Every TCP flow holds a socket: take the hard RLIMIT_NOFILE (a daemon's
+// usual first step; the soft default of 1024 would end a guest's
+// connections at about a thousand), and say so when even that is short
+// of what the flow limits allow.
+void raise_fd_limit(const Config& cfg) {
+    rlimit rl{};
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rlim_t old = rl.rlim_cur;
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0) rl.rlim_cur = old;
+    }
+    rlim_t want = rlim_t{cfg.limits.tcp_flows_per_guest} + 256;
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want)
+        spdlog::warn("the file descriptor limit ({}) is below what --max-flows {} may need ({}); "
+                     "connections beyond it will be refused (raise it with ulimit -Hn or "
+                     "LimitNOFILE=)",
+                     rl.rlim_cur, cfg.limits.tcp_flows_per_guest, want);
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
     setup_logging(LogLevel::info);
@@ -33,6 +59,7 @@ int main(int argc, char** argv) {
         return 0;
     }
     setup_logging(cfg.log_level);
+    raise_fd_limit(cfg);
     try {
         block_stop_signals();
         Daemon daemon(cfg);

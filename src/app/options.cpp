@@ -44,7 +44,7 @@ uint32_t parse_mtu(const std::string& option, std::string_view text) {
 // Everything the command line holds, as text, before checking.
 struct RawOptions {
     std::vector<std::string> netns, tap, socket, dns_upstream, tcp, udp;
-    std::string tap_name = kDefaultTapName, mtu, net, gateway, dns, dhcp_start, guest_addr,
+    std::string tap_name = kDefaultTapName, mtu, max_flows, net, gateway, dns, dhcp_start, guest_addr,
                 domain, pcap, pid;
     bool config_net = false, no_offload = false, no_map_gw = false, debug = false, quiet = false,
          foreground = false, help = false, version = false;
@@ -78,6 +78,7 @@ void describe(CLI::App& app, RawOptions& raw) {
     last_wins(app.add_option("--domain", raw.domain));
     // NAT.
     app.add_flag("--no-map-gw", raw.no_map_gw);
+    last_wins(app.add_option("--max-flows", raw.max_flows));
     repeated(app.add_option("--dns-upstream", raw.dns_upstream));
     repeated(app.add_option("-t,--tcp-ports", raw.tcp));
     repeated(app.add_option("-u,--udp-ports", raw.udp));
@@ -435,6 +436,14 @@ Config parse_options(const std::vector<std::string>& args) {
     cfg.config_net = raw.config_net;
     cfg.net.map_gateway_to_loopback = !raw.no_map_gw;
     cfg.tap_offload = !raw.no_offload;
+    if (!raw.max_flows.empty()) {
+        auto v = parse_uint(raw.max_flows);
+        if (!v || *v < 1 || *v > 1'000'000)
+            fail("--max-flows", "'" + raw.max_flows + "' is not a number from 1 to 1000000",
+                 "give the most TCP connections one guest may have open, such as 20000");
+        cfg.limits.tcp_flows_per_guest = static_cast<uint32_t>(*v);
+        cfg.limits.tcp_flows = std::max(cfg.limits.tcp_flows, cfg.limits.tcp_flows_per_guest);
+    }
 
     resolve_addresses(app, raw, cfg);
     resolve_attachments(app, raw, cfg);
@@ -505,6 +514,8 @@ Addresses:
 
 NAT:
       --no-map-gw            the gateway address does not reach the host
+      --max-flows N          TCP connections one guest may have (default
+                             16384; 65536 in all guests together)
       --dns-upstream ADDR[:PORT]  resolver to forward DNS to (repeatable;
                              [IPV6]:PORT; default: /etc/resolv.conf)
   -t, --tcp-ports SPEC       forward TCP ports from the host to the guest

@@ -20,6 +20,7 @@
 
 #include "gateway/net_config.hpp"
 #include "nat/forward.hpp"
+#include "nat/nat.hpp"
 #include "wire/addr.hpp"
 
 namespace usernet::app {
@@ -53,6 +54,7 @@ struct Config {
     std::vector<Attachment> attachments;
     bool config_net = false;
     bool tap_offload = true;  // --no-offload clears it
+    nat::NatLimits limits;    // --max-flows
     // Addresses, DNS upstreams (empty: read /etc/resolv.conf), --no-map-gw.
     gw::NetConfig net;
     // --guest-addr: the port-forward target and the first --config-net

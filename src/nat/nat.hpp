@@ -30,8 +30,8 @@
 namespace usernet::nat {
 
 struct NatLimits {
-    uint32_t tcp_flows = 16384;            // in total
-    uint32_t tcp_flows_per_guest = 4096;
+    uint32_t tcp_flows = 65536;            // in total
+    uint32_t tcp_flows_per_guest = 16384;  // --max-flows
     uint32_t tcp_half_open_per_guest = 256;  // guest SYNs whose connect() is pending
     uint32_t udp_flows = 4096;
     uint32_t udp_flows_per_guest = 1024;   // beyond it the idlest flow is evicted

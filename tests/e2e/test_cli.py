@@ -33,7 +33,8 @@ class CliTest(unittest.TestCase):
     def test_help_exits_zero_and_mentions_netns(self):
         r = run(["--help"])
         self.assertEqual(r.returncode, 0, r.stderr)
-        for opt in ("--netns", "--socket", "--tap", "--pcap", "-t", "-u", "--dns-upstream"):
+        for opt in ("--netns", "--socket", "--tap", "--pcap", "-t", "-u", "--dns-upstream",
+                    "--no-offload", "--max-flows"):
             self.assertIn(opt, r.stdout, "--help does not mention %s" % opt)
 
     def test_version_exits_zero_and_prints_a_version(self):
@@ -44,7 +45,8 @@ class CliTest(unittest.TestCase):
 
     def test_bad_option_exits_nonzero_with_one_line_on_stderr(self):
         for args in (["--no-such-option"], ["-t", "notaport"], ["-u", "70000"], ["--mtu", "12"],
-                     ["--net", "10.0.2.0/99"], ["--guest-addr", "300.1.1.1"]):
+                     ["--net", "10.0.2.0/99"], ["--guest-addr", "300.1.1.1"],
+                     ["--max-flows", "0"], ["--max-flows", "many"]):
             r = run(args)
             self.assertNotEqual(r.returncode, 0, "%s accepted" % args)
             lines = [l for l in r.stderr.splitlines() if l.strip()]
