@@ -272,6 +272,7 @@ struct FlowState {
     uint32_t ts_recent = 0;   // the guest's TSval to echo (RFC 7323 4.3)
     uint32_t ts_offset = 0;   // origin of our TSval clock (random per flow)
     uint32_t rexmit_tsval = 0;  // our TSval on the first retransmission of a loss episode
+    uint32_t active_epoch = 0;  // the last second (loop clock) in which the guest sent data
     RtoEstimator rto;
     CongestionWindow cc;
 

@@ -1038,6 +1038,7 @@ void TcpNat::write_payload(Flow& f, const wire::TcpView& seg, const tcp::NewData
     }
     s.rcv_nxt += static_cast<uint32_t>(n);
     stats_.bytes_to_host += static_cast<uint64_t>(n);
+    note_active(f);
     if (static_cast<uint32_t>(n) < nd.len) {
         stats_.partial_writes++;
         send_ack_now(f);
@@ -1413,14 +1414,39 @@ uint32_t TcpNat::socket_send_room(Flow& f, bool* low) {
 // makes a loss dearer (usernet keeps no out-of-order data: the guest sends
 // everything after a hole again). And the windows of all of a guest's
 // flows together should fit the attachment's queue (a TAP holds some
-// thousands of frames and drops the rest): with many flows each offers
+// thousands of frames and drops the rest): with many flows sending at
+// once (in this second or the last; idle ones do not count) each offers
 // less, down to 8 segments.
 uint32_t TcpNat::window_cap(const Flow& f) const {
     auto it = per_guest_.find(f.st.key.guest);
-    uint32_t flows = it == per_guest_.end() ? 1 : std::max<uint32_t>(it->second.flows, 1);
+    uint32_t flows = 1;
+    if (it != per_guest_.end()) {
+        // Flows that sent in this second or the last; a count older than
+        // that is stale (no flow has sent since).
+        const GuestCounts& g = it->second;
+        uint32_t epoch = static_cast<uint32_t>(loop_.now() / 1000) + 1;
+        if (g.active_epoch == epoch) flows = std::max({flows, g.active_cur, g.active_prev});
+        else if (g.active_epoch + 1 == epoch) flows = std::max(flows, g.active_cur);
+    }
     uint32_t segs = std::clamp<uint32_t>(kWindowBudgetSegments / flows, kMinWindowSegments,
                                          kMaxWindowSegments);
     return segs * f.st.mss;
+}
+
+// Counts f among its guest's flows that sent data this second (once).
+void TcpNat::note_active(Flow& f) {
+    uint32_t epoch = static_cast<uint32_t>(loop_.now() / 1000) + 1;  // never 0
+    if (f.st.active_epoch == epoch) return;
+    f.st.active_epoch = epoch;
+    auto it = per_guest_.find(f.st.key.guest);
+    if (it == per_guest_.end()) return;
+    GuestCounts& g = it->second;
+    if (g.active_epoch != epoch) {
+        g.active_prev = g.active_epoch + 1 == epoch ? g.active_cur : 0;
+        g.active_cur = 0;
+        g.active_epoch = epoch;
+    }
+    g.active_cur++;
 }
 
 // An ACK now, with a freshly computed window; watches EPOLLOUT while the

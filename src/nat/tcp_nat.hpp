@@ -90,7 +90,14 @@ private:
     struct GuestCounts {
         uint32_t flows = 0;
         uint32_t half_open = 0;
+        // Flows that sent data in the current and the previous second
+        // (window_cap() shares the window budget among these, not among
+        // the idle ones).
+        uint32_t active_epoch = 0;
+        uint32_t active_cur = 0;
+        uint32_t active_prev = 0;
     };
+    void note_active(Flow& f);
 
     // Setup and teardown.
     void open_outbound(const gw::GuestPacket& pkt, const wire::TcpView& seg, const FlowKey& key);
