@@ -96,6 +96,7 @@ Daemon::Daemon(const Config& cfg)
           if (pcap_ && !pcap_->flush()) spdlog::warn("cannot write to {}", cfg_.pcap_path);
       }),
       switch_(loop_) {
+    loop_.set_busy_poll_us(cfg_.busy_poll_us);
     open_pcap();
     resolve_dns_upstreams();
     try {

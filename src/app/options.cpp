@@ -44,7 +44,7 @@ uint32_t parse_mtu(const std::string& option, std::string_view text) {
 // Everything the command line holds, as text, before checking.
 struct RawOptions {
     std::vector<std::string> netns, tap, socket, dns_upstream, tcp, udp;
-    std::string tap_name = kDefaultTapName, mtu, max_flows, net, gateway, dns, dhcp_start, guest_addr,
+    std::string tap_name = kDefaultTapName, mtu, max_flows, busy_poll, net, gateway, dns, dhcp_start, guest_addr,
                 domain, pcap, pid;
     bool config_net = false, no_offload = false, no_map_gw = false, debug = false, quiet = false,
          foreground = false, help = false, version = false;
@@ -79,6 +79,7 @@ void describe(CLI::App& app, RawOptions& raw) {
     // NAT.
     app.add_flag("--no-map-gw", raw.no_map_gw);
     last_wins(app.add_option("--max-flows", raw.max_flows));
+    last_wins(app.add_option("--busy-poll", raw.busy_poll));
     repeated(app.add_option("--dns-upstream", raw.dns_upstream));
     repeated(app.add_option("-t,--tcp-ports", raw.tcp));
     repeated(app.add_option("-u,--udp-ports", raw.udp));
@@ -444,6 +445,13 @@ Config parse_options(const std::vector<std::string>& args) {
         cfg.limits.tcp_flows_per_guest = static_cast<uint32_t>(*v);
         cfg.limits.tcp_flows = std::max(cfg.limits.tcp_flows, cfg.limits.tcp_flows_per_guest);
     }
+    if (!raw.busy_poll.empty()) {
+        auto v = parse_uint(raw.busy_poll);
+        if (!v || *v > 10'000)
+            fail("--busy-poll", "'" + raw.busy_poll + "' is not a number of microseconds from 0 to 10000",
+                 "give how long to poll before sleeping, such as 200, or 0 for never");
+        cfg.busy_poll_us = static_cast<uint32_t>(*v);
+    }
 
     resolve_addresses(app, raw, cfg);
     resolve_attachments(app, raw, cfg);
@@ -523,6 +531,8 @@ NAT:
                              SPEC: [ADDR/]PORT[-END][:GUESTPORT[-END]],...
 
 Operation:
+      --busy-poll USEC       after traffic, poll this long before sleeping
+                             (lower latency for more CPU; default 0: never)
       --pcap FILE            capture every frame crossing the switch
       --pid FILE             write the process ID to FILE
   -d, --debug                log debugging messages

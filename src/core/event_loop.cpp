@@ -16,6 +16,14 @@ Millis monotonic_ms() {
     return static_cast<Millis>(ts.tv_sec) * 1000 + static_cast<Millis>(ts.tv_nsec / 1000000);
 }
 
+namespace {
+uint64_t monotonic_us() {
+    timespec ts{};
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return static_cast<uint64_t>(ts.tv_sec) * 1000000 + static_cast<uint64_t>(ts.tv_nsec / 1000);
+}
+}  // namespace
+
 Timer::~Timer() {
     if (loop_ && armed()) loop_->cancel(*this);
 }
@@ -157,8 +165,23 @@ bool EventLoop::run_once(int timeout_ms) {
         if (wait < 0 || until < wait) wait = until;
     }
     epoll_event events[128];
-    int n = epoll_wait(epfd_, events, 128, wait);
+    int n = 0;
+    bool polled = false;
+    if (busy_poll_us_ != 0 && wait != 0) {
+        uint64_t t = monotonic_us();
+        uint64_t until = last_events_us_ + busy_poll_us_;
+        while (t < until) {
+            n = epoll_wait(epfd_, events, 128, 0);
+            if (n != 0) {
+                polled = true;
+                break;
+            }
+            t = monotonic_us();
+        }
+    }
+    if (!polled) n = epoll_wait(epfd_, events, 128, wait);
     now_ = monotonic_ms();
+    if (busy_poll_us_ != 0 && n > 0) last_events_us_ = monotonic_us();
     if (n < 0) {
         if (errno != EINTR) throw std::system_error(errno, std::generic_category(), "epoll_wait");
         n = 0;

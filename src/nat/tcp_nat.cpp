@@ -703,7 +703,9 @@ void TcpNat::establish(Flow& f) {
         s.rtt_timing = false;
     }
     loop_.cancel(f.timer);
-    s.host_pending = true;  // the host may have written during the handshake
+    // host_pending already says whether the host wrote during the
+    // handshake: the socket's EPOLLIN edges are recorded in every phase
+    // (and registering a readable socket reports it at once).
     stats_.flows_established++;
     if (debug_on()) spdlog::debug("tcp: {} established, mss {}", describe(s.key), s.mss);
 }
@@ -1121,9 +1123,23 @@ void TcpNat::send_pending(Flow& f) {
                 s.rtt_seq = s.snd_nxt + len;
                 s.rtt_start = static_cast<uint32_t>(loop_.now());
             }
-            emit(f, s.snd_nxt, flag::ack | (len < want ? flag::psh : 0), len);
+            // A short peek after EPOLLRDHUP has read up to the host's FIN
+            // (the data before a FIN is all queued when it is seen): the
+            // FIN goes with this segment instead of after another peek.
+            bool fin = len < want && s.host_rdhup && peek_off_ok_;
+            if (fin) {
+                s.host_eof = true;
+                s.fin_seq = s.snd_nxt + len;
+                if (debug_on()) spdlog::debug("tcp: {} host EOF", describe(s.key));
+            }
+            emit(f, s.snd_nxt, flag::ack | (len < want ? flag::psh : 0) | (fin ? flag::fin : 0),
+                 len);
             stats_.bytes_to_guest += len;
             s.snd_nxt += len;
+            if (fin) {
+                s.fin_sent = true;
+                s.snd_nxt = s.fin_seq + 1;
+            }
             if (wire::seq_gt(s.snd_nxt, s.snd_max)) s.snd_max = s.snd_nxt;
             if (!f.timer.armed() || s.persist) {
                 arm_rto(f);
@@ -1591,6 +1607,10 @@ void TcpNat::on_io(Flow& f, uint32_t events) {
     FlowState& s = f.st;
     if (s.fd < 0) return;
     if (s.phase == Phase::syn_pending) {
+        // Data may come with the connection (a server that speaks first):
+        // remember it, the edge will not come again.
+        if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) s.host_pending = true;
+        if (events & (EPOLLRDHUP | EPOLLHUP)) s.host_rdhup = true;
         if (events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) on_connected(f);
         return;
     }
