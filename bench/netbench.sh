@@ -5,21 +5,25 @@
 # bench/results/<date>/.
 #
 #   sudo bench/netbench.sh [--reps N] [--quick] [--mtu 65520|1500|both]
+#                          [--iperf-secs S] [--rr-n N] [--crr-secs S]
 #
 # netbench builds its own private host namespace: nothing leaves the
 # machine. usernet is started as netbench's plug-in contract asks:
 #   usernet --netns {NETNS} --config-net --mtu {MTU} -t {FWD_TCP} -u {FWD_UDP}
+# twice: with its defaults ("ours"), and with --busy-poll 200 ("ours-bp"),
+# the option that trades CPU time for request/response latency.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 netbench=${NETBENCH:-$here/../shared/bench/netbench}
 bin=${USERNET_BIN:-$here/build/usernet}
-reps=3 quick=() mtus="65520 1500"
+reps=3 quick=() mtus="65520 1500" extra=()
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--reps) reps=$2; shift 2 ;;
 	--quick) quick=(--quick); shift ;;
 	--mtu) [ "$2" = both ] && mtus="65520 1500" || mtus=$2; shift 2 ;;
-	*) echo "usage: $0 [--reps N] [--quick] [--mtu 65520|1500|both]" >&2; exit 2 ;;
+	--iperf-secs|--rr-n|--crr-secs) extra+=("$1" "$2"); shift 2 ;;
+	*) echo "usage: $0 [--reps N] [--quick] [--mtu 65520|1500|both] [--iperf-secs S] [--rr-n N] [--crr-secs S]" >&2; exit 2 ;;
 	esac
 done
 [ "$(id -u)" = 0 ] || { echo "bench: netbench needs root (namespaces)" >&2; exit 1; }
@@ -39,12 +43,13 @@ mkdir -p "$out"
 ours="exec $bin --quiet --netns {NETNS} --config-net --mtu {MTU} -t {FWD_TCP} -u {FWD_UDP}"
 for mtu in $mtus; do
 	if [ "$mtu" = 1500 ]; then
-		backends="veth slirp4netns pasta-1500 ours"
+		backends="veth slirp4netns pasta-1500 ours ours-bp"
 	else
-		backends="veth slirp4netns-65520 pasta ours"
+		backends="veth slirp4netns-65520 pasta ours ours-bp"
 	fi
 	echo "== MTU $mtu: $backends" >&2
 	"$netbench" --reps "$reps" "${quick[@]}" --backends "$backends" \
-		--ours "$ours" --ours-mtu "$mtu" --raw "$out/raw-$mtu.tsv" | tee "$out/report-$mtu.txt"
+		--ours "$ours" --plugin "ours-bp=$ours --busy-poll 200" --ours-mtu "$mtu" \
+		"${extra[@]}" --raw "$out/raw-$mtu.tsv" | tee "$out/report-$mtu.txt"
 done
 echo "results in $out" >&2

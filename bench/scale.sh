@@ -6,8 +6,8 @@
 #   sudo bench/scale.sh [--flows 10000] [--time 5] [--mtu "65520 1500"]
 #
 # USERNET_BIN picks the binary (default build/usernet). usernet runs with
-# RLIMIT_NOFILE 65536 (it does not raise its own yet) and --max-flows 20000
-# if its --help has that option. For each MTU, on a fresh guest namespace:
+# --max-flows 20000 and RLIMIT_NOFILE 65536 (or the hard limit, if lower)
+# (older builds without --max-flows get none). For each MTU, on a fresh guest namespace:
 #   1. memory of usernet (/proc/PID/status, smaps_rollup, the [heap] mapping)
 #   2. iperf3 guest->host with 1 and 4 streams, and host->guest (-R) with 1
 #      stream, --time seconds each (first second omitted): the baseline
