@@ -142,6 +142,7 @@ constexpr size_t kTimestampOptionLen = 12;  // NOP, NOP, kind 8 length 10
 constexpr uint32_t kMaxWindowSegments = 256;
 constexpr uint32_t kMinWindowSegments = 8;
 constexpr uint32_t kWindowBudgetSegments = 4096;  // per guest, all flows together
+constexpr uint32_t kGsoFrameBytes = 65536 - 536;  // what a guest's TSO frame carries, about
 constexpr core::Millis kNeighborRetryMs = 50;  // SYN again once ARP had time to resolve
 constexpr size_t kDiscardSize = size_t{1} << 20;
 constexpr uint32_t kEventsOpen = EPOLLIN | EPOLLRDHUP | EPOLLET;
@@ -1446,7 +1447,11 @@ uint32_t TcpNat::window_cap(const Flow& f) const {
     }
     uint32_t segs = std::clamp<uint32_t>(kWindowBudgetSegments / flows, kMinWindowSegments,
                                          kMaxWindowSegments);
-    return segs * f.st.mss;
+    // What fills a queue is frames: with offload the guest sends segments
+    // of up to 64 KiB whatever its MSS (and a loss costs one frame too).
+    uint32_t unit = f.st.mss;
+    if (gw_.offload_to(f.st.key.guest)) unit = std::max<uint32_t>(unit, kGsoFrameBytes);
+    return segs * unit;
 }
 
 // Counts f among its guest's flows that sent data this second (once).
