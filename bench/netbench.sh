@@ -10,8 +10,9 @@
 # netbench builds its own private host namespace: nothing leaves the
 # machine. usernet is started as netbench's plug-in contract asks:
 #   usernet --netns {NETNS} --config-net --mtu {MTU} -t {FWD_TCP} -u {FWD_UDP}
-# twice: with its defaults ("ours"), and with --busy-poll 200 ("ours-bp"),
-# the option that trades CPU time for request/response latency.
+# twice: with its defaults ("ours"), and with --busy-poll 0 ("ours-nobp"),
+# which turns off the polling that trades CPU time for request/response
+# latency.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 netbench=${NETBENCH:-$here/../shared/bench/netbench}
@@ -43,13 +44,13 @@ mkdir -p "$out"
 ours="exec $bin --quiet --netns {NETNS} --config-net --mtu {MTU} -t {FWD_TCP} -u {FWD_UDP}"
 for mtu in $mtus; do
 	if [ "$mtu" = 1500 ]; then
-		backends="veth slirp4netns pasta-1500 ours ours-bp"
+		backends="veth slirp4netns pasta-1500 ours ours-nobp"
 	else
-		backends="veth slirp4netns-65520 pasta ours ours-bp"
+		backends="veth slirp4netns-65520 pasta ours ours-nobp"
 	fi
 	echo "== MTU $mtu: $backends" >&2
 	"$netbench" --reps "$reps" "${quick[@]}" --backends "$backends" \
-		--ours "$ours" --plugin "ours-bp=$ours --busy-poll 200" --ours-mtu "$mtu" \
+		--ours "$ours" --plugin "ours-nobp=$ours --busy-poll 0" --ours-mtu "$mtu" \
 		"${extra[@]}" --raw "$out/raw-$mtu.tsv" | tee "$out/report-$mtu.txt"
 done
 echo "results in $out" >&2

@@ -531,8 +531,9 @@ NAT:
                              SPEC: [ADDR/]PORT[-END][:GUESTPORT[-END]],...
 
 Operation:
-      --busy-poll USEC       after traffic, poll this long before sleeping
-                             (lower latency for more CPU; default 0: never)
+      --busy-poll USEC       after a burst of small packets, poll this long
+                             before sleeping (latency for CPU time; default
+                             200, 0 turns it off)
       --pcap FILE            capture every frame crossing the switch
       --pid FILE             write the process ID to FILE
   -d, --debug                log debugging messages

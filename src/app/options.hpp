@@ -55,7 +55,7 @@ struct Config {
     bool config_net = false;
     bool tap_offload = true;  // --no-offload clears it
     nat::NatLimits limits;    // --max-flows
-    uint32_t busy_poll_us = 0;  // --busy-poll
+    uint32_t busy_poll_us = 200;  // --busy-poll
     // Addresses, DNS upstreams (empty: read /etc/resolv.conf), --no-map-gw.
     gw::NetConfig net;
     // --guest-addr: the port-forward target and the first --config-net

@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <sched.h>
+
 #include <ctime>
 #include <system_error>
 
@@ -167,7 +169,7 @@ bool EventLoop::run_once(int timeout_ms) {
     epoll_event events[128];
     int n = 0;
     bool polled = false;
-    if (busy_poll_us_ != 0 && wait != 0) {
+    if (busy_poll_us_ != 0 && poll_after_ && wait != 0) {
         uint64_t t = monotonic_us();
         uint64_t until = last_events_us_ + busy_poll_us_;
         while (t < until) {
@@ -176,12 +178,13 @@ bool EventLoop::run_once(int timeout_ms) {
                 polled = true;
                 break;
             }
+            sched_yield();  // the guest or the host peer may need this CPU
             t = monotonic_us();
         }
     }
     if (!polled) n = epoll_wait(epfd_, events, 128, wait);
     now_ = monotonic_ms();
-    if (busy_poll_us_ != 0 && n > 0) last_events_us_ = monotonic_us();
+    batch_bytes_ = 0;
     if (n < 0) {
         if (errno != EINTR) throw std::system_error(errno, std::generic_category(), "epoll_wait");
         n = 0;
@@ -200,6 +203,10 @@ bool EventLoop::run_once(int timeout_ms) {
     run_deferred();
     run_timers();
     run_deferred();
+    if (busy_poll_us_ != 0 && n > 0) {
+        last_events_us_ = monotonic_us();
+        poll_after_ = batch_bytes_ <= kBusyPollMaxBytes;
+    }
     return !stopped_;
 }
 

@@ -90,13 +90,18 @@ public:
     void stop() { stopped_ = true; }
     bool stopped() const { return stopped_; }
 
-    // Busy polling: for `us` microseconds after a wakeup that had events,
-    // poll without sleeping before blocking. A vCPU that has gone idle
-    // takes tens of microseconds to wake on a virtual machine, twice per
-    // request and response; spinning through the gap trades CPU time for
-    // that latency (the kernel's busy_poll does the same for sockets).
-    // 0 (the default) never spins.
+    // Busy polling: for `us` microseconds after a wakeup that had events
+    // and moved little data (at most kBusyPollMaxBytes through note_bytes():
+    // requests, responses, handshakes, not bulk transfers), poll without
+    // sleeping before blocking, yielding the CPU to anything else runnable
+    // between polls. A vCPU that has gone idle takes tens of microseconds to
+    // wake on a virtual machine, twice per request and response; polling
+    // through the gap trades CPU time for that latency (the kernel's
+    // busy_poll does the same for sockets). 0 (the default here) never polls.
+    static constexpr size_t kBusyPollMaxBytes = 16 * 1024;
     void set_busy_poll_us(uint32_t us) { busy_poll_us_ = us; }
+    // Bytes the current batch moved (the switch reports every frame).
+    void note_bytes(size_t n) { batch_bytes_ += n; }
 
     // The time of the current wakeup.
     Millis now() const { return now_; }
@@ -113,6 +118,8 @@ private:
     bool stopped_ = false;
     uint32_t busy_poll_us_ = 0;
     uint64_t last_events_us_ = 0;  // monotonic time of the last batch with events
+    bool poll_after_ = false;      // ... and it was small enough to poll after
+    size_t batch_bytes_ = 0;
     Millis now_ = 0;
     std::vector<Timer*> heap_;
     std::vector<Deferred*> deferred_;

@@ -172,6 +172,7 @@ void Switch::input(PortId from, wire::Bytes frame, const wire::Offload& off) {
     }
     in.stats().rx_frames++;
     in.stats().rx_bytes += frame.size();
+    loop_.note_bytes(frame.size());
     wire::MacAddr dst = wire::MacAddr::from(&frame[0]);
     wire::MacAddr src = wire::MacAddr::from(&frame[6]);
     if (!learn(from, src)) {

@@ -34,7 +34,7 @@ class CliTest(unittest.TestCase):
         r = run(["--help"])
         self.assertEqual(r.returncode, 0, r.stderr)
         for opt in ("--netns", "--socket", "--tap", "--pcap", "-t", "-u", "--dns-upstream",
-                    "--no-offload", "--max-flows"):
+                    "--no-offload", "--max-flows", "--busy-poll"):
             self.assertIn(opt, r.stdout, "--help does not mention %s" % opt)
 
     def test_version_exits_zero_and_prints_a_version(self):
@@ -46,7 +46,7 @@ class CliTest(unittest.TestCase):
     def test_bad_option_exits_nonzero_with_one_line_on_stderr(self):
         for args in (["--no-such-option"], ["-t", "notaport"], ["-u", "70000"], ["--mtu", "12"],
                      ["--net", "10.0.2.0/99"], ["--guest-addr", "300.1.1.1"],
-                     ["--max-flows", "0"], ["--max-flows", "many"]):
+                     ["--max-flows", "0"], ["--max-flows", "many"], ["--busy-poll", "20000"]):
             r = run(args)
             self.assertNotEqual(r.returncode, 0, "%s accepted" % args)
             lines = [l for l in r.stderr.splitlines() if l.strip()]

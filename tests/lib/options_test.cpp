@@ -286,6 +286,23 @@ TEST(Options, NoMapGwClearsTheLoopbackMapping) {
     EXPECT_FALSE(parse({"--no-map-gw"}).net.map_gateway_to_loopback);
 }
 
+TEST(Options, OffloadFlowLimitAndBusyPoll) {
+    Config d = parse({});
+    EXPECT_TRUE(d.tap_offload);
+    EXPECT_EQ(d.limits.tcp_flows_per_guest, 16384u);
+    EXPECT_EQ(d.busy_poll_us, 200u);
+    Config c = parse({"--no-offload", "--max-flows", "100000", "--busy-poll", "0"});
+    EXPECT_FALSE(c.tap_offload);
+    EXPECT_EQ(c.limits.tcp_flows_per_guest, 100000u);
+    EXPECT_GE(c.limits.tcp_flows, 100000u);
+    EXPECT_EQ(c.busy_poll_us, 0u);
+    EXPECT_EQ(parse({"--max-flows", "10"}).limits.tcp_flows, 65536u);
+    EXPECT_EQ(error_option({"--max-flows", "0"}), "--max-flows");
+    EXPECT_EQ(error_option({"--max-flows", "1000001"}), "--max-flows");
+    EXPECT_EQ(error_option({"--busy-poll", "10001"}), "--busy-poll");
+    EXPECT_EQ(error_option({"--busy-poll", "fast"}), "--busy-poll");
+}
+
 TEST(Options, DnsUpstreamWithAndWithoutPortInOrder) {
     Config c = parse({"--dns-upstream", "9.9.9.9", "--dns-upstream", "127.0.0.1:5353",
                       "--dns-upstream", "[::1]:5300", "--dns-upstream", "2001:db8::53",
