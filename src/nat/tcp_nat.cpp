@@ -318,7 +318,7 @@ void TcpNat::free_flow(Flow& f) {
     if (f.st.phase == Phase::free) return;
     leave_syn_pending(f);
     if (f.st.fd >= 0) {
-        loop_.remove(f.st.fd, &f);
+        loop_.forget(f.st.fd, &f);
         close(f.st.fd);
         f.st.fd = -1;
     }
@@ -371,7 +371,7 @@ void TcpNat::reset_flow(Flow& f, bool rst_guest) {
         }
     }
     if (s.fd >= 0) {
-        loop_.remove(s.fd, &f);
+        loop_.forget(s.fd, &f);
         abort_socket(s.fd);
         s.fd = -1;
     }
@@ -383,7 +383,7 @@ void TcpNat::reset_flow(Flow& f, bool rst_guest) {
 void TcpNat::finish_flow(Flow& f) {
     FlowState& s = f.st;
     if (s.fd >= 0) {
-        loop_.remove(s.fd, &f);
+        loop_.forget(s.fd, &f);
         close(s.fd);
         s.fd = -1;
     }
@@ -606,7 +606,7 @@ void TcpNat::connect_failed(Flow& f, int err) {
         break;
     }
     if (s.fd >= 0) {
-        loop_.remove(s.fd, &f);
+        loop_.forget(s.fd, &f);
         close(s.fd);
         s.fd = -1;
     }
@@ -904,7 +904,9 @@ void TcpNat::input_synchronized(Flow& f, const wire::TcpView& seg) {
                 if (shutdown(s.fd, SHUT_WR) < 0 && debug_on())
                     spdlog::debug("tcp: {} shutdown: {}", describe(s.key), std::strerror(errno));
                 if (s.want_out) update_interest(f, false);
-                send_ack_now(f);
+                // The guest sends nothing after its FIN: the window it is
+                // told no longer matters, so no need to ask the socket.
+                emit(f, s.snd_max, flag::ack, 0);
                 maybe_finish(f);
                 if (s.phase != Phase::established) return;
             }
