@@ -42,6 +42,11 @@ int tap_open(const std::string& ifname, std::string* actual_ifname, bool offload
             close(fd);
             return -e;
         }
+    } else {
+        // A persistent TAP keeps the offloads its last user set; without
+        // the header, a large or partially checksummed frame could not be
+        // told from a plain one.
+        ioctl(fd, TUNSETOFFLOAD, 0UL);
     }
     if (actual_ifname) actual_ifname->assign(ifr.ifr_name, strnlen(ifr.ifr_name, IFNAMSIZ));
     return fd;
@@ -97,6 +102,8 @@ TapPort::TapPort(core::EventLoop& loop, sw::Switch& sw, int fd, std::string name
 
 TapPort::~TapPort() {
     sw_.detach(*this);
+    // Leave a persistent TAP (--tap) as a reader without the header needs it.
+    if (offload_) ioctl(fd_, TUNSETOFFLOAD, 0UL);
     if (!failed_) loop_.remove(fd_, this);
     close(fd_);
 }

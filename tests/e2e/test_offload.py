@@ -161,6 +161,30 @@ class OffloadTest(unittest.TestCase):
             self.assertGreater(frames, 11000, "fewer frames than 16 MiB in 1448-byte pieces")
             self.assertLessEqual(biggest, 1514, "a frame over the stream port's MTU reached b")
 
+    def test_existing_tap_is_left_without_offload_for_its_next_user(self):
+        # A persistent TAP keeps its offload settings across users: after a
+        # usernet with offload, one with --no-offload (no header to tell a
+        # large or partially checksummed frame) must still work.
+        with netlab.Lab("offtap") as lab:
+            g = lab.netns("g")
+            for cmd in (["ip", "tuntap", "add", "dev", "utap", "mode", "tap"],
+                        ["ip", "link", "set", "lo", "up"],
+                        ["ip", "link", "set", "utap", "up", "mtu", "1500"],
+                        ["ip", "addr", "add", "10.0.2.15/24", "dev", "utap"],
+                        ["ip", "route", "add", "default", "via", GATEWAY]):
+                g.run(cmd)
+            path, sha = lab.make_file(16 * MiB, "t.bin")
+            srv = g.server("http", "--bind", "127.0.0.1", "--dir", lab.dir)
+            url = "http://%s:%d/t.bin" % (GATEWAY, srv.port)
+            for i, extra in enumerate(([], ["--no-offload"])):
+                un = lab.usernet(g, ["--tap", "utap"] + extra, name="usernet%d" % i)
+                netlab.wait_for(lambda: netlab.ping(g, GATEWAY, count=1, check=False).returncode == 0,
+                                20, what="gateway reachable through utap")
+                out = lab.path("t%d.bin" % i)
+                netlab.curl(g, ["--max-time", "60", "-o", out, url], timeout=90)
+                self.assertEqual(netlab.sha256_file(out), sha, "transfer %d (%s) differs" % (i, extra))
+                un.stop()
+
 
 if __name__ == "__main__":
     netlab.main()
