@@ -51,8 +51,9 @@
 // socket is registered edge-triggered: an EPOLLIN edge means new data, and
 // while the windows are full nothing is read until an ACK opens them (the
 // ACK path peeks again), so the unacknowledged data that keeps a TCP
-// socket readable never spins the loop. Host EOF (a peek returning 0 at
-// the end of the data) becomes our FIN after the data. Without SO_PEEK_OFF,
+// socket readable never spins the loop. Host EOF becomes our FIN: on the
+// last data segment when EPOLLRDHUP came and the peek came up short, else
+// alone after a peek that returns 0. Without SO_PEEK_OFF,
 // peeks start at 0 and the in-flight bytes land in a 1 MiB discard area,
 // which then bounds the flight.
 //
