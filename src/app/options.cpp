@@ -32,19 +32,29 @@ std::optional<uint64_t> parse_uint(std::string_view s) {
     return v;
 }
 
-uint32_t parse_mtu(const std::string& option, std::string_view text) {
+// A whole number from lo to hi, or fail(option, "<what>'<text>' is not a
+// number<unit> from lo to hi; <todo>").
+uint32_t parse_in_range(const std::string& option, std::string_view text, uint32_t lo,
+                        uint32_t hi, const std::string& what, const std::string& unit,
+                        const std::string& todo) {
     auto v = parse_uint(text);
-    if (!v || *v < kMinMtu || *v > kMaxMtu)
-        fail(option, "MTU '" + std::string(text) + "' is not a number from " +
-                         std::to_string(kMinMtu) + " to " + std::to_string(kMaxMtu),
-             "give an IP MTU such as 1500 or 65520");
+    if (!v || *v < lo || *v > hi)
+        fail(option, what + "'" + std::string(text) + "' is not a number" + unit + " from " +
+                         std::to_string(lo) + " to " + std::to_string(hi),
+             todo);
     return static_cast<uint32_t>(*v);
+}
+
+uint32_t parse_mtu(const std::string& option, std::string_view text) {
+    return parse_in_range(option, text, kMinMtu, kMaxMtu, "MTU ", "",
+                          "give an IP MTU such as 1500 or 65520");
 }
 
 // Everything the command line holds, as text, before checking.
 struct RawOptions {
     std::vector<std::string> netns, tap, socket, dns_upstream, tcp, udp;
-    std::string tap_name = kDefaultTapName, mtu, max_flows, busy_poll, net, gateway, dns, dhcp_start, guest_addr,
+    std::string tap_name = kDefaultTapName, mtu, max_flows, busy_poll, net, gateway, dns,
+                dhcp_start, guest_addr,
                 domain, pcap, pid;
     bool config_net = false, no_offload = false, no_map_gw = false, debug = false, quiet = false,
          foreground = false, help = false, version = false;
@@ -438,20 +448,15 @@ Config parse_options(const std::vector<std::string>& args) {
     cfg.net.map_gateway_to_loopback = !raw.no_map_gw;
     cfg.tap_offload = !raw.no_offload;
     if (!raw.max_flows.empty()) {
-        auto v = parse_uint(raw.max_flows);
-        if (!v || *v < 1 || *v > 1'000'000)
-            fail("--max-flows", "'" + raw.max_flows + "' is not a number from 1 to 1000000",
-                 "give the most TCP connections one guest may have open, such as 20000");
-        cfg.limits.tcp_flows_per_guest = static_cast<uint32_t>(*v);
+        cfg.limits.tcp_flows_per_guest =
+            parse_in_range("--max-flows", raw.max_flows, 1, 1'000'000, "", "",
+                           "give the most TCP connections one guest may have open, such as 20000");
         cfg.limits.tcp_flows = std::max(cfg.limits.tcp_flows, cfg.limits.tcp_flows_per_guest);
     }
-    if (!raw.busy_poll.empty()) {
-        auto v = parse_uint(raw.busy_poll);
-        if (!v || *v > 10'000)
-            fail("--busy-poll", "'" + raw.busy_poll + "' is not a number of microseconds from 0 to 10000",
-                 "give how long to poll before sleeping, such as 200, or 0 for never");
-        cfg.busy_poll_us = static_cast<uint32_t>(*v);
-    }
+    if (!raw.busy_poll.empty())
+        cfg.busy_poll_us =
+            parse_in_range("--busy-poll", raw.busy_poll, 0, 10'000, "", " of microseconds",
+                           "give how long to poll before sleeping, such as 200, or 0 for never");
 
     resolve_addresses(app, raw, cfg);
     resolve_attachments(app, raw, cfg);

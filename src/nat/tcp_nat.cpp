@@ -1372,11 +1372,9 @@ bool TcpNat::emit(Flow& f, uint32_t seq, uint8_t flags, size_t payload_len, int 
             off.gso_type = s.key.guest.is_v4() ? wire::Offload::gso_tcp4 : wire::Offload::gso_tcp6;
             off.gso_size = static_cast<uint16_t>(seg);
         }
-        uint32_t ps = wire::csum_pseudo(s.key.remote, s.key.guest, wire::ipproto::tcp,
-                                        static_cast<uint32_t>(hl + payload_len));
-        ps = (ps & 0xffff) + (ps >> 16);
-        ps = (ps & 0xffff) + (ps >> 16);
-        wire::store16(p + 16, static_cast<uint16_t>(ps));
+        wire::store16(p + 16,
+                      wire::csum_pseudo_partial(s.key.remote, s.key.guest, wire::ipproto::tcp,
+                                                static_cast<uint32_t>(hl + payload_len)));
         sent = gw_.send_ip(s.key.remote, s.key.guest, wire::ipproto::tcp, hl + payload_len, 64,
                            &off);
     } else {

@@ -57,6 +57,11 @@ uint32_t csum_pseudo(const IpAddr& src, const IpAddr& dst, uint8_t proto, uint32
     return static_cast<uint32_t>(acc);
 }
 
+uint16_t csum_pseudo_partial(const IpAddr& src, const IpAddr& dst, uint8_t proto,
+                             uint32_t l4_len) {
+    return static_cast<uint16_t>(~csum_fold(csum_pseudo(src, dst, proto, l4_len)));
+}
+
 uint16_t csum_l4(const IpAddr& src, const IpAddr& dst, uint8_t proto, Bytes segment) {
     uint32_t ps = csum_pseudo(src, dst, proto, static_cast<uint32_t>(segment.size()));
     uint64_t acc = uint64_t{ps} + csum_partial(segment);

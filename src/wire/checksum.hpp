@@ -24,6 +24,12 @@ uint16_t csum_fold(uint32_t sum);
 // Pseudo-header sum for TCP/UDP/ICMPv6 over IPv4 or IPv6 (chosen by src).
 uint32_t csum_pseudo(const IpAddr& src, const IpAddr& dst, uint8_t proto, uint32_t l4_len);
 
+// The pseudo-header sum folded but not complemented: what the checksum
+// field of a partially checksummed segment holds (offload.hpp), for the
+// receiver to complete over the rest.
+uint16_t csum_pseudo_partial(const IpAddr& src, const IpAddr& dst, uint8_t proto,
+                             uint32_t l4_len);
+
 // Checksum of an L4 segment (header with its checksum field zeroed, plus
 // payload), ready to store. UDP callers map 0 to 0xffff themselves.
 uint16_t csum_l4(const IpAddr& src, const IpAddr& dst, uint8_t proto, Bytes segment);

@@ -51,10 +51,7 @@ std::vector<uint8_t> gso_frame(bool v6, size_t payload, uint8_t flags, Offload& 
     uint8_t ts[12] = {1, 1, 8, 10, 0, 0, 0, 9, 0, 0, 0, 7};
     std::memcpy(tcp + 20, ts, sizeof ts);
     for (size_t i = 0; i < payload; i++) tcp[tcphl + i] = static_cast<uint8_t>(i * 7 + i / 251);
-    uint32_t ps = csum_pseudo(src, dst, 6, static_cast<uint32_t>(tcphl + payload));
-    ps = (ps & 0xffff) + (ps >> 16);
-    ps = (ps & 0xffff) + (ps >> 16);
-    store16(tcp + 16, static_cast<uint16_t>(ps));
+    store16(tcp + 16, csum_pseudo_partial(src, dst, 6, static_cast<uint32_t>(tcphl + payload)));
     off = Offload{};
     off.csum_partial = true;
     off.csum_start = static_cast<uint16_t>(kEthHeaderLen + iphl);
