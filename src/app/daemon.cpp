@@ -17,6 +17,7 @@
 #include "gateway/resolv_conf.hpp"
 #include "nat/forward.hpp"
 #include "ports/netns.hpp"
+#include "ports/netns_watch.hpp"
 #include "ports/stream_port.hpp"
 #include "ports/tap_port.hpp"
 #include "wire/pcap.hpp"
@@ -107,6 +108,9 @@ Daemon::Daemon(const Config& cfg)
                             "check the address options and usernet's file descriptor limit");
     }
     gateway_->set_ip_sink(nat_.get());
+    // --guest-addr is held like a lease by the first guest that uses it
+    // (with --config-net, attach() gives it to its namespace's port).
+    if (cfg_.guest_addr) gateway_->reserve(*cfg_.guest_addr, sw::kNoPort);
     add_forwards();
     if (cfg_.attachments.empty())
         attach_default_socket();
@@ -117,6 +121,7 @@ Daemon::Daemon(const Config& cfg)
 
 Daemon::~Daemon() {
     if (!pid_written_.empty()) unlink(pid_written_.c_str());
+    netns_watches_.clear();
     listeners_.clear();
     taps_.clear();
     if (gateway_) gateway_->set_ip_sink(nullptr);
@@ -216,6 +221,18 @@ void Daemon::attach(const Attachment& a) {
         ports::TapPort* p = port.get();
         port->set_on_failure([this, p](const std::string& why) { on_tap_failure(p, why); });
         taps_.push_back(std::move(port));
+        // The guest's own address counts as its lease: only this attachment
+        // may send from it.
+        if (a.address) gateway_->reserve(*a.address, p->id());
+        try {
+            netns_watches_.emplace_back(
+                p, std::make_unique<ports::NetnsWatch>(loop_, a.netns_path, [this, p, a] {
+                    spdlog::info("netns {} is gone: detaching {}", a.netns_path, p->describe());
+                    detach_tap(p);
+                }));
+        } catch (const std::exception& e) {
+            spdlog::warn("{}: usernet will not notice when the namespace goes away", e.what());
+        }
         if (a.address)
             spdlog::info("attached netns {} as {} (MTU {}), address {}/{} via {}", a.netns_path,
                          ifname, a.mtu, wire::ipv4_to_string(*a.address), cfg_.net.prefix_len,
@@ -300,13 +317,21 @@ void Daemon::log_summary() const {
 
 void Daemon::on_tap_failure(ports::TapPort* port, const std::string& why) {
     spdlog::warn("{} failed: {}; detaching it", port->describe(), why);
+    detach_tap(port);
+}
+
+// The TAP goes at the end of the batch (its guests' flows are reset when it
+// leaves the switch); usernet exits when it was the last attachment.
+void Daemon::detach_tap(ports::TapPort* port) {
     failed_taps_.push_back(port);
     loop_.defer(*this);
 }
 
 void Daemon::run_deferred() {
-    for (ports::TapPort* p : failed_taps_)
+    for (ports::TapPort* p : failed_taps_) {
+        std::erase_if(netns_watches_, [p](const auto& w) { return w.first == p; });
         std::erase_if(taps_, [p](const auto& t) { return t.get() == p; });
+    }
     failed_taps_.clear();
     if (taps_.empty() && listeners_.empty()) {
         spdlog::warn("no attachment left, exiting");

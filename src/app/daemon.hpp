@@ -30,6 +30,7 @@ class PcapWriter;
 namespace usernet::ports {
 class TapPort;
 class StreamListener;
+class NetnsWatch;
 }  // namespace usernet::ports
 
 namespace usernet::app {
@@ -73,6 +74,7 @@ private:
     void log_summary() const;
     // A TAP that failed for good is removed after the current batch.
     void on_tap_failure(ports::TapPort* port, const std::string& why);
+    void detach_tap(ports::TapPort* port);
     void run_deferred() override;
 
     Config cfg_;
@@ -86,6 +88,8 @@ private:
     std::unique_ptr<nat::Nat> nat_;
     std::vector<std::unique_ptr<ports::TapPort>> taps_;
     std::vector<ports::TapPort*> failed_taps_;
+    // What named each --netns attachment's namespace, watched for its end.
+    std::vector<std::pair<ports::TapPort*, std::unique_ptr<ports::NetnsWatch>>> netns_watches_;
     std::vector<std::unique_ptr<ports::StreamListener>> listeners_;
     bool default_socket_ = false;
     std::string pid_written_;

@@ -19,10 +19,11 @@ using namespace usernet::app;
 
 namespace {
 
-// Every TCP flow holds a socket: take the hard RLIMIT_NOFILE (a daemon's
-// usual first step; the soft default of 1024 would end a guest's
-// connections at about a thousand), and say so when even that is short
-// of what the flow limits allow.
+// Every flow holds a socket: take the hard RLIMIT_NOFILE (a daemon's usual
+// first step; the soft default of 1024 would end a guest's connections at
+// about a thousand), and say so when even that is short of what the flow
+// limits of all guests together may need. The limits still hold: a flow a
+// socket cannot be had for is refused (RST, or the idlest UDP flow goes).
 void raise_fd_limit(const Config& cfg) {
     rlimit rl{};
     if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
@@ -31,12 +32,14 @@ void raise_fd_limit(const Config& cfg) {
         rl.rlim_cur = rl.rlim_max;
         if (setrlimit(RLIMIT_NOFILE, &rl) != 0) rl.rlim_cur = old;
     }
-    rlim_t want = rlim_t{cfg.limits.tcp_flows_per_guest} + 256;
+    const uint64_t want = cfg.limits.descriptors_needed();
     if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want)
-        spdlog::warn("the file descriptor limit ({}) is below what --max-flows {} may need ({}); "
-                     "connections beyond it will be refused (raise it with ulimit -Hn or "
-                     "LimitNOFILE=)",
-                     rl.rlim_cur, cfg.limits.tcp_flows_per_guest, want);
+        spdlog::warn("the file descriptor limit ({}) is below the {} that the flow limits of all "
+                     "guests together may need ({} TCP, {} UDP, {} ping flows); connections "
+                     "beyond it will be refused: raise the hard limit (ulimit -Hn, LimitNOFILE=) "
+                     "or lower --max-flows",
+                     rl.rlim_cur, want, cfg.limits.tcp_flows, cfg.limits.udp_flows,
+                     cfg.limits.icmp_flows);
 }
 
 }  // namespace

@@ -56,7 +56,8 @@ struct RawOptions {
     std::string tap_name = kDefaultTapName, mtu, max_flows, busy_poll, net, gateway, dns,
                 dhcp_start, guest_addr,
                 domain, pcap, pid;
-    bool config_net = false, no_offload = false, no_map_gw = false, debug = false, quiet = false,
+    bool config_net = false, no_offload = false, no_map_gw = false, allow_link_local = false,
+         debug = false, quiet = false,
          foreground = false, help = false, version = false;
 };
 
@@ -88,6 +89,7 @@ void describe(CLI::App& app, RawOptions& raw) {
     last_wins(app.add_option("--domain", raw.domain));
     // NAT.
     app.add_flag("--no-map-gw", raw.no_map_gw);
+    app.add_flag("--allow-link-local", raw.allow_link_local);
     last_wins(app.add_option("--max-flows", raw.max_flows));
     last_wins(app.add_option("--busy-poll", raw.busy_poll));
     repeated(app.add_option("--dns-upstream", raw.dns_upstream));
@@ -446,6 +448,7 @@ Config parse_options(const std::vector<std::string>& args) {
     cfg.log_level = raw.debug ? LogLevel::debug : raw.quiet ? LogLevel::quiet : LogLevel::info;
     cfg.config_net = raw.config_net;
     cfg.net.map_gateway_to_loopback = !raw.no_map_gw;
+    cfg.net.allow_link_local = raw.allow_link_local;
     cfg.tap_offload = !raw.no_offload;
     if (!raw.max_flows.empty()) {
         cfg.limits.tcp_flows_per_guest =
@@ -527,6 +530,8 @@ Addresses:
 
 NAT:
       --no-map-gw            the gateway address does not reach the host
+      --allow-link-local     let guests reach 169.254.0.0/16 (refused by
+                             default: cloud metadata services live there)
       --max-flows N          TCP connections one guest may have (default
                              16384; 65536 in all guests together)
       --dns-upstream ADDR[:PORT]  resolver to forward DNS to (repeatable;

@@ -40,6 +40,9 @@ Dhcp4ClientKey Dhcp4ClientKey::from_mac(const wire::MacAddr& mac) {
 }
 
 Dhcp4ClientKey Dhcp4ClientKey::from_client_id(wire::Bytes id) {
+    // Type 1 (Ethernet) with a MAC names that MAC (RFC 2132 9.14): the same
+    // client whether or not it sends option 61.
+    if (id.size() == 7 && id[0] == 1) return from_mac(wire::MacAddr::from(id.data() + 1));
     Dhcp4ClientKey k;
     k.kind = Kind::client_id;
     if (id.size() <= kMaxLen) {
@@ -60,7 +63,8 @@ Dhcp4ClientKey Dhcp4ClientKey::from_client_id(wire::Bytes id) {
 // --- Dhcp4Leases -----------------------------------------------------------
 
 Dhcp4Leases::Dhcp4Leases(const NetConfig& cfg)
-    : lease_ms_(core::Millis{cfg.lease_seconds} * 1000) {
+    : lease_ms_(core::Millis{cfg.lease_seconds} * 1000),
+      per_port_(std::max<uint32_t>(cfg.dhcp_leases_per_port, 1)) {
     uint32_t count = std::min(cfg.dhcp_count, kMaxPool);
     pool_.reserve(count);
     for (uint32_t i = 0; i < count; i++) {
@@ -115,10 +119,11 @@ bool Dhcp4Leases::mac_full(const wire::MacAddr& mac, const Dhcp4ClientKey& key,
 }
 
 void Dhcp4Leases::take(Lease& l, const Dhcp4ClientKey& key, const wire::MacAddr& mac, State st,
-                       core::Millis expires) {
-    // A client holds one address: whatever it had before lapses.
+                       core::Millis expires, PortId port, core::Millis now) {
+    // A client holds one address: whatever it had before lapses (but not
+    // what another MAC holds under the same identifier).
     for (Lease& o : pool_) {
-        if (&o != &l && o.key == key) {
+        if (&o != &l && o.key == key && (o.mac == mac || !live(o, now))) {
             o.key = Dhcp4ClientKey{};
             if (o.state != State::declined) {
                 o.state = State::free;
@@ -130,26 +135,66 @@ void Dhcp4Leases::take(Lease& l, const Dhcp4ClientKey& key, const wire::MacAddr&
     l.mac = mac;
     l.state = st;
     l.expires = expires;
+    l.port = port;
+    l.granted = now;
+}
+
+size_t Dhcp4Leases::port_count(PortId port, core::Millis now) const {
+    if (port == kNoPort) return 0;
+    size_t n = 0;
+    for (const Lease& l : pool_)
+        if (l.port == port && live(l, now)) n++;
+    return n;
+}
+
+bool Dhcp4Leases::recycle_for(PortId port, core::Millis now) {
+    // Offers first (a client that never came back for them), then leases
+    // whose holder has been silent for kIdleMs; the least recently heard.
+    Lease* victim = nullptr;
+    core::Millis victim_heard = 0;
+    bool victim_offer = false;
+    for (Lease& l : pool_) {
+        if (l.port != port || !live(l, now)) continue;
+        bool is_offer = l.state == State::offered;
+        core::Millis heard = l.granted;
+        if (heard_) heard = std::max(heard, heard_(l.mac));
+        if (!is_offer && now - heard < kIdleMs) continue;
+        if (!victim || (is_offer && !victim_offer) ||
+            (is_offer == victim_offer && heard < victim_heard)) {
+            victim = &l;
+            victim_heard = heard;
+            victim_offer = is_offer;
+        }
+    }
+    if (!victim) return false;
+    victim->key = Dhcp4ClientKey{};
+    victim->state = State::free;
+    victim->expires = now;
+    victim->port = kNoPort;
+    return true;
 }
 
 std::optional<wire::Ipv4> Dhcp4Leases::offer(const Dhcp4ClientKey& key, const wire::MacAddr& mac,
                                              std::optional<wire::Ipv4> requested,
-                                             core::Millis now) {
-    if (Lease* l = slot_of_key(key)) {
+                                             core::Millis now, PortId port) {
+    // The client's own lease, unless another MAC holds it live (a client
+    // identifier is no secret: every guest sees them in broadcasts).
+    if (Lease* l = slot_of_key(key); l && (l->mac == mac || !live(*l, now))) {
         if (l->state == State::bound && live(*l, now)) {
             // Still leased (a client that lost its state): offer the same.
-            l->mac = mac;
+            l->port = port;
             return l->ip;
         }
         if (live(*l, now) || available(*l, mac, now)) {
-            take(*l, key, mac, State::offered, now + kOfferHoldMs);
+            take(*l, key, mac, State::offered, now + kOfferHoldMs, port, now);
             return l->ip;
         }
     }
     if (mac_full(mac, key, now)) return std::nullopt;
+    if (port_count(port, now) >= per_port_ && !recycle_for(port, now)) return std::nullopt;
     if (requested) {
         if (Lease* l = slot_of(*requested); l && available(*l, mac, now)) {
-            take(*l, key, mac, State::offered, now + kOfferHoldMs);
+            take(*l, key, mac, State::offered, now + kOfferHoldMs, port, now);
             return l->ip;
         }
     }
@@ -164,17 +209,25 @@ std::optional<wire::Ipv4> Dhcp4Leases::offer(const Dhcp4ClientKey& key, const wi
         if (!best || l.expires < best->expires) best = &l;
     }
     if (!best) return std::nullopt;
-    take(*best, key, mac, State::offered, now + kOfferHoldMs);
+    take(*best, key, mac, State::offered, now + kOfferHoldMs, port, now);
     return best->ip;
 }
 
 bool Dhcp4Leases::bind(const Dhcp4ClientKey& key, const wire::MacAddr& mac, wire::Ipv4 ip,
-                       core::Millis now) {
+                       core::Millis now, PortId port) {
     Lease* l = slot_of(ip);
     if (!l || key.empty()) return false;
-    bool own = l->key == key && l->state != State::declined;
-    if (own ? busy(ip, mac) : (!available(*l, mac, now) || mac_full(mac, key, now))) return false;
-    take(*l, key, mac, State::bound, now + lease_ms_);
+    // The client's own offer or lease: from the MAC it went to (or, once
+    // expired, from anyone the address is free for).
+    bool own = l->key == key && l->state != State::declined && (l->mac == mac || !live(*l, now));
+    if (own) {
+        if (busy(ip, mac)) return false;
+    } else {
+        if (!available(*l, mac, now) || mac_full(mac, key, now)) return false;
+        if (l->port != port && port_count(port, now) >= per_port_ && !recycle_for(port, now))
+            return false;
+    }
+    take(*l, key, mac, State::bound, now + lease_ms_, port, now);
     return true;
 }
 
@@ -185,9 +238,10 @@ void Dhcp4Leases::withdraw_offer(const Dhcp4ClientKey& key) {
     }
 }
 
-bool Dhcp4Leases::release(const Dhcp4ClientKey& key, wire::Ipv4 ip, core::Millis now) {
+bool Dhcp4Leases::release(const Dhcp4ClientKey& key, wire::Ipv4 ip, core::Millis now,
+                          const wire::MacAddr& mac, PortId port) {
     Lease* l = slot_of(ip);
-    if (!l || l->key != key || !live(*l, now)) return false;
+    if (!l || l->key != key || !live(*l, now) || l->mac != mac || l->port != port) return false;
     // The key stays: the client gets this address back if it returns
     // before someone else needs it.
     l->state = State::free;
@@ -195,9 +249,10 @@ bool Dhcp4Leases::release(const Dhcp4ClientKey& key, wire::Ipv4 ip, core::Millis
     return true;
 }
 
-bool Dhcp4Leases::decline(const Dhcp4ClientKey& key, wire::Ipv4 ip, core::Millis now) {
+bool Dhcp4Leases::decline(const Dhcp4ClientKey& key, wire::Ipv4 ip, core::Millis now,
+                          const wire::MacAddr& mac, PortId port) {
     Lease* l = slot_of(ip);
-    if (!l || key.empty() || l->key != key ||
+    if (!l || key.empty() || l->key != key || l->mac != mac || l->port != port ||
         (l->state != State::offered && l->state != State::bound))
         return false;
     l->key = Dhcp4ClientKey{};
@@ -205,6 +260,11 @@ bool Dhcp4Leases::decline(const Dhcp4ClientKey& key, wire::Ipv4 ip, core::Millis
     l->state = State::declined;
     l->expires = now + kDeclineHoldMs;
     return true;
+}
+
+void Dhcp4Leases::port_gone(PortId port) {
+    for (Lease& l : pool_)
+        if (l.port == port) l.port = kNoPort;
 }
 
 std::optional<wire::Ipv4> Dhcp4Leases::lookup(const Dhcp4ClientKey& key, core::Millis now) const {
@@ -220,12 +280,14 @@ Dhcp4Server::Dhcp4Server(Gateway& gw) : gw_(gw), leases_(gw.config()) {
         auto m = gw_.neighbor_mac(ip);
         return m && *m != mac;
     });
+    leases_.set_heard_check([this](const wire::MacAddr& mac) { return gw_.last_heard(mac); });
     if (leases_.pool_size() == 0)
         spdlog::warn("dhcp: the address pool is empty (dhcp start {} count {})",
                      V4{gw.config().dhcp_start}, gw.config().dhcp_count);
 }
 
-void Dhcp4Server::handle(wire::Bytes dhcp, const wire::MacAddr& src_mac, uint32_t ingress_mtu) {
+void Dhcp4Server::handle(wire::Bytes dhcp, const wire::MacAddr& src_mac, uint32_t port,
+                         uint32_t ingress_mtu) {
     auto msg = wire::Dhcp4View::parse(dhcp);
     if (!msg || msg->op() != wire::dhcp4op::boot_request) {
         stats_.dropped_malformed++;
@@ -259,7 +321,7 @@ void Dhcp4Server::handle(wire::Bytes dhcp, const wire::MacAddr& src_mac, uint32_
     switch (*type) {
     case wire::dhcp4msg::discover: {
         stats_.discovers++;
-        auto a = leases_.offer(key, *chaddr, msg->requested_ip(), now);
+        auto a = leases_.offer(key, *chaddr, msg->requested_ip(), now, port);
         if (!a) {
             stats_.pool_exhausted++;
             spdlog::debug("dhcp: no free address for {}", *chaddr);
@@ -292,8 +354,8 @@ void Dhcp4Server::handle(wire::Bytes dhcp, const wire::MacAddr& src_mac, uint32_
             stats_.dropped_malformed++;
             return;
         }
-        if (leases_.bind(key, *chaddr, want, now)) {
-            reply(*msg, Reply::ack, want, ingress_mtu);
+        if (leases_.bind(key, *chaddr, want, now, port)) {
+            reply(*msg, Reply::ack, want, ingress_mtu, port);
         } else {
             spdlog::debug("dhcp: NAK {} for {}", V4{want}, *chaddr);
             reply(*msg, Reply::nak, 0, ingress_mtu);
@@ -307,7 +369,7 @@ void Dhcp4Server::handle(wire::Bytes dhcp, const wire::MacAddr& src_mac, uint32_
             stats_.dropped_ignored++;
             return;
         }
-        if (leases_.decline(key, *req, now)) {
+        if (leases_.decline(key, *req, now, *chaddr, port)) {
             spdlog::info("dhcp: {} declined {} (in use by another host)", *chaddr,
                          V4{*req});
             gw_.unbind_lease(*req);
@@ -321,7 +383,7 @@ void Dhcp4Server::handle(wire::Bytes dhcp, const wire::MacAddr& src_mac, uint32_
             return;
         }
         wire::Ipv4 a = msg->ciaddr();
-        if (leases_.release(key, a, now)) {
+        if (leases_.release(key, a, now, *chaddr, port)) {
             gw_.unbind_lease(a);
             gw_.forget_neighbor(a, *chaddr);
         }
@@ -337,7 +399,8 @@ void Dhcp4Server::handle(wire::Bytes dhcp, const wire::MacAddr& src_mac, uint32_
     }
 }
 
-void Dhcp4Server::reply(const wire::Dhcp4View& req, Reply kind, wire::Ipv4 yiaddr, uint32_t mtu) {
+void Dhcp4Server::reply(const wire::Dhcp4View& req, Reply kind, wire::Ipv4 yiaddr, uint32_t mtu,
+                        uint32_t port) {
     const NetConfig& c = gw_.config();
     uint8_t* l4 = gw_.tx_l4();
     size_t cap = kMinReplyCap;
@@ -378,7 +441,7 @@ void Dhcp4Server::reply(const wire::Dhcp4View& req, Reply kind, wire::Ipv4 yiadd
         // The guest is reachable at yiaddr from now on, even before it
         // sends from it (a unicast reply, a port forward).
         if (auto mac = req.chaddr())
-            gw_.bind_lease(yiaddr, *mac, mtu, gw_.loop().now() + leases_.lease_ms());
+            gw_.bind_lease(yiaddr, *mac, mtu, gw_.loop().now() + leases_.lease_ms(), port);
     }
     wire::build_udp(l4, wire::IpAddr::v4(c.gateway), wire::IpAddr::v4(dst),
                     wire::kDhcp4ServerPort, wire::kDhcp4ClientPort, len);

@@ -15,9 +15,23 @@
 // their address as long as possible. Leases expire (libslirp's never do);
 // an address some live neighbor with another MAC still uses is not handed
 // out. Offers are held for kOfferHoldMs; a declined address rests for
-// kDeclineHoldMs. One MAC holds at most kMaxPerMac live offers and leases
-// whatever client identifiers it makes up, so a guest cannot drain the
-// pool by spraying DISCOVERs.
+// kDeclineHoldMs.
+//
+// A hostile guest must not drain the pool or cancel others' leases:
+// - One MAC holds at most kMaxPerMac live offers and leases whatever client
+//   identifiers it makes up.
+// - Every lease records the switch port (attachment) it was handed out on,
+//   and one port holds at most `per_port` of them (NetConfig::
+//   dhcp_leases_per_port). A port at its quota that needs another address
+//   recycles its own least recently heard idle lease (an offer, or a lease
+//   whose holder has been silent for kIdleMs), never another port's; when
+//   it has none, the client gets no offer.
+// - A client identifier of type 1 carrying the client's own MAC (what
+//   udhcpc and systemd send) is the same key as that MAC, so a DISCOVER
+//   without option 61 finds the lease taken with it, as dnsmasq does.
+// - DECLINE and RELEASE count only from the MAC and port holding the lease
+//   (client identifiers travel in broadcasts every guest sees).
+// - The gateway rate-limits DHCP messages per port (Gateway::kDhcpBurst).
 //
 // Replies go out per RFC 2131 4.1: NAK always broadcast; a client with a
 // ciaddr (renewing, INFORM) gets unicast unless it set the broadcast flag;
@@ -64,37 +78,57 @@ public:
     static constexpr core::Millis kDeclineHoldMs = 600'000;
     static constexpr size_t kMaxPerMac = 4;
 
+    static constexpr core::Millis kIdleMs = 60'000;
+    using PortId = uint32_t;
+    static constexpr PortId kNoPort = UINT32_MAX;
+
     enum class State : uint8_t { free, offered, bound, declined };
     struct Lease {
         wire::Ipv4 ip = 0;
         Dhcp4ClientKey key;  // the last holder; kept after expiry for reuse
         wire::MacAddr mac;
         State state = State::free;
+        PortId port = kNoPort;     // the attachment it was handed out on
         core::Millis expires = 0;  // offer/lease end, decline rest end
+        core::Millis granted = 0;  // when it was last offered or bound
     };
     // True when ip is in use by some live host other than mac.
     using BusyCheck = std::function<bool(wire::Ipv4 ip, const wire::MacAddr& mac)>;
+    // When mac was last heard from on the LAN (0: unknown).
+    using HeardCheck = std::function<core::Millis(const wire::MacAddr& mac)>;
 
     explicit Dhcp4Leases(const NetConfig& cfg);
 
     void set_busy_check(BusyCheck f) { busy_ = std::move(f); }
+    void set_heard_check(HeardCheck f) { heard_ = std::move(f); }
 
     // DISCOVER: the address to offer (held for kOfferHoldMs), preferring
     // the client's previous address, then `requested`; nothing when the
     // pool is exhausted.
     std::optional<wire::Ipv4> offer(const Dhcp4ClientKey& key, const wire::MacAddr& mac,
-                                    std::optional<wire::Ipv4> requested, core::Millis now);
+                                    std::optional<wire::Ipv4> requested, core::Millis now,
+                                    PortId port = kNoPort);
     // REQUEST: binds ip to the client for the lease time (renewing an
     // existing lease too). False means the client must be NAKed.
     bool bind(const Dhcp4ClientKey& key, const wire::MacAddr& mac, wire::Ipv4 ip,
-              core::Millis now);
+              core::Millis now, PortId port = kNoPort);
     // REQUEST naming another server: our offer to this client lapses.
     void withdraw_offer(const Dhcp4ClientKey& key);
-    // RELEASE: the client gives ip back. False if it did not hold it.
-    bool release(const Dhcp4ClientKey& key, wire::Ipv4 ip, core::Millis now);
+    // RELEASE: the client gives ip back. False if it did not hold it (the
+    // key, the MAC and the port must all be the holder's).
+    bool release(const Dhcp4ClientKey& key, wire::Ipv4 ip, core::Millis now,
+                 const wire::MacAddr& mac, PortId port = kNoPort);
     // DECLINE: ip is in use by someone else; it rests for kDeclineHoldMs.
-    // Only the client the address was offered or leased to may decline it.
-    bool decline(const Dhcp4ClientKey& key, wire::Ipv4 ip, core::Millis now);
+    // Only the client the address was offered or leased to may decline it,
+    // from its own MAC and port.
+    bool decline(const Dhcp4ClientKey& key, wire::Ipv4 ip, core::Millis now,
+                 const wire::MacAddr& mac, PortId port = kNoPort);
+    // A port detached: its leases stay (a guest that comes back gets its
+    // address again) but count against no port any more.
+    void port_gone(PortId port);
+    // Live offers and leases handed out on port.
+    size_t port_count(PortId port, core::Millis now) const;
+    size_t per_port() const { return per_port_; }
 
     // The address currently offered or leased to key, if any.
     std::optional<wire::Ipv4> lookup(const Dhcp4ClientKey& key, core::Millis now) const;
@@ -115,11 +149,15 @@ private:
     // keys other than key.
     bool mac_full(const wire::MacAddr& mac, const Dhcp4ClientKey& key, core::Millis now) const;
     void take(Lease& l, const Dhcp4ClientKey& key, const wire::MacAddr& mac, State st,
-              core::Millis expires);
+              core::Millis expires, PortId port, core::Millis now);
+    // Frees port's least recently heard idle lease; false when it has none.
+    bool recycle_for(PortId port, core::Millis now);
 
     std::vector<Lease> pool_;  // sorted by address
     core::Millis lease_ms_;
+    size_t per_port_;
     BusyCheck busy_;
+    HeardCheck heard_;
 };
 
 struct Dhcp4Stats {
@@ -132,6 +170,7 @@ struct Dhcp4Stats {
     uint64_t acks = 0;
     uint64_t naks = 0;
     uint64_t pool_exhausted = 0;     // DISCOVER with no address to offer
+    uint64_t recycled = 0;           // idle leases a port at its quota gave up
     uint64_t dropped_malformed = 0;  // not a parseable BOOTREQUEST with option 53
     uint64_t dropped_ignored = 0;    // relayed, foreign chaddr, unknown type, REQUEST to another server
     uint64_t send_failed = 0;        // the reply could not be built or sent
@@ -144,14 +183,17 @@ public:
     // The payload of a UDP datagram to port 67 (already checked at IP and
     // UDP level). src_mac is the Ethernet source, ingress_mtu the L3 MTU of
     // the guest's attachment (announced as option 26).
-    void handle(wire::Bytes dhcp, const wire::MacAddr& src_mac, uint32_t ingress_mtu);
+    void handle(wire::Bytes dhcp, const wire::MacAddr& src_mac, uint32_t port,
+                uint32_t ingress_mtu);
+    void port_gone(uint32_t port) { leases_.port_gone(port); }
 
     Dhcp4Leases& leases() { return leases_; }
     const Dhcp4Stats& stats() const { return stats_; }
 
 private:
     enum class Reply : uint8_t { offer, ack, nak, inform_ack };
-    void reply(const wire::Dhcp4View& req, Reply kind, wire::Ipv4 yiaddr, uint32_t mtu);
+    void reply(const wire::Dhcp4View& req, Reply kind, wire::Ipv4 yiaddr, uint32_t mtu,
+               uint32_t port = UINT32_MAX);
 
     Gateway& gw_;
     Dhcp4Leases leases_;

@@ -42,11 +42,15 @@ Gateway::Gateway(core::EventLoop& loop, sw::Switch& sw, NetConfig cfg)
     neighbors_.reserve(kMaxNeighbors);
     sw_.attach(*this);
     sw_.pin(cfg_.gw_mac, id());
+    sw_.set_guard(this, id());
+    sw_.set_on_detach([this](sw::PortId port) { on_port_detached(port); });
     dhcp_ = std::make_unique<Dhcp4Server>(*this);
     dns_ = std::make_unique<DnsForwarder>(loop_, *this);
 }
 
 Gateway::~Gateway() {
+    sw_.set_on_detach(nullptr);
+    sw_.set_guard(nullptr, sw::kNoPort);
     dns_.reset();
     dhcp_.reset();
     sw_.detach(*this);
@@ -55,14 +59,6 @@ Gateway::~Gateway() {
 // --- input -------------------------------------------------------------------
 
 void Gateway::deliver(wire::Bytes frame, const sw::FrameMeta& meta) {
-    // Neighbors learned while handling this frame (here or by DHCP) live
-    // behind its port.
-    ingress_offload_ = meta.ingress_offload;
-    deliver_frame(frame, meta);
-    ingress_offload_ = false;
-}
-
-void Gateway::deliver_frame(wire::Bytes frame, const sw::FrameMeta& meta) {
     auto eth = wire::EthernetView::parse(frame);
     if (!eth) {
         stats_.dropped_malformed++;
@@ -92,7 +88,7 @@ bool Gateway::may_learn(wire::Ipv4 ip, const wire::MacAddr& mac) const {
 }
 
 void Gateway::handle_arp(wire::Bytes payload, const wire::MacAddr& src_mac,
-                         const sw::FrameMeta& meta) {
+                         const sw::FrameMeta&) {
     auto arp = wire::ArpView::parse(payload);
     if (!arp) {
         stats_.dropped_malformed++;
@@ -108,12 +104,11 @@ void Gateway::handle_arp(wire::Bytes payload, const wire::MacAddr& src_mac,
                       src_mac);
         return;
     }
+    // The sender was bound to spa by admit() before the frame got here.
     if (is_own_v4(spa)) {
         stats_.dropped_martian++;
         spdlog::debug("arp: {} claims our address {}", sha, V4{spa});
-    } else if (may_learn(spa, sha)) {
-        // Requests, replies and gratuitous announcements all bind the sender.
-        touch_neighbor(spa, sha, meta.ingress_mtu);
+        return;
     }
     if (arp->op() != wire::arpop::request || !is_own_v4(tpa)) return;
 
@@ -146,8 +141,6 @@ void Gateway::handle_ipv4(wire::Bytes payload, const wire::MacAddr& dst_mac,
         spdlog::debug("ipv4: dropped a packet from impossible source {}", V4{src});
         return;
     }
-    if (may_learn(src, src_mac)) touch_neighbor(src, src_mac, meta.ingress_mtu);
-
     const bool to_us_l2 = dst_mac == cfg_.gw_mac;
     const bool bcast = dst == 0xffffffff || dst == cfg_.broadcast();
     const uint8_t proto = ip->protocol();
@@ -168,7 +161,8 @@ void Gateway::handle_ipv4(wire::Bytes payload, const wire::MacAddr& dst_mac,
                 return;
             }
             if (dhcp) {
-                dhcp_->handle(udp->payload(), src_mac, meta.ingress_mtu);
+                if (dhcp_allowed(meta.ingress))
+                    dhcp_->handle(udp->payload(), src_mac, meta.ingress, meta.ingress_mtu);
             } else if (src == 0) {
                 stats_.dropped_martian++;
             } else {
@@ -219,6 +213,7 @@ void Gateway::handle_ipv4(wire::Bytes payload, const wire::MacAddr& dst_mac,
     pkt.l4 = ip->payload();
     pkt.ingress_mtu = meta.ingress_mtu;
     pkt.src_mac = src_mac;
+    pkt.port = meta.ingress;
     pkt.l4_csum_trusted = meta.off.trusted();
     stats_.routed++;
     sink_->from_guest(pkt);
@@ -332,72 +327,219 @@ void Gateway::send_arp_request(wire::Ipv4 target) {
     sw_.input(id(), wire::Bytes(p, wire::kEthMinFrame));
 }
 
+// --- the IP source guard -----------------------------------------------------
+
+bool Gateway::admit(sw::PortId from, wire::Bytes frame) {
+    auto eth = wire::EthernetView::parse(frame);
+    if (!eth) return true;  // too short to carry an address; the switch checks sizes
+    const wire::MacAddr src = eth->src();
+    switch (eth->ethertype()) {
+    case wire::ethertype::arp: {
+        auto arp = wire::ArpView::parse(eth->payload());
+        if (!arp) return true;  // not Ethernet/IPv4 ARP: no guest acts on it
+        if (arp->sender_mac() != src) {
+            stats_.dropped_spoofed++;
+            spdlog::debug("guard: ARP from {} speaks for {}", src, arp->sender_mac());
+            return false;
+        }
+        wire::Ipv4 spa = arp->sender_ip();
+        if (spa == 0) return true;  // an address probe (RFC 5227)
+        return claim(from, src, spa);
+    }
+    case wire::ethertype::ipv4: {
+        auto ip = wire::Ipv4View::parse(eth->payload());
+        // Malformed: every receiver drops it (the gateway counts it); it
+        // claims nothing.
+        if (!ip || !ip->checksum_ok()) return true;
+        if (ip->src() != 0) return claim(from, src, ip->src());
+        // 0.0.0.0 is for a client without an address talking to DHCP.
+        if (ip->protocol() == wire::ipproto::udp && !ip->is_fragment()) {
+            auto udp = wire::UdpView::parse(ip->payload());
+            if (udp && udp->dst_port() == wire::kDhcp4ServerPort) return true;
+        }
+        stats_.dropped_spoofed++;
+        return false;
+    }
+    default:
+        return true;
+    }
+}
+
+const Gateway::Reservation* Gateway::reservation(wire::Ipv4 ip) const {
+    for (const Reservation& r : reserved_)
+        if (r.ip == ip) return &r;
+    return nullptr;
+}
+
+bool Gateway::held(wire::Ipv4 ip, const Neighbor& n, core::Millis now) const {
+    if (now < n.bound_until || now - n.seen < cfg_.claim_hold_ms) return true;
+    const Reservation* r = reservation(ip);
+    return r && r->port == sw::kNoPort && now - n.seen < core::Millis{cfg_.lease_seconds} * 1000;
+}
+
+bool Gateway::claim(sw::PortId port, const wire::MacAddr& mac, wire::Ipv4 ip) {
+    const core::Millis now = loop_.now();
+    auto it = neighbors_.find(ip);
+    if (it != neighbors_.end() && it->second.mac == mac && it->second.port == port) {
+        it->second.seen = now;  // the common case: a guest using its own address
+        return true;
+    }
+    auto refuse = [&](const char* why) {
+        stats_.dropped_spoofed++;
+        spdlog::debug("guard: {} may not send from {}: {}", mac, V4{ip}, why);
+        return false;
+    };
+    if (!may_learn(ip, mac)) return refuse("not a guest address of this network");
+    if (const Reservation* r = reservation(ip); r && r->port != sw::kNoPort && r->port != port)
+        return refuse("reserved for another attachment");
+    if (it != neighbors_.end() && it->second.mac != mac && held(ip, it->second, now))
+        return refuse("another guest holds it");
+    if (auto m = mac_ip_.find(mac); m != mac_ip_.end() && m->second != ip) {
+        auto o = neighbors_.find(m->second);
+        if (o != neighbors_.end() && o->second.mac == mac && held(m->second, o->second, now))
+            return refuse(now < o->second.bound_until ? "it holds a lease on another address"
+                                                      : "it uses another address");
+    }
+    const sw::Port* p = sw_.port(port);
+    if (!bind(ip, mac, port, p ? p->mtu() : 1500, p && p->takes_offload()))
+        return refuse("the neighbor table is full");
+    return true;
+}
+
+Gateway::Neighbor* Gateway::bind(wire::Ipv4 ip, const wire::MacAddr& mac, sw::PortId port,
+                                 uint32_t mtu, bool offload) {
+    const core::Millis now = loop_.now();
+    // One address per MAC: whatever it held before lapses.
+    if (auto m = mac_ip_.find(mac); m != mac_ip_.end() && m->second != ip) {
+        auto o = neighbors_.find(m->second);
+        if (o != neighbors_.end() && o->second.mac == mac) neighbors_.erase(o);
+        mac_ip_.erase(m);
+    }
+    auto it = neighbors_.find(ip);
+    if (it != neighbors_.end()) {
+        Neighbor& n = it->second;
+        if (n.mac != mac) {
+            spdlog::debug("neighbor {} moved from {} to {}", V4{ip}, n.mac, mac);
+            if (auto pm = mac_ip_.find(n.mac); pm != mac_ip_.end() && pm->second == ip)
+                mac_ip_.erase(pm);
+            n.bound_until = 0;
+            n.mac = mac;
+        }
+    } else {
+        if (neighbors_.size() >= kMaxNeighbors && !make_room()) {
+            spdlog::debug("neighbor table full, not learning {}", V4{ip});
+            return nullptr;
+        }
+        it = neighbors_.emplace(ip, Neighbor{mac, mtu, now, 0, port, offload}).first;
+        last_guest_ = ip;
+        spdlog::debug("neighbor {} is {} (mtu {})", V4{ip}, mac, mtu);
+    }
+    Neighbor& n = it->second;
+    n.mtu = mtu;
+    n.seen = now;
+    n.offload = offload;
+    if (port != sw::kNoPort) n.port = port;
+    mac_ip_[mac] = ip;
+    return &n;
+}
+
+void Gateway::drop_binding(std::unordered_map<wire::Ipv4, Neighbor>::iterator it) {
+    if (auto m = mac_ip_.find(it->second.mac); m != mac_ip_.end() && m->second == it->first)
+        mac_ip_.erase(m);
+    neighbors_.erase(it);
+}
+
+void Gateway::reserve(wire::Ipv4 ip, sw::PortId port) {
+    for (Reservation& r : reserved_)
+        if (r.ip == ip) {
+            r.port = port;
+            return;
+        }
+    reserved_.push_back(Reservation{ip, port});
+}
+
+void Gateway::on_port_detached(sw::PortId port) {
+    if (port == id()) return;
+    for (auto it = neighbors_.begin(); it != neighbors_.end();) {
+        if (it->second.port == port) {
+            auto next = std::next(it);
+            drop_binding(it);
+            it = next;
+        } else {
+            ++it;
+        }
+    }
+    std::erase_if(reserved_, [port](const Reservation& r) { return r.port == port; });
+    if (port < dhcp_budget_.size()) dhcp_budget_[port] = PortBudget{};
+    if (dhcp_) dhcp_->port_gone(port);
+    if (sink_) sink_->port_gone(port);
+}
+
+bool Gateway::dhcp_allowed(sw::PortId port) {
+    if (port == sw::kNoPort) return true;
+    if (port >= dhcp_budget_.size()) dhcp_budget_.resize(port + 1);
+    PortBudget& b = dhcp_budget_[port];
+    const core::Millis now = loop_.now();
+    if (b.at == 0) b.at = now;
+    b.tokens = std::min(kDhcpBurst, b.tokens + static_cast<double>(now - b.at) * kDhcpPerSecond / 1000.0);
+    b.at = now;
+    if (b.tokens < 1) {
+        stats_.dropped_rate++;
+        return false;
+    }
+    b.tokens -= 1;
+    return true;
+}
+
 // --- neighbors ---------------------------------------------------------------
 
-bool Gateway::neighbor_live(const Neighbor& n) const {
+bool Gateway::neighbor_live(wire::Ipv4 ip, const Neighbor& n) const {
     core::Millis now = loop_.now();
-    return now - n.seen <= kNeighborIdleMs || now < n.bound_until;
+    return now - n.seen <= kNeighborIdleMs || held(ip, n, now);
 }
 
 const Gateway::Neighbor* Gateway::live_neighbor(wire::Ipv4 ip) const {
     auto it = neighbors_.find(ip);
-    if (it == neighbors_.end() || !neighbor_live(it->second)) return nullptr;
+    if (it == neighbors_.end() || !neighbor_live(ip, it->second)) return nullptr;
     return &it->second;
 }
 
 bool Gateway::make_room() {
     // Forget the entries that have aged out; failing that, the idlest one
-    // no lease binds.
+    // nothing holds.
     for (auto it = neighbors_.begin(); it != neighbors_.end();) {
-        if (!neighbor_live(it->second)) it = neighbors_.erase(it);
-        else ++it;
+        auto next = std::next(it);
+        if (!neighbor_live(it->first, it->second)) drop_binding(it);
+        it = next;
     }
     if (neighbors_.size() < kMaxNeighbors) return true;
     core::Millis now = loop_.now();
     auto victim = neighbors_.end();
     for (auto it = neighbors_.begin(); it != neighbors_.end(); ++it) {
-        if (now < it->second.bound_until) continue;
+        if (held(it->first, it->second, now)) continue;
         if (victim == neighbors_.end() || it->second.seen < victim->second.seen) victim = it;
     }
     if (victim == neighbors_.end()) return false;
-    neighbors_.erase(victim);
+    drop_binding(victim);
     return true;
 }
 
-Gateway::Neighbor* Gateway::touch_neighbor(wire::Ipv4 ip, const wire::MacAddr& mac, uint32_t mtu) {
+bool Gateway::learn_neighbor(wire::Ipv4 ip, const wire::MacAddr& mac, uint32_t mtu,
+                             sw::PortId port) {
+    if (!may_learn(ip, mac)) return false;
     core::Millis now = loop_.now();
-    auto it = neighbors_.find(ip);
-    if (it != neighbors_.end()) {
-        Neighbor& n = it->second;
-        if (n.mac != mac) {
-            spdlog::debug("neighbor {} moved from {} to {}", V4{ip},
-                          n.mac, mac);
-            n.mac = mac;
-        }
-        n.mtu = mtu;
-        n.offload = ingress_offload_;
-        n.seen = now;
-        return &n;
-    }
-    if (neighbors_.size() >= kMaxNeighbors && !make_room()) {
-        spdlog::debug("neighbor table full, not learning {}", V4{ip});
-        return nullptr;
-    }
-    auto [ins, ok] = neighbors_.emplace(ip, Neighbor{mac, mtu, now, 0, ingress_offload_});
-    (void)ok;
-    last_guest_ = ip;
-    spdlog::debug("neighbor {} is {} (mtu {})", V4{ip}, mac, mtu);
-    return &ins->second;
-}
-
-void Gateway::learn_neighbor(wire::Ipv4 ip, const wire::MacAddr& mac, uint32_t mtu) {
-    if (may_learn(ip, mac)) touch_neighbor(ip, mac, mtu);
+    if (auto it = neighbors_.find(ip);
+        it != neighbors_.end() && it->second.mac != mac && held(ip, it->second, now))
+        return false;
+    const sw::Port* p = sw_.port(port);
+    return bind(ip, mac, port, mtu, p && p->takes_offload()) != nullptr;
 }
 
 void Gateway::bind_lease(wire::Ipv4 ip, const wire::MacAddr& mac, uint32_t mtu,
-                         core::Millis until) {
+                         core::Millis until, sw::PortId port) {
     if (!may_learn(ip, mac)) return;
-    if (Neighbor* n = touch_neighbor(ip, mac, mtu)) {
+    const sw::Port* p = sw_.port(port);
+    if (Neighbor* n = bind(ip, mac, port, mtu, p && p->takes_offload())) {
         n->bound_until = until;
         last_guest_ = ip;
     }
@@ -409,7 +551,20 @@ void Gateway::unbind_lease(wire::Ipv4 ip) {
 
 void Gateway::forget_neighbor(wire::Ipv4 ip, const wire::MacAddr& mac) {
     if (auto it = neighbors_.find(ip); it != neighbors_.end() && it->second.mac == mac)
-        neighbors_.erase(it);
+        drop_binding(it);
+}
+
+sw::PortId Gateway::port_of(const wire::IpAddr& guest) const {
+    if (!guest.is_v4()) return sw::kNoPort;
+    const Neighbor* n = live_neighbor(guest.as_v4());
+    return n ? n->port : sw::kNoPort;
+}
+
+core::Millis Gateway::last_heard(const wire::MacAddr& mac) const {
+    auto m = mac_ip_.find(mac);
+    if (m == mac_ip_.end()) return 0;
+    auto it = neighbors_.find(m->second);
+    return it != neighbors_.end() && it->second.mac == mac ? it->second.seen : 0;
 }
 
 std::optional<wire::MacAddr> Gateway::neighbor_mac(wire::Ipv4 ip) const {
@@ -438,7 +593,7 @@ wire::IpAddr Gateway::first_guest_v4() const {
     // The newest guest went away: the most recently heard of the others.
     const std::pair<const wire::Ipv4, Neighbor>* best = nullptr;
     for (const auto& e : neighbors_) {
-        if (!neighbor_live(e.second)) continue;
+        if (!neighbor_live(e.first, e.second)) continue;
         if (!best || e.second.seen > best->second.seen) best = &e;
     }
     return best ? wire::IpAddr::v4(best->first) : wire::IpAddr{};

@@ -2,10 +2,31 @@
 // addresses and hands routed traffic to the NAT.
 //
 // deliver() receives every frame the switch sends to the gateway's MAC, plus
-// broadcasts. It learns guests' IPv4-to-MAC bindings (ARP, DHCP, the source
-// of routed IPv4), answers ARP for its own addresses, runs the local
+// broadcasts. It answers ARP for its own addresses, runs the local
 // services (DHCPv4, DNS forwarding, ICMP echo of its own addresses), and
-// passes every other IPv4 packet routed through it to the IpSink (the NAT).
+// passes every other IPv4 packet routed through it to the IpSink (the NAT),
+// tagged with the switch port it came from: every per-guest limit in the
+// NAT and the services is keyed on that port, never on a claimed address.
+//
+// IP source guard (what a managed switch does with DHCP snooping and IP
+// source guard / dynamic ARP inspection). The gateway is the switch's
+// IngressGuard: before the switch learns or forwards a frame, admit() looks
+// at the IPv4 source (or the ARP sender) and lets it on the LAN only if the
+// sending MAC may use that address:
+//   - a MAC holding a DHCP lease sends only from the lease's address;
+//   - a MAC without one (a statically configured guest) may use one address
+//     inside the subnet that no other MAC holds, first come; the claim
+//     lapses after NetConfig::claim_hold_ms (60 s) without traffic, and the
+//     MAC may then move to another address;
+//   - an address reserved for an attachment (--config-net) is used only from
+//     that attachment; one reserved for any (--guest-addr) is held like a
+//     lease by the MAC that first uses it, while it keeps using it;
+//   - 0.0.0.0 only for DHCP (UDP to port 67), and ARP probes (RFC 5227);
+//   - an ARP sender speaks only for its own MAC (no proxy ARP on this LAN);
+//   - anything else, inside the subnet or outside it, is dropped and
+//     counted (GatewayStats::dropped_spoofed).
+// IPv6 and other ethertypes pass as plain L2 between guests; the gateway
+// itself does not route them.
 //
 // Toward guests, services and the NAT build an L4 message at tx_l4() and
 // call send_ip(): the gateway writes the IP and Ethernet headers into the
@@ -13,18 +34,23 @@
 // buffer, no allocation. A destination whose MAC is not known yet gets an
 // ARP request instead, and the packet is dropped and counted (TCP resends).
 //
-// Neighbors (guest IPv4 -> MAC, MTU of its attachment) are learned from ARP,
-// from the source of IPv4 packets and from DHCP acknowledgements. An entry
-// unseen for kNeighborIdleMs is forgotten unless a DHCP lease binds it; the
-// table holds at most kMaxNeighbors entries (the idlest unbound one goes).
+// The neighbor table (guest IPv4 -> MAC, port, MTU of its attachment) is the
+// source guard's binding table: entries are made by admit() and by DHCP
+// acknowledgements, never by overwriting another MAC's live claim. An
+// entry unseen for kNeighborIdleMs is forgotten unless a lease or a
+// reservation holds it; the table holds at most kMaxNeighbors entries (the
+// idlest unheld one goes). When a port detaches, its entries go and the
+// IpSink is told (port_gone), so its flows are reset.
 // Not supported here: IPv6 (NDP), IP reassembly (fragments are dropped),
-// relayed DHCP, ICMP errors other than time exceeded.
+// relayed DHCP, several IPv4 addresses on one MAC, ICMP errors other than
+// time exceeded.
 #pragma once
 
 #include <array>
 #include <memory>
 #include <optional>
 #include <unordered_map>
+#include <vector>
 
 #include "core/event_loop.hpp"
 #include "gateway/net_config.hpp"
@@ -47,6 +73,9 @@ struct GuestPacket {
     wire::Bytes l4;         // the transport header and payload
     uint32_t ingress_mtu = 1500;  // L3 MTU of the guest's attachment
     wire::MacAddr src_mac;
+    // The switch port (attachment) the packet came from: what per-guest
+    // limits are keyed on.
+    sw::PortId port = sw::kNoPort;
     // The L4 checksum need not be verified: the attachment vouches for it
     // (a TAP with offload: partial or already checked). l4 may then also
     // be a TCP segment larger than the MTU.
@@ -56,6 +85,9 @@ struct GuestPacket {
 class IpSink {
 public:
     virtual void from_guest(const GuestPacket& pkt) = 0;
+    // A port detached: whatever belongs to its guests is to be dropped
+    // (flows reset toward the host).
+    virtual void port_gone(sw::PortId port) = 0;
 
 protected:
     ~IpSink() = default;
@@ -71,6 +103,8 @@ struct GatewayStats {
     uint64_t dropped_ttl = 0;          // TTL expired on a routed packet (time exceeded sent)
     uint64_t dropped_too_big = 0;      // toward a guest, larger than its MTU
     uint64_t dropped_martian = 0;      // impossible source address (multicast, ours, ...)
+    uint64_t dropped_spoofed = 0;      // a source address the sending MAC may not use
+    uint64_t dropped_rate = 0;         // over a port's rate limit (DHCP)
     uint64_t dropped_not_for_us = 0;   // broadcast / multicast / other guests' unicast
     uint64_t arp_requests = 0;         // ARP requests sent for unknown guests
     uint64_t routed = 0;               // packets handed to the IpSink
@@ -79,7 +113,7 @@ struct GatewayStats {
 class Dhcp4Server;
 class DnsForwarder;
 
-class Gateway : public sw::Port {
+class Gateway : public sw::Port, private sw::IngressGuard {
 public:
     // Room in front of tx_l4() for Ethernet + the largest IP header.
     static constexpr size_t kHeadroom = 14 + 40;
@@ -87,6 +121,9 @@ public:
     static constexpr size_t kMaxNeighbors = 4096;
     static constexpr core::Millis kNeighborIdleMs = 600'000;
     static constexpr core::Millis kArpRetryMs = 1000;
+    // DHCP messages a port may send: a burst and a rate per second.
+    static constexpr double kDhcpBurst = 16;
+    static constexpr double kDhcpPerSecond = 4;
 
     Gateway(core::EventLoop& loop, sw::Switch& sw, NetConfig cfg);
     ~Gateway() override;
@@ -131,11 +168,24 @@ public:
     const GatewayStats& gw_stats() const { return stats_; }
     core::EventLoop& loop() { return loop_; }
 
-    // Records that guest ip lives at mac behind a port with the given MTU.
-    void learn_neighbor(wire::Ipv4 ip, const wire::MacAddr& mac, uint32_t mtu);
+    // Records that guest ip lives at mac behind a port with the given MTU,
+    // as admit() does for a frame from it (false: the source guard refuses).
+    bool learn_neighbor(wire::Ipv4 ip, const wire::MacAddr& mac, uint32_t mtu,
+                        sw::PortId port = sw::kNoPort);
     // The same for a DHCP lease: the entry is kept (not aged out) until
-    // `until` (loop time), and becomes the first_guest_v4().
-    void bind_lease(wire::Ipv4 ip, const wire::MacAddr& mac, uint32_t mtu, core::Millis until);
+    // `until` (loop time), and becomes the first_guest_v4(). The lease is
+    // then the only address mac may send from.
+    void bind_lease(wire::Ipv4 ip, const wire::MacAddr& mac, uint32_t mtu, core::Millis until,
+                    sw::PortId port = sw::kNoPort);
+    // Reserves ip for the guest behind `port` (kNoPort: for the first MAC
+    // that uses it, held like a lease while it is used): --config-net and
+    // --guest-addr addresses.
+    void reserve(wire::Ipv4 ip, sw::PortId port);
+    // The port a guest address lives behind, kNoPort when unknown.
+    sw::PortId port_of(const wire::IpAddr& guest) const;
+    // When mac (behind port) was last heard from, from any of its frames
+    // the gateway saw; 0 when never or when it lives elsewhere.
+    core::Millis last_heard(const wire::MacAddr& mac) const;
     // The lease on ip ended (RELEASE, DECLINE): the entry ages out normally.
     void unbind_lease(wire::Ipv4 ip);
     // Drops the entry for ip if it points at mac (the guest released it).
@@ -156,13 +206,32 @@ private:
         uint32_t mtu;
         core::Millis seen;
         core::Millis bound_until = 0;  // DHCP lease end; 0: not bound
+        sw::PortId port = sw::kNoPort;
         bool offload = false;          // its attachment takes offloaded frames
     };
+    struct Reservation {
+        wire::Ipv4 ip;
+        sw::PortId port;  // kNoPort: any port
+    };
+    struct PortBudget {
+        double tokens = kDhcpBurst;
+        core::Millis at = 0;
+    };
+    enum class Claim : uint8_t { ok, spoofed };
     struct ArpAttempt {
         wire::Ipv4 ip = 0;
         core::Millis at = 0;
     };
-    void deliver_frame(wire::Bytes frame, const sw::FrameMeta& meta);
+    // sw::IngressGuard
+    bool admit(sw::PortId from, wire::Bytes frame) override;
+    bool claim(sw::PortId port, const wire::MacAddr& mac, wire::Ipv4 ip);
+    bool held(wire::Ipv4 ip, const Neighbor& n, core::Millis now) const;
+    const Reservation* reservation(wire::Ipv4 ip) const;
+    Neighbor* bind(wire::Ipv4 ip, const wire::MacAddr& mac, sw::PortId port, uint32_t mtu,
+                   bool offload);
+    void drop_binding(std::unordered_map<wire::Ipv4, Neighbor>::iterator it);
+    void on_port_detached(sw::PortId port);
+    bool dhcp_allowed(sw::PortId port);
     void handle_arp(wire::Bytes payload, const wire::MacAddr& src_mac, const sw::FrameMeta& meta);
     void handle_ipv4(wire::Bytes payload, const wire::MacAddr& dst_mac,
                      const wire::MacAddr& src_mac, const sw::FrameMeta& meta);
@@ -172,8 +241,7 @@ private:
     void send_frame(size_t off, size_t len);
     bool may_learn(wire::Ipv4 ip, const wire::MacAddr& mac) const;
     const Neighbor* live_neighbor(wire::Ipv4 ip) const;
-    bool neighbor_live(const Neighbor& n) const;
-    Neighbor* touch_neighbor(wire::Ipv4 ip, const wire::MacAddr& mac, uint32_t mtu);
+    bool neighbor_live(wire::Ipv4 ip, const Neighbor& n) const;
     bool make_room();
 
     core::EventLoop& loop_;
@@ -183,13 +251,16 @@ private:
     std::unique_ptr<Dhcp4Server> dhcp_;
     std::unique_ptr<DnsForwarder> dns_;
     std::unordered_map<wire::Ipv4, Neighbor> neighbors_;
+    // The one address each MAC is bound to (its lease, or its claim).
+    std::unordered_map<wire::MacAddr, wire::Ipv4, wire::MacAddrHash> mac_ip_;
+    std::vector<Reservation> reserved_;
+    std::vector<PortBudget> dhcp_budget_;  // by port id
     GatewayStats stats_;
     alignas(64) std::array<uint8_t, kHeadroom + kTxCapacity> tx_{};
     std::array<uint8_t, 128> arp_buf_{};
     // Rate limit of ARP requests, a small direct-mapped cache by address.
     std::array<ArpAttempt, 256> arp_attempts_{};
     uint16_t ip_id_ = 0;
-    bool ingress_offload_ = false;  // of the frame deliver() is handling
     wire::Ipv4 last_guest_ = 0;  // most recent lease or newly learned neighbor
 };
 

@@ -24,11 +24,18 @@ struct NetConfig {
     wire::Ipv4 dhcp_start = 0x0a00020f;
     uint32_t dhcp_count = 16;  // addresses handed out from dhcp_start on
     uint32_t lease_seconds = 86400;
+    uint32_t dhcp_leases_per_port = 4;  // live offers and leases one attachment may hold
+    // How long a MAC without a lease keeps its claim on an address after
+    // its last frame from it (the IP source guard, gateway.hpp).
+    uint64_t claim_hold_ms = 60'000;
     std::string domain;        // DHCP option 15, empty: none
     // The gateway's own MAC (QEMU's slirp uses 52:55:0a:00:02:02).
     wire::MacAddr gw_mac{{0x52, 0x55, 0x0a, 0x00, 0x02, 0x02}};
     // The address the gateway maps to the host's loopback (--no-map-gw clears).
     bool map_gateway_to_loopback = true;
+    // Whether guests may reach 169.254.0.0/16 on the host's side (cloud
+    // metadata services live there): off unless --allow-link-local.
+    bool allow_link_local = false;
     // Upstream resolvers for the DNS address, in order of preference.
     std::vector<HostPort> dns_upstreams;
 

@@ -214,7 +214,7 @@ IcmpNat::IcmpNat(Nat& nat)
       loop_(nat.loop()),
       gw_(nat.gateway()),
       next_raw_id_(static_cast<uint16_t>(core::monotonic_ms() ^ (getpid() << 4))),
-      lru_(nat.limits().icmp_flows, nat.limits().icmp_flows),
+      lru_(nat.limits().icmp_flows, nat.limits().icmp_flows_per_guest),
       sweep_([this] {
           expire_idle();
           arm_sweep();
@@ -300,14 +300,16 @@ void IcmpNat::from_guest(const gw::GuestPacket& pkt) {
         stats_.dropped_unsupported++;
         return;
     }
-    std::optional<sockaddr_storage> target = nat_.host_target(pkt.dst, 0, wire::ipproto::icmp);
-    if (!target || target->ss_family != AF_INET) {
+    HostTarget t = nat_.host_target(pkt.dst, 0, wire::ipproto::icmp);
+    if (!t.ok() || t.addr.ss_family != AF_INET) {
         stats_.dropped_unreachable++;
-        nat_.stats().dropped_unreachable++;
+        if (t.ok()) nat_.stats().dropped_unreachable++;
         send_error4(wire::IpAddr::v4(cfg.gateway), pkt.src, wire::icmptype::dest_unreach,
-                    wire::icmpcode::host_unreach, 0, pkt.ip_packet);
+                    t.forbidden() ? wire::icmpcode::admin_prohibited : wire::icmpcode::host_unreach,
+                    0, pkt.ip_packet);
         return;
     }
+    const sockaddr_storage* target = &t.addr;
     if (mode_ == Mode::undecided) decide_mode();
     if (mode_ == Mode::unavailable || mode_ == Mode::undecided) {
         stats_.dropped_unavailable++;
@@ -352,12 +354,16 @@ void IcmpNat::from_guest(const gw::GuestPacket& pkt) {
     stats_.echo_requests++;
 }
 
+void IcmpNat::drop_port(uint32_t port) {
+    while (FlowLru::Entry* e = lru_.any_of(port)) destroy_flow(static_cast<Flow&>(*e));
+}
+
 IcmpNat::Flow* IcmpNat::flow_for(const gw::GuestPacket& pkt, uint16_t id,
                                  const sockaddr_storage& target) {
     FlowKey key{pkt.src, pkt.dst, id};
     auto it = flows_.find(key);
     if (it != flows_.end()) return it->second.get();
-    if (FlowLru::Entry* victim = lru_.victim_for(pkt.src)) {
+    if (FlowLru::Entry* victim = lru_.victim_for(pkt.port)) {
         destroy_flow(static_cast<Flow&>(*victim));
         stats_.flows_evicted++;
     }
@@ -396,7 +402,7 @@ IcmpNat::Flow* IcmpNat::flow_for(const gw::GuestPacket& pkt, uint16_t id,
         by_raw_id_.emplace(f->raw_id, f.get());
     }
     Flow* raw = f.get();
-    lru_.insert(*raw, pkt.src, loop_.now());
+    lru_.insert(*raw, pkt.port, loop_.now());
     flows_.emplace(key, std::move(f));
     stats_.flows_created++;
     if (debug_on())

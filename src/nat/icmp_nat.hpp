@@ -124,6 +124,8 @@ public:
 
     // An ICMP message a guest routed through the gateway.
     void from_guest(const gw::GuestPacket& pkt);
+    // Closes every echo flow of the guests behind a switch port.
+    void drop_port(uint32_t port);
 
     // Sends an ICMPv4 error (type, code, and the header's second word, e.g.
     // the next-hop MTU for "fragmentation needed") from `from` to `guest`,

@@ -38,30 +38,54 @@ void Nat::from_guest(const gw::GuestPacket& pkt) {
     }
 }
 
+void Nat::port_gone(sw::PortId port) {
+    tcp_->drop_port(port);
+    udp_->drop_port(port);
+    icmp_->drop_port(port);
+}
+
 void Nat::add_forward(const ForwardSpec& spec) { fwd_->add(spec); }
 
-std::optional<sockaddr_storage> Nat::host_target(const wire::IpAddr& dst, uint16_t port,
-                                                 uint8_t proto) const {
+HostTarget Nat::host_target(const wire::IpAddr& dst, uint16_t port, uint8_t proto) {
     const gw::NetConfig& c = gw_.config();
+    HostTarget t;
+    auto refuse = [&](HostTarget::Verdict v) {
+        t.verdict = v;
+        if (v == HostTarget::Verdict::forbidden) stats_.dropped_forbidden++;
+        else stats_.dropped_unreachable++;
+        return t;
+    };
     if (dst.is_v4()) {
         wire::Ipv4 d = dst.as_v4();
         if (d == c.gateway) {
-            if (!c.map_gateway_to_loopback) return std::nullopt;
-            return to_sockaddr(wire::IpAddr::v4(0x7f000001), port);
+            if (!c.map_gateway_to_loopback) return refuse(HostTarget::Verdict::unreachable);
+            t.verdict = HostTarget::Verdict::ok;
+            t.addr = to_sockaddr(wire::IpAddr::v4(0x7f000001), port);
+            return t;
         }
         if (d == c.dns) {
-            if (port != 53) return std::nullopt;
-            if (proto != wire::ipproto::tcp && proto != wire::ipproto::udp) return std::nullopt;
+            if (port != 53 || (proto != wire::ipproto::tcp && proto != wire::ipproto::udp))
+                return refuse(HostTarget::Verdict::unreachable);
             // Follow the forwarder's choice: the upstream that answered
             // last, so a dead first resolver does not break DNS over TCP.
             std::optional<gw::HostPort> up = gw_.dns().active_upstream();
-            if (!up) return std::nullopt;
-            return to_sockaddr(up->addr, up->port);
+            if (!up) return refuse(HostTarget::Verdict::unreachable);
+            t.verdict = HostTarget::Verdict::ok;
+            t.addr = to_sockaddr(up->addr, up->port);
+            return t;
         }
-        if (c.in_subnet(d) || d == 0xffffffff || (d >> 28) == 0xe || (d >> 24) == 0)
-            return std::nullopt;
+        const uint8_t first = static_cast<uint8_t>(d >> 24);
+        if (first == 127 || first == 0) return refuse(HostTarget::Verdict::forbidden);
+        if ((d >> 16) == 0xa9fe && !c.allow_link_local)
+            return refuse(HostTarget::Verdict::forbidden);
+        if (c.in_subnet(d) || d == 0xffffffff || (d >> 28) >= 0xe)
+            return refuse(HostTarget::Verdict::unreachable);
+    } else if (dst.is_loopback() || dst.is_unspecified()) {
+        return refuse(HostTarget::Verdict::forbidden);
     }
-    return to_sockaddr(dst, port);
+    t.verdict = HostTarget::Verdict::ok;
+    t.addr = to_sockaddr(dst, port);
+    return t;
 }
 
 wire::IpAddr Nat::guest_visible(const wire::IpAddr& host_src) const {

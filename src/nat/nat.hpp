@@ -6,16 +6,26 @@
 // Port forwards (forward.*) accept on host sockets and open flows toward a
 // guest through the same translators.
 //
-// Address mapping, guest view -> host socket:
+// Address mapping, guest view -> host socket (host_target):
 //   gateway address (10.0.2.2)  -> 127.0.0.1, unless map_gateway_to_loopback
 //                                  is off (then it is unreachable)
-//   DNS address (10.0.2.3)      -> the first upstream resolver, TCP/UDP port
+//   DNS address (10.0.2.3)      -> the upstream resolver in use, TCP/UDP port
 //                                  53 only (UDP DNS is normally answered by
 //                                  the gateway's forwarder before this)
 //   other addresses in the virtual subnet -> unreachable (guests reach each
 //                                  other through the switch, not the NAT)
+//   127/8, 0/8                   -> forbidden: the host's loopback is reached
+//                                  only through the gateway address above, so
+//                                  a frame crafted to 127.0.0.53 reaches
+//                                  nothing (slirp4netns and pasta pass it)
+//   169.254/16 (link-local, cloud metadata) -> forbidden unless
+//                                  allow_link_local (--allow-link-local)
+//   broadcast, multicast, 240/4  -> unreachable
 //   anything else                -> itself
 // and back: a reply from 127.0.0.1 appears to come from the gateway address.
+// A forbidden destination gets a RST (TCP) or ICMP "communication
+// administratively prohibited" (UDP, ICMP) at once and is counted in
+// NatStats::dropped_forbidden.
 #pragma once
 
 #include <netinet/in.h>
@@ -33,19 +43,39 @@ struct NatLimits {
     uint32_t tcp_flows = 65536;            // in total
     uint32_t tcp_flows_per_guest = 16384;  // --max-flows
     uint32_t tcp_half_open_per_guest = 256;  // guest SYNs whose connect() is pending
+    uint32_t tcp_half_open = 1024;           // ... in all guests together
     uint32_t udp_flows = 4096;
     uint32_t udp_flows_per_guest = 1024;   // beyond it the idlest flow is evicted
     uint32_t icmp_flows = 256;
+    uint32_t icmp_flows_per_guest = 64;
     uint32_t udp_idle_ms = 180'000;        // RFC 4787 REQ-5: at least 2 minutes
     uint32_t udp_dns_idle_ms = 10'000;     // port-53 flows
     uint32_t icmp_idle_ms = 60'000;
+
+    // Descriptors these limits may need at most: a socket per TCP flow,
+    // two per UDP flow (one per family), one per ping flow, plus the DNS
+    // forwarder's sockets, listeners, attachments, epoll and the like.
+    uint64_t descriptors_needed() const {
+        constexpr uint64_t kOverhead = 512;
+        return uint64_t{tcp_flows} + 2 * uint64_t{udp_flows} + icmp_flows + kOverhead;
+    }
 };
 
 struct NatStats {
     uint64_t dropped_malformed = 0;   // bad header or checksum
     uint64_t dropped_unreachable = 0; // no host mapping for the destination
+    uint64_t dropped_forbidden = 0;   // a destination policy refuses (loopback, link-local)
     uint64_t dropped_limit = 0;       // a flow limit refused a new flow
     uint64_t dropped_proto = 0;       // protocol not translated
+};
+
+// host_target's answer: a socket address, or why there is none.
+struct HostTarget {
+    enum class Verdict : uint8_t { ok, unreachable, forbidden };
+    Verdict verdict = Verdict::unreachable;
+    sockaddr_storage addr{};
+    bool ok() const { return verdict == Verdict::ok; }
+    bool forbidden() const { return verdict == Verdict::forbidden; }
 };
 
 class TcpNat;
@@ -60,15 +90,16 @@ public:
     ~Nat();
 
     void from_guest(const gw::GuestPacket& pkt) override;
+    // Resets the flows of the guests behind a detached switch port.
+    void port_gone(sw::PortId port) override;
 
     // Host-to-guest forwards. Throws std::runtime_error (with a message that
     // names the address and the reason) when a listener cannot be set up.
     void add_forward(const ForwardSpec& spec);
 
-    // Where a guest's packet to (dst, port) goes on the host, or nothing
-    // when that destination is not reachable.
-    std::optional<sockaddr_storage> host_target(const wire::IpAddr& dst, uint16_t port,
-                                                uint8_t proto) const;
+    // Where a guest's packet to (dst, port) goes on the host. A refusal
+    // counts itself in stats() (dropped_unreachable or dropped_forbidden).
+    HostTarget host_target(const wire::IpAddr& dst, uint16_t port, uint8_t proto);
     // The address a guest sees for a host-side peer address.
     wire::IpAddr guest_visible(const wire::IpAddr& host_src) const;
 

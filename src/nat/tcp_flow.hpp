@@ -273,6 +273,7 @@ struct FlowState {
     uint32_t ts_offset = 0;   // origin of our TSval clock (random per flow)
     uint32_t rexmit_tsval = 0;  // our TSval on the first retransmission of a loss episode
     uint32_t active_epoch = 0;  // the last second (loop clock) in which the guest sent data
+    uint32_t port = UINT32_MAX;  // the guest's switch port: its limits are counted there
     RtoEstimator rto;
     CongestionWindow cc;
 

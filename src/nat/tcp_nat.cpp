@@ -288,7 +288,7 @@ uint32_t TcpNat::ts_origin(const FlowKey& k) const {
 
 // Takes a flow from the pool (allocating only when it is empty) and enters
 // it in the table and the per-guest count.
-Flow* TcpNat::alloc_flow(const FlowKey& key) {
+Flow* TcpNat::alloc_flow(const FlowKey& key, uint32_t port) {
     Flow* f;
     if (!free_.empty()) {
         f = free_.back();
@@ -299,17 +299,19 @@ Flow* TcpNat::alloc_flow(const FlowKey& key) {
     }
     f->st = FlowState{};
     f->st.key = key;
+    f->st.port = port;
     f->gen++;
     flows_.emplace(key, f);
-    per_guest_[key.guest].flows++;
+    per_guest_[port].flows++;
     return f;
 }
 
 // Drops the half-open count when a flow leaves syn_pending.
 void TcpNat::leave_syn_pending(Flow& f) {
     if (f.st.phase != Phase::syn_pending) return;
-    auto it = per_guest_.find(f.st.key.guest);
+    auto it = per_guest_.find(f.st.port);
     if (it != per_guest_.end() && it->second.half_open > 0) it->second.half_open--;
+    if (half_open_ > 0) half_open_--;
     f.st.phase = Phase::syn_rcvd;
 }
 
@@ -340,8 +342,19 @@ void TcpNat::free_flow(Flow& f) {
 
 // Takes a flow out of its guest's count (the entry goes with the last).
 void TcpNat::uncount_guest_flow(Flow& f) {
-    auto it = per_guest_.find(f.st.key.guest);
+    auto it = per_guest_.find(f.st.port);
     if (it != per_guest_.end() && --it->second.flows == 0) per_guest_.erase(it);
+}
+
+void TcpNat::drop_port(uint32_t port) {
+    if (port == UINT32_MAX || !per_guest_.contains(port)) return;
+    std::vector<Flow*> victims;
+    for (auto& [key, f] : flows_)
+        if (f->st.port == port) victims.push_back(f);
+    for (Flow* f : victims) reset_flow(*f, false);
+    if (!victims.empty())
+        spdlog::info("tcp: reset {} connection(s) of an attachment that went away",
+                     victims.size());
 }
 
 // Closes fd so that the peer sees a RST.
@@ -459,17 +472,17 @@ void TcpNat::from_guest(const gw::GuestPacket& pkt) {
 // A guest SYN for a new flow: limits, socket, connect().
 void TcpNat::open_outbound(const gw::GuestPacket& pkt, const wire::TcpView& seg,
                            const FlowKey& key) {
-    auto target = nat_.host_target(pkt.dst, key.remote_port, wire::ipproto::tcp);
-    if (!target) {
-        nat_.stats().dropped_unreachable++;
+    HostTarget target = nat_.host_target(pkt.dst, key.remote_port, wire::ipproto::tcp);
+    if (!target.ok()) {
+        // Counted by host_target; unreachable and forbidden both get a RST.
         send_reset_reply(pkt, seg);
         return;
     }
     const NatLimits& lim = nat_.limits();
-    auto gc = per_guest_.find(key.guest);
+    auto gc = per_guest_.find(pkt.port);
     uint32_t guest_flows = gc == per_guest_.end() ? 0 : gc->second.flows;
     uint32_t guest_half = gc == per_guest_.end() ? 0 : gc->second.half_open;
-    if (guest_half >= lim.tcp_half_open_per_guest) {
+    if (guest_half >= lim.tcp_half_open_per_guest || half_open_ >= lim.tcp_half_open) {
         // Too many connect()s in progress for this guest: drop the SYN, as
         // a full listen queue does. The guest sends it again in a second,
         // by when a burst of ordinary connections has completed; a guest
@@ -484,7 +497,7 @@ void TcpNat::open_outbound(const gw::GuestPacket& pkt, const wire::TcpView& seg,
         send_reset_reply(pkt, seg);
         return;
     }
-    int fd = socket(target->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
+    int fd = socket(target.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
     if (fd < 0) {
         if (debug_on()) spdlog::debug("tcp: socket: {}", std::strerror(errno));
         stats_.connect_failed++;
@@ -497,14 +510,15 @@ void TcpNat::open_outbound(const gw::GuestPacket& pkt, const wire::TcpView& seg,
         int zero = 0;
         setsockopt(fd, SOL_SOCKET, SO_PEEK_OFF, &zero, sizeof zero);
     }
-    int rc = connect(fd, reinterpret_cast<const sockaddr*>(&*target), sockaddr_len(*target));
+    int rc = connect(fd, reinterpret_cast<const sockaddr*>(&target.addr), sockaddr_len(target.addr));
     int err = rc == 0 ? 0 : errno;
 
-    Flow* f = alloc_flow(key);
+    Flow* f = alloc_flow(key, pkt.port);
     FlowState& s = f->st;
     s.fd = fd;
     s.phase = Phase::syn_pending;
-    per_guest_[key.guest].half_open++;
+    per_guest_[pkt.port].half_open++;
+    half_open_++;
     s.irs = seg.seq();
     s.rcv_nxt = s.irs + 1;
     s.rcv_adv = s.rcv_nxt;
@@ -624,7 +638,8 @@ bool TcpNat::open_inbound(int fd, const wire::IpAddr& peer, uint16_t peer_port,
         free_flow(*existing->second);
         existing = flows_.end();
     }
-    auto gc = per_guest_.find(guest);
+    const uint32_t port = gw_.port_of(guest);
+    auto gc = per_guest_.find(port);
     uint32_t guest_flows = gc == per_guest_.end() ? 0 : gc->second.flows;
     if (existing != flows_.end() || flows_.size() - lingering_ >= lim.tcp_flows ||
         guest_flows >= lim.tcp_flows_per_guest || guest_port == 0 || peer_port == 0) {
@@ -643,7 +658,7 @@ bool TcpNat::open_inbound(int fd, const wire::IpAddr& peer, uint16_t peer_port,
             return false;
         }
     }
-    Flow* f = alloc_flow(key);
+    Flow* f = alloc_flow(key, port);
     FlowState& s = f->st;
     s.fd = fd;
     s.phase = Phase::syn_sent;
@@ -1436,7 +1451,7 @@ uint32_t TcpNat::socket_send_room(Flow& f, bool* low) {
 // once (in this second or the last; idle ones do not count) each offers
 // less, down to 8 segments.
 uint32_t TcpNat::window_cap(const Flow& f) const {
-    auto it = per_guest_.find(f.st.key.guest);
+    auto it = per_guest_.find(f.st.port);
     uint32_t flows = 1;
     if (it != per_guest_.end()) {
         // Flows that sent in this second or the last; a count older than
@@ -1460,7 +1475,7 @@ void TcpNat::note_active(Flow& f) {
     uint32_t epoch = static_cast<uint32_t>(loop_.now() / 1000) + 1;  // never 0
     if (f.st.active_epoch == epoch) return;
     f.st.active_epoch = epoch;
-    auto it = per_guest_.find(f.st.key.guest);
+    auto it = per_guest_.find(f.st.port);
     if (it == per_guest_.end()) return;
     GuestCounts& g = it->second;
     if (g.active_epoch != epoch) {

@@ -75,6 +75,10 @@ public:
     bool open_inbound(int fd, const wire::IpAddr& peer, uint16_t peer_port,
                       const wire::IpAddr& guest, uint16_t guest_port);
 
+    // Resets (toward the host) every flow of the guests behind a switch
+    // port that has gone away.
+    void drop_port(uint32_t port);
+
     // Live flows, lingering ones included.
     size_t flow_count() const { return flows_.size(); }
     const Stats& stats() const { return stats_; }
@@ -101,7 +105,7 @@ private:
 
     // Setup and teardown.
     void open_outbound(const gw::GuestPacket& pkt, const wire::TcpView& seg, const FlowKey& key);
-    Flow* alloc_flow(const FlowKey& key);
+    Flow* alloc_flow(const FlowKey& key, uint32_t port);
     void leave_syn_pending(Flow& f);
     void free_flow(Flow& f);
     void reset_flow(Flow& f, bool rst_guest);
@@ -166,7 +170,8 @@ private:
     core::EventLoop& loop_;
     gw::Gateway& gw_;
     std::unordered_map<FlowKey, Flow*, tcp::FlowKeyHash> flows_;
-    std::unordered_map<wire::IpAddr, GuestCounts, wire::IpAddrHash> per_guest_;
+    std::unordered_map<uint32_t, GuestCounts> per_guest_;  // by switch port
+    uint32_t half_open_ = 0;  // connect()s pending, all guests together
     std::vector<std::unique_ptr<Flow>> pool_;  // every flow ever allocated
     std::vector<Flow*> free_;                  // reusable
     std::vector<Flow*> dead_;                  // freed this batch, reusable after it

@@ -35,14 +35,19 @@ FlowLru::FlowLru(uint32_t max_total, uint32_t max_per_owner)
 
 FlowLru::~FlowLru() = default;
 
-FlowLru::Entry* FlowLru::victim_for(const wire::IpAddr& owner) const {
+FlowLru::Entry* FlowLru::victim_for(Owner owner) const {
     auto it = owners_.find(owner);
     if (it != owners_.end() && it->second->count >= max_per_owner_) return it->second->tail;
     if (count_ >= max_total_) return tail_;
     return nullptr;
 }
 
-void FlowLru::insert(Entry& e, const wire::IpAddr& owner, core::Millis now) {
+FlowLru::Entry* FlowLru::any_of(Owner owner) const {
+    auto it = owners_.find(owner);
+    return it == owners_.end() ? nullptr : it->second->tail;
+}
+
+void FlowLru::insert(Entry& e, Owner owner, core::Millis now) {
     if (e.linked()) erase(e);
     std::unique_ptr<OwnerList>& ol = owners_[owner];
     if (!ol) ol = std::make_unique<OwnerList>();
@@ -118,7 +123,7 @@ void FlowLru::erase(Entry& e) {
     if (--ol->count == 0) owners_.erase(e.owner_);
 }
 
-size_t FlowLru::owner_size(const wire::IpAddr& owner) const {
+size_t FlowLru::owner_size(Owner owner) const {
     auto it = owners_.find(owner);
     return it == owners_.end() ? 0 : it->second->count;
 }
@@ -279,18 +284,20 @@ void UdpNat::from_guest(const gw::GuestPacket& pkt) {
         return;
     }
 
-    std::optional<sockaddr_storage> target = nat_.host_target(pkt.dst, dport, wire::ipproto::udp);
-    if (!target) {
+    HostTarget t = nat_.host_target(pkt.dst, dport, wire::ipproto::udp);
+    if (!t.ok()) {
         stats_.dropped_unreachable++;
-        nat_.stats().dropped_unreachable++;
         // The gateway and DNS addresses exist: only the port is missing there.
         bool own =
             pkt.dst.is_v4() && (pkt.dst.as_v4() == cfg.gateway || pkt.dst.as_v4() == cfg.dns);
-        unreachable(pkt, own ? wire::icmpcode::port_unreach : wire::icmpcode::host_unreach);
+        unreachable(pkt, t.forbidden() ? wire::icmpcode::admin_prohibited
+                         : own         ? wire::icmpcode::port_unreach
+                                       : wire::icmpcode::host_unreach);
         return;
     }
+    const sockaddr_storage* target = &t.addr;
 
-    Flow* f = flow_for(pkt.src, sport, now);
+    Flow* f = flow_for(pkt.src, sport, pkt.port, now);
     FlowSock& s = target->ss_family == AF_INET ? f->s4 : f->s6;
     if (s.fd < 0 && !open_sock(*f, s, target->ss_family)) {
         stats_.dropped_socket++;
@@ -360,10 +367,16 @@ void UdpNat::unreachable(const gw::GuestPacket& pkt, uint8_t code) {
     nat_.icmp().send_error4(from, pkt.src, wire::icmptype::dest_unreach, code, 0, pkt.ip_packet);
 }
 
-UdpNat::Flow* UdpNat::flow_for(const wire::IpAddr& guest, uint16_t port, core::Millis now) {
+UdpNat::Flow* UdpNat::flow_for(const wire::IpAddr& guest, uint16_t port, FlowLru::Owner owner,
+                               core::Millis now) {
     auto it = flows_.find(FlowKey{guest, port});
-    if (it != flows_.end()) return it->second.get();
-    if (FlowLru::Entry* victim = lru_.victim_for(guest)) {
+    if (it != flows_.end()) {
+        // The address moved to another attachment (a guest that came back):
+        // the flow counts for its new port from now on.
+        if (it->second->owner() != owner) lru_.insert(*it->second, owner, now);
+        return it->second.get();
+    }
+    if (FlowLru::Entry* victim = lru_.victim_for(owner)) {
         Flow& v = static_cast<Flow&>(*victim);
         if (debug_on())
             spdlog::debug("udp: flow limit, evicting {}:{}", v.guest.to_string(), v.guest_port);
@@ -377,7 +390,7 @@ UdpNat::Flow* UdpNat::flow_for(const wire::IpAddr& guest, uint16_t port, core::M
     f->s4.flow = f.get();
     f->s6.flow = f.get();
     Flow* raw = f.get();
-    lru_.insert(*raw, guest, now);
+    lru_.insert(*raw, owner, now);
     flows_.emplace(FlowKey{guest, port}, std::move(f));
     stats_.flows_created++;
     if (debug_on()) spdlog::debug("udp: new flow from {}:{}", guest.to_string(), port);
@@ -439,6 +452,11 @@ void UdpNat::destroy_flow(Flow& f) {
     close_sock(loop_, f.s6);
     lru_.erase(f);
     flows_.erase(FlowKey{f.guest, f.guest_port});  // f is gone
+}
+
+void UdpNat::drop_port(uint32_t port) {
+    while (FlowLru::Entry* e = lru_.any_of(port)) destroy_flow(static_cast<Flow&>(*e));
+    while (FlowLru::Entry* e = peer_lru_.any_of(port)) destroy_peer(static_cast<Peer&>(*e));
 }
 
 void UdpNat::destroy_peer(Peer& p) {
@@ -591,14 +609,15 @@ void UdpNat::listener_read(Listener& l) {
                 p = it->second.get();
                 peer_lru_.touch(*p, now);
             } else {
-                if (FlowLru::Entry* victim = peer_lru_.victim_for(guest)) {
+                const FlowLru::Owner owner = gw_.port_of(guest);
+                if (FlowLru::Entry* victim = peer_lru_.victim_for(owner)) {
                     destroy_peer(static_cast<Peer&>(*victim));
                     stats_.fwd_peers_evicted++;
                 }
                 auto np = std::make_unique<Peer>();
                 np->key = key;
                 p = np.get();
-                peer_lru_.insert(*p, guest, now);
+                peer_lru_.insert(*p, owner, now);
                 peers_.emplace(key, std::move(np));
                 stats_.fwd_peers_created++;
                 if (debug_on())

@@ -61,7 +61,9 @@ namespace usernet::nat {
 
 class Nat;
 
-// Recency order of flows, over all flows and per owner (guest address), and
+// Recency order of flows, over all flows and per owner (the switch port of
+// the guest that made them: limits follow the attachment, not an address a
+// guest could choose), and
 // the choice of the flow to evict when a limit is reached. Pure bookkeeping
 // over intrusive links, no allocation except the first flow of an owner.
 class FlowLru {
@@ -69,18 +71,19 @@ class FlowLru {
 
 public:
     // Embedded in (or a base of) a flow; linked while the flow is in the table.
+    using Owner = uint32_t;
     class Entry {
     public:
         Entry() = default;
         Entry(const Entry&) = delete;
         Entry& operator=(const Entry&) = delete;
-        const wire::IpAddr& owner() const { return owner_; }
+        Owner owner() const { return owner_; }
         core::Millis last_used() const { return last_used_; }
         bool linked() const { return list_ != nullptr; }
 
     private:
         friend class FlowLru;
-        wire::IpAddr owner_;
+        Owner owner_ = 0;
         core::Millis last_used_ = 0;
         Entry* prev_ = nullptr;  // toward the most recently used
         Entry* next_ = nullptr;  // toward the least recently used
@@ -99,9 +102,11 @@ public:
     // owner's least recently used entry when the owner is at its limit, else
     // the least recently used of all when the table is full; nullptr when
     // there is room.
-    Entry* victim_for(const wire::IpAddr& owner) const;
+    Entry* victim_for(Owner owner) const;
     // Links e as the most recently used entry of owner.
-    void insert(Entry& e, const wire::IpAddr& owner, core::Millis now);
+    void insert(Entry& e, Owner owner, core::Millis now);
+    // Some entry of owner (its least recently used), nullptr when none.
+    Entry* any_of(Owner owner) const;
     // Marks e used now (most recent).
     void touch(Entry& e, core::Millis now);
     void erase(Entry& e);
@@ -111,13 +116,13 @@ public:
     Entry* oldest() const { return tail_; }
     static Entry* newer(const Entry& e) { return e.prev_; }
     size_t size() const { return count_; }
-    size_t owner_size(const wire::IpAddr& owner) const;
+    size_t owner_size(Owner owner) const;
     size_t owners() const { return owners_.size(); }
     uint32_t max_total() const { return max_total_; }
     uint32_t max_per_owner() const { return max_per_owner_; }
 
 private:
-    std::unordered_map<wire::IpAddr, std::unique_ptr<OwnerList>, wire::IpAddrHash> owners_;
+    std::unordered_map<Owner, std::unique_ptr<OwnerList>> owners_;
     Entry* head_ = nullptr;
     Entry* tail_ = nullptr;
     size_t count_ = 0;
@@ -157,6 +162,8 @@ public:
 
     // A UDP datagram a guest routed through the gateway.
     void from_guest(const gw::GuestPacket& pkt);
+    // Closes every flow and forward peer of the guests behind a switch port.
+    void drop_port(uint32_t port);
 
     // Takes ownership of fd, a bound non-blocking UDP socket of a -u forward:
     // its datagrams go to guest_port of guest_addr (or of the current guest).
@@ -198,7 +205,8 @@ private:
     friend struct FlowSock;
     friend struct Listener;
 
-    Flow* flow_for(const wire::IpAddr& guest, uint16_t port, core::Millis now);
+    Flow* flow_for(const wire::IpAddr& guest, uint16_t port, FlowLru::Owner owner,
+                   core::Millis now);
     void destroy_flow(Flow& f);
     void destroy_peer(Peer& p);
     bool open_sock(Flow& f, FlowSock& s, int family);

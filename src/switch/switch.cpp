@@ -33,6 +33,7 @@ void Switch::detach(Port& p) {
     ports_[id] = nullptr;
     macs_per_port_[id] = 0;
     p.id_ = kNoPort;
+    if (on_detach_) on_detach_(id);
 }
 
 void Switch::pin(const wire::MacAddr& mac, PortId port) {
@@ -176,6 +177,13 @@ void Switch::input(PortId from, wire::Bytes frame, const wire::Offload& off) {
     wire::MacAddr dst = wire::MacAddr::from(&frame[0]);
     wire::MacAddr src = wire::MacAddr::from(&frame[6]);
     if (!learn(from, src)) {
+        in.stats().rx_dropped++;
+        return;
+    }
+    // After learning: the guard binds addresses to a MAC on this port only
+    // once the switch has accepted that the MAC lives here.
+    if (guard_ && from != guard_port_ && !guard_->admit(from, frame)) {
+        stats_.dropped_guard++;
         in.stats().rx_dropped++;
         return;
     }

@@ -34,6 +34,18 @@ struct SwitchStats {
     uint64_t dropped_hairpin = 0;   // destination lives on the ingress port
     uint64_t offload_resolved = 0;  // offloaded frames finished in software for a port
     uint64_t dropped_bad_offload = 0; // offload fields that do not describe the frame
+    uint64_t dropped_guard = 0;     // refused by the ingress guard (spoofed source)
+};
+
+// Decides, once the switch has accepted a frame's source MAC for its port
+// and before the frame goes anywhere, whether it may enter the LAN at all
+// (the gateway's IP source guard).
+class IngressGuard {
+public:
+    virtual bool admit(PortId from, wire::Bytes frame) = 0;
+
+protected:
+    ~IngressGuard() = default;
 };
 
 class Switch {
@@ -53,6 +65,16 @@ public:
     // A frame entering the switch from port `from`, with its offload state
     // (a port that does not take offload passes none).
     void input(PortId from, wire::Bytes frame, const wire::Offload& off = {});
+
+    // Consulted for every frame a port (other than the guard's own) sends;
+    // a refused frame is counted (dropped_guard) and goes nowhere.
+    void set_guard(IngressGuard* g, PortId own) {
+        guard_ = g;
+        guard_port_ = own;
+    }
+    // Called with every port that detaches, after it is gone (its flows
+    // and bindings can be dropped).
+    void set_on_detach(std::function<void(PortId)> f) { on_detach_ = std::move(f); }
 
     // Called with every frame that crosses the switch (pcap).
     void set_observer(std::function<void(wire::Bytes)> obs) { observer_ = std::move(obs); }
@@ -89,6 +111,9 @@ private:
     std::vector<uint32_t> macs_per_port_;
     std::unordered_map<wire::MacAddr, Entry, MacHash> table_;
     std::function<void(wire::Bytes)> observer_;
+    std::function<void(PortId)> on_detach_;
+    IngressGuard* guard_ = nullptr;
+    PortId guard_port_ = kNoPort;
     SwitchStats stats_;
     std::unique_ptr<uint8_t[]> scratch_;  // software offload, allocated on first use
 };

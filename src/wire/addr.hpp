@@ -78,6 +78,14 @@ struct IpAddr {
 std::string ipv4_to_string(Ipv4 a);
 std::optional<Ipv4> ipv4_parse(std::string_view s);
 
+struct MacAddrHash {
+    size_t operator()(const MacAddr& m) const noexcept {
+        uint64_t v = 0;
+        for (uint8_t c : m.b) v = (v << 8) | c;
+        return std::hash<uint64_t>{}(v * 0x9e3779b97f4a7c15ULL);
+    }
+};
+
 struct IpAddrHash {
     size_t operator()(const IpAddr& a) const noexcept {
         uint64_t x, y;

@@ -102,9 +102,9 @@ TEST(Dhcp4Leases, ReleaseFreesTheAddress) {
     Dhcp4Leases l(cfg(1));
     auto a = l.offer(key(1), mac(1), std::nullopt, 0);
     ASSERT_TRUE(l.bind(key(1), mac(1), *a, 0));
-    EXPECT_FALSE(l.release(key(2), *a, 5));  // not its lease
+    EXPECT_FALSE(l.release(key(2), *a, 5, mac(2)));  // not its lease
     EXPECT_FALSE(l.offer(key(2), mac(2), std::nullopt, 10));
-    EXPECT_TRUE(l.release(key(1), *a, 10));
+    EXPECT_TRUE(l.release(key(1), *a, 10, mac(1)));
     EXPECT_FALSE(l.lookup(key(1), 10));
     EXPECT_EQ(l.offer(key(2), mac(2), std::nullopt, 20), a);
 }
@@ -115,8 +115,8 @@ TEST(Dhcp4Leases, FreeAddressesGoInOrderOfLongestUnused) {
         auto a = l.offer(key(i), mac(i), std::nullopt, 0);
         l.bind(key(i), mac(i), *a, 0);
     }
-    l.release(key(2), ip("10.0.2.16"), 100);
-    l.release(key(1), ip("10.0.2.15"), 200);
+    l.release(key(2), ip("10.0.2.16"), 100, mac(2));
+    l.release(key(1), ip("10.0.2.15"), 200, mac(1));
     // .16 has been free the longest; .15's owner may still come back.
     EXPECT_EQ(l.offer(key(9), mac(9), std::nullopt, 300), ip("10.0.2.16"));
     EXPECT_EQ(l.offer(key(1), mac(1), std::nullopt, 300), ip("10.0.2.15"));
@@ -134,8 +134,12 @@ TEST(Dhcp4Leases, ClientIdentifierKeysTheLeaseNotTheMac) {
     ASSERT_TRUE(a && b);
     EXPECT_NE(*a, *b);
     ASSERT_TRUE(l.bind(ka, mac(1), *a, 0));
-    // The same client id from a new MAC keeps its address.
-    EXPECT_EQ(l.offer(ka, mac(7), std::nullopt, 10), a);
+    // The same client id from another MAC does not take the live lease:
+    // client identifiers travel in broadcasts every guest sees.
+    auto c = l.offer(ka, mac(7), std::nullopt, 10);
+    ASSERT_TRUE(c);
+    EXPECT_NE(*c, *a);
+    EXPECT_EQ(l.lookup(ka, 10), a);
     // The MAC alone (no client id) is another client.
     auto m = l.offer(key(1), mac(1), std::nullopt, 10);
     ASSERT_TRUE(m);
@@ -157,8 +161,8 @@ TEST(Dhcp4Leases, LongClientIdentifiersStayDistinct) {
 TEST(Dhcp4Leases, DeclinedAddressRestsThenReturns) {
     Dhcp4Leases l(cfg(2));
     auto a = l.offer(key(1), mac(1), std::nullopt, 0);
-    EXPECT_FALSE(l.decline(key(2), *a, 5));  // only its holder may decline it
-    EXPECT_TRUE(l.decline(key(1), *a, 10));
+    EXPECT_FALSE(l.decline(key(2), *a, 5, mac(2)));  // only its holder may decline it
+    EXPECT_TRUE(l.decline(key(1), *a, 10, mac(1)));
     auto b = l.offer(key(1), mac(1), std::nullopt, 20);
     ASSERT_TRUE(b);
     EXPECT_NE(*b, *a);
@@ -211,6 +215,83 @@ TEST(Dhcp4Leases, ChoosingAnotherServerWithdrawsTheOffer) {
     auto a = l.offer(key(1), mac(1), std::nullopt, 0);
     l.withdraw_offer(key(1));
     EXPECT_EQ(l.offer(key(2), mac(2), std::nullopt, 10), a);
+}
+
+
+// --- a hostile guest on one port ----------------------------------------------
+
+TEST(Dhcp4Leases, StormFromOnePortKeepsWithinItsQuotaAndSparesEveryLeaseHeld) {
+    NetConfig c = cfg(16);
+    c.dhcp_leases_per_port = 3;
+    Dhcp4Leases l(c);
+    core::Millis guest_heard = 0;  // the real guest keeps talking
+    l.set_heard_check([&](const wire::MacAddr& m) {
+        return m == mac(1) ? guest_heard : core::Millis{0};
+    });
+    auto g = l.offer(key(1), mac(1), std::nullopt, 0, 1);  // the guest on port 1
+    ASSERT_TRUE(g && l.bind(key(1), mac(1), *g, 0, 1));
+    auto n = l.offer(key(2), mac(2), std::nullopt, 0, 2);  // a neighbor on port 2
+    ASSERT_TRUE(n && l.bind(key(2), mac(2), *n, 0, 2));
+    core::Millis t = 0;
+    for (uint32_t i = 0; i < 5000; i++) {  // DISCOVER + REQUEST from made-up MACs
+        t = 1000 + i;
+        guest_heard = t;
+        wire::MacAddr m{{0x02, 0, 0, uint8_t(i >> 16), uint8_t(i >> 8), uint8_t(i)}};
+        auto k = Dhcp4ClientKey::from_mac(m);
+        if (auto a = l.offer(k, m, std::nullopt, t, 1)) l.bind(k, m, *a, t, 1);
+    }
+    EXPECT_EQ(l.port_count(1, t), 3u);
+    EXPECT_EQ(l.lookup(key(1), t), g);
+    EXPECT_EQ(l.lookup(key(2), t), n);
+    EXPECT_EQ(l.offer(key(1), mac(1), std::nullopt, t, 1), g);  // its DISCOVER finds it
+    auto other = l.offer(key(3), mac(3), std::nullopt, t, 3);   // another port still gets one
+    ASSERT_TRUE(other);
+    EXPECT_NE(*other, *g);
+    EXPECT_NE(*other, *n);
+    // Once the storm's leases have been idle long enough, port 1's next
+    // client recycles one of them, not the guest's.
+    t += Dhcp4Leases::kIdleMs + 1;
+    guest_heard = t;
+    auto fresh = l.offer(key(4), mac(4), std::nullopt, t, 1);
+    ASSERT_TRUE(fresh);
+    EXPECT_NE(*fresh, *g);
+    EXPECT_EQ(l.lookup(key(1), t), g);
+    EXPECT_EQ(l.port_count(1, t), 3u);
+}
+
+TEST(Dhcp4Leases, AnIdlePortLeaseIsRecycledOnlyForItsOwnPort) {
+    NetConfig c = cfg(16);
+    c.dhcp_leases_per_port = 1;
+    Dhcp4Leases l(c);
+    auto a = l.offer(key(1), mac(1), std::nullopt, 0, 1);
+    ASSERT_TRUE(a && l.bind(key(1), mac(1), *a, 0, 1));
+    core::Millis later = Dhcp4Leases::kIdleMs + 10;
+    // Port 2 has its own quota: port 1's idle lease is not its to take.
+    auto b = l.offer(key(2), mac(2), std::nullopt, later, 2);
+    ASSERT_TRUE(b);
+    EXPECT_NE(*b, *a);
+    EXPECT_EQ(l.lookup(key(1), later), a);
+    // Port 1's next client recycles port 1's idle lease.
+    auto c3 = l.offer(key(3), mac(3), std::nullopt, later, 1);
+    ASSERT_TRUE(c3);
+    EXPECT_FALSE(l.lookup(key(1), later));
+}
+
+TEST(Dhcp4Leases, ClientIdOfTypeOneIsTheMacItself) {
+    const uint8_t id[] = {1, 0x52, 0x54, 0, 0x12, 0x34, 7};
+    EXPECT_TRUE(Dhcp4ClientKey::from_client_id(id) == key(7));
+}
+
+TEST(Dhcp4Leases, ReleaseAndDeclineCountOnlyFromTheHoldersMacAndPort) {
+    Dhcp4Leases l(cfg());
+    auto a = l.offer(key(1), mac(1), std::nullopt, 0, 1);
+    ASSERT_TRUE(a && l.bind(key(1), mac(1), *a, 0, 1));
+    EXPECT_FALSE(l.release(key(1), *a, 5, mac(9), 1));  // its client id, another MAC
+    EXPECT_FALSE(l.release(key(1), *a, 5, mac(1), 2));  // another port
+    EXPECT_FALSE(l.decline(key(1), *a, 5, mac(9), 1));
+    EXPECT_FALSE(l.decline(key(1), *a, 5, mac(1), 2));
+    EXPECT_EQ(l.lookup(key(1), 5), a);
+    EXPECT_TRUE(l.release(key(1), *a, 5, mac(1), 1));
 }
 
 }  // namespace

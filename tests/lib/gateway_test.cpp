@@ -5,7 +5,9 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cstring>
+#include <thread>
 #include <vector>
 
 #include "../unit/captured_frames.hpp"
@@ -50,6 +52,8 @@ public:
         pkts.push_back(p);
         l4.emplace_back(p.l4.begin(), p.l4.end());
     }
+    void port_gone(sw::PortId port) override { gone.push_back(port); }
+    std::vector<sw::PortId> gone;
     std::vector<GuestPacket> pkts;
     std::vector<std::vector<uint8_t>> l4;
 };
@@ -181,7 +185,9 @@ TEST_F(GatewayTest, Gateway_ArpWhoseSenderIsNotTheFrameSourceIsIgnored) {
     input(f);
     EXPECT_TRUE(guest.frames.empty());
     EXPECT_FALSE(gw->knows_guest(wire::IpAddr::v4(ip("10.0.2.20"))));
-    EXPECT_EQ(gw->gw_stats().dropped_martian, 1u);
+    // The source guard keeps it off the LAN: no other guest sees it either.
+    EXPECT_EQ(gw->gw_stats().dropped_spoofed, 1u);
+    EXPECT_EQ(sw.stats().dropped_guard, 1u);
 }
 
 TEST_F(GatewayTest, Gateway_GratuitousArpIsLearnedButClaimsOnOurAddressesAreNot) {
@@ -322,7 +328,10 @@ TEST_F(GatewayTest, Gateway_ImpossibleSourcesAreDropped) {
     for (const char* src : {"10.0.2.2", "127.0.0.1", "224.0.0.1", "10.0.2.255"})
         input(udp_frame(cfg.gw_mac, kGuestMac, ip(src), ip("1.1.1.1"), 1, 1, data));
     EXPECT_TRUE(sink.pkts.empty());
-    EXPECT_EQ(gw->gw_stats().dropped_martian, 4u);
+    // None of them is an address a guest may use: the source guard drops
+    // them before the switch forwards them anywhere.
+    EXPECT_EQ(gw->gw_stats().dropped_spoofed, 4u);
+    EXPECT_EQ(sw.stats().dropped_guard, 4u);
 }
 
 TEST_F(GatewayTest, Gateway_CountsIpv6AndOtherEthertypesAsUnsupported) {
@@ -615,6 +624,169 @@ TEST_F(GatewayTest, Dns_TcpToTheDnsAddressGoesToTheNat) {
     input(syn);
     ASSERT_EQ(sink.pkts.size(), 1u);
     EXPECT_EQ(sink.pkts[0].dst, wire::IpAddr::v4(ip("10.0.2.3")));
+}
+
+
+// --- the IP source guard (DHCP snooping, IP source guard) ----------------------
+
+// A second guest on a port of its own.
+struct TwoPortTest : GatewayTest {
+    GuestPort other{1500};
+    void SetUp() override {
+        GatewayTest::SetUp();
+        sw.attach(other);
+    }
+    // A routed UDP datagram from (mac, src) on port `from`.
+    void send_from(sw::Port& from, const MacAddr& mac, Ipv4 src, Ipv4 dst = 0x01010101) {
+        const uint8_t data[] = {1, 2, 3};
+        sw.input(from.id(), udp_frame(cfg.gw_mac, mac, src, dst, 1000, 2000, data));
+    }
+    // A routed packet reached the sink from this source.
+    bool routed_from(Ipv4 src) const {
+        for (const auto& p : sink.pkts)
+            if (p.src == wire::IpAddr::v4(src)) return true;
+        return false;
+    }
+};
+
+TEST_F(TwoPortTest, Guard_AnotherMacCannotSendFromALeasedAddress) {
+    gw->bind_lease(ip("10.0.2.15"), kGuestMac, 1500, loop.now() + 100'000, guest.id());
+    send_from(other, kOtherMac, ip("10.0.2.15"));
+    EXPECT_TRUE(sink.pkts.empty());
+    EXPECT_EQ(gw->gw_stats().dropped_spoofed, 1u);
+    EXPECT_EQ(sw.stats().dropped_guard, 1u);
+    // The lease holder keeps its address, its MAC and its port.
+    EXPECT_EQ(gw->neighbor_mac(ip("10.0.2.15")), kGuestMac);
+    EXPECT_EQ(gw->port_of(wire::IpAddr::v4(ip("10.0.2.15"))), guest.id());
+    send_from(guest, kGuestMac, ip("10.0.2.15"));
+    ASSERT_EQ(sink.pkts.size(), 1u);
+    EXPECT_EQ(sink.pkts[0].port, guest.id());
+}
+
+TEST_F(TwoPortTest, Guard_ArpFromAnotherMacCannotTakeALeasedAddress) {
+    gw->bind_lease(ip("10.0.2.15"), kGuestMac, 1500, loop.now() + 100'000, guest.id());
+    std::vector<uint8_t> f(60, 0);
+    size_t n = wire::build_ethernet(f.data(), MacAddr::broadcast(), kOtherMac, wire::ethertype::arp);
+    wire::build_arp(f.data() + n, wire::arpop::reply, kOtherMac, ip("10.0.2.15"), MacAddr{},
+                    ip("10.0.2.15"));
+    guest.frames.clear();
+    sw.input(other.id(), f);
+    EXPECT_TRUE(guest.frames.empty());  // not flooded to the victim's port either
+    EXPECT_EQ(gw->neighbor_mac(ip("10.0.2.15")), kGuestMac);
+    EXPECT_EQ(gw->gw_stats().dropped_spoofed, 1u);
+}
+
+TEST_F(TwoPortTest, Guard_LeasedMacSendsOnlyFromItsLease) {
+    gw->bind_lease(ip("10.0.2.15"), kGuestMac, 1500, loop.now() + 100'000, guest.id());
+    send_from(guest, kGuestMac, ip("10.0.2.40"));
+    EXPECT_TRUE(sink.pkts.empty());
+    EXPECT_FALSE(gw->knows_guest(wire::IpAddr::v4(ip("10.0.2.40"))));
+    EXPECT_EQ(gw->gw_stats().dropped_spoofed, 1u);
+}
+
+TEST_F(TwoPortTest, Guard_StaticGuestHoldsOneAddressFirstComeUntilItLapses) {
+    cfg.claim_hold_ms = 50;
+    gw.reset();
+    gw = std::make_unique<Gateway>(loop, sw, cfg);
+    gw->set_ip_sink(&sink);
+    send_from(guest, kGuestMac, ip("10.0.2.40"));
+    EXPECT_TRUE(routed_from(ip("10.0.2.40")));
+    send_from(guest, kGuestMac, ip("10.0.2.41"));  // a second address: no
+    send_from(other, kOtherMac, ip("10.0.2.40"));  // someone else's: no
+    EXPECT_FALSE(routed_from(ip("10.0.2.41")));
+    EXPECT_EQ(sink.pkts.size(), 1u);
+    EXPECT_EQ(gw->gw_stats().dropped_spoofed, 2u);
+    // Unused for longer than the hold, the claim lapses: the address is
+    // free for the next guest, and the first may move to another one.
+    std::this_thread::sleep_for(std::chrono::milliseconds(80));
+    loop.run_once(0);
+    send_from(other, kOtherMac, ip("10.0.2.40"));
+    send_from(guest, kGuestMac, ip("10.0.2.41"));
+    EXPECT_EQ(sink.pkts.size(), 3u);
+    EXPECT_EQ(gw->neighbor_mac(ip("10.0.2.40")), kOtherMac);
+    EXPECT_EQ(gw->neighbor_mac(ip("10.0.2.41")), kGuestMac);
+}
+
+TEST_F(TwoPortTest, Guard_SourcesOutsideTheSubnetAreDroppedEvenBetweenGuests) {
+    send_from(other, kOtherMac, ip("10.0.2.50"));  // the other guest exists
+    guest.frames.clear();
+    const uint8_t data[] = {1};
+    // Toward the gateway and toward the other guest's MAC alike.
+    sw.input(guest.id(), udp_frame(cfg.gw_mac, kGuestMac, ip("192.0.2.7"), ip("1.1.1.1"), 1, 1, data));
+    sw.input(guest.id(), udp_frame(kOtherMac, kGuestMac, ip("192.0.2.7"), ip("10.0.2.50"), 1, 1, data));
+    EXPECT_EQ(sink.pkts.size(), 1u);  // only the other guest's own datagram
+    EXPECT_TRUE(other.frames.empty());
+    EXPECT_EQ(gw->gw_stats().dropped_spoofed, 2u);
+}
+
+TEST_F(TwoPortTest, Guard_ZeroSourceOnlyForDhcp) {
+    const uint8_t data[] = {1};
+    input(udp_frame(cfg.gw_mac, kGuestMac, 0, ip("10.0.2.3"), 41000, 53, data));
+    EXPECT_EQ(gw->gw_stats().dropped_spoofed, 1u);
+    input(dhcp_request_frame(wire::dhcp4msg::discover, 1, std::nullopt, std::nullopt));
+    EXPECT_EQ(gw->dhcp().stats().offers, 1u);
+    EXPECT_EQ(gw->gw_stats().dropped_spoofed, 1u);
+}
+
+TEST_F(TwoPortTest, Guard_ReservedAddressIsUsedOnlyFromItsAttachment) {
+    gw->reserve(ip("10.0.2.15"), guest.id());
+    send_from(other, kOtherMac, ip("10.0.2.15"));
+    EXPECT_TRUE(sink.pkts.empty());
+    send_from(guest, kGuestMac, ip("10.0.2.15"));
+    EXPECT_TRUE(routed_from(ip("10.0.2.15")));
+}
+
+TEST_F(TwoPortTest, Guard_DetachedPortLosesItsGuestsAndTheSinkIsTold) {
+    send_from(other, kOtherMac, ip("10.0.2.50"));
+    ASSERT_TRUE(gw->knows_guest(wire::IpAddr::v4(ip("10.0.2.50"))));
+    sw::PortId id = other.id();
+    sw.detach(other);
+    EXPECT_FALSE(gw->knows_guest(wire::IpAddr::v4(ip("10.0.2.50"))));
+    ASSERT_EQ(sink.gone.size(), 1u);
+    EXPECT_EQ(sink.gone[0], id);
+    // The address is free for a guest elsewhere at once.
+    send_from(guest, kGuestMac, ip("10.0.2.50"));
+    EXPECT_TRUE(routed_from(ip("10.0.2.50")) && sink.pkts.back().port == guest.id());
+}
+
+TEST_F(GatewayTest, Dhcp_MessagesAreRateLimitedPerPort) {
+    for (uint32_t i = 0; i < 100; i++)
+        input(dhcp_request_frame(wire::dhcp4msg::discover, i, std::nullopt, std::nullopt));
+    EXPECT_EQ(gw->dhcp().stats().discovers, static_cast<uint64_t>(Gateway::kDhcpBurst));
+    EXPECT_EQ(gw->gw_stats().dropped_rate, 100 - static_cast<uint64_t>(Gateway::kDhcpBurst));
+}
+
+TEST_F(GatewayTest, Dhcp_DiscoverWithoutClientIdFindsTheLeaseTakenWithOne) {
+    // udhcpc sends option 61 = 01:MAC; a client that later omits it is the
+    // same client (as dnsmasq treats it).
+    std::vector<uint8_t> cid = {1};
+    cid.insert(cid.end(), kGuestMac.b.begin(), kGuestMac.b.end());
+    input(dhcp_request_frame(wire::dhcp4msg::discover, 1, std::nullopt, std::nullopt, 0,
+                             kGuestMac, cid));
+    Ipv4 a = dhcp_of(guest.frames.at(0))->yiaddr();
+    input(dhcp_request_frame(wire::dhcp4msg::request, 1, a, ip("10.0.2.2"), 0, kGuestMac, cid));
+    guest.frames.clear();
+    input(dhcp_request_frame(wire::dhcp4msg::discover, 2, std::nullopt, std::nullopt));
+    ASSERT_EQ(guest.frames.size(), 1u);
+    EXPECT_EQ(dhcp_of(guest.frames[0])->yiaddr(), a);
+}
+
+TEST_F(TwoPortTest, Dhcp_ReleaseFromAnotherPortOrMacIsIgnored) {
+    input(dhcp_request_frame(wire::dhcp4msg::discover, 1, std::nullopt, std::nullopt));
+    Ipv4 a = dhcp_of(guest.frames.at(0))->yiaddr();
+    input(dhcp_request_frame(wire::dhcp4msg::request, 1, a, ip("10.0.2.2")));
+    ASSERT_TRUE(gw->knows_guest(wire::IpAddr::v4(a)));
+    // The same client identifier (the MAC, here) from the other port, with
+    // the victim's MAC as chaddr but its own Ethernet source: dropped as a
+    // foreign chaddr; with a matching source MAC it is a MAC on the wrong
+    // port, which the switch does not let move while the owner is live.
+    auto rel = dhcp_request_frame(wire::dhcp4msg::release, 2, std::nullopt, ip("10.0.2.2"));
+    sw.input(other.id(), rel);
+    auto decl = dhcp_request_frame(wire::dhcp4msg::decline, 3, a, ip("10.0.2.2"));
+    kOtherMac.store(&decl[6]);
+    sw.input(other.id(), decl);
+    EXPECT_TRUE(gw->knows_guest(wire::IpAddr::v4(a)));
+    EXPECT_EQ(gw->dhcp().leases().lookup(Dhcp4ClientKey::from_mac(kGuestMac), loop.now()), a);
 }
 
 }  // namespace

@@ -23,11 +23,12 @@ bool ping(NatHarness& h, wire::Ipv4 src, wire::Ipv4 dst, uint16_t id, uint16_t s
 }
 
 TEST(IcmpNat, IcmpNat_EchoIsAnsweredWithTheGuestsIdentifierAndSequence) {
+    if (!enter_private_netns()) GTEST_SKIP() << "cannot make a network namespace (needs root)";
     NatHarness h;
-    if (!ping(h, kGuestIp, kLoopback, 0x1234, 7))
+    if (!ping(h, kGuestIp, kLocalDst, 0x1234, 7))
         GTEST_SKIP() << "neither ping sockets nor a raw socket are allowed here";
     auto f = *h.first_of(wire::ipproto::icmp);
-    EXPECT_EQ(f.src, kLoopback);  // from the address the guest pinged
+    EXPECT_EQ(f.src, kLocalDst);  // from the address the guest pinged
     EXPECT_EQ(f.dst, kGuestIp);
     auto icmp = wire::Icmp4View::parse(f.l4);
     ASSERT_TRUE(icmp);
@@ -39,17 +40,20 @@ TEST(IcmpNat, IcmpNat_EchoIsAnsweredWithTheGuestsIdentifierAndSequence) {
     for (size_t i = 0; i < 32; i++) EXPECT_EQ(icmp->payload()[i], static_cast<uint8_t>(i * 7));
     EXPECT_EQ(h.nat->icmp().flow_count(), 1u);
     // The next request of the same session uses the same flow.
-    ASSERT_TRUE(ping(h, kGuestIp, kLoopback, 0x1234, 8));
+    ASSERT_TRUE(ping(h, kGuestIp, kLocalDst, 0x1234, 8));
     EXPECT_EQ(h.nat->icmp().flow_count(), 1u);
     EXPECT_EQ(h.nat->icmp().stats().echo_replies, 2u);
 }
 
 TEST(IcmpNat, IcmpNat_TwoGuestsWithTheSameIdentifierGetTheirOwnReplies) {
+    if (!enter_private_netns()) GTEST_SKIP() << "cannot make a network namespace (needs root)";
     NatHarness h;
     const wire::Ipv4 other = kGuestIp + 1;
-    h.gw->learn_neighbor(other, wire::MacAddr{{0x52, 0x54, 0, 0, 0, 0x16}}, 1500);
-    if (!ping(h, kGuestIp, kLoopback, 1, 1)) GTEST_SKIP() << "no ICMP echo here";
-    ASSERT_TRUE(ping(h, other, kLoopback, 1, 1));
+    const wire::MacAddr other_mac{{0x52, 0x54, 0, 0, 0, 0x16}};
+    if (!ping(h, kGuestIp, kLocalDst, 1, 1)) GTEST_SKIP() << "no ICMP echo here";
+    size_t before = h.ip_frames().size();
+    h.input(echo_frame(other, kLocalDst, 1, 1, 32, 64, other_mac));
+    ASSERT_TRUE(h.run_until([&] { return h.ip_frames().size() > before; }));
     EXPECT_EQ(h.nat->icmp().flow_count(), 2u);
     auto frames = h.ip_frames();
     ASSERT_EQ(frames.size(), 2u);
@@ -60,34 +64,36 @@ TEST(IcmpNat, IcmpNat_TwoGuestsWithTheSameIdentifierGetTheirOwnReplies) {
 
 TEST(IcmpNat, IcmpNat_BadChecksumAndOtherTypesAreDropped) {
     NatHarness h;
-    auto f = echo_frame(kGuestIp, kLoopback, 1, 1, 8);
+    auto f = echo_frame(kGuestIp, kLocalDst, 1, 1, 8);
     f[34 + 2] ^= 1;
     h.input(f);
     EXPECT_EQ(h.nat->icmp().stats().dropped_checksum, 1u);
     std::vector<uint8_t> ts(20);
     wire::build_icmp4(ts.data(), 13, 0, 0, ts.size());  // timestamp request
-    h.input(ipv4_frame(kGuestIp, kLoopback, wire::ipproto::icmp, ts));
+    h.input(ipv4_frame(kGuestIp, kLocalDst, wire::ipproto::icmp, ts));
     EXPECT_EQ(h.nat->icmp().stats().dropped_unsupported, 1u);
     EXPECT_EQ(h.nat->icmp().flow_count(), 0u);
     EXPECT_EQ(h.nat->icmp().mode(), Mode::undecided);  // nothing probed yet
 }
 
 TEST(IcmpNat, IcmpNat_FlowCapEvictsTheLeastRecentlyUsed) {
+    if (!enter_private_netns()) GTEST_SKIP() << "cannot make a network namespace (needs root)";
     nat::NatLimits lim;
     lim.icmp_flows = 2;
     NatHarness h(lim);
-    if (!ping(h, kGuestIp, kLoopback, 1, 1)) GTEST_SKIP() << "no ICMP echo here";
-    ASSERT_TRUE(ping(h, kGuestIp, kLoopback, 2, 1));
-    ASSERT_TRUE(ping(h, kGuestIp, kLoopback, 3, 1));
+    if (!ping(h, kGuestIp, kLocalDst, 1, 1)) GTEST_SKIP() << "no ICMP echo here";
+    ASSERT_TRUE(ping(h, kGuestIp, kLocalDst, 2, 1));
+    ASSERT_TRUE(ping(h, kGuestIp, kLocalDst, 3, 1));
     EXPECT_EQ(h.nat->icmp().flow_count(), 2u);
     EXPECT_EQ(h.nat->icmp().stats().flows_evicted, 1u);
 }
 
 TEST(IcmpNat, IcmpNat_IdleFlowsExpire) {
+    if (!enter_private_netns()) GTEST_SKIP() << "cannot make a network namespace (needs root)";
     nat::NatLimits lim;
     lim.icmp_idle_ms = 50;
     NatHarness h(lim);
-    if (!ping(h, kGuestIp, kLoopback, 1, 1)) GTEST_SKIP() << "no ICMP echo here";
+    if (!ping(h, kGuestIp, kLocalDst, 1, 1)) GTEST_SKIP() << "no ICMP echo here";
     std::this_thread::sleep_for(std::chrono::milliseconds(80));
     h.loop.run_once(0);
     h.nat->icmp().expire_idle();

@@ -4,11 +4,13 @@
 #pragma once
 
 #include <netinet/in.h>
+#include <sched.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <memory>
@@ -49,9 +51,10 @@ struct GuestFrame {
 };
 
 inline std::vector<uint8_t> ipv4_frame(wire::Ipv4 src, wire::Ipv4 dst, uint8_t proto,
-                                       wire::Bytes l4, uint8_t ttl = 64) {
+                                       wire::Bytes l4, uint8_t ttl = 64,
+                                       const wire::MacAddr& src_mac = kGuestMac) {
     std::vector<uint8_t> f(34 + l4.size());
-    wire::build_ethernet(f.data(), wire::MacAddr{{0x52, 0x55, 10, 0, 2, 2}}, kGuestMac,
+    wire::build_ethernet(f.data(), wire::MacAddr{{0x52, 0x55, 10, 0, 2, 2}}, src_mac,
                          wire::ethertype::ipv4);
     wire::build_ipv4(f.data() + 14, src, dst, proto, l4.size(), ttl, 7);
     std::memcpy(f.data() + 34, l4.data(), l4.size());
@@ -69,12 +72,24 @@ inline std::vector<uint8_t> udp_frame(wire::Ipv4 src, wire::Ipv4 dst, uint16_t s
 }
 
 inline std::vector<uint8_t> echo_frame(wire::Ipv4 src, wire::Ipv4 dst, uint16_t id, uint16_t seq,
-                                       size_t data_len, uint8_t ttl = 64) {
+                                       size_t data_len, uint8_t ttl = 64,
+                                       const wire::MacAddr& src_mac = kGuestMac) {
     std::vector<uint8_t> m(8 + data_len);
     for (size_t i = 0; i < data_len; i++) m[8 + i] = static_cast<uint8_t>(i * 7);
     wire::build_icmp4(m.data(), wire::icmptype::echo_request, 0, (uint32_t{id} << 16) | seq,
                       m.size());
-    return ipv4_frame(src, dst, wire::ipproto::icmp, m, ttl);
+    return ipv4_frame(src, dst, wire::ipproto::icmp, m, ttl, src_mac);
+}
+
+// 192.0.2.1 (TEST-NET-1): a destination on this machine that is not in the
+// loopback range (guests may not reach 127/8, see Nat::host_target). It
+// lives on lo of a network namespace of the test process's own, made by
+// enter_private_netns(), where ping sockets are allowed to every group.
+inline constexpr wire::Ipv4 kLocalDst = 0xc0000201;
+inline bool enter_private_netns() {
+    if (unshare(CLONE_NEWNET) != 0) return false;
+    return std::system("ip link set lo up && ip addr add 192.0.2.1/32 dev lo && "
+                       "sysctl -qw net.ipv4.ping_group_range='0 2147483647'") == 0;
 }
 
 inline wire::Bytes bytes(const char* s) {

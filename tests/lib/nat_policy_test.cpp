@@ -1,0 +1,178 @@
+// What a guest may reach on the host (Nat::host_target): the host's
+// loopback only through the gateway address, never by a crafted 127/8 or
+// 0/8 destination; link-local (cloud metadata) only when allowed. And what
+// happens to a guest's flows when its attachment goes away.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <netinet/tcp.h>
+
+#include "nat/tcp_nat.hpp"
+#include "nat/udp_nat.hpp"
+#include "nat_harness.hpp"
+#include "wire/tcp.hpp"
+
+namespace usernet::testing {
+namespace {
+
+constexpr uint16_t kGuestPort = 40000;
+
+// A TCP listener on 127.0.0.1, non-blocking.
+struct Listener {
+    int fd = -1;
+    uint16_t port = 0;
+    Listener() {
+        fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        sockaddr_in a = loopback_addr(0);
+        int one = 1;
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+        listen(fd, 16);
+        port = local_port(fd);
+    }
+    ~Listener() { close(fd); }
+    // A connection arrived within ms.
+    bool got_connection(int ms) const {
+        pollfd p{fd, POLLIN, 0};
+        return poll(&p, 1, ms) > 0;
+    }
+};
+
+std::vector<uint8_t> syn_frame(wire::Ipv4 dst, uint16_t dport, const wire::MacAddr& mac = kGuestMac,
+                               wire::Ipv4 src = kGuestIp) {
+    std::vector<uint8_t> seg(wire::kTcpMaxHeaderLen);
+    size_t hl = wire::build_tcp(seg.data(), kGuestPort, dport, 1000, 0, wire::tcpflag::syn, 65535,
+                                nullptr);
+    seg.resize(hl);
+    wire::finish_tcp_checksum(seg.data(), seg.size(), wire::IpAddr::v4(src),
+                              wire::IpAddr::v4(dst));
+    return ipv4_frame(src, dst, wire::ipproto::tcp, seg, 64, mac);
+}
+
+// The first TCP segment toward the guest.
+std::optional<wire::TcpView> tcp_reply(const NatHarness& h, std::vector<uint8_t>& keep) {
+    auto f = h.first_of(wire::ipproto::tcp);
+    if (!f) return std::nullopt;
+    keep = f->l4;
+    return wire::TcpView::parse(keep);
+}
+
+// The ICMP destination unreachable code sent to the guest, or -1.
+int unreachable_code(const NatHarness& h) {
+    for (auto& f : h.ip_frames()) {
+        if (f.proto != wire::ipproto::icmp) continue;
+        auto icmp = wire::Icmp4View::parse(f.l4);
+        if (icmp && icmp->type() == wire::icmptype::dest_unreach) return icmp->code();
+    }
+    return -1;
+}
+
+TEST(NatPolicy, NatPolicy_TcpToTheHostsLoopbackRangeIsResetAndNeverConnects) {
+    for (wire::Ipv4 dst : {0x7f000001u, 0x7f000035u, 0x7f010203u, 0x00000001u}) {
+        NatHarness h;
+        Listener l;
+        h.input(syn_frame(dst, l.port));
+        std::vector<uint8_t> keep;
+        auto rst = tcp_reply(h, keep);
+        ASSERT_TRUE(rst) << wire::ipv4_to_string(dst);
+        EXPECT_TRUE(rst->flags() & wire::tcpflag::rst);
+        EXPECT_EQ(h.nat->stats().dropped_forbidden, 1u);
+        EXPECT_EQ(h.nat->tcp().flow_count(), 0u);
+        h.loop.run_once(50);
+        EXPECT_FALSE(l.got_connection(100)) << wire::ipv4_to_string(dst);
+    }
+}
+
+TEST(NatPolicy, NatPolicy_TheGatewayAddressStillReachesTheHostsLoopback) {
+    NatHarness h;
+    Listener l;
+    h.input(syn_frame(kGatewayIp, l.port));
+    EXPECT_TRUE(h.run_until([&] { return l.got_connection(0); }));
+    EXPECT_EQ(h.nat->stats().dropped_forbidden, 0u);
+}
+
+TEST(NatPolicy, NatPolicy_NoMapGwClosesTheGatewayToo) {
+    NatHarness h;
+    h.cfg.map_gateway_to_loopback = false;
+    h.gw.reset();
+    h.nat.reset();
+    h.gw = std::make_unique<gw::Gateway>(h.loop, h.sw, h.cfg);
+    h.nat.emplace(h.loop, *h.gw);
+    h.gw->set_ip_sink(&*h.nat);
+    Listener l;
+    h.input(syn_frame(kGatewayIp, l.port));
+    h.input(syn_frame(0x7f000001, l.port));
+    h.loop.run_once(50);
+    EXPECT_FALSE(l.got_connection(100));
+    EXPECT_EQ(h.nat->stats().dropped_unreachable, 1u);
+    EXPECT_EQ(h.nat->stats().dropped_forbidden, 1u);
+}
+
+TEST(NatPolicy, NatPolicy_UdpToLoopbackGetsAdministrativelyProhibited) {
+    NatHarness h;
+    int fd = udp_socket_on_loopback();
+    ASSERT_GE(fd, 0);
+    h.input(udp_frame(kGuestIp, 0x7f000035, 5000, local_port(fd), bytes("query")));
+    EXPECT_EQ(unreachable_code(h), wire::icmpcode::admin_prohibited);
+    char buf[64];
+    EXPECT_LT(recv_wait(fd, buf, sizeof buf, nullptr, 100), 0);
+    EXPECT_EQ(h.nat->udp().flow_count(), 0u);
+    EXPECT_EQ(h.nat->stats().dropped_forbidden, 1u);
+    close(fd);
+}
+
+TEST(NatPolicy, NatPolicy_PingToLoopbackGetsAdministrativelyProhibited) {
+    NatHarness h;
+    h.input(echo_frame(kGuestIp, 0x7f000001, 1, 1, 8));
+    EXPECT_EQ(unreachable_code(h), wire::icmpcode::admin_prohibited);
+    EXPECT_EQ(h.nat->stats().dropped_forbidden, 1u);
+}
+
+TEST(NatPolicy, NatPolicy_LinkLocalIsRefusedUnlessAllowed) {
+    NatHarness h;
+    const auto metadata = wire::IpAddr::v4(0xa9fea9fe);  // 169.254.169.254
+    EXPECT_TRUE(h.nat->host_target(metadata, 80, wire::ipproto::tcp).forbidden());
+    h.input(udp_frame(kGuestIp, 0xa9fea9fe, 5000, 80, bytes("x")));
+    EXPECT_EQ(unreachable_code(h), wire::icmpcode::admin_prohibited);
+
+    NatHarness allowed;
+    allowed.cfg.allow_link_local = true;
+    allowed.gw.reset();
+    allowed.nat.reset();
+    allowed.gw = std::make_unique<gw::Gateway>(allowed.loop, allowed.sw, allowed.cfg);
+    allowed.nat.emplace(allowed.loop, *allowed.gw);
+    EXPECT_TRUE(allowed.nat->host_target(metadata, 80, wire::ipproto::tcp).ok());
+    // The loopback range stays closed whatever is allowed.
+    EXPECT_TRUE(allowed.nat->host_target(wire::IpAddr::v4(0x7f000001), 80, wire::ipproto::tcp)
+                    .forbidden());
+}
+
+// A guest's connection through the gateway, then its attachment goes: the
+// host side sees a reset at once.
+TEST(NatPolicy, NatPolicy_FlowsOfADetachedPortAreResetTowardTheHost) {
+    NatHarness h;
+    Listener l;
+    h.input(syn_frame(kGatewayIp, l.port));
+    ASSERT_TRUE(h.run_until([&] { return l.got_connection(0); }));
+    int conn = accept4(l.fd, nullptr, nullptr, SOCK_CLOEXEC);
+    ASSERT_GE(conn, 0);
+    // Also a UDP flow of the same guest.
+    int ufd = udp_socket_on_loopback();
+    h.input(udp_frame(kGuestIp, kGatewayIp, 5000, local_port(ufd), bytes("x")));
+    ASSERT_EQ(h.nat->udp().flow_count(), 1u);
+    ASSERT_EQ(h.nat->tcp().flow_count(), 1u);
+    h.sw.detach(h.guest);
+    EXPECT_EQ(h.nat->udp().flow_count(), 0u);
+    h.loop.run_once(0);
+    EXPECT_EQ(h.nat->tcp().flow_count(), 0u);
+    pollfd p{conn, POLLIN, 0};
+    ASSERT_EQ(poll(&p, 1, 2000), 1);
+    char c;
+    EXPECT_EQ(recv(conn, &c, 1, 0), -1);
+    EXPECT_EQ(errno, ECONNRESET);
+    close(conn);
+    close(ufd);
+}
+
+}  // namespace
+}  // namespace usernet::testing
