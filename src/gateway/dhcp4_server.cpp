@@ -104,10 +104,11 @@ bool Dhcp4Leases::live(const Lease& l, core::Millis now) const {
     return (l.state == State::offered || l.state == State::bound) && now < l.expires;
 }
 
-bool Dhcp4Leases::available(const Lease& l, const wire::MacAddr& mac, core::Millis now) const {
+bool Dhcp4Leases::available(const Lease& l, const wire::MacAddr& mac, PortId port,
+                            core::Millis now) const {
     if (l.state == State::declined && now < l.expires) return false;
     if (live(l, now)) return false;
-    return !busy(l.ip, mac);
+    return !busy(l.ip, mac, port);
 }
 
 bool Dhcp4Leases::mac_full(const wire::MacAddr& mac, const Dhcp4ClientKey& key,
@@ -185,7 +186,7 @@ std::optional<wire::Ipv4> Dhcp4Leases::offer(const Dhcp4ClientKey& key, const wi
             l->port = port;
             return l->ip;
         }
-        if (live(*l, now) || available(*l, mac, now)) {
+        if (live(*l, now) || available(*l, mac, port, now)) {
             take(*l, key, mac, State::offered, now + kOfferHoldMs, port, now);
             return l->ip;
         }
@@ -193,7 +194,7 @@ std::optional<wire::Ipv4> Dhcp4Leases::offer(const Dhcp4ClientKey& key, const wi
     if (mac_full(mac, key, now)) return std::nullopt;
     if (port_count(port, now) >= per_port_ && !recycle_for(port, now)) return std::nullopt;
     if (requested) {
-        if (Lease* l = slot_of(*requested); l && available(*l, mac, now)) {
+        if (Lease* l = slot_of(*requested); l && available(*l, mac, port, now)) {
             take(*l, key, mac, State::offered, now + kOfferHoldMs, port, now);
             return l->ip;
         }
@@ -201,7 +202,7 @@ std::optional<wire::Ipv4> Dhcp4Leases::offer(const Dhcp4ClientKey& key, const wi
     // Never-used addresses first, in order; then the one free the longest.
     Lease* best = nullptr;
     for (Lease& l : pool_) {
-        if (!available(l, mac, now)) continue;
+        if (!available(l, mac, port, now)) continue;
         if (l.key.empty() && l.state == State::free) {
             best = &l;
             break;
@@ -221,9 +222,9 @@ bool Dhcp4Leases::bind(const Dhcp4ClientKey& key, const wire::MacAddr& mac, wire
     // expired, from anyone the address is free for).
     bool own = l->key == key && l->state != State::declined && (l->mac == mac || !live(*l, now));
     if (own) {
-        if (busy(ip, mac)) return false;
+        if (busy(ip, mac, port)) return false;
     } else {
-        if (!available(*l, mac, now) || mac_full(mac, key, now)) return false;
+        if (!available(*l, mac, port, now) || mac_full(mac, key, now)) return false;
         if (l->port != port && port_count(port, now) >= per_port_ && !recycle_for(port, now))
             return false;
     }
@@ -276,9 +277,8 @@ std::optional<wire::Ipv4> Dhcp4Leases::lookup(const Dhcp4ClientKey& key, core::M
 // --- Dhcp4Server -----------------------------------------------------------
 
 Dhcp4Server::Dhcp4Server(Gateway& gw) : gw_(gw), leases_(gw.config()) {
-    leases_.set_busy_check([this](wire::Ipv4 ip, const wire::MacAddr& mac) {
-        auto m = gw_.neighbor_mac(ip);
-        return m && *m != mac;
+    leases_.set_busy_check([this](wire::Ipv4 ip, const wire::MacAddr& mac, uint32_t port) {
+        return gw_.address_taken(ip, mac, port);
     });
     leases_.set_heard_check([this](const wire::MacAddr& mac) { return gw_.last_heard(mac); });
     if (leases_.pool_size() == 0)

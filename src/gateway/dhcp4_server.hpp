@@ -92,8 +92,10 @@ public:
         core::Millis expires = 0;  // offer/lease end, decline rest end
         core::Millis granted = 0;  // when it was last offered or bound
     };
-    // True when ip is in use by some live host other than mac.
-    using BusyCheck = std::function<bool(wire::Ipv4 ip, const wire::MacAddr& mac)>;
+    // True when ip is in use by some live host other than mac, or reserved
+    // for another attachment than port (the IP source guard's view).
+    using BusyCheck =
+        std::function<bool(wire::Ipv4 ip, const wire::MacAddr& mac, PortId port)>;
     // When mac was last heard from on the LAN (0: unknown).
     using HeardCheck = std::function<core::Millis(const wire::MacAddr& mac)>;
 
@@ -143,8 +145,10 @@ private:
     Lease* slot_of_key(const Dhcp4ClientKey& key);
     const Lease* slot_of_key(const Dhcp4ClientKey& key) const;
     bool live(const Lease& l, core::Millis now) const;
-    bool available(const Lease& l, const wire::MacAddr& mac, core::Millis now) const;
-    bool busy(wire::Ipv4 ip, const wire::MacAddr& mac) const { return busy_ && busy_(ip, mac); }
+    bool available(const Lease& l, const wire::MacAddr& mac, PortId port, core::Millis now) const;
+    bool busy(wire::Ipv4 ip, const wire::MacAddr& mac, PortId port) const {
+        return busy_ && busy_(ip, mac, port);
+    }
     // True when mac already holds kMaxPerMac live offers or leases under
     // keys other than key.
     bool mac_full(const wire::MacAddr& mac, const Dhcp4ClientKey& key, core::Millis now) const;

@@ -538,6 +538,13 @@ bool Gateway::learn_neighbor(wire::Ipv4 ip, const wire::MacAddr& mac, uint32_t m
 void Gateway::bind_lease(wire::Ipv4 ip, const wire::MacAddr& mac, uint32_t mtu,
                          core::Millis until, sw::PortId port) {
     if (!may_learn(ip, mac)) return;
+    // DHCP checked address_taken() before it acknowledged; a lease never
+    // overrides another guest's hold.
+    if (const Reservation* r = reservation(ip); r && r->port != sw::kNoPort && r->port != port)
+        return;
+    if (auto it = neighbors_.find(ip);
+        it != neighbors_.end() && it->second.mac != mac && held(ip, it->second, loop_.now()))
+        return;
     const sw::Port* p = sw_.port(port);
     if (Neighbor* n = bind(ip, mac, port, mtu, p && p->takes_offload())) {
         n->bound_until = until;
@@ -552,6 +559,13 @@ void Gateway::unbind_lease(wire::Ipv4 ip) {
 void Gateway::forget_neighbor(wire::Ipv4 ip, const wire::MacAddr& mac) {
     if (auto it = neighbors_.find(ip); it != neighbors_.end() && it->second.mac == mac)
         drop_binding(it);
+}
+
+bool Gateway::address_taken(wire::Ipv4 ip, const wire::MacAddr& mac, sw::PortId port) const {
+    if (const Reservation* r = reservation(ip); r && r->port != sw::kNoPort && r->port != port)
+        return true;
+    const Neighbor* n = live_neighbor(ip);
+    return n && n->mac != mac;
 }
 
 sw::PortId Gateway::port_of(const wire::IpAddr& guest) const {

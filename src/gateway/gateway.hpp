@@ -193,6 +193,9 @@ public:
     // The MAC of a live neighbor at ip, if any (DHCP uses it to avoid
     // handing out an address some guest is still using).
     std::optional<wire::MacAddr> neighbor_mac(wire::Ipv4 ip) const;
+    // Whether DHCP must not give ip to mac behind port: a live neighbor
+    // with another MAC uses it, or it is reserved for another attachment.
+    bool address_taken(wire::Ipv4 ip, const wire::MacAddr& mac, sw::PortId port) const;
     size_t neighbor_count() const { return neighbors_.size(); }
     // Our own IPv4 addresses (gateway and DNS).
     bool is_own_v4(wire::Ipv4 a) const { return a == cfg_.gateway || a == cfg_.dns; }

@@ -174,7 +174,7 @@ TEST(Dhcp4Leases, DeclinedAddressRestsThenReturns) {
 TEST(Dhcp4Leases, AddressALiveNeighborUsesIsNotHandedOut) {
     Dhcp4Leases l(cfg(3));
     wire::MacAddr squatter = mac(0x99);
-    l.set_busy_check([&](wire::Ipv4 a, const wire::MacAddr& m) {
+    l.set_busy_check([&](wire::Ipv4 a, const wire::MacAddr& m, Dhcp4Leases::PortId) {
         return a == ip("10.0.2.15") && m != squatter;
     });
     EXPECT_EQ(l.offer(key(1), mac(1), ip("10.0.2.15"), 0), ip("10.0.2.16"));

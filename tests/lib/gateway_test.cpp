@@ -736,6 +736,18 @@ TEST_F(TwoPortTest, Guard_ReservedAddressIsUsedOnlyFromItsAttachment) {
     EXPECT_TRUE(routed_from(ip("10.0.2.15")));
 }
 
+TEST_F(TwoPortTest, Dhcp_NeverOffersAnAddressReservedForAnotherAttachment) {
+    gw->reserve(ip("10.0.2.15"), other.id());  // the first address of the pool
+    input(dhcp_request_frame(wire::dhcp4msg::discover, 1, ip("10.0.2.15"), std::nullopt));
+    ASSERT_EQ(guest.frames.size(), 1u);
+    Ipv4 a = dhcp_of(guest.frames[0])->yiaddr();
+    EXPECT_NE(a, ip("10.0.2.15"));
+    guest.frames.clear();
+    input(dhcp_request_frame(wire::dhcp4msg::request, 2, ip("10.0.2.15"), std::nullopt));
+    ASSERT_EQ(guest.frames.size(), 1u);
+    EXPECT_EQ(dhcp_of(guest.frames[0])->message_type(), wire::dhcp4msg::nak);
+}
+
 TEST_F(TwoPortTest, Guard_DetachedPortLosesItsGuestsAndTheSinkIsTold) {
     send_from(other, kOtherMac, ip("10.0.2.50"));
     ASSERT_TRUE(gw->knows_guest(wire::IpAddr::v4(ip("10.0.2.50"))));
