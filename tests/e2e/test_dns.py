@@ -15,7 +15,7 @@ import netlab  # noqa: E402
 from netlab import DNS  # noqa: E402
 
 netlab.require_basics()
-netlab.require_tools("dnsmasq")
+netlab.require_tools("dnsmasq", "dig")  # dnsmasq-base, dnsutils
 
 NAME = "example.test"
 ADDR = "198.51.100.7"

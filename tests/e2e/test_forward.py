@@ -18,24 +18,37 @@ import os, socket, sys, time
 addr, port, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 deadline = time.monotonic() + float(sys.argv[4])
 msg = os.urandom(size)
-while True:        # the forward's listener may still be coming up
+# Retry only while the path is not ready yet: the forward's listener refuses,
+# or the guest's server is not listening, so the connection is closed or
+# reset before a single byte came back.  Anything else -- a short, long or
+# different echo -- is corruption and fails at once.
+while True:
+    got = b""
     try:
         s = socket.create_connection((addr, port), timeout=10)
-        s.sendall(msg)
-        s.shutdown(socket.SHUT_WR)
-        got = b""
-        while True:
-            b = s.recv(65536)
-            if not b: break
-            got += b
-        s.close()
-        if got == msg:
-            print("OK"); break
-        raise OSError("echo mismatch: %d of %d bytes" % (len(got), len(msg)))
+        try:
+            s.sendall(msg)
+            s.shutdown(socket.SHUT_WR)
+            while True:
+                b = s.recv(65536)
+                if not b: break
+                got += b
+        finally:
+            s.close()
     except OSError as e:
+        if got:
+            print("FAIL after %d of %d bytes: %r" % (len(got), len(msg), e)); break
         if time.monotonic() > deadline:
             print("FAIL", e); break
-        time.sleep(0.2)
+        time.sleep(0.2); continue
+    if got == msg:
+        print("OK"); break
+    if got:
+        n = next((i for i, (a, b) in enumerate(zip(got, msg)) if a != b), min(len(got), len(msg)))
+        print("FAIL echo mismatch: %d of %d bytes, first difference at %d" % (len(got), len(msg), n)); break
+    if time.monotonic() > deadline:
+        print("FAIL closed without an echo"); break
+    time.sleep(0.2)
 """
 
 UDP_CLIENT = r"""
@@ -46,13 +59,23 @@ s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.settimeout(0.5)
 ok = 0; n = 20
 i = 0
+sent = set()
+# A datagram may be lost, or refused while the forward is not ready; then
+# another is sent.  A late reply to an earlier datagram is expected then;
+# any other reply (a corrupted or foreign datagram, a wrong source) fails.
 while ok < n and time.monotonic() < deadline:
     msg = b"%d:" % i + os.urandom(100); i += 1
+    sent.add(msg)
     try:
         s.sendto(msg, (addr, port))
-        b, peer = s.recvfrom(2048)
-        if b == msg and peer == (addr, port):
-            ok += 1
+        while True:
+            b, peer = s.recvfrom(2048)
+            if peer != (addr, port):
+                print("FAIL reply from %r" % (peer,)); sys.exit(0)
+            if b == msg:
+                ok += 1; break
+            if b not in sent:
+                print("FAIL corrupted reply %r" % b[:40]); sys.exit(0)
     except (socket.timeout, ConnectionRefusedError):
         pass
 print("OK" if ok == n else "FAIL %d/%d" % (ok, n))
