@@ -20,11 +20,21 @@
 #include <cerrno>
 #include <cstdlib>
 #include <fstream>
+#include <ostream>
 #include <string>
 
 #include <gtest/gtest.h>
 
 #include "nat_harness.hpp"
+
+namespace usernet::nat {
+// For GoogleTest's names of the parameterised tests (found by ADL).
+inline void PrintTo(IcmpNat::Mode m, std::ostream* os) {
+    *os << (m == IcmpNat::Mode::ping_socket  ? "ping_socket"
+            : m == IcmpNat::Mode::raw_socket ? "raw_socket"
+                                             : "other");
+}
+}  // namespace usernet::nat
 
 namespace usernet::testing {
 namespace {
