@@ -11,8 +11,11 @@ set -eu
 BUILD_PKGS="cmake ninja-build g++ clang libgtest-dev libgmock-dev libcli11-dev nlohmann-json3-dev
 libspdlog-dev libfmt-dev libclang-rt-14-dev pkg-config libmnl-dev"
 
-# Tests:
+# Tests (every tool they run; tests/e2e/netlab.py's PACKAGE_OF maps each to
+# its package here, and tests/e2e/test_netlab.py checks the two agree -- under
+# CI=true a missing one fails the tests instead of skipping them):
 #  - iproute2 (ip netns, ss), procps (sysctl), python3 (the harness; stdlib only)
+#  - util-linux (setpriv: usernet without CAP_NET_RAW in test_nat_extra)
 #  - busybox: udhcpc, ping, nslookup, wget in the guests and the QEMU initramfs.
 #    busybox and busybox-static conflict; either one will do (see below).
 #  - udhcpc: the standalone DHCP client package (busybox's, as /usr/sbin/udhcpc)
@@ -20,7 +23,7 @@ libspdlog-dev libfmt-dev libclang-rt-14-dev pkg-config libmnl-dev"
 #  - tshark (reads --pcap output), iperf3, socat, passt and slirp4netns (comparisons)
 #  - qemu-system-x86, linux-image-amd64, cpio, gzip, xz-utils, zstd: the QEMU guest
 TEST_PKGS="iproute2 procps python3 busybox udhcpc curl dnsutils dnsmasq-base iperf3 tshark
-qemu-system-x86 linux-image-amd64 cpio gzip xz-utils zstd socat passt slirp4netns"
+qemu-system-x86 linux-image-amd64 cpio gzip xz-utils zstd socat passt slirp4netns util-linux"
 
 PKGS="$BUILD_PKGS"
 case "${1:-}" in

@@ -6,8 +6,10 @@
 #   scripts/test.sh              g++ build in build-test/
 #   scripts/test.sh --sanitize   clang build with ASan+UBSan in build-asan/
 #
-# End-to-end tests need root (network namespaces); without it they are
-# reported as skipped. Extra arguments after -- go to ctest.
+# End-to-end and QEMU tests need root (network namespaces) and the tools
+# install-deps.sh installs; without them they are reported as skipped --
+# except under CI=true (.ci/run sets it), where anything missing, and any
+# test skipped, is a failure. Extra arguments after -- go to ctest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

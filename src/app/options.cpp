@@ -500,6 +500,16 @@ std::vector<std::string> long_option_names() {
     return names;
 }
 
+std::vector<std::string> short_option_names() {
+    CLI::App app{"usernet"};
+    RawOptions raw;
+    describe(app, raw);
+    std::vector<std::string> names;
+    for (const CLI::Option* o : app.get_options())
+        for (const std::string& s : o->get_snames()) names.push_back("-" + s);
+    return names;
+}
+
 std::string version_text() { return "usernet " USERNET_VERSION "\n"; }
 
 std::string help_text() {

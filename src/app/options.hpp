@@ -89,6 +89,8 @@ std::string version_text();
 // Every long option the parser accepts ("--netns", ...): the help text and
 // the man page must cover them all (tested).
 std::vector<std::string> long_option_names();
+// Every short option the parser accepts ("-t", ...), likewise.
+std::vector<std::string> short_option_names();
 
 // Pieces of the parser, exposed for tests. They return nothing on bad input.
 // "ADDR", "ADDR:PORT", "[V6]", "[V6]:PORT"; a bare IPv6 address has no port.

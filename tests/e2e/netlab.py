@@ -17,9 +17,17 @@ removed when the Lab closes, also on failure (context manager), at exit
 that was killed with SIGKILL are swept by the next Lab (their names carry
 the owner's pid).
 
-Exit codes: a test file calls netlab.main(); it exits 0 on success, 1 on
-failure and 77 (CTest SKIP_RETURN_CODE) when every test was skipped, e.g.
-because we are not root or a needed tool is missing.
+Exit codes: a test file calls netlab.main(); it exits 0 when every test ran
+and passed, 1 on failure and 77 (CTest SKIP_RETURN_CODE) when a test could not
+run, e.g. because we are not root or a needed tool is missing.  A skip must
+never pass for success, so:
+  - a file in which no test ran, or only some did, does not exit 0;
+  - under CI (environment CI=true) a missing prerequisite is a failure
+    (exit 1) that names what is missing and the Debian package that
+    installs it (scripts/install-deps.sh installs them all), whether it is
+    found at module level (skip_file, require_*) or by a test (skipTest).
+Every Lab also checks, when it stops usernet, that usernet exited with 0
+and printed no sanitizer report or crash (check_usernet_exit).
 """
 
 import atexit
@@ -65,11 +73,34 @@ def log(*args):
 # skipping
 
 
-class Skip(Exception):
-    """Raised by require_* at module level: the whole file is skipped."""
+# CI sets CI=true (GitHub, GitLab and most others do): there, everything the
+# tests need is installed by scripts/install-deps.sh, so a missing
+# prerequisite is a broken CI machine, never a reason to pass.
+IN_CI = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+# The Debian package that provides each tool the tests run (all of them are
+# in scripts/install-deps.sh's TEST_PKGS; keep the two lists in step).
+PACKAGE_OF = {
+    "ip": "iproute2", "ss": "iproute2", "sysctl": "procps", "busybox": "busybox",
+    "udhcpc": "udhcpc", "curl": "curl", "dig": "dnsutils", "dnsmasq": "dnsmasq-base",
+    "tshark": "tshark", "qemu-system-x86_64": "qemu-system-x86", "cpio": "cpio",
+    "gzip": "gzip", "iperf3": "iperf3", "socat": "socat", "setpriv": "util-linux",
+}
+
+
+def _with_packages(tools):
+    return " ".join("%s (apt-get install %s)" % (t, PACKAGE_OF[t]) if t in PACKAGE_OF else t
+                    for t in tools)
 
 
 def skip_file(reason):
+    """The whole file cannot run.  Outside CI: exit 77 (CTest reports the
+    test as not run, with this reason).  Under CI: exit 1, a failure."""
+    if IN_CI:
+        print("FAILED: CI=true and a prerequisite is missing, which must not pass as a skip: %s\n"
+              "(scripts/install-deps.sh installs everything the tests need; "
+              "run the tests as root)" % reason, flush=True)
+        sys.exit(1)
     print("skipped: %s" % reason, flush=True)
     sys.exit(SKIP)
 
@@ -82,11 +113,23 @@ def require_root():
 def require_tools(*tools):
     missing = [t for t in tools if shutil.which(t) is None]
     if missing:
-        skip_file("missing tool(s): %s" % " ".join(missing))
+        skip_file("missing tool(s): %s" % _with_packages(missing))
 
 
 def have(tool):
     return shutil.which(tool) is not None
+
+
+def optional_tool(tool):
+    """For an extra check inside a test that runs without the tool: True when
+    the tool is there.  Under CI its absence fails the test instead, so the
+    check is never silently left out there."""
+    if have(tool):
+        return True
+    if IN_CI:
+        raise AssertionError("CI=true and %s is missing" % _with_packages([tool]))
+    log("note: %s missing, a check is left out" % _with_packages([tool]))
+    return False
 
 
 def usernet_bin():
@@ -99,9 +142,9 @@ def usernet_bin():
 def require_basics():
     """What every netns test needs."""
     require_root()
-    require_tools("ip", "busybox")
+    require_tools("ip", "ss", "sysctl", "busybox")
     if not os.path.exists("/dev/net/tun"):
-        skip_file("/dev/net/tun missing")
+        skip_file("/dev/net/tun missing (modprobe tun; in a container, pass the device in)")
     return usernet_bin()
 
 
@@ -183,6 +226,7 @@ class Proc:
         self.p = subprocess.Popen(full, stdin=stdin if stdin is not None else subprocess.DEVNULL,
                                   stdout=self._out, stderr=self._err, start_new_session=True)
         self.pid = self.p.pid
+        self.killed = False
         lab.procs.append(self)
 
     def poll(self):
@@ -218,6 +262,7 @@ class Proc:
             except subprocess.TimeoutExpired:
                 pass
         if self.p.poll() is None:
+            self.killed = True  # did not stop on sig within timeout
             try:
                 os.killpg(self.p.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
@@ -241,6 +286,61 @@ class Proc:
         return "%s (pid %d, %s): %s\n--- stdout:\n%s\n--- stderr:\n%s" % (
             self.name, self.pid, "running" if rc is None else "exit %s" % rc,
             " ".join(self.argv), self.stdout()[-4000:], self.stderr()[-4000:])
+
+
+# What a crash or a sanitizer leaves on stderr.  usernet itself never prints
+# these; any of them fails the test that ran it.
+CRASH_MARKERS = (
+    "ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "LeakSanitizer", "AddressSanitizer",
+    "UndefinedBehaviorSanitizer", "ThreadSanitizer", "MemorySanitizer", "runtime error:",
+    "Sanitizer:DEADLYSIGNAL", "terminate called", "Segmentation fault", "core dumped",
+    "stack smashing detected", "double free", "free(): invalid", "malloc(): ", "Assertion `",
+)
+
+
+class Usernet(Proc):
+    """usernet started by Lab.usernet.  When it is stopped (by the test or at
+    the end of the Lab) its exit is checked: it must have exited by itself
+    with expect_exit (0: SIGTERM is a clean stop, see EXIT STATUS in
+    usernet(1)) -- not by a signal, not after a SIGKILL because it hung on
+    SIGTERM -- and its stderr must hold no crash or sanitizer report.  A
+    violation raises AssertionError, so the test that ran it fails."""
+
+    def __init__(self, lab, argv, ns, name, expect_exit=0):
+        super().__init__(lab, argv, ns, name)
+        self.expect_exit = expect_exit
+        self.checked = False
+
+    def exit_problems(self):
+        rc = self.p.poll()
+        problems = []
+        if rc is None:
+            problems.append("still running")
+        elif self.killed:
+            problems.append("did not exit within the timeout after SIGTERM (killed)")
+        elif rc < 0:
+            problems.append("killed by signal %d (a crash?)" % -rc)
+        elif rc != self.expect_exit:
+            problems.append("exit status %d, expected %d" % (rc, self.expect_exit))
+        err = self.stderr()
+        for m in CRASH_MARKERS:
+            if m in err:
+                problems.append("stderr has %r" % m)
+        return problems
+
+    def check_exit(self):
+        """Raise AssertionError if the exit was not clean (once)."""
+        if self.checked:
+            return
+        self.checked = True
+        problems = self.exit_problems()
+        if problems:
+            raise AssertionError("usernet did not stop cleanly: %s\n%s" % ("; ".join(problems), self.describe()))
+
+    def stop(self, sig=signal.SIGTERM, timeout=10.0):
+        rc = super().stop(sig, timeout)
+        self.check_exit()
+        return rc
 
 
 class Server(Proc):
@@ -443,7 +543,9 @@ class Lab:
     def __exit__(self, et, ev, tb):
         if et is not None and not isinstance(ev, unittest.SkipTest):
             self.dump()
-        self.close()
+        # without an exception of its own, the test fails if usernet's exit
+        # was not clean; with one, that exception is the one reported
+        self.close(check=et is None)
         return False
 
     def dump(self):
@@ -493,13 +595,15 @@ class Lab:
 
     # processes ----------------------------------------------------------
 
-    def usernet(self, host, args, wait=None, name="usernet", timeout=10):
-        """Start usernet in the host namespace: ip netns exec HOST usernet ARGS.
-        wait: a list of readiness conditions, each ("link", ns, ifname) or
-        ("socket", path) or a callable.  The test fails if usernet exits
-        before it is ready."""
-        argv = [usernet_bin()] + [str(a) for a in args]
-        p = host.popen(argv, name=name)
+    def usernet(self, host, args, wait=None, name="usernet", timeout=10, wrapper=(), expect_exit=0):
+        """Start usernet in the host namespace: ip netns exec HOST [WRAPPER]
+        usernet ARGS (wrapper: a command that execs its arguments, e.g.
+        setpriv).  wait: a list of readiness conditions, each ("link", ns,
+        ifname) or ("socket", path) or a callable.  The test fails if usernet
+        exits before it is ready, and when it is stopped if it does not exit
+        with expect_exit or leaves a crash on stderr (Usernet)."""
+        argv = list(wrapper) + [usernet_bin()] + [str(a) for a in args]
+        p = Usernet(self, argv, host, name, expect_exit=expect_exit)
         self.usernets.append(p)
         for cond in (wait or []):
             def check(cond=cond):
@@ -539,13 +643,22 @@ class Lab:
 
     # teardown -----------------------------------------------------------
 
-    def close(self):
+    def close(self, check=False):
+        """Stop everything and delete the namespaces.  check: raise
+        AssertionError (after cleaning up) if a usernet did not exit
+        cleanly; otherwise only log it."""
         if self.closed:
             return
         self.closed = True
+        problems = []
         for p in reversed(self.procs):
             try:
-                p.stop(timeout=3)
+                if isinstance(p, Usernet):
+                    p.stop()
+                else:
+                    p.stop(timeout=3)
+            except AssertionError as e:
+                problems.append(str(e))
             except Exception as e:
                 log("stop error", p.name, e)
         for ns in reversed(self.ns):
@@ -556,6 +669,11 @@ class Lab:
             shutil.rmtree(self.dir, ignore_errors=True)
         if self in _LABS:
             _LABS.remove(self)
+        if problems:
+            if check:
+                raise AssertionError("\n".join(problems))
+            for m in problems:
+                log(m)
 
 
 def _unix_connectable(path):
@@ -648,15 +766,31 @@ class _Result(unittest.TextTestResult):
     pass
 
 
+def exit_status(r, in_ci=None):
+    """The exit status for a unittest result r: 1 on a failure, when no test
+    ran, or (under CI) when any test was skipped; 77 when some test was
+    skipped outside CI (the file did not run completely, so it is not a
+    success); 0 only when every test ran and passed.  Returns (status,
+    message)."""
+    in_ci = IN_CI if in_ci is None else in_ci
+    if not r.wasSuccessful():
+        return 1, None
+    if r.testsRun == 0:
+        return 1, "FAILED: no test ran"
+    if r.skipped:
+        why = "; ".join("%s: %s" % (t.id().rsplit(".", 1)[-1], reason) for t, reason in r.skipped)
+        if in_ci:
+            return 1, "FAILED: CI=true and %d of %d tests were skipped (%s)" % (
+                len(r.skipped), r.testsRun, why)
+        return SKIP, "skipped: %d of %d tests skipped (%s)" % (len(r.skipped), r.testsRun, why)
+    return 0, None
+
+
 def main():
-    """unittest.main() with CTest's skip convention: exit 77 when every test
-    was skipped, 0 when all that ran passed, 1 otherwise."""
+    """unittest.main() with CTest's conventions, see exit_status()."""
     prog = unittest.TestProgram(module="__main__", exit=False, verbosity=2,
                                 testRunner=unittest.TextTestRunner(verbosity=2, resultclass=_Result))
-    r = prog.result
-    if not r.wasSuccessful():
-        sys.exit(1)
-    if r.testsRun > 0 and len(r.skipped) == r.testsRun:
-        print("skipped: all %d tests skipped" % r.testsRun, flush=True)
-        sys.exit(SKIP)
-    sys.exit(0)
+    status, msg = exit_status(prog.result)
+    if msg:
+        print(msg, flush=True)
+    sys.exit(status)

@@ -15,7 +15,7 @@ import netlab  # noqa: E402
 from netlab import DNS  # noqa: E402
 
 netlab.require_basics()
-netlab.require_tools("dnsmasq")
+netlab.require_tools("dnsmasq", "dig")  # dnsmasq-base, dnsutils
 
 NAME = "example.test"
 ADDR = "198.51.100.7"
@@ -108,6 +108,8 @@ try:
     while got != ids:
         b, _ = s.recvfrom(4096)
         i, flags, qd, an = struct.unpack(">HHHH", b[:8])
+        if i not in ids:  # an answer to no query of ours: corrupt, not lost
+            print("answer with unknown id", i); sys.exit(1)
         if flags & 0x8000 and an >= 1 and (flags & 0xf) == 0:
             got.add(i)
 except socket.timeout:

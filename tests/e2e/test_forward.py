@@ -18,24 +18,37 @@ import os, socket, sys, time
 addr, port, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 deadline = time.monotonic() + float(sys.argv[4])
 msg = os.urandom(size)
-while True:        # the forward's listener may still be coming up
+# Retry only while the path is not ready yet: the forward's listener refuses,
+# or the guest's server is not listening, so the connection is closed or
+# reset before a single byte came back.  Anything else -- a short, long or
+# different echo -- is corruption and fails at once.
+while True:
+    got = b""
     try:
         s = socket.create_connection((addr, port), timeout=10)
-        s.sendall(msg)
-        s.shutdown(socket.SHUT_WR)
-        got = b""
-        while True:
-            b = s.recv(65536)
-            if not b: break
-            got += b
-        s.close()
-        if got == msg:
-            print("OK"); break
-        raise OSError("echo mismatch: %d of %d bytes" % (len(got), len(msg)))
+        try:
+            s.sendall(msg)
+            s.shutdown(socket.SHUT_WR)
+            while True:
+                b = s.recv(65536)
+                if not b: break
+                got += b
+        finally:
+            s.close()
     except OSError as e:
+        if got:
+            print("FAIL after %d of %d bytes: %r" % (len(got), len(msg), e)); break
         if time.monotonic() > deadline:
             print("FAIL", e); break
-        time.sleep(0.2)
+        time.sleep(0.2); continue
+    if got == msg:
+        print("OK"); break
+    if got:
+        n = next((i for i, (a, b) in enumerate(zip(got, msg)) if a != b), min(len(got), len(msg)))
+        print("FAIL echo mismatch: %d of %d bytes, first difference at %d" % (len(got), len(msg), n)); break
+    if time.monotonic() > deadline:
+        print("FAIL closed without an echo"); break
+    time.sleep(0.2)
 """
 
 UDP_CLIENT = r"""
@@ -46,16 +59,58 @@ s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.settimeout(0.5)
 ok = 0; n = 20
 i = 0
+sent = set()
+# A datagram may be lost, or refused while the forward is not ready; then
+# another is sent.  A late reply to an earlier datagram is expected then;
+# any other reply (a corrupted or foreign datagram, a wrong source) fails.
 while ok < n and time.monotonic() < deadline:
     msg = b"%d:" % i + os.urandom(100); i += 1
+    sent.add(msg)
     try:
         s.sendto(msg, (addr, port))
-        b, peer = s.recvfrom(2048)
-        if b == msg and peer == (addr, port):
-            ok += 1
+        while True:
+            b, peer = s.recvfrom(2048)
+            if peer != (addr, port):
+                print("FAIL reply from %r" % (peer,)); sys.exit(0)
+            if b == msg:
+                ok += 1; break
+            if b not in sent:
+                print("FAIL corrupted reply %r" % b[:40]); sys.exit(0)
     except (socket.timeout, ConnectionRefusedError):
         pass
 print("OK" if ok == n else "FAIL %d/%d" % (ok, n))
+"""
+
+
+# One connection, no retry: prints CONNECTED once the host side accepted it,
+# then OK if the echo comes back whole (however long the guest takes to come
+# up), else what went wrong.
+ONE_SHOT_CLIENT = r"""
+import os, socket, sys
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=90)
+print("CONNECTED", flush=True)
+msg = os.urandom(5000)
+try:
+    s.sendall(msg)
+    s.shutdown(socket.SHUT_WR)
+    got = b""
+    while True:
+        b = s.recv(65536)
+        if not b: break
+        got += b
+except OSError as e:
+    print("FAIL", repr(e)); sys.exit(0)
+print("OK" if got == msg else "FAIL %d of %d bytes" % (len(got), len(msg)))
+"""
+
+# A server that answers every connection with its own name, then closes.
+NAME_SERVER = r"""
+import socket, sys
+ls = socket.socket(); ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+ls.bind(("0.0.0.0", int(sys.argv[1]))); ls.listen(8)
+print("READY", int(sys.argv[1]), flush=True)
+while True:
+    c, _ = ls.accept(); c.sendall(sys.argv[2].encode()); c.close()
 """
 
 
@@ -163,6 +218,58 @@ while True:
             r = host.py(code, p, timeout=30)
             self.assertIn(r.stdout.strip(), ("EOF", "RESET"), r.stdout + r.stderr)
             lab.assert_alive(un)
+
+    def test_tcp_forward_waits_for_a_guest_that_is_not_up_yet(self):
+        # usernet(1), PORT FORWARDING: with no guest heard from yet the target
+        # is the first DHCP address, and the connection is kept waiting while
+        # the SYN toward it is retried -- not closed.
+        with netlab.Lab("fwd") as lab:
+            p = netlab.free_port()
+            host = lab.netns("host")
+            guest = lab.netns("guest")
+            lab.usernet(host, ["--netns", guest.path, "-t", str(p)], wait=[("link", guest, "tap0")])
+            client = host.popen([netlab.PY, "-c", ONE_SHOT_CLIENT, "127.0.0.1", str(p)], name="client")
+            netlab.wait_for(lambda: "CONNECTED" in client.stdout() or client.poll() is not None, 20,
+                            what="the host side of the forward to accept")
+            self.assertIn("CONNECTED", client.stdout(), client.describe())
+            # only now does the guest come up, at the first DHCP address
+            for cmd in (["ip", "addr", "add", "%s/24" % netlab.GUEST, "dev", "tap0"],
+                        ["ip", "link", "set", "tap0", "up"]):
+                guest.run(cmd)
+            guest.server("tcp-echo", "--bind", "0.0.0.0", "--port", p)
+            client.wait(120)
+            self.assertEqual(client.stdout().split()[-1:], ["OK"], client.describe())
+
+    def test_forward_goes_to_the_guest_that_took_a_lease_last(self):
+        # usernet(1), PORT FORWARDING: without --guest-addr or --config-net
+        # the target is the guest that most recently took a DHCP lease.
+        with netlab.Lab("fwd") as lab:
+            p = netlab.free_port()
+            host = lab.netns("host")
+            g1 = lab.netns("g1")
+            g2 = lab.netns("g2")
+            lab.usernet(host, ["--netns", g1.path, "--netns", g2.path, "-t", str(p)],
+                        wait=[("link", g1, "tap0"), ("link", g2, "tap0")])
+            for g in (g1, g2):
+                srv = g.popen([netlab.PY, "-c", NAME_SERVER, str(p), g.role], name="name-" + g.role)
+                netlab.wait_for(lambda: "READY" in srv.stdout() or srv.poll() is not None, 20,
+                                what="name server in " + g.role)
+                lab.assert_alive(srv)
+            asker = r"""
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=30)
+b = b""
+while True:
+    x = s.recv(100)
+    if not x: break
+    b += x
+print(b.decode())
+"""
+            l1 = netlab.dhcp(lab, g1)
+            self.assertEqual(host.py(asker, p, timeout=60).stdout.strip(), "g1")
+            l2 = netlab.dhcp(lab, g2)
+            self.assertNotEqual(l1["ip"], l2["ip"])
+            self.assertEqual(host.py(asker, p, timeout=60).stdout.strip(), "g2")
 
     def test_udp_forward_same_port_and_hostport_to_guestport(self):
         with netlab.Lab("fwd") as lab:

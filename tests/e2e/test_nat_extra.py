@@ -209,10 +209,9 @@ for ttl in (1, 2, 3):
     def test_ping_unavailable_warns_once(self):
         with netlab.Lab("xnoraw") as lab:
             host = lab.netns("host"); guest = lab.netns("guest"); remote = lab.remote(host)
-            argv = ["setpriv", "--bounding-set", "-net_raw", "--inh-caps", "-net_raw",
-                    netlab.usernet_bin(), "--netns", guest.path, "--config-net"]
-            un = host.popen(argv, name="usernet-noraw")
-            guest.wait_link("tap0")
+            un = lab.usernet(host, ["--netns", guest.path, "--config-net"], name="usernet-noraw",
+                             wrapper=["setpriv", "--bounding-set", "-net_raw", "--inh-caps", "-net_raw"],
+                             wait=[("link", guest, "tap0")])
             netlab.wait_for(lambda: guest.addrs("tap0"), 10, what="addr")
             r = netlab.ping(guest, REMOTE_ADDR, count=3, check=False)
             print(r.stdout.strip())

@@ -1,32 +1,158 @@
-// IcmpNat: echo through ping sockets or the raw fallback (whichever this
-// host allows; tests that need one skip without), and the ICMP errors every
-// translator sends to guests.
+// IcmpNat: echo through ping sockets and through the raw fallback, and the
+// ICMP errors every translator sends to guests.
+//
+// The echo tests run once per mode. Each builds the mode it needs in a
+// fresh network namespace of its own (lo up; net.ipv4.ping_group_range
+// opened to every group for ping sockets, or left at a new namespace's
+// "1 0", which refuses ping sockets even to root, for the raw fallback),
+// so as root both modes are always tested, whatever the host's settings.
+// The destination pinged is 192.0.2.1 (kLocalDst) on that namespace's lo:
+// an address of this machine outside the loopback range, which guests may
+// not reach. Without the privilege to make a namespace the echo tests skip
+// -- except under CI (CI=true), where the tests run as root and a skip is
+// a failure. A reply that does not come is always a failure, never a skip.
 #include "nat/icmp_nat.hpp"
+
+#include <fcntl.h>
+#include <net/if.h>
+#include <sched.h>
+#include <sys/ioctl.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <fstream>
+#include <ostream>
+#include <string>
 
 #include <gtest/gtest.h>
 
 #include "nat_harness.hpp"
+
+namespace usernet::nat {
+// For GoogleTest's names of the parameterised tests (found by ADL).
+inline void PrintTo(IcmpNat::Mode m, std::ostream* os) {
+    *os << (m == IcmpNat::Mode::ping_socket  ? "ping_socket"
+            : m == IcmpNat::Mode::raw_socket ? "raw_socket"
+                                             : "other");
+}
+}  // namespace usernet::nat
 
 namespace usernet::testing {
 namespace {
 
 using Mode = nat::IcmpNat::Mode;
 
-// Sends an echo request and runs the loop until a reply arrives or the
-// mode turns out to be unavailable.
+bool in_ci() {
+    const char* ci = std::getenv("CI");
+    return ci && (std::string(ci) == "true" || std::string(ci) == "1" || std::string(ci) == "yes");
+}
+
+const char* mode_name(Mode m) {
+    switch (m) {
+    case Mode::undecided: return "undecided";
+    case Mode::ping_socket: return "ping_socket";
+    case Mode::raw_socket: return "raw_socket";
+    case Mode::unavailable: return "unavailable";
+    }
+    return "?";
+}
+
+// Whether the calling thread's namespace gives IcmpNat this mode (it tries
+// a ping socket first, then a raw one).
+bool namespace_gives(Mode m) {
+    int p = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, IPPROTO_ICMP);
+    if (p >= 0) close(p);
+    if (m == Mode::ping_socket) return p >= 0;
+    int r = socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_ICMP);
+    if (r >= 0) close(r);
+    return p < 0 && r >= 0;
+}
+
+// Puts the calling thread, for its lifetime, in a fresh network namespace
+// set up for one echo mode (see the top of the file). Declare it before the
+// harness, so that the harness's sockets are closed before we leave.
+class ModeNetns {
+public:
+    explicit ModeNetns(Mode m) {
+        own_ = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+        if (own_ >= 0 && unshare(CLONE_NEWNET) == 0) {
+            entered_ = true;
+            if (!lo_up()) {
+                why_ = std::string("cannot bring lo up: ") + std::strerror(errno);
+                return;
+            }
+            if (std::system("ip addr add 192.0.2.1/32 dev lo") != 0) {
+                why_ = "cannot add 192.0.2.1 to lo (ip addr add)";
+                return;
+            }
+            std::ofstream f("/proc/sys/net/ipv4/ping_group_range");
+            f << (m == Mode::ping_socket ? "0 2147483647" : "1 0") << "\n";
+            f.close();
+            if (!f) {
+                why_ = "cannot write net.ipv4.ping_group_range";
+                return;
+            }
+        } else {
+            // Not in the host's namespace: there 192.0.2.1 would leave the
+            // machine.
+            why_ = std::string("cannot make a network namespace (") + std::strerror(errno) + ")";
+            return;
+        }
+        ok_ = namespace_gives(m);
+        if (!ok_ && entered_) why_ = std::string("a fresh namespace does not give ") + mode_name(m);
+    }
+    ~ModeNetns() {
+        if (entered_ && setns(own_, CLONE_NEWNET) != 0) std::abort();
+        if (own_ >= 0) close(own_);
+    }
+    bool ok() const { return ok_; }
+    const std::string& why() const { return why_; }
+
+private:
+    static bool lo_up() {
+        int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        if (s < 0) return false;
+        ifreq ifr{};
+        std::strncpy(ifr.ifr_name, "lo", IFNAMSIZ - 1);
+        bool ok = ioctl(s, SIOCGIFFLAGS, &ifr) == 0;
+        ifr.ifr_flags |= IFF_UP;
+        ok = ok && ioctl(s, SIOCSIFFLAGS, &ifr) == 0;
+        close(s);
+        return ok;
+    }
+    int own_ = -1;
+    bool entered_ = false;
+    bool ok_ = false;
+    std::string why_;
+};
+
+// Skips when the mode cannot be had here, and fails instead under CI.
+#define ENTER_ECHO_MODE(ns)                                                              \
+    ModeNetns ns(GetParam());                                                            \
+    if (!ns.ok()) {                                                                      \
+        if (in_ci()) FAIL() << "CI=true: " << ns.why() << " (run the tests as root)";  \
+        GTEST_SKIP() << ns.why();                                                        \
+    }
+
+// Sends an echo request and runs the loop until a reply arrives: false
+// when none came (a lost reply; the caller fails).
 bool ping(NatHarness& h, wire::Ipv4 src, wire::Ipv4 dst, uint16_t id, uint16_t seq,
-          size_t len = 32) {
+          size_t len = 32, const wire::MacAddr& mac = kGuestMac) {
     size_t before = h.ip_frames().size();
-    h.input(echo_frame(src, dst, id, seq, len));
-    if (h.nat->icmp().mode() == Mode::unavailable) return false;
+    h.input(echo_frame(src, dst, id, seq, len, 64, mac));
     return h.run_until([&] { return h.ip_frames().size() > before; });
 }
 
-TEST(IcmpNat, IcmpNat_EchoIsAnsweredWithTheGuestsIdentifierAndSequence) {
-    if (!enter_private_netns()) GTEST_SKIP() << "cannot make a network namespace (needs root)";
+class IcmpEcho : public ::testing::TestWithParam<Mode> {};
+
+INSTANTIATE_TEST_SUITE_P(Modes, IcmpEcho, ::testing::Values(Mode::ping_socket, Mode::raw_socket),
+                         [](const auto& info) { return std::string(mode_name(info.param)); });
+
+TEST_P(IcmpEcho, IcmpNat_EchoIsAnsweredWithTheGuestsIdentifierAndSequence) {
+    ENTER_ECHO_MODE(ns);
     NatHarness h;
-    if (!ping(h, kGuestIp, kLocalDst, 0x1234, 7))
-        GTEST_SKIP() << "neither ping sockets nor a raw socket are allowed here";
+    ASSERT_TRUE(ping(h, kGuestIp, kLocalDst, 0x1234, 7)) << "echo reply lost";
+    EXPECT_EQ(h.nat->icmp().mode(), GetParam());
     auto f = *h.first_of(wire::ipproto::icmp);
     EXPECT_EQ(f.src, kLocalDst);  // from the address the guest pinged
     EXPECT_EQ(f.dst, kGuestIp);
@@ -40,20 +166,19 @@ TEST(IcmpNat, IcmpNat_EchoIsAnsweredWithTheGuestsIdentifierAndSequence) {
     for (size_t i = 0; i < 32; i++) EXPECT_EQ(icmp->payload()[i], static_cast<uint8_t>(i * 7));
     EXPECT_EQ(h.nat->icmp().flow_count(), 1u);
     // The next request of the same session uses the same flow.
-    ASSERT_TRUE(ping(h, kGuestIp, kLocalDst, 0x1234, 8));
+    ASSERT_TRUE(ping(h, kGuestIp, kLocalDst, 0x1234, 8)) << "echo reply lost";
     EXPECT_EQ(h.nat->icmp().flow_count(), 1u);
     EXPECT_EQ(h.nat->icmp().stats().echo_replies, 2u);
 }
 
-TEST(IcmpNat, IcmpNat_TwoGuestsWithTheSameIdentifierGetTheirOwnReplies) {
-    if (!enter_private_netns()) GTEST_SKIP() << "cannot make a network namespace (needs root)";
+TEST_P(IcmpEcho, IcmpNat_TwoGuestsWithTheSameIdentifierGetTheirOwnReplies) {
+    ENTER_ECHO_MODE(ns);
     NatHarness h;
     const wire::Ipv4 other = kGuestIp + 1;
     const wire::MacAddr other_mac{{0x52, 0x54, 0, 0, 0, 0x16}};
-    if (!ping(h, kGuestIp, kLocalDst, 1, 1)) GTEST_SKIP() << "no ICMP echo here";
-    size_t before = h.ip_frames().size();
-    h.input(echo_frame(other, kLocalDst, 1, 1, 32, 64, other_mac));
-    ASSERT_TRUE(h.run_until([&] { return h.ip_frames().size() > before; }));
+    ASSERT_TRUE(ping(h, kGuestIp, kLocalDst, 1, 1)) << "echo reply lost";
+    ASSERT_TRUE(ping(h, other, kLocalDst, 1, 1, 32, other_mac)) << "echo reply lost";
+    EXPECT_EQ(h.nat->icmp().mode(), GetParam());
     EXPECT_EQ(h.nat->icmp().flow_count(), 2u);
     auto frames = h.ip_frames();
     ASSERT_EQ(frames.size(), 2u);
@@ -76,24 +201,24 @@ TEST(IcmpNat, IcmpNat_BadChecksumAndOtherTypesAreDropped) {
     EXPECT_EQ(h.nat->icmp().mode(), Mode::undecided);  // nothing probed yet
 }
 
-TEST(IcmpNat, IcmpNat_FlowCapEvictsTheLeastRecentlyUsed) {
-    if (!enter_private_netns()) GTEST_SKIP() << "cannot make a network namespace (needs root)";
+TEST_P(IcmpEcho, IcmpNat_FlowCapEvictsTheLeastRecentlyUsed) {
+    ENTER_ECHO_MODE(ns);
     nat::NatLimits lim;
     lim.icmp_flows = 2;
     NatHarness h(lim);
-    if (!ping(h, kGuestIp, kLocalDst, 1, 1)) GTEST_SKIP() << "no ICMP echo here";
-    ASSERT_TRUE(ping(h, kGuestIp, kLocalDst, 2, 1));
-    ASSERT_TRUE(ping(h, kGuestIp, kLocalDst, 3, 1));
+    ASSERT_TRUE(ping(h, kGuestIp, kLocalDst, 1, 1)) << "echo reply lost";
+    ASSERT_TRUE(ping(h, kGuestIp, kLocalDst, 2, 1)) << "echo reply lost";
+    ASSERT_TRUE(ping(h, kGuestIp, kLocalDst, 3, 1)) << "echo reply lost";
     EXPECT_EQ(h.nat->icmp().flow_count(), 2u);
     EXPECT_EQ(h.nat->icmp().stats().flows_evicted, 1u);
 }
 
-TEST(IcmpNat, IcmpNat_IdleFlowsExpire) {
-    if (!enter_private_netns()) GTEST_SKIP() << "cannot make a network namespace (needs root)";
+TEST_P(IcmpEcho, IcmpNat_IdleFlowsExpire) {
+    ENTER_ECHO_MODE(ns);
     nat::NatLimits lim;
     lim.icmp_idle_ms = 50;
     NatHarness h(lim);
-    if (!ping(h, kGuestIp, kLocalDst, 1, 1)) GTEST_SKIP() << "no ICMP echo here";
+    ASSERT_TRUE(ping(h, kGuestIp, kLocalDst, 1, 1)) << "echo reply lost";
     std::this_thread::sleep_for(std::chrono::milliseconds(80));
     h.loop.run_once(0);
     h.nat->icmp().expire_idle();

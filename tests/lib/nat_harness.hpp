@@ -82,15 +82,9 @@ inline std::vector<uint8_t> echo_frame(wire::Ipv4 src, wire::Ipv4 dst, uint16_t 
 }
 
 // 192.0.2.1 (TEST-NET-1): a destination on this machine that is not in the
-// loopback range (guests may not reach 127/8, see Nat::host_target). It
-// lives on lo of a network namespace of the test process's own, made by
-// enter_private_netns(), where ping sockets are allowed to every group.
+// loopback range (guests may not reach 127/8, see Nat::host_target). The
+// echo tests put it on lo of a network namespace of their own.
 inline constexpr wire::Ipv4 kLocalDst = 0xc0000201;
-inline bool enter_private_netns() {
-    if (unshare(CLONE_NEWNET) != 0) return false;
-    return std::system("ip link set lo up && ip addr add 192.0.2.1/32 dev lo && "
-                       "sysctl -qw net.ipv4.ping_group_range='0 2147483647'") == 0;
-}
 
 inline wire::Bytes bytes(const char* s) {
     return wire::Bytes(reinterpret_cast<const uint8_t*>(s), std::strlen(s));

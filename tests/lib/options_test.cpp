@@ -7,6 +7,8 @@
 
 #include <filesystem>
 #include <fstream>
+#include <regex>
+#include <set>
 #include <sstream>
 
 namespace usernet::app {
@@ -419,27 +421,126 @@ TEST(Options, MissingValueIsAnErrorNamingTheOption) {
 
 // --- documentation -------------------------------------------------------------------
 
-TEST(Options, HelpTextListsEveryOption) {
-    std::string help = help_text();
-    for (const std::string& name : long_option_names())
-        EXPECT_NE(help.find(name), std::string::npos) << name;
+// The parity tests compare whole option names as sets, in every direction:
+// an option the parser takes that --help or the man page leaves out, and an
+// option --help or the man page describes that the parser does not take
+// (renamed, removed, misspelt), both fail.  Substring search would let
+// "--tap" pass for "--tap-name" and never notice a stale entry.
+
+using NameSet = std::set<std::string>;
+
+// Every option the parser accepts, long and short.
+NameSet parser_options() {
+    NameSet s;
+    for (const std::string& n : long_option_names()) s.insert(n);
+    for (const std::string& n : short_option_names()) s.insert(n);
+    return s;
 }
 
-TEST(Options, ManPageDocumentsEveryOption) {
+// Whole option names ("-t", "--tcp-ports") in a line, in order.
+std::vector<std::string> option_tokens(const std::string& line) {
+    static const std::regex re(R"((^|[^\w-])(--[a-z0-9][a-z0-9-]*[a-z0-9]|-[A-Za-z0-9])(?![\w-]))");
+    std::vector<std::string> out;
+    for (auto it = std::sregex_iterator(line.begin(), line.end(), re); it != std::sregex_iterator(); ++it)
+        out.push_back((*it)[2].str());
+    return out;
+}
+
+// The options --help describes: lines that begin (after a short indent)
+// with an option, "  -t, --tcp-ports SPEC ..." or "      --netns ...".
+// Continuation lines are indented further and start with text.
+NameSet help_options(const std::string& help) {
+    NameSet s;
+    std::istringstream in(help);
+    for (std::string line; std::getline(in, line);) {
+        size_t ind = line.find_first_not_of(' ');
+        if (ind == std::string::npos || ind == 0 || ind > 8 || line[ind] != '-') continue;
+        // the option column ends at two spaces (before the description)
+        std::string col = line.substr(0, line.find("  ", ind));
+        for (auto& t : option_tokens(col)) s.insert(t);
+    }
+    return s;
+}
+
+// The options the man page's OPTIONS section defines: the tag line after
+// each .TP (".BI \-\-mtu " N"", ".BR \-d ", " \-\-debug").
+NameSet man_options(const std::string& roff) {
+    NameSet s;
+    std::istringstream in(roff);
+    bool in_options = false, tag = false;
+    for (std::string line; std::getline(in, line);) {
+        if (line.rfind(".SH", 0) == 0) in_options = line.find("OPTIONS") != std::string::npos;
+        if (!in_options) continue;
+        if (line.rfind(".TP", 0) == 0) {
+            tag = true;
+            continue;
+        }
+        if (!tag) continue;
+        tag = false;
+        // roff: "\-" is '-', "\fB" and the like change fonts
+        std::string plain;
+        for (size_t i = 0; i < line.size(); ++i) {
+            if (line[i] == '\\' && i + 1 < line.size() && line[i + 1] == '-') continue;
+            if (line[i] == '\\' && i + 2 < line.size() && line[i + 1] == 'f') {
+                i += 2;
+                plain += ' ';
+                continue;
+            }
+            plain += line[i];
+        }
+        for (auto& t : option_tokens(plain)) s.insert(t);
+    }
+    return s;
+}
+
+std::string read_man_page() {
     auto page = std::filesystem::path(__FILE__).parent_path() / "../../docs/usernet.1";
     std::ifstream in(page);
-    ASSERT_TRUE(in) << page;
+    EXPECT_TRUE(in) << page;
     std::stringstream ss;
     ss << in.rdbuf();
-    // roff escapes '-' as '\-'.
-    std::string text = ss.str();
-    std::string plain;
-    for (size_t i = 0; i < text.size(); ++i) {
-        if (text[i] == '\\' && i + 1 < text.size() && text[i + 1] == '-') continue;
-        plain += text[i];
-    }
-    for (const std::string& name : long_option_names())
-        EXPECT_NE(plain.find(name), std::string::npos) << name;
+    return ss.str();
+}
+
+// Names in a but not in b, for the failure message.
+std::string missing(const NameSet& a, const NameSet& b) {
+    std::string out;
+    for (const auto& n : a)
+        if (!b.count(n)) out += " " + n;
+    return out;
+}
+
+TEST(Options, OptionTokensAreWholeNames) {
+    EXPECT_EQ(option_tokens("  -t, --tcp-ports SPEC"),
+              (std::vector<std::string>{"-t", "--tcp-ports"}));
+    EXPECT_EQ(option_tokens("--tap-name IFNAME"), (std::vector<std::string>{"--tap-name"}));
+    EXPECT_TRUE(option_tokens("QEMU -netdev stream, 10.0.2.0/24, re-read").empty());
+    // the extractors see whole names, so a prefix of a real option is not one
+    EXPECT_EQ(help_options("      --tap-name IFNAME  the --tap one\n"), (NameSet{"--tap-name"}));
+    EXPECT_EQ(man_options(".SH OPTIONS\n.TP\n.BI \\-\\-tap\\-name \" IFNAME\"\nsee \\-\\-tap\n"),
+              (NameSet{"--tap-name"}));
+    EXPECT_EQ(man_options(".SH OPTIONS\n.TP\n.BI \\-t \" SPEC\" \"\\fR, \\fP\\-\\-tcp\\-ports \" SPEC\n"),
+              (NameSet{"-t", "--tcp-ports"}));
+}
+
+TEST(Options, HelpTextListsEveryOptionAndNoOther) {
+    NameSet parser = parser_options(), help = help_options(help_text());
+    ASSERT_FALSE(parser.empty());
+    EXPECT_EQ(missing(parser, help), "") << "accepted but not in --help";
+    EXPECT_EQ(missing(help, parser), "") << "in --help but not accepted";
+}
+
+TEST(Options, ManPageDocumentsEveryOptionAndNoOther) {
+    NameSet parser = parser_options(), man = man_options(read_man_page());
+    ASSERT_FALSE(man.empty());
+    EXPECT_EQ(missing(parser, man), "") << "accepted but not in usernet.1's OPTIONS";
+    EXPECT_EQ(missing(man, parser), "") << "in usernet.1's OPTIONS but not accepted";
+}
+
+TEST(Options, HelpTextAndManPageListTheSameOptions) {
+    NameSet help = help_options(help_text()), man = man_options(read_man_page());
+    EXPECT_EQ(missing(help, man), "") << "in --help but not in usernet.1";
+    EXPECT_EQ(missing(man, help), "") << "in usernet.1 but not in --help";
 }
 
 }  // namespace

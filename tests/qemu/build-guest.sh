@@ -37,7 +37,7 @@ if [ -z "$KERNEL" ] || [ ! -r "$KERNEL" ]; then
 fi
 KVER=${KERNEL#/boot/vmlinuz-}
 MODDIR=/lib/modules/$KVER
-[ -f "$MODDIR/modules.dep" ] || { echo "build-guest: $MODDIR/modules.dep missing" >&2; exit 2; }
+[ -f "$MODDIR/modules.dep" ] || { echo "build-guest: $MODDIR/modules.dep missing (apt-get install linux-image-amd64)" >&2; exit 2; }
 
 # --- busybox --------------------------------------------------------------
 BUSYBOX=${USERNET_BUSYBOX:-}
@@ -49,7 +49,7 @@ fi
 [ -n "$BUSYBOX" ] || { echo "build-guest: busybox not found (apt-get install busybox)" >&2; exit 2; }
 BUSYBOX=$(readlink -f "$BUSYBOX")
 for applet in sh mount insmod udhcpc wget sha256sum ip poweroff; do
-    "$BUSYBOX" --list | grep -qx "$applet" || { echo "build-guest: $BUSYBOX lacks $applet" >&2; exit 2; }
+    "$BUSYBOX" --list | grep -qx "$applet" || { echo "build-guest: $BUSYBOX lacks $applet (apt-get install busybox)" >&2; exit 2; }
 done
 
 # --- modules: wanted drivers and their dependencies, dependencies first --------
