@@ -1,0 +1,207 @@
+"""rawframes: hand-built Ethernet frames for tests that play a hostile guest.
+
+Python 3 standard library only.  A test runs `python3 rawframes.py JSON`
+inside a guest namespace: JSON names the interface, a list of frames to
+send (built here from short descriptions) and how long to listen for
+replies; the script prints one JSON line describing every IPv4/ARP frame
+it received.  The guest's own kernel is not involved in sending (an
+AF_PACKET socket), so a frame can claim any source address.
+"""
+
+import json
+import os
+import random
+import select
+import socket
+import struct
+import sys
+import time
+
+GW_MAC = bytes.fromhex("52550a000202")
+BCAST = b"\xff" * 6
+ETH_P_ALL = 0x0003
+
+
+def csum(b):
+    if len(b) % 2:
+        b += b"\0"
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return (~s) & 0xFFFF
+
+
+def ip4(a):
+    return socket.inet_aton(a)
+
+
+def eth(dst, src, etype, payload):
+    frame = dst + src + struct.pack("!H", etype) + payload
+    return frame.ljust(60, b"\0")
+
+
+def ipv4(src, dst, proto, payload, ttl=64):
+    h = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), random.getrandbits(16), 0x4000,
+                    ttl, proto, 0, ip4(src), ip4(dst))
+    return h[:10] + struct.pack("!H", csum(h)) + h[12:] + payload
+
+
+def _l4(src, dst, proto, seg, at):
+    ph = ip4(src) + ip4(dst) + struct.pack("!BBH", 0, proto, len(seg))
+    c = csum(ph + seg)
+    if proto == 17 and c == 0:
+        c = 0xFFFF
+    return seg[:at] + struct.pack("!H", c) + seg[at + 2:]
+
+
+def tcp_syn(src, dst, sport, dport, seq=1000):
+    seg = struct.pack("!HHIIBBHHH", sport, dport, seq, 0, 5 << 4, 0x02, 65535, 0, 0)
+    return ipv4(src, dst, 6, _l4(src, dst, 6, seg, 16))
+
+
+def udp(src, dst, sport, dport, payload):
+    seg = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
+    return ipv4(src, dst, 17, _l4(src, dst, 17, seg, 6))
+
+
+def icmp_echo(src, dst, ident=0x4242, seq=1):
+    m = struct.pack("!BBHHH", 8, 0, 0, ident, seq) + b"usernet" * 4
+    m = m[:2] + struct.pack("!H", csum(m)) + m[4:]
+    return ipv4(src, dst, 1, m)
+
+
+def arp(op, sha, spa, tha, tpa):
+    return struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, op, sha, ip4(spa), tha, ip4(tpa))
+
+
+def dhcp(mac, msg_type, xid, requested=None, server=None):
+    b = struct.pack("!BBBBIHHIIII", 1, 1, 6, 0, xid, 0, 0x8000, 0, 0, 0, 0)
+    b += mac + b"\0" * 10 + b"\0" * 192 + b"\x63\x82\x53\x63"
+    b += bytes([53, 1, msg_type])
+    if requested:
+        b += bytes([50, 4]) + ip4(requested)
+    if server:
+        b += bytes([54, 4]) + ip4(server)
+    b += b"\xff"
+    return udp("0.0.0.0", "255.255.255.255", 68, 67, b)
+
+
+def build(d, my_mac):
+    """A frame from its description (a dict)."""
+    kind = d["kind"]
+    src_mac = bytes.fromhex(d["mac"]) if "mac" in d else my_mac
+    if kind == "syn":
+        return eth(GW_MAC, src_mac, 0x0800, tcp_syn(d["src"], d["dst"], d["sport"], d["dport"]))
+    if kind == "udp":
+        return eth(GW_MAC, src_mac, 0x0800,
+                   udp(d["src"], d["dst"], d["sport"], d["dport"], d.get("data", "x").encode()))
+    if kind == "ping":
+        return eth(GW_MAC, src_mac, 0x0800, icmp_echo(d["src"], d["dst"], d.get("id", 0x4242)))
+    if kind == "garp":
+        return eth(BCAST, src_mac, 0x0806, arp(2, src_mac, d["ip"], BCAST, d["ip"]))
+    if kind == "dhcp":
+        mt = {"discover": 1, "request": 3}[d["type"]]
+        return eth(BCAST, src_mac, 0x0800, dhcp(src_mac, mt, d["xid"], d.get("requested"),
+                                                d.get("server")))
+    raise ValueError(kind)
+
+
+def storm(st, my_mac):
+    """Frames a hostile guest sprays (a dict of counts, seeded):
+    dhcp: DISCOVER + REQUEST pairs from made-up MACs; arp: gratuitous ARP
+    from made-up MACs for addresses of the network; udp: datagrams from
+    rotating source addresses (inside and outside the network, but none in
+    st["exclude"]) toward st["udp_dst"]:st["udp_port"], all from this
+    port's own MAC."""
+    if not st:
+        return []
+    rng = random.Random(st.get("seed", 1))
+    out = []
+
+    def made_up_mac():
+        return bytes([0x02]) + bytes(rng.getrandbits(8) for _ in range(5))
+
+    for i in range(st.get("dhcp", 0)):
+        m = made_up_mac()
+        out.append(eth(BCAST, m, 0x0800, dhcp(m, 1, rng.getrandbits(32))))
+        want = "10.0.2.%d" % (15 + i % 16)
+        out.append(eth(BCAST, m, 0x0800, dhcp(m, 3, rng.getrandbits(32), want, "10.0.2.2")))
+    for i in range(st.get("arp", 0)):
+        m = made_up_mac()
+        a = "10.0.2.%d" % rng.randrange(4, 255)
+        out.append(eth(BCAST, m, 0x0806, arp(2, m, a, BCAST, a)))
+    exclude = set(st.get("exclude", ()))
+    for i in range(st.get("udp", 0)):
+        if i % 2:
+            src = "10.0.2.%d" % rng.randrange(4, 255)
+            while src in exclude:
+                src = "10.0.2.%d" % rng.randrange(4, 255)
+        else:
+            src = "%d.%d.%d.%d" % (rng.randrange(1, 224), rng.randrange(256), rng.randrange(256),
+                                   rng.randrange(1, 255))
+        out.append(eth(GW_MAC, my_mac, 0x0800,
+                       udp(src, st["udp_dst"], 1024 + rng.randrange(60000), st["udp_port"], b"x")))
+    return out
+
+
+def describe(frame):
+    """What a received frame is, for the test to assert on."""
+    if len(frame) < 14:
+        return None
+    etype = struct.unpack("!H", frame[12:14])[0]
+    if etype == 0x0806 and len(frame) >= 42:
+        op = struct.unpack("!H", frame[20:22])[0]
+        return {"arp": op, "spa": socket.inet_ntoa(frame[28:32]), "sha": frame[22:28].hex()}
+    if etype != 0x0800 or len(frame) < 34:
+        return None
+    ip = frame[14:]
+    ihl = (ip[0] & 0xF) * 4
+    proto = ip[9]
+    r = {"src": socket.inet_ntoa(ip[12:16]), "dst": socket.inet_ntoa(ip[16:20]), "proto": proto}
+    l4 = ip[ihl:]
+    if proto == 6 and len(l4) >= 20:
+        r.update(sport=struct.unpack("!H", l4[0:2])[0], dport=struct.unpack("!H", l4[2:4])[0],
+                 flags=l4[13])
+    elif proto == 1 and len(l4) >= 8:
+        r.update(type=l4[0], code=l4[1])
+        if l4[0] == 3 and len(l4) >= 8 + 20 + 4:
+            q = l4[8:]
+            qihl = (q[0] & 0xF) * 4
+            r.update(quoted_dst=socket.inet_ntoa(q[16:20]), quoted_proto=q[9])
+            if len(q) >= qihl + 4:
+                r.update(quoted_dport=struct.unpack("!H", q[qihl + 2:qihl + 4])[0])
+    elif proto == 17 and len(l4) >= 8:
+        r.update(sport=struct.unpack("!H", l4[0:2])[0], dport=struct.unpack("!H", l4[2:4])[0])
+    return r
+
+
+def run(spec):
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+    s.bind((spec["ifname"], 0))
+    my_mac = s.getsockname()[4]
+    frames = [build(d, my_mac) for d in spec.get("frames", [])]
+    frames += storm(spec.get("storm"), my_mac)
+    for _ in range(spec.get("repeat", 1)):
+        for f in frames:
+            s.send(f)
+        if spec.get("gap"):
+            time.sleep(spec["gap"])
+    got = []
+    deadline = time.monotonic() + spec.get("listen", 0)
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        if not select.select([s], [], [], left)[0]:
+            break
+        pkt, addr = s.recvfrom(65536)
+        if addr[2] == socket.PACKET_OUTGOING:
+            continue
+        d = describe(pkt)
+        if d:
+            got.append(d)
+    print(json.dumps({"mac": my_mac.hex(), "got": got}))
+
+
+if __name__ == "__main__":
+    run(json.loads(sys.argv[1]))
