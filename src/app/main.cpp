@@ -21,24 +21,30 @@ namespace {
 
 // Every flow holds a socket: take the hard RLIMIT_NOFILE (a daemon's usual
 // first step; the soft default of 1024 would end a guest's connections at
-// about a thousand), and say so when even that is short of what the flow
-// limits of all guests together may need. The limits still hold: a flow a
-// socket cannot be had for is refused (RST, or the idlest UDP flow goes).
-void raise_fd_limit(const Config& cfg) {
+// about a thousand).
+rlim_t raise_fd_limit() {
     rlimit rl{};
-    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return RLIM_INFINITY;
     if (rl.rlim_cur < rl.rlim_max) {
         rlim_t old = rl.rlim_cur;
         rl.rlim_cur = rl.rlim_max;
         if (setrlimit(RLIMIT_NOFILE, &rl) != 0) rl.rlim_cur = old;
     }
+    return rl.rlim_cur;
+}
+
+// Says so, once usernet is up (a start-up failure stays one line), when
+// the limit is short of what the flow limits of all guests together may
+// need. The limits still hold: a flow a socket cannot be had for is
+// refused (RST, or the idlest UDP flow goes).
+void warn_fd_limit(const Config& cfg, rlim_t have) {
     const uint64_t want = cfg.limits.descriptors_needed();
-    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want)
+    if (have != RLIM_INFINITY && have < want)
         spdlog::warn("the file descriptor limit ({}) is below the {} that the flow limits of all "
                      "guests together may need ({} TCP, {} UDP, {} ping flows); connections "
                      "beyond it will be refused: raise the hard limit (ulimit -Hn, LimitNOFILE=) "
                      "or lower --max-flows",
-                     rl.rlim_cur, want, cfg.limits.tcp_flows, cfg.limits.udp_flows,
+                     have, want, cfg.limits.tcp_flows, cfg.limits.udp_flows,
                      cfg.limits.icmp_flows);
 }
 
@@ -62,10 +68,11 @@ int main(int argc, char** argv) {
         return 0;
     }
     setup_logging(cfg.log_level);
-    raise_fd_limit(cfg);
+    const rlim_t fd_limit = raise_fd_limit();
     try {
         block_stop_signals();
         Daemon daemon(cfg);
+        warn_fd_limit(cfg, fd_limit);
         StopOnSignals signals(daemon.loop());
         if (daemon.using_default_socket() || cfg.log_level != LogLevel::quiet) {
             for (const std::string& path : daemon.socket_paths())
