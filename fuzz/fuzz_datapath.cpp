@@ -49,7 +49,7 @@ void tcp_reply(World& w, Reader& r) {
     uint8_t* tcp = &f[kEthHeaderLen + kIpv4HeaderLen];
     build_tcp(tcp, t->dst_port(), t->src_port(), t->ack() + static_cast<uint32_t>(seq_delta),
               t->seq() + t->seg_len(), flags, window);
-    std::memcpy(tcp + 20, payload.data(), payload.size());
+    if (!payload.empty()) std::memcpy(tcp + 20, payload.data(), payload.size());
     fix_checksums(f);
     w.input(b % kPorts, f);
 }

@@ -165,7 +165,8 @@ void icmp_error(State& st, Reader& r) {
     std::vector<uint8_t> m(8 + kIpv4HeaderLen + kUdpHeaderLen + quoted.size());
     Ipv4 upstream = (flags & 0x80) ? 0x7f000002 : kLoopback;
     build_ipv4(&m[8], kLoopback, upstream, ipproto::udp, kUdpHeaderLen + quoted.size(), 64, 1);
-    std::memcpy(&m[8 + kIpv4HeaderLen + kUdpHeaderLen], quoted.data(), quoted.size());
+    if (!quoted.empty())
+        std::memcpy(&m[8 + kIpv4HeaderLen + kUdpHeaderLen], quoted.data(), quoted.size());
     build_udp(&m[8 + kIpv4HeaderLen], IpAddr::v4(kLoopback), IpAddr::v4(upstream),
               ntohs(st.fwd.sin_port), kDnsUpstreamPort, quoted.size());
     build_icmp4(m.data(), t, code % 16, 0, m.size());
