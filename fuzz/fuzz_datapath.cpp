@@ -144,14 +144,22 @@ void host_udp(Reader& r) {
     }
 }
 
+// What the upstream resolver last received: where from, which id. Reset
+// per input, so that an input does not depend on the ones before it.
+struct Upstream {
+    sockaddr_in from{};
+    uint16_t last_id = 0;
+};
+Upstream g_upstream;
+
 // The upstream resolver reads the queries it got and answers the last one
 // with fuzzed bytes, its id patched in on request.
 void upstream_dns(Reader& r) {
     HostPeers& h = peers();
     uint8_t flags = r.u8();
     Bytes reply = r.bytes(r.u16() % 2048);
-    static sockaddr_in from{};
-    static uint16_t last_id = 0;
+    sockaddr_in& from = g_upstream.from;
+    uint16_t& last_id = g_upstream.last_id;
     for (int i = 0; i < 64; i++) {
         uint8_t buf[600];
         socklen_t fl = sizeof from;
@@ -176,6 +184,7 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     peers().reset();
+    g_upstream = Upstream{};
     World w;
     Reader r{data, size};
     for (size_t i = 0; i < kMaxOps && !r.empty(); i++) {

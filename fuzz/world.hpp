@@ -41,6 +41,8 @@
 #include <cstring>
 #include <memory>
 #include <optional>
+#include <string>
+#include <tuple>
 #include <vector>
 
 #include <spdlog/spdlog.h>
