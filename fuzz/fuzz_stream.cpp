@@ -11,6 +11,13 @@
 // reading of the whole stream yields: the same frames in order, an error
 // at the first bad length and nothing after it.
 //
+// Through a socket (data[0] bit 0x40): the same stream written in the same
+// chunks into a socketpair whose other end is a real StreamClient on a
+// switch: every frame another port receives must be one of the reference
+// frames, in order; the client must close on a bad length and only then;
+// and a frame the switch sends to the client must come out of the socket
+// framed.
+//
 // Sending: the frames pushed into a small StreamTxQueue (whole or not at
 // all), taken out through peek()/consume() in fuzzed amounts, must read
 // back as [padded length][frame][padding to 60] exactly.
@@ -19,8 +26,16 @@
 #include <cstring>
 #include <vector>
 
+#include <spdlog/spdlog.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <memory>
+
 #include "fuzz_check.hpp"
 #include "ports/stream_port.hpp"
+#include "switch/switch.hpp"
 #include "wire/bytes.hpp"
 
 using namespace usernet;
@@ -91,6 +106,73 @@ void check_rx(const std::vector<uint8_t>& stream, Reader& chunks, size_t capacit
     FUZZ_CHECK(!parser.drain([](wire::Bytes) { FUZZ_CHECK(false); }) == parser.error());
 }
 
+class CapturePort : public sw::Port {
+public:
+    void deliver(wire::Bytes frame, const sw::FrameMeta&) override {
+        frames.emplace_back(frame.begin(), frame.end());
+    }
+    uint32_t mtu() const override { return 65520; }
+    std::string describe() const override { return "capture"; }
+    std::vector<std::vector<uint8_t>> frames;
+};
+
+void check_socket(const std::vector<uint8_t>& stream, Reader& chunks) {
+    std::vector<Frame> want;
+    bool want_error = false;
+    reference(stream, want, want_error);
+
+    core::EventLoop loop;
+    sw::Switch sw(loop);
+    CapturePort cap;
+    sw.attach(cap);
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) != 0) std::abort();
+    bool closed_cb = false;
+    auto client = std::make_unique<StreamClient>(loop, sw, sv[0], "fuzz", 1500,
+                                                 [&](StreamClient&) { closed_cb = true; });
+    size_t fed = 0;
+    for (int round = 0; round < 100000 && fed < stream.size() && !client->closed(); round++) {
+        size_t c = chunks.u16() % 8192;
+        size_t n = std::min(stream.size() - fed, c ? c : size_t{65536});
+        ssize_t k = send(sv[1], &stream[fed], n, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (k > 0) fed += static_cast<size_t>(k);
+        else if (errno != EAGAIN && errno != EWOULDBLOCK) break;
+        loop.run_once(0);
+    }
+    for (int i = 0; i < 64 && !client->closed(); i++) loop.run_once(0);
+
+    if (fed == stream.size()) FUZZ_CHECK(client->closed() == want_error);
+    if (client->closed()) {
+        FUZZ_CHECK(want_error && client->protocol_errors() == 1);
+        loop.run_once(0);  // on_closed runs from the loop's deferred work
+        FUZZ_CHECK(closed_cb);
+    }
+    // What reached the other port is what the peer framed, in order (the
+    // switch may drop some: runts, multicast sources).
+    size_t j = 0;
+    for (const auto& f : cap.frames) {
+        while (j < want.size() &&
+               (want[j].len != f.size() || std::memcmp(&stream[want[j].off], f.data(), f.size())))
+            j++;
+        FUZZ_CHECK(j < want.size());
+        j++;
+    }
+    if (!client->closed()) {
+        // The way back: a short frame to the client's MACs goes out framed and padded.
+        uint8_t frame[42] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x52, 0x54, 0, 0, 0, 1, 0x08, 0x06};
+        sw.input(cap.id(), wire::Bytes(frame, sizeof frame));
+        loop.run_once(0);
+        uint8_t buf[64];
+        ssize_t k = recv(sv[1], buf, sizeof buf, MSG_DONTWAIT);
+        FUZZ_CHECK(k == 64);
+        FUZZ_CHECK(wire::load32(buf) == 60);
+        FUZZ_CHECK(std::memcmp(buf + 4, frame, sizeof frame) == 0);
+    }
+    if (client->shut_down("end of input")) loop.run_once(0);
+    client.reset();
+    close(sv[1]);
+}
+
 void check_tx(const std::vector<uint8_t>& stream, Reader& r) {
     std::vector<Frame> frames;
     bool error = false;
@@ -137,6 +219,11 @@ void check_tx(const std::vector<uint8_t>& stream, Reader& r) {
 
 }  // namespace
 
+extern "C" int LLVMFuzzerInitialize(int*, char***) {
+    spdlog::set_level(spdlog::level::off);
+    return 0;
+}
+
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (size < 2) return 0;
     // data[0]: the buffer size (top bit) and how many control bytes follow
@@ -159,6 +246,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     // The smallest buffer that holds a whole frame wraps most often.
     size_t capacity = (data[0] & 0x80) ? StreamFrameParser::kDefaultCapacity
                                        : StreamFrameParser::kMinCapacity;
+    if (data[0] & 0x40) {
+        Reader sock_chunks{data + 1, ctl};
+        if (stream.size() <= 1024 * 1024) check_socket(stream, sock_chunks);
+    }
     check_rx(stream, chunks, capacity);
     check_tx(stream, tx);
     return 0;

@@ -313,8 +313,8 @@ void datapath_seeds() {
     }
 }
 
-// fuzz_stream: [buffer bit | ctl length][ctl: chunk sizes][records: len32
-// fill body16].
+// fuzz_stream: [buffer bit | socket bit | ctl length][ctl: chunk sizes]
+// [records: len32 fill body16].
 void stream_seeds() {
     auto rec = [](std::vector<uint8_t>& b, uint32_t len, uint8_t fill, uint16_t body) {
         uint8_t x[7];
@@ -352,6 +352,18 @@ void stream_seeds() {
         std::vector<uint8_t> b{1, 0};
         rec(b, 65536, 1, 100);
         write("stream", "too-long", b);
+    }
+    {
+        // Through a real StreamClient on a socketpair (bit 0x40).
+        std::vector<uint8_t> b{0x40 | 4, 0, 5, 0x01, 0};
+        rec(b, 60, 0xaa, 60);
+        rec(b, 1514, 0x52, 1514);
+        rec(b, 9000, 0x02, 9000);
+        write("stream", "socket", b);
+        std::vector<uint8_t> e{0x40 | 2, 0, 3};
+        rec(e, 60, 0x02, 60);
+        rec(e, 70000, 0x04, 10);
+        write("stream", "socket-bad-length", e);
     }
 }
 
