@@ -161,7 +161,7 @@ bool EventLoop::run_once(int timeout_ms) {
     if (!deferred_.empty()) {
         wait = 0;
     } else if (!heap_.empty()) {
-        Millis now = monotonic_ms();
+        Millis now = monotonic_ms() + skew_;
         Millis due = heap_[0]->deadline_;
         int until = due <= now ? 0 : static_cast<int>(std::min<Millis>(due - now, 60000));
         if (wait < 0 || until < wait) wait = until;
@@ -183,7 +183,7 @@ bool EventLoop::run_once(int timeout_ms) {
         }
     }
     if (!polled) n = epoll_wait(epfd_, events, 128, wait);
-    now_ = monotonic_ms();
+    now_ = monotonic_ms() + skew_;
     batch_bytes_ = 0;
     if (n < 0) {
         if (errno != EINTR) throw std::system_error(errno, std::generic_category(), "epoll_wait");

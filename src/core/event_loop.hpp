@@ -111,6 +111,10 @@ public:
 
     // The time of the current wakeup.
     Millis now() const { return now_; }
+    // Tests and fuzzers only: moves the loop's clock ms forward from the
+    // next wakeup on, so that timers and idle limits fire without waiting
+    // for them in real time. The daemon never calls it.
+    void advance_clock_for_tests(Millis ms) { skew_ += ms; }
 
 private:
     void heap_up(size_t i);
@@ -127,6 +131,7 @@ private:
     bool poll_after_ = false;      // ... and it was small enough to poll after
     size_t batch_bytes_ = 0;
     Millis now_ = 0;
+    Millis skew_ = 0;  // advance_clock_for_tests()
     std::vector<Timer*> heap_;
     std::vector<Deferred*> deferred_;
     std::vector<Deferred*> deferred_running_;

@@ -27,6 +27,22 @@ TEST(EventLoop, EventLoop_TimersFireInDeadlineOrder) {
     EXPECT_EQ(order, (std::vector<int>{1, 2, 3}));
 }
 
+// The fuzz harnesses' clock: advancing it fires a timer hours away at the
+// next wakeup, without waiting, and now() moves with it.
+TEST(EventLoop, EventLoop_AdvancedClockFiresLaterTimersAtOnce) {
+    EventLoop loop;
+    int fired = 0;
+    Timer t([&] { fired++; });
+    loop.arm(t, 3'600'000);
+    Millis before = loop.now();
+    loop.run_once(0);
+    EXPECT_EQ(fired, 0);
+    loop.advance_clock_for_tests(3'600'000);
+    loop.run_once(0);
+    EXPECT_EQ(fired, 1);
+    EXPECT_GE(loop.now(), before + 3'600'000);
+}
+
 TEST(EventLoop, EventLoop_CancelledAndRearmedTimersFireOnceAtTheNewTime) {
     EventLoop loop;
     int fired_a = 0, fired_b = 0;
