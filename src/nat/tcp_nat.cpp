@@ -129,6 +129,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
 
@@ -220,15 +221,22 @@ TcpNat::TcpNat(Nat& nat) : nat_(nat), loop_(nat.loop()), gw_(nat.gateway()) {
         key_[0] = core::monotonic_ms() * 0x9e3779b97f4a7c15ULL;
         key_[1] = reinterpret_cast<uintptr_t>(this) * 0xbf58476d1ce4e5b9ULL;
     }
-    // Probe SO_PEEK_OFF on TCP once (Linux 6.9+).
-    int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_TCP);
+    // Probe SO_PEEK_OFF on TCP once (Linux 6.9+). USERNET_NO_PEEK_OFF=1
+    // forces the fallback, so that tests and benchmarks can run the path
+    // that kernels without it (Debian 12's 6.1) take (docs/tcp.md).
+    const char* force = std::getenv("USERNET_NO_PEEK_OFF");
+    bool forced = force && *force && std::strcmp(force, "0") != 0;
+    int s = forced ? -1 : socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_TCP);
     int zero = 0;
     if (s < 0 || setsockopt(s, SOL_SOCKET, SO_PEEK_OFF, &zero, sizeof zero) < 0) {
         peek_off_ok_ = false;
         discard_ = std::make_unique<uint8_t[]>(kDiscardSize);
-        spdlog::info("tcp: the kernel has no SO_PEEK_OFF for TCP; peeking from the start "
-                     "(at most {} KiB in flight per connection)",
+        spdlog::info("tcp: {}; peeking from the start (at most {} KiB in flight per connection)",
+                     forced ? "USERNET_NO_PEEK_OFF is set, SO_PEEK_OFF not used"
+                            : "the kernel has no SO_PEEK_OFF for TCP",
                      kDiscardSize / 1024);
+    } else {
+        spdlog::debug("tcp: peeking at SO_PEEK_OFF");
     }
     if (s >= 0) close(s);
 }

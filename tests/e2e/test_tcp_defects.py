@@ -106,17 +106,47 @@ def start_py_server(ns, code, *args):
     return srv, port
 
 
+NO_PEEK_OFF = {"USERNET_NO_PEEK_OFF": "1"}
+FALLBACK_LOG = "USERNET_NO_PEEK_OFF is set"
+
+
 class TcpDefectsTest(unittest.TestCase):
-    def test_urgent_data_from_host_reaches_guest_inline_once_and_in_order(self):
+    def _urgent(self, env=None):
         # Small and large rounds: the urgent mark within the first segment,
         # deep in a window's worth, and right before the host's FIN.
         sizes = "1000:1000,0:5,70000:300000,3:0,200000:1,5000:5000"
         with netlab.Lab("tcpurg") as lab:
-            t = TcpLab(lab)
+            t = TcpLab(lab, env)
             srv, port = start_py_server(t.host, URGENT_SERVER, sizes)
             r = t.guest.py(URGENT_CLIENT, GATEWAY, port, sizes, timeout=120, check=False)
             self.assertEqual(r.stdout.strip(), "OK", r.stdout + r.stderr)
             netlab.wait_for(lambda: "SENT" in srv.stdout(), 10, what="server done")
+            lab.assert_alive(t.un)
+            self.assertEqual(FALLBACK_LOG in t.un.stderr(), env is not None, t.un.stderr())
+
+    def test_urgent_data_from_host_reaches_guest_inline_once_and_in_order(self):
+        self._urgent()
+
+    def test_urgent_data_without_peek_offset(self):
+        self._urgent(NO_PEEK_OFF)
+
+    def test_64mib_download_and_upload_without_peek_offset(self):
+        # The path of kernels without TCP SO_PEEK_OFF (Linux < 6.9, Debian
+        # 12's 6.1): peeks from 0 into a discard area.
+        netlab.require_tools("curl")
+        with netlab.Lab("tcpnpo") as lab:
+            t = TcpLab(lab, NO_PEEK_OFF)
+            self.assertIn(FALLBACK_LOG, t.un.stderr())
+            path, sha = lab.make_file(64 * MiB, "big.bin")
+            srv = t.host.server("http", "--bind", "127.0.0.1", "--dir", lab.dir)
+            base = "http://%s:%d/" % (GATEWAY, srv.port)
+            out = lab.path("download.bin")
+            netlab.curl(t.guest, ["--max-time", "100", "-o", out, base + "big.bin"], timeout=120)
+            self.assertEqual(os.path.getsize(out), 64 * MiB)
+            self.assertEqual(netlab.sha256_file(out), sha, "downloaded data differs")
+            os.unlink(out)
+            r = netlab.curl(t.guest, ["--max-time", "100", "-T", path, base + "upload"], timeout=120)
+            self.assertEqual(r.stdout.split(), [sha, str(64 * MiB)], "uploaded data differs")
             lab.assert_alive(t.un)
 
 
