@@ -18,7 +18,8 @@
 // the kernel's two minutes. Only when the kernel reports the connection
 // (EPOLLOUT, SO_ERROR 0) does the guest get a SYN-ACK: a clock-based ISN,
 // our MSS from the smaller of the ingress and path MTU, window scale 7 and
-// timestamps if the guest's latest SYN offered them, no SACK. A refusal becomes a RST, an unreachable network
+// timestamps if the guest's latest SYN offered them, no SACK. A refusal
+// becomes a RST, an unreachable network
 // or host or a prohibited destination an ICMP destination unreachable
 // (which ends a Linux guest's connect() at once), anything else a RST. The
 // flow limits (NatLimits: in total, per guest) answer RST; a SYN over the
@@ -163,12 +164,12 @@ constexpr core::Millis kNeighborRetryMs = 50;  // SYN again once ARP had time to
 // the first one after 1 s (RFC 6298) or 3 s (RFC 1122: Windows, older
 // BSDs). Allowed: max(twice the gap, kSynFirstRtoMs) plus kSynSlackMs.
 constexpr uint32_t kSynFirstRtoMs = 3000;
+constexpr uint32_t kSynSlackMs = 3000;
 // Host keepalive once the guest probes (see enable_host_keepalive()).
 constexpr uint32_t kKeepIdleMinS = 10;
 constexpr uint32_t kKeepIdleMaxS = 7200;  // Linux's default tcp_keepalive_time
 constexpr uint32_t kKeepIdleUnknownS = 75;
 constexpr int kKeepCount = 8;
-constexpr uint32_t kSynSlackMs = 3000;
 constexpr size_t kDiscardSize = size_t{1} << 20;
 // EPOLLPRI: urgent data arrived (see send_pending()).
 constexpr uint32_t kEventsOpen = EPOLLIN | EPOLLPRI | EPOLLRDHUP | EPOLLET;

@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """TCP translator defects from issue 7, shown with real kernels at both ends:
-urgent data from a host peer (MSG_OOB mid-stream) reaches the guest intact
-and in order, and the fallback host-to-guest path for kernels without TCP
+urgent data from a host peer (MSG_OOB mid-stream, an outbound connection
+or a forwarded one) reaches the guest inline, once, in order, with EOF only
+at the end; and the fallback host-to-guest path for kernels without TCP
 SO_PEEK_OFF (forced with USERNET_NO_PEEK_OFF=1) moves 64 MiB both ways
-intact."""
+intact, and handles urgent data too."""
 
 import os
 import re
@@ -23,16 +24,37 @@ def pat(n, salt):
     return bytes((i * 7 + salt * 13 + i // 251) % 256 for i in range(n))
 """
 
+# Either end may listen: argv[1] is "listen:ADDR:PORT" (PORT 0: any;
+# prints READY PORT) or "connect:ADDR:PORT".
+ENDPOINT = r"""
+import socket, sys, time
+def endpoint(spec):
+    kind, addr = spec.split(":", 1)
+    addr, port = addr.rsplit(":", 1)
+    if kind == "listen":
+        ls = socket.socket(); ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        ls.bind((addr, int(port))); ls.listen(1)
+        print("READY %d" % ls.getsockname()[1], flush=True)
+        ls.settimeout(30)
+        c, _ = ls.accept()
+        c.settimeout(15)
+        return c
+    deadline = time.monotonic() + 15
+    while True:  # a forward's listener may still be coming up
+        try:
+            return socket.create_connection((addr, int(port)), timeout=15)
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+"""
+
 # Host peer: per round, data, one urgent byte, more data; waits for the
 # guest's "k" between rounds and closes right after the last one (so that
 # its FIN is queued behind the urgent mark).
-URGENT_SERVER = PATTERN + r"""
-import socket, sys
-sizes = [tuple(map(int, r.split(":"))) for r in sys.argv[1].split(",")]
-ls = socket.socket(); ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-ls.bind(("127.0.0.1", 0)); ls.listen(1)
-print("READY %d" % ls.getsockname()[1], flush=True)
-c, _ = ls.accept()
+URGENT_SENDER = PATTERN + ENDPOINT + r"""
+sizes = [tuple(map(int, r.split(":"))) for r in sys.argv[2].split(",")]
+c = endpoint(sys.argv[1])
 c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 for i, (a, b) in enumerate(sizes):
     c.sendall(pat(a, i))
@@ -46,10 +68,9 @@ print("SENT", flush=True)
 
 # Guest: every byte once, in order, the urgent ones inline; EOF only after
 # the last round.
-URGENT_CLIENT = PATTERN + r"""
-import socket, sys
-sizes = [tuple(map(int, r.split(":"))) for r in sys.argv[3].split(",")]
-s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=15)
+URGENT_RECEIVER = PATTERN + ENDPOINT + r"""
+sizes = [tuple(map(int, r.split(":"))) for r in sys.argv[2].split(",")]
+s = endpoint(sys.argv[1])
 def read_n(n):
     got = bytearray()
     while len(got) < n:
@@ -81,14 +102,14 @@ print("OK" if extra == b"" else "EXTRA %d bytes" % len(extra))
 class TcpLab:
     """host + guest with usernet attached to guest (--config-net)."""
 
-    def __init__(self, lab, env=None):
+    def __init__(self, lab, env=None, extra=()):
         self.lab = lab
         self.host = lab.netns("host")
         self.guest = lab.netns("guest")
         saved = {k: os.environ.get(k) for k in (env or {})}
         os.environ.update(env or {})
         try:
-            self.un = lab.usernet(self.host, ["--netns", self.guest.path, "--config-net"],
+            self.un = lab.usernet(self.host, ["--netns", self.guest.path, "--config-net"] + list(extra),
                                   wait=[("link", self.guest, "tap0")])
         finally:
             for k, v in saved.items():
@@ -100,6 +121,7 @@ class TcpLab:
 
 
 def start_py_server(ns, code, *args):
+    """Runs code in ns; waits for its READY PORT line; returns (proc, port)."""
     srv = ns.popen([netlab.PY, "-c", code] + [str(a) for a in args], name="pyserver")
     port = netlab.wait_for(lambda: (lambda m: m and int(m.group(1)))(
         re.search(r"READY (\d+)", srv.stdout())), 10, what="server")
@@ -111,18 +133,35 @@ FALLBACK_LOG = "USERNET_NO_PEEK_OFF is set"
 
 
 class TcpDefectsTest(unittest.TestCase):
+    # Small and large rounds: the urgent mark within the first segment,
+    # deep in a window's worth, and right before the host's FIN.
+    SIZES = "1000:1000,0:5,70000:300000,3:0,200000:1,5000:5000"
+
     def _urgent(self, env=None):
-        # Small and large rounds: the urgent mark within the first segment,
-        # deep in a window's worth, and right before the host's FIN.
-        sizes = "1000:1000,0:5,70000:300000,3:0,200000:1,5000:5000"
         with netlab.Lab("tcpurg") as lab:
             t = TcpLab(lab, env)
-            srv, port = start_py_server(t.host, URGENT_SERVER, sizes)
-            r = t.guest.py(URGENT_CLIENT, GATEWAY, port, sizes, timeout=120, check=False)
+            srv, port = start_py_server(t.host, URGENT_SENDER, "listen:127.0.0.1:0", self.SIZES)
+            r = t.guest.py(URGENT_RECEIVER, "connect:%s:%d" % (GATEWAY, port), self.SIZES,
+                           timeout=120, check=False)
             self.assertEqual(r.stdout.strip(), "OK", r.stdout + r.stderr)
             netlab.wait_for(lambda: "SENT" in srv.stdout(), 10, what="server done")
             lab.assert_alive(t.un)
             self.assertEqual(FALLBACK_LOG in t.un.stderr(), env is not None, t.un.stderr())
+
+    def test_urgent_data_from_a_forwarded_client_reaches_guest_inline(self):
+        # The host end is a forward's accepted socket this time (SO_OOBINLINE
+        # from its listener): a host client sends urgent data to a guest server.
+        with netlab.Lab("tcpurgf") as lab:
+            port = netlab.free_port()
+            t = TcpLab(lab, extra=["-t", str(port)])
+            srv, _ = start_py_server(t.guest, URGENT_RECEIVER, "listen:0.0.0.0:%d" % port,
+                                     self.SIZES)
+            r = t.host.py(URGENT_SENDER, "connect:127.0.0.1:%d" % port, self.SIZES, timeout=120,
+                          check=False)
+            self.assertIn("SENT", r.stdout, r.stdout + r.stderr)
+            netlab.wait_for(lambda: srv.poll() is not None, 30, what="guest receiver done")
+            self.assertEqual(srv.stdout().split()[-1], "OK", srv.stdout() + srv.stderr())
+            lab.assert_alive(t.un)
 
     def test_urgent_data_from_host_reaches_guest_inline_once_and_in_order(self):
         self._urgent()
