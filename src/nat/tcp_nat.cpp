@@ -1160,10 +1160,11 @@ void TcpNat::write_payload(Flow& f, const wire::TcpView& seg, const tcp::NewData
     note_active(f);
     if (static_cast<uint32_t>(n) < nd.len) {
         stats_.partial_writes++;
-        // Nothing taken: an ACK like the last one would be a duplicate ACK
-        // to the guest (three make it fast-retransmit into a full buffer).
-        // It retransmits by its timer, or sooner on the window update
-        // that EPOLLOUT brings (send_ack_now() watches for it).
+        // Nothing taken from inside the window offered: an ACK like the
+        // last one would be a duplicate ACK to the guest (three make it
+        // fast-retransmit into a full buffer). It retransmits by its
+        // timer, or sooner on the window update that EPOLLOUT brings
+        // (send_ack_now() watches for it).
         send_ack_now(f, /*skip_identical=*/n == 0);
         return;
     }
@@ -1635,7 +1636,10 @@ void TcpNat::send_ack_now(Flow& f, bool skip_identical) {
     uint32_t room = socket_send_room(f, &low);
     tcp::Advertised a = tcp::advertise_window(s.rcv_nxt, s.rcv_adv, room, s.rcv_wscale);
     s.rcv_adv = a.right_edge;
-    if (skip_identical && s.last_ack_sent == s.rcv_nxt && s.last_wnd_field == a.field) {
+    // (A closed window is different: the segment was a window probe with
+    // new data, as BSD and Windows send them, and must be answered.)
+    if (skip_identical && a.field != 0 && s.last_ack_sent == s.rcv_nxt &&
+        s.last_wnd_field == a.field) {
         low = true;  // the kernel refused bytes: its room is what we wait for
     } else {
         emit(f, s.snd_max, flag::ack, 0, a.field);

@@ -9,12 +9,13 @@ intact, and handles urgent data too."""
 import os
 import re
 import sys
+import time
 import unittest
 
 sys.dont_write_bytecode = True  # keep the source tree clean
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import netlab  # noqa: E402
-from netlab import GATEWAY, MiB  # noqa: E402
+from netlab import GATEWAY, REMOTE_ADDR, MiB  # noqa: E402
 
 netlab.require_basics()
 
@@ -99,13 +100,40 @@ print("OK" if extra == b"" else "EXTRA %d bytes" % len(extra))
 """
 
 
+# Guest: one byte echoed, then idle with keepalives every 2 s (usernet
+# answers them itself); waits for the connection to end.
+KEEPALIVE_CLIENT = r"""
+import socket, sys, time
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
+s.sendall(b"x")
+assert s.recv(1) == b"x"
+s.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+s.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 2)
+s.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 2)
+s.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 50)
+print("CONNECTED", flush=True)
+s.settimeout(float(sys.argv[3]))
+t0 = time.monotonic()
+try:
+    b = s.recv(1)
+    print("EOF" if not b else "DATA")
+except ConnectionResetError:
+    print("RESET after %.0f s" % (time.monotonic() - t0))
+except socket.timeout:
+    print("TIMEOUT")
+except OSError as e:
+    print("ERROR", e)
+"""
+
+
 class TcpLab:
     """host + guest with usernet attached to guest (--config-net)."""
 
-    def __init__(self, lab, env=None, extra=()):
+    def __init__(self, lab, env=None, extra=(), remote=False):
         self.lab = lab
         self.host = lab.netns("host")
         self.guest = lab.netns("guest")
+        self.remote = lab.remote(self.host) if remote else None
         saved = {k: os.environ.get(k) for k in (env or {})}
         os.environ.update(env or {})
         try:
@@ -168,6 +196,24 @@ class TcpDefectsTest(unittest.TestCase):
 
     def test_urgent_data_without_peek_offset(self):
         self._urgent(NO_PEEK_OFF)
+
+    def test_guest_keepalive_finds_a_dead_remote_and_gets_a_reset(self):
+        # The guest keeps an idle connection with keepalives; the remote then
+        # goes silent (its address removed: no RST, no answer at all).
+        # usernet answers the guest's probes itself, so only the host
+        # socket's keepalive, turned on by them, can notice: after about
+        # 10 s idle + 8 probes 1 s apart the guest gets a RST.
+        with netlab.Lab("tcpka") as lab:
+            t = TcpLab(lab, remote=True)
+            srv = t.remote.server("tcp-echo", "--bind", REMOTE_ADDR)
+            cli = t.guest.popen([netlab.PY, "-c", KEEPALIVE_CLIENT, REMOTE_ADDR, str(srv.port), "90"],
+                                name="keepalive-client")
+            netlab.wait_for(lambda: "CONNECTED" in cli.stdout(), 15, what="guest connected")
+            time.sleep(3.5)  # the guest's first keepalives (idle 2 s)
+            t.remote.run(["ip", "-4", "addr", "flush", "scope", "global"])
+            netlab.wait_for(lambda: cli.poll() is not None, 100, what="guest connection to end")
+            self.assertTrue(cli.stdout().split("\n")[1].startswith("RESET"), cli.stdout() + cli.stderr())
+            lab.assert_alive(t.un)
 
     def test_64mib_download_and_upload_without_peek_offset(self):
         # The path of kernels without TCP SO_PEEK_OFF (Linux < 6.9, Debian

@@ -893,6 +893,9 @@ TEST(TcpNat, TcpNat_ARefusedWriteSendsNoAckIdenticalToTheLast) {
         nxt = s.ack;
     }
     ASSERT_TRUE(have_last);
+    // The window offered is still open (the right edge never moves left):
+    // the guest may send, and the kernel refuses.
+    ASSERT_NE(last.window, 0);
     // Three more segments the kernel refuses outright: an ACK repeating the
     // last one would be a duplicate ACK; three of them a fast retransmit.
     uint64_t refused_before = h.nat->tcp().stats().partial_writes;
