@@ -376,7 +376,12 @@ int open_listener(const ForwardSpec& spec, const wire::IpAddr& addr, uint16_t po
         return fail(errno, nullptr);
     }
     int one = 1;
-    if (tcp) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (tcp) {
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        // Accepted sockets inherit it: urgent data a client sends before
+        // the accept stays in the stream too (see TcpNat::open_inbound).
+        setsockopt(fd, SOL_SOCKET, SO_OOBINLINE, &one, sizeof one);
+    }
     if (family == AF_INET6) {
         // All addresses: a separate IPv4 socket takes IPv4. An explicit
         // "::" takes both families.

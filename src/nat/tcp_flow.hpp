@@ -53,7 +53,8 @@ inline NewData new_data(uint32_t seq, uint32_t payload_len, uint32_t rcv_nxt) {
 
 // RFC 9293 3.10.7.4, first check: whether a segment occupying seg_len
 // sequence numbers from seq overlaps the receive window [rcv_nxt,
-// rcv_nxt + rcv_wnd). Also true for a segment that starts at or before
+// rcv_nxt + rcv_wnd), a zero-length one up to the right edge inclusive.
+// Also true for a segment that starts at or before
 // rcv_nxt and carries new bytes: the translator offers those to the kernel
 // even when its window was closed (it may have room again by now).
 inline bool seq_acceptable(uint32_t seq, uint32_t seg_len, uint32_t rcv_nxt, uint32_t rcv_wnd) {
@@ -62,8 +63,9 @@ inline bool seq_acceptable(uint32_t seq, uint32_t seg_len, uint32_t rcv_nxt, uin
     using wire::seq_lt;
     if (seg_len > 0 && seq_le(seq, rcv_nxt) && seq_lt(rcv_nxt, seq + seg_len)) return true;
     if (seg_len == 0) {
-        if (rcv_wnd == 0) return seq == rcv_nxt;
-        return seq_ge(seq, rcv_nxt) && seq_lt(seq, rcv_nxt + rcv_wnd);
+        // Up to and including the right edge, as Linux's tcp_sequence():
+        // a guest that has sent the whole window sends its ACKs from there.
+        return seq_ge(seq, rcv_nxt) && seq_le(seq, rcv_nxt + rcv_wnd);
     }
     if (rcv_wnd == 0) return false;
     uint32_t last = seq + seg_len - 1;
@@ -242,6 +244,9 @@ struct FlowState {
     bool neigh_wait : 1 = false;    // our SYN could not leave (guest MAC unknown yet)
     bool ts_on : 1 = false;         // RFC 7323 timestamps on every segment
     bool undo_ok : 1 = false;       // a spurious retransmission can still be undone (Eifel)
+    bool host_keepalive : 1 = false;  // the guest sent a keepalive: SO_KEEPALIVE is on
+    bool host_urg : 1 = false;      // EPOLLPRI seen: the host sent urgent data (short peeks
+                                    // may stop at its mark, not at the end of the data)
     uint8_t snd_wscale = 0;    // guest's shift, applied to its window field
     uint8_t rcv_wscale = 0;    // our shift, applied to what we advertise
     uint8_t dupacks = 0;

@@ -11,11 +11,15 @@
 //
 // Opening. A guest SYN for an unknown (guest addr, guest port, remote addr,
 // remote port) opens a non-blocking socket toward Nat::host_target() and
-// calls connect(); the flow waits in syn_pending, retransmitted SYNs are
-// ignored. Only when the kernel reports the connection (EPOLLOUT, SO_ERROR
-// 0) does the guest get a SYN-ACK: a clock-based ISN, our MSS from the
-// smaller of the ingress and path MTU, window scale 7 and timestamps if the
-// guest offered them, no SACK. A refusal becomes a RST, an unreachable network
+// calls connect(); the flow waits in syn_pending. Retransmitted SYNs are
+// not answered, but keep the connect alive: when the guest's next SYN is
+// overdue (its backoff doubles the gap; max(2 gaps, 3 s) + 3 s) it has
+// given up, and the socket and the half-open slot are freed, not held for
+// the kernel's two minutes. Only when the kernel reports the connection
+// (EPOLLOUT, SO_ERROR 0) does the guest get a SYN-ACK: a clock-based ISN,
+// our MSS from the smaller of the ingress and path MTU, window scale 7 and
+// timestamps if the guest's latest SYN offered them, no SACK. A refusal
+// becomes a RST, an unreachable network
 // or host or a prohibited destination an ICMP destination unreachable
 // (which ends a Linux guest's connect() at once), anything else a RST. The
 // flow limits (NatLimits: in total, per guest) answer RST; a SYN over the
@@ -46,14 +50,17 @@
 // lands directly after our TCP header in the gateway's transmit buffer:
 // one copy. Segments are min(guest MSS, path MTU - headers) - options
 // long and go out while both the guest's window and the congestion window
-// have room for a whole one. An ACK discards the acknowledged bytes with
+// have room for a whole one (a FIN needs room for its sequence number
+// too). An ACK discards the acknowledged bytes with
 // recv(MSG_TRUNC), which also moves the kernel's peek offset back. The
 // socket is registered edge-triggered: an EPOLLIN edge means new data, and
 // while the windows are full nothing is read until an ACK opens them (the
 // ACK path peeks again), so the unacknowledged data that keeps a TCP
 // socket readable never spins the loop. Host EOF becomes our FIN: on the
 // last data segment when EPOLLRDHUP came and the peek came up short, else
-// alone after a peek that returns 0. Without SO_PEEK_OFF,
+// alone after a peek that returns 0. Sockets have SO_OOBINLINE; reads stop
+// at an urgent mark all the same, so after EPOLLPRI a short peek is
+// checked against SIOCINQ before it counts as the end. Without SO_PEEK_OFF,
 // peeks start at 0 and the in-flight bytes land in a 1 MiB discard area,
 // which then bounds the flight.
 //
@@ -74,7 +81,8 @@
 // increase, grown only while it limits) paces a guest whose NIC drops what
 // it cannot take: an NE2000 ring holds 9-16 frames. Twelve timeouts
 // without progress reset both ends. A zero window with data waiting is
-// probed with an old ACK (seq snd_una - 1), forever while the guest answers.
+// probed with an old ACK (seq snd_una - 1), forever while the guest answers;
+// so is a zero window with only the host's FIN to send.
 //
 // Timestamps (RFC 7323), when the guest offers them, are on every segment
 // we send: without them a Linux guest takes no RTT sample from the ACK of
@@ -91,15 +99,20 @@
 // challenge ACK (5961 4.2). A host error (ECONNRESET ...) becomes a RST to
 // the guest. Segments for no flow that are not a SYN get the RFC 9293
 // 3.10.7.1 reset; segments outside the window get an ACK (old data and
-// keepalives: one coalesced ACK). Idle connections are never timed out.
+// keepalives: one coalesced ACK; a pure ACK at the right edge is inside,
+// as in Linux). A write the kernel refuses is not answered with an ACK
+// that repeats the last (a duplicate ACK to the guest). Idle connections
+// are never timed out; a guest's keepalive probe turns on SO_KEEPALIVE for
+// the host socket, so that a dead remote becomes a RST to the guest.
 //
 // Not done: out-of-order buffering, SACK, ECN, PAWS, TCP Fast Open (data
 // on a SYN is not acknowledged; the guest sends it again), urgent data
-// (URG bytes are ordinary data, the pointer is ignored), ICMPv6 errors (an
+// (ordinary data both ways: the guest's pointer is ignored, the host's
+// urgent byte reaches the guest inline without URG), ICMPv6 errors (an
 // IPv6 guest gets a RST where an IPv4 guest gets ICMP).
 //
 // Memory: a flow is a fixed FlowState (no buffers) plus its timer and
-// handler, 248 bytes, from a pool that grows only when a flow is created;
+// handler, 256 bytes, from a pool that grows only when a flow is created;
 // a hash table maps the 4-tuple to it. Nothing is allocated per segment.
 #include "nat/tcp_nat.hpp"
 
@@ -117,6 +130,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
 
@@ -145,9 +159,21 @@ constexpr uint32_t kMinWindowSegments = 8;
 constexpr uint32_t kWindowBudgetSegments = 4096;  // per guest, all flows together
 constexpr uint32_t kGsoFrameBytes = 65536 - 536;  // what a guest's TSO frame carries, about
 constexpr core::Millis kNeighborRetryMs = 50;  // SYN again once ARP had time to resolve
+// A pending connect() lives while its guest still wants it: a guest SYN
+// retransmission is due after twice the previous gap (RFC 6298 backoff),
+// the first one after 1 s (RFC 6298) or 3 s (RFC 1122: Windows, older
+// BSDs). Allowed: max(twice the gap, kSynFirstRtoMs) plus kSynSlackMs.
+constexpr uint32_t kSynFirstRtoMs = 3000;
+constexpr uint32_t kSynSlackMs = 3000;
+// Host keepalive once the guest probes (see enable_host_keepalive()).
+constexpr uint32_t kKeepIdleMinS = 10;
+constexpr uint32_t kKeepIdleMaxS = 7200;  // Linux's default tcp_keepalive_time
+constexpr uint32_t kKeepIdleUnknownS = 75;
+constexpr int kKeepCount = 8;
 constexpr size_t kDiscardSize = size_t{1} << 20;
-constexpr uint32_t kEventsOpen = EPOLLIN | EPOLLRDHUP | EPOLLET;
-constexpr uint32_t kEventsConnecting = EPOLLOUT | EPOLLIN | EPOLLRDHUP | EPOLLET;
+// EPOLLPRI: urgent data arrived (see send_pending()).
+constexpr uint32_t kEventsOpen = EPOLLIN | EPOLLPRI | EPOLLRDHUP | EPOLLET;
+constexpr uint32_t kEventsConnecting = EPOLLOUT | EPOLLIN | EPOLLPRI | EPOLLRDHUP | EPOLLET;
 
 bool debug_on() { return spdlog::should_log(spdlog::level::debug); }
 
@@ -159,6 +185,14 @@ uint32_t header_overhead(const wire::IpAddr& a) {
 std::string describe(const FlowKey& k) {
     return k.guest.to_string() + ":" + std::to_string(k.guest_port) + " <-> " +
            k.remote.to_string() + ":" + std::to_string(k.remote_port);
+}
+
+// Urgent data stays in the stream: without SO_OOBINLINE Linux takes the
+// urgent byte out of it (a byte the guest never gets, and a peek offset
+// that then lags by one).
+void set_oob_inline(int fd) {
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_OOBINLINE, &one, sizeof one);
 }
 
 int socket_error(int fd) {
@@ -188,15 +222,22 @@ TcpNat::TcpNat(Nat& nat) : nat_(nat), loop_(nat.loop()), gw_(nat.gateway()) {
         key_[0] = core::monotonic_ms() * 0x9e3779b97f4a7c15ULL;
         key_[1] = reinterpret_cast<uintptr_t>(this) * 0xbf58476d1ce4e5b9ULL;
     }
-    // Probe SO_PEEK_OFF on TCP once (Linux 6.9+).
-    int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_TCP);
+    // Probe SO_PEEK_OFF on TCP once (Linux 6.9+). USERNET_NO_PEEK_OFF=1
+    // forces the fallback, so that tests and benchmarks can run the path
+    // that kernels without it (Debian 12's 6.1) take (docs/tcp.md).
+    const char* force = std::getenv("USERNET_NO_PEEK_OFF");
+    bool forced = force && *force && std::strcmp(force, "0") != 0;
+    int s = forced ? -1 : socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_TCP);
     int zero = 0;
     if (s < 0 || setsockopt(s, SOL_SOCKET, SO_PEEK_OFF, &zero, sizeof zero) < 0) {
         peek_off_ok_ = false;
         discard_ = std::make_unique<uint8_t[]>(kDiscardSize);
-        spdlog::info("tcp: the kernel has no SO_PEEK_OFF for TCP; peeking from the start "
-                     "(at most {} KiB in flight per connection)",
+        spdlog::info("tcp: {}; peeking from the start (at most {} KiB in flight per connection)",
+                     forced ? "USERNET_NO_PEEK_OFF is set, SO_PEEK_OFF not used"
+                            : "the kernel has no SO_PEEK_OFF for TCP",
                      kDiscardSize / 1024);
+    } else {
+        spdlog::debug("tcp: peeking at SO_PEEK_OFF");
     }
     if (s >= 0) close(s);
 }
@@ -210,7 +251,7 @@ TcpNat::~TcpNat() {
             "failed {}, RSTs sent {} accepted {} no-flow {}, challenge ACKs {}, malformed {}, "
             "out of window {}, out of order {}, partial writes {}, retransmits RTO {} fast {}, "
             "zero-window probes {}, gave up {}, coalesced ACKs {}, "
-            "SYNs over the half-open limit {}, "
+            "SYNs over the half-open limit {}, connects abandoned by the guest {}, "
             "tail loss probes {}, spurious retransmissions undone {}",
             t.segs_from_guest, t.segs_to_guest, t.bytes_to_host, t.bytes_to_guest,
             t.flows_outbound, t.flows_inbound, t.flows_established, t.flows_closed,
@@ -218,7 +259,7 @@ TcpNat::~TcpNat() {
             t.resets_to_guest, t.resets_from_guest, t.resets_no_flow, t.challenge_acks,
             t.dropped_malformed, t.dropped_out_of_window, t.out_of_order, t.partial_writes,
             t.retransmits_rto, t.retransmits_fast, t.zero_window_probes, t.gave_up,
-            t.acks_coalesced, t.syn_dropped_half_open, t.tail_loss_probes,
+            t.acks_coalesced, t.syn_dropped_half_open, t.connect_abandoned, t.tail_loss_probes,
             t.spurious_retransmits);
     }
     for (auto& [key, f] : flows_) {
@@ -506,6 +547,7 @@ void TcpNat::open_outbound(const gw::GuestPacket& pkt, const wire::TcpView& seg,
     }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    set_oob_inline(fd);
     if (peek_off_ok_) {
         int zero = 0;
         setsockopt(fd, SOL_SOCKET, SO_PEEK_OFF, &zero, sizeof zero);
@@ -522,13 +564,7 @@ void TcpNat::open_outbound(const gw::GuestPacket& pkt, const wire::TcpView& seg,
     s.irs = seg.seq();
     s.rcv_nxt = s.irs + 1;
     s.rcv_adv = s.rcv_nxt;
-    wire::TcpOptions opts = seg.parse_options();
-    s.guest_syn_mss = opts.mss.value_or(0);
-    s.guest_wscale = opts.wscale.has_value();
-    s.snd_wscale = opts.wscale.value_or(0);
-    s.ingress_mtu = static_cast<uint16_t>(std::min<uint32_t>(pkt.ingress_mtu, 65535));
-    s.ts_on = opts.ts_val.has_value();
-    s.ts_recent = opts.ts_val.value_or(0);
+    take_syn_options(*f, pkt, seg);
     s.ts_offset = ts_origin(key);
     stats_.flows_outbound++;
     if (debug_on()) spdlog::debug("tcp: {} connecting", describe(key));
@@ -546,7 +582,38 @@ void TcpNat::open_outbound(const gw::GuestPacket& pkt, const wire::TcpView& seg,
         reset_flow(*f, true);
         return;
     }
+    // The half-open slot is held only while the guest keeps asking.
+    s.rtt_start = static_cast<uint32_t>(loop_.now());  // its last SYN (syn_pending only)
+    loop_.arm(f->timer, kSynFirstRtoMs + kSynSlackMs);
     if (rc == 0) on_connected(*f);
+}
+
+// The options of the guest's SYN, the latest one counting: BSD stacks
+// drop window scaling and timestamps from later SYN retries, and then
+// expect a SYN-ACK without them (RFC 7323 1.3, 2.2: only if both SYNs
+// carry the option is it in effect).
+void TcpNat::take_syn_options(Flow& f, const gw::GuestPacket& pkt, const wire::TcpView& seg) {
+    FlowState& s = f.st;
+    wire::TcpOptions opts = seg.parse_options();
+    s.guest_syn_mss = opts.mss.value_or(0);
+    s.guest_wscale = opts.wscale.has_value();
+    s.snd_wscale = opts.wscale.value_or(0);
+    s.ingress_mtu = static_cast<uint16_t>(std::min<uint32_t>(pkt.ingress_mtu, 65535));
+    s.ts_on = opts.ts_val.has_value();
+    s.ts_recent = opts.ts_val.value_or(0);
+}
+
+// A guest SYN for a flow whose connect() is pending: the guest still
+// wants it; expect the next one within about twice this gap.
+void TcpNat::syn_pending_retransmit(Flow& f, const gw::GuestPacket& pkt,
+                                    const wire::TcpView& seg) {
+    FlowState& s = f.st;
+    take_syn_options(f, pkt, seg);
+    uint32_t now = static_cast<uint32_t>(loop_.now());
+    uint32_t gap = now - s.rtt_start;
+    s.rtt_start = now;
+    uint32_t wait = std::max(std::min(gap, tcp::kRtoMaxMs) * 2, kSynFirstRtoMs) + kSynSlackMs;
+    loop_.arm(f.timer, wait);
 }
 
 // The host connect() finished (or failed): answer the guest's SYN.
@@ -564,20 +631,26 @@ void TcpNat::on_connected(Flow& f) {
         reset_flow(f, true);
         return;
     }
-    s.mss = sending_mss(f, s.guest_syn_mss);
-    s.rcv_wscale = s.guest_wscale ? tcp::kOurWindowScale : 0;
-    if (!s.guest_wscale) s.snd_wscale = 0;
+    syn_rcvd_options(f);
     s.iss = initial_seq(s.key);
     s.snd_una = s.iss;
     s.snd_nxt = s.iss + 1;
     s.snd_max = s.snd_nxt;
     s.recover = s.iss;
-    s.cc.init(s.mss);
     send_syn(f, true);
     s.rtt_timing = true;
     s.rtt_seq = s.snd_nxt;
     s.rtt_start = static_cast<uint32_t>(loop_.now());
     loop_.arm(f.timer, s.rto.rto_ms());
+}
+
+// What the guest's SYN options decide for our SYN-ACK and the data phase.
+void TcpNat::syn_rcvd_options(Flow& f) {
+    FlowState& s = f.st;
+    s.mss = sending_mss(f, s.guest_syn_mss);
+    s.rcv_wscale = s.guest_wscale ? tcp::kOurWindowScale : 0;
+    if (!s.guest_wscale) s.snd_wscale = 0;
+    s.cc.init(s.mss);
 }
 
 // The MSS toward the guest: its own MSS option (536 without one, RFC 9293
@@ -649,6 +722,7 @@ bool TcpNat::open_inbound(int fd, const wire::IpAddr& peer, uint16_t peer_port,
     }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    set_oob_inline(fd);  // inherited from a forward's listener already; others too
     int fl = fcntl(fd, F_GETFL);
     if (fl >= 0 && !(fl & O_NONBLOCK)) fcntl(fd, F_SETFL, fl | O_NONBLOCK);
     if (peek_off_ok_) {
@@ -735,11 +809,13 @@ void TcpNat::input(Flow& f, const gw::GuestPacket& pkt, const wire::TcpView& seg
     FlowState& s = f.st;
     switch (s.phase) {
     case Phase::syn_pending:
-        // Retransmitted SYNs wait for connect(); a RST for our SYN's
-        // sequence number abandons it.
+        // Retransmitted SYNs wait for connect() (and keep it alive); a
+        // RST for our SYN's sequence number abandons it.
         if (seg.has(flag::rst) && seg.seq() == s.rcv_nxt) {
             stats_.resets_from_guest++;
             reset_flow(f, false);
+        } else if (seg.has(flag::syn) && !seg.has(flag::ack) && seg.seq() == s.irs) {
+            syn_pending_retransmit(f, pkt, seg);
         }
         return;
     case Phase::syn_rcvd:
@@ -765,7 +841,7 @@ void TcpNat::input(Flow& f, const gw::GuestPacket& pkt, const wire::TcpView& seg
 }
 
 // Our SYN-ACK is out: the guest's ACK establishes (RFC 9293 3.10.7.4, SYN-RECEIVED).
-void TcpNat::input_syn_rcvd(Flow& f, const gw::GuestPacket&, const wire::TcpView& seg) {
+void TcpNat::input_syn_rcvd(Flow& f, const gw::GuestPacket& pkt, const wire::TcpView& seg) {
     FlowState& s = f.st;
     if (seg.has(flag::rst)) {
         if (tcp::rst_verdict(seg.seq(), s.rcv_nxt, s.rcv_adv - s.rcv_nxt) ==
@@ -779,6 +855,8 @@ void TcpNat::input_syn_rcvd(Flow& f, const gw::GuestPacket&, const wire::TcpView
         // A retransmitted SYN: our SYN-ACK was lost.
         if (!seg.has(flag::ack) && seg.seq() == s.irs) {
             s.rtt_timing = false;  // Karn: the handshake's RTT is ambiguous now
+            take_syn_options(f, pkt, seg);
+            syn_rcvd_options(f);
             send_syn(f, true);
         }
         return;
@@ -858,6 +936,12 @@ void TcpNat::input_synchronized(Flow& f, const wire::TcpView& seg) {
     }
     if (!tcp::seq_acceptable(seq, seg.seg_len(), s.rcv_nxt, rcv_wnd)) {
         stats_.dropped_out_of_window++;
+        // A keepalive probe (Linux: no data, BSD: one byte, both one
+        // below rcv_nxt): the guest wants to know whether the remote is
+        // still there, which only the host socket can find out.
+        if (seq == s.rcv_nxt - 1 && plen <= 1 && seg.has(flag::ack) &&
+            !seg.has(flag::syn) && !seg.has(flag::fin) && !s.host_keepalive)
+            enable_host_keepalive(f);
         if (wire::seq_le(seq + seg.seg_len(), s.rcv_nxt)) {
             // Old data (our ACK was lost) or a keepalive: one ACK for the
             // batch. An ACK per old segment would look to a guest without
@@ -1039,6 +1123,35 @@ void TcpNat::process_ack(Flow& f, const wire::TcpView& seg, uint32_t ts_ecr) {
     if (s.fin_acked) maybe_finish(f);
 }
 
+// The guest probes an idle connection: usernet answers the probe itself,
+// so the host socket must do the probing toward the remote. Keepalive
+// starts after about as long an idle time as the guest's (the time since
+// it last sent data: a guest's keepalive timer also restarts on what it
+// receives, so this may be longer, within 10 s .. 2 h), then probes eight
+// times at an eighth of it: a dead remote is found in about twice the
+// guest's idle time, and the kernel's ETIMEDOUT becomes a RST to the
+// guest (on_io). A guest that never probes keeps its idle connections.
+void TcpNat::enable_host_keepalive(Flow& f) {
+    FlowState& s = f.st;
+    s.host_keepalive = true;
+    if (s.fd < 0) return;
+    uint32_t now_s = static_cast<uint32_t>(loop_.now() / 1000) + 1;  // as note_active()
+    uint32_t idle = s.active_epoch ? now_s - s.active_epoch : kKeepIdleUnknownS;
+    idle = std::clamp(idle, kKeepIdleMinS, kKeepIdleMaxS);
+    int on = 1, idle_s = static_cast<int>(idle);
+    int intvl = static_cast<int>(std::max<uint32_t>(idle / kKeepCount, 1));
+    int cnt = kKeepCount;
+    setsockopt(s.fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle_s, sizeof idle_s);
+    setsockopt(s.fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl);
+    setsockopt(s.fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);
+    if (setsockopt(s.fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on) < 0 && debug_on())
+        spdlog::debug("tcp: {} SO_KEEPALIVE: {}", describe(s.key), std::strerror(errno));
+    stats_.keepalives_enabled++;
+    if (debug_on())
+        spdlog::debug("tcp: {} guest keepalive: host keepalive after {} s idle, {} x {} s",
+                      describe(s.key), idle_s, cnt, intvl);
+}
+
 // Writes the new bytes of a guest segment to the socket; acknowledges
 // only what the kernel took.
 void TcpNat::write_payload(Flow& f, const wire::TcpView& seg, const tcp::NewData& nd) {
@@ -1062,7 +1175,12 @@ void TcpNat::write_payload(Flow& f, const wire::TcpView& seg, const tcp::NewData
     note_active(f);
     if (static_cast<uint32_t>(n) < nd.len) {
         stats_.partial_writes++;
-        send_ack_now(f);
+        // Nothing taken from inside the window offered: an ACK like the
+        // last one would be a duplicate ACK to the guest (three make it
+        // fast-retransmit into a full buffer). It retransmits by its
+        // timer, or sooner on the window update that EPOLLOUT brings
+        // (send_ack_now() watches for it).
+        send_ack_now(f, /*skip_identical=*/n == 0);
         return;
     }
     queue_ack(f);
@@ -1088,6 +1206,17 @@ void TcpNat::send_pending(Flow& f) {
     for (int guard = 0; guard < 4096; guard++) {
         if (s.fin_sent) return;
         if (s.host_eof && s.snd_nxt == s.fin_seq) {
+            if (!wire::seq_lt(s.fin_seq, s.snd_una + s.snd_wnd)) {
+                // The FIN takes a sequence number too: a receiver drops it
+                // in a zero window (Linux does), so it waits, and the
+                // window is probed, as for data.
+                if (s.snd_una == s.snd_max && (!f.timer.armed() || !s.persist)) {
+                    s.persist = true;
+                    s.pto_armed = false;
+                    loop_.arm(f.timer, s.rto.rto_ms());
+                }
+                return;
+            }
             emit(f, s.fin_seq, flag::fin | flag::ack, 0);
             s.fin_sent = true;
             s.snd_nxt = s.fin_seq + 1;
@@ -1107,9 +1236,10 @@ void TcpNat::send_pending(Flow& f) {
         if (s.host_eof) room = std::min(room, s.fin_seq - s.snd_nxt);
         if (room == 0) {
             if (s.snd_wnd == 0 && s.snd_una == s.snd_max && !f.timer.armed() &&
-                host_data_waiting(f)) {
-                // Zero window, nothing in flight, data to send: probe the
-                // window (persist timer) so that a lost update cannot stall us.
+                (s.host_rdhup || s.host_eof || host_data_waiting(f))) {
+                // Zero window, nothing in flight, data or the host's FIN to
+                // send: probe the window (persist timer) so that a lost
+                // update cannot stall us.
                 s.persist = true;
                 s.pto_armed = false;
                 loop_.arm(f.timer, s.rto.rto_ms());
@@ -1142,16 +1272,24 @@ void TcpNat::send_pending(Flow& f) {
                 s.rtt_seq = s.snd_nxt + len;
                 s.rtt_start = static_cast<uint32_t>(loop_.now());
             }
+            // A peek is short at the end of the queued data, or at an
+            // urgent mark (Linux stops every read there, SO_OOBINLINE or
+            // not). Only a flow that saw EPOLLPRI can meet a mark: the
+            // poll that reported the data we peeked reported the urgent
+            // pointer too (or another edge follows). There, ask how much
+            // is queued rather than take the mark for the end.
+            bool short_peek = len < want;
+            bool more = short_peek && s.host_urg && host_queued(f) > flight + len;
             // A short peek after EPOLLRDHUP has read up to the host's FIN
             // (the data before a FIN is all queued when it is seen): the
             // FIN goes with this segment instead of after another peek.
-            bool fin = len < want && s.host_rdhup && peek_off_ok_;
+            bool fin = short_peek && !more && s.host_rdhup && peek_off_ok_;
             if (fin) {
                 s.host_eof = true;
                 s.fin_seq = s.snd_nxt + len;
                 if (debug_on()) spdlog::debug("tcp: {} host EOF", describe(s.key));
             }
-            emit(f, s.snd_nxt, flag::ack | (len < want ? flag::psh : 0) | (fin ? flag::fin : 0),
+            emit(f, s.snd_nxt, flag::ack | (short_peek ? flag::psh : 0) | (fin ? flag::fin : 0),
                  len);
             stats_.bytes_to_guest += len;
             s.snd_nxt += len;
@@ -1170,12 +1308,13 @@ void TcpNat::send_pending(Flow& f) {
             }
             // Drained: the next EPOLLIN edge brings more, unless the host's
             // FIN came with the data (its edge is the one being handled).
-            if (len < want && !s.host_rdhup) {
+            if (short_peek && !more && !s.host_rdhup) {
                 s.host_pending = false;
                 return;
             }
             continue;
         }
+        if (n == -ENOBUFS) return;  // behind an urgent mark until the guest ACKs (peek())
         if (n == 0) {
             s.host_eof = true;
             s.fin_seq = s.snd_nxt;
@@ -1192,6 +1331,14 @@ void TcpNat::send_pending(Flow& f) {
         reset_flow(f, true);
         return;
     }
+}
+
+// Bytes of host data in the socket's receive queue, from snd_una (urgent
+// bytes included: SO_OOBINLINE). UINT32_MAX if the kernel will not say.
+uint32_t TcpNat::host_queued(Flow& f) {
+    int inq = 0;
+    if (ioctl(f.st.fd, SIOCINQ, &inq) < 0) return UINT32_MAX;
+    return static_cast<uint32_t>(inq);
 }
 
 // Whether the host has sent bytes beyond those in flight toward the guest.
@@ -1262,7 +1409,9 @@ void TcpNat::rewind(Flow& f) {
 }
 
 // Peeks up to len bytes starting `offset` bytes after snd_una. Returns the
-// byte count, 0 at the host's EOF, or -errno (-EAGAIN: nothing new).
+// byte count, 0 at the host's EOF, or -errno (-EAGAIN: nothing new;
+// -ENOBUFS: more is queued, but behind an urgent mark that a peek from 0
+// cannot pass, until the guest acknowledges the bytes before it).
 long TcpNat::peek(Flow& f, uint32_t offset, uint8_t* dst, size_t len) {
     FlowState& s = f.st;
     if (peek_off_ok_) {
@@ -1278,7 +1427,10 @@ long TcpNat::peek(Flow& f, uint32_t offset, uint8_t* dst, size_t len) {
     if (n < 0) return -errno;
     if (offset == 0) return n;
     if (static_cast<size_t>(n) > offset) return n - static_cast<long>(offset);
-    // Nothing beyond what is in flight: EOF only if the host said so.
+    // Nothing beyond what is in flight, or an urgent mark in the flight
+    // (every read stops there; EPOLLPRI told us): ask how much is queued.
+    if (s.host_urg && host_queued(f) > offset) return -ENOBUFS;
+    // EOF only if the host said so.
     return (s.host_rdhup || n == 0) ? 0 : -EAGAIN;
 }
 
@@ -1488,7 +1640,8 @@ void TcpNat::note_active(Flow& f) {
 
 // An ACK now, with a freshly computed window; watches EPOLLOUT while the
 // window is low so that the update that reopens it is not missed.
-void TcpNat::send_ack_now(Flow& f) {
+// skip_identical: not if it would repeat the last ACK's number and window.
+void TcpNat::send_ack_now(Flow& f, bool skip_identical) {
     FlowState& s = f.st;
     if (s.fd < 0) {
         emit(f, s.snd_max, flag::ack, 0, 0);
@@ -1498,7 +1651,14 @@ void TcpNat::send_ack_now(Flow& f) {
     uint32_t room = socket_send_room(f, &low);
     tcp::Advertised a = tcp::advertise_window(s.rcv_nxt, s.rcv_adv, room, s.rcv_wscale);
     s.rcv_adv = a.right_edge;
-    emit(f, s.snd_max, flag::ack, 0, a.field);
+    // (A closed window is different: the segment was a window probe with
+    // new data, as BSD and Windows send them, and must be answered.)
+    if (skip_identical && a.field != 0 && s.last_ack_sent == s.rcv_nxt &&
+        s.last_wnd_field == a.field) {
+        low = true;  // the kernel refused bytes: its room is what we wait for
+    } else {
+        emit(f, s.snd_max, flag::ack, 0, a.field);
+    }
     if (s.phase == Phase::established && !s.guest_fin && low != s.want_out)
         update_interest(f, low);
 }
@@ -1627,10 +1787,11 @@ void TcpNat::send_icmp_unreachable(const FlowKey& key, uint32_t guest_seq, uint8
 void TcpNat::on_io(Flow& f, uint32_t events) {
     FlowState& s = f.st;
     if (s.fd < 0) return;
+    if (events & EPOLLPRI) s.host_urg = true;
     if (s.phase == Phase::syn_pending) {
         // Data may come with the connection (a server that speaks first):
         // remember it, the edge will not come again.
-        if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) s.host_pending = true;
+        if (events & (EPOLLIN | EPOLLPRI | EPOLLRDHUP | EPOLLHUP)) s.host_pending = true;
         if (events & (EPOLLRDHUP | EPOLLHUP)) s.host_rdhup = true;
         if (events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) on_connected(f);
         return;
@@ -1645,10 +1806,10 @@ void TcpNat::on_io(Flow& f, uint32_t events) {
         }
     }
     if (events & (EPOLLRDHUP | EPOLLHUP)) s.host_rdhup = true;
-    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) s.host_pending = true;
+    if (events & (EPOLLIN | EPOLLPRI | EPOLLRDHUP | EPOLLHUP)) s.host_pending = true;
     if (s.phase != Phase::established) return;  // data waits for the handshake
     if ((events & EPOLLOUT) && s.want_out) send_window_update(f);
-    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) send_pending(f);
+    if (events & (EPOLLIN | EPOLLPRI | EPOLLRDHUP | EPOLLHUP)) send_pending(f);
 }
 
 // The flow's timer: SYN retries, tail loss probe, RTO, zero-window probe
@@ -1681,6 +1842,15 @@ void TcpNat::on_timer(Flow& f) {
         free_flow(f);
         return;
     case Phase::syn_pending:
+        // The guest has stopped retransmitting its SYN: it gave up (or
+        // will send a new SYN, which opens a new flow). Free the socket
+        // and the half-open slot now rather than when the kernel's own
+        // SYN retries run out (about 2 minutes); the guest is not told.
+        stats_.connect_abandoned++;
+        if (debug_on())
+            spdlog::debug("tcp: {} connect abandoned by the guest", describe(s.key));
+        free_flow(f);
+        return;
     case Phase::free:
         return;
     }

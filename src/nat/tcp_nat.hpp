@@ -42,6 +42,8 @@ public:
         uint64_t connect_refused = 0;  // ECONNREFUSED -> RST
         uint64_t connect_unreachable = 0;  // -> ICMP destination unreachable
         uint64_t connect_failed = 0;   // other connect errors -> RST
+        uint64_t connect_abandoned = 0;  // the guest stopped retransmitting its SYN
+        uint64_t keepalives_enabled = 0;  // guest keepalive probes that turned on SO_KEEPALIVE
         uint64_t resets_to_guest = 0;  // every RST we sent
         uint64_t resets_from_guest = 0;  // RSTs accepted (seq == rcv_nxt)
         uint64_t resets_no_flow = 0;   // RFC 9293 reset generation for unknown segments
@@ -117,6 +119,10 @@ private:
 
     // Handshakes.
     void on_connected(Flow& f);
+    void syn_pending_retransmit(Flow& f, const gw::GuestPacket& pkt, const wire::TcpView& seg);
+    void take_syn_options(Flow& f, const gw::GuestPacket& pkt, const wire::TcpView& seg);
+    void syn_rcvd_options(Flow& f);
+    void enable_host_keepalive(Flow& f);
     void connect_failed(Flow& f, int err);
     uint16_t sending_mss(const Flow& f, uint16_t guest_mss) const;
     bool send_syn(Flow& f, bool with_ack);
@@ -133,6 +139,7 @@ private:
     // Toward the guest.
     void send_pending(Flow& f);
     bool host_data_waiting(Flow& f);
+    uint32_t host_queued(Flow& f);
     void retransmit_head(Flow& f);
     void enter_recovery(Flow& f);
     void rewind(Flow& f);
@@ -143,7 +150,7 @@ private:
     size_t write_header(Flow& f, uint8_t* p, uint32_t seq, uint8_t flags, uint16_t wnd);
     size_t data_header_len(const Flow& f) const;
     uint32_t ts_now(const Flow& f) const;
-    void send_ack_now(Flow& f);
+    void send_ack_now(Flow& f, bool skip_identical = false);
     void send_window_update(Flow& f);
     void queue_ack(Flow& f, bool force = false);
     uint16_t cached_window_field(Flow& f);

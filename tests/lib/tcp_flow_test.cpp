@@ -55,6 +55,15 @@ TEST(TcpSeq, TcpSeq_KeepaliveBelowRcvNxtIsNotAcceptable) {
     EXPECT_FALSE(seq_acceptable(4999, 1, 5000, 1000));
 }
 
+TEST(TcpSeq, TcpSeq_PureAckAtTheRightWindowEdgeIsAcceptableAsLinuxDoes) {
+    // tcp_sequence(): !after(seq, rcv_nxt + rcv_wnd). A guest that has sent
+    // the whole window (beyond what usernet took) ACKs from its edge.
+    EXPECT_TRUE(seq_acceptable(6000, 0, 5000, 1000));
+    EXPECT_FALSE(seq_acceptable(6001, 0, 5000, 1000));
+    EXPECT_FALSE(seq_acceptable(6000, 1, 5000, 1000));  // data there is beyond the window
+    EXPECT_FALSE(seq_acceptable(5001, 0, 5000, 0));
+}
+
 TEST(TcpSeq, TcpSeq_DataAtRcvNxtIsOfferedEvenWhenWindowIsClosed) {
     EXPECT_TRUE(seq_acceptable(5000, 100, 5000, 0));
 }

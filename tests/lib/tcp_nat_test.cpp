@@ -9,11 +9,14 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <linux/sockios.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
+#include <memory>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -95,6 +98,18 @@ public:
                                     syn_opts ? &o : nullptr);
         std::memcpy(seg.data() + hl, payload.data(), payload.size());
         seg.resize(hl + payload.size());
+        wire::finish_tcp_checksum(seg.data(), seg.size(), wire::IpAddr::v4(kGuestIp),
+                                  wire::IpAddr::v4(dst_));
+        h_.input(ipv4_frame(kGuestIp, dst_, wire::ipproto::tcp, seg));
+    }
+
+    // A segment with exactly these option bytes (a multiple of 4 long).
+    void send_raw_opts(uint8_t flags, uint32_t seq, uint32_t ack, const std::vector<uint8_t>& opts,
+                       uint16_t window = 65535) {
+        std::vector<uint8_t> seg(wire::kTcpHeaderLen + opts.size());
+        wire::build_tcp(seg.data(), sport_, dport_, seq, ack, flags, window);
+        seg[12] = static_cast<uint8_t>((seg.size() / 4) << 4);
+        std::memcpy(seg.data() + wire::kTcpHeaderLen, opts.data(), opts.size());
         wire::finish_tcp_checksum(seg.data(), seg.size(), wire::IpAddr::v4(kGuestIp),
                                   wire::IpAddr::v4(dst_));
         h_.input(ipv4_frame(kGuestIp, dst_, wire::ipproto::tcp, seg));
@@ -693,6 +708,267 @@ TEST(TcpNat, TcpNat_InboundRefusedByTheGuestResetsTheHostClient) {
     ASSERT_EQ(poll(&p, 1, 2000), 1);
     EXPECT_EQ(recv(client, &c, 1, 0), -1);
     close(client);
+}
+
+
+// --- issue 7: pending connects, keepalives, handshake options, windows ------------
+
+// The socket usernet opened for a flow: the one whose local end is the peer
+// of `accepted` (the listener's side of the same connection), or -1.
+int flow_socket_for(int accepted) {
+    sockaddr_in peer{};
+    socklen_t pl = sizeof peer;
+    if (getpeername(accepted, reinterpret_cast<sockaddr*>(&peer), &pl) < 0) return -1;
+    for (int fd = 3; fd < 4096; fd++) {
+        if (fd == accepted) continue;
+        sockaddr_in a{};
+        socklen_t al = sizeof a;
+        if (getsockname(fd, reinterpret_cast<sockaddr*>(&a), &al) < 0 || a.sin_family != AF_INET)
+            continue;
+        int type = 0;
+        socklen_t tl = sizeof type;
+        getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl);
+        if (type == SOCK_STREAM && a.sin_port == peer.sin_port &&
+            a.sin_addr.s_addr == peer.sin_addr.s_addr)
+            return fd;
+    }
+    return -1;
+}
+
+TEST(TcpNat, TcpNat_PendingConnectsTheGuestGaveUpOnFreeTheirHalfOpenSlots) {
+    nat::NatLimits lim;
+    lim.tcp_half_open_per_guest = 4;
+    NatHarness h(lim);
+    // A listener whose accept queue is full drops SYNs: connects to it stay
+    // pending (for the kernel's two minutes of SYN retries), as toward a
+    // silent destination.
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in la = loopback_addr(0);
+    ASSERT_EQ(bind(lfd, reinterpret_cast<sockaddr*>(&la), sizeof la), 0);
+    ASSERT_EQ(listen(lfd, 0), 0);
+    uint16_t silent_port = local_port(lfd);
+    int filler = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in fa = loopback_addr(silent_port);
+    ASSERT_EQ(connect(filler, reinterpret_cast<sockaddr*>(&fa), sizeof fa), 0);
+    std::vector<std::unique_ptr<TcpGuest>> pending;
+    for (uint16_t i = 0; i < 4; i++) {
+        pending.push_back(std::make_unique<TcpGuest>(h, kGatewayIp, silent_port, 41000 + i));
+        pending.back()->send(flag::syn, kGuestIsn, 0, {}, 65535, true);
+    }
+    Listener live;
+    TcpGuest g(h, kGatewayIp, live.port, 42000);
+    EXPECT_TRUE(g.settle(300).empty());  // nothing answers: the connects are pending
+    ASSERT_EQ(h.nat->tcp().flow_count(), 4u);
+    g.send(flag::syn, kGuestIsn, 0, {}, 65535, true);
+    EXPECT_TRUE(g.settle(100).empty());  // over the half-open limit: dropped
+    EXPECT_EQ(h.nat->tcp().stats().syn_dropped_half_open, 1u);
+    // One guest socket keeps retransmitting its SYN (at about 2 s and 5 s);
+    // the other three have given up.
+    auto t0 = std::chrono::steady_clock::now();
+    auto until = [&](int ms) {
+        h.run_until([&] { return std::chrono::steady_clock::now() - t0 >= std::chrono::milliseconds(ms); },
+                    ms + 1000);
+    };
+    until(2000);
+    pending[3]->send(flag::syn, kGuestIsn, 0, {}, 65535, true);
+    until(5000);
+    pending[3]->send(flag::syn, kGuestIsn, 0, {}, 65535, true);
+    // The three silent ones are freed, quietly; the one still asking is kept.
+    ASSERT_TRUE(h.run_until([&] { return h.nat->tcp().flow_count() == 1; }, 5000))
+        << h.nat->tcp().flow_count() << " flows";
+    EXPECT_TRUE(g.take().empty());  // no RST for a guest that gave up
+    // A new connection (the guest's next SYN retry) gets through.
+    g.send(flag::syn, kGuestIsn, 0, {}, 65535, true);
+    auto segs = g.wait(1);
+    ASSERT_EQ(segs.size(), 1u);
+    EXPECT_EQ(segs[0].flags, flag::syn | flag::ack);
+    EXPECT_EQ(segs[0].dport, 42000);
+    EXPECT_EQ(h.nat->tcp().flow_count(), 2u);
+    close(filler);
+    close(lfd);
+}
+
+TEST(TcpNat, TcpNat_GuestKeepaliveTurnsOnKeepaliveForTheHostSocketAndIsAcked) {
+    NatHarness h;
+    Listener l;
+    TcpGuest g(h, kGatewayIp, l.port);
+    int fd = g.connect(l);
+    ASSERT_GE(fd, 0);
+    int hs = flow_socket_for(fd);
+    ASSERT_GE(hs, 0);
+    int on = -1;
+    socklen_t ol = sizeof on;
+    ASSERT_EQ(getsockopt(hs, SOL_SOCKET, SO_KEEPALIVE, &on, &ol), 0);
+    EXPECT_EQ(on, 0);  // a silent guest's flow probes nothing
+    // Linux's probe: no data, one below the sequence number usernet expects.
+    g.send(flag::ack, g.snd_nxt - 1, g.rcv_nxt, {}, 1024);
+    auto segs = g.wait(1);
+    for (auto& s : g.settle(20)) segs.push_back(s);
+    ASSERT_EQ(segs.size(), 1u);
+    EXPECT_EQ(segs[0].flags, flag::ack);
+    EXPECT_EQ(segs[0].ack, g.snd_nxt);
+    EXPECT_EQ(segs[0].seq, g.rcv_nxt);
+    ASSERT_EQ(getsockopt(hs, SOL_SOCKET, SO_KEEPALIVE, &on, &ol), 0);
+    EXPECT_EQ(on, 1);
+    int idle = 0, intvl = 0, cnt = 0;
+    socklen_t il = sizeof idle;
+    ASSERT_EQ(getsockopt(hs, IPPROTO_TCP, TCP_KEEPIDLE, &idle, &il), 0);
+    ASSERT_EQ(getsockopt(hs, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, &il), 0);
+    ASSERT_EQ(getsockopt(hs, IPPROTO_TCP, TCP_KEEPCNT, &cnt, &il), 0);
+    EXPECT_GE(idle, 10);
+    EXPECT_LE(idle, 7200);
+    EXPECT_GE(intvl, 1);
+    EXPECT_LE(intvl * cnt, idle);  // a dead remote is found within twice the idle time
+    EXPECT_EQ(h.nat->tcp().stats().keepalives_enabled, 1u);
+    // A BSD probe (one byte of garbage) is answered the same way.
+    g.send(flag::ack, g.snd_nxt - 1, g.rcv_nxt, "x", 1024);
+    segs = g.wait(1);
+    ASSERT_EQ(segs.size(), 1u);
+    EXPECT_EQ(segs[0].ack, g.snd_nxt);
+    EXPECT_EQ(h.nat->tcp().flow_count(), 1u);
+    close(fd);
+}
+
+TEST(TcpNat, TcpNat_SynAckFollowsTheOptionsOfTheLatestSyn) {
+    NatHarness h;
+    Listener l;
+    TcpGuest g(h, kGatewayIp, l.port);
+    // MSS 1460, window scale 7, timestamps.
+    const std::vector<uint8_t> all = {2, 4, 0x05, 0xb4, 1, 3, 3, 7, 1, 1, 8, 10,
+                                      0, 0, 0, 1, 0, 0, 0, 0};
+    g.send_raw_opts(flag::syn, kGuestIsn, 0, all);
+    auto segs = g.wait(1);
+    ASSERT_EQ(segs.size(), 1u);
+    EXPECT_TRUE(segs[0].opts.wscale.has_value());
+    EXPECT_TRUE(segs[0].opts.ts_val.has_value());
+    // The SYN-ACK is lost; the retry carries only the MSS (BSD stacks drop
+    // the newer options from later retries).
+    g.send_raw_opts(flag::syn, kGuestIsn, 0, {2, 4, 0x05, 0xb4});
+    segs = g.wait(1);
+    ASSERT_EQ(segs.size(), 1u);
+    EXPECT_EQ(segs[0].flags, flag::syn | flag::ack);
+    EXPECT_FALSE(segs[0].opts.wscale.has_value());
+    EXPECT_FALSE(segs[0].opts.ts_val.has_value());
+    uint32_t isn = segs[0].seq;
+    g.send(flag::ack, kGuestIsn + 1, isn + 1, {}, 4000);  // unscaled now
+    int fd = l.accept_wait();
+    ASSERT_GE(fd, 0);
+    g.settle(20);
+    ASSERT_EQ(send(fd, "hello", 5, 0), 5);
+    segs = g.wait(1);
+    ASSERT_FALSE(segs.empty());
+    EXPECT_EQ(segs[0].payload.size(), 5u);
+    EXPECT_FALSE(segs[0].opts.ts_val.has_value());  // no timestamps on data either
+    close(fd);
+}
+
+TEST(TcpNat, TcpNat_ARefusedWriteSendsNoAckIdenticalToTheLast) {
+    NatHarness h;
+    Listener l(4096);  // a small receive buffer, and nobody reads
+    TcpGuest g(h, kGatewayIp, l.port);
+    int fd = g.connect(l);
+    ASSERT_GE(fd, 0);
+    int hs = flow_socket_for(fd);
+    ASSERT_GE(hs, 0);
+    int small = 4096;
+    ASSERT_EQ(setsockopt(hs, SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
+    std::string chunk = pattern(1000);
+    uint32_t nxt = g.snd_nxt;
+    Seg last;
+    bool have_last = false;
+    // The guest sends (at the point acknowledged, window or not) until the
+    // kernel takes less than a segment.
+    for (int i = 0; i < 3000 && h.nat->tcp().stats().partial_writes == 0; i++) {
+        g.send(flag::ack, nxt, g.rcv_nxt, chunk, 1024);
+        for (auto& s : g.settle(2)) {
+            last = s;
+            have_last = true;
+            nxt = s.ack;
+        }
+    }
+    ASSERT_GT(h.nat->tcp().stats().partial_writes, 0u);
+    for (auto& s : g.settle(20)) {
+        last = s;
+        have_last = true;
+        nxt = s.ack;
+    }
+    ASSERT_TRUE(have_last);
+    // The window offered is still open (the right edge never moves left):
+    // the guest may send, and the kernel refuses.
+    ASSERT_NE(last.window, 0);
+    // Three more segments the kernel refuses outright: an ACK repeating the
+    // last one would be a duplicate ACK; three of them a fast retransmit.
+    uint64_t refused_before = h.nat->tcp().stats().partial_writes;
+    for (int i = 0; i < 3; i++) {
+        g.send(flag::ack, nxt, g.rcv_nxt, chunk, 1024);
+        for (auto& s : g.settle(5))
+            EXPECT_FALSE(s.payload.empty() && s.ack == last.ack && s.window == last.window &&
+                         s.flags == flag::ack)
+                << "duplicate of the last ACK: " << s.str();
+    }
+    EXPECT_EQ(h.nat->tcp().stats().partial_writes, refused_before + 3);
+    // The host reads; the guest's retransmission is taken.
+    read_n(fd, 1 << 20, 300);
+    g.send(flag::ack, nxt, g.rcv_nxt, chunk, 1024);
+    bool advanced = false;
+    for (auto& s : g.wait(1)) advanced = advanced || wire::seq_gt(s.ack, nxt);
+    EXPECT_TRUE(advanced);
+    close(fd);
+}
+
+TEST(TcpNat, TcpNat_AFinBehindAZeroWindowIsProbedAndSentWhenItOpens) {
+    NatHarness h;
+    Listener l;
+    TcpGuest g(h, kGatewayIp, l.port);
+    int fd = g.connect(l);
+    ASSERT_GE(fd, 0);
+    g.send(flag::ack, g.snd_nxt, g.rcv_nxt, {}, 0);  // the guest's window closes
+    g.settle(20);
+    ASSERT_EQ(shutdown(fd, SHUT_WR), 0);  // host EOF, no data: only a FIN is pending
+    auto segs = g.settle(1500);
+    bool probed = false;
+    for (auto& s : segs) {
+        EXPECT_FALSE(s.has(flag::fin)) << "FIN into a zero window: " << s.str();
+        if (s.payload.empty() && s.seq == g.rcv_nxt - 1) probed = true;
+    }
+    EXPECT_TRUE(probed);  // a lost window update cannot stall the close
+    EXPECT_GE(h.nat->tcp().stats().zero_window_probes, 1u);
+    // The window opens: the FIN follows at once.
+    g.send(flag::ack, g.snd_nxt, g.rcv_nxt, {}, 10);
+    auto fin = g.wait(1);
+    ASSERT_FALSE(fin.empty());
+    EXPECT_TRUE(fin[0].has(flag::fin)) << fin[0].str();
+    EXPECT_EQ(fin[0].seq, g.rcv_nxt);
+    close(fd);
+}
+
+TEST(TcpNat, TcpNat_PureAckAtTheRightWindowEdgeIsProcessed) {
+    NatHarness h;
+    Listener l;
+    TcpGuest g(h, kGatewayIp, l.port);
+    int fd = g.connect(l);
+    ASSERT_GE(fd, 0);
+    // The window usernet offers, from its last ACK.
+    g.send(flag::ack, g.snd_nxt, g.rcv_nxt, {}, 1024);
+    g.settle(20);
+    ASSERT_EQ(send(fd, "abcdef", 6, 0), 6);
+    auto segs = g.wait(1);
+    ASSERT_FALSE(segs.empty());
+    ASSERT_EQ(segs[0].payload.size(), 6u);
+    uint32_t edge = segs[0].ack + (uint32_t{segs[0].window} << nat::tcp::kOurWindowScale);
+    int hs = flow_socket_for(fd);
+    ASSERT_GE(hs, 0);
+    int inq = 0;
+    ASSERT_EQ(ioctl(hs, SIOCINQ, &inq), 0);
+    EXPECT_EQ(inq, 6);  // kept until the guest acknowledges it
+    // A guest that has sent up to the right edge ACKs from there (Linux
+    // accepts it: tcp_sequence() allows seq == rcv_nxt + rcv_wnd).
+    g.send(flag::ack, edge, g.rcv_nxt + 6, {}, 1024);
+    g.settle(20);
+    ASSERT_EQ(ioctl(hs, SIOCINQ, &inq), 0);
+    EXPECT_EQ(inq, 0);  // the ACK counted: the bytes are discarded
+    EXPECT_EQ(h.nat->tcp().stats().dropped_out_of_window, 0u);
+    close(fd);
 }
 
 }  // namespace

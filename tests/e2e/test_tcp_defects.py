@@ -1,0 +1,239 @@
+#!/usr/bin/env python3
+"""TCP translator defects from issue 7, shown with real kernels at both ends:
+urgent data from a host peer (MSG_OOB mid-stream, an outbound connection
+or a forwarded one) reaches the guest inline, once, in order, with EOF only
+at the end; and the fallback host-to-guest path for kernels without TCP
+SO_PEEK_OFF (forced with USERNET_NO_PEEK_OFF=1) moves 64 MiB both ways
+intact, and handles urgent data too."""
+
+import os
+import re
+import sys
+import time
+import unittest
+
+sys.dont_write_bytecode = True  # keep the source tree clean
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import netlab  # noqa: E402
+from netlab import GATEWAY, REMOTE_ADDR, MiB  # noqa: E402
+
+netlab.require_basics()
+
+# Both ends build the same bytes from the round number and length.
+PATTERN = r"""
+def pat(n, salt):
+    return bytes((i * 7 + salt * 13 + i // 251) % 256 for i in range(n))
+"""
+
+# Either end may listen: argv[1] is "listen:ADDR:PORT" (PORT 0: any;
+# prints READY PORT) or "connect:ADDR:PORT".
+ENDPOINT = r"""
+import socket, sys, time
+def endpoint(spec):
+    kind, addr = spec.split(":", 1)
+    addr, port = addr.rsplit(":", 1)
+    if kind == "listen":
+        ls = socket.socket(); ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        ls.bind((addr, int(port))); ls.listen(1)
+        print("READY %d" % ls.getsockname()[1], flush=True)
+        ls.settimeout(30)
+        c, _ = ls.accept()
+        c.settimeout(15)
+        return c
+    deadline = time.monotonic() + 15
+    while True:  # a forward's listener may still be coming up
+        try:
+            return socket.create_connection((addr, int(port)), timeout=15)
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+"""
+
+# Host peer: per round, data, one urgent byte, more data; waits for the
+# guest's "k" between rounds and closes right after the last one (so that
+# its FIN is queued behind the urgent mark).
+URGENT_SENDER = PATTERN + ENDPOINT + r"""
+sizes = [tuple(map(int, r.split(":"))) for r in sys.argv[2].split(",")]
+c = endpoint(sys.argv[1])
+c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+for i, (a, b) in enumerate(sizes):
+    c.sendall(pat(a, i))
+    c.send(b"!", socket.MSG_OOB)
+    c.sendall(pat(b, i + 100))
+    if i + 1 < len(sizes):
+        assert c.recv(1) == b"k"
+c.close()
+print("SENT", flush=True)
+"""
+
+# Guest: every byte once, in order, the urgent ones inline; EOF only after
+# the last round.
+URGENT_RECEIVER = PATTERN + ENDPOINT + r"""
+sizes = [tuple(map(int, r.split(":"))) for r in sys.argv[2].split(",")]
+s = endpoint(sys.argv[1])
+def read_n(n):
+    got = bytearray()
+    while len(got) < n:
+        b = s.recv(n - len(got))
+        if not b:
+            break
+        got += b
+    return bytes(got)
+for i, (a, b) in enumerate(sizes):
+    want = pat(a, i) + b"!" + pat(b, i + 100)
+    try:
+        got = read_n(len(want))
+    except socket.timeout:
+        print("STALL round %d" % i); sys.exit(1)
+    if got != want:
+        first = next((k for k in range(min(len(got), len(want))) if got[k] != want[k]), min(len(got), len(want)))
+        print("BAD round %d: got %d bytes, want %d, first difference at %d" % (i, len(got), len(want), first))
+        sys.exit(1)
+    if i + 1 < len(sizes):
+        s.sendall(b"k")
+try:
+    extra = s.recv(65536)
+except socket.timeout:
+    print("NO EOF"); sys.exit(1)
+print("OK" if extra == b"" else "EXTRA %d bytes" % len(extra))
+"""
+
+
+# Guest: one byte echoed, then idle with keepalives every 2 s (usernet
+# answers them itself); waits for the connection to end.
+KEEPALIVE_CLIENT = r"""
+import socket, sys, time
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
+s.sendall(b"x")
+assert s.recv(1) == b"x"
+s.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+s.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 2)
+s.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 2)
+s.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 50)
+print("CONNECTED", flush=True)
+s.settimeout(float(sys.argv[3]))
+t0 = time.monotonic()
+try:
+    b = s.recv(1)
+    print("EOF" if not b else "DATA")
+except ConnectionResetError:
+    print("RESET after %.0f s" % (time.monotonic() - t0))
+except socket.timeout:
+    print("TIMEOUT")
+except OSError as e:
+    print("ERROR", e)
+"""
+
+
+class TcpLab:
+    """host + guest with usernet attached to guest (--config-net)."""
+
+    def __init__(self, lab, env=None, extra=(), remote=False):
+        self.lab = lab
+        self.host = lab.netns("host")
+        self.guest = lab.netns("guest")
+        self.remote = lab.remote(self.host) if remote else None
+        saved = {k: os.environ.get(k) for k in (env or {})}
+        os.environ.update(env or {})
+        try:
+            self.un = lab.usernet(self.host, ["--netns", self.guest.path, "--config-net"] + list(extra),
+                                  wait=[("link", self.guest, "tap0")])
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+        netlab.wait_for(lambda: self.guest.addrs("tap0"), 10, what="address from --config-net")
+
+
+def start_py_server(ns, code, *args):
+    """Runs code in ns; waits for its READY PORT line; returns (proc, port)."""
+    srv = ns.popen([netlab.PY, "-c", code] + [str(a) for a in args], name="pyserver")
+    port = netlab.wait_for(lambda: (lambda m: m and int(m.group(1)))(
+        re.search(r"READY (\d+)", srv.stdout())), 10, what="server")
+    return srv, port
+
+
+NO_PEEK_OFF = {"USERNET_NO_PEEK_OFF": "1"}
+FALLBACK_LOG = "USERNET_NO_PEEK_OFF is set"
+
+
+class TcpDefectsTest(unittest.TestCase):
+    # Small and large rounds: the urgent mark within the first segment,
+    # deep in a window's worth, and right before the host's FIN.
+    SIZES = "1000:1000,0:5,70000:300000,3:0,200000:1,5000:5000"
+
+    def _urgent(self, env=None):
+        with netlab.Lab("tcpurg") as lab:
+            t = TcpLab(lab, env)
+            srv, port = start_py_server(t.host, URGENT_SENDER, "listen:127.0.0.1:0", self.SIZES)
+            r = t.guest.py(URGENT_RECEIVER, "connect:%s:%d" % (GATEWAY, port), self.SIZES,
+                           timeout=120, check=False)
+            self.assertEqual(r.stdout.strip(), "OK", r.stdout + r.stderr)
+            netlab.wait_for(lambda: "SENT" in srv.stdout(), 10, what="server done")
+            lab.assert_alive(t.un)
+            self.assertEqual(FALLBACK_LOG in t.un.stderr(), env is not None, t.un.stderr())
+
+    def test_urgent_data_from_a_forwarded_client_reaches_guest_inline(self):
+        # The host end is a forward's accepted socket this time (SO_OOBINLINE
+        # from its listener): a host client sends urgent data to a guest server.
+        with netlab.Lab("tcpurgf") as lab:
+            port = netlab.free_port()
+            t = TcpLab(lab, extra=["-t", str(port)])
+            srv, _ = start_py_server(t.guest, URGENT_RECEIVER, "listen:0.0.0.0:%d" % port,
+                                     self.SIZES)
+            r = t.host.py(URGENT_SENDER, "connect:127.0.0.1:%d" % port, self.SIZES, timeout=120,
+                          check=False)
+            self.assertIn("SENT", r.stdout, r.stdout + r.stderr)
+            netlab.wait_for(lambda: srv.poll() is not None, 30, what="guest receiver done")
+            self.assertEqual(srv.stdout().split()[-1], "OK", srv.stdout() + srv.stderr())
+            lab.assert_alive(t.un)
+
+    def test_urgent_data_from_host_reaches_guest_inline_once_and_in_order(self):
+        self._urgent()
+
+    def test_urgent_data_without_peek_offset(self):
+        self._urgent(NO_PEEK_OFF)
+
+    def test_guest_keepalive_finds_a_dead_remote_and_gets_a_reset(self):
+        # The guest keeps an idle connection with keepalives; the remote then
+        # goes silent (its address removed: no RST, no answer at all).
+        # usernet answers the guest's probes itself, so only the host
+        # socket's keepalive, turned on by them, can notice: after about
+        # 10 s idle + 8 probes 1 s apart the guest gets a RST.
+        with netlab.Lab("tcpka") as lab:
+            t = TcpLab(lab, remote=True)
+            srv = t.remote.server("tcp-echo", "--bind", REMOTE_ADDR)
+            cli = t.guest.popen([netlab.PY, "-c", KEEPALIVE_CLIENT, REMOTE_ADDR, str(srv.port), "90"],
+                                name="keepalive-client")
+            netlab.wait_for(lambda: "CONNECTED" in cli.stdout(), 15, what="guest connected")
+            time.sleep(3.5)  # the guest's first keepalives (idle 2 s)
+            t.remote.run(["ip", "-4", "addr", "flush", "scope", "global"])
+            netlab.wait_for(lambda: cli.poll() is not None, 100, what="guest connection to end")
+            self.assertTrue(cli.stdout().split("\n")[1].startswith("RESET"), cli.stdout() + cli.stderr())
+            lab.assert_alive(t.un)
+
+    def test_64mib_download_and_upload_without_peek_offset(self):
+        # The path of kernels without TCP SO_PEEK_OFF (Linux < 6.9, Debian
+        # 12's 6.1): peeks from 0 into a discard area.
+        netlab.require_tools("curl")
+        with netlab.Lab("tcpnpo") as lab:
+            t = TcpLab(lab, NO_PEEK_OFF)
+            self.assertIn(FALLBACK_LOG, t.un.stderr())
+            path, sha = lab.make_file(64 * MiB, "big.bin")
+            srv = t.host.server("http", "--bind", "127.0.0.1", "--dir", lab.dir)
+            base = "http://%s:%d/" % (GATEWAY, srv.port)
+            out = lab.path("download.bin")
+            netlab.curl(t.guest, ["--max-time", "100", "-o", out, base + "big.bin"], timeout=120)
+            self.assertEqual(os.path.getsize(out), 64 * MiB)
+            self.assertEqual(netlab.sha256_file(out), sha, "downloaded data differs")
+            os.unlink(out)
+            r = netlab.curl(t.guest, ["--max-time", "100", "-T", path, base + "upload"], timeout=120)
+            self.assertEqual(r.stdout.split(), [sha, str(64 * MiB)], "uploaded data differs")
+            lab.assert_alive(t.un)
+
+
+if __name__ == "__main__":
+    netlab.main()
