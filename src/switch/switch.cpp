@@ -175,6 +175,17 @@ void Switch::input(PortId from, wire::Bytes frame, const wire::Offload& off) {
     loop_.note_bytes(frame.size());
     wire::MacAddr dst = wire::MacAddr::from(&frame[0]);
     wire::MacAddr src = wire::MacAddr::from(&frame[6]);
+    // Offload fields are checked once, here, whatever the frame's way out:
+    // a frame cut in software is bounded (wire::kMaxGsoSegments), and one
+    // passed as it is to another guest's offload TAP carries nothing
+    // usernet would not take itself. A TCP segment never goes to a group
+    // address, so a large one flooded to every port is refused too.
+    if (off.any() && (!wire::validate_offload(frame, off) ||
+                      (off.gso_type != wire::Offload::gso_none && dst.is_multicast()))) {
+        stats_.dropped_bad_offload++;
+        in.stats().rx_dropped++;
+        return;
+    }
     if (!learn(from, src)) {
         in.stats().rx_dropped++;
         return;

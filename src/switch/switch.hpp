@@ -11,6 +11,9 @@
 // with a partial checksum or a large TCP segment goes as it is to a port
 // that takes offload; for any other port the switch completes the checksum
 // and cuts the segment to the port's MTU in a scratch buffer of its own.
+// Offload fields are validated on the way in (wire::validate_offload), so
+// neither path carries a header usernet would not take, and no frame is
+// cut into more than wire::kMaxGsoSegments pieces.
 #pragma once
 
 #include <functional>
