@@ -120,6 +120,79 @@ TEST_F(SwitchTest, Switch_LimitsMacsPerPortSoAStormCannotFillTheTable) {
     EXPECT_EQ(sw.lookup(mac(2)), b.id());
 }
 
+wire::MacAddr storm_mac(uint32_t i) {
+    return wire::MacAddr{{0x02, 1, static_cast<uint8_t>(i >> 16), static_cast<uint8_t>(i >> 8),
+                          static_cast<uint8_t>(i), 0}};
+}
+
+// Runs the loop until its clock has moved past `ms` from `from`.
+void run_past(core::EventLoop& loop, core::Millis from, core::Millis ms) {
+    while (loop.now() - from <= ms) loop.run_once(static_cast<int>(ms / 2 + 1));
+}
+
+TEST_F(SwitchTest, Switch_AtTheLimitAPortReusesItsOwnAgedEntryAndOnlyThat) {
+    sw.set_mac_age(100);
+    loop.run_once(0);
+    const core::Millis t0 = loop.now();
+    for (uint32_t i = 0; i < Switch::kMaxMacsPerPort; i++)
+        sw.input(a.id(), frame(wire::MacAddr::broadcast(), storm_mac(i)));
+    sw.input(b.id(), frame(wire::MacAddr::broadcast(), mac(2)));  // b's own, as old
+    EXPECT_EQ(sw.stats().dropped_mac_limit, 0u);
+    run_past(loop, t0, 100);
+    // All but the first of a's MACs are heard again: only storm_mac(0) is
+    // aged now. The clock does not move from here on (no run_once).
+    for (uint32_t i = 1; i < Switch::kMaxMacsPerPort; i++)
+        sw.input(a.id(), frame(wire::MacAddr::broadcast(), storm_mac(i)));
+    EXPECT_EQ(sw.lookup(storm_mac(0)), kNoPort);
+    // A new MAC takes the aged entry's place...
+    sw.input(a.id(), frame(wire::MacAddr::broadcast(), storm_mac(1000)));
+    EXPECT_EQ(sw.stats().dropped_mac_limit, 0u);
+    EXPECT_EQ(sw.lookup(storm_mac(1000)), a.id());
+    // ... and the next is refused: every other entry of a is live, and b's
+    // aged entry is not a's to take.
+    sw.input(a.id(), frame(wire::MacAddr::broadcast(), storm_mac(1001)));
+    EXPECT_EQ(sw.stats().dropped_mac_limit, 1u);
+    EXPECT_EQ(sw.lookup(storm_mac(1001)), kNoPort);
+    // A's live MACs still pass, and b can still learn anew.
+    size_t before = c.frames.size();
+    sw.input(a.id(), frame(wire::MacAddr::broadcast(), storm_mac(5)));
+    EXPECT_EQ(c.frames.size(), before + 1);
+    sw.input(b.id(), frame(wire::MacAddr::broadcast(), mac(3)));
+    EXPECT_EQ(sw.lookup(mac(3)), b.id());
+    EXPECT_EQ(sw.stats().dropped_mac_limit, 1u);
+}
+
+TEST_F(SwitchTest, Switch_AtTheLimitTheLeastRecentlySeenEntryIsTheOneReused) {
+    sw.set_mac_age(100);
+    loop.run_once(0);
+    const core::Millis t0 = loop.now();
+    for (uint32_t i = 0; i < Switch::kMaxMacsPerPort; i++)
+        sw.input(a.id(), frame(wire::MacAddr::broadcast(), storm_mac(i)));
+    run_past(loop, t0, 100);
+    // Heard again in another order: 7 and 3 stay aged, and the two new
+    // MACs take exactly their places.
+    for (uint32_t i = Switch::kMaxMacsPerPort; i-- > 0;) {
+        if (i != 7 && i != 3) sw.input(a.id(), frame(wire::MacAddr::broadcast(), storm_mac(i)));
+    }
+    sw.input(a.id(), frame(wire::MacAddr::broadcast(), storm_mac(2000)));
+    sw.input(a.id(), frame(wire::MacAddr::broadcast(), storm_mac(2001)));
+    sw.input(a.id(), frame(wire::MacAddr::broadcast(), storm_mac(2002)));
+    EXPECT_EQ(sw.lookup(storm_mac(2000)), a.id());
+    EXPECT_EQ(sw.lookup(storm_mac(2001)), a.id());
+    EXPECT_EQ(sw.lookup(storm_mac(2002)), kNoPort);
+    EXPECT_EQ(sw.stats().dropped_mac_limit, 1u);
+    for (uint32_t i = 0; i < Switch::kMaxMacsPerPort; i++) {
+        if (i == 7 || i == 3) continue;
+        EXPECT_EQ(sw.lookup(storm_mac(i)), a.id()) << i;
+    }
+    // The port's list survives a detach and attach of another port.
+    sw.detach(b);
+    sw.attach(b);
+    sw.input(b.id(), frame(wire::MacAddr::broadcast(), mac(9)));
+    EXPECT_EQ(sw.lookup(mac(9)), b.id());
+    EXPECT_EQ(sw.lookup(storm_mac(2000)), a.id());
+}
+
 TEST_F(SwitchTest, Switch_DetachForgetsThePortsMacs) {
     sw.input(a.id(), frame(wire::MacAddr::broadcast(), mac(1)));
     EXPECT_EQ(sw.lookup(mac(1)), a.id());
