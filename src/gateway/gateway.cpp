@@ -244,6 +244,11 @@ void Gateway::send_time_exceeded(const wire::Ipv4View& ip) {
         auto icmp = wire::Icmp4View::parse(ip.payload());
         if (!icmp || is_icmp_error(icmp->type())) return;
     }
+    // A guest sending TTL 1 floods must not make us flood it back.
+    if (!icmp_error_allowed()) {
+        stats_.icmp_rate_limited++;
+        return;
+    }
     size_t quote = std::min(ip.total_len(), ip.header_len() + 8);
     uint8_t* l4 = tx_l4();
     std::memcpy(l4 + wire::kIcmpHeaderLen, ip.packet().data(), quote);

@@ -17,6 +17,8 @@
 // from the source of IPv4 packets and from DHCP acknowledgements. An entry
 // unseen for kNeighborIdleMs is forgotten unless a DHCP lease binds it; the
 // table holds at most kMaxNeighbors entries (the idlest unbound one goes).
+// Every ICMP error toward a guest (time exceeded here, the NAT's errors)
+// takes a token from one bucket (burst kIcmpErrorBurst, 1000 a second).
 // Not supported here: IPv6 (NDP), IP reassembly (fragments are dropped),
 // relayed DHCP, ICMP errors other than time exceeded.
 #pragma once
@@ -27,6 +29,7 @@
 #include <unordered_map>
 
 #include "core/event_loop.hpp"
+#include "core/token_bucket.hpp"
 #include "gateway/net_config.hpp"
 #include "switch/switch.hpp"
 #include "wire/addr.hpp"
@@ -74,6 +77,7 @@ struct GatewayStats {
     uint64_t dropped_not_for_us = 0;   // broadcast / multicast / other guests' unicast
     uint64_t arp_requests = 0;         // ARP requests sent for unknown guests
     uint64_t routed = 0;               // packets handed to the IpSink
+    uint64_t icmp_rate_limited = 0;    // time exceeded not sent: ICMP error bucket empty
 };
 
 class Dhcp4Server;
@@ -149,6 +153,10 @@ public:
 
     Dhcp4Server& dhcp() { return *dhcp_; }
     DnsForwarder& dns() { return *dns_; }
+    // Whether an ICMP error may go to a guest now: the one token bucket all
+    // of usernet's ICMP errors pass (core/token_bucket.hpp).
+    bool icmp_error_allowed() { return icmp_errors_.take(loop_.now()); }
+    static constexpr uint32_t kIcmpErrorBurst = 50;  // refilled at one per ms
 
 private:
     struct Neighbor {
@@ -184,6 +192,7 @@ private:
     std::unique_ptr<DnsForwarder> dns_;
     std::unordered_map<wire::Ipv4, Neighbor> neighbors_;
     GatewayStats stats_;
+    core::TokenBucket icmp_errors_{kIcmpErrorBurst};
     alignas(64) std::array<uint8_t, kHeadroom + kTxCapacity> tx_{};
     std::array<uint8_t, 128> arp_buf_{};
     // Rate limit of ARP requests, a small direct-mapped cache by address.
