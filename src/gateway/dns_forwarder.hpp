@@ -31,7 +31,10 @@
 // attached to once the gateway knows that) may have kMaxPendingPerGuest
 // queries pending; a query over that is dropped and counted (the guest's
 // resolver retries), so one guest cannot fill the table and push out the
-// others' queries. The counts live in a fixed open-addressing table.
+// others' queries. 256, a quarter of the table: a busy guest's burst (a
+// mail server's or a crawler's couple of hundred lookups at once) fits, and
+// three quarters of the table stay for the others. The counts live in a
+// fixed open-addressing table.
 //
 // Upstreams are tried in order, starting from the one that answered last:
 // after kAttemptTimeoutMs without an answer, or at once on a send error or
@@ -88,7 +91,7 @@ public:
     static constexpr size_t kMaxPending = 1024;
     static constexpr size_t kMaxQueryLen = 512;
     static constexpr core::Millis kAttemptTimeoutMs = 2000;
-    static constexpr size_t kMaxPendingPerGuest = 128;  // an eighth of the table
+    static constexpr size_t kMaxPendingPerGuest = 256;  // a quarter of the table
     static constexpr size_t kPoolSize = 8;              // source ports per family
     static constexpr uint32_t kRotateQueries = 256;
     static constexpr core::Millis kRotateMs = 60'000;
