@@ -148,7 +148,8 @@ std::vector<std::string> Daemon::socket_paths() const {
 void Daemon::open_pcap() {
     if (cfg_.pcap_path.empty()) return;
     try {
-        pcap_ = std::make_unique<wire::PcapWriter>(cfg_.pcap_path);
+        pcap_ = std::make_unique<wire::PcapWriter>(
+            cfg_.pcap_path, uint64_t{cfg_.pcap_size_mb} * 1'000'000, cfg_.pcap_count);
     } catch (const std::exception& e) {
         throw startup_error(e.what(), "give --pcap a file in a directory you can write to");
     }
@@ -158,7 +159,11 @@ void Daemon::open_pcap() {
         pcap_->write(frame);
         if (!pcap_flush_.armed()) loop_.arm(pcap_flush_, kPcapFlushMs);
     });
-    spdlog::info("capturing frames to {}", cfg_.pcap_path);
+    if (cfg_.pcap_size_mb == 0)
+        spdlog::info("capturing frames to {}", cfg_.pcap_path);
+    else
+        spdlog::info("capturing frames to {} (a new file every {} MB, {} kept)", cfg_.pcap_path,
+                     cfg_.pcap_size_mb, cfg_.pcap_count);
 }
 
 void Daemon::resolve_dns_upstreams() {

@@ -56,6 +56,7 @@ struct RawOptions {
     std::string tap_name = kDefaultTapName, mtu, max_flows, busy_poll, net, gateway, dns,
                 dhcp_start, guest_addr,
                 domain, pcap, pid;
+    std::string pcap_size, pcap_count;  // --pcap-size, --pcap-count
     bool config_net = false, no_offload = false, no_map_gw = false, allow_link_local = false,
          debug = false, quiet = false,
          foreground = false, help = false, version = false;
@@ -97,6 +98,8 @@ void describe(CLI::App& app, RawOptions& raw) {
     repeated(app.add_option("-u,--udp-ports", raw.udp));
     // Operation.
     last_wins(app.add_option("--pcap", raw.pcap));
+    last_wins(app.add_option("--pcap-size", raw.pcap_size));
+    last_wins(app.add_option("--pcap-count", raw.pcap_count));
     last_wins(app.add_option("--pid", raw.pid));
     app.add_flag("-d,--debug", raw.debug);
     app.add_flag("-q,--quiet", raw.quiet);
@@ -477,6 +480,14 @@ Config parse_options(const std::vector<std::string>& args) {
         if (raw.pcap.empty()) fail("--pcap", "empty file name", "give a file to write to");
         cfg.pcap_path = raw.pcap;
     }
+    // Millions of bytes, as tcpdump -C counts them; 0 lets the file grow.
+    if (given(app, "--pcap-size"))
+        cfg.pcap_size_mb = parse_in_range("--pcap-size", raw.pcap_size, 0, 1'000'000,
+                                          "size ", " of megabytes (10^6 bytes)",
+                                          "give a size such as 1000, or 0 for no limit");
+    if (given(app, "--pcap-count"))
+        cfg.pcap_count = parse_in_range("--pcap-count", raw.pcap_count, 1, 1000, "count ",
+                                        " of files", "give how many files to keep, such as 2");
     if (given(app, "--pid")) {
         if (raw.pid.empty()) fail("--pid", "empty file name", "give a file to write to");
         cfg.pid_path = raw.pid;
@@ -555,6 +566,10 @@ Operation:
                              before sleeping (latency for CPU time; default
                              200, 0 turns it off)
       --pcap FILE            capture every frame crossing the switch
+      --pcap-size MB         start a new capture file when FILE would pass
+                             MB million bytes (default 1000; 0: no limit)
+      --pcap-count N         keep N capture files, FILE, FILE.1 (older),
+                             ...; the oldest is removed (default 2)
       --pid FILE             write the process ID to FILE
   -d, --debug                log debugging messages
   -q, --quiet                log only warnings and errors

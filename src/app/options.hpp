@@ -63,6 +63,8 @@ struct Config {
     std::optional<wire::Ipv4> guest_addr;
     std::vector<nat::ForwardSpec> forwards;  // -t and -u, in order
     std::string pcap_path;                   // empty: no capture
+    uint32_t pcap_size_mb = 1000;            // --pcap-size: rotate at this (10^6 bytes); 0: never
+    uint32_t pcap_count = 2;                 // --pcap-count: files kept, FILE and FILE.1 ...
     std::string pid_path;                    // empty: no pid file
     LogLevel log_level = LogLevel::info;
 };

@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <type_traits>
 #include <cstdio>
 #include <cstring>
 
@@ -103,10 +104,15 @@ namespace usernet::gw {
 
 DnsForwarder::DnsForwarder(core::EventLoop& loop, Gateway& gw)
     : loop_(loop), gw_(gw), timer_([this] { on_timer(); }) {
-    sock4_.fwd = this;
-    sock6_.fwd = this;
+    for (size_t i = 0; i < slots_.size(); i++) {
+        for (Socket* s : {&slots_[i].s4, &slots_[i].s6}) {
+            s->fwd = this;
+            s->slot = static_cast<uint8_t>(i);
+        }
+    }
     table_.resize(kMaxPending);
     by_id_.assign(65536, 0);
+    guests_.resize(2 * kMaxPending);
     if (getrandom(&prng_, sizeof prng_, GRND_NONBLOCK) != static_cast<ssize_t>(sizeof prng_))
         prng_ = core::monotonic_ms() ^ (uint64_t(getpid()) << 32);
     set_upstreams(gw.config().dns_upstreams);
@@ -114,8 +120,7 @@ DnsForwarder::DnsForwarder(core::EventLoop& loop, Gateway& gw)
 
 DnsForwarder::~DnsForwarder() {
     loop_.cancel(timer_);
-    close_socket(sock4_);
-    close_socket(sock6_);
+    for (Slot& slot : slots_) close_slot(slot);
 }
 
 void DnsForwarder::open_socket(Socket& s, int family) {
@@ -131,6 +136,17 @@ void DnsForwarder::open_socket(Socket& s, int family) {
     int one = 1;
     if (family == AF_INET) setsockopt(fd, SOL_IP, IP_RECVERR, &one, sizeof one);
     else setsockopt(fd, SOL_IPV6, IPV6_RECVERR, &one, sizeof one);
+    // Bound now rather than on the first send, so the port is the kernel's
+    // random pick from its ephemeral range and any error shows here.
+    sockaddr_storage any{};
+    any.ss_family = static_cast<sa_family_t>(family);
+    socklen_t any_len = family == AF_INET ? sizeof(sockaddr_in) : sizeof(sockaddr_in6);
+    if (bind(fd, reinterpret_cast<sockaddr*>(&any), any_len) != 0) {
+        spdlog::warn("dns: cannot bind a socket for the upstream resolvers: {}",
+                     std::strerror(errno));
+        close(fd);
+        return;
+    }
     s.fd = fd;
     s.family = family;
     loop_.add(fd, EPOLLIN, &s);
@@ -143,18 +159,36 @@ void DnsForwarder::close_socket(Socket& s) {
     s.fd = -1;
 }
 
+void DnsForwarder::open_slot(Slot& slot) {
+    if (need4_) open_socket(slot.s4, AF_INET);
+    if (need6_) open_socket(slot.s6, AF_INET6);
+    slot.used = 0;
+    slot.opened = loop_.now();
+    slot.retiring = false;
+}
+
+void DnsForwarder::close_slot(Slot& slot) {
+    close_socket(slot.s4);
+    close_socket(slot.s6);
+}
+
 void DnsForwarder::set_upstreams(const std::vector<HostPort>& upstreams) {
     drop_all();
     upstreams_.clear();
     preferred_ = 0;
+    need4_ = need6_ = false;
+    for (const HostPort& hp : upstreams) (hp.addr.is_v4() ? need4_ : need6_) = true;
+    for (Slot& slot : slots_) {
+        close_slot(slot);
+        open_slot(slot);
+    }
     for (const HostPort& hp : upstreams) {
         Upstream u;
         u.hp = hp;
         u.sa = make_sockaddr(hp.addr, hp.port, u.sa_len);
-        Socket& s = hp.addr.is_v4() ? sock4_ : sock6_;
-        open_socket(s, hp.addr.is_v4() ? AF_INET : AF_INET6);
-        if (s.fd < 0) continue;
-        u.sock = &s;
+        u.family = hp.addr.is_v4() ? AF_INET : AF_INET6;
+        // A family whose sockets cannot be opened at all has no upstreams.
+        if (socket_for(slots_[0], u.family).fd < 0) continue;
         upstreams_.push_back(u);
     }
     if (upstreams_.empty())
@@ -174,18 +208,87 @@ void DnsForwarder::drop_all() {
     loop_.cancel(timer_);
 }
 
+uint64_t DnsForwarder::random64() {
+    // splitmix64 over a getrandom() seed: for picking a socket, where the
+    // ids' and ports' own randomness is what a forger has to beat.
+    uint64_t z = (prng_ += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+uint8_t DnsForwarder::pick_slot() {
+    core::Millis now = loop_.now();
+    for (Slot& slot : slots_) {
+        if (!slot.retiring && (slot.used >= kRotateQueries || now - slot.opened >= kRotateMs))
+            slot.retiring = true;
+        if (slot.retiring && slot.pending == 0) {
+            close_slot(slot);
+            open_slot(slot);
+            stats_.socket_rotations++;
+        }
+    }
+    size_t start = static_cast<size_t>(random64() % kPoolSize);
+    for (size_t i = 0; i < kPoolSize; i++) {
+        size_t k = (start + i) % kPoolSize;
+        if (!slots_[k].retiring) return static_cast<uint8_t>(k);
+    }
+    return static_cast<uint8_t>(start);  // all busy retiring: still usable
+}
+
+// The quota counts: open addressing with linear probing over a power of
+// two cells, at most half of them in use (a pending query holds one), and
+// backward-shift deletion so no tombstones build up.
+static_assert(std::is_integral_v<DnsGuestKey>);
+namespace {
+size_t guest_home(DnsGuestKey key, size_t mask) {
+    return static_cast<size_t>((static_cast<uint64_t>(key) * 0x9e3779b97f4a7c15ULL) >> 32) & mask;
+}
+}  // namespace
+
+DnsForwarder::GuestCount* DnsForwarder::guest_count(DnsGuestKey key, bool insert) {
+    const size_t mask = guests_.size() - 1;
+    for (size_t i = guest_home(key, mask);; i = (i + 1) & mask) {
+        GuestCount& c = guests_[i];
+        if (c.count != 0 && c.key == key) return &c;
+        if (c.count == 0) {
+            if (!insert) return nullptr;
+            c.key = key;
+            return &c;  // count 0 until the caller adds one
+        }
+    }
+}
+
+void DnsForwarder::guest_release(DnsGuestKey key) {
+    GuestCount* c = guest_count(key, false);
+    if (!c || --c->count != 0) return;
+    const size_t mask = guests_.size() - 1;
+    size_t hole = static_cast<size_t>(c - guests_.data());
+    for (size_t j = (hole + 1) & mask; guests_[j].count != 0; j = (j + 1) & mask) {
+        size_t home = guest_home(guests_[j].key, mask);
+        // Move j into the hole unless its home lies cyclically in (hole, j].
+        bool stays = hole <= j ? (hole < home && home <= j) : (hole < home || home <= j);
+        if (stays) continue;
+        guests_[hole] = guests_[j];
+        guests_[j].count = 0;
+        hole = j;
+    }
+}
+
+size_t DnsForwarder::pending_of(DnsGuestKey key) const {
+    const size_t mask = guests_.size() - 1;
+    for (size_t i = guest_home(key, mask); guests_[i].count != 0; i = (i + 1) & mask)
+        if (guests_[i].key == key) return guests_[i].count;
+    return 0;
+}
+
 uint16_t DnsForwarder::fresh_id() {
     for (;;) {
         if (random_left_ == 0) {
             ssize_t n = getrandom(random_ids_.data(), sizeof random_ids_, GRND_NONBLOCK);
             if (n != static_cast<ssize_t>(sizeof random_ids_)) {
-                // splitmix64: only if the kernel's generator is unavailable.
-                for (uint16_t& v : random_ids_) {
-                    uint64_t z = (prng_ += 0x9e3779b97f4a7c15ULL);
-                    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-                    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-                    v = static_cast<uint16_t>(z ^ (z >> 31));
-                }
+                // The seeded generator only if the kernel's is unavailable.
+                for (uint16_t& v : random_ids_) v = static_cast<uint16_t>(random64());
             }
             random_left_ = random_ids_.size();
         }
@@ -209,6 +312,8 @@ DnsForwarder::Pending* DnsForwarder::alloc() {
 void DnsForwarder::finish(Pending& p) {
     if (!p.used) return;
     by_id_[p.wire_id] = 0;
+    slots_[p.slot].pending--;
+    guest_release(p.key);
     p.used = false;
     n_pending_--;
 }
@@ -218,7 +323,8 @@ bool DnsForwarder::tried(const Pending& p, uint32_t upstream) const {
     return (upstream + n - p.first) % n < p.tries;
 }
 
-void DnsForwarder::from_guest(wire::Ipv4 guest, uint16_t guest_port, wire::Bytes query) {
+void DnsForwarder::from_guest(DnsGuestKey key, wire::Ipv4 guest, uint16_t guest_port,
+                              wire::Bytes query) {
     auto v = wire::DnsView::parse(query);
     if (!v || v->qr()) {
         stats_.dropped_malformed++;
@@ -236,10 +342,21 @@ void DnsForwarder::from_guest(wire::Ipv4 guest, uint16_t guest_port, wire::Bytes
                       V4{guest});
         return;
     }
+    if (pending_of(key) >= kMaxPendingPerGuest) {
+        stats_.dropped_quota++;
+        spdlog::debug("dns: {} has {} queries pending, dropped one more", V4{guest},
+                      kMaxPendingPerGuest);
+        return;
+    }
     stats_.queries++;
     Pending& p = *alloc();
     p.used = true;
     n_pending_++;
+    p.key = key;
+    guest_count(key, true)->count++;
+    p.slot = pick_slot();
+    slots_[p.slot].pending++;
+    slots_[p.slot].used++;
     p.wire_id = fresh_id();
     by_id_[p.wire_id] = static_cast<uint16_t>(&p - table_.data() + 1);
     p.guest_id = v->id();
@@ -256,9 +373,10 @@ void DnsForwarder::from_guest(wire::Ipv4 guest, uint16_t guest_port, wire::Bytes
 
 bool DnsForwarder::send_attempt(Pending& p) {
     const Upstream& u = upstreams_[current(p)];
-    if (!u.sock || u.sock->fd < 0) return false;
+    Socket& sock = socket_for(slots_[p.slot], u.family);
+    if (sock.fd < 0) return false;  // could not be reopened (out of descriptors)
     for (int attempt = 0; attempt < 3; attempt++) {
-        ssize_t n = sendto(u.sock->fd, p.query.data(), p.len, MSG_DONTWAIT | MSG_NOSIGNAL,
+        ssize_t n = sendto(sock.fd, p.query.data(), p.len, MSG_DONTWAIT | MSG_NOSIGNAL,
                            reinterpret_cast<const sockaddr*>(&u.sa), u.sa_len);
         if (n == p.len) return true;
         if (n >= 0) return false;
@@ -324,12 +442,19 @@ void DnsForwarder::read_errors(Socket& s) {
             return;
         }
         // The queued datagram is our query: its id names the entry, and
-        // msg_name the upstream it was sent to.
+        // msg_name the upstream it was sent to. It counts only if it is
+        // that query, sent from this socket to the upstream now asked.
         if (n < 2) continue;
         uint16_t idx = by_id_[wire::load16(data)];
         if (idx == 0) continue;
         Pending& p = table_[idx - 1];
-        if (!p.used || !same_sockaddr(upstreams_[current(p)].sa, dst)) continue;
+        size_t quoted = std::min<size_t>(static_cast<size_t>(n), p.len);
+        if (!p.used || p.slot != s.slot || upstreams_[current(p)].family != s.family ||
+            !same_sockaddr(upstreams_[current(p)].sa, dst) ||
+            std::memcmp(data, p.query.data(), quoted) != 0) {
+            stats_.dropped_unmatched++;
+            continue;
+        }
         int err = 0;
         for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
             if ((c->cmsg_level == SOL_IP && c->cmsg_type == IP_RECVERR) ||
@@ -372,15 +497,37 @@ void DnsForwarder::read_replies(Socket& s) {
         Pending& p = table_[idx - 1];
         uint32_t k = 0;
         while (k < upstreams_.size() && !same_sockaddr(upstreams_[k].sa, from)) k++;
-        if (!p.used || k == upstreams_.size() || !tried(p, k)) {
+        if (!p.used || p.slot != s.slot || k == upstreams_.size() || !tried(p, k)) {
             stats_.dropped_unmatched++;
             spdlog::debug("dns: dropped a reply from unexpected {}", SockText{&from});
+            continue;
+        }
+        if (!same_question(p, wire::Bytes(buf, len))) {
+            stats_.dropped_unmatched++;
+            spdlog::debug("dns: dropped a reply from {} to another question", SockText{&from});
             continue;
         }
         preferred_ = k;
         relay(p, buf, len);
         finish(p);
     }
+}
+
+bool DnsForwarder::same_question(const Pending& p, wire::Bytes reply) const {
+    auto q = wire::DnsView::parse(wire::Bytes(p.query.data(), p.len));
+    auto r = wire::DnsView::parse(reply);
+    if (!q || !r) return false;
+    auto qq = q->question();
+    if (!qq) return r->qdcount() == 0 && q->qdcount() == 0;
+    auto rq = r->question();
+    if (!rq || rq->qtype != qq->qtype || rq->qclass != qq->qclass) return false;
+    wire::Bytes a = qq->name.bytes(), b = rq->name.bytes();
+    if (a.size() != b.size()) return false;
+    // Label lengths are below 64, so folding A-Z touches only letters.
+    auto fold = [](uint8_t c) { return c >= 'A' && c <= 'Z' ? static_cast<uint8_t>(c | 0x20) : c; };
+    for (size_t i = 0; i < a.size(); i++)
+        if (fold(a[i]) != fold(b[i])) return false;
+    return true;
 }
 
 void DnsForwarder::relay(Pending& p, uint8_t* msg, size_t len) {

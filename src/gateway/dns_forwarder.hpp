@@ -2,26 +2,53 @@
 //
 // A query a guest sends to cfg.dns:53 is checked (a DNS header with QR
 // clear), given a fresh random id, remembered in a fixed table of
-// kMaxPending entries (the oldest is evicted when it is full) and sent from
-// a non-blocking socket (one per address family) to an upstream resolver.
-// The reply must come from an upstream this query was sent to and carry
-// its id; it is relayed to the guest from cfg.dns:53 with the guest's own
-// id. A reply larger than the guest's path MTU allows is cut to the header
-// and question with TC set, and the guest retries over TCP, which the NAT
-// takes to the first upstream.
+// kMaxPending entries and sent to an upstream resolver from one of a small
+// pool of sockets (below). A reply is relayed to the guest from cfg.dns:53
+// with the guest's own id only if everything an off-path forger would have
+// to guess matches: it comes from an upstream this query was sent to
+// (address and port), arrives on the very socket (source port) the query
+// left from, carries the query's id, and repeats its question (name
+// compared case-insensitively as RFC 4343 says, type and class exactly).
+// Anything else is dropped and counted; the real answer still gets through.
+// A reply larger than the guest's path MTU allows is cut to the header and
+// question with TC set, and the guest retries over TCP, which the NAT takes
+// to the first upstream.
+//
+// Source ports. A fresh socket per query would cost a socket(), an epoll
+// registration and a close() per query and up to kMaxPending descriptors.
+// Instead kPoolSize sockets per address family, each bound by the kernel
+// to a random ephemeral port, serve the queries: each query takes one at
+// random, so a forger must guess the port (about 15 bits of the kernel's
+// ephemeral range) as well as the 16-bit id (from getrandom()). A socket
+// retires after kRotateQueries queries or kRotateMs, whichever comes first,
+// so no port is known for long (a port scan could find an open one): it
+// takes no new queries, and once its last pending query is done it is
+// closed and opened again on a new random port. That work is done when a
+// query arrives, never from a socket's own callback, and costs a few
+// system calls per hundreds of queries; nothing is allocated per query.
+//
+// Quota. Each guest (GuestKey: its address today, the switch port it is
+// attached to once the gateway knows that) may have kMaxPendingPerGuest
+// queries pending; a query over that is dropped and counted (the guest's
+// resolver retries), so one guest cannot fill the table and push out the
+// others' queries. 256, a quarter of the table: a busy guest's burst (a
+// mail server's or a crawler's couple of hundred lookups at once) fits, and
+// three quarters of the table stay for the others. The counts live in a
+// fixed open-addressing table.
 //
 // Upstreams are tried in order, starting from the one that answered last:
 // after kAttemptTimeoutMs without an answer, or at once on a send error or
 // an ICMP error queued on the socket (IP_RECVERR, so a loopback resolver
 // that is not running fails over without waiting), the next one gets the
 // query, until every upstream has had it; then the guest gets SERVFAIL.
-// With no upstream at all it gets REFUSED at once, so it never hangs.
+// An ICMP error counts only if it quotes the pending query (id and bytes),
+// was sent to that query's current upstream, and is queued on the query's
+// own socket. With no upstream at all the guest gets REFUSED at once, so it
+// never hangs.
 //
 // Loopback resolvers (systemd-resolved's 127.0.0.53) work: the sockets live
 // in the host's namespace. Not done here: caching, local names, DNS over
-// TCP (the NAT carries it), EDNS rewriting, per-query source ports (the
-// id, the upstream address and the port of our one socket per family have
-// to match a reply).
+// TCP (the NAT carries it), EDNS rewriting, 0x20 case randomisation.
 #pragma once
 
 #include <sys/socket.h>
@@ -51,21 +78,37 @@ struct DnsForwarderStats {
     uint64_t dropped_malformed = 0;  // guest query not a DNS query, or too long
     uint64_t dropped_evicted = 0;    // pending queries pushed out by newer ones
     uint64_t dropped_unmatched = 0;  // upstream datagrams matching no query
+    uint64_t dropped_quota = 0;      // guest queries over kMaxPendingPerGuest
+    uint64_t socket_rotations = 0;   // pool sockets reopened on a new port
 };
+
+// Who a pending query counts against for the per-guest quota: the switch
+// port the query came in on (the gateway passes it), so that a guest cannot
+// escape its quota by changing its address.
+using DnsGuestKey = uint32_t;
 
 class DnsForwarder {
 public:
     static constexpr size_t kMaxPending = 1024;
     static constexpr size_t kMaxQueryLen = 512;
     static constexpr core::Millis kAttemptTimeoutMs = 2000;
+    static constexpr size_t kMaxPendingPerGuest = 256;  // a quarter of the table
+    static constexpr size_t kPoolSize = 8;              // source ports per family
+    static constexpr uint32_t kRotateQueries = 256;
+    static constexpr core::Millis kRotateMs = 60'000;
 
     DnsForwarder(core::EventLoop& loop, Gateway& gw);
     ~DnsForwarder();
     DnsForwarder(const DnsForwarder&) = delete;
     DnsForwarder& operator=(const DnsForwarder&) = delete;
 
-    // The UDP payload of a guest's datagram to cfg.dns:53.
-    void from_guest(wire::Ipv4 guest, uint16_t guest_port, wire::Bytes query);
+    // The UDP payload of a guest's datagram to cfg.dns:53; `key` is who it
+    // counts against for the quota (the port; callers without one, such as
+    // tests, key by the guest's address).
+    void from_guest(wire::Ipv4 guest, uint16_t guest_port, wire::Bytes query) {
+        from_guest(DnsGuestKey{guest}, guest, guest_port, query);
+    }
+    void from_guest(DnsGuestKey key, wire::Ipv4 guest, uint16_t guest_port, wire::Bytes query);
 
     // Replaces the upstream list (pending queries are dropped).
     void set_upstreams(const std::vector<HostPort>& upstreams);
@@ -75,6 +118,7 @@ public:
     // upstreams.
     std::optional<HostPort> active_upstream() const;
     size_t pending() const { return n_pending_; }
+    size_t pending_of(DnsGuestKey key) const;
     const DnsForwarderStats& stats() const { return stats_; }
 
 private:
@@ -82,18 +126,34 @@ private:
         DnsForwarder* fwd = nullptr;
         int fd = -1;
         int family = 0;
+        uint8_t slot = 0;  // index in slots_
         void on_io(uint32_t events) override { fwd->on_socket(*this, events); }
+    };
+    // One source port per family; a query uses the slot's socket of its
+    // upstream's family.
+    struct Slot {
+        Socket s4, s6;
+        uint32_t pending = 0;  // queries using this slot
+        uint32_t used = 0;     // queries since (re)opened
+        core::Millis opened = 0;
+        bool retiring = false;
     };
     struct Upstream {
         HostPort hp;
         sockaddr_storage sa{};
         socklen_t sa_len = 0;
-        Socket* sock = nullptr;
+        int family = 0;
+    };
+    struct GuestCount {
+        DnsGuestKey key{};
+        uint32_t count = 0;  // 0: an empty cell
     };
     struct Pending {
         bool used = false;
         uint16_t wire_id = 0;   // the id sent upstream
         uint16_t guest_id = 0;
+        uint8_t slot = 0;       // the source socket pair (slots_)
+        DnsGuestKey key{};      // the quota it counts against
         wire::Ipv4 guest = 0;
         uint16_t guest_port = 0;
         uint16_t len = 0;
@@ -121,20 +181,31 @@ private:
         return static_cast<uint32_t>((p.first + p.tries - 1) % upstreams_.size());
     }
     bool tried(const Pending& p, uint32_t upstream) const;
+    // Whether reply (a DNS message) repeats the question of p's query.
+    bool same_question(const Pending& p, wire::Bytes reply) const;
+    Socket& socket_for(Slot& slot, int family) { return family == AF_INET ? slot.s4 : slot.s6; }
     void open_socket(Socket& s, int family);
     void close_socket(Socket& s);
+    void open_slot(Slot& slot);
+    void close_slot(Slot& slot);
+    // Retires worn slots and reopens idle retired ones; picks a slot.
+    uint8_t pick_slot();
+    uint64_t random64();
+    GuestCount* guest_count(DnsGuestKey key, bool insert);
+    void guest_release(DnsGuestKey key);
     void rearm();
     void drop_all();
 
     core::EventLoop& loop_;
     Gateway& gw_;
-    Socket sock4_;
-    Socket sock6_;
+    std::array<Slot, kPoolSize> slots_;
+    bool need4_ = false, need6_ = false;  // families the upstreams use
     std::vector<Upstream> upstreams_;
     uint32_t preferred_ = 0;  // the upstream that answered last
     std::vector<Pending> table_;
     std::vector<uint16_t> by_id_;  // wire id -> table index + 1, 0: none
     size_t n_pending_ = 0;
+    std::vector<GuestCount> guests_;  // 2 * kMaxPending cells, linear probing
     core::Timer timer_;
     std::array<uint16_t, 64> random_ids_{};
     size_t random_left_ = 0;

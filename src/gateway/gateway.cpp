@@ -166,7 +166,8 @@ void Gateway::handle_ipv4(wire::Bytes payload, const wire::MacAddr& dst_mac,
             } else if (src == 0) {
                 stats_.dropped_martian++;
             } else {
-                dns_->from_guest(src, udp->src_port(), udp->payload());
+                dns_->from_guest(DnsGuestKey{meta.ingress}, src, udp->src_port(),
+                                 udp->payload());
             }
             return;
         }
@@ -238,6 +239,11 @@ void Gateway::send_time_exceeded(const wire::Ipv4View& ip) {
     if (ip.protocol() == wire::ipproto::icmp) {
         auto icmp = wire::Icmp4View::parse(ip.payload());
         if (!icmp || is_icmp_error(icmp->type())) return;
+    }
+    // A guest sending TTL 1 floods must not make us flood it back.
+    if (!icmp_error_allowed()) {
+        stats_.icmp_rate_limited++;
+        return;
     }
     size_t quote = std::min(ip.total_len(), ip.header_len() + 8);
     uint8_t* l4 = tx_l4();
@@ -470,25 +476,17 @@ void Gateway::on_port_detached(sw::PortId port) {
         }
     }
     std::erase_if(reserved_, [port](const Reservation& r) { return r.port == port; });
-    if (port < dhcp_budget_.size()) dhcp_budget_[port] = PortBudget{};
+    if (port < dhcp_budget_.size()) dhcp_budget_[port] = core::TokenBucket(kDhcpBurst, kDhcpPerSecond);
     if (dhcp_) dhcp_->port_gone(port);
     if (sink_) sink_->port_gone(port);
 }
 
 bool Gateway::dhcp_allowed(sw::PortId port) {
     if (port == sw::kNoPort) return true;
-    if (port >= dhcp_budget_.size()) dhcp_budget_.resize(port + 1);
-    PortBudget& b = dhcp_budget_[port];
-    const core::Millis now = loop_.now();
-    if (b.at == 0) b.at = now;
-    b.tokens = std::min(kDhcpBurst, b.tokens + static_cast<double>(now - b.at) * kDhcpPerSecond / 1000.0);
-    b.at = now;
-    if (b.tokens < 1) {
-        stats_.dropped_rate++;
-        return false;
-    }
-    b.tokens -= 1;
-    return true;
+    while (dhcp_budget_.size() <= port) dhcp_budget_.emplace_back(kDhcpBurst, kDhcpPerSecond);
+    if (dhcp_budget_[port].take(loop_.now())) return true;
+    stats_.dropped_rate++;
+    return false;
 }
 
 // --- neighbors ---------------------------------------------------------------

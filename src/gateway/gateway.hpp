@@ -41,6 +41,8 @@
 // reservation holds it; the table holds at most kMaxNeighbors entries (the
 // idlest unheld one goes). When a port detaches, its entries go and the
 // IpSink is told (port_gone), so its flows are reset.
+// Every ICMP error toward a guest (time exceeded here, the NAT's errors)
+// takes a token from one bucket (burst kIcmpErrorBurst, 1000 a second).
 // Not supported here: IPv6 (NDP), IP reassembly (fragments are dropped),
 // relayed DHCP, several IPv4 addresses on one MAC, ICMP errors other than
 // time exceeded.
@@ -53,6 +55,7 @@
 #include <vector>
 
 #include "core/event_loop.hpp"
+#include "core/token_bucket.hpp"
 #include "gateway/net_config.hpp"
 #include "switch/switch.hpp"
 #include "wire/addr.hpp"
@@ -108,6 +111,7 @@ struct GatewayStats {
     uint64_t dropped_not_for_us = 0;   // broadcast / multicast / other guests' unicast
     uint64_t arp_requests = 0;         // ARP requests sent for unknown guests
     uint64_t routed = 0;               // packets handed to the IpSink
+    uint64_t icmp_rate_limited = 0;    // time exceeded not sent: ICMP error bucket empty
 };
 
 class Dhcp4Server;
@@ -122,8 +126,8 @@ public:
     static constexpr core::Millis kNeighborIdleMs = 600'000;
     static constexpr core::Millis kArpRetryMs = 1000;
     // DHCP messages a port may send: a burst and a rate per second.
-    static constexpr double kDhcpBurst = 16;
-    static constexpr double kDhcpPerSecond = 4;
+    static constexpr uint32_t kDhcpBurst = 16;
+    static constexpr uint32_t kDhcpPerSecond = 4;
 
     Gateway(core::EventLoop& loop, sw::Switch& sw, NetConfig cfg);
     ~Gateway() override;
@@ -202,6 +206,10 @@ public:
 
     Dhcp4Server& dhcp() { return *dhcp_; }
     DnsForwarder& dns() { return *dns_; }
+    // Whether an ICMP error may go to a guest now: the one token bucket all
+    // of usernet's ICMP errors pass (core/token_bucket.hpp).
+    bool icmp_error_allowed() { return icmp_errors_.take(loop_.now()); }
+    static constexpr uint32_t kIcmpErrorBurst = 50;  // refilled at one per ms
 
 private:
     struct Neighbor {
@@ -215,10 +223,6 @@ private:
     struct Reservation {
         wire::Ipv4 ip;
         sw::PortId port;  // kNoPort: any port
-    };
-    struct PortBudget {
-        double tokens = kDhcpBurst;
-        core::Millis at = 0;
     };
     enum class Claim : uint8_t { ok, spoofed };
     struct ArpAttempt {
@@ -257,8 +261,9 @@ private:
     // The one address each MAC is bound to (its lease, or its claim).
     std::unordered_map<wire::MacAddr, wire::Ipv4, wire::MacAddrHash> mac_ip_;
     std::vector<Reservation> reserved_;
-    std::vector<PortBudget> dhcp_budget_;  // by port id
+    std::vector<core::TokenBucket> dhcp_budget_;  // by port id
     GatewayStats stats_;
+    core::TokenBucket icmp_errors_{kIcmpErrorBurst};
     alignas(64) std::array<uint8_t, kHeadroom + kTxCapacity> tx_{};
     std::array<uint8_t, 128> arp_buf_{};
     // Rate limit of ARP requests, a small direct-mapped cache by address.

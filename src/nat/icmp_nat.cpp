@@ -192,7 +192,6 @@ size_t IcmpNat::KeyHash::operator()(const FlowKey& k) const noexcept {
 namespace {
 
 constexpr core::Millis kSweepMs = 1000;
-constexpr uint32_t kErrorBurst = 50;                         // ICMP errors; refilled at one per ms
 constexpr size_t kMaxErrorLen = 576 - wire::kIpv4HeaderLen;  // RFC 1812 4.3.2.3
 constexpr int kMaxReads = 64;                                // messages per wakeup and socket
 
@@ -219,7 +218,6 @@ IcmpNat::IcmpNat(Nat& nat)
           expire_idle();
           arm_sweep();
       }),
-      err_tokens_(kErrorBurst),
       buf_(65536) {}
 
 IcmpNat::~IcmpNat() {
@@ -570,17 +568,11 @@ bool IcmpNat::send_error4(const wire::IpAddr& from, const wire::IpAddr& guest, u
     if ((wire::load16(&quote[6]) & 0x1fff) != 0) return false;
     if (!is_unicast(guest, gw_.config())) return false;
 
-    const core::Millis now = loop_.now();
-    if (now > err_refill_at_) {
-        err_tokens_ = static_cast<uint32_t>(
-            std::min<core::Millis>(kErrorBurst, err_tokens_ + (now - err_refill_at_)));
-        err_refill_at_ = now;
-    }
-    if (err_tokens_ == 0) {
+    // The gateway's bucket, shared with its own time-exceeded messages.
+    if (!gw_.icmp_error_allowed()) {
         stats_.errors_rate_limited++;
         return false;
     }
-    err_tokens_--;
 
     const size_t qlen = std::min(quote.size(), kMaxErrorLen - wire::kIcmpHeaderLen);
     const size_t len = wire::kIcmpHeaderLen + qlen;

@@ -29,7 +29,8 @@
 // - Flows expire after limits.icmp_idle_ms (a sweep each second while any
 //   exist); limits.icmp_flows bounds them, evicting the least recently used.
 // - send_error4() is the one place ICMPv4 errors toward guests are built,
-//   with a token bucket so a guest cannot make usernet flood it (RFC 1812
+//   through the gateway's ICMP error token bucket, which its time-exceeded
+//   messages share, so a guest cannot make usernet flood it (RFC 1812
 //   4.3.2.8).
 //
 // Not done: ICMPv6 (the gateway routes IPv4 only for now); echo requests
@@ -186,10 +187,6 @@ private:
     FlowLru lru_;
     core::Timer sweep_;
     IcmpStats stats_;
-
-    // ICMP error token bucket.
-    uint32_t err_tokens_;
-    core::Millis err_refill_at_ = 0;
 
     std::vector<uint8_t> buf_;  // one received message / one raw request
     std::array<uint8_t, 512> cmsg_{};

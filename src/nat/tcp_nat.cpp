@@ -1248,10 +1248,11 @@ void TcpNat::send_pending(Flow& f) {
         }
         const uint32_t seg = segment_limit(f);
         uint32_t want = std::min(room, seg);
-        if (want == seg && room > seg && gw_.offload_to(s.key.guest)) {
+        if (want == seg && room > seg && seg >= wire::kMinGsoSize && gw_.offload_to(s.key.guest)) {
             // The guest's attachment takes large segments: send as many
             // whole segments as fit in one frame (cut into pieces of `seg`
-            // by the guest's kernel, or the switch for others).
+            // by the guest's kernel, or the switch for others). Not below
+            // the gso_size the switch accepts (a guest with a tiny MSS).
             uint32_t max = static_cast<uint32_t>(gw_.tx_l4_capacity() - data_header_len(f));
             want = std::min(room, max);
             if (want > seg) want -= want % seg;

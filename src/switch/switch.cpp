@@ -12,13 +12,13 @@ PortId Switch::attach(Port& p) {
     for (PortId i = 0; i < ports_.size(); i++) {
         if (!ports_[i]) {
             ports_[i] = &p;
-            macs_per_port_[i] = 0;
+            macs_per_port_[i] = PortMacs{};
             p.id_ = i;
             return i;
         }
     }
     ports_.push_back(&p);
-    macs_per_port_.push_back(0);
+    macs_per_port_.push_back(PortMacs{});
     p.id_ = static_cast<PortId>(ports_.size() - 1);
     return p.id_;
 }
@@ -26,21 +26,47 @@ PortId Switch::attach(Port& p) {
 void Switch::detach(Port& p) {
     PortId id = p.id_;
     if (id >= ports_.size() || ports_[id] != &p) return;
+    // Not per frame: a scan of the whole table also takes the MACs pinned
+    // to this port, which are on no list.
     for (auto it = table_.begin(); it != table_.end();) {
         if (it->second.port == id) it = table_.erase(it);
         else ++it;
     }
     ports_[id] = nullptr;
-    macs_per_port_[id] = 0;
+    macs_per_port_[id] = PortMacs{};
     p.id_ = kNoPort;
     if (on_detach_) on_detach_(id);
+}
+
+void Switch::link_tail(PortId port, Node& n) {
+    PortMacs& l = macs_per_port_[port];
+    n.second.prev = l.tail;
+    n.second.next = nullptr;
+    (l.tail ? l.tail->second.next : l.head) = &n;
+    l.tail = &n;
+    l.count++;
+}
+
+void Switch::unlink(Node& n) {
+    PortMacs& l = macs_per_port_[n.second.port];
+    (n.second.prev ? n.second.prev->second.next : l.head) = n.second.next;
+    (n.second.next ? n.second.next->second.prev : l.tail) = n.second.prev;
+    n.second.prev = n.second.next = nullptr;
+    l.count--;
+}
+
+bool Switch::reuse_aged(PortId port, core::Millis now) {
+    Node* oldest = macs_per_port_[port].head;
+    if (!oldest || !aged(oldest->second, now)) return false;
+    unlink(*oldest);
+    table_.erase(oldest->first);
+    return true;
 }
 
 void Switch::pin(const wire::MacAddr& mac, PortId port) {
     auto [it, inserted] = table_.try_emplace(mac, Entry{port, 0, true});
     if (!inserted) {
-        if (it->second.port < macs_per_port_.size() && !it->second.pinned)
-            macs_per_port_[it->second.port]--;
+        if (!it->second.pinned) unlink(*it);
         it->second = Entry{port, 0, true};
     }
 }
@@ -48,7 +74,7 @@ void Switch::pin(const wire::MacAddr& mac, PortId port) {
 PortId Switch::lookup(const wire::MacAddr& mac) const {
     auto it = table_.find(mac);
     if (it == table_.end()) return kNoPort;
-    if (!it->second.pinned && loop_.now() - it->second.seen > kMacAgeMs) return kNoPort;
+    if (!it->second.pinned && aged(it->second, loop_.now())) return kNoPort;
     return it->second.port;
 }
 
@@ -61,11 +87,16 @@ bool Switch::learn(PortId from, const wire::MacAddr& src) {
     auto it = table_.find(src);
     if (it != table_.end()) {
         Entry& e = it->second;
-        if (e.port == from) {
+        if (e.port == from && !e.pinned) {
             e.seen = now;
+            if (e.next) {  // not the newest already: to the tail
+                unlink(*it);
+                link_tail(from, *it);
+            }
             return true;
         }
         if (e.pinned) {
+            if (e.port == from) return true;
             stats_.dropped_bad_src++;
             return false;
         }
@@ -76,33 +107,38 @@ bool Switch::learn(PortId from, const wire::MacAddr& src) {
             stats_.dropped_bad_src++;
             return false;
         }
-        if (macs_per_port_[from] >= kMaxMacsPerPort) {
+        if (macs_per_port_[from].count >= kMaxMacsPerPort && !reuse_aged(from, now)) {
             stats_.dropped_mac_limit++;
             return false;
         }
-        macs_per_port_[e.port]--;
-        macs_per_port_[from]++;
+        unlink(*it);
         e.port = from;
         e.seen = now;
+        link_tail(from, *it);
         return true;
     }
-    if (macs_per_port_[from] >= kMaxMacsPerPort || table_.size() >= kMaxMacs) {
-        // Make room from aged entries of this port before refusing.
-        for (auto i = table_.begin(); i != table_.end();) {
-            if (!i->second.pinned && now - i->second.seen > kMacAgeMs) {
-                macs_per_port_[i->second.port]--;
-                i = table_.erase(i);
-            } else {
-                ++i;
-            }
-        }
-        if (macs_per_port_[from] >= kMaxMacsPerPort || table_.size() >= kMaxMacs) {
-            stats_.dropped_mac_limit++;
-            return false;
-        }
+    if (macs_per_port_[from].count >= kMaxMacsPerPort && !reuse_aged(from, now)) {
+        stats_.dropped_mac_limit++;
+        return false;
     }
-    table_.emplace(src, Entry{from, now, false});
-    macs_per_port_[from]++;
+    if (table_.size() >= kMaxMacs && !reuse_aged(from, now) && now - last_sweep_ >= 1000) {
+        // Only with more than kMaxMacs / kMaxMacsPerPort ports: free every
+        // aged entry, at most once a second.
+        last_sweep_ = now;
+        for (PortMacs& l : macs_per_port_)
+            while (l.head && aged(l.head->second, now)) {
+                Node* n = l.head;
+                unlink(*n);
+                table_.erase(n->first);
+            }
+    }
+    if (table_.size() >= kMaxMacs) {
+        stats_.dropped_mac_limit++;
+        return false;
+    }
+    auto [ins, ok] = table_.emplace(src, Entry{from, now, false});
+    (void)ok;
+    link_tail(from, *ins);
     return true;
 }
 
@@ -176,6 +212,17 @@ void Switch::input(PortId from, wire::Bytes frame, const wire::Offload& off) {
     loop_.note_bytes(frame.size());
     wire::MacAddr dst = wire::MacAddr::from(&frame[0]);
     wire::MacAddr src = wire::MacAddr::from(&frame[6]);
+    // Offload fields are checked once, here, whatever the frame's way out:
+    // a frame cut in software is bounded (wire::kMaxGsoSegments), and one
+    // passed as it is to another guest's offload TAP carries nothing
+    // usernet would not take itself. A TCP segment never goes to a group
+    // address, so a large one flooded to every port is refused too.
+    if (off.any() && (!wire::validate_offload(frame, off) ||
+                      (off.gso_type != wire::Offload::gso_none && dst.is_multicast()))) {
+        stats_.dropped_bad_offload++;
+        in.stats().rx_dropped++;
+        return;
+    }
     if (!learn(from, src)) {
         in.stats().rx_dropped++;
         return;

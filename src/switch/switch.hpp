@@ -7,10 +7,18 @@
 // destination is broadcast, multicast or unknown. A port may own at most
 // kMaxMacsPerPort addresses, so a guest spraying source MACs cannot flush
 // the table or take over another guest's traffic; learned entries age out.
+// Each port's learned entries are kept on a list of their own, least
+// recently seen first, so a port at its limit finds an aged entry of its
+// own to reuse in O(1) (the head of its list) instead of scanning the whole
+// table per frame, which a guest spraying source MACs would otherwise make
+// it do.
 // The switch knows Ethernet only, and offload (wire/offload.hpp): a frame
 // with a partial checksum or a large TCP segment goes as it is to a port
 // that takes offload; for any other port the switch completes the checksum
 // and cuts the segment to the port's MTU in a scratch buffer of its own.
+// Offload fields are validated on the way in (wire::validate_offload), so
+// neither path carries a header usernet would not take, and no frame is
+// cut into more than wire::kMaxGsoSegments pieces.
 #pragma once
 
 #include <functional>
@@ -79,6 +87,9 @@ public:
     // Called with every frame that crosses the switch (pcap).
     void set_observer(std::function<void(wire::Bytes)> obs) { observer_ = std::move(obs); }
 
+    // How long a learned MAC lives without frames from it (tests shorten it).
+    void set_mac_age(core::Millis ms) { mac_age_ms_ = ms; }
+
     // Which port owns mac, or kNoPort.
     PortId lookup(const wire::MacAddr& mac) const;
     Port* port(PortId id) const { return id < ports_.size() ? ports_[id] : nullptr; }
@@ -97,19 +108,35 @@ private:
             return std::hash<uint64_t>{}(v * 0x9e3779b97f4a7c15ULL);
         }
     };
+    struct Entry;
+    using Node = std::pair<const wire::MacAddr, Entry>;  // stable in table_
     struct Entry {
         PortId port;
         core::Millis seen;
         bool pinned;
+        Node* prev = nullptr;  // the port's list, oldest first (learned entries)
+        Node* next = nullptr;
+    };
+    struct PortMacs {
+        Node* head = nullptr;  // least recently seen
+        Node* tail = nullptr;
+        uint32_t count = 0;
     };
     bool learn(PortId from, const wire::MacAddr& src);
+    void link_tail(PortId port, Node& n);
+    void unlink(Node& n);
+    bool aged(const Entry& e, core::Millis now) const { return now - e.seen > mac_age_ms_; }
+    // Frees an aged entry of `port` (its list's head) if there is one.
+    bool reuse_aged(PortId port, core::Millis now);
     void forward(PortId to, wire::Bytes frame, const FrameMeta& meta);
     void forward_resolved(Port& p, wire::Bytes frame, const FrameMeta& meta);
 
     core::EventLoop& loop_;
     std::vector<Port*> ports_;
-    std::vector<uint32_t> macs_per_port_;
+    std::vector<PortMacs> macs_per_port_;
     std::unordered_map<wire::MacAddr, Entry, MacHash> table_;
+    core::Millis mac_age_ms_ = kMacAgeMs;
+    core::Millis last_sweep_ = 0;  // the whole-table sweep at kMaxMacs, once a second
     std::function<void(wire::Bytes)> observer_;
     std::function<void(PortId)> on_detach_;
     IngressGuard* guard_ = nullptr;

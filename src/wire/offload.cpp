@@ -45,7 +45,7 @@ bool parse_vnet_hdr(const uint8_t* hdr, size_t frame_len, Offload& out) {
         break;
     case Offload::gso_tcp4:
     case Offload::gso_tcp6:
-        if (!out.csum_partial || out.gso_size == 0) return false;
+        if (!out.csum_partial || out.gso_size < kMinGsoSize) return false;
         out.gso_type = static_cast<uint8_t>(gso & ~vnet::gso_ecn);
         break;
     default:
@@ -78,10 +78,11 @@ bool complete_checksum(MutBytes frame, const Offload& off) {
     return true;
 }
 
-bool plan_tcp_segments(Bytes frame, const Offload& off, uint32_t mtu, size_t scratch_len,
-                       TcpSegmentPlan& plan) {
+// The header checks of a GSO frame, shared by validate_offload() and
+// plan_tcp_segments(): fills l3, l4, hdrs, payload and v6 of `plan`.
+static bool check_tcp_gso(Bytes frame, const Offload& off, TcpSegmentPlan& plan) {
     if (off.gso_type != Offload::gso_tcp4 && off.gso_type != Offload::gso_tcp6) return false;
-    if (off.gso_size == 0 || frame.size() < kEthHeaderLen) return false;
+    if (off.gso_size < kMinGsoSize || frame.size() < kEthHeaderLen) return false;
     size_t l3 = kEthHeaderLen;
     uint16_t type = load16(&frame[12]);
     if (type == ethertype::vlan) {
@@ -110,16 +111,36 @@ bool plan_tcp_segments(Bytes frame, const Offload& off, uint32_t mtu, size_t scr
     size_t tcphl = static_cast<size_t>(frame[l4 + 12] >> 4) * 4;
     if (tcphl < 20 || frame.size() < l4 + tcphl) return false;
     if (off.csum_partial && (off.csum_start != l4 || off.csum_offset != 16)) return false;
-    size_t l3_overhead = iphl + tcphl;
-    if (mtu <= l3_overhead) return false;
     plan.l3 = l3;
     plan.l4 = l4;
     plan.hdrs = l4 + tcphl;
     plan.payload = frame.size() - plan.hdrs;
+    return true;
+}
+
+bool validate_offload(Bytes frame, const Offload& off) {
+    if (off.csum_partial) {
+        size_t field = size_t{off.csum_start} + off.csum_offset;
+        if (off.csum_start >= frame.size() || field + 2 > frame.size()) return false;
+    }
+    if (off.gso_type == Offload::gso_none) return true;
+    TcpSegmentPlan plan;
+    if (!off.csum_partial || !check_tcp_gso(frame, off, plan)) return false;
+    plan.piece = off.gso_size;
+    return plan.pieces() <= kMaxGsoSegments;
+}
+
+bool plan_tcp_segments(Bytes frame, const Offload& off, uint32_t mtu, size_t scratch_len,
+                       TcpSegmentPlan& plan) {
+    if (!check_tcp_gso(frame, off, plan)) return false;
+    size_t l3_overhead = plan.hdrs - plan.l3;
+    if (mtu <= l3_overhead) return false;
     plan.piece = std::min<size_t>(off.gso_size, mtu - l3_overhead);
     if (plan.hdrs + plan.piece > scratch_len) return false;
     if (plan.payload == 0) plan.piece = 1;  // one frame, headers only
-    return true;
+    // The port's MTU may cut finer than gso_size: the cap holds for the
+    // pieces actually made.
+    return plan.pieces() <= kMaxGsoSegments;
 }
 
 size_t build_tcp_segment(Bytes frame, const TcpSegmentPlan& plan, size_t i, uint8_t* out) {

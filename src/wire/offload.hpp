@@ -18,7 +18,16 @@
 //
 // Every offset comes from the guest and is checked before use: a frame whose
 // offload fields do not describe it is rejected (the functions return false)
-// and must be dropped.
+// and must be dropped. The switch runs validate_offload() on every frame
+// that carries offload before it goes anywhere, so a frame passed as it is
+// to another guest's offload TAP carries nothing usernet would not take
+// itself.
+//
+// Amplification. Segmentation turns one frame into many: a 64 KiB frame
+// with gso_size 1 would become ~65,000 one-byte segments per port without
+// offload, a flood that stalls the loop. gso_size below kMinGsoSize is
+// rejected, and no frame may produce more than kMaxGsoSegments pieces
+// (after the MTU of the port it goes to is taken into account too).
 #pragma once
 
 #include <cstddef>
@@ -44,6 +53,21 @@ struct Offload {
     bool trusted() const { return csum_partial || csum_valid; }
 };
 
+// The smallest payload per segment (gso_size) accepted. 536 is the IPv4
+// default MSS (RFC 9293 3.7.1; every host takes 576-byte datagrams) and a
+// sender's gso_size is its MSS less the TCP options of the segment (up to
+// 40 bytes: a Linux guest at MTU 576 with timestamps sends gso_size 524),
+// so 536 - 40 is the least any guest down to the IPv4 minimum datagram
+// size uses. The same floor serves IPv6: an IPv6 link's MTU is at least
+// 1280, so a real IPv6 sender never comes near it, and what the floor is
+// for, bounding the pieces of one frame, needs no second number. A guest
+// at an MTU below 576 has to leave TSO off.
+inline constexpr uint16_t kMinGsoSize = 536 - 40;
+// The most pieces one frame may be cut into: 64 KiB of payload at the
+// floor (133). A frame that needs more, because the port it goes to has a
+// small MTU, is dropped rather than turned into a flood.
+inline constexpr size_t kMaxGsoSegments = (65536 + kMinGsoSize - 1) / kMinGsoSize;
+
 // The virtio-net header (struct virtio_net_hdr, 10 bytes, native byte order
 // as a TAP without TUNSETVNETLE/BE uses it).
 inline constexpr size_t kVnetHdrLen = 10;
@@ -56,10 +80,19 @@ inline constexpr uint8_t gso_ecn = 0x80;
 // Parses a virtio-net header in front of `frame` (frame_len bytes follow
 // it). False if it is malformed: unknown flags or GSO types (UDP
 // fragmentation offload is never enabled), a checksum field outside the
-// frame, GSO without a checksum to complete or with gso_size 0.
+// frame, GSO without a checksum to complete or with gso_size below
+// kMinGsoSize.
 bool parse_vnet_hdr(const uint8_t* hdr, size_t frame_len, Offload& out);
 // Writes the header for `off` at hdr (kVnetHdrLen bytes).
 void write_vnet_hdr(uint8_t* hdr, const Offload& off);
+
+// Whether `off` describes `frame`: the checksum field inside the frame and,
+// for GSO, the headers parse as the GSO type says (IPv4 or IPv6 with TCP,
+// not a fragment, IP length the frame's, csum_start at the TCP header and
+// csum_offset its checksum field), gso_size at least kMinGsoSize and at
+// most kMaxGsoSegments pieces of gso_size. The check every frame with
+// offload passes on entering the switch.
+bool validate_offload(Bytes frame, const Offload& off);
 
 // Completes a partial checksum in place: sums frame[csum_start..] (the
 // field already holds the pseudo-header sum) and stores the result. False
@@ -72,7 +105,8 @@ bool complete_checksum(MutBytes frame, const Offload& off);
 // before writing the next (so scratch need only hold one: the headers plus
 // the largest piece). The checksum in `frame` may be partial or complete.
 // False, with nothing emitted, if the headers are malformed or do not
-// agree with `off`.
+// agree with `off`, gso_size is below kMinGsoSize, or the frame would
+// become more than kMaxGsoSegments pieces at this MTU.
 template <typename Emit>
 bool segment_tcp(Bytes frame, const Offload& off, uint32_t mtu, MutBytes scratch, Emit&& emit);
 
@@ -85,8 +119,9 @@ struct TcpSegmentPlan {
     size_t payload = 0;  // payload bytes in all
     size_t piece = 0;    // payload bytes per output frame
     bool v6 = false;
+    size_t pieces() const { return payload == 0 ? 1 : (payload + piece - 1) / piece; }
 };
-// Checks the headers and works out the pieces.
+// Checks the headers and works out the pieces (at most kMaxGsoSegments).
 bool plan_tcp_segments(Bytes frame, const Offload& off, uint32_t mtu, size_t scratch_len,
                        TcpSegmentPlan& plan);
 // Writes piece i (headers fixed up, checksums computed) into scratch and
@@ -97,7 +132,7 @@ template <typename Emit>
 bool segment_tcp(Bytes frame, const Offload& off, uint32_t mtu, MutBytes scratch, Emit&& emit) {
     TcpSegmentPlan plan;
     if (!plan_tcp_segments(frame, off, mtu, scratch.size(), plan)) return false;
-    size_t n = plan.payload == 0 ? 1 : (plan.payload + plan.piece - 1) / plan.piece;
+    size_t n = plan.pieces();
     for (size_t i = 0; i < n; i++) {
         size_t len = build_tcp_segment(frame, plan, i, scratch.data());
         emit(Bytes(scratch.data(), len));

@@ -3,6 +3,7 @@
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
+#include <string>
 
 namespace usernet::wire {
 
@@ -31,10 +32,23 @@ static_assert(sizeof(RecordHeader) == kPcapRecordHeaderLen);
 
 }  // namespace
 
-PcapWriter::PcapWriter(const std::string& path) : buf_(new char[kBufferSize]) {
-    fp_ = std::fopen(path.c_str(), "wb");
-    if (!fp_)
-        throw std::runtime_error("cannot open pcap file '" + path + "': " + std::strerror(errno));
+PcapWriter::PcapWriter(const std::string& path, uint64_t max_bytes, uint32_t max_files)
+    : buf_(new char[kBufferSize]), max_bytes_(max_bytes) {
+    if (max_bytes != 0 && max_bytes < kPcapMinFileSize)
+        throw std::invalid_argument("pcap size limit below " + std::to_string(kPcapMinFileSize));
+    names_.push_back(path);
+    for (uint32_t i = 1; i < max_files; i++) names_.push_back(path + "." + std::to_string(i));
+    if (!open_file())
+        throw std::runtime_error("cannot write pcap file '" + path + "': " + std::strerror(errno));
+}
+
+PcapWriter::~PcapWriter() {
+    if (fp_) std::fclose(fp_);
+}
+
+bool PcapWriter::open_file() {
+    fp_ = std::fopen(names_[0].c_str(), "wb");
+    if (!fp_) return false;
     std::setvbuf(fp_, buf_.get(), _IOFBF, kBufferSize);
     GlobalHeader h{kPcapMagic,   kPcapVersionMajor, kPcapVersionMinor,    0,
                    0,            kPcapSnapLen,      kPcapLinktypeEthernet};
@@ -42,12 +56,24 @@ PcapWriter::PcapWriter(const std::string& path) : buf_(new char[kBufferSize]) {
         int err = errno;
         std::fclose(fp_);
         fp_ = nullptr;
-        throw std::runtime_error("cannot write pcap file '" + path + "': " + std::strerror(err));
+        errno = err;
+        return false;
     }
+    file_bytes_ = sizeof h;
+    return true;
 }
 
-PcapWriter::~PcapWriter() {
+bool PcapWriter::rotate() noexcept {
     if (fp_) std::fclose(fp_);
+    fp_ = nullptr;
+    rotations_++;
+    // FILE.<n-2> -> FILE.<n-1> (replacing the oldest), ..., FILE -> FILE.1;
+    // with one file, FILE is simply started again.
+    if (names_.size() == 1) return open_file();
+    std::remove(names_.back().c_str());
+    for (size_t i = names_.size() - 1; i > 0; i--)
+        std::rename(names_[i - 1].c_str(), names_[i].c_str());
+    return open_file();
 }
 
 void PcapWriter::write(Bytes frame) noexcept {
@@ -58,6 +84,17 @@ void PcapWriter::write(Bytes frame) noexcept {
 
 void PcapWriter::write(Bytes frame, const timespec& ts) noexcept {
     size_t incl = frame.size() < kPcapSnapLen ? frame.size() : kPcapSnapLen;
+    uint64_t rec = sizeof(RecordHeader) + incl;
+    if (max_bytes_ != 0 && file_bytes_ + rec > max_bytes_ && !rotate()) {
+        errors_++;
+        return;
+    }
+    if (!fp_) {  // a rotation failed earlier: try again
+        if (!open_file()) {
+            errors_++;
+            return;
+        }
+    }
     RecordHeader r{static_cast<uint32_t>(ts.tv_sec), static_cast<uint32_t>(ts.tv_nsec / 1000),
                    static_cast<uint32_t>(incl), static_cast<uint32_t>(frame.size())};
     if (std::fwrite(&r, sizeof r, 1, fp_) != 1 ||
@@ -65,9 +102,10 @@ void PcapWriter::write(Bytes frame, const timespec& ts) noexcept {
         errors_++;
         return;
     }
+    file_bytes_ += rec;
     frames_++;
 }
 
-bool PcapWriter::flush() noexcept { return std::fflush(fp_) == 0; }
+bool PcapWriter::flush() noexcept { return fp_ && std::fflush(fp_) == 0; }
 
 }  // namespace usernet::wire

@@ -42,7 +42,8 @@ class CliTest(unittest.TestCase):
     def test_help_exits_zero_and_mentions_netns(self):
         r = run(["--help"])
         self.assertEqual(r.returncode, 0, r.stderr)
-        for opt in ("--netns", "--socket", "--tap", "--pcap", "-t", "-u", "--dns-upstream",
+        for opt in ("--netns", "--socket", "--tap", "--pcap", "--pcap-size", "--pcap-count",
+                    "-t", "-u", "--dns-upstream",
                     "--no-offload", "--max-flows", "--busy-poll"):
             self.assertIn(opt, r.stdout, "--help does not mention %s" % opt)
 
@@ -159,6 +160,46 @@ class CliTest(unittest.TestCase):
                 self.assertEqual(r.returncode, 0, r.stderr)
                 icmp = [l for l in r.stdout.splitlines() if "ICMP" in l or "Echo" in l]
                 self.assertGreaterEqual(len(icmp), 1, r.stdout)
+
+    def test_pcap_rotates_at_the_size_limit_and_keeps_count_files(self):
+        if os.geteuid() != 0:
+            self.skipTest("needs root")
+        limit = 1000000  # --pcap-size 1: one million bytes
+        with netlab.Lab("cli") as lab:
+            host = lab.netns("host")
+            guest = lab.netns("guest")
+            pcap = lab.path("rot.pcap")
+            un = lab.usernet(host, ["--netns", guest.path, "--config-net", "--pcap", pcap,
+                                    "--pcap-size", "1", "--pcap-count", "3"],
+                             wait=[("link", guest, "tap0")])
+            netlab.wait_for(lambda: guest.addrs("tap0"), 10, what="address from --config-net")
+            # About 5.7 MB of broadcast frames: they cross the switch (and
+            # the capture) and go no further.
+            guest.run(["python3", "-c",
+                       "import socket\n"
+                       "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+                       "s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)\n"
+                       "for i in range(4000):\n"
+                       "    s.sendto(i.to_bytes(4, 'big') * 350, ('10.0.2.255', 9))\n"],
+                      timeout=60)
+            time.sleep(0.5)
+            un.send_signal(signal.SIGTERM)
+            self.assertEqual(un.wait(10), 0, un.describe())
+            frames = 0
+            for name in (pcap, pcap + ".1", pcap + ".2"):
+                self.assertTrue(os.path.exists(name), "%s missing after 5.7 MB" % name)
+                size = os.path.getsize(name)
+                self.assertLessEqual(size, limit, "%s is %d bytes, over --pcap-size" % (name, size))
+                with open(name, "rb") as f:
+                    data = f.read()
+                self.assertEqual(struct.unpack("<I", data[:4])[0], 0xA1B2C3D4, name)
+                off = 24
+                while off + 16 <= len(data):
+                    off += 16 + struct.unpack("<I", data[off + 8:off + 12])[0]
+                    frames += 1
+                self.assertEqual(off, len(data), "%s ends in a partial record" % name)
+            self.assertFalse(os.path.exists(pcap + ".3"), "more files than --pcap-count 3")
+            self.assertGreater(frames, 1500, "the kept files hold too few frames")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -313,11 +314,111 @@ TEST_F(DnsForwarderTest, DnsForwarder_DropsResponsesAndRuntsFromGuests) {
 TEST_F(DnsForwarderTest, DnsForwarder_PendingTableIsBoundedOldestEvicted) {
     Upstream up;
     start({up.host_port()});
-    const size_t n = DnsForwarder::kMaxPending + 10;
-    for (size_t i = 0; i < n; i++) query(make_query(static_cast<uint16_t>(i), "example.test"));
+    // Enough guests, each at its quota, to more than fill the table.
+    const size_t per = DnsForwarder::kMaxPendingPerGuest;
+    const size_t guests = DnsForwarder::kMaxPending / per + 1;
+    for (size_t g = 0; g < guests; g++)
+        for (size_t i = 0; i < per; i++)
+            gw->dns().from_guest(static_cast<Ipv4>(0x0a000210 + g), 40000,
+                                 make_query(static_cast<uint16_t>(i), "example.test"));
     EXPECT_EQ(gw->dns().pending(), DnsForwarder::kMaxPending);
-    EXPECT_EQ(gw->dns().stats().dropped_evicted, 10u);
-    EXPECT_EQ(gw->dns().stats().queries, n);
+    EXPECT_EQ(gw->dns().stats().dropped_evicted, guests * per - DnsForwarder::kMaxPending);
+    EXPECT_EQ(gw->dns().stats().queries, guests * per);
+    EXPECT_EQ(gw->dns().stats().dropped_quota, 0u);
+}
+
+TEST_F(DnsForwarderTest, DnsForwarder_OneGuestCannotPushOutAnothersPendingQuery) {
+    Upstream up;
+    start({up.host_port()});
+    query(make_query(0x4242, "victim.test"));
+    sockaddr_in from{};
+    auto victim = up.recv(1000, &from);
+    ASSERT_TRUE(victim);
+    // Another guest floods twice the whole table.
+    const Ipv4 hostile = ip("10.0.2.16");
+    for (size_t i = 0; i < 2 * DnsForwarder::kMaxPending; i++)
+        gw->dns().from_guest(hostile, 40000, make_query(static_cast<uint16_t>(i), "flood.test"));
+    EXPECT_EQ(gw->dns().pending_of(hostile), DnsForwarder::kMaxPendingPerGuest);
+    EXPECT_EQ(gw->dns().pending_of(kGuest), 1u);
+    EXPECT_EQ(gw->dns().stats().dropped_quota,
+              2 * DnsForwarder::kMaxPending - DnsForwarder::kMaxPendingPerGuest);
+    EXPECT_EQ(gw->dns().stats().dropped_evicted, 0u);
+    // The victim's query is still pending: its answer reaches it.
+    up.send_to(make_answer(*victim, 1), from);
+    run_until_frames(1, 1000);
+    ASSERT_EQ(guest.frames.size(), 1u);
+    auto r = dns_to_guest(guest.frames[0]);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(wire::DnsView::parse(*r)->id(), 0x4242);
+    EXPECT_EQ(gw->dns().pending_of(kGuest), 0u);
+}
+
+TEST_F(DnsForwarderTest, DnsForwarder_ReplyToAnotherQuestionIsIgnored) {
+    Upstream up;
+    start({up.host_port()});
+    query(make_query(0x77, "bank.example.test"));
+    sockaddr_in from{};
+    auto sent = up.recv(1000, &from);
+    ASSERT_TRUE(sent);
+    uint16_t id = wire::load16(sent->data());
+    // Right id, right upstream address and port, to the right port: but the
+    // question is another name, or another type.
+    auto forged = make_answer(make_query(id, "evil.test"), 1);
+    up.send_to(forged, from);
+    auto other_type = make_answer(*sent, 1);
+    size_t qtype_at = 12 + 19;  // past "\4bank\7example\4test\0"
+    ASSERT_EQ(wire::load16(&other_type[qtype_at]), wire::dnstype::a);
+    wire::store16(&other_type[qtype_at], wire::dnstype::aaaa);
+    up.send_to(other_type, from);
+    run_for(200);
+    EXPECT_TRUE(guest.frames.empty());
+    EXPECT_EQ(gw->dns().stats().dropped_unmatched, 2u);
+    // The real answer, its name in another case (RFC 4343), still gets there.
+    auto real = make_answer(*sent, 1);
+    for (size_t i = 12; i < 12 + 18; i++)
+        if (real[i] >= 'a' && real[i] <= 'z') real[i] = static_cast<uint8_t>(real[i] - 32);
+    up.send_to(real, from);
+    run_until_frames(1, 1000);
+    ASSERT_EQ(guest.frames.size(), 1u);
+    auto r = dns_to_guest(guest.frames[0]);
+    ASSERT_TRUE(r);
+    auto v = wire::DnsView::parse(*r);
+    EXPECT_EQ(v->id(), 0x77);
+    EXPECT_EQ(v->ancount(), 1);
+}
+
+TEST_F(DnsForwarderTest, DnsForwarder_QueriesLeaveFromSeveralSourcePortsAndEachMustMatch) {
+    Upstream up;
+    start({up.host_port()});
+    std::vector<std::pair<std::vector<uint8_t>, sockaddr_in>> sent;
+    for (uint16_t i = 0; i < 40; i++) {
+        query(make_query(static_cast<uint16_t>(100 + i), "example.test"),
+              static_cast<uint16_t>(41000 + i));
+        sockaddr_in from{};
+        auto d = up.recv(1000, &from);
+        ASSERT_TRUE(d);
+        sent.emplace_back(*d, from);
+    }
+    std::vector<uint16_t> ports;
+    for (auto& [d, from] : sent)
+        if (std::find(ports.begin(), ports.end(), from.sin_port) == ports.end())
+            ports.push_back(from.sin_port);
+    EXPECT_GE(ports.size(), 2u) << "every query left from one source port";
+    ASSERT_GE(ports.size(), 2u);
+    // An answer with the right id from the right upstream, but sent to
+    // another of our ports than the query left from, is dropped.
+    auto& [first, first_from] = sent[0];
+    sockaddr_in wrong = first_from;
+    for (auto& [d, from] : sent)
+        if (from.sin_port != first_from.sin_port) wrong = from;
+    up.send_to(make_answer(first, 1), wrong);
+    run_for(200);
+    EXPECT_TRUE(guest.frames.empty());
+    EXPECT_EQ(gw->dns().stats().dropped_unmatched, 1u);
+    up.send_to(make_answer(first, 1), first_from);
+    run_until_frames(1, 1000);
+    ASSERT_EQ(guest.frames.size(), 1u);
+    EXPECT_EQ(wire::DnsView::parse(*dns_to_guest(guest.frames[0]))->id(), 100);
 }
 
 }  // namespace

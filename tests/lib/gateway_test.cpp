@@ -314,6 +314,32 @@ TEST_F(GatewayTest, Gateway_ExpiringTtlOnARoutedPacketSendsTimeExceeded) {
     EXPECT_EQ(sink.pkts.size(), 1u);
 }
 
+TEST_F(GatewayTest, Gateway_ABurstOfTtlOnePacketsGetsABoundedNumberOfTimeExceeded) {
+    const uint8_t data[] = {1, 2, 3, 4, 5, 6, 7, 8};
+    // All in one wakeup: the loop's clock does not move, the bucket is not
+    // refilled.
+    const int burst = 500;
+    for (int i = 0; i < burst; i++)
+        input(udp_frame(cfg.gw_mac, kGuestMac, ip("10.0.2.15"), ip("192.0.2.1"),
+                        static_cast<uint16_t>(33434 + i), 33435, data, 1));
+    EXPECT_EQ(gw->gw_stats().dropped_ttl, static_cast<uint64_t>(burst));
+    size_t replies = 0;
+    for (auto& f : guest.frames) {
+        auto p = parse_ip(f);
+        if (!p || p->ip.protocol() != wire::ipproto::icmp) continue;
+        auto icmp = wire::Icmp4View::parse(p->ip.payload());
+        if (icmp && icmp->type() == wire::icmptype::time_exceeded) replies++;
+    }
+    EXPECT_EQ(replies, Gateway::kIcmpErrorBurst);
+    EXPECT_EQ(gw->gw_stats().icmp_rate_limited, burst - Gateway::kIcmpErrorBurst);
+    // The bucket refills with the clock.
+    core::Millis t0 = loop.now();
+    while (loop.now() - t0 < 20) loop.run_once(10);
+    guest.frames.clear();
+    input(udp_frame(cfg.gw_mac, kGuestMac, ip("10.0.2.15"), ip("192.0.2.1"), 1, 2, data, 1));
+    EXPECT_EQ(guest.frames.size(), 1u);
+}
+
 TEST_F(GatewayTest, Gateway_IgnoresBroadcastsAndOtherGuestsUnicast) {
     const uint8_t data[] = {1, 2, 3};
     input(udp_frame(MacAddr::broadcast(), kGuestMac, ip("10.0.2.15"), ip("10.0.2.255"), 137, 137,

@@ -405,6 +405,19 @@ TEST(Options, PcapPidAndForeground) {
     EXPECT_EQ(error_option({"--pid="}), "--pid");
 }
 
+TEST(Options, PcapSizeAndCount) {
+    Config d = parse({"--pcap", "/tmp/x.pcap"});
+    EXPECT_EQ(d.pcap_size_mb, 1000u);  // bounded by default
+    EXPECT_EQ(d.pcap_count, 2u);
+    Config c = parse({"--pcap", "/tmp/x.pcap", "--pcap-size", "5", "--pcap-count", "4"});
+    EXPECT_EQ(c.pcap_size_mb, 5u);
+    EXPECT_EQ(c.pcap_count, 4u);
+    EXPECT_EQ(parse({"--pcap", "/tmp/x.pcap", "--pcap-size", "0"}).pcap_size_mb, 0u);
+    EXPECT_EQ(error_option({"--pcap-size", "big"}), "--pcap-size");
+    EXPECT_EQ(error_option({"--pcap-size", "1000001"}), "--pcap-size");
+    EXPECT_EQ(error_option({"--pcap-count", "0"}), "--pcap-count");
+}
+
 TEST(Options, UnknownOptionsAndStrayArgumentsAreErrors) {
     EXPECT_EQ(error_option({"--bogus"}), "--bogus");
     EXPECT_NE(error_message({"--bogus"}).find("--help"), std::string::npos);

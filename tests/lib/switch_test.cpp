@@ -5,14 +5,22 @@
 
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <vector>
+
+#include "wire/checksum.hpp"
+#include "wire/ethernet.hpp"
+#include "wire/ipv4.hpp"
+#include "wire/tcp.hpp"
 
 namespace usernet::sw {
 namespace {
 
 class RecordingPort : public Port {
 public:
-    explicit RecordingPort(uint32_t mtu = 1500) : mtu_(mtu) {}
+    explicit RecordingPort(uint32_t mtu = 1500, bool offload = false)
+        : mtu_(mtu), offload_(offload) {}
+    bool takes_offload() const override { return offload_; }
     void deliver(wire::Bytes frame, const FrameMeta& meta) override {
         frames.emplace_back(frame.begin(), frame.end());
         metas.push_back(meta);
@@ -24,6 +32,7 @@ public:
 
 private:
     uint32_t mtu_;
+    bool offload_;
 };
 
 std::vector<uint8_t> frame(const wire::MacAddr& dst, const wire::MacAddr& src, size_t len = 60) {
@@ -111,6 +120,79 @@ TEST_F(SwitchTest, Switch_LimitsMacsPerPortSoAStormCannotFillTheTable) {
     EXPECT_EQ(sw.lookup(mac(2)), b.id());
 }
 
+wire::MacAddr storm_mac(uint32_t i) {
+    return wire::MacAddr{{0x02, 1, static_cast<uint8_t>(i >> 16), static_cast<uint8_t>(i >> 8),
+                          static_cast<uint8_t>(i), 0}};
+}
+
+// Runs the loop until its clock has moved past `ms` from `from`.
+void run_past(core::EventLoop& loop, core::Millis from, core::Millis ms) {
+    while (loop.now() - from <= ms) loop.run_once(static_cast<int>(ms / 2 + 1));
+}
+
+TEST_F(SwitchTest, Switch_AtTheLimitAPortReusesItsOwnAgedEntryAndOnlyThat) {
+    sw.set_mac_age(100);
+    loop.run_once(0);
+    const core::Millis t0 = loop.now();
+    for (uint32_t i = 0; i < Switch::kMaxMacsPerPort; i++)
+        sw.input(a.id(), frame(wire::MacAddr::broadcast(), storm_mac(i)));
+    sw.input(b.id(), frame(wire::MacAddr::broadcast(), mac(2)));  // b's own, as old
+    EXPECT_EQ(sw.stats().dropped_mac_limit, 0u);
+    run_past(loop, t0, 100);
+    // All but the first of a's MACs are heard again: only storm_mac(0) is
+    // aged now. The clock does not move from here on (no run_once).
+    for (uint32_t i = 1; i < Switch::kMaxMacsPerPort; i++)
+        sw.input(a.id(), frame(wire::MacAddr::broadcast(), storm_mac(i)));
+    EXPECT_EQ(sw.lookup(storm_mac(0)), kNoPort);
+    // A new MAC takes the aged entry's place...
+    sw.input(a.id(), frame(wire::MacAddr::broadcast(), storm_mac(1000)));
+    EXPECT_EQ(sw.stats().dropped_mac_limit, 0u);
+    EXPECT_EQ(sw.lookup(storm_mac(1000)), a.id());
+    // ... and the next is refused: every other entry of a is live, and b's
+    // aged entry is not a's to take.
+    sw.input(a.id(), frame(wire::MacAddr::broadcast(), storm_mac(1001)));
+    EXPECT_EQ(sw.stats().dropped_mac_limit, 1u);
+    EXPECT_EQ(sw.lookup(storm_mac(1001)), kNoPort);
+    // A's live MACs still pass, and b can still learn anew.
+    size_t before = c.frames.size();
+    sw.input(a.id(), frame(wire::MacAddr::broadcast(), storm_mac(5)));
+    EXPECT_EQ(c.frames.size(), before + 1);
+    sw.input(b.id(), frame(wire::MacAddr::broadcast(), mac(3)));
+    EXPECT_EQ(sw.lookup(mac(3)), b.id());
+    EXPECT_EQ(sw.stats().dropped_mac_limit, 1u);
+}
+
+TEST_F(SwitchTest, Switch_AtTheLimitTheLeastRecentlySeenEntryIsTheOneReused) {
+    sw.set_mac_age(100);
+    loop.run_once(0);
+    const core::Millis t0 = loop.now();
+    for (uint32_t i = 0; i < Switch::kMaxMacsPerPort; i++)
+        sw.input(a.id(), frame(wire::MacAddr::broadcast(), storm_mac(i)));
+    run_past(loop, t0, 100);
+    // Heard again in another order: 7 and 3 stay aged, and the two new
+    // MACs take exactly their places.
+    for (uint32_t i = Switch::kMaxMacsPerPort; i-- > 0;) {
+        if (i != 7 && i != 3) sw.input(a.id(), frame(wire::MacAddr::broadcast(), storm_mac(i)));
+    }
+    sw.input(a.id(), frame(wire::MacAddr::broadcast(), storm_mac(2000)));
+    sw.input(a.id(), frame(wire::MacAddr::broadcast(), storm_mac(2001)));
+    sw.input(a.id(), frame(wire::MacAddr::broadcast(), storm_mac(2002)));
+    EXPECT_EQ(sw.lookup(storm_mac(2000)), a.id());
+    EXPECT_EQ(sw.lookup(storm_mac(2001)), a.id());
+    EXPECT_EQ(sw.lookup(storm_mac(2002)), kNoPort);
+    EXPECT_EQ(sw.stats().dropped_mac_limit, 1u);
+    for (uint32_t i = 0; i < Switch::kMaxMacsPerPort; i++) {
+        if (i == 7 || i == 3) continue;
+        EXPECT_EQ(sw.lookup(storm_mac(i)), a.id()) << i;
+    }
+    // The port's list survives a detach and attach of another port.
+    sw.detach(b);
+    sw.attach(b);
+    sw.input(b.id(), frame(wire::MacAddr::broadcast(), mac(9)));
+    EXPECT_EQ(sw.lookup(mac(9)), b.id());
+    EXPECT_EQ(sw.lookup(storm_mac(2000)), a.id());
+}
+
 TEST_F(SwitchTest, Switch_DetachForgetsThePortsMacs) {
     sw.input(a.id(), frame(wire::MacAddr::broadcast(), mac(1)));
     EXPECT_EQ(sw.lookup(mac(1)), a.id());
@@ -137,6 +219,95 @@ TEST_F(SwitchTest, Switch_ObserverSeesEveryForwardedFrame) {
     sw.input(a.id(), frame(wire::MacAddr::broadcast(), mac(1)));
     sw.input(a.id(), std::vector<uint8_t>(5, 0));  // runt: not observed
     EXPECT_EQ(seen, 1);
+}
+
+// A 64 KiB TCP segment as a guest's kernel hands it to a TAP with TSO on:
+// IPv4, the checksum partial, gso_size as given.
+std::vector<uint8_t> gso_frame(const wire::MacAddr& dst, const wire::MacAddr& src,
+                               uint16_t gso_size, wire::Offload& off) {
+    const size_t payload = 65000;
+    std::vector<uint8_t> f(wire::kEthHeaderLen + 20 + 20 + payload, 0x5a);
+    wire::build_ethernet(f.data(), dst, src, wire::ethertype::ipv4);
+    uint8_t* ip = f.data() + wire::kEthHeaderLen;
+    wire::build_ipv4(ip, 0x0a00020f, 0x0a000210, 6, 20 + payload, 64, 1);
+    wire::build_tcp(ip + 20, 40000, 80, 1, 1, 0x10, 512);
+    wire::store16(ip + 20 + 16,
+                  wire::csum_pseudo_partial(wire::IpAddr::v4(0x0a00020f),
+                                            wire::IpAddr::v4(0x0a000210), 6, 20 + payload));
+    off = wire::Offload{};
+    off.csum_partial = true;
+    off.csum_start = wire::kEthHeaderLen + 20;
+    off.csum_offset = 16;
+    off.hdr_len = wire::kEthHeaderLen + 40;
+    off.gso_type = wire::Offload::gso_tcp4;
+    off.gso_size = gso_size;
+    return f;
+}
+
+struct OffloadSwitchTest : ::testing::Test {
+    core::EventLoop loop;
+    Switch sw{loop};
+    RecordingPort guest{1500, true};  // a TAP with offload
+    RecordingPort qemu{1500, false};  // a QEMU socket
+    RecordingPort other{1500, true};  // another guest's offload TAP
+    void SetUp() override {
+        sw.attach(guest);
+        sw.attach(qemu);
+        sw.attach(other);
+    }
+};
+
+TEST_F(OffloadSwitchTest, Switch_CutsASaneGsoFrameForAPortWithoutOffload) {
+    wire::Offload off;
+    auto f = gso_frame(mac(2), mac(1), 1460, off);  // unknown destination: flooded
+    sw.input(guest.id(), f, off);
+    EXPECT_EQ(qemu.frames.size(), (65000u + 1459) / 1460);
+    for (auto& m : qemu.metas) EXPECT_FALSE(m.off.any());
+    ASSERT_EQ(other.frames.size(), 1u);  // as it is
+    EXPECT_EQ(other.metas[0].off.gso_size, 1460);
+    EXPECT_EQ(sw.stats().dropped_bad_offload, 0u);
+}
+
+TEST_F(OffloadSwitchTest, Switch_DropsAOneByteGsoFrameInsteadOfMakingThousandsOfSegments) {
+    wire::Offload off;
+    auto f = gso_frame(mac(2), mac(1), 1, off);
+    sw.input(guest.id(), f, off);
+    EXPECT_EQ(qemu.frames.size(), 0u) << "one frame became " << qemu.frames.size();
+    EXPECT_EQ(sw.stats().dropped_bad_offload, 1u);
+    EXPECT_EQ(guest.stats().rx_dropped, 1u);
+}
+
+TEST_F(OffloadSwitchTest, Switch_DropsATinyGsoFrameTowardAnOffloadPortToo) {
+    // Learn `other`'s MAC so the frame goes to that port alone.
+    sw.input(other.id(), frame(wire::MacAddr::broadcast(), mac(3)));
+    wire::Offload off;
+    auto f = gso_frame(mac(3), mac(1), 1, off);
+    sw.input(guest.id(), f, off);
+    EXPECT_EQ(other.frames.size(), 0u) << "another guest's kernel saw gso_size 1";
+    EXPECT_EQ(sw.stats().dropped_bad_offload, 1u);
+}
+
+TEST_F(OffloadSwitchTest, Switch_DropsOffloadFieldsThatDoNotDescribeTheFrame) {
+    sw.input(other.id(), frame(wire::MacAddr::broadcast(), mac(3)));
+    wire::Offload off;
+    auto f = gso_frame(mac(3), mac(1), 1460, off);
+    wire::Offload bad = off;
+    bad.csum_offset = 40;  // not the TCP checksum field
+    sw.input(guest.id(), f, bad);
+    bad = off;
+    wire::store16(&f[wire::kEthHeaderLen + 2], 1000);  // IP length not the frame's
+    sw.input(guest.id(), f, bad);
+    EXPECT_EQ(other.frames.size(), 0u);
+    EXPECT_EQ(sw.stats().dropped_bad_offload, 2u);
+}
+
+TEST_F(OffloadSwitchTest, Switch_DropsAGsoFrameSentToABroadcastAddress) {
+    wire::Offload off;
+    auto f = gso_frame(wire::MacAddr::broadcast(), mac(1), 1460, off);
+    sw.input(guest.id(), f, off);
+    EXPECT_EQ(qemu.frames.size(), 0u);
+    EXPECT_EQ(other.frames.size(), 0u);
+    EXPECT_EQ(sw.stats().dropped_bad_offload, 1u);
 }
 
 }  // namespace

@@ -118,6 +118,66 @@ TEST(Offload, VnetHeaderThatDoesNotDescribeTheFrameIsRejected) {
     EXPECT_EQ(o.gso_type, Offload::gso_tcp4);
 }
 
+TEST(Offload, VnetHeaderWithATinyGsoSizeIsRejected) {
+    // gso_size 1 would make ~65,000 one-byte segments of a 64 KiB frame.
+    Offload o;
+    uint8_t h[kVnetHdrLen] = {};
+    h[0] = vnet::f_needs_csum;
+    h[1] = Offload::gso_tcp4;
+    for (uint16_t size : {uint16_t{1}, uint16_t{88}, uint16_t{kMinGsoSize - 1}}) {
+        std::memcpy(h + 4, &size, 2);
+        EXPECT_FALSE(parse_vnet_hdr(h, 65000, o)) << size;
+    }
+    uint16_t floor = kMinGsoSize;
+    std::memcpy(h + 4, &floor, 2);
+    EXPECT_TRUE(parse_vnet_hdr(h, 65000, o));
+    EXPECT_EQ(o.gso_size, kMinGsoSize);
+}
+
+TEST(Offload, ValidateAcceptsWhatAGuestKernelSends) {
+    for (bool v6 : {false, true}) {
+        Offload off;
+        auto f = gso_frame(v6, 65000, kAck | kPsh, off, 1448);
+        EXPECT_TRUE(validate_offload(f, off)) << v6;
+        off.gso_size = kMinGsoSize;  // 132 pieces: within the cap
+        EXPECT_TRUE(validate_offload(f, off)) << v6;
+        Offload partial_only = off;
+        partial_only.gso_type = Offload::gso_none;
+        EXPECT_TRUE(validate_offload(f, partial_only));
+        EXPECT_TRUE(validate_offload(f, Offload{}));
+    }
+}
+
+TEST(Offload, ValidateRejectsATinyGsoSizeAndHeadersThatDisagree) {
+    Offload off;
+    auto f = gso_frame(false, 65000, kAck, off, 1448);
+    Offload bad = off;
+    bad.gso_size = 1;
+    EXPECT_FALSE(validate_offload(f, bad)) << "gso_size 1";
+    bad.gso_size = kMinGsoSize - 1;
+    EXPECT_FALSE(validate_offload(f, bad));
+    bad = off;
+    bad.csum_partial = false;  // GSO with nothing to complete
+    EXPECT_FALSE(validate_offload(f, bad));
+    bad = off;
+    bad.csum_offset = 6;  // not the TCP checksum
+    EXPECT_FALSE(validate_offload(f, bad));
+    bad = off;
+    bad.gso_type = Offload::gso_tcp6;  // an IPv4 frame announced as IPv6
+    EXPECT_FALSE(validate_offload(f, bad));
+    auto g = f;
+    store16(&g[kEthHeaderLen + 2], 4000);  // IP length not the frame's
+    EXPECT_FALSE(validate_offload(g, off));
+    bad = Offload{};
+    bad.csum_partial = true;
+    bad.csum_start = 59;
+    bad.csum_offset = 0;
+    std::vector<uint8_t> small(60, 0);
+    EXPECT_FALSE(validate_offload(small, bad)) << "checksum field past the end";
+    bad.csum_start = 58;
+    EXPECT_TRUE(validate_offload(small, bad));
+}
+
 TEST(Offload, CompletedChecksumEqualsTheFullComputation) {
     for (size_t payload : {0, 1, 2, 3, 999, 1448}) {
         Offload off;
@@ -258,6 +318,29 @@ TEST(Offload, SegmentationRejectsHeadersThatDisagree) {
     store16(&f[kEthHeaderLen + 6], 0x2000);
     segment(f, off, 1500, &ok);
     EXPECT_FALSE(ok);
+}
+
+TEST(Offload, SegmentationRefusesATinyGsoSize) {
+    Offload off;
+    auto big = gso_frame(false, 65000, kAck, off, 1);
+    bool ok = true;
+    auto pieces = segment(big, off, 1500, &ok);
+    EXPECT_FALSE(ok);
+    EXPECT_TRUE(pieces.empty());
+}
+
+TEST(Offload, SegmentationCapsThePiecesOfOneFrame) {
+    // A sane gso_size toward a port with a tiny MTU would still make
+    // hundreds of pieces: refused above kMaxGsoSegments.
+    Offload off;
+    auto big = gso_frame(false, 65000, kAck, off, 1448);
+    bool ok = true;
+    EXPECT_TRUE(segment(big, off, 200, &ok).empty());  // 148-byte pieces: 440 of them
+    EXPECT_FALSE(ok);
+    auto at_cap = segment(big, off, 52 + 500, &ok);  // 500-byte pieces: 130
+    EXPECT_TRUE(ok);
+    EXPECT_EQ(at_cap.size(), 130u);
+    EXPECT_LE(at_cap.size(), kMaxGsoSegments);
 }
 
 TEST(Offload, AHeaderOnlySegmentIsOneFrame) {

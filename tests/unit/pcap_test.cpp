@@ -164,3 +164,80 @@ TEST(PcapWriter, FileIsReadableByTshark) {
     EXPECT_EQ(out, "42\tARP\n71\tDNS\n74\tTCP\n");
     std::remove(path.c_str());
 }
+
+namespace {
+
+// The frame numbers (first 4 bytes of each frame) recorded in a file.
+std::vector<uint32_t> frame_numbers(const std::vector<uint8_t>& f) {
+    std::vector<uint32_t> out;
+    if (f.size() < kPcapGlobalHeaderLen || le32(f, 0) != kPcapMagic) return out;
+    for (size_t off = kPcapGlobalHeaderLen; off + kPcapRecordHeaderLen <= f.size();) {
+        uint32_t incl = le32(f, off + 8);
+        if (off + kPcapRecordHeaderLen + incl > f.size()) break;
+        out.push_back(le32(f, off + kPcapRecordHeaderLen));
+        off += kPcapRecordHeaderLen + incl;
+    }
+    return out;
+}
+
+}  // namespace
+
+TEST(PcapWriter, RotatesAtTheSizeLimitKeepingTheNewestFiles) {
+    std::string path = temp_path("rotate");
+    const uint64_t limit = kPcapMinFileSize;
+    const uint32_t n = 1000;  // 2 KB frames: about 2 MB, eight files' worth
+    {
+        PcapWriter w(path, limit, 3);
+        std::vector<uint8_t> frame(2000, 0xab);
+        for (uint32_t i = 0; i < n; i++) {
+            std::memcpy(frame.data(), &i, 4);
+            w.write(Bytes(frame.data(), frame.size()), timespec{1700000000, 0});
+            ASSERT_LE(w.file_bytes(), limit);
+        }
+        EXPECT_GE(w.rotations(), 7u);
+        EXPECT_EQ(w.errors(), 0u);
+    }
+    std::vector<uint32_t> all;
+    for (const char* suffix : {".2", ".1", ""}) {  // oldest first
+        auto f = read_file(path + suffix);
+        EXPECT_LE(f.size(), limit) << suffix;
+        if (*suffix) {
+            EXPECT_GT(f.size(), limit - 2100) << suffix << ": rotated early";
+        }
+        auto nums = frame_numbers(f);
+        ASSERT_FALSE(nums.empty()) << suffix;
+        all.insert(all.end(), nums.begin(), nums.end());
+    }
+    EXPECT_EQ(access((path + ".3").c_str(), F_OK), -1) << "more files than --pcap-count";
+    // The kept files are the newest frames, in order, without a gap.
+    ASSERT_FALSE(all.empty());
+    EXPECT_EQ(all.back(), n - 1);
+    for (size_t i = 1; i < all.size(); i++) ASSERT_EQ(all[i], all[i - 1] + 1) << i;
+    for (const char* suffix : {".2", ".1", ""}) std::remove((path + suffix).c_str());
+}
+
+TEST(PcapWriter, OneFileAtTheLimitStartsAgain) {
+    std::string path = temp_path("restart");
+    {
+        PcapWriter w(path, kPcapMinFileSize, 1);
+        std::vector<uint8_t> frame(60000, 1);
+        for (uint32_t i = 0; i < 20; i++) {
+            std::memcpy(frame.data(), &i, 4);
+            w.write(Bytes(frame.data(), frame.size()), timespec{1700000000, 0});
+        }
+        EXPECT_GE(w.rotations(), 4u);
+    }
+    auto f = read_file(path);
+    EXPECT_LE(f.size(), kPcapMinFileSize);
+    auto nums = frame_numbers(f);
+    ASSERT_FALSE(nums.empty());
+    EXPECT_EQ(nums.back(), 19u);
+    EXPECT_EQ(access((path + ".1").c_str(), F_OK), -1);
+    std::remove(path.c_str());
+}
+
+TEST(PcapWriter, ALimitSmallerThanOneFullRecordIsRefused) {
+    std::string path = temp_path("tiny");
+    EXPECT_THROW(PcapWriter(path, kPcapMinFileSize - 1, 2), std::invalid_argument);
+    std::remove(path.c_str());
+}

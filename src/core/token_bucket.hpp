@@ -1,0 +1,41 @@
+// A token bucket on the loop's clock: at most `burst` tokens, refilled at
+// `per_second` tokens a second (counted in thousandths of a token, so slow
+// rates refill smoothly too). With the defaults it is the kernel's ICMP
+// error limit (icmp_msgs_burst 50, icmp_msgs_per_sec 1000), which usernet
+// applies to every ICMP error it sends a guest, whichever part of it sends
+// one: one bucket, owned by the gateway, so the NAT's errors and the
+// gateway's time-exceeded share it as the kernel's global limit is shared.
+// The gateway also keeps one per port for DHCP messages.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+
+#include "core/event_loop.hpp"
+
+namespace usernet::core {
+
+class TokenBucket {
+public:
+    explicit TokenBucket(uint32_t burst, uint32_t per_second = 1000)
+        : cap_(uint64_t{burst} * 1000), per_second_(per_second), milli_(cap_) {}
+
+    // Takes a token if there is one at `now` (the loop's clock).
+    bool take(Millis now) {
+        if (now > refilled_at_) {
+            milli_ = std::min<uint64_t>(cap_, milli_ + (now - refilled_at_) * per_second_);
+            refilled_at_ = now;
+        }
+        if (milli_ < 1000) return false;
+        milli_ -= 1000;
+        return true;
+    }
+
+private:
+    uint64_t cap_;
+    uint64_t per_second_;
+    uint64_t milli_;
+    Millis refilled_at_ = 0;
+};
+
+}  // namespace usernet::core
