@@ -334,12 +334,14 @@ TEST_F(DnsForwarderTest, DnsForwarder_OneGuestCannotPushOutAnothersPendingQuery)
     sockaddr_in from{};
     auto victim = up.recv(1000, &from);
     ASSERT_TRUE(victim);
+    // The victim's query came in through its port, which is its quota key.
+    const DnsGuestKey victim_key = guest.id();
     // Another guest floods twice the whole table.
     const Ipv4 hostile = ip("10.0.2.16");
     for (size_t i = 0; i < 2 * DnsForwarder::kMaxPending; i++)
         gw->dns().from_guest(hostile, 40000, make_query(static_cast<uint16_t>(i), "flood.test"));
     EXPECT_EQ(gw->dns().pending_of(hostile), DnsForwarder::kMaxPendingPerGuest);
-    EXPECT_EQ(gw->dns().pending_of(kGuest), 1u);
+    EXPECT_EQ(gw->dns().pending_of(victim_key), 1u);
     EXPECT_EQ(gw->dns().stats().dropped_quota,
               2 * DnsForwarder::kMaxPending - DnsForwarder::kMaxPendingPerGuest);
     EXPECT_EQ(gw->dns().stats().dropped_evicted, 0u);
@@ -350,7 +352,7 @@ TEST_F(DnsForwarderTest, DnsForwarder_OneGuestCannotPushOutAnothersPendingQuery)
     auto r = dns_to_guest(guest.frames[0]);
     ASSERT_TRUE(r);
     EXPECT_EQ(wire::DnsView::parse(*r)->id(), 0x4242);
-    EXPECT_EQ(gw->dns().pending_of(kGuest), 0u);
+    EXPECT_EQ(gw->dns().pending_of(victim_key), 0u);
 }
 
 TEST_F(DnsForwarderTest, DnsForwarder_ReplyToAnotherQuestionIsIgnored) {
