@@ -20,6 +20,7 @@ sys.dont_write_bytecode = True  # keep the source tree clean
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import netlab  # noqa: E402
 from netlab import DNS, GATEWAY, MiB, REMOTE_ADDR  # noqa: E402
+from rawframes import csum, ip4  # noqa: E402
 
 netlab.require_basics()
 netlab.require_tools("curl")
@@ -27,19 +28,6 @@ netlab.require_tools("curl")
 MY_MAC = bytes.fromhex("525400c0ffee")
 MY_IP = "10.0.2.99"
 BCAST = b"\xff" * 6
-
-
-def csum(b):
-    if len(b) % 2:
-        b += b"\0"
-    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return (~s) & 0xFFFF
-
-
-def ip4(a):
-    return socket.inet_aton(a)
 
 
 def eth(dst, src, etype, payload):

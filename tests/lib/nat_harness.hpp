@@ -139,8 +139,10 @@ struct NatHarness {
     std::unique_ptr<gw::Gateway> gw;
     std::optional<nat::Nat> nat;
 
-    explicit NatHarness(nat::NatLimits limits = {}, bool learn_guest = true) {
+    explicit NatHarness(nat::NatLimits limits = {}, bool learn_guest = true,
+                        const std::function<void(gw::NetConfig&)>& configure = {}) {
         cfg.dhcp_count = 16;
+        if (configure) configure(cfg);
         sw.attach(guest);
         gw = std::make_unique<gw::Gateway>(loop, sw, cfg);
         nat.emplace(loop, *gw, limits);

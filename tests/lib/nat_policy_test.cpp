@@ -92,13 +92,7 @@ TEST(NatPolicy, NatPolicy_TheGatewayAddressStillReachesTheHostsLoopback) {
 }
 
 TEST(NatPolicy, NatPolicy_NoMapGwClosesTheGatewayToo) {
-    NatHarness h;
-    h.cfg.map_gateway_to_loopback = false;
-    h.gw.reset();
-    h.nat.reset();
-    h.gw = std::make_unique<gw::Gateway>(h.loop, h.sw, h.cfg);
-    h.nat.emplace(h.loop, *h.gw);
-    h.gw->set_ip_sink(&*h.nat);
+    NatHarness h({}, true, [](gw::NetConfig& c) { c.map_gateway_to_loopback = false; });
     Listener l;
     h.input(syn_frame(kGatewayIp, l.port));
     h.input(syn_frame(0x7f000001, l.port));
@@ -135,12 +129,7 @@ TEST(NatPolicy, NatPolicy_LinkLocalIsRefusedUnlessAllowed) {
     h.input(udp_frame(kGuestIp, 0xa9fea9fe, 5000, 80, bytes("x")));
     EXPECT_EQ(unreachable_code(h), wire::icmpcode::admin_prohibited);
 
-    NatHarness allowed;
-    allowed.cfg.allow_link_local = true;
-    allowed.gw.reset();
-    allowed.nat.reset();
-    allowed.gw = std::make_unique<gw::Gateway>(allowed.loop, allowed.sw, allowed.cfg);
-    allowed.nat.emplace(allowed.loop, *allowed.gw);
+    NatHarness allowed({}, true, [](gw::NetConfig& c) { c.allow_link_local = true; });
     EXPECT_TRUE(allowed.nat->host_target(metadata, 80, wire::ipproto::tcp).ok());
     // The loopback range stays closed whatever is allowed.
     EXPECT_TRUE(allowed.nat->host_target(wire::IpAddr::v4(0x7f000001), 80, wire::ipproto::tcp)
