@@ -42,8 +42,7 @@ void warn_fd_limit(const Config& cfg, rlim_t have) {
     if (have != RLIM_INFINITY && have < want)
         spdlog::warn("the file descriptor limit ({}) is below the {} that the flow limits of all "
                      "guests together may need ({} TCP, {} UDP, {} ping flows); connections "
-                     "beyond it will be refused: raise the hard limit (ulimit -Hn, LimitNOFILE=) "
-                     "or lower --max-flows",
+                     "beyond it will be refused: raise the hard limit (ulimit -Hn, LimitNOFILE=)",
                      have, want, cfg.limits.tcp_flows, cfg.limits.udp_flows,
                      cfg.limits.icmp_flows);
 }

@@ -99,6 +99,22 @@ class CliTest(unittest.TestCase):
             self.assertTrue(netlab._unix_connectable(sock))
             lab.assert_alive(first)
 
+    def test_low_descriptor_limit_is_warned_about_after_start_up(self):
+        """A hard RLIMIT_NOFILE below what all flow limits together need
+        (74,496 by default) gets one warning naming both numbers, once
+        usernet is up; usernet still runs and stops cleanly."""
+        netlab.require_tools("prlimit")
+        with netlab.Lab("cli") as lab:
+            host = lab.netns("host")
+            sock = lab.path("s.sock")
+            un = lab.usernet(host, ["--socket", sock], wait=[("socket", sock)],
+                             wrapper=["prlimit", "--nofile=3000:3000"])
+            netlab.wait_for(lambda: "descriptor limit" in un.stderr(), 5, what="the warning")
+            self.assertRegex(un.stderr(), r"warning: the file descriptor limit \(3000\) is below the "
+                                          r"74496 that the flow limits of all guests together may need")
+            un.send_signal(signal.SIGTERM)
+            self.assertEqual(un.wait(10), 0, un.describe())
+
     def test_sigterm_exits_cleanly_with_zero(self):
         if os.geteuid() != 0:
             self.skipTest("needs root")

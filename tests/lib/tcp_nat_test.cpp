@@ -788,6 +788,33 @@ TEST(TcpNat, TcpNat_PendingConnectsTheGuestGaveUpOnFreeTheirHalfOpenSlots) {
     close(lfd);
 }
 
+TEST(TcpNat, TcpNat_PendingConnectsAreCappedInAllGuestsTogether) {
+    nat::NatLimits lim;
+    lim.tcp_half_open_per_guest = 100;
+    lim.tcp_half_open = 3;
+    NatHarness h(lim);
+    // Connects to a listener whose accept queue is full stay pending.
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in la = loopback_addr(0);
+    ASSERT_EQ(bind(lfd, reinterpret_cast<sockaddr*>(&la), sizeof la), 0);
+    ASSERT_EQ(listen(lfd, 0), 0);
+    uint16_t silent_port = local_port(lfd);
+    int filler = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in fa = loopback_addr(silent_port);
+    ASSERT_EQ(connect(filler, reinterpret_cast<sockaddr*>(&fa), sizeof fa), 0);
+    std::vector<std::unique_ptr<TcpGuest>> pending;
+    for (uint16_t i = 0; i < 4; i++) {
+        pending.push_back(std::make_unique<TcpGuest>(h, kGatewayIp, silent_port, 43000 + i));
+        pending.back()->send(flag::syn, kGuestIsn, 0, {}, 65535, true);
+    }
+    h.loop.run_once(0);
+    // The guest is far below its own limit; the fourth SYN meets the total.
+    EXPECT_EQ(h.nat->tcp().flow_count(), 3u);
+    EXPECT_EQ(h.nat->tcp().stats().syn_dropped_half_open, 1u);
+    close(filler);
+    close(lfd);
+}
+
 TEST(TcpNat, TcpNat_GuestKeepaliveTurnsOnKeepaliveForTheHostSocketAndIsAcked) {
     NatHarness h;
     Listener l;
