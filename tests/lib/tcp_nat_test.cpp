@@ -735,21 +735,35 @@ int flow_socket_for(int accepted) {
     return -1;
 }
 
+// A listener whose accept queue is full drops SYNs: connects to it stay
+// pending (for the kernel's two minutes of SYN retries), as toward a
+// silent destination.
+struct SilentListener {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int filler = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    uint16_t port = 0;
+    bool connected = false;
+    SilentListener() {
+        sockaddr_in la = loopback_addr(0);
+        if (bind(fd, reinterpret_cast<sockaddr*>(&la), sizeof la) != 0 || listen(fd, 0) != 0) return;
+        port = local_port(fd);
+        sockaddr_in fa = loopback_addr(port);
+        connected = connect(filler, reinterpret_cast<sockaddr*>(&fa), sizeof fa) == 0;
+    }
+    ~SilentListener() {
+        close(filler);
+        close(fd);
+    }
+    bool ok() const { return connected; }
+};
+
 TEST(TcpNat, TcpNat_PendingConnectsTheGuestGaveUpOnFreeTheirHalfOpenSlots) {
     nat::NatLimits lim;
     lim.tcp_half_open_per_guest = 4;
     NatHarness h(lim);
-    // A listener whose accept queue is full drops SYNs: connects to it stay
-    // pending (for the kernel's two minutes of SYN retries), as toward a
-    // silent destination.
-    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in la = loopback_addr(0);
-    ASSERT_EQ(bind(lfd, reinterpret_cast<sockaddr*>(&la), sizeof la), 0);
-    ASSERT_EQ(listen(lfd, 0), 0);
-    uint16_t silent_port = local_port(lfd);
-    int filler = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in fa = loopback_addr(silent_port);
-    ASSERT_EQ(connect(filler, reinterpret_cast<sockaddr*>(&fa), sizeof fa), 0);
+    SilentListener silent;
+    ASSERT_TRUE(silent.ok());
+    const uint16_t silent_port = silent.port;
     std::vector<std::unique_ptr<TcpGuest>> pending;
     for (uint16_t i = 0; i < 4; i++) {
         pending.push_back(std::make_unique<TcpGuest>(h, kGatewayIp, silent_port, 41000 + i));
@@ -784,8 +798,6 @@ TEST(TcpNat, TcpNat_PendingConnectsTheGuestGaveUpOnFreeTheirHalfOpenSlots) {
     EXPECT_EQ(segs[0].flags, flag::syn | flag::ack);
     EXPECT_EQ(segs[0].dport, 42000);
     EXPECT_EQ(h.nat->tcp().flow_count(), 2u);
-    close(filler);
-    close(lfd);
 }
 
 TEST(TcpNat, TcpNat_PendingConnectsAreCappedInAllGuestsTogether) {
@@ -793,15 +805,9 @@ TEST(TcpNat, TcpNat_PendingConnectsAreCappedInAllGuestsTogether) {
     lim.tcp_half_open_per_guest = 100;
     lim.tcp_half_open = 3;
     NatHarness h(lim);
-    // Connects to a listener whose accept queue is full stay pending.
-    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in la = loopback_addr(0);
-    ASSERT_EQ(bind(lfd, reinterpret_cast<sockaddr*>(&la), sizeof la), 0);
-    ASSERT_EQ(listen(lfd, 0), 0);
-    uint16_t silent_port = local_port(lfd);
-    int filler = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in fa = loopback_addr(silent_port);
-    ASSERT_EQ(connect(filler, reinterpret_cast<sockaddr*>(&fa), sizeof fa), 0);
+    SilentListener silent;
+    ASSERT_TRUE(silent.ok());
+    const uint16_t silent_port = silent.port;
     std::vector<std::unique_ptr<TcpGuest>> pending;
     for (uint16_t i = 0; i < 4; i++) {
         pending.push_back(std::make_unique<TcpGuest>(h, kGatewayIp, silent_port, 43000 + i));
@@ -811,8 +817,6 @@ TEST(TcpNat, TcpNat_PendingConnectsAreCappedInAllGuestsTogether) {
     // The guest is far below its own limit; the fourth SYN meets the total.
     EXPECT_EQ(h.nat->tcp().flow_count(), 3u);
     EXPECT_EQ(h.nat->tcp().stats().syn_dropped_half_open, 1u);
-    close(filler);
-    close(lfd);
 }
 
 TEST(TcpNat, TcpNat_GuestKeepaliveTurnsOnKeepaliveForTheHostSocketAndIsAcked) {
