@@ -755,6 +755,17 @@ struct SilentListener {
         close(fd);
     }
     bool ok() const { return connected; }
+    // n guest connections toward it, from guest ports first_port.., each
+    // having sent its SYN: they stay pending.
+    std::vector<std::unique_ptr<TcpGuest>> pending_syns(NatHarness& h, uint16_t n,
+                                                        uint16_t first_port) const {
+        std::vector<std::unique_ptr<TcpGuest>> out;
+        for (uint16_t i = 0; i < n; i++) {
+            out.push_back(std::make_unique<TcpGuest>(h, kGatewayIp, port, first_port + i));
+            out.back()->send(flag::syn, kGuestIsn, 0, {}, 65535, true);
+        }
+        return out;
+    }
 };
 
 TEST(TcpNat, TcpNat_PendingConnectsTheGuestGaveUpOnFreeTheirHalfOpenSlots) {
@@ -763,12 +774,7 @@ TEST(TcpNat, TcpNat_PendingConnectsTheGuestGaveUpOnFreeTheirHalfOpenSlots) {
     NatHarness h(lim);
     SilentListener silent;
     ASSERT_TRUE(silent.ok());
-    const uint16_t silent_port = silent.port;
-    std::vector<std::unique_ptr<TcpGuest>> pending;
-    for (uint16_t i = 0; i < 4; i++) {
-        pending.push_back(std::make_unique<TcpGuest>(h, kGatewayIp, silent_port, 41000 + i));
-        pending.back()->send(flag::syn, kGuestIsn, 0, {}, 65535, true);
-    }
+    auto pending = silent.pending_syns(h, 4, 41000);
     Listener live;
     TcpGuest g(h, kGatewayIp, live.port, 42000);
     EXPECT_TRUE(g.settle(300).empty());  // nothing answers: the connects are pending
@@ -807,12 +813,7 @@ TEST(TcpNat, TcpNat_PendingConnectsAreCappedInAllGuestsTogether) {
     NatHarness h(lim);
     SilentListener silent;
     ASSERT_TRUE(silent.ok());
-    const uint16_t silent_port = silent.port;
-    std::vector<std::unique_ptr<TcpGuest>> pending;
-    for (uint16_t i = 0; i < 4; i++) {
-        pending.push_back(std::make_unique<TcpGuest>(h, kGatewayIp, silent_port, 43000 + i));
-        pending.back()->send(flag::syn, kGuestIsn, 0, {}, 65535, true);
-    }
+    auto pending = silent.pending_syns(h, 4, 43000);
     h.loop.run_once(0);
     // The guest is far below its own limit; the fourth SYN meets the total.
     EXPECT_EQ(h.nat->tcp().flow_count(), 3u);
