@@ -104,6 +104,16 @@ std::vector<uint8_t> arp_claim(size_t mac, Ipv4 ip, Ipv4 target) {
     return f;
 }
 
+// The client the server sees: no identifier and 01:MAC both name the MAC;
+// the shared identifier is one client; another MAC's 01:MAC names that MAC.
+size_t identity(size_t mac, uint8_t cidv) {
+    switch (cidv) {
+    case 2: return kMacs;
+    case 3: return (mac + 1) % kMacs;
+    default: return mac;
+    }
+}
+
 bool in_pool(const gw::NetConfig& c, Ipv4 a) {
     return a >= c.dhcp_start && a < c.dhcp_start + c.dhcp_count && a != c.gateway &&
            a != c.dns && a != c.net && a != c.broadcast();
@@ -145,6 +155,14 @@ void collect(World& w, Model& m, size_t mac, uint8_t cidv) {
                                  a, mac, port_of(mac), k.first, port_of(k.first));
                     FUZZ_CHECK(false);
                 }
+            }
+            // A client holds one address: its ACK ends what the same MAC
+            // held under the same identity (no identifier and 01:MAC are
+            // one client to the server).
+            for (auto it = m.claims.begin(); it != m.claims.end();) {
+                bool same = it->first.first == mac && identity(mac, it->first.second) ==
+                                                          identity(mac, cidv);
+                it = same ? m.claims.erase(it) : std::next(it);
             }
             m.claims[key] = Claim{a, now + core::Millis(kLeaseSeconds) * 1000};
         }
