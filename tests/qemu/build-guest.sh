@@ -13,7 +13,13 @@
 #   UN-INIT <uptime>                     /init started
 #   UN-LEASE ip=.. mask=.. router=.. dns=..
 #   UN-SHA256 <hex> <bytes>              of the downloaded file
+#   UN-PEER-OK|UN-PEER-FAIL <ip>         for each address in un.ping=A,B
 #   UN-DONE rc=<n> t=<uptime>            last line before poweroff
+# Kernel command-line knobs: un.port=P un.file=F (the download), un.ping=A,B
+# (ping peers on the LAN after the lease, retrying for a minute),
+# un.linger=S (stay up S seconds before poweroff, for peers to reach it),
+# un.shell (instead of powering off, print UN-SHELL and run a shell on the
+# console, for a test to drive).
 #
 # Usage: build-guest.sh OUTDIR
 # Environment: USERNET_KERNEL=/boot/vmlinuz-X to choose a kernel (default:
@@ -144,11 +150,14 @@ echo; echo "UN-INIT $(up)"
 for m in $(cat /modules.order); do
     insmod "/lib/modules/$m" || echo "UN-WARN insmod $m failed"
 done
-PORT=; FILE=file; SIZE=
+PORT=; FILE=file; SIZE=; PINGS=; LINGER=0; SHELL_AFTER=
 for arg in $(cat /proc/cmdline); do
     case "$arg" in
         un.port=*) PORT=${arg#un.port=} ;;
         un.file=*) FILE=${arg#un.file=} ;;
+        un.ping=*) PINGS=$(echo "${arg#un.ping=}" | tr , ' ') ;;
+        un.linger=*) LINGER=${arg#un.linger=} ;;
+        un.shell) SHELL_AFTER=1 ;;
     esac
 done
 ip link set lo up
@@ -163,6 +172,15 @@ rc=0
 if udhcpc -i eth0 -s /udhcpc.sh -f -q -n -t 10 -T 2; then
     echo "UN-DHCP-OK t=$(up)"
     if ping -c 1 -W 5 10.0.2.2 >/dev/null 2>&1; then echo "UN-PING-OK"; else echo "UN-PING-FAIL"; fi
+    for p in $PINGS; do
+        # a peer may still be booting: try for up to a minute
+        k=0; ok=
+        while [ $k -lt 30 ]; do
+            if ping -c 1 -W 2 "$p" >/dev/null 2>&1; then ok=1; break; fi
+            k=$((k + 1))
+        done
+        if [ -n "$ok" ]; then echo "UN-PEER-OK $p"; else echo "UN-PEER-FAIL $p"; rc=4; fi
+    done
     if [ -n "$PORT" ]; then
         t0=$(up)
         # (no wget -T: it segfaults in Debian's busybox 1.35; use timeout instead)
@@ -175,6 +193,13 @@ if udhcpc -i eth0 -s /udhcpc.sh -f -q -n -t 10 -T 2; then
 else
     rc=2; echo "UN-ERROR udhcpc failed"
 fi
+if [ -n "$SHELL_AFTER" ]; then
+    # The test drives the guest: commands on the console, one per line;
+    # each ends with a marker line the test waits for.
+    echo "UN-SHELL rc=$rc t=$(up)"
+    exec setsid cttyhack sh
+fi
+[ "$LINGER" -gt 0 ] 2>/dev/null && { echo "UN-LINGER $LINGER"; sleep "$LINGER"; }
 echo "UN-DONE rc=$rc t=$(up)"
 sync
 poweroff -f
