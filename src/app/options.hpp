@@ -31,9 +31,12 @@ inline constexpr uint32_t kNetnsMtu = 65520;  // TAP in a namespace: no wire to 
 inline constexpr uint32_t kWireMtu = 1500;    // --socket and --tap: an emulated NIC
 inline constexpr const char* kDefaultTapName = "tap0";
 
-enum class AttachmentKind { netns, tap, socket };
+enum class AttachmentKind { netns, tap, socket, tcp_listen, tcp_connect };
 
-// One guest attachment from --netns, --tap or --socket (value[,mtu=N]).
+inline constexpr const char* kDefaultListenHost = "127.0.0.1";  // --listen PORT
+
+// One guest attachment from --netns, --tap, --socket, --listen or --connect
+// (value[,mtu=N]).
 struct Attachment {
     AttachmentKind kind = AttachmentKind::socket;
     std::string target;      // as given, without the ",mtu=" suffix
@@ -42,6 +45,9 @@ struct Attachment {
     uint32_t mtu = kWireMtu; // resolved: suffix, else --mtu, else the kind's default
     // netns with --config-net: the address, prefix and route set inside it.
     std::optional<wire::Ipv4> address;
+    // tcp_listen, tcp_connect: the TCP address (target is its canonical
+    // text, "127.0.0.1:5555" or "[::1]:5555").
+    gw::HostPort endpoint{};
 };
 
 enum class LogLevel { quiet, info, debug };
