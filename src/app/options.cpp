@@ -264,8 +264,9 @@ gw::HostPort parse_tcp_endpoint(const std::string& option, const std::string& te
     std::string full = text;
     if (listen && parse_uint(text)) full = std::string(kDefaultListenHost) + ":" + text;
     auto hp = parse_host_port(full);
-    bool has_port = hp && (full.starts_with('[') ? full.find("]:") != std::string::npos
-                                                 : full.find(':') != std::string::npos);
+    bool has_port = hp && (full.starts_with('[')
+                               ? full.find("]:") != std::string::npos
+                               : std::count(full.begin(), full.end(), ':') == 1);
     if (!hp || !has_port)
         fail(option, "'" + text + "' is not " + (listen ? "[HOST:]PORT" : "HOST:PORT"),
              listen ? "write a port from 1 to 65535, such as 5555, or ADDR:PORT, such as "
