@@ -280,6 +280,46 @@ TEST_F(StreamTcpTest, TcpStreamListener_DestroyedWithClientsConnected) {
     close(a);
 }
 
+TEST_F(StreamTcpTest, TcpStreamListenerAndConnector_OverIpv6Loopback) {
+    TcpEndpoint v6{*wire::IpAddr::parse("::1"), 0};
+    std::unique_ptr<TcpStreamListener> l;
+    try {
+        l = std::make_unique<TcpStreamListener>(loop, sw, v6, 1500);
+    } catch (const std::runtime_error& e) {
+        GTEST_SKIP() << "no IPv6 loopback here: " << e.what();
+    }
+    EXPECT_NE(l->endpoint().port, 0);
+    EXPECT_EQ(to_string(l->endpoint()).rfind("[::1]:", 0), 0u);
+    sockaddr_in6 a{};
+    a.sin6_family = AF_INET6;
+    a.sin6_port = htons(l->endpoint().port);
+    a.sin6_addr = in6addr_loopback;
+    int c = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ASSERT_EQ(connect(c, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0) << strerror(errno);
+    write_all(c, framed(make_frame(60, 3, 0)));
+    ASSERT_TRUE(run_until([&] { return rec.frames.size() == 1; }));
+    EXPECT_EQ(rec.from[0], l->clients().front()->id());
+
+    // The connector toward an IPv6 listener (a plain socket standing in
+    // for QEMU).
+    int lfd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    a.sin6_port = 0;
+    ASSERT_EQ(bind(lfd, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
+    ASSERT_EQ(listen(lfd, 4), 0);
+    socklen_t len = sizeof(a);
+    getsockname(lfd, reinterpret_cast<sockaddr*>(&a), &len);
+    TcpStreamConnector conn(loop, sw, TcpEndpoint{v6.addr, ntohs(a.sin6_port)}, 1500);
+    int peer = accept_one(lfd);
+    ASSERT_GE(peer, 0);
+    ASSERT_TRUE(run_until([&] { return conn.state() == TcpStreamConnector::State::connected; }));
+    write_all(peer, framed(make_frame(60, 4, 0)));
+    ASSERT_TRUE(run_until([&] { return rec.frames.size() == 2; }));
+    EXPECT_EQ(rec.from[1], conn.client()->id());
+    close(peer);
+    close(lfd);
+    close(c);
+}
+
 TEST_F(StreamTcpTest, TcpStreamConnector_ConnectsOutWithNoDelayAndCarriesFrames) {
     TcpEndpoint ep = loopback(0);
     int lfd = listen_any(ep);
