@@ -104,6 +104,8 @@ class QemuAttachTest(unittest.TestCase):
         self.assertIsNotNone(got, "%s: no download:\n%s" % (g.name, out[-3000:]))
         dsha, dsize = got.split()[:2]
         self.assertEqual((dsha, int(dsize)), (sha, size), "%s: downloaded file differs" % g.name)
+        t = kv(got)
+        netlab.log("%s: %d KiB in %.1fs guest time" % (g.name, size // 1024, float(t["t1"]) - float(t["t0"])))
 
     def test_four_guests_over_unix_stream_inet_socket_connect_and_socket_listen(self):
         with netlab.Lab("qattach") as lab:
