@@ -19,6 +19,7 @@
 #include "ports/netns.hpp"
 #include "ports/netns_watch.hpp"
 #include "ports/stream_port.hpp"
+#include "ports/stream_tcp.hpp"
 #include "ports/tap_port.hpp"
 #include "wire/pcap.hpp"
 
@@ -139,6 +140,8 @@ Daemon::~Daemon() {
     if (!pid_written_.empty()) unlink(pid_written_.c_str());
     netns_watches_.clear();
     listeners_.clear();
+    tcp_listeners_.clear();
+    tcp_connectors_.clear();
     taps_.clear();
     for (auto& lan : lans_) close_lan(*lan);
 }
@@ -163,6 +166,33 @@ std::vector<std::string> Daemon::socket_paths() const {
     std::vector<std::string> paths;
     for (const auto& l : listeners_) paths.push_back(absolute(l->path()));
     return paths;
+}
+
+std::vector<std::string> Daemon::tcp_attach_hints() const {
+    std::vector<std::string> hints;
+    for (const auto& l : tcp_listeners_) {
+        const ports::TcpEndpoint& ep = l->endpoint();
+        std::string h = "Attach QEMU to TCP " + ports::to_string(ep) +
+                        " with (QEMU 7.2 or later):\n    qemu-system-x86_64 ... " +
+                        ports::qemu_stream_client_options(ep) +
+                        " -device virtio-net-pci,netdev=net0\n";
+        if (std::string old = ports::qemu_socket_client_options(ep); !old.empty())
+            h += "  or (any QEMU):\n    qemu-system-x86_64 ... " + old +
+                 " -device virtio-net-pci,netdev=net0\n";
+        hints.push_back(h);
+    }
+    for (const auto& c : tcp_connectors_) {
+        const ports::TcpEndpoint& ep = c->endpoint();
+        std::string h = "usernet connects to QEMU at TCP " + ports::to_string(ep) +
+                        "; run QEMU with (QEMU 7.2 or later):\n    qemu-system-x86_64 ... " +
+                        ports::qemu_stream_server_options(ep) +
+                        " -device virtio-net-pci,netdev=net0\n";
+        if (std::string old = ports::qemu_socket_server_options(ep); !old.empty())
+            h += "  or (any QEMU):\n    qemu-system-x86_64 ... " + old +
+                 " -device virtio-net-pci,netdev=net0\n";
+        hints.push_back(h);
+    }
+    return hints;
 }
 
 void Daemon::open_pcap(Lan& lan) {
@@ -298,6 +328,33 @@ void Daemon::attach(const Attachment& a) {
         spdlog::info("listening on {} for QEMU (MTU {})", a.target, a.mtu);
         break;
     }
+    case AttachmentKind::tcp_listen: {
+        ports::TcpEndpoint ep{a.endpoint.addr, a.endpoint.port};
+        try {
+            tcp_listeners_.push_back(
+                std::make_unique<ports::TcpStreamListener>(loop_, lan.sw, ep, a.mtu));
+        } catch (const std::exception& e) {
+            throw startup_error(e.what(), "stop the program using it, or give --listen another "
+                                          "address or port");
+        }
+        spdlog::info("listening on TCP {} for QEMU -netdev stream/socket (MTU {})", a.target,
+                     a.mtu);
+        if (!ep.addr.is_loopback())
+            spdlog::warn("--listen {}: anyone who can reach this address joins the LAN "
+                         "(and its NAT); listen on 127.0.0.1 unless the network is trusted",
+                         a.target);
+        break;
+    }
+    case AttachmentKind::tcp_connect: {
+        ports::TcpEndpoint ep{a.endpoint.addr, a.endpoint.port};
+        try {
+            tcp_connectors_.push_back(
+                std::make_unique<ports::TcpStreamConnector>(loop_, lan.sw, ep, a.mtu));
+        } catch (const std::exception& e) {
+            throw startup_error(e.what(), "raise usernet's file descriptor limit");
+        }
+        break;
+    }
     }
 }
 
@@ -362,7 +419,8 @@ void Daemon::run_deferred() {
         std::erase_if(taps_, [p](const auto& t) { return t.get() == p; });
     }
     failed_taps_.clear();
-    if (taps_.empty() && listeners_.empty()) {
+    if (taps_.empty() && listeners_.empty() && tcp_listeners_.empty() &&
+        tcp_connectors_.empty()) {
         spdlog::warn("no attachment left, exiting");
         loop_.stop();
     }

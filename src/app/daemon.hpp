@@ -31,6 +31,8 @@ namespace usernet::ports {
 class TapPort;
 class StreamListener;
 class NetnsWatch;
+class TcpStreamListener;
+class TcpStreamConnector;
 }  // namespace usernet::ports
 
 namespace usernet::app {
@@ -66,6 +68,9 @@ public:
 
     // The Unix socket paths QEMU can connect to, absolute.
     std::vector<std::string> socket_paths() const;
+    // For --listen and --connect: what QEMU must run with, one block of
+    // lines per attachment, for the start-up banner.
+    std::vector<std::string> tcp_attach_hints() const;
     // True when no attachment was given and the default socket is used.
     bool using_default_socket() const { return default_socket_; }
 
@@ -110,6 +115,8 @@ private:
     // What named each --netns attachment's namespace, watched for its end.
     std::vector<std::pair<ports::TapPort*, std::unique_ptr<ports::NetnsWatch>>> netns_watches_;
     std::vector<std::unique_ptr<ports::StreamListener>> listeners_;
+    std::vector<std::unique_ptr<ports::TcpStreamListener>> tcp_listeners_;
+    std::vector<std::unique_ptr<ports::TcpStreamConnector>> tcp_connectors_;
     bool default_socket_ = false;
     std::string pid_written_;
 };

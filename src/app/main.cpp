@@ -77,6 +77,7 @@ int main(int argc, char** argv) {
             for (const std::string& path : daemon.socket_paths())
                 std::cout << "Attach QEMU (7.2 or later) to " << path << " with:\n    "
                           << qemu_command_line(path) << "\n";
+            for (const std::string& hint : daemon.tcp_attach_hints()) std::cout << hint;
             std::cout.flush();
         }
         daemon.run();

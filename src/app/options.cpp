@@ -52,7 +52,7 @@ uint32_t parse_mtu(const std::string& option, std::string_view text) {
 
 // Everything the command line holds, as text, before checking.
 struct RawOptions {
-    std::vector<std::string> netns, tap, socket, dns_upstream, tcp, udp, lan;
+    std::vector<std::string> netns, tap, socket, listen, connect, dns_upstream, tcp, udp, lan;
     std::string tap_name = kDefaultTapName, mtu, max_flows, busy_poll, net, gateway, dns,
                 dhcp_start, guest_addr,
                 domain, pcap, pid;
@@ -80,6 +80,8 @@ void describe(CLI::App& app, RawOptions& raw) {
     app.add_flag("--no-offload", raw.no_offload);
     repeated(app.add_option("--tap", raw.tap));
     repeated(app.add_option("--socket", raw.socket));
+    repeated(app.add_option("--listen", raw.listen));
+    repeated(app.add_option("--connect", raw.connect));
     repeated(app.add_option("--lan", raw.lan));
     last_wins(app.add_option("--mtu", raw.mtu));
     // Addresses.
@@ -277,9 +279,38 @@ void resolve_addresses(const CLI::App& app, const RawOptions& raw, Config& cfg) 
     }
 }
 
+// --listen [HOST:]PORT (HOST defaults to kDefaultListenHost) and --connect
+// HOST:PORT; HOST an IP address, an IPv6 one in brackets.
+gw::HostPort parse_tcp_endpoint(const std::string& option, const std::string& text) {
+    bool listen = option == "--listen";
+    std::string full = text;
+    if (listen && parse_uint(text)) full = std::string(kDefaultListenHost) + ":" + text;
+    auto hp = parse_host_port(full);
+    bool has_port = hp && (full.starts_with('[')
+                               ? full.find("]:") != std::string::npos
+                               : std::count(full.begin(), full.end(), ':') == 1);
+    if (!hp || !has_port)
+        fail(option, "'" + text + "' is not " + (listen ? "[HOST:]PORT" : "HOST:PORT"),
+             listen ? "write a port from 1 to 65535, such as 5555, or ADDR:PORT, such as "
+                      "127.0.0.1:5555 or [::1]:5555"
+                    : "write ADDR:PORT with an IP address and a port from 1 to 65535, such as "
+                      "127.0.0.1:5555 or [::1]:5555");
+    if (!listen && hp->addr.is_unspecified())
+        fail(option, "'" + text + "' is not an address to connect to",
+             "give the address QEMU listens on, such as 127.0.0.1:5555");
+    return *hp;
+}
+
+std::string tcp_endpoint_text(const gw::HostPort& hp) {
+    std::string a = hp.addr.to_string();
+    if (!hp.addr.is_v4()) a = "[" + a + "]";
+    return a + ":" + std::to_string(hp.port);
+}
+
 // The options that attach a guest (each occurrence, one attachment).
 bool is_attachment_option(const std::string& name) {
-    return name == "--netns" || name == "--tap" || name == "--socket";
+    return name == "--netns" || name == "--tap" || name == "--socket" || name == "--listen" ||
+           name == "--connect";
 }
 
 // Each attachment with its MTU, in command-line order.
@@ -294,8 +325,11 @@ void resolve_attachments(const CLI::App& app, const RawOptions& raw, Config& cfg
     for (const CLI::Option* o : app.parse_order()) {
         std::string name = "--" + o->get_lnames().front();
         if (!is_attachment_option(name)) continue;
-        const std::vector<std::string>& values =
-            name == "--netns" ? raw.netns : name == "--tap" ? raw.tap : raw.socket;
+        const std::vector<std::string>& values = name == "--netns"    ? raw.netns
+                                                 : name == "--tap"    ? raw.tap
+                                                 : name == "--listen" ? raw.listen
+                                                 : name == "--connect" ? raw.connect
+                                                                       : raw.socket;
         size_t i = next[o]++;
         if (i >= values.size()) continue;
         auto [target, own_mtu] = split_attachment(name, values[i]);
@@ -310,6 +344,11 @@ void resolve_attachments(const CLI::App& app, const RawOptions& raw, Config& cfg
             a.kind = AttachmentKind::tap;
             check_ifname("--tap", target);
             a.ifname = target;
+            a.mtu = own_mtu.value_or(mtu.value_or(kWireMtu));
+        } else if (name == "--listen" || name == "--connect") {
+            a.kind = name == "--listen" ? AttachmentKind::tcp_listen : AttachmentKind::tcp_connect;
+            a.endpoint = parse_tcp_endpoint(name, target);
+            a.target = tcp_endpoint_text(a.endpoint);
             a.mtu = own_mtu.value_or(mtu.value_or(kWireMtu));
         } else {
             a.kind = AttachmentKind::socket;
@@ -328,9 +367,11 @@ void resolve_attachments(const CLI::App& app, const RawOptions& raw, Config& cfg
             bool same = a.kind == b.kind && (a.kind == AttachmentKind::netns
                                                  ? a.netns_path == b.netns_path
                                                  : a.target == b.target);
-            const char* opt = a.kind == AttachmentKind::netns ? "--netns"
-                              : a.kind == AttachmentKind::tap ? "--tap"
-                                                              : "--socket";
+            const char* opt = a.kind == AttachmentKind::netns        ? "--netns"
+                              : a.kind == AttachmentKind::tap        ? "--tap"
+                              : a.kind == AttachmentKind::tcp_listen ? "--listen"
+                              : a.kind == AttachmentKind::tcp_connect ? "--connect"
+                                                                      : "--socket";
             if (same)
                 fail(opt, "'" + a.target + "' is given twice", "give each attachment once");
         }
@@ -642,6 +683,11 @@ Attachments (repeatable; each VALUE may end in ,mtu=N):
       --tap IFNAME           attach an existing TAP device
       --no-offload           no checksum or segmentation offload on TAPs
       --socket PATH          listen for QEMU -netdev stream on a Unix socket
+      --listen [HOST:]PORT   listen on TCP (default host 127.0.0.1) for QEMU
+                             -netdev stream inet or -netdev socket,connect=
+      --connect HOST:PORT    connect to a QEMU listening with -netdev
+                             stream,server=on or -netdev socket,listen=
+                             (retried until it answers, and after a drop)
       --mtu N                default MTU of every attachment (68-65520;
                              default 65520 for --netns, 1500 otherwise)
       --lan NAME[,net=CIDR][,pcap=FILE]  the attachments after it form a LAN

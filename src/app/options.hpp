@@ -31,9 +31,12 @@ inline constexpr uint32_t kNetnsMtu = 65520;  // TAP in a namespace: no wire to 
 inline constexpr uint32_t kWireMtu = 1500;    // --socket and --tap: an emulated NIC
 inline constexpr const char* kDefaultTapName = "tap0";
 
-enum class AttachmentKind { netns, tap, socket };
+enum class AttachmentKind { netns, tap, socket, tcp_listen, tcp_connect };
 
-// One guest attachment from --netns, --tap or --socket (value[,mtu=N]).
+inline constexpr const char* kDefaultListenHost = "127.0.0.1";  // --listen PORT
+
+// One guest attachment from --netns, --tap, --socket, --listen or --connect
+// (value[,mtu=N]).
 struct Attachment {
     AttachmentKind kind = AttachmentKind::socket;
     std::string target;      // as given, without the ",mtu=" suffix
@@ -45,6 +48,9 @@ struct Attachment {
     // The LAN it joins: 0 is the default LAN (Config::net), k the LAN of the
     // k-th --lan (Config::lans[k - 1]), the one named last before it.
     size_t lan = 0;
+    // tcp_listen, tcp_connect: the TCP address (target is its canonical
+    // text, "127.0.0.1:5555" or "[::1]:5555").
+    gw::HostPort endpoint{};
 };
 
 // A LAN of its own (--lan NAME[,net=CIDR][,pcap=FILE]): its switch,

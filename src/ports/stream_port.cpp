@@ -133,13 +133,14 @@ void StreamClient::defer_self() {
 
 bool StreamClient::shut_down(const char* why) {
     if (fd_ >= 0) {
+        sw::PortId port = id();
         sw_.detach(*this);
         loop_.remove(fd_, this);
         close(fd_);
         fd_ = -1;
         const auto& s = stats();
-        spdlog::info("{} closed ({}): rx {} frames, tx {} frames, {} tx dropped", name_, why,
-                     s.rx_frames, s.tx_frames, s.tx_dropped);
+        spdlog::info("{} (port {}) closed ({}): rx {} frames, tx {} frames, {} tx dropped",
+                     name_, port, why, s.rx_frames, s.tx_frames, s.tx_dropped);
     }
     return defer_pending_;
 }
@@ -214,7 +215,10 @@ void StreamClient::on_readable() {
             return;
         }
         rx_.commit(static_cast<size_t>(n));
-        bool ok = rx_.drain([this](wire::Bytes f) { sw_.input(id(), f); });
+        bool ok = rx_.drain([this](wire::Bytes f) {
+            if (!mac_known_) note_mac(f);
+            sw_.input(id(), f);
+        });
         if (!ok) {
             protocol_errors_++;
             stats().rx_dropped++;
@@ -225,6 +229,14 @@ void StreamClient::on_readable() {
         }
         if (static_cast<size_t>(n) < w.size()) return;  // the socket is drained
     }
+}
+
+// Once per connection: which guest this is (the parser passed at least an
+// Ethernet header).
+void StreamClient::note_mac(wire::Bytes frame) {
+    mac_known_ = true;
+    mac_ = wire::MacAddr::from(frame.data() + 6);
+    spdlog::info("{} (port {}): guest MAC {}", name_, id(), mac_.to_string());
 }
 
 void StreamClient::on_io(uint32_t events) {
@@ -353,7 +365,7 @@ void StreamListener::accept_clients() {
             continue;
         }
         stats_.accepted++;
-        spdlog::info("{} connected (MTU {})", name, mtu_);
+        spdlog::info("{} connected as port {} (MTU {})", name, clients_.back()->id(), mtu_);
     }
 }
 

@@ -30,9 +30,9 @@
 //   whole frames and counts them (TCP toward the guest recovers).
 // No allocation and no exceptions per frame.
 //
-// Not done here: TCP or vsock listeners, connecting out to a listening QEMU
-// (StreamClient over an already connected descriptor covers both), the
-// datagram variants (-netdev dgram: one frame per datagram, another port).
+// Over TCP (--listen, --connect): stream_tcp.hpp makes the connections and
+// hands each to a StreamClient. Not done here: vsock, the datagram variants
+// (-netdev dgram: one frame per datagram, another port).
 #pragma once
 
 #include <sys/types.h>
@@ -41,6 +41,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -159,8 +160,13 @@ public:
     void run_deferred() override;
 
     bool closed() const { return fd_ < 0; }
+    int descriptor() const { return fd_; }  // -1 once closed
     uint64_t protocol_errors() const { return protocol_errors_; }
     size_t queued_bytes() const { return txq_.size(); }
+    // The source MAC of the first frame, once one arrived.
+    std::optional<wire::MacAddr> mac() const {
+        return mac_known_ ? std::optional<wire::MacAddr>(mac_) : std::nullopt;
+    }
 
     // Detaches and closes now (idempotent); on_closed follows from the loop.
     void close_connection(const char* why);
@@ -176,6 +182,7 @@ private:
     void defer_self();
     void on_readable();
     void flush();
+    void note_mac(wire::Bytes frame);
 
     core::EventLoop& loop_;
     sw::Switch& sw_;
@@ -186,6 +193,8 @@ private:
     bool waiting_out_ = false;
     bool defer_pending_ = false;  // queued in the loop's deferred work
     uint64_t protocol_errors_ = 0;
+    bool mac_known_ = false;
+    wire::MacAddr mac_;
     StreamFrameParser rx_;
     StreamTxQueue txq_;
 };

@@ -477,6 +477,62 @@ TEST(Options, MissingValueIsAnErrorNamingTheOption) {
     EXPECT_EQ(error_option({"--socket", "x", "--mtu"}), "--mtu");
 }
 
+// --- --listen and --connect (QEMU over TCP) ---------------------------------------
+
+TEST(Options, ListenTakesAPortOrAnAddressAndPortDefaultingToLoopback) {
+    Config c = parse({"--listen", "5555", "--listen", "0.0.0.0:5556,mtu=9000", "--listen",
+                      "[::1]:5557", "--connect", "127.0.0.1:6000", "--connect", "[::1]:6001"});
+    ASSERT_EQ(c.attachments.size(), 5u);
+    const Attachment& a = c.attachments[0];
+    EXPECT_EQ(a.kind, AttachmentKind::tcp_listen);
+    EXPECT_EQ(a.target, "127.0.0.1:5555");
+    EXPECT_EQ(a.endpoint.addr, IpAddr::v4(ip("127.0.0.1")));
+    EXPECT_EQ(a.endpoint.port, 5555);
+    EXPECT_EQ(a.mtu, 1500u);
+    EXPECT_EQ(c.attachments[1].target, "0.0.0.0:5556");
+    EXPECT_EQ(c.attachments[1].mtu, 9000u);
+    EXPECT_EQ(c.attachments[2].target, "[::1]:5557");
+    EXPECT_FALSE(c.attachments[2].endpoint.addr.is_v4());
+    EXPECT_EQ(c.attachments[3].kind, AttachmentKind::tcp_connect);
+    EXPECT_EQ(c.attachments[3].target, "127.0.0.1:6000");
+    EXPECT_EQ(c.attachments[3].endpoint.port, 6000);
+    EXPECT_EQ(c.attachments[4].target, "[::1]:6001");
+    // With --listen or --connect there is no default socket.
+    EXPECT_EQ(parse({"--mtu", "1400", "--connect", "10.1.2.3:1"}).attachments[0].mtu, 1400u);
+}
+
+TEST(Options, ListenAndConnectKeepCommandLineOrderWithTheOtherAttachments) {
+    Config c = parse({"--socket", "/tmp/a.sock", "--listen", "5555", "--tap", "t", "--connect",
+                      "127.0.0.1:6000"});
+    ASSERT_EQ(c.attachments.size(), 4u);
+    EXPECT_EQ(c.attachments[0].kind, AttachmentKind::socket);
+    EXPECT_EQ(c.attachments[1].kind, AttachmentKind::tcp_listen);
+    EXPECT_EQ(c.attachments[2].kind, AttachmentKind::tap);
+    EXPECT_EQ(c.attachments[3].kind, AttachmentKind::tcp_connect);
+}
+
+TEST(Options, BadListenAndConnectAddressesAreErrorsNamingTheOption) {
+    for (const char* bad : {"0", "65536", "http", "127.0.0.1", "127.0.0.1:", "::1", "[::1]",
+                            "[::1]:0", "1.2.3.4:99999", "[1.2.3.4]:80", "host:80", ":80"})
+        EXPECT_EQ(error_option({"--listen", bad}), "--listen") << bad;
+    for (const char* bad : {"5555", "0.0.0.0:5555", "[::]:5555", "127.0.0.1", "localhost:1"})
+        EXPECT_EQ(error_option({"--connect", bad}), "--connect") << bad;
+    EXPECT_NE(error_message({"--listen", "http"}).find("[HOST:]PORT"), std::string::npos);
+    EXPECT_NE(error_message({"--connect", "0.0.0.0:1"}).find("not an address to connect to"),
+              std::string::npos);
+    EXPECT_EQ(error_option({"--listen", "5555,mtu=20"}), "--listen");
+    EXPECT_EQ(error_option({"--connect", "127.0.0.1:1,reconnect=1"}), "--connect");
+}
+
+TEST(Options, SameTcpAttachmentTwiceIsAnErrorWhateverTheSpelling) {
+    EXPECT_EQ(error_option({"--listen", "5555", "--listen", "127.0.0.1:5555"}), "--listen");
+    EXPECT_EQ(error_option({"--connect", "127.0.0.1:1", "--connect", "127.0.0.1:1,mtu=1400"}),
+              "--connect");
+    // Listening on a port and connecting to the same address are different things.
+    EXPECT_EQ(parse({"--listen", "5555", "--connect", "127.0.0.1:5555"}).attachments.size(), 2u);
+    EXPECT_EQ(parse({"--listen", "5555", "--listen", "[::1]:5555"}).attachments.size(), 2u);
+}
+
 // --- documentation -------------------------------------------------------------------
 
 // The parity tests compare whole option names as sets, in every direction:
