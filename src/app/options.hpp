@@ -21,6 +21,7 @@
 #include "gateway/net_config.hpp"
 #include "nat/forward.hpp"
 #include "nat/nat.hpp"
+#include "ports/dgram_port.hpp"
 #include "wire/addr.hpp"
 
 namespace usernet::app {
@@ -31,9 +32,10 @@ inline constexpr uint32_t kNetnsMtu = 65520;  // TAP in a namespace: no wire to 
 inline constexpr uint32_t kWireMtu = 1500;    // --socket and --tap: an emulated NIC
 inline constexpr const char* kDefaultTapName = "tap0";
 
-enum class AttachmentKind { netns, tap, socket };
+enum class AttachmentKind { netns, tap, socket, dgram };
 
-// One guest attachment from --netns, --tap or --socket (value[,mtu=N]).
+// One guest attachment from --netns, --tap or --socket (value[,mtu=N]),
+// or --dgram / --mcast (kind dgram).
 struct Attachment {
     AttachmentKind kind = AttachmentKind::socket;
     std::string target;      // as given, without the ",mtu=" suffix
@@ -42,6 +44,8 @@ struct Attachment {
     uint32_t mtu = kWireMtu; // resolved: suffix, else --mtu, else the kind's default
     // netns with --config-net: the address, prefix and route set inside it.
     std::optional<wire::Ipv4> address;
+    // dgram (--dgram, --mcast): the datagram link, resolved (mtu included).
+    std::optional<ports::DgramConfig> dgram;
 };
 
 enum class LogLevel { quiet, info, debug };
