@@ -65,6 +65,9 @@ class QemuDgramTest(unittest.TestCase):
         self.assertEqual(int(dsize), size, got)
         self.assertEqual(dsha, sha, "downloaded file differs")
         self.assertEqual(kv(marker(clean, "UN-DONE")).get("rc"), "0", clean[-3000:])
+        t = kv(got)
+        netlab.log("%s: %d KiB in %.1fs guest time" % (lease.get("ip"), size // 1024,
+                                                        float(t["t1"]) - float(t["t0"])))
         return lease
 
     def one_guest(self, tag, usernet_args, netdev, ready_text, nic="virtio-net-pci", size=2 * MiB,
@@ -141,6 +144,9 @@ class QemuDgramTest(unittest.TestCase):
         port = netlab.free_port(netlab.socket.SOCK_DGRAM)
         with netlab.Lab("qmcast") as lab:
             host = lab.netns("host")
+            # A namespace with only lo has no route for multicast: give it
+            # one, as a host without a default route would need.
+            host.run(["ip", "route", "add", "224.0.0.0/4", "dev", "lo"])
             un = lab.usernet(host, ["--mcast", "%s:%d" % (group, port)])
             netlab.wait_for(logged(un, "attach QEMU to --mcast"), 10, what="usernet to join the group")
             self.assertIn("-netdev socket,id=n0,mcast=%s:%d -device" % (group, port), un.stderr())
