@@ -213,6 +213,7 @@ DgramPort::DgramPort(core::EventLoop& loop, sw::Switch& sw, DgramConfig cfg)
 }
 
 DgramPort::~DgramPort() {
+    for (auto& m : members_) sw_.detach(*m);
     if (attached_) sw_.detach(*this);
     loop_.cancel(retry_timer_);
     if (fd_ >= 0) {
@@ -227,10 +228,14 @@ DgramPort::~DgramPort() {
     }
     const auto& s = stats();
     const auto& d = dstats_;
+    uint64_t rx = s.rx_frames, tx = s.tx_frames;
+    for (const auto& m : members_) {
+        rx += m->stats().rx_frames;
+        tx += m->stats().tx_frames;
+    }
     spdlog::info("{} closed: rx {} frames, tx {} frames, {} tx dropped; dropped in: {} short, {} "
                  "too long, {} from other sources, {} own echoes",
-                 name_, s.rx_frames, s.tx_frames, s.tx_dropped, d.too_short, d.too_long, d.foreign,
-                 d.own_echo);
+                 name_, rx, tx, s.tx_dropped, d.too_short, d.too_long, d.foreign, d.own_echo);
 }
 
 void DgramPort::open_unicast() {
@@ -447,8 +452,51 @@ void DgramPort::handle(const uint8_t* buf, size_t len, int flags, const sockaddr
                          learned_ ? " (was " + learned_->to_string() + ")" : std::string());
         learned_ = src;
     }
+    if (cfg_.kind == DgramKind::mcast) {
+        sw_.input(member_for(buf), wire::Bytes(buf, len));
+        return;
+    }
     note_mac(buf);
     sw_.input(id(), wire::Bytes(buf, len));
+}
+
+sw::PortId DgramPort::member_for(const uint8_t* frame) {
+    wire::MacAddr src = wire::MacAddr::from(frame + 6);
+    if (last_member_ < members_.size() && members_[last_member_]->mac() == src)
+        return members_[last_member_]->id();
+    for (size_t i = 0; i < members_.size(); i++)
+        if (members_[i]->mac() == src) {
+            last_member_ = i;
+            return members_[i]->id();
+        }
+    // The switch refuses these sources anyway; they get no port.
+    if (src.is_multicast() || src.is_zero()) return id();
+    if (members_.size() >= kMaxGroupGuests) {
+        note_mac(frame);
+        return id();
+    }
+    members_.push_back(std::make_unique<Member>(*this, src));
+    sw_.attach(*members_.back());
+    last_member_ = members_.size() - 1;
+    spdlog::info("{}: guest MAC {} on the group is port {}", name_, src.to_string(),
+                 members_.back()->id());
+    if (members_.size() == kMaxGroupGuests)
+        spdlog::warn("{}: {} guests on the group; further MACs share port {}", name_,
+                     kMaxGroupGuests, id());
+    return members_.back()->id();
+}
+
+bool DgramPort::own_port(sw::PortId p) const {
+    if (p == id()) return true;
+    for (const auto& m : members_)
+        if (m->id() == p) return true;
+    return false;
+}
+
+std::vector<sw::PortId> DgramPort::member_ports() const {
+    std::vector<sw::PortId> ids;
+    for (const auto& m : members_) ids.push_back(m->id());
+    return ids;
 }
 
 void DgramPort::note_mac(const uint8_t* frame) {
@@ -465,8 +513,25 @@ void DgramPort::note_mac(const uint8_t* frame) {
     spdlog::info("{}: port {} guest MAC {}", name_, id(), src.to_string());
 }
 
-void DgramPort::deliver(wire::Bytes frame, const sw::FrameMeta&) {
+void DgramPort::deliver(wire::Bytes frame, const sw::FrameMeta& meta) {
     size_t len = frame.size();
+    if (cfg_.kind == DgramKind::mcast) {
+        // From a guest on the group: the group carried it to everyone.
+        if (own_port(meta.ingress)) {
+            dstats_.group_local++;
+            return;
+        }
+        // The same flooded frame, handed to the next member port.
+        if (tx_count_ > 0 && frame.data() == last_tx_data_ && len == last_tx_len_) {
+            size_t last = (tx_head_ + tx_count_ - 1) % tx_slots_;
+            if (std::memcmp(tx_buf_.get() + last * slot_size_, frame.data(), len) == 0) {
+                dstats_.flood_copies++;
+                return;
+            }
+        }
+        last_tx_data_ = frame.data();
+        last_tx_len_ = len;
+    }
     if (len == 0 || len > slot_size_ || tx_count_ >= tx_slots_) {
         if (tx_count_ >= tx_slots_) dstats_.tx_queue_full++;
         stats().tx_dropped++;

@@ -25,6 +25,16 @@
 //   port) is exact. The group loops every datagram back to every member,
 //   usernet included: a datagram whose source is that address is usernet's
 //   own, and is dropped (counted as own_echo) before the switch sees it.
+// - Multicast, one port per guest: every QEMU on the group sends from the
+//   same address, so the guests are told apart by their source MAC. Each
+//   new MAC (up to kMaxGroupGuests) gets a switch port of its own (a
+//   Member), so that the per-attachment limits (DHCP leases, flows, MACs)
+//   count per guest as they do for a stream client; frames from MACs
+//   beyond that enter through the DgramPort itself, sharing its limits.
+//   Every copy the switch hands to any of these ports goes out once: a
+//   frame that came in from the group is never sent back to it (the group
+//   carried it to every member already), and a flooded frame, handed to
+//   each member port in turn, is sent only the first time.
 // - Receiving: recvmmsg() in batches of kRxBatch into buffers allocated
 //   once (each the port's MTU plus an Ethernet header and one 802.1Q tag),
 //   at most kMaxFramesPerWakeup per wakeup, so one busy peer cannot starve
@@ -139,6 +149,8 @@ struct DgramStats {
     uint64_t tx_errors = 0;    // frames the kernel refused (peer absent, ...)
     uint64_t tx_retries = 0;   // EAGAIN: receiver full, retried later
     uint64_t peer_changes = 0; // learned peer set or changed
+    uint64_t group_local = 0;  // multicast: frames between guests on the group, not re-sent
+    uint64_t flood_copies = 0; // multicast: further copies of one flooded frame, not re-sent
 };
 
 class DgramPort final : public sw::Port, public core::IoHandler, public core::Deferred {
@@ -150,6 +162,7 @@ public:
     static constexpr size_t kMaxTxQueueBytes = 4 * 1024 * 1024;
     static constexpr core::Millis kRetryMs = 1;
     static constexpr size_t kMaxMacLogs = 64;
+    static constexpr size_t kMaxGroupGuests = 32;
 
     // Creates and binds the socket(s) and attaches to the switch. Throws
     // std::runtime_error with one sentence (address in use, path held by a
@@ -176,8 +189,31 @@ public:
     size_t queued_frames() const { return tx_count_; }
     // Largest frame taken in and sent out: mtu + 14 + 4.
     size_t frame_capacity() const { return slot_size_; }
+    // Multicast: the switch ports of the guests seen on the group.
+    size_t member_count() const { return members_.size(); }
+    std::vector<sw::PortId> member_ports() const;
 
 private:
+    // A guest on the multicast group, as a switch port of its own.
+    class Member final : public sw::Port {
+    public:
+        Member(DgramPort& owner, const wire::MacAddr& mac) : owner_(owner), mac_(mac) {}
+        void deliver(wire::Bytes frame, const sw::FrameMeta& meta) override {
+            owner_.deliver(frame, meta);
+        }
+        uint32_t mtu() const override { return owner_.mtu(); }
+        std::string describe() const override {
+            return owner_.describe() + " guest " + mac_.to_string();
+        }
+        const wire::MacAddr& mac() const { return mac_; }
+
+    private:
+        DgramPort& owner_;
+        wire::MacAddr mac_;
+    };
+
+    sw::PortId member_for(const uint8_t* frame);
+    bool own_port(sw::PortId p) const;
     void open_unicast();
     void open_unix();
     void open_mcast();
@@ -225,6 +261,10 @@ private:
     size_t mac_logs_ = 0;
     wire::MacAddr last_mac_{};
     uint32_t tx_error_logged_ = 0;  // a bit per kind already logged
+    std::vector<std::unique_ptr<Member>> members_;
+    size_t last_member_ = 0;               // index of the last member found
+    const uint8_t* last_tx_data_ = nullptr;  // the last frame queued, to
+    size_t last_tx_len_ = 0;                 // recognise a flood's copies
     DgramStats dstats_;
 };
 

@@ -425,6 +425,61 @@ TEST_F(DgramPortTest, DgramPort_MulticastSharesTheGroupAndDropsItsOwnEcho) {
     close(q2);
 }
 
+TEST_F(DgramPortTest, DgramPort_MulticastGivesEachGuestItsOwnPortAndSendsEachFrameOnce) {
+    McastGroup g;
+    int q1 = qemu_mcast_socket(g.group);
+    int q2 = qemu_mcast_socket(g.group);
+    DgramConfig c;
+    c.kind = DgramKind::mcast;
+    c.local = g.group;
+    DgramPort port(loop, sw, c);
+    auto send = [&](int fd, const Frame& f) {
+        ASSERT_EQ(sendto(fd, f.data(), f.size(), 0, g.group.sa(), g.group.len),
+                  static_cast<ssize_t>(f.size()));
+    };
+    // Two guests (MACs ...:01 and ...:02) announce themselves.
+    send(q1, make_frame(60, 1, 0));
+    send(q2, make_frame(60, 2, 0));
+    ASSERT_TRUE(run_until([&] { return rec.frames.size() == 2; }));
+    ASSERT_EQ(port.member_count(), 2u);
+    auto members = port.member_ports();
+    EXPECT_NE(members[0], members[1]);
+    EXPECT_NE(members[0], port.id());
+    EXPECT_EQ(sw.lookup(wire::MacAddr{{0x02, 0, 0, 0, 0, 1}}), members[0]);
+    EXPECT_EQ(sw.lookup(wire::MacAddr{{0x02, 0, 0, 0, 0, 2}}), members[1]);
+    // Each QEMU socket also got both frames from the group itself.
+    Frame f;
+    for (int i = 0; i < 4; i++) ASSERT_TRUE(recv_one(i < 2 ? q1 : q2, f));
+
+    // The announcements were flooded to the DgramPort and to the other
+    // member port once it existed (1 + 2 copies): none went back to the group.
+    EXPECT_EQ(port.dgram_stats().group_local, 3u);
+    // Guest 1 to guest 2 over the group: usernet does not repeat it.
+    send(q1, make_frame(100, 1, 5, /*dst*/ 2));
+    ASSERT_TRUE(run_until([&] { return port.dgram_stats().group_local == 4; }));
+    // A broadcast from elsewhere reaches the member ports and the DgramPort
+    // (three copies from the switch) and goes out once.
+    sw.input(rec.id(), make_frame(42, 9, 7));
+    loop.run_once(0);
+    EXPECT_EQ(port.dgram_stats().flood_copies, 2u);
+    ASSERT_TRUE(recv_one(q1, f));  // guest 1's frame to guest 2, from the group
+    EXPECT_EQ(f, make_frame(100, 1, 5, 2));
+    ASSERT_TRUE(recv_one(q1, f));
+    EXPECT_EQ(f.size(), 60u);
+    EXPECT_EQ(f[6 + 5], 9);
+    pollfd p{q1, POLLIN, 0};
+    for (int i = 0; i < 20; i++) loop.run_once(5);
+    EXPECT_EQ(poll(&p, 1, 50), 0) << "a flooded frame went out more than once";
+    // A unicast to guest 2 from elsewhere goes out once too.
+    sw.input(rec.id(), make_frame(70, 9, 8, /*dst*/ 2));
+    ASSERT_TRUE(recv_one(q2, f));  // guest 1's frame
+    ASSERT_TRUE(recv_one(q2, f));  // the broadcast
+    ASSERT_TRUE(recv_one(q2, f));
+    EXPECT_EQ(f, make_frame(70, 9, 8, 2));
+    close(q1);
+    close(q2);
+}
+
 TEST_F(DgramPortTest, DgramPort_MulticastRefusesAUnicastGroup) {
     DgramConfig c;
     c.kind = DgramKind::mcast;

@@ -170,9 +170,11 @@ class QemuDgramTest(unittest.TestCase):
                     self.assertIn("UN-PEER-OK " + ip, o, o[-2000:])
             self.assertIsNone(un.poll(), "usernet died:\n" + un.describe())
             err = un.stderr()
-            # Both guests' MACs were seen on the one multicast port.
-            self.assertIn("guest MAC 52:54:00:00:00:01", err)
-            self.assertIn("guest MAC 52:54:00:00:00:02", err)
+            # Each guest on the group is a switch port of its own.
+            p1 = re.search(r"guest MAC 52:54:00:00:00:01 on the group is port (\d+)", err)
+            p2 = re.search(r"guest MAC 52:54:00:00:00:02 on the group is port (\d+)", err)
+            self.assertTrue(p1 and p2, err[-3000:])
+            self.assertNotEqual(p1.group(1), p2.group(1))
             un.stop()
             m = re.search(r"(\d+) own echoes", un.stderr())
             self.assertTrue(m and int(m.group(1)) > 0, "no own echo was dropped:\n" + un.stderr()[-2000:])
