@@ -30,6 +30,8 @@ class PcapWriter;
 namespace usernet::ports {
 class TapPort;
 class StreamListener;
+class DgramPort;
+struct DgramConfig;
 class NetnsWatch;
 class TcpStreamListener;
 class TcpStreamConnector;
@@ -117,6 +119,7 @@ private:
     std::vector<std::unique_ptr<ports::StreamListener>> listeners_;
     std::vector<std::unique_ptr<ports::TcpStreamListener>> tcp_listeners_;
     std::vector<std::unique_ptr<ports::TcpStreamConnector>> tcp_connectors_;
+    std::vector<std::unique_ptr<ports::DgramPort>> dgrams_;  // --dgram, --mcast
     bool default_socket_ = false;
     std::string pid_written_;
 };
@@ -129,5 +132,9 @@ std::string default_socket_path();
 
 // The QEMU options that attach a virtio-net NIC to a usernet socket.
 std::string qemu_command_line(const std::string& socket_path);
+
+// The QEMU options that match a --dgram or --mcast attachment: the
+// -netdev dgram form, then (udp and mcast) the older -netdev socket form.
+std::vector<std::string> qemu_dgram_options(const ports::DgramConfig& c);
 
 }  // namespace usernet::app

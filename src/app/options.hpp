@@ -21,6 +21,7 @@
 #include "gateway/net_config.hpp"
 #include "nat/forward.hpp"
 #include "nat/nat.hpp"
+#include "ports/dgram_port.hpp"
 #include "wire/addr.hpp"
 
 namespace usernet::app {
@@ -31,12 +32,12 @@ inline constexpr uint32_t kNetnsMtu = 65520;  // TAP in a namespace: no wire to 
 inline constexpr uint32_t kWireMtu = 1500;    // --socket and --tap: an emulated NIC
 inline constexpr const char* kDefaultTapName = "tap0";
 
-enum class AttachmentKind { netns, tap, socket, tcp_listen, tcp_connect };
+enum class AttachmentKind { netns, tap, socket, tcp_listen, tcp_connect, dgram };
 
 inline constexpr const char* kDefaultListenHost = "127.0.0.1";  // --listen PORT
 
 // One guest attachment from --netns, --tap, --socket, --listen or --connect
-// (value[,mtu=N]).
+// (value[,mtu=N]), or --dgram / --mcast (kind dgram).
 struct Attachment {
     AttachmentKind kind = AttachmentKind::socket;
     std::string target;      // as given, without the ",mtu=" suffix
@@ -51,6 +52,8 @@ struct Attachment {
     // tcp_listen, tcp_connect: the TCP address (target is its canonical
     // text, "127.0.0.1:5555" or "[::1]:5555").
     gw::HostPort endpoint{};
+    // dgram (--dgram, --mcast): the datagram link, resolved (mtu included).
+    std::optional<ports::DgramConfig> dgram;
 };
 
 // A LAN of its own (--lan NAME[,net=CIDR][,pcap=FILE]): its switch,
