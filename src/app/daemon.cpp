@@ -16,6 +16,8 @@
 
 #include "gateway/resolv_conf.hpp"
 #include "nat/forward.hpp"
+#include "ports/bochs_port.hpp"
+#include "ports/dgram_port.hpp"
 #include "ports/netns.hpp"
 #include "ports/netns_watch.hpp"
 #include "ports/stream_port.hpp"
@@ -123,6 +125,7 @@ Daemon::~Daemon() {
     if (!pid_written_.empty()) unlink(pid_written_.c_str());
     netns_watches_.clear();
     listeners_.clear();
+    bochs_.clear();
     taps_.clear();
     if (gateway_) gateway_->set_ip_sink(nullptr);
     nat_.reset();
@@ -275,7 +278,41 @@ void Daemon::attach(const Attachment& a) {
         spdlog::info("listening on {} for QEMU (MTU {})", a.target, a.mtu);
         break;
     }
+    case AttachmentKind::bochs: {
+        ports::BochsSpec spec;
+        spec.base_port = a.bochs_port;
+        spec.count = a.bochs_count;
+        try {
+            bochs_.push_back(std::make_unique<ports::BochsAttachment>(loop_, switch_, spec, a.mtu));
+        } catch (const std::exception& e) {
+            throw startup_error(e.what(), "stop the program using that port, or give --bochs "
+                                          "another PORT (and the matching ethdev= to Bochs)");
+        }
+        for (uint32_t i = 0; i < a.bochs_count; ++i) {
+            std::vector<std::string> lines = ports::bochsrc_lines(a.bochs_port, i);
+            spdlog::info("Bochs instance {} on switch port {}: usernet on 127.0.0.1:{}, Bochs "
+                         "on {} (MTU {}); bochsrc: {} / {}",
+                         i, bochs_.back()->instance(i).id(),
+                         ports::bochs_usernet_port(a.bochs_port, i),
+                         ports::bochs_ethdev_port(a.bochs_port, i), a.mtu, lines[0], lines[1]);
+        }
+        break;
     }
+    }
+}
+
+std::vector<std::vector<std::string>> Daemon::bochs_hints() const {
+    std::vector<std::vector<std::string>> hints;
+    for (const Attachment& a : cfg_.attachments) {
+        if (a.kind != AttachmentKind::bochs) continue;
+        for (uint32_t i = 0; i < a.bochs_count; ++i) {
+            std::vector<std::string> h{"Bochs instance " + std::to_string(i) + " of --bochs " +
+                                       a.target + ": bochsrc lines:"};
+            for (std::string& l : ports::bochsrc_lines(a.bochs_port, i)) h.push_back(std::move(l));
+            hints.push_back(std::move(h));
+        }
+    }
+    return hints;
 }
 
 void Daemon::attach_default_socket() {
@@ -338,7 +375,7 @@ void Daemon::run_deferred() {
         std::erase_if(taps_, [p](const auto& t) { return t.get() == p; });
     }
     failed_taps_.clear();
-    if (taps_.empty() && listeners_.empty()) {
+    if (taps_.empty() && listeners_.empty() && bochs_.empty()) {
         spdlog::warn("no attachment left, exiting");
         loop_.stop();
     }

@@ -30,6 +30,7 @@ class PcapWriter;
 namespace usernet::ports {
 class TapPort;
 class StreamListener;
+class BochsAttachment;
 class NetnsWatch;
 }  // namespace usernet::ports
 
@@ -61,6 +62,10 @@ public:
 
     // The Unix socket paths QEMU can connect to, absolute.
     std::vector<std::string> socket_paths() const;
+    // Per --bochs instance, what to put in its bochsrc: a heading line
+    // ("Bochs instance 0 (of --bochs 40000,count=2): bochsrc lines:")
+    // followed by the lines themselves.
+    std::vector<std::vector<std::string>> bochs_hints() const;
     // True when no attachment was given and the default socket is used.
     bool using_default_socket() const { return default_socket_; }
 
@@ -91,6 +96,7 @@ private:
     // What named each --netns attachment's namespace, watched for its end.
     std::vector<std::pair<ports::TapPort*, std::unique_ptr<ports::NetnsWatch>>> netns_watches_;
     std::vector<std::unique_ptr<ports::StreamListener>> listeners_;
+    std::vector<std::unique_ptr<ports::BochsAttachment>> bochs_;
     bool default_socket_ = false;
     std::string pid_written_;
 };

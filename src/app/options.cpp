@@ -10,6 +10,7 @@
 #include <charconv>
 #include <map>
 
+#include "ports/bochs_port.hpp"
 #include "ports/netns.hpp"
 
 namespace usernet::app {
@@ -53,6 +54,7 @@ uint32_t parse_mtu(const std::string& option, std::string_view text) {
 // Everything the command line holds, as text, before checking.
 struct RawOptions {
     std::vector<std::string> netns, tap, socket, dns_upstream, tcp, udp;
+    std::vector<std::string> bochs;  // --bochs
     std::string tap_name = kDefaultTapName, mtu, max_flows, busy_poll, net, gateway, dns,
                 dhcp_start, guest_addr,
                 domain, pcap, pid;
@@ -80,6 +82,7 @@ void describe(CLI::App& app, RawOptions& raw) {
     app.add_flag("--no-offload", raw.no_offload);
     repeated(app.add_option("--tap", raw.tap));
     repeated(app.add_option("--socket", raw.socket));
+    repeated(app.add_option("--bochs", raw.bochs));
     last_wins(app.add_option("--mtu", raw.mtu));
     // Addresses.
     last_wins(app.add_option("--net", raw.net));
@@ -254,6 +257,40 @@ void resolve_addresses(const CLI::App& app, const RawOptions& raw, Config& cfg) 
     }
 }
 
+// --bochs PORT[,count=N][,mtu=N]. Its MTU defaults to --mtu, at most 1500
+// (an NE2000 takes standard frames only).
+Attachment bochs_attachment(const std::string& value, std::optional<uint32_t> mtu) {
+    std::string error;
+    auto spec = ports::parse_bochs_spec(value, &error);
+    if (!spec) {
+        auto semi = error.find("; ");
+        fail("--bochs", error.substr(0, semi), error.substr(semi + 2));
+    }
+    Attachment a;
+    a.kind = AttachmentKind::bochs;
+    a.target = value;
+    a.bochs_port = spec->base_port;
+    a.bochs_count = spec->count;
+    a.mtu = spec->mtu.value_or(std::min(mtu.value_or(kWireMtu), ports::kBochsMaxMtu));
+    return a;
+}
+
+// Two --bochs options must not share a UDP port.
+void check_bochs_ranges(const std::vector<Attachment>& all) {
+    for (size_t i = 0; i < all.size(); ++i)
+        for (size_t j = 0; j < i; ++j) {
+            const Attachment& a = all[i];
+            const Attachment& b = all[j];
+            if (a.kind != AttachmentKind::bochs || b.kind != AttachmentKind::bochs) continue;
+            uint32_t a_end = a.bochs_port + 2 * a.bochs_count;  // one past the last port
+            uint32_t b_end = b.bochs_port + 2 * b.bochs_count;
+            if (a.bochs_port < b_end && b.bochs_port < a_end)
+                fail("--bochs", "'" + a.target + "' and '" + b.target + "' use the same UDP ports",
+                     "give each --bochs its own ports (instance i of PORT uses PORT+2i and "
+                     "PORT+2i+1)");
+        }
+}
+
 // MTUs and, with --config-net, the address of each namespace.
 void resolve_attachments(const CLI::App& app, const RawOptions& raw, Config& cfg) {
     std::optional<uint32_t> mtu;
@@ -265,6 +302,11 @@ void resolve_attachments(const CLI::App& app, const RawOptions& raw, Config& cfg
     std::map<const CLI::Option*, size_t> next;
     for (const CLI::Option* o : app.parse_order()) {
         std::string name = "--" + o->get_lnames().front();
+        if (name == "--bochs") {
+            size_t i = next[o]++;
+            if (i < raw.bochs.size()) cfg.attachments.push_back(bochs_attachment(raw.bochs[i], mtu));
+            continue;
+        }
         if (name != "--netns" && name != "--tap" && name != "--socket") continue;
         const std::vector<std::string>& values =
             name == "--netns" ? raw.netns : name == "--tap" ? raw.tap : raw.socket;
@@ -293,6 +335,7 @@ void resolve_attachments(const CLI::App& app, const RawOptions& raw, Config& cfg
         }
         cfg.attachments.push_back(std::move(a));
     }
+    check_bochs_ranges(cfg.attachments);
     for (size_t i = 0; i < cfg.attachments.size(); ++i)
         for (size_t j = 0; j < i; ++j) {
             const Attachment& a = cfg.attachments[i];
@@ -535,6 +578,10 @@ Attachments (repeatable; each VALUE may end in ,mtu=N):
       --tap IFNAME           attach an existing TAP device
       --no-offload           no checksum or segmentation offload on TAPs
       --socket PATH          listen for QEMU -netdev stream on a Unix socket
+      --bochs PORT[,count=N] serve N Bochs instances (default 1) with
+                             ne2k ethmod=socket: instance i is given
+                             ethdev=PORT+2i (usernet uses PORT+2i+1);
+                             MTU at most 1500
       --mtu N                default MTU of every attachment (68-65520;
                              default 65520 for --netns, 1500 otherwise)
   Without attachment, listen on $XDG_RUNTIME_DIR/usernet.socket or

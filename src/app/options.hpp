@@ -31,9 +31,10 @@ inline constexpr uint32_t kNetnsMtu = 65520;  // TAP in a namespace: no wire to 
 inline constexpr uint32_t kWireMtu = 1500;    // --socket and --tap: an emulated NIC
 inline constexpr const char* kDefaultTapName = "tap0";
 
-enum class AttachmentKind { netns, tap, socket };
+enum class AttachmentKind { netns, tap, socket, bochs };
 
-// One guest attachment from --netns, --tap or --socket (value[,mtu=N]).
+// One guest attachment from --netns, --tap or --socket (value[,mtu=N]), or
+// --bochs (PORT[,count=N][,mtu=N]).
 struct Attachment {
     AttachmentKind kind = AttachmentKind::socket;
     std::string target;      // as given, without the ",mtu=" suffix
@@ -42,6 +43,9 @@ struct Attachment {
     uint32_t mtu = kWireMtu; // resolved: suffix, else --mtu, else the kind's default
     // netns with --config-net: the address, prefix and route set inside it.
     std::optional<wire::Ipv4> address;
+    // bochs: instance i uses ethdev=bochs_port+2i, usernet bochs_port+2i+1.
+    uint16_t bochs_port = 0;
+    uint32_t bochs_count = 0;
 };
 
 enum class LogLevel { quiet, info, debug };
