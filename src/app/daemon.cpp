@@ -290,11 +290,8 @@ void Daemon::attach(const Attachment& a) {
         }
         for (uint32_t i = 0; i < a.bochs_count; ++i) {
             std::vector<std::string> lines = ports::bochsrc_lines(a.bochs_port, i);
-            spdlog::info("Bochs instance {} on switch port {}: usernet on 127.0.0.1:{}, Bochs "
-                         "on {} (MTU {}); bochsrc: {} / {}",
-                         i, bochs_.back()->instance(i).id(),
-                         ports::bochs_usernet_port(a.bochs_port, i),
-                         ports::bochs_ethdev_port(a.bochs_port, i), a.mtu, lines[0], lines[1]);
+            spdlog::info("Bochs instance {} (switch port {}), bochsrc: {} / {}", i,
+                         bochs_.back()->instance(i).id(), lines[0], lines[1]);
         }
         break;
     }
