@@ -89,6 +89,55 @@ std::string default_socket_path() {
                        "-99.socket are all in use); give one with --socket PATH");
 }
 
+std::vector<std::string> qemu_dgram_options(const ports::DgramConfig& c) {
+    const std::string nic = " -device virtio-net-pci,netdev=n0";
+    // QEMU's end of the link: host and port (a wildcard usernet binds is
+    // reached on the loopback address).
+    auto host = [](const ports::SockAddr& a) {
+        wire::IpAddr ip = a.ip();
+        if (ip.is_unspecified()) return std::string(ip.is_v4() ? "127.0.0.1" : "::1");
+        return ip.to_string();
+    };
+    auto hostport = [&](const ports::SockAddr& a) {
+        std::string h = host(a);
+        if (h.find(':') != std::string::npos) h = "[" + h + "]";
+        return h + ":" + std::to_string(a.port());
+    };
+    std::vector<std::string> out;
+    switch (c.kind) {
+    case ports::DgramKind::mcast: {
+        std::string g = c.local.ip().to_string(), p = std::to_string(c.local.port());
+        std::string local = c.mcast_if ? ",localaddr=" + wire::ipv4_to_string(*c.mcast_if) : "";
+        out.push_back("-netdev socket,id=n0,mcast=" + g + ":" + p + local + nic);
+        std::string dlocal = c.mcast_if ? ",local.type=inet,local.host=" +
+                                              wire::ipv4_to_string(*c.mcast_if) + ",local.port=0"
+                                        : "";
+        out.push_back("-netdev dgram,id=n0,remote.type=inet,remote.host=" + g + ",remote.port=" +
+                      p + dlocal + nic);
+        break;
+    }
+    case ports::DgramKind::udp: {
+        std::string qhost = c.remote ? host(*c.remote) : host(c.local);
+        std::string qport = c.remote ? std::to_string(c.remote->port()) : "PORT";
+        out.push_back("-netdev dgram,id=n0,local.type=inet,local.host=" + qhost +
+                      ",local.port=" + qport + ",remote.type=inet,remote.host=" + host(c.local) +
+                      ",remote.port=" + std::to_string(c.local.port()) + nic);
+        std::string qlocal = c.remote ? hostport(*c.remote) : qhost + ":PORT";
+        out.push_back("-netdev socket,id=n0,udp=" + hostport(c.local) + ",localaddr=" + qlocal +
+                      nic);
+        break;
+    }
+    case ports::DgramKind::unix_dgram: {
+        std::string mine = absolute(c.local.path());
+        std::string theirs = c.remote ? absolute(c.remote->path()) : "PATH";
+        out.push_back("-netdev dgram,id=n0,local.type=unix,local.path=" + theirs +
+                      ",remote.type=unix,remote.path=" + mine + nic);
+        break;
+    }
+    }
+    return out;
+}
+
 std::string qemu_command_line(const std::string& socket_path) {
     return "qemu-system-x86_64 ... -netdev stream,id=net0,server=off,addr.type=unix,addr.path=" +
            socket_path + " -device virtio-net-pci,netdev=net0";
@@ -126,6 +175,7 @@ Daemon::~Daemon() {
     netns_watches_.clear();
     listeners_.clear();
     bochs_.clear();
+    dgrams_.clear();
     taps_.clear();
     if (gateway_) gateway_->set_ip_sink(nullptr);
     nat_.reset();
@@ -278,6 +328,23 @@ void Daemon::attach(const Attachment& a) {
         spdlog::info("listening on {} for QEMU (MTU {})", a.target, a.mtu);
         break;
     }
+    case AttachmentKind::dgram: {
+        const ports::DgramConfig& c = *a.dgram;
+        std::string opt = c.kind == ports::DgramKind::mcast ? "--mcast" : "--dgram";
+        try {
+            dgrams_.push_back(std::make_unique<ports::DgramPort>(loop_, switch_, c));
+        } catch (const std::exception& e) {
+            std::string what = e.what();
+            throw startup_error(what, what.find("in use") != std::string::npos
+                                          ? "stop the program using it, or give " + opt +
+                                                " another address"
+                                          : "check " + opt + " " + a.target);
+        }
+        for (const std::string& line : qemu_dgram_options(c))
+            spdlog::info("attach QEMU to {} {} with: qemu-system-x86_64 ... {}", opt, a.target,
+                         line);
+        break;
+    }
     case AttachmentKind::bochs: {
         ports::BochsSpec spec;
         spec.base_port = a.bochs_port;
@@ -372,7 +439,7 @@ void Daemon::run_deferred() {
         std::erase_if(taps_, [p](const auto& t) { return t.get() == p; });
     }
     failed_taps_.clear();
-    if (taps_.empty() && listeners_.empty() && bochs_.empty()) {
+    if (taps_.empty() && listeners_.empty() && dgrams_.empty() && bochs_.empty()) {
         spdlog::warn("no attachment left, exiting");
         loop_.stop();
     }

@@ -31,6 +31,8 @@ namespace usernet::ports {
 class TapPort;
 class StreamListener;
 class BochsAttachment;
+class DgramPort;
+struct DgramConfig;
 class NetnsWatch;
 }  // namespace usernet::ports
 
@@ -97,6 +99,7 @@ private:
     std::vector<std::pair<ports::TapPort*, std::unique_ptr<ports::NetnsWatch>>> netns_watches_;
     std::vector<std::unique_ptr<ports::StreamListener>> listeners_;
     std::vector<std::unique_ptr<ports::BochsAttachment>> bochs_;
+    std::vector<std::unique_ptr<ports::DgramPort>> dgrams_;  // --dgram, --mcast
     bool default_socket_ = false;
     std::string pid_written_;
 };
@@ -109,5 +112,9 @@ std::string default_socket_path();
 
 // The QEMU options that attach a virtio-net NIC to a usernet socket.
 std::string qemu_command_line(const std::string& socket_path);
+
+// The QEMU options that match a --dgram or --mcast attachment: the
+// -netdev dgram form, then (udp and mcast) the older -netdev socket form.
+std::vector<std::string> qemu_dgram_options(const ports::DgramConfig& c);
 
 }  // namespace usernet::app

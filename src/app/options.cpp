@@ -55,6 +55,7 @@ uint32_t parse_mtu(const std::string& option, std::string_view text) {
 struct RawOptions {
     std::vector<std::string> netns, tap, socket, dns_upstream, tcp, udp;
     std::vector<std::string> bochs;  // --bochs
+    std::vector<std::string> dgram, mcast;  // --dgram, --mcast
     std::string tap_name = kDefaultTapName, mtu, max_flows, busy_poll, net, gateway, dns,
                 dhcp_start, guest_addr,
                 domain, pcap, pid;
@@ -83,6 +84,8 @@ void describe(CLI::App& app, RawOptions& raw) {
     repeated(app.add_option("--tap", raw.tap));
     repeated(app.add_option("--socket", raw.socket));
     repeated(app.add_option("--bochs", raw.bochs));
+    repeated(app.add_option("--dgram", raw.dgram));
+    repeated(app.add_option("--mcast", raw.mcast));
     last_wins(app.add_option("--mtu", raw.mtu));
     // Addresses.
     last_wins(app.add_option("--net", raw.net));
@@ -182,6 +185,107 @@ void check_domain(const std::string& d) {
     if (!ok)
         fail("--domain", "'" + d + "' is not a valid domain name",
              "use letters, digits, '-' and dots, such as example.internal");
+}
+
+// --dgram udp:HOST:PORT[,HOST:PORT] | unix:PATH[,PATH], and --mcast
+// GROUP:PORT[,localaddr=ADDR]; either may end in ,mtu=N. The first address
+// is usernet's own (bound), the second the emulator's (sent to; without it,
+// learned from the first datagram).
+ports::DgramConfig parse_dgram(const std::string& option, const std::string& value,
+                               std::optional<uint32_t> default_mtu) {
+    const bool mcast = option == "--mcast";
+    const std::string form = mcast ? "GROUP:PORT[,localaddr=ADDR][,mtu=N]"
+                                   : "udp:HOST:PORT[,HOST:PORT][,mtu=N] or "
+                                     "unix:PATH[,PATH][,mtu=N]";
+    const std::string example = mcast ? "such as 239.1.2.3:5555"
+                                      : "such as udp:127.0.0.1:10001,127.0.0.1:10000";
+    std::vector<std::string> parts;
+    for (size_t start = 0;;) {
+        size_t comma = value.find(',', start);
+        parts.push_back(value.substr(start, comma - start));
+        if (comma == std::string::npos) break;
+        start = comma + 1;
+    }
+    ports::DgramConfig c;
+    std::optional<uint32_t> mtu;
+    std::vector<std::string> addrs;
+    for (const std::string& p : parts) {
+        if (p.starts_with("mtu=")) {
+            mtu = parse_mtu(option, std::string_view(p).substr(4));
+        } else if (mcast && p.starts_with("localaddr=")) {
+            c.mcast_if = parse_ipv4(option, p.substr(10));
+        } else if (p.find('=') != std::string::npos) {
+            fail(option, "unknown parameter '" + p + "' in '" + value + "'",
+                 "write " + form);
+        } else {
+            addrs.push_back(p);
+        }
+    }
+    if (addrs.empty() || addrs.front().empty())
+        fail(option, "no address in '" + value + "'", "write " + form + ", " + example);
+    if (addrs.size() > (mcast ? 1u : 2u))
+        fail(option, "too many addresses in '" + value + "'", "write " + form);
+    // An inet HOST:PORT with a port, or nothing.
+    auto inet = [&](const std::string& text, bool own) -> ports::SockAddr {
+        auto hp = parse_host_port(text);
+        // "A:P" or "[V6]:P"; parse_host_port() also takes a bare address.
+        bool has_port = !text.empty() && text.back() != ']' &&
+                        (text.starts_with('[') ||
+                         std::count(text.begin(), text.end(), ':') == 1);
+        if (!hp || !has_port || hp->port == 0)
+            fail(option, "'" + text + "' is not HOST:PORT", "write " + form + ", " + example);
+        if (!own && hp->addr.is_unspecified())
+            fail(option, "the emulator's address '" + text + "' is unspecified",
+                 "give the address it binds, such as 127.0.0.1:10000");
+        return ports::SockAddr::inet(hp->addr, hp->port);
+    };
+    std::string first = addrs.front();
+    if (mcast) {
+        c.kind = ports::DgramKind::mcast;
+        c.local = inet(first, true);
+        wire::IpAddr g = c.local.ip();
+        if (!g.is_v4() || (g.as_v4() >> 28) != 0xe)
+            fail(option, "'" + first + "' is not an IPv4 multicast group",
+                 "give a group in 224.0.0.0/4, such as 239.1.2.3:5555");
+    } else if (first.starts_with("udp:")) {
+        c.kind = ports::DgramKind::udp;
+        c.local = inet(first.substr(4), true);
+        if (addrs.size() > 1) {
+            c.remote = inet(addrs[1], false);
+            if (c.remote->family() != c.local.family())
+                fail(option, "'" + first.substr(4) + "' and '" + addrs[1] +
+                                 "' are not of the same address family",
+                     "give two IPv4 or two IPv6 addresses");
+        }
+        wire::IpAddr a = c.local.ip();
+        if (a.is_v4() && (a.as_v4() >> 28) == 0xe)
+            fail(option, "'" + first.substr(4) + "' is a multicast group",
+                 "use --mcast " + first.substr(4));
+        if (c.remote && c.remote->ip().is_v4() && (c.remote->ip().as_v4() >> 28) == 0xe)
+            fail(option, "'" + addrs[1] + "' is a multicast group", "use --mcast " + addrs[1]);
+    } else if (first.starts_with("unix:")) {
+        c.kind = ports::DgramKind::unix_dgram;
+        auto path = [&](const std::string& text) {
+            auto a = ports::SockAddr::unix_path(text);
+            if (!a)
+                fail(option, "path '" + text + "' is empty or longer than " +
+                                 std::to_string(sizeof(sockaddr_un{}.sun_path) - 1) + " bytes",
+                     "use a shorter path");
+            return *a;
+        };
+        c.local = path(first.substr(5));
+        if (addrs.size() > 1) {
+            c.remote = path(addrs[1]);
+            if (c.remote->path() == c.local.path())
+                fail(option, "usernet's and the emulator's paths are both '" + addrs[1] + "'",
+                     "give two different paths");
+        }
+    } else {
+        fail(option, "'" + value + "' does not start with udp: or unix:",
+             "write " + form + ", " + example);
+    }
+    c.mtu = mtu.value_or(default_mtu.value_or(kWireMtu));
+    return c;
 }
 
 // The addresses of the virtual network. Gateway, DNS and first lease
@@ -307,11 +411,30 @@ void resolve_attachments(const CLI::App& app, const RawOptions& raw, Config& cfg
             if (i < raw.bochs.size()) cfg.attachments.push_back(bochs_attachment(raw.bochs[i], mtu));
             continue;
         }
-        if (name != "--netns" && name != "--tap" && name != "--socket") continue;
+        if (name != "--netns" && name != "--tap" && name != "--socket" && name != "--dgram" &&
+            name != "--mcast")
+            continue;
         const std::vector<std::string>& values =
-            name == "--netns" ? raw.netns : name == "--tap" ? raw.tap : raw.socket;
+            name == "--netns"   ? raw.netns
+            : name == "--tap"   ? raw.tap
+            : name == "--dgram" ? raw.dgram
+            : name == "--mcast" ? raw.mcast
+                                : raw.socket;
         size_t i = next[o]++;
         if (i >= values.size()) continue;
+        if (name == "--dgram" || name == "--mcast") {
+            Attachment a;
+            a.kind = AttachmentKind::dgram;
+            a.target = values[i];
+            a.dgram = parse_dgram(name, values[i], mtu);
+            a.mtu = a.dgram->mtu;
+            for (const Attachment& b : cfg.attachments)
+                if (b.dgram && b.dgram->local == a.dgram->local)
+                    fail(name, "'" + a.dgram->local.to_string() + "' is given twice",
+                         "give each attachment its own address");
+            cfg.attachments.push_back(std::move(a));
+            continue;
+        }
         auto [target, own_mtu] = split_attachment(name, values[i]);
         Attachment a;
         a.target = target;
@@ -345,6 +468,7 @@ void resolve_attachments(const CLI::App& app, const RawOptions& raw, Config& cfg
                                                  : a.target == b.target);
             const char* opt = a.kind == AttachmentKind::netns ? "--netns"
                               : a.kind == AttachmentKind::tap ? "--tap"
+                              : a.kind == AttachmentKind::dgram ? "--dgram"
                                                               : "--socket";
             if (same)
                 fail(opt, "'" + a.target + "' is given twice", "give each attachment once");
@@ -582,6 +706,12 @@ Attachments (repeatable; each VALUE may end in ,mtu=N):
                              ne2k ethmod=socket: instance i is given
                              ethdev=PORT+2i (usernet uses PORT+2i+1);
                              MTU at most 1500
+      --dgram udp:HOST:PORT[,QHOST:QPORT] | unix:PATH[,QPATH]
+                             one frame per datagram (QEMU -netdev dgram,
+                             socket,udp=): bind the first address, send to
+                             the emulator's (default: whoever sends first)
+      --mcast GROUP:PORT[,localaddr=ADDR]  join an IPv4 multicast LAN
+                             (QEMU -netdev socket,mcast= or dgram's form)
       --mtu N                default MTU of every attachment (68-65520;
                              default 65520 for --netns, 1500 otherwise)
   Without attachment, listen on $XDG_RUNTIME_DIR/usernet.socket or

@@ -21,6 +21,7 @@
 #include "gateway/net_config.hpp"
 #include "nat/forward.hpp"
 #include "nat/nat.hpp"
+#include "ports/dgram_port.hpp"
 #include "wire/addr.hpp"
 
 namespace usernet::app {
@@ -31,10 +32,10 @@ inline constexpr uint32_t kNetnsMtu = 65520;  // TAP in a namespace: no wire to 
 inline constexpr uint32_t kWireMtu = 1500;    // --socket and --tap: an emulated NIC
 inline constexpr const char* kDefaultTapName = "tap0";
 
-enum class AttachmentKind { netns, tap, socket, bochs };
+enum class AttachmentKind { netns, tap, socket, dgram, bochs };
 
-// One guest attachment from --netns, --tap or --socket (value[,mtu=N]), or
-// --bochs (PORT[,count=N][,mtu=N]).
+// One guest attachment from --netns, --tap or --socket (value[,mtu=N]),
+// --dgram / --mcast (kind dgram), or --bochs (PORT[,count=N][,mtu=N]).
 struct Attachment {
     AttachmentKind kind = AttachmentKind::socket;
     std::string target;      // as given, without the ",mtu=" suffix
@@ -46,6 +47,8 @@ struct Attachment {
     // bochs: instance i uses ethdev=bochs_port+2i, usernet bochs_port+2i+1.
     uint16_t bochs_port = 0;
     uint32_t bochs_count = 0;
+    // dgram (--dgram, --mcast): the datagram link, resolved (mtu included).
+    std::optional<ports::DgramConfig> dgram;
 };
 
 enum class LogLevel { quiet, info, debug };

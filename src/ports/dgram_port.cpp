@@ -331,7 +331,8 @@ void DgramPort::open_mcast() {
         throw std::runtime_error("cannot join multicast group " + cfg_.local.to_string() + ": " +
                                  errstr(e) +
                                  (e == ENODEV ? " (no interface has a route to the group: add "
-                                                "one, or give localaddr=ADDR)"
+                                                "one, such as 'ip route add 224.0.0.0/4 dev "
+                                                "lo', or give localaddr=ADDR)"
                                               : ""));
     }
     set_int(fd_, IPPROTO_IP, IP_MULTICAST_LOOP, 1, "IP_MULTICAST_LOOP");

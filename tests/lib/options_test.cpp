@@ -556,5 +556,94 @@ TEST(Options, HelpTextAndManPageListTheSameOptions) {
     EXPECT_EQ(missing(man, help), "") << "in usernet.1 but not in --help";
 }
 
+// ---------------------------------------------------------------- --dgram, --mcast
+
+TEST(Options, DgramUdpBindsTheFirstAddressAndSendsToTheSecond) {
+    Config c = parse({"--dgram", "udp:127.0.0.1:10001,127.0.0.1:10000"});
+    ASSERT_EQ(c.attachments.size(), 1u);
+    const Attachment& a = c.attachments[0];
+    EXPECT_EQ(a.kind, AttachmentKind::dgram);
+    ASSERT_TRUE(a.dgram);
+    EXPECT_EQ(a.dgram->kind, ports::DgramKind::udp);
+    EXPECT_EQ(a.dgram->local.to_string(), "127.0.0.1:10001");
+    ASSERT_TRUE(a.dgram->remote);
+    EXPECT_EQ(a.dgram->remote->to_string(), "127.0.0.1:10000");
+    EXPECT_EQ(a.mtu, 1500u);
+    EXPECT_EQ(a.dgram->mtu, 1500u);
+    EXPECT_TRUE(a.dgram->peer_only);
+}
+
+TEST(Options, DgramUdpIpv6WildcardAndLearnedPeer) {
+    Config c = parse({"--dgram", "udp:[::1]:7000,[::1]:7001,mtu=9000", "--dgram", "udp:0.0.0.0:7002"});
+    ASSERT_EQ(c.attachments.size(), 2u);
+    EXPECT_EQ(c.attachments[0].dgram->local.to_string(), "[::1]:7000");
+    EXPECT_EQ(c.attachments[0].dgram->remote->to_string(), "[::1]:7001");
+    EXPECT_EQ(c.attachments[0].mtu, 9000u);
+    EXPECT_EQ(c.attachments[0].dgram->mtu, 9000u);
+    EXPECT_EQ(c.attachments[1].dgram->local.to_string(), "0.0.0.0:7002");
+    EXPECT_FALSE(c.attachments[1].dgram->remote);  // learned from the first datagram
+}
+
+TEST(Options, DgramUnixPaths) {
+    Config c = parse({"--mtu", "1400", "--dgram", "unix:/tmp/un.dgram,/tmp/qemu.dgram"});
+    const Attachment& a = c.attachments[0];
+    EXPECT_EQ(a.dgram->kind, ports::DgramKind::unix_dgram);
+    EXPECT_EQ(a.dgram->local.path(), "/tmp/un.dgram");
+    EXPECT_EQ(a.dgram->remote->path(), "/tmp/qemu.dgram");
+    EXPECT_EQ(a.mtu, 1400u);  // --mtu applies
+}
+
+TEST(Options, McastGroupLocaladdrAndMtu) {
+    Config c = parse({"--mcast", "239.1.2.3:5555", "--mcast", "230.0.0.1:1234,localaddr=127.0.0.1,mtu=1280"});
+    ASSERT_EQ(c.attachments.size(), 2u);
+    EXPECT_EQ(c.attachments[0].kind, AttachmentKind::dgram);
+    EXPECT_EQ(c.attachments[0].dgram->kind, ports::DgramKind::mcast);
+    EXPECT_EQ(c.attachments[0].dgram->local.to_string(), "239.1.2.3:5555");
+    EXPECT_FALSE(c.attachments[0].dgram->mcast_if);
+    EXPECT_EQ(c.attachments[1].dgram->mcast_if, ip("127.0.0.1"));
+    EXPECT_EQ(c.attachments[1].mtu, 1280u);
+}
+
+TEST(Options, DgramKeepsCommandLineOrderAmongAttachments) {
+    Config c = parse({"--socket", "/tmp/a.sock", "--mcast", "239.0.0.9:99", "--netns", "n",
+                      "--dgram", "unix:/tmp/x,/tmp/y"});
+    ASSERT_EQ(c.attachments.size(), 4u);
+    EXPECT_EQ(c.attachments[0].kind, AttachmentKind::socket);
+    EXPECT_EQ(c.attachments[1].kind, AttachmentKind::dgram);
+    EXPECT_EQ(c.attachments[1].dgram->kind, ports::DgramKind::mcast);
+    EXPECT_EQ(c.attachments[2].kind, AttachmentKind::netns);
+    EXPECT_EQ(c.attachments[3].dgram->kind, ports::DgramKind::unix_dgram);
+}
+
+TEST(Options, BadDgramValuesAreErrorsNamingTheOption) {
+    for (const char* v : {"", "127.0.0.1:5", "tcp:127.0.0.1:5", "udp:", "udp:127.0.0.1",
+                          "udp:127.0.0.1:0", "udp:127.0.0.1:70000", "udp:host:5",
+                          "udp:127.0.0.1:5,127.0.0.1", "udp:127.0.0.1:5,0.0.0.0:6",
+                          "udp:127.0.0.1:5,[::1]:6", "udp:127.0.0.1:5,127.0.0.1:6,127.0.0.1:7",
+                          "udp:[::1]", "udp:::1:5", "udp:239.1.1.1:5",
+                          "udp:127.0.0.1:5,239.1.1.1:6", "udp:127.0.0.1:5,mtu=10",
+                          "udp:127.0.0.1:5,localaddr=127.0.0.1", "udp:127.0.0.1:5,foo=1",
+                          "unix:", "unix:/tmp/a,/tmp/a", "unix:/tmp/a,",
+                          }) {
+        EXPECT_EQ(error_option({"--dgram", v}), "--dgram") << v;
+    }
+    EXPECT_NE(error_message({"--dgram", "unix:/" + std::string(200, 'a')}).find("longer"),
+              std::string::npos);
+    EXPECT_NE(error_message({"--dgram", "udp:239.1.1.1:5"}).find("--mcast"), std::string::npos);
+    for (const char* v : {"", "127.0.0.1:5", "239.1.2.3", "239.1.2.3:0", "[ff02::1]:5",
+                          "239.1.2.3:5,239.1.2.4:5", "239.1.2.3:5,localaddr=x",
+                          "239.1.2.3:5,remote=1"}) {
+        EXPECT_EQ(error_option({"--mcast", v}), "--mcast") << v;
+    }
+}
+
+TEST(Options, SameDgramAddressTwiceIsAnError) {
+    EXPECT_EQ(error_option({"--dgram", "udp:127.0.0.1:5,127.0.0.1:6", "--dgram",
+                            "udp:127.0.0.1:5,127.0.0.1:7"}),
+              "--dgram");
+    EXPECT_EQ(error_option({"--mcast", "239.1.2.3:5", "--mcast", "239.1.2.3:5,mtu=1400"}),
+              "--mcast");
+}
+
 }  // namespace
 }  // namespace usernet::app
