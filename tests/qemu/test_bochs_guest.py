@@ -248,6 +248,7 @@ class BochsGuestTest(unittest.TestCase):
                 deadline = time.monotonic() + timeout
                 while True:
                     out = g.console()
+                    out = out[:out.rfind("\n") + 1]  # whole lines only: Bochs may be mid-line
                     if what in out:
                         return out
                     if "UN-DONE" in out or g.poll() is not None:
