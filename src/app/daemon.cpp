@@ -16,6 +16,7 @@
 
 #include "gateway/resolv_conf.hpp"
 #include "nat/forward.hpp"
+#include "ports/bochs_port.hpp"
 #include "ports/dgram_port.hpp"
 #include "ports/netns.hpp"
 #include "ports/netns_watch.hpp"
@@ -192,6 +193,7 @@ Daemon::~Daemon() {
     listeners_.clear();
     tcp_listeners_.clear();
     tcp_connectors_.clear();
+    bochs_.clear();
     dgrams_.clear();
     taps_.clear();
     for (auto& lan : lans_) close_lan(*lan);
@@ -423,7 +425,38 @@ void Daemon::attach(const Attachment& a) {
                          line);
         break;
     }
+    case AttachmentKind::bochs: {
+        ports::BochsSpec spec;
+        spec.base_port = a.bochs_port;
+        spec.count = a.bochs_count;
+        try {
+            bochs_.push_back(std::make_unique<ports::BochsAttachment>(loop_, lan.sw, spec, a.mtu));
+        } catch (const std::exception& e) {
+            throw startup_error(e.what(), "stop the program using that port, or give --bochs "
+                                          "another PORT (and the matching ethdev= to Bochs)");
+        }
+        for (uint32_t i = 0; i < a.bochs_count; ++i) {
+            std::vector<std::string> lines = ports::bochsrc_lines(a.bochs_port, i);
+            spdlog::info("Bochs instance {} (switch port {}), bochsrc: {} / {}", i,
+                         bochs_.back()->instance(i).id(), lines[0], lines[1]);
+        }
+        break;
     }
+    }
+}
+
+std::vector<std::vector<std::string>> Daemon::bochs_hints() const {
+    std::vector<std::vector<std::string>> hints;
+    for (const Attachment& a : cfg_.attachments) {
+        if (a.kind != AttachmentKind::bochs) continue;
+        for (uint32_t i = 0; i < a.bochs_count; ++i) {
+            std::vector<std::string> h{"Bochs instance " + std::to_string(i) + " of --bochs " +
+                                       a.target + ": bochsrc lines:"};
+            for (std::string& l : ports::bochsrc_lines(a.bochs_port, i)) h.push_back(std::move(l));
+            hints.push_back(std::move(h));
+        }
+    }
+    return hints;
 }
 
 void Daemon::attach_default_socket() {
@@ -488,7 +521,7 @@ void Daemon::run_deferred() {
     }
     failed_taps_.clear();
     if (taps_.empty() && listeners_.empty() && tcp_listeners_.empty() &&
-        tcp_connectors_.empty() && dgrams_.empty()) {
+        tcp_connectors_.empty() && dgrams_.empty() && bochs_.empty()) {
         spdlog::warn("no attachment left, exiting");
         loop_.stop();
     }

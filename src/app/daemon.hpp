@@ -30,6 +30,7 @@ class PcapWriter;
 namespace usernet::ports {
 class TapPort;
 class StreamListener;
+class BochsAttachment;
 class DgramPort;
 struct DgramConfig;
 class NetnsWatch;
@@ -73,6 +74,10 @@ public:
     // For --listen and --connect: what QEMU must run with, one block of
     // lines per attachment, for the start-up banner.
     std::vector<std::string> tcp_attach_hints() const;
+    // Per --bochs instance, what to put in its bochsrc: a heading line
+    // ("Bochs instance 0 (of --bochs 40000,count=2): bochsrc lines:")
+    // followed by the lines themselves.
+    std::vector<std::vector<std::string>> bochs_hints() const;
     // True when no attachment was given and the default socket is used.
     bool using_default_socket() const { return default_socket_; }
 
@@ -119,6 +124,7 @@ private:
     std::vector<std::unique_ptr<ports::StreamListener>> listeners_;
     std::vector<std::unique_ptr<ports::TcpStreamListener>> tcp_listeners_;
     std::vector<std::unique_ptr<ports::TcpStreamConnector>> tcp_connectors_;
+    std::vector<std::unique_ptr<ports::BochsAttachment>> bochs_;
     std::vector<std::unique_ptr<ports::DgramPort>> dgrams_;  // --dgram, --mcast
     bool default_socket_ = false;
     std::string pid_written_;

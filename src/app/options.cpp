@@ -10,6 +10,7 @@
 #include <charconv>
 #include <map>
 
+#include "ports/bochs_port.hpp"
 #include "ports/netns.hpp"
 
 namespace usernet::app {
@@ -53,6 +54,7 @@ uint32_t parse_mtu(const std::string& option, std::string_view text) {
 // Everything the command line holds, as text, before checking.
 struct RawOptions {
     std::vector<std::string> netns, tap, socket, listen, connect, dns_upstream, tcp, udp, lan;
+    std::vector<std::string> bochs;  // --bochs
     std::vector<std::string> dgram, mcast;  // --dgram, --mcast
     std::string tap_name = kDefaultTapName, mtu, max_flows, busy_poll, net, gateway, dns,
                 dhcp_start, guest_addr,
@@ -84,6 +86,7 @@ void describe(CLI::App& app, RawOptions& raw) {
     repeated(app.add_option("--listen", raw.listen));
     repeated(app.add_option("--connect", raw.connect));
     repeated(app.add_option("--lan", raw.lan));
+    repeated(app.add_option("--bochs", raw.bochs));
     repeated(app.add_option("--dgram", raw.dgram));
     repeated(app.add_option("--mcast", raw.mcast));
     last_wins(app.add_option("--mtu", raw.mtu));
@@ -411,10 +414,45 @@ std::string tcp_endpoint_text(const gw::HostPort& hp) {
     return a + ":" + std::to_string(hp.port);
 }
 
+// --bochs PORT[,count=N][,mtu=N]. Its MTU defaults to --mtu, at most 1500
+// (an NE2000 takes standard frames only).
+Attachment bochs_attachment(const std::string& value, std::optional<uint32_t> mtu) {
+    std::string error;
+    auto spec = ports::parse_bochs_spec(value, &error);
+    if (!spec) {
+        auto semi = error.find("; ");
+        fail("--bochs", error.substr(0, semi), error.substr(semi + 2));
+    }
+    Attachment a;
+    a.kind = AttachmentKind::bochs;
+    a.target = value;
+    a.bochs_port = spec->base_port;
+    a.bochs_count = spec->count;
+    a.mtu = spec->mtu.value_or(std::min(mtu.value_or(kWireMtu), ports::kBochsMaxMtu));
+    return a;
+}
+
+// Two --bochs options must not share a UDP port.
+void check_bochs_ranges(const std::vector<Attachment>& all) {
+    for (size_t i = 0; i < all.size(); ++i)
+        for (size_t j = 0; j < i; ++j) {
+            const Attachment& a = all[i];
+            const Attachment& b = all[j];
+            if (a.kind != AttachmentKind::bochs || b.kind != AttachmentKind::bochs) continue;
+            uint32_t a_end = a.bochs_port + 2 * a.bochs_count;  // one past the last port
+            uint32_t b_end = b.bochs_port + 2 * b.bochs_count;
+            if (a.bochs_port < b_end && b.bochs_port < a_end)
+                fail("--bochs", "'" + a.target + "' and '" + b.target + "' use the same UDP ports",
+                     "give each --bochs its own ports (instance i of PORT uses PORT+2i and "
+                     "PORT+2i+1)");
+        }
+}
+
 // The options that attach a guest (each occurrence, one attachment).
 bool is_attachment_option(const std::string& name) {
     return name == "--netns" || name == "--tap" || name == "--socket" || name == "--listen" ||
-           name == "--connect" || name == "--dgram" || name == "--mcast";
+           name == "--connect" || name == "--dgram" || name == "--mcast" ||
+           name == "--bochs";
 }
 
 // Each attachment with its MTU, in command-line order.
@@ -429,6 +467,11 @@ void resolve_attachments(const CLI::App& app, const RawOptions& raw, Config& cfg
     for (const CLI::Option* o : app.parse_order()) {
         std::string name = "--" + o->get_lnames().front();
         if (!is_attachment_option(name)) continue;
+        if (name == "--bochs") {
+            size_t i = next[o]++;
+            if (i < raw.bochs.size()) cfg.attachments.push_back(bochs_attachment(raw.bochs[i], mtu));
+            continue;
+        }
         const std::vector<std::string>& values = name == "--netns"    ? raw.netns
                                                  : name == "--tap"    ? raw.tap
                                                  : name == "--listen" ? raw.listen
@@ -479,6 +522,7 @@ void resolve_attachments(const CLI::App& app, const RawOptions& raw, Config& cfg
         }
         cfg.attachments.push_back(std::move(a));
     }
+    check_bochs_ranges(cfg.attachments);
     for (size_t i = 0; i < cfg.attachments.size(); ++i)
         for (size_t j = 0; j < i; ++j) {
             const Attachment& a = cfg.attachments[i];
@@ -808,6 +852,10 @@ Attachments (repeatable; each VALUE may end in ,mtu=N):
       --connect HOST:PORT    connect to a QEMU listening with -netdev
                              stream,server=on or -netdev socket,listen=
                              (retried until it answers, and after a drop)
+      --bochs PORT[,count=N] serve N Bochs instances (default 1) with
+                             ne2k ethmod=socket: instance i is given
+                             ethdev=PORT+2i (usernet uses PORT+2i+1);
+                             MTU at most 1500
       --dgram udp:HOST:PORT[,QHOST:QPORT] | unix:PATH[,QPATH]
                              one frame per datagram (QEMU -netdev dgram,
                              socket,udp=): bind the first address, send to

@@ -32,12 +32,13 @@ inline constexpr uint32_t kNetnsMtu = 65520;  // TAP in a namespace: no wire to 
 inline constexpr uint32_t kWireMtu = 1500;    // --socket and --tap: an emulated NIC
 inline constexpr const char* kDefaultTapName = "tap0";
 
-enum class AttachmentKind { netns, tap, socket, tcp_listen, tcp_connect, dgram };
+enum class AttachmentKind { netns, tap, socket, tcp_listen, tcp_connect, dgram, bochs };
 
 inline constexpr const char* kDefaultListenHost = "127.0.0.1";  // --listen PORT
 
 // One guest attachment from --netns, --tap, --socket, --listen or --connect
-// (value[,mtu=N]), or --dgram / --mcast (kind dgram).
+// (value[,mtu=N]), --dgram / --mcast (kind dgram), or --bochs
+// (PORT[,count=N][,mtu=N]).
 struct Attachment {
     AttachmentKind kind = AttachmentKind::socket;
     std::string target;      // as given, without the ",mtu=" suffix
@@ -52,6 +53,9 @@ struct Attachment {
     // tcp_listen, tcp_connect: the TCP address (target is its canonical
     // text, "127.0.0.1:5555" or "[::1]:5555").
     gw::HostPort endpoint{};
+    // bochs: instance i uses ethdev=bochs_port+2i, usernet bochs_port+2i+1.
+    uint16_t bochs_port = 0;
+    uint32_t bochs_count = 0;
     // dgram (--dgram, --mcast): the datagram link, resolved (mtu included).
     std::optional<ports::DgramConfig> dgram;
 };

@@ -86,6 +86,7 @@ PACKAGE_OF = {
     "tshark": "tshark", "qemu-system-x86_64": "qemu-system-x86", "cpio": "cpio",
     "gzip": "gzip", "iperf3": "iperf3", "socat": "socat", "setpriv": "util-linux",
     "prlimit": "util-linux",
+    "bochs": "bochs", "xorriso": "xorriso",
 }
 
 
