@@ -20,6 +20,7 @@
 #include "ports/netns_watch.hpp"
 #include "ports/stream_port.hpp"
 #include "ports/tap_port.hpp"
+#include "ports/vde_port.hpp"
 #include "wire/pcap.hpp"
 
 namespace usernet::app {
@@ -92,6 +93,15 @@ std::string qemu_command_line(const std::string& socket_path) {
            socket_path + " -device virtio-net-pci,netdev=net0";
 }
 
+std::string qemu_vde_command_line(const std::string& dir) {
+    return "qemu-system-x86_64 ... -netdev vde,id=net0,sock=" + dir +
+           " -device virtio-net-pci,netdev=net0";
+}
+
+std::string vde_plug_command_line(const std::string& dir) {
+    return "vde_plug vde://" + dir + " tap://tap0";
+}
+
 Daemon::Daemon(const Config& cfg)
     : cfg_(cfg), pcap_flush_([this] {
           if (pcap_ && !pcap_->flush()) spdlog::warn("cannot write to {}", cfg_.pcap_path);
@@ -122,6 +132,7 @@ Daemon::Daemon(const Config& cfg)
 Daemon::~Daemon() {
     if (!pid_written_.empty()) unlink(pid_written_.c_str());
     netns_watches_.clear();
+    vde_switches_.clear();
     listeners_.clear();
     taps_.clear();
     if (gateway_) gateway_->set_ip_sink(nullptr);
@@ -143,6 +154,12 @@ std::vector<std::string> Daemon::socket_paths() const {
     std::vector<std::string> paths;
     for (const auto& l : listeners_) paths.push_back(absolute(l->path()));
     return paths;
+}
+
+std::vector<std::string> Daemon::vde_dirs() const {
+    std::vector<std::string> dirs;
+    for (const auto& v : vde_switches_) dirs.push_back(v->dir());
+    return dirs;
 }
 
 void Daemon::open_pcap() {
@@ -275,6 +292,17 @@ void Daemon::attach(const Attachment& a) {
         spdlog::info("listening on {} for QEMU (MTU {})", a.target, a.mtu);
         break;
     }
+    case AttachmentKind::vde: {
+        try {
+            vde_switches_.push_back(
+                std::make_unique<ports::VdeSwitch>(loop_, switch_, a.target, a.mtu));
+        } catch (const std::exception& e) {
+            throw startup_error(e.what(), "stop the switch using it, or give another --vde "
+                                          "directory");
+        }
+        spdlog::info("VDE switch at {} (MTU {})", vde_switches_.back()->dir(), a.mtu);
+        break;
+    }
     }
 }
 
@@ -338,7 +366,7 @@ void Daemon::run_deferred() {
         std::erase_if(taps_, [p](const auto& t) { return t.get() == p; });
     }
     failed_taps_.clear();
-    if (taps_.empty() && listeners_.empty()) {
+    if (taps_.empty() && listeners_.empty() && vde_switches_.empty()) {
         spdlog::warn("no attachment left, exiting");
         loop_.stop();
     }

@@ -31,6 +31,7 @@ namespace usernet::ports {
 class TapPort;
 class StreamListener;
 class NetnsWatch;
+class VdeSwitch;
 }  // namespace usernet::ports
 
 namespace usernet::app {
@@ -61,6 +62,8 @@ public:
 
     // The Unix socket paths QEMU can connect to, absolute.
     std::vector<std::string> socket_paths() const;
+    // The VDE switch directories (--vde), absolute.
+    std::vector<std::string> vde_dirs() const;
     // True when no attachment was given and the default socket is used.
     bool using_default_socket() const { return default_socket_; }
 
@@ -91,6 +94,7 @@ private:
     // What named each --netns attachment's namespace, watched for its end.
     std::vector<std::pair<ports::TapPort*, std::unique_ptr<ports::NetnsWatch>>> netns_watches_;
     std::vector<std::unique_ptr<ports::StreamListener>> listeners_;
+    std::vector<std::unique_ptr<ports::VdeSwitch>> vde_switches_;
     bool default_socket_ = false;
     std::string pid_written_;
 };
@@ -103,5 +107,9 @@ std::string default_socket_path();
 
 // The QEMU options that attach a virtio-net NIC to a usernet socket.
 std::string qemu_command_line(const std::string& socket_path);
+// The same for a VDE switch directory (-netdev vde), and the vde_plug
+// command that bridges a TAP onto it.
+std::string qemu_vde_command_line(const std::string& dir);
+std::string vde_plug_command_line(const std::string& dir);
 
 }  // namespace usernet::app

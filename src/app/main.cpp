@@ -77,6 +77,10 @@ int main(int argc, char** argv) {
             for (const std::string& path : daemon.socket_paths())
                 std::cout << "Attach QEMU (7.2 or later) to " << path << " with:\n    "
                           << qemu_command_line(path) << "\n";
+            for (const std::string& dir : daemon.vde_dirs())
+                std::cout << "Attach QEMU to the VDE switch " << dir << " with:\n    "
+                          << qemu_vde_command_line(dir) << "\nor a TAP (e.g. in a namespace) with:\n    "
+                          << vde_plug_command_line(dir) << "\n";
             std::cout.flush();
         }
         daemon.run();

@@ -52,7 +52,7 @@ uint32_t parse_mtu(const std::string& option, std::string_view text) {
 
 // Everything the command line holds, as text, before checking.
 struct RawOptions {
-    std::vector<std::string> netns, tap, socket, dns_upstream, tcp, udp;
+    std::vector<std::string> netns, tap, socket, vde, dns_upstream, tcp, udp;
     std::string tap_name = kDefaultTapName, mtu, max_flows, busy_poll, net, gateway, dns,
                 dhcp_start, guest_addr,
                 domain, pcap, pid;
@@ -80,6 +80,7 @@ void describe(CLI::App& app, RawOptions& raw) {
     app.add_flag("--no-offload", raw.no_offload);
     repeated(app.add_option("--tap", raw.tap));
     repeated(app.add_option("--socket", raw.socket));
+    repeated(app.add_option("--vde", raw.vde));
     last_wins(app.add_option("--mtu", raw.mtu));
     // Addresses.
     last_wins(app.add_option("--net", raw.net));
@@ -148,7 +149,8 @@ std::pair<std::string, std::optional<uint32_t>> split_attachment(const std::stri
     }
     if (target.empty())
         fail(option, "empty value",
-             std::string("give a ") + (option == "--socket" ? "path" : "name"));
+             std::string("give a ") +
+                 (option == "--socket" ? "path" : option == "--vde" ? "directory" : "name"));
     return {target, mtu};
 }
 
@@ -265,9 +267,12 @@ void resolve_attachments(const CLI::App& app, const RawOptions& raw, Config& cfg
     std::map<const CLI::Option*, size_t> next;
     for (const CLI::Option* o : app.parse_order()) {
         std::string name = "--" + o->get_lnames().front();
-        if (name != "--netns" && name != "--tap" && name != "--socket") continue;
-        const std::vector<std::string>& values =
-            name == "--netns" ? raw.netns : name == "--tap" ? raw.tap : raw.socket;
+        if (name != "--netns" && name != "--tap" && name != "--socket" && name != "--vde")
+            continue;
+        const std::vector<std::string>& values = name == "--netns" ? raw.netns
+                                                 : name == "--tap" ? raw.tap
+                                                 : name == "--vde" ? raw.vde
+                                                                   : raw.socket;
         size_t i = next[o]++;
         if (i >= values.size()) continue;
         auto [target, own_mtu] = split_attachment(name, values[i]);
@@ -282,6 +287,15 @@ void resolve_attachments(const CLI::App& app, const RawOptions& raw, Config& cfg
             a.kind = AttachmentKind::tap;
             check_ifname("--tap", target);
             a.ifname = target;
+            a.mtu = own_mtu.value_or(mtu.value_or(kWireMtu));
+        } else if (name == "--vde") {
+            a.kind = AttachmentKind::vde;
+            // DIR/NNN.SERIAL must fit in sun_path (the daemon checks the
+            // absolute path again).
+            if (target.size() + 16 >= sizeof(sockaddr_un{}.sun_path))
+                fail("--vde", "directory '" + target + "' is longer than " +
+                                  std::to_string(sizeof(sockaddr_un{}.sun_path) - 17) + " bytes",
+                     "use a shorter path");
             a.mtu = own_mtu.value_or(mtu.value_or(kWireMtu));
         } else {
             a.kind = AttachmentKind::socket;
@@ -302,6 +316,7 @@ void resolve_attachments(const CLI::App& app, const RawOptions& raw, Config& cfg
                                                  : a.target == b.target);
             const char* opt = a.kind == AttachmentKind::netns ? "--netns"
                               : a.kind == AttachmentKind::tap ? "--tap"
+                              : a.kind == AttachmentKind::vde ? "--vde"
                                                               : "--socket";
             if (same)
                 fail(opt, "'" + a.target + "' is given twice", "give each attachment once");
@@ -535,6 +550,8 @@ Attachments (repeatable; each VALUE may end in ,mtu=N):
       --tap IFNAME           attach an existing TAP device
       --no-offload           no checksum or segmentation offload on TAPs
       --socket PATH          listen for QEMU -netdev stream on a Unix socket
+      --vde DIR              be a VDE switch in directory DIR (created if
+                             missing): vde_plug, QEMU -netdev vde, VirtualBox
       --mtu N                default MTU of every attachment (68-65520;
                              default 65520 for --netns, 1500 otherwise)
   Without attachment, listen on $XDG_RUNTIME_DIR/usernet.socket or

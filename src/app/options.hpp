@@ -28,12 +28,12 @@ namespace usernet::app {
 inline constexpr uint32_t kMinMtu = 68;       // RFC 791's minimum
 inline constexpr uint32_t kMaxMtu = 65520;    // as passt: fits a 64 KiB frame
 inline constexpr uint32_t kNetnsMtu = 65520;  // TAP in a namespace: no wire to respect
-inline constexpr uint32_t kWireMtu = 1500;    // --socket and --tap: an emulated NIC
+inline constexpr uint32_t kWireMtu = 1500;    // --socket, --tap, --vde: an emulated NIC
 inline constexpr const char* kDefaultTapName = "tap0";
 
-enum class AttachmentKind { netns, tap, socket };
+enum class AttachmentKind { netns, tap, socket, vde };
 
-// One guest attachment from --netns, --tap or --socket (value[,mtu=N]).
+// One guest attachment from --netns, --tap, --socket or --vde (value[,mtu=N]).
 struct Attachment {
     AttachmentKind kind = AttachmentKind::socket;
     std::string target;      // as given, without the ",mtu=" suffix
