@@ -22,8 +22,11 @@ libspdlog-dev libfmt-dev libclang-rt-14-dev pkg-config libmnl-dev"
 #  - curl, dnsutils (dig), dnsmasq-base (the upstream DNS server in test_dns)
 #  - tshark (reads --pcap output), iperf3, socat, passt and slirp4netns (comparisons)
 #  - qemu-system-x86, linux-image-amd64, cpio, gzip, xz-utils, zstd: the QEMU guest
+#  - vde2 (vde_plug2tap) and vdeplug (vde_plug with vde:// and tap:// plugs):
+#    real VDE clients of --vde
 TEST_PKGS="iproute2 procps python3 busybox udhcpc curl dnsutils dnsmasq-base iperf3 tshark
-qemu-system-x86 linux-image-amd64 cpio gzip xz-utils zstd socat passt slirp4netns util-linux"
+qemu-system-x86 linux-image-amd64 cpio gzip xz-utils zstd socat passt slirp4netns util-linux
+vde2 vdeplug"
 
 PKGS="$BUILD_PKGS"
 case "${1:-}" in
