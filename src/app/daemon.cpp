@@ -297,8 +297,12 @@ void Daemon::attach(const Attachment& a) {
             vde_switches_.push_back(
                 std::make_unique<ports::VdeSwitch>(loop_, switch_, a.target, a.mtu));
         } catch (const std::exception& e) {
-            throw startup_error(e.what(), "stop the switch using it, or give another --vde "
-                                          "directory");
+            std::string what = e.what();
+            throw startup_error(what, what.find("in use") != std::string::npos
+                                          ? "stop the switch using it, or give another --vde "
+                                            "directory"
+                                          : "give --vde a directory of your own (it is created "
+                                            "if missing)");
         }
         spdlog::info("VDE switch at {} (MTU {})", vde_switches_.back()->dir(), a.mtu);
         break;

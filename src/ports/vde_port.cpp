@@ -585,7 +585,7 @@ VdeSwitch::VdeSwitch(core::EventLoop& loop, sw::Switch& sw, const std::string& d
             undo_dir();
             throw std::runtime_error(
                 live > 0 ? ctl_path_ + " is in use by a running switch (vde_switch or usernet)"
-                         : "cannot check " + ctl_path_ + ": " + errstr(errno));
+                         : "cannot tell whether a switch answers on " + ctl_path_);
         }
         spdlog::info("removing the stale VDE switch {} (left by a switch that died)", ctl_path_);
         unlink(ctl_path_.c_str());
@@ -639,6 +639,7 @@ VdeSwitch::~VdeSwitch() {
         }
     }
     clients_.clear();
+    loop_.cancel(resume_timer_);
     loop_.remove(fd_, this);
     close(fd_);
     struct stat st {};
@@ -687,8 +688,11 @@ void VdeSwitch::accept_clients() {
         int fd = accept4(fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED) continue;
-            if (errno != EAGAIN && errno != EWOULDBLOCK)
-                spdlog::warn("accept on {}: {}", ctl_path_, errstr(errno));
+            if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+            spdlog::warn("accept on {}: {}; retrying in 1 s", ctl_path_, errstr(errno));
+            paused_ = true;
+            loop_.modify(fd_, 0, this);
+            loop_.arm(resume_timer_, 1000);
             return;
         }
         if (clients_.size() >= kMaxClients) {
@@ -715,6 +719,12 @@ void VdeSwitch::accept_clients() {
         }
         stats_.accepted++;
     }
+}
+
+void VdeSwitch::resume_accepting() {
+    if (!paused_) return;
+    paused_ = false;
+    loop_.modify(fd_, EPOLLIN, this);
 }
 
 void VdeSwitch::reap(VdeClient& c) {

@@ -260,6 +260,7 @@ public:
 private:
     friend class VdeClient;
     void accept_clients();
+    void resume_accepting();
     void reap(VdeClient& c);
     unsigned free_vde_port() const;
     void remove_stale_ports();
@@ -277,6 +278,10 @@ private:
     std::vector<std::unique_ptr<VdeClient>> clients_;
     VdeRxBatch rx_;
     VdeSwitchStats stats_;
+    // Out of descriptors: stop polling ctl for a second instead of spinning
+    // on a connection that cannot be accepted.
+    bool paused_ = false;
+    core::Timer resume_timer_{[this] { resume_accepting(); }};
 };
 
 }  // namespace usernet::ports
