@@ -102,31 +102,47 @@ std::string vde_plug_command_line(const std::string& dir) {
     return "vde_plug vde://" + dir + " tap://tap0";
 }
 
-Daemon::Daemon(const Config& cfg)
-    : cfg_(cfg), pcap_flush_([this] {
-          if (pcap_ && !pcap_->flush()) spdlog::warn("cannot write to {}", cfg_.pcap_path);
+Daemon::Lan::Lan(core::EventLoop& loop, std::string name_, const gw::NetConfig& net_,
+                 std::string pcap_path_)
+    : name(std::move(name_)), net(net_), pcap_path(std::move(pcap_path_)), pcap_flush([this] {
+          if (pcap && !pcap->flush()) spdlog::warn("cannot write to {}", pcap_path);
       }),
-      switch_(loop_) {
+      sw(loop) {}
+
+Daemon::Daemon(const Config& cfg) : cfg_(cfg) {
     loop_.set_busy_poll_us(cfg_.busy_poll_us);
-    open_pcap();
     resolve_dns_upstreams();
-    try {
-        gateway_ = std::make_unique<gw::Gateway>(loop_, switch_, cfg_.net);
-        nat_ = std::make_unique<nat::Nat>(loop_, *gateway_, cfg_.limits);
-    } catch (const std::exception& e) {
-        throw startup_error(std::string("cannot start the gateway: ") + e.what(),
-                            "check the address options and usernet's file descriptor limit");
+    build_lan("default", cfg_.net, cfg_.pcap_path);
+    for (const LanConfig& l : cfg_.lans) {
+        gw::NetConfig net = l.net;
+        net.dns_upstreams = cfg_.net.dns_upstreams;
+        build_lan(l.name, net, l.pcap_path);
     }
-    gateway_->set_ip_sink(nat_.get());
     // --guest-addr is held like a lease by the first guest that uses it
     // (with --config-net, attach() gives it to its namespace's port).
-    if (cfg_.guest_addr) gateway_->reserve(*cfg_.guest_addr, sw::kNoPort);
+    if (cfg_.guest_addr) gateway().reserve(*cfg_.guest_addr, sw::kNoPort);
     add_forwards();
     if (cfg_.attachments.empty())
         attach_default_socket();
     for (const Attachment& a : cfg_.attachments) attach(a);
-    log_summary();
+    for (const auto& lan : lans_) log_summary(*lan);
     write_pid_file();
+}
+
+void Daemon::build_lan(const std::string& name, const gw::NetConfig& net,
+                       const std::string& pcap_path) {
+    auto lan = std::make_unique<Lan>(loop_, name, net, pcap_path);
+    Lan& l = *lan;
+    lans_.push_back(std::move(lan));
+    open_pcap(l);
+    try {
+        l.gateway = std::make_unique<gw::Gateway>(loop_, l.sw, l.net);
+        l.nat = std::make_unique<nat::Nat>(loop_, *l.gateway, cfg_.limits);
+    } catch (const std::exception& e) {
+        throw startup_error(std::string("cannot start the gateway: ") + e.what(),
+                            "check the address options and usernet's file descriptor limit");
+    }
+    l.gateway->set_ip_sink(l.nat.get());
 }
 
 Daemon::~Daemon() {
@@ -135,16 +151,20 @@ Daemon::~Daemon() {
     vde_switches_.clear();
     listeners_.clear();
     taps_.clear();
-    if (gateway_) gateway_->set_ip_sink(nullptr);
-    nat_.reset();
-    gateway_.reset();
-    switch_.set_observer(nullptr);
-    if (pcap_) {
-        loop_.cancel(pcap_flush_);
-        if (!pcap_->flush() || pcap_->errors() != 0)
-            spdlog::warn("{}: {} frames could not be written", cfg_.pcap_path, pcap_->errors());
+    for (auto& lan : lans_) close_lan(*lan);
+}
+
+void Daemon::close_lan(Lan& lan) {
+    if (lan.gateway) lan.gateway->set_ip_sink(nullptr);
+    lan.nat.reset();
+    lan.gateway.reset();
+    lan.sw.set_observer(nullptr);
+    if (lan.pcap) {
+        loop_.cancel(lan.pcap_flush);
+        if (!lan.pcap->flush() || lan.pcap->errors() != 0)
+            spdlog::warn("{}: {} frames could not be written", lan.pcap_path, lan.pcap->errors());
         else
-            spdlog::debug("{}: {} frames captured", cfg_.pcap_path, pcap_->frames());
+            spdlog::debug("{}: {} frames captured", lan.pcap_path, lan.pcap->frames());
     }
 }
 
@@ -162,25 +182,26 @@ std::vector<std::string> Daemon::vde_dirs() const {
     return dirs;
 }
 
-void Daemon::open_pcap() {
-    if (cfg_.pcap_path.empty()) return;
+void Daemon::open_pcap(Lan& lan) {
+    if (lan.pcap_path.empty()) return;
     try {
-        pcap_ = std::make_unique<wire::PcapWriter>(
-            cfg_.pcap_path, uint64_t{cfg_.pcap_size_mb} * 1'000'000, cfg_.pcap_count);
+        lan.pcap = std::make_unique<wire::PcapWriter>(
+            lan.pcap_path, uint64_t{cfg_.pcap_size_mb} * 1'000'000, cfg_.pcap_count);
     } catch (const std::exception& e) {
         throw startup_error(e.what(), "give --pcap a file in a directory you can write to");
     }
     // Frames are buffered; a timer pushes them to the file a second after
     // the first unflushed one, so the capture can be read while running.
-    switch_.set_observer([this](wire::Bytes frame) {
-        pcap_->write(frame);
-        if (!pcap_flush_.armed()) loop_.arm(pcap_flush_, kPcapFlushMs);
+    lan.sw.set_observer([this, &lan](wire::Bytes frame) {
+        lan.pcap->write(frame);
+        if (!lan.pcap_flush.armed()) loop_.arm(lan.pcap_flush, kPcapFlushMs);
     });
+    std::string which = lans_.size() > 1 ? " on LAN " + lan.name : "";
     if (cfg_.pcap_size_mb == 0)
-        spdlog::info("capturing frames to {}", cfg_.pcap_path);
+        spdlog::info("capturing frames{} to {}", which, lan.pcap_path);
     else
-        spdlog::info("capturing frames to {} (a new file every {} MB, {} kept)", cfg_.pcap_path,
-                     cfg_.pcap_size_mb, cfg_.pcap_count);
+        spdlog::info("capturing frames{} to {} (a new file every {} MB, {} kept)", which,
+                     lan.pcap_path, cfg_.pcap_size_mb, cfg_.pcap_count);
 }
 
 void Daemon::resolve_dns_upstreams() {
@@ -195,7 +216,7 @@ void Daemon::resolve_dns_upstreams() {
 void Daemon::add_forwards() {
     for (const nat::ForwardSpec& spec : cfg_.forwards) {
         try {
-            nat_->add_forward(spec);
+            nat().add_forward(spec);
         } catch (const std::exception& e) {
             std::string what = e.what();
             bool privileged = what.find("ermission denied") != std::string::npos;
@@ -212,13 +233,15 @@ void Daemon::add_forwards() {
 }
 
 void Daemon::attach(const Attachment& a) {
+    Lan& lan = *lans_.at(a.lan);
+    if (lans_.size() > 1) spdlog::info("{} joins LAN {}", a.target, lan.name);
     switch (a.kind) {
     case AttachmentKind::netns: {
         ports::TapNetConfig net;
         if (a.address) {
             net.addr = *a.address;
-            net.prefix_len = cfg_.net.prefix_len;
-            net.gateway = cfg_.net.gateway;
+            net.prefix_len = lan.net.prefix_len;
+            net.gateway = lan.net.gateway;
             net.mtu = a.mtu;
         }
         std::string ifname;
@@ -237,7 +260,7 @@ void Daemon::attach(const Attachment& a) {
                     : "check --netns " + a.target + " and run usernet as root";
             throw startup_error(what, todo);
         }
-        auto port = std::make_unique<ports::TapPort>(loop_, switch_, fd,
+        auto port = std::make_unique<ports::TapPort>(loop_, lan.sw, fd,
                                                      ifname + " in netns " + a.netns_path, a.mtu,
                                                      cfg_.tap_offload);
         ports::TapPort* p = port.get();
@@ -245,7 +268,7 @@ void Daemon::attach(const Attachment& a) {
         taps_.push_back(std::move(port));
         // The guest's own address counts as its lease: only this attachment
         // may send from it.
-        if (a.address) gateway_->reserve(*a.address, p->id());
+        if (a.address) lan.gateway->reserve(*a.address, p->id());
         try {
             netns_watches_.emplace_back(
                 p, std::make_unique<ports::NetnsWatch>(loop_, a.netns_path, [this, p, a] {
@@ -257,8 +280,8 @@ void Daemon::attach(const Attachment& a) {
         }
         if (a.address)
             spdlog::info("attached netns {} as {} (MTU {}), address {}/{} via {}", a.netns_path,
-                         ifname, a.mtu, wire::ipv4_to_string(*a.address), cfg_.net.prefix_len,
-                         wire::ipv4_to_string(cfg_.net.gateway));
+                         ifname, a.mtu, wire::ipv4_to_string(*a.address), lan.net.prefix_len,
+                         wire::ipv4_to_string(lan.net.gateway));
         else
             spdlog::info("attached netns {} as {} (MTU {})", a.netns_path, ifname, a.mtu);
         break;
@@ -271,7 +294,7 @@ void Daemon::attach(const Attachment& a) {
             throw startup_error(e.what(), "check --tap " + a.ifname +
                                               " (see ATTACHING GUESTS in usernet(1))");
         }
-        auto port = std::make_unique<ports::TapPort>(loop_, switch_, fd, a.ifname, a.mtu,
+        auto port = std::make_unique<ports::TapPort>(loop_, lan.sw, fd, a.ifname, a.mtu,
                                                      cfg_.tap_offload);
         ports::TapPort* p = port.get();
         port->set_on_failure([this, p](const std::string& why) { on_tap_failure(p, why); });
@@ -282,7 +305,7 @@ void Daemon::attach(const Attachment& a) {
     case AttachmentKind::socket: {
         try {
             listeners_.push_back(
-                std::make_unique<ports::StreamListener>(loop_, switch_, a.target, a.mtu));
+                std::make_unique<ports::StreamListener>(loop_, lan.sw, a.target, a.mtu));
         } catch (const std::exception& e) {
             throw startup_error(e.what(), default_socket_
                                               ? "give a socket path with --socket PATH"
@@ -295,7 +318,7 @@ void Daemon::attach(const Attachment& a) {
     case AttachmentKind::vde: {
         try {
             vde_switches_.push_back(
-                std::make_unique<ports::VdeSwitch>(loop_, switch_, a.target, a.mtu));
+                std::make_unique<ports::VdeSwitch>(loop_, lan.sw, a.target, a.mtu));
         } catch (const std::exception& e) {
             std::string what = e.what();
             throw startup_error(what, what.find("in use") != std::string::npos
@@ -332,8 +355,8 @@ void Daemon::write_pid_file() {
     pid_written_ = cfg_.pid_path;
 }
 
-void Daemon::log_summary() const {
-    const gw::NetConfig& n = cfg_.net;
+void Daemon::log_summary(const Lan& lan) const {
+    const gw::NetConfig& n = lan.net;
     std::string dns = "no upstream";
     if (!n.dns_upstreams.empty()) {
         dns = "forwarded to ";
@@ -344,7 +367,8 @@ void Daemon::log_summary() const {
             dns += (i ? ", " : "") + a + ":" + std::to_string(u.port);
         }
     }
-    spdlog::info("network {}/{}: gateway {} ({}), DNS {} ({}), DHCP {}-{}{}",
+    std::string which = lans_.size() > 1 ? "LAN " + lan.name + ": " : "";
+    spdlog::info("{}network {}/{}: gateway {} ({}), DNS {} ({}), DHCP {}-{}{}", which,
                  wire::ipv4_to_string(n.net), n.prefix_len, wire::ipv4_to_string(n.gateway),
                  n.map_gateway_to_loopback ? "the host's loopback" : "not mapped to the host",
                  wire::ipv4_to_string(n.dns), dns, wire::ipv4_to_string(n.dhcp_start),

@@ -55,9 +55,14 @@ public:
     void stop() { loop_.stop(); }
 
     core::EventLoop& loop() { return loop_; }
-    sw::Switch& lan() { return switch_; }
-    gw::Gateway& gateway() { return *gateway_; }
-    nat::Nat& nat() { return *nat_; }
+    // The default LAN's pieces (the LAN of the attachments before any --lan).
+    sw::Switch& lan() { return lans_.front()->sw; }
+    gw::Gateway& gateway() { return *lans_.front()->gateway; }
+    nat::Nat& nat() { return *lans_.front()->nat; }
+    // LAN i: 0 the default, k the k-th --lan.
+    size_t lan_count() const { return lans_.size(); }
+    sw::Switch& lan(size_t i) { return lans_.at(i)->sw; }
+    gw::Gateway& gateway(size_t i) { return *lans_.at(i)->gateway; }
     const Config& config() const { return cfg_; }
 
     // The Unix socket paths QEMU can connect to, absolute.
@@ -68,13 +73,33 @@ public:
     bool using_default_socket() const { return default_socket_; }
 
 private:
-    void open_pcap();
+    // One isolated LAN: a switch with its gateway (ARP, DHCP, DNS) and NAT,
+    // and its capture. Nothing is shared with another LAN but the loop.
+    struct Lan {
+        Lan(core::EventLoop& loop, std::string name, const gw::NetConfig& net,
+            std::string pcap_path);
+        std::string name;
+        gw::NetConfig net;
+        std::string pcap_path;
+        std::unique_ptr<wire::PcapWriter> pcap;
+        core::Timer pcap_flush;
+        sw::Switch sw;
+        std::unique_ptr<gw::Gateway> gateway;
+        // Nat has virtual functions and a non-virtual destructor; deleting it
+        // as a member of a plain struct keeps clang's -Wdelete-non-virtual-dtor quiet.
+        std::unique_ptr<nat::Nat> nat;
+    };
+
+    void build_lan(const std::string& name, const gw::NetConfig& net,
+                   const std::string& pcap_path);
+    void close_lan(Lan& lan);
+    void open_pcap(Lan& lan);
     void resolve_dns_upstreams();
     void add_forwards();
     void attach(const Attachment& a);
     void attach_default_socket();
     void write_pid_file();
-    void log_summary() const;
+    void log_summary(const Lan& lan) const;
     // A TAP that failed for good is removed after the current batch.
     void on_tap_failure(ports::TapPort* port, const std::string& why);
     void detach_tap(ports::TapPort* port);
@@ -82,13 +107,7 @@ private:
 
     Config cfg_;
     core::EventLoop loop_;
-    std::unique_ptr<wire::PcapWriter> pcap_;
-    core::Timer pcap_flush_;
-    sw::Switch switch_;
-    std::unique_ptr<gw::Gateway> gateway_;
-    // Nat has virtual functions and a non-virtual destructor; deleting it
-    // as a member of a plain struct keeps clang's -Wdelete-non-virtual-dtor quiet.
-    std::unique_ptr<nat::Nat> nat_;
+    std::vector<std::unique_ptr<Lan>> lans_;  // [0]: the default LAN
     std::vector<std::unique_ptr<ports::TapPort>> taps_;
     std::vector<ports::TapPort*> failed_taps_;
     // What named each --netns attachment's namespace, watched for its end.

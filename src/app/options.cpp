@@ -52,7 +52,7 @@ uint32_t parse_mtu(const std::string& option, std::string_view text) {
 
 // Everything the command line holds, as text, before checking.
 struct RawOptions {
-    std::vector<std::string> netns, tap, socket, vde, dns_upstream, tcp, udp;
+    std::vector<std::string> netns, tap, socket, vde, dns_upstream, tcp, udp, lan;
     std::string tap_name = kDefaultTapName, mtu, max_flows, busy_poll, net, gateway, dns,
                 dhcp_start, guest_addr,
                 domain, pcap, pid;
@@ -81,6 +81,7 @@ void describe(CLI::App& app, RawOptions& raw) {
     repeated(app.add_option("--tap", raw.tap));
     repeated(app.add_option("--socket", raw.socket));
     repeated(app.add_option("--vde", raw.vde));
+    repeated(app.add_option("--lan", raw.lan));
     last_wins(app.add_option("--mtu", raw.mtu));
     // Addresses.
     last_wins(app.add_option("--net", raw.net));
@@ -183,6 +184,33 @@ void check_domain(const std::string& d) {
              "use letters, digits, '-' and dots, such as example.internal");
 }
 
+// Lease at most 16 addresses, stopping before the broadcast address and
+// before the gateway or DNS address if they follow the first lease.
+void size_pool(gw::NetConfig& net) {
+    uint32_t count = 0;
+    for (wire::Ipv4 a = net.dhcp_start; count < 16; ++a, ++count)
+        if (a == net.broadcast() || a == net.gateway || a == net.dns) break;
+    net.dhcp_count = count;
+}
+
+// "CIDR" as a network of its own, or fail(option, ...).
+Cidr parse_network(const std::string& option, const std::string& text) {
+    auto c = parse_cidr(text);
+    if (!c)
+        fail(option, "'" + text + "' is not an IPv4 network",
+             "write it as a.b.c.d/len, such as 10.0.2.0/24");
+    if (c->prefix_len < 1 || c->prefix_len > 28)
+        fail(option, "prefix length /" + std::to_string(c->prefix_len) + " in '" + text +
+                         "' leaves no room for a network",
+             "use a prefix from /1 to /28, such as /24");
+    uint32_t mask = ~wire::Ipv4{0} << (32 - c->prefix_len);
+    if ((c->addr & mask) != c->addr)
+        fail(option, "'" + text + "' has host bits set",
+             "did you mean " + wire::ipv4_to_string(c->addr & mask) + "/" +
+                 std::to_string(c->prefix_len) + "?");
+    return *c;
+}
+
 // The addresses of the virtual network. Gateway, DNS and first lease
 // default to host parts .2, .3 and .15 of --net, as in QEMU.
 void resolve_addresses(const CLI::App& app, const RawOptions& raw, Config& cfg) {
@@ -235,12 +263,7 @@ void resolve_addresses(const CLI::App& app, const RawOptions& raw, Config& cfg) 
              "the first DHCP address " + wire::ipv4_to_string(net.dhcp_start) +
                  " is also the gateway or DNS address",
              "give another --dhcp-start");
-    // Lease at most 16 addresses, stopping before the broadcast address and
-    // before the gateway or DNS address if they follow the first lease.
-    uint32_t count = 0;
-    for (wire::Ipv4 a = net.dhcp_start; count < 16; ++a, ++count)
-        if (a == net.broadcast() || a == net.gateway || a == net.dns) break;
-    net.dhcp_count = count;
+    size_pool(net);
 
     if (given(app, "--guest-addr")) {
         wire::Ipv4 g = parse_ipv4("--guest-addr", raw.guest_addr);
@@ -256,7 +279,12 @@ void resolve_addresses(const CLI::App& app, const RawOptions& raw, Config& cfg) 
     }
 }
 
-// MTUs and, with --config-net, the address of each namespace.
+// The options that attach a guest (each occurrence, one attachment).
+bool is_attachment_option(const std::string& name) {
+    return name == "--netns" || name == "--tap" || name == "--socket" || name == "--vde";
+}
+
+// Each attachment with its MTU, in command-line order.
 void resolve_attachments(const CLI::App& app, const RawOptions& raw, Config& cfg) {
     std::optional<uint32_t> mtu;
     if (given(app, "--mtu")) mtu = parse_mtu("--mtu", raw.mtu);
@@ -267,8 +295,7 @@ void resolve_attachments(const CLI::App& app, const RawOptions& raw, Config& cfg
     std::map<const CLI::Option*, size_t> next;
     for (const CLI::Option* o : app.parse_order()) {
         std::string name = "--" + o->get_lnames().front();
-        if (name != "--netns" && name != "--tap" && name != "--socket" && name != "--vde")
-            continue;
+        if (!is_attachment_option(name)) continue;
         const std::vector<std::string>& values = name == "--netns" ? raw.netns
                                                  : name == "--tap" ? raw.tap
                                                  : name == "--vde" ? raw.vde
@@ -322,8 +349,79 @@ void resolve_attachments(const CLI::App& app, const RawOptions& raw, Config& cfg
                 fail(opt, "'" + a.target + "' is given twice", "give each attachment once");
         }
 
+}
+
+// "NAME[,net=CIDR][,pcap=FILE]".
+LanConfig parse_lan(const std::string& text, const Config& cfg) {
+    LanConfig lan;
+    lan.net = cfg.net;
+    size_t at = text.find(',');
+    lan.name = text.substr(0, at);
+    bool ok_name = !lan.name.empty() && lan.name.size() <= 32 &&
+                   std::all_of(lan.name.begin(), lan.name.end(), [](unsigned char c) {
+                       return std::isalnum(c) || c == '-' || c == '_' || c == '.';
+                   });
+    if (!ok_name)
+        fail("--lan", "'" + lan.name + "' is not a LAN name",
+             "use up to 32 letters, digits, '-', '_' or '.'");
+    while (at != std::string::npos) {
+        size_t next = text.find(',', at + 1);
+        std::string param = text.substr(at + 1, next == std::string::npos ? next : next - at - 1);
+        at = next;
+        if (param.starts_with("net=")) {
+            Cidr c = parse_network("--lan", param.substr(4));
+            lan.net.net = c.addr;
+            lan.net.prefix_len = c.prefix_len;
+            lan.net.gateway = c.addr + 2;
+            lan.net.dns = c.addr + 3;
+            lan.net.dhcp_start = c.addr + 15;
+            size_pool(lan.net);
+        } else if (param.starts_with("pcap=") && param.size() > 5) {
+            lan.pcap_path = param.substr(5);
+        } else {
+            fail("--lan", "unknown parameter '" + param + "' in '" + text + "'",
+                 "write --lan NAME[,net=CIDR][,pcap=FILE]");
+        }
+    }
+    return lan;
+}
+
+// --lan NAME starts a LAN of its own: the attachments after it, up to the
+// next --lan, join it; those before any --lan are the default LAN.
+void resolve_lans(const CLI::App& app, const RawOptions& raw, Config& cfg) {
+    size_t attachment = 0, lans = 0;
+    std::vector<size_t> members;
+    for (const CLI::Option* o : app.parse_order()) {
+        std::string name = "--" + o->get_lnames().front();
+        if (name == "--lan") {
+            if (lans >= raw.lan.size()) continue;
+            LanConfig lan = parse_lan(raw.lan[lans++], cfg);
+            for (const LanConfig& l : cfg.lans) {
+                if (l.name == lan.name)
+                    fail("--lan", "LAN '" + lan.name + "' is given twice",
+                         "give each --lan a name of its own");
+                if (!lan.pcap_path.empty() && lan.pcap_path == l.pcap_path)
+                    fail("--lan", "two LANs capture to " + lan.pcap_path,
+                         "give each LAN its own capture file");
+            }
+            cfg.lans.push_back(std::move(lan));
+            members.push_back(0);
+        } else if (is_attachment_option(name) && attachment < cfg.attachments.size()) {
+            cfg.attachments[attachment++].lan = lans;
+            if (lans > 0) ++members[lans - 1];
+        }
+    }
+    for (size_t i = 0; i < cfg.lans.size(); ++i)
+        if (members[i] == 0)
+            fail("--lan", "LAN '" + cfg.lans[i].name + "' has no attachment",
+                 "put the attachments of a LAN after its --lan");
+}
+
+// With --config-net, the address of each namespace: in each LAN, the first
+// namespace gets the first lease address (the default LAN's: --guest-addr),
+// the next ones the following free addresses.
+void assign_netns_addresses(Config& cfg) {
     if (!cfg.config_net) return;
-    const gw::NetConfig& net = cfg.net;
     bool any_netns = std::any_of(cfg.attachments.begin(), cfg.attachments.end(),
                                  [](const Attachment& a) {
                                      return a.kind == AttachmentKind::netns;
@@ -331,11 +429,12 @@ void resolve_attachments(const CLI::App& app, const RawOptions& raw, Config& cfg
     if (!any_netns)
         fail("--config-net", "there is no --netns attachment to configure",
              "add --netns NAME, or drop --config-net");
-    // The first namespace gets --guest-addr (default: the first lease), the
-    // next ones the following free addresses.
-    wire::Ipv4 addr = cfg.guest_addr.value_or(net.dhcp_start);
+    std::vector<wire::Ipv4> next{cfg.guest_addr.value_or(cfg.net.dhcp_start)};
+    for (const LanConfig& l : cfg.lans) next.push_back(l.net.dhcp_start);
     for (Attachment& a : cfg.attachments) {
         if (a.kind != AttachmentKind::netns) continue;
+        const gw::NetConfig& net = a.lan == 0 ? cfg.net : cfg.lans[a.lan - 1].net;
+        wire::Ipv4& addr = next[a.lan];
         while (addr == net.gateway || addr == net.dns) ++addr;
         if (!net.in_subnet(addr) || addr == net.broadcast())
             fail("--config-net", "the network has no address left for --netns " + a.target,
@@ -351,7 +450,7 @@ void resolve_attachments(const CLI::App& app, const RawOptions& raw, Config& cfg
 void resolve_forwards(const CLI::App& app, const RawOptions& raw, Config& cfg) {
     std::optional<wire::Ipv4> target = cfg.guest_addr;
     for (const Attachment& a : cfg.attachments)
-        if (!target && a.address) target = a.address;
+        if (!target && a.address && a.lan == 0) target = a.address;
     std::map<const CLI::Option*, size_t> next;
     for (const CLI::Option* o : app.parse_order()) {
         bool tcp = o->check_lname("tcp-ports");
@@ -481,6 +580,8 @@ Config parse_options(const std::vector<std::string>& args) {
 
     resolve_addresses(app, raw, cfg);
     resolve_attachments(app, raw, cfg);
+    resolve_lans(app, raw, cfg);
+    assign_netns_addresses(cfg);
 
     for (const std::string& text : raw.dns_upstream) {
         auto hp = parse_host_port(text);
@@ -494,6 +595,11 @@ Config parse_options(const std::vector<std::string>& args) {
     if (given(app, "--pcap")) {
         if (raw.pcap.empty()) fail("--pcap", "empty file name", "give a file to write to");
         cfg.pcap_path = raw.pcap;
+        for (const LanConfig& l : cfg.lans)
+            if (l.pcap_path == cfg.pcap_path)
+                fail("--lan", "LAN " + l.name + " and the default LAN both capture to " +
+                                  cfg.pcap_path,
+                     "give each LAN its own capture file");
     }
     // Millions of bytes, as tcpdump -C counts them; 0 lets the file grow.
     if (given(app, "--pcap-size"))
@@ -554,6 +660,11 @@ Attachments (repeatable; each VALUE may end in ,mtu=N):
                              missing): vde_plug, QEMU -netdev vde, VirtualBox
       --mtu N                default MTU of every attachment (68-65520;
                              default 65520 for --netns, 1500 otherwise)
+      --lan NAME[,net=CIDR][,pcap=FILE]  the attachments after it form a LAN
+                             of their own: own switch, gateway, DHCP, DNS
+                             and NAT, no frame crossing to another LAN
+                             (net= default: --net's; forwards go to the
+                             default LAN, the attachments before any --lan)
   Without attachment, listen on $XDG_RUNTIME_DIR/usernet.socket or
   /tmp/usernet-UID.socket and print the QEMU command line to use.
 

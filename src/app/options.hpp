@@ -42,6 +42,18 @@ struct Attachment {
     uint32_t mtu = kWireMtu; // resolved: suffix, else --mtu, else the kind's default
     // netns with --config-net: the address, prefix and route set inside it.
     std::optional<wire::Ipv4> address;
+    // The LAN it joins: 0 is the default LAN (Config::net), k the LAN of the
+    // k-th --lan (Config::lans[k - 1]), the one named last before it.
+    size_t lan = 0;
+};
+
+// A LAN of its own (--lan NAME[,net=CIDR][,pcap=FILE]): its switch,
+// gateway, DHCP pool, DNS and NAT are apart from every other LAN's; no
+// frame crosses between LANs. Forwards (-t, -u) go to the default LAN.
+struct LanConfig {
+    std::string name;
+    gw::NetConfig net;      // --net's settings, with net= and its .2/.3/.15
+    std::string pcap_path;  // ,pcap=: this LAN's capture; empty: none
 };
 
 enum class LogLevel { quiet, info, debug };
@@ -52,6 +64,8 @@ struct Config {
     Action action = Action::run;
     // In command-line order. Empty: listen on the default socket path.
     std::vector<Attachment> attachments;
+    // The LANs beyond the default one, in the order --lan named them.
+    std::vector<LanConfig> lans;
     bool config_net = false;
     bool tap_offload = true;  // --no-offload clears it
     nat::NatLimits limits;    // --max-flows

@@ -388,6 +388,51 @@ TEST(Options, BadForwardSpecIsAnErrorNamingTheFlag) {
 
 // --- operation ---------------------------------------------------------------------
 
+TEST(Options, LanGroupsTheAttachmentsAfterIt) {
+    Config c = parse({"--socket", "/tmp/a", "--lan", "b,net=10.0.3.0/24,pcap=/tmp/b.pcap",
+                      "--socket", "/tmp/b1", "--netns", "nsb", "--lan", "c", "--socket",
+                      "/tmp/c"});
+    ASSERT_EQ(c.attachments.size(), 4u);
+    EXPECT_EQ(c.attachments[0].lan, 0u);
+    EXPECT_EQ(c.attachments[1].lan, 1u);
+    EXPECT_EQ(c.attachments[2].lan, 1u);
+    EXPECT_EQ(c.attachments[3].lan, 2u);
+    ASSERT_EQ(c.lans.size(), 2u);
+    EXPECT_EQ(c.lans[0].name, "b");
+    EXPECT_EQ(c.lans[0].net.net, ip("10.0.3.0"));
+    EXPECT_EQ(c.lans[0].net.gateway, ip("10.0.3.2"));
+    EXPECT_EQ(c.lans[0].net.dns, ip("10.0.3.3"));
+    EXPECT_EQ(c.lans[0].net.dhcp_start, ip("10.0.3.15"));
+    EXPECT_EQ(c.lans[0].net.dhcp_count, 16u);
+    EXPECT_EQ(c.lans[0].pcap_path, "/tmp/b.pcap");
+    // Without net=, a LAN has the default LAN's addresses (apart from it).
+    EXPECT_EQ(c.lans[1].net.net, c.net.net);
+    EXPECT_EQ(c.lans[1].net.gateway, c.net.gateway);
+    EXPECT_TRUE(c.lans[1].pcap_path.empty());
+}
+
+TEST(Options, LanConfigNetAddressesComeFromEachLansNetwork) {
+    Config c = parse({"--config-net", "--netns", "a1", "--netns", "a2", "--lan",
+                      "b,net=192.168.7.0/24", "--netns", "b1"});
+    ASSERT_EQ(c.attachments.size(), 3u);
+    EXPECT_EQ(c.attachments[0].address, ip("10.0.2.15"));
+    EXPECT_EQ(c.attachments[1].address, ip("10.0.2.16"));
+    EXPECT_EQ(c.attachments[2].address, ip("192.168.7.15"));
+}
+
+TEST(Options, LanErrorsNameTheOption) {
+    EXPECT_EQ(error_option({"--socket", "/tmp/a", "--lan", "b"}), "--lan");  // empty LAN
+    EXPECT_EQ(error_option({"--lan", "b", "--socket", "/tmp/a", "--lan", "b", "--socket",
+                            "/tmp/c"}),
+              "--lan");  // twice
+    EXPECT_EQ(error_option({"--lan", "b/x", "--socket", "/tmp/a"}), "--lan");
+    EXPECT_EQ(error_option({"--lan", "b,net=10.0.3.1/24", "--socket", "/tmp/a"}), "--lan");
+    EXPECT_EQ(error_option({"--lan", "b,net=10.0.3.0/30", "--socket", "/tmp/a"}), "--lan");
+    EXPECT_EQ(error_option({"--lan", "b,mtu=9000", "--socket", "/tmp/a"}), "--lan");
+    EXPECT_EQ(error_option({"--pcap", "/tmp/x", "--lan", "b,pcap=/tmp/x", "--socket", "/tmp/a"}),
+              "--lan");
+}
+
 TEST(Options, LogLevels) {
     EXPECT_EQ(parse({"--debug"}).log_level, LogLevel::debug);
     EXPECT_EQ(parse({"-d"}).log_level, LogLevel::debug);
