@@ -23,6 +23,7 @@
 #include "ports/stream_port.hpp"
 #include "ports/stream_tcp.hpp"
 #include "ports/tap_port.hpp"
+#include "ports/vde_port.hpp"
 #include "wire/pcap.hpp"
 
 namespace usernet::app {
@@ -144,6 +145,15 @@ std::string qemu_command_line(const std::string& socket_path) {
            socket_path + " -device virtio-net-pci,netdev=net0";
 }
 
+std::string qemu_vde_command_line(const std::string& dir) {
+    return "qemu-system-x86_64 ... -netdev vde,id=net0,sock=" + dir +
+           " -device virtio-net-pci,netdev=net0";
+}
+
+std::string vde_plug_command_line(const std::string& dir) {
+    return "vde_plug vde://" + dir + " tap://tap0";
+}
+
 Daemon::Lan::Lan(core::EventLoop& loop, std::string name_, const gw::NetConfig& net_,
                  std::string pcap_path_)
     : name(std::move(name_)), net(net_), pcap_path(std::move(pcap_path_)), pcap_flush([this] {
@@ -190,6 +200,7 @@ void Daemon::build_lan(const std::string& name, const gw::NetConfig& net,
 Daemon::~Daemon() {
     if (!pid_written_.empty()) unlink(pid_written_.c_str());
     netns_watches_.clear();
+    vde_switches_.clear();
     listeners_.clear();
     tcp_listeners_.clear();
     tcp_connectors_.clear();
@@ -246,6 +257,12 @@ std::vector<std::string> Daemon::tcp_attach_hints() const {
         hints.push_back(h);
     }
     return hints;
+}
+
+std::vector<std::string> Daemon::vde_dirs() const {
+    std::vector<std::string> dirs;
+    for (const auto& v : vde_switches_) dirs.push_back(v->dir());
+    return dirs;
 }
 
 void Daemon::open_pcap(Lan& lan) {
@@ -398,6 +415,21 @@ void Daemon::attach(const Attachment& a) {
                          a.target);
         break;
     }
+    case AttachmentKind::vde: {
+        try {
+            vde_switches_.push_back(
+                std::make_unique<ports::VdeSwitch>(loop_, lan.sw, a.target, a.mtu));
+        } catch (const std::exception& e) {
+            std::string what = e.what();
+            throw startup_error(what, what.find("in use") != std::string::npos
+                                          ? "stop the switch using it, or give another --vde "
+                                            "directory"
+                                          : "give --vde a directory of your own (it is created "
+                                            "if missing)");
+        }
+        spdlog::info("VDE switch at {} (MTU {})", vde_switches_.back()->dir(), a.mtu);
+        break;
+    }
     case AttachmentKind::tcp_connect: {
         ports::TcpEndpoint ep{a.endpoint.addr, a.endpoint.port};
         try {
@@ -521,7 +553,8 @@ void Daemon::run_deferred() {
     }
     failed_taps_.clear();
     if (taps_.empty() && listeners_.empty() && tcp_listeners_.empty() &&
-        tcp_connectors_.empty() && dgrams_.empty() && bochs_.empty()) {
+        tcp_connectors_.empty() && dgrams_.empty() && bochs_.empty() &&
+        vde_switches_.empty()) {
         spdlog::warn("no attachment left, exiting");
         loop_.stop();
     }

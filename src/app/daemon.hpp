@@ -36,6 +36,7 @@ struct DgramConfig;
 class NetnsWatch;
 class TcpStreamListener;
 class TcpStreamConnector;
+class VdeSwitch;
 }  // namespace usernet::ports
 
 namespace usernet::app {
@@ -78,6 +79,8 @@ public:
     // ("Bochs instance 0 (of --bochs 40000,count=2): bochsrc lines:")
     // followed by the lines themselves.
     std::vector<std::vector<std::string>> bochs_hints() const;
+    // The VDE switch directories (--vde), absolute.
+    std::vector<std::string> vde_dirs() const;
     // True when no attachment was given and the default socket is used.
     bool using_default_socket() const { return default_socket_; }
 
@@ -126,6 +129,7 @@ private:
     std::vector<std::unique_ptr<ports::TcpStreamConnector>> tcp_connectors_;
     std::vector<std::unique_ptr<ports::BochsAttachment>> bochs_;
     std::vector<std::unique_ptr<ports::DgramPort>> dgrams_;  // --dgram, --mcast
+    std::vector<std::unique_ptr<ports::VdeSwitch>> vde_switches_;
     bool default_socket_ = false;
     std::string pid_written_;
 };
@@ -138,6 +142,10 @@ std::string default_socket_path();
 
 // The QEMU options that attach a virtio-net NIC to a usernet socket.
 std::string qemu_command_line(const std::string& socket_path);
+// The same for a VDE switch directory (-netdev vde), and the vde_plug
+// command that bridges a TAP onto it.
+std::string qemu_vde_command_line(const std::string& dir);
+std::string vde_plug_command_line(const std::string& dir);
 
 // The QEMU options that match a --dgram or --mcast attachment: the
 // -netdev dgram form, then (udp and mcast) the older -netdev socket form.

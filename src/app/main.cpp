@@ -82,6 +82,10 @@ int main(int argc, char** argv) {
                 std::cout << hint[0] << "\n";
                 for (size_t i = 1; i < hint.size(); ++i) std::cout << "    " << hint[i] << "\n";
             }
+            for (const std::string& dir : daemon.vde_dirs())
+                std::cout << "Attach QEMU to the VDE switch " << dir << " with:\n    "
+                          << qemu_vde_command_line(dir) << "\nor a TAP (e.g. in a namespace) with:\n    "
+                          << vde_plug_command_line(dir) << "\n";
             std::cout.flush();
         }
         daemon.run();

@@ -53,7 +53,7 @@ uint32_t parse_mtu(const std::string& option, std::string_view text) {
 
 // Everything the command line holds, as text, before checking.
 struct RawOptions {
-    std::vector<std::string> netns, tap, socket, listen, connect, dns_upstream, tcp, udp, lan;
+    std::vector<std::string> netns, tap, socket, listen, connect, dns_upstream, tcp, udp, lan, vde;
     std::vector<std::string> bochs;  // --bochs
     std::vector<std::string> dgram, mcast;  // --dgram, --mcast
     std::string tap_name = kDefaultTapName, mtu, max_flows, busy_poll, net, gateway, dns,
@@ -85,6 +85,7 @@ void describe(CLI::App& app, RawOptions& raw) {
     repeated(app.add_option("--socket", raw.socket));
     repeated(app.add_option("--listen", raw.listen));
     repeated(app.add_option("--connect", raw.connect));
+    repeated(app.add_option("--vde", raw.vde));
     repeated(app.add_option("--lan", raw.lan));
     repeated(app.add_option("--bochs", raw.bochs));
     repeated(app.add_option("--dgram", raw.dgram));
@@ -157,7 +158,8 @@ std::pair<std::string, std::optional<uint32_t>> split_attachment(const std::stri
     }
     if (target.empty())
         fail(option, "empty value",
-             std::string("give a ") + (option == "--socket" ? "path" : "name"));
+             std::string("give a ") +
+                 (option == "--socket" ? "path" : option == "--vde" ? "directory" : "name"));
     return {target, mtu};
 }
 
@@ -452,7 +454,7 @@ void check_bochs_ranges(const std::vector<Attachment>& all) {
 bool is_attachment_option(const std::string& name) {
     return name == "--netns" || name == "--tap" || name == "--socket" || name == "--listen" ||
            name == "--connect" || name == "--dgram" || name == "--mcast" ||
-           name == "--bochs";
+           name == "--bochs" || name == "--vde";
 }
 
 // Each attachment with its MTU, in command-line order.
@@ -478,6 +480,7 @@ void resolve_attachments(const CLI::App& app, const RawOptions& raw, Config& cfg
                                                  : name == "--connect" ? raw.connect
                                                  : name == "--dgram"  ? raw.dgram
                                                  : name == "--mcast"  ? raw.mcast
+                                                 : name == "--vde"    ? raw.vde
                                                                       : raw.socket;
         size_t i = next[o]++;
         if (i >= values.size()) continue;
@@ -512,6 +515,15 @@ void resolve_attachments(const CLI::App& app, const RawOptions& raw, Config& cfg
             a.endpoint = parse_tcp_endpoint(name, target);
             a.target = tcp_endpoint_text(a.endpoint);
             a.mtu = own_mtu.value_or(mtu.value_or(kWireMtu));
+        } else if (name == "--vde") {
+            a.kind = AttachmentKind::vde;
+            // DIR/NNN.SERIAL must fit in sun_path (the daemon checks the
+            // absolute path again).
+            if (target.size() + 16 >= sizeof(sockaddr_un{}.sun_path))
+                fail("--vde", "directory '" + target + "' is longer than " +
+                                  std::to_string(sizeof(sockaddr_un{}.sun_path) - 17) + " bytes",
+                     "use a shorter path");
+            a.mtu = own_mtu.value_or(mtu.value_or(kWireMtu));
         } else {
             a.kind = AttachmentKind::socket;
             if (target.size() >= sizeof(sockaddr_un{}.sun_path))
@@ -535,6 +547,7 @@ void resolve_attachments(const CLI::App& app, const RawOptions& raw, Config& cfg
                               : a.kind == AttachmentKind::tcp_listen ? "--listen"
                               : a.kind == AttachmentKind::tcp_connect ? "--connect"
                               : a.kind == AttachmentKind::dgram       ? "--dgram"
+                              : a.kind == AttachmentKind::vde         ? "--vde"
                                                                       : "--socket";
             if (same)
                 fail(opt, "'" + a.target + "' is given twice", "give each attachment once");
@@ -862,6 +875,8 @@ Attachments (repeatable; each VALUE may end in ,mtu=N):
                              the emulator's (default: whoever sends first)
       --mcast GROUP:PORT[,localaddr=ADDR]  join an IPv4 multicast LAN
                              (QEMU -netdev socket,mcast= or dgram's form)
+      --vde DIR              be a VDE switch in directory DIR (created if
+                             missing): vde_plug, QEMU -netdev vde, VirtualBox
       --mtu N                default MTU of every attachment (68-65520;
                              default 65520 for --netns, 1500 otherwise)
       --lan NAME[,net=CIDR][,pcap=FILE]  the attachments after it form a LAN

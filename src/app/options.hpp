@@ -29,16 +29,16 @@ namespace usernet::app {
 inline constexpr uint32_t kMinMtu = 68;       // RFC 791's minimum
 inline constexpr uint32_t kMaxMtu = 65520;    // as passt: fits a 64 KiB frame
 inline constexpr uint32_t kNetnsMtu = 65520;  // TAP in a namespace: no wire to respect
-inline constexpr uint32_t kWireMtu = 1500;    // --socket and --tap: an emulated NIC
+inline constexpr uint32_t kWireMtu = 1500;    // --socket, --tap, --vde: an emulated NIC
 inline constexpr const char* kDefaultTapName = "tap0";
 
-enum class AttachmentKind { netns, tap, socket, tcp_listen, tcp_connect, dgram, bochs };
+enum class AttachmentKind { netns, tap, socket, tcp_listen, tcp_connect, dgram, bochs, vde };
 
 inline constexpr const char* kDefaultListenHost = "127.0.0.1";  // --listen PORT
 
 // One guest attachment from --netns, --tap, --socket, --listen or --connect
 // (value[,mtu=N]), --dgram / --mcast (kind dgram), or --bochs
-// (PORT[,count=N][,mtu=N]).
+// (PORT[,count=N][,mtu=N]), or --vde (DIR[,mtu=N]).
 struct Attachment {
     AttachmentKind kind = AttachmentKind::socket;
     std::string target;      // as given, without the ",mtu=" suffix

@@ -87,6 +87,7 @@ PACKAGE_OF = {
     "gzip": "gzip", "iperf3": "iperf3", "socat": "socat", "setpriv": "util-linux",
     "prlimit": "util-linux",
     "bochs": "bochs", "xorriso": "xorriso",
+    "vde_plug": "vdeplug", "vde_plug2tap": "vde2",
 }
 
 
