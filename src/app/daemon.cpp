@@ -18,6 +18,7 @@
 #include "nat/forward.hpp"
 #include "ports/netns.hpp"
 #include "ports/netns_watch.hpp"
+#include "ports/serial_port.hpp"
 #include "ports/stream_port.hpp"
 #include "ports/tap_port.hpp"
 #include "wire/pcap.hpp"
@@ -123,6 +124,7 @@ Daemon::~Daemon() {
     if (!pid_written_.empty()) unlink(pid_written_.c_str());
     netns_watches_.clear();
     listeners_.clear();
+    serials_.clear();
     taps_.clear();
     if (gateway_) gateway_->set_ip_sink(nullptr);
     nat_.reset();
@@ -138,6 +140,16 @@ Daemon::~Daemon() {
 }
 
 void Daemon::run() { loop_.run(); }
+
+std::vector<std::string> Daemon::serial_usage() const {
+    std::vector<std::string> lines;
+    for (const auto& s : serials_) {
+        lines.push_back("Attach a serial-line guest to " + s->describe() + " at " + s->location() +
+                        ":");
+        for (const std::string& l : s->usage()) lines.push_back("    " + l);
+    }
+    return lines;
+}
 
 std::vector<std::string> Daemon::socket_paths() const {
     std::vector<std::string> paths;
@@ -275,6 +287,27 @@ void Daemon::attach(const Attachment& a) {
         spdlog::info("listening on {} for QEMU (MTU {})", a.target, a.mtu);
         break;
     }
+    case AttachmentKind::serial: {
+        ports::SerialConfig sc = a.serial;
+        sc.net = cfg_.net.net;
+        sc.prefix_len = cfg_.net.prefix_len;
+        sc.gateway = cfg_.net.gateway;
+        sc.dns = cfg_.net.dns;
+        try {
+            serials_.push_back(std::make_unique<ports::SerialPort>(loop_, switch_, sc));
+        } catch (const std::exception& e) {
+            throw startup_error(e.what(), "give --serial another path or port, or stop the "
+                                          "program using it");
+        }
+        ports::SerialPort& p = *serials_.back();
+        // A fixed peer address is this attachment's, as --config-net's.
+        if (a.address) gateway_->reserve(*a.address, p.id());
+        spdlog::info("{} at {} (switch port {}, MAC {}, MTU {}), peer address {}", p.describe(),
+                     p.location(), p.id(), p.mac().to_string(), a.mtu,
+                     a.address ? wire::ipv4_to_string(*a.address)
+                               : std::string("by DHCP on its behalf"));
+        break;
+    }
     }
 }
 
@@ -338,7 +371,7 @@ void Daemon::run_deferred() {
         std::erase_if(taps_, [p](const auto& t) { return t.get() == p; });
     }
     failed_taps_.clear();
-    if (taps_.empty() && listeners_.empty()) {
+    if (taps_.empty() && listeners_.empty() && serials_.empty()) {
         spdlog::warn("no attachment left, exiting");
         loop_.stop();
     }

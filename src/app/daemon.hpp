@@ -30,6 +30,7 @@ class PcapWriter;
 namespace usernet::ports {
 class TapPort;
 class StreamListener;
+class SerialPort;
 class NetnsWatch;
 }  // namespace usernet::ports
 
@@ -61,6 +62,9 @@ public:
 
     // The Unix socket paths QEMU can connect to, absolute.
     std::vector<std::string> socket_paths() const;
+    // Per --serial attachment: where it is and what to type in the emulator
+    // and the guest (the banner prints them).
+    std::vector<std::string> serial_usage() const;
     // True when no attachment was given and the default socket is used.
     bool using_default_socket() const { return default_socket_; }
 
@@ -91,6 +95,7 @@ private:
     // What named each --netns attachment's namespace, watched for its end.
     std::vector<std::pair<ports::TapPort*, std::unique_ptr<ports::NetnsWatch>>> netns_watches_;
     std::vector<std::unique_ptr<ports::StreamListener>> listeners_;
+    std::vector<std::unique_ptr<ports::SerialPort>> serials_;
     bool default_socket_ = false;
     std::string pid_written_;
 };

@@ -77,6 +77,7 @@ int main(int argc, char** argv) {
             for (const std::string& path : daemon.socket_paths())
                 std::cout << "Attach QEMU (7.2 or later) to " << path << " with:\n    "
                           << qemu_command_line(path) << "\n";
+            for (const std::string& line : daemon.serial_usage()) std::cout << line << "\n";
             std::cout.flush();
         }
         daemon.run();

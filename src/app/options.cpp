@@ -52,7 +52,7 @@ uint32_t parse_mtu(const std::string& option, std::string_view text) {
 
 // Everything the command line holds, as text, before checking.
 struct RawOptions {
-    std::vector<std::string> netns, tap, socket, dns_upstream, tcp, udp;
+    std::vector<std::string> netns, tap, socket, serial, dns_upstream, tcp, udp;
     std::string tap_name = kDefaultTapName, mtu, max_flows, busy_poll, net, gateway, dns,
                 dhcp_start, guest_addr,
                 domain, pcap, pid;
@@ -80,6 +80,7 @@ void describe(CLI::App& app, RawOptions& raw) {
     app.add_flag("--no-offload", raw.no_offload);
     repeated(app.add_option("--tap", raw.tap));
     repeated(app.add_option("--socket", raw.socket));
+    repeated(app.add_option("--serial", raw.serial));
     last_wins(app.add_option("--mtu", raw.mtu));
     // Addresses.
     last_wins(app.add_option("--net", raw.net));
@@ -254,6 +255,48 @@ void resolve_addresses(const CLI::App& app, const RawOptions& raw, Config& cfg) 
     }
 }
 
+// --serial TRANSPORT[,proto=ppp|slip][,addr=IP][,mtu=N]
+Attachment parse_serial(const std::string& value, std::optional<uint32_t> default_mtu,
+                        const gw::NetConfig& net) {
+    const std::string opt = "--serial";
+    Attachment a;
+    a.kind = AttachmentKind::serial;
+    std::string_view rest = value;
+    auto comma = rest.find(',');
+    a.target = std::string(rest.substr(0, comma));
+    std::string err = ports::parse_serial_transport(a.target, a.serial);
+    if (!err.empty())
+        fail(opt, err, "write pty, pty:LINK, unix:PATH or tcp:[HOST:]PORT, then ,proto=ppp|slip");
+    a.mtu = default_mtu.value_or(kWireMtu);
+    while (comma != std::string_view::npos) {
+        rest = rest.substr(comma + 1);
+        comma = rest.find(',');
+        std::string_view param = rest.substr(0, comma);
+        if (param.starts_with("proto=")) {
+            std::string_view p = param.substr(6);
+            if (p == "ppp") a.serial.protocol = ports::SerialProtocol::ppp;
+            else if (p == "slip") a.serial.protocol = ports::SerialProtocol::slip;
+            else fail(opt, "unknown protocol '" + std::string(p) + "'", "give proto=ppp or proto=slip");
+        } else if (param.starts_with("addr=")) {
+            wire::Ipv4 ip = parse_ipv4(opt, std::string(param.substr(5)));
+            check_host(net, opt, ip, wire::ipv4_to_string(net.net) + "/" +
+                                         std::to_string(net.prefix_len));
+            if (ip == net.gateway || ip == net.dns)
+                fail(opt, wire::ipv4_to_string(ip) + " is the gateway or DNS address",
+                     "give the peer another address");
+            a.address = ip;
+        } else if (param.starts_with("mtu=")) {
+            a.mtu = parse_mtu(opt, param.substr(4));
+        } else {
+            fail(opt, "unknown parameter '" + std::string(param) + "' in '" + value + "'",
+                 "the parameters are ,proto=ppp|slip ,addr=IP and ,mtu=N");
+        }
+    }
+    a.serial.fixed_addr = a.address;
+    a.serial.mtu = a.mtu;
+    return a;
+}
+
 // MTUs and, with --config-net, the address of each namespace.
 void resolve_attachments(const CLI::App& app, const RawOptions& raw, Config& cfg) {
     std::optional<uint32_t> mtu;
@@ -265,6 +308,12 @@ void resolve_attachments(const CLI::App& app, const RawOptions& raw, Config& cfg
     std::map<const CLI::Option*, size_t> next;
     for (const CLI::Option* o : app.parse_order()) {
         std::string name = "--" + o->get_lnames().front();
+        if (name == "--serial") {
+            size_t i = next[o]++;
+            if (i < raw.serial.size())
+                cfg.attachments.push_back(parse_serial(raw.serial[i], mtu, cfg.net));
+            continue;
+        }
         if (name != "--netns" && name != "--tap" && name != "--socket") continue;
         const std::vector<std::string>& values =
             name == "--netns" ? raw.netns : name == "--tap" ? raw.tap : raw.socket;
@@ -300,9 +349,10 @@ void resolve_attachments(const CLI::App& app, const RawOptions& raw, Config& cfg
             bool same = a.kind == b.kind && (a.kind == AttachmentKind::netns
                                                  ? a.netns_path == b.netns_path
                                                  : a.target == b.target);
-            const char* opt = a.kind == AttachmentKind::netns ? "--netns"
-                              : a.kind == AttachmentKind::tap ? "--tap"
-                                                              : "--socket";
+            const char* opt = a.kind == AttachmentKind::netns    ? "--netns"
+                              : a.kind == AttachmentKind::tap    ? "--tap"
+                              : a.kind == AttachmentKind::serial ? "--serial"
+                                                                 : "--socket";
             if (same)
                 fail(opt, "'" + a.target + "' is given twice", "give each attachment once");
         }
@@ -535,6 +585,15 @@ Attachments (repeatable; each VALUE may end in ,mtu=N):
       --tap IFNAME           attach an existing TAP device
       --no-offload           no checksum or segmentation offload on TAPs
       --socket PATH          listen for QEMU -netdev stream on a Unix socket
+      --serial LINE[,proto=ppp|slip][,addr=IP]
+                             a guest without a NIC dials in with PPP (the
+                             default; address and DNS by IPCP) or SLIP over
+                             a serial line: LINE is pty[:LINK] (a new
+                             pseudo-terminal), unix:PATH (QEMU -serial
+                             unix:PATH) or tcp:[HOST:]PORT (QEMU -serial
+                             tcp:, Bochs com1: mode=socket-client); the
+                             peer's address is a DHCP lease taken for it,
+                             or addr=IP
       --mtu N                default MTU of every attachment (68-65520;
                              default 65520 for --netns, 1500 otherwise)
   Without attachment, listen on $XDG_RUNTIME_DIR/usernet.socket or

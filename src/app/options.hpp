@@ -21,6 +21,7 @@
 #include "gateway/net_config.hpp"
 #include "nat/forward.hpp"
 #include "nat/nat.hpp"
+#include "ports/serial_config.hpp"
 #include "wire/addr.hpp"
 
 namespace usernet::app {
@@ -31,7 +32,7 @@ inline constexpr uint32_t kNetnsMtu = 65520;  // TAP in a namespace: no wire to 
 inline constexpr uint32_t kWireMtu = 1500;    // --socket and --tap: an emulated NIC
 inline constexpr const char* kDefaultTapName = "tap0";
 
-enum class AttachmentKind { netns, tap, socket };
+enum class AttachmentKind { netns, tap, socket, serial };
 
 // One guest attachment from --netns, --tap or --socket (value[,mtu=N]).
 struct Attachment {
@@ -41,7 +42,11 @@ struct Attachment {
     std::string ifname;      // netns: --tap-name; tap: the TAP's name
     uint32_t mtu = kWireMtu; // resolved: suffix, else --mtu, else the kind's default
     // netns with --config-net: the address, prefix and route set inside it.
+    // serial with addr=: the peer's fixed address.
     std::optional<wire::Ipv4> address;
+    // serial: transport, protocol (the LAN's addresses are filled in by the
+    // daemon).
+    ports::SerialConfig serial;
 };
 
 enum class LogLevel { quiet, info, debug };
