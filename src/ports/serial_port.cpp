@@ -418,8 +418,8 @@ void SerialPort::start_link() {
 
 void SerialPort::close_peer(const std::string& why) {
     if (conn_fd_ < 0) return;
-    spdlog::info("{}: {} left ({}): {} packets in, {} out", name_, peer_name_, why,
-                 stats_.rx_packets, stats_.tx_packets);
+    spdlog::info("{}: {} left ({}; switch port {}, MAC {}): {} packets in, {} out", name_,
+                 peer_name_, why, id(), mac_.to_string(), stats_.rx_packets, stats_.tx_packets);
     loop_.remove(conn_fd_, &conn_h_);
     close(conn_fd_);
     conn_fd_ = -1;
@@ -710,11 +710,15 @@ void SerialPort::dhcp_send() {
                     wire::kDhcp4ClientPort, wire::kDhcp4ServerPort, len);
     wire::build_ipv4(f + kEthIp, src, 0xffffffff, wire::ipproto::udp, wire::kUdpHeaderLen + len);
     wire::build_ethernet(f, wire::MacAddr::broadcast(), mac_, wire::ethertype::ipv4);
-    sw_.input(id(), wire::Bytes(f, kEthIp + wire::kIpv4HeaderLen + wire::kUdpHeaderLen + len));
-    // Retransmit with back-off: 2, 4, 8, 16, 16 ... s.
+    // Retransmit with back-off: 2, 4, 8, 16, 16 ... s. Armed before the
+    // message goes: the gateway answers from inside sw_.input(), and the
+    // answer may re-arm the timer (an OFFER: the REQUEST at once).
     core::Millis wait = 2000u << std::min(dhcp_tries_, 3);
     dhcp_tries_++;
     loop_.arm(dhcp_timer_, wait);
+    spdlog::debug("{}: DHCP {} (xid {:#x})", name_,
+                  dhcp_ == Dhcp::selecting ? "DISCOVER" : "REQUEST", xid_);
+    sw_.input(id(), wire::Bytes(f, kEthIp + wire::kIpv4HeaderLen + wire::kUdpHeaderLen + len));
 }
 
 void SerialPort::dhcp_timeout() {
