@@ -38,7 +38,7 @@ bool in_accm(uint32_t accm, uint8_t c) { return c < 0x20 && ((accm >> c) & 1u); 
 // Appends an option to out at len; false when it does not fit.
 bool put_option(wire::MutBytes out, size_t& len, wire::Bytes whole) {
     if (out.size() - len < whole.size()) return false;
-    std::memcpy(out.data() + len, whole.data(), whole.size());
+    if (!whole.empty()) std::memcpy(out.data() + len, whole.data(), whole.size());
     len += whole.size();
     return true;
 }
@@ -83,7 +83,7 @@ struct Judge {
                           : nak_len ? wire::Bytes(nak.data(), nak_len)
                                     : request;
         if (src.size() > out.size()) return 0;
-        std::memcpy(out.data(), src.data(), src.size());
+        if (!src.empty()) std::memcpy(out.data(), src.data(), src.size());
         out_len = src.size();
         return rej_len ? code::configure_reject : nak_len ? code::configure_nak : code::configure_ack;
     }
@@ -263,7 +263,7 @@ void Fsm::send(uint8_t c, uint8_t id, wire::Bytes data) {
     buf[0] = c;
     buf[1] = id;
     wire::store16(&buf[2], static_cast<uint16_t>(n + 4));
-    std::memcpy(&buf[4], data.data(), n);
+    if (n) std::memcpy(&buf[4], data.data(), n);
     link_.send_packet(protocol_, wire::Bytes(buf.data(), n + 4));
 }
 
@@ -826,7 +826,7 @@ bool Lcp::extra_code(const CtlPacket& p) {
         if (m != 0 && m == magic) link_.stats_.loops_detected++;
         std::array<uint8_t, 1500> reply;
         size_t n = std::min({p.data.size(), reply.size(), size_t{peer_mru} - 4});
-        std::memcpy(reply.data(), p.data.data(), n);
+        if (n) std::memcpy(reply.data(), p.data.data(), n);
         wire::store32(reply.data(), want_magic_ ? magic : 0);
         link_.stats_.echo_replies++;
         send(code::echo_reply, p.id, wire::Bytes(reply.data(), n));
@@ -977,7 +977,7 @@ void PppLink::send_protocol_reject(uint16_t protocol, wire::Bytes info) {
     wire::store16(data.data(), protocol);
     size_t room = std::min(data.size(), size_t{lcp_.peer_mru} - 4) - 2;
     size_t n = std::min(info.size(), room);
-    std::memcpy(data.data() + 2, info.data(), n);
+    if (n) std::memcpy(data.data() + 2, info.data(), n);
     lcp_.send(code::protocol_reject, ++proto_reject_id_, wire::Bytes(data.data(), n + 2));
 }
 
