@@ -133,7 +133,7 @@ SerialPort::SerialPort(core::EventLoop& loop, sw::Switch& sw, const SerialConfig
     }
     std::string key = cfg_.transport == SerialTransport::tcp ? "tcp:" + location_
                       : cfg_.transport == SerialTransport::unix_socket ? "unix:" + location_
-                      : "pty:" + cfg_.path;
+                      : "pty:" + (cfg_.path.empty() ? location_ : cfg_.path);
     name_ = std::string("serial ") + key + " (" + proto + ")";
     mac_ = mac_for(key);
     sw_.attach(*this);
@@ -315,8 +315,8 @@ std::vector<std::string> SerialPort::usage() const {
     }
     std::string addr = addr_ ? v4(addr_) : std::string("ADDR (logged once leased)");
     if (ppp)
-        out.push_back("in the guest: pppd /dev/ttyS0 115200 noauth local nocrtscts usepeerdns "
-                      "defaultroute (address, route and DNS " + v4(cfg_.dns) + " come by IPCP)");
+        out.push_back("in the guest: pppd /dev/ttyS0 115200 noauth local nocrtscts noipdefault "
+                      "usepeerdns defaultroute (address, route and DNS " + v4(cfg_.dns) + " come by IPCP)");
     else
         out.push_back("in the guest: slattach -p slip -s 115200 /dev/ttyS0 & ip addr add " + addr +
                       " peer " + v4(cfg_.gateway) + " dev sl0; ip link set sl0 mtu " +

@@ -27,7 +27,7 @@ namespace usernet::ports {
 namespace {
 
 using Vec = std::vector<uint8_t>;
-constexpr wire::Ipv4 kGw = 0x0a000202, kDns = 0x0a000203, kLease = 0x0a00020f;
+constexpr wire::Ipv4 kGw = 0x0a000202, kLease = 0x0a00020f;
 
 struct EthGuest : sw::Port {
     void deliver(wire::Bytes f, const sw::FrameMeta&) override { frames.emplace_back(f.begin(), f.end()); }
