@@ -21,6 +21,7 @@ libspdlog-dev libfmt-dev libclang-rt-14-dev pkg-config libmnl-dev"
 #  - udhcpc: the standalone DHCP client package (busybox's, as /usr/sbin/udhcpc)
 #  - curl, dnsutils (dig), dnsmasq-base (the upstream DNS server in test_dns)
 #  - tshark (reads --pcap output), iperf3, socat, passt and slirp4netns (comparisons)
+#  - ppp, net-tools: pppd and slattach inside the serial-line QEMU guest
 #  - qemu-system-x86, linux-image-amd64, cpio, gzip, xz-utils, zstd: the QEMU guest
 #  - vde2 (vde_plug2tap) and vdeplug (vde_plug with vde:// and tap:// plugs):
 #    real VDE clients of --vde
@@ -29,7 +30,7 @@ libspdlog-dev libfmt-dev libclang-rt-14-dev pkg-config libmnl-dev"
 TEST_PKGS="iproute2 procps python3 busybox udhcpc curl dnsutils dnsmasq-base iperf3 tshark
 qemu-system-x86 linux-image-amd64 cpio gzip xz-utils zstd socat passt slirp4netns util-linux
 bochs bochsbios vgabios bochs-term isolinux syslinux-common xorriso
-vde2 vdeplug"
+vde2 vdeplug ppp net-tools"
 
 PKGS="$BUILD_PKGS"
 case "${1:-}" in

@@ -20,6 +20,7 @@
 #include "ports/dgram_port.hpp"
 #include "ports/netns.hpp"
 #include "ports/netns_watch.hpp"
+#include "ports/serial_port.hpp"
 #include "ports/stream_port.hpp"
 #include "ports/stream_tcp.hpp"
 #include "ports/tap_port.hpp"
@@ -206,6 +207,7 @@ Daemon::~Daemon() {
     tcp_connectors_.clear();
     bochs_.clear();
     dgrams_.clear();
+    serials_.clear();
     taps_.clear();
     for (auto& lan : lans_) close_lan(*lan);
 }
@@ -225,6 +227,16 @@ void Daemon::close_lan(Lan& lan) {
 }
 
 void Daemon::run() { loop_.run(); }
+
+std::vector<std::string> Daemon::serial_usage() const {
+    std::vector<std::string> lines;
+    for (const auto& s : serials_) {
+        lines.push_back("Attach a serial-line guest to " + s->describe() + " at " + s->location() +
+                        ":");
+        for (const std::string& l : s->usage()) lines.push_back("    " + l);
+    }
+    return lines;
+}
 
 std::vector<std::string> Daemon::socket_paths() const {
     std::vector<std::string> paths;
@@ -415,6 +427,27 @@ void Daemon::attach(const Attachment& a) {
                          a.target);
         break;
     }
+    case AttachmentKind::serial: {
+        ports::SerialConfig sc = a.serial;
+        sc.net = lan.net.net;
+        sc.prefix_len = lan.net.prefix_len;
+        sc.gateway = lan.net.gateway;
+        sc.dns = lan.net.dns;
+        try {
+            serials_.push_back(std::make_unique<ports::SerialPort>(loop_, lan.sw, sc));
+        } catch (const std::exception& e) {
+            throw startup_error(e.what(), "give --serial another path or port, or stop the "
+                                          "program using it");
+        }
+        ports::SerialPort& p = *serials_.back();
+        // A fixed peer address is this attachment's, as --config-net's.
+        if (a.address) lan.gateway->reserve(*a.address, p.id());
+        spdlog::info("{} at {} (switch port {}, MAC {}, MTU {}), peer address {}", p.describe(),
+                     p.location(), p.id(), p.mac().to_string(), a.mtu,
+                     a.address ? wire::ipv4_to_string(*a.address)
+                               : std::string("by DHCP on its behalf"));
+        break;
+    }
     case AttachmentKind::vde: {
         try {
             vde_switches_.push_back(
@@ -554,7 +587,7 @@ void Daemon::run_deferred() {
     failed_taps_.clear();
     if (taps_.empty() && listeners_.empty() && tcp_listeners_.empty() &&
         tcp_connectors_.empty() && dgrams_.empty() && bochs_.empty() &&
-        vde_switches_.empty()) {
+        vde_switches_.empty() && serials_.empty()) {
         spdlog::warn("no attachment left, exiting");
         loop_.stop();
     }

@@ -33,6 +33,7 @@ class StreamListener;
 class BochsAttachment;
 class DgramPort;
 struct DgramConfig;
+class SerialPort;
 class NetnsWatch;
 class TcpStreamListener;
 class TcpStreamConnector;
@@ -81,6 +82,9 @@ public:
     std::vector<std::vector<std::string>> bochs_hints() const;
     // The VDE switch directories (--vde), absolute.
     std::vector<std::string> vde_dirs() const;
+    // Per --serial attachment: where it is and what to type in the emulator
+    // and the guest (the banner prints them).
+    std::vector<std::string> serial_usage() const;
     // True when no attachment was given and the default socket is used.
     bool using_default_socket() const { return default_socket_; }
 
@@ -130,6 +134,7 @@ private:
     std::vector<std::unique_ptr<ports::BochsAttachment>> bochs_;
     std::vector<std::unique_ptr<ports::DgramPort>> dgrams_;  // --dgram, --mcast
     std::vector<std::unique_ptr<ports::VdeSwitch>> vde_switches_;
+    std::vector<std::unique_ptr<ports::SerialPort>> serials_;
     bool default_socket_ = false;
     std::string pid_written_;
 };

@@ -86,6 +86,7 @@ int main(int argc, char** argv) {
                 std::cout << "Attach QEMU to the VDE switch " << dir << " with:\n    "
                           << qemu_vde_command_line(dir) << "\nor a TAP (e.g. in a namespace) with:\n    "
                           << vde_plug_command_line(dir) << "\n";
+            for (const std::string& line : daemon.serial_usage()) std::cout << line << "\n";
             std::cout.flush();
         }
         daemon.run();

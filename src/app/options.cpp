@@ -53,7 +53,7 @@ uint32_t parse_mtu(const std::string& option, std::string_view text) {
 
 // Everything the command line holds, as text, before checking.
 struct RawOptions {
-    std::vector<std::string> netns, tap, socket, listen, connect, dns_upstream, tcp, udp, lan, vde;
+    std::vector<std::string> netns, tap, socket, listen, connect, dns_upstream, tcp, udp, lan, vde, serial;
     std::vector<std::string> bochs;  // --bochs
     std::vector<std::string> dgram, mcast;  // --dgram, --mcast
     std::string tap_name = kDefaultTapName, mtu, max_flows, busy_poll, net, gateway, dns,
@@ -90,6 +90,7 @@ void describe(CLI::App& app, RawOptions& raw) {
     repeated(app.add_option("--bochs", raw.bochs));
     repeated(app.add_option("--dgram", raw.dgram));
     repeated(app.add_option("--mcast", raw.mcast));
+    repeated(app.add_option("--serial", raw.serial));
     last_wins(app.add_option("--mtu", raw.mtu));
     // Addresses.
     last_wins(app.add_option("--net", raw.net));
@@ -388,6 +389,48 @@ void resolve_addresses(const CLI::App& app, const RawOptions& raw, Config& cfg) 
     }
 }
 
+// --serial TRANSPORT[,proto=ppp|slip][,addr=IP][,mtu=N]
+Attachment parse_serial(const std::string& value, std::optional<uint32_t> default_mtu,
+                        const gw::NetConfig& net) {
+    const std::string opt = "--serial";
+    Attachment a;
+    a.kind = AttachmentKind::serial;
+    std::string_view rest = value;
+    auto comma = rest.find(',');
+    a.target = std::string(rest.substr(0, comma));
+    std::string err = ports::parse_serial_transport(a.target, a.serial);
+    if (!err.empty())
+        fail(opt, err, "write pty, pty:LINK, unix:PATH or tcp:[HOST:]PORT, then ,proto=ppp|slip");
+    a.mtu = default_mtu.value_or(kWireMtu);
+    while (comma != std::string_view::npos) {
+        rest = rest.substr(comma + 1);
+        comma = rest.find(',');
+        std::string_view param = rest.substr(0, comma);
+        if (param.starts_with("proto=")) {
+            std::string_view p = param.substr(6);
+            if (p == "ppp") a.serial.protocol = ports::SerialProtocol::ppp;
+            else if (p == "slip") a.serial.protocol = ports::SerialProtocol::slip;
+            else fail(opt, "unknown protocol '" + std::string(p) + "'", "give proto=ppp or proto=slip");
+        } else if (param.starts_with("addr=")) {
+            wire::Ipv4 ip = parse_ipv4(opt, std::string(param.substr(5)));
+            check_host(net, opt, ip, wire::ipv4_to_string(net.net) + "/" +
+                                         std::to_string(net.prefix_len));
+            if (ip == net.gateway || ip == net.dns)
+                fail(opt, wire::ipv4_to_string(ip) + " is the gateway or DNS address",
+                     "give the peer another address");
+            a.address = ip;
+        } else if (param.starts_with("mtu=")) {
+            a.mtu = parse_mtu(opt, param.substr(4));
+        } else {
+            fail(opt, "unknown parameter '" + std::string(param) + "' in '" + value + "'",
+                 "the parameters are ,proto=ppp|slip ,addr=IP and ,mtu=N");
+        }
+    }
+    a.serial.fixed_addr = a.address;
+    a.serial.mtu = a.mtu;
+    return a;
+}
+
 // --listen [HOST:]PORT (HOST defaults to kDefaultListenHost) and --connect
 // HOST:PORT; HOST an IP address, an IPv6 one in brackets.
 gw::HostPort parse_tcp_endpoint(const std::string& option, const std::string& text) {
@@ -454,7 +497,8 @@ void check_bochs_ranges(const std::vector<Attachment>& all) {
 bool is_attachment_option(const std::string& name) {
     return name == "--netns" || name == "--tap" || name == "--socket" || name == "--listen" ||
            name == "--connect" || name == "--dgram" || name == "--mcast" ||
-           name == "--bochs" || name == "--vde";
+           name == "--bochs" || name == "--vde" ||
+           name == "--serial";
 }
 
 // Each attachment with its MTU, in command-line order.
@@ -469,6 +513,12 @@ void resolve_attachments(const CLI::App& app, const RawOptions& raw, Config& cfg
     for (const CLI::Option* o : app.parse_order()) {
         std::string name = "--" + o->get_lnames().front();
         if (!is_attachment_option(name)) continue;
+        if (name == "--serial") {
+            size_t i = next[o]++;
+            if (i < raw.serial.size())
+                cfg.attachments.push_back(parse_serial(raw.serial[i], mtu, cfg.net));
+            continue;
+        }
         if (name == "--bochs") {
             size_t i = next[o]++;
             if (i < raw.bochs.size()) cfg.attachments.push_back(bochs_attachment(raw.bochs[i], mtu));
@@ -548,6 +598,7 @@ void resolve_attachments(const CLI::App& app, const RawOptions& raw, Config& cfg
                               : a.kind == AttachmentKind::tcp_connect ? "--connect"
                               : a.kind == AttachmentKind::dgram       ? "--dgram"
                               : a.kind == AttachmentKind::vde         ? "--vde"
+                              : a.kind == AttachmentKind::serial      ? "--serial"
                                                                       : "--socket";
             if (same)
                 fail(opt, "'" + a.target + "' is given twice", "give each attachment once");
@@ -877,6 +928,15 @@ Attachments (repeatable; each VALUE may end in ,mtu=N):
                              (QEMU -netdev socket,mcast= or dgram's form)
       --vde DIR              be a VDE switch in directory DIR (created if
                              missing): vde_plug, QEMU -netdev vde, VirtualBox
+      --serial LINE[,proto=ppp|slip][,addr=IP]
+                             a guest without a NIC dials in with PPP (the
+                             default; address and DNS by IPCP) or SLIP over
+                             a serial line: LINE is pty[:LINK] (a new
+                             pseudo-terminal), unix:PATH (QEMU -serial
+                             unix:PATH) or tcp:[HOST:]PORT (QEMU -serial
+                             tcp:, Bochs com1: mode=socket-client); the
+                             peer's address is a DHCP lease taken for it,
+                             or addr=IP
       --mtu N                default MTU of every attachment (68-65520;
                              default 65520 for --netns, 1500 otherwise)
       --lan NAME[,net=CIDR][,pcap=FILE]  the attachments after it form a LAN

@@ -22,6 +22,7 @@
 #include "nat/forward.hpp"
 #include "nat/nat.hpp"
 #include "ports/dgram_port.hpp"
+#include "ports/serial_config.hpp"
 #include "wire/addr.hpp"
 
 namespace usernet::app {
@@ -32,7 +33,9 @@ inline constexpr uint32_t kNetnsMtu = 65520;  // TAP in a namespace: no wire to 
 inline constexpr uint32_t kWireMtu = 1500;    // --socket, --tap, --vde: an emulated NIC
 inline constexpr const char* kDefaultTapName = "tap0";
 
-enum class AttachmentKind { netns, tap, socket, tcp_listen, tcp_connect, dgram, bochs, vde };
+enum class AttachmentKind {
+    netns, tap, socket, tcp_listen, tcp_connect, dgram, bochs, vde, serial
+};
 
 inline constexpr const char* kDefaultListenHost = "127.0.0.1";  // --listen PORT
 
@@ -46,6 +49,7 @@ struct Attachment {
     std::string ifname;      // netns: --tap-name; tap: the TAP's name
     uint32_t mtu = kWireMtu; // resolved: suffix, else --mtu, else the kind's default
     // netns with --config-net: the address, prefix and route set inside it.
+    // serial with addr=: the peer's fixed address.
     std::optional<wire::Ipv4> address;
     // The LAN it joins: 0 is the default LAN (Config::net), k the LAN of the
     // k-th --lan (Config::lans[k - 1]), the one named last before it.
@@ -58,6 +62,9 @@ struct Attachment {
     uint32_t bochs_count = 0;
     // dgram (--dgram, --mcast): the datagram link, resolved (mtu included).
     std::optional<ports::DgramConfig> dgram;
+    // serial: transport, protocol (the LAN's addresses are filled in by the
+    // daemon).
+    ports::SerialConfig serial;
 };
 
 // A LAN of its own (--lan NAME[,net=CIDR][,pcap=FILE]): its switch,

@@ -88,6 +88,7 @@ PACKAGE_OF = {
     "prlimit": "util-linux",
     "bochs": "bochs", "xorriso": "xorriso",
     "vde_plug": "vdeplug", "vde_plug2tap": "vde2",
+    "pppd": "ppp", "slattach": "net-tools",
 }
 
 

@@ -24,7 +24,17 @@
 # Usage: build-guest.sh OUTDIR
 # Environment: USERNET_KERNEL=/boot/vmlinuz-X to choose a kernel (default:
 # the newest /boot/vmlinuz-* that has /lib/modules/<version>/modules.dep).
+# USERNET_GUEST_SERIAL=1 builds the serial-line variant (give it its own
+# OUTDIR): it adds pppd (apt's ppp) and slattach (net-tools) with their
+# libraries and the ppp_async, ppp_generic, slhc and slip modules; with
+# un.ppp on the command line /init runs pppd on ttyS1 (address, route and
+# DNS by IPCP), with un.slip=ADDR it attaches SLIP on ttyS1 with that
+# address (peer 10.0.2.2, DNS 10.0.2.3), instead of DHCP on eth0. Then:
+#   UN-LINK ppp|slip ip=.. peer=.. dns=..   the link is up
+#   UN-RESOLVE <name> <address>            un.host=NAME resolved by DNS
+# and the download goes to http://<un.host>:<un.port>/<un.file>.
 set -eu
+SERIAL=${USERNET_GUEST_SERIAL:-}
 
 OUT=${1:?usage: build-guest.sh OUTDIR}
 SELF=$(readlink -f "$0")
@@ -60,6 +70,14 @@ done
 
 # --- modules: wanted drivers and their dependencies, dependencies first --------
 WANT="virtio_pci virtio_net ne2k-pci"
+[ -n "$SERIAL" ] && WANT="$WANT ppp_async slip"
+SERIAL_BINS=""
+if [ -n "$SERIAL" ]; then
+    for b in /usr/sbin/pppd /usr/sbin/slattach; do
+        [ -x "$b" ] || { echo "build-guest: $b missing (apt-get install ppp net-tools)" >&2; exit 2; }
+    done
+    SERIAL_BINS="/usr/sbin/pppd /usr/sbin/slattach"
+fi
 dep_of() {  # module path relative to MODDIR for a module name
     awk -F: -v n="$1" '{ p=$1; b=p; sub(/.*\//, "", b); sub(/\.ko(\.(xz|zst|gz))?$/, "", b);
         gsub(/-/, "_", b); m=n; gsub(/-/, "_", m); if (b == m) { print p; exit } }' "$MODDIR/modules.dep"
@@ -85,9 +103,11 @@ done
 # --- cache ------------------------------------------------------------------
 FP=$( {
     cat "$SELF"
-    ls -l --time-style=+%s "$KERNEL" "$BUSYBOX"
+    echo "serial=$SERIAL"
+    ls -l --time-style=+%s "$KERNEL" "$BUSYBOX" $SERIAL_BINS
     for p in $ORDER; do ls -l --time-style=+%s "$MODDIR/$p"; done
-    for l in $(ldd "$BUSYBOX" 2>/dev/null | grep -o '/[^ ]*'); do ls -lL --time-style=+%s "$l"; done
+    for f in "$BUSYBOX" $SERIAL_BINS; do ldd "$f" 2>/dev/null; done | grep -o '/[^ ]*' | sort -u |
+        while read -r l; do ls -lL --time-style=+%s "$l"; done
 } | sha256sum | cut -d' ' -f1)
 if [ -f "$OUT/stamp" ] && [ "$(cat "$OUT/stamp")" = "$FP" ] && [ -f "$OUT/vmlinuz" ] && [ -f "$OUT/initrd.gz" ]; then
     echo "build-guest: $OUT is up to date"
@@ -106,6 +126,18 @@ for l in $(ldd "$BUSYBOX" 2>/dev/null | grep -o '/[^ ]*'); do
     mkdir -p "$R$(dirname "$l")"
     cp -L "$l" "$R$l"
 done
+for b in $SERIAL_BINS; do
+    cp "$b" "$R/sbin/"
+    for l in $(ldd "$b" 2>/dev/null | grep -o '/[^ ]*'); do
+        mkdir -p "$R$(dirname "$l")"
+        [ -e "$R$l" ] || cp -L "$l" "$R$l"
+    done
+done
+if [ -n "$SERIAL" ]; then
+    mkdir -p "$R/etc/ppp" "$R/var/lock" "$R/var/log"
+    : > "$R/etc/ppp/options"
+    ln -s /run "$R/var/run"
+fi
 for applet in $("$BUSYBOX" --list); do
     [ "$applet" = busybox ] && continue
     ln -sf busybox "$R/bin/$applet"
@@ -150,9 +182,12 @@ echo; echo "UN-INIT $(up)"
 for m in $(cat /modules.order); do
     insmod "/lib/modules/$m" || echo "UN-WARN insmod $m failed"
 done
-PORT=; FILE=file; SIZE=; PINGS=; LINGER=0; SHELL_AFTER=
+PORT=; FILE=file; SIZE=; PINGS=; LINGER=0; SHELL_AFTER=; LINK=; SLIP_ADDR=; HOST=10.0.2.2
 for arg in $(cat /proc/cmdline); do
     case "$arg" in
+        un.ppp) LINK=ppp ;;
+        un.slip=*) LINK=slip; SLIP_ADDR=${arg#un.slip=} ;;
+        un.host=*) HOST=${arg#un.host=} ;;
         un.port=*) PORT=${arg#un.port=} ;;
         un.file=*) FILE=${arg#un.file=} ;;
         un.ping=*) PINGS=$(echo "${arg#un.ping=}" | tr , ' ') ;;
@@ -161,16 +196,8 @@ for arg in $(cat /proc/cmdline); do
     esac
 done
 ip link set lo up
-n=0
-while [ ! -e /sys/class/net/eth0 ] && [ $n -lt 50 ]; do sleep 0.1; n=$((n + 1)); done
-if [ ! -e /sys/class/net/eth0 ]; then
-    echo "UN-ERROR no eth0"; ls /sys/class/net
-    echo "UN-DONE rc=10 t=$(up)"; poweroff -f
-fi
-echo "UN-NIC $(basename "$(readlink /sys/class/net/eth0/device/driver)") $(cat /sys/class/net/eth0/address)"
-rc=0
-if udhcpc -i eth0 -s /udhcpc.sh -f -q -n -t 10 -T 2; then
-    echo "UN-DHCP-OK t=$(up)"
+# after the link is up: ping the gateway and peers, resolve, download
+after_link() {
     if ping -c 1 -W 5 10.0.2.2 >/dev/null 2>&1; then echo "UN-PING-OK"; else echo "UN-PING-FAIL"; fi
     for p in $PINGS; do
         # a peer may still be booting: try for up to a minute
@@ -181,17 +208,60 @@ if udhcpc -i eth0 -s /udhcpc.sh -f -q -n -t 10 -T 2; then
         done
         if [ -n "$ok" ]; then echo "UN-PEER-OK $p"; else echo "UN-PEER-FAIL $p"; rc=4; fi
     done
+    if [ "$HOST" != 10.0.2.2 ]; then
+        a=$(nslookup "$HOST" 2>/dev/null | sed -n '/^Name:/,$ s/^Address[^0-9]*\([0-9.]*\).*/\1/p' | head -n 1)
+        echo "UN-RESOLVE $HOST ${a:-none}"
+    fi
     if [ -n "$PORT" ]; then
         t0=$(up)
         # (no wget -T: it segfaults in Debian's busybox 1.35; use timeout instead)
-        if timeout 100 wget -O /tmp/dl "http://10.0.2.2:$PORT/$FILE" 2>/tmp/wget.err; then
+        if timeout 100 wget -O /tmp/dl "http://$HOST:$PORT/$FILE" 2>/tmp/wget.err; then
             echo "UN-SHA256 $(sha256sum /tmp/dl | cut -d' ' -f1) $(wc -c < /tmp/dl) t0=$t0 t1=$(up)"
         else
             rc=3; echo "UN-ERROR wget failed: $(tr "\n" " " < /tmp/wget.err)"
         fi
     fi
+}
+rc=0
+if [ "$LINK" = ppp ]; then
+    # the far end hands out address, route and DNS (IPCP, RFC 1877)
+    if pppd /dev/ttyS1 115200 noauth local nocrtscts noipdefault usepeerdns defaultroute \
+            updetach maxfail 1 logfd 2 lcp-echo-interval 0 2>&1; then
+        [ -f /etc/ppp/resolv.conf ] && cp /etc/ppp/resolv.conf /etc/resolv.conf
+        a=$(ip -4 addr show dev ppp0 | sed -n 's/.*inet \([0-9.]*\) peer \([0-9.]*\).*/\1 \2/p')
+        echo "UN-LINK ppp ip=${a% *} peer=${a#* } dns=$(sed -n 's/^nameserver //p' /etc/resolv.conf | tr '\n' ',') route=$(ip route | sed -n 's/^default //p' | head -n 1 | tr ' ' _)"
+        after_link
+    else
+        rc=2; echo "UN-ERROR pppd failed"
+    fi
+elif [ "$LINK" = slip ]; then
+    slattach -p slip -s 115200 /dev/ttyS1 &
+    n=0
+    while [ ! -e /sys/class/net/sl0 ] && [ $n -lt 50 ]; do sleep 0.1; n=$((n + 1)); done
+    if [ -e /sys/class/net/sl0 ]; then
+        ip addr add "$SLIP_ADDR" peer 10.0.2.2 dev sl0
+        ip link set sl0 mtu 1500 up
+        ip route add default dev sl0
+        echo "nameserver 10.0.2.3" > /etc/resolv.conf
+        echo "UN-LINK slip ip=$SLIP_ADDR peer=10.0.2.2 dns=10.0.2.3"
+        after_link
+    else
+        rc=2; echo "UN-ERROR slattach made no sl0"
+    fi
+else
+n=0
+while [ ! -e /sys/class/net/eth0 ] && [ $n -lt 50 ]; do sleep 0.1; n=$((n + 1)); done
+if [ ! -e /sys/class/net/eth0 ]; then
+    echo "UN-ERROR no eth0"; ls /sys/class/net
+    echo "UN-DONE rc=10 t=$(up)"; poweroff -f
+fi
+echo "UN-NIC $(basename "$(readlink /sys/class/net/eth0/device/driver)") $(cat /sys/class/net/eth0/address)"
+if udhcpc -i eth0 -s /udhcpc.sh -f -q -n -t 10 -T 2; then
+    echo "UN-DHCP-OK t=$(up)"
+    after_link
 else
     rc=2; echo "UN-ERROR udhcpc failed"
+fi
 fi
 if [ -n "$SHELL_AFTER" ]; then
     # The test drives the guest: commands on the console, one per line;

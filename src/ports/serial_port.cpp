@@ -1,0 +1,823 @@
+// The serial line attachment (see serial_port.hpp for the theory of
+// operation).
+#include "ports/serial_port.hpp"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/epoll.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+
+#include "wire/arp.hpp"
+#include "wire/dhcp4.hpp"
+#include "wire/ethernet.hpp"
+#include "wire/ipv4.hpp"
+#include "wire/udp.hpp"
+
+namespace usernet::ports {
+namespace {
+
+std::string errstr(int e) { return std::strerror(e); }
+std::string v4(wire::Ipv4 a) { return wire::ipv4_to_string(a); }
+
+// 02:53 (locally administered, 'S') and four bytes of an FNV-1a hash.
+wire::MacAddr mac_for(const std::string& key) {
+    uint32_t h = 2166136261u;
+    for (unsigned char c : key) h = (h ^ c) * 16777619u;
+    return wire::MacAddr{{0x02, 0x53, static_cast<uint8_t>(h >> 24), static_cast<uint8_t>(h >> 16),
+                          static_cast<uint8_t>(h >> 8), static_cast<uint8_t>(h)}};
+}
+
+uint32_t random32() {
+    uint32_t v = 0;
+    if (getrandom(&v, sizeof v, 0) != static_cast<ssize_t>(sizeof v))
+        v = static_cast<uint32_t>(core::monotonic_ms() * 2654435761u);
+    return v;
+}
+
+constexpr size_t kEthIp = wire::kEthHeaderLen;
+
+}  // namespace
+
+std::string parse_serial_transport(std::string_view text, SerialConfig& cfg) {
+    if (text == "pty") {
+        cfg.transport = SerialTransport::pty;
+        cfg.path.clear();
+        return "";
+    }
+    if (text.starts_with("pty:")) {
+        cfg.transport = SerialTransport::pty;
+        cfg.path = std::string(text.substr(4));
+        return cfg.path.empty() ? "'pty:' needs a path for the link" : "";
+    }
+    if (text.starts_with("unix:")) {
+        cfg.transport = SerialTransport::unix_socket;
+        cfg.path = std::string(text.substr(5));
+        if (cfg.path.empty()) return "'unix:' needs a socket path";
+        if (cfg.path.size() >= sizeof(sockaddr_un{}.sun_path))
+            return "socket path '" + cfg.path + "' is longer than " +
+                   std::to_string(sizeof(sockaddr_un{}.sun_path) - 1) + " bytes";
+        return "";
+    }
+    if (text.starts_with("tcp:")) {
+        std::string_view rest = text.substr(4);
+        std::string host = "127.0.0.1";
+        std::string_view port_text = rest;
+        if (rest.starts_with('[')) {
+            auto close = rest.find("]:");
+            if (close == std::string_view::npos) return "write tcp:[IPV6]:PORT";
+            host = std::string(rest.substr(1, close - 1));
+            port_text = rest.substr(close + 2);
+        } else if (auto colon = rest.rfind(':'); colon != std::string_view::npos) {
+            host = std::string(rest.substr(0, colon));
+            port_text = rest.substr(colon + 1);
+        }
+        if (host == "localhost") host = "127.0.0.1";
+        if (!wire::IpAddr::parse(host)) return "'" + host + "' is not an IP address";
+        uint32_t port = 0;
+        if (port_text.empty() || port_text.size() > 5 ||
+            !std::all_of(port_text.begin(), port_text.end(), [](char c) { return c >= '0' && c <= '9'; }))
+            return "'" + std::string(port_text) + "' is not a port number";
+        for (char c : port_text) port = port * 10 + static_cast<uint32_t>(c - '0');
+        if (port > 65535) return "port " + std::to_string(port) + " is above 65535";
+        cfg.transport = SerialTransport::tcp;
+        cfg.host = host;
+        cfg.port = static_cast<uint16_t>(port);
+        return "";
+    }
+    return "'" + std::string(text) + "' is not pty, pty:LINK, unix:PATH or tcp:[HOST:]PORT";
+}
+
+// ---------------------------------------------------------------- set-up
+
+SerialPort::SerialPort(core::EventLoop& loop, sw::Switch& sw, const SerialConfig& cfg)
+    : loop_(loop), sw_(sw), cfg_(cfg), start_timer_([this] { start_link(); }),
+      lcp_timer_([this] {
+          if (ppp_) ppp_->timeout(0);
+      }),
+      ipcp_timer_([this] {
+          if (ppp_) ppp_->timeout(1);
+      }),
+      dhcp_timer_([this] { dhcp_timeout(); }) {
+    const char* proto = cfg_.protocol == SerialProtocol::ppp ? "PPP" : "SLIP";
+    listen_h_.self = conn_h_.self = this;
+    listen_h_.fn = &SerialPort::on_listener;
+    conn_h_.fn = &SerialPort::on_conn;
+    ring_ = std::make_unique_for_overwrite<uint8_t[]>(kTxRing);
+    enc_ = std::make_unique_for_overwrite<uint8_t[]>(slip::slip_max_encoded(cfg_.mtu));
+    rd_ = std::make_unique_for_overwrite<uint8_t[]>(kReadChunk);
+    frame_ = std::make_unique_for_overwrite<uint8_t[]>(kEthIp + cfg_.mtu + wire::kEthMinFrame);
+    pending_ = std::make_unique_for_overwrite<uint8_t[]>(kArpEntries * cfg_.mtu);
+    switch (cfg_.transport) {
+    case SerialTransport::pty:
+        open_pty();
+        break;
+    case SerialTransport::unix_socket:
+        open_unix();
+        break;
+    case SerialTransport::tcp:
+        open_tcp();
+        break;
+    }
+    std::string key = cfg_.transport == SerialTransport::tcp ? "tcp:" + location_
+                      : cfg_.transport == SerialTransport::unix_socket ? "unix:" + location_
+                      : "pty:" + (cfg_.path.empty() ? location_ : cfg_.path);
+    name_ = std::string("serial ") + key + " (" + proto + ")";
+    mac_ = mac_for(key);
+    sw_.attach(*this);
+    if (cfg_.fixed_addr) addr_ = *cfg_.fixed_addr;
+    // The lease and (on a pty) the link start from the loop, not from here.
+    loop_.arm(start_timer_, 0);
+}
+
+SerialPort::~SerialPort() {
+    stopping_ = true;  // nothing may queue us in the loop from here on
+    if (ppp_ && ppp_->ip_up()) ppp_->close();
+    flush_ring();
+    sw_.detach(*this);
+    if (conn_fd_ >= 0) {
+        loop_.remove(conn_fd_, &conn_h_);
+        close(conn_fd_);
+    }
+    if (pty_slave_fd_ >= 0) close(pty_slave_fd_);
+    if (listen_fd_ >= 0) {
+        loop_.remove(listen_fd_, &listen_h_);
+        close(listen_fd_);
+    }
+    struct stat st {};
+    if (cfg_.transport == SerialTransport::unix_socket && lstat(location_.c_str(), &st) == 0 &&
+        st.st_dev == sock_dev_ && st.st_ino == sock_ino_)
+        unlink(location_.c_str());
+    if (!link_path_.empty()) unlink(link_path_.c_str());
+}
+
+void SerialPort::open_pty() {
+    int m = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (m < 0) throw std::runtime_error("cannot open a pseudo-terminal: " + errstr(errno));
+    char name[128] = {};
+    if (grantpt(m) != 0 || unlockpt(m) != 0 || ptsname_r(m, name, sizeof name) != 0) {
+        int e = errno;
+        close(m);
+        throw std::runtime_error("cannot set up a pseudo-terminal: " + errstr(e));
+    }
+    // Our own handle on the slave: the line stays up while peers come and
+    // go (a master with no slave open reads EIO), and it sets raw mode.
+    int s = open(name, O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (s < 0) {
+        int e = errno;
+        close(m);
+        throw std::runtime_error(std::string("cannot open ") + name + ": " + errstr(e));
+    }
+    termios t{};
+    if (tcgetattr(s, &t) == 0) {
+        cfmakeraw(&t);
+        cfsetspeed(&t, B115200);
+        tcsetattr(s, TCSANOW, &t);
+    }
+    fcntl(m, F_SETFL, fcntl(m, F_GETFL) | O_NONBLOCK);
+    location_ = name;
+    if (!cfg_.path.empty()) {
+        struct stat st {};
+        if (lstat(cfg_.path.c_str(), &st) == 0) {
+            if (!S_ISLNK(st.st_mode) || unlink(cfg_.path.c_str()) != 0) {
+                close(s);
+                close(m);
+                throw std::runtime_error("pty link " + cfg_.path +
+                                         " exists and is not a symlink usernet can replace");
+            }
+        }
+        if (symlink(name, cfg_.path.c_str()) != 0) {
+            int e = errno;
+            close(s);
+            close(m);
+            throw std::runtime_error("cannot create the pty link " + cfg_.path + ": " + errstr(e));
+        }
+        link_path_ = cfg_.path;
+    }
+    pty_slave_fd_ = s;
+    conn_fd_ = m;
+    peer_name_ = "pty " + location_;
+    try {
+        loop_.add(conn_fd_, EPOLLIN, &conn_h_);
+    } catch (...) {
+        close(s);
+        close(m);
+        conn_fd_ = pty_slave_fd_ = -1;
+        throw;
+    }
+}
+
+void SerialPort::open_unix() {
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    const std::string& path = cfg_.path;
+    std::memcpy(addr.sun_path, path.data(), path.size());
+    auto* sa = reinterpret_cast<const sockaddr*>(&addr);
+    struct stat st {};
+    if (lstat(path.c_str(), &st) == 0) {
+        if (!S_ISSOCK(st.st_mode))
+            throw std::runtime_error("socket path " + path + " exists and is not a socket");
+        int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        int r = probe >= 0 ? connect(probe, sa, sizeof addr) : -1;
+        int e = errno;
+        if (probe >= 0) close(probe);
+        if (r == 0) throw std::runtime_error("socket path " + path + " is in use by another process");
+        if (e == ECONNREFUSED) unlink(path.c_str());
+    }
+    listen_fd_ = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (listen_fd_ < 0) throw std::runtime_error("cannot create a unix socket: " + errstr(errno));
+    mode_t old = umask(077);  // owner only, as --socket
+    int r = bind(listen_fd_, sa, sizeof addr);
+    int e = errno;
+    umask(old);
+    if (r < 0 || listen(listen_fd_, 4) < 0) {
+        if (r == 0) e = errno;
+        close(listen_fd_);
+        listen_fd_ = -1;
+        throw std::runtime_error("cannot listen on " + path + ": " + errstr(e));
+    }
+    if (stat(path.c_str(), &st) == 0) {
+        sock_dev_ = st.st_dev;
+        sock_ino_ = st.st_ino;
+    }
+    location_ = path;
+    loop_.add(listen_fd_, EPOLLIN, &listen_h_);
+}
+
+void SerialPort::open_tcp() {
+    auto ip = wire::IpAddr::parse(cfg_.host);
+    if (!ip) throw std::runtime_error("'" + cfg_.host + "' is not an IP address");
+    sockaddr_storage ss{};
+    socklen_t len = 0;
+    if (ip->is_v4()) {
+        auto* s4 = reinterpret_cast<sockaddr_in*>(&ss);
+        s4->sin_family = AF_INET;
+        s4->sin_port = htons(cfg_.port);
+        s4->sin_addr.s_addr = htonl(ip->as_v4());
+        len = sizeof(sockaddr_in);
+    } else {
+        auto* s6 = reinterpret_cast<sockaddr_in6*>(&ss);
+        s6->sin6_family = AF_INET6;
+        s6->sin6_port = htons(cfg_.port);
+        std::memcpy(&s6->sin6_addr, ip->b.data(), 16);
+        len = sizeof(sockaddr_in6);
+    }
+    listen_fd_ = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (listen_fd_ < 0) throw std::runtime_error("cannot create a TCP socket: " + errstr(errno));
+    int one = 1;
+    setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(listen_fd_, reinterpret_cast<sockaddr*>(&ss), len) < 0 || listen(listen_fd_, 4) < 0) {
+        int e = errno;
+        close(listen_fd_);
+        listen_fd_ = -1;
+        throw std::runtime_error("cannot listen on TCP " + cfg_.host + ":" +
+                                 std::to_string(cfg_.port) + ": " + errstr(e));
+    }
+    sockaddr_storage bound{};
+    socklen_t blen = sizeof bound;
+    uint16_t port = cfg_.port;
+    if (getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&bound), &blen) == 0)
+        port = ntohs(bound.ss_family == AF_INET ? reinterpret_cast<sockaddr_in*>(&bound)->sin_port
+                                                : reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port);
+    cfg_.port = port;
+    location_ = (ip->is_v4() ? cfg_.host : "[" + cfg_.host + "]") + ":" + std::to_string(port);
+    loop_.add(listen_fd_, EPOLLIN, &listen_h_);
+}
+
+std::vector<std::string> SerialPort::usage() const {
+    std::vector<std::string> out;
+    const bool ppp = cfg_.protocol == SerialProtocol::ppp;
+    switch (cfg_.transport) {
+    case SerialTransport::pty:
+        out.push_back("QEMU: -serial " + location_ + " (or -chardev tty,id=s0,path=" + location_ +
+                      "), or run the peer on " + location_ + " itself");
+        break;
+    case SerialTransport::unix_socket:
+        out.push_back("QEMU: -serial unix:" + location_ +
+                      " (or -chardev socket,id=s0,path=" + location_ + " -serial chardev:s0)");
+        break;
+    case SerialTransport::tcp:
+        out.push_back("QEMU: -serial tcp:" + location_);
+        out.push_back("Bochs: com1: enabled=1, mode=socket-client, dev=" + location_);
+        break;
+    }
+    std::string addr = addr_ ? v4(addr_) : std::string("ADDR (logged once leased)");
+    if (ppp)
+        out.push_back("in the guest: pppd /dev/ttyS0 115200 noauth local nocrtscts noipdefault "
+                      "usepeerdns defaultroute (address, route and DNS " + v4(cfg_.dns) + " come by IPCP)");
+    else
+        out.push_back("in the guest: slattach -p slip -s 115200 /dev/ttyS0 & ip addr add " + addr +
+                      " peer " + v4(cfg_.gateway) + " dev sl0; ip link set sl0 mtu " +
+                      std::to_string(cfg_.mtu) + " up; ip route add default dev sl0 (DNS " +
+                      v4(cfg_.dns) + ")");
+    return out;
+}
+
+bool SerialPort::link_up() const {
+    if (conn_fd_ < 0 || addr_ == 0) return false;
+    return cfg_.protocol == SerialProtocol::slip || (ppp_ && ppp_->ip_up());
+}
+
+bool SerialPort::in_subnet(wire::Ipv4 a) const {
+    wire::Ipv4 mask = cfg_.prefix_len == 0 ? 0 : ~wire::Ipv4{0} << (32 - cfg_.prefix_len);
+    return (a & mask) == (cfg_.net & mask);
+}
+
+wire::Ipv4 SerialPort::broadcast() const {
+    wire::Ipv4 mask = cfg_.prefix_len == 0 ? 0 : ~wire::Ipv4{0} << (32 - cfg_.prefix_len);
+    return cfg_.net | ~mask;
+}
+
+// ---------------------------------------------------------------- the line
+
+void SerialPort::on_listener(uint32_t) {
+    for (int i = 0; i < 4; ++i) {
+        sockaddr_storage ss{};
+        socklen_t len = sizeof ss;
+        int fd = accept4(listen_fd_, reinterpret_cast<sockaddr*>(&ss), &len,
+                         SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED) continue;
+            return;
+        }
+        std::string peer;
+        if (ss.ss_family == AF_INET) {
+            auto* s4 = reinterpret_cast<sockaddr_in*>(&ss);
+            peer = v4(ntohl(s4->sin_addr.s_addr)) + ":" + std::to_string(ntohs(s4->sin_port));
+        } else if (ss.ss_family == AF_INET6) {
+            auto* s6 = reinterpret_cast<sockaddr_in6*>(&ss);
+            peer = "[" + wire::IpAddr::v6_from(s6->sin6_addr.s6_addr).to_string() + "]:" +
+                   std::to_string(ntohs(s6->sin6_port));
+        } else {
+            peer = "a client";
+            ucred cred{};
+            socklen_t cl = sizeof cred;
+            if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) == 0 && cred.pid > 0)
+                peer = "pid " + std::to_string(cred.pid);
+        }
+        if (conn_fd_ >= 0) {
+            stats_.refused++;
+            spdlog::warn("{}: refusing {}: the line already has a peer ({})", name_, peer,
+                         peer_name_);
+            close(fd);
+            continue;
+        }
+        attach_peer(fd, peer);
+    }
+}
+
+void SerialPort::attach_peer(int fd, const std::string& peer) {
+    try {
+        loop_.add(fd, EPOLLIN, &conn_h_);
+    } catch (const std::exception& e) {
+        spdlog::warn("{}: cannot take {}: {}", name_, peer, e.what());
+        close(fd);
+        return;
+    }
+    conn_fd_ = fd;
+    peer_name_ = peer;
+    stats_.connections++;
+    spdlog::info("{}: {} connected (switch port {}, MAC {}, peer address {})", name_, peer, id(),
+                 mac_.to_string(), addr_ ? v4(addr_) : std::string("not leased yet"));
+    start_link();
+}
+
+void SerialPort::start_link() {
+    if (dhcp_ == Dhcp::off && !cfg_.fixed_addr) {
+        dhcp_ = Dhcp::selecting;
+        xid_ = random32();
+        dhcp_tries_ = 0;
+        dhcp_send();
+    }
+    if (conn_fd_ < 0) return;
+    if (cfg_.protocol == SerialProtocol::ppp) {
+        if (ppp_) return;
+        ppp::PppConfig pc;
+        pc.local_addr = cfg_.gateway;
+        pc.dns = cfg_.dns;
+        pc.mru = static_cast<uint16_t>(std::min<uint32_t>(cfg_.mtu, 65535));
+        ppp_ = std::make_unique<ppp::PppLink>(static_cast<ppp::PppHost&>(*this), pc);
+        ppp_->set_peer_addr(addr_);
+        ppp_->start();
+    } else if (!slip_rx_) {
+        slip_rx_ = std::make_unique<slip::SlipDecoder>(cfg_.mtu);
+    }
+}
+
+void SerialPort::close_peer(const std::string& why) {
+    if (conn_fd_ < 0) return;
+    spdlog::info("{}: {} left ({}; switch port {}, MAC {}): {} packets in, {} out", name_,
+                 peer_name_, why, id(), mac_.to_string(), stats_.rx_packets, stats_.tx_packets);
+    loop_.remove(conn_fd_, &conn_h_);
+    close(conn_fd_);
+    conn_fd_ = -1;
+    waiting_out_ = false;
+    ring_head_ = ring_tail_ = 0;
+    if (ppp_ && ppp_->ip_up()) spdlog::info("{}: PPP link down", name_);
+    ppp_.reset();
+    slip_rx_.reset();
+    loop_.cancel(lcp_timer_);
+    loop_.cancel(ipcp_timer_);
+}
+
+void SerialPort::on_conn(uint32_t events) {
+    if (conn_fd_ < 0) return;
+    if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+        for (int i = 0; i < kMaxReadsPerWakeup && conn_fd_ >= 0; ++i) {
+            ssize_t n = read(conn_fd_, rd_.get(), kReadChunk);
+            if (n == 0) {
+                close_peer("hung up");
+                return;
+            }
+            if (n < 0) {
+                if (errno == EINTR) continue;
+                if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+                close_peer(errstr(errno));
+                return;
+            }
+            wire::Bytes in(rd_.get(), static_cast<size_t>(n));
+            if (ppp_) ppp_->input(in);
+            else if (slip_rx_) slip_rx_->feed(in, [this](wire::Bytes p) { from_peer(p); });
+            if (static_cast<size_t>(n) < kReadChunk) break;
+        }
+    }
+    if (conn_fd_ >= 0 && (events & EPOLLOUT)) flush_ring();
+}
+
+bool SerialPort::ring_push(wire::Bytes b) {
+    if (kTxRing - (ring_tail_ - ring_head_) < b.size()) return false;
+    size_t idx = static_cast<size_t>(ring_tail_ % kTxRing);
+    size_t first = std::min(b.size(), kTxRing - idx);
+    std::memcpy(ring_.get() + idx, b.data(), first);
+    if (b.size() > first) std::memcpy(ring_.get(), b.data() + first, b.size() - first);
+    ring_tail_ += b.size();
+    if (!waiting_out_ && !stopping_) loop_.defer(*this);
+    return true;
+}
+
+void SerialPort::flush_ring() {
+    while (conn_fd_ >= 0 && ring_tail_ != ring_head_) {
+        size_t n = static_cast<size_t>(ring_tail_ - ring_head_);
+        size_t idx = static_cast<size_t>(ring_head_ % kTxRing);
+        size_t first = std::min(n, kTxRing - idx);
+        iovec iov[2] = {{ring_.get() + idx, first}, {ring_.get(), n - first}};
+        ssize_t w = writev(conn_fd_, iov, n > first ? 2 : 1);
+        if (w > 0) {
+            ring_head_ += static_cast<uint64_t>(w);
+            continue;
+        }
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            if (!waiting_out_) {
+                waiting_out_ = true;
+                loop_.modify(conn_fd_, EPOLLIN | EPOLLOUT, &conn_h_);
+            }
+            return;
+        }
+        close_peer(w < 0 ? errstr(errno) : "write returned 0");
+        return;
+    }
+    if (waiting_out_ && conn_fd_ >= 0) {
+        waiting_out_ = false;
+        loop_.modify(conn_fd_, EPOLLIN, &conn_h_);
+    }
+}
+
+void SerialPort::run_deferred() {
+    // Frames owed to the LAN from deliver(): now, outside the switch.
+    for (size_t i = 0; i < lan_q_len_; ++i) {
+        wire::Bytes f(lan_q_[i].data(), wire::kEthMinFrame);
+        sw_.input(id(), f);
+    }
+    lan_q_len_ = 0;
+    for (size_t i = 0; i < kArpEntries; ++i) {
+        Neighbor& n = arp_[i];
+        if (!n.flush) continue;
+        n.flush = false;
+        uint32_t len = n.pending_len;
+        n.pending_len = 0;
+        if (len) emit(n.mac, wire::Bytes(pending_.get() + i * cfg_.mtu, len));
+    }
+    flush_ring();
+}
+
+// ---------------------------------------------------------------- peer -> LAN
+
+void SerialPort::from_peer(wire::Bytes packet) {
+    auto ip = wire::Ipv4View::parse(packet);
+    if (!ip || packet.size() > cfg_.mtu) {
+        stats_.dropped_malformed++;
+        return;
+    }
+    if (addr_ == 0 || ip->src() != addr_) {
+        stats_.dropped_spoofed++;
+        spdlog::debug("{}: dropped a packet from {} (the peer's address is {})", name_,
+                      v4(ip->src()), v4(addr_));
+        return;
+    }
+    const wire::Bytes pkt = ip->packet();
+    const wire::Ipv4 dst = ip->dst();
+    if (dst == 0xffffffff || dst == broadcast()) {
+        emit(wire::MacAddr::broadcast(), pkt);
+        return;
+    }
+    const wire::Ipv4 hop = in_subnet(dst) ? dst : cfg_.gateway;
+    Neighbor* n = neighbor(hop);
+    const core::Millis now = loop_.now();
+    if (n && n->resolved && now - n->seen <= kArpFreshMs) {
+        emit(n->mac, pkt);
+        return;
+    }
+    if (n && n->resolved) {
+        // Stale: use it, and ask again (the answer refreshes it).
+        emit(n->mac, pkt);
+        if (now - n->asked >= kArpRetryMs) {
+            n->asked = now;
+            send_arp_request(hop);
+        }
+        return;
+    }
+    Neighbor& slot = n ? *n : neighbor_slot(hop);
+    if (slot.pending_len == 0) {
+        size_t i = static_cast<size_t>(&slot - arp_.data());
+        std::memcpy(pending_.get() + i * cfg_.mtu, pkt.data(), pkt.size());
+        slot.pending_len = static_cast<uint32_t>(pkt.size());
+    } else {
+        stats_.dropped_no_arp++;
+    }
+    if (slot.asked == 0 || now - slot.asked >= kArpRetryMs) {
+        slot.asked = now;
+        send_arp_request(hop);
+    }
+}
+
+void SerialPort::emit(const wire::MacAddr& dst, wire::Bytes packet) {
+    uint8_t* f = frame_.get();
+    wire::build_ethernet(f, dst, mac_, wire::ethertype::ipv4);
+    std::memcpy(f + kEthIp, packet.data(), packet.size());
+    size_t len = kEthIp + packet.size();
+    if (len < wire::kEthMinFrame) {
+        std::memset(f + len, 0, wire::kEthMinFrame - len);
+        len = wire::kEthMinFrame;
+    }
+    stats_.rx_packets++;
+    sw_.input(id(), wire::Bytes(f, len));
+}
+
+SerialPort::Neighbor* SerialPort::neighbor(wire::Ipv4 ip) {
+    for (Neighbor& n : arp_)
+        if (n.ip == ip && ip != 0) return &n;
+    return nullptr;
+}
+
+SerialPort::Neighbor& SerialPort::neighbor_slot(wire::Ipv4 ip) {
+    // A free slot, else the one heard from longest ago.
+    Neighbor* best = &arp_[0];
+    for (Neighbor& n : arp_) {
+        if (n.ip == 0) {
+            best = &n;
+            break;
+        }
+        if (std::max(n.seen, n.asked) < std::max(best->seen, best->asked)) best = &n;
+    }
+    *best = Neighbor{};
+    best->ip = ip;
+    return *best;
+}
+
+void SerialPort::send_arp_request(wire::Ipv4 target) {
+    std::array<uint8_t, wire::kEthMinFrame> f{};
+    wire::build_ethernet(f.data(), wire::MacAddr::broadcast(), mac_, wire::ethertype::arp);
+    wire::build_arp(f.data() + kEthIp, wire::arpop::request, mac_, addr_, wire::MacAddr{}, target);
+    sw_.input(id(), wire::Bytes(f.data(), f.size()));
+}
+
+// ---------------------------------------------------------------- LAN -> peer
+
+void SerialPort::deliver(wire::Bytes frame, const sw::FrameMeta&) {
+    auto eth = wire::EthernetView::parse(frame);
+    if (!eth || eth->has_vlan_tag()) return;
+    const bool to_us = eth->dst() == mac_;
+    if (!to_us && !eth->dst().is_broadcast()) return;  // flooded unicast for someone else
+    if (eth->ethertype() == wire::ethertype::arp) {
+        handle_arp(eth->payload());
+        return;
+    }
+    if (eth->ethertype() != wire::ethertype::ipv4) return;
+    auto ip = wire::Ipv4View::parse(eth->payload());
+    if (!ip) return;
+    if (ip->protocol() == wire::ipproto::udp && !ip->is_fragment()) {
+        auto udp = wire::UdpView::parse(ip->payload());
+        if (udp && udp->src_port() == wire::kDhcp4ServerPort &&
+            udp->dst_port() == wire::kDhcp4ClientPort && dhcp_reply(udp->payload()))
+            return;
+    }
+    if (!to_us || addr_ == 0 || ip->dst() != addr_) return;
+    to_peer(ip->packet());
+}
+
+void SerialPort::to_peer(wire::Bytes packet) {
+    if (!link_up()) {
+        stats_.dropped_no_link++;
+        return;
+    }
+    if (cfg_.protocol == SerialProtocol::ppp) {
+        // ppp_write() counts a full ring.
+        if (ppp_->send_ip(packet)) stats_.tx_packets++;
+        else stats_.dropped_malformed++;
+        return;
+    }
+    size_t n = slip::slip_encode(wire::MutBytes(enc_.get(), slip::slip_max_encoded(cfg_.mtu)),
+                                 packet);
+    if (n == 0) {
+        stats_.dropped_malformed++;
+        return;
+    }
+    if (ring_push(wire::Bytes(enc_.get(), n))) stats_.tx_packets++;
+    else stats_.dropped_ring_full++;
+}
+
+void SerialPort::handle_arp(wire::Bytes payload) {
+    auto a = wire::ArpView::parse(payload);
+    if (!a || addr_ == 0) return;
+    const wire::Ipv4 sip = a->sender_ip();
+    if (a->target_ip() == addr_ && sip != 0 && sip != addr_ && !a->sender_mac().is_multicast())
+        learn(sip, a->sender_mac());
+    else if (Neighbor* n = neighbor(sip); n && n->resolved && sip != 0)
+        learn(sip, a->sender_mac());  // someone we talk to announced itself again
+    if (a->op() != wire::arpop::request || a->target_ip() != addr_ || sip == addr_) return;
+    if (lan_q_len_ == kLanQueue) return;  // a flood of requests: the rest go unanswered
+    auto& f = lan_q_[lan_q_len_++];
+    f.fill(0);
+    wire::build_ethernet(f.data(), a->sender_mac(), mac_, wire::ethertype::arp);
+    wire::build_arp(f.data() + kEthIp, wire::arpop::reply, mac_, addr_, a->sender_mac(), sip);
+    loop_.defer(*this);
+}
+
+void SerialPort::learn(wire::Ipv4 ip, const wire::MacAddr& mac) {
+    Neighbor* n = neighbor(ip);
+    if (!n) n = &neighbor_slot(ip);
+    n->mac = mac;
+    n->resolved = true;
+    n->seen = loop_.now();
+    if (n->pending_len) {
+        n->flush = true;
+        loop_.defer(*this);
+    }
+}
+
+// ---------------------------------------------------------------- DHCP
+
+void SerialPort::dhcp_send() {
+    uint8_t* f = dhcp_buf_.data();
+    uint8_t* l4 = f + kEthIp + wire::kIpv4HeaderLen;
+    uint8_t* msg = l4 + wire::kUdpHeaderLen;
+    wire::Dhcp4Builder b(wire::MutBytes(msg, 576 - 28));
+    b.set_op(wire::dhcp4op::boot_request);
+    b.set_xid(xid_);
+    b.set_chaddr(mac_);
+    const bool renewing = dhcp_ == Dhcp::renewing;
+    if (renewing) b.set_ciaddr(addr_);
+    b.add_u8(wire::dhcp4opt::message_type,
+             dhcp_ == Dhcp::selecting ? wire::dhcp4msg::discover : wire::dhcp4msg::request);
+    std::array<uint8_t, 7> cid{1};
+    mac_.store(cid.data() + 1);
+    b.add_option(wire::dhcp4opt::client_id, cid);
+    if (dhcp_ == Dhcp::requesting) {
+        b.add_ipv4(wire::dhcp4opt::requested_ip, offered_);
+        b.add_ipv4(wire::dhcp4opt::server_id, server_);
+    }
+    static constexpr std::array<uint8_t, 4> prl{wire::dhcp4opt::subnet_mask,
+                                                wire::dhcp4opt::router, wire::dhcp4opt::dns_server,
+                                                wire::dhcp4opt::lease_time};
+    b.add_option(wire::dhcp4opt::param_request_list, prl);
+    size_t len = b.finish();
+    if (len == 0) return;
+    const wire::Ipv4 src = renewing ? addr_ : 0;
+    wire::build_udp(l4, wire::IpAddr::v4(src), wire::IpAddr::v4(0xffffffff),
+                    wire::kDhcp4ClientPort, wire::kDhcp4ServerPort, len);
+    wire::build_ipv4(f + kEthIp, src, 0xffffffff, wire::ipproto::udp, wire::kUdpHeaderLen + len);
+    wire::build_ethernet(f, wire::MacAddr::broadcast(), mac_, wire::ethertype::ipv4);
+    // Retransmit with back-off: 2, 4, 8, 16, 16 ... s. Armed before the
+    // message goes: the gateway answers from inside sw_.input(), and the
+    // answer may re-arm the timer (an OFFER: the REQUEST at once).
+    core::Millis wait = 2000u << std::min(dhcp_tries_, 3);
+    dhcp_tries_++;
+    loop_.arm(dhcp_timer_, wait);
+    spdlog::debug("{}: DHCP {} (xid {:#x})", name_,
+                  dhcp_ == Dhcp::selecting ? "DISCOVER" : "REQUEST", xid_);
+    sw_.input(id(), wire::Bytes(f, kEthIp + wire::kIpv4HeaderLen + wire::kUdpHeaderLen + len));
+}
+
+void SerialPort::dhcp_timeout() {
+    switch (dhcp_) {
+    case Dhcp::requesting:
+        if (dhcp_tries_ >= 4) {  // no ACK for our REQUEST: start over
+            dhcp_ = Dhcp::selecting;
+            dhcp_tries_ = 0;
+        }
+        break;
+    case Dhcp::bound:  // T1: renew
+        dhcp_ = Dhcp::renewing;
+        xid_ = random32();
+        dhcp_tries_ = 0;
+        break;
+    case Dhcp::off:
+        return;
+    default:
+        break;
+    }
+    dhcp_send();
+}
+
+bool SerialPort::dhcp_reply(wire::Bytes payload) {
+    auto m = wire::Dhcp4View::parse(payload);
+    if (!m || m->op() != wire::dhcp4op::boot_reply || m->xid() != xid_ || m->chaddr() != mac_)
+        return false;
+    auto type = m->message_type();
+    if (!type) return true;
+    if (*type == wire::dhcp4msg::offer && dhcp_ == Dhcp::selecting) {
+        auto sid = m->server_id();
+        if (!sid || m->yiaddr() == 0) return true;
+        offered_ = m->yiaddr();
+        server_ = *sid;
+        dhcp_ = Dhcp::requesting;
+        dhcp_tries_ = 0;
+        loop_.arm(dhcp_timer_, 0);  // the REQUEST goes from the loop, not from here
+        return true;
+    }
+    if (*type == wire::dhcp4msg::ack && (dhcp_ == Dhcp::requesting || dhcp_ == Dhcp::renewing)) {
+        uint32_t secs = 86400;
+        if (auto lt = m->find(wire::dhcp4opt::lease_time); lt && lt->size() == 4)
+            secs = std::max<uint32_t>(wire::load32(lt->data()), 60);
+        stats_.dhcp_leases++;
+        const bool renewal = dhcp_ == Dhcp::renewing;
+        dhcp_ = Dhcp::bound;
+        dhcp_tries_ = 0;
+        loop_.arm(dhcp_timer_, core::Millis{secs} * 500);  // T1, half the lease
+        if (!renewal || m->yiaddr() != addr_) set_addr(m->yiaddr(), "leased");
+        return true;
+    }
+    if (*type == wire::dhcp4msg::nak && dhcp_ != Dhcp::selecting && dhcp_ != Dhcp::bound) {
+        spdlog::warn("{}: the DHCP server refused the lease on {}; asking again", name_,
+                     v4(dhcp_ == Dhcp::renewing ? addr_ : offered_));
+        dhcp_ = Dhcp::selecting;
+        xid_ = random32();
+        dhcp_tries_ = 0;
+        loop_.arm(dhcp_timer_, 1000);
+    }
+    return true;
+}
+
+void SerialPort::set_addr(wire::Ipv4 a, const char* how) {
+    if (addr_ != 0 && addr_ != a)
+        spdlog::warn("{}: the peer's address changes from {} to {}", name_, v4(addr_), v4(a));
+    addr_ = a;
+    if (ppp_) ppp_->set_peer_addr(a);
+    spdlog::info("{}: {} {} for the peer (MAC {}, switch port {})", name_, how, v4(a),
+                 mac_.to_string(), id());
+    // Learn the gateway's MAC now, before the peer's first packet.
+    if (!neighbor(cfg_.gateway)) {
+        Neighbor& n = neighbor_slot(cfg_.gateway);
+        n.asked = loop_.now();
+        send_arp_request(cfg_.gateway);
+    }
+}
+
+// ---------------------------------------------------------------- PppHost
+
+void SerialPort::ppp_write(wire::Bytes bytes) {
+    if (conn_fd_ < 0 || !ring_push(bytes)) stats_.dropped_ring_full++;
+}
+
+void SerialPort::ppp_ip_up(wire::Ipv4 peer) {
+    const ppp::Lcp& l = ppp_->lcp();
+    spdlog::info("{}: PPP link up with {}: peer {}, local {}, DNS {} (MRU {}{}{}{})", name_,
+                 peer_name_, v4(peer), v4(cfg_.gateway), v4(cfg_.dns), l.peer_mru,
+                 l.peer_pfc ? ", PFC" : "", l.peer_acfc ? ", ACFC" : "",
+                 l.peer_fcs32 ? ", FCS-32" : "");
+}
+
+void SerialPort::ppp_ip_down() { spdlog::info("{}: PPP link down (IPCP closed)", name_); }
+
+void SerialPort::ppp_arm_timer(int which, uint32_t ms) {
+    loop_.arm(which == 0 ? lcp_timer_ : ipcp_timer_, ms);
+}
+
+void SerialPort::ppp_cancel_timer(int which) { loop_.cancel(which == 0 ? lcp_timer_ : ipcp_timer_); }
+
+uint32_t SerialPort::ppp_random() { return random32(); }
+
+}  // namespace usernet::ports

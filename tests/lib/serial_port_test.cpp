@@ -1,0 +1,217 @@
+// The serial port on a real switch and gateway, with the peer's side of the
+// line played by the test over a unix socket: the lease taken through the
+// switch, LCP and IPCP by hand-built messages, an ICMP echo to the gateway
+// through the port's ARP and back over PPP, ARP answered for the peer,
+// spoofed sources dropped, a second peer refused. (Real pppd and slattach
+// peers are tests/qemu/test_serial.py.)
+#include "ports/serial_port.hpp"
+
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include <spdlog/spdlog.h>
+
+#include "gateway/gateway.hpp"
+#include "wire/arp.hpp"
+#include "wire/checksum.hpp"
+#include "wire/ethernet.hpp"
+#include "wire/ipv4.hpp"
+
+namespace usernet::ports {
+namespace {
+
+using Vec = std::vector<uint8_t>;
+constexpr wire::Ipv4 kGw = 0x0a000202, kLease = 0x0a00020f;
+
+struct EthGuest : sw::Port {
+    void deliver(wire::Bytes f, const sw::FrameMeta&) override { frames.emplace_back(f.begin(), f.end()); }
+    uint32_t mtu() const override { return 1500; }
+    std::string describe() const override { return "eth guest"; }
+    std::vector<Vec> frames;
+};
+
+Vec ctl(uint8_t code, uint8_t id, const Vec& data) {
+    Vec p(4 + data.size());
+    p[0] = code;
+    p[1] = id;
+    wire::store16(&p[2], static_cast<uint16_t>(p.size()));
+    std::copy(data.begin(), data.end(), p.begin() + 4);
+    return p;
+}
+Vec opt32(uint8_t type, uint32_t v) {
+    Vec o = {type, 6, 0, 0, 0, 0};
+    wire::store32(&o[2], v);
+    return o;
+}
+
+Vec icmp_echo(wire::Ipv4 src, wire::Ipv4 dst) {
+    Vec p(28);
+    wire::build_ipv4(p.data(), src, dst, wire::ipproto::icmp, 8);
+    uint8_t* m = p.data() + 20;
+    m[0] = 8;
+    wire::store16(m + 4, 0x1234);
+    wire::store16(m + 6, 1);
+    wire::store16(m + 2, wire::csum_fold(wire::csum_partial(wire::Bytes(m, 8))));
+    return p;
+}
+
+struct SerialPortTest : ::testing::Test {
+    core::EventLoop loop;
+    sw::Switch sw{loop};
+    std::unique_ptr<gw::Gateway> gw;
+    std::unique_ptr<SerialPort> port;
+    EthGuest eth;
+    std::string path;
+    int peer = -1;
+    ppp::HdlcDecoder dec{70000};
+    struct Got {
+        uint16_t protocol;
+        Vec info;
+    };
+    std::vector<Got> got;
+
+    void SetUp() override {
+        if (getenv("SERIAL_DEBUG")) spdlog::set_level(spdlog::level::debug);
+        gw = std::make_unique<gw::Gateway>(loop, sw, gw::NetConfig{});
+        sw.attach(eth);
+        path = "/tmp/usernet-serial-test-" + std::to_string(getpid()) + ".sock";
+        SerialConfig c;
+        ASSERT_EQ(parse_serial_transport("unix:" + path, c), "");
+        port = std::make_unique<SerialPort>(loop, sw, c);
+        dec.set_rx_accm(0);
+    }
+    void TearDown() override {
+        if (peer >= 0) close(peer);
+        port.reset();
+        gw.reset();
+    }
+    void spin(int rounds = 10) {
+        for (int i = 0; i < rounds; ++i) loop.run_once(2);
+    }
+    int connect_peer() {
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        sockaddr_un a{};
+        a.sun_family = AF_UNIX;
+        std::memcpy(a.sun_path, path.c_str(), path.size());
+        EXPECT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+        return fd;
+    }
+    void send(uint16_t protocol, const Vec& info) {
+        Vec out(ppp::hdlc_max_encoded(info.size()));
+        out.resize(ppp::hdlc_encode(out, protocol, info, {}));
+        ASSERT_EQ(write(peer, out.data(), out.size()), static_cast<ssize_t>(out.size()));
+        spin();
+    }
+    void read_line() {
+        uint8_t buf[4096];
+        ssize_t n;
+        while ((n = recv(peer, buf, sizeof buf, MSG_DONTWAIT)) > 0)
+            dec.feed(wire::Bytes(buf, static_cast<size_t>(n)), [&](wire::Bytes f) {
+                auto pf = ppp::parse_frame(f);
+                ASSERT_TRUE(pf);
+                got.push_back({pf->protocol, Vec(pf->info.begin(), pf->info.end())});
+            });
+    }
+    const Got* last(uint16_t protocol, uint8_t code) {
+        read_line();
+        for (auto it = got.rbegin(); it != got.rend(); ++it)
+            if (it->protocol == protocol && (code == 0 || (!it->info.empty() && it->info[0] == code)))
+                return &*it;
+        return nullptr;
+    }
+};
+
+TEST_F(SerialPortTest, PeerGetsTheLeaseByIpcpAndReachesTheGateway) {
+    spin(20);
+    // The lease, taken through the switch from the gateway's DHCP server.
+    ASSERT_EQ(port->peer_addr(), kLease);
+    EXPECT_EQ(port->serial_stats().dhcp_leases, 1u);
+    EXPECT_EQ(port->mac().b[0], 0x02);
+
+    peer = connect_peer();
+    spin();
+    ASSERT_TRUE(port->peer_connected());
+    const Got* cr = last(ppp::proto::lcp, ppp::code::configure_request);
+    ASSERT_TRUE(cr);
+    Vec cr_info = cr->info;
+    send(ppp::proto::lcp, ctl(ppp::code::configure_request, 1,
+                              Vec{2, 6, 0, 0, 0, 0, 5, 6, 1, 2, 3, 4}));
+    ASSERT_TRUE(last(ppp::proto::lcp, ppp::code::configure_ack));
+    send(ppp::proto::lcp, ctl(ppp::code::configure_ack, cr_info[1], Vec(cr_info.begin() + 4, cr_info.end())));
+    ASSERT_EQ(port->ppp_link()->lcp_state(), ppp::FsmState::opened);
+
+    const Got* ipcp = last(ppp::proto::ipcp, ppp::code::configure_request);
+    ASSERT_TRUE(ipcp);
+    Vec ipcp_cr = ipcp->info;
+    EXPECT_EQ(Vec(ipcp_cr.begin() + 4, ipcp_cr.end()), opt32(3, kGw));
+    send(ppp::proto::ipcp, ctl(1, 1, Vec(opt32(3, 0))));
+    const Got* nak = last(ppp::proto::ipcp, ppp::code::configure_nak);
+    ASSERT_TRUE(nak);
+    EXPECT_EQ(Vec(nak->info.begin() + 4, nak->info.end()), opt32(3, kLease));
+    send(ppp::proto::ipcp, ctl(1, 2, opt32(3, kLease)));
+    ASSERT_TRUE(last(ppp::proto::ipcp, ppp::code::configure_ack));
+    send(ppp::proto::ipcp, ctl(ppp::code::configure_ack, ipcp_cr[1], Vec(ipcp_cr.begin() + 4, ipcp_cr.end())));
+    ASSERT_TRUE(port->link_up());
+
+    // Ping the gateway: the reply comes back over PPP.
+    send(ppp::proto::ip, icmp_echo(kLease, kGw));
+    const Got* reply = last(ppp::proto::ip, 0);
+    ASSERT_TRUE(reply);
+    auto ip = wire::Ipv4View::parse(reply->info);
+    ASSERT_TRUE(ip);
+    EXPECT_EQ(ip->src(), kGw);
+    EXPECT_EQ(ip->dst(), kLease);
+    EXPECT_EQ(ip->payload()[0], 0);  // echo reply
+    EXPECT_EQ(port->serial_stats().tx_packets, 1u);
+
+    // Another address as the source: dropped at the port.
+    send(ppp::proto::ip, icmp_echo(0x0a000263, kGw));
+    EXPECT_EQ(port->serial_stats().dropped_spoofed, 1u);
+
+    // A guest on the LAN asks who has the peer's address: the port answers.
+    const wire::MacAddr guest_mac{{0x52, 0x54, 0, 0, 0, 9}};
+    uint8_t req[60] = {};
+    wire::build_ethernet(req, wire::MacAddr::broadcast(), guest_mac, wire::ethertype::arp);
+    wire::build_arp(req + 14, wire::arpop::request, guest_mac, 0x0a000220, wire::MacAddr{}, kLease);
+    sw.input(eth.id(), wire::Bytes(req, sizeof req));
+    spin();
+    bool answered = false;
+    for (const Vec& f : eth.frames) {
+        auto e = wire::EthernetView::parse(f);
+        if (!e || e->ethertype() != wire::ethertype::arp) continue;
+        auto a = wire::ArpView::parse(e->payload());
+        if (a && a->op() == wire::arpop::reply && a->sender_ip() == kLease) {
+            EXPECT_EQ(a->sender_mac(), port->mac());
+            EXPECT_EQ(e->dst(), guest_mac);
+            answered = true;
+        }
+    }
+    EXPECT_TRUE(answered);
+
+    // The line has its peer: a second one is refused.
+    int second = connect_peer();
+    spin();
+    EXPECT_EQ(port->serial_stats().refused, 1u);
+    char b;
+    EXPECT_EQ(recv(second, &b, 1, 0), 0);
+    close(second);
+
+    // The peer hangs up; the next connection starts a new link.
+    close(peer);
+    peer = -1;
+    spin();
+    EXPECT_FALSE(port->peer_connected());
+    peer = connect_peer();
+    spin();
+    EXPECT_TRUE(port->peer_connected());
+    EXPECT_EQ(port->ppp_link()->lcp_state(), ppp::FsmState::req_sent);
+}
+
+}  // namespace
+}  // namespace usernet::ports
