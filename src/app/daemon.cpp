@@ -20,6 +20,7 @@
 #include "ports/netns_watch.hpp"
 #include "ports/stream_port.hpp"
 #include "ports/tap_port.hpp"
+#include "ports/uplink_port.hpp"
 #include "wire/pcap.hpp"
 
 namespace usernet::app {
@@ -99,19 +100,23 @@ Daemon::Daemon(const Config& cfg)
       switch_(loop_) {
     loop_.set_busy_poll_us(cfg_.busy_poll_us);
     open_pcap();
-    resolve_dns_upstreams();
-    try {
-        gateway_ = std::make_unique<gw::Gateway>(loop_, switch_, cfg_.net);
-        nat_ = std::make_unique<nat::Nat>(loop_, *gateway_, cfg_.limits);
-    } catch (const std::exception& e) {
-        throw startup_error(std::string("cannot start the gateway: ") + e.what(),
-                            "check the address options and usernet's file descriptor limit");
+    // --no-gateway: the LAN is the switch alone, with no IP source guard
+    // either (that is the gateway's); the options needing it were refused.
+    if (!cfg_.no_gateway) {
+        resolve_dns_upstreams();
+        try {
+            gateway_ = std::make_unique<gw::Gateway>(loop_, switch_, cfg_.net);
+            nat_ = std::make_unique<nat::Nat>(loop_, *gateway_, cfg_.limits);
+        } catch (const std::exception& e) {
+            throw startup_error(std::string("cannot start the gateway: ") + e.what(),
+                                "check the address options and usernet's file descriptor limit");
+        }
+        gateway_->set_ip_sink(nat_.get());
+        // --guest-addr is held like a lease by the first guest that uses it
+        // (with --config-net, attach() gives it to its namespace's port).
+        if (cfg_.guest_addr) gateway_->reserve(*cfg_.guest_addr, sw::kNoPort);
+        add_forwards();
     }
-    gateway_->set_ip_sink(nat_.get());
-    // --guest-addr is held like a lease by the first guest that uses it
-    // (with --config-net, attach() gives it to its namespace's port).
-    if (cfg_.guest_addr) gateway_->reserve(*cfg_.guest_addr, sw::kNoPort);
-    add_forwards();
     if (cfg_.attachments.empty())
         attach_default_socket();
     for (const Attachment& a : cfg_.attachments) attach(a);
@@ -123,6 +128,7 @@ Daemon::~Daemon() {
     if (!pid_written_.empty()) unlink(pid_written_.c_str());
     netns_watches_.clear();
     listeners_.clear();
+    uplinks_.clear();
     taps_.clear();
     if (gateway_) gateway_->set_ip_sink(nullptr);
     nat_.reset();
@@ -225,10 +231,11 @@ void Daemon::attach(const Attachment& a) {
                                                      cfg_.tap_offload);
         ports::TapPort* p = port.get();
         port->set_on_failure([this, p](const std::string& why) { on_tap_failure(p, why); });
+        if (a.lan_mac) port->set_mac_translation(*a.lan_mac);
         taps_.push_back(std::move(port));
         // The guest's own address counts as its lease: only this attachment
         // may send from it.
-        if (a.address) gateway_->reserve(*a.address, p->id());
+        if (a.address && gateway_) gateway_->reserve(*a.address, p->id());
         try {
             netns_watches_.emplace_back(
                 p, std::make_unique<ports::NetnsWatch>(loop_, a.netns_path, [this, p, a] {
@@ -258,6 +265,7 @@ void Daemon::attach(const Attachment& a) {
                                                      cfg_.tap_offload);
         ports::TapPort* p = port.get();
         port->set_on_failure([this, p](const std::string& why) { on_tap_failure(p, why); });
+        if (a.lan_mac) port->set_mac_translation(*a.lan_mac);
         taps_.push_back(std::move(port));
         spdlog::info("attached TAP {} (MTU {})", a.ifname, a.mtu);
         break;
@@ -272,7 +280,23 @@ void Daemon::attach(const Attachment& a) {
                                               : "stop the program using it, or give another "
                                                 "--socket path");
         }
+        if (a.lan_mac) listeners_.back()->set_client_mac(*a.lan_mac);
         spdlog::info("listening on {} for QEMU (MTU {})", a.target, a.mtu);
+        break;
+    }
+    case AttachmentKind::uplink: {
+        try {
+            uplinks_.push_back(
+                std::make_unique<ports::UplinkPort>(loop_, switch_, a.ifname, a.mtu));
+        } catch (const std::exception& e) {
+            throw startup_error(e.what(), "give --uplink an existing Ethernet interface "
+                                          "(ip -br link lists them)");
+        }
+        if (gateway_)
+            spdlog::warn("uplink {}: usernet's gateway answers ARP, DHCP and DNS on {}'s "
+                         "network too; give --no-gateway if that network has its own router "
+                         "and DHCP server",
+                         a.ifname, a.ifname);
         break;
     }
     }
@@ -301,6 +325,11 @@ void Daemon::write_pid_file() {
 }
 
 void Daemon::log_summary() const {
+    if (!gateway_) {
+        spdlog::info("no gateway (--no-gateway): the LAN is a switch only; no ARP, DHCP, DNS "
+                     "or NAT answers from usernet");
+        return;
+    }
     const gw::NetConfig& n = cfg_.net;
     std::string dns = "no upstream";
     if (!n.dns_upstreams.empty()) {
@@ -338,7 +367,7 @@ void Daemon::run_deferred() {
         std::erase_if(taps_, [p](const auto& t) { return t.get() == p; });
     }
     failed_taps_.clear();
-    if (taps_.empty() && listeners_.empty()) {
+    if (taps_.empty() && listeners_.empty() && uplinks_.empty()) {
         spdlog::warn("no attachment left, exiting");
         loop_.stop();
     }

@@ -31,6 +31,7 @@ namespace usernet::ports {
 class TapPort;
 class StreamListener;
 class NetnsWatch;
+class UplinkPort;
 }  // namespace usernet::ports
 
 namespace usernet::app {
@@ -55,6 +56,8 @@ public:
 
     core::EventLoop& loop() { return loop_; }
     sw::Switch& lan() { return switch_; }
+    // The gateway and the NAT; not there with --no-gateway (has_gateway()).
+    bool has_gateway() const { return gateway_ != nullptr; }
     gw::Gateway& gateway() { return *gateway_; }
     nat::Nat& nat() { return *nat_; }
     const Config& config() const { return cfg_; }
@@ -91,6 +94,7 @@ private:
     // What named each --netns attachment's namespace, watched for its end.
     std::vector<std::pair<ports::TapPort*, std::unique_ptr<ports::NetnsWatch>>> netns_watches_;
     std::vector<std::unique_ptr<ports::StreamListener>> listeners_;
+    std::vector<std::unique_ptr<ports::UplinkPort>> uplinks_;
     bool default_socket_ = false;
     std::string pid_written_;
 };

@@ -31,15 +31,20 @@ inline constexpr uint32_t kNetnsMtu = 65520;  // TAP in a namespace: no wire to 
 inline constexpr uint32_t kWireMtu = 1500;    // --socket and --tap: an emulated NIC
 inline constexpr const char* kDefaultTapName = "tap0";
 
-enum class AttachmentKind { netns, tap, socket };
+enum class AttachmentKind { netns, tap, socket, uplink };
 
-// One guest attachment from --netns, --tap or --socket (value[,mtu=N]).
+// One guest attachment from --netns, --tap or --socket
+// (value[,mtu=N][,mac=MAC]), or --uplink (IFACE[,mtu=N]).
 struct Attachment {
     AttachmentKind kind = AttachmentKind::socket;
     std::string target;      // as given, without the ",mtu=" suffix
     std::string netns_path;  // netns: the file to open (/run/netns/NAME, PATH, /proc/PID/ns/net)
-    std::string ifname;      // netns: --tap-name; tap: the TAP's name
-    uint32_t mtu = kWireMtu; // resolved: suffix, else --mtu, else the kind's default
+    std::string ifname;      // netns: --tap-name; tap: the TAP's name; uplink: the interface
+    // Resolved: suffix, else --mtu, else the kind's default. uplink: the
+    // suffix, else 0 (the interface's own MTU).
+    uint32_t mtu = kWireMtu;
+    // ,mac=MAC: MAC translation, the LAN sees this MAC (ports/mac_translator.hpp).
+    std::optional<wire::MacAddr> lan_mac;
     // netns with --config-net: the address, prefix and route set inside it.
     std::optional<wire::Ipv4> address;
 };
@@ -54,6 +59,8 @@ struct Config {
     std::vector<Attachment> attachments;
     bool config_net = false;
     bool tap_offload = true;  // --no-offload clears it
+    // --no-gateway: no gateway, DHCP, DNS or NAT on the LAN; the switch only.
+    bool no_gateway = false;
     nat::NatLimits limits;    // --max-flows
     uint32_t busy_poll_us = 200;  // --busy-poll
     // Addresses, DNS upstreams (empty: read /etc/resolv.conf), --no-map-gw.
