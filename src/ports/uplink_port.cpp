@@ -63,6 +63,11 @@ UplinkPort::UplinkPort(core::EventLoop& loop, sw::Switch& sw, std::string ifname
 
 UplinkPort::~UplinkPort() {
     loop_.cancel(retry_);
+    const sw::PortStats& s = stats();
+    spdlog::info("uplink {} (port {}) closed: rx {} frames ({} dropped), tx {} frames ({} "
+                 "dropped), {} tagged frames refused",
+                 ifname_, id(), s.rx_frames, s.rx_dropped, s.tx_frames, s.tx_dropped,
+                 ustats_.tagged);
     sw_.detach(*this);
     close_socket();
 }
