@@ -575,8 +575,8 @@ std::string help_text() {
 A user-mode network for virtual machines and network namespaces: guests
 share one LAN behind a NAT gateway (QEMU's addresses by default).
 
-Attachments (repeatable; each VALUE may end in ,mtu=N; --netns, --tap and
---socket also in ,mac=MAC: the LAN sees MAC whatever MAC the guest uses):
+Attachments (repeatable; each VALUE may end in ,mtu=N and, but for --uplink,
+in ,mac=MAC: the LAN then sees MAC whatever MAC the guest uses):
       --netns NAME|PATH|PID  create a TAP in that network namespace
       --tap-name IFNAME      name of that TAP (default tap0)
       --config-net           set address, route and MTU inside each namespace
@@ -587,8 +587,9 @@ Attachments (repeatable; each VALUE may end in ,mtu=N; --netns, --tap and
                              a veth; needs CAP_NET_RAW); MTU: the interface's
       --no-gateway           no gateway, DHCP, DNS or NAT on the LAN: only
                              the switch (the uplink's network has its own)
-      --mtu N                default MTU of every attachment (68-65520;
-                             default 65520 for --netns, 1500 otherwise)
+      --mtu N                default MTU of every attachment but --uplink
+                             (68-65520; default 65520 for --netns, 1500
+                             otherwise and for --netns beside an --uplink)
   Without attachment, listen on $XDG_RUNTIME_DIR/usernet.socket or
   /tmp/usernet-UID.socket and print the QEMU command line to use.
 
