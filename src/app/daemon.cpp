@@ -25,6 +25,7 @@
 #include "ports/stream_tcp.hpp"
 #include "ports/tap_port.hpp"
 #include "ports/vde_port.hpp"
+#include "ports/uplink_port.hpp"
 #include "wire/pcap.hpp"
 
 namespace usernet::app {
@@ -164,17 +165,21 @@ Daemon::Lan::Lan(core::EventLoop& loop, std::string name_, const gw::NetConfig& 
 
 Daemon::Daemon(const Config& cfg) : cfg_(cfg) {
     loop_.set_busy_poll_us(cfg_.busy_poll_us);
-    resolve_dns_upstreams();
+    if (!cfg_.no_gateway) resolve_dns_upstreams();
     build_lan("default", cfg_.net, cfg_.pcap_path);
     for (const LanConfig& l : cfg_.lans) {
         gw::NetConfig net = l.net;
         net.dns_upstreams = cfg_.net.dns_upstreams;
         build_lan(l.name, net, l.pcap_path);
     }
-    // --guest-addr is held like a lease by the first guest that uses it
-    // (with --config-net, attach() gives it to its namespace's port).
-    if (cfg_.guest_addr) gateway().reserve(*cfg_.guest_addr, sw::kNoPort);
-    add_forwards();
+    // --no-gateway: each LAN is its switch alone, with no IP source guard
+    // either (that is the gateway's); the options needing it were refused.
+    if (!cfg_.no_gateway) {
+        // --guest-addr is held like a lease by the first guest that uses it
+        // (with --config-net, attach() gives it to its namespace's port).
+        if (cfg_.guest_addr) gateway().reserve(*cfg_.guest_addr, sw::kNoPort);
+        add_forwards();
+    }
     if (cfg_.attachments.empty())
         attach_default_socket();
     for (const Attachment& a : cfg_.attachments) attach(a);
@@ -188,6 +193,7 @@ void Daemon::build_lan(const std::string& name, const gw::NetConfig& net,
     Lan& l = *lan;
     lans_.push_back(std::move(lan));
     open_pcap(l);
+    if (cfg_.no_gateway) return;
     try {
         l.gateway = std::make_unique<gw::Gateway>(loop_, l.sw, l.net);
         l.nat = std::make_unique<nat::Nat>(loop_, *l.gateway, cfg_.limits);
@@ -208,6 +214,7 @@ Daemon::~Daemon() {
     bochs_.clear();
     dgrams_.clear();
     serials_.clear();
+    uplinks_.clear();
     taps_.clear();
     for (auto& lan : lans_) close_lan(*lan);
 }
@@ -360,10 +367,11 @@ void Daemon::attach(const Attachment& a) {
                                                      cfg_.tap_offload);
         ports::TapPort* p = port.get();
         port->set_on_failure([this, p](const std::string& why) { on_tap_failure(p, why); });
+        if (a.lan_mac) port->set_mac_translation(*a.lan_mac);
         taps_.push_back(std::move(port));
         // The guest's own address counts as its lease: only this attachment
         // may send from it.
-        if (a.address) lan.gateway->reserve(*a.address, p->id());
+        if (a.address && lan.gateway) lan.gateway->reserve(*a.address, p->id());
         try {
             netns_watches_.emplace_back(
                 p, std::make_unique<ports::NetnsWatch>(loop_, a.netns_path, [this, p, a] {
@@ -393,6 +401,7 @@ void Daemon::attach(const Attachment& a) {
                                                      cfg_.tap_offload);
         ports::TapPort* p = port.get();
         port->set_on_failure([this, p](const std::string& why) { on_tap_failure(p, why); });
+        if (a.lan_mac) port->set_mac_translation(*a.lan_mac);
         taps_.push_back(std::move(port));
         spdlog::info("attached TAP {} (MTU {})", a.ifname, a.mtu);
         break;
@@ -407,6 +416,7 @@ void Daemon::attach(const Attachment& a) {
                                               : "stop the program using it, or give another "
                                                 "--socket path");
         }
+        if (a.lan_mac) listeners_.back()->set_client_mac(*a.lan_mac);
         spdlog::info("listening on {} for QEMU (MTU {})", a.target, a.mtu);
         break;
     }
@@ -425,6 +435,21 @@ void Daemon::attach(const Attachment& a) {
             spdlog::warn("--listen {}: anyone who can reach this address joins the LAN "
                          "(and its NAT); listen on 127.0.0.1 unless the network is trusted",
                          a.target);
+        break;
+    }
+    case AttachmentKind::uplink: {
+        try {
+            uplinks_.push_back(
+                std::make_unique<ports::UplinkPort>(loop_, lan.sw, a.ifname, a.mtu));
+        } catch (const std::exception& e) {
+            throw startup_error(e.what(), "give --uplink an existing Ethernet interface "
+                                          "(ip -br link lists them)");
+        }
+        if (lan.gateway)
+            spdlog::warn("uplink {}: usernet's gateway answers ARP, DHCP and DNS on {}'s "
+                         "network too; give --no-gateway if that network has its own router "
+                         "and DHCP server",
+                         a.ifname, a.ifname);
         break;
     }
     case AttachmentKind::serial: {
@@ -547,6 +572,11 @@ void Daemon::write_pid_file() {
 }
 
 void Daemon::log_summary(const Lan& lan) const {
+    if (!lan.gateway) {
+        spdlog::info("no gateway (--no-gateway): the LAN is a switch only; no ARP, DHCP, DNS "
+                     "or NAT answers from usernet");
+        return;
+    }
     const gw::NetConfig& n = lan.net;
     std::string dns = "no upstream";
     if (!n.dns_upstreams.empty()) {
@@ -587,7 +617,8 @@ void Daemon::run_deferred() {
     failed_taps_.clear();
     if (taps_.empty() && listeners_.empty() && tcp_listeners_.empty() &&
         tcp_connectors_.empty() && dgrams_.empty() && bochs_.empty() &&
-        vde_switches_.empty() && serials_.empty()) {
+        vde_switches_.empty() && serials_.empty() &&
+        uplinks_.empty()) {
         spdlog::warn("no attachment left, exiting");
         loop_.stop();
     }

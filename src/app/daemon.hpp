@@ -38,6 +38,7 @@ class NetnsWatch;
 class TcpStreamListener;
 class TcpStreamConnector;
 class VdeSwitch;
+class UplinkPort;
 }  // namespace usernet::ports
 
 namespace usernet::app {
@@ -69,6 +70,8 @@ public:
     size_t lan_count() const { return lans_.size(); }
     sw::Switch& lan(size_t i) { return lans_.at(i)->sw; }
     gw::Gateway& gateway(size_t i) { return *lans_.at(i)->gateway; }
+    // Whether the LANs have a gateway and a NAT (not with --no-gateway).
+    bool has_gateway() const { return lans_.front()->gateway != nullptr; }
     const Config& config() const { return cfg_; }
 
     // The Unix socket paths QEMU can connect to, absolute.
@@ -135,6 +138,7 @@ private:
     std::vector<std::unique_ptr<ports::DgramPort>> dgrams_;  // --dgram, --mcast
     std::vector<std::unique_ptr<ports::VdeSwitch>> vde_switches_;
     std::vector<std::unique_ptr<ports::SerialPort>> serials_;
+    std::vector<std::unique_ptr<ports::UplinkPort>> uplinks_;
     bool default_socket_ = false;
     std::string pid_written_;
 };

@@ -53,14 +53,16 @@ uint32_t parse_mtu(const std::string& option, std::string_view text) {
 
 // Everything the command line holds, as text, before checking.
 struct RawOptions {
-    std::vector<std::string> netns, tap, socket, listen, connect, dns_upstream, tcp, udp, lan, vde, serial;
+    std::vector<std::string> netns, tap, socket, listen, connect, dns_upstream, tcp, udp, lan, vde, serial,
+        uplink;
     std::vector<std::string> bochs;  // --bochs
     std::vector<std::string> dgram, mcast;  // --dgram, --mcast
     std::string tap_name = kDefaultTapName, mtu, max_flows, busy_poll, net, gateway, dns,
                 dhcp_start, guest_addr,
                 domain, pcap, pid;
     std::string pcap_size, pcap_count;  // --pcap-size, --pcap-count
-    bool config_net = false, no_offload = false, no_map_gw = false, allow_link_local = false,
+    bool config_net = false, no_offload = false, no_gateway = false, no_map_gw = false,
+         allow_link_local = false,
          debug = false, quiet = false,
          foreground = false, help = false, version = false;
 };
@@ -91,6 +93,8 @@ void describe(CLI::App& app, RawOptions& raw) {
     repeated(app.add_option("--dgram", raw.dgram));
     repeated(app.add_option("--mcast", raw.mcast));
     repeated(app.add_option("--serial", raw.serial));
+    repeated(app.add_option("--uplink", raw.uplink));
+    app.add_flag("--no-gateway", raw.no_gateway);
     last_wins(app.add_option("--mtu", raw.mtu));
     // Addresses.
     last_wins(app.add_option("--net", raw.net));
@@ -141,27 +145,50 @@ void check_host(const gw::NetConfig& net, const std::string& option, wire::Ipv4 
              "give a host address inside it");
 }
 
-// "VALUE" or "VALUE,mtu=N".
-std::pair<std::string, std::optional<uint32_t>> split_attachment(const std::string& option,
-                                                                  const std::string& value) {
-    std::string target = value;
+// "VALUE" followed by parameters ",mtu=N" and (but for --uplink) ",mac=MAC",
+// in any order.
+struct AttachmentParams {
+    std::string target;
     std::optional<uint32_t> mtu;
-    auto comma = value.rfind(',');
-    if (comma != std::string::npos) {
-        std::string_view param = std::string_view(value).substr(comma + 1);
-        if (param.starts_with("mtu=")) {
-            mtu = parse_mtu(option, param.substr(4));
-            target = value.substr(0, comma);
+    std::optional<wire::MacAddr> mac;
+};
+
+AttachmentParams split_attachment(const std::string& option, const std::string& value) {
+    AttachmentParams r;
+    r.target = value;
+    const bool takes_mac = option != "--uplink";
+    const char* only = takes_mac ? "the parameters are ,mtu=N and ,mac=MAC" : "the only parameter is ,mtu=N";
+    for (auto comma = r.target.rfind(','); comma != std::string::npos;
+         comma = r.target.rfind(',')) {
+        std::string_view param = std::string_view(r.target).substr(comma + 1);
+        if (param.starts_with("mtu=") && !r.mtu) {
+            r.mtu = parse_mtu(option, param.substr(4));
+        } else if (param.starts_with("mac=") && takes_mac && !r.mac) {
+            auto mac = wire::MacAddr::parse(param.substr(4));
+            if (!mac)
+                fail(option, "'" + std::string(param.substr(4)) + "' in '" + value +
+                                 "' is not a MAC address",
+                     "write it as six hex bytes, such as mac=52:54:00:12:34:99");
+            if (mac->is_multicast() || mac->is_zero())
+                fail(option, "mac=" + mac->to_string() + " in '" + value +
+                                 "' is a group or all-zero address",
+                     "give a unicast MAC (first byte even), such as 52:54:00:12:34:99");
+            r.mac = mac;
         } else if (param.find('=') != std::string_view::npos) {
-            fail(option, "unknown parameter '" + std::string(param) + "' in '" + value + "'",
-                 "the only parameter is ,mtu=N");
+            fail(option, "unknown or repeated parameter '" + std::string(param) + "' in '" + value + "'",
+                 only);
+        } else {
+            break;  // a comma inside the value itself
         }
+        r.target.resize(comma);
     }
-    if (target.empty())
+    if (r.target.empty())
         fail(option, "empty value",
-             std::string("give a ") +
-                 (option == "--socket" ? "path" : option == "--vde" ? "directory" : "name"));
-    return {target, mtu};
+             std::string("give a ") + (option == "--socket"   ? "path"
+                                    : option == "--vde"    ? "directory"
+                                    : option == "--uplink" ? "interface"
+                                                           : "name"));
+    return r;
 }
 
 void check_ifname(const std::string& option, const std::string& name) {
@@ -531,6 +558,7 @@ void resolve_attachments(const CLI::App& app, const RawOptions& raw, Config& cfg
                                                  : name == "--dgram"  ? raw.dgram
                                                  : name == "--mcast"  ? raw.mcast
                                                  : name == "--vde"    ? raw.vde
+                                                 : name == "--uplink" ? raw.uplink
                                                                       : raw.socket;
         size_t i = next[o]++;
         if (i >= values.size()) continue;
@@ -547,14 +575,24 @@ void resolve_attachments(const CLI::App& app, const RawOptions& raw, Config& cfg
             cfg.attachments.push_back(std::move(a));
             continue;
         }
-        auto [target, own_mtu] = split_attachment(name, values[i]);
+        auto [target, own_mtu, lan_mac] = split_attachment(name, values[i]);
         Attachment a;
         a.target = target;
+        a.lan_mac = lan_mac;
         if (name == "--netns") {
             a.kind = AttachmentKind::netns;
             a.netns_path = ports::netns_path(target);
             a.ifname = raw.tap_name;
-            a.mtu = own_mtu.value_or(mtu.value_or(kNetnsMtu));
+            // Bridged onto a real network (--uplink), a namespace's TAP
+            // takes that network's usual MTU: frames larger than the
+            // uplink's could not leave (TCP still goes in 64 KiB segments
+            // with offload).
+            a.mtu = own_mtu.value_or(mtu.value_or(raw.uplink.empty() ? kNetnsMtu : kWireMtu));
+        } else if (name == "--uplink") {
+            a.kind = AttachmentKind::uplink;
+            check_ifname("--uplink", target);
+            a.ifname = target;
+            a.mtu = own_mtu.value_or(0);
         } else if (name == "--tap") {
             a.kind = AttachmentKind::tap;
             check_ifname("--tap", target);
@@ -599,6 +637,7 @@ void resolve_attachments(const CLI::App& app, const RawOptions& raw, Config& cfg
                               : a.kind == AttachmentKind::dgram       ? "--dgram"
                               : a.kind == AttachmentKind::vde         ? "--vde"
                               : a.kind == AttachmentKind::serial      ? "--serial"
+                              : a.kind == AttachmentKind::uplink      ? "--uplink"
                                                                       : "--socket";
             if (same)
                 fail(opt, "'" + a.target + "' is given twice", "give each attachment once");
@@ -837,6 +876,15 @@ Config parse_options(const std::vector<std::string>& args) {
     resolve_attachments(app, raw, cfg);
     resolve_lans(app, raw, cfg);
     assign_netns_addresses(cfg);
+    cfg.no_gateway = raw.no_gateway;
+    if (cfg.no_gateway) {
+        // What only the gateway could do. The address options are ignored.
+        for (const char* opt : {"--config-net", "--guest-addr", "-t", "-u"})
+            if (given(app, opt))
+                fail(opt, std::string(opt) + " needs usernet's gateway, which --no-gateway turns off",
+                     "drop one of them (with --no-gateway the network's own router and DHCP "
+                     "server configure the guests)");
+    }
 
     for (const std::string& text : raw.dns_upstream) {
         auto hp = parse_host_port(text);
@@ -904,7 +952,8 @@ std::string help_text() {
 A user-mode network for virtual machines and network namespaces: guests
 share one LAN behind a NAT gateway (QEMU's addresses by default).
 
-Attachments (repeatable; each VALUE may end in ,mtu=N):
+Attachments (repeatable; each VALUE may end in ,mtu=N and, but for --uplink,
+in ,mac=MAC: the LAN then sees MAC whatever MAC the guest uses):
       --netns NAME|PATH|PID  create a TAP in that network namespace
       --tap-name IFNAME      name of that TAP (default tap0)
       --config-net           set address, route and MTU inside each namespace
@@ -937,8 +986,13 @@ Attachments (repeatable; each VALUE may end in ,mtu=N):
                              tcp:, Bochs com1: mode=socket-client); the
                              peer's address is a DHCP lease taken for it,
                              or addr=IP
-      --mtu N                default MTU of every attachment (68-65520;
-                             default 65520 for --netns, 1500 otherwise)
+      --uplink IFACE         bridge the LAN onto host interface IFACE (a NIC,
+                             a veth; needs CAP_NET_RAW); MTU: the interface's
+      --no-gateway           no gateway, DHCP, DNS or NAT on the LAN: only
+                             the switch (the uplink's network has its own)
+      --mtu N                default MTU of every attachment but --uplink
+                             (68-65520; default 65520 for --netns, 1500
+                             otherwise and for --netns beside an --uplink)
       --lan NAME[,net=CIDR][,pcap=FILE]  the attachments after it form a LAN
                              of their own: own switch, gateway, DHCP, DNS
                              and NAT, no frame crossing to another LAN

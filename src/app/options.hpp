@@ -34,20 +34,25 @@ inline constexpr uint32_t kWireMtu = 1500;    // --socket, --tap, --vde: an emul
 inline constexpr const char* kDefaultTapName = "tap0";
 
 enum class AttachmentKind {
-    netns, tap, socket, tcp_listen, tcp_connect, dgram, bochs, vde, serial
+    netns, tap, socket, tcp_listen, tcp_connect, dgram, bochs, vde, serial, uplink
 };
 
 inline constexpr const char* kDefaultListenHost = "127.0.0.1";  // --listen PORT
 
 // One guest attachment from --netns, --tap, --socket, --listen or --connect
 // (value[,mtu=N]), --dgram / --mcast (kind dgram), or --bochs
-// (PORT[,count=N][,mtu=N]), or --vde (DIR[,mtu=N]).
+// (PORT[,count=N][,mtu=N]), --vde (DIR[,mtu=N]), --serial, or --uplink
+// (IFACE[,mtu=N]); --netns, --tap and --socket may add ,mac=MAC.
 struct Attachment {
     AttachmentKind kind = AttachmentKind::socket;
     std::string target;      // as given, without the ",mtu=" suffix
     std::string netns_path;  // netns: the file to open (/run/netns/NAME, PATH, /proc/PID/ns/net)
-    std::string ifname;      // netns: --tap-name; tap: the TAP's name
-    uint32_t mtu = kWireMtu; // resolved: suffix, else --mtu, else the kind's default
+    std::string ifname;      // netns: --tap-name; tap: the TAP's name; uplink: the interface
+    // Resolved: suffix, else --mtu, else the kind's default. uplink: the
+    // suffix, else 0 (the interface's own MTU).
+    uint32_t mtu = kWireMtu;
+    // ,mac=MAC: MAC translation, the LAN sees this MAC (ports/mac_translator.hpp).
+    std::optional<wire::MacAddr> lan_mac;
     // netns with --config-net: the address, prefix and route set inside it.
     // serial with addr=: the peer's fixed address.
     std::optional<wire::Ipv4> address;
@@ -88,6 +93,8 @@ struct Config {
     std::vector<LanConfig> lans;
     bool config_net = false;
     bool tap_offload = true;  // --no-offload clears it
+    // --no-gateway: no gateway, DHCP, DNS or NAT on the LAN; the switch only.
+    bool no_gateway = false;
     nat::NatLimits limits;    // --max-flows
     uint32_t busy_poll_us = 200;  // --busy-poll
     // Addresses, DNS upstreams (empty: read /etc/resolv.conf), --no-map-gw.

@@ -75,15 +75,16 @@ void StreamTxQueue::put_zeros(size_t n) {
     tail_ += n;
 }
 
-bool StreamTxQueue::push(wire::Bytes frame) {
-    size_t len = frame.size();
+bool StreamTxQueue::push(wire::Bytes frame, wire::Bytes tail) {
+    size_t len = frame.size() + tail.size();
     if (len == 0 || len > kStreamMaxFrame) return false;
     size_t padded = std::max(len, wire::kEthMinFrame);
     if (cap_ - size() < kStreamLenBytes + padded) return false;
     uint8_t hdr[kStreamLenBytes];
     wire::store32(hdr, static_cast<uint32_t>(padded));
     put(hdr, sizeof(hdr));
-    put(frame.data(), len);
+    put(frame.data(), frame.size());
+    if (!tail.empty()) put(tail.data(), tail.size());
     if (padded > len) put_zeros(padded - len);
     return true;
 }
@@ -162,8 +163,14 @@ void StreamClient::run_deferred() {
     }
 }
 
-void StreamClient::deliver(wire::Bytes frame, const sw::FrameMeta&) {
-    if (fd_ < 0 || !txq_.push(frame)) {
+void StreamClient::set_mac_translation(const wire::MacAddr& lan_mac) {
+    xlat_ = std::make_unique<MacTranslator>(lan_mac);
+}
+
+void StreamClient::deliver(wire::Bytes frame, const sw::FrameMeta& meta) {
+    MacTranslator::Out out =
+        xlat_ ? xlat_->to_guest(frame, meta.off) : MacTranslator::Out{frame, {}};
+    if (fd_ < 0 || !txq_.push(out.head, out.tail)) {
         stats().tx_dropped++;
         spdlog::debug("{}: dropped a {}-byte frame (output queue {} bytes)", name_, frame.size(),
                       txq_.size());
@@ -215,8 +222,9 @@ void StreamClient::on_readable() {
             return;
         }
         rx_.commit(static_cast<size_t>(n));
-        bool ok = rx_.drain([this](wire::Bytes f) {
-            if (!mac_known_) note_mac(f);
+        bool ok = rx_.drain([this](wire::MutBytes f) {
+            if (!mac_known_) note_mac(wire::Bytes(f.data(), f.size()));
+            if (xlat_) log_guest_mac(name_, id(), xlat_->to_lan(f), *xlat_);
             sw_.input(id(), f);
         });
         if (!ok) {
@@ -364,8 +372,10 @@ void StreamListener::accept_clients() {
             spdlog::warn("cannot attach a client on {}: {}", path_, ex.what());
             continue;
         }
+        if (client_mac_) clients_.back()->set_mac_translation(*client_mac_);
         stats_.accepted++;
-        spdlog::info("{} connected as port {} (MTU {})", name, clients_.back()->id(), mtu_);
+        spdlog::info("{} connected as port {} (MTU {}{})", name, clients_.back()->id(), mtu_,
+                     client_mac_ ? ", the LAN sees MAC " + client_mac_->to_string() : "");
     }
 }
 

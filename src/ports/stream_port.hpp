@@ -46,6 +46,7 @@
 #include <vector>
 
 #include "core/event_loop.hpp"
+#include "ports/mac_translator.hpp"
 #include "switch/port.hpp"
 #include "switch/switch.hpp"
 #include "wire/bytes.hpp"
@@ -72,8 +73,8 @@ public:
     wire::MutBytes writable();
     void commit(size_t n) { end_ += n; }
 
-    // Calls on_frame(wire::Bytes) for each complete frame, in order; the
-    // span is valid only during the call. Returns false, and stops for good,
+    // Calls on_frame(wire::MutBytes) for each complete frame, in order; the
+    // span is valid only during the call (and may be rewritten in place). Returns false, and stops for good,
     // on a length outside [kStreamMinFrame, kStreamMaxFrame].
     template <class F>
     bool drain(F&& on_frame) {
@@ -86,7 +87,7 @@ public:
                 return false;
             }
             if (end_ - start_ - kStreamLenBytes < len) break;
-            on_frame(wire::Bytes(&buf_[start_ + kStreamLenBytes], len));
+            on_frame(wire::MutBytes(&buf_[start_ + kStreamLenBytes], len));
             start_ += kStreamLenBytes + len;
         }
         if (start_ == end_) start_ = end_ = 0;
@@ -116,8 +117,8 @@ public:
     explicit StreamTxQueue(size_t capacity = kDefaultCapacity);
 
     // False (nothing queued) if the frame is empty, over kStreamMaxFrame, or
-    // does not fit.
-    bool push(wire::Bytes frame);
+    // does not fit. A frame may come in two pieces, head then tail.
+    bool push(wire::Bytes frame, wire::Bytes tail = {});
     size_t size() const { return static_cast<size_t>(tail_ - head_); }
     bool empty() const { return head_ == tail_; }
     size_t capacity() const { return cap_; }
@@ -162,6 +163,10 @@ public:
     bool closed() const { return fd_ < 0; }
     int descriptor() const { return fd_; }  // -1 once closed
     uint64_t protocol_errors() const { return protocol_errors_; }
+    // ,mac=LANMAC: the LAN sees lan_mac whatever MAC the guest uses
+    // (mac_translator.hpp).
+    void set_mac_translation(const wire::MacAddr& lan_mac);
+    const MacTranslator* mac_translator() const { return xlat_.get(); }
     size_t queued_bytes() const { return txq_.size(); }
     // The source MAC of the first frame, once one arrived.
     std::optional<wire::MacAddr> mac() const {
@@ -197,6 +202,7 @@ private:
     wire::MacAddr mac_;
     StreamFrameParser rx_;
     StreamTxQueue txq_;
+    std::unique_ptr<MacTranslator> xlat_;
 };
 
 struct StreamListenerStats {
@@ -224,6 +230,9 @@ public:
 
     const std::string& path() const { return path_; }
     size_t client_count() const { return clients_.size(); }
+    // Every client accepted from now on translates to lan_mac (,mac=).
+    // Several clients at once would share it: meant for one VM at a time.
+    void set_client_mac(const wire::MacAddr& lan_mac) { client_mac_ = lan_mac; }
     const StreamListenerStats& stats() const { return stats_; }
 
 private:
@@ -240,6 +249,7 @@ private:
     ino_t ino_ = 0;
     uint64_t next_client_ = 1;
     std::vector<std::unique_ptr<StreamClient>> clients_;
+    std::optional<wire::MacAddr> client_mac_;
     StreamListenerStats stats_;
     // Out of descriptors: stop polling the listener for a while instead of
     // spinning on a connection that cannot be accepted.

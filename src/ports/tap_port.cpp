@@ -142,6 +142,7 @@ void TapPort::on_io(uint32_t events) {
         if (n == 0) return;
         size_t len = static_cast<size_t>(n);
         if (!offload_) {
+            if (xlat_) translate_in(wire::MutBytes(buf_.get(), len), {});
             sw_.input(id(), wire::Bytes(buf_.get(), len));
             continue;
         }
@@ -151,8 +152,19 @@ void TapPort::on_io(uint32_t events) {
             stats().rx_dropped++;
             continue;
         }
-        sw_.input(id(), wire::Bytes(buf_.get() + wire::kVnetHdrLen, len - wire::kVnetHdrLen), off);
+        wire::MutBytes frame(buf_.get() + wire::kVnetHdrLen, len - wire::kVnetHdrLen);
+        if (xlat_) translate_in(frame, off);
+        sw_.input(id(), frame, off);
     }
+}
+
+void TapPort::set_mac_translation(const wire::MacAddr& lan_mac) {
+    xlat_ = std::make_unique<MacTranslator>(lan_mac);
+    spdlog::info("{}: MAC translation on, the LAN sees {}", describe(), lan_mac.to_string());
+}
+
+void TapPort::translate_in(wire::MutBytes frame, const wire::Offload& off) {
+    log_guest_mac(describe(), id(), xlat_->to_lan(frame, off), *xlat_);
 }
 
 void TapPort::deliver(wire::Bytes frame, const sw::FrameMeta& meta) {
@@ -160,20 +172,25 @@ void TapPort::deliver(wire::Bytes frame, const sw::FrameMeta& meta) {
         stats().tx_dropped++;
         return;
     }
-    const uint8_t* data = frame.data();
-    size_t len = frame.size();
-    uint8_t padded[wire::kEthMinFrame];
-    if (len < wire::kEthMinFrame) {
-        std::memcpy(padded, data, len);
-        std::memset(padded + len, 0, wire::kEthMinFrame - len);
-        data = padded;
-        len = wire::kEthMinFrame;
-    }
+    static constexpr uint8_t kZeros[wire::kEthMinFrame] = {};
+    MacTranslator::Out out =
+        xlat_ ? xlat_->to_guest(frame, meta.off) : MacTranslator::Out{frame, {}};
+    size_t len = out.size();
+    // [virtio-net header] frame head, tail, zero padding to 60 bytes (some
+    // emulated NICs behind a bridged TAP drop runts).
     uint8_t hdr[wire::kVnetHdrLen];
-    iovec iov[2] = {{hdr, sizeof hdr}, {const_cast<uint8_t*>(data), len}};
-    if (offload_) wire::write_vnet_hdr(hdr, meta.off);
+    iovec iov[4];
+    int n_iov = 0;
+    if (offload_) {
+        wire::write_vnet_hdr(hdr, meta.off);
+        iov[n_iov++] = {hdr, sizeof hdr};
+    }
+    iov[n_iov++] = {const_cast<uint8_t*>(out.head.data()), out.head.size()};
+    if (!out.tail.empty()) iov[n_iov++] = {const_cast<uint8_t*>(out.tail.data()), out.tail.size()};
+    if (len < wire::kEthMinFrame)
+        iov[n_iov++] = {const_cast<uint8_t*>(kZeros), wire::kEthMinFrame - len};
     for (;;) {
-        ssize_t n = offload_ ? writev(fd_, iov, 2) : write(fd_, data, len);
+        ssize_t n = writev(fd_, iov, n_iov);
         if (n >= 0) return;
         if (errno == EINTR) continue;
         stats().tx_dropped++;

@@ -35,6 +35,7 @@
 #include <string>
 
 #include "core/event_loop.hpp"
+#include "ports/mac_translator.hpp"
 #include "switch/port.hpp"
 #include "switch/switch.hpp"
 
@@ -87,8 +88,14 @@ public:
     bool failed() const { return failed_; }
     int fd() const { return fd_; }
 
+    // ,mac=LANMAC: the LAN sees lan_mac whatever MAC the guest uses
+    // (mac_translator.hpp).
+    void set_mac_translation(const wire::MacAddr& lan_mac);
+    const MacTranslator* mac_translator() const { return xlat_.get(); }
+
 private:
     void fail(const std::string& why);
+    void translate_in(wire::MutBytes frame, const wire::Offload& off);
 
     core::EventLoop& loop_;
     sw::Switch& sw_;
@@ -98,6 +105,7 @@ private:
     bool offload_;
     bool failed_ = false;
     std::unique_ptr<uint8_t[]> buf_;
+    std::unique_ptr<MacTranslator> xlat_;
     std::function<void(const std::string&)> on_failure_;
 };
 

@@ -8,6 +8,7 @@
 // dropped and counted; TCP toward a guest recovers them by retransmission.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 
@@ -18,6 +19,8 @@ namespace usernet::sw {
 
 using PortId = uint32_t;
 inline constexpr PortId kNoPort = UINT32_MAX;
+// Source MACs the switch learns behind one port, unless it says otherwise.
+inline constexpr size_t kDefaultMaxMacs = 64;
 
 struct PortStats {
     uint64_t rx_frames = 0;  // from the attachment into the switch
@@ -49,6 +52,9 @@ public:
     // Whether deliver() accepts frames with a partial checksum and TCP
     // segments larger than mtu() (wire::Offload), and sends such frames.
     virtual bool takes_offload() const { return false; }
+    // How many source MACs the switch learns behind this port: a guest has
+    // a few; an uplink to a real network has a LAN's worth.
+    virtual size_t max_macs() const { return kDefaultMaxMacs; }
 
     PortId id() const { return id_; }
     PortStats& stats() { return stats_; }

@@ -107,7 +107,7 @@ bool Switch::learn(PortId from, const wire::MacAddr& src) {
             stats_.dropped_bad_src++;
             return false;
         }
-        if (macs_per_port_[from].count >= kMaxMacsPerPort && !reuse_aged(from, now)) {
+        if (macs_per_port_[from].count >= ports_[from]->max_macs() && !reuse_aged(from, now)) {
             stats_.dropped_mac_limit++;
             return false;
         }
@@ -117,7 +117,7 @@ bool Switch::learn(PortId from, const wire::MacAddr& src) {
         link_tail(from, *it);
         return true;
     }
-    if (macs_per_port_[from].count >= kMaxMacsPerPort && !reuse_aged(from, now)) {
+    if (macs_per_port_[from].count >= ports_[from]->max_macs() && !reuse_aged(from, now)) {
         stats_.dropped_mac_limit++;
         return false;
     }

@@ -5,7 +5,8 @@
 // pinned to another port, such as the gateway's), and it goes out of the
 // port that owns the destination MAC, or of every other port when the
 // destination is broadcast, multicast or unknown. A port may own at most
-// kMaxMacsPerPort addresses, so a guest spraying source MACs cannot flush
+// its max_macs() addresses (64 for a guest, kMaxMacsPerPort; an uplink to
+// a real network more), so a guest spraying source MACs cannot flush
 // the table or take over another guest's traffic; learned entries age out.
 // Each port's learned entries are kept on a list of their own, least
 // recently seen first, so a port at its limit finds an aged entry of its
@@ -38,7 +39,7 @@ struct SwitchStats {
     uint64_t dropped_runt = 0;
     uint64_t dropped_giant = 0;
     uint64_t dropped_bad_src = 0;   // multicast source, or a MAC pinned elsewhere
-    uint64_t dropped_mac_limit = 0; // port already owns kMaxMacsPerPort MACs
+    uint64_t dropped_mac_limit = 0; // port already owns its max_macs() MACs
     uint64_t dropped_hairpin = 0;   // destination lives on the ingress port
     uint64_t offload_resolved = 0;  // offloaded frames finished in software for a port
     uint64_t dropped_bad_offload = 0; // offload fields that do not describe the frame
@@ -58,7 +59,7 @@ protected:
 
 class Switch {
 public:
-    static constexpr size_t kMaxMacsPerPort = 64;
+    static constexpr size_t kMaxMacsPerPort = kDefaultMaxMacs;  // Port::max_macs()
     static constexpr size_t kMaxMacs = 65536;
     static constexpr core::Millis kMacAgeMs = 300'000;
 

@@ -153,6 +153,62 @@ TEST(Options, UnknownAttachmentParameterIsAnError) {
     EXPECT_EQ(error_option({"--socket", ",mtu=1400"}), "--socket");  // empty path
 }
 
+TEST(Options, UplinkTakesTheInterfacesMtuUnlessGivenOne) {
+    Config c = parse({"--mtu", "9000", "--uplink", "eth1", "--uplink", "veth2,mtu=1400"});
+    ASSERT_EQ(c.attachments.size(), 2u);
+    EXPECT_EQ(c.attachments[0].kind, AttachmentKind::uplink);
+    EXPECT_EQ(c.attachments[0].ifname, "eth1");
+    EXPECT_EQ(c.attachments[0].mtu, 0u);  // the interface's own
+    EXPECT_EQ(c.attachments[1].ifname, "veth2");
+    EXPECT_EQ(c.attachments[1].mtu, 1400u);
+    EXPECT_EQ(error_option({"--uplink", "a/b"}), "--uplink");
+    EXPECT_EQ(error_option({"--uplink", "eth0,mac=52:54:00:00:00:01"}), "--uplink");
+    EXPECT_EQ(error_option({"--uplink", "eth0", "--uplink", "eth0"}), "--uplink");
+}
+
+TEST(Options, NamespacesDefaultToMtu1500BesideAnUplink) {
+    Config c = parse({"--netns", "n", "--uplink", "eth1", "--netns", "m,mtu=9000"});
+    EXPECT_EQ(c.attachments[0].mtu, 1500u);
+    EXPECT_EQ(c.attachments[2].mtu, 9000u);
+    EXPECT_EQ(parse({"--mtu", "4000", "--netns", "n", "--uplink", "e"}).attachments[0].mtu, 4000u);
+}
+
+TEST(Options, NoGatewayRefusesWhatOnlyTheGatewayDoes) {
+    EXPECT_FALSE(parse({"--socket", "s"}).no_gateway);
+    EXPECT_TRUE(parse({"--uplink", "eth1", "--no-gateway", "--netns", "n"}).no_gateway);
+    EXPECT_EQ(error_option({"--no-gateway", "--netns", "n", "--config-net"}), "--config-net");
+    EXPECT_EQ(error_option({"--no-gateway", "--socket", "s", "--guest-addr", "10.0.2.9"}),
+              "--guest-addr");
+    EXPECT_EQ(error_option({"--no-gateway", "--socket", "s", "-t", "8080:80"}), "-t");
+    EXPECT_EQ(error_option({"--no-gateway", "--socket", "s", "-u", "53"}), "-u");
+}
+
+TEST(Options, MacSuffixInEitherOrderWithMtu) {
+    Config c = parse({"--netns", "n,mac=52:54:00:12:34:99", "--tap", "t,mtu=1400,mac=02:00:00:00:00:01",
+                      "--socket", "s,mac=02:00:00:00:00:02,mtu=576", "--socket", "p"});
+    ASSERT_EQ(c.attachments.size(), 4u);
+    EXPECT_EQ(c.attachments[0].target, "n");
+    EXPECT_EQ(c.attachments[0].lan_mac->to_string(), "52:54:00:12:34:99");
+    EXPECT_EQ(c.attachments[1].target, "t");
+    EXPECT_EQ(c.attachments[1].mtu, 1400u);
+    EXPECT_EQ(c.attachments[1].lan_mac->to_string(), "02:00:00:00:00:01");
+    EXPECT_EQ(c.attachments[2].target, "s");
+    EXPECT_EQ(c.attachments[2].mtu, 576u);
+    EXPECT_EQ(c.attachments[2].lan_mac->to_string(), "02:00:00:00:00:02");
+    EXPECT_FALSE(c.attachments[3].lan_mac);
+}
+
+TEST(Options, BadMacSuffixIsAnErrorNamingTheOption) {
+    EXPECT_EQ(error_option({"--netns", "n,mac=52:54:00:12:34"}), "--netns");
+    EXPECT_EQ(error_option({"--netns", "n,mac=zz:54:00:12:34:56"}), "--netns");
+    EXPECT_EQ(error_option({"--tap", "t,mac=ff:ff:ff:ff:ff:ff"}), "--tap");  // broadcast
+    EXPECT_EQ(error_option({"--tap", "t,mac=01:00:5e:00:00:01"}), "--tap");  // multicast
+    EXPECT_EQ(error_option({"--socket", "s,mac=00:00:00:00:00:00"}), "--socket");
+    EXPECT_EQ(error_option({"--socket", "s,mac=02:00:00:00:00:01,mac=02:00:00:00:00:02"}),
+              "--socket");
+    EXPECT_EQ(error_option({"--socket", "s,mtu=1400,mtu=1500"}), "--socket");
+}
+
 TEST(Options, SameAttachmentTwiceIsAnError) {
     EXPECT_EQ(error_option({"--netns", "a", "--netns", "/run/netns/a"}), "--netns");
     EXPECT_EQ(error_option({"--socket", "s", "--socket", "s,mtu=1400"}), "--socket");

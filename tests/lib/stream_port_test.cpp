@@ -18,6 +18,8 @@
 #include <string>
 #include <vector>
 
+#include "../unit/captured_frames.hpp"
+
 namespace usernet::ports {
 namespace {
 
@@ -321,6 +323,38 @@ TEST_F(StreamListenerTest, StreamListener_FramesToAClientArriveFramedAndPadded) 
     padded.resize(60, 0);
     append_framed(want, padded);
     append_framed(want, full);
+    std::vector<uint8_t> got;
+    ASSERT_TRUE(read_exact(c, got, want.size()));
+    EXPECT_EQ(got, want);
+    close(c);
+}
+
+TEST_F(StreamListenerTest, StreamListener_ClientMacIsTranslatedBothWays) {
+    // ,mac=: the guest (52:54:00:12:34:56 in the captured ARP) is lan on the LAN.
+    const wire::MacAddr lan{{0x52, 0x54, 0x00, 0xaa, 0xbb, 0x01}};
+    StreamListener l(loop, sw, path, 1500);
+    l.set_client_mac(lan);
+    int c = connect_client();
+    ASSERT_TRUE(run_until([&] { return l.client_count() == 1; }));
+    Frame req(testdata::kArpRequest.begin(), testdata::kArpRequest.end());
+    std::vector<uint8_t> out;
+    append_framed(out, req);
+    write_all(c, out);
+    ASSERT_TRUE(run_until([&] { return rec.frames.size() == 1; }));
+    Frame seen = rec.frames[0];
+    EXPECT_EQ(wire::MacAddr::from(&seen[6]), lan);       // Ethernet source
+    EXPECT_EQ(wire::MacAddr::from(&seen[14 + 8]), lan);  // ARP sender
+    EXPECT_NE(sw.lookup(lan), sw::kNoPort);  // learned under the LAN MAC
+    // The reply on the LAN is for lan; the guest gets it for its own MAC.
+    Frame reply(testdata::kArpReply.begin(), testdata::kArpReply.end());
+    Frame on_lan = reply;
+    lan.store(&on_lan[0]);
+    lan.store(&on_lan[14 + 18]);
+    sw.input(rec.id(), on_lan);
+    std::vector<uint8_t> want;
+    Frame padded = reply;
+    padded.resize(60, 0);
+    append_framed(want, padded);
     std::vector<uint8_t> got;
     ASSERT_TRUE(read_exact(c, got, want.size()));
     EXPECT_EQ(got, want);

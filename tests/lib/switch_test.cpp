@@ -120,6 +120,26 @@ TEST_F(SwitchTest, Switch_LimitsMacsPerPortSoAStormCannotFillTheTable) {
     EXPECT_EQ(sw.lookup(mac(2)), b.id());
 }
 
+TEST(Switch, APortMayLearnMoreMacsWhenItSaysSo) {
+    // An uplink to a real LAN (ports/uplink_port.hpp) has a LAN's worth.
+    struct WidePort : RecordingPort {
+        size_t max_macs() const override { return 1000; }
+    };
+    core::EventLoop loop;
+    Switch sw{loop};
+    WidePort wide;
+    RecordingPort guest;
+    sw.attach(wide);
+    sw.attach(guest);
+    for (uint32_t i = 0; i < 1200; i++) {
+        wire::MacAddr m{{0x02, 1, static_cast<uint8_t>(i >> 16), static_cast<uint8_t>(i >> 8),
+                         static_cast<uint8_t>(i), 0}};
+        sw.input(wide.id(), frame(wire::MacAddr::broadcast(), m));
+        sw.input(guest.id(), frame(wire::MacAddr::broadcast(), wire::MacAddr{{0x02, 2, 0, 0, static_cast<uint8_t>(i >> 8), static_cast<uint8_t>(i)}}));
+    }
+    EXPECT_EQ(sw.stats().dropped_mac_limit, (1200u - 1000u) + (1200u - Switch::kMaxMacsPerPort));
+}
+
 wire::MacAddr storm_mac(uint32_t i) {
     return wire::MacAddr{{0x02, 1, static_cast<uint8_t>(i >> 16), static_cast<uint8_t>(i >> 8),
                           static_cast<uint8_t>(i), 0}};
