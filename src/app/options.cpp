@@ -525,7 +525,7 @@ bool is_attachment_option(const std::string& name) {
     return name == "--netns" || name == "--tap" || name == "--socket" || name == "--listen" ||
            name == "--connect" || name == "--dgram" || name == "--mcast" ||
            name == "--bochs" || name == "--vde" ||
-           name == "--serial";
+           name == "--serial" || name == "--uplink";
 }
 
 // Each attachment with its MTU, in command-line order.
