@@ -20,6 +20,7 @@
 #include "ports/netns_watch.hpp"
 #include "ports/stream_port.hpp"
 #include "ports/tap_port.hpp"
+#include "ports/websocket_port.hpp"
 #include "wire/pcap.hpp"
 
 namespace usernet::app {
@@ -123,6 +124,7 @@ Daemon::~Daemon() {
     if (!pid_written_.empty()) unlink(pid_written_.c_str());
     netns_watches_.clear();
     listeners_.clear();
+    ws_listeners_.clear();
     taps_.clear();
     if (gateway_) gateway_->set_ip_sink(nullptr);
     nat_.reset();
@@ -143,6 +145,12 @@ std::vector<std::string> Daemon::socket_paths() const {
     std::vector<std::string> paths;
     for (const auto& l : listeners_) paths.push_back(absolute(l->path()));
     return paths;
+}
+
+std::vector<std::string> Daemon::websocket_urls() const {
+    std::vector<std::string> urls;
+    for (const auto& l : ws_listeners_) urls.push_back(l->url());
+    return urls;
 }
 
 void Daemon::open_pcap() {
@@ -275,6 +283,24 @@ void Daemon::attach(const Attachment& a) {
         spdlog::info("listening on {} for QEMU (MTU {})", a.target, a.mtu);
         break;
     }
+    case AttachmentKind::websocket: {
+        ports::WsConfig wc;
+        wc.name = a.target;
+        wc.mtu = a.mtu;
+        wc.origins = a.ws_origins;
+        try {
+            ws_listeners_.push_back(std::make_unique<ports::WsListener>(
+                loop_, switch_, a.ws_host, a.ws_port, std::move(wc)));
+        } catch (const std::exception& e) {
+            throw startup_error(e.what(), "stop the program using that port, or give "
+                                          "--websocket another port");
+        }
+        std::string origins;
+        for (const std::string& o : a.ws_origins) origins += (origins.empty() ? "" : ", ") + o;
+        spdlog::info("listening on {} for WebSocket clients (v86; MTU {}, Origins: {})",
+                     ws_listeners_.back()->url(), a.mtu, origins.empty() ? "any" : origins);
+        break;
+    }
     }
 }
 
@@ -338,7 +364,7 @@ void Daemon::run_deferred() {
         std::erase_if(taps_, [p](const auto& t) { return t.get() == p; });
     }
     failed_taps_.clear();
-    if (taps_.empty() && listeners_.empty()) {
+    if (taps_.empty() && listeners_.empty() && ws_listeners_.empty()) {
         spdlog::warn("no attachment left, exiting");
         loop_.stop();
     }

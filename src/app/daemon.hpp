@@ -30,6 +30,7 @@ class PcapWriter;
 namespace usernet::ports {
 class TapPort;
 class StreamListener;
+class WsListener;
 class NetnsWatch;
 }  // namespace usernet::ports
 
@@ -61,6 +62,8 @@ public:
 
     // The Unix socket paths QEMU can connect to, absolute.
     std::vector<std::string> socket_paths() const;
+    // The ws:// URLs v86 takes as network_relay_url, one per --websocket.
+    std::vector<std::string> websocket_urls() const;
     // True when no attachment was given and the default socket is used.
     bool using_default_socket() const { return default_socket_; }
 
@@ -91,6 +94,7 @@ private:
     // What named each --netns attachment's namespace, watched for its end.
     std::vector<std::pair<ports::TapPort*, std::unique_ptr<ports::NetnsWatch>>> netns_watches_;
     std::vector<std::unique_ptr<ports::StreamListener>> listeners_;
+    std::vector<std::unique_ptr<ports::WsListener>> ws_listeners_;
     bool default_socket_ = false;
     std::string pid_written_;
 };

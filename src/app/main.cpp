@@ -77,6 +77,9 @@ int main(int argc, char** argv) {
             for (const std::string& path : daemon.socket_paths())
                 std::cout << "Attach QEMU (7.2 or later) to " << path << " with:\n    "
                           << qemu_command_line(path) << "\n";
+            for (const std::string& url : daemon.websocket_urls())
+                std::cout << "Attach v86 (browser or Node) with the option:\n    "
+                          << "network_relay_url: \"" << url << "\"\n";
             std::cout.flush();
         }
         daemon.run();

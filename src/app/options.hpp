@@ -31,7 +31,7 @@ inline constexpr uint32_t kNetnsMtu = 65520;  // TAP in a namespace: no wire to 
 inline constexpr uint32_t kWireMtu = 1500;    // --socket and --tap: an emulated NIC
 inline constexpr const char* kDefaultTapName = "tap0";
 
-enum class AttachmentKind { netns, tap, socket };
+enum class AttachmentKind { netns, tap, socket, websocket };
 
 // One guest attachment from --netns, --tap or --socket (value[,mtu=N]).
 struct Attachment {
@@ -42,6 +42,10 @@ struct Attachment {
     uint32_t mtu = kWireMtu; // resolved: suffix, else --mtu, else the kind's default
     // netns with --config-net: the address, prefix and route set inside it.
     std::optional<wire::Ipv4> address;
+    // websocket: where to listen, and the Origins allowed (empty: any).
+    std::string ws_host = "127.0.0.1";
+    uint16_t ws_port = 0;
+    std::vector<std::string> ws_origins;
 };
 
 enum class LogLevel { quiet, info, debug };
