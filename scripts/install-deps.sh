@@ -23,10 +23,11 @@ libspdlog-dev libfmt-dev libclang-rt-14-dev pkg-config libmnl-dev libwslay-dev n
 #  - tshark (reads --pcap output), iperf3, socat, passt and slirp4netns (comparisons)
 #  - qemu-system-x86, linux-image-amd64, cpio, gzip, xz-utils, zstd: the QEMU guest
 #  - nodejs, npm: the WebSocket tests' client (the ws package) and v86 itself,
-#    from tests/v86/package-lock.json (npm ci, below); seabios: v86's BIOS
+#    from tests/v86/package-lock.json (npm ci, below); seabios: v86's BIOS;
+#    dpkg (dpkg -x) and kmod (depmod): unpacking v86's i386 guest
 TEST_PKGS="iproute2 procps python3 busybox udhcpc curl dnsutils dnsmasq-base iperf3 tshark
 qemu-system-x86 linux-image-amd64 cpio gzip xz-utils zstd socat passt slirp4netns util-linux
-nodejs npm seabios"
+nodejs npm seabios dpkg kmod"
 
 PKGS="$BUILD_PKGS"
 case "${1:-}" in

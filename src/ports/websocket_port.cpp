@@ -274,7 +274,8 @@ WsClient::WsClient(core::EventLoop& loop, sw::Switch& sw, int fd, std::string na
       on_closed_(std::move(on_closed)),
       max_frame_(std::min<size_t>(kWsMaxFrame, size_t{cfg.mtu} + wire::kEthHeaderLen + 4)),
       frames_(cfg.limits.rx_frames_burst, cfg.limits.rx_frames_per_sec),
-      bytes_(cfg.limits.rx_bytes_burst, cfg.limits.rx_bytes_per_sec) {
+      bytes_(cfg.limits.rx_bytes_burst, cfg.limits.rx_bytes_per_sec),
+      pings_(cfg.limits.rx_pings_burst, cfg.limits.rx_pings_per_sec) {
     rx_ = std::make_unique_for_overwrite<uint8_t[]>(kRxCapacity);
     msg_ = std::make_unique_for_overwrite<uint8_t[]>(max_frame_);
     out_ = std::make_unique_for_overwrite<uint8_t[]>(kOutCapacity);
@@ -513,6 +514,11 @@ ssize_t WsClient::wslay_send(const uint8_t* data, size_t len) {
 void WsClient::wslay_frame_start(uint8_t opcode, uint8_t fin) {
     frame_fin_ = fin != 0;
     frame_data_ = opcode < 0x8;
+    if (opcode == WSLAY_PING && !pings_.take(loop_.now())) {
+        ws_stats_.ping_flood_closed++;
+        fail_session(WSLAY_CODE_POLICY_VIOLATION, "sent pings over the rate");
+        return;
+    }
     if (!frame_data_) return;  // ping, pong, close: wslay's
     if (opcode == WSLAY_TEXT_FRAME) {
         ws_stats_.text_closed++;
@@ -785,6 +791,7 @@ void WsListener::add_stats(WsStats& into, const WsStats& s) {
     into.text_closed += s.text_closed;
     into.too_big_closed += s.too_big_closed;
     into.tx_full_dropped += s.tx_full_dropped;
+    into.ping_flood_closed += s.ping_flood_closed;
 }
 
 WsStats WsListener::stats() const {

@@ -38,7 +38,8 @@
 //   wslay's: it answers a ping with a pong and a close with a close.
 // - Limits per client (WsLimits): frames and bytes per second from the
 //   client (token buckets: a frame over either rate is dropped and
-//   counted, as a policer would); at most kWsMaxReadsPerWakeup reads per
+//   counted, as a policer would); pings over rx_pings_per_sec close the
+//   client (1008); at most kWsMaxReadsPerWakeup reads per
 //   wakeup (fairness); the bytes queued toward the client (wslay's queue
 //   plus our output buffer) are capped: a frame that would exceed the cap
 //   is dropped and counted (TCP toward the guest recovers), and a client
@@ -127,6 +128,10 @@ struct WsLimits {
     uint32_t rx_bytes_burst = 4 * 1024 * 1024;
     // Toward the client: wslay's queue plus our output buffer.
     size_t tx_queue_bytes = 1024 * 1024;
+    // Pings from the client (each costs wslay an allocation and a pong);
+    // beyond: closed with 1008.
+    uint32_t rx_pings_per_sec = 50;
+    uint32_t rx_pings_burst = 50;
     uint32_t ping_interval_ms = 30'000;
     uint32_t idle_timeout_ms = 90'000;
 };
@@ -144,6 +149,7 @@ struct WsStats {
     uint64_t rate_dropped = 0;        // frames over the frame or byte rate
     uint64_t text_closed = 0;         // clients closed for a text message
     uint64_t too_big_closed = 0;      // clients closed for a message over the max frame
+    uint64_t ping_flood_closed = 0;   // clients closed for pings over the rate
     uint64_t tx_full_dropped = 0;     // frames toward the client over tx_queue_bytes
 };
 
@@ -232,6 +238,7 @@ private:
 
     core::TokenBucket frames_;
     core::TokenBucket bytes_;
+    core::TokenBucket pings_;
     core::Millis last_rx_ = 0;
     WsStats ws_stats_;
     core::Timer handshake_timer_{[this] { on_handshake_timeout(); }};

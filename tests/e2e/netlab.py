@@ -85,7 +85,7 @@ PACKAGE_OF = {
     "udhcpc": "udhcpc", "curl": "curl", "dig": "dnsutils", "dnsmasq": "dnsmasq-base",
     "tshark": "tshark", "qemu-system-x86_64": "qemu-system-x86", "cpio": "cpio",
     "gzip": "gzip", "iperf3": "iperf3", "socat": "socat", "setpriv": "util-linux",
-    "prlimit": "util-linux", "node": "nodejs",
+    "prlimit": "util-linux", "node": "nodejs", "dpkg": "dpkg", "depmod": "kmod",
 }
 
 

@@ -462,6 +462,29 @@ TEST_F(WsFixture, RateLimitsDropFramesOverTheRate) {
     EXPECT_EQ(listener->stats().rate_dropped, 1u);
 }
 
+TEST_F(WsFixture, PingFloodClosesTheClient) {
+    WsConfig cfg;
+    cfg.limits.rx_pings_burst = 5;
+    cfg.limits.rx_pings_per_sec = 1;
+    listen(cfg);
+    int a = open_ws();
+    std::string pings;
+    for (int i = 0; i < 20; i++) pings += client_frame(WSLAY_PING, Frame{'p'});
+    send_all(a, pings);
+    ServerFrame f;
+    int pongs = 0;
+    do {
+        f = next_frame(a);
+        if (f.opcode == WSLAY_PONG) pongs++;
+    } while (f.opcode == WSLAY_PONG);
+    EXPECT_EQ(f.opcode, WSLAY_CONNECTION_CLOSE);
+    ASSERT_GE(f.payload.size(), 2u);
+    EXPECT_EQ((f.payload[0] << 8) | f.payload[1], 1008);
+    EXPECT_LE(pongs, 5);
+    pump_until([&] { return listener->client_count() == 0; });
+    EXPECT_EQ(listener->stats().ping_flood_closed, 1u);
+}
+
 TEST_F(WsFixture, SendQueueTowardAClientThatDoesNotReadIsBounded) {
     WsConfig cfg;
     cfg.limits.tx_queue_bytes = 64 * 1024;

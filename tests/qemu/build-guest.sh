@@ -13,17 +13,28 @@
 #   UN-INIT <uptime>                     /init started
 #   UN-LEASE ip=.. mask=.. router=.. dns=..
 #   UN-SHA256 <hex> <bytes>              of the downloaded file
+#   UN-UPLOAD <hex> <bytes>              the server's sha256 and length of the
+#                                        download's base64 (76-column lines),
+#                                        posted back (un.upload)
 #   UN-PEER-OK|UN-PEER-FAIL <ip>         for each address in un.ping=A,B
 #   UN-DONE rc=<n> t=<uptime>            last line before poweroff
 # Kernel command-line knobs: un.port=P un.file=F (the download), un.ping=A,B
 # (ping peers on the LAN after the lease, retrying for a minute),
 # un.linger=S (stay up S seconds before poweroff, for peers to reach it),
+# un.upload (POST the downloaded file back, base64-encoded since busybox
+# wget posts a file as a C string, to the same server, which answers its
+# sha256: tests/e2e/servers.py http),
 # un.shell (instead of powering off, print UN-SHELL and run a shell on the
 # console, for a test to drive).
 #
 # Usage: build-guest.sh OUTDIR
 # Environment: USERNET_KERNEL=/boot/vmlinuz-X to choose a kernel (default:
 # the newest /boot/vmlinuz-* that has /lib/modules/<version>/modules.dep).
+# For a guest of another architecture (tests/v86/build-guest-i386.sh, from
+# packages unpacked with dpkg -x): USERNET_MODROOT=DIR (modules under
+# DIR/lib/modules), USERNET_BUSYBOX=PATH, USERNET_BUSYBOX_LIST=CMD (prints
+# its applets, when that busybox cannot run here), USERNET_MODULES="..."
+# (the drivers to load).
 set -eu
 
 OUT=${1:?usage: build-guest.sh OUTDIR}
@@ -41,8 +52,9 @@ if [ -z "$KERNEL" ] || [ ! -r "$KERNEL" ]; then
     echo "build-guest: no readable /boot/vmlinuz-* with modules (apt-get install linux-image-amd64)" >&2
     exit 2
 fi
-KVER=${KERNEL#/boot/vmlinuz-}
-MODDIR=/lib/modules/$KVER
+KVER=$(basename "$KERNEL")
+KVER=${KVER#vmlinuz-}
+MODDIR=${USERNET_MODROOT:-}/lib/modules/$KVER
 [ -f "$MODDIR/modules.dep" ] || { echo "build-guest: $MODDIR/modules.dep missing (apt-get install linux-image-amd64)" >&2; exit 2; }
 
 # --- busybox --------------------------------------------------------------
@@ -54,12 +66,13 @@ if [ -z "$BUSYBOX" ]; then
 fi
 [ -n "$BUSYBOX" ] || { echo "build-guest: busybox not found (apt-get install busybox)" >&2; exit 2; }
 BUSYBOX=$(readlink -f "$BUSYBOX")
+bb_list() { if [ -n "${USERNET_BUSYBOX_LIST:-}" ]; then $USERNET_BUSYBOX_LIST; else "$BUSYBOX" --list; fi; }
 for applet in sh mount insmod udhcpc wget sha256sum ip poweroff; do
-    "$BUSYBOX" --list | grep -qx "$applet" || { echo "build-guest: $BUSYBOX lacks $applet (apt-get install busybox)" >&2; exit 2; }
+    bb_list | grep -qx "$applet" || { echo "build-guest: $BUSYBOX lacks $applet (apt-get install busybox)" >&2; exit 2; }
 done
 
 # --- modules: wanted drivers and their dependencies, dependencies first --------
-WANT="virtio_pci virtio_net ne2k-pci"
+WANT=${USERNET_MODULES:-"virtio_pci virtio_net ne2k-pci"}
 dep_of() {  # module path relative to MODDIR for a module name
     awk -F: -v n="$1" '{ p=$1; b=p; sub(/.*\//, "", b); sub(/\.ko(\.(xz|zst|gz))?$/, "", b);
         gsub(/-/, "_", b); m=n; gsub(/-/, "_", m); if (b == m) { print p; exit } }' "$MODDIR/modules.dep"
@@ -106,7 +119,7 @@ for l in $(ldd "$BUSYBOX" 2>/dev/null | grep -o '/[^ ]*'); do
     mkdir -p "$R$(dirname "$l")"
     cp -L "$l" "$R$l"
 done
-for applet in $("$BUSYBOX" --list); do
+for applet in $(bb_list); do
     [ "$applet" = busybox ] && continue
     ln -sf busybox "$R/bin/$applet"
 done
@@ -150,7 +163,7 @@ echo; echo "UN-INIT $(up)"
 for m in $(cat /modules.order); do
     insmod "/lib/modules/$m" || echo "UN-WARN insmod $m failed"
 done
-PORT=; FILE=file; SIZE=; PINGS=; LINGER=0; SHELL_AFTER=
+PORT=; FILE=file; SIZE=; PINGS=; LINGER=0; SHELL_AFTER=; UPLOAD=
 for arg in $(cat /proc/cmdline); do
     case "$arg" in
         un.port=*) PORT=${arg#un.port=} ;;
@@ -158,6 +171,7 @@ for arg in $(cat /proc/cmdline); do
         un.ping=*) PINGS=$(echo "${arg#un.ping=}" | tr , ' ') ;;
         un.linger=*) LINGER=${arg#un.linger=} ;;
         un.shell) SHELL_AFTER=1 ;;
+        un.upload) UPLOAD=1 ;;
     esac
 done
 ip link set lo up
@@ -186,6 +200,15 @@ if udhcpc -i eth0 -s /udhcpc.sh -f -q -n -t 10 -T 2; then
         # (no wget -T: it segfaults in Debian's busybox 1.35; use timeout instead)
         if timeout 100 wget -O /tmp/dl "http://10.0.2.2:$PORT/$FILE" 2>/tmp/wget.err; then
             echo "UN-SHA256 $(sha256sum /tmp/dl | cut -d' ' -f1) $(wc -c < /tmp/dl) t0=$t0 t1=$(up)"
+            if [ -n "$UPLOAD" ]; then
+                t0=$(up)
+                base64 /tmp/dl > /tmp/dl.b64
+                if timeout 100 wget -O /tmp/up --post-file=/tmp/dl.b64 "http://10.0.2.2:$PORT/upload" 2>/tmp/wget.err; then
+                    echo "UN-UPLOAD $(cat /tmp/up) t0=$t0 t1=$(up)"
+                else
+                    rc=5; echo "UN-ERROR upload failed: $(tr "\n" " " < /tmp/wget.err)"
+                fi
+            fi
         else
             rc=3; echo "UN-ERROR wget failed: $(tr "\n" " " < /tmp/wget.err)"
         fi
