@@ -15,6 +15,7 @@
 //     framing). Invariants: the client answers 101; every frame reaching
 //     another port is 14..max_frame bytes; the client never crashes, and
 //     closes cleanly when told or when the stream breaks the protocol.
+// USERNET_FUZZ_DEBUG=1 in the environment logs what the client does.
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -110,6 +111,7 @@ void check_session(std::string_view data, uint8_t flags) {
         if (r > 0 && got.size() < 4096) got.append(buf, static_cast<size_t>(std::min<ssize_t>(r, 4096)));
         if (fed == stream.size() && r <= 0) break;
     }
+    if (getenv("USERNET_FUZZ_DEBUG")) fprintf(stderr, "fed %zu/%zu got %zu closed %d [%.60s]\n", fed, stream.size(), got.size(), client->closed(), got.c_str());
     FUZZ_CHECK(got.rfind("HTTP/1.1 101 Switching Protocols\r\n", 0) == 0);
     for (size_t s : cap.sizes) FUZZ_CHECK(s >= 14 && s <= client->max_frame());
     if (!client->closed()) {
@@ -132,7 +134,7 @@ void check_session(std::string_view data, uint8_t flags) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     static bool quiet = [] {
-        spdlog::set_level(spdlog::level::off);
+        spdlog::set_level(getenv("USERNET_FUZZ_DEBUG") ? spdlog::level::debug : spdlog::level::off);
         return true;
     }();
     (void)quiet;

@@ -474,7 +474,10 @@ void WsClient::start_session(const WsHandshake& hs) {
 
 void WsClient::pump_wslay() {
     if (wslay_event_recv(ws_) != 0) {
-        close_connection("WebSocket receive error");
+        // A frame wslay's frame layer refused (or out of memory): it has
+        // queued a close; send that (and our 101 if still queued), then go.
+        flush();
+        close_connection("WebSocket protocol error");
         return;
     }
     if (fd_ < 0) return;
