@@ -344,10 +344,16 @@ void WsClient::on_handshake_timeout() {
     if (state_ == State::handshake) {
         ws_stats_.handshakes_refused++;
         close_connection("no complete handshake in time");
+    } else if (close_after_flush_) {
+        close_connection("did not take the HTTP error");
     }
 }
 
 void WsClient::on_ping_timer() {
+    if (state_ == State::closing) {  // our close could not be sent in all that time
+        close_connection("did not take the close");
+        return;
+    }
     if (state_ != State::open || !ws_) return;
     if (loop_.now() - last_rx_ >= cfg_.limits.idle_timeout_ms) {
         close_connection("silent: no answer to pings");
@@ -436,8 +442,7 @@ void WsClient::handle_handshake() {
 void WsClient::refuse(const WsHandshake& hs) {
     ws_stats_.handshakes_refused++;
     spdlog::info("{}: refused with {}: {}", name_, hs.status, hs.reason);
-    loop_.cancel(handshake_timer_);
-    state_ = State::closing;
+    state_ = State::closing;  // the handshake timer still ends it if the answer cannot go
     rx_start_ = rx_end_ = 0;
     queue_out(ws_http_response(hs));
     close_after_flush_ = true;
