@@ -9,7 +9,7 @@
 set -eu
 
 BUILD_PKGS="cmake ninja-build g++ clang libgtest-dev libgmock-dev libcli11-dev nlohmann-json3-dev
-libspdlog-dev libfmt-dev libclang-rt-14-dev pkg-config libmnl-dev"
+libspdlog-dev libfmt-dev libclang-rt-14-dev pkg-config libmnl-dev libwslay-dev nettle-dev"
 
 # Tests (every tool they run; tests/e2e/netlab.py's PACKAGE_OF maps each to
 # its package here, and tests/e2e/test_netlab.py checks the two agree -- under
@@ -27,10 +27,13 @@ libspdlog-dev libfmt-dev libclang-rt-14-dev pkg-config libmnl-dev"
 #    real VDE clients of --vde
 #  - bochs, bochsbios, vgabios, bochs-term (the `term` display), and isolinux,
 #    syslinux-common, xorriso (its boot CD-ROM): the Bochs guest
+#  - nodejs, npm: the WebSocket tests' client (the ws package) and v86 itself,
+#    from tests/v86/package-lock.json (npm ci, below); seabios: v86's BIOS;
+#    dpkg (dpkg -x) and kmod (depmod): unpacking v86's i386 guest
 TEST_PKGS="iproute2 procps python3 busybox udhcpc curl dnsutils dnsmasq-base iperf3 tshark
 qemu-system-x86 linux-image-amd64 cpio gzip xz-utils zstd socat passt slirp4netns util-linux
 bochs bochsbios vgabios bochs-term isolinux syslinux-common xorriso
-vde2 vdeplug ppp net-tools"
+vde2 vdeplug ppp net-tools nodejs npm seabios dpkg kmod"
 
 PKGS="$BUILD_PKGS"
 case "${1:-}" in
@@ -54,11 +57,47 @@ missing=""
 for p in $PKGS; do
     # busybox-static provides everything we use from busybox, and conflicts with it
     if [ "$p" = busybox ] && installed busybox-static; then continue; fi
+    # a nodejs built with its own npm (not Debian's) conflicts with Debian's npm
+    if [ "$p" = npm ] && command -v npm >/dev/null 2>&1; then continue; fi
     installed "$p" || missing="$missing $p"
 done
 
+# After the packages: the npm packages of tests/v86 (ws, v86), at the
+# versions package-lock.json pins, and the i386 guest v86 boots (a Debian
+# 686 kernel with ne2k-pci, a static busybox), downloaded as .deb files
+# into tests/v86/debs/ (tests/v86/build-guest-i386.sh unpacks them).
+test_extras() {
+    [ "$PKGS" = "$BUILD_PKGS" ] && return 0
+    here=$(cd "$(dirname "$0")/.." && pwd)
+    v86=$here/tests/v86
+    if ! cmp -s "$v86/package-lock.json" "$v86/node_modules/.usernet-installed" 2>/dev/null; then
+        echo "install-deps: npm ci in $v86"
+        (cd "$v86" && npm ci --no-audit --no-fund --loglevel=error &&
+            cp package-lock.json node_modules/.usernet-installed)
+    fi
+    if ! dpkg --print-foreign-architectures | grep -qx i386; then
+        $SUDO dpkg --add-architecture i386
+        $SUDO apt-get update -q
+    fi
+    if ls "$v86/debs/"linux-image-*-686_*_i386.deb >/dev/null 2>&1 &&
+       ls "$v86/debs/"busybox-static_*_i386.deb >/dev/null 2>&1; then
+        return 0
+    fi
+    kpkg=$(apt-cache depends linux-image-686 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
+    if [ -z "$kpkg" ]; then
+        $SUDO apt-get update -q
+        kpkg=$(apt-cache depends linux-image-686 | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
+    fi
+    kpkg=${kpkg%:i386}
+    echo "install-deps: downloading $kpkg and busybox-static:i386 into $v86/debs"
+    mkdir -p "$v86/debs"
+    rm -f "$v86/debs/"*.deb
+    (cd "$v86/debs" && apt-get download "$kpkg:i386" busybox-static:i386)
+}
+
 if [ -z "$missing" ]; then
     echo "install-deps: all packages already installed"
+    test_extras
     exit 0
 fi
 
@@ -70,4 +109,5 @@ $SUDO apt-get update -q
 # shellcheck disable=SC2086
 $SUDO apt-get install -y -q --no-install-recommends \
     -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold $missing
+test_extras
 echo "install-deps: done"

@@ -26,6 +26,7 @@
 #include "ports/tap_port.hpp"
 #include "ports/vde_port.hpp"
 #include "ports/uplink_port.hpp"
+#include "ports/websocket_port.hpp"
 #include "wire/pcap.hpp"
 
 namespace usernet::app {
@@ -215,6 +216,7 @@ Daemon::~Daemon() {
     dgrams_.clear();
     serials_.clear();
     uplinks_.clear();
+    ws_listeners_.clear();
     taps_.clear();
     for (auto& lan : lans_) close_lan(*lan);
 }
@@ -282,6 +284,12 @@ std::vector<std::string> Daemon::vde_dirs() const {
     std::vector<std::string> dirs;
     for (const auto& v : vde_switches_) dirs.push_back(v->dir());
     return dirs;
+}
+
+std::vector<std::string> Daemon::websocket_urls() const {
+    std::vector<std::string> urls;
+    for (const auto& l : ws_listeners_) urls.push_back(l->url());
+    return urls;
 }
 
 void Daemon::open_pcap(Lan& lan) {
@@ -435,6 +443,24 @@ void Daemon::attach(const Attachment& a) {
             spdlog::warn("--listen {}: anyone who can reach this address joins the LAN "
                          "(and its NAT); listen on 127.0.0.1 unless the network is trusted",
                          a.target);
+        break;
+    }
+    case AttachmentKind::websocket: {
+        ports::WsConfig wc;
+        wc.name = a.target;
+        wc.mtu = a.mtu;
+        wc.origins = a.ws_origins;
+        try {
+            ws_listeners_.push_back(std::make_unique<ports::WsListener>(
+                loop_, lan.sw, a.ws_host, a.ws_port, std::move(wc)));
+        } catch (const std::exception& e) {
+            throw startup_error(e.what(), "stop the program using that port, or give "
+                                          "--websocket another port");
+        }
+        std::string origins;
+        for (const std::string& o : a.ws_origins) origins += (origins.empty() ? "" : ", ") + o;
+        spdlog::info("listening on {} for WebSocket clients (v86; MTU {}, Origins: {})",
+                     ws_listeners_.back()->url(), a.mtu, origins.empty() ? "any" : origins);
         break;
     }
     case AttachmentKind::uplink: {
@@ -618,7 +644,7 @@ void Daemon::run_deferred() {
     if (taps_.empty() && listeners_.empty() && tcp_listeners_.empty() &&
         tcp_connectors_.empty() && dgrams_.empty() && bochs_.empty() &&
         vde_switches_.empty() && serials_.empty() &&
-        uplinks_.empty()) {
+        uplinks_.empty() && ws_listeners_.empty()) {
         spdlog::warn("no attachment left, exiting");
         loop_.stop();
     }

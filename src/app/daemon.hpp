@@ -34,6 +34,7 @@ class BochsAttachment;
 class DgramPort;
 struct DgramConfig;
 class SerialPort;
+class WsListener;
 class NetnsWatch;
 class TcpStreamListener;
 class TcpStreamConnector;
@@ -88,6 +89,8 @@ public:
     // Per --serial attachment: where it is and what to type in the emulator
     // and the guest (the banner prints them).
     std::vector<std::string> serial_usage() const;
+    // The ws:// URLs v86 takes as network_relay_url, one per --websocket.
+    std::vector<std::string> websocket_urls() const;
     // True when no attachment was given and the default socket is used.
     bool using_default_socket() const { return default_socket_; }
 
@@ -139,6 +142,7 @@ private:
     std::vector<std::unique_ptr<ports::VdeSwitch>> vde_switches_;
     std::vector<std::unique_ptr<ports::SerialPort>> serials_;
     std::vector<std::unique_ptr<ports::UplinkPort>> uplinks_;
+    std::vector<std::unique_ptr<ports::WsListener>> ws_listeners_;
     bool default_socket_ = false;
     std::string pid_written_;
 };

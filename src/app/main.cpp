@@ -87,6 +87,9 @@ int main(int argc, char** argv) {
                           << qemu_vde_command_line(dir) << "\nor a TAP (e.g. in a namespace) with:\n    "
                           << vde_plug_command_line(dir) << "\n";
             for (const std::string& line : daemon.serial_usage()) std::cout << line << "\n";
+            for (const std::string& url : daemon.websocket_urls())
+                std::cout << "Attach v86 (browser or Node) with the option:\n    "
+                          << "network_relay_url: \"" << url << "\"\n";
             std::cout.flush();
         }
         daemon.run();

@@ -54,7 +54,7 @@ uint32_t parse_mtu(const std::string& option, std::string_view text) {
 // Everything the command line holds, as text, before checking.
 struct RawOptions {
     std::vector<std::string> netns, tap, socket, listen, connect, dns_upstream, tcp, udp, lan, vde, serial,
-        uplink;
+        uplink, websocket;
     std::vector<std::string> bochs;  // --bochs
     std::vector<std::string> dgram, mcast;  // --dgram, --mcast
     std::string tap_name = kDefaultTapName, mtu, max_flows, busy_poll, net, gateway, dns,
@@ -95,6 +95,7 @@ void describe(CLI::App& app, RawOptions& raw) {
     repeated(app.add_option("--serial", raw.serial));
     repeated(app.add_option("--uplink", raw.uplink));
     app.add_flag("--no-gateway", raw.no_gateway);
+    repeated(app.add_option("--websocket", raw.websocket));
     last_wins(app.add_option("--mtu", raw.mtu));
     // Addresses.
     last_wins(app.add_option("--net", raw.net));
@@ -416,6 +417,54 @@ void resolve_addresses(const CLI::App& app, const RawOptions& raw, Config& cfg) 
     }
 }
 
+// --websocket [HOST:]PORT[,origin=ORIGIN]...[,mtu=N]; HOST is an IPv4
+// address or a bracketed IPv6 one (default 127.0.0.1).
+void parse_websocket(const std::string& value, Attachment& a, std::optional<uint32_t>& own_mtu) {
+    const std::string opt = "--websocket";
+    std::string_view rest = value;
+    size_t comma = rest.find(',');
+    std::string_view where = rest.substr(0, comma);
+    if (where.empty())
+        fail(opt, "empty value", "give a port, or HOST:PORT, such as 8086 or 127.0.0.1:8086");
+    std::string_view host = "127.0.0.1", port = where;
+    if (where.starts_with('[')) {
+        auto close = where.find("]:");
+        if (close == std::string_view::npos)
+            fail(opt, "'" + std::string(where) + "' has no port",
+                 "write [IPV6]:PORT, such as [::1]:8086");
+        host = where.substr(1, close - 1);
+        port = where.substr(close + 2);
+    } else if (auto colon = where.rfind(':'); colon != std::string_view::npos) {
+        host = where.substr(0, colon);
+        port = where.substr(colon + 1);
+    }
+    auto addr = wire::IpAddr::parse(host);
+    if (!addr || (where.starts_with('[') == addr->is_v4()))
+        fail(opt, "'" + std::string(host) + "' is not an IP address to listen on",
+             "write 127.0.0.1:PORT, 0.0.0.0:PORT or [::1]:PORT");
+    a.ws_host = addr->to_string();
+    a.ws_port = static_cast<uint16_t>(parse_in_range(opt, port, 1, 65535, "port ", "",
+                                                     "give a TCP port, such as 8086"));
+    a.target = std::string(where);
+    while (comma != std::string_view::npos) {
+        rest.remove_prefix(comma + 1);
+        comma = rest.find(',');
+        std::string_view param = rest.substr(0, comma);
+        if (param.starts_with("origin=")) {
+            std::string_view o = param.substr(7);
+            if (o.empty() || o.find_first_of(" \t") != std::string_view::npos)
+                fail(opt, "empty or malformed origin in '" + value + "'",
+                     "write origin=SCHEME://HOST[:PORT], such as origin=https://example.org");
+            a.ws_origins.emplace_back(o);
+        } else if (param.starts_with("mtu=")) {
+            own_mtu = parse_mtu(opt, param.substr(4));
+        } else {
+            fail(opt, "unknown parameter '" + std::string(param) + "' in '" + value + "'",
+                 "the parameters are ,origin=ORIGIN (repeatable) and ,mtu=N");
+        }
+    }
+}
+
 // --serial TRANSPORT[,proto=ppp|slip][,addr=IP][,mtu=N]
 Attachment parse_serial(const std::string& value, std::optional<uint32_t> default_mtu,
                         const gw::NetConfig& net) {
@@ -525,7 +574,8 @@ bool is_attachment_option(const std::string& name) {
     return name == "--netns" || name == "--tap" || name == "--socket" || name == "--listen" ||
            name == "--connect" || name == "--dgram" || name == "--mcast" ||
            name == "--bochs" || name == "--vde" ||
-           name == "--serial" || name == "--uplink";
+           name == "--serial" || name == "--uplink" ||
+           name == "--websocket";
 }
 
 // Each attachment with its MTU, in command-line order.
@@ -559,9 +609,19 @@ void resolve_attachments(const CLI::App& app, const RawOptions& raw, Config& cfg
                                                  : name == "--mcast"  ? raw.mcast
                                                  : name == "--vde"    ? raw.vde
                                                  : name == "--uplink" ? raw.uplink
+                                                 : name == "--websocket" ? raw.websocket
                                                                       : raw.socket;
         size_t i = next[o]++;
         if (i >= values.size()) continue;
+        if (name == "--websocket") {
+            Attachment a;
+            a.kind = AttachmentKind::websocket;
+            std::optional<uint32_t> own_mtu;
+            parse_websocket(values[i], a, own_mtu);
+            a.mtu = own_mtu.value_or(mtu.value_or(kWireMtu));
+            cfg.attachments.push_back(std::move(a));
+            continue;
+        }
         if (name == "--dgram" || name == "--mcast") {
             Attachment a;
             a.kind = AttachmentKind::dgram;
@@ -629,6 +689,8 @@ void resolve_attachments(const CLI::App& app, const RawOptions& raw, Config& cfg
             const Attachment& b = cfg.attachments[j];
             bool same = a.kind == b.kind && (a.kind == AttachmentKind::netns
                                                  ? a.netns_path == b.netns_path
+                                             : a.kind == AttachmentKind::websocket
+                                                 ? a.ws_port == b.ws_port && a.ws_host == b.ws_host
                                                  : a.target == b.target);
             const char* opt = a.kind == AttachmentKind::netns        ? "--netns"
                               : a.kind == AttachmentKind::tap        ? "--tap"
@@ -638,6 +700,7 @@ void resolve_attachments(const CLI::App& app, const RawOptions& raw, Config& cfg
                               : a.kind == AttachmentKind::vde         ? "--vde"
                               : a.kind == AttachmentKind::serial      ? "--serial"
                               : a.kind == AttachmentKind::uplink      ? "--uplink"
+                              : a.kind == AttachmentKind::websocket   ? "--websocket"
                                                                       : "--socket";
             if (same)
                 fail(opt, "'" + a.target + "' is given twice", "give each attachment once");
@@ -998,6 +1061,12 @@ in ,mac=MAC: the LAN then sees MAC whatever MAC the guest uses):
                              and NAT, no frame crossing to another LAN
                              (net= default: --net's; forwards go to the
                              default LAN, the attachments before any --lan)
+      --websocket [HOST:]PORT[,origin=ORIGIN]...
+                             listen for WebSocket clients (v86's
+                             network_relay_url; default HOST 127.0.0.1);
+                             with origin=, only those browser Origins
+      --mtu N                default MTU of every attachment (68-65520;
+                             default 65520 for --netns, 1500 otherwise)
   Without attachment, listen on $XDG_RUNTIME_DIR/usernet.socket or
   /tmp/usernet-UID.socket and print the QEMU command line to use.
 

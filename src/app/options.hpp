@@ -34,7 +34,7 @@ inline constexpr uint32_t kWireMtu = 1500;    // --socket, --tap, --vde: an emul
 inline constexpr const char* kDefaultTapName = "tap0";
 
 enum class AttachmentKind {
-    netns, tap, socket, tcp_listen, tcp_connect, dgram, bochs, vde, serial, uplink
+    netns, tap, socket, tcp_listen, tcp_connect, dgram, bochs, vde, serial, uplink, websocket
 };
 
 inline constexpr const char* kDefaultListenHost = "127.0.0.1";  // --listen PORT
@@ -70,6 +70,10 @@ struct Attachment {
     // serial: transport, protocol (the LAN's addresses are filled in by the
     // daemon).
     ports::SerialConfig serial;
+    // websocket: where to listen, and the Origins allowed (empty: any).
+    std::string ws_host = "127.0.0.1";
+    uint16_t ws_port = 0;
+    std::vector<std::string> ws_origins;
 };
 
 // A LAN of its own (--lan NAME[,net=CIDR][,pcap=FILE]): its switch,

@@ -21,13 +21,16 @@ public:
         : cap_(uint64_t{burst} * 1000), per_second_(per_second), milli_(cap_) {}
 
     // Takes a token if there is one at `now` (the loop's clock).
-    bool take(Millis now) {
+    bool take(Millis now) { return take(now, 1); }
+    // Takes n tokens at once, or none (a byte budget: n = the frame's size).
+    bool take(Millis now, uint32_t n) {
         if (now > refilled_at_) {
             milli_ = std::min<uint64_t>(cap_, milli_ + (now - refilled_at_) * per_second_);
             refilled_at_ = now;
         }
-        if (milli_ < 1000) return false;
-        milli_ -= 1000;
+        const uint64_t need = uint64_t{n} * 1000;
+        if (milli_ < need) return false;
+        milli_ -= need;
         return true;
     }
 

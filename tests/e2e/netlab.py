@@ -89,6 +89,7 @@ PACKAGE_OF = {
     "bochs": "bochs", "xorriso": "xorriso",
     "vde_plug": "vdeplug", "vde_plug2tap": "vde2",
     "pppd": "ppp", "slattach": "net-tools",
+    "node": "nodejs", "dpkg": "dpkg", "depmod": "kmod",
 }
 
 

@@ -26,7 +26,9 @@ import netlab  # noqa: E402
 HERE = os.path.dirname(os.path.abspath(__file__))
 TEST_FILES = sorted([os.path.join(HERE, f) for f in os.listdir(HERE) if re.match(r"test_.*\.py$", f)] +
                     [os.path.join(netlab.REPO, "tests", "qemu", f)
-                     for f in os.listdir(os.path.join(netlab.REPO, "tests", "qemu")) if f.endswith(".py")])
+                     for f in os.listdir(os.path.join(netlab.REPO, "tests", "qemu")) if f.endswith(".py")] +
+                    [os.path.join(netlab.REPO, "tests", "v86", f)
+                     for f in os.listdir(os.path.join(netlab.REPO, "tests", "v86")) if f.endswith(".py")])
 
 
 def run_cases(*methods):

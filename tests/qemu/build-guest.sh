@@ -13,11 +13,17 @@
 #   UN-INIT <uptime>                     /init started
 #   UN-LEASE ip=.. mask=.. router=.. dns=..
 #   UN-SHA256 <hex> <bytes>              of the downloaded file
+#   UN-UPLOAD <hex> <bytes>              the server's sha256 and length of the
+#                                        download's base64 (76-column lines),
+#                                        posted back (un.upload)
 #   UN-PEER-OK|UN-PEER-FAIL <ip>         for each address in un.ping=A,B
 #   UN-DONE rc=<n> t=<uptime>            last line before poweroff
 # Kernel command-line knobs: un.port=P un.file=F (the download), un.ping=A,B
 # (ping peers on the LAN after the lease, retrying for a minute),
 # un.linger=S (stay up S seconds before poweroff, for peers to reach it),
+# un.upload (POST the downloaded file back, base64-encoded since busybox
+# wget posts a file as a C string, to the same server, which answers its
+# sha256: tests/e2e/servers.py http),
 # un.shell (instead of powering off, print UN-SHELL and run a shell on the
 # console, for a test to drive).
 #
@@ -33,6 +39,11 @@
 #   UN-LINK ppp|slip ip=.. peer=.. dns=..   the link is up
 #   UN-RESOLVE <name> <address>            un.host=NAME resolved by DNS
 # and the download goes to http://<un.host>:<un.port>/<un.file>.
+# For a guest of another architecture (tests/v86/build-guest-i386.sh, from
+# packages unpacked with dpkg -x): USERNET_MODROOT=DIR (modules under
+# DIR/lib/modules), USERNET_BUSYBOX=PATH, USERNET_BUSYBOX_LIST=CMD (prints
+# its applets, when that busybox cannot run here), USERNET_MODULES="..."
+# (the drivers to load).
 set -eu
 SERIAL=${USERNET_GUEST_SERIAL:-}
 
@@ -51,8 +62,9 @@ if [ -z "$KERNEL" ] || [ ! -r "$KERNEL" ]; then
     echo "build-guest: no readable /boot/vmlinuz-* with modules (apt-get install linux-image-amd64)" >&2
     exit 2
 fi
-KVER=${KERNEL#/boot/vmlinuz-}
-MODDIR=/lib/modules/$KVER
+KVER=$(basename "$KERNEL")
+KVER=${KVER#vmlinuz-}
+MODDIR=${USERNET_MODROOT:-}/lib/modules/$KVER
 [ -f "$MODDIR/modules.dep" ] || { echo "build-guest: $MODDIR/modules.dep missing (apt-get install linux-image-amd64)" >&2; exit 2; }
 
 # --- busybox --------------------------------------------------------------
@@ -64,12 +76,13 @@ if [ -z "$BUSYBOX" ]; then
 fi
 [ -n "$BUSYBOX" ] || { echo "build-guest: busybox not found (apt-get install busybox)" >&2; exit 2; }
 BUSYBOX=$(readlink -f "$BUSYBOX")
+bb_list() { if [ -n "${USERNET_BUSYBOX_LIST:-}" ]; then $USERNET_BUSYBOX_LIST; else "$BUSYBOX" --list; fi; }
 for applet in sh mount insmod udhcpc wget sha256sum ip poweroff; do
-    "$BUSYBOX" --list | grep -qx "$applet" || { echo "build-guest: $BUSYBOX lacks $applet (apt-get install busybox)" >&2; exit 2; }
+    bb_list | grep -qx "$applet" || { echo "build-guest: $BUSYBOX lacks $applet (apt-get install busybox)" >&2; exit 2; }
 done
 
 # --- modules: wanted drivers and their dependencies, dependencies first --------
-WANT="virtio_pci virtio_net ne2k-pci"
+WANT=${USERNET_MODULES:-"virtio_pci virtio_net ne2k-pci"}
 [ -n "$SERIAL" ] && WANT="$WANT ppp_async slip"
 SERIAL_BINS=""
 if [ -n "$SERIAL" ]; then
@@ -138,7 +151,7 @@ if [ -n "$SERIAL" ]; then
     : > "$R/etc/ppp/options"
     ln -s /run "$R/var/run"
 fi
-for applet in $("$BUSYBOX" --list); do
+for applet in $(bb_list); do
     [ "$applet" = busybox ] && continue
     ln -sf busybox "$R/bin/$applet"
 done
@@ -182,7 +195,7 @@ echo; echo "UN-INIT $(up)"
 for m in $(cat /modules.order); do
     insmod "/lib/modules/$m" || echo "UN-WARN insmod $m failed"
 done
-PORT=; FILE=file; SIZE=; PINGS=; LINGER=0; SHELL_AFTER=; LINK=; SLIP_ADDR=; HOST=10.0.2.2
+PORT=; FILE=file; SIZE=; PINGS=; LINGER=0; SHELL_AFTER=; LINK=; SLIP_ADDR=; HOST=10.0.2.2; UPLOAD=
 for arg in $(cat /proc/cmdline); do
     case "$arg" in
         un.ppp) LINK=ppp ;;
@@ -193,6 +206,7 @@ for arg in $(cat /proc/cmdline); do
         un.ping=*) PINGS=$(echo "${arg#un.ping=}" | tr , ' ') ;;
         un.linger=*) LINGER=${arg#un.linger=} ;;
         un.shell) SHELL_AFTER=1 ;;
+        un.upload) UPLOAD=1 ;;
     esac
 done
 ip link set lo up
@@ -217,6 +231,15 @@ after_link() {
         # (no wget -T: it segfaults in Debian's busybox 1.35; use timeout instead)
         if timeout 100 wget -O /tmp/dl "http://$HOST:$PORT/$FILE" 2>/tmp/wget.err; then
             echo "UN-SHA256 $(sha256sum /tmp/dl | cut -d' ' -f1) $(wc -c < /tmp/dl) t0=$t0 t1=$(up)"
+            if [ -n "$UPLOAD" ]; then
+                t0=$(up)
+                base64 /tmp/dl > /tmp/dl.b64
+                if timeout 100 wget -O /tmp/up --post-file=/tmp/dl.b64 "http://10.0.2.2:$PORT/upload" 2>/tmp/wget.err; then
+                    echo "UN-UPLOAD $(cat /tmp/up) t0=$t0 t1=$(up)"
+                else
+                    rc=5; echo "UN-ERROR upload failed: $(tr "\n" " " < /tmp/wget.err)"
+                fi
+            fi
         else
             rc=3; echo "UN-ERROR wget failed: $(tr "\n" " " < /tmp/wget.err)"
         fi
