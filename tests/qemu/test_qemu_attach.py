@@ -121,6 +121,10 @@ class QemuAttachTest(unittest.TestCase):
             # connectable socket means both are ready.
             un = lab.usernet(host, ["--listen", str(p_listen), "--connect", "127.0.0.1:%d" % p_connect,
                                     "--socket", sock], wait=[("socket", sock)])
+            # The banner follows the listeners (main() prints it once the
+            # daemon is built): wait for its last line.
+            netlab.wait_for(lambda: "listen=127.0.0.1:%d -device" % p_connect in un.stdout(), 10,
+                            what="the start-up banner")
             banner = un.stdout()
             self.assertIn("-netdev stream,id=net0,server=off,addr.type=inet,addr.host=127.0.0.1,"
                           "addr.port=%d" % p_listen, banner)
