@@ -234,6 +234,7 @@ struct FlowState {
     bool want_out : 1 = false;      // EPOLLOUT in the interest set (window update)
     bool ack_queued : 1 = false;    // on the end-of-batch ACK list
     bool ack_force : 1 = false;     // ... and it must go out even if nothing changed
+    bool tx_queued : 1 = false;     // on the end-of-batch send list
     bool in_recovery : 1 = false;   // NewReno fast recovery
     bool rtt_timing : 1 = false;    // rtt_seq/rtt_start time a segment
     bool host_rdhup : 1 = false;    // EPOLLRDHUP seen (EOF detection without SO_PEEK_OFF)
@@ -265,6 +266,7 @@ struct FlowState {
     // host -> guest
     uint32_t iss = 0;
     uint32_t snd_una = 0;     // oldest byte the guest has not acknowledged
+    uint32_t acked_unread = 0;  // acknowledged bytes still at the head of the socket's queue
     uint32_t snd_nxt = 0;     // next byte to send
     uint32_t snd_max = 0;     // highest snd_nxt so far
     uint32_t snd_wnd = 0;     // guest's window, scaled

@@ -51,8 +51,14 @@
 // one copy. Segments are min(guest MSS, path MTU - headers) - options
 // long and go out while both the guest's window and the congestion window
 // have room for a whole one (a FIN needs room for its sequence number
-// too). An ACK discards the acknowledged bytes with
-// recv(MSG_TRUNC), which also moves the kernel's peek offset back. The
+// too). ACKs are taken a batch at a time: each one only counts the bytes
+// it acknowledges (acked_unread) and puts the flow on the end-of-batch
+// send list; there, one recv(MSG_TRUNC) discards them all (which also
+// moves the kernel's peek offset back) and one send_pending() fills the
+// window they opened. At MTU 1500 a guest ACKs every other segment, and
+// a relay or an emulator hands usernet dozens of ACKs at once: two
+// syscalls per batch instead of two per ACK. Whatever reads or closes
+// the socket first settles the count (settle()). The
 // socket is registered edge-triggered: an EPOLLIN edge means new data, and
 // while the windows are full nothing is read until an ACK opens them (the
 // ACK path peeks again), so the unacknowledged data that keeps a TCP
@@ -204,7 +210,7 @@ int socket_error(int fd) {
 
 }  // namespace
 
-static_assert(sizeof(Flow) <= 256, "a flow costs bytes, not kilobytes");
+static_assert(sizeof(Flow) <= 264, "a flow costs bytes, not kilobytes");
 
 tcp::Flow::Flow(TcpNat& n) : nat(n), timer([this] { nat.on_timer(*this); }) {}
 
@@ -216,6 +222,8 @@ void tcp::Flow::on_io(uint32_t events) { nat.on_io(*this, events); }
 TcpNat::TcpNat(Nat& nat) : nat_(nat), loop_(nat.loop()), gw_(nat.gateway()) {
     flows_.reserve(std::min<uint32_t>(nat.limits().tcp_flows, 4096));
     ack_list_.reserve(256);
+    tx_list_.reserve(256);
+    batch_ = std::make_unique_for_overwrite<uint8_t[]>(kPeekBatch);
     ack_running_.reserve(256);
     dead_.reserve(64);
     if (getrandom(key_, sizeof key_, GRND_NONBLOCK) != static_cast<ssize_t>(sizeof key_)) {
@@ -362,6 +370,7 @@ void TcpNat::free_flow(Flow& f) {
     if (f.st.phase == Phase::free) return;
     leave_syn_pending(f);
     if (f.st.fd >= 0) {
+        (void)settle(f);  // unread data would make close() send a RST
         loop_.forget(f.st.fd, &f);
         close(f.st.fd);
         f.st.fd = -1;
@@ -376,6 +385,8 @@ void TcpNat::free_flow(Flow& f) {
     if (debug_on()) spdlog::debug("tcp: {} freed", describe(f.st.key));
     f.st.phase = Phase::free;
     f.st.ack_queued = false;
+    f.st.tx_queued = false;
+    f.st.acked_unread = 0;
     stats_.flows_closed++;
     dead_.push_back(&f);
     loop_.defer(*this);
@@ -438,6 +449,7 @@ void TcpNat::reset_flow(Flow& f, bool rst_guest) {
 void TcpNat::finish_flow(Flow& f) {
     FlowState& s = f.st;
     if (s.fd >= 0) {
+        (void)settle(f);  // unread data would make close() send a RST
         loop_.forget(s.fd, &f);
         close(s.fd);
         s.fd = -1;
@@ -1012,7 +1024,7 @@ void TcpNat::input_synchronized(Flow& f, const wire::TcpView& seg) {
             }
         }
     }
-    send_pending(f);
+    queue_tx(f);
 }
 
 // The ACK and window fields of an acceptable segment (RFC 9293 3.10.7.4
@@ -1032,8 +1044,10 @@ void TcpNat::process_ack(Flow& f, const wire::TcpView& seg, uint32_t ts_ecr) {
             s.fin_acked = true;
             data_acked = s.fin_seq - s.snd_una;
         }
-        if (data_acked > 0) discard_acked(f, data_acked);
-        if (s.phase != Phase::established) return;
+        if (data_acked > 0) {
+            s.acked_unread += data_acked;
+            queue_tx(f);
+        }
         s.snd_una = ack;
         if (wire::seq_lt(s.snd_nxt, s.snd_una)) s.snd_nxt = s.snd_una;
         if (s.fin_acked) s.fin_sent = true;
@@ -1199,6 +1213,10 @@ uint32_t TcpNat::segment_limit(const Flow& f) const {
 void TcpNat::send_pending(Flow& f) {
     FlowState& s = f.st;
     if (s.phase != Phase::established || s.fd < 0) return;
+    if (!settle(f)) {
+        reset_flow(f, true);
+        return;
+    }
     // Nothing to read until the next EPOLLIN edge: spare the peek that
     // would say so (an upload's ACK-only direction would pay one per
     // guest segment).
@@ -1248,15 +1266,21 @@ void TcpNat::send_pending(Flow& f) {
         }
         const uint32_t seg = segment_limit(f);
         uint32_t want = std::min(room, seg);
-        if (want == seg && room > seg && seg >= wire::kMinGsoSize && gw_.offload_to(s.key.guest)) {
-            // The guest's attachment takes large segments: send as many
-            // whole segments as fit in one frame (cut into pieces of `seg`
-            // by the guest's kernel, or the switch for others). Not below
-            // the gso_size the switch accepts (a guest with a tiny MSS).
-            uint32_t max = static_cast<uint32_t>(gw_.tx_l4_capacity() - data_header_len(f));
+        const bool gso = gw_.offload_to(s.key.guest);
+        if (want == seg && room > seg && (!gso || seg >= wire::kMinGsoSize)) {
+            // As many whole segments as fit, with one peek. The guest's
+            // attachment takes large segments: one frame, cut into pieces
+            // of `seg` by the guest's kernel (not below the gso_size the
+            // switch accepts: a guest with a tiny MSS). Otherwise (a
+            // stream, datagram or emulated NIC at MTU 1500) the peek
+            // lands in batch_ and goes out as `seg`-sized frames: one
+            // recv() for up to 44 segments instead of one each.
+            uint32_t max = gso ? static_cast<uint32_t>(gw_.tx_l4_capacity() - data_header_len(f))
+                               : static_cast<uint32_t>(kPeekBatch);
             want = std::min(room, max);
             if (want > seg) want -= want % seg;
         }
+        const bool split = want > seg && !gso;
         if (want < seg && flight > 0 && !(s.host_eof && want == room)) {
             // Sender silly-window avoidance (RFC 9293 3.8.6.2.1): with data
             // in flight, wait until a whole segment fits rather than send
@@ -1264,7 +1288,7 @@ void TcpNat::send_pending(Flow& f) {
             return;
         }
         uint8_t* buf = gw_.tx_l4() + data_header_len(f);
-        long n = peek(f, flight, buf, want);
+        long n = peek(f, flight, split ? batch_.get() : buf, want);
         if (n > 0) {
             uint32_t len = static_cast<uint32_t>(n);
             bool fresh = s.snd_nxt == s.snd_max;
@@ -1290,8 +1314,16 @@ void TcpNat::send_pending(Flow& f) {
                 s.fin_seq = s.snd_nxt + len;
                 if (debug_on()) spdlog::debug("tcp: {} host EOF", describe(s.key));
             }
-            emit(f, s.snd_nxt, flag::ack | (short_peek ? flag::psh : 0) | (fin ? flag::fin : 0),
-                 len);
+            uint8_t last = (short_peek ? flag::psh : 0) | (fin ? flag::fin : 0);
+            if (split) {
+                for (uint32_t at = 0; at < len; at += seg) {
+                    uint32_t piece = std::min(seg, len - at);
+                    std::memcpy(buf, batch_.get() + at, piece);
+                    emit(f, s.snd_nxt + at, flag::ack | (at + piece == len ? last : 0), piece);
+                }
+            } else {
+                emit(f, s.snd_nxt, flag::ack | last, len);
+            }
             stats_.bytes_to_guest += len;
             s.snd_nxt += len;
             if (fin) {
@@ -1337,6 +1369,7 @@ void TcpNat::send_pending(Flow& f) {
 // Bytes of host data in the socket's receive queue, from snd_una (urgent
 // bytes included: SO_OOBINLINE). UINT32_MAX if the kernel will not say.
 uint32_t TcpNat::host_queued(Flow& f) {
+    if (!settle(f)) return UINT32_MAX;
     int inq = 0;
     if (ioctl(f.st.fd, SIOCINQ, &inq) < 0) return UINT32_MAX;
     return static_cast<uint32_t>(inq);
@@ -1344,6 +1377,7 @@ uint32_t TcpNat::host_queued(Flow& f) {
 
 // Whether the host has sent bytes beyond those in flight toward the guest.
 bool TcpNat::host_data_waiting(Flow& f) {
+    if (!settle(f)) return true;
     int inq = 0;
     if (ioctl(f.st.fd, SIOCINQ, &inq) < 0) return true;
     return static_cast<uint32_t>(inq) > f.st.data_in_flight();
@@ -1368,6 +1402,10 @@ void TcpNat::enter_recovery(Flow& f) {
 // ACK), or the FIN when only the FIN is outstanding.
 void TcpNat::retransmit_head(Flow& f) {
     FlowState& s = f.st;
+    if (!settle(f)) {
+        reset_flow(f, true);
+        return;
+    }
     uint32_t inflight = s.data_in_flight();
     // Duplicate ACKs to expect from what is in flight behind this segment,
     // plus the usual three of margin (see process_ack).
@@ -1399,6 +1437,7 @@ void TcpNat::retransmit_head(Flow& f) {
 // Go-back-N after a timeout: everything from snd_una is sent again.
 void TcpNat::rewind(Flow& f) {
     FlowState& s = f.st;
+    (void)settle(f);  // a failure shows at the next read (send_pending)
     s.snd_nxt = s.snd_una;
     s.host_pending = true;
     if (s.fin_sent && !s.fin_acked) s.fin_sent = false;
@@ -1441,23 +1480,34 @@ bool TcpNat::set_peek_offset(Flow& f, uint32_t off) {
     return setsockopt(f.st.fd, SOL_SOCKET, SO_PEEK_OFF, &v, sizeof v) == 0;
 }
 
-// Drops bytes the guest acknowledged from the socket's receive queue.
-void TcpNat::discard_acked(Flow& f, uint32_t bytes) {
+// Drops the bytes the guest acknowledged (acked_unread) from the socket's
+// receive queue, so that its head is snd_una again. False on a socket
+// error: the bytes were peeked, so they are there. The caller resets the
+// flow (or, closing it anyway, need not).
+bool TcpNat::settle(Flow& f) {
     FlowState& s = f.st;
-    for (int i = 0; bytes > 0 && i < 64; i++) {
+    uint32_t bytes = s.acked_unread;
+    s.acked_unread = 0;
+    for (int i = 0; bytes > 0 && s.fd >= 0; i++) {
         ssize_t n = recv(s.fd, nullptr, bytes, MSG_TRUNC | MSG_DONTWAIT);
         if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) {
-            // The bytes were peeked, so they are there; anything else is a
-            // socket error, which the next event reports.
+        if (n <= 0 || i == 64) {
             if (debug_on())
                 spdlog::debug("tcp: {} discard: {}", describe(s.key),
                               n < 0 ? std::strerror(errno) : "EOF");
-            reset_flow(f, true);
-            return;
+            return false;
         }
         bytes -= static_cast<uint32_t>(n);
     }
+    return true;
+}
+
+// Puts the flow on the end-of-batch send list (run_deferred).
+void TcpNat::queue_tx(Flow& f) {
+    if (f.st.tx_queued) return;
+    f.st.tx_queued = true;
+    tx_list_.push_back(&f);
+    loop_.defer(*this);
 }
 
 // Our TCP header at p: 20 bytes, then on a SYN our options (MSS, window
@@ -1906,9 +1956,18 @@ void TcpNat::on_timer(Flow& f) {
     send_pending(f);
 }
 
-// End of the batch: the coalesced ACKs, then flows freed in this batch
-// return to the pool.
+// End of the batch: the sends that ACKs made room for (data segments carry
+// the ACK too), the coalesced ACKs, then flows freed in this batch return
+// to the pool.
 void TcpNat::run_deferred() {
+    // send_pending() may queue more (a reset frees a flow): index, not iterators.
+    for (size_t i = 0; i < tx_list_.size(); i++) {
+        Flow* f = tx_list_[i];
+        if (!f->st.tx_queued) continue;
+        f->st.tx_queued = false;
+        send_pending(*f);
+    }
+    tx_list_.clear();
     ack_running_.swap(ack_list_);
     for (Flow* f : ack_running_) {
         FlowState& s = f->st;

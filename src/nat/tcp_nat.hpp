@@ -145,7 +145,8 @@ private:
     void rewind(Flow& f);
     long peek(Flow& f, uint32_t offset, uint8_t* dst, size_t len);
     bool set_peek_offset(Flow& f, uint32_t off);
-    void discard_acked(Flow& f, uint32_t bytes);
+    bool settle(Flow& f);
+    void queue_tx(Flow& f);
     bool emit(Flow& f, uint32_t seq, uint8_t flags, size_t payload_len, int window_field = -1);
     size_t write_header(Flow& f, uint8_t* p, uint32_t seq, uint8_t flags, uint16_t wnd);
     size_t data_header_len(const Flow& f) const;
@@ -183,6 +184,7 @@ private:
     std::vector<Flow*> free_;                  // reusable
     std::vector<Flow*> dead_;                  // freed this batch, reusable after it
     std::vector<Flow*> ack_list_;              // flows owing an ACK at the end of the batch
+    std::vector<Flow*> tx_list_;               // flows to discard and send for at the end
     std::vector<Flow*> ack_running_;
     struct LingerEntry {
         Flow* flow;
@@ -194,6 +196,10 @@ private:
     std::deque<LingerEntry> linger_queue_;      // closed flows, oldest first
     size_t lingering_ = 0;
     std::unique_ptr<uint8_t[]> discard_;       // peek-from-0 fallback only
+    // One peek of several segments for a guest without offload, cut into
+    // frames by send_pending().
+    static constexpr size_t kPeekBatch = 64 * 1024;
+    std::unique_ptr<uint8_t[]> batch_;
     bool peek_off_ok_ = true;
     uint64_t key_[2] = {};  // for ISNs and timestamp origins
     Stats stats_;
