@@ -308,10 +308,10 @@ bool WsClient::shut_down(const char* why) {
             sw_.detach(*this);
             attached_ = false;
             const auto& s = stats();
-            spdlog::info("{} closed ({}): rx {} frames, tx {} frames, {} tx dropped, {} over "
-                         "the rate limit",
+            spdlog::info("{} closed ({}): rx {} frames, tx {} frames, {} tx dropped, held "
+                         "back {} times for its rate limit",
                          name_, why, s.rx_frames, s.tx_frames, s.tx_dropped,
-                         ws_stats_.rate_dropped);
+                         ws_stats_.rate_paused);
         } else {
             spdlog::debug("{} closed ({})", name_, why);
         }
@@ -321,6 +321,7 @@ bool WsClient::shut_down(const char* why) {
         state_ = State::closed;
         loop_.cancel(handshake_timer_);
         loop_.cancel(ping_timer_);
+        loop_.cancel(rx_timer_);
     }
     return defer_pending_;
 }
@@ -381,12 +382,40 @@ void WsClient::on_io(uint32_t events) {
         close_connection("hang-up");
 }
 
+// Over the frame or byte rate (the buckets in debt): stop reading until
+// the debt is repaid. True if paused.
+bool WsClient::pause_if_over_rate() {
+    core::Millis now = loop_.now();
+    core::Millis wait = std::max(frames_.wait_ms(now), bytes_.wait_ms(now));
+    if (wait == 0) return false;
+    if (!rx_paused_) {
+        rx_paused_ = true;
+        ws_stats_.rate_paused++;
+        set_interest();
+    }
+    loop_.arm(rx_timer_, wait);
+    return true;
+}
+
+void WsClient::resume_reading() {
+    if (fd_ < 0 || !rx_paused_) return;
+    rx_paused_ = false;
+    set_interest();
+    on_readable();
+}
+
+void WsClient::set_interest() {
+    uint32_t ev = (rx_paused_ ? 0u : uint32_t{EPOLLIN}) | (waiting_out_ ? uint32_t{EPOLLOUT} : 0u);
+    loop_.modify(fd_, ev, this);
+}
+
 void WsClient::on_readable() {
     for (int i = 0; i < kWsMaxReadsPerWakeup && fd_ >= 0; i++) {
         size_t room;
         if (state_ == State::handshake) {
             room = kWsMaxRequestHead - rx_end_;
         } else {
+            if (rx_paused_ || pause_if_over_rate()) return;
             if (rx_start_ == rx_end_) rx_start_ = rx_end_ = 0;
             if (rx_end_ == kRxCapacity) {
                 // wslay takes everything while it reads; it stopped reading
@@ -564,11 +593,8 @@ void WsClient::wslay_frame_end() {
 
 void WsClient::message_done() {
     core::Millis now = loop_.now();
-    if (!frames_.take(now) || !bytes_.take(now, static_cast<uint32_t>(msg_len_))) {
-        ws_stats_.rate_dropped++;
-        stats().rx_dropped++;
-        return;
-    }
+    frames_.charge(now, 1);
+    bytes_.charge(now, static_cast<uint32_t>(msg_len_));
     if (!mac_logged_ && msg_len_ >= wire::kEthHeaderLen) {
         mac_logged_ = true;
         spdlog::info("{} (switch port {}): guest MAC {}", name_, id(),
@@ -637,7 +663,7 @@ void WsClient::flush() {
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
             if (!waiting_out_) {
                 waiting_out_ = true;
-                loop_.modify(fd_, EPOLLIN | EPOLLOUT, this);
+                set_interest();
             }
             return;
         }
@@ -647,7 +673,7 @@ void WsClient::flush() {
     if (fd_ < 0) return;
     if (waiting_out_) {
         waiting_out_ = false;
-        loop_.modify(fd_, EPOLLIN, this);
+        set_interest();
     }
     if (close_after_flush_) {
         close_connection("handshake refused");
@@ -795,7 +821,7 @@ void WsListener::resume_accepting() {
 
 void WsListener::add_stats(WsStats& into, const WsStats& s) {
     into.handshakes_refused += s.handshakes_refused;
-    into.rate_dropped += s.rate_dropped;
+    into.rate_paused += s.rate_paused;
     into.text_closed += s.text_closed;
     into.too_big_closed += s.too_big_closed;
     into.tx_full_dropped += s.tx_full_dropped;

@@ -37,8 +37,10 @@
 //   and counts a message of fewer than 14 bytes. Ping, pong and close are
 //   wslay's: it answers a ping with a pong and a close with a close.
 // - Limits per client (WsLimits): frames and bytes per second from the
-//   client (token buckets: a frame over either rate is dropped and
-//   counted, as a policer would); pings over rx_pings_per_sec close the
+//   client (token buckets used as a shaper: every message is charged,
+//   and while either bucket is in debt the client's socket is not read,
+//   a timer resuming it when the debt is repaid: TCP's flow control slows
+//   the client down, and nothing it sent is dropped); pings over rx_pings_per_sec close the
 //   client (1008); at most kWsMaxReadsPerWakeup reads per
 //   wakeup (fairness); the bytes queued toward the client (wslay's queue
 //   plus our output buffer) are capped: a frame that would exceed the cap
@@ -146,7 +148,7 @@ struct WsConfig {
 // Counters of one client, and (summed) of a listener.
 struct WsStats {
     uint64_t handshakes_refused = 0;  // HTTP error answered
-    uint64_t rate_dropped = 0;        // frames over the frame or byte rate
+    uint64_t rate_paused = 0;         // times reading stopped: over the frame or byte rate
     uint64_t text_closed = 0;         // clients closed for a text message
     uint64_t too_big_closed = 0;      // clients closed for a message over the max frame
     uint64_t ping_flood_closed = 0;   // clients closed for pings over the rate
@@ -206,6 +208,9 @@ private:
     void fail_session(uint16_t code, const char* why);
     void on_handshake_timeout();
     void on_ping_timer();
+    bool pause_if_over_rate();
+    void resume_reading();
+    void set_interest();
 
     core::EventLoop& loop_;
     sw::Switch& sw_;
@@ -216,6 +221,7 @@ private:
     State state_ = State::handshake;
     bool attached_ = false;
     bool waiting_out_ = false;
+    bool rx_paused_ = false;  // over the rate: EPOLLIN off until rx_timer_
     bool defer_pending_ = false;
     bool close_after_flush_ = false;
     bool mac_logged_ = false;
@@ -243,6 +249,7 @@ private:
     WsStats ws_stats_;
     core::Timer handshake_timer_{[this] { on_handshake_timeout(); }};
     core::Timer ping_timer_{[this] { on_ping_timer(); }};
+    core::Timer rx_timer_{[this] { resume_reading(); }};
 };
 
 // ---------------------------------------------------------------- listener

@@ -1,7 +1,7 @@
 // The WebSocket attachment: the RFC 6455 handshake (parsing, the accept
 // key, Origin checks), then real clients over TCP on 127.0.0.1 against a
 // WsListener on a switch: frames both ways, padding, ping/pong, close, a
-// text message, an oversized message, the rate limits, the send queue cap
+// text message, an oversized message, the rate limits (a shaper), the send queue cap
 // and the client cap. The client side's frames are built here by hand
 // (masked, as RFC 6455 section 5.3 requires of a client).
 #include "ports/websocket_port.hpp"
@@ -433,33 +433,47 @@ TEST_F(WsFixture, UnmaskedClientFrameIsAProtocolError) {
     EXPECT_TRUE(recorder.frames.empty());
 }
 
-TEST_F(WsFixture, RateLimitsDropFramesOverTheRate) {
+TEST_F(WsFixture, RateLimitsHoldBackAClientOverTheRateAndDropNothing) {
+    // A shaper, not a policer: what was read goes through; then the client
+    // is not read until the frame bucket's debt (3 frames at 2 a second)
+    // is repaid, 1.5 s later.
     WsConfig cfg;
     cfg.limits.rx_frames_burst = 3;
-    cfg.limits.rx_frames_per_sec = 1;
+    cfg.limits.rx_frames_per_sec = 2;
     listen(cfg);
     int a = open_ws();
     std::string burst;
-    for (int i = 0; i < 10; i++) burst += client_frame(WSLAY_BINARY_FRAME, eth_frame(60, 1, i));
+    for (int i = 0; i < 6; i++) burst += client_frame(WSLAY_BINARY_FRAME, eth_frame(60, 1, i));
     send_all(a, burst);
-    pump_until([&] { return listener->stats().rate_dropped >= 7; });
-    EXPECT_EQ(recorder.frames.size(), 3u);
-    EXPECT_EQ(listener->stats().rate_dropped, 7u);
+    pump_until([&] { return recorder.frames.size() >= 6; });
+    ASSERT_EQ(recorder.frames.size(), 6u);
+    EXPECT_EQ(listener->stats().rate_paused, 0u);
+    send_all(a, client_frame(WSLAY_BINARY_FRAME, eth_frame(60, 1, 6)));
+    pump_until([] { return false; }, 20);  // 200 ms: still held back
+    EXPECT_EQ(recorder.frames.size(), 6u);
+    EXPECT_EQ(listener->stats().rate_paused, 1u);
+    pump_until([&] { return recorder.frames.size() >= 7; });
+    EXPECT_EQ(recorder.frames.size(), 7u);
+    EXPECT_EQ(recorder.frames.back()[14], 6);  // the held-back frame (its first payload byte), intact
 
-    // Bytes: a burst of 3000 bytes lets two 1514-byte frames through... one.
+    // Bytes: the same with a 3000-byte burst at 100 bytes a second.
     WsConfig by;
     by.limits.rx_bytes_burst = 3000;
-    by.limits.rx_bytes_per_sec = 1;
+    by.limits.rx_bytes_per_sec = 100;
     listener.reset();
     recorder.frames.clear();
     listen(by);
     int b = open_ws();
     send_all(b, client_frame(WSLAY_BINARY_FRAME, eth_frame(1514, 2, 0)) +
-                    client_frame(WSLAY_BINARY_FRAME, eth_frame(1514, 2, 1)) +
-                    client_frame(WSLAY_BINARY_FRAME, eth_frame(60, 2, 2)));
-    pump_until([&] { return recorder.frames.size() + listener->stats().rate_dropped >= 3; });
-    EXPECT_EQ(recorder.frames.size(), 2u);  // 1514 and 60
-    EXPECT_EQ(listener->stats().rate_dropped, 1u);
+                    client_frame(WSLAY_BINARY_FRAME, eth_frame(1514, 2, 1)));
+    pump_until([&] { return recorder.frames.size() >= 2; });
+    ASSERT_EQ(recorder.frames.size(), 2u);
+    send_all(b, client_frame(WSLAY_BINARY_FRAME, eth_frame(60, 2, 2)));
+    pump_until([] { return false; }, 5);  // 28 bytes of debt: 280 ms
+    EXPECT_EQ(recorder.frames.size(), 2u);
+    EXPECT_EQ(listener->stats().rate_paused, 1u);
+    pump_until([&] { return recorder.frames.size() >= 3; });
+    EXPECT_EQ(recorder.frames.size(), 3u);
 }
 
 TEST_F(WsFixture, PingFloodClosesTheClient) {
