@@ -5,14 +5,15 @@
 #   sudo bench/attach.sh [--reps N] [--quick] [--backends "..."] [--iperf-secs S]
 #
 # The guest is a network namespace whose TAP is relayed over the transport
-# by bench/tap_relay (the same relay for every backend of a transport:
-# a 4-byte-length stream over a unix or TCP socket, one frame per UDP
-# datagram) or, on the VDE path, by vde2's own vde_plug2tap. MTU 1500, as
+# by bench/tap_relay (the same relay for every backend of a transport, one
+# that batches: a 4-byte-length stream over a unix or TCP socket, one frame
+# per UDP datagram, one masked binary message per frame) or, on the VDE path, by vde2's own vde_plug2tap. MTU 1500, as
 # an emulated NIC has. Backends:
 #   stream-unix     usernet --socket            (QEMU -netdev stream, unix)
 #   passt           passt --socket              (the same framing)
 #   stream-tcp      usernet --listen            (QEMU -netdev stream inet / socket,connect=)
 #   dgram-udp       usernet --dgram             (QEMU -netdev dgram / socket,udp=)
+#   websocket       usernet --websocket         (v86 network_relay_url)
 #   vde             usernet --vde               (vde_plug2tap)
 #   vde_switch+slirpvde                         (vde2's switch and its slirp)
 #   tap             usernet --netns, for scale  (no relay: the TAP is usernet's)
@@ -70,13 +71,23 @@ if has -- "--dgram"; then
 	add dgram-udp "$(wrap "$un --dgram udp:127.0.0.1:41991,127.0.0.1:41992" "sleep 0.3" \
 		"$relay $guest --dgram-udp 127.0.0.1:41992,127.0.0.1:41991")"
 fi
+if has -- "--websocket"; then
+	add websocket "$(wrap "$un --websocket 127.0.0.1:41993" "(exec 3<>/dev/tcp/127.0.0.1/41993) 2>/dev/null" \
+		"$relay $guest --websocket 127.0.0.1:41993")"
+fi
 vdeguest="ip netns exec {NETNS_NAME} vde_plug2tap -s {RUNDIR}/vde {TAP} & v=\$!; for i in \$(seq 100); do ip -n {NETNS_NAME} link show {TAP} >/dev/null 2>&1 && break; sleep 0.05; done; ip -n {NETNS_NAME} link set {TAP} mtu {MTU} up; ip -n {NETNS_NAME} addr add 10.0.2.15/24 dev {TAP}; ip -n {NETNS_NAME} route add default via 10.0.2.2; wait \$v"
 if has -- "--vde" && command -v vde_plug2tap >/dev/null; then
 	add vde "$(wrap "$un --vde {RUNDIR}/vde" "[ -S {RUNDIR}/vde/ctl ]" "bash -c '$vdeguest'")"
 fi
 if command -v vde_switch >/dev/null && command -v slirpvde >/dev/null && command -v vde_plug2tap >/dev/null; then
-	add vde_switch+slirpvde "$(wrap "vde_switch -s {RUNDIR}/vde & slirpvde -s {RUNDIR}/vde" \
-		"[ -S {RUNDIR}/vde/ctl ]" "bash -c '$vdeguest'")"
+	# vde_switch leaves on EOF of its console (stdin): a FIFO that this
+	# shell holds open for writing keeps it running. slirpvde does not
+	# ignore SIGPIPE (QEMU does, for its libslirp) and dies of the first
+	# write to a socket the host closed (iperf3 does that): it runs with
+	# SIGPIPE ignored. It forwards TCP only (-L), so its host->guest UDP
+	# rows are n/a.
+	sv="mkfifo {RUNDIR}/sw.in; vde_switch -s {RUNDIR}/vde <{RUNDIR}/sw.in >/dev/null & s=\$!; exec 4<>{RUNDIR}/sw.in; cleanup() { kill \$s \$l 2>/dev/null; }; trap cleanup TERM EXIT; for i in \$(seq 100); do [ -S {RUNDIR}/vde/ctl ] && break; sleep 0.05; done; fw=; for p in \$(echo {FWD_TCP} | tr , \" \"); do fw=\"\$fw -L \$p:10.0.2.15:\$p\"; done; trap \"\" PIPE; slirpvde -s {RUNDIR}/vde \$fw >/dev/null & l=\$!; wait \$l"
+	add vde_switch+slirpvde "$(wrap "bash -c '$sv'" "[ -S {RUNDIR}/vde/ctl ]" "bash -c '$vdeguest'")"
 fi
 
 sel=()

@@ -20,21 +20,20 @@ medians on stdout.
 """
 
 import argparse
-import hashlib
 import http.server
 import os
 import re
 import socketserver
-import struct
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+import guestbench  # noqa: E402
 
 
 class Quiet(http.server.SimpleHTTPRequestHandler):
@@ -53,27 +52,8 @@ def serve(directory):
 def capture_seconds(path, port):
     """From a pcap of Ethernet frames: the guest's SYN to port -> the
     server's FIN, in seconds (None if either is missing)."""
-    with open(path, "rb") as f:
-        data = f.read()
-    if len(data) < 24:
-        return None
-    magic = struct.unpack("<I", data[:4])[0]
-    e = "<" if magic in (0xA1B2C3D4, 0xA1B23C4D) else ">"
-    nano = struct.unpack(e + "I", data[:4])[0] == 0xA1B23C4D
-    off, syn, fin = 24, None, None
-    while off + 16 <= len(data):
-        sec, frac, incl, _ = struct.unpack(e + "IIII", data[off:off + 16])
-        fr = data[off + 16:off + 16 + incl]
-        off += 16 + incl
-        t = sec + frac / (1e9 if nano else 1e6)
-        if len(fr) < 54 or fr[12:14] != b"\x08\x00" or fr[23] != 6:
-            continue
-        ihl = (fr[14] & 15) * 4
-        tcp = fr[14 + ihl:]
-        if len(tcp) < 14:
-            continue
-        sport, dport = struct.unpack(">HH", tcp[:4])
-        flags = tcp[13]
+    syn = fin = None
+    for t, sport, dport, flags in guestbench.tcp_frames(path):
         if dport == port and flags & 0x02 and syn is None:
             syn = t
         if sport == port and flags & 0x01 and fin is None:
@@ -101,17 +81,8 @@ def main():
     ap.add_argument("--usernet", default=os.environ.get("USERNET_BIN", os.path.join(REPO, "build", "usernet")))
     args = ap.parse_args()
 
-    tmp = tempfile.mkdtemp(prefix="un-ne2k-")
-    gdir = os.path.join(tmp, "guest")
-    subprocess.run(["sh", os.path.join(REPO, "tests", "qemu", "build-guest.sh"), gdir], check=True,
-                   stdout=subprocess.DEVNULL)
-    kernel, initrd = os.path.join(gdir, "vmlinuz"), os.path.join(gdir, "initrd.gz")
-    www = os.path.join(tmp, "www")
-    os.makedirs(www)
-    data = os.urandom(int(args.size * 1024 * 1024))
-    with open(os.path.join(www, "f"), "wb") as f:
-        f.write(data)
-    want = hashlib.sha256(data).hexdigest()
+    tmp, kernel, initrd, www, data, want = guestbench.prepare(
+        os.path.join(REPO, "tests", "qemu", "build-guest.sh"), args.size, "un-ne2k-")
     srv = serve(www)
     port = srv.server_address[1]
 
@@ -154,12 +125,10 @@ def main():
                       f"({grate:.2f} by the guest's clock)", flush=True)
                 rows.append((nic, backend, rep, len(data), f"{crate:.3f}", f"{grate:.3f}", "ok"))
     srv.shutdown()
-    with open(tsv, "w") as f:
-        f.write(f"# {qemu_v}; {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}; "
-                f"command: sudo bench/ne2k.py --size {args.size} --reps {args.reps}\n")
-        f.write("nic\tbackend\trep\tbytes\tMB_per_s_capture\tMB_per_s_guest_clock\tstatus\n")
-        for r in rows:
-            f.write("\t".join(map(str, r)) + "\n")
+    guestbench.write_tsv(
+        tsv, f"{qemu_v}; {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}; "
+        f"command: sudo bench/ne2k.py --size {args.size} --reps {args.reps}",
+        ["nic", "backend", "rep", "bytes", "MB_per_s_capture", "MB_per_s_guest_clock", "status"], rows)
     print("\nmedian MB/s (from the capture):")
     for nic in args.nics.split(","):
         med = {}
