@@ -28,11 +28,15 @@
 // port forward's accepted socket (open_inbound) sends a SYN the other way,
 // retried at 1, 2, 4 ... s, six tries.
 //
-// Guest to host. In-order payload is written with send(MSG_DONTWAIT); what
-// was already accepted is trimmed off the front; a segment that starts
-// beyond rcv_nxt is dropped (usernet keeps no out-of-order data) and
-// answered at once with a duplicate ACK. Only what the kernel took is
-// acknowledged. The window advertised is the room in the socket's send
+// Guest to host. In-order payload is written with send(MSG_DONTWAIT): the
+// in-order segments of one flow in a batch are gathered in a 256 KiB stage
+// and go in one send() (at the end of the batch, when another flow's
+// segment comes, or before any segment of this flow leaves: rcv_nxt moves
+// when a segment is staged and moves back by what the kernel refused
+// before an ACK can say otherwise); what was already accepted is trimmed
+// off the front; a segment that starts beyond rcv_nxt is dropped (usernet
+// keeps no out-of-order data) and answered at once with a duplicate ACK.
+// Only what the kernel took is acknowledged. The window advertised is the room in the socket's send
 // buffer (SO_MEMINFO: sndbuf minus queued memory, less 1/16), never
 // shrinking the right edge already offered, and capped (window_cap(): at
 // most 256 segments, and all of a guest's flows together about 4096, so
@@ -224,6 +228,7 @@ TcpNat::TcpNat(Nat& nat) : nat_(nat), loop_(nat.loop()), gw_(nat.gateway()) {
     ack_list_.reserve(256);
     tx_list_.reserve(256);
     batch_ = std::make_unique_for_overwrite<uint8_t[]>(kPeekBatch);
+    stage_ = std::make_unique_for_overwrite<uint8_t[]>(kStageSize);
     ack_running_.reserve(256);
     dead_.reserve(64);
     if (getrandom(key_, sizeof key_, GRND_NONBLOCK) != static_cast<ssize_t>(sizeof key_)) {
@@ -384,6 +389,10 @@ void TcpNat::free_flow(Flow& f) {
     }
     if (debug_on()) spdlog::debug("tcp: {} freed", describe(f.st.key));
     f.st.phase = Phase::free;
+    if (staged_flow_ == &f) {  // going away: what it staged goes with it
+        staged_flow_ = nullptr;
+        stage_len_ = 0;
+    }
     f.st.ack_queued = false;
     f.st.tx_queued = false;
     f.st.acked_unread = 0;
@@ -448,6 +457,7 @@ void TcpNat::reset_flow(Flow& f, bool rst_guest) {
 // Both directions are closed and acknowledged: close the socket, linger.
 void TcpNat::finish_flow(Flow& f) {
     FlowState& s = f.st;
+    if (staged_flow_ == &f) flush_stage(false);
     if (s.fd >= 0) {
         (void)settle(f);  // unread data would make close() send a RST
         loop_.forget(s.fd, &f);
@@ -1010,6 +1020,12 @@ void TcpNat::input_synchronized(Flow& f, const wire::TcpView& seg) {
             } else if (plen > 0) {
                 queue_ack(f, true);  // old data again: our ACK was lost
             }
+            if (all && seg.has(flag::fin) && staged_flow_ == &f) {
+                // Data staged from earlier segments goes before the FIN's
+                // shutdown(); a short write leaves the FIN out of order.
+                flush_stage(true);
+                if (s.phase != Phase::established) return;
+            }
             if (all && seg.has(flag::fin) && seq + plen == s.rcv_nxt) {
                 s.guest_fin = true;
                 s.rcv_nxt++;
@@ -1170,34 +1186,71 @@ void TcpNat::enable_host_keepalive(Flow& f) {
 // only what the kernel took.
 void TcpNat::write_payload(Flow& f, const wire::TcpView& seg, const tcp::NewData& nd) {
     FlowState& s = f.st;
-    const uint8_t* data = seg.payload().data() + nd.skip;
+    // Staged, not sent: the in-order segments of a batch go to the socket
+    // in one send() (flush_stage). rcv_nxt moves now, so that the next
+    // segment is in order; a short write moves it back before any ACK
+    // can tell the guest (every path that emits one flushes first).
+    if (staged_flow_ != nullptr && (staged_flow_ != &f || stage_len_ + nd.len > kStageSize))
+        flush_stage(true);
+    if (s.phase != Phase::established) return;
+    static_assert(kStageSize >= 65535, "a whole segment always fits an empty stage");
+    std::memcpy(stage_.get() + stage_len_, seg.payload().data() + nd.skip, nd.len);
+    stage_len_ += nd.len;
+    staged_flow_ = &f;
+    s.rcv_nxt += nd.len;
+    queue_ack(f);  // also schedules run_deferred, which flushes
+    if (seg.has(flag::fin)) flush_stage(true);  // the FIN needs the real rcv_nxt
+}
+
+// Writes the staged bytes of staged_flow_ with one send(). What the kernel
+// did not take is taken back from rcv_nxt (the guest sends it again). With
+// `answer`, as write_payload() did before staging, a short write is
+// answered at once and a socket error resets the flow; without (called on
+// the way to emitting a segment, which carries the ACK), the ACK is left
+// to that segment and a reset to the end of the batch.
+void TcpNat::flush_stage(bool answer) {
+    Flow* fp = staged_flow_;
+    uint32_t len = static_cast<uint32_t>(stage_len_);
+    staged_flow_ = nullptr;
+    stage_len_ = 0;
+    if (fp == nullptr) return;
+    Flow& f = *fp;
+    FlowState& s = f.st;
+    if (s.phase != Phase::established || s.fd < 0) return;
     ssize_t n;
     do {
-        n = send(s.fd, data, nd.len, MSG_DONTWAIT | MSG_NOSIGNAL);
+        n = send(s.fd, stage_.get(), len, MSG_DONTWAIT | MSG_NOSIGNAL);
     } while (n < 0 && errno == EINTR);
+    bool dead = false;
     if (n < 0) {
         if (errno != EAGAIN && errno != EWOULDBLOCK) {
             if (debug_on())
                 spdlog::debug("tcp: {} send: {}", describe(s.key), std::strerror(errno));
-            reset_flow(f, true);
-            return;
+            dead = true;
         }
         n = 0;
     }
-    s.rcv_nxt += static_cast<uint32_t>(n);
-    stats_.bytes_to_host += static_cast<uint64_t>(n);
-    note_active(f);
-    if (static_cast<uint32_t>(n) < nd.len) {
-        stats_.partial_writes++;
+    uint32_t taken = static_cast<uint32_t>(n);
+    s.rcv_nxt -= len - taken;
+    stats_.bytes_to_host += taken;
+    if (taken > 0) note_active(f);
+    if (dead) {
+        if (answer) reset_flow(f, true);
+        else doomed_.push_back(&f);
+        return;
+    }
+    if (taken == len) return;
+    stats_.partial_writes++;
+    if (answer) {
         // Nothing taken from inside the window offered: an ACK like the
         // last one would be a duplicate ACK to the guest (three make it
         // fast-retransmit into a full buffer). It retransmits by its
         // timer, or sooner on the window update that EPOLLOUT brings
         // (send_ack_now() watches for it).
-        send_ack_now(f, /*skip_identical=*/n == 0);
-        return;
+        send_ack_now(f, /*skip_identical=*/taken == 0);
+    } else if (!s.guest_fin && !s.want_out) {
+        update_interest(f, true);  // the kernel's room is what we wait for
     }
-    queue_ack(f);
 }
 
 // ---------------------------------------------------------------------------
@@ -1572,6 +1625,7 @@ uint32_t TcpNat::ts_now(const Flow& f) const {
 // the cached advertisement. Returns whether the gateway sent it.
 bool TcpNat::emit(Flow& f, uint32_t seq, uint8_t flags, size_t payload_len, int window_field) {
     FlowState& s = f.st;
+    if (staged_flow_ == &f) flush_stage(false);  // never ACK bytes not yet written
     uint16_t wnd = window_field >= 0 ? static_cast<uint16_t>(window_field) : cached_window_field(f);
     uint8_t* p = gw_.tx_l4();
     size_t hl = write_header(f, p, seq, flags, wnd);
@@ -1694,6 +1748,7 @@ void TcpNat::note_active(Flow& f) {
 // skip_identical: not if it would repeat the last ACK's number and window.
 void TcpNat::send_ack_now(Flow& f, bool skip_identical) {
     FlowState& s = f.st;
+    if (staged_flow_ == &f) flush_stage(false);
     if (s.fd < 0) {
         emit(f, s.snd_max, flag::ack, 0, 0);
         return;
@@ -1718,6 +1773,7 @@ void TcpNat::send_ack_now(Flow& f, bool skip_identical) {
 // (An ACK identical to the last would count as a duplicate ACK.)
 void TcpNat::send_window_update(Flow& f) {
     FlowState& s = f.st;
+    if (staged_flow_ == &f) flush_stage(false);
     bool low = false;
     uint32_t room = socket_send_room(f, &low);
     tcp::Advertised a = tcp::advertise_window(s.rcv_nxt, s.rcv_adv, room, s.rcv_wscale);
@@ -1960,6 +2016,9 @@ void TcpNat::on_timer(Flow& f) {
 // the ACK too), the coalesced ACKs, then flows freed in this batch return
 // to the pool.
 void TcpNat::run_deferred() {
+    flush_stage(true);
+    for (size_t i = 0; i < doomed_.size(); i++) reset_flow(*doomed_[i], true);
+    doomed_.clear();
     // send_pending() may queue more (a reset frees a flow): index, not iterators.
     for (size_t i = 0; i < tx_list_.size(); i++) {
         Flow* f = tx_list_[i];

@@ -135,6 +135,7 @@ private:
     void input_synchronized(Flow& f, const wire::TcpView& seg);
     void process_ack(Flow& f, const wire::TcpView& seg, uint32_t ts_ecr);
     void write_payload(Flow& f, const wire::TcpView& seg, const tcp::NewData& nd);
+    void flush_stage(bool answer);
 
     // Toward the guest.
     void send_pending(Flow& f);
@@ -200,6 +201,14 @@ private:
     // frames by send_pending().
     static constexpr size_t kPeekBatch = 64 * 1024;
     std::unique_ptr<uint8_t[]> batch_;
+    // Guest data of one flow waiting for its send() (write_payload), and
+    // flows whose socket failed while their ACK was on its way (reset at
+    // the end of the batch).
+    static constexpr size_t kStageSize = 256 * 1024;
+    std::unique_ptr<uint8_t[]> stage_;
+    size_t stage_len_ = 0;
+    Flow* staged_flow_ = nullptr;
+    std::vector<Flow*> doomed_;
     bool peek_off_ok_ = true;
     uint64_t key_[2] = {};  // for ISNs and timestamp origins
     Stats stats_;

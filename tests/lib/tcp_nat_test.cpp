@@ -299,6 +299,7 @@ TEST(TcpNat, TcpNat_GuestDataReachesTheHostAndABatchGetsOneAck) {
     g.send(flag::ack, g.snd_nxt, g.rcv_nxt, data.substr(0, 1000), 1024);
     g.send(flag::ack, g.snd_nxt + 1000, g.rcv_nxt, data.substr(1000, 1000), 1024);
     g.send(flag::ack | flag::psh, g.snd_nxt + 2000, g.rcv_nxt, data.substr(2000), 1024);
+    h.loop.run_once(0);  // the end of the batch writes what was staged
     EXPECT_EQ(read_n(fd, 3000), data);
     auto segs = g.wait(1);
     for (auto& s : g.settle()) segs.push_back(s);
@@ -327,12 +328,14 @@ TEST(TcpNat, TcpNat_OnlyInOrderBytesAreAcknowledgedAndAHoleGetsDuplicateAcks) {
     // The retransmission of everything, overlapping what was never taken.
     std::string data = pattern(400, 3);
     g.send(flag::ack, base, g.rcv_nxt, data, 1024);
+    h.loop.run_once(0);  // the end of the batch writes what was staged
     EXPECT_EQ(read_n(fd, 400), data);
     segs = g.wait(1);
     ASSERT_FALSE(segs.empty());
     EXPECT_EQ(segs.back().ack, base + 400);
     // An old duplicate is trimmed away, a partial overlap is trimmed to its new part.
     g.send(flag::ack, base + 300, g.rcv_nxt, data.substr(300) + "XYZ", 1024);
+    h.loop.run_once(0);  // the end of the batch writes what was staged
     EXPECT_EQ(read_n(fd, 3), "XYZ");
     close(fd);
 }
@@ -626,6 +629,7 @@ TEST(TcpNat, TcpNat_HostCloseSendsFinAfterTheDataAndTheGuestMayKeepSending) {
     EXPECT_EQ(segs[0].seq, g.rcv_nxt);
     EXPECT_EQ(segs.back().seq + segs.back().payload.size(), g.rcv_nxt + 10);
     g.send(flag::ack, g.snd_nxt, g.rcv_nxt + 11, "more from guest", 1024);
+    h.loop.run_once(0);  // the end of the batch writes what was staged
     EXPECT_EQ(read_n(fd, 15), "more from guest");
     close(fd);
 }
@@ -674,6 +678,7 @@ TEST(TcpNat, TcpNat_InboundConnectionSendsSynAndRelaysAfterTheGuestAnswers) {
     EXPECT_EQ(segs[0].flags, flag::ack);
     EXPECT_EQ(segs[0].ack, 5001u);
     g.send(flag::ack | flag::psh, 5001, isn + 1, "from guest", 1024);
+    h.loop.run_once(0);  // the end of the batch writes what was staged
     EXPECT_EQ(read_n(client, 10), "from guest");
     // The guest resets: the host client sees it.
     g.send(flag::rst, 5011, 0);
