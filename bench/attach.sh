@@ -2,12 +2,13 @@
 # Throughput and latency of a kernel guest behind each attachment protocol,
 # usernet beside the tools that speak the same protocol, in one netbench run.
 #
-#   sudo bench/attach.sh [--reps N] [--quick] [--backends "..."] [--iperf-secs S]
+#   sudo bench/attach.sh [--reps N] [--quick] [--backends "..."] [--iperf-secs S] [--tag T]
 #
 # The guest is a network namespace whose TAP is relayed over the transport
 # by bench/tap_relay (the same relay for every backend of a transport, one
 # that batches: a 4-byte-length stream over a unix or TCP socket, one frame
-# per UDP datagram, one masked binary message per frame) or, on the VDE path, by vde2's own vde_plug2tap. MTU 1500, as
+# per UDP datagram, one masked binary message per frame) or, on the VDE
+# path, by vde2's own vde_plug2tap. MTU 1500, as
 # an emulated NIC has. Backends:
 #   stream-unix     usernet --socket            (QEMU -netdev stream, unix)
 #   passt           passt --socket              (the same framing)
@@ -18,19 +19,20 @@
 #   vde_switch+slirpvde                         (vde2's switch and its slirp)
 #   tap             usernet --netns, for scale  (no relay: the TAP is usernet's)
 # A backend whose usernet option this build lacks is left out.
-# Results: bench/results/<date>/attach-{raw.tsv,report.txt,versions.txt}.
+# Results: bench/results/<date>/attach[-T]-{raw.tsv,report.txt,versions.txt}.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 netbench=${NETBENCH:-$here/../shared/bench/netbench}
 bin=${USERNET_BIN:-$here/build/usernet}
-reps=3 quick=() extra=() only=""
+reps=3 quick=() extra=() only="" tag=""
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--reps) reps=$2; shift 2 ;;
 	--quick) quick=(--quick); shift ;;
 	--backends) only=$2; shift 2 ;;
+	--tag) tag=-$2; shift 2 ;;
 	--iperf-secs|--rr-n|--crr-secs) extra+=("$1" "$2"); shift 2 ;;
-	*) echo "usage: $0 [--reps N] [--quick] [--backends \"...\"] [--iperf-secs S]" >&2; exit 2 ;;
+	*) echo "usage: $0 [--reps N] [--quick] [--backends \"...\"] [--iperf-secs S] [--tag T]" >&2; exit 2 ;;
 	esac
 done
 [ "$(id -u)" = 0 ] || { echo "bench: needs root (namespaces)" >&2; exit 1; }
@@ -56,10 +58,12 @@ un="$bin --quiet --guest-addr 10.0.2.15 -t {FWD_TCP} -u {FWD_UDP}"
 plugins=() names=()
 add() { names+=("$1"); plugins+=(--plugin "$1=$2"); }
 
-add stream-unix "$(wrap "$un --socket {RUNDIR}/u.sock" "[ -S {RUNDIR}/u.sock ]" \
+# A socket left by the previous repetition would pass the wait below
+# before the backend listens: each removes it first.
+add stream-unix "$(wrap "rm -f {RUNDIR}/u.sock; $un --socket {RUNDIR}/u.sock" "[ -S {RUNDIR}/u.sock ]" \
 	"$relay $guest --stream-unix {RUNDIR}/u.sock")"
 if command -v passt >/dev/null; then
-	add passt "$(wrap "passt -f -q --runas 0 -t {FWD_TCP} -u {FWD_UDP} --socket {RUNDIR}/p.sock" \
+	add passt "$(wrap "rm -f {RUNDIR}/p.sock; passt -f -q --runas 0 -t {FWD_TCP} -u {FWD_UDP} --socket {RUNDIR}/p.sock" \
 		"[ -S {RUNDIR}/p.sock ]" \
 		"$relay --netns {NETNS} --tap {TAP} --mtu {MTU} --addr {HOST_ADDR}/24 --gw 198.51.100.254 --stream-unix {RUNDIR}/p.sock")"
 fi
@@ -77,7 +81,7 @@ if has -- "--websocket"; then
 fi
 vdeguest="ip netns exec {NETNS_NAME} vde_plug2tap -s {RUNDIR}/vde {TAP} & v=\$!; for i in \$(seq 100); do ip -n {NETNS_NAME} link show {TAP} >/dev/null 2>&1 && break; sleep 0.05; done; ip -n {NETNS_NAME} link set {TAP} mtu {MTU} up; ip -n {NETNS_NAME} addr add 10.0.2.15/24 dev {TAP}; ip -n {NETNS_NAME} route add default via 10.0.2.2; wait \$v"
 if has -- "--vde" && command -v vde_plug2tap >/dev/null; then
-	add vde "$(wrap "$un --vde {RUNDIR}/vde" "[ -S {RUNDIR}/vde/ctl ]" "bash -c '$vdeguest'")"
+	add vde "$(wrap "rm -rf {RUNDIR}/vde; $un --vde {RUNDIR}/vde" "[ -S {RUNDIR}/vde/ctl ]" "bash -c '$vdeguest'")"
 fi
 if command -v vde_switch >/dev/null && command -v slirpvde >/dev/null && command -v vde_plug2tap >/dev/null; then
 	# vde_switch leaves on EOF of its console (stdin): a FIFO that this
@@ -86,7 +90,7 @@ if command -v vde_switch >/dev/null && command -v slirpvde >/dev/null && command
 	# write to a socket the host closed (iperf3 does that): it runs with
 	# SIGPIPE ignored. It forwards TCP only (-L), so its host->guest UDP
 	# rows are n/a.
-	sv="mkfifo {RUNDIR}/sw.in; vde_switch -s {RUNDIR}/vde <{RUNDIR}/sw.in >/dev/null & s=\$!; exec 4<>{RUNDIR}/sw.in; cleanup() { kill \$s \$l 2>/dev/null; }; trap cleanup TERM EXIT; for i in \$(seq 100); do [ -S {RUNDIR}/vde/ctl ] && break; sleep 0.05; done; fw=; for p in \$(echo {FWD_TCP} | tr , \" \"); do fw=\"\$fw -L \$p:10.0.2.15:\$p\"; done; trap \"\" PIPE; slirpvde -s {RUNDIR}/vde \$fw >/dev/null & l=\$!; wait \$l"
+	sv="rm -rf {RUNDIR}/vde {RUNDIR}/sw.in; mkfifo {RUNDIR}/sw.in; vde_switch -s {RUNDIR}/vde <{RUNDIR}/sw.in >/dev/null & s=\$!; exec 4<>{RUNDIR}/sw.in; cleanup() { kill \$s \$l 2>/dev/null; }; trap cleanup TERM EXIT; for i in \$(seq 100); do [ -S {RUNDIR}/vde/ctl ] && break; sleep 0.05; done; fw=; for p in \$(echo {FWD_TCP} | tr , \" \"); do fw=\"\$fw -L \$p:10.0.2.15:\$p\"; done; trap \"\" PIPE; slirpvde -s {RUNDIR}/vde \$fw >/dev/null & l=\$!; wait \$l"
 	add vde_switch+slirpvde "$(wrap "bash -c '$sv'" "[ -S {RUNDIR}/vde/ctl ]" "bash -c '$vdeguest'")"
 fi
 
@@ -103,10 +107,10 @@ mkdir -p "$out"
 	echo "passt: $(dpkg-query -W -f '${Version}' passt 2>/dev/null || echo none)"
 	echo "vde2: $(dpkg-query -W -f '${Version}' vde2 2>/dev/null || echo none)"
 	echo "backends: ${sel[*]}"
-} >"$out/attach-versions.txt"
+} >"$out/attach$tag-versions.txt"
 echo "== attachments: ${sel[*]}" >&2
 "$netbench" --reps "$reps" "${quick[@]}" --backends "${sel[*]} ours" \
 	--ours "exec $bin --quiet --netns {NETNS} --config-net --mtu {MTU} -t {FWD_TCP} -u {FWD_UDP}" \
-	"${plugins[@]}" --ours-mtu 1500 "${extra[@]}" --raw "$out/attach-raw.tsv" |
-	tee "$out/attach-report.txt"
+	"${plugins[@]}" --ours-mtu 1500 "${extra[@]}" --raw "$out/attach$tag-raw.tsv" |
+	tee "$out/attach$tag-report.txt"
 echo "results in $out" >&2
