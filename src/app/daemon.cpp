@@ -87,7 +87,9 @@ std::string default_socket_path() {
     if (base.empty() || base.size() + 10 >= sizeof(sockaddr_un{}.sun_path))
         base = "/tmp/usernet-" + std::to_string(getuid());
     for (int i = 0; i < 100; ++i) {
-        std::string path = base + (i ? "-" + std::to_string(i) : "") + ".socket";
+        std::string path = base;
+        if (i > 0) path.append("-").append(std::to_string(i));
+        path.append(".socket");
         if (!path_taken(path)) return path;
     }
     throw StartupError("no free default socket path (" + base + ".socket to " + base +

@@ -30,7 +30,11 @@ constexpr std::string_view kSyntax =
     throw std::invalid_argument(what + "; " + std::string(kSyntax));
 }
 
-std::string quoted(std::string_view s) { return "'" + std::string(s) + "'"; }
+std::string quoted(std::string_view s) {
+    std::string q;
+    q.reserve(s.size() + 2);
+    return q.append("'").append(s).append("'");
+}
 
 struct Range {
     uint32_t first;
@@ -169,16 +173,16 @@ std::vector<ForwardSpec> parse_forward_specs(char proto, std::string_view text) 
 std::string ForwardSpec::to_string() const {
     std::string s = proto == 'u' ? "-u " : "-t ";
     if (bind_addr || !bind_ifname.empty()) {
-        if (bind_addr)
-            s += bind_addr->is_v4() ? bind_addr->to_string() : "[" + bind_addr->to_string() + "]";
-        if (!bind_ifname.empty()) s += "%" + bind_ifname;
-        s += "/";
+        if (bind_addr && bind_addr->is_v4()) s.append(bind_addr->to_string());
+        else if (bind_addr) s.append("[").append(bind_addr->to_string()).append("]");
+        if (!bind_ifname.empty()) s.append("%").append(bind_ifname);
+        s.append("/");
     }
-    s += std::to_string(host_first);
-    if (host_last != host_first) s += "-" + std::to_string(host_last);
+    s.append(std::to_string(host_first));
+    if (host_last != host_first) s.append("-").append(std::to_string(host_last));
     if (guest_first != host_first || guest_last != host_last) {
-        s += ":" + std::to_string(guest_first);
-        if (guest_last != guest_first) s += "-" + std::to_string(guest_last);
+        s.append(":").append(std::to_string(guest_first));
+        if (guest_last != guest_first) s.append("-").append(std::to_string(guest_last));
     }
     return s;
 }
@@ -221,9 +225,11 @@ constexpr int kMaxAcceptsPerWakeup = 256;
 constexpr core::Millis kAcceptPauseMs = 200;
 
 std::string endpoint_text(const wire::IpAddr& a, const std::string& ifname, uint16_t port) {
-    std::string s = a.is_v4() ? a.to_string() : "[" + a.to_string() + "]";
-    if (!ifname.empty()) s += "%" + ifname;
-    return s + ":" + std::to_string(port);
+    std::string s;
+    if (a.is_v4()) s = a.to_string();
+    else s.append("[").append(a.to_string()).append("]");
+    if (!ifname.empty()) s.append("%").append(ifname);
+    return s.append(":").append(std::to_string(port));
 }
 
 }  // namespace

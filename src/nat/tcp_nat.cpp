@@ -1190,36 +1190,51 @@ void TcpNat::write_payload(Flow& f, const wire::TcpView& seg, const tcp::NewData
     // in one send() (flush_stage). rcv_nxt moves now, so that the next
     // segment is in order; a short write moves it back before any ACK
     // can tell the guest (every path that emits one flushes first).
-    if (staged_flow_ != nullptr && (staged_flow_ != &f || stage_len_ + nd.len > kStageSize))
+    std::span<const uint8_t> data = seg.payload().subspan(nd.skip, nd.len);
+    bool direct = nd.len >= kDirectWrite;
+    if (staged_flow_ != nullptr &&
+        (staged_flow_ != &f || (!direct && stage_len_ + nd.len > kStageSize)))
         flush_stage(true);
     if (s.phase != Phase::established) return;
-    static_assert(kStageSize >= 65535, "a whole segment always fits an empty stage");
-    std::memcpy(stage_.get() + stage_len_, seg.payload().data() + nd.skip, nd.len);
-    stage_len_ += nd.len;
-    staged_flow_ = &f;
     s.rcv_nxt += nd.len;
     queue_ack(f);  // also schedules run_deferred, which flushes
+    if (direct) {
+        // Written now, after what this flow has staged, in one sendmsg().
+        staged_flow_ = &f;
+        flush_stage(true, data);
+        return;
+    }
+    static_assert(kStageSize >= kDirectWrite, "a small segment always fits an empty stage");
+    std::memcpy(stage_.get() + stage_len_, data.data(), nd.len);
+    stage_len_ += nd.len;
+    staged_flow_ = &f;
     if (seg.has(flag::fin)) flush_stage(true);  // the FIN needs the real rcv_nxt
 }
 
-// Writes the staged bytes of staged_flow_ with one send(). What the kernel
-// did not take is taken back from rcv_nxt (the guest sends it again). With
-// `answer`, as write_payload() did before staging, a short write is
-// answered at once and a socket error resets the flow; without (called on
-// the way to emitting a segment, which carries the ACK), the ACK is left
-// to that segment and a reset to the end of the batch.
-void TcpNat::flush_stage(bool answer) {
+// Writes the staged bytes of staged_flow_, then `tail` (bytes of a segment
+// too large to stage, already counted in rcv_nxt), with one send(). What
+// the kernel did not take is taken back from rcv_nxt (the guest sends it
+// again). With `answer`, as write_payload() did before staging, a short
+// write is answered at once and a socket error resets the flow; without
+// (called on the way to emitting a segment, which carries the ACK), the
+// ACK is left to that segment and a reset to the end of the batch.
+void TcpNat::flush_stage(bool answer, std::span<const uint8_t> tail) {
     Flow* fp = staged_flow_;
-    uint32_t len = static_cast<uint32_t>(stage_len_);
+    iovec iov[2] = {{stage_.get(), stage_len_},
+                    {const_cast<uint8_t*>(tail.data()), tail.size()}};
+    uint32_t len = static_cast<uint32_t>(stage_len_ + tail.size());
     staged_flow_ = nullptr;
     stage_len_ = 0;
     if (fp == nullptr) return;
     Flow& f = *fp;
     FlowState& s = f.st;
     if (s.phase != Phase::established || s.fd < 0) return;
+    msghdr mh{};
+    mh.msg_iov = iov[0].iov_len > 0 ? iov : iov + 1;
+    mh.msg_iovlen = (iov[0].iov_len > 0 ? 1 : 0) + (tail.empty() ? 0 : 1);
     ssize_t n;
     do {
-        n = send(s.fd, stage_.get(), len, MSG_DONTWAIT | MSG_NOSIGNAL);
+        n = sendmsg(s.fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
     } while (n < 0 && errno == EINTR);
     bool dead = false;
     if (n < 0) {

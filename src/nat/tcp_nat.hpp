@@ -135,7 +135,7 @@ private:
     void input_synchronized(Flow& f, const wire::TcpView& seg);
     void process_ack(Flow& f, const wire::TcpView& seg, uint32_t ts_ecr);
     void write_payload(Flow& f, const wire::TcpView& seg, const tcp::NewData& nd);
-    void flush_stage(bool answer);
+    void flush_stage(bool answer, std::span<const uint8_t> tail = {});
 
     // Toward the guest.
     void send_pending(Flow& f);
@@ -205,6 +205,9 @@ private:
     // flows whose socket failed while their ACK was on its way (reset at
     // the end of the batch).
     static constexpr size_t kStageSize = 256 * 1024;
+    // A segment this large (a TSO guest's, from a TAP) is worth its own
+    // send(): copying it into the stage would cost more than the call.
+    static constexpr uint32_t kDirectWrite = 8 * 1024;
     std::unique_ptr<uint8_t[]> stage_;
     size_t stage_len_ = 0;
     Flow* staged_flow_ = nullptr;

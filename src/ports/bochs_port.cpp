@@ -69,7 +69,7 @@ std::optional<BochsSpec> parse_bochs_spec(std::string_view text, std::string* er
     // Bochs reads its ethdev with atoi(): 0 is refused, and a leading
     // address ("127.0.0.1:40000") would be read as port 127.
     if (!port || *port < 1 || *port > 65535)
-        return failed(error, "'" + std::string(port_text) +
+        return failed(error, std::string("'").append(port_text) +
                                  (port_text.size() == all.size() ? "" : "' in '" + all) +
                                  "' is not a UDP port number from 1 to 65535; give the port of "
                                  "the first Bochs instance's ethdev=, such as 40000");

@@ -35,9 +35,11 @@ Vec encode(uint16_t protocol, const Vec& info, const TxOptions& o = {}) {
 }
 
 Vec ctl(uint8_t code, uint8_t id, const Vec& data) {
-    Vec p = {code, id, 0, 0};
+    Vec p(4 + data.size());
+    p[0] = code;
+    p[1] = id;
     wire::store16(&p[2], static_cast<uint16_t>(4 + data.size()));
-    p.insert(p.end(), data.begin(), data.end());
+    std::copy(data.begin(), data.end(), p.begin() + 4);
     return p;
 }
 

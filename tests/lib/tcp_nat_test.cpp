@@ -309,6 +309,33 @@ TEST(TcpNat, TcpNat_GuestDataReachesTheHostAndABatchGetsOneAck) {
     close(fd);
 }
 
+// A TSO guest's large segment is written at once, after what the flow has
+// staged and in the same sendmsg(); small segments after it stage again.
+TEST(TcpNat, TcpNat_LargeGuestSegmentsGoStraightToTheSocketInOrderWithTheStaged) {
+    NatHarness h;
+    Listener l;
+    TcpGuest g(h, kGatewayIp, l.port);
+    int fd = g.connect(l);
+    ASSERT_GE(fd, 0);
+    std::string data = pattern(1000 + 20000 + 1000 + 30000, 5);
+    g.send(flag::ack, g.snd_nxt, g.rcv_nxt, data.substr(0, 1000), 1024);
+    g.send(flag::ack, g.snd_nxt + 1000, g.rcv_nxt, data.substr(1000, 20000), 1024);
+    g.send(flag::ack, g.snd_nxt + 21000, g.rcv_nxt, data.substr(21000, 1000), 1024);
+    // The last one also carries the FIN: the shutdown() follows its bytes.
+    g.send(flag::ack | flag::fin, g.snd_nxt + 22000, g.rcv_nxt, data.substr(22000), 1024);
+    h.loop.run_once(0);
+    EXPECT_EQ(read_n(fd, data.size()), data);
+    char c;
+    EXPECT_EQ(recv(fd, &c, 1, 0), 0);  // the guest's FIN arrived after the data
+    auto segs = g.wait(1);
+    for (auto& s : g.settle()) segs.push_back(s);
+    ASSERT_FALSE(segs.empty());
+    EXPECT_EQ(segs.back().ack, g.snd_nxt + data.size() + 1);
+    EXPECT_EQ(h.nat->tcp().stats().bytes_to_host, data.size());
+    EXPECT_EQ(h.nat->tcp().stats().partial_writes, 0u);
+    close(fd);
+}
+
 TEST(TcpNat, TcpNat_OnlyInOrderBytesAreAcknowledgedAndAHoleGetsDuplicateAcks) {
     NatHarness h;
     Listener l;

@@ -24,9 +24,11 @@ Bytes dns_of(const Array& frame) {
 
 // A query header (id 0x1234, RD, one question) followed by `body`.
 std::vector<uint8_t> query_with(std::initializer_list<uint8_t> body, uint16_t qdcount = 1) {
-    std::vector<uint8_t> m{0x12, 0x34, 0x01, 0x00, 0, 0, 0, 0, 0, 0, 0, 0};
+    std::vector<uint8_t> m(12 + body.size());
+    const uint8_t header[] = {0x12, 0x34, 0x01, 0x00, 0, 0, 0, 0, 0, 0, 0, 0};
+    std::copy(std::begin(header), std::end(header), m.begin());
+    std::copy(body.begin(), body.end(), m.begin() + 12);
     store16(&m[4], qdcount);
-    m.insert(m.end(), body);
     return m;
 }
 

@@ -15,9 +15,13 @@ using namespace usernet::testdata;
 namespace {
 // The captured ARP request with an 802.1Q tag (PCP 7, VID 100) inserted.
 std::vector<uint8_t> tagged_arp(uint16_t tci = 0xe064) {
-    std::vector<uint8_t> f(kArpRequest.begin(), kArpRequest.begin() + 12);
-    f.insert(f.end(), {0x81, 0x00, static_cast<uint8_t>(tci >> 8), static_cast<uint8_t>(tci)});
-    f.insert(f.end(), kArpRequest.begin() + 12, kArpRequest.end());
+    std::vector<uint8_t> f(kArpRequest.size() + 4);
+    std::copy(kArpRequest.begin(), kArpRequest.begin() + 12, f.begin());
+    f[12] = 0x81;
+    f[13] = 0x00;
+    f[14] = static_cast<uint8_t>(tci >> 8);
+    f[15] = static_cast<uint8_t>(tci);
+    std::copy(kArpRequest.begin() + 12, kArpRequest.end(), f.begin() + 16);
     return f;
 }
 }  // namespace
