@@ -473,6 +473,12 @@ void Daemon::attach(const Attachment& a) {
             throw startup_error(e.what(), "give --uplink an existing Ethernet interface "
                                           "(ip -br link lists them)");
         }
+        if (lan.gateway) {
+            // A whole network behind one port: as many leases as the
+            // switch learns MACs there (up to the pool), not a guest's 4.
+            const auto& up = *uplinks_.back();
+            lan.gateway->set_hosts_behind(up.id(), up.max_macs());
+        }
         if (lan.gateway)
             spdlog::warn("uplink {}: usernet's gateway answers ARP, DHCP and DNS on {}'s "
                          "network too; give --no-gateway if that network has its own router "

@@ -192,7 +192,7 @@ std::optional<wire::Ipv4> Dhcp4Leases::offer(const Dhcp4ClientKey& key, const wi
         }
     }
     if (mac_full(mac, key, now)) return std::nullopt;
-    if (port_count(port, now) >= per_port_ && !recycle_for(port, now)) return std::nullopt;
+    if (port_count(port, now) >= quota(port) && !recycle_for(port, now)) return std::nullopt;
     if (requested) {
         if (Lease* l = slot_of(*requested); l && available(*l, mac, port, now)) {
             take(*l, key, mac, State::offered, now + kOfferHoldMs, port, now);
@@ -225,7 +225,7 @@ bool Dhcp4Leases::bind(const Dhcp4ClientKey& key, const wire::MacAddr& mac, wire
         if (busy(ip, mac, port)) return false;
     } else {
         if (!available(*l, mac, port, now) || mac_full(mac, key, now)) return false;
-        if (l->port != port && port_count(port, now) >= per_port_ && !recycle_for(port, now))
+        if (l->port != port && port_count(port, now) >= quota(port) && !recycle_for(port, now))
             return false;
     }
     take(*l, key, mac, State::bound, now + lease_ms_, port, now);
@@ -266,6 +266,18 @@ bool Dhcp4Leases::decline(const Dhcp4ClientKey& key, wire::Ipv4 ip, core::Millis
 void Dhcp4Leases::port_gone(PortId port) {
     for (Lease& l : pool_)
         if (l.port == port) l.port = kNoPort;
+    std::erase_if(quotas_, [port](const auto& q) { return q.first == port; });
+}
+
+void Dhcp4Leases::set_port_quota(PortId port, size_t n) {
+    std::erase_if(quotas_, [port](const auto& q) { return q.first == port; });
+    quotas_.emplace_back(port, std::max<size_t>(n, 1));
+}
+
+size_t Dhcp4Leases::quota(PortId port) const {
+    for (const auto& [p, n] : quotas_)
+        if (p == port) return n;
+    return per_port_;
 }
 
 std::optional<wire::Ipv4> Dhcp4Leases::lookup(const Dhcp4ClientKey& key, core::Millis now) const {

@@ -25,7 +25,8 @@
 //   dhcp_leases_per_port). A port at its quota that needs another address
 //   recycles its own least recently heard idle lease (an offer, or a lease
 //   whose holder has been silent for kIdleMs), never another port's; when
-//   it has none, the client gets no offer.
+//   it has none, the client gets no offer. A port with a whole network
+//   behind it (an uplink) is given a larger quota (set_port_quota).
 // - A client identifier of type 1 carrying the client's own MAC (what
 //   udhcpc and systemd send) is the same key as that MAC, so a DISCOVER
 //   without option 61 finds the lease taken with it, as dnsmasq does.
@@ -131,6 +132,10 @@ public:
     // Live offers and leases handed out on port.
     size_t port_count(PortId port, core::Millis now) const;
     size_t per_port() const { return per_port_; }
+    // The quota of one port instead of per_port() (an uplink, whose LAN
+    // has many hosts), until the port is gone.
+    void set_port_quota(PortId port, size_t n);
+    size_t quota(PortId port) const;
 
     // The address currently offered or leased to key, if any.
     std::optional<wire::Ipv4> lookup(const Dhcp4ClientKey& key, core::Millis now) const;
@@ -160,6 +165,7 @@ private:
     std::vector<Lease> pool_;  // sorted by address
     core::Millis lease_ms_;
     size_t per_port_;
+    std::vector<std::pair<PortId, size_t>> quotas_;  // set_port_quota(); few
     BusyCheck busy_;
     HeardCheck heard_;
 };

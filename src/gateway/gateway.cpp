@@ -481,6 +481,15 @@ void Gateway::on_port_detached(sw::PortId port) {
     if (sink_) sink_->port_gone(port);
 }
 
+void Gateway::set_hosts_behind(sw::PortId port, size_t hosts) {
+    if (port == sw::kNoPort || hosts == 0 || !dhcp_) return;
+    size_t n = std::min(hosts, dhcp_->leases().pool_size());
+    dhcp_->leases().set_port_quota(port, std::max<size_t>(n, cfg_.dhcp_leases_per_port));
+    while (dhcp_budget_.size() <= port) dhcp_budget_.emplace_back(kDhcpBurst, kDhcpPerSecond);
+    uint32_t k = static_cast<uint32_t>(std::max<size_t>(n, 1));
+    dhcp_budget_[port] = core::TokenBucket(kDhcpBurst * k, kDhcpPerSecond * k);
+}
+
 bool Gateway::dhcp_allowed(sw::PortId port) {
     if (port == sw::kNoPort) return true;
     while (dhcp_budget_.size() <= port) dhcp_budget_.emplace_back(kDhcpBurst, kDhcpPerSecond);

@@ -205,6 +205,10 @@ public:
     bool is_own_v4(wire::Ipv4 a) const { return a == cfg_.gateway || a == cfg_.dns; }
 
     Dhcp4Server& dhcp() { return *dhcp_; }
+    // A port with up to `hosts` hosts behind it (an uplink onto a real
+    // LAN) rather than one guest: that many DHCP leases, and a DHCP
+    // message budget that many times a guest's (up to the pool's size).
+    void set_hosts_behind(sw::PortId port, size_t hosts);
     DnsForwarder& dns() { return *dns_; }
     // Whether an ICMP error may go to a guest now: the one token bucket all
     // of usernet's ICMP errors pass (core/token_bucket.hpp).

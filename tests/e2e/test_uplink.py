@@ -122,6 +122,31 @@ class UplinkTest(unittest.TestCase):
             self.assertIn("answers ARP, DHCP and DNS on %s's network too" % up_if, un.stderr())
             lab.assert_alive(un)
 
+    def test_gateway_leases_to_every_host_of_the_uplinks_network(self):
+        # The uplink is one attachment with a network behind it: more hosts
+        # than a guest's attachment may hold leases for (4) all get one.
+        with netlab.Lab("uplink") as lab:
+            host, lan, guest, up_if, lan_if = self._lan(lab, lan_addr=None)
+            lan.run(["ip", "link", "add", "br0", "type", "bridge"])
+            lan.run(["ip", "link", "set", lan_if, "master", "br0"])
+            lan.run(["ip", "link", "set", "br0", "up"])
+            hosts = []
+            for i in range(6):
+                h = lab.netns("h%d" % i)
+                br_if, h_if = lab.veth(lan, h)
+                lan.run(["ip", "link", "set", br_if, "master", "br0"])
+                hosts.append((h, h_if))
+            un = lab.usernet(host, ["--uplink", up_if], wait=[])
+            got = [netlab.dhcp(lab, h, ifname=h_if) for h, h_if in hosts]
+            ips = [g["ip"] for g in got]
+            self.assertEqual(len(set(ips)), len(ips), ips)
+            for g in got:
+                self.assertEqual(g.get("serverid"), GATEWAY, g)
+            for (h, _), ip in zip(hosts, ips):
+                netlab.ping(h, GATEWAY, count=1)
+            netlab.ping(hosts[0][0], ips[-1], count=1)  # across the bridge, not through usernet
+            lab.assert_alive(un)
+
     def test_interface_that_goes_away_is_taken_up_again(self):
         with netlab.Lab("uplink") as lab:
             host, lan, guest, up_if, lan_if = self._lan(lab, lan_addr="10.0.2.100/24")

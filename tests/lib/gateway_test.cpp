@@ -794,6 +794,37 @@ TEST_F(GatewayTest, Dhcp_MessagesAreRateLimitedPerPort) {
     EXPECT_EQ(gw->gw_stats().dropped_rate, 100 - static_cast<uint64_t>(Gateway::kDhcpBurst));
 }
 
+// An uplink has a network behind one port: set_hosts_behind() lifts the
+// attachment's quota of 4 offers or leases (and its message budget).
+TEST_F(GatewayTest, Dhcp_APortWithANetworkBehindItLeasesToManyHosts) {
+    // Hosts behind the port, each DISCOVER then REQUEST; the leases bound.
+    auto leases = [&](uint32_t from, uint32_t to) {
+        size_t n = 0;
+        for (uint32_t i = from; i < to; i++) {
+            MacAddr m{{0x02, 0x00, 0x00, 0x00, 0x01, static_cast<uint8_t>(i)}};
+            guest.frames.clear();
+            input(dhcp_request_frame(wire::dhcp4msg::discover, 100 + i, std::nullopt, std::nullopt,
+                                     0, m));
+            if (guest.frames.empty()) continue;
+            Ipv4 a = dhcp_of(guest.frames.back())->yiaddr();
+            guest.frames.clear();
+            input(dhcp_request_frame(wire::dhcp4msg::request, 100 + i, a, ip("10.0.2.2"), 0, m));
+            if (!guest.frames.empty() &&
+                dhcp_of(guest.frames.back())->message_type() == wire::dhcp4msg::ack)
+                n++;
+        }
+        return n;
+    };
+    EXPECT_EQ(leases(0, 6), 4u);  // a guest's attachment: 4
+    uint64_t dropped = gw->gw_stats().dropped_rate;
+    gw->set_hosts_behind(guest.id(), 4096);
+    // The rest of the pool (10.0.2.15-30, 16 addresses), 24 messages in
+    // one burst, beyond the 16 a guest's attachment may send at once.
+    EXPECT_EQ(leases(6, 18), 12u);
+    EXPECT_EQ(gw->gw_stats().dropped_rate, dropped);
+    EXPECT_EQ(gw->dhcp().leases().port_count(guest.id(), loop.now()), 16u);
+}
+
 TEST_F(GatewayTest, Dhcp_DiscoverWithoutClientIdFindsTheLeaseTakenWithOne) {
     // udhcpc sends option 61 = 01:MAC; a client that later omits it is the
     // same client (as dnsmasq treats it).

@@ -58,15 +58,20 @@ F = {k: v[0] for k, v in FILES.items()}
 
 
 
-def build_guest():
+def build_guest(serial=False):
     """Build (or reuse) build-guest.sh's kernel + initramfs, in the directory
-    test_qemu_guest.py uses too (the build is locked and cached there)."""
+    test_qemu_guest.py uses too (the build is locked and cached there); with
+    `serial`, the serial-line variant test_serial.py uses."""
     d = os.environ.get("USERNET_QEMU_GUEST_DIR") or os.path.join(netlab.REPO, "build", "qemu-guest")
+    env = dict(os.environ)
+    if serial:
+        d = d.rstrip("/") + "-serial"
+        env["USERNET_GUEST_SERIAL"] = "1"
     os.makedirs(d, exist_ok=True)
     with open(os.path.join(d, ".lock"), "w") as lk:
         fcntl.flock(lk, fcntl.LOCK_EX)
         r = subprocess.run(["sh", os.path.join(HERE, "build-guest.sh"), d], capture_output=True,
-                           text=True, timeout=300)
+                           text=True, timeout=300, env=env)
     if r.returncode == 2:
         netlab.skip_file("cannot build the test guest: " + r.stderr.strip())
     if r.returncode != 0:
@@ -87,14 +92,15 @@ def kv(s):
     return dict(x.split("=", 1) for x in (s or "").split() if "=" in x)
 
 
-def make_iso(workdir, append):
-    """An ISOLINUX CD-ROM booting the test kernel with `append`."""
+def make_iso(workdir, append, kernel=None, initrd=None):
+    """An ISOLINUX CD-ROM booting the test kernel (or `kernel`, `initrd`)
+    with `append`."""
     root = os.path.join(workdir, "iso")
     os.makedirs(os.path.join(root, "isolinux"))
     shutil.copy(F["isolinux"], os.path.join(root, "isolinux", "isolinux.bin"))
     shutil.copy(F["ldlinux"], os.path.join(root, "isolinux", "ldlinux.c32"))
-    shutil.copy(KERNEL, os.path.join(root, "vmlinuz"))
-    shutil.copy(INITRD, os.path.join(root, "initrd.gz"))
+    shutil.copy(kernel or KERNEL, os.path.join(root, "vmlinuz"))
+    shutil.copy(initrd or INITRD, os.path.join(root, "initrd.gz"))
     with open(os.path.join(root, "isolinux", "isolinux.cfg"), "w") as f:
         f.write("SERIAL 0 115200\nDEFAULT linux\nPROMPT 0\nTIMEOUT 0\nLABEL linux\n"
                 "  KERNEL /vmlinuz\n  INITRD /initrd.gz\n  APPEND %s\n" % append)
