@@ -59,6 +59,8 @@ def main():
     ap.add_argument("--nics", default="ne2k,virtio")
     ap.add_argument("--upload", action="store_true", help="also POST the file back")
     ap.add_argument("--timeout", type=int, default=600, help="seconds per boot")
+    ap.add_argument("--append", default="", help="more guest kernel parameters (e.g. noapic)")
+    ap.add_argument("--tag", default="", help="write v86-TAG.tsv instead of v86.tsv")
     ap.add_argument("--usernet", default=os.environ.get("USERNET_BIN", os.path.join(REPO, "build", "usernet")))
     args = ap.parse_args()
 
@@ -73,7 +75,7 @@ def main():
 
     out = os.path.join(REPO, "bench", "results", time.strftime("%Y-%m-%d", time.gmtime()))
     os.makedirs(out, exist_ok=True)
-    tsv = os.path.join(out, "v86.tsv")
+    tsv = os.path.join(out, f"v86-{args.tag}.tsv" if args.tag else "v86.tsv")
     rows = []
     v86_v = "v86 " + subprocess.run(["node", "-p", "require('./node_modules/v86/package.json').version"],
                                     cwd=V86, capture_output=True, text=True).stdout.strip()
@@ -91,7 +93,7 @@ def main():
                     if c.connect_ex(("127.0.0.1", wsport)) == 0:
                         break
                 time.sleep(0.05)
-            cmdline = f"console=ttyS0 panic=-1 loglevel=4 un.port={port} un.file=f" + \
+            cmdline = f"console=ttyS0 panic=-1 loglevel=4 {args.append} un.port={port} un.file=f" + \
                 (" un.upload" if args.upload else "")
             try:
                 r = subprocess.run(["node", os.path.join(V86, "boot_v86.mjs"), f"ws://127.0.0.1:{wsport}/",
@@ -134,7 +136,8 @@ def main():
     guestbench.write_tsv(
         tsv, f"{v86_v}, node {node_v}; {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}; "
         f"command: sudo bench/v86.py --size {args.size} --reps {args.reps} --nics {args.nics} "
-        f"--timeout {args.timeout}"
+        f"--timeout {args.timeout}{(' --append ' + repr(args.append)) if args.append else ''}"
+        f"{(' --tag ' + args.tag) if args.tag else ''}"
         f"{' --upload' if args.upload else ''}",
         ["nic", "direction", "rep", "bytes", "MB_per_s_capture", "MB_per_s_guest_clock", "status"], rows)
     print("\nmedian MB/s (from the capture):")

@@ -177,6 +177,23 @@ class Bochs:
                 self.answered = True
                 os.write(self.master, b"c\r")
 
+    def seen(self, what, timeout, more=lambda: ""):
+        """The console once `what` is on it (whole lines); fails at once if
+        the guest finished or Bochs exited without it (not
+        netlab.wait_for), or after `timeout` s, adding more() to the
+        message."""
+        deadline = time.monotonic() + timeout
+        while True:
+            out = self.console()
+            out = out[:out.rfind("\n") + 1]  # whole lines only: Bochs may be mid-line
+            if what in out:
+                return out
+            if "UN-DONE" in out or self.poll() is not None:
+                raise AssertionError("no %s before the guest finished:\n%s%s" % (what, self.describe(), more()))
+            if time.monotonic() > deadline:
+                raise AssertionError("no %s after %.0fs:\n%s%s" % (what, timeout, self.describe(), more()))
+            time.sleep(0.5)
+
     def console(self):
         try:
             with open(self.serial, "rb") as f:
@@ -249,19 +266,7 @@ class BochsGuestTest(unittest.TestCase):
             bochsrc(rc, iso, serial, log, lines)
             g = Bochs(lab, host, rc, serial, log)
 
-            def seen(what, timeout):
-                # (not netlab.wait_for: a guest that finished or died fails now)
-                deadline = time.monotonic() + timeout
-                while True:
-                    out = g.console()
-                    out = out[:out.rfind("\n") + 1]  # whole lines only: Bochs may be mid-line
-                    if what in out:
-                        return out
-                    if "UN-DONE" in out or g.poll() is not None:
-                        raise AssertionError("no %s before the guest finished:\n%s" % (what, g.describe()))
-                    if time.monotonic() > deadline:
-                        raise AssertionError("no %s after %.0fs:\n%s" % (what, timeout, g.describe()))
-                    time.sleep(0.5)
+            seen = g.seen
 
             seen("UN-INIT", BOOT_TIMEOUT)
             boot = time.monotonic() - g.t0

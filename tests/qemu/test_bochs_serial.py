@@ -61,18 +61,7 @@ class BochsSerialTest(unittest.TestCase):
             g = tb.Bochs(lab, host, rc, serial, log)
 
             def seen(what, timeout):
-                deadline = time.monotonic() + timeout
-                while True:
-                    out = g.console()
-                    out = out[:out.rfind("\n") + 1]  # whole lines only: Bochs may be mid-line
-                    if what in out:
-                        return out
-                    if "UN-DONE" in out or g.poll() is not None:
-                        raise AssertionError("no %s before the guest finished:\n%s" % (what, g.describe()))
-                    if time.monotonic() > deadline:
-                        raise AssertionError("no %s after %.0fs:\n%s\n--- usernet:\n%s"
-                                             % (what, timeout, g.describe(), un.describe()))
-                    time.sleep(0.5)
+                return g.seen(what, timeout, more=lambda: "\n--- usernet:\n" + un.describe())
 
             seen("UN-INIT", tb.BOOT_TIMEOUT)
             boot = time.monotonic() - g.t0

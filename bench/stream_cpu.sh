@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Where the CPU goes on the stream path: usernet --socket, bench/tap_relay
+# (a namespace's TAP over QEMU's stream framing) and the guest's iperf3,
+# during one TCP stream host->guest (-R) and guest->host at MTU 1500.
+# Prints each process's CPU share (utime+stime from /proc over the middle
+# 4 s of an 8 s iperf3 run) beside the throughput.
+#
+#   sudo bench/stream_cpu.sh [USERNET_BIN]
+set -euo pipefail
+[ "$(id -u)" = 0 ] || { echo "bench: needs root (namespaces)" >&2; exit 1; }
+here=$(cd "$(dirname "$0")/.." && pwd)
+bin=${1:-$here/build/usernet}
+tmp=$(mktemp -d /tmp/un-streamcpu.XXXXXX)
+ns=uscpu$$
+cleanup() {
+	for p in $(ip netns pids $ns 2>/dev/null); do kill "$p" 2>/dev/null || true; done
+	[ -n "${r:-}" ] && kill "$r" 2>/dev/null || true
+	[ -n "${b:-}" ] && kill "$b" 2>/dev/null || true
+	wait 2>/dev/null || true
+	ip netns del $ns 2>/dev/null || true
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+g++ -std=c++20 -O2 -o "$tmp/tap_relay" "$here/bench/tap_relay.cpp"
+ip netns add $ns
+"$bin" --quiet --socket "$tmp/s.sock" 2>/dev/null & b=$!
+for _ in $(seq 100); do [ -S "$tmp/s.sock" ] && break; sleep 0.05; done
+"$tmp/tap_relay" --netns /run/netns/$ns --tap tap0 --mtu 1500 --addr 10.0.2.15/24 --gw 10.0.2.2 \
+	--stream-unix "$tmp/s.sock" & r=$!
+sleep 0.5
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+hz=$(getconf CLK_TCK)
+for dir in -R ""; do
+	iperf3 -s -p 5499 -1 -D; sleep 0.3
+	ip netns exec $ns iperf3 -c 10.0.2.2 -p 5499 -t 8 $dir > "$tmp/iperf.txt" & c=$!
+	sleep 2
+	gp=$(pgrep -n -f "iperf3 -c 10.0.2.2 -p 5499")
+	hp=$(pgrep -n -f "iperf3 -s -p 5499")
+	declare -A t0
+	for p in $b $r $gp $hp; do t0[$p]=$(ticks $p); done
+	sleep 4
+	line="$([ -n "$dir" ] && echo "host->guest (-R)" || echo "guest->host")"
+	for p in $b $r $gp $hp; do
+		name=$p; [ $p = $b ] && name=usernet; [ $p = $r ] && name=tap_relay
+		[ $p = $gp ] && name=iperf3-guest; [ $p = $hp ] && name=iperf3-host
+		line+="$(printf '\t%s=%d%%' $name $(( ($(ticks $p) - ${t0[$p]}) * 100 / (4 * hz) )))"
+	done
+	wait $c
+	printf '%s\tGbit/s=%s\n' "$line" "$(awk '/receiver/ {print $7}' "$tmp/iperf.txt")"
+	unset t0
+done
