@@ -99,6 +99,11 @@ def build(d, my_mac):
         return eth(GW_MAC, src_mac, 0x0800, icmp_echo(d["src"], d["dst"], d.get("id", 0x4242)))
     if kind == "garp":
         return eth(BCAST, src_mac, 0x0806, arp(2, src_mac, d["ip"], BCAST, d["ip"]))
+    if kind == "arp":  # who-has tpa, from spa; "vlan": an 802.1Q tag (TCI) in front
+        f = eth(BCAST, src_mac, 0x0806, arp(1, src_mac, d["spa"], b"\0" * 6, d["tpa"]))
+        if "vlan" in d:
+            f = f[:12] + struct.pack("!HH", 0x8100, d["vlan"]) + f[12:]
+        return f
     if kind == "dhcp":
         mt = {"discover": 1, "request": 3}[d["type"]]
         return eth(BCAST, src_mac, 0x0800, dhcp(src_mac, mt, d["xid"], d.get("requested"),

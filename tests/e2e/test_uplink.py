@@ -10,6 +10,7 @@ gateway, and reaches the guest.  The interface is promiscuous exactly while
 usernet runs; an interface that goes away and comes back is taken up
 again; without CAP_NET_RAW usernet says so and exits 1."""
 
+import json
 import os
 import re
 import sys
@@ -146,6 +147,26 @@ class UplinkTest(unittest.TestCase):
                 netlab.ping(h, GATEWAY, count=1)
             netlab.ping(hosts[0][0], ips[-1], count=1)  # across the bridge, not through usernet
             lab.assert_alive(un)
+
+    def test_tagged_frames_from_the_network_are_dropped(self):
+        # The LAN is untagged: an 802.1Q-tagged frame from the uplink's
+        # network (the kernel hands its tag over as PACKET_AUXDATA) goes
+        # nowhere, so the gateway does not answer a tagged ARP request;
+        # the same request untagged is answered.
+        with netlab.Lab("uplink") as lab:
+            host, lan, guest, up_if, lan_if = self._lan(lab, lan_addr=None)
+            lab.usernet(host, ["--uplink", up_if], wait=[])
+            raw = os.path.join(os.path.dirname(os.path.abspath(__file__)), "rawframes.py")
+
+            def arp(**extra):
+                req = dict(kind="arp", spa="10.0.2.99", tpa=GATEWAY, **extra)
+                spec = {"ifname": lan_if, "frames": [req], "repeat": 3, "gap": 0.1, "listen": 1.0}
+                r = lan.run([netlab.PY, raw, json.dumps(spec)], timeout=30)
+                got = json.loads(r.stdout.strip().splitlines()[-1])["got"]
+                return [g for g in got if g.get("arp") == 2 and g.get("spa") == GATEWAY]
+
+            self.assertEqual(arp(vlan=100), [], "the gateway answered a tagged request")
+            self.assertTrue(arp(), "the gateway did not answer the untagged request")
 
     def test_interface_that_goes_away_is_taken_up_again(self):
         with netlab.Lab("uplink") as lab:
