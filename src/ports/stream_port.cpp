@@ -343,22 +343,12 @@ StreamListener::~StreamListener() {
 void StreamListener::on_io(uint32_t) { accept_clients(); }
 
 void StreamListener::accept_clients() {
-    for (int i = 0; i < 16; i++) {
-        int fd = accept4(fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0) {
-            if (errno == EINTR || errno == ECONNABORTED) continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK) return;
-            spdlog::warn("accept on {}: {}; retrying in 1 s", path_, errstr(errno));
-            paused_ = true;
-            loop_.modify(fd_, 0, this);
-            loop_.arm(resume_timer_, 1000);
-            return;
-        }
+    acceptor_.accept_some(fd_, path_, [&](int fd, const sockaddr_storage& ) {
         if (clients_.size() >= kMaxClients) {
             stats_.refused++;
             spdlog::warn("refusing a client on {}: already {} clients", path_, kMaxClients);
             close(fd);
-            continue;
+            return;
         }
         std::string name = "stream client " + std::to_string(next_client_++) + " on " + path_;
         ucred cred{};
@@ -370,19 +360,13 @@ void StreamListener::accept_clients() {
                 loop_, sw_, fd, name, mtu_, [this](StreamClient& c) { reap(c); }));
         } catch (const std::exception& ex) {
             spdlog::warn("cannot attach a client on {}: {}", path_, ex.what());
-            continue;
+            return;
         }
         if (client_mac_) clients_.back()->set_mac_translation(*client_mac_);
         stats_.accepted++;
         spdlog::info("{} connected as port {} (MTU {}{})", name, clients_.back()->id(), mtu_,
                      client_mac_ ? ", the LAN sees MAC " + client_mac_->to_string() : "");
-    }
-}
-
-void StreamListener::resume_accepting() {
-    if (!paused_) return;
-    paused_ = false;
-    loop_.modify(fd_, EPOLLIN, this);
+    });
 }
 
 void StreamListener::reap(StreamClient& c) {

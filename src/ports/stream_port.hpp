@@ -46,6 +46,7 @@
 #include <vector>
 
 #include "core/event_loop.hpp"
+#include "ports/acceptor.hpp"
 #include "ports/mac_translator.hpp"
 #include "switch/port.hpp"
 #include "switch/switch.hpp"
@@ -238,7 +239,6 @@ public:
 private:
     void accept_clients();
     void reap(StreamClient& c);
-    void resume_accepting();
 
     core::EventLoop& loop_;
     sw::Switch& sw_;
@@ -253,8 +253,7 @@ private:
     StreamListenerStats stats_;
     // Out of descriptors: stop polling the listener for a while instead of
     // spinning on a connection that cannot be accepted.
-    bool paused_ = false;
-    core::Timer resume_timer_{[this] { resume_accepting(); }};
+    Acceptor acceptor_{loop_, this};  // after loop_
 };
 
 }  // namespace usernet::ports

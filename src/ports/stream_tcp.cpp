@@ -152,7 +152,6 @@ TcpStreamListener::TcpStreamListener(core::EventLoop& loop, sw::Switch& sw,
 
 TcpStreamListener::~TcpStreamListener() {
     shut_down_all(clients_, "usernet is stopping");
-    loop_.cancel(resume_timer_);
     loop_.remove(fd_, this);
     close(fd_);
 }
@@ -160,20 +159,7 @@ TcpStreamListener::~TcpStreamListener() {
 void TcpStreamListener::on_io(uint32_t) { accept_clients(); }
 
 void TcpStreamListener::accept_clients() {
-    for (int i = 0; i < 16; i++) {
-        sockaddr_storage peer{};
-        socklen_t plen = sizeof(peer);
-        int fd = accept4(fd_, reinterpret_cast<sockaddr*>(&peer), &plen,
-                         SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0) {
-            if (errno == EINTR || errno == ECONNABORTED) continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK) return;
-            spdlog::warn("accept on TCP {}: {}; retrying in 1 s", where_, errstr(errno));
-            paused_ = true;
-            loop_.modify(fd_, 0, this);
-            loop_.arm(resume_timer_, 1000);
-            return;
-        }
+    acceptor_.accept_some(fd_, "TCP " + where_, [&](int fd, const sockaddr_storage& peer) {
         std::string from = to_string(from_sockaddr(peer));
         if (clients_.size() >= max_clients_) {
             stats_.refused++;
@@ -181,7 +167,7 @@ void TcpStreamListener::accept_clients() {
                          "so far)",
                          from, where_, max_clients_, stats_.refused);
             close(fd);
-            continue;
+            return;
         }
         set_nodelay(fd);
         std::string name =
@@ -191,17 +177,11 @@ void TcpStreamListener::accept_clients() {
                 loop_, sw_, fd, name, mtu_, [this](StreamClient& c) { reap(c); }));
         } catch (const std::exception& ex) {
             spdlog::warn("cannot attach a client from {} on TCP {}: {}", from, where_, ex.what());
-            continue;
+            return;
         }
         stats_.accepted++;
         spdlog::info("{} connected as port {} (MTU {})", name, clients_.back()->id(), mtu_);
-    }
-}
-
-void TcpStreamListener::resume_accepting() {
-    if (!paused_) return;
-    paused_ = false;
-    loop_.modify(fd_, EPOLLIN, this);
+    });
 }
 
 void TcpStreamListener::reap(StreamClient& c) {

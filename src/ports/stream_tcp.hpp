@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "core/event_loop.hpp"
+#include "ports/acceptor.hpp"
 #include "ports/stream_port.hpp"
 #include "switch/switch.hpp"
 #include "wire/addr.hpp"
@@ -104,7 +105,6 @@ public:
 private:
     void accept_clients();
     void reap(StreamClient& c);
-    void resume_accepting();
 
     core::EventLoop& loop_;
     sw::Switch& sw_;
@@ -116,8 +116,7 @@ private:
     uint64_t next_client_ = 1;
     std::vector<std::unique_ptr<StreamClient>> clients_;
     TcpListenerStats stats_;
-    bool paused_ = false;  // out of descriptors: not polled for a second
-    core::Timer resume_timer_{[this] { resume_accepting(); }};
+    Acceptor acceptor_{loop_, this};  // after loop_
 };
 
 struct TcpConnectorStats {

@@ -639,7 +639,6 @@ VdeSwitch::~VdeSwitch() {
         }
     }
     clients_.clear();
-    loop_.cancel(resume_timer_);
     loop_.remove(fd_, this);
     close(fd_);
     struct stat st {};
@@ -684,22 +683,12 @@ void VdeSwitch::remove_stale_ports() {
 void VdeSwitch::on_io(uint32_t) { accept_clients(); }
 
 void VdeSwitch::accept_clients() {
-    for (int i = 0; i < 16; i++) {
-        int fd = accept4(fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0) {
-            if (errno == EINTR || errno == ECONNABORTED) continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK) return;
-            spdlog::warn("accept on {}: {}; retrying in 1 s", ctl_path_, errstr(errno));
-            paused_ = true;
-            loop_.modify(fd_, 0, this);
-            loop_.arm(resume_timer_, 1000);
-            return;
-        }
+    acceptor_.accept_some(fd_, ctl_path_, [&](int fd, const sockaddr_storage& ) {
         if (clients_.size() >= kMaxClients) {
             stats_.refused++;
             spdlog::warn("refusing a VDE client on {}: already {} clients", dir_, kMaxClients);
             close(fd);
-            continue;
+            return;
         }
         ucred cred{};
         socklen_t len = sizeof(cred);
@@ -715,16 +704,10 @@ void VdeSwitch::accept_clients() {
             clients_.push_back(std::move(c));
         } catch (const std::exception& ex) {
             spdlog::warn("cannot take a VDE client on {}: {}", dir_, ex.what());
-            continue;
+            return;
         }
         stats_.accepted++;
-    }
-}
-
-void VdeSwitch::resume_accepting() {
-    if (!paused_) return;
-    paused_ = false;
-    loop_.modify(fd_, EPOLLIN, this);
+    });
 }
 
 void VdeSwitch::reap(VdeClient& c) {

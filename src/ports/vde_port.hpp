@@ -66,6 +66,7 @@
 #include <vector>
 
 #include "core/event_loop.hpp"
+#include "ports/acceptor.hpp"
 #include "switch/port.hpp"
 #include "switch/switch.hpp"
 #include "wire/bytes.hpp"
@@ -260,7 +261,6 @@ public:
 private:
     friend class VdeClient;
     void accept_clients();
-    void resume_accepting();
     void reap(VdeClient& c);
     unsigned free_vde_port() const;
     void remove_stale_ports();
@@ -280,8 +280,7 @@ private:
     VdeSwitchStats stats_;
     // Out of descriptors: stop polling ctl for a second instead of spinning
     // on a connection that cannot be accepted.
-    bool paused_ = false;
-    core::Timer resume_timer_{[this] { resume_accepting(); }};
+    Acceptor acceptor_{loop_, this};  // after loop_
 };
 
 }  // namespace usernet::ports

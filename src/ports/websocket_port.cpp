@@ -759,28 +759,15 @@ std::string WsListener::url() const {
 void WsListener::on_io(uint32_t) { accept_clients(); }
 
 void WsListener::accept_clients() {
-    for (int i = 0; i < 16; i++) {
-        sockaddr_storage peer{};
-        socklen_t pl = sizeof(peer);
-        int fd = accept4(fd_, reinterpret_cast<sockaddr*>(&peer), &pl,
-                         SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0) {
-            if (errno == EINTR || errno == ECONNABORTED) continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK) return;
-            spdlog::warn("accept on {}: {}; retrying in 1 s", cfg_.name, errstr(errno));
-            paused_ = true;
-            loop_.modify(fd_, 0, this);
-            loop_.arm(resume_timer_, 1000);
-            return;
-        }
+    acceptor_.accept_some(fd_, cfg_.name, [&](int fd, const sockaddr_storage& peer) {
         char host[INET6_ADDRSTRLEN] = "?";
         uint16_t pport = 0;
         if (peer.ss_family == AF_INET) {
-            auto* s4 = reinterpret_cast<sockaddr_in*>(&peer);
+            const auto* s4 = reinterpret_cast<const sockaddr_in*>(&peer);
             inet_ntop(AF_INET, &s4->sin_addr, host, sizeof(host));
             pport = ntohs(s4->sin_port);
         } else if (peer.ss_family == AF_INET6) {
-            auto* s6 = reinterpret_cast<sockaddr_in6*>(&peer);
+            const auto* s6 = reinterpret_cast<const sockaddr_in6*>(&peer);
             inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof(host));
             pport = ntohs(s6->sin6_port);
         }
@@ -797,7 +784,7 @@ void WsListener::accept_clients() {
             std::string r = ws_http_response(busy);
             (void)!send(fd, r.data(), r.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
             close(fd);
-            continue;
+            return;
         }
         std::string name = "websocket client " + std::to_string(next_client_++) + " from " +
                            peer_name + " on " + cfg_.name;
@@ -806,17 +793,11 @@ void WsListener::accept_clients() {
                                                           [this](WsClient& c) { reap(c); }));
         } catch (const std::exception& ex) {
             spdlog::warn("cannot take a WebSocket client on {}: {}", cfg_.name, ex.what());
-            continue;
+            return;
         }
         accepted_++;
         spdlog::debug("{}: TCP connection accepted", name);
-    }
-}
-
-void WsListener::resume_accepting() {
-    if (!paused_) return;
-    paused_ = false;
-    loop_.modify(fd_, EPOLLIN, this);
+    });
 }
 
 void WsListener::add_stats(WsStats& into, const WsStats& s) {

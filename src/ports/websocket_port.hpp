@@ -67,6 +67,7 @@
 #include <vector>
 
 #include "core/event_loop.hpp"
+#include "ports/acceptor.hpp"
 #include "core/token_bucket.hpp"
 #include "switch/port.hpp"
 #include "switch/switch.hpp"
@@ -278,7 +279,6 @@ public:
 private:
     void accept_clients();
     void reap(WsClient& c);
-    void resume_accepting();
     static void add_stats(WsStats& into, const WsStats& s);
 
     core::EventLoop& loop_;
@@ -292,8 +292,7 @@ private:
     uint64_t refused_ = 0;
     WsStats gone_;
     std::vector<std::unique_ptr<WsClient>> clients_;
-    bool paused_ = false;
-    core::Timer resume_timer_{[this] { resume_accepting(); }};
+    Acceptor acceptor_{loop_, this};  // after loop_
 };
 
 }  // namespace usernet::ports
