@@ -1,5 +1,6 @@
-// The accept loop every listening attachment shares: QEMU's stream socket
-// (unix and TCP), the VDE control socket and the WebSocket listener.
+// What every listening attachment shares (QEMU's stream socket on unix
+// and TCP, the VDE control socket, the WebSocket listener): the accept
+// loop, and closing every client when the listener goes.
 //
 // Each wakeup accepts at most kBurst connections, so that a flood of
 // connects cannot hold the loop. An accept4() failure other than "none
@@ -13,7 +14,9 @@
 
 #include <cerrno>
 #include <cstring>
+#include <memory>
 #include <string_view>
+#include <vector>
 
 #include <spdlog/spdlog.h>
 
@@ -72,5 +75,18 @@ private:
     bool paused_ = false;
     core::Timer timer_{[this] { resume(); }};
 };
+
+// Closes every client (Client::shut_down); one still queued in the loop's
+// deferred work is handed over to free itself there (set_on_closed).
+template <typename Client>
+void shut_down_all(std::vector<std::unique_ptr<Client>>& clients, const char* why) {
+    for (auto& c : clients) {
+        if (c && c->shut_down(why)) {
+            c->set_on_closed([](Client& self) { delete &self; });
+            (void)c.release();
+        }
+    }
+    clients.clear();
+}
 
 }  // namespace usernet::ports

@@ -325,14 +325,7 @@ StreamListener::StreamListener(core::EventLoop& loop, sw::Switch& sw, std::strin
 }
 
 StreamListener::~StreamListener() {
-    for (auto& c : clients_) {
-        if (c->shut_down("usernet is stopping")) {
-            // Still in the loop's deferred queue: it frees itself there.
-            c->set_on_closed([](StreamClient& self) { delete &self; });
-            (void)c.release();
-        }
-    }
-    clients_.clear();
+    shut_down_all(clients_, "usernet is stopping");
     loop_.remove(fd_, this);
     close(fd_);
     struct stat st {};

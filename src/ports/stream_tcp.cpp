@@ -65,18 +65,6 @@ std::string qemu_host(const TcpEndpoint& ep) {
     return ep.addr.to_string();
 }
 
-// Closes every client; a client still queued in the loop's deferred work
-// is handed over to free itself there (see StreamClient::shut_down).
-void shut_down_all(std::vector<std::unique_ptr<StreamClient>>& clients, const char* why) {
-    for (auto& c : clients) {
-        if (c && c->shut_down(why)) {
-            c->set_on_closed([](StreamClient& self) { delete &self; });
-            (void)c.release();
-        }
-    }
-    clients.clear();
-}
-
 }  // namespace
 
 std::string to_string(const TcpEndpoint& ep) {

@@ -740,13 +740,7 @@ WsListener::WsListener(core::EventLoop& loop, sw::Switch& sw, std::string host, 
 }
 
 WsListener::~WsListener() {
-    for (auto& c : clients_) {
-        if (c->shut_down("usernet is stopping")) {
-            c->set_on_closed([](WsClient& self) { delete &self; });
-            (void)c.release();
-        }
-    }
-    clients_.clear();
+    shut_down_all(clients_, "usernet is stopping");
     loop_.remove(fd_, this);
     close(fd_);
 }
