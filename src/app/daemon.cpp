@@ -478,12 +478,11 @@ void Daemon::attach(const Attachment& a) {
             // switch learns MACs there (up to the pool), not a guest's 4.
             const auto& up = *uplinks_.back();
             lan.gateway->set_hosts_behind(up.id(), up.max_macs());
-        }
-        if (lan.gateway)
             spdlog::warn("uplink {}: usernet's gateway answers ARP, DHCP and DNS on {}'s "
                          "network too; give --no-gateway if that network has its own router "
                          "and DHCP server",
                          a.ifname, a.ifname);
+        }
         break;
     }
     case AttachmentKind::serial: {
