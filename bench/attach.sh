@@ -2,14 +2,17 @@
 # Throughput and latency of a kernel guest behind each attachment protocol,
 # usernet beside the tools that speak the same protocol, in one netbench run.
 #
-#   sudo bench/attach.sh [--reps N] [--quick] [--backends "..."] [--iperf-secs S] [--tag T]
+#   sudo bench/attach.sh [--reps N] [--quick] [--backends "..."] [--iperf-secs S] [--tag T] [--no-gro]
 #
 # The guest is a network namespace whose TAP is relayed over the transport
 # by bench/tap_relay (the same relay for every backend of a transport, one
 # that batches: a 4-byte-length stream over a unix or TCP socket, one frame
 # per UDP datagram, one masked binary message per frame) or, on the VDE
 # path, by vde2's own vde_plug2tap. MTU 1500, as
-# an emulated NIC has. Backends:
+# an emulated NIC has. The relay coalesces what one read brings into the
+# TAP as a virtio-net guest's GRO does (tap_relay --gro); --no-gro writes
+# each frame as it came, which makes every host->guest row the relay's.
+# Backends:
 #   stream-unix     usernet --socket            (QEMU -netdev stream, unix)
 #   passt           passt --socket              (the same framing)
 #   stream-tcp      usernet --listen            (QEMU -netdev stream inet / socket,connect=)
@@ -24,15 +27,16 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 netbench=${NETBENCH:-$here/../shared/bench/netbench}
 bin=${USERNET_BIN:-$here/build/usernet}
-reps=3 quick=() extra=() only="" tag=""
+reps=3 quick=() extra=() only="" tag="" gro=--gro
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--reps) reps=$2; shift 2 ;;
 	--quick) quick=(--quick); shift ;;
 	--backends) only=$2; shift 2 ;;
 	--tag) tag=-$2; shift 2 ;;
+	--no-gro) gro=""; shift ;;
 	--iperf-secs|--rr-n|--crr-secs) extra+=("$1" "$2"); shift 2 ;;
-	*) echo "usage: $0 [--reps N] [--quick] [--backends \"...\"] [--iperf-secs S] [--tag T]" >&2; exit 2 ;;
+	*) echo "usage: $0 [--reps N] [--quick] [--backends \"...\"] [--iperf-secs S] [--tag T] [--no-gro]" >&2; exit 2 ;;
 	esac
 done
 [ "$(id -u)" = 0 ] || { echo "bench: needs root (namespaces)" >&2; exit 1; }
@@ -40,8 +44,8 @@ done
 
 tmp=$(mktemp -d /tmp/un-attach.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
-relay=$tmp/tap_relay
-g++ -std=c++20 -O2 -Wall -Wextra -o "$relay" "$here/bench/tap_relay.cpp"
+g++ -std=c++20 -O2 -Wall -Wextra -o "$tmp/tap_relay" "$here/bench/tap_relay.cpp"
+relay="$tmp/tap_relay $gro"
 
 has() { "$bin" --help | grep -q -- "$1"; }
 
@@ -107,6 +111,7 @@ mkdir -p "$out"
 	echo "passt: $(dpkg-query -W -f '${Version}' passt 2>/dev/null || echo none)"
 	echo "vde2: $(dpkg-query -W -f '${Version}' vde2 2>/dev/null || echo none)"
 	echo "backends: ${sel[*]}"
+	echo "relay: tap_relay ${gro:-(no --gro)}"
 } >"$out/attach$tag-versions.txt"
 echo "== attachments: ${sel[*]}" >&2
 "$netbench" --reps "$reps" "${quick[@]}" --backends "${sel[*]} ours" \

@@ -6,6 +6,7 @@
 # 4 s of an 8 s iperf3 run) beside the throughput.
 #
 #   sudo bench/stream_cpu.sh [USERNET_BIN]
+# RELAY_ARGS adds options to the relay (e.g. RELAY_ARGS=--gro).
 set -euo pipefail
 [ "$(id -u)" = 0 ] || { echo "bench: needs root (namespaces)" >&2; exit 1; }
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -26,7 +27,7 @@ ip netns add $ns
 "$bin" --quiet --socket "$tmp/s.sock" 2>/dev/null & b=$!
 for _ in $(seq 100); do [ -S "$tmp/s.sock" ] && break; sleep 0.05; done
 "$tmp/tap_relay" --netns /run/netns/$ns --tap tap0 --mtu 1500 --addr 10.0.2.15/24 --gw 10.0.2.2 \
-	--stream-unix "$tmp/s.sock" & r=$!
+	--stream-unix "$tmp/s.sock" ${RELAY_ARGS:-} & r=$!
 sleep 0.5
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 hz=$(getconf CLK_TCK)

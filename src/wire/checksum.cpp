@@ -1,5 +1,6 @@
 #include "wire/checksum.hpp"
 
+#include <bit>
 #include <cstring>
 
 namespace usernet::wire {
@@ -7,30 +8,50 @@ namespace usernet::wire {
 uint32_t csum_partial(Bytes data, uint32_t sum) {
     const uint8_t* p = data.data();
     size_t n = data.size();
-    // Sum big-endian words 32 bits at a time into a 64-bit accumulator:
-    // loading four bytes big-endian is two adjacent 16-bit words.
-    uint64_t acc = sum;
-    while (n >= 8) {
-        acc += load32(p);
-        acc += load32(p + 4);
-        p += 8;
-        n -= 8;
+    // The ones' complement sum does not depend on byte order (RFC 1071
+    // 2(B)): sum native 32-bit words (two 16-bit words each) into four
+    // 64-bit accumulators, which compilers vectorise, fold to 16 bits and
+    // swap the result into network order once. No carry is lost: each
+    // accumulator takes at most 2^32 words of under 2^32 each.
+    uint64_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+    while (n >= 16) {
+        uint32_t w[4];
+        std::memcpy(w, p, 16);
+        a0 += w[0];
+        a1 += w[1];
+        a2 += w[2];
+        a3 += w[3];
+        p += 16;
+        n -= 16;
     }
-    if (n >= 4) {
-        acc += load32(p);
+    uint64_t acc = (a0 & 0xffffffffULL) + (a0 >> 32) + (a1 & 0xffffffffULL) + (a1 >> 32) +
+                   (a2 & 0xffffffffULL) + (a2 >> 32) + (a3 & 0xffffffffULL) + (a3 >> 32);
+    while (n >= 4) {
+        uint32_t w;
+        std::memcpy(&w, p, 4);
+        acc += w;
         p += 4;
         n -= 4;
     }
     if (n >= 2) {
-        acc += load16(p);
+        uint16_t w;
+        std::memcpy(&w, p, 2);
+        acc += w;
         p += 2;
         n -= 2;
     }
-    if (n) acc += uint32_t{p[0]} << 8;
-    // Fold 64 -> 32 bits, keeping the end-around carries.
+    // An odd last byte is the first byte of a zero-padded word.
+    if (n) acc += std::endian::native == std::endian::little ? uint64_t{p[0]} : uint64_t{p[0]} << 8;
     acc = (acc & 0xffffffffULL) + (acc >> 32);
     acc = (acc & 0xffffffffULL) + (acc >> 32);
-    return static_cast<uint32_t>(acc);
+    uint32_t s = static_cast<uint32_t>((acc & 0xffff) + (acc >> 16));
+    s = (s & 0xffff) + (s >> 16);
+    s = (s & 0xffff) + (s >> 16);
+    if constexpr (std::endian::native == std::endian::little)
+        s = static_cast<uint32_t>(((s & 0xff) << 8) | (s >> 8));
+    uint64_t r = uint64_t{sum} + s;
+    r = (r & 0xffffffffULL) + (r >> 32);
+    return static_cast<uint32_t>(r);
 }
 
 uint16_t csum_fold(uint32_t sum) {

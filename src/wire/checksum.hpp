@@ -3,7 +3,8 @@
 //
 // csum_partial() returns an unfolded 32-bit accumulator so that a header, a
 // pseudo-header and a payload in separate buffers can be summed in turn and
-// folded once at the end. It sums eight bytes per step.
+// folded once at the end. It sums 16 bytes per step in native order and
+// swaps once (the sum does not depend on byte order, RFC 1071).
 #pragma once
 
 #include <cstdint>
