@@ -242,7 +242,9 @@ public:
             vh.csum_offset = 16;
         }
         std::memcpy(buf_.data(), &vh, kVnet);
-        (void)!write(tap_, buf_.data(), kVnet + used_);
+        if (write(tap_, buf_.data(), kVnet + used_) < 0 && failed_++ < 5)
+            std::fprintf(stderr, "tap_relay: write of %zu bytes (%zu segments) into the TAP: %s\n",
+                         used_, segs_, std::strerror(errno));
         used_ = 0;
     }
 
@@ -296,7 +298,7 @@ private:
     int tap_;
     bool gro_;
     std::vector<uint8_t> buf_;
-    size_t used_ = 0, hdr_ = 0, segs_ = 0, mss_ = 0, last_payload_ = 0;
+    size_t used_ = 0, hdr_ = 0, segs_ = 0, mss_ = 0, last_payload_ = 0, failed_ = 0;
     uint32_t next_seq_ = 0;
 };
 

@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <limits>
 
 #include "gateway/dhcp4_server.hpp"
 #include "gateway/dns_forwarder.hpp"
@@ -603,6 +604,11 @@ bool Gateway::offload_to(const wire::IpAddr& dst) const {
     if (!dst.is_v4()) return false;
     const Neighbor* n = live_neighbor(dst.as_v4());
     return n && n->offload;
+}
+
+size_t Gateway::tx_room_to(const wire::IpAddr& dst) const {
+    const sw::Port* p = sw_.port(port_of(dst));
+    return p ? p->tx_room() : std::numeric_limits<size_t>::max();
 }
 
 bool Gateway::knows_guest(const wire::IpAddr& guest) const {

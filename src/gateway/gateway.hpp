@@ -163,6 +163,9 @@ public:
     uint32_t path_mtu(const wire::IpAddr& dst) const;
     // Whether dst's attachment takes offloaded frames (send_ip's `off`).
     bool offload_to(const wire::IpAddr& dst) const;
+    // Bytes the attachment of guest dst can still queue (sw::Port::tx_room);
+    // SIZE_MAX when it does not queue or the guest is unknown.
+    size_t tx_room_to(const wire::IpAddr& dst) const;
     bool knows_guest(const wire::IpAddr& guest) const;
     // A guest's address as bound by DHCP or learned; used by port forwards
     // when no --guest-addr is given. Unspecified when there is no guest yet.

@@ -143,6 +143,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <limits>
 
 #include "nat/nat.hpp"
 #include "wire/icmp4.hpp"
@@ -169,6 +170,9 @@ constexpr uint32_t kMinWindowSegments = 8;
 constexpr uint32_t kWindowBudgetSegments = 4096;  // per guest, all flows together
 constexpr uint32_t kGsoFrameBytes = 65536 - 536;  // what a guest's TSO frame carries, about
 constexpr core::Millis kNeighborRetryMs = 50;  // SYN again once ARP had time to resolve
+// Ethernet and the largest attachment framing (a WebSocket header, a
+// stream's 4-byte length) around each segment queued toward a guest.
+constexpr size_t kFramingOverhead = 14 + 14;
 // A pending connect() lives while its guest still wants it: a guest SYN
 // retransmission is due after twice the previous gap (RFC 6298 backoff),
 // the first one after 1 s (RFC 6298) or 3 s (RFC 1122: Windows, older
@@ -1320,6 +1324,24 @@ void TcpNat::send_pending(Flow& f) {
             room = std::min(room, cap - std::min(flight, cap));
         }
         if (s.host_eof) room = std::min(room, s.fin_seq - s.snd_nxt);
+        {
+            // An attachment that queues (a stream socket, a WebSocket)
+            // drops what does not fit: keep within what it can take, each
+            // segment with its framing, as the data can wait in the host
+            // socket. A whole window dropped at the tail would cost a
+            // NewReno recovery one round trip per segment. With nothing in
+            // flight one segment goes regardless (other flows may hold the
+            // queue; its loss is then this flow's RTO, not a stall; with
+            // data in flight, the guest's ACKs bring us back).
+            const size_t port_room = gw_.tx_room_to(s.key.guest);
+            if (port_room != std::numeric_limits<size_t>::max()) {
+                const size_t seg = segment_limit(f);
+                const size_t per = seg + data_header_len(f) + kFramingOverhead;
+                size_t fits = port_room / per * seg;
+                if (fits == 0 && flight == 0) fits = seg;
+                room = static_cast<uint32_t>(std::min<size_t>(room, fits));
+            }
+        }
         if (room == 0) {
             if (s.snd_wnd == 0 && s.snd_una == s.snd_max && !f.timer.armed() &&
                 (s.host_rdhup || s.host_eof || host_data_waiting(f))) {

@@ -157,6 +157,9 @@ public:
 
     void deliver(wire::Bytes frame, const sw::FrameMeta& meta) override;
     uint32_t mtu() const override { return mtu_; }
+    // What the output queue can still take (the socket's buffer is in
+    // front of it and not counted: the queue is what overflows).
+    size_t tx_room() const override { return txq_.capacity() - txq_.size(); }
     std::string describe() const override { return name_; }
     void on_io(uint32_t events) override;
     void run_deferred() override;

@@ -611,6 +611,12 @@ void WsClient::fail_session(uint16_t code, const char* why) {
     state_ = State::closing;
 }
 
+size_t WsClient::tx_room() const {
+    if (state_ != State::open || !ws_) return 0;
+    size_t queued = wslay_event_get_queued_msg_length(ws_) + (out_end_ - out_start_);
+    return queued < cfg_.limits.tx_queue_bytes ? cfg_.limits.tx_queue_bytes - queued : 0;
+}
+
 void WsClient::deliver(wire::Bytes frame, const sw::FrameMeta&) {
     if (state_ != State::open || !ws_ || frame.empty() || frame.size() > kWsMaxFrame) {
         stats().tx_dropped++;

@@ -172,6 +172,7 @@ public:
 
     void deliver(wire::Bytes frame, const sw::FrameMeta& meta) override;
     uint32_t mtu() const override { return cfg_.mtu; }
+    size_t tx_room() const override;
     std::string describe() const override { return name_; }
     void on_io(uint32_t events) override;
     void run_deferred() override;

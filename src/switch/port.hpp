@@ -10,6 +10,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <string>
 
 #include "wire/bytes.hpp"
@@ -55,6 +56,13 @@ public:
     // How many source MACs the switch learns behind this port: a guest has
     // a few; an uplink to a real network has a LAN's worth.
     virtual size_t max_macs() const { return kDefaultMaxMacs; }
+    // Bytes of frames (with the port's own framing) deliver() can still
+    // queue before it drops: what a sender that can wait (the TCP
+    // translator, whose data stays in the host socket) keeps within, so
+    // that a slow reader is met by flow control and not by a tail drop of
+    // a whole window. SIZE_MAX: the port does not queue (a TAP's write()
+    // is the guest's receive path).
+    virtual size_t tx_room() const { return std::numeric_limits<size_t>::max(); }
 
     PortId id() const { return id_; }
     PortStats& stats() { return stats_; }

@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <vector>
@@ -36,10 +37,16 @@ class CapturePort : public sw::Port {
 public:
     void deliver(wire::Bytes frame, const sw::FrameMeta&) override {
         frames.emplace_back(frame.begin(), frame.end());
+        // A queue that never drains: each frame (with a stream's 4-byte
+        // length) takes its room for good.
+        if (room != kUnlimited) room -= std::min(room, frame.size() + 4);
     }
     uint32_t mtu() const override { return 1500; }
     std::string describe() const override { return "test guest"; }
+    size_t tx_room() const override { return room; }
     std::vector<std::vector<uint8_t>> frames;
+    static constexpr size_t kUnlimited = std::numeric_limits<size_t>::max();
+    size_t room = kUnlimited;  // a port that does not queue, unless a test says
 };
 
 // An IPv4 packet toward the guest, as captured.

@@ -484,6 +484,49 @@ TEST(TcpNat, TcpNat_HostDataIsSegmentedToTheGuestMssAndDiscardedWhenAcked) {
     close(fd);
 }
 
+TEST(TcpNat, TcpNat_AnAttachmentThatCannotQueueMoreLeavesTheDataInTheHostSocket) {
+    NatHarness h;
+    Listener l;
+    TcpGuest g(h, kGatewayIp, l.port);
+    int fd = g.connect(l);
+    ASSERT_GE(fd, 0);
+    std::string data = pattern(40000, 3);
+    h.guest.room = 0;  // the guest's queue is full
+    ASSERT_EQ(send(fd, data.data(), data.size(), 0), 40000);
+    // Nothing in flight: one segment goes regardless, then none while full.
+    auto segs = g.wait(1);
+    ASSERT_EQ(segs.size(), 1u);
+    EXPECT_TRUE(g.settle(100).empty());
+    std::string got(segs[0].payload.begin(), segs[0].payload.end());
+    uint32_t seq = segs[0].seq + static_cast<uint32_t>(segs[0].payload.size());
+    // Room for three segments with their framing: exactly three after the
+    // ACK, then none (the queue does not drain here).
+    h.guest.room = 3 * (1460 + 40 + 28);
+    g.send(flag::ack, g.snd_nxt, seq, {}, 1024);
+    segs = g.settle(100);
+    ASSERT_EQ(segs.size(), 3u);
+    for (auto& sg : segs) {
+        EXPECT_EQ(sg.seq, seq);
+        got.append(sg.payload.begin(), sg.payload.end());
+        seq += static_cast<uint32_t>(sg.payload.size());
+    }
+    // Drained: the rest follows as the guest acknowledges, in order and
+    // without a retransmission (nothing was dropped).
+    h.guest.room = CapturePort::kUnlimited;
+    for (int i = 0; i < 100 && got.size() < data.size(); i++) {
+        g.send(flag::ack, g.snd_nxt, seq, {}, 1024);
+        for (auto& sg : g.settle(20)) {
+            if (sg.payload.empty()) continue;
+            EXPECT_EQ(sg.seq, seq);
+            got.append(sg.payload.begin(), sg.payload.end());
+            seq += static_cast<uint32_t>(sg.payload.size());
+        }
+    }
+    EXPECT_EQ(got, data);
+    EXPECT_EQ(h.nat->tcp().stats().retransmits_rto, 0u);
+    close(fd);
+}
+
 TEST(TcpNat, TcpNat_UnacknowledgedDataIsRetransmittedFromTheKernelByProbeOrRto) {
     NatHarness h;
     Listener l;
