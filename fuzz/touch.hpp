@@ -11,7 +11,9 @@
 #include "wire/dns.hpp"
 #include "wire/ethernet.hpp"
 #include "wire/icmp4.hpp"
+#include "wire/icmp6.hpp"
 #include "wire/ipv4.hpp"
+#include "wire/ipv6.hpp"
 #include "wire/tcp.hpp"
 #include "wire/udp.hpp"
 
@@ -222,6 +224,86 @@ inline void touch_ipv4(Sink& s, Bytes b, int depth) {
     }
 }
 
+inline void touch_ipv6(Sink& s, Bytes b, int depth = 0);
+
+inline void touch_icmp6(Sink& s, Bytes b, const IpAddr& src, const IpAddr& dst, int depth) {
+    auto m = Icmp6View::parse(b);
+    if (!m) return;
+    s(m->type());
+    s(m->code());
+    s(m->checksum());
+    s(m->checksum_ok(src, dst));
+    s(m->body());
+    switch (m->type()) {
+    case icmp6type::echo_request:
+    case icmp6type::echo_reply:
+        s(m->echo_id());
+        s(m->echo_seq());
+        break;
+    case icmp6type::neighbor_solicit:
+    case icmp6type::neighbor_advert:
+        s(m->nd_target().b);
+        s(m->na_router());
+        s(m->na_solicited());
+        s(m->na_override());
+        [[fallthrough]];
+    case icmp6type::router_solicit:
+    case icmp6type::router_advert:
+        if (auto o = NdpOptions::parse(m->body())) {
+            for (uint8_t t : {ndopt::source_lla, ndopt::target_lla, ndopt::prefix_info,
+                              ndopt::mtu, ndopt::rdnss, ndopt::dnssl}) {
+                if (auto opt = o->find(t)) s(opt->data);
+                if (auto mac = o->lla(t)) touch_mac(s, *mac);
+            }
+        }
+        break;
+    default:
+        // Errors quote the offending packet: parse it as the NAT will.
+        if (is_icmp6_error(m->type()) && m->message().size() >= 8)
+            touch_ipv6(s, m->message().subspan(8), depth + 1);
+        break;
+    }
+}
+
+inline void touch_ipv6(Sink& s, Bytes b, int depth) {
+    auto ip = Ipv6View::parse(b);
+    if (!ip) return;
+    s(ip->src_addr().b);
+    s(ip->dst_addr().b);
+    s(ip->hop_limit());
+    s(ip->traffic_class());
+    s(ip->flow_label());
+    s(ip->protocol());
+    s(ip->header_len());
+    s(ip->total_len());
+    s(ip->ext_headers());
+    s(ip->has_hop_by_hop());
+    s(ip->is_fragment());
+    s(ip->frag_offset());
+    s(ip->more_fragments());
+    s(ip->frag_id());
+    s(ip->discard());
+    s(ip->routing_pending());
+    s(ip->router_alert());
+    s(ip->header());
+    s(ip->payload());
+    if (depth > 1 || ip->is_fragment()) return;
+    IpAddr src = ip->src_addr(), dst = ip->dst_addr();
+    switch (ip->protocol()) {
+    case ipproto::udp:
+        touch_udp(s, ip->payload(), src, dst);
+        break;
+    case ipproto::tcp:
+        touch_tcp(s, ip->payload(), src, dst);
+        break;
+    case ipproto::icmpv6:
+        touch_icmp6(s, ip->payload(), src, dst, depth);
+        break;
+    default:
+        break;
+    }
+}
+
 inline void touch_ethernet(Sink& s, Bytes b) {
     auto e = EthernetView::parse(b);
     if (!e) return;
@@ -239,6 +321,9 @@ inline void touch_ethernet(Sink& s, Bytes b) {
         break;
     case ethertype::ipv4:
         touch_ipv4(s, e->payload());
+        break;
+    case ethertype::ipv6:
+        touch_ipv6(s, e->payload());
         break;
     default:
         s(e->payload());

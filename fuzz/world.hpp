@@ -56,7 +56,9 @@
 #include "wire/checksum.hpp"
 #include "wire/ethernet.hpp"
 #include "wire/icmp4.hpp"
+#include "wire/icmp6.hpp"
 #include "wire/ipv4.hpp"
+#include "wire/ipv6.hpp"
 #include "wire/offload.hpp"
 #include "wire/tcp.hpp"
 #include "wire/udp.hpp"
@@ -202,7 +204,35 @@ struct Reader {
 // Recomputes the IPv4 header and L4 checksums of an (untagged) frame in
 // place, as far as the frame holds them, so that mutated frames get past
 // the checksum checks and into the state machines behind them.
+// IPv6 without extension headers: the upper layer's checksum.
+inline void fix_checksums6(std::vector<uint8_t>& f) {
+    if (f.size() < kEthHeaderLen + kIpv6HeaderLen) return;
+    uint8_t* ip = &f[kEthHeaderLen];
+    size_t l4len = load16(ip + 4);
+    if ((ip[0] >> 4) != 6 || kIpv6HeaderLen + l4len > f.size() - kEthHeaderLen) return;
+    uint8_t* l4 = ip + kIpv6HeaderLen;
+    IpAddr src = IpAddr::v6_from(ip + 8), dst = IpAddr::v6_from(ip + 24);
+    switch (ip[6]) {
+    case ipproto::tcp:
+        if (l4len >= 20) finish_tcp_checksum(l4, l4len, src, dst);
+        break;
+    case ipproto::udp:
+        if (l4len >= 8) {
+            store16(l4 + 6, 0);
+            uint16_t c = csum_l4(src, dst, ipproto::udp, Bytes(l4, l4len));
+            store16(l4 + 6, c == 0 ? 0xffff : c);
+        }
+        break;
+    case ipproto::icmpv6:
+        if (l4len >= 4) finish_icmp6(l4, l4len, src, dst);
+        break;
+    default:
+        break;
+    }
+}
+
 inline void fix_checksums(std::vector<uint8_t>& f) {
+    if (f.size() >= kEthHeaderLen && load16(&f[12]) == ethertype::ipv6) return fix_checksums6(f);
     if (f.size() < kEthHeaderLen + kIpv4HeaderLen) return;
     if (load16(&f[12]) != ethertype::ipv4) return;
     uint8_t* ip = &f[kEthHeaderLen];
@@ -260,7 +290,9 @@ public:
             FUZZ_CHECK(frame.size() <= mtu_ + kEthHeaderLen + kVlanTagLen);
         }
         auto eth = EthernetView::parse(frame);
-        if (!eth || eth->src() != gw_mac_ || eth->ethertype() != ethertype::ipv4) return;
+        if (!eth || eth->src() != gw_mac_) return;
+        if (eth->ethertype() == ethertype::ipv6) return check6(*eth, meta);
+        if (eth->ethertype() != ethertype::ipv4) return;
         // The gateway built this packet: its checksums must be right.
         auto ip = Ipv4View::parse(eth->payload());
         FUZZ_CHECK(ip.has_value());
@@ -291,6 +323,37 @@ public:
         }
         default:
             break;
+        }
+    }
+
+    // An IPv6 packet the gateway built: its checksums must be right.
+    void check6(const EthernetView& eth, const sw::FrameMeta& meta) {
+        auto ip = Ipv6View::parse(eth.payload());
+        FUZZ_CHECK(ip.has_value());
+        FUZZ_CHECK(ip->ext_headers() == 0);
+        IpAddr src = ip->src_addr(), dst = ip->dst_addr();
+        bool partial = meta.off.csum_partial;
+        switch (ip->protocol()) {
+        case ipproto::tcp: {
+            auto t = TcpView::parse(ip->payload());
+            FUZZ_CHECK(t.has_value());
+            if (!partial) FUZZ_CHECK(t->checksum_ok(src, dst));
+            break;
+        }
+        case ipproto::udp: {
+            auto u = UdpView::parse(ip->payload());
+            FUZZ_CHECK(u.has_value());
+            if (!partial) FUZZ_CHECK(u->checksum_ok(src, dst));
+            break;
+        }
+        case ipproto::icmpv6: {
+            auto m = Icmp6View::parse(ip->payload());
+            FUZZ_CHECK(m.has_value());
+            FUZZ_CHECK(m->checksum_ok(src, dst));
+            break;
+        }
+        default:
+            FUZZ_CHECK(false);  // the gateway sends nothing else
         }
     }
     uint32_t mtu() const override { return mtu_; }

@@ -16,6 +16,7 @@
 
 #include "datapath_ops.hpp"
 #include "tests/unit/captured_frames.hpp"
+#include "tests/unit/captured_frames6.hpp"
 #include "wire/arp.hpp"
 #include "wire/bytes.hpp"
 #include "wire/checksum.hpp"
@@ -174,6 +175,16 @@ void datapath_seeds() {
         arp_hello(o);
         o.frame(0, frame(testdata::kIcmpEchoRequest), false);
         write(h, "arp-ping", o.b);
+    }
+    {
+        Ops o;  // an IPv6 guest starting: MLD, DAD, RS, NS for the gateway, ping
+        o.frame(0, frame(testdata::kMld2ReportUnspecified), false);
+        o.frame(0, frame(testdata::kNsDad), false);
+        o.frame(0, frame(testdata::kRouterSolicit), false);
+        o.advance_ms(1500);  // the periodic advertisement
+        o.frame(0, frame(testdata::kNsForGateway), false);
+        o.frame(0, frame(testdata::kEcho6Request), false);
+        write(h, "ipv6-start", o.b);
     }
     {
         Ops o;  // a DNS query forwarded and answered

@@ -628,6 +628,11 @@ void Daemon::log_summary(const Lan& lan) const {
                  wire::ipv4_to_string(n.dns), dns, wire::ipv4_to_string(n.dhcp_start),
                  wire::ipv4_to_string(n.dhcp_start + n.dhcp_count - 1),
                  n.domain.empty() ? "" : ", domain " + n.domain);
+    if (n.ipv6)
+        spdlog::info("{}IPv6 prefix {}/{} by router advertisement: gateway {} ({}), DNS {}", which,
+                     n.prefix6.to_string(), n.prefix6_len, n.gateway6.to_string(),
+                     n.map_gateway_to_loopback ? "the host's ::1" : "not mapped to the host",
+                     n.dns6.to_string());
 }
 
 void Daemon::on_tap_failure(ports::TapPort* port, const std::string& why) {

@@ -11,6 +11,7 @@
 #include <map>
 
 #include "ports/bochs_port.hpp"
+#include "wire/ipv6.hpp"
 #include "ports/netns.hpp"
 
 namespace usernet::app {
@@ -58,11 +59,12 @@ struct RawOptions {
     std::vector<std::string> bochs;  // --bochs
     std::vector<std::string> dgram, mcast;  // --dgram, --mcast
     std::string tap_name = kDefaultTapName, mtu, max_flows, busy_poll, net, gateway, dns,
+                net6, gateway6, dns6,
                 dhcp_start, guest_addr,
                 domain, pcap, pid;
     std::string pcap_size, pcap_count;  // --pcap-size, --pcap-count
     bool config_net = false, no_offload = false, no_gateway = false, no_map_gw = false,
-         allow_link_local = false,
+         allow_link_local = false, no_ipv6 = false,
          debug = false, quiet = false,
          foreground = false, help = false, version = false;
 };
@@ -104,6 +106,10 @@ void describe(CLI::App& app, RawOptions& raw) {
     last_wins(app.add_option("--dhcp-start", raw.dhcp_start));
     last_wins(app.add_option("--guest-addr", raw.guest_addr));
     last_wins(app.add_option("--domain", raw.domain));
+    last_wins(app.add_option("--net6", raw.net6));
+    last_wins(app.add_option("--gateway6", raw.gateway6));
+    last_wins(app.add_option("--dns6", raw.dns6));
+    app.add_flag("--no-ipv6", raw.no_ipv6);
     // NAT.
     app.add_flag("--no-map-gw", raw.no_map_gw);
     app.add_flag("--allow-link-local", raw.allow_link_local);
@@ -415,6 +421,76 @@ void resolve_addresses(const CLI::App& app, const RawOptions& raw, Config& cfg) 
         check_domain(raw.domain);
         net.domain = raw.domain;
     }
+}
+
+// The IPv6 addresses: the prefix router advertisements give for SLAAC,
+// and the gateway and DNS addresses in it (host parts ::2 and ::3, as in
+// QEMU). --no-ipv6 turns IPv6 off in the gateway.
+void resolve_addresses6(const CLI::App& app, const RawOptions& raw, Config& cfg) {
+    gw::NetConfig& net = cfg.net;
+    if (raw.no_ipv6) {
+        for (const char* opt : {"--net6", "--gateway6", "--dns6"})
+            if (given(app, opt))
+                fail(opt, std::string(opt) + " sets up IPv6, which --no-ipv6 turns off",
+                     "drop one of them");
+        net.ipv6 = false;
+        return;
+    }
+    std::string net_text = "fec0::/64";
+    if (given(app, "--net6")) {
+        auto slash = raw.net6.rfind('/');
+        auto a = wire::IpAddr::parse(raw.net6.substr(0, slash));
+        int len = -1;
+        if (slash != std::string::npos) {
+            const std::string l = raw.net6.substr(slash + 1);
+            if (!l.empty() && l.size() <= 3 && l.find_first_not_of("0123456789") == std::string::npos)
+                len = std::stoi(l);
+        }
+        if (!a || a->is_v4() || slash == std::string::npos || len < 0 || len > 128)
+            fail("--net6", "'" + raw.net6 + "' is not an IPv6 prefix",
+                 "write it as PREFIX/64, such as fd00:1234::/64");
+        if (len != 64)
+            fail("--net6", "prefix length /" + std::to_string(len) + " in '" + raw.net6 +
+                               "' is not /64",
+                 "give a /64: stateless autoconfiguration (RFC 4862) forms the guest's "
+                 "address from its 64-bit interface identifier");
+        if (wire::is_v6_multicast(*a) || wire::is_v6_link_local(*a) || a->is_loopback())
+            fail("--net6", "'" + raw.net6 + "' is not a unicast prefix a LAN can use",
+                 "give a global or unique-local prefix, such as fd00:1234::/64");
+        wire::IpAddr base = *a;
+        for (size_t i = 8; i < 16; i++) base.b[i] = 0;
+        if (base != *a)
+            fail("--net6", "'" + raw.net6 + "' has host bits set",
+                 "did you mean " + base.to_string() + "/64?");
+        net.prefix6 = base;
+        net.prefix6_len = 64;
+        net.gateway6 = base;
+        net.gateway6.b[15] = 2;
+        net.dns6 = base;
+        net.dns6.b[15] = 3;
+        net_text = raw.net6;
+    }
+    struct Host {
+        const char* option;
+        wire::IpAddr* addr;
+        const std::string* text;
+    };
+    for (Host h : {Host{"--gateway6", &net.gateway6, &raw.gateway6},
+                   Host{"--dns6", &net.dns6, &raw.dns6}}) {
+        if (!given(app, h.option)) continue;
+        auto a = wire::IpAddr::parse(*h.text);
+        if (!a || a->is_v4())
+            fail(h.option, "'" + *h.text + "' is not an IPv6 address",
+                 "write it as in fec0::2");
+        if (!net.in_prefix6(*a) || *a == net.prefix6)
+            fail(h.option, a->to_string() + " is not a host address in --net6 " + net_text,
+                 "give an address inside the prefix, other than the prefix itself");
+        *h.addr = *a;
+    }
+    if (net.gateway6 == net.dns6)
+        fail(given(app, "--dns6") ? "--dns6" : "--gateway6",
+             "the IPv6 gateway and DNS address are both " + net.gateway6.to_string(),
+             "give them different addresses");
 }
 
 // --websocket [HOST:]PORT[,origin=ORIGIN]...[,mtu=N]; HOST is an IPv4
@@ -936,6 +1012,7 @@ Config parse_options(const std::vector<std::string>& args) {
                            "give how long to poll before sleeping, such as 200, or 0 for never");
 
     resolve_addresses(app, raw, cfg);
+    resolve_addresses6(app, raw, cfg);
     resolve_attachments(app, raw, cfg);
     resolve_lans(app, raw, cfg);
     assign_netns_addresses(cfg);
@@ -1077,7 +1154,15 @@ Addresses:
       --dhcp-start ADDR      first address leased by DHCP (default 10.0.2.15)
       --guest-addr ADDR      port-forward target and --config-net address
                              (default: the first DHCP lease)
-      --domain NAME          domain name handed out by DHCP
+      --domain NAME          domain name handed out by DHCP (and in router
+                             advertisements, RFC 8106)
+      --net6 PREFIX/64       the IPv6 prefix guests autoconfigure from
+                             router advertisements (default fec0::/64)
+      --gateway6 ADDR        the IPv6 gateway, reaching the host's ::1
+                             (default fec0::2)
+      --dns6 ADDR            the IPv6 DNS address (default fec0::3)
+      --no-ipv6              no IPv6: no router advertisements, neighbor
+                             discovery or IPv6 routing by the gateway
 
 NAT:
       --no-map-gw            the gateway address does not reach the host

@@ -47,6 +47,10 @@ Gateway::Gateway(core::EventLoop& loop, sw::Switch& sw, NetConfig cfg)
     sw_.set_on_detach([this](sw::PortId port) { on_port_detached(port); });
     dhcp_ = std::make_unique<Dhcp4Server>(*this);
     dns_ = std::make_unique<DnsForwarder>(loop_, *this);
+    link_local_ = wire::link_local_of(cfg_.gw_mac);
+    // The first unsolicited router advertisement goes out a second after
+    // start, to whoever attached by then; guests that come later solicit.
+    if (cfg_.ipv6) loop_.arm(ra_timer_, 1000);
 }
 
 Gateway::~Gateway() {
@@ -76,6 +80,9 @@ void Gateway::deliver(wire::Bytes frame, const sw::FrameMeta& meta) {
         break;
     case wire::ethertype::ipv4:
         handle_ipv4(eth->payload(), eth->dst(), eth->src(), meta);
+        break;
+    case wire::ethertype::ipv6:
+        handle_ipv6(eth->payload(), eth->dst(), eth->src(), meta);
         break;
     default:
         stats_.dropped_unsupported++;
@@ -258,6 +265,7 @@ void Gateway::send_time_exceeded(const wire::Ipv4View& ip) {
 
 bool Gateway::send_ip(const wire::IpAddr& src, const wire::IpAddr& dst, uint8_t proto,
                       size_t l4_len, uint8_t ttl, const wire::Offload* off) {
+    if (!src.is_v4() && !dst.is_v4()) return send_ip6(src, dst, proto, l4_len, ttl, off);
     if (!src.is_v4() || !dst.is_v4()) {
         stats_.dropped_unsupported++;
         return false;
@@ -367,6 +375,8 @@ bool Gateway::admit(sw::PortId from, wire::Bytes frame) {
         stats_.dropped_spoofed++;
         return false;
     }
+    case wire::ethertype::ipv6:
+        return admit6(from, src, eth->payload());
     default:
         return true;
     }
@@ -476,6 +486,8 @@ void Gateway::on_port_detached(sw::PortId port) {
             ++it;
         }
     }
+    std::erase_if(neighbors6_, [port](const auto& e) { return e.second.port == port; });
+    if (port < rs_budget_.size()) rs_budget_[port] = core::TokenBucket(kRsBurst, kRsPerSecond);
     std::erase_if(reserved_, [port](const Reservation& r) { return r.port == port; });
     if (port < dhcp_budget_.size()) dhcp_budget_[port] = core::TokenBucket(kDhcpBurst, kDhcpPerSecond);
     if (dhcp_) dhcp_->port_gone(port);
@@ -577,7 +589,10 @@ bool Gateway::address_taken(wire::Ipv4 ip, const wire::MacAddr& mac, sw::PortId 
 }
 
 sw::PortId Gateway::port_of(const wire::IpAddr& guest) const {
-    if (!guest.is_v4()) return sw::kNoPort;
+    if (!guest.is_v4()) {
+        const Neighbor6* n = live_neighbor6(guest);
+        return n ? n->port : sw::kNoPort;
+    }
     const Neighbor* n = live_neighbor(guest.as_v4());
     return n ? n->port : sw::kNoPort;
 }
@@ -595,13 +610,19 @@ std::optional<wire::MacAddr> Gateway::neighbor_mac(wire::Ipv4 ip) const {
 }
 
 uint32_t Gateway::path_mtu(const wire::IpAddr& dst) const {
-    if (dst.is_v4())
+    if (dst.is_v4()) {
         if (const Neighbor* n = live_neighbor(dst.as_v4())) return n->mtu;
+    } else if (const Neighbor6* n = live_neighbor6(dst)) {
+        return n->mtu;
+    }
     return 1500;
 }
 
 bool Gateway::offload_to(const wire::IpAddr& dst) const {
-    if (!dst.is_v4()) return false;
+    if (!dst.is_v4()) {
+        const Neighbor6* n = live_neighbor6(dst);
+        return n && n->offload;
+    }
     const Neighbor* n = live_neighbor(dst.as_v4());
     return n && n->offload;
 }
@@ -612,7 +633,8 @@ size_t Gateway::tx_room_to(const wire::IpAddr& dst) const {
 }
 
 bool Gateway::knows_guest(const wire::IpAddr& guest) const {
-    return guest.is_v4() && live_neighbor(guest.as_v4()) != nullptr;
+    if (!guest.is_v4()) return live_neighbor6(guest) != nullptr;
+    return live_neighbor(guest.as_v4()) != nullptr;
 }
 
 wire::IpAddr Gateway::first_guest_v4() const {

@@ -25,8 +25,20 @@
 //   - an ARP sender speaks only for its own MAC (no proxy ARP on this LAN);
 //   - anything else, inside the subnet or outside it, is dropped and
 //     counted (GatewayStats::dropped_spoofed).
-// IPv6 and other ethertypes pass as plain L2 between guests; the gateway
-// itself does not route them.
+// IPv6 (gateway6.cpp) has the same guard, with the rules of its own
+// neighbor discovery (RFC 4861):
+//   - a MAC may use up to kMaxV6PerMac addresses, link-local or in the
+//     prefix, that no other MAC has used within claim_hold_ms (SLAAC, the
+//     kernel's temporary addresses and a link-local address at once); its
+//     idlest one makes room for a new one;
+//   - :: only for duplicate address detection (a neighbor solicitation to
+//     a solicited-node group), router solicitations and MLD reports;
+//   - a neighbor advertisement speaks only for an address its sender may
+//     hold, and a link-layer address option only for the sender's MAC;
+//   - router advertisements and redirects from guests are dropped (RA
+//     guard, RFC 6105): the gateway is the LAN's only router.
+// Other ethertypes pass as plain L2 between guests; the gateway itself
+// does not route them.
 //
 // Toward guests, services and the NAT build an L4 message at tx_l4() and
 // call send_ip(): the gateway writes the IP and Ethernet headers into the
@@ -43,9 +55,14 @@
 // IpSink is told (port_gone), so its flows are reset.
 // Every ICMP error toward a guest (time exceeded here, the NAT's errors)
 // takes a token from one bucket (burst kIcmpErrorBurst, 1000 a second).
-// Not supported here: IPv6 (NDP), IP reassembly (fragments are dropped),
-// relayed DHCP, several IPv4 addresses on one MAC, ICMP errors other than
-// time exceeded.
+// For IPv6 the gateway answers neighbor solicitations for its addresses
+// (gateway6, dns6 and its link-local address, from which it also
+// solicits), sends router advertisements (on a router solicitation and
+// every NetConfig::ra_interval_s, each port's with its MTU) with the
+// prefix for SLAAC, the MTU and the DNS server (RDNSS) and domain
+// (DNSSL, RFC 8106), and answers echo requests to its addresses.
+// Not supported here: IP reassembly (fragments are dropped), relayed DHCP,
+// several IPv4 addresses on one MAC, ICMP errors other than time exceeded.
 #pragma once
 
 #include <array>
@@ -61,6 +78,7 @@
 #include "wire/addr.hpp"
 #include "wire/bytes.hpp"
 #include "wire/ipv4.hpp"
+#include "wire/ipv6.hpp"
 #include "wire/offload.hpp"
 
 namespace usernet::gw {
@@ -112,6 +130,9 @@ struct GatewayStats {
     uint64_t arp_requests = 0;         // ARP requests sent for unknown guests
     uint64_t routed = 0;               // packets handed to the IpSink
     uint64_t icmp_rate_limited = 0;    // time exceeded not sent: ICMP error bucket empty
+    uint64_t neighbor_adverts = 0;     // IPv6 neighbor advertisements sent
+    uint64_t router_adverts = 0;       // IPv6 router advertisements sent
+    uint64_t neighbor_solicits = 0;    // IPv6 neighbor solicitations sent for unknown guests
 };
 
 class Dhcp4Server;
@@ -206,6 +227,17 @@ public:
     size_t neighbor_count() const { return neighbors_.size(); }
     // Our own IPv4 addresses (gateway and DNS).
     bool is_own_v4(wire::Ipv4 a) const { return a == cfg_.gateway || a == cfg_.dns; }
+    // Our own IPv6 addresses (gateway6, dns6, and the link-local one).
+    bool is_own_v6(const wire::IpAddr& a) const {
+        return cfg_.ipv6 && (a == cfg_.gateway6 || a == cfg_.dns6 || a == link_local_);
+    }
+    const wire::IpAddr& link_local() const { return link_local_; }
+    size_t neighbor6_count() const { return neighbors6_.size(); }
+    static constexpr size_t kMaxV6PerMac = 8;
+    static constexpr size_t kMaxNeighbors6 = 4096;
+    // Router solicitations a port may send answered: a burst and a rate.
+    static constexpr uint32_t kRsBurst = 4;
+    static constexpr uint32_t kRsPerSecond = 1;
 
     Dhcp4Server& dhcp() { return *dhcp_; }
     // A port with up to `hosts` hosts behind it (an uplink onto a real
@@ -227,6 +259,14 @@ private:
         sw::PortId port = sw::kNoPort;
         bool offload = false;          // its attachment takes offloaded frames
     };
+    struct Neighbor6 {
+        wire::MacAddr mac;
+        uint32_t mtu;
+        core::Millis seen;
+        sw::PortId port;
+        bool offload;
+    };
+    using Neighbors6 = std::unordered_map<wire::IpAddr, Neighbor6, wire::IpAddrHash>;
     struct Reservation {
         wire::Ipv4 ip;
         sw::PortId port;  // kNoPort: any port
@@ -257,6 +297,23 @@ private:
     const Neighbor* live_neighbor(wire::Ipv4 ip) const;
     bool neighbor_live(wire::Ipv4 ip, const Neighbor& n) const;
     bool make_room();
+    // IPv6 (gateway6.cpp)
+    void handle_ipv6(wire::Bytes payload, const wire::MacAddr& dst_mac,
+                     const wire::MacAddr& src_mac, const sw::FrameMeta& meta);
+    bool admit6(sw::PortId from, const wire::MacAddr& src, wire::Bytes payload);
+    bool claim6(sw::PortId port, const wire::MacAddr& mac, const wire::IpAddr& ip);
+    bool may_learn6(const wire::IpAddr& ip, const wire::MacAddr& mac) const;
+    const Neighbor6* live_neighbor6(const wire::IpAddr& ip) const;
+    bool send_ip6(const wire::IpAddr& src, const wire::IpAddr& dst, uint8_t proto,
+                  size_t l4_len, uint8_t hop_limit, const wire::Offload* off);
+    void send_neighbor_advert(const wire::IpAddr& target, const wire::IpAddr& to,
+                              const wire::MacAddr& to_mac, bool solicited);
+    void send_neighbor_solicit(const wire::IpAddr& target);
+    void send_router_advert(sw::PortId port, const wire::MacAddr& to_mac,
+                            const wire::IpAddr& to);
+    void advertise_to_all();
+    void send_time_exceeded6(const wire::Ipv6View& ip);
+    bool rs_allowed(sw::PortId port);
 
     core::EventLoop& loop_;
     sw::Switch& sw_;
@@ -271,6 +328,16 @@ private:
     std::vector<core::TokenBucket> dhcp_budget_;  // by port id
     GatewayStats stats_;
     core::TokenBucket icmp_errors_{kIcmpErrorBurst};
+    Neighbors6 neighbors6_;
+    wire::IpAddr link_local_;
+    core::Timer ra_timer_{[this] { advertise_to_all(); }};
+    std::vector<core::TokenBucket> rs_budget_;  // by port id
+    std::array<uint8_t, 256> nd_buf_{};
+    struct NsAttempt {
+        wire::IpAddr ip;
+        core::Millis at = 0;
+    };
+    std::array<NsAttempt, 256> ns_attempts_{};
     alignas(64) std::array<uint8_t, kHeadroom + kTxCapacity> tx_{};
     std::array<uint8_t, 128> arp_buf_{};
     // Rate limit of ARP requests, a small direct-mapped cache by address.

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -39,11 +40,38 @@ struct NetConfig {
     // Upstream resolvers for the DNS address, in order of preference.
     std::vector<HostPort> dns_upstreams;
 
+    // IPv6 (--no-ipv6 clears): the prefix fec0::/64 that router
+    // advertisements give for SLAAC, with QEMU's gateway fec0::2 and DNS
+    // fec0::3. The gateway also answers on the link-local address of its
+    // MAC (gw_link_local()), which is where its advertisements come from.
+    bool ipv6 = true;
+    wire::IpAddr prefix6 = *wire::IpAddr::parse("fec0::");
+    uint8_t prefix6_len = 64;
+    wire::IpAddr gateway6 = *wire::IpAddr::parse("fec0::2");
+    wire::IpAddr dns6 = *wire::IpAddr::parse("fec0::3");
+    // Router advertisements' lifetimes (RFC 4861 6.2.1's defaults).
+    uint32_t ra_router_lifetime_s = 1800;
+    uint32_t ra_valid_lifetime_s = 86400;
+    uint32_t ra_preferred_lifetime_s = 14400;
+    // Unsolicited advertisements, on average (RFC 4861 MaxRtrAdvInterval
+    // 600 s, MinRtrAdvInterval a third of it).
+    uint32_t ra_interval_s = 200;
+
     wire::Ipv4 netmask() const {
         return prefix_len == 0 ? 0 : ~wire::Ipv4{0} << (32 - prefix_len);
     }
     bool in_subnet(wire::Ipv4 a) const { return (a & netmask()) == (net & netmask()); }
     wire::Ipv4 broadcast() const { return net | ~netmask(); }
+
+    bool in_prefix6(const wire::IpAddr& a) const {
+        if (a.is_v4()) return false;
+        size_t full = prefix6_len / 8;
+        if (std::memcmp(a.b.data(), prefix6.b.data(), full) != 0) return false;
+        size_t rest = prefix6_len % 8;
+        if (rest == 0) return true;
+        uint8_t mask = static_cast<uint8_t>(0xff << (8 - rest));
+        return (a.b[full] & mask) == (prefix6.b[full] & mask);
+    }
 };
 
 }  // namespace usernet::gw

@@ -16,6 +16,8 @@
 
 #include "nat/nat.hpp"
 #include "wire/icmp4.hpp"
+#include "wire/icmp6.hpp"
+#include "wire/ipv6.hpp"
 #include "wire/ipv4.hpp"
 
 namespace usernet::nat {
@@ -77,8 +79,31 @@ std::optional<Icmp4Error> icmp4_error_for(const QueuedError& e) {
         if (e.err == EMSGSIZE)
             return Icmp4Error{icmptype::dest_unreach, icmpcode::frag_needed, e.info & 0xffff};
         return std::nullopt;
+    case SO_EE_ORIGIN_ICMP6:
+        // Said the ICMPv4 way; send_error() says it the ICMPv6 way again
+        // to an IPv6 guest.
+        switch (e.type) {
+        case icmp6type::dest_unreach:
+            switch (e.code) {
+            case icmp6code::no_route:
+                return Icmp4Error{icmptype::dest_unreach, icmpcode::net_unreach, 0};
+            case icmp6code::admin_prohibited:
+                return Icmp4Error{icmptype::dest_unreach, icmpcode::admin_prohibited, 0};
+            case icmp6code::port_unreach:
+                return Icmp4Error{icmptype::dest_unreach, icmpcode::port_unreach, 0};
+            default:
+                return Icmp4Error{icmptype::dest_unreach, icmpcode::host_unreach, 0};
+            }
+        case icmp6type::packet_too_big:
+            return Icmp4Error{icmptype::dest_unreach, icmpcode::frag_needed,
+                              std::min<uint32_t>(e.info, 0xffff)};
+        case icmp6type::time_exceeded:
+            return Icmp4Error{icmptype::time_exceeded, e.code, 0};
+        default:
+            return std::nullopt;
+        }
     default:
-        return std::nullopt;  // ICMPv6 origins: IPv4 guests never cause them
+        return std::nullopt;
     }
 }
 
@@ -302,7 +327,7 @@ void IcmpNat::from_guest(const gw::GuestPacket& pkt) {
     if (!t.ok() || t.addr.ss_family != AF_INET) {
         stats_.dropped_unreachable++;
         if (t.ok()) nat_.stats().dropped_unreachable++;
-        send_error4(wire::IpAddr::v4(cfg.gateway), pkt.src, wire::icmptype::dest_unreach,
+        send_error(nat_.gateway_for(pkt.src), pkt.src, wire::icmptype::dest_unreach,
                     t.forbidden() ? wire::icmpcode::admin_prohibited : wire::icmpcode::host_unreach,
                     0, pkt.ip_packet);
         return;
@@ -343,7 +368,7 @@ void IcmpNat::from_guest(const gw::GuestPacket& pkt) {
         }
         stats_.dropped_send++;
         if (auto code = unreach_code_for_errno(err); code && err != ECONNREFUSED)
-            send_error4(wire::IpAddr::v4(cfg.gateway), pkt.src, wire::icmptype::dest_unreach, *code,
+            send_error(nat_.gateway_for(pkt.src), pkt.src, wire::icmptype::dest_unreach, *code,
                         0, pkt.ip_packet);
         return;
     }
@@ -492,7 +517,7 @@ void IcmpNat::quote_error(Flow& f, const wire::IpAddr& from, uint8_t type, uint8
                      wire::kIcmpHeaderLen + plen);
     wire::build_icmp4(q.data() + wire::kIpv4HeaderLen, wire::icmptype::echo_request, 0,
                       (uint32_t{f.guest_id} << 16) | seq, wire::kIcmpHeaderLen + plen);
-    send_error4(from, f.guest, type, code, rest, wire::Bytes(q.data(), kHdrs + plen));
+    send_error(from, f.guest, type, code, rest, wire::Bytes(q.data(), kHdrs + plen));
 }
 
 void IcmpNat::raw_read() {
@@ -557,9 +582,10 @@ void IcmpNat::raw_error(const wire::IpAddr& from, uint8_t type, uint8_t code, ui
 
 // ---------------------------------------------------------------- errors to guests
 
-bool IcmpNat::send_error4(const wire::IpAddr& from, const wire::IpAddr& guest, uint8_t type,
-                          uint8_t code, uint32_t rest, wire::Bytes quote) {
-    if (!from.is_v4() || !guest.is_v4() || quote.size() < wire::kIpv4HeaderLen) return false;
+bool IcmpNat::send_error(const wire::IpAddr& from, const wire::IpAddr& guest, uint8_t type,
+                         uint8_t code, uint32_t rest, wire::Bytes quote) {
+    if (!guest.is_v4()) return send_error6(from, guest, type, code, rest, quote);
+    if (!from.is_v4() || quote.size() < wire::kIpv4HeaderLen) return false;
     // RFC 1122 3.2.2: never about an ICMP error, a non-first fragment, or a
     // packet from a non-unicast source.
     const size_t ihl = size_t{quote[0] & 0x0fu} * 4;
@@ -580,6 +606,73 @@ bool IcmpNat::send_error4(const wire::IpAddr& from, const wire::IpAddr& guest, u
     std::memmove(p + wire::kIcmpHeaderLen, quote.data(), qlen);
     wire::build_icmp4(p, type, code, rest, len);
     if (!gw_.send_ip(from, guest, wire::ipproto::icmp, len)) return false;
+    stats_.errors_sent++;
+    return true;
+}
+
+bool IcmpNat::send_error6(const wire::IpAddr& from, const wire::IpAddr& guest, uint8_t type,
+                          uint8_t code, uint32_t rest, wire::Bytes quote) {
+    if (from.is_v4()) return false;
+    // The ICMPv6 message for the ICMPv4 one (RFC 7915 4.2, the other way).
+    uint8_t t6 = wire::icmp6type::dest_unreach, c6 = wire::icmp6code::addr_unreach;
+    uint32_t r6 = 0;
+    if (type == wire::icmptype::time_exceeded) {
+        t6 = wire::icmp6type::time_exceeded;
+        c6 = code;
+    } else if (type != wire::icmptype::dest_unreach) {
+        return false;
+    } else {
+        switch (code) {
+        case wire::icmpcode::net_unreach:
+            c6 = wire::icmp6code::no_route;
+            break;
+        case wire::icmpcode::port_unreach:
+            c6 = wire::icmp6code::port_unreach;
+            break;
+        case wire::icmpcode::proto_unreach:
+            t6 = wire::icmp6type::param_problem;
+            c6 = 1;  // unrecognized next header, at the header's next-header field
+            r6 = 6;
+            break;
+        case wire::icmpcode::frag_needed:
+            t6 = wire::icmp6type::packet_too_big;
+            c6 = 0;
+            r6 = std::max<uint32_t>(rest & 0xffff, 1280);
+            break;
+        case wire::icmpcode::admin_prohibited:
+        case 9:
+        case 10:
+            c6 = wire::icmp6code::admin_prohibited;
+            break;
+        default:
+            break;
+        }
+    }
+    // RFC 4443 2.4 (e): never about an ICMPv6 error, a fragment other than
+    // the first, or a packet to or from a group or unspecified address.
+    auto ip = wire::Ipv6View::parse(quote);
+    if (!ip) return false;
+    if (ip->is_fragment() && ip->frag_offset() != 0) return false;
+    if (ip->protocol() == wire::ipproto::icmpv6 && !ip->is_fragment()) {
+        auto m = wire::Icmp6View::parse(ip->payload());
+        if (!m || wire::is_icmp6_error(m->type())) return false;
+    }
+    if (!is_unicast(guest, gw_.config())) return false;
+    if (!gw_.icmp_error_allowed()) {
+        stats_.errors_rate_limited++;
+        return false;
+    }
+    // As much of the packet as keeps the error within the minimum MTU.
+    constexpr size_t kMax6 = 1280 - wire::kIpv6HeaderLen - 8;
+    const size_t qlen = std::min(quote.size(), kMax6);
+    const size_t len = 8 + qlen;
+    uint8_t* p = gw_.tx_l4();
+    std::memmove(p + 8, quote.data(), qlen);
+    p[0] = t6;
+    p[1] = c6;
+    wire::store32(p + 4, r6);
+    wire::finish_icmp6(p, len, from, guest);
+    if (!gw_.send_ip(from, guest, wire::ipproto::icmpv6, len)) return false;
     stats_.errors_sent++;
     return true;
 }

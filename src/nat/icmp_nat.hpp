@@ -28,7 +28,7 @@
 //   traceroute -I and mtr work through the NAT.
 // - Flows expire after limits.icmp_idle_ms (a sweep each second while any
 //   exist); limits.icmp_flows bounds them, evicting the least recently used.
-// - send_error4() is the one place ICMPv4 errors toward guests are built,
+// - send_error() is the one place ICMP errors toward guests are built,
 //   through the gateway's ICMP error token bucket, which its time-exceeded
 //   messages share, so a guest cannot make usernet flood it (RFC 1812
 //   4.3.2.8).
@@ -128,14 +128,17 @@ public:
     // Closes every echo flow of the guests behind a switch port.
     void drop_port(uint32_t port);
 
-    // Sends an ICMPv4 error (type, code, and the header's second word, e.g.
-    // the next-hop MTU for "fragmentation needed") from `from` to `guest`,
-    // quoting `quote` (an IPv4 header and the start of its payload, as the
-    // guest sent it; cut to keep the error within 576 bytes). Never sent
-    // about an ICMP error, to or from a non-unicast address, or beyond the
-    // rate limit. Returns whether it went out.
-    bool send_error4(const wire::IpAddr& from, const wire::IpAddr& guest, uint8_t type,
-                     uint8_t code, uint32_t rest, wire::Bytes quote);
+    // Sends an ICMP error (ICMPv4 type, code, and the header's second word,
+    // e.g. the next-hop MTU for "fragmentation needed") from `from` to
+    // `guest`, quoting `quote` (the IP header and the start of its payload,
+    // as the guest sent it; cut to keep the error within 576 bytes, or
+    // 1280 for IPv6). Toward an IPv6 guest the ICMPv6 equivalent goes
+    // (RFC 7915 4.2's mapping the other way: unreachable codes, packet too
+    // big, time exceeded, parameter problem). Never sent about an ICMP
+    // error, to or from a non-unicast address, or beyond the rate limit.
+    // Returns whether it went out.
+    bool send_error(const wire::IpAddr& from, const wire::IpAddr& guest, uint8_t type,
+                    uint8_t code, uint32_t rest, wire::Bytes quote);
 
     Mode mode() const { return mode_; }
     const IcmpStats& stats() const { return stats_; }
@@ -148,6 +151,8 @@ public:
     struct RawSock;
 
 private:
+    bool send_error6(const wire::IpAddr& from, const wire::IpAddr& guest, uint8_t type,
+                     uint8_t code, uint32_t rest, wire::Bytes quote);
     struct FlowKey {
         wire::IpAddr guest;
         wire::IpAddr dst;

@@ -8,6 +8,7 @@
 #include "nat/tcp_nat.hpp"
 #include "nat/udp_nat.hpp"
 #include "wire/ipv4.hpp"
+#include "wire/ipv6.hpp"
 
 namespace usernet::nat {
 
@@ -80,8 +81,28 @@ HostTarget Nat::host_target(const wire::IpAddr& dst, uint16_t port, uint8_t prot
             return refuse(HostTarget::Verdict::forbidden);
         if (c.in_subnet(d) || d == 0xffffffff || (d >> 28) >= 0xe)
             return refuse(HostTarget::Verdict::unreachable);
-    } else if (dst.is_loopback() || dst.is_unspecified()) {
-        return refuse(HostTarget::Verdict::forbidden);
+    } else {
+        if (c.ipv6 && dst == c.gateway6) {
+            if (!c.map_gateway_to_loopback) return refuse(HostTarget::Verdict::unreachable);
+            t.verdict = HostTarget::Verdict::ok;
+            t.addr = to_sockaddr(*wire::IpAddr::parse("::1"), port);
+            return t;
+        }
+        if (c.ipv6 && dst == c.dns6) {
+            if (port != 53 || (proto != wire::ipproto::tcp && proto != wire::ipproto::udp))
+                return refuse(HostTarget::Verdict::unreachable);
+            std::optional<gw::HostPort> up = gw_.dns().active_upstream();
+            if (!up) return refuse(HostTarget::Verdict::unreachable);
+            t.verdict = HostTarget::Verdict::ok;
+            t.addr = to_sockaddr(up->addr, up->port);
+            return t;
+        }
+        // The host's own loopback, and its link-local scope (which would
+        // need an interface the guest cannot name), are not the guest's.
+        if (dst.is_loopback() || dst.is_unspecified() || wire::is_v6_link_local(dst))
+            return refuse(HostTarget::Verdict::forbidden);
+        if (wire::is_v6_multicast(dst) || c.in_prefix6(dst))
+            return refuse(HostTarget::Verdict::unreachable);
     }
     t.verdict = HostTarget::Verdict::ok;
     t.addr = to_sockaddr(dst, port);
@@ -90,9 +111,14 @@ HostTarget Nat::host_target(const wire::IpAddr& dst, uint16_t port, uint8_t prot
 
 wire::IpAddr Nat::guest_visible(const wire::IpAddr& host_src) const {
     const gw::NetConfig& c = gw_.config();
-    if (host_src.is_v4() && host_src.is_loopback() && c.map_gateway_to_loopback)
-        return wire::IpAddr::v4(c.gateway);
+    if (host_src.is_loopback() && c.map_gateway_to_loopback)
+        return host_src.is_v4() ? wire::IpAddr::v4(c.gateway) : c.gateway6;
     return host_src;
+}
+
+wire::IpAddr Nat::gateway_for(const wire::IpAddr& guest) const {
+    const gw::NetConfig& c = gw_.config();
+    return guest.is_v4() ? wire::IpAddr::v4(c.gateway) : c.gateway6;
 }
 
 sockaddr_storage to_sockaddr(const wire::IpAddr& a, uint16_t port) {

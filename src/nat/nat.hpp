@@ -102,6 +102,9 @@ public:
     HostTarget host_target(const wire::IpAddr& dst, uint16_t port, uint8_t proto);
     // The address a guest sees for a host-side peer address.
     wire::IpAddr guest_visible(const wire::IpAddr& host_src) const;
+    // The gateway's address in guest's family: where the NAT's own ICMP
+    // errors come from.
+    wire::IpAddr gateway_for(const wire::IpAddr& guest) const;
 
     core::EventLoop& loop() { return loop_; }
     gw::Gateway& gateway() { return gw_; }

@@ -17,6 +17,7 @@
 #include "nat/nat.hpp"
 #include "wire/icmp4.hpp"
 #include "wire/ipv4.hpp"
+#include "wire/ipv6.hpp"
 #include "wire/udp.hpp"
 
 namespace usernet::nat {
@@ -288,8 +289,8 @@ void UdpNat::from_guest(const gw::GuestPacket& pkt) {
     if (!t.ok()) {
         stats_.dropped_unreachable++;
         // The gateway and DNS addresses exist: only the port is missing there.
-        bool own =
-            pkt.dst.is_v4() && (pkt.dst.as_v4() == cfg.gateway || pkt.dst.as_v4() == cfg.dns);
+        bool own = pkt.dst.is_v4() ? pkt.dst.as_v4() == cfg.gateway || pkt.dst.as_v4() == cfg.dns
+                                   : gw_.is_own_v6(pkt.dst);
         unreachable(pkt, t.forbidden() ? wire::icmpcode::admin_prohibited
                          : own         ? wire::icmpcode::port_unreach
                                        : wire::icmpcode::host_unreach);
@@ -350,7 +351,7 @@ bool UdpNat::send_to_host(Flow& f, FlowSock& s, const sockaddr_storage& to,
         }
         stats_.dropped_send++;
         if (auto code = unreach_code_for_errno(err))
-            nat_.icmp().send_error4(wire::IpAddr::v4(gw_.config().gateway), pkt.src,
+            nat_.icmp().send_error(nat_.gateway_for(pkt.src), pkt.src,
                                     wire::icmptype::dest_unreach, *code, 0, pkt.ip_packet);
         if (debug_on())
             spdlog::debug("udp: {}:{} -> {}: {}", f.guest.to_string(), f.guest_port,
@@ -362,9 +363,8 @@ bool UdpNat::send_to_host(Flow& f, FlowSock& s, const sockaddr_storage& to,
 }
 
 void UdpNat::unreachable(const gw::GuestPacket& pkt, uint8_t code) {
-    wire::IpAddr from =
-        code == wire::icmpcode::port_unreach ? pkt.dst : wire::IpAddr::v4(gw_.config().gateway);
-    nat_.icmp().send_error4(from, pkt.src, wire::icmptype::dest_unreach, code, 0, pkt.ip_packet);
+    wire::IpAddr from = code == wire::icmpcode::port_unreach ? pkt.dst : nat_.gateway_for(pkt.src);
+    nat_.icmp().send_error(from, pkt.src, wire::icmptype::dest_unreach, code, 0, pkt.ip_packet);
 }
 
 UdpNat::Flow* UdpNat::flow_for(const wire::IpAddr& guest, uint16_t port, FlowLru::Owner owner,
@@ -531,13 +531,13 @@ void UdpNat::flow_errors(Flow& f, FlowSock& s) {
         std::optional<Icmp4Error> ie = icmp4_error_for(qe);
         auto [dst_host, dst_port] = from_sockaddr(qe.dest);
         auto [dst, dport] = f.guest_view(nat_, dst_host, dst_port);
-        if (!ie || !f.guest.is_v4() || !dst.is_v4()) {
+        if (!ie || f.guest.is_v4() != dst.is_v4()) {
             stats_.errors_untranslated++;
             continue;
         }
         wire::IpAddr from;
         if (qe.origin == SO_EE_ORIGIN_LOCAL) {
-            from = wire::IpAddr::v4(gw_.config().gateway);  // our own hop
+            from = nat_.gateway_for(f.guest);  // our own hop
         } else if (qe.offender.ss_family == AF_INET || qe.offender.ss_family == AF_INET6) {
             wire::IpAddr off = from_sockaddr(qe.offender).first;
             from = off == dst_host ? dst : nat_.guest_visible(off);
@@ -546,14 +546,18 @@ void UdpNat::flow_errors(Flow& f, FlowSock& s) {
         }
         // Rebuild what the guest sent: its address and port to the original
         // destination, with as much of the payload as the error quoted.
-        std::array<uint8_t, wire::kIpv4HeaderLen + wire::kUdpHeaderLen + kQuotePayload> q{};
+        std::array<uint8_t, wire::kIpv6HeaderLen + wire::kUdpHeaderLen + kQuotePayload> q{};
         const size_t plen = std::min(qe.payload_len, kQuotePayload);
-        std::memcpy(q.data() + 28, payload.data(), plen);
-        wire::build_ipv4(q.data(), f.guest.as_v4(), dst.as_v4(), wire::ipproto::udp,
-                         wire::kUdpHeaderLen + plen);
-        wire::build_udp(q.data() + 20, f.guest, dst, f.guest_port, dport, plen);
-        if (nat_.icmp().send_error4(from, f.guest, ie->type, ie->code, ie->rest,
-                                    wire::Bytes(q.data(), 28 + plen)))
+        const size_t iph = f.guest.is_v4() ? wire::kIpv4HeaderLen : wire::kIpv6HeaderLen;
+        std::memcpy(q.data() + iph + wire::kUdpHeaderLen, payload.data(), plen);
+        if (f.guest.is_v4())
+            wire::build_ipv4(q.data(), f.guest.as_v4(), dst.as_v4(), wire::ipproto::udp,
+                             wire::kUdpHeaderLen + plen);
+        else
+            wire::build_ipv6(q.data(), f.guest, dst, wire::ipproto::udp, wire::kUdpHeaderLen + plen);
+        wire::build_udp(q.data() + iph, f.guest, dst, f.guest_port, dport, plen);
+        if (nat_.icmp().send_error(from, f.guest, ie->type, ie->code, ie->rest,
+                                    wire::Bytes(q.data(), iph + wire::kUdpHeaderLen + plen)))
             stats_.icmp_errors++;
         if (debug_on())
             spdlog::debug("udp: ICMP {}/{} from {} for {}:{} -> {}:{}", ie->type, ie->code,

@@ -254,4 +254,16 @@ void Switch::input(PortId from, wire::Bytes frame, const wire::Offload& off) {
     }
 }
 
+void Switch::input_to(PortId from, PortId to, wire::Bytes frame) {
+    if (from >= ports_.size() || !ports_[from] || to >= ports_.size() || !ports_[to] || to == from)
+        return;
+    if (frame.size() < wire::kEthHeaderLen || frame.size() > wire::kEthMaxFrame) return;
+    Port& in = *ports_[from];
+    in.stats().rx_frames++;
+    in.stats().rx_bytes += frame.size();
+    stats_.frames++;
+    if (observer_) observer_(frame);
+    forward(to, frame, FrameMeta{from, in.mtu(), in.takes_offload(), {}});
+}
+
 }  // namespace usernet::sw

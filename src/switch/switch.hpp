@@ -74,6 +74,10 @@ public:
     // A frame entering the switch from port `from`, with its offload state
     // (a port that does not take offload passes none).
     void input(PortId from, wire::Bytes frame, const wire::Offload& off = {});
+    // A frame from port `from` (the gateway, past the guard) for port `to`
+    // alone, whatever its destination address: a router advertisement to
+    // all nodes that carries that attachment's MTU.
+    void input_to(PortId from, PortId to, wire::Bytes frame);
 
     // Consulted for every frame a port (other than the guard's own) sends;
     // a refused frame is counted (dropped_guard) and goes nowhere.

@@ -60,6 +60,14 @@ GUEST = "10.0.2.15"
 HOST_VETH_ADDR = "198.51.100.1"
 REMOTE_ADDR = "198.51.100.2"
 REMOTE_NET_PREFIX = 24
+# IPv6: usernet's defaults (QEMU's), and the remote namespace's documentation
+# prefix (RFC 3849) on the same veth.
+PREFIX6 = "fec0::"
+GATEWAY6 = "fec0::2"
+DNS6 = "fec0::3"
+GATEWAY6_LL = "fe80::5055:aff:fe00:202"
+HOST_VETH_ADDR6 = "2001:db8:1::1"
+REMOTE_ADDR6 = "2001:db8:1::2"
 
 NS_PREFIX = "un-"
 MiB = 1024 * 1024
@@ -83,6 +91,7 @@ IN_CI = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
 PACKAGE_OF = {
     "ip": "iproute2", "ss": "iproute2", "sysctl": "procps", "busybox": "busybox",
     "udhcpc": "udhcpc", "curl": "curl", "dig": "dnsutils", "dnsmasq": "dnsmasq-base",
+    "rdisc6": "ndisc6",
     "tshark": "tshark", "qemu-system-x86_64": "qemu-system-x86", "cpio": "cpio",
     "gzip": "gzip", "iperf3": "iperf3", "socat": "socat", "setpriv": "util-linux",
     "prlimit": "util-linux",
@@ -593,9 +602,14 @@ class Lab:
         host 198.51.100.1/24 <-veth-> remote 198.51.100.2/24, with a default
         route in remote back to the host side."""
         r = self.netns("remote")
-        self.veth(host, r, "%s/%d" % (HOST_VETH_ADDR, REMOTE_NET_PREFIX),
-                  "%s/%d" % (REMOTE_ADDR, REMOTE_NET_PREFIX))
+        hn, rn = self.veth(host, r, "%s/%d" % (HOST_VETH_ADDR, REMOTE_NET_PREFIX),
+                           "%s/%d" % (REMOTE_ADDR, REMOTE_NET_PREFIX))
         r.run(["ip", "route", "add", "default", "via", HOST_VETH_ADDR])
+        # IPv6 as well: 2001:db8:1::1/64 <-> ::2/64, without duplicate
+        # address detection so that both are usable at once.
+        host.run(["ip", "-6", "addr", "add", HOST_VETH_ADDR6 + "/64", "dev", hn, "nodad"])
+        r.run(["ip", "-6", "addr", "add", REMOTE_ADDR6 + "/64", "dev", rn, "nodad"])
+        r.run(["ip", "-6", "route", "add", "default", "via", HOST_VETH_ADDR6])
         return r
 
     # processes ----------------------------------------------------------

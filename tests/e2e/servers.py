@@ -2,7 +2,9 @@
 """Small servers for usernet's end-to-end tests (Python 3 standard library only).
 
 Run inside a namespace by netlab; each prints "READY <port>" on stdout once it
-listens (port 0 asks for an ephemeral port), then serves until killed.
+listens (port 0 asks for an ephemeral port), then serves until killed. An
+address with a colon in --bind is IPv6 (:: for every address of both
+families).
 
   http      --bind A --port P --dir D   GET serves files from D; PUT/POST reads
                                         the body and answers its sha256 (hex)
@@ -24,6 +26,10 @@ import socket
 import socketserver
 import sys
 import threading
+
+
+def family(addr):
+    return socket.AF_INET6 if ":" in addr else socket.AF_INET
 
 
 def ready(port):
@@ -96,13 +102,14 @@ class ThreadingHTTPServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
 
 def serve_http(a):
     handler = lambda *args, **kw: UploadHandler(*args, directory=a.dir, **kw)
+    ThreadingHTTPServer.address_family = family(a.bind)
     srv = ThreadingHTTPServer((a.bind, a.port), handler)
     ready(srv.server_address[1])
     srv.serve_forever()
 
 
 def serve_tcp_echo(a):
-    ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    ls = socket.socket(family(a.bind), socket.SOCK_STREAM)
     ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     ls.bind((a.bind, a.port))
     ls.listen(4096)
@@ -160,7 +167,7 @@ def serve_tcp_echo(a):
 
 
 def serve_udp_echo(a):
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s = socket.socket(family(a.bind), socket.SOCK_DGRAM)
     # Room for a burst from many flows even when this server is slow (the
     # default buffer holds under 300 small datagrams).
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
@@ -172,7 +179,7 @@ def serve_udp_echo(a):
 
 
 def serve_half_close(a):
-    ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    ls = socket.socket(family(a.bind), socket.SOCK_STREAM)
     ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     ls.bind((a.bind, a.port))
     ls.listen(64)

@@ -146,6 +146,9 @@ struct DnsForwarderTest : ::testing::Test {
         sw.attach(guest);
         NetConfig cfg;
         cfg.dns_upstreams = std::move(upstreams);
+        // The guest's frames are DNS replies only: no router advertisements
+        // a second in (IPv6 DNS goes through the NAT, nat_policy_test).
+        cfg.ipv6 = false;
         gw = std::make_unique<Gateway>(loop, sw, cfg);
         // The guest's MAC and address become known (ARP for the gateway).
         gw->learn_neighbor(kGuest, kGuestMac, mtu);

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "../unit/captured_frames.hpp"
+#include "../unit/captured_frames6.hpp"
 #include "gateway/dhcp4_server.hpp"
 #include "gateway/dns_forwarder.hpp"
 #include "wire/arp.hpp"
@@ -18,6 +19,8 @@
 #include "wire/dns.hpp"
 #include "wire/ethernet.hpp"
 #include "wire/icmp4.hpp"
+#include "wire/icmp6.hpp"
+#include "wire/ipv6.hpp"
 #include "wire/udp.hpp"
 
 namespace usernet::gw {
@@ -360,13 +363,14 @@ TEST_F(GatewayTest, Gateway_ImpossibleSourcesAreDropped) {
     EXPECT_EQ(sw.stats().dropped_guard, 4u);
 }
 
-TEST_F(GatewayTest, Gateway_CountsIpv6AndOtherEthertypesAsUnsupported) {
+TEST_F(GatewayTest, Gateway_CountsOtherEthertypesAsUnsupportedAndBrokenIpv6AsMalformed) {
     std::vector<uint8_t> f(60, 0);
-    wire::build_ethernet(f.data(), cfg.gw_mac, kGuestMac, wire::ethertype::ipv6);
-    input(f);
     wire::build_ethernet(f.data(), cfg.gw_mac, kGuestMac, 0x88cc);
     input(f);
-    EXPECT_EQ(gw->gw_stats().dropped_unsupported, 2u);
+    EXPECT_EQ(gw->gw_stats().dropped_unsupported, 1u);
+    wire::build_ethernet(f.data(), cfg.gw_mac, kGuestMac, wire::ethertype::ipv6);
+    input(f);  // version 0
+    EXPECT_EQ(gw->gw_stats().dropped_malformed, 1u);
 }
 
 // --- sending toward guests ---------------------------------------------------
@@ -856,6 +860,316 @@ TEST_F(TwoPortTest, Dhcp_ReleaseFromAnotherPortOrMacIsIgnored) {
     sw.input(other.id(), decl);
     EXPECT_TRUE(gw->knows_guest(wire::IpAddr::v4(a)));
     EXPECT_EQ(gw->dhcp().leases().lookup(Dhcp4ClientKey::from_mac(kGuestMac), loop.now()), a);
+}
+
+// --- IPv6 --------------------------------------------------------------------
+
+// The guest of captured_frames6.hpp.
+const MacAddr kGuest6Mac{{0x92, 0x5a, 0x6a, 0x71, 0x2b, 0xbe}};
+const wire::IpAddr kGuest6Ll = *wire::IpAddr::parse("fe80::905a:6aff:fe71:2bbe");
+const wire::IpAddr kGuest6 = *wire::IpAddr::parse("fec0::905a:6aff:fe71:2bbe");
+wire::IpAddr ip6(const char* s) { return *wire::IpAddr::parse(s); }
+
+// An Ethernet + IPv6 frame around an ICMPv6 message whose checksum this
+// fills. (Not inlined: g++ 12 at -O3 takes the vectors' sizes for bounds
+// it cannot prove and warns falsely, -Warray-bounds.)
+[[gnu::noinline]] std::vector<uint8_t> icmp6_frame(const MacAddr& dst_mac, const MacAddr& src_mac,
+                                                   const wire::IpAddr& src, const wire::IpAddr& dst,
+                                                   std::vector<uint8_t> msg, uint8_t hop_limit = 255) {
+    wire::finish_icmp6(msg.data(), msg.size(), src, dst);
+    std::array<uint8_t, 54> hdr{};
+    wire::build_ethernet(hdr.data(), dst_mac, src_mac, wire::ethertype::ipv6);
+    wire::build_ipv6(hdr.data() + 14, src, dst, wire::ipproto::icmpv6, msg.size(), hop_limit);
+    std::vector<uint8_t> f(hdr.begin(), hdr.end());
+    f.resize(hdr.size() + msg.size());
+    std::memcpy(f.data() + hdr.size(), msg.data(), msg.size());
+    return f;
+}
+
+// A neighbor solicitation or advertisement for target, with a link-layer
+// address option when lla_type is not 0.
+[[gnu::noinline]] std::vector<uint8_t> nd_msg(uint8_t type, const wire::IpAddr& target, uint8_t lla_type = 0,
+                            const MacAddr& lla = kGuest6Mac, uint8_t flags = 0) {
+    std::vector<uint8_t> m(lla_type ? 32 : 24, 0);
+    m[0] = type;
+    m[4] = flags;
+    std::memcpy(&m[8], target.b.data(), 16);
+    if (lla_type) {
+        m[24] = lla_type;
+        m[25] = 1;
+        lla.store(&m[26]);
+    }
+    return m;
+}
+
+struct Icmp6Out {
+    wire::EthernetView eth;
+    wire::Ipv6View ip;
+    wire::Icmp6View icmp;
+};
+
+std::optional<Icmp6Out> parse_icmp6(const std::vector<uint8_t>& f) {
+    auto eth = wire::EthernetView::parse(f);
+    if (!eth || eth->ethertype() != wire::ethertype::ipv6) return std::nullopt;
+    auto ip = wire::Ipv6View::parse(eth->payload());
+    if (!ip || ip->protocol() != wire::ipproto::icmpv6) return std::nullopt;
+    auto icmp = wire::Icmp6View::parse(ip->payload());
+    if (!icmp || !icmp->checksum_ok(ip->src_addr(), ip->dst_addr())) return std::nullopt;
+    return Icmp6Out{*eth, *ip, *icmp};
+}
+
+TEST_F(GatewayTest, Gateway6_AnswersARealNeighborSolicitationForTheGateway) {
+    input(testdata::kNsForGateway);
+    ASSERT_EQ(guest.frames.size(), 1u);
+    auto na = parse_icmp6(guest.frames[0]);
+    ASSERT_TRUE(na);
+    EXPECT_EQ(na->eth.dst(), kGuest6Mac);
+    EXPECT_EQ(na->eth.src(), cfg.gw_mac);
+    EXPECT_EQ(na->ip.src_addr(), ip6("fec0::2"));
+    EXPECT_EQ(na->ip.dst_addr(), kGuest6);
+    EXPECT_EQ(na->ip.hop_limit(), 255);
+    EXPECT_EQ(na->icmp.type(), wire::icmp6type::neighbor_advert);
+    EXPECT_EQ(na->icmp.nd_target(), ip6("fec0::2"));
+    EXPECT_TRUE(na->icmp.na_router());
+    EXPECT_TRUE(na->icmp.na_solicited());
+    EXPECT_TRUE(na->icmp.na_override());
+    auto opts = wire::NdpOptions::parse(na->icmp.body());
+    ASSERT_TRUE(opts);
+    EXPECT_EQ(opts->lla(wire::ndopt::target_lla), cfg.gw_mac);
+    // The guest that asked is now a neighbor: the gateway can reach it.
+    EXPECT_TRUE(gw->knows_guest(kGuest6));
+    EXPECT_EQ(gw->path_mtu(kGuest6), 1400u);
+}
+
+TEST_F(GatewayTest, Gateway6_AnswersForDnsAndLinkLocalButNotForOtherAddresses) {
+    for (const char* a : {"fec0::3", "fe80::5055:aff:fe00:202", "fec0::4", "fec0::15"}) {
+        guest.frames.clear();
+        auto t = ip6(a);
+        input(icmp6_frame(wire::multicast_mac(wire::solicited_node(t)), kGuest6Mac, kGuest6,
+                          wire::solicited_node(t),
+                          nd_msg(wire::icmp6type::neighbor_solicit, t, wire::ndopt::source_lla)));
+        const bool ours = gw->is_own_v6(t);
+        EXPECT_EQ(guest.frames.size(), ours ? 1u : 0u) << a;
+    }
+    EXPECT_EQ(gw->gw_stats().neighbor_adverts, 2u);
+}
+
+TEST_F(GatewayTest, Gateway6_DefendsItsAddressAgainstDuplicateAddressDetection) {
+    const auto t = ip6("fec0::2");
+    input(icmp6_frame(wire::multicast_mac(wire::solicited_node(t)), kGuest6Mac, wire::IpAddr{},
+                      wire::solicited_node(t), nd_msg(wire::icmp6type::neighbor_solicit, t)));
+    ASSERT_EQ(guest.frames.size(), 1u);
+    auto na = parse_icmp6(guest.frames[0]);
+    ASSERT_TRUE(na);
+    EXPECT_EQ(na->ip.dst_addr(), ip6("ff02::1"));
+    EXPECT_EQ(na->eth.dst(), (MacAddr{{0x33, 0x33, 0, 0, 0, 1}}));
+    EXPECT_FALSE(na->icmp.na_solicited());
+    EXPECT_EQ(na->icmp.nd_target(), t);
+}
+
+TEST_F(GatewayTest, Gateway6_NeighborDiscoveryWithAHopLimitBelow255IsDropped) {
+    const auto t = ip6("fec0::2");
+    input(icmp6_frame(cfg.gw_mac, kGuest6Mac, kGuest6, t,
+                      nd_msg(wire::icmp6type::neighbor_solicit, t, wire::ndopt::source_lla), 254));
+    EXPECT_TRUE(guest.frames.empty());
+    EXPECT_EQ(gw->gw_stats().dropped_malformed, 1u);
+}
+
+TEST_F(GatewayTest, Gateway6_AnswersARealRouterSolicitationWithPrefixMtuAndDns) {
+    cfg.domain = "example.org";
+    gw = std::make_unique<Gateway>(loop, sw, cfg);
+    input(testdata::kRouterSolicit);
+    ASSERT_EQ(guest.frames.size(), 1u);
+    auto ra = parse_icmp6(guest.frames[0]);
+    ASSERT_TRUE(ra);
+    EXPECT_EQ(ra->eth.dst(), kGuest6Mac);
+    EXPECT_EQ(ra->ip.src_addr(), ip6("fe80::5055:aff:fe00:202"));
+    EXPECT_EQ(ra->ip.dst_addr(), kGuest6Ll);
+    EXPECT_EQ(ra->ip.hop_limit(), 255);
+    EXPECT_EQ(ra->icmp.type(), wire::icmp6type::router_advert);
+    wire::Bytes m = ra->icmp.message();
+    EXPECT_EQ(m[4], 64);                          // hop limit for the guest
+    EXPECT_EQ(wire::load16(&m[6]), 1800);         // router lifetime
+    auto opts = wire::NdpOptions::parse(ra->icmp.body());
+    ASSERT_TRUE(opts);
+    EXPECT_EQ(opts->lla(wire::ndopt::source_lla), cfg.gw_mac);
+    auto mtu = opts->find(wire::ndopt::mtu);
+    ASSERT_TRUE(mtu);
+    EXPECT_EQ(wire::load32(&mtu->data[4]), 1400u);  // the guest port's own
+    auto pi = opts->find(wire::ndopt::prefix_info);
+    ASSERT_TRUE(pi);
+    ASSERT_EQ(pi->data.size(), 32u);
+    EXPECT_EQ(pi->data[2], 64);
+    EXPECT_EQ(pi->data[3], 0xc0);  // on-link, autonomous
+    EXPECT_EQ(wire::IpAddr::v6_from(&pi->data[16]), ip6("fec0::"));
+    auto rdnss = opts->find(wire::ndopt::rdnss);
+    ASSERT_TRUE(rdnss);
+    EXPECT_EQ(wire::IpAddr::v6_from(&rdnss->data[8]), ip6("fec0::3"));
+    auto dnssl = opts->find(wire::ndopt::dnssl);
+    ASSERT_TRUE(dnssl);
+    const uint8_t name[] = {7, 'e', 'x', 'a', 'm', 'p', 'l', 'e', 3, 'o', 'r', 'g', 0};
+    EXPECT_EQ(0, std::memcmp(&dnssl->data[8], name, sizeof name));
+}
+
+TEST_F(GatewayTest, Gateway6_AdvertisesUnsolicitedToEveryPortWithItsMtu) {
+    GuestPort big{65520};
+    sw.attach(big);
+    core::Millis t0 = loop.now();
+    while (loop.now() - t0 < 1200 && guest.frames.empty()) loop.run_once(50);
+    ASSERT_EQ(guest.frames.size(), 1u);
+    ASSERT_EQ(big.frames.size(), 1u);
+    for (auto* g : {&guest, &big}) {
+        auto ra = parse_icmp6(g->frames[0]);
+        ASSERT_TRUE(ra);
+        EXPECT_EQ(ra->ip.dst_addr(), ip6("ff02::1"));
+        auto mtu = wire::NdpOptions::parse(ra->icmp.body())->find(wire::ndopt::mtu);
+        EXPECT_EQ(wire::load32(&mtu->data[4]), g->mtu());
+    }
+    sw.detach(big);
+}
+
+TEST_F(GatewayTest, Gateway6_AnswersARealPingToItsAddress) {
+    input(testdata::kEcho6Request);
+    ASSERT_EQ(guest.frames.size(), 1u);
+    auto r = parse_icmp6(guest.frames[0]);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->icmp.type(), wire::icmp6type::echo_reply);
+    EXPECT_EQ(r->ip.src_addr(), ip6("fec0::2"));
+    EXPECT_EQ(r->ip.dst_addr(), kGuest6);
+    auto req = wire::Ipv6View::parse(wire::Bytes(testdata::kEcho6Request.data() + 14, testdata::kEcho6Request.size() - 14));
+    EXPECT_EQ(r->icmp.message().size(), req->payload().size());
+    EXPECT_EQ(0, std::memcmp(r->icmp.message().data() + 4, req->payload().data() + 4,
+                             req->payload().size() - 4));
+    EXPECT_EQ(gw->gw_stats().icmp_echo_replies, 1u);
+}
+
+TEST_F(GatewayTest, Gateway6_RoutedPacketReachesTheSinkAndHopLimitOneGetsTimeExceeded) {
+    std::vector<uint8_t> msg{wire::icmp6type::echo_request, 0, 0, 0, 0, 1, 0, 1, 'h', 'i'};
+    input(icmp6_frame(cfg.gw_mac, kGuest6Mac, kGuest6, ip6("2001:db8::1"), msg, 64));
+    ASSERT_EQ(sink.pkts.size(), 1u);
+    EXPECT_EQ(sink.pkts[0].src, kGuest6);
+    EXPECT_EQ(sink.pkts[0].dst, ip6("2001:db8::1"));
+    EXPECT_EQ(sink.pkts[0].proto, wire::ipproto::icmpv6);
+    EXPECT_EQ(sink.pkts[0].port, guest.id());
+    guest.frames.clear();
+    input(icmp6_frame(cfg.gw_mac, kGuest6Mac, kGuest6, ip6("2001:db8::1"), msg, 1));
+    EXPECT_EQ(sink.pkts.size(), 1u);
+    ASSERT_EQ(guest.frames.size(), 1u);
+    auto te = parse_icmp6(guest.frames[0]);
+    ASSERT_TRUE(te);
+    EXPECT_EQ(te->icmp.type(), wire::icmp6type::time_exceeded);
+    EXPECT_EQ(te->ip.src_addr(), ip6("fec0::2"));
+    // The quote is the whole offending packet (it fits in 1280 bytes).
+    EXPECT_EQ(te->icmp.message().size(), 8 + 40 + msg.size());
+}
+
+TEST_F(GatewayTest, Gateway6_TheGuardDropsRouterAdvertisementsAndRedirectsFromGuests) {
+    GuestPort other{1500};
+    sw.attach(other);
+    std::vector<uint8_t> ra(16, 0);
+    ra[0] = wire::icmp6type::router_advert;
+    input(icmp6_frame(wire::multicast_mac(ip6("ff02::1")), kGuest6Mac, kGuest6Ll, ip6("ff02::1"), ra));
+    std::vector<uint8_t> redirect(40, 0);
+    redirect[0] = wire::icmp6type::redirect;
+    input(icmp6_frame(kOtherMac, kGuest6Mac, kGuest6Ll, ip6("fe80::1"), redirect));
+    EXPECT_TRUE(other.frames.empty());
+    EXPECT_EQ(gw->gw_stats().dropped_spoofed, 2u);
+    EXPECT_EQ(sw.stats().dropped_guard, 2u);
+    sw.detach(other);
+}
+
+TEST_F(GatewayTest, Gateway6_TheGuardDropsNeighborAdvertisementsForAddressesNotTheSenders) {
+    GuestPort other{1500};
+    sw.attach(other);
+    const auto all = ip6("ff02::1");
+    const MacAddr all_mac = wire::multicast_mac(all);
+    // For the gateway's address: never.
+    input(icmp6_frame(all_mac, kGuest6Mac, kGuest6, all,
+                      nd_msg(wire::icmp6type::neighbor_advert, ip6("fec0::2"),
+                             wire::ndopt::target_lla, kGuest6Mac, 0x20)));
+    // For an address another guest holds.
+    sw.input(other.id(), icmp6_frame(cfg.gw_mac, kOtherMac, ip6("fec0::99"), ip6("fec0::2"),
+                                     {wire::icmp6type::echo_request, 0, 0, 0, 0, 1, 0, 1}, 64));
+    input(icmp6_frame(all_mac, kGuest6Mac, kGuest6, all,
+                      nd_msg(wire::icmp6type::neighbor_advert, ip6("fec0::99"),
+                             wire::ndopt::target_lla, kGuest6Mac, 0x20)));
+    // A link-layer option naming another MAC.
+    input(icmp6_frame(all_mac, kGuest6Mac, kGuest6, all,
+                      nd_msg(wire::icmp6type::neighbor_advert, kGuest6, wire::ndopt::target_lla,
+                             kOtherMac, 0x20)));
+    EXPECT_EQ(gw->gw_stats().dropped_spoofed, 3u);
+    EXPECT_EQ(sw.stats().dropped_guard, 3u);
+    for (auto& f : other.frames) {
+        auto m = parse_icmp6(f);
+        EXPECT_FALSE(m && m->icmp.type() == wire::icmp6type::neighbor_advert);
+    }
+    // Its own address it may advertise.
+    other.frames.clear();
+    input(icmp6_frame(all_mac, kGuest6Mac, kGuest6, all,
+                      nd_msg(wire::icmp6type::neighbor_advert, kGuest6, wire::ndopt::target_lla,
+                             kGuest6Mac, 0x20)));
+    EXPECT_EQ(other.frames.size(), 1u);
+    sw.detach(other);
+}
+
+TEST_F(GatewayTest, Gateway6_TheGuardLetsUnspecifiedSourcesOnlyProbeAndReport) {
+    GuestPort other{1500};
+    sw.attach(other);
+    input(testdata::kMld2ReportUnspecified);
+    input(testdata::kNsDad);
+    EXPECT_EQ(other.frames.size(), 2u);
+    EXPECT_EQ(sw.stats().dropped_guard, 0u);
+    // Anything else from :: is a spoof.
+    input(icmp6_frame(cfg.gw_mac, kGuest6Mac, wire::IpAddr{}, ip6("2001:db8::1"),
+                      {wire::icmp6type::echo_request, 0, 0, 0, 0, 1, 0, 1}, 64));
+    EXPECT_EQ(sw.stats().dropped_guard, 1u);
+    sw.detach(other);
+}
+
+TEST_F(GatewayTest, Gateway6_AMacHoldsAFewAddressesAndNotAnotherGuestsOrOutsideThePrefix) {
+    auto ping_from = [&](const MacAddr& m, const wire::IpAddr& src) {
+        input(icmp6_frame(cfg.gw_mac, m, src, ip6("fec0::2"),
+                          {wire::icmp6type::echo_request, 0, 0, 0, 0, 1, 0, 1}, 64));
+    };
+    ping_from(kGuest6Mac, kGuest6);
+    ping_from(kGuest6Mac, kGuest6Ll);
+    EXPECT_EQ(sw.stats().dropped_guard, 0u);
+    ping_from(kOtherMac, kGuest6);               // another guest's
+    ping_from(kGuest6Mac, ip6("2001:db8::5"));   // outside the prefix
+    ping_from(kGuest6Mac, ip6("fec0::"));        // the subnet-router anycast address
+    EXPECT_EQ(sw.stats().dropped_guard, 3u);
+    // Temporary addresses come and go: the idlest of the MAC's makes room.
+    for (int i = 0; i < 20; i++) {
+        wire::IpAddr a = ip6("fec0::1:0");
+        a.b[15] = static_cast<uint8_t>(i + 1);
+        ping_from(kGuest6Mac, a);
+    }
+    EXPECT_EQ(sw.stats().dropped_guard, 3u);
+    EXPECT_LE(gw->neighbor6_count(), Gateway::kMaxV6PerMac);
+}
+
+TEST_F(GatewayTest, Gateway6_SendingToAnUnknownGuestSolicitsIt) {
+    std::memset(gw->tx_l4(), 0, 8);
+    EXPECT_FALSE(gw->send_ip(ip6("fec0::2"), ip6("fec0::77"), wire::ipproto::udp, 8));
+    ASSERT_EQ(guest.frames.size(), 1u);
+    auto ns = parse_icmp6(guest.frames[0]);
+    ASSERT_TRUE(ns);
+    EXPECT_EQ(ns->icmp.type(), wire::icmp6type::neighbor_solicit);
+    EXPECT_EQ(ns->icmp.nd_target(), ip6("fec0::77"));
+    EXPECT_EQ(ns->ip.dst_addr(), wire::solicited_node(ip6("fec0::77")));
+    // Once a second, not once a packet.
+    EXPECT_FALSE(gw->send_ip(ip6("fec0::2"), ip6("fec0::77"), wire::ipproto::udp, 8));
+    EXPECT_EQ(guest.frames.size(), 1u);
+    EXPECT_EQ(gw->gw_stats().dropped_no_neighbor, 2u);
+}
+
+TEST_F(GatewayTest, Gateway6_WithIpv6OffTheGatewayIgnoresIt) {
+    cfg.ipv6 = false;
+    gw = std::make_unique<Gateway>(loop, sw, cfg);
+    input(testdata::kNsForGateway);
+    input(testdata::kRouterSolicit);
+    EXPECT_TRUE(guest.frames.empty());
+    EXPECT_EQ(gw->gw_stats().dropped_unsupported, 2u);
 }
 
 }  // namespace

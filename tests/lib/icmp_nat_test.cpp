@@ -247,7 +247,7 @@ TEST(IcmpErrors, IcmpErrors_AreRateLimited) {
     auto q = udp_packet();
     int sent = 0;
     for (int i = 0; i < 200; i++)
-        sent += h.nat->icmp().send_error4(wire::IpAddr::v4(kGatewayIp), wire::IpAddr::v4(kGuestIp),
+        sent += h.nat->icmp().send_error(wire::IpAddr::v4(kGatewayIp), wire::IpAddr::v4(kGuestIp),
                                           3, 1, 0, q);
     EXPECT_GE(sent, 40);
     EXPECT_LE(sent, 60);
@@ -259,11 +259,11 @@ TEST(IcmpErrors, IcmpErrors_NeverAboutAnIcmpErrorOrToABroadcast) {
     std::vector<uint8_t> err(28);
     wire::build_ipv4(err.data(), kGuestIp, 0xc0000201, wire::ipproto::icmp, 8);
     wire::build_icmp4(err.data() + 20, 3, 3, 0, 8);
-    EXPECT_FALSE(h.nat->icmp().send_error4(wire::IpAddr::v4(kGatewayIp), wire::IpAddr::v4(kGuestIp),
+    EXPECT_FALSE(h.nat->icmp().send_error(wire::IpAddr::v4(kGatewayIp), wire::IpAddr::v4(kGuestIp),
                                            3, 1, 0, err));
-    EXPECT_FALSE(h.nat->icmp().send_error4(wire::IpAddr::v4(kGatewayIp),
+    EXPECT_FALSE(h.nat->icmp().send_error(wire::IpAddr::v4(kGatewayIp),
                                            wire::IpAddr::v4(0x0a0002ff), 3, 1, 0, udp_packet()));
-    EXPECT_TRUE(h.nat->icmp().send_error4(wire::IpAddr::v4(kGatewayIp), wire::IpAddr::v4(kGuestIp),
+    EXPECT_TRUE(h.nat->icmp().send_error(wire::IpAddr::v4(kGatewayIp), wire::IpAddr::v4(kGuestIp),
                                           3, 1, 0, udp_packet()));
 }
 
@@ -271,7 +271,7 @@ TEST(IcmpErrors, IcmpErrors_QuoteIsCutToKeepTheErrorWithin576Bytes) {
     NatHarness h;
     auto f = udp_frame(kGuestIp, 0xc0000201, 1000, 2000, std::vector<uint8_t>(1200, 0xab));
     std::vector<uint8_t> pkt(f.begin() + 14, f.end());
-    ASSERT_TRUE(h.nat->icmp().send_error4(wire::IpAddr::v4(kGatewayIp), wire::IpAddr::v4(kGuestIp),
+    ASSERT_TRUE(h.nat->icmp().send_error(wire::IpAddr::v4(kGatewayIp), wire::IpAddr::v4(kGuestIp),
                                           3, 1, 0, pkt));
     auto e = h.first_of(wire::ipproto::icmp);
     ASSERT_TRUE(e);

@@ -136,6 +136,35 @@ TEST(NatPolicy, NatPolicy_LinkLocalIsRefusedUnlessAllowed) {
                     .forbidden());
 }
 
+TEST(NatPolicy, NatPolicy_Ipv6ReachesTheHostsLoopbackOnlyThroughTheGateway) {
+    NatHarness h({}, true, [](gw::NetConfig& c) {
+        c.dns_upstreams.push_back(gw::HostPort{*wire::IpAddr::parse("::1"), 5353});
+    });
+    auto v6 = [](const char* a) { return *wire::IpAddr::parse(a); };
+    auto target = [&](const char* a, uint16_t port = 80, uint8_t proto = wire::ipproto::tcp) {
+        return h.nat->host_target(v6(a), port, proto);
+    };
+    auto gw6 = target("fec0::2");
+    ASSERT_TRUE(gw6.ok());
+    EXPECT_EQ(nat::from_sockaddr(gw6.addr), std::make_pair(v6("::1"), uint16_t{80}));
+    auto dns6 = target("fec0::3", 53, wire::ipproto::udp);
+    ASSERT_TRUE(dns6.ok());
+    EXPECT_EQ(nat::from_sockaddr(dns6.addr), std::make_pair(v6("::1"), uint16_t{5353}));
+    EXPECT_FALSE(target("fec0::3", 80).ok());  // the DNS address is DNS only
+    EXPECT_TRUE(target("::1").forbidden());
+    EXPECT_TRUE(target("::").forbidden());
+    EXPECT_TRUE(target("fe80::1").forbidden());  // the host's link-local scope
+    EXPECT_FALSE(target("ff02::1").ok());
+    EXPECT_FALSE(target("fec0::15").ok());  // a guest of the LAN, not through the NAT
+    EXPECT_TRUE(target("2001:db8::1").ok());
+    EXPECT_EQ(h.nat->guest_visible(v6("::1")), v6("fec0::2"));
+    EXPECT_EQ(h.nat->gateway_for(v6("fec0::15")), v6("fec0::2"));
+
+    NatHarness unmapped({}, true, [](gw::NetConfig& c) { c.map_gateway_to_loopback = false; });
+    EXPECT_FALSE(unmapped.nat->host_target(v6("fec0::2"), 80, wire::ipproto::tcp).ok());
+    EXPECT_FALSE(unmapped.nat->host_target(v6("fec0::2"), 80, wire::ipproto::tcp).forbidden());
+}
+
 // A guest's connection through the gateway, then its attachment goes: the
 // host side sees a reset at once.
 TEST(NatPolicy, NatPolicy_FlowsOfADetachedPortAreResetTowardTheHost) {

@@ -1,0 +1,508 @@
+// The gateway's IPv6 half: neighbor discovery for its own addresses (RFC
+// 4861), router advertisements with the prefix for SLAAC (RFC 4862), the
+// MTU, and DNS (RFC 8106), ICMPv6 echo and time exceeded (RFC 4443), the
+// IPv6 source guard and neighbor table, and the framing of IPv6 packets
+// toward guests. See gateway.hpp for the theory of operation.
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "gateway/gateway.hpp"
+#include "gateway/log_format.hpp"
+#include "wire/ethernet.hpp"
+#include "wire/icmp6.hpp"
+#include "wire/ipv6.hpp"
+
+namespace usernet::gw {
+
+using wire::store16;
+using wire::store32;
+
+namespace {
+
+constexpr size_t kEthIpv6Len = wire::kEthHeaderLen + wire::kIpv6HeaderLen;
+// RFC 4861 6.1, 7.1: neighbor discovery comes from the link itself.
+constexpr uint8_t kNdHopLimit = 255;
+// An ICMPv6 error quotes as much of the offending packet as fits in the
+// minimum MTU (RFC 4443 2.4 (c)).
+constexpr size_t kIcmp6ErrorMax = 1280 - wire::kIpv6HeaderLen;
+
+const wire::IpAddr kAllNodes = *wire::IpAddr::parse("ff02::1");
+
+bool is_nd_type(uint8_t t) {
+    return t >= wire::icmp6type::router_solicit && t <= wire::icmp6type::redirect;
+}
+
+// The domain in DNS wire format (RFC 1035 3.1), for the DNSSL option.
+size_t encode_domain(const std::string& name, uint8_t* out, size_t cap) {
+    size_t n = 0;
+    size_t start = 0;
+    while (start < name.size()) {
+        size_t dot = name.find('.', start);
+        if (dot == std::string::npos) dot = name.size();
+        size_t len = dot - start;
+        if (len == 0 || len > 63 || n + 1 + len + 1 > cap) return 0;
+        out[n++] = static_cast<uint8_t>(len);
+        std::memcpy(out + n, name.data() + start, len);
+        n += len;
+        start = dot + 1;
+    }
+    if (n == 0) return 0;
+    out[n++] = 0;
+    return n;
+}
+
+}  // namespace
+
+// --- input -------------------------------------------------------------------
+
+void Gateway::handle_ipv6(wire::Bytes payload, const wire::MacAddr& dst_mac,
+                          const wire::MacAddr& src_mac, const sw::FrameMeta& meta) {
+    if (!cfg_.ipv6) {
+        stats_.dropped_unsupported++;
+        return;
+    }
+    auto ip = wire::Ipv6View::parse(payload);
+    if (!ip) {
+        stats_.dropped_malformed++;
+        spdlog::debug("ipv6: dropped a malformed packet from {}", src_mac);
+        return;
+    }
+    if (ip->discard() || ip->routing_pending()) {
+        // An option we must not skip, or a routing header naming hops
+        // after us: neither can be honoured by a translating gateway.
+        stats_.dropped_unsupported++;
+        return;
+    }
+    if (ip->is_fragment()) {
+        stats_.dropped_fragments++;
+        spdlog::debug("ipv6: dropped a fragment from {}", ip->src_addr().to_string());
+        return;
+    }
+    const wire::IpAddr src = ip->src_addr();
+    const wire::IpAddr dst = ip->dst_addr();
+    if (wire::is_v6_multicast(src) || src.is_v4() || src.is_loopback() || is_own_v6(src)) {
+        stats_.dropped_martian++;
+        spdlog::debug("ipv6: dropped a packet from impossible source {}", src.to_string());
+        return;
+    }
+    const bool to_us_l2 = dst_mac == cfg_.gw_mac;
+    const bool mcast = wire::is_v6_multicast(dst);
+    const uint8_t proto = ip->protocol();
+
+    if (proto == wire::ipproto::icmpv6 && (is_own_v6(dst) || mcast)) {
+        auto icmp = wire::Icmp6View::parse(ip->payload());
+        if (!icmp || (!meta.off.trusted() && !icmp->checksum_ok(src, dst))) {
+            stats_.dropped_malformed++;
+            spdlog::debug("icmpv6: bad message from {}", src.to_string());
+            return;
+        }
+        const uint8_t type = icmp->type();
+        if (is_nd_type(type)) {
+            // RFC 4861 6.1.1, 7.1.1: hop limit 255, code 0, valid options.
+            auto opts = wire::NdpOptions::parse(icmp->body());
+            if (ip->hop_limit() != kNdHopLimit || icmp->code() != 0 || !opts) {
+                stats_.dropped_malformed++;
+                return;
+            }
+            if (type == wire::icmp6type::neighbor_solicit) {
+                const wire::IpAddr target = icmp->nd_target();
+                if (!is_own_v6(target) || wire::is_v6_multicast(target)) {
+                    stats_.dropped_not_for_us++;
+                    return;
+                }
+                if (src.is_unspecified()) {
+                    // Somebody's duplicate address detection for one of
+                    // ours: defend it (RFC 4862 5.4.3), to all nodes.
+                    if (opts->find(wire::ndopt::source_lla)) {
+                        stats_.dropped_malformed++;  // RFC 4861 7.1.1
+                        return;
+                    }
+                    send_neighbor_advert(target, kAllNodes, wire::multicast_mac(kAllNodes),
+                                         false);
+                } else {
+                    send_neighbor_advert(target, src, src_mac, true);
+                }
+                return;
+            }
+            if (type == wire::icmp6type::router_solicit) {
+                if (src.is_unspecified() && opts->find(wire::ndopt::source_lla)) {
+                    stats_.dropped_malformed++;  // RFC 4861 6.1.1
+                    return;
+                }
+                if (!rs_allowed(meta.ingress)) return;
+                if (src.is_unspecified())
+                    send_router_advert(meta.ingress, wire::multicast_mac(kAllNodes), kAllNodes);
+                else
+                    send_router_advert(meta.ingress, src_mac, src);
+                return;
+            }
+            // Advertisements from guests (the guard let only their own
+            // neighbor advertisements through): nothing to do here, the
+            // guard learned the sender.
+            stats_.dropped_not_for_us++;
+            return;
+        }
+        if (type == wire::icmp6type::echo_request && is_own_v6(dst) && to_us_l2) {
+            if (icmp->code() != 0 || src.is_unspecified()) {
+                stats_.dropped_malformed++;
+                return;
+            }
+            wire::Bytes msg = icmp->message();
+            if (msg.size() > tx_l4_capacity()) {
+                stats_.dropped_too_big++;
+                return;
+            }
+            uint8_t* l4 = tx_l4();
+            std::memcpy(l4, msg.data(), msg.size());
+            l4[0] = wire::icmp6type::echo_reply;
+            wire::finish_icmp6(l4, msg.size(), dst, src);
+            if (send_ip6(dst, src, wire::ipproto::icmpv6, msg.size(), 64, nullptr))
+                stats_.icmp_echo_replies++;
+            return;
+        }
+    }
+    if (mcast || !to_us_l2) {
+        // MLD reports, other groups, and unicast flooded to every port on
+        // its way to another guest.
+        stats_.dropped_not_for_us++;
+        return;
+    }
+    if (src.is_unspecified() || dst.is_v4() || dst.is_unspecified()) {
+        stats_.dropped_martian++;
+        return;
+    }
+    if (!is_own_v6(dst) && ip->hop_limit() <= 1) {
+        stats_.dropped_ttl++;
+        send_time_exceeded6(*ip);
+        return;
+    }
+    if (!sink_ || dst == link_local_) {
+        stats_.dropped_unsupported++;
+        return;
+    }
+    GuestPacket pkt;
+    pkt.src = src;
+    pkt.dst = dst;
+    pkt.proto = proto;
+    pkt.ttl = ip->hop_limit();
+    pkt.ip_packet = ip->packet();
+    pkt.l4 = ip->payload();
+    pkt.ingress_mtu = meta.ingress_mtu;
+    pkt.src_mac = src_mac;
+    pkt.port = meta.ingress;
+    pkt.l4_csum_trusted = meta.off.trusted();
+    stats_.routed++;
+    sink_->from_guest(pkt);
+}
+
+void Gateway::send_time_exceeded6(const wire::Ipv6View& ip) {
+    // Never an error about an error (RFC 4443 2.4 (e)).
+    if (ip.protocol() == wire::ipproto::icmpv6) {
+        auto icmp = wire::Icmp6View::parse(ip.payload());
+        if (!icmp || wire::is_icmp6_error(icmp->type())) return;
+    }
+    if (!icmp_error_allowed()) {
+        stats_.icmp_rate_limited++;
+        return;
+    }
+    const size_t quote = std::min(ip.total_len(), kIcmp6ErrorMax - 8);
+    uint8_t* l4 = tx_l4();
+    l4[0] = wire::icmp6type::time_exceeded;
+    l4[1] = 0;
+    store32(l4 + 4, 0);
+    std::memcpy(l4 + 8, ip.packet().data(), quote);
+    const wire::IpAddr from = cfg_.gateway6;
+    wire::finish_icmp6(l4, 8 + quote, from, ip.src_addr());
+    send_ip6(from, ip.src_addr(), wire::ipproto::icmpv6, 8 + quote, 64, nullptr);
+}
+
+// --- neighbor discovery: what the gateway sends --------------------------------
+
+void Gateway::send_neighbor_advert(const wire::IpAddr& target, const wire::IpAddr& to,
+                                   const wire::MacAddr& to_mac, bool solicited) {
+    uint8_t* p = nd_buf_.data();
+    uint8_t* icmp = p + kEthIpv6Len;
+    constexpr size_t kLen = wire::kNdFixedLen + 8;
+    std::memset(icmp, 0, kLen);
+    icmp[0] = wire::icmp6type::neighbor_advert;
+    icmp[4] = static_cast<uint8_t>(0x80 | (solicited ? 0x40 : 0) | 0x20);  // router, override
+    std::memcpy(icmp + 8, target.b.data(), 16);
+    icmp[24] = wire::ndopt::target_lla;
+    icmp[25] = 1;
+    cfg_.gw_mac.store(icmp + 26);
+    wire::finish_icmp6(icmp, kLen, target, to);
+    wire::build_ipv6(p + wire::kEthHeaderLen, target, to, wire::ipproto::icmpv6, kLen,
+                     kNdHopLimit);
+    wire::build_ethernet(p, to_mac, cfg_.gw_mac, wire::ethertype::ipv6);
+    stats_.neighbor_adverts++;
+    sw_.input(id(), wire::Bytes(p, kEthIpv6Len + kLen));
+}
+
+void Gateway::send_neighbor_solicit(const wire::IpAddr& target) {
+    const core::Millis now = loop_.now();
+    NsAttempt& a = ns_attempts_[wire::IpAddrHash{}(target) & (ns_attempts_.size() - 1)];
+    if (a.ip == target && now - a.at < kArpRetryMs) return;
+    a.ip = target;
+    a.at = now;
+    const wire::IpAddr group = wire::solicited_node(target);
+    const wire::IpAddr& from = wire::is_v6_link_local(target) ? link_local_ : cfg_.gateway6;
+    uint8_t* p = nd_buf_.data();
+    uint8_t* icmp = p + kEthIpv6Len;
+    constexpr size_t kLen = wire::kNdFixedLen + 8;
+    std::memset(icmp, 0, kLen);
+    icmp[0] = wire::icmp6type::neighbor_solicit;
+    std::memcpy(icmp + 8, target.b.data(), 16);
+    icmp[24] = wire::ndopt::source_lla;
+    icmp[25] = 1;
+    cfg_.gw_mac.store(icmp + 26);
+    wire::finish_icmp6(icmp, kLen, from, group);
+    wire::build_ipv6(p + wire::kEthHeaderLen, from, group, wire::ipproto::icmpv6, kLen,
+                     kNdHopLimit);
+    wire::build_ethernet(p, wire::multicast_mac(group), cfg_.gw_mac, wire::ethertype::ipv6);
+    stats_.neighbor_solicits++;
+    sw_.input(id(), wire::Bytes(p, kEthIpv6Len + kLen));
+}
+
+void Gateway::send_router_advert(sw::PortId port, const wire::MacAddr& to_mac,
+                                 const wire::IpAddr& to) {
+    const sw::Port* dest = sw_.port(port);
+    if (!dest || port == id()) return;
+    uint8_t* p = nd_buf_.data();
+    uint8_t* ra = p + kEthIpv6Len;
+    const size_t cap = nd_buf_.size() - kEthIpv6Len;
+    std::memset(ra, 0, cap);
+    ra[0] = wire::icmp6type::router_advert;
+    ra[4] = 64;  // the hop limit guests should use
+    ra[5] = 0;   // M and O: addresses by SLAAC, DNS in this message
+    store16(ra + 6, static_cast<uint16_t>(std::min<uint32_t>(cfg_.ra_router_lifetime_s, 9000)));
+    size_t n = 16;
+    // Source link-layer address (RFC 4861 4.6.1).
+    ra[n] = wire::ndopt::source_lla;
+    ra[n + 1] = 1;
+    cfg_.gw_mac.store(ra + n + 2);
+    n += 8;
+    // MTU (4.6.4): the attachment's own.
+    ra[n] = wire::ndopt::mtu;
+    ra[n + 1] = 1;
+    store32(ra + n + 4, dest->mtu());
+    n += 8;
+    // Prefix information (4.6.2): on-link and autonomous.
+    ra[n] = wire::ndopt::prefix_info;
+    ra[n + 1] = 4;
+    ra[n + 2] = cfg_.prefix6_len;
+    ra[n + 3] = 0xc0;
+    store32(ra + n + 4, cfg_.ra_valid_lifetime_s);
+    store32(ra + n + 8, std::min(cfg_.ra_preferred_lifetime_s, cfg_.ra_valid_lifetime_s));
+    std::memcpy(ra + n + 16, cfg_.prefix6.b.data(), 16);
+    n += 32;
+    // Recursive DNS server (RFC 8106 5.1).
+    ra[n] = wire::ndopt::rdnss;
+    ra[n + 1] = 3;
+    store32(ra + n + 4, cfg_.ra_router_lifetime_s);
+    std::memcpy(ra + n + 8, cfg_.dns6.b.data(), 16);
+    n += 24;
+    // DNS search list (5.2), when there is a domain.
+    if (!cfg_.domain.empty()) {
+        uint8_t name[128];
+        size_t len = encode_domain(cfg_.domain, name, sizeof name);
+        size_t opt = (8 + len + 7) / 8 * 8;
+        if (len && n + opt <= cap) {
+            ra[n] = wire::ndopt::dnssl;
+            ra[n + 1] = static_cast<uint8_t>(opt / 8);
+            store32(ra + n + 4, cfg_.ra_router_lifetime_s);
+            std::memcpy(ra + n + 8, name, len);
+            n += opt;
+        }
+    }
+    wire::finish_icmp6(ra, n, link_local_, to);
+    wire::build_ipv6(p + wire::kEthHeaderLen, link_local_, to, wire::ipproto::icmpv6, n,
+                     kNdHopLimit);
+    wire::build_ethernet(p, to_mac, cfg_.gw_mac, wire::ethertype::ipv6);
+    stats_.router_adverts++;
+    sw_.input_to(id(), port, wire::Bytes(p, kEthIpv6Len + n));
+}
+
+void Gateway::advertise_to_all() {
+    if (!cfg_.ipv6) return;
+    sw_.for_each_port([&](sw::Port& port) {
+        if (port.id() != id())
+            send_router_advert(port.id(), wire::multicast_mac(kAllNodes), kAllNodes);
+    });
+    // Spread over [interval/2, interval] so that many daemons' do not
+    // line up (RFC 4861 6.2.4 randomises the same way).
+    const core::Millis base = core::Millis{cfg_.ra_interval_s} * 1000;
+    loop_.arm(ra_timer_, base / 2 + static_cast<core::Millis>(loop_.now() * 2654435761u) % (base / 2 + 1));
+}
+
+bool Gateway::rs_allowed(sw::PortId port) {
+    if (port == sw::kNoPort) return true;
+    while (rs_budget_.size() <= port) rs_budget_.emplace_back(kRsBurst, kRsPerSecond);
+    if (rs_budget_[port].take(loop_.now())) return true;
+    stats_.dropped_rate++;
+    return false;
+}
+
+// --- output ------------------------------------------------------------------
+
+bool Gateway::send_ip6(const wire::IpAddr& src, const wire::IpAddr& dst, uint8_t proto,
+                       size_t l4_len, uint8_t hop_limit, const wire::Offload* off) {
+    if (!cfg_.ipv6 || l4_len > tx_l4_capacity() || l4_len > 65535) {
+        stats_.dropped_too_big++;
+        return false;
+    }
+    wire::MacAddr mac;
+    if (wire::is_v6_multicast(dst)) {
+        mac = wire::multicast_mac(dst);
+    } else {
+        const Neighbor6* n = live_neighbor6(dst);
+        if (!n) {
+            if ((cfg_.in_prefix6(dst) || wire::is_v6_link_local(dst)) && !is_own_v6(dst))
+                send_neighbor_solicit(dst);
+            stats_.dropped_no_neighbor++;
+            return false;
+        }
+        size_t per_frame = off && off->gso_type != wire::Offload::gso_none
+                               ? std::min<size_t>(l4_len, off->hdr_len + size_t{off->gso_size})
+                               : l4_len;
+        if (per_frame + wire::kIpv6HeaderLen > n->mtu) {
+            stats_.dropped_too_big++;
+            return false;
+        }
+        mac = n->mac;
+    }
+    uint8_t* l4 = tx_l4();
+    uint8_t* iph = l4 - wire::kIpv6HeaderLen;
+    uint8_t* eth = iph - wire::kEthHeaderLen;
+    wire::build_ipv6(iph, src, dst, proto, l4_len, hop_limit);
+    wire::build_ethernet(eth, mac, cfg_.gw_mac, wire::ethertype::ipv6);
+    const size_t eth_off = static_cast<size_t>(eth - tx_.data());
+    const size_t len = kEthIpv6Len + l4_len;  // always over the 60-byte minimum
+    if (off) {
+        constexpr uint16_t kL4 = static_cast<uint16_t>(kEthIpv6Len);
+        wire::Offload o = *off;
+        o.csum_start = static_cast<uint16_t>(o.csum_start + kL4);
+        o.hdr_len = static_cast<uint16_t>(o.hdr_len + kL4);
+        if (o.gso_type != wire::Offload::gso_none && l4_len <= off->hdr_len + size_t{o.gso_size}) {
+            o.gso_type = wire::Offload::gso_none;
+            o.gso_size = 0;
+        }
+        sw_.input(id(), wire::Bytes(tx_.data() + eth_off, len), o);
+        return true;
+    }
+    send_frame(eth_off, len);
+    return true;
+}
+
+// --- the IPv6 source guard ---------------------------------------------------
+
+bool Gateway::admit6(sw::PortId from, const wire::MacAddr& mac, wire::Bytes payload) {
+    if (!cfg_.ipv6) return true;  // plain L2 between guests; the gateway ignores it
+    auto ip = wire::Ipv6View::parse(payload);
+    if (!ip) return true;  // malformed: every receiver drops it; it claims nothing
+    const wire::IpAddr src = ip->src_addr();
+    uint8_t icmp_type = 0;
+    if (ip->protocol() == wire::ipproto::icmpv6 && !ip->is_fragment()) {
+        if (auto icmp = wire::Icmp6View::parse(ip->payload())) {
+            icmp_type = icmp->type();
+            auto refuse = [&](const char* why) {
+                stats_.dropped_spoofed++;
+                spdlog::debug("guard: {} sent {}", mac, why);
+                return false;
+            };
+            if (icmp_type == wire::icmp6type::router_advert)
+                return refuse("a router advertisement");
+            if (icmp_type == wire::icmp6type::redirect) return refuse("a redirect");
+            if (is_nd_type(icmp_type)) {
+                auto opts = wire::NdpOptions::parse(icmp->body());
+                if (!opts) return true;  // malformed: receivers drop it
+                for (uint8_t t : {wire::ndopt::source_lla, wire::ndopt::target_lla}) {
+                    auto lla = opts->lla(t);
+                    if (opts->find(t) && (!lla || *lla != mac))
+                        return refuse("a link-layer address option not its own");
+                }
+                if (icmp_type == wire::icmp6type::neighbor_advert &&
+                    (icmp->nd_target() != src || src.is_unspecified()) &&
+                    !claim6(from, mac, icmp->nd_target()))
+                    return false;
+            }
+        }
+    }
+    if (src.is_unspecified()) {
+        // An interface without an address yet: its duplicate address
+        // detection, router solicitations and MLD reports (RFC 4862 5.4.2,
+        // RFC 4861 6.3.7, RFC 3810 5.2.13).
+        const bool ok = icmp_type == wire::icmp6type::neighbor_solicit ||
+                        icmp_type == wire::icmp6type::router_solicit ||
+                        icmp_type == wire::icmp6type::mld2_report;
+        if (ok && wire::is_v6_multicast(ip->dst_addr())) return true;
+        stats_.dropped_spoofed++;
+        return false;
+    }
+    return claim6(from, mac, src);
+}
+
+bool Gateway::may_learn6(const wire::IpAddr& ip, const wire::MacAddr& mac) const {
+    if (ip.is_v4() || wire::is_v6_multicast(ip) || is_own_v6(ip)) return false;
+    if (!wire::is_v6_link_local(ip) && (!cfg_.in_prefix6(ip) || ip == cfg_.prefix6)) return false;
+    return !mac.is_multicast() && !mac.is_zero() && mac != cfg_.gw_mac;
+}
+
+bool Gateway::claim6(sw::PortId port, const wire::MacAddr& mac, const wire::IpAddr& ip) {
+    const core::Millis now = loop_.now();
+    auto it = neighbors6_.find(ip);
+    if (it != neighbors6_.end() && it->second.mac == mac && it->second.port == port) {
+        it->second.seen = now;
+        return true;
+    }
+    auto refuse = [&](const char* why) {
+        stats_.dropped_spoofed++;
+        spdlog::debug("guard: {} may not send from {}: {}", mac, ip.to_string(), why);
+        return false;
+    };
+    if (!may_learn6(ip, mac)) return refuse("not a guest address of this network");
+    if (it != neighbors6_.end() && it->second.mac != mac &&
+        now - it->second.seen < cfg_.claim_hold_ms)
+        return refuse("another guest holds it");
+    // At most kMaxV6PerMac addresses a MAC: the idlest one of its makes room.
+    size_t mine = 0;
+    auto idlest = neighbors6_.end();
+    for (auto e = neighbors6_.begin(); e != neighbors6_.end(); ++e) {
+        if (e->second.mac != mac) continue;
+        mine++;
+        if (idlest == neighbors6_.end() || e->second.seen < idlest->second.seen) idlest = e;
+    }
+    if (mine >= kMaxV6PerMac && idlest != neighbors6_.end() && idlest != it) {
+        neighbors6_.erase(idlest);
+        it = neighbors6_.find(ip);
+    }
+    if (it == neighbors6_.end() && neighbors6_.size() >= kMaxNeighbors6) {
+        // The idlest entry nobody used within the hold time goes.
+        auto victim = neighbors6_.end();
+        for (auto e = neighbors6_.begin(); e != neighbors6_.end(); ++e)
+            if (now - e->second.seen >= cfg_.claim_hold_ms &&
+                (victim == neighbors6_.end() || e->second.seen < victim->second.seen))
+                victim = e;
+        if (victim == neighbors6_.end()) return refuse("the neighbor table is full");
+        neighbors6_.erase(victim);
+    }
+    const sw::Port* p = sw_.port(port);
+    Neighbor6 n{mac, p ? p->mtu() : 1500, now, port, p && p->takes_offload()};
+    if (it == neighbors6_.end()) {
+        neighbors6_.emplace(ip, n);
+        spdlog::debug("neighbor {} is {} (mtu {})", ip.to_string(), mac, n.mtu);
+    } else {
+        it->second = n;
+    }
+    return true;
+}
+
+const Gateway::Neighbor6* Gateway::live_neighbor6(const wire::IpAddr& ip) const {
+    auto it = neighbors6_.find(ip);
+    if (it == neighbors6_.end() || loop_.now() - it->second.seen > kNeighborIdleMs)
+        return nullptr;
+    return &it->second;
+}
+
+}  // namespace usernet::gw

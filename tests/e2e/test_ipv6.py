@@ -1,0 +1,207 @@
+#!/usr/bin/env python3
+"""IPv6: a namespace guest configures itself from usernet's router
+advertisements (SLAAC, default route, RDNSS), pings the gateway's addresses,
+and reaches the host's ::1 through fec0::2 and a routed remote namespace
+over TCP and UDP; refused and unreachable destinations fail at once; the
+source guard keeps a guest's router advertisements and spoofed neighbor
+advertisements off the LAN; --no-ipv6 turns it all off."""
+
+import os
+import re
+import socket
+import sys
+import time
+import unittest
+
+sys.dont_write_bytecode = True  # keep the source tree clean
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import netlab  # noqa: E402
+from netlab import DNS6, GATEWAY6, GATEWAY6_LL, MiB, REMOTE_ADDR6  # noqa: E402
+
+netlab.require_basics()
+netlab.require_tools("curl", "rdisc6")
+
+BIG = 64 * MiB
+
+UDP_CLIENT = r"""
+import socket, sys
+addr, port, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+s.settimeout(2)
+data = bytes(range(256)) * (size // 256) + bytes(size % 256)
+for attempt in range(5):
+    s.sendto(data, (addr, port))
+    try:
+        got, peer = s.recvfrom(65535)
+    except socket.timeout:
+        continue
+    print("ECHO", len(got), got == data, peer[0])
+    break
+else:
+    print("NO ANSWER")
+"""
+
+
+UDP_REFUSED = r"""
+import socket, sys
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+s.settimeout(2)
+s.connect((sys.argv[1], int(sys.argv[2])))
+for attempt in range(5):
+    try:
+        s.send(b"anyone?")
+        s.recv(100)
+        print("ANSWERED")
+        break
+    except ConnectionRefusedError:
+        print("REFUSED")
+        break
+    except socket.timeout:
+        continue
+else:
+    print("NO ANSWER")
+"""
+
+
+def global_addrs(ns, ifname="tap0"):
+    """The guest's usable (not tentative) addresses in fec0::/64."""
+    out = ns.run(["ip", "-6", "addr", "show", "dev", ifname]).stdout
+    return [m.group(1) for m in re.finditer(r"inet6 (fec0:[0-9a-f:]+)/64 scope site(?![^\n]*tentative)", out)]
+
+
+class V6Lab:
+    def __init__(self, lab, extra=(), remote=True, before=None):
+        self.lab = lab
+        self.host = lab.netns("host")
+        self.guest = lab.netns("guest")
+        self.remote = lab.remote(self.host) if remote else None
+        if before:
+            before(self.host)
+        args = ["--netns", self.guest.path, "--config-net"] + list(extra)
+        self.un = lab.usernet(self.host, args, wait=[("link", self.guest, "tap0")])
+
+    def wait_slaac(self):
+        netlab.wait_for(lambda: global_addrs(self.guest), 15, what="an address from SLAAC")
+        netlab.wait_for(lambda: "default via " + GATEWAY6_LL in
+                        self.guest.run(["ip", "-6", "route"]).stdout, 10,
+                        what="a default route from the router advertisement")
+        return global_addrs(self.guest)[0]
+
+
+class Ipv6Test(unittest.TestCase):
+    def test_slaac_router_advertisement_and_ping(self):
+        with netlab.Lab("ipv6") as lab:
+            t = V6Lab(lab, remote=False)
+            addr = t.wait_slaac()
+            self.assertTrue(addr.startswith("fec0::"), addr)
+            # What the advertisement carries, as rdisc6 reads it.
+            r = t.guest.run(["rdisc6", "-1", "-w", "2000", "tap0"], timeout=15)
+            self.assertIn("fec0::/64", r.stdout)
+            self.assertRegex(r.stdout, r"Recursive DNS server\s*:\s*fec0::3")
+            self.assertRegex(r.stdout, r"MTU\s*:\s*65520")
+            self.assertIn("52:55:0A:00:02:02", r.stdout.upper())
+            for a in (GATEWAY6, DNS6, GATEWAY6_LL + "%tap0"):
+                r = netlab.ping(t.guest, a, count=2)
+                self.assertIn("2 packets received", r.stdout, a)
+            lab.assert_alive(t.un)
+
+    def test_tcp_both_ways_to_the_hosts_loopback_through_the_gateway(self):
+        with netlab.Lab("ipv6") as lab:
+            t = V6Lab(lab, remote=False)
+            t.wait_slaac()
+            path, sha = lab.make_file(BIG, "big.bin")
+            srv = t.host.server("http", "--bind", "::1", "--dir", lab.dir)
+            base = "http://[%s]:%d/" % (GATEWAY6, srv.port)
+            out = lab.path("got.bin")
+            netlab.curl(t.guest, ["-g", "--max-time", "100", "-o", out, base + "big.bin"], timeout=120)
+            self.assertEqual(netlab.sha256_file(out), sha)
+            r = netlab.curl(t.guest, ["-g", "--max-time", "100", "-T", path, base + "upload"], timeout=120)
+            self.assertEqual(r.stdout.split(), [sha, str(BIG)])
+            lab.assert_alive(t.un)
+
+    def test_tcp_both_ways_to_a_routed_remote_address(self):
+        with netlab.Lab("ipv6") as lab:
+            t = V6Lab(lab)
+            t.wait_slaac()
+            path, sha = lab.make_file(BIG, "big.bin")
+            srv = t.remote.server("http", "--bind", REMOTE_ADDR6, "--dir", lab.dir)
+            base = "http://[%s]:%d/" % (REMOTE_ADDR6, srv.port)
+            out = lab.path("got.bin")
+            netlab.curl(t.guest, ["-g", "--max-time", "100", "-o", out, base + "big.bin"], timeout=120)
+            self.assertEqual(netlab.sha256_file(out), sha)
+            r = netlab.curl(t.guest, ["-g", "--max-time", "100", "-T", path, base + "upload"], timeout=120)
+            self.assertEqual(r.stdout.split(), [sha, str(BIG)])
+            lab.assert_alive(t.un)
+
+    def test_udp_echo_to_the_host_and_to_the_remote(self):
+        with netlab.Lab("ipv6") as lab:
+            t = V6Lab(lab)
+            me = t.wait_slaac()
+            local = t.host.server("udp-echo", "--bind", "::1", "--port", "0")
+            far = t.remote.server("udp-echo", "--bind", REMOTE_ADDR6, "--port", "0")
+            for addr, port in ((GATEWAY6, local.port), (REMOTE_ADDR6, far.port)):
+                for size in (10, 1200):
+                    r = t.guest.py(UDP_CLIENT, addr, port, size, timeout=30)
+                    self.assertIn("ECHO %d True %s" % (size, addr), r.stdout, (addr, size))
+            self.assertTrue(me.startswith("fec0::"))
+            # A closed port: ICMPv6 port unreachable, which a connected
+            # socket reports as ECONNREFUSED.
+            r = t.guest.py(UDP_REFUSED, GATEWAY6, netlab.free_port(socket.SOCK_DGRAM), timeout=30)
+            self.assertIn("REFUSED", r.stdout)
+            lab.assert_alive(t.un)
+
+    def test_refused_and_unreachable_fail_at_once(self):
+        with netlab.Lab("ipv6") as lab:
+            t = V6Lab(lab)
+            t.wait_slaac()
+            closed = netlab.free_port()
+            for url in ("http://[%s]:%d/" % (GATEWAY6, closed),           # nothing listens
+                        "http://[%s]:%d/" % (REMOTE_ADDR6, closed),       # RST from the remote
+                        "http://[2001:db8:99::1]:80/"):                   # no route on the host
+                t0 = time.monotonic()
+                r = netlab.curl(t.guest, ["-g", "--max-time", "20", "-o", "/dev/null", url],
+                                timeout=30, check=False)
+                dt = time.monotonic() - t0
+                self.assertNotEqual(r.returncode, 0, url)
+                self.assertNotEqual(r.returncode, 28, "%s timed out instead of failing" % url)
+                self.assertLess(dt, 10, url)
+            lab.assert_alive(t.un)
+
+    def test_dns_over_ipv6(self):
+        with netlab.Lab("ipv6") as lab:
+            port = netlab.free_port(socket.SOCK_DGRAM)
+
+            def resolver(host):
+                # The upstream: dnsmasq on the host's ::1, answering for one name.
+                p = host.popen(["dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--no-resolv",
+                                "--no-hosts", "--bind-interfaces", "--listen-address=::1",
+                                "--port=%d" % port, "--pid-file=", "--user=root",
+                                "--address=/v6.test/2001:db8::42", "--address=/v6.test/192.0.2.42"],
+                               name="dnsmasq")
+
+                def up():
+                    if p.poll() is not None:
+                        raise AssertionError("dnsmasq died:\n" + p.describe())
+                    return "::1" in host.run(["ss", "-lunH", "sport = :%d" % port], check=False).stdout
+                netlab.wait_for(up, 10, what="dnsmasq listening")
+
+            t = V6Lab(lab, extra=["--dns-upstream", "[::1]:%d" % port], remote=False, before=resolver)
+            t.wait_slaac()
+            for qtype, want in (("AAAA", "2001:db8::42"), ("A", "192.0.2.42")):
+                r = t.guest.run(["dig", "+short", "+time=2", "+tries=3", "@" + DNS6, qtype, "v6.test"],
+                                timeout=20)
+                self.assertEqual(r.stdout.split(), [want], qtype)
+            lab.assert_alive(t.un)
+
+    def test_no_ipv6_turns_it_off(self):
+        with netlab.Lab("ipv6") as lab:
+            t = V6Lab(lab, extra=["--no-ipv6"], remote=False)
+            time.sleep(3)  # the router advertisement would have come by now
+            self.assertEqual(global_addrs(t.guest), [])
+            r = netlab.ping(t.guest, GATEWAY6_LL + "%tap0", count=1, check=False)
+            self.assertNotEqual(r.returncode, 0)
+            lab.assert_alive(t.un)
+
+
+if __name__ == "__main__":
+    netlab.main()
