@@ -201,53 +201,11 @@ struct Reader {
     }
 };
 
-// Recomputes the IPv4 header and L4 checksums of an (untagged) frame in
-// place, as far as the frame holds them, so that mutated frames get past
-// the checksum checks and into the state machines behind them.
-// IPv6 without extension headers: the upper layer's checksum.
-inline void fix_checksums6(std::vector<uint8_t>& f) {
-    if (f.size() < kEthHeaderLen + kIpv6HeaderLen) return;
-    uint8_t* ip = &f[kEthHeaderLen];
-    size_t l4len = load16(ip + 4);
-    if ((ip[0] >> 4) != 6 || kIpv6HeaderLen + l4len > f.size() - kEthHeaderLen) return;
-    uint8_t* l4 = ip + kIpv6HeaderLen;
-    IpAddr src = IpAddr::v6_from(ip + 8), dst = IpAddr::v6_from(ip + 24);
-    switch (ip[6]) {
-    case ipproto::tcp:
-        if (l4len >= 20) finish_tcp_checksum(l4, l4len, src, dst);
-        break;
-    case ipproto::udp:
-        if (l4len >= 8) {
-            store16(l4 + 6, 0);
-            uint16_t c = csum_l4(src, dst, ipproto::udp, Bytes(l4, l4len));
-            store16(l4 + 6, c == 0 ? 0xffff : c);
-        }
-        break;
-    case ipproto::icmpv6:
-        if (l4len >= 4) finish_icmp6(l4, l4len, src, dst);
-        break;
-    default:
-        break;
-    }
-}
-
-inline void fix_checksums(std::vector<uint8_t>& f) {
-    if (f.size() >= kEthHeaderLen && load16(&f[12]) == ethertype::ipv6) return fix_checksums6(f);
-    if (f.size() < kEthHeaderLen + kIpv4HeaderLen) return;
-    if (load16(&f[12]) != ethertype::ipv4) return;
-    uint8_t* ip = &f[kEthHeaderLen];
-    size_t avail = f.size() - kEthHeaderLen;
-    size_t ihl = size_t(ip[0] & 0x0f) * 4;
-    if ((ip[0] >> 4) != 4 || ihl < kIpv4HeaderLen || ihl > avail) return;
-    store16(ip + 10, 0);
-    store16(ip + 10, csum_fold(csum_partial(Bytes(ip, ihl))));
-    size_t total = load16(ip + 2);
-    if (total < ihl || total > avail) return;
-    if ((load16(ip + 6) & 0x3fff) != 0) return;  // a fragment: no L4 header to fix
-    uint8_t* l4 = ip + ihl;
-    size_t l4len = total - ihl;
-    IpAddr src = IpAddr::v4(load32(ip + 12)), dst = IpAddr::v4(load32(ip + 16));
-    switch (ip[9]) {
+// The transport checksum of l4 (l4len bytes from src to dst), for the
+// protocols the data path reads.
+inline void fix_l4_checksum(uint8_t proto, uint8_t* l4, size_t l4len, const IpAddr& src,
+                            const IpAddr& dst) {
+    switch (proto) {
     case ipproto::tcp:
         if (l4len >= 20) finish_tcp_checksum(l4, l4len, src, dst);
         break;
@@ -264,9 +222,40 @@ inline void fix_checksums(std::vector<uint8_t>& f) {
             store16(l4 + 2, csum_fold(csum_partial(Bytes(l4, l4len))));
         }
         break;
+    case ipproto::icmpv6:
+        if (l4len >= 4) finish_icmp6(l4, l4len, src, dst);
+        break;
     default:
         break;
     }
+}
+
+// Recomputes the IPv4 header and L4 checksums of an (untagged) frame in
+// place (for IPv6 without extension headers, the L4 one), as far as the
+// frame holds them, so that mutated frames get past the checksum checks
+// and into the state machines behind them.
+inline void fix_checksums(std::vector<uint8_t>& f) {
+    if (f.size() < kEthHeaderLen) return;
+    uint8_t* ip = &f[kEthHeaderLen];
+    size_t avail = f.size() - kEthHeaderLen;
+    if (load16(&f[12]) == ethertype::ipv6) {
+        if (avail < kIpv6HeaderLen || (ip[0] >> 4) != 6) return;
+        size_t l4len = load16(ip + 4);
+        if (kIpv6HeaderLen + l4len > avail) return;
+        fix_l4_checksum(ip[6], ip + kIpv6HeaderLen, l4len, IpAddr::v6_from(ip + 8),
+                        IpAddr::v6_from(ip + 24));
+        return;
+    }
+    if (avail < kIpv4HeaderLen || load16(&f[12]) != ethertype::ipv4) return;
+    size_t ihl = size_t(ip[0] & 0x0f) * 4;
+    if ((ip[0] >> 4) != 4 || ihl < kIpv4HeaderLen || ihl > avail) return;
+    store16(ip + 10, 0);
+    store16(ip + 10, csum_fold(csum_partial(Bytes(ip, ihl))));
+    size_t total = load16(ip + 2);
+    if (total < ihl || total > avail) return;
+    if ((load16(ip + 6) & 0x3fff) != 0) return;  // a fragment: no L4 header to fix
+    fix_l4_checksum(ip[9], ip + ihl, total - ihl, IpAddr::v4(load32(ip + 12)),
+                    IpAddr::v4(load32(ip + 16)));
 }
 
 // A pretend guest attachment: keeps the last TCP segment toward it (so a

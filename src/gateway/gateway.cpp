@@ -213,13 +213,20 @@ void Gateway::handle_ipv4(wire::Bytes payload, const wire::MacAddr& dst_mac,
         stats_.dropped_unsupported++;
         return;
     }
+    route(ip->src_addr(), ip->dst_addr(), proto, ip->ttl(), ip->packet(), ip->payload(), src_mac,
+          meta);
+}
+
+void Gateway::route(const wire::IpAddr& src, const wire::IpAddr& dst, uint8_t proto, uint8_t ttl,
+                    wire::Bytes packet, wire::Bytes l4, const wire::MacAddr& src_mac,
+                    const sw::FrameMeta& meta) {
     GuestPacket pkt;
-    pkt.src = ip->src_addr();
-    pkt.dst = ip->dst_addr();
+    pkt.src = src;
+    pkt.dst = dst;
     pkt.proto = proto;
-    pkt.ttl = ip->ttl();
-    pkt.ip_packet = ip->packet();
-    pkt.l4 = ip->payload();
+    pkt.ttl = ttl;
+    pkt.ip_packet = packet;
+    pkt.l4 = l4;
     pkt.ingress_mtu = meta.ingress_mtu;
     pkt.src_mac = src_mac;
     pkt.port = meta.ingress;

@@ -306,6 +306,11 @@ private:
     const Neighbor6* live_neighbor6(const wire::IpAddr& ip) const;
     bool send_ip6(const wire::IpAddr& src, const wire::IpAddr& dst, uint8_t proto,
                   size_t l4_len, uint8_t hop_limit, const wire::Offload* off);
+    void route(const wire::IpAddr& src, const wire::IpAddr& dst, uint8_t proto, uint8_t ttl,
+               wire::Bytes packet, wire::Bytes l4, const wire::MacAddr& src_mac,
+               const sw::FrameMeta& meta);
+    void send_nd(uint8_t type, uint8_t flags, const wire::IpAddr& target,
+                 const wire::IpAddr& from, const wire::IpAddr& to, const wire::MacAddr& to_mac);
     void send_neighbor_advert(const wire::IpAddr& target, const wire::IpAddr& to,
                               const wire::MacAddr& to_mac, bool solicited);
     void send_neighbor_solicit(const wire::IpAddr& target);

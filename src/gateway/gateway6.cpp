@@ -182,19 +182,7 @@ void Gateway::handle_ipv6(wire::Bytes payload, const wire::MacAddr& dst_mac,
         stats_.dropped_unsupported++;
         return;
     }
-    GuestPacket pkt;
-    pkt.src = src;
-    pkt.dst = dst;
-    pkt.proto = proto;
-    pkt.ttl = ip->hop_limit();
-    pkt.ip_packet = ip->packet();
-    pkt.l4 = ip->payload();
-    pkt.ingress_mtu = meta.ingress_mtu;
-    pkt.src_mac = src_mac;
-    pkt.port = meta.ingress;
-    pkt.l4_csum_trusted = meta.off.trusted();
-    stats_.routed++;
-    sink_->from_guest(pkt);
+    route(src, dst, proto, ip->hop_limit(), ip->packet(), ip->payload(), src_mac, meta);
 }
 
 void Gateway::send_time_exceeded6(const wire::Ipv6View& ip) {
@@ -220,24 +208,33 @@ void Gateway::send_time_exceeded6(const wire::Ipv6View& ip) {
 
 // --- neighbor discovery: what the gateway sends --------------------------------
 
-void Gateway::send_neighbor_advert(const wire::IpAddr& target, const wire::IpAddr& to,
-                                   const wire::MacAddr& to_mac, bool solicited) {
+void Gateway::send_nd(uint8_t type, uint8_t flags, const wire::IpAddr& target,
+                      const wire::IpAddr& from, const wire::IpAddr& to,
+                      const wire::MacAddr& to_mac) {
+    // Both messages: header, flags, target, and our link-layer address
+    // (target's in an advertisement, source's in a solicitation).
     uint8_t* p = nd_buf_.data();
     uint8_t* icmp = p + kEthIpv6Len;
     constexpr size_t kLen = wire::kNdFixedLen + 8;
     std::memset(icmp, 0, kLen);
-    icmp[0] = wire::icmp6type::neighbor_advert;
-    icmp[4] = static_cast<uint8_t>(0x80 | (solicited ? 0x40 : 0) | 0x20);  // router, override
+    icmp[0] = type;
+    icmp[4] = flags;
     std::memcpy(icmp + 8, target.b.data(), 16);
-    icmp[24] = wire::ndopt::target_lla;
+    icmp[24] = type == wire::icmp6type::neighbor_advert ? wire::ndopt::target_lla
+                                                         : wire::ndopt::source_lla;
     icmp[25] = 1;
     cfg_.gw_mac.store(icmp + 26);
-    wire::finish_icmp6(icmp, kLen, target, to);
-    wire::build_ipv6(p + wire::kEthHeaderLen, target, to, wire::ipproto::icmpv6, kLen,
-                     kNdHopLimit);
+    wire::finish_icmp6(icmp, kLen, from, to);
+    wire::build_ipv6(p + wire::kEthHeaderLen, from, to, wire::ipproto::icmpv6, kLen, kNdHopLimit);
     wire::build_ethernet(p, to_mac, cfg_.gw_mac, wire::ethertype::ipv6);
-    stats_.neighbor_adverts++;
     sw_.input(id(), wire::Bytes(p, kEthIpv6Len + kLen));
+}
+
+void Gateway::send_neighbor_advert(const wire::IpAddr& target, const wire::IpAddr& to,
+                                   const wire::MacAddr& to_mac, bool solicited) {
+    const uint8_t flags = static_cast<uint8_t>(0x80 | (solicited ? 0x40 : 0) | 0x20);  // R, S, O
+    stats_.neighbor_adverts++;
+    send_nd(wire::icmp6type::neighbor_advert, flags, target, target, to, to_mac);
 }
 
 void Gateway::send_neighbor_solicit(const wire::IpAddr& target) {
@@ -248,21 +245,8 @@ void Gateway::send_neighbor_solicit(const wire::IpAddr& target) {
     a.at = now;
     const wire::IpAddr group = wire::solicited_node(target);
     const wire::IpAddr& from = wire::is_v6_link_local(target) ? link_local_ : cfg_.gateway6;
-    uint8_t* p = nd_buf_.data();
-    uint8_t* icmp = p + kEthIpv6Len;
-    constexpr size_t kLen = wire::kNdFixedLen + 8;
-    std::memset(icmp, 0, kLen);
-    icmp[0] = wire::icmp6type::neighbor_solicit;
-    std::memcpy(icmp + 8, target.b.data(), 16);
-    icmp[24] = wire::ndopt::source_lla;
-    icmp[25] = 1;
-    cfg_.gw_mac.store(icmp + 26);
-    wire::finish_icmp6(icmp, kLen, from, group);
-    wire::build_ipv6(p + wire::kEthHeaderLen, from, group, wire::ipproto::icmpv6, kLen,
-                     kNdHopLimit);
-    wire::build_ethernet(p, wire::multicast_mac(group), cfg_.gw_mac, wire::ethertype::ipv6);
     stats_.neighbor_solicits++;
-    sw_.input(id(), wire::Bytes(p, kEthIpv6Len + kLen));
+    send_nd(wire::icmp6type::neighbor_solicit, 0, target, from, group, wire::multicast_mac(group));
 }
 
 void Gateway::send_router_advert(sw::PortId port, const wire::MacAddr& to_mac,

@@ -306,25 +306,56 @@ bool IcmpNat::decide_mode() {
 // ---------------------------------------------------------------- guest -> host
 
 void IcmpNat::from_guest(const gw::GuestPacket& pkt) {
-    auto icmp = wire::Icmp4View::parse(pkt.l4);
-    if (!icmp) {
-        stats_.dropped_malformed++;
-        nat_.stats().dropped_malformed++;
-        return;
-    }
-    if (!pkt.l4_csum_trusted && !icmp->checksum_ok()) {
-        stats_.dropped_checksum++;
-        nat_.stats().dropped_malformed++;
-        return;
+    // An echo request, ICMPv4 or ICMPv6 by the guest's family: the same
+    // 8-byte header (type, code, checksum, identifier, sequence).
+    const bool v6 = !pkt.src.is_v4();
+    wire::Bytes msg;
+    uint16_t id = 0, seq = 0, csum = 0;
+    bool echo = false;
+    if (v6) {
+        auto icmp = wire::Icmp6View::parse(pkt.l4);
+        if (!icmp) {
+            stats_.dropped_malformed++;
+            nat_.stats().dropped_malformed++;
+            return;
+        }
+        if (!pkt.l4_csum_trusted && !icmp->checksum_ok(pkt.src, pkt.dst)) {
+            stats_.dropped_checksum++;
+            nat_.stats().dropped_malformed++;
+            return;
+        }
+        echo = icmp->type() == wire::icmp6type::echo_request && icmp->code() == 0;
+        msg = icmp->message();
+        if (echo) {
+            id = icmp->echo_id();
+            seq = icmp->echo_seq();
+        }
+    } else {
+        auto icmp = wire::Icmp4View::parse(pkt.l4);
+        if (!icmp) {
+            stats_.dropped_malformed++;
+            nat_.stats().dropped_malformed++;
+            return;
+        }
+        if (!pkt.l4_csum_trusted && !icmp->checksum_ok()) {
+            stats_.dropped_checksum++;
+            nat_.stats().dropped_malformed++;
+            return;
+        }
+        echo = icmp->type() == wire::icmptype::echo_request && icmp->code() == 0;
+        msg = icmp->message();
+        id = icmp->echo_id();
+        seq = icmp->echo_seq();
+        csum = icmp->checksum();
     }
     const gw::NetConfig& cfg = gw_.config();
-    if (icmp->type() != wire::icmptype::echo_request || icmp->code() != 0 || !pkt.src.is_v4() ||
-        !pkt.dst.is_v4() || !is_unicast(pkt.dst, cfg) || !is_unicast(pkt.src, cfg)) {
+    if (!echo || pkt.dst.is_v4() != !v6 || !is_unicast(pkt.dst, cfg) ||
+        !is_unicast(pkt.src, cfg)) {
         stats_.dropped_unsupported++;
         return;
     }
-    HostTarget t = nat_.host_target(pkt.dst, 0, wire::ipproto::icmp);
-    if (!t.ok() || t.addr.ss_family != AF_INET) {
+    HostTarget t = nat_.host_target(pkt.dst, 0, v6 ? wire::ipproto::icmpv6 : wire::ipproto::icmp);
+    if (!t.ok() || t.addr.ss_family != (v6 ? AF_INET6 : AF_INET)) {
         stats_.dropped_unreachable++;
         if (t.ok()) nat_.stats().dropped_unreachable++;
         send_error(nat_.gateway_for(pkt.src), pkt.src, wire::icmptype::dest_unreach,
@@ -334,27 +365,28 @@ void IcmpNat::from_guest(const gw::GuestPacket& pkt) {
     }
     const sockaddr_storage* target = &t.addr;
     if (mode_ == Mode::undecided) decide_mode();
-    if (mode_ == Mode::unavailable || mode_ == Mode::undecided) {
+    // ICMPv6 goes through echo sockets only (the raw fallback is IPv4's).
+    if (mode_ == Mode::unavailable || mode_ == Mode::undecided ||
+        (v6 && mode_ != Mode::ping_socket)) {
         stats_.dropped_unavailable++;
         return;
     }
-    Flow* f = flow_for(pkt, icmp->echo_id(), *target);
+    Flow* f = flow_for(pkt, id, *target);
     if (!f) return;  // counted
 
     ssize_t sent;
     for (int attempt = 0;; attempt++) {
         if (mode_ == Mode::ping_socket) {
             // The kernel sets the identifier and the checksum.
-            sent = send_datagram(f->fd, icmp->message(), f->target, pkt.ttl);
+            sent = send_datagram(f->fd, msg, f->target, pkt.ttl);
         } else {
-            const wire::Bytes msg = icmp->message();
             if (msg.size() > buf_.size()) {
                 stats_.dropped_send++;
                 return;
             }
             std::memcpy(buf_.data(), msg.data(), msg.size());
             wire::store16(&buf_[4], f->raw_id);
-            wire::store16(&buf_[2], wire::csum_update16(icmp->checksum(), f->guest_id, f->raw_id));
+            wire::store16(&buf_[2], wire::csum_update16(csum, f->guest_id, f->raw_id));
             sent =
                 send_datagram(raw_->fd, wire::Bytes(buf_.data(), msg.size()), f->target, pkt.ttl);
         }
@@ -372,7 +404,7 @@ void IcmpNat::from_guest(const gw::GuestPacket& pkt) {
                         0, pkt.ip_packet);
         return;
     }
-    if (mode_ == Mode::raw_socket) f->note_seq(icmp->echo_seq());
+    if (mode_ == Mode::raw_socket) f->note_seq(seq);
     lru_.touch(*f, loop_.now());
     stats_.echo_requests++;
 }
@@ -399,7 +431,10 @@ IcmpNat::Flow* IcmpNat::flow_for(const gw::GuestPacket& pkt, uint16_t id,
     f->guest_id = id;
     if (mode_ == Mode::ping_socket) {
         for (int attempt = 0; attempt < 2 && f->fd < 0; attempt++) {
-            f->fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_ICMP);
+            f->fd = f->guest.is_v4()
+                        ? socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_ICMP)
+                        : socket(AF_INET6, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                                 IPPROTO_ICMPV6);
             if (f->fd < 0 && (errno == EMFILE || errno == ENFILE) && lru_.oldest()) {
                 destroy_flow(static_cast<Flow&>(*lru_.oldest()));
                 stats_.flows_evicted++;
@@ -411,7 +446,8 @@ IcmpNat::Flow* IcmpNat::flow_for(const gw::GuestPacket& pkt, uint16_t id,
             return nullptr;
         }
         int one = 1;
-        setsockopt(f->fd, SOL_IP, IP_RECVERR, &one, sizeof one);
+        if (f->guest.is_v4()) setsockopt(f->fd, SOL_IP, IP_RECVERR, &one, sizeof one);
+        else setsockopt(f->fd, SOL_IPV6, IPV6_RECVERR, &one, sizeof one);
         try {
             loop_.add(f->fd, EPOLLIN, f.get());
         } catch (const std::system_error& e) {
@@ -455,15 +491,26 @@ void IcmpNat::destroy_flow(Flow& f) {
 // ---------------------------------------------------------------- host -> guest
 
 void IcmpNat::deliver_reply(Flow& f, uint16_t seq, wire::Bytes payload) {
+    const bool v4 = f.guest.is_v4();
     const size_t len = wire::kIcmpHeaderLen + payload.size();
-    if (wire::kIpv4HeaderLen + len > gw_.path_mtu(f.guest) || len > gw::Gateway::tx_l4_capacity()) {
+    const size_t iph = v4 ? wire::kIpv4HeaderLen : wire::kIpv6HeaderLen;
+    if (iph + len > gw_.path_mtu(f.guest) || len > gw::Gateway::tx_l4_capacity()) {
         stats_.dropped_too_big++;
         return;
     }
     uint8_t* p = gw_.tx_l4();
     std::memmove(p + wire::kIcmpHeaderLen, payload.data(), payload.size());
-    wire::build_icmp4(p, wire::icmptype::echo_reply, 0, (uint32_t{f.guest_id} << 16) | seq, len);
-    if (gw_.send_ip(f.dst, f.guest, wire::ipproto::icmp, len)) stats_.echo_replies++;
+    const uint32_t rest = (uint32_t{f.guest_id} << 16) | seq;
+    if (v4) {
+        wire::build_icmp4(p, wire::icmptype::echo_reply, 0, rest, len);
+    } else {
+        p[0] = wire::icmp6type::echo_reply;
+        p[1] = 0;
+        wire::store32(p + 4, rest);
+        wire::finish_icmp6(p, len, f.dst, f.guest);
+    }
+    if (gw_.send_ip(f.dst, f.guest, v4 ? wire::ipproto::icmp : wire::ipproto::icmpv6, len))
+        stats_.echo_replies++;
     lru_.touch(f, loop_.now());
 }
 
@@ -474,9 +521,16 @@ void IcmpNat::ping_read(Flow& f) {
             if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) ping_errors(f);
             return;
         }
-        auto icmp = wire::Icmp4View::parse(wire::Bytes(buf_.data(), static_cast<size_t>(n)));
-        if (!icmp || icmp->type() != wire::icmptype::echo_reply) continue;
-        deliver_reply(f, icmp->echo_seq(), icmp->payload());
+        const wire::Bytes got(buf_.data(), static_cast<size_t>(n));
+        if (f.guest.is_v4()) {
+            auto icmp = wire::Icmp4View::parse(got);
+            if (!icmp || icmp->type() != wire::icmptype::echo_reply) continue;
+            deliver_reply(f, icmp->echo_seq(), icmp->payload());
+        } else {
+            auto icmp = wire::Icmp6View::parse(got);
+            if (!icmp || icmp->type() != wire::icmp6type::echo_reply) continue;
+            deliver_reply(f, icmp->echo_seq(), icmp->body());
+        }
     }
 }
 
@@ -488,8 +542,8 @@ void IcmpNat::ping_errors(Flow& f) {
         if (!ie) continue;
         wire::IpAddr from = f.dst;
         if (qe.origin == SO_EE_ORIGIN_LOCAL) {
-            from = wire::IpAddr::v4(gw_.config().gateway);
-        } else if (qe.offender.ss_family == AF_INET) {
+            from = nat_.gateway_for(f.guest);
+        } else if (qe.offender.ss_family == AF_INET || qe.offender.ss_family == AF_INET6) {
             wire::IpAddr off = from_sockaddr(qe.offender).first;
             if (off != f.host_dst) from = nat_.guest_visible(off);
         }
@@ -508,16 +562,27 @@ void IcmpNat::ping_errors(Flow& f) {
 // payload) and sends the error about it.
 void IcmpNat::quote_error(Flow& f, const wire::IpAddr& from, uint8_t type, uint8_t code,
                           uint32_t rest, uint16_t seq, wire::Bytes echo_payload) {
+    const bool v4 = f.guest.is_v4();
     constexpr size_t kMaxQuote = kMaxErrorLen - wire::kIcmpHeaderLen;
     std::array<uint8_t, kMaxQuote> q{};
-    constexpr size_t kHdrs = wire::kIpv4HeaderLen + wire::kIcmpHeaderLen;
-    const size_t plen = std::min(echo_payload.size(), kMaxQuote - kHdrs);
-    std::memcpy(q.data() + kHdrs, echo_payload.data(), plen);
-    wire::build_ipv4(q.data(), f.guest.as_v4(), f.dst.as_v4(), wire::ipproto::icmp,
-                     wire::kIcmpHeaderLen + plen);
-    wire::build_icmp4(q.data() + wire::kIpv4HeaderLen, wire::icmptype::echo_request, 0,
-                      (uint32_t{f.guest_id} << 16) | seq, wire::kIcmpHeaderLen + plen);
-    send_error(from, f.guest, type, code, rest, wire::Bytes(q.data(), kHdrs + plen));
+    const size_t iph = v4 ? wire::kIpv4HeaderLen : wire::kIpv6HeaderLen;
+    const size_t hdrs = iph + wire::kIcmpHeaderLen;
+    const size_t plen = std::min(echo_payload.size(), kMaxQuote - hdrs);
+    const size_t len = wire::kIcmpHeaderLen + plen;
+    std::memcpy(q.data() + hdrs, echo_payload.data(), plen);
+    const uint32_t id_seq = (uint32_t{f.guest_id} << 16) | seq;
+    if (v4) {
+        wire::build_ipv4(q.data(), f.guest.as_v4(), f.dst.as_v4(), wire::ipproto::icmp, len);
+        wire::build_icmp4(q.data() + iph, wire::icmptype::echo_request, 0, id_seq, len);
+    } else {
+        wire::build_ipv6(q.data(), f.guest, f.dst, wire::ipproto::icmpv6, len);
+        uint8_t* m = q.data() + iph;
+        m[0] = wire::icmp6type::echo_request;
+        m[1] = 0;
+        wire::store32(m + 4, id_seq);
+        wire::finish_icmp6(m, len, f.guest, f.dst);
+    }
+    send_error(from, f.guest, type, code, rest, wire::Bytes(q.data(), hdrs + plen));
 }
 
 void IcmpNat::raw_read() {

@@ -33,9 +33,12 @@
 //   messages share, so a guest cannot make usernet flood it (RFC 1812
 //   4.3.2.8).
 //
-// Not done: ICMPv6 (the gateway routes IPv4 only for now); echo requests
-// with a code other than 0; ICMP messages from guests other than echo
-// requests (errors a guest sends are dropped and counted).
+// ICMPv6 echo goes the same way through ICMPv6 echo sockets (the same
+// ping_group_range allows them); with the raw fallback, an IPv6 guest's
+// echo requests are dropped and counted (dropped_unavailable).
+// Not done: the raw fallback for ICMPv6; echo requests with a code other
+// than 0; ICMP messages from guests other than echo requests (errors a
+// guest sends are dropped and counted).
 #pragma once
 
 #include <netinet/in.h>

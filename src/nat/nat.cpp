@@ -31,7 +31,13 @@ void Nat::from_guest(const gw::GuestPacket& pkt) {
         udp_->from_guest(pkt);
         break;
     case wire::ipproto::icmp:
-        icmp_->from_guest(pkt);
+    case wire::ipproto::icmpv6:
+        // Each family's own ICMP only.
+        if (pkt.src.is_v4() == (pkt.proto == wire::ipproto::icmp)) {
+            icmp_->from_guest(pkt);
+            break;
+        }
+        stats_.dropped_proto++;
         break;
     default:
         stats_.dropped_proto++;

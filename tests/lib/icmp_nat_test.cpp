@@ -27,6 +27,8 @@
 #include <gtest/gtest.h>
 
 #include "nat_harness.hpp"
+#include "wire/icmp6.hpp"
+#include "wire/ipv6.hpp"
 
 namespace usernet::nat {
 // For GoogleTest's names of the parameterised tests (found by ADL).
@@ -277,6 +279,60 @@ TEST(IcmpErrors, IcmpErrors_QuoteIsCutToKeepTheErrorWithin576Bytes) {
     ASSERT_TRUE(e);
     EXPECT_EQ(20 + e->l4.size(), 576u);
     EXPECT_TRUE(wire::Icmp4View::parse(e->l4)->checksum_ok());
+}
+
+// An IPv6 guest gets the ICMPv6 message for the ICMPv4 one (RFC 7915 4.2).
+TEST(IcmpErrors, IcmpErrors_GoToAnIpv6GuestAsIcmpv6) {
+    NatHarness h;
+    const auto guest = *wire::IpAddr::parse("fec0::15");
+    const auto gw6 = *wire::IpAddr::parse("fec0::2");
+    const auto remote = *wire::IpAddr::parse("2001:db8::1");
+    // The guest makes itself known (the IPv6 source guard learns it).
+    std::vector<uint8_t> hello(14 + 40 + 8, 0);
+    wire::build_ethernet(hello.data(), h.cfg.gw_mac, kGuestMac, wire::ethertype::ipv6);
+    wire::build_ipv6(hello.data() + 14, guest, gw6, wire::ipproto::icmpv6, 8);
+    hello[54] = wire::icmp6type::echo_request;
+    wire::finish_icmp6(&hello[54], 8, guest, gw6);
+    h.input(hello);
+    h.guest.frames.clear();
+    // What the guest sent: UDP to a remote address.
+    std::vector<uint8_t> pkt(40 + 8 + 4, 0);
+    wire::build_ipv6(pkt.data(), guest, remote, wire::ipproto::udp, 12);
+    wire::build_udp(pkt.data() + 40, guest, remote, 1000, 2000, 4);
+    struct Case {
+        uint8_t type, code;
+        uint32_t rest;
+        uint8_t t6, c6;
+        uint32_t r6;
+    };
+    for (Case c : {Case{3, 3, 0, 1, 4, 0},                 // port unreachable
+                   Case{3, 1, 0, 1, 3, 0},                 // host: address unreachable
+                   Case{3, 0, 0, 1, 0, 0},                 // net: no route
+                   Case{3, 13, 0, 1, 1, 0},                // administratively prohibited
+                   Case{3, 4, 1400, 2, 0, 1400},           // fragmentation needed: too big
+                   Case{3, 4, 576, 2, 0, 1280},            // ... never below IPv6's minimum
+                   Case{11, 0, 0, 3, 0, 0}}) {             // time exceeded
+        h.guest.frames.clear();
+        ASSERT_TRUE(h.nat->icmp().send_error(gw6, guest, c.type, c.code, c.rest, pkt))
+            << int(c.type) << "/" << int(c.code);
+        ASSERT_EQ(h.guest.frames.size(), 1u);
+        auto eth = wire::EthernetView::parse(h.guest.frames[0]);
+        auto ip = wire::Ipv6View::parse(eth->payload());
+        ASSERT_TRUE(ip);
+        auto m = wire::Icmp6View::parse(ip->payload());
+        ASSERT_TRUE(m);
+        EXPECT_TRUE(m->checksum_ok(gw6, guest));
+        EXPECT_EQ(m->type(), c.t6);
+        EXPECT_EQ(m->code(), c.c6);
+        EXPECT_EQ(wire::load32(&m->message()[4]), c.r6);
+        EXPECT_EQ(0, std::memcmp(m->message().data() + 8, pkt.data(), pkt.size()));  // the quote
+        h.loop.advance_clock_for_tests(100);  // refill the error bucket
+    }
+    // Never about an ICMPv6 error.
+    std::vector<uint8_t> err(40 + 8, 0);
+    wire::build_ipv6(err.data(), guest, remote, wire::ipproto::icmpv6, 8);
+    err[40] = wire::icmp6type::dest_unreach;
+    EXPECT_FALSE(h.nat->icmp().send_error(gw6, guest, 3, 1, 0, err));
 }
 
 TEST(IcmpErrors, IcmpErrors_LocalSendFailuresMapToUnreachableCodes) {
