@@ -355,6 +355,11 @@ void Daemon::attach(const Attachment& a) {
             net.prefix_len = lan.net.prefix_len;
             net.gateway = lan.net.gateway;
             net.mtu = a.mtu;
+            if (lan.net.ipv6) {
+                net.addr6 = lan.net.v6_of(*a.address);
+                net.prefix6_len = lan.net.prefix6_len;
+                net.gateway6 = lan.net.gateway6;
+            }
         }
         std::string ifname;
         int fd = -1;

@@ -1096,7 +1096,8 @@ Attachments (repeatable; each VALUE may end in ,mtu=N and, but for --uplink,
 in ,mac=MAC: the LAN then sees MAC whatever MAC the guest uses):
       --netns NAME|PATH|PID  create a TAP in that network namespace
       --tap-name IFNAME      name of that TAP (default tap0)
-      --config-net           set address, route and MTU inside each namespace
+      --config-net           set addresses (IPv4 and IPv6), default routes
+                             and MTU inside each namespace
       --tap IFNAME           attach an existing TAP device
       --no-offload           no checksum or segmentation offload on TAPs
       --socket PATH          listen for QEMU -netdev stream on a Unix socket
@@ -1175,6 +1176,7 @@ NAT:
   -t, --tcp-ports SPEC       forward TCP ports from the host to the guest
   -u, --udp-ports SPEC       forward UDP ports from the host to the guest
                              SPEC: [ADDR/]PORT[-END][:GUESTPORT[-END]],...
+                             (ADDR IPv4 or IPv6: ::1/8080 or [::1]/8080)
 
 Operation:
       --busy-poll USEC       after a burst of small packets, poll this long

@@ -191,6 +191,12 @@ public:
     // A guest's address as bound by DHCP or learned; used by port forwards
     // when no --guest-addr is given. Unspecified when there is no guest yet.
     wire::IpAddr first_guest_v4() const;
+    // An IPv6 address in the prefix of the guest at IPv4 address v4: for an
+    // address --config-net gave an attachment, the IPv6 address it gave it
+    // too (NetConfig::v6_of); else the one v4's MAC used last. With v4
+    // unspecified, that of the guest heard from last. Unspecified when there
+    // is none.
+    wire::IpAddr guest_v6_of(const wire::IpAddr& v4) const;
 
     const NetConfig& config() const { return cfg_; }
     const GatewayStats& gw_stats() const { return stats_; }

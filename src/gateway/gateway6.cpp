@@ -420,9 +420,24 @@ bool Gateway::admit6(sw::PortId from, const wire::MacAddr& mac, wire::Bytes payl
         const bool ok = icmp_type == wire::icmp6type::neighbor_solicit ||
                         icmp_type == wire::icmp6type::router_solicit ||
                         icmp_type == wire::icmp6type::mld2_report;
-        if (ok && wire::is_v6_multicast(ip->dst_addr())) return true;
-        stats_.dropped_spoofed++;
-        return false;
+        if (!ok || !wire::is_v6_multicast(ip->dst_addr())) {
+            stats_.dropped_spoofed++;
+            return false;
+        }
+        if (icmp_type == wire::icmp6type::neighbor_solicit) {
+            // The address it is about to use becomes its binding, first
+            // come (as FCFS SAVI does, RFC 6620): port forwards can reach
+            // a guest before it has sent anything from it. The probe
+            // passes either way, so that a holder can defend the address.
+            auto icmp = wire::Icmp6View::parse(ip->payload());
+            const wire::IpAddr target = icmp->nd_target();
+            auto held = neighbors6_.find(target);
+            if (may_learn6(target, mac) &&
+                (held == neighbors6_.end() || held->second.mac == mac ||
+                 loop_.now() - held->second.seen >= cfg_.claim_hold_ms))
+                claim6(from, mac, target);
+        }
+        return true;
     }
     return claim6(from, mac, src);
 }
@@ -480,6 +495,28 @@ bool Gateway::claim6(sw::PortId port, const wire::MacAddr& mac, const wire::IpAd
         it->second = n;
     }
     return true;
+}
+
+wire::IpAddr Gateway::guest_v6_of(const wire::IpAddr& v4) const {
+    if (!cfg_.ipv6) return wire::IpAddr{};
+    std::optional<wire::MacAddr> mac;
+    if (!v4.is_unspecified()) {
+        if (!v4.is_v4()) return wire::IpAddr{};
+        const Reservation* r = reservation(v4.as_v4());
+        if (r && r->port != sw::kNoPort) {
+            // --config-net gave that attachment this IPv6 address too.
+            return cfg_.v6_of(v4.as_v4());
+        }
+        auto n = neighbors_.find(v4.as_v4());
+        if (n == neighbors_.end()) return wire::IpAddr{};
+        mac = n->second.mac;
+    }
+    const std::pair<const wire::IpAddr, Neighbor6>* best = nullptr;
+    for (const auto& e : neighbors6_) {
+        if (wire::is_v6_link_local(e.first) || (mac && e.second.mac != *mac)) continue;
+        if (!best || e.second.seen > best->second.seen) best = &e;
+    }
+    return best ? best->first : wire::IpAddr{};
 }
 
 const Gateway::Neighbor6* Gateway::live_neighbor6(const wire::IpAddr& ip) const {

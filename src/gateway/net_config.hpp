@@ -72,6 +72,14 @@ struct NetConfig {
         uint8_t mask = static_cast<uint8_t>(0xff << (8 - rest));
         return (a.b[full] & mask) == (prefix6.b[full] & mask);
     }
+    // The IPv6 address that goes with IPv4 address v4 of this network: the
+    // prefix with v4's host part (fec0::f for 10.0.2.15). --config-net
+    // gives it to a namespace, DHCPv6 to the guest holding v4's lease.
+    wire::IpAddr v6_of(wire::Ipv4 v4) const {
+        wire::IpAddr a = prefix6;
+        wire::store32(&a.b[12], v4 & ~netmask());
+        return a;
+    }
 };
 
 }  // namespace usernet::gw

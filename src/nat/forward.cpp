@@ -192,27 +192,39 @@ std::string ForwardSpec::to_string() const {
 wire::IpAddr forward_peer_for_guest(Nat& nat, const wire::IpAddr& client,
                                     const wire::IpAddr& guest) {
     const wire::IpAddr seen = nat.guest_visible(client);
-    if (!guest.is_v4()) return seen;  // IPv6 guests: no gateway address to map to yet
     const gw::NetConfig& cfg = nat.gateway().config();
-    const wire::IpAddr gateway = wire::IpAddr::v4(cfg.gateway);
+    const wire::IpAddr gateway = nat.gateway_for(guest);
     // What the guest could not answer through the gateway appears as the
-    // gateway: loopback, IPv6 clients of an IPv4 guest, addresses inside the
-    // virtual subnet (the guest would look for them on its link).
-    if (!seen.is_v4() || seen.is_loopback() || seen.is_unspecified() || cfg.in_subnet(seen.as_v4()))
+    // gateway: loopback, a client of the other family, addresses inside
+    // the virtual network (the guest would look for them on its link) and
+    // link-local ones.
+    if (seen.is_loopback() || seen.is_unspecified()) return gateway;
+    if (guest.is_v4())
+        return !seen.is_v4() || cfg.in_subnet(seen.as_v4()) ? gateway : seen;
+    if (seen.is_v4() || cfg.in_prefix6(seen) || wire::is_v6_link_local(seen) ||
+        wire::is_v6_multicast(seen))
         return gateway;
     return seen;
 }
 
-wire::IpAddr forward_target_guest(Nat& nat, const std::optional<wire::IpAddr>& override_addr) {
-    if (override_addr) return *override_addr;
-    wire::IpAddr g = nat.gateway().first_guest_v4();
-    if (!g.is_unspecified()) return g;
+wire::IpAddr forward_target_guest(Nat& nat, const std::optional<wire::IpAddr>& override_addr,
+                                  const wire::IpAddr& client) {
+    if (override_addr && !override_addr->is_v4()) return *override_addr;
+    gw::Gateway& gw = nat.gateway();
+    const gw::NetConfig& cfg = gw.config();
+    const wire::IpAddr v4 = override_addr ? *override_addr : gw.first_guest_v4();
+    // An IPv6 client goes to the guest's IPv6 address when it has one, and
+    // so does every client of a guest that has only IPv6.
+    if (cfg.ipv6 && (!client.is_v4() || v4.is_unspecified())) {
+        const wire::IpAddr v6 = gw.guest_v6_of(v4);
+        if (!v6.is_unspecified()) return v6;
+    }
+    if (!v4.is_unspecified()) return v4;
     // No guest heard from yet (one configured with --config-net that has
     // not sent anything, or one still booting): QEMU's default hostfwd
     // target, the first DHCP address, which is also the address
     // --config-net gives the first namespace. The gateway ARPs for it and
     // the TCP translator's SYN retries cover the wait.
-    const gw::NetConfig& cfg = nat.gateway().config();
     if (cfg.dhcp_count == 0) return wire::IpAddr{};
     return wire::IpAddr::v4(cfg.dhcp_start);
 }
@@ -293,7 +305,7 @@ private:
     void handle(int cfd, const sockaddr_storage& ss) {
         Nat& nat = fwd_.nat_;
         auto [client, client_port] = from_sockaddr(ss);
-        const wire::IpAddr guest = forward_target_guest(nat, guest_addr_);
+        const wire::IpAddr guest = forward_target_guest(nat, guest_addr_, client);
         if (guest.is_unspecified()) {
             fwd_.stats_.tcp_no_guest++;
             spdlog::debug("tcp forward: no guest yet for {} on port {}: reset", client.to_string(),

@@ -20,20 +20,29 @@
 // guest's replies back out of that same socket, so the client sees them
 // come from the port it sent to.
 //
-// The peer the guest sees (forward_peer_for_guest): a client on the host's
-// loopback appears as the gateway address, as in QEMU/slirp; any other
-// client keeps its own address, so a guest server sees who connects. A
-// client the guest could not answer directly (an IPv6 client of an IPv4
-// guest, an address inside the virtual subnet) appears as the gateway too.
+// Families: a forward's guest is the guest's IPv6 address (one in the
+// prefix, the one it used last, or the one its duplicate address detection
+// probed) for an IPv6 client, its IPv4 address for an IPv4 client; a guest
+// with only one family gets every client on it (an IPv4 client reaches an
+// IPv6-only guest, and an IPv6 client an IPv4-only one).
 //
-// The target guest is the spec's guest_addr (--guest-addr), else the guest
-// that holds a lease (or was heard from last) at the time of the
-// connection, else, when no guest has been heard from at all, the first
-// DHCP address: QEMU's default hostfwd target, and the address --config-net
-// gives the first namespace. The gateway ARPs for it; a TCP connection
+// The peer the guest sees (forward_peer_for_guest): a client on the host's
+// loopback appears as the gateway address of the guest's family (10.0.2.2
+// or fec0::2), as in QEMU/slirp; any other client keeps its own address,
+// so a guest server sees who connects. A client the guest could not answer
+// directly (one of the other family, an address inside the virtual
+// network, a link-local one) appears as the gateway too.
+//
+// The target guest is the spec's guest_addr (--guest-addr; an IPv6 client
+// then goes to an IPv6 address of the same guest), else the guest that
+// holds a lease (or was heard from last) at the time of the connection,
+// else, when no guest has been heard from at all, the first DHCP address:
+// QEMU's default hostfwd target, and the address --config-net gives the
+// first namespace. The gateway ARPs (or solicits) for it; a TCP connection
 // waits on the translator's SYN retries, so a client that connects while
 // the guest boots gets through once it is up, as with QEMU. Only with no
-// DHCP range at all is a connection reset (TCP) or a datagram dropped (UDP).
+// DHCP range and no guest heard from is a connection reset (TCP) or a
+// datagram dropped (UDP).
 #pragma once
 
 #include <cstdint>
@@ -81,9 +90,10 @@ std::vector<ForwardSpec> parse_forward_specs(char proto, std::string_view text);
 wire::IpAddr forward_peer_for_guest(Nat& nat, const wire::IpAddr& client,
                                     const wire::IpAddr& guest);
 
-// The guest a forward delivers to now (see above); unspecified when there
-// is none.
-wire::IpAddr forward_target_guest(Nat& nat, const std::optional<wire::IpAddr>& override_addr);
+// The guest a forward delivers client's connection or datagram to now (see
+// above); unspecified when there is none.
+wire::IpAddr forward_target_guest(Nat& nat, const std::optional<wire::IpAddr>& override_addr,
+                                  const wire::IpAddr& client);
 
 struct ForwardStats {
     uint64_t tcp_accepted = 0;

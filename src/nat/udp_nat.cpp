@@ -261,9 +261,18 @@ void UdpNat::from_guest(const gw::GuestPacket& pkt) {
 
     // A reply to a forwarded client goes back out of the forward's socket.
     if (!peers_.empty()) {
-        auto it = peers_.find(PeerKey{pkt.src, pkt.dst, sport, dport});
-        if (it != peers_.end()) {
-            Peer& p = *it->second;
+        Peer* found = nullptr;
+        if (auto it = peers_.find(PeerKey{pkt.src, pkt.dst, sport, dport}); it != peers_.end()) {
+            found = it->second.get();
+        } else if (!pkt.src.is_v4()) {
+            // From another of the guest's addresses: the same guest, as long
+            // as it comes from the attachment the datagram went to.
+            auto a = peers_by_client_.find(PeerKey{wire::IpAddr{}, pkt.dst, sport, dport});
+            if (a != peers_by_client_.end() && gw_.port_of(a->second->key.guest) == pkt.port)
+                found = a->second;
+        }
+        if (found) {
+            Peer& p = *found;
             if (send_datagram(p.listener->fd, payload, p.client, 64) < 0) {
                 stats_.dropped_send++;
                 return;
@@ -462,6 +471,10 @@ void UdpNat::drop_port(uint32_t port) {
 void UdpNat::destroy_peer(Peer& p) {
     peer_lru_.erase(p);
     PeerKey k = p.key;
+    if (!k.guest.is_v4()) {
+        auto a = peers_by_client_.find(PeerKey{wire::IpAddr{}, k.peer, k.guest_port, k.peer_port});
+        if (a != peers_by_client_.end() && a->second == &p) peers_by_client_.erase(a);
+    }
     peers_.erase(k);
 }
 
@@ -599,12 +612,12 @@ void UdpNat::listener_read(Listener& l) {
                 stats_.dropped_too_big++;
                 continue;
             }
-            wire::IpAddr guest = forward_target_guest(nat_, l.guest_addr);
+            auto [client, client_port] = from_sockaddr(rx_names_[i]);
+            wire::IpAddr guest = forward_target_guest(nat_, l.guest_addr, client);
             if (guest.is_unspecified()) {
                 stats_.dropped_no_guest++;
                 continue;
             }
-            auto [client, client_port] = from_sockaddr(rx_names_[i]);
             wire::IpAddr peer = forward_peer_for_guest(nat_, client, guest);
             PeerKey key{guest, peer, l.guest_port, client_port};
             Peer* p;
@@ -623,6 +636,8 @@ void UdpNat::listener_read(Listener& l) {
                 p = np.get();
                 peer_lru_.insert(*p, owner, now);
                 peers_.emplace(key, std::move(np));
+                if (!guest.is_v4())
+                    peers_by_client_[PeerKey{wire::IpAddr{}, peer, l.guest_port, client_port}] = p;
                 stats_.fwd_peers_created++;
                 if (debug_on())
                     spdlog::debug("udp forward: {}:{} -> guest {}:{} as {}:{}", client.to_string(),

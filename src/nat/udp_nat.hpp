@@ -227,6 +227,11 @@ private:
     gw::Gateway& gw_;
     std::unordered_map<FlowKey, std::unique_ptr<Flow>, KeyHash> flows_;
     std::unordered_map<PeerKey, std::unique_ptr<Peer>, KeyHash> peers_;
+    // Forward peers of IPv6 guests by (client, ports) alone: a guest with
+    // several IPv6 addresses may answer from another one than the
+    // datagram went to (a server that does not reply from the address it
+    // was sent to). The latest peer of a key is the one kept.
+    std::unordered_map<PeerKey, Peer*, KeyHash> peers_by_client_;
     std::vector<std::unique_ptr<Listener>> listeners_;
     FlowLru lru_;
     FlowLru peer_lru_;

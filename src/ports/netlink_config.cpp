@@ -165,4 +165,54 @@ void netlink_configure_ipv4(const std::string& ifname, const TapNetConfig& cfg) 
     }
 }
 
+void netlink_configure_ipv6(const std::string& ifname, const TapNetConfig& cfg) {
+    if (cfg.addr6.is_unspecified() || cfg.addr6.is_v4()) return;
+    if (cfg.prefix6_len > 128)
+        throw std::runtime_error("invalid prefix length /" + std::to_string(cfg.prefix6_len));
+    Rtnl nl;
+    unsigned idx = ifindex_of(ifname);
+    const std::string addr_text = cfg.addr6.to_string() + "/" + std::to_string(cfg.prefix6_len);
+    {
+        nlmsghdr* nlh = nl.start(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL);
+        auto* ifa = static_cast<ifaddrmsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(ifaddrmsg)));
+        ifa->ifa_family = AF_INET6;
+        ifa->ifa_prefixlen = cfg.prefix6_len;
+        ifa->ifa_scope = RT_SCOPE_UNIVERSE;
+        ifa->ifa_index = idx;
+        ifa->ifa_flags = IFA_F_NODAD;
+        mnl_attr_put(nlh, IFA_LOCAL, 16, cfg.addr6.b.data());
+        mnl_attr_put(nlh, IFA_ADDRESS, 16, cfg.addr6.b.data());
+        mnl_attr_put_u32(nlh, IFA_FLAGS, IFA_F_NODAD);
+        int r = nl.request(nlh);
+        if (r < 0 && r != -EEXIST)
+            throw std::runtime_error("cannot add address " + addr_text + " to '" + ifname +
+                                     "': " + errstr(-r));
+    }
+    if (!cfg.gateway6.is_unspecified()) {
+        // Via the gateway's address in the prefix: the route the kernel
+        // adds from a router advertisement goes via its link-local address,
+        // so the two do not collide.
+        nlmsghdr* nlh = nl.start(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL);
+        auto* rtm = static_cast<rtmsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(rtmsg)));
+        rtm->rtm_family = AF_INET6;
+        rtm->rtm_dst_len = 0;
+        rtm->rtm_table = RT_TABLE_MAIN;
+        rtm->rtm_protocol = RTPROT_BOOT;
+        rtm->rtm_scope = RT_SCOPE_UNIVERSE;
+        rtm->rtm_type = RTN_UNICAST;
+        mnl_attr_put(nlh, RTA_GATEWAY, 16, cfg.gateway6.b.data());
+        mnl_attr_put_u32(nlh, RTA_OIF, idx);
+        int r = nl.request(nlh);
+        if (r == -EEXIST) {
+            spdlog::warn("an IPv6 default route already exists in the namespace; not adding one "
+                         "via {}",
+                         cfg.gateway6.to_string());
+        } else if (r < 0) {
+            throw std::runtime_error("cannot add IPv6 default route via " +
+                                     cfg.gateway6.to_string() + " on '" + ifname +
+                                     "': " + errstr(-r));
+        }
+    }
+}
+
 }  // namespace usernet::ports

@@ -15,8 +15,12 @@
 // caller (netns.cpp) enters the target namespace first. All of this runs at
 // start-up, so errors are exceptions (std::runtime_error, one sentence).
 //
-// Not done here: IPv6 addresses and routes (the guest side learns them by
-// SLAAC from the gateway's router advertisements), anything on the host side.
+// With IPv6, an address in the prefix (without duplicate address detection,
+// so that it works at once) and a default route via the IPv6 gateway; the
+// kernel's own SLAAC adds its address and route from the gateway's router
+// advertisements next to them.
+//
+// Not done here: anything on the host side.
 #pragma once
 
 #include <cstdint>
@@ -32,6 +36,9 @@ struct TapNetConfig {
     uint8_t prefix_len = 24;
     wire::Ipv4 gateway = 0x0a000202;  // 10.0.2.2; 0: no default route
     uint32_t mtu = 0;                 // 0: the MTU given to open_tap_in_netns()
+    wire::IpAddr addr6{};             // unspecified: no IPv6 address
+    uint8_t prefix6_len = 64;
+    wire::IpAddr gateway6{};          // unspecified: no IPv6 default route
 };
 
 // The TAP's transmit queue (frames the namespace sends toward usernet):
@@ -47,5 +54,10 @@ void netlink_link_up(const std::string& ifname, uint32_t mtu, uint32_t txqueuele
 // via cfg.gateway. An address or route that already exists is not an error
 // (a warning for the route). Throws std::runtime_error.
 void netlink_configure_ipv4(const std::string& ifname, const TapNetConfig& cfg);
+
+// Adds cfg.addr6/prefix6_len (no DAD) to `ifname` and, if cfg.gateway6 is
+// set, a default route via it; nothing when addr6 is unspecified. The same
+// rules as netlink_configure_ipv4.
+void netlink_configure_ipv6(const std::string& ifname, const TapNetConfig& cfg);
 
 }  // namespace usernet::ports

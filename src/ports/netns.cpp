@@ -126,7 +126,10 @@ int open_tap_in_netns(const std::string& netns, const std::string& ifname, uint3
     try {
         uint32_t link_mtu = config && config->mtu ? config->mtu : mtu;
         netlink_link_up(name, link_mtu, kTapTxQueueLen);
-        if (config) netlink_configure_ipv4(name, *config);
+        if (config) {
+            netlink_configure_ipv4(name, *config);
+            netlink_configure_ipv6(name, *config);
+        }
     } catch (const std::exception& e) {
         close(fd);
         throw std::runtime_error(std::string(e.what()) + " (in " + where + ")");

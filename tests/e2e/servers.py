@@ -15,6 +15,9 @@ families).
   udp-echo  --bind A --port P           echoes every datagram to its sender
   half-close --bind A --port P          reads until EOF, then replies
                                         "<sha256> <bytes>\n" and closes
+  whoami    --bind A --port P           TCP and UDP on the same port: answers
+                                        each connection or datagram with the
+                                        address it came from, "PEER <addr>\n"
 """
 
 import argparse
@@ -203,15 +206,43 @@ def serve_half_close(a):
         threading.Thread(target=one, args=(c,), daemon=True).start()
 
 
+def peer_text(peer):
+    addr = peer[0]
+    if addr.startswith("::ffff:") and "." in addr:
+        addr = addr[len("::ffff:"):]
+    return ("PEER %s\n" % addr).encode()
+
+
+def serve_whoami(a):
+    ls = socket.socket(family(a.bind), socket.SOCK_STREAM)
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind((a.bind, a.port))
+    ls.listen(64)
+    port = ls.getsockname()[1]
+    us = socket.socket(family(a.bind), socket.SOCK_DGRAM)
+    us.bind((a.bind, port))
+    ready(port)
+
+    def udp():
+        while True:
+            _, peer = us.recvfrom(65535)
+            us.sendto(peer_text(peer), peer)
+    threading.Thread(target=udp, daemon=True).start()
+    while True:
+        c, peer = ls.accept()
+        with c:
+            c.sendall(peer_text(peer))
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("kind", choices=["http", "tcp-echo", "udp-echo", "half-close"])
+    ap.add_argument("kind", choices=["http", "tcp-echo", "udp-echo", "half-close", "whoami"])
     ap.add_argument("--bind", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--dir", default=".")
     a = ap.parse_args()
     {"http": serve_http, "tcp-echo": serve_tcp_echo, "udp-echo": serve_udp_echo,
-     "half-close": serve_half_close}[a.kind](a)
+     "half-close": serve_half_close, "whoami": serve_whoami}[a.kind](a)
 
 
 if __name__ == "__main__":

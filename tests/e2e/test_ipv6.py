@@ -2,7 +2,9 @@
 """IPv6: a namespace guest configures itself from usernet's router
 advertisements (SLAAC, default route, RDNSS), pings the gateway's addresses,
 and reaches the host's ::1 through fec0::2 and a routed remote namespace
-over TCP and UDP; refused and unreachable destinations fail at once; the
+over TCP and UDP; refused and unreachable destinations fail at once; port
+forwards reach the guest over IPv6 from the host's ::1 and from a remote
+IPv6 client, whose address the guest sees; the
 source guard keeps a guest's router advertisements and spoofed neighbor
 advertisements off the LAN; --no-ipv6 turns it all off."""
 
@@ -16,7 +18,8 @@ import unittest
 sys.dont_write_bytecode = True  # keep the source tree clean
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import netlab  # noqa: E402
-from netlab import DNS6, GATEWAY6, GATEWAY6_LL, MiB, REMOTE_ADDR6  # noqa: E402
+from netlab import (DNS6, GATEWAY6, GATEWAY6_LL, HOST_VETH_ADDR, HOST_VETH_ADDR6,  # noqa: E402
+                    MiB, REMOTE_ADDR, REMOTE_ADDR6)
 
 netlab.require_basics()
 netlab.require_tools("curl", "rdisc6")
@@ -63,10 +66,41 @@ else:
 """
 
 
+# Asks a whoami server (servers.py) who it sees, over TCP ("tcp") or UDP,
+# retrying while the forward's path is not ready.
+WHO_SEES_ME = r"""
+import socket, sys, time
+proto, addr, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+fam = socket.AF_INET6 if ":" in addr else socket.AF_INET
+deadline = time.monotonic() + 15
+while True:
+    try:
+        if proto == "tcp":
+            s = socket.create_connection((addr, port), timeout=3)
+            got = s.recv(200)
+        else:
+            s = socket.socket(fam, socket.SOCK_DGRAM)
+            s.settimeout(1)
+            s.sendto(b"who?", (addr, port))
+            got, peer = s.recvfrom(200)
+            if peer[0] != addr or peer[1] != port:
+                print("FAIL reply from", peer); break
+        s.close()
+        if got:
+            print(got.decode().strip()); break
+    except OSError as e:
+        if time.monotonic() > deadline:
+            print("FAIL", e); break
+        time.sleep(0.3)
+"""
+
+
 def global_addrs(ns, ifname="tap0"):
-    """The guest's usable (not tentative) addresses in fec0::/64."""
+    """The guest's usable (not tentative) addresses in fec0::/64 from SLAAC
+    (not the one --config-net gives)."""
     out = ns.run(["ip", "-6", "addr", "show", "dev", ifname]).stdout
-    return [m.group(1) for m in re.finditer(r"inet6 (fec0:[0-9a-f:]+)/64 scope site(?![^\n]*tentative)", out)]
+    return [m.group(1) for m in re.finditer(
+        r"inet6 (fec0:[0-9a-f:]+)/64 scope site dynamic(?![^\n]*tentative)", out)]
 
 
 class V6Lab:
@@ -111,6 +145,12 @@ class Ipv6Test(unittest.TestCase):
             t = V6Lab(lab, remote=False)
             addr = t.wait_slaac()
             self.assertTrue(addr.startswith("fec0::"), addr)
+            # --config-net's address and route, next to SLAAC's.
+            self.assertIn("inet6 fec0::f/64", t.guest.run(["ip", "-6", "addr"]).stdout)
+            self.assertIn("default via fec0::2", t.guest.run(["ip", "-6", "route"]).stdout)
+            r = t.guest.run(["busybox", "ping", "-c", "2", "-W", "3", "-I", "fec0::f", GATEWAY6],
+                            timeout=20)
+            self.assertIn("2 packets received", r.stdout)
             # What the advertisement carries, as rdisc6 reads it.
             r = t.guest.run(["rdisc6", "-1", "-w", "2000", "tap0"], timeout=15)
             self.assertIn("fec0::/64", r.stdout)
@@ -178,6 +218,33 @@ class Ipv6Test(unittest.TestCase):
                 self.assertNotEqual(r.returncode, 0, url)
                 self.assertNotEqual(r.returncode, 28, "%s timed out instead of failing" % url)
                 self.assertLess(dt, 10, url)
+            lab.assert_alive(t.un)
+
+    def test_forwards_reach_the_guest_over_ipv6(self):
+        with netlab.Lab("ipv6") as lab:
+            p = netlab.free_port()
+            q = netlab.free_port(exclude=(p,))
+            r = netlab.free_port(exclude=(p, q))
+            # Without an address (both families), bracketed, and passt's
+            # unbracketed form; TCP and UDP alike.
+            fwd = ["-t", str(p), "-u", str(p), "-t", "[::1]/%d:%d" % (q, p),
+                   "-u", "::1/%d:%d" % (r, p)]
+            t = V6Lab(lab, extra=fwd)
+            me = t.wait_slaac()
+            t.guest.server("whoami", "--bind", "::", "--port", p)
+            for proto in ("tcp", "udp"):
+                # The host's ::1 appears as the IPv6 gateway, a remote IPv6
+                # client as itself; IPv4 clients reach the guest's IPv4
+                # address, the same way.
+                for ns, addr, port, want in ((t.host, "::1", p, GATEWAY6),
+                                             (t.remote, HOST_VETH_ADDR6, p, REMOTE_ADDR6),
+                                             (t.host, "127.0.0.1", p, "10.0.2.2"),
+                                             (t.remote, HOST_VETH_ADDR, p, REMOTE_ADDR),
+                                             (t.host, "::1", q if proto == "tcp" else r, GATEWAY6)):
+                    got = ns.py(WHO_SEES_ME, proto, addr, port, timeout=30).stdout.strip()
+                    self.assertEqual(got, "PEER " + want, (proto, addr, port))
+            # The guest's server saw them on its SLAAC address.
+            self.assertTrue(me.startswith("fec0::"))
             lab.assert_alive(t.un)
 
     def test_dns_over_ipv6(self):

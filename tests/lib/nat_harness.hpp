@@ -23,6 +23,8 @@
 #include "switch/switch.hpp"
 #include "wire/ethernet.hpp"
 #include "wire/icmp4.hpp"
+#include "wire/icmp6.hpp"
+#include "wire/ipv6.hpp"
 #include "wire/ipv4.hpp"
 #include "wire/udp.hpp"
 
@@ -86,6 +88,34 @@ inline std::vector<uint8_t> echo_frame(wire::Ipv4 src, wire::Ipv4 dst, uint16_t 
     wire::build_icmp4(m.data(), wire::icmptype::echo_request, 0, (uint32_t{id} << 16) | seq,
                       m.size());
     return ipv4_frame(src, dst, wire::ipproto::icmp, m, ttl, src_mac);
+}
+
+// The duplicate address detection probe (RFC 4862 5.4.2) a guest at mac
+// sends before it uses target: a neighbor solicitation from ::.
+[[gnu::noinline]] inline std::vector<uint8_t> dad_probe_frame(const wire::MacAddr& mac,
+                                                              const wire::IpAddr& target) {
+    const wire::IpAddr group = wire::solicited_node(target);
+    std::vector<uint8_t> f(14 + 40 + 24, 0);
+    uint8_t* m = f.data() + 54;
+    m[0] = wire::icmp6type::neighbor_solicit;
+    std::memcpy(m + 8, target.b.data(), 16);
+    wire::finish_icmp6(m, 24, wire::IpAddr{}, group);
+    wire::build_ethernet(f.data(), wire::multicast_mac(group), mac, wire::ethertype::ipv6);
+    wire::build_ipv6(f.data() + 14, wire::IpAddr{}, group, wire::ipproto::icmpv6, 24, 255);
+    return f;
+}
+
+// An Ethernet + IPv6 + UDP frame from kGuestMac to the gateway.
+[[gnu::noinline]] inline std::vector<uint8_t> udp6_frame(const wire::IpAddr& src,
+                                                         const wire::IpAddr& dst, uint16_t sport,
+                                                         uint16_t dport, wire::Bytes payload) {
+    std::vector<uint8_t> f(14 + 40 + 8 + payload.size());
+    std::memcpy(f.data() + 62, payload.data(), payload.size());
+    wire::build_udp(f.data() + 54, src, dst, sport, dport, payload.size());
+    wire::build_ethernet(f.data(), wire::MacAddr{{0x52, 0x55, 10, 0, 2, 2}}, kGuestMac,
+                         wire::ethertype::ipv6);
+    wire::build_ipv6(f.data() + 14, src, dst, wire::ipproto::udp, 8 + payload.size(), 64);
+    return f;
 }
 
 // 192.0.2.1 (TEST-NET-1): a destination on this machine that is not in the

@@ -238,6 +238,48 @@ TEST(UdpForward, UdpForward_DatagramReachesTheGuestAndTheReplyLeavesThroughTheLi
     close(client);
 }
 
+TEST(UdpForward, UdpForward_AnIpv6GuestMayAnswerFromAnotherOfItsAddresses) {
+    NatHarness h;
+    const auto a1 = *wire::IpAddr::parse("fec0::f");
+    const auto a2 = *wire::IpAddr::parse("fec0::5054:ff:fe12:3456");
+    h.input(dad_probe_frame(kGuestMac, a1));
+    h.input(dad_probe_frame(kGuestMac, a2));
+    const uint16_t port = free_port(SOCK_DGRAM);
+    ForwardSpec s = fwd('u', port, 5353);
+    s.bind_addr = *wire::IpAddr::parse("::1");
+    s.guest_addr = a1;
+    h.nat->add_forward(s);
+    int client = socket(AF_INET6, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+    sockaddr_in6 to{};
+    to.sin6_family = AF_INET6;
+    to.sin6_addr = in6addr_loopback;
+    to.sin6_port = htons(port);
+    ASSERT_EQ(sendto(client, "query", 5, 0, reinterpret_cast<sockaddr*>(&to), sizeof to), 5);
+    auto sent = [&] {
+        for (const auto& f : h.guest.frames)
+            if (f.size() > 54 + 8 && f[12] == 0x86 && f[13] == 0xdd && f[20] == wire::ipproto::udp)
+                return true;
+        return false;
+    };
+    ASSERT_TRUE(h.run_until(sent));
+    sockaddr_in6 me{};
+    socklen_t len = sizeof me;
+    getsockname(client, reinterpret_cast<sockaddr*>(&me), &len);
+    // The guest's server answers from its other address.
+    h.input(udp6_frame(a2, *wire::IpAddr::parse("fec0::2"), 5353, ntohs(me.sin6_port),
+                       bytes("answer")));
+    char buf[64];
+    sockaddr_in6 from{};
+    socklen_t flen = sizeof from;
+    pollfd pfd{client, POLLIN, 0};
+    ASSERT_EQ(poll(&pfd, 1, 2000), 1);
+    ASSERT_EQ(recvfrom(client, buf, sizeof buf, 0, reinterpret_cast<sockaddr*>(&from), &flen), 6);
+    EXPECT_EQ(ntohs(from.sin6_port), port);  // through the forward's socket
+    EXPECT_EQ(h.nat->udp().stats().fwd_to_host, 1u);
+    EXPECT_EQ(h.nat->udp().flow_count(), 0u);  // no NAT flow was needed
+    close(client);
+}
+
 // An ARP request for ip among the frames sent toward the guest port.
 bool arp_asked_for(const NatHarness& h, wire::Ipv4 ip) {
     for (const auto& f : h.guest.frames) {
@@ -293,6 +335,51 @@ TEST(Forwarder, Forwarder_PeerAddressTheGuestSees) {
     EXPECT_EQ(p("::ffff:192.0.2.7"), wire::IpAddr::v4(0xc0000207));
     EXPECT_EQ(p("2001:db8::1"), gw);  // an IPv4 guest cannot answer IPv6
     EXPECT_EQ(p("10.0.2.99"), gw);    // the guest would look for it on its link
+}
+
+TEST(Forwarder, Forwarder_PeerAddressAnIpv6GuestSees) {
+    NatHarness h;
+    const auto guest = *wire::IpAddr::parse("fec0::15");
+    const auto gw6 = *wire::IpAddr::parse("fec0::2");
+    auto p = [&](const char* a) {
+        return nat::forward_peer_for_guest(*h.nat, *wire::IpAddr::parse(a), guest);
+    };
+    EXPECT_EQ(p("::1"), gw6);
+    EXPECT_EQ(p("127.0.0.1"), gw6);
+    EXPECT_EQ(p("192.0.2.7"), gw6);  // an IPv6 guest cannot answer IPv4
+    EXPECT_EQ(p("2001:db8::7"), *wire::IpAddr::parse("2001:db8::7"));
+    EXPECT_EQ(p("fe80::1"), gw6);    // link-local: the host's link, not the guest's
+    EXPECT_EQ(p("fec0::99"), gw6);   // the guest would look for it on its link
+}
+
+TEST(Forwarder, Forwarder_ATargetInTheClientsFamily) {
+    NatHarness h;  // the guest has 10.0.2.15 at kGuestMac
+    const auto v4 = wire::IpAddr::v4(kGuestIp);
+    const auto c4 = *wire::IpAddr::parse("127.0.0.1");
+    const auto c6 = *wire::IpAddr::parse("::1");
+    // No IPv6 address known: IPv6 clients go to the IPv4 address.
+    EXPECT_EQ(nat::forward_target_guest(*h.nat, std::nullopt, c6), v4);
+    // Its duplicate address detection names the address it is about to use.
+    const auto mine = *wire::IpAddr::parse("fec0::5054:ff:fe12:3456");
+    h.input(dad_probe_frame(kGuestMac, mine));
+    EXPECT_EQ(nat::forward_target_guest(*h.nat, std::nullopt, c6), mine);
+    EXPECT_EQ(nat::forward_target_guest(*h.nat, std::nullopt, c4), v4);
+    EXPECT_EQ(nat::forward_target_guest(*h.nat, v4, c6), mine);
+    // Another guest's address is not this guest's.
+    const wire::MacAddr other{{0x52, 0x54, 0, 0, 0, 0x77}};
+    h.input(dad_probe_frame(other, *wire::IpAddr::parse("fec0::77")));
+    EXPECT_EQ(nat::forward_target_guest(*h.nat, v4, c6), mine);
+    // ... nor can it take one: a probe for a held address claims nothing.
+    h.input(dad_probe_frame(other, mine));
+    EXPECT_EQ(nat::forward_target_guest(*h.nat, v4, c6), mine);
+}
+
+TEST(Forwarder, Forwarder_AnIpv6OnlyGuestGetsIpv4ClientsToo) {
+    NatHarness h(nat::NatLimits{}, /*learn_guest=*/false);
+    const auto mine = *wire::IpAddr::parse("fec0::5054:ff:fe12:3456");
+    h.input(dad_probe_frame(kGuestMac, mine));
+    EXPECT_EQ(nat::forward_target_guest(*h.nat, std::nullopt, *wire::IpAddr::parse("127.0.0.1")),
+              mine);
 }
 
 TEST(Forwarder, Forwarder_BindFailureNamesTheAddressAndTheReason) {
