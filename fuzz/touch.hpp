@@ -8,6 +8,7 @@
 #include "wire/arp.hpp"
 #include "wire/bytes.hpp"
 #include "wire/dhcp4.hpp"
+#include "wire/dhcp6.hpp"
 #include "wire/dns.hpp"
 #include "wire/ethernet.hpp"
 #include "wire/icmp4.hpp"
@@ -138,6 +139,36 @@ inline void touch_dns(Sink& s, Bytes b) {
     s(it.malformed());
 }
 
+inline void touch_dhcp6_options(Sink& s, const Dhcp6Options& opts, int depth = 0) {
+    opts.for_each([&](const Dhcp6Option& o) {
+        s(o.code);
+        s(o.data);
+        if (depth > 2) return;
+        if (o.code == dhcp6opt::ia_na) {
+            if (auto ia = Dhcp6IaNa::parse(o.data)) {
+                s(ia->iaid);
+                s(ia->t1);
+                s(ia->t2);
+                touch_dhcp6_options(s, ia->options, depth + 1);
+            }
+        } else if (o.code == dhcp6opt::iaaddr) {
+            if (auto a = Dhcp6IaAddr::parse(o.data)) {
+                s(a->addr.b[15]);
+                s(a->preferred);
+                s(a->valid);
+            }
+        }
+    });
+}
+
+inline void touch_dhcp6(Sink& s, Bytes b) {
+    auto d = Dhcp6View::parse(b);
+    if (!d) return;
+    s(d->type());
+    s(d->xid());
+    touch_dhcp6_options(s, d->options());
+}
+
 inline void touch_udp(Sink& s, Bytes b, const IpAddr& src, const IpAddr& dst) {
     auto u = UdpView::parse(b);
     if (!u) return;
@@ -148,6 +179,8 @@ inline void touch_udp(Sink& s, Bytes b, const IpAddr& src, const IpAddr& dst) {
     s(u->checksum_ok(src, dst));
     if (u->dst_port() == kDhcp4ServerPort || u->dst_port() == kDhcp4ClientPort)
         touch_dhcp4(s, u->payload());
+    if (u->dst_port() == kDhcp6ServerPort || u->dst_port() == kDhcp6ClientPort)
+        touch_dhcp6(s, u->payload());
     if (u->dst_port() == kDnsPort || u->src_port() == kDnsPort) touch_dns(s, u->payload());
 }
 

@@ -21,6 +21,7 @@ libspdlog-dev libfmt-dev libclang-rt-14-dev pkg-config libmnl-dev libwslay-dev n
 #  - udhcpc: the standalone DHCP client package (busybox's, as /usr/sbin/udhcpc)
 #  - curl, dnsutils (dig), dnsmasq-base (the upstream DNS server in test_dns)
 #  - ndisc6 (rdisc6: what a router advertisement carries, RDNSS included)
+#  - isc-dhcp-client (dhclient -6: a DHCPv6 client)
 #  - tshark (reads --pcap output), iperf3, socat, passt and slirp4netns (comparisons)
 #  - ppp, net-tools: pppd and slattach inside the serial-line QEMU guest
 #  - qemu-system-x86, linux-image-amd64, cpio, gzip, xz-utils, zstd: the QEMU guest
@@ -31,7 +32,7 @@ libspdlog-dev libfmt-dev libclang-rt-14-dev pkg-config libmnl-dev libwslay-dev n
 #  - nodejs, npm: the WebSocket tests' client (the ws package) and v86 itself,
 #    from tests/v86/package-lock.json (npm ci, below); seabios: v86's BIOS;
 #    dpkg (dpkg -x) and kmod (depmod): unpacking v86's i386 guest
-TEST_PKGS="iproute2 procps python3 busybox udhcpc curl dnsutils dnsmasq-base ndisc6 iperf3 tshark
+TEST_PKGS="iproute2 procps python3 busybox udhcpc curl dnsutils dnsmasq-base ndisc6 isc-dhcp-client iperf3 tshark
 qemu-system-x86 linux-image-amd64 cpio gzip xz-utils zstd socat passt slirp4netns util-linux
 bochs bochsbios vgabios bochs-term isolinux syslinux-common xorriso
 vde2 vdeplug ppp net-tools nodejs npm seabios dpkg kmod"

@@ -16,6 +16,7 @@
 
 #include "datapath_ops.hpp"
 #include "tests/unit/captured_frames.hpp"
+#include "tests/unit/captured_dhcp6.hpp"
 #include "tests/unit/captured_frames6.hpp"
 #include "wire/arp.hpp"
 #include "wire/bytes.hpp"
@@ -185,6 +186,16 @@ void datapath_seeds() {
         o.frame(0, frame(testdata::kNsForGateway), false);
         o.frame(0, frame(testdata::kEcho6Request), false);
         write(h, "ipv6-start", o.b);
+    }
+    {
+        Ops o;  // dhclient -6: Solicit, Request, Information-Request, Release
+        o.frame(0, frame(testdata::kDhcp6Solicit), false);
+        o.frame(0, frame(testdata::kDhcp6Request), false);
+        o.advance_ms(1000);
+        o.frame(0, frame(testdata::kDhcp6InformationRequest), false);
+        o.advance_ms(1000);
+        o.frame(0, frame(testdata::kDhcp6Release), false);
+        write(h, "dhcp6", o.b);
     }
     {
         Ops o;  // a DNS query forwarded and answered

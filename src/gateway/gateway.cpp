@@ -13,6 +13,7 @@
 #include <limits>
 
 #include "gateway/dhcp4_server.hpp"
+#include "gateway/dhcp6_server.hpp"
 #include "gateway/dns_forwarder.hpp"
 #include "wire/arp.hpp"
 #include "wire/dhcp4.hpp"
@@ -46,6 +47,7 @@ Gateway::Gateway(core::EventLoop& loop, sw::Switch& sw, NetConfig cfg)
     sw_.set_guard(this, id());
     sw_.set_on_detach([this](sw::PortId port) { on_port_detached(port); });
     dhcp_ = std::make_unique<Dhcp4Server>(*this);
+    dhcp6_ = std::make_unique<Dhcp6Server>(*this, cfg_);
     dns_ = std::make_unique<DnsForwarder>(loop_, *this);
     link_local_ = wire::link_local_of(cfg_.gw_mac);
     // The first unsolicited router advertisement goes out a second after
@@ -57,6 +59,7 @@ Gateway::~Gateway() {
     sw_.set_on_detach(nullptr);
     sw_.set_guard(nullptr, sw::kNoPort);
     dns_.reset();
+    dhcp6_.reset();
     dhcp_.reset();
     sw_.detach(*this);
 }

@@ -136,6 +136,7 @@ struct GatewayStats {
 };
 
 class Dhcp4Server;
+class Dhcp6Server;
 class DnsForwarder;
 
 class Gateway : public sw::Port, private sw::IngressGuard {
@@ -246,6 +247,15 @@ public:
     static constexpr uint32_t kRsPerSecond = 1;
 
     Dhcp4Server& dhcp() { return *dhcp_; }
+    Dhcp6Server& dhcp6() { return *dhcp6_; }
+    // The IPv4 address mac holds (its lease or claim), 0 when none.
+    wire::Ipv4 v4_of_mac(const wire::MacAddr& mac) const {
+        auto it = mac_ip_.find(mac);
+        return it == mac_ip_.end() ? 0 : it->second;
+    }
+    // Whether another MAC than mac holds IPv6 address a (the guard's
+    // binding, within NetConfig::claim_hold_ms).
+    bool address6_taken(const wire::IpAddr& a, const wire::MacAddr& mac) const;
     // A port with up to `hosts` hosts behind it (an uplink onto a real
     // LAN) rather than one guest: that many DHCP leases, and a DHCP
     // message budget that many times a guest's (up to the pool's size).
@@ -331,6 +341,7 @@ private:
     NetConfig cfg_;
     IpSink* sink_ = nullptr;
     std::unique_ptr<Dhcp4Server> dhcp_;
+    std::unique_ptr<Dhcp6Server> dhcp6_;
     std::unique_ptr<DnsForwarder> dns_;
     std::unordered_map<wire::Ipv4, Neighbor> neighbors_;
     // The one address each MAC is bound to (its lease, or its claim).

@@ -8,11 +8,13 @@
 #include <algorithm>
 #include <cstring>
 
+#include "gateway/dhcp6_server.hpp"
 #include "gateway/gateway.hpp"
 #include "gateway/log_format.hpp"
 #include "wire/ethernet.hpp"
 #include "wire/icmp6.hpp"
 #include "wire/ipv6.hpp"
+#include "wire/udp.hpp"
 
 namespace usernet::gw {
 
@@ -29,6 +31,8 @@ constexpr uint8_t kNdHopLimit = 255;
 constexpr size_t kIcmp6ErrorMax = 1280 - wire::kIpv6HeaderLen;
 
 const wire::IpAddr kAllNodes = *wire::IpAddr::parse("ff02::1");
+// All_DHCP_Relay_Agents_and_Servers (RFC 8415 7.1).
+const wire::IpAddr kAllDhcp = *wire::IpAddr::parse("ff02::1:2");
 
 bool is_nd_type(uint8_t t) {
     return t >= wire::icmp6type::router_solicit && t <= wire::icmp6type::redirect;
@@ -163,6 +167,20 @@ void Gateway::handle_ipv6(wire::Bytes payload, const wire::MacAddr& dst_mac,
             return;
         }
     }
+    if (proto == wire::ipproto::udp && dst == kAllDhcp) {
+        auto udp = wire::UdpView::parse(ip->payload());
+        if (!udp || (!meta.off.trusted() && !udp->checksum_ok(src, dst)) || src.is_unspecified()) {
+            stats_.dropped_malformed++;
+            return;
+        }
+        if (udp->dst_port() != wire::kDhcp6ServerPort) {
+            stats_.dropped_not_for_us++;
+            return;
+        }
+        if (dhcp_allowed(meta.ingress))
+            dhcp6_->handle(udp->payload(), src, udp->src_port(), src_mac, meta.ingress);
+        return;
+    }
     if (mcast || !to_us_l2) {
         // MLD reports, other groups, and unicast flooded to every port on
         // its way to another guest.
@@ -259,7 +277,7 @@ void Gateway::send_router_advert(sw::PortId port, const wire::MacAddr& to_mac,
     std::memset(ra, 0, cap);
     ra[0] = wire::icmp6type::router_advert;
     ra[4] = 64;  // the hop limit guests should use
-    ra[5] = 0;   // M and O: addresses by SLAAC, DNS in this message
+    ra[5] = 0x40;  // O: DNS by DHCPv6 too (M clear: addresses by SLAAC)
     store16(ra + 6, static_cast<uint16_t>(std::min<uint32_t>(cfg_.ra_router_lifetime_s, 9000)));
     size_t n = 16;
     // Source link-layer address (RFC 4861 4.6.1).
@@ -495,6 +513,12 @@ bool Gateway::claim6(sw::PortId port, const wire::MacAddr& mac, const wire::IpAd
         it->second = n;
     }
     return true;
+}
+
+bool Gateway::address6_taken(const wire::IpAddr& a, const wire::MacAddr& mac) const {
+    auto it = neighbors6_.find(a);
+    return it != neighbors6_.end() && it->second.mac != mac &&
+           loop_.now() - it->second.seen < cfg_.claim_hold_ms;
 }
 
 wire::IpAddr Gateway::guest_v6_of(const wire::IpAddr& v4) const {

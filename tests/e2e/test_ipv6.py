@@ -22,7 +22,7 @@ from netlab import (DNS6, GATEWAY6, GATEWAY6_LL, HOST_VETH_ADDR, HOST_VETH_ADDR6
                     MiB, REMOTE_ADDR, REMOTE_ADDR6)
 
 netlab.require_basics()
-netlab.require_tools("curl", "rdisc6")
+netlab.require_tools("curl", "rdisc6", "dhclient")
 
 BIG = 64 * MiB
 
@@ -66,6 +66,25 @@ else:
 """
 
 
+# dhclient's script (-sf): records what each run was told and, when it is
+# bound, puts the address on the interface as dhclient-script would, without
+# touching /etc/resolv.conf.
+DHCLIENT_SCRIPT = r"""#!/bin/sh
+{
+  echo "reason=$reason"
+  echo "address=$new_ip6_address/$new_ip6_prefixlen"
+  echo "dns=$new_dhcp6_name_servers"
+  echo "search=$new_dhcp6_domain_search"
+} >> "$(dirname "$0")/dhclient.out"
+case "$reason" in
+BOUND6|RENEW6|REBIND6)
+  [ -n "$new_ip6_address" ] && ip -6 addr replace "$new_ip6_address/$new_ip6_prefixlen" dev "$interface" \
+      valid_lft "$new_max_life" preferred_lft "$new_preferred_life" ;;
+esac
+exit 0
+"""
+
+
 # Asks a whoami server (servers.py) who it sees, over TCP ("tcp") or UDP,
 # retrying while the forward's path is not ready.
 WHO_SEES_ME = r"""
@@ -104,14 +123,14 @@ def global_addrs(ns, ifname="tap0"):
 
 
 class V6Lab:
-    def __init__(self, lab, extra=(), remote=True, before=None):
+    def __init__(self, lab, extra=(), remote=True, before=None, config_net=True):
         self.lab = lab
         self.host = lab.netns("host")
         self.guest = lab.netns("guest")
         self.remote = lab.remote(self.host) if remote else None
         if before:
             before(self.host)
-        args = ["--netns", self.guest.path, "--config-net"] + list(extra)
+        args = ["--netns", self.guest.path] + (["--config-net"] if config_net else []) + list(extra)
         self.un = lab.usernet(self.host, args, wait=[("link", self.guest, "tap0")])
 
     def wait_slaac(self):
@@ -245,6 +264,67 @@ class Ipv6Test(unittest.TestCase):
                     self.assertEqual(got, "PEER " + want, (proto, addr, port))
             # The guest's server saw them on its SLAAC address.
             self.assertTrue(me.startswith("fec0::"))
+            lab.assert_alive(t.un)
+
+    def _dhclient(self, lab, t, *args):
+        """Runs dhclient -6 once (args: more options); returns what its
+        script was told, as a dict of the last run."""
+        script = lab.path("dhclient-script")
+        with open(script, "w") as f:
+            f.write(DHCLIENT_SCRIPT)
+        os.chmod(script, 0o755)
+        out = lab.path("dhclient.out")
+        if os.path.exists(out):
+            os.remove(out)
+        pid = lab.path("dhclient.pid")
+        try:
+            r = t.guest.run(["dhclient", "-6", "-1", "-v", "-lf", lab.path("dhclient.leases"),
+                             "-pf", pid, "-sf", script] + list(args) + ["tap0"],
+                            timeout=40, check=False)
+            self.assertEqual(r.returncode, 0, r.stderr[-2000:])
+        finally:
+            # -1 stays in the background once bound, to renew: stop it.
+            t.guest.run(["dhclient", "-6", "-x", "-pf", pid, "-sf", script, "tap0"],
+                        timeout=20, check=False)
+        with open(out) as f:
+            runs = f.read().split("reason=")[1:]
+        self.assertTrue(runs, "dhclient's script never ran")
+        return dict(line.split("=", 1) for line in ("reason=" + runs[-1]).splitlines() if "=" in line)
+
+    def test_dhcpv6_address_dns_and_search_list(self):
+        with netlab.Lab("ipv6") as lab:
+            t = V6Lab(lab, extra=["--domain", "example.test"], remote=False)
+            t.wait_slaac()
+            # A dual-stack guest: its IPv4 address is known once it used it.
+            netlab.ping(t.guest, "10.0.2.2", count=1)
+            got = self._dhclient(lab, t)
+            self.assertEqual(got["reason"], "BOUND6", got)
+            # The address that goes with 10.0.2.15, the DNS server, the domain.
+            self.assertEqual(got["address"], "fec0::f/128", got)
+            self.assertEqual(got["dns"].split(), [DNS6], got)
+            self.assertEqual(got["search"].split(), ["example.test."], got)
+            # Stateless (Information-Request): the options without an address.
+            got = self._dhclient(lab, t, "-S")
+            self.assertEqual(got["dns"].split(), [DNS6], got)
+            self.assertEqual(got["address"], "/", got)
+            lab.assert_alive(t.un)
+
+    def test_dhcpv6_address_for_a_guest_without_ipv4(self):
+        with netlab.Lab("ipv6") as lab:
+            t = V6Lab(lab, remote=False, config_net=False)
+            t.guest.run(["ip", "link", "set", "tap0", "up"])
+            t.wait_slaac()
+            got = self._dhclient(lab, t)
+            self.assertEqual(got["reason"], "BOUND6", got)
+            addr = got["address"].split("/")[0]
+            self.assertTrue(addr.startswith("fec0::1:0:"), got)
+            # The address works once the kernel's duplicate address detection is done.
+            netlab.wait_for(lambda: re.search(r"inet6 %s/128 scope site(?![^\n]*tentative)" % addr,
+                                              t.guest.run(["ip", "-6", "addr"]).stdout), 10,
+                            what="the DHCPv6 address to leave DAD")
+            r = t.guest.run(["busybox", "ping", "-c", "2", "-W", "3", "-I", addr, GATEWAY6],
+                            timeout=20)
+            self.assertIn("2 packets received", r.stdout)
             lab.assert_alive(t.un)
 
     def test_dns_over_ipv6(self):
