@@ -286,22 +286,36 @@ public:
         auto ip = Ipv4View::parse(eth->payload());
         FUZZ_CHECK(ip.has_value());
         FUZZ_CHECK(ip->checksum_ok());
-        if (ip->is_fragment()) return;
+        if (ip->is_fragment()) {
+            // Fragments of what exceeded the MTU: put together, as the
+            // guest would, the whole must check.
+            FUZZ_CHECK(!meta.off.any());
+            if (auto whole = reasm_.add(*ip, 0, 0)) {
+                auto w = Ipv4View::parse(*whole);
+                FUZZ_CHECK(w.has_value());
+                check4_l4(*w, false, Bytes{});
+            }
+            return;
+        }
+        check4_l4(*ip, meta.off.csum_partial, frame);
+    }
+
+    void check4_l4(const Ipv4View& ip4, bool partial, Bytes frame) {
+        const Ipv4View* ip = &ip4;
         IpAddr src = ip->src_addr(), dst = ip->dst_addr();
-        bool partial = meta.off.csum_partial;
         switch (ip->protocol()) {
         case ipproto::tcp: {
             auto t = TcpView::parse(ip->payload());
             FUZZ_CHECK(t.has_value());
             if (!partial) FUZZ_CHECK(t->checksum_ok(src, dst));
-            last_tcp.assign(frame.begin(), frame.end());
+            if (!frame.empty()) last_tcp.assign(frame.begin(), frame.end());
             break;
         }
         case ipproto::udp: {
             auto u = UdpView::parse(ip->payload());
             FUZZ_CHECK(u.has_value());
             if (!partial && u->checksum() != 0) FUZZ_CHECK(u->checksum_ok(src, dst));
-            last_udp.assign(frame.begin(), frame.end());
+            if (!frame.empty()) last_udp.assign(frame.begin(), frame.end());
             break;
         }
         case ipproto::icmp: {
@@ -319,9 +333,22 @@ public:
     void check6(const EthernetView& eth, const sw::FrameMeta& meta) {
         auto ip = Ipv6View::parse(eth.payload());
         FUZZ_CHECK(ip.has_value());
+        if (ip->is_fragment()) {
+            FUZZ_CHECK(ip->ext_headers() == 1 && !meta.off.any());
+            if (auto whole = reasm_.add(*ip, 0, 0)) {
+                auto w = Ipv6View::parse(*whole);
+                FUZZ_CHECK(w.has_value());
+                check6_l4(*w, false);
+            }
+            return;
+        }
+        check6_l4(*ip, meta.off.csum_partial);
+    }
+
+    void check6_l4(const Ipv6View& ip6, bool partial) {
+        const Ipv6View* ip = &ip6;
         FUZZ_CHECK(ip->ext_headers() == 0);
         IpAddr src = ip->src_addr(), dst = ip->dst_addr();
-        bool partial = meta.off.csum_partial;
         switch (ip->protocol()) {
         case ipproto::tcp: {
             auto t = TcpView::parse(ip->payload());
@@ -350,6 +377,7 @@ public:
     bool takes_offload() const override { return offload_; }
 
     uint64_t delivered = 0;
+    gw::Reassembler reasm_;  // the gateway's fragments, put back together
     bool keep = false;  // collect every frame in kept
     std::vector<std::vector<uint8_t>> kept;
     std::vector<uint8_t> last_tcp;  // the last TCP segment the gateway sent here

@@ -26,6 +26,7 @@
 #include "wire/ipv4.hpp"
 #include "wire/offload.hpp"
 #include "wire/tcp.hpp"
+#include "wire/udp.hpp"
 
 using namespace usernet;
 using namespace usernet::fuzz;
@@ -152,6 +153,27 @@ void second_guest_hello(Ops& o) {
     wire::build_arp(f.data() + n, wire::arpop::request, guest_mac(2), kGuest2, wire::MacAddr{},
                     kGw);
     o.frame(2, f, false);
+}
+
+// A UDP datagram of n bytes from guest 0 to dst:port, cut into IPv4
+// fragments of `chunk` bytes as the guest's IP layer would (last first, as
+// Linux sends them out of order sometimes), in the Ethernet header of a
+// captured frame of that guest.
+std::vector<Frame> udp_fragments(wire::Ipv4 dst, uint16_t port, size_t n, size_t chunk) {
+    std::vector<uint8_t> d(8 + n);
+    for (size_t i = 0; i < n; i++) d[8 + i] = static_cast<uint8_t>(i);
+    wire::build_udp(d.data(), wire::IpAddr::v4(kGuest0), wire::IpAddr::v4(dst), 40000, port, n);
+    std::vector<Frame> out;
+    for (size_t at = 0; at < d.size(); at += chunk) {
+        const size_t len = std::min(chunk, d.size() - at);
+        Frame f(testdata::kIpv4FirstFragment.begin(), testdata::kIpv4FirstFragment.begin() + 14);
+        f.resize(34 + len);
+        wire::build_ipv4(&f[14], kGuest0, dst, wire::ipproto::udp, len, 64, 0x77, false);
+        wire::store16(&f[20], static_cast<uint16_t>(at / 8 | (at + len < d.size() ? 0x2000 : 0)));
+        std::memcpy(&f[34], &d[at], len);
+        out.insert(out.begin(), std::move(f));
+    }
+    return out;
 }
 
 Frame tcp_syn_to(wire::Ipv4 dst, uint16_t port) {
@@ -308,6 +330,9 @@ void datapath_seeds() {
         o.frame(0, e);  // ICMP NAT toward an unreachable network
         o.poll();
         o.frame(0, frame(testdata::kIpv4FirstFragment), false);
+        // A whole datagram in fragments, to the gateway's closed port:
+        // reassembled, then port unreachable quoting it.
+        for (const Frame& f : udp_fragments(kGw, 9, 3000, 1480)) o.frame(0, f);
         write(h, "icmp-ttl-fragment", o.b);
     }
     {

@@ -140,8 +140,13 @@ void Gateway::handle_ipv4(wire::Bytes payload, const wire::MacAddr& dst_mac,
         return;
     }
     if (ip->is_fragment()) {
-        stats_.dropped_fragments++;
-        spdlog::debug("ipv4: dropped a fragment from {}", V4{ip->src()});
+        auto whole = reasm_.add(*ip, meta.ingress, loop_.now());
+        if (!whole) return;
+        // Offload flags spoke of the fragment, not of the whole: checksums
+        // are verified in software from here on.
+        sw::FrameMeta m = meta;
+        m.off = wire::Offload{};
+        handle_ipv4(*whole, dst_mac, src_mac, m);
         return;
     }
     const wire::Ipv4 src = ip->src();
@@ -297,6 +302,8 @@ bool Gateway::send_ip(const wire::IpAddr& src, const wire::IpAddr& dst, uint8_t 
                                ? std::min<size_t>(l4_len, off->hdr_len + size_t{off->gso_size})
                                : l4_len;
         if (per_frame + wire::kIpv4HeaderLen > n->mtu) {
+            if (!off || !off->any())
+                return send_fragments4(src.as_v4(), d, proto, l4_len, ttl, n->mac, n->mtu);
             stats_.dropped_too_big++;
             spdlog::debug("ipv4: {} bytes exceed the MTU {} of {}", l4_len + wire::kIpv4HeaderLen,
                           n->mtu, V4{d});
@@ -334,6 +341,40 @@ bool Gateway::send_ip(const wire::IpAddr& src, const wire::IpAddr& dst, uint8_t 
 
 void Gateway::send_frame(size_t off, size_t len) {
     sw_.input(id(), wire::Bytes(tx_.data() + off, len));
+}
+
+// The l4_len bytes at tx_l4() (checksum complete) as IPv4 fragments of at
+// most mtu bytes. Each fragment's headers are written in front of its
+// data, over the tail of the fragment before it, which the switch has
+// delivered by then.
+bool Gateway::send_fragments4(wire::Ipv4 src, wire::Ipv4 dst, uint8_t proto, size_t l4_len,
+                              uint8_t ttl, const wire::MacAddr& mac, uint32_t mtu) {
+    const size_t chunk = mtu > wire::kIpv4HeaderLen ? (mtu - wire::kIpv4HeaderLen) & ~size_t{7} : 0;
+    if (chunk < 8) {
+        stats_.dropped_too_big++;
+        return false;
+    }
+    const uint16_t ident = ip_id_++;
+    uint8_t* l4 = tx_l4();
+    for (size_t at = 0; at < l4_len; at += chunk) {
+        const size_t n = std::min(chunk, l4_len - at);
+        uint8_t* iph = l4 + at - wire::kIpv4HeaderLen;
+        uint8_t* eth = iph - wire::kEthHeaderLen;
+        wire::build_ipv4(iph, src, dst, proto, n, ttl, ident, false);
+        wire::store16(iph + 6, static_cast<uint16_t>(at / 8 | (at + n < l4_len ? 0x2000 : 0)));
+        wire::store16(iph + 10, 0);
+        wire::store16(iph + 10,
+                      wire::csum_fold(wire::csum_partial(wire::Bytes(iph, wire::kIpv4HeaderLen))));
+        wire::build_ethernet(eth, mac, cfg_.gw_mac, wire::ethertype::ipv4);
+        size_t len = kEthIpv4Len + n;
+        if (len < wire::kEthMinFrame) {  // only the last one can be that short
+            std::memset(eth + len, 0, wire::kEthMinFrame - len);
+            len = wire::kEthMinFrame;
+        }
+        sw_.input(id(), wire::Bytes(eth, len));
+        stats_.fragments_sent++;
+    }
+    return true;
 }
 
 void Gateway::send_arp_request(wire::Ipv4 target) {

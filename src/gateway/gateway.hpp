@@ -61,8 +61,12 @@
 // every NetConfig::ra_interval_s, each port's with its MTU) with the
 // prefix for SLAAC, the MTU and the DNS server (RDNSS) and domain
 // (DNSSL, RFC 8106), and answers echo requests to its addresses.
-// Not supported here: IP reassembly (fragments are dropped), relayed DHCP,
-// several IPv4 addresses on one MAC, ICMP errors other than time exceeded.
+// Fragments from guests are reassembled (reassembly.hpp) before anything
+// else looks at them; packets toward a guest that exceed its attachment's
+// MTU go out as fragments (IPv4, and IPv6 with a fragment header), unless
+// they carry offload (TSO: the attachment's MTU covers them).
+// Not supported here: relayed DHCP, several IPv4 addresses on one MAC,
+// ICMP errors other than time exceeded.
 #pragma once
 
 #include <array>
@@ -74,6 +78,7 @@
 #include "core/event_loop.hpp"
 #include "core/token_bucket.hpp"
 #include "gateway/net_config.hpp"
+#include "gateway/reassembly.hpp"
 #include "switch/switch.hpp"
 #include "wire/addr.hpp"
 #include "wire/bytes.hpp"
@@ -118,7 +123,7 @@ struct GatewayStats {
     uint64_t arp_replies = 0;
     uint64_t icmp_echo_replies = 0;
     uint64_t dropped_malformed = 0;    // failed a wire parse or a checksum
-    uint64_t dropped_fragments = 0;    // IPv4 fragments (no reassembly)
+    uint64_t fragments_sent = 0;       // fragments of packets larger than a guest's MTU
     uint64_t dropped_no_neighbor = 0;  // toward a guest whose MAC is unknown
     uint64_t dropped_unsupported = 0;  // ethertypes / protocols not handled
     uint64_t dropped_ttl = 0;          // TTL expired on a routed packet (time exceeded sent)
@@ -142,7 +147,7 @@ class DnsForwarder;
 class Gateway : public sw::Port, private sw::IngressGuard {
 public:
     // Room in front of tx_l4() for Ethernet + the largest IP header.
-    static constexpr size_t kHeadroom = 14 + 40;
+    static constexpr size_t kHeadroom = 14 + 40 + 8;  // + an IPv6 fragment header
     static constexpr size_t kTxCapacity = 65535;
     static constexpr size_t kMaxNeighbors = 4096;
     static constexpr core::Millis kNeighborIdleMs = 600'000;
@@ -201,6 +206,7 @@ public:
 
     const NetConfig& config() const { return cfg_; }
     const GatewayStats& gw_stats() const { return stats_; }
+    const ReassemblyStats& reassembly_stats() const { return reasm_.stats(); }
     core::EventLoop& loop() { return loop_; }
 
     // Records that guest ip lives at mac behind a port with the given MTU,
@@ -309,6 +315,10 @@ private:
     void send_time_exceeded(const wire::Ipv4View& ip);
     void send_arp_request(wire::Ipv4 target);
     void send_frame(size_t off, size_t len);
+    bool send_fragments4(wire::Ipv4 src, wire::Ipv4 dst, uint8_t proto, size_t l4_len,
+                         uint8_t ttl, const wire::MacAddr& mac, uint32_t mtu);
+    bool send_fragments6(const wire::IpAddr& src, const wire::IpAddr& dst, uint8_t proto,
+                         size_t l4_len, uint8_t hop_limit, const wire::MacAddr& mac, uint32_t mtu);
     bool may_learn(wire::Ipv4 ip, const wire::MacAddr& mac) const;
     const Neighbor* live_neighbor(wire::Ipv4 ip) const;
     bool neighbor_live(wire::Ipv4 ip, const Neighbor& n) const;
@@ -342,6 +352,8 @@ private:
     IpSink* sink_ = nullptr;
     std::unique_ptr<Dhcp4Server> dhcp_;
     std::unique_ptr<Dhcp6Server> dhcp6_;
+    Reassembler reasm_;
+    uint32_t frag_id6_ = 0;
     std::unique_ptr<DnsForwarder> dns_;
     std::unordered_map<wire::Ipv4, Neighbor> neighbors_;
     // The one address each MAC is bound to (its lease, or its claim).

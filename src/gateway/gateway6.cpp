@@ -80,8 +80,11 @@ void Gateway::handle_ipv6(wire::Bytes payload, const wire::MacAddr& dst_mac,
         return;
     }
     if (ip->is_fragment()) {
-        stats_.dropped_fragments++;
-        spdlog::debug("ipv6: dropped a fragment from {}", ip->src_addr().to_string());
+        auto whole = reasm_.add(*ip, meta.ingress, loop_.now());
+        if (!whole) return;
+        sw::FrameMeta m = meta;
+        m.off = wire::Offload{};
+        handle_ipv6(*whole, dst_mac, src_mac, m);
         return;
     }
     const wire::IpAddr src = ip->src_addr();
@@ -369,6 +372,8 @@ bool Gateway::send_ip6(const wire::IpAddr& src, const wire::IpAddr& dst, uint8_t
                                ? std::min<size_t>(l4_len, off->hdr_len + size_t{off->gso_size})
                                : l4_len;
         if (per_frame + wire::kIpv6HeaderLen > n->mtu) {
+            if (!off || !off->any())
+                return send_fragments6(src, dst, proto, l4_len, hop_limit, n->mac, n->mtu);
             stats_.dropped_too_big++;
             return false;
         }
@@ -394,6 +399,37 @@ bool Gateway::send_ip6(const wire::IpAddr& src, const wire::IpAddr& dst, uint8_t
         return true;
     }
     send_frame(eth_off, len);
+    return true;
+}
+
+// As send_fragments4, with a fragment header in each (RFC 8200 4.5).
+bool Gateway::send_fragments6(const wire::IpAddr& src, const wire::IpAddr& dst, uint8_t proto,
+                              size_t l4_len, uint8_t hop_limit, const wire::MacAddr& mac,
+                              uint32_t mtu) {
+    constexpr size_t kFragHdr = 8;
+    const size_t over = wire::kIpv6HeaderLen + kFragHdr;
+    const size_t chunk = mtu > over ? (mtu - over) & ~size_t{7} : 0;
+    if (chunk < 8) {
+        stats_.dropped_too_big++;
+        return false;
+    }
+    if (frag_id6_ == 0) frag_id6_ = static_cast<uint32_t>(loop_.now() * 2654435761u) | 1;
+    const uint32_t ident = frag_id6_++;
+    uint8_t* l4 = tx_l4();
+    for (size_t at = 0; at < l4_len; at += chunk) {
+        const size_t n = std::min(chunk, l4_len - at);
+        uint8_t* fh = l4 + at - kFragHdr;
+        uint8_t* iph = fh - wire::kIpv6HeaderLen;
+        uint8_t* eth = iph - wire::kEthHeaderLen;
+        wire::build_ipv6(iph, src, dst, wire::ipproto::ipv6_frag, kFragHdr + n, hop_limit);
+        fh[0] = proto;
+        fh[1] = 0;
+        store16(fh + 2, static_cast<uint16_t>(at | (at + n < l4_len ? 1 : 0)));
+        store32(fh + 4, ident);
+        wire::build_ethernet(eth, mac, cfg_.gw_mac, wire::ethertype::ipv6);
+        sw_.input(id(), wire::Bytes(eth, kEthIpv6Len + kFragHdr + n));
+        stats_.fragments_sent++;
+    }
     return true;
 }
 

@@ -494,7 +494,8 @@ void IcmpNat::deliver_reply(Flow& f, uint16_t seq, wire::Bytes payload) {
     const bool v4 = f.guest.is_v4();
     const size_t len = wire::kIcmpHeaderLen + payload.size();
     const size_t iph = v4 ? wire::kIpv4HeaderLen : wire::kIpv6HeaderLen;
-    if (iph + len > gw_.path_mtu(f.guest) || len > gw::Gateway::tx_l4_capacity()) {
+    // Larger than the guest's MTU: the gateway sends it as fragments.
+    if ((v4 && iph + len > 0xffff) || len > 0xffff || len > gw::Gateway::tx_l4_capacity()) {
         stats_.dropped_too_big++;
         return;
     }

@@ -111,7 +111,7 @@ struct IcmpStats {
     uint64_t dropped_unreachable = 0;  // no host mapping for the destination
     uint64_t dropped_socket = 0;       // could not open a ping socket
     uint64_t dropped_send = 0;         // sendto() failed
-    uint64_t dropped_too_big = 0;      // reply larger than the guest's MTU
+    uint64_t dropped_too_big = 0;      // reply over 65535 bytes as an IP packet
     uint64_t raw_ignored = 0;          // raw socket messages that match no flow
     uint64_t errors_sent = 0;          // ICMP errors sent to guests (all sources)
     uint64_t errors_rate_limited = 0;

@@ -17,9 +17,9 @@
 // - Replies are read with recvmmsg() in batches into buffers allocated once,
 //   and written to the guest from Nat::guest_visible(peer) (or from the
 //   guest-side address the guest used, when host_target mapped it elsewhere,
-//   e.g. the DNS address). A datagram that does not fit the guest's MTU is
-//   dropped and counted: usernet never fragments (no IPv4 fragments toward
-//   the guest either).
+//   e.g. the DNS address). A datagram that does not fit the guest's MTU
+//   reaches it as IP fragments (Gateway::send_ip); one whose IP packet
+//   would pass 65535 bytes is dropped and counted.
 // - IP_RECVERR: ICMP errors for a flow's datagrams queue on its socket.
 //   They are read from the error queue (EPOLLERR) and become ICMPv4 errors
 //   to the guest quoting a rebuilt copy of the guest's datagram (guest
@@ -39,8 +39,8 @@
 //   from the port it sent to. Forward peers are checked before flows, expire
 //   like flows and are bounded by the same limits.
 //
-// Not done: IPv6 guests get no ICMPv6 errors yet (the gateway routes IPv4
-// only); UDP-Lite; fragment reassembly (the gateway drops fragments).
+// A guest's fragmented datagrams arrive here whole (the gateway reassembles
+// them). Not done: UDP-Lite.
 // Nothing on the datagram path allocates; flows allocate when created.
 #pragma once
 
@@ -142,7 +142,7 @@ struct UdpStats {
     uint64_t dropped_unreachable = 0;  // no host mapping (ICMP error sent)
     uint64_t dropped_socket = 0;       // could not open a host socket
     uint64_t dropped_send = 0;         // sendto() failed (buffer full, local error)
-    uint64_t dropped_too_big = 0;      // larger than the guest's MTU
+    uint64_t dropped_too_big = 0;      // truncated, or over 65535 bytes as an IP packet
     uint64_t dropped_no_guest = 0;     // forwarded datagram with no guest to go to
     uint64_t icmp_errors = 0;          // socket errors turned into ICMP to a guest
     uint64_t errors_untranslated = 0;  // queued errors with no ICMPv4 equivalent

@@ -29,7 +29,7 @@ BIG = 64 * MiB
 UDP_CLIENT = r"""
 import socket, sys
 addr, port, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+s = socket.socket(socket.AF_INET6 if ":" in addr else socket.AF_INET, socket.SOCK_DGRAM)
 s.settimeout(2)
 data = bytes(range(256)) * (size // 256) + bytes(size % 256)
 for attempt in range(5):
@@ -123,14 +123,15 @@ def global_addrs(ns, ifname="tap0"):
 
 
 class V6Lab:
-    def __init__(self, lab, extra=(), remote=True, before=None, config_net=True):
+    def __init__(self, lab, extra=(), remote=True, before=None, config_net=True, mtu=None):
         self.lab = lab
         self.host = lab.netns("host")
         self.guest = lab.netns("guest")
         self.remote = lab.remote(self.host) if remote else None
         if before:
             before(self.host)
-        args = ["--netns", self.guest.path] + (["--config-net"] if config_net else []) + list(extra)
+        netns = self.guest.path + (",mtu=%d" % mtu if mtu else "")
+        args = ["--netns", netns] + (["--config-net"] if config_net else []) + list(extra)
         self.un = lab.usernet(self.host, args, wait=[("link", self.guest, "tap0")])
 
     def wait_slaac(self):
@@ -220,6 +221,27 @@ class Ipv6Test(unittest.TestCase):
             # socket reports as ECONNREFUSED.
             r = t.guest.py(UDP_REFUSED, GATEWAY6, netlab.free_port(socket.SOCK_DGRAM), timeout=30)
             self.assertIn("REFUSED", r.stdout)
+            lab.assert_alive(t.un)
+
+    def test_datagrams_larger_than_the_mtu_go_as_fragments_both_ways(self):
+        # MTU 1500: the guest fragments what it sends, usernet reassembles
+        # it; the echo comes back as large, and usernet fragments it.
+        with netlab.Lab("ipv6") as lab:
+            t = V6Lab(lab, mtu=1500)
+            t.wait_slaac()
+            local6 = t.host.server("udp-echo", "--bind", "::1", "--port", "0")
+            local4 = t.host.server("udp-echo", "--bind", "127.0.0.1", "--port", "0")
+            far6 = t.remote.server("udp-echo", "--bind", REMOTE_ADDR6, "--port", "0")
+            for addr, port in ((GATEWAY6, local6.port), (REMOTE_ADDR6, far6.port),
+                               ("10.0.2.2", local4.port)):
+                for size in (4000, 30000):
+                    r = t.guest.py(UDP_CLIENT, addr, port, size, timeout=30)
+                    self.assertIn("ECHO %d True %s" % (size, addr), r.stdout, (addr, size))
+            # ping with 3000 bytes of data: echo requests and replies in fragments.
+            for a in (GATEWAY6, "10.0.2.2"):
+                r = t.guest.run(["busybox", "ping", "-c", "2", "-W", "3", "-s", "3000", a],
+                                timeout=20)
+                self.assertIn("2 packets received", r.stdout, a)
             lab.assert_alive(t.un)
 
     def test_refused_and_unreachable_fail_at_once(self):

@@ -214,6 +214,7 @@ TEST_F(Dhcp6Test, Dhcp6_AnAttachmentHoldsAtMostItsQuotaOfBindings) {
         wire::MacAddr m{{0x02, 0, 0, 0, 1, i}};
         send(client_msg(t::solicit, m, ia_na_opt(i)), m, guest);
         loop.advance_clock_for_tests(2000);  // past the DHCP rate limit
+        loop.run_once(0);
     }
     size_t mine = 0;
     for (const auto& l : gw->dhcp6().leases()) mine += l.port == guest.id();
@@ -237,6 +238,7 @@ TEST_F(Dhcp6Test, Dhcp6_ConfirmSaysWhetherTheAddressesAreOnThisLink) {
     };
     EXPECT_EQ(confirm("fec0::1:0:1"), wire::dhcp6status::success);
     loop.advance_clock_for_tests(2000);
+    loop.run_once(0);
     EXPECT_EQ(confirm("2001:db8::1"), wire::dhcp6status::not_on_link);
 }
 

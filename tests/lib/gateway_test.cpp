@@ -266,11 +266,18 @@ TEST_F(GatewayTest, Gateway_BadIpHeaderChecksumIsDropped) {
     EXPECT_FALSE(gw->knows_guest(wire::IpAddr::v4(ip("10.0.2.15"))));
 }
 
-TEST_F(GatewayTest, Gateway_DropsFragmentsWithoutReassembly) {
+TEST_F(GatewayTest, Gateway_RealFragmentsWaitForTheMissingOneAndTimeOut) {
+    // The first and last fragments of a 3000-byte ping; the middle one
+    // never comes.
     input(testdata::kIpv4FirstFragment);
     input(testdata::kIpv4LastFragment);
-    EXPECT_EQ(gw->gw_stats().dropped_fragments, 2u);
+    EXPECT_EQ(gw->reassembly_stats().fragments, 2u);
     EXPECT_TRUE(guest.frames.empty());
+    EXPECT_TRUE(sink.pkts.empty());
+    loop.advance_clock_for_tests(Reassembler::kTimeout4Ms);
+    loop.run_once(0);
+    input(testdata::kIpv4LastFragment);  // starts over, after dropping the old one
+    EXPECT_EQ(gw->reassembly_stats().dropped_timeout, 1u);
     EXPECT_TRUE(sink.pkts.empty());
 }
 
@@ -425,16 +432,23 @@ TEST_F(GatewayTest, Gateway_SendPadsShortFramesAndWritesValidHeaders) {
     EXPECT_NE(p->ip.id(), parse_ip(guest.frames[1])->ip.id());
 }
 
-TEST_F(GatewayTest, Gateway_SendLargerThanTheGuestsMtuIsRefused) {
+TEST_F(GatewayTest, Gateway_SendLargerThanTheGuestsMtuIsFragmentedUnlessOffloaded) {
     guest_says_hello();  // the guest port's MTU is 1400
     auto src = wire::IpAddr::v4(ip("93.184.216.34"));
     auto dst = wire::IpAddr::v4(ip("10.0.2.15"));
     std::memset(gw->tx_l4(), 0, 1400);
-    EXPECT_FALSE(gw->send_ip(src, dst, wire::ipproto::udp, 1381));
-    EXPECT_EQ(gw->gw_stats().dropped_too_big, 1u);
     EXPECT_TRUE(gw->send_ip(src, dst, wire::ipproto::udp, 1380));
-    EXPECT_EQ(guest.frames.size(), 1u);
+    ASSERT_EQ(guest.frames.size(), 1u);
     EXPECT_EQ(guest.frames[0].size(), 14u + 1400u);
+    EXPECT_TRUE(gw->send_ip(src, dst, wire::ipproto::udp, 1381));
+    ASSERT_EQ(guest.frames.size(), 3u);  // 1376 bytes, then 5
+    EXPECT_EQ(guest.frames[1].size(), 14u + 20 + 1376);
+    EXPECT_EQ(gw->gw_stats().fragments_sent, 2u);
+    // Offloaded (a partial checksum): the attachment's MTU is the limit.
+    wire::Offload off;
+    off.csum_partial = true;
+    EXPECT_FALSE(gw->send_ip(src, dst, wire::ipproto::udp, 1381, 64, &off));
+    EXPECT_EQ(gw->gw_stats().dropped_too_big, 1u);
 }
 
 TEST_F(GatewayTest, Gateway_FirstGuestIsTheNewestLeaseOrNeighbor) {

@@ -43,8 +43,9 @@ public:
         // length) takes its room for good.
         if (room != kUnlimited) room -= std::min(room, frame.size() + 4);
     }
-    uint32_t mtu() const override { return 1500; }
+    uint32_t mtu() const override { return mtu_value; }
     std::string describe() const override { return "test guest"; }
+    uint32_t mtu_value = 1500;
     size_t tx_room() const override { return room; }
     std::vector<std::vector<uint8_t>> frames;
     static constexpr size_t kUnlimited = std::numeric_limits<size_t>::max();
