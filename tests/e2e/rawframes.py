@@ -1,4 +1,6 @@
-"""rawframes: hand-built Ethernet frames for tests that play a hostile guest.
+"""rawframes: hand-built Ethernet frames for tests that play a hostile guest
+(IPv4, ARP, DHCP; and IPv6: router and neighbor advertisements, UDP,
+extension header chains, fragments).
 
 Python 3 standard library only.  A test runs `python3 rawframes.py JSON`
 inside a guest namespace: JSON names the interface, a list of frames to
@@ -70,6 +72,73 @@ def icmp_echo(src, dst, ident=0x4242, seq=1):
     return ipv4(src, dst, 1, m)
 
 
+def ip6(a):
+    return socket.inet_pton(socket.AF_INET6, a)
+
+
+def ipv6(src, dst, next_header, payload, hop_limit=64):
+    return struct.pack("!IHBB16s16s", 6 << 28, len(payload), next_header, hop_limit,
+                       ip6(src), ip6(dst)) + payload
+
+
+def icmp6(src, dst, msg):
+    """msg with its checksum (the pseudo-header of RFC 8200 8.1) filled."""
+    ph = ip6(src) + ip6(dst) + struct.pack("!I3xB", len(msg), 58)
+    c = csum(ph + msg[:2] + b"\0\0" + msg[4:])
+    return msg[:2] + struct.pack("!H", c) + msg[4:]
+
+
+def udp6(src, dst, sport, dport, payload):
+    seg = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
+    ph = ip6(src) + ip6(dst) + struct.pack("!I3xB", len(seg), 17)
+    c = csum(ph + seg) or 0xFFFF
+    return seg[:6] + struct.pack("!H", c) + seg[8:]
+
+
+def mcast_mac(a):
+    return b"\x33\x33" + ip6(a)[12:]
+
+
+def ipv6_frames(d, src_mac):
+    """IPv6 frames of one description (a list: fragments make several)."""
+    kind = d["kind"]
+    if kind == "ra6":  # a router advertisement for a prefix, from src (link-local)
+        pfx = struct.pack("!BBBBIII16s", 3, 4, 64, 0xC0, 86400, 14400, 0, ip6(d["prefix"]))
+        lla = struct.pack("!BB6s", 1, 1, src_mac)
+        msg = struct.pack("!BBHBBHII", 134, 0, 0, 64, 0, 1800, 0, 0) + lla + pfx
+        dst = "ff02::1"
+        return [eth(mcast_mac(dst), src_mac, 0x86DD,
+                    ipv6(d["src"], dst, 58, icmp6(d["src"], dst, msg), 255))]
+    if kind == "na6":  # an unsolicited, overriding advertisement for target
+        lla = struct.pack("!BB6s", 2, 1, src_mac)
+        msg = struct.pack("!BBHI16s", 136, 0, 0, 0x20000000, ip6(d["target"])) + lla
+        dst = "ff02::1"
+        return [eth(mcast_mac(dst), src_mac, 0x86DD,
+                    ipv6(d["src"], dst, 58, icmp6(d["src"], dst, msg), 255))]
+    if kind == "udp6":
+        return [eth(GW_MAC, src_mac, 0x86DD,
+                    ipv6(d["src"], d["dst"], 17,
+                         udp6(d["src"], d["dst"], d["sport"], d["dport"], d.get("data", "x").encode())))]
+    if kind == "chain6":  # UDP behind n destination-options headers (PadN), or cut short
+        body = udp6(d["src"], d["dst"], 4000, d["dport"], b"x")
+        nh = 17
+        for _ in range(d["n"]):
+            body = struct.pack("!BB", nh, 0) + b"\x01\x04\0\0\0\0" + body
+            nh = 60
+        if d.get("cut"):
+            body = body[:d["cut"]]
+        return [eth(GW_MAC, src_mac, 0x86DD, ipv6(d["src"], d["dst"], nh, body))]
+    if kind == "frag6":  # pieces [offset, length, more] of a UDP datagram of `size` bytes
+        seg = udp6(d["src"], d["dst"], 4000, d["dport"], bytes(d["size"]))
+        out = []
+        for off, length, more in d["pieces"]:
+            fh = struct.pack("!BBHI", 17, 0, off | more, d["id"])
+            out.append(eth(GW_MAC, src_mac, 0x86DD,
+                           ipv6(d["src"], d["dst"], 44, fh + seg[off:off + length])))
+        return out
+    raise ValueError(kind)
+
+
 def arp(op, sha, spa, tha, tpa):
     return struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, op, sha, ip4(spa), tha, ip4(tpa))
 
@@ -90,6 +159,8 @@ def build(d, my_mac):
     """A frame from its description (a dict)."""
     kind = d["kind"]
     src_mac = bytes.fromhex(d["mac"]) if "mac" in d else my_mac
+    if kind.endswith("6"):
+        return ipv6_frames(d, src_mac)
     if kind == "syn":
         return eth(GW_MAC, src_mac, 0x0800, tcp_syn(d["src"], d["dst"], d["sport"], d["dport"]))
     if kind == "udp":
@@ -184,7 +255,10 @@ def run(spec):
     s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
     s.bind((spec["ifname"], 0))
     my_mac = s.getsockname()[4]
-    frames = [build(d, my_mac) for d in spec.get("frames", [])]
+    frames = []
+    for d in spec.get("frames", []):
+        f = build(d, my_mac)
+        frames += f if isinstance(f, list) else [f]
     frames += storm(spec.get("storm"), my_mac)
     for _ in range(spec.get("repeat", 1)):
         for f in frames:

@@ -8,6 +8,7 @@ IPv6 client, whose address the guest sees; the
 source guard keeps a guest's router advertisements and spoofed neighbor
 advertisements off the LAN; --no-ipv6 turns it all off."""
 
+import json
 import os
 import re
 import socket
@@ -112,6 +113,35 @@ while True:
             print("FAIL", e); break
         time.sleep(0.3)
 """
+
+
+# Counts the UDP datagrams that reach [::1]:PORT on the host; prints the
+# count on SIGTERM.
+V6_WATCHER = r"""
+import signal, socket, sys
+u = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+u.bind(("::1", int(sys.argv[1])))
+got = []
+def done(*_):
+    print("GOT", len(got), flush=True); sys.exit(0)
+signal.signal(signal.SIGTERM, done)
+print("ready", flush=True)
+while True:
+    got.append(u.recvfrom(2048)[1][0])
+"""
+
+RAW = os.path.join(os.path.dirname(os.path.abspath(__file__)), "rawframes.py")
+
+
+def raw(ns, spec, timeout=60):
+    """Runs rawframes.py in ns (a hostile guest's frames); returns its report."""
+    r = ns.run([netlab.PY, RAW, json.dumps(spec)], timeout=timeout)
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def link_local(ns, ifname="tap0"):
+    out = ns.run(["ip", "-6", "addr", "show", "dev", ifname]).stdout
+    return re.search(r"inet6 (fe80:[0-9a-f:]+)/64", out).group(1)
 
 
 def global_addrs(ns, ifname="tap0"):
@@ -243,6 +273,54 @@ class Ipv6Test(unittest.TestCase):
                                 timeout=20)
                 self.assertIn("2 packets received", r.stdout, a)
             lab.assert_alive(t.un)
+
+    def test_a_hostile_guest_gets_nothing_over_ipv6(self):
+        """g2 (raw frames) advertises itself as a router, claims g1's address
+        by neighbor advertisement, sends from g1's address, floods
+        fragments and overlapping ones, and sends extension header chains
+        too long or cut short: g1 keeps its configuration and its traffic,
+        its own fragmented datagrams included, and nothing spoofed reaches
+        the host."""
+        with netlab.Lab("ipv6") as lab:
+            host = lab.netns("host")
+            g1 = lab.netns("g1")
+            g2 = lab.netns("g2")
+            un = lab.usernet(host, ["--netns", g1.path + ",mtu=1500", "--netns", g2.path,
+                                    "--config-net"],
+                             wait=[("link", g1, "tap0"), ("link", g2, "tap0")])
+            netlab.wait_for(lambda: global_addrs(g1), 15, what="g1's address from SLAAC")
+            netlab.wait_for(lambda: global_addrs(g2), 15, what="g2's address from SLAAC")
+            victim = global_addrs(g1)[0]
+            mine = link_local(g2)
+            port = netlab.free_port(socket.SOCK_DGRAM)
+            watcher = host.popen([netlab.PY, "-c", V6_WATCHER, str(port)], name="watcher")
+            netlab.wait_for(lambda: "ready" in watcher.stdout(), 10, what="the watcher")
+            echo = host.server("udp-echo", "--bind", "::1", "--port", "0")
+            flood = [{"kind": "frag6", "src": global_addrs(g2)[0], "dst": GATEWAY6, "dport": port,
+                      "size": 3000, "id": i, "pieces": [[0, 1448, 1]]} for i in range(1, 41)]
+            frames = [
+                {"kind": "ra6", "src": mine, "prefix": "2001:db8:bad::"},
+                {"kind": "na6", "src": mine, "target": victim},
+                {"kind": "udp6", "src": victim, "dst": GATEWAY6, "sport": 4000, "dport": port},
+                {"kind": "chain6", "src": global_addrs(g2)[0], "dst": GATEWAY6, "dport": port, "n": 9},
+                {"kind": "chain6", "src": global_addrs(g2)[0], "dst": GATEWAY6, "dport": port, "n": 3,
+                 "cut": 21},
+                {"kind": "frag6", "src": global_addrs(g2)[0], "dst": GATEWAY6, "dport": port,
+                 "size": 3000, "id": 99, "pieces": [[0, 1448, 1], [1440, 1568, 0]]},
+            ] + flood
+            raw(g2, {"ifname": "tap0", "frames": frames, "repeat": 3, "gap": 0.2})
+            time.sleep(1)
+            addrs = g1.run(["ip", "-6", "addr"]).stdout + g1.run(["ip", "-6", "route"]).stdout
+            self.assertNotIn("2001:db8:bad", addrs, "g1 took g2's router advertisement")
+            self.assertNotIn(mine, addrs, "g1 routes through g2")
+            # g1's traffic, fragmented datagrams included, goes on.
+            for size in (100, 4000):
+                r = g1.py(UDP_CLIENT, GATEWAY6, echo.port, size, timeout=30)
+                self.assertIn("ECHO %d True %s" % (size, GATEWAY6), r.stdout, size)
+            self.assertIn("2 packets received", netlab.ping(g1, GATEWAY6, count=2).stdout)
+            watcher.stop()
+            self.assertIn("GOT 0", watcher.stdout(), "spoofed or malformed datagrams reached the host")
+            lab.assert_alive(un)
 
     def test_refused_and_unreachable_fail_at_once(self):
         with netlab.Lab("ipv6") as lab:
