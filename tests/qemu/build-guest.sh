@@ -39,6 +39,11 @@
 #   UN-LINK ppp|slip ip=.. peer=.. dns=..   the link is up
 #   UN-RESOLVE <name> <address>            un.host=NAME resolved by DNS
 # and the download goes to http://<un.host>:<un.port>/<un.file>.
+# With un.host6=ADDR the guest then waits for an IPv6 address from SLAAC
+# (the kernel's own, from the router advertisements) and fetches the file
+# again from http://[ADDR]:<un.port>/<un.file>:
+#   UN-SLAAC <address> route=<default route>
+#   UN-SHA256-6 <hex> <bytes>
 # For a guest of another architecture (tests/v86/build-guest-i386.sh, from
 # packages unpacked with dpkg -x): USERNET_MODROOT=DIR (modules under
 # DIR/lib/modules), USERNET_BUSYBOX=PATH, USERNET_BUSYBOX_LIST=CMD (prints
@@ -196,6 +201,7 @@ for m in $(cat /modules.order); do
     insmod "/lib/modules/$m" || echo "UN-WARN insmod $m failed"
 done
 PORT=; FILE=file; SIZE=; PINGS=; LINGER=0; SHELL_AFTER=; LINK=; SLIP_ADDR=; HOST=10.0.2.2; UPLOAD=
+HOST6=
 for arg in $(cat /proc/cmdline); do
     case "$arg" in
         un.ppp) LINK=ppp ;;
@@ -207,6 +213,7 @@ for arg in $(cat /proc/cmdline); do
         un.linger=*) LINGER=${arg#un.linger=} ;;
         un.shell) SHELL_AFTER=1 ;;
         un.upload) UPLOAD=1 ;;
+        un.host6=*) HOST6=${arg#un.host6=} ;;
     esac
 done
 ip link set lo up
@@ -242,6 +249,20 @@ after_link() {
             fi
         else
             rc=3; echo "UN-ERROR wget failed: $(tr "\n" " " < /tmp/wget.err)"
+        fi
+    fi
+    if [ -n "$HOST6" ] && [ -n "$PORT" ]; then
+        k=0; a6=
+        while [ $k -lt 100 ] && [ -z "$a6" ]; do
+            a6=$(ip -6 addr show dev eth0 scope site 2>/dev/null | grep -v tentative | sed -n 's/.*inet6 \([0-9a-f:]*\)\/.*/\1/p' | head -n 1)
+            [ -z "$a6" ] && a6=$(ip -6 addr show dev eth0 scope global 2>/dev/null | grep -v tentative | sed -n 's/.*inet6 \([0-9a-f:]*\)\/.*/\1/p' | head -n 1)
+            [ -z "$a6" ] && { sleep 0.1; k=$((k + 1)); }
+        done
+        echo "UN-SLAAC ${a6:-none} route=$(ip -6 route | sed -n 's/^default //p' | head -n 1 | tr ' ' _)"
+        if timeout 100 wget -O /tmp/dl6 "http://[$HOST6]:$PORT/$FILE" 2>/tmp/wget.err; then
+            echo "UN-SHA256-6 $(sha256sum /tmp/dl6 | cut -d' ' -f1) $(wc -c < /tmp/dl6)"
+        else
+            rc=6; echo "UN-ERROR wget over IPv6 failed: $(tr "\n" " " < /tmp/wget.err)"
         fi
     fi
 }

@@ -3,7 +3,9 @@
 -netdev stream: a Debian kernel with a busybox initramfs (build-guest.sh)
 gets a DHCP lease, downloads a random file from an HTTP server on the host's
 loopback (as 10.0.2.2) and prints its sha256 on the serial console.
-Run for virtio-net-pci and ne2k_pci (NE2000: tiny receive ring, smaller file)."""
+Run for virtio-net-pci and ne2k_pci (NE2000: tiny receive ring, smaller file),
+and over IPv6: SLAAC from usernet's router advertisements, then the file
+from the host's ::1 through fec0::2."""
 
 import fcntl
 import os
@@ -54,12 +56,12 @@ KERNEL, INITRD = build_guest()
 class Guest:
     """One QEMU process started in a namespace; parses the serial console."""
 
-    def __init__(self, lab, ns, sock, nic, mac, port, fname, name="qemu"):
+    def __init__(self, lab, ns, sock, nic, mac, port, fname, name="qemu", extra=""):
         self.t0 = time.monotonic()
         argv = ["qemu-system-x86_64", "-accel", "tcg", "-m", "256", "-nographic", "-no-reboot",
                 "-nodefaults", "-serial", "stdio", "-monitor", "none",
                 "-kernel", KERNEL, "-initrd", INITRD,
-                "-append", "console=ttyS0 panic=-1 loglevel=4 un.port=%d un.file=%s" % (port, fname),
+                "-append", "console=ttyS0 panic=-1 loglevel=4 un.port=%d un.file=%s %s" % (port, fname, extra),
                 "-netdev", "stream,id=n0,server=off,addr.type=unix,addr.path=%s" % sock,
                 "-device", "%s,netdev=n0,mac=%s,romfile=" % (nic, mac)]  # no option ROM: faster boot
         self.p = ns.popen(argv, name=name)
@@ -134,6 +136,32 @@ class QemuGuestTest(unittest.TestCase):
 
     def test_ne2k_pci_guest_gets_lease_and_downloads_1mib(self):
         self._run_one("ne2k_pci", 1 * MiB)
+
+    def test_a_guest_gets_ipv6_by_slaac_and_downloads_over_ipv6(self):
+        # The guest's kernel configures itself from usernet's router
+        # advertisements and fetches the file from the host's ::1 through
+        # the IPv6 gateway fec0::2.
+        with netlab.Lab("qemu6") as lab:
+            host = lab.netns("host")
+            sock = lab.path("usernet.sock")
+            un = lab.usernet(host, ["--socket", sock], wait=[("socket", sock)])
+            size = 2 * MiB
+            path, sha = lab.make_file(size, "file.bin")
+            srv = host.server("http", "--bind", "::", "--dir", lab.dir)
+            g = Guest(lab, host, sock, "virtio-net-pci", "52:54:00:12:34:56", srv.port, "file.bin",
+                      extra="un.host6=fec0::2")
+            clean = g.wait_done().replace("\r", "")
+            slaac = marker(clean, "UN-SLAAC")
+            self.assertIsNotNone(slaac, clean[-3000:])
+            # EUI-64 of 52:54:00:12:34:56 in fec0::/64, default route via
+            # the gateway's link-local address
+            self.assertEqual(slaac.split()[0], "fec0::5054:ff:fe12:3456", clean[-3000:])
+            self.assertIn("via_fe80::5055:aff:fe00:202", slaac, clean[-3000:])
+            got = marker(clean, "UN-SHA256-6")
+            self.assertIsNotNone(got, "no IPv6 download; console:\n" + clean[-3000:])
+            self.assertEqual(got.split()[:2], [sha, str(size)])
+            self.assertEqual(kv(marker(clean, "UN-DONE")).get("rc"), "0", clean[-3000:])
+            self.assertIsNone(un.poll(), "usernet died:\n" + un.describe())
 
     def test_two_guests_share_the_socket_lan(self):
         # two QEMUs on one --socket: distinct leases, both downloads intact
