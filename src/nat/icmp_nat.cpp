@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -715,8 +716,18 @@ bool IcmpNat::send_error6(const wire::IpAddr& from, const wire::IpAddr& guest, u
         }
     }
     // RFC 4443 2.4 (e): never about an ICMPv6 error, a fragment other than
-    // the first, or a packet to or from a group or unspecified address.
-    auto ip = wire::Ipv6View::parse(quote);
+    // the first, or a packet to or from a group or unspecified address. A
+    // quote is often cut short of the length its header gives (the TCP
+    // translator quotes a SYN's first 8 bytes): it is read as far as it
+    // goes.
+    constexpr size_t kMax6 = 1280 - wire::kIpv6HeaderLen - 8;
+    const size_t qlen = std::min(quote.size(), kMax6);
+    if (qlen < wire::kIpv6HeaderLen) return false;
+    std::array<uint8_t, kMax6> head;
+    std::memcpy(head.data(), quote.data(), qlen);
+    wire::store16(&head[4], static_cast<uint16_t>(std::min<size_t>(
+                                wire::load16(&head[4]), qlen - wire::kIpv6HeaderLen)));
+    auto ip = wire::Ipv6View::parse(wire::Bytes(head.data(), qlen));
     if (!ip) return false;
     if (ip->is_fragment() && ip->frag_offset() != 0) return false;
     if (ip->protocol() == wire::ipproto::icmpv6 && !ip->is_fragment()) {
@@ -729,8 +740,6 @@ bool IcmpNat::send_error6(const wire::IpAddr& from, const wire::IpAddr& guest, u
         return false;
     }
     // As much of the packet as keeps the error within the minimum MTU.
-    constexpr size_t kMax6 = 1280 - wire::kIpv6HeaderLen - 8;
-    const size_t qlen = std::min(quote.size(), kMax6);
     const size_t len = 8 + qlen;
     uint8_t* p = gw_.tx_l4();
     std::memmove(p + 8, quote.data(), qlen);

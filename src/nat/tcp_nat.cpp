@@ -21,7 +21,8 @@
 // timestamps if the guest's latest SYN offered them, no SACK. A refusal
 // becomes a RST, an unreachable network
 // or host or a prohibited destination an ICMP destination unreachable
-// (which ends a Linux guest's connect() at once), anything else a RST. The
+// (ICMPv6 for an IPv6 guest; either ends a Linux guest's connect() at once
+// with the matching error), anything else a RST. The
 // flow limits (NatLimits: in total, per guest) answer RST; a SYN over the
 // half-open limit (connect()s in progress per guest) is dropped, as by a
 // full listen queue, so that a burst of connections is only delayed. A
@@ -139,15 +140,18 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <array>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <limits>
 
+#include "nat/icmp_nat.hpp"
 #include "nat/nat.hpp"
 #include "wire/icmp4.hpp"
 #include "wire/ipv4.hpp"
+#include "wire/ipv6.hpp"
 
 namespace usernet::nat {
 
@@ -1904,24 +1908,28 @@ void TcpNat::send_rst(const FlowKey& key, uint32_t seq, uint32_t ack, bool with_
     stats_.segs_to_guest++;
 }
 
-// ICMP destination unreachable for the guest's SYN, quoting a rebuilt
-// IPv4 header and the first 8 bytes of the SYN (ports and sequence
-// number, all a guest stack needs to find its socket).
+// ICMP destination unreachable for the guest's SYN (ICMPv6 toward an IPv6
+// guest: IcmpNat::send_error maps the code), quoting a rebuilt IP header
+// and the first 8 bytes of the SYN (ports and sequence number, all a guest
+// stack needs to find its socket). It takes a token from the ICMP error
+// bucket like every error toward guests; without one, the guest's SYN
+// retry meets the same answer.
 void TcpNat::send_icmp_unreachable(const FlowKey& key, uint32_t guest_seq, uint8_t code) {
-    if (!key.guest.is_v4() || !key.remote.is_v4()) {
-        send_rst(key, 0, guest_seq + 1, true);  // ICMPv6 is not wired up yet
-        return;
+    std::array<uint8_t, wire::kIpv6HeaderLen + 8> q{};
+    size_t n;
+    if (key.guest.is_v4()) {
+        wire::build_ipv4(q.data(), key.guest.as_v4(), key.remote.as_v4(), wire::ipproto::tcp,
+                         wire::kTcpHeaderLen);
+        n = wire::kIpv4HeaderLen;
+    } else {
+        wire::build_ipv6(q.data(), key.guest, key.remote, wire::ipproto::tcp, wire::kTcpHeaderLen);
+        n = wire::kIpv6HeaderLen;
     }
-    uint8_t* p = gw_.tx_l4();
-    uint8_t* q = p + wire::kIcmpHeaderLen;
-    wire::build_ipv4(q, key.guest.as_v4(), key.remote.as_v4(), wire::ipproto::tcp,
-                     wire::kTcpHeaderLen);
-    wire::store16(q + wire::kIpv4HeaderLen, key.guest_port);
-    wire::store16(q + wire::kIpv4HeaderLen + 2, key.remote_port);
-    wire::store32(q + wire::kIpv4HeaderLen + 4, guest_seq);
-    size_t len = wire::kIcmpHeaderLen + wire::kIpv4HeaderLen + 8;
-    wire::build_icmp4(p, wire::icmptype::dest_unreach, code, 0, len);
-    gw_.send_ip(key.remote, key.guest, wire::ipproto::icmp, len);
+    wire::store16(q.data() + n, key.guest_port);
+    wire::store16(q.data() + n + 2, key.remote_port);
+    wire::store32(q.data() + n + 4, guest_seq);
+    nat_.icmp().send_error(key.remote, key.guest, wire::icmptype::dest_unreach, code, 0,
+                           wire::Bytes(q.data(), n + 8));
 }
 
 // ---------------------------------------------------------------------------

@@ -327,15 +327,17 @@ class Ipv6Test(unittest.TestCase):
             t = V6Lab(lab)
             t.wait_slaac()
             closed = netlab.free_port()
-            for url in ("http://[%s]:%d/" % (GATEWAY6, closed),           # nothing listens
-                        "http://[%s]:%d/" % (REMOTE_ADDR6, closed),       # RST from the remote
-                        "http://[2001:db8:99::1]:80/"):                   # no route on the host
+            for url, why in (("http://[%s]:%d/" % (GATEWAY6, closed), "Connection refused"),
+                             ("http://[%s]:%d/" % (REMOTE_ADDR6, closed), "Connection refused"),
+                             # no route on the host: ICMPv6 destination unreachable
+                             ("http://[2001:db8:99::1]:80/", "Network is unreachable")):
                 t0 = time.monotonic()
-                r = netlab.curl(t.guest, ["-g", "--max-time", "20", "-o", "/dev/null", url],
+                r = netlab.curl(t.guest, ["-v", "-g", "--max-time", "20", "-o", "/dev/null", url],
                                 timeout=30, check=False)
                 dt = time.monotonic() - t0
                 self.assertNotEqual(r.returncode, 0, url)
                 self.assertNotEqual(r.returncode, 28, "%s timed out instead of failing" % url)
+                self.assertIn(why, r.stderr, url)
                 self.assertLess(dt, 10, url)
             lab.assert_alive(t.un)
 
