@@ -8,6 +8,7 @@
 
 #include "gateway/gateway.hpp"
 #include "gateway/log_format.hpp"
+#include "wire/dns.hpp"
 #include "wire/udp.hpp"
 
 namespace usernet::gw {
@@ -21,25 +22,6 @@ constexpr uint16_t kNoPrefixAvail = 6;
 
 bool same(wire::Bytes a, wire::Bytes b) {
     return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), a.size()) == 0);
-}
-
-// The domain in DNS wire format (RFC 1035 3.1), for the domain list.
-size_t encode_name(const std::string& name, uint8_t* out, size_t cap) {
-    size_t n = 0;
-    size_t start = 0;
-    while (start < name.size()) {
-        size_t dot = name.find('.', start);
-        if (dot == std::string::npos) dot = name.size();
-        const size_t len = dot - start;
-        if (len == 0 || len > 63 || n + 1 + len + 1 > cap) return 0;
-        out[n++] = static_cast<uint8_t>(len);
-        std::memcpy(out + n, name.data() + start, len);
-        n += len;
-        start = dot + 1;
-    }
-    if (n == 0) return 0;
-    out[n++] = 0;
-    return n;
 }
 
 }  // namespace
@@ -162,7 +144,7 @@ void Dhcp6Server::answer(const wire::Dhcp6View& req, const wire::IpAddr& to, uin
         b.put(o::dns_servers, wire::Bytes(cfg_.dns6.b.data(), 16));
         if (!cfg_.domain.empty()) {
             uint8_t name[256];
-            if (size_t n = encode_name(cfg_.domain, name, sizeof name))
+            if (size_t n = wire::dns_encode_name(cfg_.domain, name, sizeof name))
                 b.put(o::domain_list, wire::Bytes(name, n));
         }
     }

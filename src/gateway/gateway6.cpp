@@ -11,6 +11,7 @@
 #include "gateway/dhcp6_server.hpp"
 #include "gateway/gateway.hpp"
 #include "gateway/log_format.hpp"
+#include "wire/dns.hpp"
 #include "wire/ethernet.hpp"
 #include "wire/icmp6.hpp"
 #include "wire/ipv6.hpp"
@@ -36,25 +37,6 @@ const wire::IpAddr kAllDhcp = *wire::IpAddr::parse("ff02::1:2");
 
 bool is_nd_type(uint8_t t) {
     return t >= wire::icmp6type::router_solicit && t <= wire::icmp6type::redirect;
-}
-
-// The domain in DNS wire format (RFC 1035 3.1), for the DNSSL option.
-size_t encode_domain(const std::string& name, uint8_t* out, size_t cap) {
-    size_t n = 0;
-    size_t start = 0;
-    while (start < name.size()) {
-        size_t dot = name.find('.', start);
-        if (dot == std::string::npos) dot = name.size();
-        size_t len = dot - start;
-        if (len == 0 || len > 63 || n + 1 + len + 1 > cap) return 0;
-        out[n++] = static_cast<uint8_t>(len);
-        std::memcpy(out + n, name.data() + start, len);
-        n += len;
-        start = dot + 1;
-    }
-    if (n == 0) return 0;
-    out[n++] = 0;
-    return n;
 }
 
 }  // namespace
@@ -311,7 +293,7 @@ void Gateway::send_router_advert(sw::PortId port, const wire::MacAddr& to_mac,
     // DNS search list (5.2), when there is a domain.
     if (!cfg_.domain.empty()) {
         uint8_t name[128];
-        size_t len = encode_domain(cfg_.domain, name, sizeof name);
+        size_t len = wire::dns_encode_name(cfg_.domain, name, sizeof name);
         size_t opt = (8 + len + 7) / 8 * 8;
         if (len && n + opt <= cap) {
             ra[n] = wire::ndopt::dnssl;

@@ -17,6 +17,7 @@
 #include <ctime>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace usernet::ports {
@@ -114,55 +115,77 @@ void netlink_link_up(const std::string& ifname, uint32_t mtu, uint32_t txqueuele
     link_set(nl, ifindex_of(ifname), ifname, mtu, txqueuelen);
 }
 
+namespace {
+
+// The address's bytes as rtnetlink wants them (network order): 4 or 16.
+std::pair<const uint8_t*, uint16_t> raw_addr(const wire::IpAddr& a) {
+    return a.is_v4() ? std::pair<const uint8_t*, uint16_t>{&a.b[12], 4}
+                     : std::pair<const uint8_t*, uint16_t>{a.b.data(), 16};
+}
+
+// `ip addr add A/LEN dev IFNAME` (with the broadcast address for IPv4, and
+// no duplicate address detection for IPv6); one that exists is fine.
+void add_address(Rtnl& nl, unsigned idx, const std::string& ifname, const wire::IpAddr& a,
+                 uint8_t prefix_len) {
+    const bool v4 = a.is_v4();
+    nlmsghdr* nlh = nl.start(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL);
+    auto* ifa = static_cast<ifaddrmsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(ifaddrmsg)));
+    ifa->ifa_family = v4 ? AF_INET : AF_INET6;
+    ifa->ifa_prefixlen = prefix_len;
+    ifa->ifa_scope = RT_SCOPE_UNIVERSE;
+    ifa->ifa_index = idx;
+    auto [bytes, len] = raw_addr(a);
+    mnl_attr_put(nlh, IFA_LOCAL, len, bytes);
+    mnl_attr_put(nlh, IFA_ADDRESS, len, bytes);
+    if (v4 && prefix_len < 31) {
+        uint32_t mask = prefix_len == 0 ? 0 : ~uint32_t{0} << (32 - prefix_len);
+        mnl_attr_put_u32(nlh, IFA_BROADCAST, htonl(a.as_v4() | ~mask));
+    }
+    if (!v4) {
+        ifa->ifa_flags = IFA_F_NODAD;
+        mnl_attr_put_u32(nlh, IFA_FLAGS, IFA_F_NODAD);
+    }
+    int r = nl.request(nlh);
+    if (r < 0 && r != -EEXIST)
+        throw std::runtime_error("cannot add address " + a.to_string() + "/" +
+                                 std::to_string(prefix_len) + " to '" + ifname +
+                                 "': " + errstr(-r));
+}
+
+// `ip route add default via GW dev IFNAME`; one that exists is a warning.
+void add_default_route(Rtnl& nl, unsigned idx, const std::string& ifname,
+                       const wire::IpAddr& gw) {
+    nlmsghdr* nlh = nl.start(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL);
+    auto* rtm = static_cast<rtmsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(rtmsg)));
+    rtm->rtm_family = gw.is_v4() ? AF_INET : AF_INET6;
+    rtm->rtm_dst_len = 0;
+    rtm->rtm_table = RT_TABLE_MAIN;
+    rtm->rtm_protocol = RTPROT_BOOT;
+    rtm->rtm_scope = RT_SCOPE_UNIVERSE;
+    rtm->rtm_type = RTN_UNICAST;
+    auto [bytes, len] = raw_addr(gw);
+    mnl_attr_put(nlh, RTA_GATEWAY, len, bytes);
+    mnl_attr_put_u32(nlh, RTA_OIF, idx);
+    const char* family = gw.is_v4() ? "" : "IPv6 ";
+    int r = nl.request(nlh);
+    if (r == -EEXIST) {
+        spdlog::warn("a {}default route already exists in the namespace; not adding one via {}",
+                     family, gw.to_string());
+    } else if (r < 0) {
+        throw std::runtime_error("cannot add " + std::string(family) + "default route via " +
+                                 gw.to_string() + " on '" + ifname + "': " + errstr(-r));
+    }
+}
+
+}  // namespace
+
 void netlink_configure_ipv4(const std::string& ifname, const TapNetConfig& cfg) {
     if (cfg.prefix_len > 32)
         throw std::runtime_error("invalid prefix length /" + std::to_string(cfg.prefix_len));
     Rtnl nl;
-    unsigned idx = ifindex_of(ifname);
-    const std::string addr_text =
-        wire::ipv4_to_string(cfg.addr) + "/" + std::to_string(cfg.prefix_len);
-
-    {
-        nlmsghdr* nlh = nl.start(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL);
-        auto* ifa = static_cast<ifaddrmsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(ifaddrmsg)));
-        ifa->ifa_family = AF_INET;
-        ifa->ifa_prefixlen = cfg.prefix_len;
-        ifa->ifa_scope = RT_SCOPE_UNIVERSE;
-        ifa->ifa_index = idx;
-        uint32_t a = htonl(cfg.addr);
-        mnl_attr_put_u32(nlh, IFA_LOCAL, a);
-        mnl_attr_put_u32(nlh, IFA_ADDRESS, a);
-        if (cfg.prefix_len < 31) {
-            uint32_t mask = cfg.prefix_len == 0 ? 0 : ~uint32_t{0} << (32 - cfg.prefix_len);
-            mnl_attr_put_u32(nlh, IFA_BROADCAST, htonl(cfg.addr | ~mask));
-        }
-        int r = nl.request(nlh);
-        if (r < 0 && r != -EEXIST)
-            throw std::runtime_error("cannot add address " + addr_text + " to '" + ifname +
-                                     "': " + errstr(-r));
-    }
-
-    if (cfg.gateway != 0) {
-        nlmsghdr* nlh = nl.start(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL);
-        auto* rtm = static_cast<rtmsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(rtmsg)));
-        rtm->rtm_family = AF_INET;
-        rtm->rtm_dst_len = 0;
-        rtm->rtm_table = RT_TABLE_MAIN;
-        rtm->rtm_protocol = RTPROT_BOOT;
-        rtm->rtm_scope = RT_SCOPE_UNIVERSE;
-        rtm->rtm_type = RTN_UNICAST;
-        mnl_attr_put_u32(nlh, RTA_GATEWAY, htonl(cfg.gateway));
-        mnl_attr_put_u32(nlh, RTA_OIF, idx);
-        int r = nl.request(nlh);
-        if (r == -EEXIST) {
-            spdlog::warn("a default route already exists in the namespace; not adding one via {}",
-                         wire::ipv4_to_string(cfg.gateway));
-        } else if (r < 0) {
-            throw std::runtime_error("cannot add default route via " +
-                                     wire::ipv4_to_string(cfg.gateway) + " on '" + ifname +
-                                     "': " + errstr(-r));
-        }
-    }
+    const unsigned idx = ifindex_of(ifname);
+    add_address(nl, idx, ifname, wire::IpAddr::v4(cfg.addr), cfg.prefix_len);
+    if (cfg.gateway != 0) add_default_route(nl, idx, ifname, wire::IpAddr::v4(cfg.gateway));
 }
 
 void netlink_configure_ipv6(const std::string& ifname, const TapNetConfig& cfg) {
@@ -170,49 +193,12 @@ void netlink_configure_ipv6(const std::string& ifname, const TapNetConfig& cfg) 
     if (cfg.prefix6_len > 128)
         throw std::runtime_error("invalid prefix length /" + std::to_string(cfg.prefix6_len));
     Rtnl nl;
-    unsigned idx = ifindex_of(ifname);
-    const std::string addr_text = cfg.addr6.to_string() + "/" + std::to_string(cfg.prefix6_len);
-    {
-        nlmsghdr* nlh = nl.start(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL);
-        auto* ifa = static_cast<ifaddrmsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(ifaddrmsg)));
-        ifa->ifa_family = AF_INET6;
-        ifa->ifa_prefixlen = cfg.prefix6_len;
-        ifa->ifa_scope = RT_SCOPE_UNIVERSE;
-        ifa->ifa_index = idx;
-        ifa->ifa_flags = IFA_F_NODAD;
-        mnl_attr_put(nlh, IFA_LOCAL, 16, cfg.addr6.b.data());
-        mnl_attr_put(nlh, IFA_ADDRESS, 16, cfg.addr6.b.data());
-        mnl_attr_put_u32(nlh, IFA_FLAGS, IFA_F_NODAD);
-        int r = nl.request(nlh);
-        if (r < 0 && r != -EEXIST)
-            throw std::runtime_error("cannot add address " + addr_text + " to '" + ifname +
-                                     "': " + errstr(-r));
-    }
-    if (!cfg.gateway6.is_unspecified()) {
-        // Via the gateway's address in the prefix: the route the kernel
-        // adds from a router advertisement goes via its link-local address,
-        // so the two do not collide.
-        nlmsghdr* nlh = nl.start(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL);
-        auto* rtm = static_cast<rtmsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(rtmsg)));
-        rtm->rtm_family = AF_INET6;
-        rtm->rtm_dst_len = 0;
-        rtm->rtm_table = RT_TABLE_MAIN;
-        rtm->rtm_protocol = RTPROT_BOOT;
-        rtm->rtm_scope = RT_SCOPE_UNIVERSE;
-        rtm->rtm_type = RTN_UNICAST;
-        mnl_attr_put(nlh, RTA_GATEWAY, 16, cfg.gateway6.b.data());
-        mnl_attr_put_u32(nlh, RTA_OIF, idx);
-        int r = nl.request(nlh);
-        if (r == -EEXIST) {
-            spdlog::warn("an IPv6 default route already exists in the namespace; not adding one "
-                         "via {}",
-                         cfg.gateway6.to_string());
-        } else if (r < 0) {
-            throw std::runtime_error("cannot add IPv6 default route via " +
-                                     cfg.gateway6.to_string() + " on '" + ifname +
-                                     "': " + errstr(-r));
-        }
-    }
+    const unsigned idx = ifindex_of(ifname);
+    add_address(nl, idx, ifname, cfg.addr6, cfg.prefix6_len);
+    // Via the gateway's address in the prefix: the route the kernel adds
+    // from a router advertisement goes via its link-local address, so the
+    // two do not collide.
+    if (!cfg.gateway6.is_unspecified()) add_default_route(nl, idx, ifname, cfg.gateway6);
 }
 
 }  // namespace usernet::ports

@@ -14,7 +14,7 @@ only), as the capture shows them: this completes them.
 import os
 import sys
 
-from gen_captured_frames6 import read_pcap
+from gen_captured_frames6 import array, read_pcap
 
 WANTED = [
     ('kDhcp6Solicit', 'Solicit with an IA_NA, ORO and elapsed time', 1),
@@ -64,12 +64,7 @@ def main():
         f = complete_udp_checksum(f)
         with open(os.path.join(seeds, f'dhclient_{name[6:].lower()}.bin'), 'wb') as s:
             s.write(dhcp6(f))
-        out.append(f'// {what}.')
-        out.append(f'inline constexpr std::array<uint8_t, {len(f)}> {name}{{')
-        for i in range(0, len(f), 12):
-            out.append('    ' + ' '.join(f'0x{b:02x},' for b in f[i:i + 12]))
-        out.append('};')
-        out.append('')
+        out += array(name, what, f)
     out.append('}  // namespace usernet::testdata')
     print('\n'.join(out))
 

@@ -50,6 +50,14 @@ WANTED = [
 ]
 
 
+def array(name, what, f):
+    """One frame as a C++ array, with its comment: a list of lines."""
+    out = [f'// {what}.', f'inline constexpr std::array<uint8_t, {len(f)}> {name}{{']
+    for i in range(0, len(f), 12):
+        out.append('    ' + ' '.join(f'0x{b:02x},' for b in f[i:i + 12]))
+    return out + ['};', '']
+
+
 def main():
     frames = read_pcap(sys.argv[1])
     out = ['// Real IPv6 frames captured for the wire tests: a namespace guest',
@@ -61,12 +69,7 @@ def main():
         f = next((f for f in frames if icmp6(f) and match(icmp6(f))), None)
         if f is None:
             raise SystemExit(f'no frame for {name}')
-        out.append(f'// {what}.')
-        out.append(f'inline constexpr std::array<uint8_t, {len(f)}> {name}{{')
-        for i in range(0, len(f), 12):
-            out.append('    ' + ' '.join(f'0x{b:02x},' for b in f[i:i + 12]))
-        out.append('};')
-        out.append('')
+        out += array(name, what, f)
     out.append('}  // namespace usernet::testdata')
     print('\n'.join(out))
 
