@@ -39,7 +39,7 @@ void Dhcp6Server::handle(wire::Bytes msg, const wire::IpAddr& src, uint16_t spor
     auto m = wire::Dhcp6View::parse(msg);
     if (!m) {
         stats_.dropped_malformed++;
-        spdlog::debug("dhcpv6: malformed message from {}", src.to_string());
+        spdlog::debug("dhcpv6: malformed message from {}", src);
         return;
     }
     answer(*m, src, sport, mac, port);
@@ -80,7 +80,7 @@ void Dhcp6Server::answer(const wire::Dhcp6View& req, const wire::IpAddr& to, uin
     }
     if (!ok) {
         stats_.dropped_not_for_us++;
-        spdlog::debug("dhcpv6: ignored a message of type {} from {}", type, to.to_string());
+        spdlog::debug("dhcpv6: ignored a message of type {} from {}", type, to);
         return;
     }
 
@@ -167,7 +167,7 @@ void Dhcp6Server::ia_na(wire::Dhcp6Builder& b, const wire::Dhcp6IaNa& ia, wire::
     if (what == Ia::release || what == Ia::decline) {
         if (l) {
             spdlog::debug("dhcpv6: {} {}", what == Ia::release ? "released" : "declined",
-                          l->addr.to_string());
+                          l->addr);
             *l = std::move(leases_.back());
             leases_.pop_back();
         }
@@ -290,7 +290,7 @@ Dhcp6Server::Lease* Dhcp6Server::bind(wire::Bytes duid, uint32_t iaid, const wir
     l.mac = mac;
     l.port = port;
     leases_.push_back(std::move(l));
-    spdlog::debug("dhcpv6: {} for {} (IAID {})", addr.to_string(), mac, iaid);
+    spdlog::debug("dhcpv6: {} for {} (IAID {})", addr, mac, iaid);
     return &leases_.back();
 }
 

@@ -323,12 +323,16 @@ bool DnsForwarder::tried(const Pending& p, uint32_t upstream) const {
     return (upstream + n - p.first) % n < p.tries;
 }
 
-void DnsForwarder::from_guest(DnsGuestKey key, wire::Ipv4 guest, uint16_t guest_port,
+wire::IpAddr DnsForwarder::server_for(const wire::IpAddr& guest) const {
+    return guest.is_v4() ? wire::IpAddr::v4(gw_.config().dns) : gw_.config().dns6;
+}
+
+void DnsForwarder::from_guest(DnsGuestKey key, const wire::IpAddr& guest, uint16_t guest_port,
                               wire::Bytes query) {
     auto v = wire::DnsView::parse(query);
     if (!v || v->qr()) {
         stats_.dropped_malformed++;
-        spdlog::debug("dns: dropped a malformed query from {}", V4{guest});
+        spdlog::debug("dns: dropped a malformed query from {}", guest);
         return;
     }
     if (upstreams_.empty()) {
@@ -339,12 +343,12 @@ void DnsForwarder::from_guest(DnsGuestKey key, wire::Ipv4 guest, uint16_t guest_
     if (query.size() > kMaxQueryLen) {
         stats_.dropped_malformed++;
         spdlog::debug("dns: dropped a {}-byte query from {}", query.size(),
-                      V4{guest});
+                      guest);
         return;
     }
     if (pending_of(key) >= kMaxPendingPerGuest) {
         stats_.dropped_quota++;
-        spdlog::debug("dns: {} has {} queries pending, dropped one more", V4{guest},
+        spdlog::debug("dns: {} has {} queries pending, dropped one more", guest,
                       kMaxPendingPerGuest);
         return;
     }
@@ -398,13 +402,13 @@ void DnsForwarder::next_upstream(Pending& p) {
         stats_.upstream_errors++;
     }
     stats_.servfail++;
-    spdlog::debug("dns: every upstream failed for a query from {}", V4{p.guest});
+    spdlog::debug("dns: every upstream failed for a query from {}", p.guest);
     answer_error(p.guest, p.guest_port, wire::Bytes(p.query.data(), p.len), p.guest_id,
                  wire::dnsrcode::servfail);
     finish(p);
 }
 
-void DnsForwarder::answer_error(wire::Ipv4 guest, uint16_t port, wire::Bytes query,
+void DnsForwarder::answer_error(const wire::IpAddr& guest, uint16_t port, wire::Bytes query,
                                 uint16_t guest_id, uint8_t rcode) {
     auto v = wire::DnsView::parse(query);
     if (!v) return;
@@ -412,8 +416,8 @@ void DnsForwarder::answer_error(wire::Ipv4 guest, uint16_t port, wire::Bytes que
     size_t n = wire::dns_build_error(wire::MutBytes(out, wire::kDnsMaxUdpLen), *v, rcode);
     if (n == 0) return;
     wire::store16(out, guest_id);
-    const wire::IpAddr src = wire::IpAddr::v4(gw_.config().dns);
-    const wire::IpAddr dst = wire::IpAddr::v4(guest);
+    const wire::IpAddr src = server_for(guest);
+    const wire::IpAddr& dst = guest;
     wire::build_udp(gw_.tx_l4(), src, dst, wire::kDnsPort, port, n);
     gw_.send_ip(src, dst, wire::ipproto::udp, wire::kUdpHeaderLen + n);
 }
@@ -532,10 +536,11 @@ bool DnsForwarder::same_question(const Pending& p, wire::Bytes reply) const {
 
 void DnsForwarder::relay(Pending& p, uint8_t* msg, size_t len) {
     wire::store16(msg, p.guest_id);
-    const wire::IpAddr src = wire::IpAddr::v4(gw_.config().dns);
-    const wire::IpAddr dst = wire::IpAddr::v4(p.guest);
-    uint32_t mtu = gw_.path_mtu(dst);
-    size_t max = mtu > 28 ? mtu - 28 : 0;
+    const wire::IpAddr src = server_for(p.guest);
+    const wire::IpAddr& dst = p.guest;
+    const uint32_t mtu = gw_.path_mtu(dst);
+    const size_t headers = (dst.is_v4() ? 20 : 40) + wire::kUdpHeaderLen;
+    const size_t max = mtu > headers ? mtu - headers : 0;
     if (len > max) {
         // Keep the header and the query's question, set TC: the guest asks
         // again over TCP.

@@ -1,6 +1,6 @@
 // The DNS address's UDP service: guests' queries go to the host's resolvers.
 //
-// A query a guest sends to cfg.dns:53 is checked (a DNS header with QR
+// A query a guest sends to cfg.dns:53 or [cfg.dns6]:53 is checked (a DNS header with QR
 // clear), given a fresh random id, remembered in a fixed table of
 // kMaxPending entries and sent to an upstream resolver from one of a small
 // pool of sockets (below). A reply is relayed to the guest from cfg.dns:53
@@ -102,13 +102,15 @@ public:
     DnsForwarder(const DnsForwarder&) = delete;
     DnsForwarder& operator=(const DnsForwarder&) = delete;
 
-    // The UDP payload of a guest's datagram to cfg.dns:53; `key` is who it
-    // counts against for the quota (the port; callers without one, such as
-    // tests, key by the guest's address).
+    // The UDP payload of a guest's datagram to cfg.dns:53 (an IPv4 guest)
+    // or [cfg.dns6]:53 (an IPv6 guest); the upstream may be of either
+    // family. `key` is who it counts against for the quota (the port;
+    // callers without one, such as tests, key by the guest's IPv4 address).
     void from_guest(wire::Ipv4 guest, uint16_t guest_port, wire::Bytes query) {
-        from_guest(DnsGuestKey{guest}, guest, guest_port, query);
+        from_guest(DnsGuestKey{guest}, wire::IpAddr::v4(guest), guest_port, query);
     }
-    void from_guest(DnsGuestKey key, wire::Ipv4 guest, uint16_t guest_port, wire::Bytes query);
+    void from_guest(DnsGuestKey key, const wire::IpAddr& guest, uint16_t guest_port,
+                    wire::Bytes query);
 
     // Replaces the upstream list (pending queries are dropped).
     void set_upstreams(const std::vector<HostPort>& upstreams);
@@ -154,7 +156,7 @@ private:
         uint16_t guest_id = 0;
         uint8_t slot = 0;       // the source socket pair (slots_)
         DnsGuestKey key{};      // the quota it counts against
-        wire::Ipv4 guest = 0;
+        wire::IpAddr guest;     // IPv4 or IPv6: answered from cfg.dns or cfg.dns6
         uint16_t guest_port = 0;
         uint16_t len = 0;
         uint32_t first = 0;     // upstream index of the first attempt
@@ -172,7 +174,9 @@ private:
     bool send_attempt(Pending& p);
     // Moves p on to the next upstream, or answers SERVFAIL when all failed.
     void next_upstream(Pending& p);
-    void answer_error(wire::Ipv4 guest, uint16_t port, wire::Bytes query, uint16_t guest_id,
+    // Our DNS address of guest's family, the one its query went to.
+    wire::IpAddr server_for(const wire::IpAddr& guest) const;
+    void answer_error(const wire::IpAddr& guest, uint16_t port, wire::Bytes query, uint16_t guest_id,
                       uint8_t rcode);
     void finish(Pending& p);
     Pending* alloc();

@@ -182,7 +182,7 @@ void Gateway::handle_ipv4(wire::Bytes payload, const wire::MacAddr& dst_mac,
             } else if (src == 0) {
                 stats_.dropped_martian++;
             } else {
-                dns_->from_guest(DnsGuestKey{meta.ingress}, src, udp->src_port(),
+                dns_->from_guest(DnsGuestKey{meta.ingress}, ip->src_addr(), udp->src_port(),
                                  udp->payload());
             }
             return;

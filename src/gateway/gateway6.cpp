@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "gateway/dhcp6_server.hpp"
+#include "gateway/dns_forwarder.hpp"
 #include "gateway/gateway.hpp"
 #include "gateway/log_format.hpp"
 #include "wire/dns.hpp"
@@ -73,7 +74,7 @@ void Gateway::handle_ipv6(wire::Bytes payload, const wire::MacAddr& dst_mac,
     const wire::IpAddr dst = ip->dst_addr();
     if (wire::is_v6_multicast(src) || src.is_v4() || src.is_loopback() || is_own_v6(src)) {
         stats_.dropped_martian++;
-        spdlog::debug("ipv6: dropped a packet from impossible source {}", src.to_string());
+        spdlog::debug("ipv6: dropped a packet from impossible source {}", src);
         return;
     }
     const bool to_us_l2 = dst_mac == cfg_.gw_mac;
@@ -84,7 +85,7 @@ void Gateway::handle_ipv6(wire::Bytes payload, const wire::MacAddr& dst_mac,
         auto icmp = wire::Icmp6View::parse(ip->payload());
         if (!icmp || (!meta.off.trusted() && !icmp->checksum_ok(src, dst))) {
             stats_.dropped_malformed++;
-            spdlog::debug("icmpv6: bad message from {}", src.to_string());
+            spdlog::debug("icmpv6: bad message from {}", src);
             return;
         }
         const uint8_t type = icmp->type();
@@ -165,6 +166,18 @@ void Gateway::handle_ipv6(wire::Bytes payload, const wire::MacAddr& dst_mac,
         if (dhcp_allowed(meta.ingress))
             dhcp6_->handle(udp->payload(), src, udp->src_port(), src_mac, meta.ingress);
         return;
+    }
+    if (proto == wire::ipproto::udp && dst == cfg_.dns6 && to_us_l2 && !src.is_unspecified()) {
+        auto udp = wire::UdpView::parse(ip->payload());
+        if (udp && udp->dst_port() == wire::kDnsPort) {
+            if (!meta.off.trusted() && !udp->checksum_ok(src, dst)) {
+                stats_.dropped_malformed++;
+                spdlog::debug("udp: bad checksum from {}", src);
+                return;
+            }
+            dns_->from_guest(DnsGuestKey{meta.ingress}, src, udp->src_port(), udp->payload());
+            return;
+        }
     }
     if (mcast || !to_us_l2) {
         // MLD reports, other groups, and unicast flooded to every port on
@@ -493,7 +506,7 @@ bool Gateway::claim6(sw::PortId port, const wire::MacAddr& mac, const wire::IpAd
     }
     auto refuse = [&](const char* why) {
         stats_.dropped_spoofed++;
-        spdlog::debug("guard: {} may not send from {}: {}", mac, ip.to_string(), why);
+        spdlog::debug("guard: {} may not send from {}: {}", mac, ip, why);
         return false;
     };
     if (!may_learn6(ip, mac)) return refuse("not a guest address of this network");
@@ -526,7 +539,7 @@ bool Gateway::claim6(sw::PortId port, const wire::MacAddr& mac, const wire::IpAd
     Neighbor6 n{mac, p ? p->mtu() : 1500, now, port, p && p->takes_offload()};
     if (it == neighbors6_.end()) {
         neighbors6_.emplace(ip, n);
-        spdlog::debug("neighbor {} is {} (mtu {})", ip.to_string(), mac, n.mtu);
+        spdlog::debug("neighbor {} is {} (mtu {})", ip, mac, n.mtu);
     } else {
         it->second = n;
     }

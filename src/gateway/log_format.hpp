@@ -1,6 +1,7 @@
 // Formatting of addresses in log messages, done only when a message is
 // actually logged: spdlog::debug("... {}", V4{ip}) costs nothing (and
-// allocates nothing) when debug logging is off, unlike ipv4_to_string().
+// allocates nothing) when debug logging is off, unlike ipv4_to_string();
+// a wire::IpAddr argument likewise.
 #pragma once
 
 #include <spdlog/spdlog.h>
@@ -22,6 +23,15 @@ struct fmt::formatter<usernet::gw::V4> : fmt::formatter<std::string_view> {
     auto format(const usernet::gw::V4& v, Ctx& ctx) const {
         return fmt::format_to(ctx.out(), "{}.{}.{}.{}", v.a >> 24, (v.a >> 16) & 0xff,
                               (v.a >> 8) & 0xff, v.a & 0xff);
+    }
+};
+
+// An IPv4 or IPv6 address, formatted only when the message is logged.
+template <>
+struct fmt::formatter<usernet::wire::IpAddr> : fmt::formatter<std::string_view> {
+    template <class Ctx>
+    auto format(const usernet::wire::IpAddr& a, Ctx& ctx) const {
+        return fmt::format_to(ctx.out(), "{}", a.to_string());
     }
 };
 

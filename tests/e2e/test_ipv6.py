@@ -430,16 +430,21 @@ class Ipv6Test(unittest.TestCase):
             lab.assert_alive(t.un)
 
     def test_dns_over_ipv6(self):
+        """fec0::3 is the DNS forwarder's, as 10.0.2.3 is: the first upstream
+        (nothing listens there) fails over to the second at once, and an
+        answer too large for UDP comes back truncated, then over TCP."""
         with netlab.Lab("ipv6") as lab:
-            port = netlab.free_port(socket.SOCK_DGRAM)
+            port = netlab.free_port()
+            dead = netlab.free_port(socket.SOCK_DGRAM, exclude=(port,))
 
             def resolver(host):
-                # The upstream: dnsmasq on the host's ::1, answering for one name.
-                p = host.popen(["dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--no-resolv",
-                                "--no-hosts", "--bind-interfaces", "--listen-address=::1",
-                                "--port=%d" % port, "--pid-file=", "--user=root",
-                                "--address=/v6.test/2001:db8::42", "--address=/v6.test/192.0.2.42"],
-                               name="dnsmasq")
+                # The upstream: dnsmasq on the host's ::1, answering for two names.
+                argv = ["dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--no-resolv",
+                        "--no-hosts", "--bind-interfaces", "--listen-address=::1",
+                        "--port=%d" % port, "--pid-file=", "--user=root",
+                        "--address=/v6.test/2001:db8::42", "--address=/v6.test/192.0.2.42"]
+                argv += ["--host-record=big.v6.test,2001:db8::%x" % i for i in range(1, 60)]
+                p = host.popen(argv, name="dnsmasq")
 
                 def up():
                     if p.poll() is not None:
@@ -447,12 +452,20 @@ class Ipv6Test(unittest.TestCase):
                     return "::1" in host.run(["ss", "-lunH", "sport = :%d" % port], check=False).stdout
                 netlab.wait_for(up, 10, what="dnsmasq listening")
 
-            t = V6Lab(lab, extra=["--dns-upstream", "[::1]:%d" % port], remote=False, before=resolver)
+            t = V6Lab(lab, extra=["--dns-upstream", "[::1]:%d" % dead,
+                                  "--dns-upstream", "[::1]:%d" % port], remote=False, before=resolver)
             t.wait_slaac()
             for qtype, want in (("AAAA", "2001:db8::42"), ("A", "192.0.2.42")):
-                r = t.guest.run(["dig", "+short", "+time=2", "+tries=3", "@" + DNS6, qtype, "v6.test"],
+                # One try of 2 s: the dead first upstream must not cost a retry.
+                r = t.guest.run(["dig", "+short", "+time=2", "+tries=1", "@" + DNS6, qtype, "v6.test"],
                                 timeout=20)
                 self.assertEqual(r.stdout.split(), [want], qtype)
+            # 59 AAAA records (~1.8 KB) do not fit 512 bytes without EDNS:
+            # the UDP answer has TC set, and dig asks again over TCP.
+            r = t.guest.run(["dig", "+time=3", "+tries=2", "+noedns", "@" + DNS6, "AAAA", "big.v6.test"],
+                            timeout=30)
+            self.assertIn("Truncated, retrying in TCP mode", r.stdout)
+            self.assertEqual(len(re.findall(r"\sAAAA\s+2001:db8::", r.stdout)), 59, r.stdout)
             lab.assert_alive(t.un)
 
     def test_no_ipv6_turns_it_off(self):

@@ -18,6 +18,7 @@
 #include "wire/dns.hpp"
 #include "wire/ethernet.hpp"
 #include "wire/icmp4.hpp"
+#include "wire/ipv6.hpp"
 #include "wire/udp.hpp"
 
 namespace usernet::gw {
@@ -120,6 +121,33 @@ std::vector<uint8_t> udp_frame(Ipv4 src, Ipv4 dst, uint16_t sport, uint16_t dpor
     return f;
 }
 
+// The same over IPv6.
+std::vector<uint8_t> udp6_frame(const wire::IpAddr& src, const wire::IpAddr& dst, uint16_t sport,
+                                uint16_t dport, const std::vector<uint8_t>& payload) {
+    std::vector<uint8_t> f(62 + payload.size());
+    wire::build_ethernet(f.data(), kGwMac, kGuestMac, wire::ethertype::ipv6);
+    std::memcpy(&f[62], payload.data(), payload.size());
+    wire::build_udp(&f[54], src, dst, sport, dport, payload.size());
+    wire::build_ipv6(&f[14], src, dst, wire::ipproto::udp, 8 + payload.size(), 64);
+    return f;
+}
+
+// The DNS payload of an IPv6 frame to guest from [fec0::3]:53, if f is one.
+std::optional<std::vector<uint8_t>> dns6_to_guest(const std::vector<uint8_t>& f,
+                                                  const wire::IpAddr& guest) {
+    auto eth = wire::EthernetView::parse(f);
+    if (!eth || eth->ethertype() != wire::ethertype::ipv6 || eth->dst() != kGuestMac)
+        return std::nullopt;
+    auto iph = wire::Ipv6View::parse(eth->payload());
+    if (!iph || iph->protocol() != wire::ipproto::udp ||
+        iph->src_addr() != *wire::IpAddr::parse("fec0::3") || iph->dst_addr() != guest)
+        return std::nullopt;
+    auto udp = wire::UdpView::parse(iph->payload());
+    if (!udp || udp->src_port() != 53 || !udp->checksum_ok(iph->src_addr(), iph->dst_addr()))
+        return std::nullopt;
+    return std::vector<uint8_t>(udp->payload().begin(), udp->payload().end());
+}
+
 // The DNS payload of a frame sent to the guest from 10.0.2.3:53.
 std::optional<std::vector<uint8_t>> dns_to_guest(const std::vector<uint8_t>& f,
                                                  uint16_t* dport = nullptr) {
@@ -141,14 +169,14 @@ struct DnsForwarderTest : ::testing::Test {
     GuestPort guest{1500};
     std::unique_ptr<Gateway> gw;
 
-    void start(std::vector<HostPort> upstreams, uint32_t mtu = 1500) {
+    void start(std::vector<HostPort> upstreams, uint32_t mtu = 1500, bool ipv6 = false) {
         guest.mtu_ = mtu;
         sw.attach(guest);
         NetConfig cfg;
         cfg.dns_upstreams = std::move(upstreams);
-        // The guest's frames are DNS replies only: no router advertisements
-        // a second in (IPv6 DNS goes through the NAT, nat_policy_test).
-        cfg.ipv6 = false;
+        // Unless a test asks for IPv6, the guest's frames are DNS replies
+        // only: no router advertisements a second in.
+        cfg.ipv6 = ipv6;
         gw = std::make_unique<Gateway>(loop, sw, cfg);
         // The guest's MAC and address become known (ARP for the gateway).
         gw->learn_neighbor(kGuest, kGuestMac, mtu);
@@ -192,6 +220,77 @@ TEST_F(DnsForwarderTest, DnsForwarder_RelaysQueryAndReplyRestoringTheGuestsId) {
     EXPECT_EQ(v->ancount(), 1);
     EXPECT_EQ(gw->dns().stats().replies, 1u);
     EXPECT_EQ(gw->dns().pending(), 0u);
+}
+
+// An IPv6 guest asks fec0::3, and the forwarder (not the NAT) takes the
+// query to an IPv4 upstream and the answer back over IPv6, cut with TC when
+// it exceeds the guest's MTU less 48 bytes of IPv6 and UDP headers.
+TEST_F(DnsForwarderTest, DnsForwarder_AnIpv6GuestAsksTheIpv6DnsAddress) {
+    Upstream up;
+    start({up.host_port()}, 1280, true);
+    const wire::IpAddr me = *wire::IpAddr::parse("fec0::5054:ff:fe12:3456");
+    const wire::IpAddr dns6 = *wire::IpAddr::parse("fec0::3");
+    auto run_until_dns6 = [&](int ms) -> std::optional<std::vector<uint8_t>> {
+        core::Millis end = core::monotonic_ms() + static_cast<core::Millis>(ms);
+        while (core::monotonic_ms() < end) {
+            loop.run_once(20);
+            for (auto& f : guest.frames)
+                if (auto r = dns6_to_guest(f, me)) {
+                    guest.frames.clear();
+                    return r;
+                }
+        }
+        return std::nullopt;
+    };
+    auto q = make_query(0x6666, "example.test");
+    sw.input(guest.id(), udp6_frame(me, dns6, 41666, 53, q));
+    sockaddr_in from{};
+    auto sent = up.recv(1000, &from);
+    ASSERT_TRUE(sent);
+    EXPECT_EQ(0, std::memcmp(sent->data() + 2, q.data() + 2, q.size() - 2));
+    EXPECT_NE(wire::load16(sent->data()), 0x6666) << "the guest's id went upstream";
+    up.send_to(make_answer(*sent, 2), from);
+    auto r = run_until_dns6(1000);
+    ASSERT_TRUE(r);
+    auto v = wire::DnsView::parse(*r);
+    EXPECT_EQ(v->id(), 0x6666);
+    EXPECT_EQ(v->ancount(), 2);
+    EXPECT_FALSE(v->tc());
+
+    // 80 A records (~1.3 KB) do not fit 1280 - 48: header and question, TC.
+    auto q2 = make_query(0x6667, "big.example.test");
+    sw.input(guest.id(), udp6_frame(me, dns6, 41667, 53, q2));
+    auto sent2 = up.recv(1000, &from);
+    ASSERT_TRUE(sent2);
+    auto big = make_answer(*sent2, 80);
+    ASSERT_GT(big.size(), 1280u - 48u);
+    up.send_to(big, from);
+    r = run_until_dns6(1000);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->size(), q2.size());
+    v = wire::DnsView::parse(*r);
+    EXPECT_EQ(v->id(), 0x6667);
+    EXPECT_TRUE(v->tc());
+    EXPECT_EQ(gw->dns().stats().replies, 2u);
+    EXPECT_EQ(gw->dns().stats().truncated, 1u);
+    // Another port of fec0::3 is not DNS: nothing reaches the upstream.
+    sw.input(guest.id(), udp6_frame(me, dns6, 41668, 5353, q));
+    EXPECT_FALSE(up.recv(100));
+}
+
+// With no upstream, an IPv6 guest gets REFUSED at once, from fec0::3.
+TEST_F(DnsForwarderTest, DnsForwarder_AnIpv6GuestWithoutUpstreamsGetsRefused) {
+    start({}, 1500, true);
+    const wire::IpAddr me = *wire::IpAddr::parse("fec0::5054:ff:fe12:3456");
+    sw.input(guest.id(), udp6_frame(me, *wire::IpAddr::parse("fec0::3"), 41666, 53,
+                                    make_query(0x5151, "example.test")));
+    std::optional<std::vector<uint8_t>> r;
+    for (auto& f : guest.frames)
+        if (!r) r = dns6_to_guest(f, me);
+    ASSERT_TRUE(r);
+    auto v = wire::DnsView::parse(*r);
+    EXPECT_EQ(v->id(), 0x5151);
+    EXPECT_EQ(v->rcode(), wire::dnsrcode::refused);
 }
 
 TEST_F(DnsForwarderTest, DnsForwarder_SilentUpstreamFailsOverToTheNextAfterTimeout) {

@@ -147,7 +147,8 @@ TEST(NatPolicy, NatPolicy_Ipv6ReachesTheHostsLoopbackOnlyThroughTheGateway) {
     auto gw6 = target("fec0::2");
     ASSERT_TRUE(gw6.ok());
     EXPECT_EQ(nat::from_sockaddr(gw6.addr), std::make_pair(v6("::1"), uint16_t{80}));
-    auto dns6 = target("fec0::3", 53, wire::ipproto::udp);
+    // DNS over TCP; UDP to fec0::3:53 is the forwarder's (dns_forwarder_test).
+    auto dns6 = target("fec0::3", 53, wire::ipproto::tcp);
     ASSERT_TRUE(dns6.ok());
     EXPECT_EQ(nat::from_sockaddr(dns6.addr), std::make_pair(v6("::1"), uint16_t{5353}));
     EXPECT_FALSE(target("fec0::3", 80).ok());  // the DNS address is DNS only
