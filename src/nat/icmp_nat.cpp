@@ -3,6 +3,7 @@
 
 #include <linux/errqueue.h>
 #include <linux/icmp.h>
+#include <netinet/icmp6.h>
 #include <spdlog/spdlog.h>
 #include <sys/epoll.h>
 #include <unistd.h>
@@ -207,7 +208,11 @@ struct IcmpNat::Flow final : FlowLru::Entry, core::IoHandler {
 struct IcmpNat::RawSock final : core::IoHandler {
     IcmpNat* nat = nullptr;
     int fd = -1;
-    void on_io(uint32_t) override { nat->raw_read(); }
+    bool v6 = false;
+    void on_io(uint32_t) override {
+        if (v6) nat->raw_read6();
+        else nat->raw_read();
+    }
 };
 
 size_t IcmpNat::KeyHash::operator()(const FlowKey& k) const noexcept {
@@ -248,10 +253,55 @@ IcmpNat::IcmpNat(Nat& nat)
 
 IcmpNat::~IcmpNat() {
     while (!flows_.empty()) destroy_flow(*flows_.begin()->second);
-    if (raw_) {
-        loop_.remove(raw_->fd, raw_.get());
-        close(raw_->fd);
+    for (auto* r : {&raw_, &raw6_}) {
+        if (!*r) continue;
+        loop_.remove((*r)->fd, r->get());
+        close((*r)->fd);
     }
+}
+
+// A raw ICMP socket of the family, filtered to echo replies and the errors
+// that may quote our requests, registered with the loop; null (errno set)
+// when it cannot be had.
+std::unique_ptr<IcmpNat::RawSock> IcmpNat::open_raw(int family) {
+    const bool v6 = family == AF_INET6;
+    int fd = socket(family, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                    v6 ? int{IPPROTO_ICMPV6} : int{IPPROTO_ICMP});
+    if (fd < 0) return nullptr;
+    int rc;
+    if (v6) {
+        icmp6_filter filter;
+        ICMP6_FILTER_SETBLOCKALL(&filter);
+        for (int t : {ICMP6_ECHO_REPLY, ICMP6_DST_UNREACH, ICMP6_PACKET_TOO_BIG,
+                      ICMP6_TIME_EXCEEDED, ICMP6_PARAM_PROB})
+            ICMP6_FILTER_SETPASS(t, &filter);
+        rc = setsockopt(fd, IPPROTO_ICMPV6, ICMP6_FILTER, &filter, sizeof filter);
+    } else {
+        icmp_filter filter{};
+        filter.data = ~((1u << ICMP_ECHOREPLY) | (1u << ICMP_DEST_UNREACH) |
+                        (1u << ICMP_TIME_EXCEEDED) | (1u << ICMP_PARAMETERPROB));
+        rc = setsockopt(fd, SOL_RAW, ICMP_FILTER, &filter, sizeof filter);
+    }
+    if (rc != 0) {
+        // Unfiltered, the socket would get every ICMP message of the host.
+        const int e = errno;
+        close(fd);
+        errno = e;
+        return nullptr;
+    }
+    auto raw = std::make_unique<RawSock>();
+    raw->nat = this;
+    raw->fd = fd;
+    raw->v6 = v6;
+    try {
+        loop_.add(fd, EPOLLIN, raw.get());
+    } catch (const std::system_error& e) {
+        close(fd);
+        spdlog::debug("icmp: {}", e.what());
+        errno = e.code().value();
+        return nullptr;
+    }
+    return raw;
 }
 
 // Chooses ping sockets, the raw fallback, or neither, once.
@@ -266,29 +316,19 @@ bool IcmpNat::decide_mode() {
     const int ping_err = errno;
     if (ping_err == EMFILE || ping_err == ENFILE || ping_err == ENOBUFS || ping_err == ENOMEM)
         return false;  // transient: decide later
-    int rfd = socket(AF_INET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_ICMP);
-    if (rfd >= 0) {
-        // Only echo replies and the errors that may quote our requests.
-        icmp_filter filter{};
-        filter.data = ~((1u << ICMP_ECHOREPLY) | (1u << ICMP_DEST_UNREACH) |
-                        (1u << ICMP_TIME_EXCEEDED) | (1u << ICMP_PARAMETERPROB));
-        setsockopt(rfd, SOL_RAW, ICMP_FILTER, &filter, sizeof filter);
-        auto raw = std::make_unique<RawSock>();
-        raw->nat = this;
-        raw->fd = rfd;
-        try {
-            loop_.add(rfd, EPOLLIN, raw.get());
-        } catch (const std::system_error& e) {
-            close(rfd);
-            spdlog::debug("icmp: {}", e.what());
-            return false;
-        }
+    if (auto raw = open_raw(AF_INET)) {
         raw_ = std::move(raw);
         mode_ = Mode::raw_socket;
+        raw6_ = open_raw(AF_INET6);
+        const int raw6_err = raw6_ ? 0 : errno;
         spdlog::info(
             "icmp: ICMP echo sockets not allowed ({}; net.ipv4.ping_group_range is "
-            "\"{}\"), using a raw socket",
+            "\"{}\"), using raw sockets",
             std::strerror(ping_err), ping_group_range());
+        if (!raw6_)
+            spdlog::warn("ping beyond the gateway over IPv6 is unavailable: no raw ICMPv6 "
+                         "socket ({})",
+                         std::strerror(raw6_err));
         return true;
     }
     const int raw_err = errno;
@@ -366,9 +406,7 @@ void IcmpNat::from_guest(const gw::GuestPacket& pkt) {
     }
     const sockaddr_storage* target = &t.addr;
     if (mode_ == Mode::undecided) decide_mode();
-    // ICMPv6 goes through echo sockets only (the raw fallback is IPv4's).
-    if (mode_ == Mode::unavailable || mode_ == Mode::undecided ||
-        (v6 && mode_ != Mode::ping_socket)) {
+    if (!can_echo(v6)) {
         stats_.dropped_unavailable++;
         return;
     }
@@ -387,9 +425,12 @@ void IcmpNat::from_guest(const gw::GuestPacket& pkt) {
             }
             std::memcpy(buf_.data(), msg.data(), msg.size());
             wire::store16(&buf_[4], f->raw_id);
-            wire::store16(&buf_[2], wire::csum_update16(csum, f->guest_id, f->raw_id));
-            sent =
-                send_datagram(raw_->fd, wire::Bytes(buf_.data(), msg.size()), f->target, pkt.ttl);
+            // ICMPv6: the kernel computes the checksum (its pseudo-header
+            // has addresses we do not choose).
+            wire::store16(&buf_[2],
+                          v6 ? 0 : wire::csum_update16(csum, f->guest_id, f->raw_id));
+            sent = send_datagram(v6 ? raw6_->fd : raw_->fd,
+                                 wire::Bytes(buf_.data(), msg.size()), f->target, pkt.ttl);
         }
         if (sent >= 0) break;
         const int err = errno;
@@ -614,6 +655,78 @@ void IcmpNat::raw_read() {
             raw_error(ip->src_addr(), icmp->type(), icmp->code(), icmp->rest(), icmp->payload());
         }
     }
+}
+
+void IcmpNat::raw_read6() {
+    for (int i = 0; i < kMaxReads; i++) {
+        // An ICMPv6 raw socket reads from the ICMPv6 header on, with the
+        // sender in the address; the kernel has checked the checksum.
+        sockaddr_in6 from{};
+        socklen_t flen = sizeof from;
+        ssize_t n = recvfrom(raw6_->fd, buf_.data(), buf_.size(), MSG_DONTWAIT,
+                             reinterpret_cast<sockaddr*>(&from), &flen);
+        if (n < 0) return;
+        auto icmp = wire::Icmp6View::parse(wire::Bytes(buf_.data(), static_cast<size_t>(n)));
+        if (!icmp || flen < sizeof from || from.sin6_family != AF_INET6) {
+            stats_.raw_ignored++;
+            continue;
+        }
+        const wire::IpAddr src =
+            wire::IpAddr::v6_from(reinterpret_cast<const uint8_t*>(&from.sin6_addr));
+        if (icmp->type() == wire::icmp6type::echo_reply) {
+            auto it = by_raw_id_.find(icmp->echo_id());
+            Flow* f = it == by_raw_id_.end() ? nullptr : it->second;
+            if (!f || f->guest.is_v4() || f->host_dst != src || !f->take_seq(icmp->echo_seq())) {
+                stats_.raw_ignored++;
+                continue;
+            }
+            deliver_reply(*f, icmp->echo_seq(), icmp->body());
+        } else if (wire::is_icmp6_error(icmp->type()) && n >= 8) {
+            // The error's second word (the MTU of packet too big), then
+            // the quoted packet.
+            raw_error6(src, icmp->type(), icmp->code(), wire::load32(&buf_[4]),
+                       icmp->message().subspan(8));
+        } else {
+            stats_.raw_ignored++;
+        }
+    }
+}
+
+// An ICMPv6 error on the raw socket: it must quote one of our echo
+// requests (an IPv6 header with no extension headers, as we sent it, and
+// the echo header), to the flow's destination with an outstanding sequence.
+void IcmpNat::raw_error6(const wire::IpAddr& from, uint8_t type, uint8_t code, uint32_t info,
+                         wire::Bytes quoted) {
+    constexpr size_t kIp6 = wire::kIpv6HeaderLen;
+    if (quoted.size() < kIp6 + wire::kIcmpHeaderLen || (quoted[0] >> 4) != 6 ||
+        quoted[6] != wire::ipproto::icmpv6 || quoted[kIp6] != wire::icmp6type::echo_request) {
+        stats_.raw_ignored++;
+        return;
+    }
+    const wire::IpAddr qdst = wire::IpAddr::v6_from(&quoted[24]);
+    const uint16_t id = wire::load16(&quoted[kIp6 + 4]);
+    const uint16_t seq = wire::load16(&quoted[kIp6 + 6]);
+    auto it = by_raw_id_.find(id);
+    Flow* f = it == by_raw_id_.end() ? nullptr : it->second;
+    if (!f || f->guest.is_v4() || f->host_dst != qdst || !f->has_seq(seq)) {
+        stats_.raw_ignored++;
+        return;
+    }
+    // Said the ICMPv4 way, as for a ping socket's queued error; send_error
+    // says it the ICMPv6 way again.
+    QueuedError qe;
+    qe.origin = SO_EE_ORIGIN_ICMP6;
+    qe.type = type;
+    qe.code = code;
+    qe.info = info;
+    std::optional<Icmp4Error> ie = icmp4_error_for(qe);
+    if (!ie) {
+        stats_.raw_ignored++;
+        return;
+    }
+    wire::IpAddr src = from == f->host_dst ? f->dst : nat_.guest_visible(from);
+    quote_error(*f, src, ie->type, ie->code, ie->rest, seq,
+                quoted.subspan(kIp6 + wire::kIcmpHeaderLen));
 }
 
 // An error on the raw socket: it quotes one of our echo requests or not.

@@ -33,12 +33,17 @@
 //   messages share, so a guest cannot make usernet flood it (RFC 1812
 //   4.3.2.8).
 //
-// ICMPv6 echo goes the same way through ICMPv6 echo sockets (the same
-// ping_group_range allows them); with the raw fallback, an IPv6 guest's
-// echo requests are dropped and counted (dropped_unavailable).
-// Not done: the raw fallback for ICMPv6; echo requests with a code other
-// than 0; ICMP messages from guests other than echo requests (errors a
-// guest sends are dropped and counted).
+// ICMPv6 echo goes the same way: through ICMPv6 echo sockets (the same
+// ping_group_range allows them), else through a second raw socket,
+// IPPROTO_ICMPV6, with the same rules (ICMP6_FILTER passes echo replies
+// and the errors, identifiers our own, a reply must match identifier,
+// source and an outstanding sequence number; an error must quote one of
+// our requests). The kernel fills an ICMPv6 raw socket's checksums both
+// ways (RFC 3542 3.1). A host without IPv6 has no such socket: then an
+// IPv6 guest's echo requests are dropped and counted (dropped_unavailable).
+// Not done: echo requests with a code other than 0; ICMP messages from
+// guests other than echo requests (errors a guest sends are dropped and
+// counted).
 #pragma once
 
 #include <netinet/in.h>
@@ -107,7 +112,7 @@ struct IcmpStats {
     uint64_t dropped_malformed = 0;  // short header
     uint64_t dropped_checksum = 0;
     uint64_t dropped_unsupported = 0;  // not an echo request (or code != 0)
-    uint64_t dropped_unavailable = 0;  // no ping or raw socket allowed
+    uint64_t dropped_unavailable = 0;  // no ping or raw socket allowed (for the family)
     uint64_t dropped_unreachable = 0;  // no host mapping for the destination
     uint64_t dropped_socket = 0;       // could not open a ping socket
     uint64_t dropped_send = 0;         // sendto() failed
@@ -174,10 +179,17 @@ private:
     void destroy_flow(Flow& f);
     void ping_read(Flow& f);
     void ping_errors(Flow& f);
+    std::unique_ptr<RawSock> open_raw(int family);
     void raw_read();
-    void raw_reply(wire::Bytes ip_packet);
+    void raw_read6();
     void raw_error(const wire::IpAddr& from, uint8_t type, uint8_t code, uint32_t rest,
                    wire::Bytes quoted);
+    void raw_error6(const wire::IpAddr& from, uint8_t type, uint8_t code, uint32_t info,
+                    wire::Bytes quoted);
+    // Whether echo requests of this family can go out now.
+    bool can_echo(bool v6) const {
+        return mode_ == Mode::ping_socket || (mode_ == Mode::raw_socket && (v6 ? raw6_ : raw_));
+    }
     void deliver_reply(Flow& f, uint16_t seq, wire::Bytes payload);
     void quote_error(Flow& f, const wire::IpAddr& from, uint8_t type, uint8_t code, uint32_t rest,
                      uint16_t seq, wire::Bytes echo_payload);
@@ -188,7 +200,8 @@ private:
     core::EventLoop& loop_;
     gw::Gateway& gw_;
     Mode mode_ = Mode::undecided;
-    std::unique_ptr<RawSock> raw_;
+    std::unique_ptr<RawSock> raw_;   // raw mode: IPPROTO_ICMP
+    std::unique_ptr<RawSock> raw6_;  // raw mode: IPPROTO_ICMPV6, if the host has IPv6
     std::unordered_map<FlowKey, std::unique_ptr<Flow>, KeyHash> flows_;
     std::unordered_map<uint16_t, Flow*> by_raw_id_;
     uint16_t next_raw_id_;

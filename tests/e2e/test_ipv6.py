@@ -173,14 +173,17 @@ class V6Lab:
 
 
 class Ipv6Test(unittest.TestCase):
-    def test_ping_through_the_nat(self):
+    def _ping_through_the_nat(self, ping_sockets):
         with netlab.Lab("ipv6") as lab:
-            def allow_ping_sockets(host):
+            def set_ping_group_range(host):
                 # New namespaces start with "1 0", which forbids ICMP echo
-                # sockets (IPv6's too) even to root; there is no raw
-                # fallback for ICMPv6.
-                host.run(["sysctl", "-qw", "net.ipv4.ping_group_range=0 2147483647"])
-            t = V6Lab(lab, before=allow_ping_sockets)
+                # sockets (IPv6's too) even to root: usernet falls back to
+                # raw sockets unless they are allowed.
+                if ping_sockets:
+                    host.run(["sysctl", "-qw", "net.ipv4.ping_group_range=0 2147483647"])
+                else:
+                    self.assertIn("1\t0", host.run(["sysctl", "-n", "net.ipv4.ping_group_range"]).stdout)
+            t = V6Lab(lab, before=set_ping_group_range)
             t.wait_slaac()
             for a in (REMOTE_ADDR6, GATEWAY6):
                 r = netlab.ping(t.guest, a, count=3)
@@ -188,7 +191,52 @@ class Ipv6Test(unittest.TestCase):
             # An address the host has no route to: an ICMPv6 error at once.
             r = netlab.ping(t.guest, "2001:db8:99::1", count=1, check=False)
             self.assertNotIn("1 packets received", r.stdout)
+            self._icmp6_trace(lab, t)
             lab.assert_alive(t.un)
+
+    def _icmp6_trace(self, lab, t):
+        """Echo requests with hop limits 1, 2 and 3 toward a namespace two
+        routers away: time exceeded from the gateway, then from the remote
+        router (an ICMPv6 error the host's socket got, quoting our request),
+        then the reply."""
+        far = lab.netns("far")
+        rn, fn = lab.veth(t.remote, far)
+        t.remote.run(["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"])
+        for ns, dev, addr in ((t.remote, rn, "2001:db8:2::1/64"), (far, fn, "2001:db8:2::2/64")):
+            ns.run(["ip", "-6", "addr", "add", addr, "dev", dev, "nodad"])
+        far.run(["ip", "-6", "route", "add", "default", "via", "2001:db8:2::1"])
+        t.host.run(["ip", "-6", "route", "add", "2001:db8:2::/64", "via", REMOTE_ADDR6])
+        code = r"""
+import socket, struct, select, time
+s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+for hl in (1, 2, 3):
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, hl)
+    s.sendto(struct.pack("!BBHHH", 128, 0, 0, 0x4242, hl) + b"hello!", ("2001:db8:2::2", 0))
+    end = time.time() + 3
+    got = "nothing"
+    while time.time() < end:
+        if not select.select([s], [], [], 0.2)[0]: continue
+        p, a = s.recvfrom(2000)
+        t, c = p[0], p[1]
+        if t == 129:
+            qid, qseq = struct.unpack("!HH", p[4:8])
+        elif t in (1, 3) and len(p) >= 56 and p[48] == 128:
+            qid, qseq = struct.unpack("!HH", p[52:56])
+        else:
+            continue
+        got = "type %d code %d from %s id %x seq %d" % (t, c, a[0], qid, qseq); break
+    print("hl", hl, got, flush=True)
+"""
+        r = t.guest.py(code, check=False, timeout=30)
+        self.assertIn("hl 1 type 3 code 0 from %s id 4242 seq 1" % GATEWAY6, r.stdout, r.stderr)
+        self.assertIn("hl 2 type 3 code 0 from %s id 4242 seq 2" % REMOTE_ADDR6, r.stdout, r.stderr)
+        self.assertIn("hl 3 type 129 code 0 from 2001:db8:2::2 id 4242 seq 3", r.stdout, r.stderr)
+
+    def test_ping_through_the_nat_with_ping_sockets(self):
+        self._ping_through_the_nat(ping_sockets=True)
+
+    def test_ping_through_the_nat_with_the_raw_socket_fallback(self):
+        self._ping_through_the_nat(ping_sockets=False)
 
     def test_slaac_router_advertisement_and_ping(self):
         with netlab.Lab("ipv6") as lab:

@@ -6,9 +6,9 @@
 // opened to every group for ping sockets, or left at a new namespace's
 // "1 0", which refuses ping sockets even to root, for the raw fallback),
 // so as root both modes are always tested, whatever the host's settings.
-// The destination pinged is 192.0.2.1 (kLocalDst) on that namespace's lo:
-// an address of this machine outside the loopback range, which guests may
-// not reach. Without the privilege to make a namespace the echo tests skip
+// The destination pinged is 192.0.2.1 (kLocalDst), or 2001:db8:ffff::1
+// over IPv6, on that namespace's lo: an address of this machine outside the
+// loopback range, which guests may not reach. Without the privilege to make a namespace the echo tests skip
 // -- except under CI (CI=true), where the tests run as root and a skip is
 // a failure. A reply that does not come is always a failure, never a skip.
 #include "nat/icmp_nat.hpp"
@@ -83,8 +83,9 @@ public:
                 why_ = std::string("cannot bring lo up: ") + std::strerror(errno);
                 return;
             }
-            if (std::system("ip addr add 192.0.2.1/32 dev lo") != 0) {
-                why_ = "cannot add 192.0.2.1 to lo (ip addr add)";
+            if (std::system("ip addr add 192.0.2.1/32 dev lo") != 0 ||
+                std::system("ip -6 addr add 2001:db8:ffff::1/128 dev lo") != 0) {
+                why_ = "cannot add 192.0.2.1 and 2001:db8:ffff::1 to lo (ip addr add)";
                 return;
             }
             std::ofstream f("/proc/sys/net/ipv4/ping_group_range");
@@ -187,6 +188,86 @@ TEST_P(IcmpEcho, IcmpNat_TwoGuestsWithTheSameIdentifierGetTheirOwnReplies) {
     EXPECT_EQ(frames[0].dst, kGuestIp);
     EXPECT_EQ(frames[1].dst, other);
     for (auto& f : frames) EXPECT_EQ(wire::Icmp4View::parse(f.l4)->echo_id(), 1);
+}
+
+// --- ICMPv6 echo, through an ICMPv6 echo socket or the raw fallback ---
+
+const wire::IpAddr kGuest6 = *wire::IpAddr::parse("fec0::5054:ff:fe12:3456");
+const wire::IpAddr kLocalDst6 = *wire::IpAddr::parse("2001:db8:ffff::1");
+
+[[gnu::noinline]] std::vector<uint8_t> echo6_frame(const wire::IpAddr& src,
+                                                   const wire::IpAddr& dst, uint16_t id,
+                                                   uint16_t seq, size_t len,
+                                                   uint8_t hop_limit = 64) {
+    std::vector<uint8_t> f(14 + 40 + 8 + len);
+    wire::build_ethernet(f.data(), wire::MacAddr{{0x52, 0x55, 10, 0, 2, 2}}, kGuestMac,
+                         wire::ethertype::ipv6);
+    uint8_t* m = f.data() + 54;
+    m[0] = wire::icmp6type::echo_request;
+    wire::store32(m + 4, (uint32_t{id} << 16) | seq);
+    for (size_t i = 0; i < len; i++) m[8 + i] = static_cast<uint8_t>(i * 5);
+    wire::finish_icmp6(m, 8 + len, src, dst);
+    wire::build_ipv6(f.data() + 14, src, dst, wire::ipproto::icmpv6, 8 + len, hop_limit);
+    return f;
+}
+
+// The ICMPv6 messages sent to guest so far, with their source.
+std::vector<std::pair<wire::IpAddr, std::vector<uint8_t>>> icmp6_to(const NatHarness& h,
+                                                                    const wire::IpAddr& guest) {
+    std::vector<std::pair<wire::IpAddr, std::vector<uint8_t>>> out;
+    for (const auto& f : h.guest.frames) {
+        auto eth = wire::EthernetView::parse(f);
+        if (!eth || eth->ethertype() != wire::ethertype::ipv6) continue;
+        auto ip = wire::Ipv6View::parse(eth->payload());
+        if (!ip || ip->protocol() != wire::ipproto::icmpv6 || ip->dst_addr() != guest) continue;
+        auto icmp = wire::Icmp6View::parse(ip->payload());
+        if (!icmp || !icmp->checksum_ok(ip->src_addr(), guest) ||
+            icmp->type() == wire::icmp6type::router_advert)
+            continue;
+        out.emplace_back(ip->src_addr(),
+                         std::vector<uint8_t>(ip->payload().begin(), ip->payload().end()));
+    }
+    return out;
+}
+
+TEST_P(IcmpEcho, IcmpNat_Ipv6EchoIsAnsweredWithTheGuestsIdentifierAndSequence) {
+    ENTER_ECHO_MODE(ns);
+    NatHarness h;
+    for (uint16_t seq = 1; seq <= 2; seq++) {
+        h.guest.frames.clear();
+        h.input(echo6_frame(kGuest6, kLocalDst6, 0x4321, seq, 48));
+        ASSERT_TRUE(h.run_until([&] { return !icmp6_to(h, kGuest6).empty(); }))
+            << "echo reply lost";
+        auto got = icmp6_to(h, kGuest6);
+        ASSERT_EQ(got.size(), 1u);
+        EXPECT_EQ(got[0].first, kLocalDst6);  // from the address the guest pinged
+        auto icmp = wire::Icmp6View::parse(got[0].second);
+        EXPECT_EQ(icmp->type(), wire::icmp6type::echo_reply);
+        EXPECT_EQ(icmp->echo_id(), 0x4321);
+        EXPECT_EQ(icmp->echo_seq(), seq);
+        ASSERT_EQ(icmp->body().size(), 48u);
+        for (size_t i = 0; i < 48; i++) EXPECT_EQ(icmp->body()[i], static_cast<uint8_t>(i * 5));
+    }
+    EXPECT_EQ(h.nat->icmp().mode(), GetParam());
+    EXPECT_EQ(h.nat->icmp().flow_count(), 1u);
+    EXPECT_EQ(h.nat->icmp().stats().echo_replies, 2u);
+    EXPECT_EQ(h.nat->icmp().stats().dropped_unavailable, 0u);
+}
+
+// IPv4 and IPv6 echo flows share the host-side identifiers of the raw
+// fallback: each gets its own reply.
+TEST_P(IcmpEcho, IcmpNat_Ipv4AndIpv6EchoSideBySide) {
+    ENTER_ECHO_MODE(ns);
+    NatHarness h;
+    for (uint16_t seq = 1; seq <= 3; seq++) {
+        ASSERT_TRUE(ping(h, kGuestIp, kLocalDst, 7, seq)) << "IPv4 echo reply lost";
+        h.input(echo6_frame(kGuest6, kLocalDst6, 7, seq, 8));
+        ASSERT_TRUE(h.run_until([&] { return icmp6_to(h, kGuest6).size() == seq; }))
+            << "IPv6 echo reply lost";
+    }
+    EXPECT_EQ(h.nat->icmp().flow_count(), 2u);
+    EXPECT_EQ(h.nat->icmp().stats().echo_replies, 6u);
+    EXPECT_EQ(h.nat->icmp().stats().raw_ignored, 0u);
 }
 
 TEST(IcmpNat, IcmpNat_BadChecksumAndOtherTypesAreDropped) {
