@@ -9,7 +9,9 @@
 #include "wire/arp.hpp"
 #include "wire/dhcp4.hpp"
 #include "wire/ethernet.hpp"
+#include "wire/icmp6.hpp"
 #include "wire/ipv4.hpp"
+#include "wire/ipv6.hpp"
 #include "wire/udp.hpp"
 
 namespace usernet::ports {
@@ -45,6 +47,10 @@ void MacTranslator::plan(wire::Bytes frame, bool outbound, const wire::MacAddr& 
         }
         return;
     }
+    if (eth->ethertype() == wire::ethertype::ipv6) {
+        plan_ndp(frame, *eth, from, off, p);
+        return;
+    }
     if (eth->ethertype() != wire::ethertype::ipv4) return;
     auto ip = wire::Ipv4View::parse(eth->payload());
     if (!ip || ip->protocol() != wire::ipproto::udp || ip->is_fragment()) return;
@@ -75,18 +81,49 @@ void MacTranslator::plan(wire::Bytes frame, bool outbound, const wire::MacAddr& 
     p.dhcp = true;
     // A checksum of zero means none; a partial one is completed later over
     // the bytes as they will be.
-    if (udp->checksum() != 0 && !off.csum_partial) p.udp = udp_off;
+    if (udp->checksum() != 0 && !off.csum_partial) {
+        p.l4 = udp_off;
+        p.csum = udp_off + 6;
+    }
+}
+
+void MacTranslator::plan_ndp(wire::Bytes frame, const wire::EthernetView& eth,
+                             const wire::MacAddr& from, const wire::Offload& off, Plan& p) {
+    auto ip = wire::Ipv6View::parse(eth.payload());
+    if (!ip || ip->protocol() != wire::ipproto::icmpv6 || ip->is_fragment()) return;
+    auto icmp = wire::Icmp6View::parse(ip->payload());
+    if (!icmp) return;
+    const uint8_t type = icmp->type();
+    if (type < wire::icmp6type::router_solicit || type > wire::icmp6type::redirect) return;
+    // Every option's length checked before the walk below relies on it.
+    const wire::Bytes opts = icmp->body();
+    if (!wire::NdpOptions::parse(opts)) return;
+    const size_t opts_off = static_cast<size_t>(opts.data() - frame.data());
+    size_t before = p.n_fields;
+    for (size_t i = 0; i < opts.size() && p.n_fields - before < kMaxLinkLayerOptions;) {
+        const size_t len = size_t{opts[i + 1]} * 8;
+        if ((opts[i] == wire::ndopt::source_lla || opts[i] == wire::ndopt::target_lla) &&
+            len == 8 && same_mac(&opts[i + 2], from))
+            p.add(opts_off + i + 2);
+        i += len;
+    }
+    if (p.n_fields == before) return;
+    p.ndp = true;
+    if (off.csum_partial) return;  // completed later over the new bytes
+    p.l4 = static_cast<size_t>(icmp->message().data() - frame.data());
+    p.csum = p.l4 + 2;
 }
 
 void MacTranslator::apply(uint8_t* buf, const Plan& p, const wire::MacAddr& to) {
     // RFC 1624 eqn. 3 (HC' = ~(~HC + ~m + m')), a byte at a time: a byte at
-    // an even offset from the UDP header is the high half of its word.
-    uint32_t acc = p.udp ? static_cast<uint16_t>(~wire::load16(buf + p.udp + 6)) : 0;
+    // an even offset from the UDP or ICMPv6 header is the high half of its
+    // word.
+    uint32_t acc = p.l4 ? static_cast<uint16_t>(~wire::load16(buf + p.csum)) : 0;
     for (size_t f = 0; f < p.n_fields; f++) {
         uint8_t* field = buf + p.fields[f];
-        if (p.udp && p.fields[f] > p.udp) {
+        if (p.l4 && p.fields[f] > p.l4) {
             for (size_t i = 0; i < 6; i++) {
-                bool high = ((p.fields[f] + i - p.udp) & 1) == 0;
+                bool high = ((p.fields[f] + i - p.l4) & 1) == 0;
                 uint32_t old_w = high ? uint32_t{field[i]} << 8 : field[i];
                 uint32_t new_w = high ? uint32_t{to.b[i]} << 8 : to.b[i];
                 acc += (0xffffu - old_w) + new_w;
@@ -94,10 +131,12 @@ void MacTranslator::apply(uint8_t* buf, const Plan& p, const wire::MacAddr& to) 
         }
         to.store(field);
     }
-    if (!p.udp) return;
+    if (!p.l4) return;
     while (acc >> 16) acc = (acc & 0xffff) + (acc >> 16);
+    // 0xffff for a zero result: UDP's "no checksum" is 0, and to ICMPv6
+    // both mean the same one's complement zero.
     uint16_t c = static_cast<uint16_t>(~acc);
-    wire::store16(buf + p.udp + 6, c == 0 ? 0xffff : c);
+    wire::store16(buf + p.csum, c == 0 ? 0xffff : c);
 }
 
 MacTranslator::Learned MacTranslator::to_lan(wire::MutBytes frame, const wire::Offload& off) {
@@ -121,6 +160,7 @@ MacTranslator::Learned MacTranslator::to_lan(wire::MutBytes frame, const wire::O
     stats_.to_lan++;
     stats_.arp += p.arp;
     stats_.dhcp += p.dhcp;
+    stats_.ndp += p.ndp;
     return learned;
 }
 
@@ -136,7 +176,7 @@ MacTranslator::Out MacTranslator::to_guest(wire::Bytes frame, const wire::Offloa
         fit.end = 0;
         for (size_t f = 0; f < p.n_fields; f++)
             if (p.fields[f] + 6 <= kHeadCapacity) fit.add(p.fields[f]);
-        fit.end = std::max(fit.end, fit.udp ? fit.udp + 8 : 0);
+        fit.end = std::max(fit.end, fit.l4 ? fit.csum + 2 : 0);
         p = fit;
         stats_.dhcp_too_long++;
     }
@@ -145,6 +185,7 @@ MacTranslator::Out MacTranslator::to_guest(wire::Bytes frame, const wire::Offloa
     stats_.to_guest++;
     stats_.arp += p.arp;
     stats_.dhcp += p.dhcp;
+    stats_.ndp += p.ndp;
     return {wire::Bytes(head_.data(), p.end), frame.subspan(p.end)};
 }
 

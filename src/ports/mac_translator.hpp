@@ -11,24 +11,29 @@
 // one MAC. With translation the LAN, the switch, the lease table and the
 // guard only ever see the fixed MAC.
 //
-// What is rewritten (IPv4 over Ethernet, with or without one 802.1Q tag):
+// What is rewritten (IPv4 and IPv6 over Ethernet, with or without one
+// 802.1Q tag):
 //   guest -> LAN (to_lan, in place, in the port's own receive buffer):
 //     Ethernet source; ARP sender (and a target equal to the frame's
 //     source, as gratuitous ARP has it) hardware address; in a BOOTREQUEST
 //     to UDP port 67, chaddr and every client identifier (option 61) of
-//     type 1 whose address is the frame's source. The frame's source is
+//     type 1 whose address is the frame's source; in a neighbor discovery
+//     message (router and neighbor solicitation and advertisement,
+//     redirect), every source or target link-layer address option that
+//     holds the frame's source (RFC 4861 4.6.1). The frame's source is
 //     remembered as the guest's MAC (the latest one wins).
 //   LAN -> guest (to_guest, on a copy of the frame's head):
 //     Ethernet destination equal to the LAN MAC; ARP target hardware
 //     address equal to it; in a BOOTREPLY from UDP port 67, chaddr and
-//     type-1 client identifiers equal to it. Broadcasts and frames for
-//     other MACs pass unchanged, except for those DHCP and ARP fields.
-// The UDP checksum follows each change (RFC 1624 incremental update, byte
-// by byte so odd offsets in the options are right); a zero checksum
-// ("none") stays zero and a partial one (checksum offload: the field holds
-// only the pseudo-header sum, completed later over the new bytes) is left
-// alone. IPv4 fragments and anything that does not parse are not touched
-// beyond the Ethernet header.
+//     type-1 client identifiers equal to it; link-layer address options
+//     equal to it. Broadcasts and frames for other MACs pass unchanged,
+//     except for those DHCP, ARP and neighbor discovery fields.
+// The UDP or ICMPv6 checksum follows each change (RFC 1624 incremental
+// update, byte by byte so odd offsets in the options are right); a zero
+// UDP checksum ("none") stays zero and a partial one (checksum offload:
+// the field holds only the pseudo-header sum, completed later over the new
+// bytes) is left alone. Fragments and anything that does not parse are not
+// touched beyond the Ethernet header.
 //
 // Bounds: every field is reached through the checked views of wire/
 // (Ethernet, ARP, IPv4, UDP, DHCPv4 and its option walk, which honours
@@ -40,12 +45,15 @@
 // whose last field to rewrite lies beyond kHeadCapacity (no real server
 // sends one) gets only its Ethernet and chaddr fields translated, counted.
 //
-// Not translated: IPv6 (neighbour discovery link-layer options, SLAAC
-// addresses derived from the MAC), DHCPv6, other protocols carrying MACs.
+// Not translated: SLAAC addresses derived from the MAC (they are only
+// addresses; the LAN binds them to the LAN MAC), DHCPv6's DUIDs (the
+// server binds by DUID and attachment, not by MAC), other protocols
+// carrying MACs.
 // One guest MAC per attachment: a guest bridging several MACs behind its
 // port would have them all folded onto the LAN MAC.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cstddef>
 #include <cstdint>
@@ -56,6 +64,7 @@
 #include "switch/port.hpp"
 #include "wire/addr.hpp"
 #include "wire/bytes.hpp"
+#include "wire/ethernet.hpp"
 #include "wire/offload.hpp"
 
 namespace usernet::ports {
@@ -65,6 +74,7 @@ struct MacTranslatorStats {
     uint64_t to_guest = 0;          // frames toward the guest rewritten
     uint64_t arp = 0;               // ARP hardware addresses rewritten (both ways)
     uint64_t dhcp = 0;              // DHCP messages rewritten (both ways)
+    uint64_t ndp = 0;               // neighbor discovery messages rewritten (both ways)
     uint64_t dhcp_too_long = 0;     // replies only partly translated (head too long)
     uint64_t guest_mac_changes = 0; // the guest's MAC changed (after the first)
 };
@@ -75,6 +85,7 @@ public:
     // a DHCP message of an Ethernet MTU, with room to spare.
     static constexpr size_t kHeadCapacity = 2048;
     static constexpr size_t kMaxClientIds = 4;
+    static constexpr size_t kMaxLinkLayerOptions = 4;  // per neighbor discovery message
 
     // lan_mac must be a unicast, non-zero address (checked by the caller).
     explicit MacTranslator(const wire::MacAddr& lan_mac) : lan_mac_(lan_mac) {}
@@ -104,14 +115,17 @@ public:
 
 private:
     // Where a frame's MAC fields are: offsets from the frame's start of
-    // each 6-byte field to replace, and the UDP checksum to keep right.
+    // each 6-byte field to replace, and the UDP or ICMPv6 checksum to keep
+    // right.
     struct Plan {
-        std::array<size_t, 3 + kMaxClientIds> fields{};
+        std::array<size_t, 3 + std::max(kMaxClientIds, kMaxLinkLayerOptions)> fields{};
         size_t n_fields = 0;
-        size_t udp = 0;          // UDP header offset (0: no checksum to fix)
+        size_t l4 = 0;           // UDP or ICMPv6 header offset (0: no checksum to fix)
+        size_t csum = 0;         // its checksum field's offset
         size_t end = 0;          // one past the last byte to rewrite
         bool arp = false;
         bool dhcp = false;
+        bool ndp = false;
         void add(size_t off) {
             fields[n_fields++] = off;
             end = off + 6 > end ? off + 6 : end;
@@ -121,6 +135,10 @@ private:
     // or in. eth_field is 6 (source) or 0 (destination).
     static void plan(wire::Bytes frame, bool outbound, const wire::MacAddr& from,
                      const wire::Offload& off, Plan& p);
+    // The link-layer address options holding `from` in an IPv6 neighbor
+    // discovery message.
+    static void plan_ndp(wire::Bytes frame, const wire::EthernetView& eth,
+                         const wire::MacAddr& from, const wire::Offload& off, Plan& p);
     // Writes `to` over every planned field of buf and fixes the checksum.
     static void apply(uint8_t* buf, const Plan& p, const wire::MacAddr& to);
 

@@ -7,6 +7,7 @@ gateway's source guard binds its lease to the old MAC).  The capture of the
 LAN shows neither of the guest's own MACs."""
 
 import os
+import re
 import struct
 import sys
 import unittest
@@ -14,7 +15,7 @@ import unittest
 sys.dont_write_bytecode = True  # keep the source tree clean
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import netlab  # noqa: E402
-from netlab import GATEWAY  # noqa: E402
+from netlab import GATEWAY, GATEWAY6  # noqa: E402
 
 netlab.require_basics()
 netlab.require_tools("udhcpc")
@@ -84,6 +85,41 @@ class MacTranslationTest(unittest.TestCase):
             self.assertIn(LAN_MAC, macs)
             self.assertNotIn(OLD_MAC, macs, "the LAN saw the guest's first MAC")
             self.assertNotIn(NEW_MAC, macs, "the LAN saw the guest's second MAC")
+
+    def test_ipv6_neighbor_discovery_is_translated(self):
+        """The guest's router and neighbor solicitations carry its own MAC in
+        their link-layer address options; translated, they say LAN_MAC, so
+        the gateway's source guard takes them, SLAAC works, and ping6 keeps
+        working after the guest's MAC changes. No byte of the LAN capture
+        holds either of the guest's MACs."""
+        with netlab.Lab("mactr6") as lab:
+            host = lab.netns("host")
+            guest = lab.netns("guest")
+            pcap = lab.path("lan.pcap")
+            un = lab.usernet(host, ["--netns", guest.path + ",mac=" + LAN_MAC, "--pcap", pcap],
+                             wait=[("link", guest, "tap0")])
+            guest.run(["ip", "link", "set", "tap0", "down"])
+            guest.run(["ip", "link", "set", "tap0", "address", OLD_MAC])
+            guest.run(["ip", "link", "set", "tap0", "up"])
+
+            def slaac():
+                out = guest.run(["ip", "-6", "addr", "show", "dev", "tap0"]).stdout
+                return re.search(r"inet6 fec0:[0-9a-f:]+/64 scope site dynamic(?![^\n]*tentative)", out)
+            netlab.wait_for(slaac, 20, what="an address from SLAAC through the translation")
+            r = netlab.ping(guest, GATEWAY6, count=2)
+            self.assertIn("2 packets received", r.stdout)
+            guest.run(["ip", "link", "set", "tap0", "address", NEW_MAC])
+            guest.run(["ip", "-6", "neigh", "flush", "dev", "tap0"])
+            r = netlab.ping(guest, GATEWAY6, count=2)
+            self.assertIn("2 packets received", r.stdout)
+            lab.assert_alive(un)
+            un.stop()
+            with open(pcap, "rb") as f:
+                data = f.read()
+            self.assertIn(bytes.fromhex(LAN_MAC.replace(":", "")), data)
+            for mac in (OLD_MAC, NEW_MAC):
+                self.assertNotIn(bytes.fromhex(mac.replace(":", "")), data,
+                                 "the LAN saw the guest's MAC " + mac)
 
     def test_without_translation_the_guest_loses_its_network(self):
         with netlab.Lab("mactr") as lab:

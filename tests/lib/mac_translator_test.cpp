@@ -11,11 +11,14 @@
 #include <vector>
 
 #include "../unit/captured_frames.hpp"
+#include "../unit/captured_frames6.hpp"
 #include "wire/arp.hpp"
 #include "wire/checksum.hpp"
 #include "wire/dhcp4.hpp"
 #include "wire/ethernet.hpp"
+#include "wire/icmp6.hpp"
 #include "wire/ipv4.hpp"
+#include "wire/ipv6.hpp"
 #include "wire/udp.hpp"
 
 namespace usernet::ports {
@@ -72,6 +75,70 @@ Frame replaced(Frame f, const wire::MacAddr& from, const wire::MacAddr& to) {
         }
     }
     return f;
+}
+
+// The guest of captured_frames6.hpp (a Linux 6.1 namespace guest).
+const wire::MacAddr kGuest6{{0x92, 0x5a, 0x6a, 0x71, 0x2b, 0xbe}};
+
+// As replaced(), for an untagged IPv6 frame carrying ICMPv6: every 6-byte
+// occurrence of `from` becomes `to`, the ICMPv6 checksum recomputed.
+Frame replaced6(Frame f, const wire::MacAddr& from, const wire::MacAddr& to) {
+    for (size_t i = 0; i + 6 <= f.size(); i++)
+        if (std::memcmp(&f[i], from.b.data(), 6) == 0) to.store(&f[i]);
+    auto ip = wire::Ipv6View::parse(wire::EthernetView::parse(f)->payload());
+    const size_t l4 = static_cast<size_t>(ip->payload().data() - f.data());
+    wire::finish_icmp6(&f[l4], ip->payload().size(), ip->src_addr(), ip->dst_addr());
+    return f;
+}
+
+bool icmp6_checksum_ok(const Frame& f) {
+    auto ip = wire::Ipv6View::parse(wire::EthernetView::parse(f)->payload());
+    auto icmp = wire::Icmp6View::parse(ip->payload());
+    return icmp && icmp->checksum_ok(ip->src_addr(), ip->dst_addr());
+}
+
+TEST(MacTranslator, NeighborDiscoveryLinkLayerOptionsSayTheLanMac) {
+    for (const Frame& captured : {frame(td::kRouterSolicit), frame(td::kNsForGateway)}) {
+        MacTranslator x(kLan);
+        Frame f = captured;
+        x.to_lan(f);
+        // Ethernet source and the source link-layer address option, with
+        // the checksum a full recomputation gives.
+        EXPECT_EQ(f, replaced6(captured, kGuest6, kLan));
+        EXPECT_TRUE(icmp6_checksum_ok(f));
+        auto ip = wire::Ipv6View::parse(wire::EthernetView::parse(f)->payload());
+        auto icmp = wire::Icmp6View::parse(ip->payload());
+        EXPECT_EQ(*wire::NdpOptions::parse(icmp->body())->lla(wire::ndopt::source_lla), kLan);
+        EXPECT_EQ(x.stats().ndp, 1u);
+        // The way back: an option holding the LAN MAC says the guest's.
+        Frame back = joined(x.to_guest(f));
+        Frame want = replaced6(f, kLan, kGuest6);
+        std::copy(f.begin(), f.begin() + 12, want.begin());  // its Ethernet source stays
+        EXPECT_EQ(back, want);
+        EXPECT_TRUE(icmp6_checksum_ok(back));
+    }
+}
+
+TEST(MacTranslator, NeighborDiscoveryWithoutItsMacAndOtherIpv6AreNotTouched) {
+    MacTranslator x(kLan);
+    // Duplicate address detection has no link-layer option; an echo
+    // request none either: only the Ethernet source changes.
+    for (const Frame& captured : {frame(td::kNsDad), frame(td::kEcho6Request),
+                                  frame(td::kMld2ReportUnspecified)}) {
+        Frame f = captured;
+        x.to_lan(f);
+        Frame want = captured;
+        kLan.store(&want[6]);
+        EXPECT_EQ(f, want);
+    }
+    EXPECT_EQ(x.stats().ndp, 0u);
+    // An option holding another MAC is left alone.
+    Frame ns = frame(td::kNsForGateway);
+    kOther.store(&ns[ns.size() - 6]);
+    Frame f = ns;
+    x.to_lan(f);
+    EXPECT_EQ(wire::MacAddr::from(&f[f.size() - 6]), kOther);
+    EXPECT_EQ(x.stats().ndp, 0u);
 }
 
 TEST(MacTranslator, UdhcpcDiscoverLeavesTheGuestWithTheLanMacEverywhere) {
@@ -251,7 +318,9 @@ TEST(MacTranslator, VlanTaggedDhcpIsTranslated) {
 
 TEST(MacTranslator, EveryTruncationIsSafeAndNeverTouchesBytesBeyondIt) {
     for (const Frame& full : {frame(td::kDhcpDiscoverUdhcpc), frame(td::kArpRequest),
-                              replaced(frame(td::kDhcpAckDnsmasq), kGuest, kLan)}) {
+                              replaced(frame(td::kDhcpAckDnsmasq), kGuest, kLan),
+                              replaced6(frame(td::kNsForGateway), kGuest6, kGuest),
+                              replaced6(frame(td::kNsForGateway), kGuest6, kLan)}) {
         for (size_t n = 0; n <= full.size(); n++) {
             MacTranslator x(kLan);
             Frame learn = frame(td::kArpRequest);
