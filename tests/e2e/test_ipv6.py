@@ -516,6 +516,49 @@ for hl in (1, 2, 3):
             self.assertEqual(len(re.findall(r"\sAAAA\s+2001:db8::", r.stdout)), 59, r.stdout)
             lab.assert_alive(t.un)
 
+    def test_happy_eyeballs_through_both_families(self):
+        """A dual-stack guest resolving through fec0::3 names with an A and
+        an AAAA record: curl gets through whichever family works, without
+        waiting for the other to time out (an unroutable address of the
+        other family fails at once). With both working, glibc orders the
+        answers by RFC 6724: a site-local fec0:: source does not match a
+        global IPv6 destination's label and an IPv4 one does, so IPv4 comes
+        first, as it would for a QEMU guest."""
+        with netlab.Lab("ipv6") as lab:
+            port = netlab.free_port()
+
+            def resolver(host):
+                argv = ["dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--no-resolv",
+                        "--no-hosts", "--bind-interfaces", "--listen-address=::1",
+                        "--port=%d" % port, "--pid-file=", "--user=root",
+                        # 203.0.113.9 and 2001:db8:99::1: the host has no route there.
+                        "--address=/v6works.test/%s" % REMOTE_ADDR6, "--address=/v6works.test/203.0.113.9",
+                        "--address=/v4works.test/%s" % REMOTE_ADDR, "--address=/v4works.test/2001:db8:99::1",
+                        "--address=/both.test/%s" % REMOTE_ADDR6, "--address=/both.test/%s" % REMOTE_ADDR]
+                p = host.popen(argv, name="dnsmasq")
+
+                def up():
+                    if p.poll() is not None:
+                        raise AssertionError("dnsmasq died:\n" + p.describe())
+                    return "::1" in host.run(["ss", "-lunH", "sport = :%d" % port], check=False).stdout
+                netlab.wait_for(up, 10, what="dnsmasq listening")
+
+            t = V6Lab(lab, extra=["--dns-upstream", "[::1]:%d" % port], before=resolver)
+            t.guest.resolv_conf("nameserver %s\n" % DNS6)
+            t.wait_slaac()
+            lab.make_file(4096, "f.bin")
+            srv = t.remote.server("http", "--bind", "::", "--dir", lab.dir)
+            for name, want in (("v6works.test", REMOTE_ADDR6), ("v4works.test", REMOTE_ADDR),
+                               ("both.test", REMOTE_ADDR)):
+                r = netlab.curl(t.guest, ["--max-time", "20", "-o", "/dev/null", "-w",
+                                          "%{remote_ip} %{time_total}",
+                                          "http://%s:%d/f.bin" % (name, srv.port)], timeout=30)
+                got, seconds = r.stdout.split()
+                self.assertEqual(got, want, name)
+                # Not by a timeout: a SYN retry alone would take a second.
+                self.assertLess(float(seconds), 1.0, name)
+            lab.assert_alive(t.un)
+
     def test_no_ipv6_turns_it_off(self):
         with netlab.Lab("ipv6") as lab:
             t = V6Lab(lab, extra=["--no-ipv6"], remote=False)
