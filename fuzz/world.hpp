@@ -395,6 +395,7 @@ struct WorldOptions {
     bool forwards = true;
     bool nat = true;
     bool second_upstream = false;  // 127.0.0.2, where nobody answers
+    std::string tftp_root;         // --tftp, empty: none
 };
 
 struct World {
@@ -408,6 +409,7 @@ struct World {
     explicit World(const WorldOptions& o = {}) {
         cfg.dhcp_count = o.dhcp_count;
         cfg.lease_seconds = o.lease_seconds;
+        cfg.tftp_root = o.tftp_root;
         cfg.dns_upstreams = {gw::HostPort{IpAddr::v4(kLoopback), kDnsUpstreamPort}};
         if (o.second_upstream)
             cfg.dns_upstreams.push_back(gw::HostPort{IpAddr::v4(kLoopback + 1), kDnsUpstreamPort});

@@ -3,6 +3,7 @@
 // each error names its option and says what to do about it.
 #include "app/options.hpp"
 
+#include <sys/stat.h>
 #include <sys/un.h>
 
 #include <CLI/CLI.hpp>
@@ -61,7 +62,7 @@ struct RawOptions {
     std::string tap_name = kDefaultTapName, mtu, max_flows, busy_poll, net, gateway, dns,
                 net6, gateway6, dns6,
                 dhcp_start, guest_addr,
-                domain, pcap, pid;
+                domain, tftp, pcap, pid;
     std::string pcap_size, pcap_count;  // --pcap-size, --pcap-count
     bool config_net = false, no_offload = false, no_gateway = false, no_map_gw = false,
          allow_link_local = false, no_ipv6 = false,
@@ -106,6 +107,8 @@ void describe(CLI::App& app, RawOptions& raw) {
     last_wins(app.add_option("--dhcp-start", raw.dhcp_start));
     last_wins(app.add_option("--guest-addr", raw.guest_addr));
     last_wins(app.add_option("--domain", raw.domain));
+    // Services.
+    last_wins(app.add_option("--tftp", raw.tftp));
     last_wins(app.add_option("--net6", raw.net6));
     last_wins(app.add_option("--gateway6", raw.gateway6));
     last_wins(app.add_option("--dns6", raw.dns6));
@@ -420,6 +423,21 @@ void resolve_addresses(const CLI::App& app, const RawOptions& raw, Config& cfg) 
     if (given(app, "--domain")) {
         check_domain(raw.domain);
         net.domain = raw.domain;
+    }
+    if (given(app, "--tftp")) {
+        // Checked now, so that a daemon that cannot serve it does not start.
+        char* real = realpath(raw.tftp.c_str(), nullptr);
+        const int err = errno;
+        struct stat st {};
+        if (!real || stat(real, &st) != 0 || !S_ISDIR(st.st_mode)) {
+            free(real);
+            fail("--tftp",
+                 "'" + raw.tftp + "' is not a directory" +
+                     (real ? std::string() : std::string(" (") + std::strerror(err) + ")"),
+                 "give the directory whose files guests may read by TFTP");
+        }
+        net.tftp_root = real;
+        free(real);
     }
 }
 
@@ -1164,6 +1182,10 @@ Addresses:
       --dns6 ADDR            the IPv6 DNS address (default fec0::3)
       --no-ipv6              no IPv6: no router advertisements, neighbor
                              discovery or IPv6 routing by the gateway
+
+Services:
+      --tftp DIR             serve the files under DIR, read-only, by TFTP
+                             at the gateway address, port 69 (IPv4 and IPv6)
 
 NAT:
       --no-map-gw            the gateway address does not reach the host

@@ -15,11 +15,13 @@
 #include "gateway/dhcp4_server.hpp"
 #include "gateway/dhcp6_server.hpp"
 #include "gateway/dns_forwarder.hpp"
+#include "gateway/tftp_server.hpp"
 #include "wire/arp.hpp"
 #include "wire/dhcp4.hpp"
 #include "wire/dns.hpp"
 #include "wire/ethernet.hpp"
 #include "wire/icmp4.hpp"
+#include "wire/tftp.hpp"
 #include "wire/udp.hpp"
 
 namespace usernet::gw {
@@ -49,6 +51,7 @@ Gateway::Gateway(core::EventLoop& loop, sw::Switch& sw, NetConfig cfg)
     dhcp_ = std::make_unique<Dhcp4Server>(*this);
     dhcp6_ = std::make_unique<Dhcp6Server>(*this, cfg_);
     dns_ = std::make_unique<DnsForwarder>(loop_, *this);
+    if (!cfg_.tftp_root.empty()) tftp_ = std::make_unique<TftpServer>(loop_, *this, cfg_.tftp_root);
     link_local_ = wire::link_local_of(cfg_.gw_mac);
     // The first unsolicited router advertisement goes out a second after
     // start, to whoever attached by then; guests that come later solicit.
@@ -58,6 +61,7 @@ Gateway::Gateway(core::EventLoop& loop, sw::Switch& sw, NetConfig cfg)
 Gateway::~Gateway() {
     sw_.set_on_detach(nullptr);
     sw_.set_guard(nullptr, sw::kNoPort);
+    tftp_.reset();
     dns_.reset();
     dhcp6_.reset();
     dhcp_.reset();
@@ -170,7 +174,8 @@ void Gateway::handle_ipv4(wire::Bytes payload, const wire::MacAddr& dst_mac,
         bool dhcp = udp->dst_port() == wire::kDhcp4ServerPort &&
                     ((bcast && dst_mac.is_broadcast()) || (to_us_l2 && (bcast || dst == cfg_.gateway)));
         bool dns = to_us_l2 && dst == cfg_.dns && udp->dst_port() == wire::kDnsPort;
-        if (dhcp || dns) {
+        bool tftp = tftp_ && to_us_l2 && dst == cfg_.gateway && udp->dst_port() == wire::kTftpPort;
+        if (dhcp || dns || tftp) {
             if (!meta.off.trusted() && !udp->checksum_ok(ip->src_addr(), ip->dst_addr())) {
                 stats_.dropped_malformed++;
                 spdlog::debug("udp: bad checksum from {}", V4{src});
@@ -181,6 +186,9 @@ void Gateway::handle_ipv4(wire::Bytes payload, const wire::MacAddr& dst_mac,
                     dhcp_->handle(udp->payload(), src_mac, meta.ingress, meta.ingress_mtu);
             } else if (src == 0) {
                 stats_.dropped_martian++;
+            } else if (tftp) {
+                tftp_->handle(ip->dst_addr(), ip->src_addr(), udp->src_port(), udp->payload(),
+                              meta.ingress);
             } else {
                 dns_->from_guest(DnsGuestKey{meta.ingress}, ip->src_addr(), udp->src_port(),
                                  udp->payload());
@@ -542,6 +550,7 @@ void Gateway::on_port_detached(sw::PortId port) {
     std::erase_if(reserved_, [port](const Reservation& r) { return r.port == port; });
     if (port < dhcp_budget_.size()) dhcp_budget_[port] = core::TokenBucket(kDhcpBurst, kDhcpPerSecond);
     if (dhcp_) dhcp_->port_gone(port);
+    if (tftp_) tftp_->drop_port(port);
     if (sink_) sink_->port_gone(port);
 }
 

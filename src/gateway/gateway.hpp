@@ -142,6 +142,7 @@ struct GatewayStats {
 
 class Dhcp4Server;
 class Dhcp6Server;
+class TftpServer;
 class DnsForwarder;
 
 class Gateway : public sw::Port, private sw::IngressGuard {
@@ -254,6 +255,8 @@ public:
 
     Dhcp4Server& dhcp() { return *dhcp_; }
     Dhcp6Server& dhcp6() { return *dhcp6_; }
+    // The TFTP server (--tftp), null without one.
+    TftpServer* tftp() { return tftp_.get(); }
     // The IPv4 address mac holds (its lease or claim), 0 when none.
     wire::Ipv4 v4_of_mac(const wire::MacAddr& mac) const {
         auto it = mac_ip_.find(mac);
@@ -352,6 +355,7 @@ private:
     IpSink* sink_ = nullptr;
     std::unique_ptr<Dhcp4Server> dhcp_;
     std::unique_ptr<Dhcp6Server> dhcp6_;
+    std::unique_ptr<TftpServer> tftp_;
     Reassembler reasm_;
     uint32_t frag_id6_ = 0;
     std::unique_ptr<DnsForwarder> dns_;

@@ -10,12 +10,14 @@
 
 #include "gateway/dhcp6_server.hpp"
 #include "gateway/dns_forwarder.hpp"
+#include "gateway/tftp_server.hpp"
 #include "gateway/gateway.hpp"
 #include "gateway/log_format.hpp"
 #include "wire/dns.hpp"
 #include "wire/ethernet.hpp"
 #include "wire/icmp6.hpp"
 #include "wire/ipv6.hpp"
+#include "wire/tftp.hpp"
 #include "wire/udp.hpp"
 
 namespace usernet::gw {
@@ -167,15 +169,21 @@ void Gateway::handle_ipv6(wire::Bytes payload, const wire::MacAddr& dst_mac,
             dhcp6_->handle(udp->payload(), src, udp->src_port(), src_mac, meta.ingress);
         return;
     }
-    if (proto == wire::ipproto::udp && dst == cfg_.dns6 && to_us_l2 && !src.is_unspecified()) {
+    if (proto == wire::ipproto::udp && to_us_l2 && !src.is_unspecified() &&
+        (dst == cfg_.dns6 || (tftp_ && dst == cfg_.gateway6))) {
+        // The gateway's own UDP services: DNS at dns6, TFTP at gateway6.
         auto udp = wire::UdpView::parse(ip->payload());
-        if (udp && udp->dst_port() == wire::kDnsPort) {
+        const bool dns = dst == cfg_.dns6;
+        if (udp && udp->dst_port() == (dns ? wire::kDnsPort : wire::kTftpPort)) {
             if (!meta.off.trusted() && !udp->checksum_ok(src, dst)) {
                 stats_.dropped_malformed++;
                 spdlog::debug("udp: bad checksum from {}", src);
                 return;
             }
-            dns_->from_guest(DnsGuestKey{meta.ingress}, src, udp->src_port(), udp->payload());
+            if (dns)
+                dns_->from_guest(DnsGuestKey{meta.ingress}, src, udp->src_port(), udp->payload());
+            else
+                tftp_->handle(dst, src, udp->src_port(), udp->payload(), meta.ingress);
             return;
         }
     }

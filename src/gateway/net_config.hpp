@@ -30,6 +30,7 @@ struct NetConfig {
     // its last frame from it (the IP source guard, gateway.hpp).
     uint64_t claim_hold_ms = 60'000;
     std::string domain;        // DHCP option 15, empty: none
+    std::string tftp_root;     // --tftp: the directory served at the gateway, empty: none
     // The gateway's own MAC (QEMU's slirp uses 52:55:0a:00:02:02).
     wire::MacAddr gw_mac{{0x52, 0x55, 0x0a, 0x00, 0x02, 0x02}};
     // The address the gateway maps to the host's loopback (--no-map-gw clears).

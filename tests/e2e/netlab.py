@@ -91,7 +91,7 @@ IN_CI = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
 PACKAGE_OF = {
     "ip": "iproute2", "ss": "iproute2", "sysctl": "procps", "busybox": "busybox",
     "udhcpc": "udhcpc", "curl": "curl", "dig": "dnsutils", "dnsmasq": "dnsmasq-base",
-    "rdisc6": "ndisc6", "dhclient": "isc-dhcp-client",
+    "rdisc6": "ndisc6", "dhclient": "isc-dhcp-client", "atftp": "atftp", "tftp": "tftp-hpa",
     "tshark": "tshark", "qemu-system-x86_64": "qemu-system-x86", "cpio": "cpio",
     "gzip": "gzip", "iperf3": "iperf3", "socat": "socat", "setpriv": "util-linux",
     "prlimit": "util-linux",

@@ -802,5 +802,15 @@ TEST(Options, SameDgramAddressTwiceIsAnError) {
               "--mcast");
 }
 
+TEST(Options, Options_TftpTakesAnExistingDirectoryAsItsCanonicalPath) {
+    EXPECT_TRUE(parse({}).net.tftp_root.empty());
+    Config c = parse({"--tftp", "/tmp/../tmp/"});
+    EXPECT_EQ(c.net.tftp_root, "/tmp");
+    EXPECT_EQ(error_option({"--tftp", "/nonexistent/usernet-tftp"}), "--tftp");
+    EXPECT_EQ(error_option({"--tftp", "/etc/hostname"}), "--tftp");  // a file
+    EXPECT_NE(error_message({"--tftp", "/nonexistent/usernet-tftp"}).find("is not a directory"),
+              std::string::npos);
+}
+
 }  // namespace
 }  // namespace usernet::app
