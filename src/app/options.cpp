@@ -1161,8 +1161,6 @@ in ,mac=MAC: the LAN then sees MAC whatever MAC the guest uses):
                              listen for WebSocket clients (v86's
                              network_relay_url; default HOST 127.0.0.1);
                              with origin=, only those browser Origins
-      --mtu N                default MTU of every attachment (68-65520;
-                             default 65520 for --netns, 1500 otherwise)
   Without attachment, listen on $XDG_RUNTIME_DIR/usernet.socket or
   /tmp/usernet-UID.socket and print the QEMU command line to use.
 
