@@ -62,7 +62,7 @@ struct RawOptions {
     std::string tap_name = kDefaultTapName, mtu, max_flows, busy_poll, net, gateway, dns,
                 net6, gateway6, dns6,
                 dhcp_start, guest_addr,
-                domain, tftp, pcap, pid;
+                domain, tftp, bootfile, pcap, pid;
     std::string pcap_size, pcap_count;  // --pcap-size, --pcap-count
     bool config_net = false, no_offload = false, no_gateway = false, no_map_gw = false,
          allow_link_local = false, no_ipv6 = false,
@@ -109,6 +109,7 @@ void describe(CLI::App& app, RawOptions& raw) {
     last_wins(app.add_option("--domain", raw.domain));
     // Services.
     last_wins(app.add_option("--tftp", raw.tftp));
+    last_wins(app.add_option("--bootfile", raw.bootfile));
     last_wins(app.add_option("--net6", raw.net6));
     last_wins(app.add_option("--gateway6", raw.gateway6));
     last_wins(app.add_option("--dns6", raw.dns6));
@@ -438,6 +439,16 @@ void resolve_addresses(const CLI::App& app, const RawOptions& raw, Config& cfg) 
         }
         net.tftp_root = real;
         free(real);
+    }
+    if (given(app, "--bootfile")) {
+        const std::string& b = raw.bootfile;
+        // DHCP option 67 holds 255 bytes; a name has no spaces or controls.
+        bool ok = !b.empty() && b.size() <= 255;
+        for (char ch : b) ok = ok && static_cast<unsigned char>(ch) > ' ' && ch != 0x7f;
+        if (!ok)
+            fail("--bootfile", "'" + b + "' is not a boot file name or URL",
+                 "give a file name under --tftp (1-255 characters, no spaces) or a URL");
+        net.bootfile = b;
     }
 }
 
@@ -1184,6 +1195,10 @@ Addresses:
 Services:
       --tftp DIR             serve the files under DIR, read-only, by TFTP
                              at the gateway address, port 69 (IPv4 and IPv6)
+      --bootfile NAME|URL    network boot: DHCP gives NAME on the TFTP
+                             server (option 67, file field, next server the
+                             gateway; DHCPv6 boot-file-url), or a URL to
+                             iPXE and UEFI HTTP boot clients
 
 NAT:
       --no-map-gw            the gateway address does not reach the host

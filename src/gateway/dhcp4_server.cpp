@@ -411,6 +411,30 @@ void Dhcp4Server::handle(wire::Bytes dhcp, const wire::MacAddr& src_mac, uint32_
     }
 }
 
+void Dhcp4Server::add_boot(wire::Dhcp4Builder& b, const wire::Dhcp4View& req) {
+    const NetConfig& c = gw_.config();
+    if (c.bootfile.empty()) return;
+    auto has = [&](uint8_t code, std::string_view what, bool prefix) {
+        auto o = req.find(code);
+        if (!o) return false;
+        std::string_view v(reinterpret_cast<const char*>(o->data()), o->size());
+        return prefix ? v.starts_with(what) : v.find(what) != std::string_view::npos;
+    };
+    // UEFI HTTP boot says "HTTPClient" in its vendor class and wants it
+    // back; iPXE says "iPXE" in its user class. Both fetch URLs; a PXE ROM
+    // fetches only by TFTP from the next server.
+    const bool http_client = has(wire::dhcp4opt::vendor_class, "HTTPClient", true);
+    const bool ipxe = has(wire::dhcp4opt::user_class, "iPXE", false);
+    if (c.bootfile_is_url() && !http_client && !ipxe) return;
+    if (http_client) b.add_string(wire::dhcp4opt::vendor_class, "HTTPClient");
+    if (!c.bootfile_is_url()) {
+        b.set_siaddr(c.gateway);  // the TFTP server: ours
+        b.add_string(wire::dhcp4opt::tftp_server_name, wire::ipv4_to_string(c.gateway));
+    }
+    b.set_file(c.bootfile);
+    b.add_string(wire::dhcp4opt::bootfile_name, c.bootfile);
+}
+
 void Dhcp4Server::reply(const wire::Dhcp4View& req, Reply kind, wire::Ipv4 yiaddr, uint32_t mtu,
                         uint32_t port) {
     const NetConfig& c = gw_.config();
@@ -439,6 +463,7 @@ void Dhcp4Server::reply(const wire::Dhcp4View& req, Reply kind, wire::Ipv4 yiadd
         b.add_ipv4(wire::dhcp4opt::dns_server, c.dns);
         b.add_ipv4(wire::dhcp4opt::broadcast_addr, c.broadcast());
         if (!c.domain.empty()) b.add_string(wire::dhcp4opt::domain_name, c.domain);
+        add_boot(b, req);
         b.add_u16(wire::dhcp4opt::mtu, static_cast<uint16_t>(std::clamp<uint32_t>(mtu, 68, 65535)));
     }
     size_t len = b.finish();

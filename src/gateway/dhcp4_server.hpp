@@ -202,6 +202,8 @@ public:
 
 private:
     enum class Reply : uint8_t { offer, ack, nak, inform_ack };
+    // The network boot options (--bootfile) for this client, if any.
+    void add_boot(wire::Dhcp4Builder& b, const wire::Dhcp4View& req);
     void reply(const wire::Dhcp4View& req, Reply kind, wire::Ipv4 yiaddr, uint32_t mtu,
                uint32_t port = UINT32_MAX);
 

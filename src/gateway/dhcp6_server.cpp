@@ -15,6 +15,19 @@ namespace usernet::gw {
 
 namespace {
 
+// Whether the client's Option Request Option names code.
+bool requested(const wire::Dhcp6Options& opts, uint16_t code) {
+    auto oro = opts.find(wire::dhcp6opt::oro);
+    if (!oro) return false;
+    for (size_t i = 0; i + 1 < oro->size(); i += 2)
+        if (wire::load16(oro->data() + i) == code) return true;
+    return false;
+}
+
+}  // namespace
+
+namespace {
+
 // A reply fits the minimum IPv6 MTU whatever the link.
 constexpr size_t kMaxReply = 1280 - 40 - wire::kUdpHeaderLen;
 // RFC 8415 21.13 / RFC 3633: no prefixes to delegate.
@@ -146,6 +159,15 @@ void Dhcp6Server::answer(const wire::Dhcp6View& req, const wire::IpAddr& to, uin
             uint8_t name[256];
             if (size_t n = wire::dns_encode_name(cfg_.domain, name, sizeof name))
                 b.put(o::domain_list, wire::Bytes(name, n));
+        }
+        // RFC 5970 3.1: only to a client that asks for it. A name on our
+        // TFTP server becomes its URL there.
+        if (!cfg_.bootfile.empty() && requested(opts, o::bootfile_url)) {
+            const std::string url = cfg_.bootfile_is_url()
+                                        ? cfg_.bootfile
+                                        : "tftp://[" + cfg_.gateway6.to_string() + "]/" + cfg_.bootfile;
+            b.put(o::bootfile_url,
+                  wire::Bytes(reinterpret_cast<const uint8_t*>(url.data()), url.size()));
         }
     }
     const size_t n = b.finish();

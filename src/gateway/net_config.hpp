@@ -31,6 +31,11 @@ struct NetConfig {
     uint64_t claim_hold_ms = 60'000;
     std::string domain;        // DHCP option 15, empty: none
     std::string tftp_root;     // --tftp: the directory served at the gateway, empty: none
+    // --bootfile: what network-booting clients load (DHCP option 67, the
+    // BOOTP file field, DHCPv6 boot-file-url): a name on our TFTP server,
+    // or a URL (scheme://...) for clients that fetch URLs. Empty: none.
+    std::string bootfile;
+    bool bootfile_is_url() const { return bootfile.find("://") != std::string::npos; }
     // The gateway's own MAC (QEMU's slirp uses 52:55:0a:00:02:02).
     wire::MacAddr gw_mac{{0x52, 0x55, 0x0a, 0x00, 0x02, 0x02}};
     // The address the gateway maps to the host's loopback (--no-map-gw clears).

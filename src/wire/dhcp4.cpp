@@ -155,6 +155,14 @@ void Dhcp4Builder::set_siaddr(Ipv4 a) {
 void Dhcp4Builder::set_giaddr(Ipv4 a) {
     if (ok_) store32(&buf_[24], a);
 }
+bool Dhcp4Builder::set_file(std::string_view name) {
+    constexpr size_t kFileOffset = 108, kFileLen = 128;
+    if (!ok_ || name.size() >= kFileLen) return false;
+    std::memset(&buf_[kFileOffset], 0, kFileLen);
+    std::memcpy(&buf_[kFileOffset], name.data(), name.size());
+    return true;
+}
+
 void Dhcp4Builder::set_chaddr(const MacAddr& mac) {
     if (!ok_) return;
     buf_[1] = 1;

@@ -71,6 +71,10 @@ inline constexpr uint8_t renewal_time = 58;    // T1
 inline constexpr uint8_t rebinding_time = 59;  // T2
 inline constexpr uint8_t vendor_class = 60;
 inline constexpr uint8_t client_id = 61;
+inline constexpr uint8_t tftp_server_name = 66;
+inline constexpr uint8_t bootfile_name = 67;
+inline constexpr uint8_t user_class = 77;  // RFC 3004; iPXE sends "iPXE"
+
 inline constexpr uint8_t domain_search = 119;  // RFC 3397
 inline constexpr uint8_t classless_route = 121;  // RFC 3442
 inline constexpr uint8_t end = 255;
@@ -167,6 +171,9 @@ public:
     void set_giaddr(Ipv4 a);
     // Sets htype 1, hlen 6 and the MAC.
     void set_chaddr(const MacAddr& mac);
+    // The BOOTP file field (a boot file name): false, leaving it empty,
+    // when name does not fit its 128 bytes with a NUL.
+    bool set_file(std::string_view name);
     // A reply's copy of the request: op BOOTREPLY, htype/hlen/chaddr (all
     // 16 bytes), xid, flags and giaddr, as RFC 2131 table 3 asks.
     void reply_to(const Dhcp4View& request);

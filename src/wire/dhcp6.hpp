@@ -58,6 +58,7 @@ inline constexpr uint16_t dns_servers = 23;
 inline constexpr uint16_t domain_list = 24;
 inline constexpr uint16_t ia_pd = 25;
 inline constexpr uint16_t information_refresh_time = 32;
+inline constexpr uint16_t bootfile_url = 59;  // RFC 5970
 }  // namespace dhcp6opt
 
 namespace dhcp6status {

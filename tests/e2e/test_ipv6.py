@@ -76,6 +76,7 @@ DHCLIENT_SCRIPT = r"""#!/bin/sh
   echo "address=$new_ip6_address/$new_ip6_prefixlen"
   echo "dns=$new_dhcp6_name_servers"
   echo "search=$new_dhcp6_domain_search"
+  echo "bootfile=$new_dhcp6_bootfile_url"
 } >> "$(dirname "$0")/dhclient.out"
 case "$reason" in
 BOUND6|RENEW6|REBIND6)
@@ -428,8 +429,11 @@ for hl in (1, 2, 3):
             os.remove(out)
         pid = lab.path("dhclient.pid")
         try:
+            conf = lab.path("dhclient.conf")
+            with open(conf, "w") as f:
+                f.write("also request dhcp6.bootfile-url;\n")
             r = t.guest.run(["dhclient", "-6", "-1", "-v", "-lf", lab.path("dhclient.leases"),
-                             "-pf", pid, "-sf", script] + list(args) + ["tap0"],
+                             "-cf", conf, "-pf", pid, "-sf", script] + list(args) + ["tap0"],
                             timeout=40, check=False)
             self.assertEqual(r.returncode, 0, r.stderr[-2000:])
         finally:
@@ -443,7 +447,9 @@ for hl in (1, 2, 3):
 
     def test_dhcpv6_address_dns_and_search_list(self):
         with netlab.Lab("ipv6") as lab:
-            t = V6Lab(lab, extra=["--domain", "example.test"], remote=False)
+            os.mkdir(lab.path("tftp"))
+            t = V6Lab(lab, extra=["--domain", "example.test", "--tftp", lab.path("tftp"),
+                                  "--bootfile", "boot.efi"], remote=False)
             t.wait_slaac()
             # A dual-stack guest: its IPv4 address is known once it used it.
             netlab.ping(t.guest, "10.0.2.2", count=1)
@@ -453,6 +459,8 @@ for hl in (1, 2, 3):
             self.assertEqual(got["address"], "fec0::f/128", got)
             self.assertEqual(got["dns"].split(), [DNS6], got)
             self.assertEqual(got["search"].split(), ["example.test."], got)
+            # Asked for (the ORO), the boot file as a URL on our TFTP server.
+            self.assertEqual(got["bootfile"], "tftp://[%s]/boot.efi" % GATEWAY6, got)
             # Stateless (Information-Request): the options without an address.
             got = self._dhclient(lab, t, "-S")
             self.assertEqual(got["dns"].split(), [DNS6], got)

@@ -242,5 +242,34 @@ TEST_F(Dhcp6Test, Dhcp6_ConfirmSaysWhetherTheAddressesAreOnThisLink) {
     EXPECT_EQ(confirm("2001:db8::1"), wire::dhcp6status::not_on_link);
 }
 
+// RFC 5970: the boot file URL, only to a client whose ORO asks for it; a
+// name on our TFTP server becomes a tftp:// URL at the IPv6 gateway.
+TEST_F(Dhcp6Test, Dhcp6_BootfileUrlOnlyWhenAskedFor) {
+    gw.reset();
+    cfg.bootfile = "boot.efi";
+    gw = std::make_unique<gw::Gateway>(loop, sw, cfg);
+    auto url_in = [](const std::vector<uint8_t>& reply) -> std::string {
+        auto m = wire::Dhcp6View::parse(reply);
+        auto u = m ? m->options().find(o::bootfile_url) : std::nullopt;
+        return u ? std::string(u->begin(), u->end()) : "(none)";
+    };
+    send(client_msg(t::information_request, kClientMac), kClientMac, guest);
+    ASSERT_EQ(replies(guest).size(), 1u);
+    EXPECT_EQ(url_in(replies(guest)[0]), "(none)");
+    guest.frames.clear();
+    const std::vector<uint8_t> oro{0, o::oro, 0, 4, 0, o::dns_servers, 0, o::bootfile_url};
+    send(client_msg(t::information_request, kClientMac, oro), kClientMac, guest);
+    ASSERT_EQ(replies(guest).size(), 1u);
+    EXPECT_EQ(url_in(replies(guest)[0]), "tftp://[fec0::2]/boot.efi");
+    // A URL goes as it is.
+    gw.reset();
+    cfg.bootfile = "http://[fec0::2]:8080/boot.efi";
+    gw = std::make_unique<gw::Gateway>(loop, sw, cfg);
+    guest.frames.clear();
+    send(client_msg(t::information_request, kClientMac, oro), kClientMac, guest);
+    ASSERT_EQ(replies(guest).size(), 1u);
+    EXPECT_EQ(url_in(replies(guest)[0]), cfg.bootfile);
+}
+
 }  // namespace
 }  // namespace usernet::testing

@@ -617,6 +617,86 @@ TEST_F(GatewayTest, Dhcp_InformGetsConfigurationWithoutALease) {
     EXPECT_TRUE(d->find(wire::dhcp4opt::router));
 }
 
+// A DISCOVER with a vendor class (60) and a user class (77), as PXE ROMs,
+// iPXE and UEFI HTTP boot send them.
+std::vector<uint8_t> boot_discover(uint32_t xid, const std::string& vendor,
+                                   const std::string& user = "") {
+    std::vector<uint8_t> msg(548);
+    wire::Dhcp4Builder b(msg);
+    b.set_op(wire::dhcp4op::boot_request);
+    b.set_xid(xid);
+    b.set_chaddr(kGuestMac);
+    b.add_u8(wire::dhcp4opt::message_type, wire::dhcp4msg::discover);
+    if (!vendor.empty()) b.add_string(wire::dhcp4opt::vendor_class, vendor);
+    if (!user.empty()) b.add_string(wire::dhcp4opt::user_class, user);
+    msg.resize(b.finish());
+    return udp_frame(MacAddr::broadcast(), kGuestMac, 0, 0xffffffff, 68, 67, msg);
+}
+
+std::string text_of(const wire::Dhcp4View& d, uint8_t code) {
+    auto o = d.find(code);
+    return o ? std::string(o->begin(), o->end()) : std::string("(none)");
+}
+
+std::string file_of(const wire::Dhcp4View& d) {
+    auto f = d.file();
+    return std::string(f.begin(), std::find(f.begin(), f.end(), uint8_t{0}));
+}
+
+TEST_F(GatewayTest, Dhcp_BootfileNameGoesToEveryClientWithUsAsTheTftpServer) {
+    gw.reset();
+    cfg.bootfile = "pxelinux.0";
+    gw = std::make_unique<Gateway>(loop, sw, cfg);
+    for (auto [vendor, user] : {std::pair{"PXEClient:Arch:00000:UNDI:002001", ""},
+                                std::pair{"", ""}, std::pair{"PXEClient", "iPXE"}}) {
+        guest.frames.clear();
+        input(boot_discover(7, vendor, user));
+        ASSERT_EQ(guest.frames.size(), 1u) << vendor;
+        auto d = dhcp_of(guest.frames[0]);
+        ASSERT_TRUE(d);
+        EXPECT_EQ(d->siaddr(), ip("10.0.2.2"));
+        EXPECT_EQ(file_of(*d), "pxelinux.0");
+        EXPECT_EQ(text_of(*d, wire::dhcp4opt::bootfile_name), "pxelinux.0");
+        EXPECT_EQ(text_of(*d, wire::dhcp4opt::tftp_server_name), "10.0.2.2");
+        EXPECT_FALSE(d->find(wire::dhcp4opt::vendor_class));
+    }
+}
+
+TEST_F(GatewayTest, Dhcp_BootfileUrlGoesOnlyToClientsThatFetchUrls) {
+    gw.reset();
+    cfg.bootfile = "http://10.0.2.2:8080/boot.efi";
+    gw = std::make_unique<Gateway>(loop, sw, cfg);
+    // A PXE ROM: no boot file at all (it could not fetch it).
+    input(boot_discover(1, "PXEClient:Arch:00000:UNDI:002001"));
+    auto d = dhcp_of(guest.frames.at(0));
+    ASSERT_TRUE(d);
+    EXPECT_FALSE(d->find(wire::dhcp4opt::bootfile_name));
+    EXPECT_EQ(file_of(*d), "");
+    EXPECT_EQ(d->siaddr(), 0u);
+    // iPXE: the URL.
+    guest.frames.clear();
+    input(boot_discover(2, "PXEClient:Arch:00000:UNDI:002001", "iPXE"));
+    d = dhcp_of(guest.frames.at(0));
+    EXPECT_EQ(text_of(*d, wire::dhcp4opt::bootfile_name), cfg.bootfile);
+    EXPECT_EQ(file_of(*d), cfg.bootfile);
+    EXPECT_EQ(d->siaddr(), 0u);  // no TFTP server involved
+    // UEFI HTTP boot: the URL, and its vendor class back (UEFI 2.5 24.7).
+    guest.frames.clear();
+    input(boot_discover(3, "HTTPClient:Arch:00016:UNDI:003001"));
+    d = dhcp_of(guest.frames.at(0));
+    EXPECT_EQ(text_of(*d, wire::dhcp4opt::bootfile_name), cfg.bootfile);
+    EXPECT_EQ(text_of(*d, wire::dhcp4opt::vendor_class), "HTTPClient");
+}
+
+TEST_F(GatewayTest, Dhcp_NoBootfileNoBootOptions) {
+    input(boot_discover(1, "PXEClient:Arch:00000:UNDI:002001"));
+    auto d = dhcp_of(guest.frames.at(0));
+    ASSERT_TRUE(d);
+    EXPECT_FALSE(d->find(wire::dhcp4opt::bootfile_name));
+    EXPECT_FALSE(d->find(wire::dhcp4opt::tftp_server_name));
+    EXPECT_EQ(d->siaddr(), 0u);
+}
+
 TEST_F(GatewayTest, Dhcp_ClientIdentifierDistinguishesClientsOnOneMac) {
     std::vector<uint8_t> id1{0xff, 1, 2, 3, 4}, id2{0xff, 5, 6, 7, 8};
     input(dhcp_request_frame(wire::dhcp4msg::discover, 1, std::nullopt, std::nullopt, 0, kGuestMac,

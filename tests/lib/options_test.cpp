@@ -812,5 +812,15 @@ TEST(Options, Options_TftpTakesAnExistingDirectoryAsItsCanonicalPath) {
               std::string::npos);
 }
 
+TEST(Options, Options_BootfileIsANameOrAUrl) {
+    EXPECT_TRUE(parse({}).net.bootfile.empty());
+    EXPECT_EQ(parse({"--bootfile", "pxelinux.0"}).net.bootfile, "pxelinux.0");
+    EXPECT_FALSE(parse({"--bootfile", "pxelinux.0"}).net.bootfile_is_url());
+    EXPECT_TRUE(parse({"--bootfile", "http://10.0.2.2:8080/ipxe.efi"}).net.bootfile_is_url());
+    EXPECT_EQ(error_option({"--bootfile", ""}), "--bootfile");
+    EXPECT_EQ(error_option({"--bootfile", "a name"}), "--bootfile");
+    EXPECT_EQ(error_option({"--bootfile", std::string(256, 'x')}), "--bootfile");
+}
+
 }  // namespace
 }  // namespace usernet::app

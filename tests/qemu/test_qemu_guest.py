@@ -4,12 +4,14 @@
 gets a DHCP lease, downloads a random file from an HTTP server on the host's
 loopback (as 10.0.2.2) and prints its sha256 on the serial console.
 Run for virtio-net-pci and ne2k_pci (NE2000: tiny receive ring, smaller file),
-and over IPv6: SLAAC from usernet's router advertisements, then the file
-from the host's ::1 through fec0::2."""
+over IPv6 (SLAAC from usernet's router advertisements, then the file from
+the host's ::1 through fec0::2), and without a disk or -kernel: QEMU's iPXE
+ROM boots the same kernel and initramfs from usernet's TFTP (--bootfile)."""
 
 import fcntl
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -53,17 +55,25 @@ def build_guest():
 KERNEL, INITRD = build_guest()
 
 
+def cmdline(port, fname, extra=""):
+    return "console=ttyS0 panic=-1 loglevel=4 un.port=%d un.file=%s %s" % (port, fname, extra)
+
+
 class Guest:
     """One QEMU process started in a namespace; parses the serial console."""
 
-    def __init__(self, lab, ns, sock, nic, mac, port, fname, name="qemu", extra=""):
+    def __init__(self, lab, ns, sock, nic, mac, port, fname, name="qemu", extra="", netboot=False):
         self.t0 = time.monotonic()
         argv = ["qemu-system-x86_64", "-accel", "tcg", "-m", "256", "-nographic", "-no-reboot",
                 "-nodefaults", "-serial", "stdio", "-monitor", "none",
-                "-kernel", KERNEL, "-initrd", INITRD,
-                "-append", "console=ttyS0 panic=-1 loglevel=4 un.port=%d un.file=%s %s" % (port, fname, extra),
-                "-netdev", "stream,id=n0,server=off,addr.type=unix,addr.path=%s" % sock,
-                "-device", "%s,netdev=n0,mac=%s,romfile=" % (nic, mac)]  # no option ROM: faster boot
+                "-netdev", "stream,id=n0,server=off,addr.type=unix,addr.path=%s" % sock]
+        if netboot:
+            # No kernel, no disk: the NIC's iPXE option ROM (apt's
+            # ipxe-qemu) boots from the network.
+            argv += ["-boot", "n", "-device", "%s,netdev=n0,mac=%s" % (nic, mac)]
+        else:
+            argv += ["-kernel", KERNEL, "-initrd", INITRD, "-append", cmdline(port, fname, extra),
+                     "-device", "%s,netdev=n0,mac=%s,romfile=" % (nic, mac)]  # no option ROM: faster boot
         self.p = ns.popen(argv, name=name)
         self.init_at = None
 
@@ -159,6 +169,35 @@ class QemuGuestTest(unittest.TestCase):
             self.assertIn("via_fe80::5055:aff:fe00:202", slaac, clean[-3000:])
             got = marker(clean, "UN-SHA256-6")
             self.assertIsNotNone(got, "no IPv6 download; console:\n" + clean[-3000:])
+            self.assertEqual(got.split()[:2], [sha, str(size)])
+            self.assertEqual(kv(marker(clean, "UN-DONE")).get("rc"), "0", clean[-3000:])
+            self.assertIsNone(un.poll(), "usernet died:\n" + un.describe())
+
+    def test_a_diskless_guest_boots_through_ipxe_from_usernets_tftp(self):
+        # QEMU's own iPXE ROM asks DHCP, gets --bootfile (an iPXE script)
+        # with usernet as the TFTP server, and loads the kernel and the
+        # initramfs it names from --tftp; the booted guest downloads a file
+        # as the other guests do.
+        with netlab.Lab("qemunb") as lab:
+            host = lab.netns("host")
+            sock = lab.path("usernet.sock")
+            tftp = lab.path("tftp")
+            os.mkdir(tftp)
+            shutil.copy(KERNEL, os.path.join(tftp, "vmlinuz"))
+            shutil.copy(INITRD, os.path.join(tftp, "initrd.gz"))
+            size = 1 * MiB
+            path, sha = lab.make_file(size, "file.bin")
+            srv = host.server("http", "--bind", "127.0.0.1", "--dir", lab.dir)
+            with open(os.path.join(tftp, "boot.ipxe"), "w") as f:
+                f.write("#!ipxe\nkernel vmlinuz %s\ninitrd initrd.gz\nboot\n" % cmdline(srv.port, "file.bin"))
+            un = lab.usernet(host, ["--socket", sock, "--tftp", tftp, "--bootfile", "boot.ipxe"],
+                             wait=[("socket", sock)])
+            g = Guest(lab, host, sock, "virtio-net-pci", "52:54:00:12:34:56", 0, "", netboot=True)
+            clean = g.wait_done(timeout=BOOT_TIMEOUT + 120).replace("\r", "")
+            netlab.log("netboot: /init after %.1fs, done after %.1fs (wall clock)" % (g.init_at or -1, g.elapsed))
+            self.assertIsNotNone(marker(clean, "UN-INIT"), clean[-3000:])
+            got = marker(clean, "UN-SHA256")
+            self.assertIsNotNone(got, "no download; console:\n" + clean[-3000:])
             self.assertEqual(got.split()[:2], [sha, str(size)])
             self.assertEqual(kv(marker(clean, "UN-DONE")).get("rc"), "0", clean[-3000:])
             self.assertIsNone(un.poll(), "usernet died:\n" + un.describe())
