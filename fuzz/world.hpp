@@ -410,6 +410,9 @@ struct World {
         cfg.dhcp_count = o.dhcp_count;
         cfg.lease_seconds = o.lease_seconds;
         cfg.tftp_root = o.tftp_root;
+        // Local names: the DNS address answers these itself.
+        cfg.domain = "lan.test";
+        cfg.dns_hosts = {{"db.test", IpAddr::v4(0x0a000264)}, {"db.test", *IpAddr::parse("fec0::64")}};
         cfg.dns_upstreams = {gw::HostPort{IpAddr::v4(kLoopback), kDnsUpstreamPort}};
         if (o.second_upstream)
             cfg.dns_upstreams.push_back(gw::HostPort{IpAddr::v4(kLoopback + 1), kDnsUpstreamPort});

@@ -56,13 +56,13 @@ uint32_t parse_mtu(const std::string& option, std::string_view text) {
 // Everything the command line holds, as text, before checking.
 struct RawOptions {
     std::vector<std::string> netns, tap, socket, listen, connect, dns_upstream, tcp, udp, lan, vde, serial,
-        uplink, websocket;
+        uplink, websocket, dns_host;
     std::vector<std::string> bochs;  // --bochs
     std::vector<std::string> dgram, mcast;  // --dgram, --mcast
     std::string tap_name = kDefaultTapName, mtu, max_flows, busy_poll, net, gateway, dns,
                 net6, gateway6, dns6,
                 dhcp_start, guest_addr,
-                domain, tftp, bootfile, pcap, pid;
+                domain, tftp, bootfile, host_alias, pcap, pid;
     std::string pcap_size, pcap_count;  // --pcap-size, --pcap-count
     bool config_net = false, no_offload = false, no_gateway = false, no_map_gw = false,
          allow_link_local = false, no_ipv6 = false,
@@ -110,6 +110,8 @@ void describe(CLI::App& app, RawOptions& raw) {
     // Services.
     last_wins(app.add_option("--tftp", raw.tftp));
     last_wins(app.add_option("--bootfile", raw.bootfile));
+    repeated(app.add_option("--dns-host", raw.dns_host));
+    last_wins(app.add_option("--host-alias", raw.host_alias));
     last_wins(app.add_option("--net6", raw.net6));
     last_wins(app.add_option("--gateway6", raw.gateway6));
     last_wins(app.add_option("--dns6", raw.dns6));
@@ -211,7 +213,7 @@ void check_ifname(const std::string& option, const std::string& name) {
              "use at most 15 characters, without '/', ':' or spaces");
 }
 
-void check_domain(const std::string& d) {
+void check_domain(const std::string& d, const char* option = "--domain") {
     bool ok = !d.empty() && d.size() <= 253 && d.front() != '.' && d.front() != '-';
     size_t label = 0;
     for (char c : d) {
@@ -227,8 +229,16 @@ void check_domain(const std::string& d) {
         }
     }
     if (!ok)
-        fail("--domain", "'" + d + "' is not a valid domain name",
+        fail(option, "'" + d + "' is not a valid domain name",
              "use letters, digits, '-' and dots, such as example.internal");
+}
+
+// A DNS name as the local names hold it: lower case, no trailing dot.
+std::string dns_name(std::string d, const char* option) {
+    if (!d.empty() && d.back() == '.') d.pop_back();
+    check_domain(d, option);
+    for (char& c : d) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c | 0x20 : c);
+    return d;
 }
 
 // Lease at most 16 addresses, stopping before the broadcast address and
@@ -439,6 +449,18 @@ void resolve_addresses(const CLI::App& app, const RawOptions& raw, Config& cfg) 
         }
         net.tftp_root = real;
         free(real);
+    }
+    if (given(app, "--host-alias")) net.host_alias = dns_name(raw.host_alias, "--host-alias");
+    for (const std::string& e : raw.dns_host) {
+        const size_t eq = e.find('=');
+        if (eq == std::string::npos)
+            fail("--dns-host", "'" + e + "' is not NAME=ADDRESS", "give e.g. db.test=10.0.2.100");
+        std::string addr = e.substr(eq + 1);
+        auto a = wire::IpAddr::parse(addr);
+        if (!a || a->is_unspecified())
+            fail("--dns-host", "'" + addr + "' is not an IPv4 or IPv6 address",
+                 "give e.g. db.test=10.0.2.100 or db.test=fec0::64");
+        net.dns_hosts.emplace_back(dns_name(e.substr(0, eq), "--dns-host"), *a);
     }
     if (given(app, "--bootfile")) {
         const std::string& b = raw.bootfile;
@@ -1195,6 +1217,11 @@ Addresses:
 Services:
       --tftp DIR             serve the files under DIR, read-only, by TFTP
                              at the gateway address, port 69 (IPv4 and IPv6)
+      --dns-host NAME=ADDR   the DNS address answers NAME with ADDR (A or
+                             AAAA; repeatable) itself, before upstream
+      --host-alias NAME      the name of the host, answered with the gateway
+                             addresses (default host.usernet.internal);
+                             guests' DHCP host names are answered too
       --bootfile NAME|URL    network boot: DHCP gives NAME on the TFTP
                              server (option 67, file field, next server the
                              gateway; DHCPv6 boot-file-url), or a URL to

@@ -132,6 +132,7 @@ void Dhcp4Leases::take(Lease& l, const Dhcp4ClientKey& key, const wire::MacAddr&
             }
         }
     }
+    if (!(l.key == key) || !(l.mac == mac)) l.hostname = {};
     l.key = key;
     l.mac = mac;
     l.state = st;
@@ -212,6 +213,41 @@ std::optional<wire::Ipv4> Dhcp4Leases::offer(const Dhcp4ClientKey& key, const wi
     if (!best) return std::nullopt;
     take(*best, key, mac, State::offered, now + kOfferHoldMs, port, now);
     return best->ip;
+}
+
+void Dhcp4Leases::set_hostname(wire::Ipv4 ip, std::string_view name) {
+    Lease* l = slot_of(ip);
+    if (!l) return;
+    l->hostname = {};
+    const std::string_view label = name.substr(0, name.find('.'));
+    if (label.empty() || label.size() >= l->hostname.size() || label.front() == '-' ||
+        label.back() == '-')
+        return;
+    for (char c : label) {
+        const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                        c == '-';
+        if (!ok) return;
+    }
+    for (size_t i = 0; i < label.size(); i++)
+        l->hostname[i] = static_cast<char>(label[i] >= 'A' && label[i] <= 'Z' ? label[i] | 0x20
+                                                                             : label[i]);
+}
+
+std::optional<wire::Ipv4> Dhcp4Leases::find_hostname(std::string_view label,
+                                                     core::Millis now) const {
+    if (label.empty()) return std::nullopt;
+    for (const Lease& l : pool_) {
+        if (l.state != State::bound || !live(l, now) || l.name().size() != label.size())
+            continue;
+        bool same = true;
+        for (size_t i = 0; i < label.size() && same; i++) {
+            const char c = label[i] >= 'A' && label[i] <= 'Z' ? static_cast<char>(label[i] | 0x20)
+                                                              : label[i];
+            same = c == l.hostname[i];
+        }
+        if (same) return l.ip;
+    }
+    return std::nullopt;
 }
 
 bool Dhcp4Leases::bind(const Dhcp4ClientKey& key, const wire::MacAddr& mac, wire::Ipv4 ip,
@@ -367,6 +403,7 @@ void Dhcp4Server::handle(wire::Bytes dhcp, const wire::MacAddr& src_mac, uint32_
             return;
         }
         if (leases_.bind(key, *chaddr, want, now, port)) {
+            leases_.set_hostname(want, msg->hostname().value_or(std::string_view{}));
             reply(*msg, Reply::ack, want, ingress_mtu, port);
         } else {
             spdlog::debug("dhcp: NAK {} for {}", V4{want}, *chaddr);

@@ -45,6 +45,7 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <string_view>
 #include <vector>
 
 #include "core/event_loop.hpp"
@@ -92,6 +93,11 @@ public:
         PortId port = kNoPort;     // the attachment it was handed out on
         core::Millis expires = 0;  // offer/lease end, decline rest end
         core::Millis granted = 0;  // when it was last offered or bound
+        // The client's host name (option 12) as a DNS label, lower case;
+        // empty when it gave none that is one. Cleared when the address
+        // changes hands.
+        std::array<char, 64> hostname{};
+        std::string_view name() const { return std::string_view(hostname.data()); }
     };
     // True when ip is in use by some live host other than mac, or reserved
     // for another attachment than port (the IP source guard's view).
@@ -137,6 +143,13 @@ public:
     void set_port_quota(PortId port, size_t n);
     size_t quota(PortId port) const;
 
+    // Records the host name the client bound to ip sent (option 12): its
+    // first label, if that is a valid DNS label (RFC 1123: letters, digits,
+    // hyphens, 1-63), in lower case; otherwise none.
+    void set_hostname(wire::Ipv4 ip, std::string_view name);
+    // The address bound now to a client that called itself `label` (case
+    // does not matter), if any.
+    std::optional<wire::Ipv4> find_hostname(std::string_view label, core::Millis now) const;
     // The address currently offered or leased to key, if any.
     std::optional<wire::Ipv4> lookup(const Dhcp4ClientKey& key, core::Millis now) const;
     bool in_pool(wire::Ipv4 ip) const { return slot_of(ip) != nullptr; }
@@ -198,6 +211,7 @@ public:
     void port_gone(uint32_t port) { leases_.port_gone(port); }
 
     Dhcp4Leases& leases() { return leases_; }
+    const Dhcp4Leases& leases() const { return leases_; }
     const Dhcp4Stats& stats() const { return stats_; }
 
 private:

@@ -335,6 +335,7 @@ void DnsForwarder::from_guest(DnsGuestKey key, const wire::IpAddr& guest, uint16
         spdlog::debug("dns: dropped a malformed query from {}", guest);
         return;
     }
+    if (answer_locally(guest, guest_port, query)) return;
     if (upstreams_.empty()) {
         stats_.refused++;
         answer_error(guest, guest_port, query, v->id(), wire::dnsrcode::refused);
@@ -373,6 +374,29 @@ void DnsForwarder::from_guest(DnsGuestKey key, const wire::IpAddr& guest, uint16
     p.tries = 0;
     p.created = loop_.now();
     next_upstream(p);
+}
+
+bool DnsForwarder::answer_locally(const wire::IpAddr& guest, uint16_t port, wire::Bytes query) {
+    auto v = wire::DnsView::parse(query);
+    if (!v || v->opcode() != 0 || v->qdcount() != 1) return false;
+    auto q = v->question();
+    if (!q || q->qclass != wire::dnsclass::in) return false;
+    char name[wire::kDnsMaxTextLen + 1];
+    auto n = q->name.to_text(name, sizeof name);
+    if (!n || !gw_.local_addresses(std::string_view(name, *n), local_)) return false;
+    const bool any = q->qtype == wire::dnstype::any;
+    uint8_t* out = gw_.tx_l4() + wire::kUdpHeaderLen;
+    wire::DnsResponseBuilder b(wire::MutBytes(out, wire::kDnsMaxUdpLen), *v, *q);
+    for (const wire::IpAddr& a : local_)
+        if (any || q->qtype == (a.is_v4() ? wire::dnstype::a : wire::dnstype::aaaa))
+            b.add_address(a, kLocalTtl);
+    const size_t len = b.finish();
+    if (len == 0) return false;
+    stats_.local_answers++;
+    const wire::IpAddr src = server_for(guest);
+    wire::build_udp(gw_.tx_l4(), src, guest, wire::kDnsPort, port, len);
+    gw_.send_ip(src, guest, wire::ipproto::udp, wire::kUdpHeaderLen + len);
+    return true;
 }
 
 bool DnsForwarder::send_attempt(Pending& p) {

@@ -46,9 +46,17 @@
 // own socket. With no upstream at all the guest gets REFUSED at once, so it
 // never hangs.
 //
+// Local names are answered here, before any upstream is asked, and also
+// when there is none (Gateway::local_addresses: the host's alias,
+// --dns-host entries, guests' DHCP host names): A and AAAA records of the
+// family asked, authoritative, TTL kLocalTtl; a name of ours without an
+// address of that family gets an empty answer (NODATA), never a trip
+// upstream.
+//
 // Loopback resolvers (systemd-resolved's 127.0.0.53) work: the sockets live
-// in the host's namespace. Not done here: caching, local names, DNS over
-// TCP (the NAT carries it), EDNS rewriting, 0x20 case randomisation.
+// in the host's namespace. Not done here: caching, DNS over TCP (the NAT
+// carries it to the upstream, so local names are UDP only), EDNS
+// rewriting, 0x20 case randomisation.
 #pragma once
 
 #include <sys/socket.h>
@@ -68,7 +76,8 @@ namespace usernet::gw {
 class Gateway;
 
 struct DnsForwarderStats {
-    uint64_t queries = 0;            // accepted from guests
+    uint64_t queries = 0;            // accepted from guests and sent upstream
+    uint64_t local_answers = 0;      // answered from local names
     uint64_t replies = 0;            // relayed to guests
     uint64_t truncated = 0;          // relayed cut to the question with TC
     uint64_t refused = 0;            // answered REFUSED (no upstream)
@@ -96,6 +105,7 @@ public:
     static constexpr size_t kPoolSize = 8;              // source ports per family
     static constexpr uint32_t kRotateQueries = 256;
     static constexpr core::Millis kRotateMs = 60'000;
+    static constexpr uint32_t kLocalTtl = 60;
 
     DnsForwarder(core::EventLoop& loop, Gateway& gw);
     ~DnsForwarder();
@@ -174,6 +184,9 @@ private:
     bool send_attempt(Pending& p);
     // Moves p on to the next upstream, or answers SERVFAIL when all failed.
     void next_upstream(Pending& p);
+    // Answers query from the local names if it asks for one; false when
+    // it goes upstream.
+    bool answer_locally(const wire::IpAddr& guest, uint16_t port, wire::Bytes query);
     // Our DNS address of guest's family, the one its query went to.
     wire::IpAddr server_for(const wire::IpAddr& guest) const;
     void answer_error(const wire::IpAddr& guest, uint16_t port, wire::Bytes query, uint16_t guest_id,
@@ -215,6 +228,7 @@ private:
     size_t random_left_ = 0;
     uint64_t prng_ = 0;
     DnsForwarderStats stats_;
+    std::vector<wire::IpAddr> local_;  // scratch for answer_locally()
 };
 
 }  // namespace usernet::gw

@@ -534,6 +534,37 @@ void Gateway::reserve(wire::Ipv4 ip, sw::PortId port) {
     reserved_.push_back(Reservation{ip, port});
 }
 
+bool Gateway::local_addresses(std::string_view name, std::vector<wire::IpAddr>& out) const {
+    out.clear();
+    bool known = false;
+    if (!cfg_.host_alias.empty() && name == cfg_.host_alias && cfg_.map_gateway_to_loopback) {
+        known = true;
+        out.push_back(wire::IpAddr::v4(cfg_.gateway));
+        if (cfg_.ipv6) out.push_back(cfg_.gateway6);
+    }
+    for (const auto& [n, a] : cfg_.dns_hosts) {
+        if (n != name) continue;
+        known = true;
+        out.push_back(a);
+    }
+    // A guest's DHCP host name: "foo", or "foo.DOMAIN".
+    std::string_view label = name;
+    if (!cfg_.domain.empty() && name.size() > cfg_.domain.size() + 1 &&
+        name.ends_with(cfg_.domain) && name[name.size() - cfg_.domain.size() - 1] == '.')
+        label = name.substr(0, name.size() - cfg_.domain.size() - 1);
+    if (!known && label.find('.') == std::string_view::npos && dhcp_) {
+        if (auto v4 = dhcp_->leases().find_hostname(label, loop_.now())) {
+            known = true;
+            out.push_back(wire::IpAddr::v4(*v4));
+            if (cfg_.ipv6) {
+                const wire::IpAddr v6 = guest_v6_of(wire::IpAddr::v4(*v4));
+                if (!v6.is_unspecified()) out.push_back(v6);
+            }
+        }
+    }
+    return known;
+}
+
 void Gateway::on_port_detached(sw::PortId port) {
     if (port == id()) return;
     for (auto it = neighbors_.begin(); it != neighbors_.end();) {

@@ -270,6 +270,11 @@ public:
     // message budget that many times a guest's (up to the pool's size).
     void set_hosts_behind(sw::PortId port, size_t hosts);
     DnsForwarder& dns() { return *dns_; }
+    // The addresses of a name the DNS address answers itself (lower-case
+    // dotted text, no trailing dot; NetConfig::host_alias): false when the
+    // name is not one of ours and goes upstream. A name of ours may have
+    // no address of the family asked (an answer without records).
+    bool local_addresses(std::string_view name, std::vector<wire::IpAddr>& out) const;
     // Whether an ICMP error may go to a guest now: the one token bucket all
     // of usernet's ICMP errors pass (core/token_bucket.hpp).
     bool icmp_error_allowed() { return icmp_errors_.take(loop_.now()); }

@@ -36,6 +36,12 @@ struct NetConfig {
     // or a URL (scheme://...) for clients that fetch URLs. Empty: none.
     std::string bootfile;
     bool bootfile_is_url() const { return bootfile.find("://") != std::string::npos; }
+    // Names the DNS address answers itself, before asking upstream: the
+    // host's (the gateway addresses, while they reach the host's
+    // loopback), --dns-host NAME=ADDR entries, and every guest's DHCP host
+    // name, bare and under `domain`. Lower case, no trailing dot.
+    std::string host_alias = "host.usernet.internal";
+    std::vector<std::pair<std::string, wire::IpAddr>> dns_hosts;
     // The gateway's own MAC (QEMU's slirp uses 52:55:0a:00:02:02).
     wire::MacAddr gw_mac{{0x52, 0x55, 0x0a, 0x00, 0x02, 0x02}};
     // The address the gateway maps to the host's loopback (--no-map-gw clears).

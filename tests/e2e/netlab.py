@@ -741,9 +741,10 @@ def udhcpc_cmd():
     return [shutil.which("busybox"), "udhcpc"]
 
 
-def dhcp(lab, guest, ifname="tap0", timeout=30):
-    """Run busybox udhcpc once in guest on ifname (waits for the link first);
-    returns the lease's variables as a dict (ip, mask, router, dns, ...)."""
+def dhcp(lab, guest, ifname="tap0", timeout=30, hostname=None):
+    """Run busybox udhcpc once in guest on ifname (waits for the link first),
+    telling the server hostname (option 12) if given; returns the lease's
+    variables as a dict (ip, mask, router, dns, ...)."""
     guest.wait_link(ifname)
     script = lab.path("udhcpc.sh")
     if not os.path.exists(script):
@@ -755,6 +756,8 @@ def dhcp(lab, guest, ifname="tap0", timeout=30):
     # -f foreground, -q quit after lease, -n fail if none, -t tries, -T secs between
     cmd = "UN_LEASE_DIR=%s exec %s -f -q -n -t 8 -T 2 -A 1 -O mtu -i %s -s %s" % (
         env_dir, " ".join(udhcpc_cmd()), ifname, script)
+    if hostname:
+        cmd += " -x hostname:%s" % hostname
     r = guest.run(cmd, timeout=timeout, check=False)
     lease_file = os.path.join(env_dir, "lease." + ifname)
     if r.returncode != 0 or not os.path.exists(lease_file):

@@ -82,6 +82,57 @@ class DnsTest(unittest.TestCase):
             r = guest.run(["busybox", "nslookup", NAME, DNS], timeout=30, check=False)
             self.assertIn(ADDR, r.stdout, r.stdout + r.stderr)
 
+    def test_local_names_are_answered_before_the_upstream(self):
+        """The host's alias, --dns-host entries and the guests' DHCP host
+        names, bare and under --domain, from the DNS address itself; other
+        names still go upstream."""
+        with netlab.Lab("dns") as lab:
+            host = lab.netns("host")
+            g1 = lab.netns("g1")
+            g2 = lab.netns("g2")
+            port = netlab.free_port(netlab.socket.SOCK_DGRAM)
+            dnsmasq = start_dnsmasq(lab, host, "127.0.0.1", port)
+            lab.usernet(host, ["--netns", g1.path, "--netns", g2.path, "--domain", "lan.test",
+                               "--dns-upstream", "127.0.0.1:%d" % port,
+                               "--dns-host", "db.test=10.0.2.100", "--dns-host", "DB.test=fec0::64"],
+                        wait=[("link", g1, "tap0"), ("link", g2, "tap0")])
+            l1 = netlab.dhcp(lab, g1, hostname="alpha")
+            netlab.dhcp(lab, g2, hostname="beta")
+
+            def dig(ns, name, qtype="A"):
+                r = ns.run(["dig", "+short", "+time=2", "+tries=2", "@" + DNS, name, qtype], timeout=20)
+                return sorted(r.stdout.split())
+            self.assertEqual(dig(g2, "alpha.lan.test"), [l1["ip"]])
+            self.assertEqual(dig(g2, "alpha"), [l1["ip"]])
+            self.assertEqual(dig(g2, "ALPHA.Lan.Test."), [l1["ip"]])
+            self.assertEqual(dig(g1, "host.usernet.internal"), [netlab.GATEWAY])
+            self.assertEqual(dig(g1, "host.usernet.internal", "AAAA"), ["fec0::2"])
+            self.assertEqual(dig(g1, "db.test"), ["10.0.2.100"])
+            self.assertEqual(dig(g1, "db.test", "AAAA"), ["fec0::64"])
+            self.assertEqual(dig(g1, "nobody.lan.test"), [])  # upstream: NXDOMAIN
+            self.assertEqual(dig(g1, NAME), [ADDR])  # upstream
+            # The upstream (--log-queries) saw only the last two.
+            log = dnsmasq.stdout() + dnsmasq.stderr()
+            self.assertIn("query[A] %s" % NAME, log)
+            self.assertNotIn("alpha", log)
+            self.assertNotIn("db.test", log)
+
+    def test_local_names_without_any_resolver(self):
+        """No /etc/resolv.conf entry and no --dns-upstream: local names are
+        still answered, everything else is REFUSED at once."""
+        with netlab.Lab("dns") as lab:
+            host = lab.netns("host")
+            guest = lab.netns("guest")
+            host.resolv_conf("# nothing\n")
+            lab.usernet(host, ["--netns", guest.path, "--config-net", "--dns-host", "db.test=10.0.2.100"],
+                        wait=[("link", guest, "tap0")])
+            netlab.wait_for(lambda: guest.addrs("tap0"), 10, what="address from --config-net")
+            r = guest.run(["dig", "+time=2", "+tries=1", "@" + DNS, "db.test"], timeout=20)
+            self.assertIn("status: NOERROR", r.stdout)
+            self.assertRegex(r.stdout, r"db\.test\.\s+60\s+IN\s+A\s+10\.0\.2\.100")
+            r = guest.run(["dig", "+time=2", "+tries=1", "@" + DNS, "example.org"], timeout=20)
+            self.assertIn("status: REFUSED", r.stdout)
+
     def test_many_queries_in_a_row_all_answered(self):
         with netlab.Lab("dns") as lab:
             host = lab.netns("host")

@@ -14,6 +14,7 @@
 #include <cstring>
 #include <vector>
 
+#include "gateway/dhcp4_server.hpp"
 #include "gateway/gateway.hpp"
 #include "wire/dns.hpp"
 #include "wire/ethernet.hpp"
@@ -523,6 +524,117 @@ TEST_F(DnsForwarderTest, DnsForwarder_QueriesLeaveFromSeveralSourcePortsAndEachM
     run_until_frames(1, 1000);
     ASSERT_EQ(guest.frames.size(), 1u);
     EXPECT_EQ(wire::DnsView::parse(*dns_to_guest(guest.frames[0]))->id(), 100);
+}
+
+// --- local names ---------------------------------------------------------
+
+std::vector<uint8_t> make_query_type(uint16_t id, const char* name, uint16_t type) {
+    auto q = make_query(id, name);
+    wire::store16(&q[q.size() - 4], type);
+    return q;
+}
+
+struct LocalNamesTest : DnsForwarderTest {
+    Upstream up;
+    void start_local(std::vector<HostPort> upstreams, bool ipv6 = false) {
+        guest.mtu_ = 1500;
+        sw.attach(guest);
+        NetConfig cfg;
+        cfg.dns_upstreams = std::move(upstreams);
+        cfg.ipv6 = ipv6;
+        cfg.domain = "example.test";
+        cfg.dns_hosts = {{"db.test", wire::IpAddr::v4(ip("10.0.2.100"))},
+                         {"db.test", *wire::IpAddr::parse("fec0::64")},
+                         {"v6only.test", *wire::IpAddr::parse("2001:db8::6")}};
+        gw = std::make_unique<Gateway>(loop, sw, cfg);
+        gw->learn_neighbor(kGuest, kGuestMac, 1500);
+    }
+    // The answer's records (type, rdata as an address) for a query sent now.
+    std::optional<wire::DnsView> ask(const std::vector<uint8_t>& q, std::vector<uint8_t>& keep) {
+        guest.frames.clear();
+        query(q);
+        for (auto& f : guest.frames)
+            if (auto r = dns_to_guest(f)) {
+                keep = *r;
+                return wire::DnsView::parse(keep);
+            }
+        return std::nullopt;
+    }
+    std::vector<std::string> addresses(const wire::DnsView& v) {
+        std::vector<std::string> out;
+        wire::DnsRecordIter it(v);
+        wire::DnsRecord rec;
+        while (it.next(rec)) {
+            if (rec.type == wire::dnstype::a && rec.rdata.size() == 4)
+                out.push_back(wire::IpAddr::v4_from(rec.rdata.data()).to_string());
+            else if (rec.type == wire::dnstype::aaaa && rec.rdata.size() == 16)
+                out.push_back(wire::IpAddr::v6_from(rec.rdata.data()).to_string());
+        }
+        return out;
+    }
+};
+
+TEST_F(LocalNamesTest, Dns_LocalNamesAreAnsweredWithoutAskingUpstream) {
+    start_local({up.host_port()}, true);
+    std::vector<uint8_t> keep;
+    using V = std::vector<std::string>;
+    auto v = ask(make_query_type(1, "HOST.usernet.internal", wire::dnstype::a), keep);
+    ASSERT_TRUE(v);
+    EXPECT_EQ(v->id(), 1);
+    EXPECT_TRUE(v->qr());
+    EXPECT_EQ(v->rcode(), wire::dnsrcode::noerror);
+    EXPECT_EQ(addresses(*v), V{"10.0.2.2"});
+    v = ask(make_query_type(2, "host.usernet.internal.", wire::dnstype::aaaa), keep);
+    EXPECT_EQ(addresses(*v), V{"fec0::2"});
+    v = ask(make_query_type(3, "db.test", wire::dnstype::a), keep);
+    EXPECT_EQ(addresses(*v), V{"10.0.2.100"});
+    v = ask(make_query_type(4, "db.test", wire::dnstype::any), keep);
+    EXPECT_EQ(addresses(*v), (V{"10.0.2.100", "fec0::64"}));
+    // Ours, but no IPv4 address: an empty answer, not a trip upstream.
+    v = ask(make_query_type(5, "v6only.test", wire::dnstype::a), keep);
+    ASSERT_TRUE(v);
+    EXPECT_EQ(v->rcode(), wire::dnsrcode::noerror);
+    EXPECT_EQ(v->ancount(), 0);
+    EXPECT_EQ(gw->dns().stats().local_answers, 5u);
+    EXPECT_FALSE(up.recv(50)) << "a local name went upstream";
+    // Anything else does.
+    query(make_query(6, "example.org"));
+    EXPECT_TRUE(up.recv(1000));
+}
+
+TEST_F(LocalNamesTest, Dns_LocalNamesWithoutAnyUpstream) {
+    start_local({});
+    std::vector<uint8_t> keep;
+    auto v = ask(make_query_type(1, "db.test", wire::dnstype::a), keep);
+    ASSERT_TRUE(v);
+    EXPECT_EQ(v->rcode(), wire::dnsrcode::noerror);
+    EXPECT_EQ(addresses(*v), std::vector<std::string>{"10.0.2.100"});
+    v = ask(make_query(2, "example.org"), keep);
+    ASSERT_TRUE(v);
+    EXPECT_EQ(v->rcode(), wire::dnsrcode::refused);
+}
+
+TEST_F(LocalNamesTest, Dns_AGuestsDhcpHostNameIsAnsweredBareAndUnderTheDomain) {
+    start_local({up.host_port()});
+    auto& leases = gw->dhcp().leases();
+    const Dhcp4ClientKey key = Dhcp4ClientKey::from_mac(kGuestMac);
+    ASSERT_TRUE(leases.bind(key, kGuestMac, ip("10.0.2.15"), loop.now()));
+    leases.set_hostname(ip("10.0.2.15"), "MyGuest.lan");  // the first label, lower case
+    std::vector<uint8_t> keep;
+    for (const char* name : {"myguest", "myguest.example.test", "MYGUEST.Example.Test"}) {
+        auto v = ask(make_query(1, name), keep);
+        ASSERT_TRUE(v) << name;
+        EXPECT_EQ(addresses(*v), std::vector<std::string>{"10.0.2.15"}) << name;
+    }
+    // Not a label: not recorded.
+    leases.set_hostname(ip("10.0.2.15"), "bad_name");
+    query(make_query(2, "bad_name"));
+    EXPECT_TRUE(up.recv(1000));
+    // Released: gone.
+    leases.set_hostname(ip("10.0.2.15"), "myguest");
+    ASSERT_TRUE(leases.release(key, ip("10.0.2.15"), loop.now(), kGuestMac));
+    query(make_query(3, "myguest"));
+    EXPECT_TRUE(up.recv(1000));
 }
 
 }  // namespace

@@ -822,5 +822,23 @@ TEST(Options, Options_BootfileIsANameOrAUrl) {
     EXPECT_EQ(error_option({"--bootfile", std::string(256, 'x')}), "--bootfile");
 }
 
+TEST(Options, Options_LocalDnsNames) {
+    Config d = parse({});
+    EXPECT_EQ(d.net.host_alias, "host.usernet.internal");
+    EXPECT_TRUE(d.net.dns_hosts.empty());
+    Config c = parse({"--host-alias", "Host.Example.", "--dns-host", "DB.test=10.0.2.100",
+                      "--dns-host", "db.test=fec0::64"});
+    EXPECT_EQ(c.net.host_alias, "host.example");
+    ASSERT_EQ(c.net.dns_hosts.size(), 2u);
+    EXPECT_EQ(c.net.dns_hosts[0].first, "db.test");
+    EXPECT_EQ(c.net.dns_hosts[0].second, IpAddr::v4(ip("10.0.2.100")));
+    EXPECT_EQ(c.net.dns_hosts[1].second, *IpAddr::parse("fec0::64"));
+    EXPECT_EQ(error_option({"--dns-host", "db.test"}), "--dns-host");
+    EXPECT_EQ(error_option({"--dns-host", "db.test=nowhere"}), "--dns-host");
+    EXPECT_EQ(error_option({"--dns-host", "bad name=10.0.2.1"}), "--dns-host");
+    EXPECT_EQ(error_option({"--dns-host", "=10.0.2.1"}), "--dns-host");
+    EXPECT_EQ(error_option({"--host-alias", "a..b"}), "--host-alias");
+}
+
 }  // namespace
 }  // namespace usernet::app
