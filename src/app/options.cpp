@@ -56,13 +56,13 @@ uint32_t parse_mtu(const std::string& option, std::string_view text) {
 // Everything the command line holds, as text, before checking.
 struct RawOptions {
     std::vector<std::string> netns, tap, socket, listen, connect, dns_upstream, tcp, udp, lan, vde, serial,
-        uplink, websocket, dns_host;
+        uplink, websocket, dns_host, dns_search, dhcp_host, dhcp_route;
     std::vector<std::string> bochs;  // --bochs
     std::vector<std::string> dgram, mcast;  // --dgram, --mcast
     std::string tap_name = kDefaultTapName, mtu, max_flows, busy_poll, net, gateway, dns,
                 net6, gateway6, dns6,
                 dhcp_start, guest_addr,
-                domain, tftp, bootfile, host_alias, pcap, pid;
+                domain, tftp, bootfile, host_alias, hostname, lease_time, pcap, pid;
     std::string pcap_size, pcap_count;  // --pcap-size, --pcap-count
     bool config_net = false, no_offload = false, no_gateway = false, no_map_gw = false,
          allow_link_local = false, no_ipv6 = false,
@@ -112,6 +112,11 @@ void describe(CLI::App& app, RawOptions& raw) {
     last_wins(app.add_option("--bootfile", raw.bootfile));
     repeated(app.add_option("--dns-host", raw.dns_host));
     last_wins(app.add_option("--host-alias", raw.host_alias));
+    last_wins(app.add_option("--hostname", raw.hostname));
+    repeated(app.add_option("--dns-search", raw.dns_search));
+    last_wins(app.add_option("--lease-time", raw.lease_time));
+    repeated(app.add_option("--dhcp-host", raw.dhcp_host));
+    repeated(app.add_option("--dhcp-route", raw.dhcp_route));
     last_wins(app.add_option("--net6", raw.net6));
     last_wins(app.add_option("--gateway6", raw.gateway6));
     last_wins(app.add_option("--dns6", raw.dns6));
@@ -461,6 +466,79 @@ void resolve_addresses(const CLI::App& app, const RawOptions& raw, Config& cfg) 
             fail("--dns-host", "'" + addr + "' is not an IPv4 or IPv6 address",
                  "give e.g. db.test=10.0.2.100 or db.test=fec0::64");
         net.dns_hosts.emplace_back(dns_name(e.substr(0, eq), "--dns-host"), *a);
+    }
+    if (given(app, "--hostname")) {
+        net.hostname = dns_name(raw.hostname, "--hostname");
+        if (net.hostname.find('.') != std::string::npos)
+            fail("--hostname", "'" + raw.hostname + "' is not a single label",
+                 "give a host name without dots; --domain gives the domain");
+    }
+    for (const std::string& list : raw.dns_search) {
+        for (size_t at = 0; at <= list.size();) {
+            size_t comma = std::min(list.find(',', at), list.size());
+            net.dns_search.push_back(dns_name(list.substr(at, comma - at), "--dns-search"));
+            at = comma + 1;
+        }
+    }
+    {
+        size_t wire_len = 0;
+        for (const std::string& n : net.dns_search) wire_len += n.size() + 2;
+        if (wire_len > 255)
+            fail("--dns-search", "the search list takes more than the 255 bytes DHCP carries",
+                 "give fewer or shorter domains");
+    }
+    if (given(app, "--lease-time")) {
+        uint64_t s = 0;
+        auto [end, ec] = std::from_chars(raw.lease_time.data(),
+                                         raw.lease_time.data() + raw.lease_time.size(), s);
+        if (ec != std::errc{} || end != raw.lease_time.data() + raw.lease_time.size() || s < 60 ||
+            s > 0x7fffffff)
+            fail("--lease-time", "'" + raw.lease_time + "' is not a lease time in seconds",
+                 "give 60 to 2147483647 seconds (default 86400)");
+        net.lease_seconds = static_cast<uint32_t>(s);
+    }
+    for (const std::string& e : raw.dhcp_host) {
+        // MAC=ADDR[,NAME]
+        const size_t eq = e.find('=');
+        const size_t comma = e.find(',', eq == std::string::npos ? 0 : eq);
+        auto mac = wire::MacAddr::parse(e.substr(0, eq));
+        auto a = eq == std::string::npos ? std::nullopt
+                                         : wire::ipv4_parse(e.substr(eq + 1, comma == std::string::npos
+                                                                                 ? std::string::npos
+                                                                                 : comma - eq - 1));
+        if (!mac || !a || mac->is_multicast() || mac->is_zero())
+            fail("--dhcp-host", "'" + e + "' is not MAC=ADDRESS[,NAME]",
+                 "give e.g. 52:54:00:12:34:56=10.0.2.20,web");
+        check_host(net, "--dhcp-host", *a, net_text);
+        if (*a == net.gateway || *a == net.dns)
+            fail("--dhcp-host", wire::ipv4_to_string(*a) + " is the gateway or DNS address",
+                 "give the guest another address");
+        std::string name;
+        if (comma != std::string::npos) {
+            name = dns_name(e.substr(comma + 1), "--dhcp-host");
+            if (name.find('.') != std::string::npos)
+                fail("--dhcp-host", "'" + name + "' is not a single label", "give a host name without dots");
+        }
+        for (const gw::NetConfig::StaticLease& s : net.dhcp_hosts)
+            if (s.mac == *mac || s.ip == *a)
+                fail("--dhcp-host", "'" + e + "' repeats a MAC or an address of another --dhcp-host",
+                     "give each guest its own MAC and address");
+        net.dhcp_hosts.push_back({*mac, *a, name});
+    }
+    for (const std::string& e : raw.dhcp_route) {
+        // NET/LEN[,GATEWAY]
+        const size_t comma = e.find(',');
+        auto cidr = parse_cidr(std::string_view(e).substr(0, comma));
+        std::optional<wire::Ipv4> via = net.gateway;
+        if (comma != std::string::npos) via = wire::ipv4_parse(e.substr(comma + 1));
+        if (!cidr || !via)
+            fail("--dhcp-route", "'" + e + "' is not NET/LEN[,GATEWAY]",
+                 "give e.g. 192.168.50.0/24 or 192.168.50.0/24,10.0.2.9");
+        if (!net.in_subnet(*via))
+            fail("--dhcp-route", wire::ipv4_to_string(*via) + " is not on the network " + net_text,
+                 "give a router on the guests' network (default: the gateway)");
+        const wire::Ipv4 mask = cidr->prefix_len ? ~wire::Ipv4{0} << (32 - cidr->prefix_len) : 0;
+        net.dhcp_routes.push_back({cidr->addr & mask, cidr->prefix_len, *via});
     }
     if (given(app, "--bootfile")) {
         const std::string& b = raw.bootfile;
@@ -1222,6 +1300,14 @@ Services:
       --host-alias NAME      the name of the host, answered with the gateway
                              addresses (default host.usernet.internal);
                              guests' DHCP host names are answered too
+      --hostname NAME        the host name DHCP gives guests (option 12)
+      --dns-search DOMAIN[,DOMAIN...]  the DNS search list (DHCP option 119,
+                             DHCPv6, router advertisements; default: --domain)
+      --lease-time SECONDS   DHCP lease time (default 86400)
+      --dhcp-host MAC=ADDR[,NAME]  a static lease: MAC always gets ADDR (and
+                             host name NAME); repeatable
+      --dhcp-route NET/LEN[,GATEWAY]  a classless static route (option 121)
+                             via GATEWAY (default: the gateway); repeatable
       --bootfile NAME|URL    network boot: DHCP gives NAME on the TFTP
                              server (option 67, file field, next server the
                              gateway; DHCPv6 boot-file-url), or a URL to

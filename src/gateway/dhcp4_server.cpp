@@ -77,6 +77,25 @@ Dhcp4Leases::Dhcp4Leases(const NetConfig& cfg)
         l.ip = a;
         pool_.push_back(l);
     }
+    // Static leases: their addresses join the pool (kept sorted), held for
+    // their MAC alone.
+    for (const NetConfig::StaticLease& s : cfg.dhcp_hosts) {
+        Lease* l = slot_of(s.ip);
+        if (!l) {
+            Lease n;
+            n.ip = s.ip;
+            auto at = std::lower_bound(pool_.begin(), pool_.end(), s.ip,
+                                       [](const Lease& x, wire::Ipv4 a) { return x.ip < a; });
+            l = &*pool_.insert(at, n);
+        }
+        l->static_mac = s.mac;
+    }
+}
+
+const Dhcp4Leases::Lease* Dhcp4Leases::static_of(const wire::MacAddr& mac) const {
+    for (const Lease& l : pool_)
+        if (l.static_mac && *l.static_mac == mac) return &l;
+    return nullptr;
 }
 
 Dhcp4Leases::Lease* Dhcp4Leases::slot_of(wire::Ipv4 ip) {
@@ -107,6 +126,7 @@ bool Dhcp4Leases::live(const Lease& l, core::Millis now) const {
 bool Dhcp4Leases::available(const Lease& l, const wire::MacAddr& mac, PortId port,
                             core::Millis now) const {
     if (l.state == State::declined && now < l.expires) return false;
+    if (l.static_mac && *l.static_mac != mac) return false;
     if (live(l, now)) return false;
     return !busy(l.ip, mac, port);
 }
@@ -179,6 +199,17 @@ bool Dhcp4Leases::recycle_for(PortId port, core::Millis now) {
 std::optional<wire::Ipv4> Dhcp4Leases::offer(const Dhcp4ClientKey& key, const wire::MacAddr& mac,
                                              std::optional<wire::Ipv4> requested,
                                              core::Millis now, PortId port) {
+    // A static lease: that address, always (its MAC's other holdings lapse).
+    if (const Lease* s = static_of(mac)) {
+        Lease& l = *slot_of(s->ip);
+        if (l.state == State::bound && live(l, now) && l.mac == mac) {
+            l.port = port;
+            return l.ip;
+        }
+        if (busy(l.ip, mac, port)) return std::nullopt;
+        take(l, key, mac, State::offered, now + kOfferHoldMs, port, now);
+        return l.ip;
+    }
     // The client's own lease, unless another MAC holds it live (a client
     // identifier is no secret: every guest sees them in broadcasts).
     if (Lease* l = slot_of_key(key); l && (l->mac == mac || !live(*l, now))) {
@@ -254,6 +285,12 @@ bool Dhcp4Leases::bind(const Dhcp4ClientKey& key, const wire::MacAddr& mac, wire
                        core::Millis now, PortId port) {
     Lease* l = slot_of(ip);
     if (!l || key.empty()) return false;
+    // A MAC with a static lease gets that address and no other.
+    if (const Lease* s = static_of(mac)) {
+        if (s != l || busy(ip, mac, port)) return false;
+        take(*l, key, mac, State::bound, now + lease_ms_, port, now);
+        return true;
+    }
     // The client's own offer or lease: from the MAC it went to (or, once
     // expired, from anyone the address is free for).
     bool own = l->key == key && l->state != State::declined && (l->mac == mac || !live(*l, now));
@@ -403,7 +440,10 @@ void Dhcp4Server::handle(wire::Bytes dhcp, const wire::MacAddr& src_mac, uint32_
             return;
         }
         if (leases_.bind(key, *chaddr, want, now, port)) {
-            leases_.set_hostname(want, msg->hostname().value_or(std::string_view{}));
+            std::string_view name = msg->hostname().value_or(std::string_view{});
+            for (const NetConfig::StaticLease& s : gw_.config().dhcp_hosts)
+                if (s.mac == *chaddr && !s.name.empty()) name = s.name;
+            leases_.set_hostname(want, name);
             reply(*msg, Reply::ack, want, ingress_mtu, port);
         } else {
             spdlog::debug("dhcp: NAK {} for {}", V4{want}, *chaddr);
@@ -500,6 +540,30 @@ void Dhcp4Server::reply(const wire::Dhcp4View& req, Reply kind, wire::Ipv4 yiadd
         b.add_ipv4(wire::dhcp4opt::dns_server, c.dns);
         b.add_ipv4(wire::dhcp4opt::broadcast_addr, c.broadcast());
         if (!c.domain.empty()) b.add_string(wire::dhcp4opt::domain_name, c.domain);
+        if (!gw_.search_wire().empty()) b.add_option(wire::dhcp4opt::domain_search, gw_.search_wire());
+        // The host name: a static lease's, else --hostname.
+        std::string_view name = c.hostname;
+        if (auto mac = req.chaddr())
+            for (const NetConfig::StaticLease& s : c.dhcp_hosts)
+                if (s.mac == *mac && !s.name.empty()) name = s.name;
+        if (!name.empty()) b.add_string(wire::dhcp4opt::hostname, name);
+        if (!c.dhcp_routes.empty()) {
+            // RFC 3442: width, the significant octets of the destination,
+            // the router; the default route too, since option 3 is ignored.
+            uint8_t routes[255];
+            size_t n = 0;
+            auto put = [&](wire::Ipv4 net, uint8_t len, wire::Ipv4 via) {
+                const size_t octets = (len + 7u) / 8u;
+                if (n + 1 + octets + 4 > sizeof routes) return;
+                routes[n++] = len;
+                for (size_t i = 0; i < octets; i++) routes[n++] = static_cast<uint8_t>(net >> (24 - 8 * i));
+                wire::store32(routes + n, via);
+                n += 4;
+            };
+            for (const NetConfig::Route& r : c.dhcp_routes) put(r.net, r.prefix_len, r.via);
+            put(0, 0, c.gateway);
+            b.add_option(wire::dhcp4opt::classless_route, wire::Bytes(routes, n));
+        }
         add_boot(b, req);
         b.add_u16(wire::dhcp4opt::mtu, static_cast<uint16_t>(std::clamp<uint32_t>(mtu, 68, 65535)));
     }

@@ -97,6 +97,8 @@ public:
         // empty when it gave none that is one. Cleared when the address
         // changes hands.
         std::array<char, 64> hostname{};
+        // A static lease (--dhcp-host): only this MAC gets the address.
+        std::optional<wire::MacAddr> static_mac;
         std::string_view name() const { return std::string_view(hostname.data()); }
     };
     // True when ip is in use by some live host other than mac, or reserved
@@ -163,6 +165,8 @@ private:
     Lease* slot_of_key(const Dhcp4ClientKey& key);
     const Lease* slot_of_key(const Dhcp4ClientKey& key) const;
     bool live(const Lease& l, core::Millis now) const;
+    // The static lease of mac, if it has one.
+    const Lease* static_of(const wire::MacAddr& mac) const;
     bool available(const Lease& l, const wire::MacAddr& mac, PortId port, core::Millis now) const;
     bool busy(wire::Ipv4 ip, const wire::MacAddr& mac, PortId port) const {
         return busy_ && busy_(ip, mac, port);

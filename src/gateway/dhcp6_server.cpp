@@ -155,11 +155,7 @@ void Dhcp6Server::answer(const wire::Dhcp6View& req, const wire::IpAddr& to, uin
     }
     if (type != t::release && type != t::decline) {
         b.put(o::dns_servers, wire::Bytes(cfg_.dns6.b.data(), 16));
-        if (!cfg_.domain.empty()) {
-            uint8_t name[256];
-            if (size_t n = wire::dns_encode_name(cfg_.domain, name, sizeof name))
-                b.put(o::domain_list, wire::Bytes(name, n));
-        }
+        if (!gw_.search_wire().empty()) b.put(o::domain_list, gw_.search_wire());
         // RFC 5970 3.1: only to a client that asks for it. A name on our
         // TFTP server becomes its URL there.
         if (!cfg_.bootfile.empty() && requested(opts, o::bootfile_url)) {

@@ -53,6 +53,7 @@ Gateway::Gateway(core::EventLoop& loop, sw::Switch& sw, NetConfig cfg)
     dns_ = std::make_unique<DnsForwarder>(loop_, *this);
     if (!cfg_.tftp_root.empty()) tftp_ = std::make_unique<TftpServer>(loop_, *this, cfg_.tftp_root);
     link_local_ = wire::link_local_of(cfg_.gw_mac);
+    search_wire_ = cfg_.search_wire();
     // The first unsolicited router advertisement goes out a second after
     // start, to whoever attached by then; guests that come later solicit.
     if (cfg_.ipv6) loop_.arm(ra_timer_, 1000);

@@ -270,6 +270,8 @@ public:
     // message budget that many times a guest's (up to the pool's size).
     void set_hosts_behind(sw::PortId port, size_t hosts);
     DnsForwarder& dns() { return *dns_; }
+    // NetConfig::search_wire(), made once.
+    wire::Bytes search_wire() const { return search_wire_; }
     // The addresses of a name the DNS address answers itself (lower-case
     // dotted text, no trailing dot; NetConfig::host_alias): false when the
     // name is not one of ours and goes upstream. A name of ours may have
@@ -361,6 +363,7 @@ private:
     std::unique_ptr<Dhcp4Server> dhcp_;
     std::unique_ptr<Dhcp6Server> dhcp6_;
     std::unique_ptr<TftpServer> tftp_;
+    std::vector<uint8_t> search_wire_;
     Reassembler reasm_;
     uint32_t frag_id6_ = 0;
     std::unique_ptr<DnsForwarder> dns_;
@@ -375,7 +378,7 @@ private:
     wire::IpAddr link_local_;
     core::Timer ra_timer_{[this] { advertise_to_all(); }};
     std::vector<core::TokenBucket> rs_budget_;  // by port id
-    std::array<uint8_t, 256> nd_buf_{};
+    std::array<uint8_t, 512> nd_buf_{};  // room for a 255-byte DNS search list
     struct NsAttempt {
         wire::IpAddr ip;
         core::Millis at = 0;

@@ -311,16 +311,15 @@ void Gateway::send_router_advert(sw::PortId port, const wire::MacAddr& to_mac,
     store32(ra + n + 4, cfg_.ra_router_lifetime_s);
     std::memcpy(ra + n + 8, cfg_.dns6.b.data(), 16);
     n += 24;
-    // DNS search list (5.2), when there is a domain.
-    if (!cfg_.domain.empty()) {
-        uint8_t name[128];
-        size_t len = wire::dns_encode_name(cfg_.domain, name, sizeof name);
+    // DNS search list (5.2), when there is one (the domain at least).
+    if (const size_t len = search_wire_.size()) {
         size_t opt = (8 + len + 7) / 8 * 8;
-        if (len && n + opt <= cap) {
+        if (n + opt <= cap) {
+            std::memset(ra + n, 0, opt);
             ra[n] = wire::ndopt::dnssl;
             ra[n + 1] = static_cast<uint8_t>(opt / 8);
             store32(ra + n + 4, cfg_.ra_router_lifetime_s);
-            std::memcpy(ra + n + 8, name, len);
+            std::memcpy(ra + n + 8, search_wire_.data(), len);
             n += opt;
         }
     }

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "wire/addr.hpp"
+#include "wire/dns.hpp"
 
 namespace usernet::gw {
 
@@ -42,6 +43,29 @@ struct NetConfig {
     // name, bare and under `domain`. Lower case, no trailing dot.
     std::string host_alias = "host.usernet.internal";
     std::vector<std::pair<std::string, wire::IpAddr>> dns_hosts;
+    // DHCP: the host name given to guests (option 12; a static lease's
+    // name wins), the DNS search list (option 119, DHCPv6 24, RA DNSSL;
+    // empty: the domain alone), static leases (--dhcp-host), and classless
+    // static routes (option 121; the default route via the gateway is
+    // added to them, as RFC 3442 clients then ignore option 3).
+    std::string hostname;
+    std::vector<std::string> dns_search;
+    struct StaticLease {
+        wire::MacAddr mac;
+        wire::Ipv4 ip = 0;
+        std::string name;  // a DNS label, lower case; empty: none
+    };
+    std::vector<StaticLease> dhcp_hosts;
+    struct Route {
+        wire::Ipv4 net = 0;
+        uint8_t prefix_len = 0;
+        wire::Ipv4 via = 0;
+    };
+    std::vector<Route> dhcp_routes;
+    // The search list as DHCP and RA options carry it: names in DNS wire
+    // form, one after another (at most 255 bytes; the options parser
+    // checks).
+    std::vector<uint8_t> search_wire() const;
     // The gateway's own MAC (QEMU's slirp uses 52:55:0a:00:02:02).
     wire::MacAddr gw_mac{{0x52, 0x55, 0x0a, 0x00, 0x02, 0x02}};
     // The address the gateway maps to the host's loopback (--no-map-gw clears).
@@ -93,5 +117,18 @@ struct NetConfig {
         return a;
     }
 };
+
+inline std::vector<uint8_t> NetConfig::search_wire() const {
+    std::vector<uint8_t> out;
+    std::vector<std::string> names = dns_search;
+    if (names.empty() && !domain.empty()) names.push_back(domain);
+    for (const std::string& n : names) {
+        uint8_t buf[wire::kDnsMaxNameLen];
+        const size_t len = wire::dns_encode_name(n, buf, sizeof buf);
+        if (len == 0 || out.size() + len > 255) break;
+        out.insert(out.end(), buf, buf + len);
+    }
+    return out;
+}
 
 }  // namespace usernet::gw

@@ -719,7 +719,7 @@ case "$1" in
     ip link set "$interface" up
     ;;
   bound|renew)
-    env | grep -E '^(ip|subnet|mask|router|dns|serverid|lease|domain|mtu|broadcast|interface|hostname)=' > "$out.tmp"
+    env | grep -E '^(ip|subnet|mask|router|dns|serverid|lease|domain|mtu|broadcast|interface|hostname|search|staticroutes|siaddr|boot_file|tftp|bootfile)=' > "$out.tmp"
     echo "event=$1" >> "$out.tmp"
     mv "$out.tmp" "$out"
     ip -4 addr flush dev "$interface"

@@ -78,6 +78,42 @@ class DhcpTest(unittest.TestCase):
             self.assertEqual(lease.get("ip"), "10.0.2.100", lease)
             self.assertEqual(lease.get("mtu"), "1400", lease)
 
+    def test_options_hostname_search_routes_lease_time_and_a_static_lease(self):
+        """udhcpc receives --hostname, --domain, --dns-search (option 119),
+        --dhcp-route (option 121, with the default route) and --lease-time;
+        a --dhcp-host MAC gets its address and name, which the DNS address
+        answers, and gets them again after a reboot."""
+        with netlab.Lab("dhcp") as lab:
+            host = lab.netns("host")
+            guest = lab.netns("guest")
+            other = lab.netns("other")
+            mac = "52:54:00:ab:cd:01"
+            lab.usernet(host, ["--netns", guest.path, "--netns", other.path, "--hostname", "vm",
+                               "--domain", "lan.test", "--dns-search", "lan.test,corp.example",
+                               "--lease-time", "3600",
+                               "--dhcp-route", "192.168.50.0/24,10.0.2.2",
+                               "--dhcp-host", mac + "=10.0.2.200,web"],
+                        wait=[("link", guest, "tap0"), ("link", other, "tap0")])
+            lease = netlab.dhcp(lab, other)
+            self.assertEqual(lease.get("hostname"), "vm", lease)
+            self.assertEqual(lease.get("domain"), "lan.test", lease)
+            self.assertEqual(lease.get("search", "").split(), ["lan.test", "corp.example"], lease)
+            self.assertEqual(lease.get("lease"), "3600", lease)
+            self.assertEqual(lease.get("staticroutes", "").split(),
+                             ["192.168.50.0/24", "10.0.2.2", "0.0.0.0/0", "10.0.2.2"], lease)
+            self.assertNotEqual(lease.get("ip"), "10.0.2.200", lease)
+            # The static lease's MAC.
+            guest.run(["ip", "link", "set", "tap0", "address", mac])
+            lease = netlab.dhcp(lab, guest)
+            self.assertEqual(lease.get("ip"), "10.0.2.200", lease)
+            self.assertEqual(lease.get("hostname"), "web", lease)
+            # Its name resolves through the DNS address, from the other guest.
+            r = other.run(["dig", "+short", "+time=2", "+tries=2", "@" + DNS, "web.lan.test"], timeout=20)
+            self.assertEqual(r.stdout.split(), ["10.0.2.200"])
+            # Asked again, after the guest forgot it (a reboot): the same.
+            guest.run(["ip", "-4", "addr", "flush", "dev", "tap0"])
+            self.assertEqual(netlab.dhcp(lab, guest).get("ip"), "10.0.2.200")
+
 
 if __name__ == "__main__":
     netlab.main()

@@ -697,6 +697,61 @@ TEST_F(GatewayTest, Dhcp_NoBootfileNoBootOptions) {
     EXPECT_EQ(d->siaddr(), 0u);
 }
 
+TEST_F(GatewayTest, Dhcp_HostnameSearchListRoutesAndLeaseTime) {
+    gw.reset();
+    cfg.hostname = "vm";
+    cfg.domain = "lan.test";
+    cfg.dns_search = {"lan.test", "corp.example"};
+    cfg.lease_seconds = 3600;
+    cfg.dhcp_routes = {{ip("192.168.50.0"), 24, ip("10.0.2.9")}, {ip("172.16.0.0"), 12, ip("10.0.2.2")}};
+    gw = std::make_unique<Gateway>(loop, sw, cfg);
+    input(dhcp_request_frame(wire::dhcp4msg::discover, 1, std::nullopt, std::nullopt));
+    auto d = dhcp_of(guest.frames.at(0));
+    ASSERT_TRUE(d);
+    EXPECT_EQ(text_of(*d, wire::dhcp4opt::hostname), "vm");
+    EXPECT_EQ(text_of(*d, wire::dhcp4opt::domain_search),
+              std::string("\3lan\4test\0\4corp\7example\0", 24));
+    auto lt = d->find(wire::dhcp4opt::lease_time);
+    ASSERT_TRUE(lt && lt->size() == 4);
+    EXPECT_EQ(wire::load32(lt->data()), 3600u);
+    // RFC 3442: /24 takes 3 octets, /12 two, the default route none.
+    const std::string want("\x18\xc0\xa8\x32\x0a\x00\x02\x09"
+                           "\x0c\xac\x10\x0a\x00\x02\x02"
+                           "\x00\x0a\x00\x02\x02", 20);
+    EXPECT_EQ(text_of(*d, wire::dhcp4opt::classless_route), want);
+}
+
+TEST_F(GatewayTest, Dhcp_AStaticLeaseIsItsMacsAloneInsideOrOutsideThePool) {
+    gw.reset();
+    cfg.dhcp_hosts = {{kGuestMac, ip("10.0.2.200"), "web"}, {kOtherMac, ip("10.0.2.15"), ""}};
+    gw = std::make_unique<Gateway>(loop, sw, cfg);
+    // kGuestMac gets its address (outside the pool), whatever it asks for.
+    input(dhcp_request_frame(wire::dhcp4msg::discover, 1, ip("10.0.2.16"), std::nullopt));
+    auto d = dhcp_of(guest.frames.at(0));
+    ASSERT_TRUE(d);
+    EXPECT_EQ(d->yiaddr(), ip("10.0.2.200"));
+    EXPECT_EQ(text_of(*d, wire::dhcp4opt::hostname), "web");
+    guest.frames.clear();
+    input(dhcp_request_frame(wire::dhcp4msg::request, 1, ip("10.0.2.16"), ip("10.0.2.2")));
+    EXPECT_EQ(dhcp_of(guest.frames.at(0))->message_type(), wire::dhcp4msg::nak);
+    guest.frames.clear();
+    input(dhcp_request_frame(wire::dhcp4msg::request, 1, ip("10.0.2.200"), ip("10.0.2.2")));
+    d = dhcp_of(guest.frames.at(0));
+    EXPECT_EQ(d->message_type(), wire::dhcp4msg::ack);
+    EXPECT_EQ(d->yiaddr(), ip("10.0.2.200"));
+    std::vector<wire::IpAddr> addrs;
+    EXPECT_TRUE(gw->local_addresses("web", addrs));
+    // A third MAC never gets 10.0.2.15, the first pool address, held for
+    // kOtherMac; it gets the next one.
+    const MacAddr third{{0x52, 0x54, 0, 0, 0, 0x33}};
+    guest.frames.clear();
+    input(dhcp_request_frame(wire::dhcp4msg::discover, 2, ip("10.0.2.15"), std::nullopt, 0, third));
+    EXPECT_EQ(dhcp_of(guest.frames.at(0))->yiaddr(), ip("10.0.2.16"));
+    guest.frames.clear();
+    input(dhcp_request_frame(wire::dhcp4msg::request, 2, ip("10.0.2.15"), ip("10.0.2.2"), 0, third));
+    EXPECT_EQ(dhcp_of(guest.frames.at(0))->message_type(), wire::dhcp4msg::nak);
+}
+
 TEST_F(GatewayTest, Dhcp_ClientIdentifierDistinguishesClientsOnOneMac) {
     std::vector<uint8_t> id1{0xff, 1, 2, 3, 4}, id2{0xff, 5, 6, 7, 8};
     input(dhcp_request_frame(wire::dhcp4msg::discover, 1, std::nullopt, std::nullopt, 0, kGuestMac,

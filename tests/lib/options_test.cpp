@@ -840,5 +840,38 @@ TEST(Options, Options_LocalDnsNames) {
     EXPECT_EQ(error_option({"--host-alias", "a..b"}), "--host-alias");
 }
 
+TEST(Options, Options_DhcpHostnameSearchLeaseStaticLeasesAndRoutes) {
+    Config c = parse({"--hostname", "VM", "--dns-search", "a.test,B.test", "--dns-search", "c.test",
+                      "--lease-time", "600", "--dhcp-host", "52:54:00:12:34:56=10.0.2.200,Web",
+                      "--dhcp-host", "52:54:00:12:34:57=10.0.2.201", "--dhcp-route",
+                      "192.168.50.7/24", "--dhcp-route", "172.16.0.0/12,10.0.2.9"});
+    EXPECT_EQ(c.net.hostname, "vm");
+    EXPECT_EQ(c.net.dns_search, (std::vector<std::string>{"a.test", "b.test", "c.test"}));
+    EXPECT_EQ(c.net.lease_seconds, 600u);
+    ASSERT_EQ(c.net.dhcp_hosts.size(), 2u);
+    EXPECT_EQ(c.net.dhcp_hosts[0].ip, ip("10.0.2.200"));
+    EXPECT_EQ(c.net.dhcp_hosts[0].name, "web");
+    EXPECT_EQ(c.net.dhcp_hosts[1].name, "");
+    ASSERT_EQ(c.net.dhcp_routes.size(), 2u);
+    EXPECT_EQ(c.net.dhcp_routes[0].net, ip("192.168.50.0"));  // host bits cleared
+    EXPECT_EQ(c.net.dhcp_routes[0].via, ip("10.0.2.2"));      // the gateway
+    EXPECT_EQ(c.net.dhcp_routes[1].prefix_len, 12);
+    EXPECT_EQ(error_option({"--hostname", "a.b"}), "--hostname");
+    EXPECT_EQ(error_option({"--lease-time", "59"}), "--lease-time");
+    EXPECT_EQ(error_option({"--lease-time", "1h"}), "--lease-time");
+    EXPECT_EQ(error_option({"--dhcp-host", "52:54:00:12:34:56"}), "--dhcp-host");
+    EXPECT_EQ(error_option({"--dhcp-host", "52:54:00:12:34:56=10.0.3.5"}), "--dhcp-host");
+    EXPECT_EQ(error_option({"--dhcp-host", "52:54:00:12:34:56=10.0.2.2"}), "--dhcp-host");
+    EXPECT_EQ(error_option({"--dhcp-host", "01:00:5e:00:00:01=10.0.2.20"}), "--dhcp-host");
+    EXPECT_EQ(error_option({"--dhcp-host", "52:54:00:12:34:56=10.0.2.20", "--dhcp-host",
+                            "52:54:00:12:34:57=10.0.2.20"}),
+              "--dhcp-host");
+    EXPECT_EQ(error_option({"--dhcp-route", "192.168.50.0"}), "--dhcp-route");
+    EXPECT_EQ(error_option({"--dhcp-route", "192.168.50.0/24,192.168.1.1"}), "--dhcp-route");
+    std::string long_list;
+    for (int i = 0; i < 30; i++) long_list += (i ? "," : "") + std::string("domain") + std::to_string(i) + ".test";
+    EXPECT_EQ(error_option({"--dns-search", long_list}), "--dns-search");
+}
+
 }  // namespace
 }  // namespace usernet::app
