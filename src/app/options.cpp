@@ -56,7 +56,7 @@ uint32_t parse_mtu(const std::string& option, std::string_view text) {
 // Everything the command line holds, as text, before checking.
 struct RawOptions {
     std::vector<std::string> netns, tap, socket, listen, connect, dns_upstream, tcp, udp, lan, vde, serial,
-        uplink, websocket, dns_host, dns_search, dhcp_host, dhcp_route;
+        uplink, websocket, dns_host, dns_search, dhcp_host, dhcp_route, allow, deny;
     std::vector<std::string> bochs;  // --bochs
     std::vector<std::string> dgram, mcast;  // --dgram, --mcast
     std::string tap_name = kDefaultTapName, mtu, max_flows, busy_poll, net, gateway, dns,
@@ -65,7 +65,8 @@ struct RawOptions {
                 domain, tftp, bootfile, host_alias, hostname, lease_time, pcap, pid;
     std::string pcap_size, pcap_count;  // --pcap-size, --pcap-count
     bool config_net = false, no_offload = false, no_gateway = false, no_map_gw = false,
-         allow_link_local = false, no_ipv6 = false,
+         allow_link_local = false, no_ipv6 = false, restrict = false, no_tcp = false,
+         no_udp = false, no_icmp = false,
          debug = false, quiet = false,
          foreground = false, help = false, version = false;
 };
@@ -124,6 +125,12 @@ void describe(CLI::App& app, RawOptions& raw) {
     // NAT.
     app.add_flag("--no-map-gw", raw.no_map_gw);
     app.add_flag("--allow-link-local", raw.allow_link_local);
+    app.add_flag("--restrict", raw.restrict);
+    app.add_flag("--no-tcp", raw.no_tcp);
+    app.add_flag("--no-udp", raw.no_udp);
+    app.add_flag("--no-icmp", raw.no_icmp);
+    repeated(app.add_option("--allow", raw.allow));
+    repeated(app.add_option("--deny", raw.deny));
     last_wins(app.add_option("--max-flows", raw.max_flows));
     last_wins(app.add_option("--busy-poll", raw.busy_poll));
     repeated(app.add_option("--dns-upstream", raw.dns_upstream));
@@ -236,6 +243,60 @@ void check_domain(const std::string& d, const char* option = "--domain") {
     if (!ok)
         fail(option, "'" + d + "' is not a valid domain name",
              "use letters, digits, '-' and dots, such as example.internal");
+}
+
+// --allow/--deny: ADDR[/LEN][:PORT[-PORT]], an IPv6 address in brackets
+// when a port follows ([2001:db8::/32]:443).
+gw::NetConfig::PolicyRule parse_policy_rule(const char* option, const std::string& text, bool allow) {
+    auto bad = [&]() {
+        fail(option, "'" + text + "' is not ADDRESS[/LEN][:PORT[-PORT]]",
+             "give e.g. 192.0.2.0/24, 10.1.2.3:443, [2001:db8::/32]:80-89 or ::/0");
+    };
+    std::string addr = text, ports;
+    if (!text.empty() && text.front() == '[') {
+        const size_t close = text.find(']');
+        if (close == std::string::npos) bad();
+        addr = text.substr(1, close - 1);
+        if (close + 1 < text.size()) {
+            if (text[close + 1] != ':') bad();
+            ports = text.substr(close + 2);
+            if (ports.empty()) bad();
+        }
+    } else if (std::count(text.begin(), text.end(), ':') == 1) {
+        addr = text.substr(0, text.find(':'));
+        ports = text.substr(text.find(':') + 1);
+        if (ports.empty()) bad();
+    }
+    gw::NetConfig::PolicyRule r;
+    r.allow = allow;
+    const size_t slash = addr.find('/');
+    auto a = wire::IpAddr::parse(addr.substr(0, slash));
+    if (!a) bad();
+    const unsigned max = a->is_v4() ? 32 : 128;
+    unsigned len = max;
+    if (slash != std::string::npos) {
+        auto l = parse_uint(std::string_view(addr).substr(slash + 1));
+        if (!l || *l > max) bad();
+        len = static_cast<unsigned>(*l);
+    }
+    r.prefix_len = static_cast<uint8_t>(len);
+    // Host bits cleared, so a rule matches whatever address names it.
+    r.net = *a;
+    const size_t bits = len + (a->is_v4() ? 96u : 0u);
+    for (size_t i = 0; i < 16; i++) {
+        const size_t keep = bits > i * 8 ? std::min<size_t>(8, bits - i * 8) : 0;
+        r.net.b[i] &= static_cast<uint8_t>(0xff00u >> keep);
+    }
+    if (!ports.empty()) {
+        const size_t dash = ports.find('-');
+        auto lo = parse_uint(std::string_view(ports).substr(0, dash));
+        auto hi = dash == std::string::npos ? lo : parse_uint(std::string_view(ports).substr(dash + 1));
+        if (!lo || !hi || *lo < 1 || *hi > 65535 || *lo > *hi) bad();
+        r.any_port = false;
+        r.port_lo = static_cast<uint16_t>(*lo);
+        r.port_hi = static_cast<uint16_t>(*hi);
+    }
+    return r;
 }
 
 // A DNS name as the local names hold it: lower case, no trailing dot.
@@ -1128,6 +1189,13 @@ Config parse_options(const std::vector<std::string>& args) {
     cfg.config_net = raw.config_net;
     cfg.net.map_gateway_to_loopback = !raw.no_map_gw;
     cfg.net.allow_link_local = raw.allow_link_local;
+    cfg.net.restrict = raw.restrict;
+    cfg.net.no_tcp = raw.no_tcp;
+    cfg.net.no_udp = raw.no_udp;
+    cfg.net.no_icmp = raw.no_icmp;
+    for (bool allow : {true, false})
+        for (const std::string& text : allow ? raw.allow : raw.deny)
+            cfg.net.policy.push_back(parse_policy_rule(allow ? "--allow" : "--deny", text, allow));
     cfg.tap_offload = !raw.no_offload;
     if (!raw.max_flows.empty()) {
         cfg.limits.tcp_flows_per_guest =
@@ -1317,6 +1385,15 @@ NAT:
       --no-map-gw            the gateway address does not reach the host
       --allow-link-local     let guests reach 169.254.0.0/16 (refused by
                              default: cloud metadata services live there)
+      --restrict             guests reach nothing through the NAT: only the
+                             gateway's services (DHCP, DNS, TFTP, ping) and
+                             port forwards (QEMU's restrict=on)
+      --no-tcp, --no-udp, --no-icmp  no outbound TCP, UDP or ping flows
+      --deny ADDR[/LEN][:PORT[-PORT]]  refuse these destinations (a RST or
+                             ICMP administratively prohibited); repeatable
+      --allow ADDR[/LEN][:PORT[-PORT]]  allow only these destinations (and
+                             not what --deny refuses); repeatable; IPv6 as
+                             [2001:db8::/32]:443
       --max-flows N          TCP connections one guest may have (default
                              16384; 65536 in all guests together)
       --dns-upstream ADDR[:PORT]  resolver to forward DNS to (repeatable;

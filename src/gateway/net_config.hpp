@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <algorithm>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -62,6 +63,26 @@ struct NetConfig {
         wire::Ipv4 via = 0;
     };
     std::vector<Route> dhcp_routes;
+
+    // What guests may reach through the NAT (Nat::host_target): with
+    // `restrict`, nothing (the gateway's own services, DNS at the DNS
+    // address included, and port forwards still work); with no_tcp/no_udp/
+    // no_icmp, no new outbound flows of that protocol; then the rules: a
+    // destination a deny rule matches is refused; when there are allow
+    // rules, one of them must match (an allow list); else it is allowed.
+    // Matched against the destination the guest used.
+    bool restrict = false;
+    bool no_tcp = false, no_udp = false, no_icmp = false;
+    struct PolicyRule {
+        bool allow = false;
+        wire::IpAddr net;          // IPv4 or IPv6, host bits clear
+        uint8_t prefix_len = 0;    // of that family
+        bool any_port = true;      // else TCP and UDP to ports lo..hi only
+        uint16_t port_lo = 0, port_hi = 65535;
+    };
+    std::vector<PolicyRule> policy;
+    // Whether a new flow to dst (port for TCP and UDP) may go out.
+    bool policy_allows(const wire::IpAddr& dst, uint16_t port, uint8_t proto) const;
     // The search list as DHCP and RA options carry it: names in DNS wire
     // form, one after another (at most 255 bytes; the options parser
     // checks).
@@ -129,6 +150,32 @@ inline std::vector<uint8_t> NetConfig::search_wire() const {
         out.insert(out.end(), buf, buf + len);
     }
     return out;
+}
+
+inline bool NetConfig::policy_allows(const wire::IpAddr& dst, uint16_t port, uint8_t proto) const {
+    if (restrict) return false;
+    const bool tcp = proto == 6, udp = proto == 17;
+    if ((tcp && no_tcp) || (udp && no_udp) || ((proto == 1 || proto == 58) && no_icmp))
+        return false;
+    auto matches = [&](const PolicyRule& r) {
+        if (r.net.is_v4() != dst.is_v4()) return false;
+        if (!r.any_port && (!(tcp || udp) || port < r.port_lo || port > r.port_hi)) return false;
+        // The first prefix_len bits (of the 16-byte form; IPv4 is mapped).
+        const size_t bits = r.prefix_len + (dst.is_v4() ? 96u : 0u);
+        for (size_t i = 0; i < 16; i++) {
+            const size_t take = bits > i * 8 ? std::min<size_t>(8, bits - i * 8) : 0;
+            const uint8_t mask = static_cast<uint8_t>(0xff00u >> take);
+            if (((dst.b[i] ^ r.net.b[i]) & mask) != 0) return false;
+        }
+        return true;
+    };
+    bool any_allow = false, allowed = false;
+    for (const PolicyRule& r : policy) {
+        if (!r.allow && matches(r)) return false;
+        any_allow |= r.allow;
+        allowed |= r.allow && matches(r);
+    }
+    return allowed || !any_allow;
 }
 
 }  // namespace usernet::gw

@@ -62,6 +62,16 @@ HostTarget Nat::host_target(const wire::IpAddr& dst, uint16_t port, uint8_t prot
         else stats_.dropped_unreachable++;
         return t;
     };
+    // The DNS address's port 53 is the gateway's service whatever the
+    // policy; everything else passes the user's policy first.
+    const bool dns_service = (dst == wire::IpAddr::v4(c.dns) || (c.ipv6 && dst == c.dns6)) &&
+                             port == 53 &&
+                             (proto == wire::ipproto::tcp || proto == wire::ipproto::udp);
+    if (!dns_service && !c.policy_allows(dst, port, proto)) {
+        stats_.dropped_policy++;
+        t.verdict = HostTarget::Verdict::forbidden;
+        return t;
+    }
     if (dst.is_v4()) {
         wire::Ipv4 d = dst.as_v4();
         if (d == c.gateway) {

@@ -65,6 +65,7 @@ struct NatStats {
     uint64_t dropped_malformed = 0;   // bad header or checksum
     uint64_t dropped_unreachable = 0; // no host mapping for the destination
     uint64_t dropped_forbidden = 0;   // a destination policy refuses (loopback, link-local)
+    uint64_t dropped_policy = 0;      // --restrict, --no-tcp/udp/icmp, --allow/--deny refuse
     uint64_t dropped_limit = 0;       // a flow limit refused a new flow
     uint64_t dropped_proto = 0;       // protocol not translated
 };

@@ -168,6 +168,66 @@ TEST(NatPolicy, NatPolicy_Ipv6ReachesTheHostsLoopbackOnlyThroughTheGateway) {
 
 // A guest's connection through the gateway, then its attachment goes: the
 // host side sees a reset at once.
+// --restrict, --no-tcp/udp/icmp, --allow and --deny (NetConfig::policy_allows).
+TEST(NatPolicy, NatPolicy_UserPolicyDecidesEachNewFlow) {
+    auto v = [](const char* a) { return *wire::IpAddr::parse(a); };
+    using R = gw::NetConfig::PolicyRule;
+    gw::NetConfig c;
+    EXPECT_TRUE(c.policy_allows(v("192.0.2.1"), 80, wire::ipproto::tcp));
+    c.no_udp = true;
+    EXPECT_FALSE(c.policy_allows(v("192.0.2.1"), 53, wire::ipproto::udp));
+    EXPECT_TRUE(c.policy_allows(v("192.0.2.1"), 53, wire::ipproto::tcp));
+    c.no_udp = false;
+    c.no_icmp = true;
+    EXPECT_FALSE(c.policy_allows(v("192.0.2.1"), 0, wire::ipproto::icmp));
+    EXPECT_FALSE(c.policy_allows(v("2001:db8::1"), 0, wire::ipproto::icmpv6));
+    c.no_icmp = false;
+    // Deny rules alone: all but those.
+    c.policy = {R{false, wire::IpAddr::v4(0xc0000200), 24, true, 0, 65535},
+                R{false, v("2001:db8::"), 32, false, 25, 25}};
+    EXPECT_FALSE(c.policy_allows(v("192.0.2.77"), 80, wire::ipproto::tcp));
+    EXPECT_FALSE(c.policy_allows(v("192.0.2.77"), 0, wire::ipproto::icmp));
+    EXPECT_TRUE(c.policy_allows(v("192.0.3.1"), 80, wire::ipproto::tcp));
+    EXPECT_FALSE(c.policy_allows(v("2001:db8:5::1"), 25, wire::ipproto::tcp));
+    EXPECT_TRUE(c.policy_allows(v("2001:db8:5::1"), 26, wire::ipproto::tcp));
+    EXPECT_TRUE(c.policy_allows(v("2001:db8:5::1"), 0, wire::ipproto::icmpv6));  // ports: TCP/UDP only
+    EXPECT_TRUE(c.policy_allows(v("2001:db9::1"), 25, wire::ipproto::tcp));
+    // An allow rule makes it an allow list; a deny still wins inside it.
+    c.policy.push_back(R{true, wire::IpAddr::v4(0xc0000000), 16, false, 443, 443});
+    EXPECT_TRUE(c.policy_allows(v("192.0.3.1"), 443, wire::ipproto::tcp));
+    EXPECT_FALSE(c.policy_allows(v("192.0.3.1"), 80, wire::ipproto::tcp));
+    EXPECT_FALSE(c.policy_allows(v("192.0.2.1"), 443, wire::ipproto::tcp));   // denied /24
+    EXPECT_FALSE(c.policy_allows(v("198.51.100.1"), 443, wire::ipproto::tcp));
+    EXPECT_FALSE(c.policy_allows(v("2001:db9::1"), 443, wire::ipproto::tcp));  // no IPv6 allow
+    c.restrict = true;
+    EXPECT_FALSE(c.policy_allows(v("192.0.3.1"), 443, wire::ipproto::tcp));
+}
+
+TEST(NatPolicy, NatPolicy_RestrictRefusesEverythingButTheDnsAddress) {
+    NatHarness h({}, true, [](gw::NetConfig& c) {
+        c.restrict = true;
+        c.dns_upstreams.push_back(gw::HostPort{wire::IpAddr::v4(0x7f000001), 5353});
+    });
+    auto target = [&](wire::Ipv4 a, uint16_t port, uint8_t proto) {
+        return h.nat->host_target(wire::IpAddr::v4(a), port, proto);
+    };
+    EXPECT_TRUE(target(kGatewayIp, 80, wire::ipproto::tcp).forbidden());
+    EXPECT_TRUE(target(0xc0000201, 80, wire::ipproto::tcp).forbidden());
+    EXPECT_TRUE(target(0xc0000201, 0, wire::ipproto::icmp).forbidden());
+    EXPECT_TRUE(target(0x0a000203, 53, wire::ipproto::tcp).ok());  // DNS over TCP: a gateway service
+    EXPECT_EQ(h.nat->stats().dropped_policy, 3u);
+    // A TCP connect is reset at once.
+    h.input(syn_frame(0xc0000201, 80));
+    std::vector<uint8_t> keep;
+    auto tcp = tcp_reply(h, keep);
+    ASSERT_TRUE(tcp);
+    EXPECT_TRUE(tcp->flags() & wire::tcpflag::rst);
+    // A datagram gets ICMP administratively prohibited.
+    h.guest.frames.clear();
+    h.input(udp_frame(kGuestIp, 0xc0000201, 40000, 7, bytes("x")));
+    EXPECT_EQ(unreachable_code(h), wire::icmpcode::admin_prohibited);
+}
+
 TEST(NatPolicy, NatPolicy_FlowsOfADetachedPortAreResetTowardTheHost) {
     NatHarness h;
     Listener l;

@@ -633,7 +633,7 @@ NameSet help_options(const std::string& help) {
 }
 
 // The options the man page's OPTIONS section defines: the tag line after
-// each .TP (".BI \-\-mtu " N"", ".BR \-d ", " \-\-debug").
+// each .TP or .TQ (".BI \-\-mtu " N"", ".BR \-d ", " \-\-debug").
 NameSet man_options(const std::string& roff) {
     NameSet s;
     std::istringstream in(roff);
@@ -641,7 +641,8 @@ NameSet man_options(const std::string& roff) {
     for (std::string line; std::getline(in, line);) {
         if (line.rfind(".SH", 0) == 0) in_options = line.find("OPTIONS") != std::string::npos;
         if (!in_options) continue;
-        if (line.rfind(".TP", 0) == 0) {
+        // .TQ: another tag for the same paragraph.
+        if (line.rfind(".TP", 0) == 0 || line.rfind(".TQ", 0) == 0) {
             tag = true;
             continue;
         }
@@ -871,6 +872,33 @@ TEST(Options, Options_DhcpHostnameSearchLeaseStaticLeasesAndRoutes) {
     std::string long_list;
     for (int i = 0; i < 30; i++) long_list += (i ? "," : "") + std::string("domain") + std::to_string(i) + ".test";
     EXPECT_EQ(error_option({"--dns-search", long_list}), "--dns-search");
+}
+
+TEST(Options, Options_PolicyRules) {
+    Config c = parse({"--restrict", "--no-tcp", "--no-udp", "--no-icmp"});
+    EXPECT_TRUE(c.net.restrict && c.net.no_tcp && c.net.no_udp && c.net.no_icmp);
+    EXPECT_FALSE(parse({}).net.restrict);
+    c = parse({"--deny", "192.0.2.77/24", "--allow", "10.0.2.2:8080", "--allow",
+               "[2001:db8::1/32]:80-89", "--allow", "::/0"});
+    ASSERT_EQ(c.net.policy.size(), 4u);
+    // Allows first, then denies (order does not matter: a deny always wins).
+    const auto& a = c.net.policy[0];
+    EXPECT_TRUE(a.allow);
+    EXPECT_EQ(a.net, IpAddr::v4(ip("10.0.2.2")));
+    EXPECT_EQ(a.prefix_len, 32);
+    EXPECT_FALSE(a.any_port);
+    EXPECT_EQ(a.port_lo, 8080);
+    EXPECT_EQ(a.port_hi, 8080);
+    EXPECT_EQ(c.net.policy[1].net, *IpAddr::parse("2001:db8::"));  // host bits cleared
+    EXPECT_EQ(c.net.policy[1].port_hi, 89);
+    EXPECT_TRUE(c.net.policy[2].any_port);
+    EXPECT_EQ(c.net.policy[2].prefix_len, 0);
+    EXPECT_FALSE(c.net.policy[3].allow);
+    EXPECT_EQ(c.net.policy[3].net, IpAddr::v4(ip("192.0.2.0")));
+    for (const char* bad : {"", "nowhere", "10.0.2.2/33", "10.0.2.2:", "10.0.2.2:0", "10.0.2.2:90-80",
+                            "[::1", "[::1]80", "::1/129", "10.0.2.2:70000"})
+        EXPECT_EQ(error_option({"--allow", bad}), "--allow") << bad;
+    EXPECT_EQ(error_option({"--deny", "x"}), "--deny");
 }
 
 }  // namespace
