@@ -56,7 +56,7 @@ uint32_t parse_mtu(const std::string& option, std::string_view text) {
 // Everything the command line holds, as text, before checking.
 struct RawOptions {
     std::vector<std::string> netns, tap, socket, listen, connect, dns_upstream, tcp, udp, lan, vde, serial,
-        uplink, websocket, dns_host, dns_search, dhcp_host, dhcp_route, allow, deny;
+        uplink, websocket, dns_host, dns_search, dhcp_host, dhcp_route, allow, deny, hostfwd;
     std::vector<std::string> bochs;  // --bochs
     std::vector<std::string> dgram, mcast;  // --dgram, --mcast
     std::string tap_name = kDefaultTapName, mtu, max_flows, busy_poll, net, gateway, dns,
@@ -136,6 +136,7 @@ void describe(CLI::App& app, RawOptions& raw) {
     repeated(app.add_option("--dns-upstream", raw.dns_upstream));
     repeated(app.add_option("-t,--tcp-ports", raw.tcp));
     repeated(app.add_option("-u,--udp-ports", raw.udp));
+    repeated(app.add_option("--hostfwd", raw.hostfwd));
     // Operation.
     last_wins(app.add_option("--pcap", raw.pcap));
     last_wins(app.add_option("--pcap-size", raw.pcap_size));
@@ -1070,6 +1071,18 @@ void assign_netns_addresses(Config& cfg) {
 // The target is --guest-addr; with --config-net and no --guest-addr, the
 // first namespace's address (known before that guest says anything); else
 // left to the NAT (the guest holding a lease).
+// A forward's own guest must be on the network it forwards into.
+void check_forward_guest(const Config& cfg, const char* option, const nat::ForwardSpec& spec) {
+    if (!spec.guest_addr) return;
+    const gw::NetConfig& n = cfg.net;
+    const wire::IpAddr& g = *spec.guest_addr;
+    const bool ok = g.is_v4() ? n.in_subnet(g.as_v4()) && g.as_v4() != n.gateway && g.as_v4() != n.dns
+                              : n.ipv6 && n.in_prefix6(g) && g != n.gateway6 && g != n.dns6;
+    if (!ok)
+        fail(option, "the forward's guest " + g.to_string() + " is not a guest address of the network",
+             "give an address of a guest inside --net (or --net6), not the gateway's or DNS's");
+}
+
 void resolve_forwards(const CLI::App& app, const RawOptions& raw, Config& cfg) {
     std::optional<wire::Ipv4> target = cfg.guest_addr;
     for (const Attachment& a : cfg.attachments)
@@ -1084,7 +1097,8 @@ void resolve_forwards(const CLI::App& app, const RawOptions& raw, Config& cfg) {
         const std::string& text = values[i];
         try {
             for (nat::ForwardSpec& spec : nat::parse_forward_specs(tcp ? 't' : 'u', text)) {
-                if (target) spec.guest_addr = wire::IpAddr::v4(*target);
+                check_forward_guest(cfg, tcp ? "-t" : "-u", spec);
+                if (target && !spec.guest_addr) spec.guest_addr = wire::IpAddr::v4(*target);
                 cfg.forwards.push_back(std::move(spec));
             }
         } catch (const std::invalid_argument& e) {
@@ -1097,6 +1111,20 @@ void resolve_forwards(const CLI::App& app, const RawOptions& raw, Config& cfg) {
             }
             fail(tcp ? "-t" : "-u", "bad port forward '" + text + "': " + what, todo);
         }
+    }
+    for (const std::string& text : raw.hostfwd) {
+        nat::ForwardSpec spec;
+        try {
+            spec = nat::parse_hostfwd(text);
+        } catch (const std::invalid_argument& e) {
+            std::string what = e.what();
+            const size_t semi = what.find("; ");
+            fail("--hostfwd", "bad forward '" + text + "': " + what.substr(0, semi),
+                 semi == std::string::npos ? "see usernet(1)" : what.substr(semi + 2));
+        }
+        check_forward_guest(cfg, "--hostfwd", spec);
+        if (target && !spec.guest_addr) spec.guest_addr = wire::IpAddr::v4(*target);
+        cfg.forwards.push_back(std::move(spec));
     }
 }
 
@@ -1400,8 +1428,11 @@ NAT:
                              [IPV6]:PORT; default: /etc/resolv.conf)
   -t, --tcp-ports SPEC       forward TCP ports from the host to the guest
   -u, --udp-ports SPEC       forward UDP ports from the host to the guest
-                             SPEC: [ADDR/]PORT[-END][:GUESTPORT[-END]],...
-                             (ADDR IPv4 or IPv6: ::1/8080 or [::1]/8080)
+                             SPEC: [ADDR/]PORT[-END][:[GUEST:]GUESTPORT[-END]],...
+                             (ADDR IPv4 or IPv6: ::1/8080 or [::1]/8080;
+                             GUEST a guest's address: 8080:10.0.2.16:80)
+      --hostfwd SPEC         a forward in QEMU's hostfwd= syntax:
+                             [tcp|udp]:[HOSTADDR]:PORT-[GUESTADDR]:PORT
 
 Operation:
       --busy-poll USEC       after a burst of small packets, poll this long

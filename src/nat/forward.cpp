@@ -24,7 +24,8 @@ namespace usernet::nat {
 namespace {
 
 constexpr std::string_view kSyntax =
-    "expected [ADDR[%IFNAME]/]PORT[-END][:GUESTPORT[-END]][,...] with ports 1-65535";
+    "expected [ADDR[%IFNAME]/]PORT[-END][:[GUESTADDR:]GUESTPORT[-END]][,...] with ports "
+    "1-65535 (an IPv6 GUESTADDR in brackets)";
 
 [[noreturn]] void bad(const std::string& what) {
     throw std::invalid_argument(what + "; " + std::string(kSyntax));
@@ -101,6 +102,7 @@ std::vector<ForwardSpec> parse_forward_specs(char proto, std::string_view text) 
     struct Item {
         Range host;
         Range guest;
+        std::optional<wire::IpAddr> guest_addr;
     };
     std::vector<Item> items;
     std::vector<Range> excluded;
@@ -119,8 +121,28 @@ std::vector<ForwardSpec> parse_forward_specs(char proto, std::string_view text) 
             const size_t colon = item.find(':');
             Item it{};
             it.host = parse_range(item.substr(0, colon), item);
-            it.guest = colon == std::string_view::npos ? it.host
-                                                       : parse_range(item.substr(colon + 1), item);
+            std::string_view guest =
+                colon == std::string_view::npos ? std::string_view{} : item.substr(colon + 1);
+            // A guest address of its own: 8080:10.0.2.16:80, 8080:[fec0::16]:80.
+            std::string_view gaddr;
+            if (guest.starts_with('[')) {
+                const size_t close = guest.find(']');
+                if (close == std::string_view::npos || close + 1 >= guest.size() ||
+                    guest[close + 1] != ':')
+                    bad("no ':GUESTPORT' after the guest address in " + quoted(item));
+                gaddr = guest.substr(1, close - 1);
+                guest = guest.substr(close + 2);
+            } else if (const size_t c2 = guest.rfind(':'); c2 != std::string_view::npos) {
+                gaddr = guest.substr(0, c2);
+                guest = guest.substr(c2 + 1);
+            }
+            if (!gaddr.empty()) {
+                auto ip = wire::IpAddr::parse(gaddr);
+                if (!ip || ip->is_unspecified())
+                    bad(quoted(gaddr) + " is not a guest's IPv4 or IPv6 address");
+                it.guest_addr = *ip;
+            }
+            it.guest = colon == std::string_view::npos ? it.host : parse_range(guest, item);
             if (it.host.size() != it.guest.size())
                 bad(quoted(item) + " maps " + std::to_string(it.host.size()) +
                     " host port(s) onto " + std::to_string(it.guest.size()) + " guest port(s)");
@@ -161,6 +183,7 @@ std::vector<ForwardSpec> parse_forward_specs(char proto, std::string_view text) 
                 s.host_last = static_cast<uint16_t>(p - 1);
                 s.guest_first = static_cast<uint16_t>(it.guest.first + (run_start - it.host.first));
                 s.guest_last = static_cast<uint16_t>(it.guest.first + (p - 1 - it.host.first));
+                s.guest_addr = it.guest_addr;
                 out.push_back(std::move(s));
                 in_run = false;
             }
@@ -168,6 +191,44 @@ std::vector<ForwardSpec> parse_forward_specs(char proto, std::string_view text) 
     }
     if (out.empty()) bad(quoted(text) + " excludes every port it names");
     return out;
+}
+
+ForwardSpec parse_hostfwd(std::string_view text) {
+    auto fail = [&](const std::string& what) {
+        throw std::invalid_argument(
+            what + "; expected [tcp|udp]:[HOSTADDR]:HOSTPORT-[GUESTADDR]:GUESTPORT, such as "
+                   "tcp::2222-:22 or tcp:127.0.0.1:8080-10.0.2.16:80");
+    };
+    ForwardSpec s;
+    // The protocol field comes first, empty meaning TCP.
+    const size_t first = text.find(':');
+    const std::string_view proto = text.substr(0, first);
+    if (first == std::string_view::npos || (proto != "" && proto != "tcp" && proto != "udp"))
+        fail("no tcp:, udp: or : first in " + quoted(text));
+    if (proto == "udp") s.proto = 'u';
+    std::string_view rest = text.substr(first + 1);
+    const size_t dash = rest.find('-');
+    if (dash == std::string_view::npos) fail("no '-' between host and guest in " + quoted(text));
+    // ADDR:PORT, the address possibly empty or an IPv6 one in brackets.
+    auto side = [&](std::string_view part, bool host, std::optional<wire::IpAddr>& addr) {
+        const size_t colon = part.rfind(':');
+        if (colon == std::string_view::npos) fail("no ':PORT' in " + quoted(part));
+        std::string_view a = part.substr(0, colon);
+        if (a.starts_with('[') && a.ends_with(']')) a = a.substr(1, a.size() - 2);
+        if (!a.empty()) {
+            auto ip = wire::IpAddr::parse(a);
+            if (!ip || (!host && ip->is_unspecified()))
+                fail(quoted(a) + " is not an IPv4 or IPv6 address");
+            if (!ip->is_unspecified()) addr = *ip;
+        }
+        auto port = std::string_view(part).substr(colon + 1);
+        return parse_port(port, text);
+    };
+    std::optional<wire::IpAddr> guest;
+    s.host_first = s.host_last = static_cast<uint16_t>(side(rest.substr(0, dash), true, s.bind_addr));
+    s.guest_first = s.guest_last = static_cast<uint16_t>(side(rest.substr(dash + 1), false, guest));
+    s.guest_addr = guest;
+    return s;
 }
 
 std::string ForwardSpec::to_string() const {
@@ -180,8 +241,11 @@ std::string ForwardSpec::to_string() const {
     }
     s.append(std::to_string(host_first));
     if (host_last != host_first) s.append("-").append(std::to_string(host_last));
-    if (guest_first != host_first || guest_last != host_last) {
-        s.append(":").append(std::to_string(guest_first));
+    if (guest_first != host_first || guest_last != host_last || guest_addr) {
+        s.append(":");
+        if (guest_addr && guest_addr->is_v4()) s.append(guest_addr->to_string()).append(":");
+        else if (guest_addr) s.append("[").append(guest_addr->to_string()).append("]:");
+        s.append(std::to_string(guest_first));
         if (guest_last != guest_first) s.append("-").append(std::to_string(guest_last));
     }
     return s;

@@ -68,8 +68,9 @@ struct ForwardSpec {
     uint16_t host_last = 0;
     uint16_t guest_first = 0;  // map onto guest_first..guest_first+(host_last-host_first)
     uint16_t guest_last = 0;
-    // The guest to forward to (--guest-addr, filled by the application);
-    // unset: the guest holding a lease when a connection arrives.
+    // The guest to forward to: the spec's own (8080:10.0.2.16:80), else
+    // --guest-addr (filled by the application); unset: the guest holding a
+    // lease when a connection arrives.
     std::optional<wire::IpAddr> guest_addr;
 
     uint16_t guest_port(uint16_t host_port) const {
@@ -85,6 +86,10 @@ struct ForwardSpec {
 // range (exclusions split ranges). "none" yields no specs. Throws
 // std::invalid_argument naming the bad part and the expected syntax.
 std::vector<ForwardSpec> parse_forward_specs(char proto, std::string_view text);
+// Parses QEMU's hostfwd=[tcp|udp]:[HOSTADDR]:HOSTPORT-[GUESTADDR]:GUESTPORT
+// (--hostfwd) into a spec: an empty HOSTADDR listens on every address, an
+// empty GUESTADDR leaves the guest to --guest-addr or the lease holder.
+ForwardSpec parse_hostfwd(std::string_view text);
 
 // The address a forwarded client appears from to guest `guest`: see above.
 wire::IpAddr forward_peer_for_guest(Nat& nat, const wire::IpAddr& client,

@@ -271,6 +271,40 @@ print(b.decode())
             self.assertNotEqual(l1["ip"], l2["ip"])
             self.assertEqual(host.py(asker, p, timeout=60).stdout.strip(), "g2")
 
+    def test_each_guest_its_own_forwards(self):
+        """-t HOSTPORT:GUESTADDR:GUESTPORT and QEMU's --hostfwd send each
+        forward to the guest it names, whichever took a lease last."""
+        with netlab.Lab("fwd") as lab:
+            p1 = netlab.free_port()
+            p2 = netlab.free_port(exclude=(p1,))
+            p3 = netlab.free_port(exclude=(p1, p2))
+            gp = netlab.free_port(exclude=(p1, p2, p3))
+            host = lab.netns("host")
+            g1 = lab.netns("g1")
+            g2 = lab.netns("g2")
+            lab.usernet(host, ["--netns", g1.path, "--netns", g2.path, "--config-net",
+                               "-t", "%d:10.0.2.15:%d,%d:10.0.2.16:%d" % (p1, gp, p2, gp),
+                               "--hostfwd", "tcp:127.0.0.1:%d-10.0.2.15:%d" % (p3, gp)],
+                        wait=[("link", g1, "tap0"), ("link", g2, "tap0")])
+            for g in (g1, g2):
+                netlab.wait_for(lambda: g.addrs("tap0"), 10, what="address from --config-net")
+                srv = g.popen([netlab.PY, "-c", NAME_SERVER, str(gp), g.role], name="name-" + g.role)
+                netlab.wait_for(lambda: "READY" in srv.stdout() or srv.poll() is not None, 20,
+                                what="name server in " + g.role)
+                lab.assert_alive(srv)
+            asker = r"""
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=30)
+b = b""
+while True:
+    x = s.recv(100)
+    if not x: break
+    b += x
+print(b.decode())
+"""
+            for port, who in ((p1, "g1"), (p2, "g2"), (p3, "g1"), (p2, "g2"), (p1, "g1")):
+                self.assertEqual(host.py(asker, port, timeout=60).stdout.strip(), who, port)
+
     def test_udp_forward_same_port_and_hostport_to_guestport(self):
         with netlab.Lab("fwd") as lab:
             p = netlab.free_port(netlab.socket.SOCK_DGRAM)

@@ -142,5 +142,44 @@ TEST(ForwardSpec, ForwardSpec_AllAutoAndExclusionOnlyAreUnsupported) {
     }
 }
 
+TEST(ForwardSpec, ForwardSpec_EachItemMayNameItsOwnGuest) {
+    auto v = parse_forward_specs('t', "8080:10.0.2.15:80,8081:10.0.2.16:80,9000-9001:[fec0::16]:90-91,7");
+    ASSERT_EQ(v.size(), 4u);
+    EXPECT_EQ(v[0].guest_addr, wire::IpAddr::v4(0x0a00020f));
+    EXPECT_EQ(v[0].guest_first, 80);
+    EXPECT_EQ(v[1].guest_addr, wire::IpAddr::v4(0x0a000210));
+    EXPECT_EQ(v[2].guest_addr, *wire::IpAddr::parse("fec0::16"));
+    EXPECT_EQ(v[2].guest_last, 91);
+    EXPECT_FALSE(v[3].guest_addr);
+    EXPECT_EQ(v[0].to_string(), "-t 8080:10.0.2.15:80");
+    EXPECT_EQ(v[2].to_string(), "-t 9000-9001:[fec0::16]:90-91");
+    EXPECT_NE(error_of('t', "8080:nowhere:80").find("not a guest's"), std::string::npos);
+    EXPECT_NE(error_of('t', "8080:[fec0::16]80").find("GUESTPORT"), std::string::npos);
+    EXPECT_NE(error_of('t', "8080:0.0.0.0:80").find("not a guest's"), std::string::npos);
+}
+
+TEST(ForwardSpec, ForwardSpec_QemuHostfwdSyntax) {
+    ForwardSpec a = parse_hostfwd("tcp::2222-:22");
+    EXPECT_EQ(a.proto, 't');
+    EXPECT_FALSE(a.bind_addr);
+    EXPECT_EQ(a.host_first, 2222);
+    EXPECT_EQ(a.guest_first, 22);
+    EXPECT_FALSE(a.guest_addr);
+    ForwardSpec b = parse_hostfwd("udp:127.0.0.1:5555-10.0.2.16:53");
+    EXPECT_EQ(b.proto, 'u');
+    EXPECT_EQ(b.bind_addr, wire::IpAddr::v4(0x7f000001));
+    EXPECT_EQ(b.guest_addr, wire::IpAddr::v4(0x0a000210));
+    EXPECT_EQ(b.guest_first, 53);
+    ForwardSpec c = parse_hostfwd(":[::1]:8080-[fec0::16]:80");  // tcp by default
+    EXPECT_EQ(c.proto, 't');
+    EXPECT_EQ(c.bind_addr, *wire::IpAddr::parse("::1"));
+    EXPECT_EQ(c.guest_addr, *wire::IpAddr::parse("fec0::16"));
+    ForwardSpec d = parse_hostfwd("tcp:0.0.0.0:2222-:22");  // every address
+    EXPECT_FALSE(d.bind_addr);
+    for (const char* bad : {"tcp::2222", "tcp:2222-22", "tcp::0-:22", "tcp::2222-:70000",
+                            "tcp:nowhere:1-:2", "tcp::1-0.0.0.0:2", "sctp::1-:2", "2222-:22"})
+        EXPECT_THROW(parse_hostfwd(bad), std::invalid_argument) << bad;
+}
+
 }  // namespace
 }  // namespace usernet::nat
