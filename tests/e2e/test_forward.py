@@ -113,6 +113,19 @@ while True:
     c, _ = ls.accept(); c.sendall(sys.argv[2].encode()); c.close()
 """
 
+# Connects to 127.0.0.1:PORT and prints what the server there says (a
+# NAME_SERVER's name).
+NAME_ASKER = r"""
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=30)
+b = b""
+while True:
+    x = s.recv(100)
+    if not x: break
+    b += x
+print(b.decode())
+"""
+
 
 class ForwardTest(unittest.TestCase):
     def _start(self, lab, fwd_args, dhcp=False, remote=False):
@@ -255,21 +268,11 @@ while True:
                 netlab.wait_for(lambda: "READY" in srv.stdout() or srv.poll() is not None, 20,
                                 what="name server in " + g.role)
                 lab.assert_alive(srv)
-            asker = r"""
-import socket, sys
-s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=30)
-b = b""
-while True:
-    x = s.recv(100)
-    if not x: break
-    b += x
-print(b.decode())
-"""
             l1 = netlab.dhcp(lab, g1)
-            self.assertEqual(host.py(asker, p, timeout=60).stdout.strip(), "g1")
+            self.assertEqual(host.py(NAME_ASKER, p, timeout=60).stdout.strip(), "g1")
             l2 = netlab.dhcp(lab, g2)
             self.assertNotEqual(l1["ip"], l2["ip"])
-            self.assertEqual(host.py(asker, p, timeout=60).stdout.strip(), "g2")
+            self.assertEqual(host.py(NAME_ASKER, p, timeout=60).stdout.strip(), "g2")
 
     def test_each_guest_its_own_forwards(self):
         """-t HOSTPORT:GUESTADDR:GUESTPORT and QEMU's --hostfwd send each
@@ -292,18 +295,8 @@ print(b.decode())
                 netlab.wait_for(lambda: "READY" in srv.stdout() or srv.poll() is not None, 20,
                                 what="name server in " + g.role)
                 lab.assert_alive(srv)
-            asker = r"""
-import socket, sys
-s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=30)
-b = b""
-while True:
-    x = s.recv(100)
-    if not x: break
-    b += x
-print(b.decode())
-"""
             for port, who in ((p1, "g1"), (p2, "g2"), (p3, "g1"), (p2, "g2"), (p1, "g1")):
-                self.assertEqual(host.py(asker, port, timeout=60).stdout.strip(), who, port)
+                self.assertEqual(host.py(NAME_ASKER, port, timeout=60).stdout.strip(), who, port)
 
     def test_udp_forward_same_port_and_hostport_to_guestport(self):
         with netlab.Lab("fwd") as lab:

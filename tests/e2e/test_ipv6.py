@@ -140,6 +140,22 @@ def raw(ns, spec, timeout=60):
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
+def start_dnsmasq6(host, port, records):
+    """dnsmasq on the host's ::1:PORT answering records (its --address= and
+    --host-record= arguments); returns once it listens."""
+    argv = ["dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--no-resolv", "--no-hosts",
+            "--bind-interfaces", "--listen-address=::1", "--port=%d" % port, "--pid-file=",
+            "--user=root"] + list(records)
+    p = host.popen(argv, name="dnsmasq")
+
+    def up():
+        if p.poll() is not None:
+            raise AssertionError("dnsmasq died:\n" + p.describe())
+        return "::1" in host.run(["ss", "-lunH", "sport = :%d" % port], check=False).stdout
+    netlab.wait_for(up, 10, what="dnsmasq listening")
+    return p
+
+
 def link_local(ns, ifname="tap0"):
     out = ns.run(["ip", "-6", "addr", "show", "dev", ifname]).stdout
     return re.search(r"inet6 (fe80:[0-9a-f:]+)/64", out).group(1)
@@ -495,18 +511,8 @@ for hl in (1, 2, 3):
 
             def resolver(host):
                 # The upstream: dnsmasq on the host's ::1, answering for two names.
-                argv = ["dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--no-resolv",
-                        "--no-hosts", "--bind-interfaces", "--listen-address=::1",
-                        "--port=%d" % port, "--pid-file=", "--user=root",
-                        "--address=/v6.test/2001:db8::42", "--address=/v6.test/192.0.2.42"]
-                argv += ["--host-record=big.v6.test,2001:db8::%x" % i for i in range(1, 60)]
-                p = host.popen(argv, name="dnsmasq")
-
-                def up():
-                    if p.poll() is not None:
-                        raise AssertionError("dnsmasq died:\n" + p.describe())
-                    return "::1" in host.run(["ss", "-lunH", "sport = :%d" % port], check=False).stdout
-                netlab.wait_for(up, 10, what="dnsmasq listening")
+                start_dnsmasq6(host, port, ["--address=/v6.test/2001:db8::42", "--address=/v6.test/192.0.2.42"] +
+                               ["--host-record=big.v6.test,2001:db8::%x" % i for i in range(1, 60)])
 
             t = V6Lab(lab, extra=["--dns-upstream", "[::1]:%d" % dead,
                                   "--dns-upstream", "[::1]:%d" % port], remote=False, before=resolver)
@@ -536,20 +542,11 @@ for hl in (1, 2, 3):
             port = netlab.free_port()
 
             def resolver(host):
-                argv = ["dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--no-resolv",
-                        "--no-hosts", "--bind-interfaces", "--listen-address=::1",
-                        "--port=%d" % port, "--pid-file=", "--user=root",
-                        # 203.0.113.9 and 2001:db8:99::1: the host has no route there.
-                        "--address=/v6works.test/%s" % REMOTE_ADDR6, "--address=/v6works.test/203.0.113.9",
-                        "--address=/v4works.test/%s" % REMOTE_ADDR, "--address=/v4works.test/2001:db8:99::1",
-                        "--address=/both.test/%s" % REMOTE_ADDR6, "--address=/both.test/%s" % REMOTE_ADDR]
-                p = host.popen(argv, name="dnsmasq")
-
-                def up():
-                    if p.poll() is not None:
-                        raise AssertionError("dnsmasq died:\n" + p.describe())
-                    return "::1" in host.run(["ss", "-lunH", "sport = :%d" % port], check=False).stdout
-                netlab.wait_for(up, 10, what="dnsmasq listening")
+                # 203.0.113.9 and 2001:db8:99::1: the host has no route there.
+                start_dnsmasq6(host, port, [
+                    "--address=/v6works.test/%s" % REMOTE_ADDR6, "--address=/v6works.test/203.0.113.9",
+                    "--address=/v4works.test/%s" % REMOTE_ADDR, "--address=/v4works.test/2001:db8:99::1",
+                    "--address=/both.test/%s" % REMOTE_ADDR6, "--address=/both.test/%s" % REMOTE_ADDR])
 
             t = V6Lab(lab, extra=["--dns-upstream", "[::1]:%d" % port], before=resolver)
             t.guest.resolv_conf("nameserver %s\n" % DNS6)
