@@ -32,7 +32,7 @@ libspdlog-dev libfmt-dev libclang-rt-14-dev pkg-config libmnl-dev libwslay-dev n
 #  - nodejs, npm: the WebSocket tests' client (the ws package) and v86 itself,
 #    from tests/v86/package-lock.json (npm ci, below); seabios: v86's BIOS;
 #    dpkg (dpkg -x) and kmod (depmod): unpacking v86's i386 guest
-TEST_PKGS="iproute2 procps python3 busybox udhcpc curl dnsutils dnsmasq-base ndisc6 isc-dhcp-client atftp tftp-hpa iperf3 tshark
+TEST_PKGS="iproute2 procps python3 busybox udhcpc curl dnsutils dnsmasq-base ndisc6 isc-dhcp-client atftp tftp-hpa samba smbclient iperf3 tshark
 qemu-system-x86 ipxe-qemu linux-image-amd64 cpio gzip xz-utils zstd socat passt slirp4netns util-linux
 bochs bochsbios vgabios bochs-term isolinux syslinux-common xorriso
 vde2 vdeplug ppp net-tools nodejs npm seabios dpkg kmod"

@@ -342,6 +342,20 @@ void Daemon::add_forwards() {
                                              : std::string("the guest holding a lease");
         spdlog::info("forwarding {} to {}", spec.to_string(), target);
     }
+    for (const nat::GuestForwardSpec& g : cfg_.guest_forwards) {
+        nat().add_guest_forward(g);
+        spdlog::info("guest forward {}", g.to_string());
+    }
+    if (!cfg_.smb_dir.empty()) {
+        try {
+            smb_ = std::make_unique<SmbShare>(cfg_.smb_dir, cfg_.smb_addr);
+        } catch (const std::exception& e) {
+            throw StartupError(e.what());
+        }
+        for (const nat::GuestForwardSpec& g : smb_->forwards()) nat().add_guest_forward(g);
+        spdlog::info("sharing {} by SMB at \\\\{}\\qemu (smbd {}, state in {})", cfg_.smb_dir,
+                     cfg_.smb_addr.to_string(), smb_->smbd(), smb_->state_dir());
+    }
 }
 
 void Daemon::attach(const Attachment& a) {

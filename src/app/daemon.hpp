@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "app/options.hpp"
+#include "app/smb_share.hpp"
 #include "core/event_loop.hpp"
 #include "gateway/gateway.hpp"
 #include "nat/nat.hpp"
@@ -129,6 +130,8 @@ private:
 
     Config cfg_;
     core::EventLoop loop_;
+    // --smb's state: removed after the LANs (whose NATs stop the smbds).
+    std::unique_ptr<SmbShare> smb_;
     std::vector<std::unique_ptr<Lan>> lans_;  // [0]: the default LAN
     std::vector<std::unique_ptr<ports::TapPort>> taps_;
     std::vector<ports::TapPort*> failed_taps_;

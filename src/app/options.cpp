@@ -62,7 +62,8 @@ struct RawOptions {
     std::string tap_name = kDefaultTapName, mtu, max_flows, busy_poll, net, gateway, dns,
                 net6, gateway6, dns6,
                 dhcp_start, guest_addr,
-                domain, tftp, bootfile, host_alias, hostname, lease_time, pcap, pid;
+                domain, tftp, bootfile, host_alias, hostname, lease_time, smb, smb_server, pcap, pid;
+    std::vector<std::string> guestfwd;  // --guestfwd
     std::string pcap_size, pcap_count;  // --pcap-size, --pcap-count
     bool config_net = false, no_offload = false, no_gateway = false, no_map_gw = false,
          allow_link_local = false, no_ipv6 = false, restrict = false, no_tcp = false,
@@ -137,6 +138,9 @@ void describe(CLI::App& app, RawOptions& raw) {
     repeated(app.add_option("-t,--tcp-ports", raw.tcp));
     repeated(app.add_option("-u,--udp-ports", raw.udp));
     repeated(app.add_option("--hostfwd", raw.hostfwd));
+    repeated(app.add_option("--guestfwd", raw.guestfwd));
+    last_wins(app.add_option("--smb", raw.smb));
+    last_wins(app.add_option("--smb-server", raw.smb_server));
     // Operation.
     last_wins(app.add_option("--pcap", raw.pcap));
     last_wins(app.add_option("--pcap-size", raw.pcap_size));
@@ -1128,6 +1132,90 @@ void resolve_forwards(const CLI::App& app, const RawOptions& raw, Config& cfg) {
     }
 }
 
+// A service address (a guest forward's, the SMB server's): a host address
+// of the default LAN that no guest can hold.
+void check_service_addr(const Config& cfg, const std::string& option, const wire::IpAddr& a) {
+    const gw::NetConfig& n = cfg.net;
+    const std::string s = a.to_string();
+    const char* todo = "give an unused address of the LAN, such as 10.0.2.100";
+    wire::Ipv4 host = 0;
+    if (a.is_v4()) {
+        host = a.as_v4();
+        if (!n.in_subnet(host) || host == (n.net & n.netmask()) || host == n.broadcast())
+            fail(option, s + " is not a host address of the LAN " +
+                             wire::ipv4_to_string(n.net & n.netmask()) + "/" +
+                             std::to_string(n.prefix_len), todo);
+        if (host == n.gateway || host == n.dns)
+            fail(option, s + " is the gateway or DNS address", todo);
+        if (cfg.guest_addr && *cfg.guest_addr == host)
+            fail(option, s + " is --guest-addr", todo);
+        for (const Attachment& att : cfg.attachments)
+            if (att.lan == 0 && att.address && *att.address == host)
+                fail(option, s + " is the address of " + att.target, todo);
+    } else {
+        if (!n.ipv6 || !n.in_prefix6(a) || a == n.prefix6 || a == n.gateway6 || a == n.dns6)
+            fail(option, s + " is not a host address of the LAN's IPv6 prefix",
+                 "give an unused address of the prefix, such as fec0::100");
+        // Guests' IPv6 addresses from DHCPv6 and --config-net carry the
+        // host part of their IPv4 address (NetConfig::v6_of).
+        host = (n.net & n.netmask()) | (wire::load32(&a.b[12]) & ~n.netmask());
+    }
+    if (host - n.dhcp_start < n.dhcp_count)
+        fail(option, s + " is in the DHCP range (from " + wire::ipv4_to_string(n.dhcp_start) +
+                         ", " + std::to_string(n.dhcp_count) + " addresses)",
+             todo);
+    for (const gw::NetConfig::StaticLease& l : n.dhcp_hosts)
+        if (l.ip == host) fail(option, s + " is a static lease's (--dhcp-host)", todo);
+}
+
+// --guestfwd and --smb: virtual addresses in the default LAN.
+void resolve_services(const CLI::App& app, const RawOptions& raw, Config& cfg) {
+    std::vector<std::pair<wire::IpAddr, uint16_t>> taken;
+    auto claim = [&](const std::string& option, const wire::IpAddr& a, uint16_t port) {
+        if (std::find(taken.begin(), taken.end(), std::pair{a, port}) != taken.end())
+            fail(option, "TCP " + a.to_string() + " port " + std::to_string(port) +
+                             " is forwarded twice",
+                 "give each guest forward its own address and port");
+        taken.emplace_back(a, port);
+        if (!cfg.net.is_service_addr(a)) cfg.net.service_addrs.push_back(a);
+    };
+    for (const std::string& text : raw.guestfwd) {
+        std::string why;
+        auto spec = nat::parse_guestfwd(text, &why);
+        if (!spec)
+            fail("--guestfwd", "bad guest forward '" + text + "': " + why,
+                 "write tcp:ADDR:PORT-TARGET, TARGET being HOST:PORT, unix:PATH or cmd:COMMAND, "
+                 "such as tcp:10.0.2.100:80-127.0.0.1:8080");
+        check_service_addr(cfg, "--guestfwd", spec->addr);
+        claim("--guestfwd", spec->addr, spec->port);
+        cfg.guest_forwards.push_back(std::move(*spec));
+    }
+    if (given(app, "--smb-server") && !given(app, "--smb"))
+        fail("--smb-server", "--smb-server is the address of --smb's server", "give --smb DIR too");
+    if (!given(app, "--smb")) return;
+    char* real = realpath(raw.smb.c_str(), nullptr);
+    const int err = errno;
+    struct stat st {};
+    if (!real || stat(real, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        free(real);
+        fail("--smb", "'" + raw.smb + "' is not a directory" +
+                          (real ? std::string() : std::string(" (") + std::strerror(err) + ")"),
+             "give the directory to share with the guests");
+    }
+    cfg.smb_dir = real;
+    free(real);
+    wire::IpAddr addr = wire::IpAddr::v4((cfg.net.net & cfg.net.netmask()) + 4);  // QEMU's 10.0.2.4
+    if (given(app, "--smb-server")) {
+        auto a = wire::IpAddr::parse(raw.smb_server);
+        if (!a) fail("--smb-server", "'" + raw.smb_server + "' is not an IP address",
+                     "give an unused address of the LAN, such as 10.0.2.4");
+        addr = *a;
+    }
+    check_service_addr(cfg, given(app, "--smb-server") ? "--smb-server" : "--smb", addr);
+    cfg.smb_addr = addr;
+    for (uint16_t port : {uint16_t{445}, uint16_t{139}}) claim("--smb", addr, port);
+}
+
 }  // namespace
 
 std::optional<gw::HostPort> parse_host_port(std::string_view text) {
@@ -1244,7 +1332,8 @@ Config parse_options(const std::vector<std::string>& args) {
     cfg.no_gateway = raw.no_gateway;
     if (cfg.no_gateway) {
         // What only the gateway could do. The address options are ignored.
-        for (const char* opt : {"--config-net", "--guest-addr", "-t", "-u"})
+        for (const char* opt : {"--config-net", "--guest-addr", "-t", "-u", "--hostfwd",
+                                "--guestfwd", "--smb"})
             if (given(app, opt))
                 fail(opt, std::string(opt) + " needs usernet's gateway, which --no-gateway turns off",
                      "drop one of them (with --no-gateway the network's own router and DHCP "
@@ -1259,6 +1348,7 @@ Config parse_options(const std::vector<std::string>& args) {
         cfg.net.dns_upstreams.push_back(*hp);
     }
     resolve_forwards(app, raw, cfg);
+    resolve_services(app, raw, cfg);
 
     if (given(app, "--pcap")) {
         if (raw.pcap.empty()) fail("--pcap", "empty file name", "give a file to write to");
@@ -1408,14 +1498,23 @@ Services:
                              server (option 67, file field, next server the
                              gateway; DHCPv6 boot-file-url), or a URL to
                              iPXE and UEFI HTTP boot clients
+      --guestfwd tcp:ADDR:PORT-TARGET  a guest's connections to ADDR:PORT
+                             (an unused address of the LAN) go to TARGET:
+                             HOST:PORT, unix:PATH, or cmd:COMMAND (run per
+                             connection on its stdin/stdout); repeatable
+      --smb DIR              share DIR with the guests by SMB, as
+                             \\10.0.2.4\qemu (Samba's smbd run per connection)
+      --smb-server ADDR      the SMB server's address (default: the
+                             network's .4, 10.0.2.4)
 
 NAT:
       --no-map-gw            the gateway address does not reach the host
       --allow-link-local     let guests reach 169.254.0.0/16 (refused by
                              default: cloud metadata services live there)
       --restrict             guests reach nothing through the NAT: only the
-                             gateway's services (DHCP, DNS, TFTP, ping) and
-                             port forwards (QEMU's restrict=on)
+                             gateway's services (DHCP, DNS, TFTP, ping),
+                             guest forwards, SMB and port forwards (QEMU's
+                             restrict=on)
       --no-tcp, --no-udp, --no-icmp  no outbound TCP, UDP or ping flows
       --deny ADDR[/LEN][:PORT[-PORT]]  refuse these destinations (a RST or
                              ICMP administratively prohibited); repeatable

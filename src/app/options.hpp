@@ -20,6 +20,7 @@
 
 #include "gateway/net_config.hpp"
 #include "nat/forward.hpp"
+#include "nat/guest_forward.hpp"
 #include "nat/nat.hpp"
 #include "ports/dgram_port.hpp"
 #include "ports/serial_config.hpp"
@@ -107,6 +108,12 @@ struct Config {
     // address. Unset: forwards go to the guest that took a DHCP lease.
     std::optional<wire::Ipv4> guest_addr;
     std::vector<nat::ForwardSpec> forwards;  // -t and -u, in order
+    // --guestfwd, in order (their addresses are in net.service_addrs).
+    std::vector<nat::GuestForwardSpec> guest_forwards;
+    // --smb: the directory shared (absolute), empty: none; and the
+    // server's address in the default LAN (--smb-server, QEMU's 10.0.2.4).
+    std::string smb_dir;
+    wire::IpAddr smb_addr;
     std::string pcap_path;                   // empty: no capture
     uint32_t pcap_size_mb = 1000;            // --pcap-size: rotate at this (10^6 bytes); 0: never
     uint32_t pcap_count = 2;                 // --pcap-count: files kept, FILE and FILE.1 ...

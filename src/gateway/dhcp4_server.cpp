@@ -71,7 +71,7 @@ Dhcp4Leases::Dhcp4Leases(const NetConfig& cfg)
         wire::Ipv4 a = cfg.dhcp_start + i;
         if (a < cfg.dhcp_start) break;  // wrapped past 255.255.255.255
         if (!cfg.in_subnet(a) || a == cfg.net || a == cfg.broadcast() || a == cfg.gateway ||
-            a == cfg.dns)
+            a == cfg.dns || cfg.is_service_addr(wire::IpAddr::v4(a)))
             continue;
         Lease l;
         l.ip = a;

@@ -239,11 +239,16 @@ public:
     // with another MAC uses it, or it is reserved for another attachment.
     bool address_taken(wire::Ipv4 ip, const wire::MacAddr& mac, sw::PortId port) const;
     size_t neighbor_count() const { return neighbors_.size(); }
-    // Our own IPv4 addresses (gateway and DNS).
-    bool is_own_v4(wire::Ipv4 a) const { return a == cfg_.gateway || a == cfg_.dns; }
-    // Our own IPv6 addresses (gateway6, dns6, and the link-local one).
+    // Our own IPv4 addresses (gateway, DNS, and the service addresses).
+    bool is_own_v4(wire::Ipv4 a) const {
+        return a == cfg_.gateway || a == cfg_.dns ||
+               (!cfg_.service_addrs.empty() && cfg_.is_service_addr(wire::IpAddr::v4(a)));
+    }
+    // Our own IPv6 addresses (gateway6, dns6, the link-local one, and the
+    // service addresses in the prefix).
     bool is_own_v6(const wire::IpAddr& a) const {
-        return cfg_.ipv6 && (a == cfg_.gateway6 || a == cfg_.dns6 || a == link_local_);
+        return cfg_.ipv6 && (a == cfg_.gateway6 || a == cfg_.dns6 || a == link_local_ ||
+                             (!cfg_.service_addrs.empty() && cfg_.is_service_addr(a)));
     }
     const wire::IpAddr& link_local() const { return link_local_; }
     size_t neighbor6_count() const { return neighbors6_.size(); }

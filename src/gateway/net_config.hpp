@@ -87,6 +87,15 @@ struct NetConfig {
     // form, one after another (at most 255 bytes; the options parser
     // checks).
     std::vector<uint8_t> search_wire() const;
+    // Addresses of the LAN that exist only as usernet's services: guest
+    // forwards (--guestfwd) and the SMB server (--smb, 10.0.2.4). The
+    // gateway answers ARP and neighbor solicitations for them as for its
+    // own, DHCP never hands them out, and what guests send there goes to
+    // the NAT (Nat::host_target), which knows their ports.
+    std::vector<wire::IpAddr> service_addrs;
+    bool is_service_addr(const wire::IpAddr& a) const {
+        return std::find(service_addrs.begin(), service_addrs.end(), a) != service_addrs.end();
+    }
     // The gateway's own MAC (QEMU's slirp uses 52:55:0a:00:02:02).
     wire::MacAddr gw_mac{{0x52, 0x55, 0x0a, 0x00, 0x02, 0x02}};
     // The address the gateway maps to the host's loopback (--no-map-gw clears).

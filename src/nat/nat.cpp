@@ -1,5 +1,9 @@
 #include "nat/nat.hpp"
 
+#include <sys/un.h>
+
+#include <algorithm>
+#include <cstddef>
 #include <cstring>
 
 #include "gateway/dns_forwarder.hpp"
@@ -13,7 +17,7 @@
 namespace usernet::nat {
 
 Nat::Nat(core::EventLoop& loop, gw::Gateway& gw, NatLimits limits)
-    : loop_(loop), gw_(gw), limits_(limits) {
+    : loop_(loop), gw_(gw), limits_(limits), commands_(loop) {
     tcp_ = std::make_unique<TcpNat>(*this);
     udp_ = std::make_unique<UdpNat>(*this);
     icmp_ = std::make_unique<IcmpNat>(*this);
@@ -53,6 +57,8 @@ void Nat::port_gone(sw::PortId port) {
 
 void Nat::add_forward(const ForwardSpec& spec) { fwd_->add(spec); }
 
+void Nat::add_guest_forward(const GuestForwardSpec& spec) { guest_fwds_.push_back(spec); }
+
 HostTarget Nat::host_target(const wire::IpAddr& dst, uint16_t port, uint8_t proto) {
     const gw::NetConfig& c = gw_.config();
     HostTarget t;
@@ -62,6 +68,31 @@ HostTarget Nat::host_target(const wire::IpAddr& dst, uint16_t port, uint8_t prot
         else stats_.dropped_unreachable++;
         return t;
     };
+    // A guest forward is the user's own: no policy applies.
+    bool service_addr = false;
+    for (const GuestForwardSpec& g : guest_fwds_) {
+        if (g.addr != dst) continue;
+        service_addr = true;
+        if (proto != wire::ipproto::tcp || port != g.port) continue;
+        t.verdict = HostTarget::Verdict::ok;
+        switch (g.kind) {
+        case GuestForwardSpec::Kind::tcp:
+            t.addr = to_sockaddr(g.host, g.host_port);
+            break;
+        case GuestForwardSpec::Kind::unix_socket: {
+            auto* un = reinterpret_cast<sockaddr_un*>(&t.addr);
+            un->sun_family = AF_UNIX;
+            std::memcpy(un->sun_path, g.path.data(),
+                        std::min(g.path.size(), sizeof un->sun_path - 1));
+            break;
+        }
+        case GuestForwardSpec::Kind::command:
+            t.command = &g.command;
+            break;
+        }
+        return t;
+    }
+    if (service_addr) return refuse(HostTarget::Verdict::unreachable);
     // The DNS address's port 53 is the gateway's service whatever the
     // policy; everything else passes the user's policy first.
     const bool dns_service = (dst == wire::IpAddr::v4(c.dns) || (c.ipv6 && dst == c.dns6)) &&
@@ -154,6 +185,11 @@ sockaddr_storage to_sockaddr(const wire::IpAddr& a, uint16_t port) {
 }
 
 socklen_t sockaddr_len(const sockaddr_storage& ss) {
+    if (ss.ss_family == AF_UNIX) {
+        const auto* un = reinterpret_cast<const sockaddr_un*>(&ss);
+        return static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) +
+                                      strnlen(un->sun_path, sizeof un->sun_path) + 1);
+    }
     return ss.ss_family == AF_INET ? sizeof(sockaddr_in) : sizeof(sockaddr_in6);
 }
 

@@ -7,6 +7,9 @@
 // guest through the same translators.
 //
 // Address mapping, guest view -> host socket (host_target):
+//   a guest forward's address and port (TCP) -> its target, whatever the
+//                                  policy (guest_forward.hpp); other ports
+//                                  and protocols there: unreachable
 //   gateway address (10.0.2.2)  -> 127.0.0.1, unless map_gateway_to_loopback
 //                                  is off (then it is unreachable)
 //   DNS address (10.0.2.3)      -> the upstream resolver in use, TCP/UDP port
@@ -36,6 +39,7 @@
 
 #include "core/event_loop.hpp"
 #include "gateway/gateway.hpp"
+#include "nat/guest_forward.hpp"
 
 namespace usernet::nat {
 
@@ -70,11 +74,14 @@ struct NatStats {
     uint64_t dropped_proto = 0;       // protocol not translated
 };
 
-// host_target's answer: a socket address, or why there is none.
+// host_target's answer: a socket address, or why there is none. A guest
+// forward's target may be a unix socket (addr is a sockaddr_un) or a
+// command (command is set, addr unused).
 struct HostTarget {
     enum class Verdict : uint8_t { ok, unreachable, forbidden };
     Verdict verdict = Verdict::unreachable;
     sockaddr_storage addr{};
+    const std::string* command = nullptr;
     bool ok() const { return verdict == Verdict::ok; }
     bool forbidden() const { return verdict == Verdict::forbidden; }
 };
@@ -97,6 +104,11 @@ public:
     // Host-to-guest forwards. Throws std::runtime_error (with a message that
     // names the address and the reason) when a listener cannot be set up.
     void add_forward(const ForwardSpec& spec);
+    // A guest forward (guest_forward.hpp). The address must be one the
+    // gateway answers for (NetConfig::service_addrs).
+    void add_guest_forward(const GuestForwardSpec& spec);
+    const std::vector<GuestForwardSpec>& guest_forwards() const { return guest_fwds_; }
+    CommandRunner& commands() { return commands_; }
 
     // Where a guest's packet to (dst, port) goes on the host. A refusal
     // counts itself in stats() (dropped_unreachable or dropped_forbidden).
@@ -124,6 +136,8 @@ private:
     std::unique_ptr<UdpNat> udp_;
     std::unique_ptr<IcmpNat> icmp_;
     std::unique_ptr<Forwarder> fwd_;
+    std::vector<GuestForwardSpec> guest_fwds_;
+    CommandRunner commands_;
 };
 
 // sockaddr helpers shared by the translators.

@@ -248,6 +248,7 @@ struct FlowState {
     bool host_keepalive : 1 = false;  // the guest sent a keepalive: SO_KEEPALIVE is on
     bool host_urg : 1 = false;      // EPOLLPRI seen: the host sent urgent data (short peeks
                                     // may stop at its mark, not at the end of the data)
+    bool local : 1 = false;         // fd is a unix stream socket (a guest forward), not TCP
     uint8_t snd_wscale = 0;    // guest's shift, applied to its window field
     uint8_t rcv_wscale = 0;    // our shift, applied to what we advertise
     uint8_t dupacks = 0;

@@ -568,26 +568,43 @@ void TcpNat::open_outbound(const gw::GuestPacket& pkt, const wire::TcpView& seg,
         send_reset_reply(pkt, seg);
         return;
     }
-    int fd = socket(target.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
+    // A guest forward's target may be a unix socket (FlowState::local), or
+    // a command, whose socket comes connected.
+    const bool local = target.addr.ss_family == AF_UNIX;
+    int fd = target.command
+                 ? nat_.commands().spawn(*target.command)
+                 : socket(target.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                          local ? 0 : IPPROTO_TCP);
     if (fd < 0) {
-        if (debug_on()) spdlog::debug("tcp: socket: {}", std::strerror(errno));
+        int e = target.command ? -fd : errno;
+        if (debug_on())
+            spdlog::debug("tcp: {}: {}", target.command ? "command" : "socket", std::strerror(e));
         stats_.connect_failed++;
         send_reset_reply(pkt, seg);
         return;
     }
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    set_oob_inline(fd);
+    if (!local) {
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        set_oob_inline(fd);
+    }
     if (peek_off_ok_) {
         int zero = 0;
         setsockopt(fd, SOL_SOCKET, SO_PEEK_OFF, &zero, sizeof zero);
     }
-    int rc = connect(fd, reinterpret_cast<const sockaddr*>(&target.addr), sockaddr_len(target.addr));
-    int err = rc == 0 ? 0 : errno;
+    int rc = 0, err = 0;
+    if (!target.command) {
+        rc = connect(fd, reinterpret_cast<const sockaddr*>(&target.addr), sockaddr_len(target.addr));
+        err = rc == 0 ? 0 : errno;
+        // A unix socket's full backlog is EAGAIN: refused, as a full
+        // listen queue would not be for TCP, but the guest retries anyway.
+        if (local && err == EAGAIN) err = ECONNREFUSED;
+    }
 
     Flow* f = alloc_flow(key, pkt.port);
     FlowState& s = f->st;
     s.fd = fd;
+    s.local = local;
     s.phase = Phase::syn_pending;
     per_guest_[pkt.port].half_open++;
     half_open_++;
@@ -1172,7 +1189,7 @@ void TcpNat::process_ack(Flow& f, const wire::TcpView& seg, uint32_t ts_ecr) {
 void TcpNat::enable_host_keepalive(Flow& f) {
     FlowState& s = f.st;
     s.host_keepalive = true;
-    if (s.fd < 0) return;
+    if (s.fd < 0 || s.local) return;  // a local stream has no peer to lose
     uint32_t now_s = static_cast<uint32_t>(loop_.now() / 1000) + 1;  // as note_active()
     uint32_t idle = s.active_epoch ? now_s - s.active_epoch : kKeepIdleUnknownS;
     idle = std::clamp(idle, kKeepIdleMinS, kKeepIdleMaxS);
@@ -1582,10 +1599,31 @@ bool TcpNat::settle(Flow& f) {
     FlowState& s = f.st;
     uint32_t bytes = s.acked_unread;
     s.acked_unread = 0;
+    if (s.local) return settle_local(f, bytes);
     for (int i = 0; bytes > 0 && s.fd >= 0; i++) {
         ssize_t n = recv(s.fd, nullptr, bytes, MSG_TRUNC | MSG_DONTWAIT);
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0 || i == 64) {
+            if (debug_on())
+                spdlog::debug("tcp: {} discard: {}", describe(s.key),
+                              n < 0 ? std::strerror(errno) : "EOF");
+            return false;
+        }
+        bytes -= static_cast<uint32_t>(n);
+    }
+    return true;
+}
+
+// settle() for a unix stream socket, where MSG_TRUNC does not discard
+// without a buffer: the bytes are read into one and dropped.
+bool TcpNat::settle_local(Flow& f, uint32_t bytes) {
+    FlowState& s = f.st;
+    if (!local_sink_) local_sink_ = std::make_unique<uint8_t[]>(kLocalSinkSize);
+    while (bytes > 0 && s.fd >= 0) {
+        ssize_t n = recv(s.fd, local_sink_.get(), std::min<size_t>(bytes, kLocalSinkSize),
+                         MSG_DONTWAIT);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
             if (debug_on())
                 spdlog::debug("tcp: {} discard: {}", describe(s.key),
                               n < 0 ? std::strerror(errno) : "EOF");
@@ -1719,7 +1757,9 @@ uint32_t TcpNat::socket_send_room(Flow& f, bool* low) {
     if (getsockopt(f.st.fd, SOL_SOCKET, SO_MEMINFO, mem, &len) == 0 &&
         len >= sizeof(uint32_t) * (SK_MEMINFO_WMEM_QUEUED + 1)) {
         buf = mem[SK_MEMINFO_SNDBUF];
-        queued = mem[SK_MEMINFO_WMEM_QUEUED];
+        // A unix socket's writes are charged to wmem_alloc until the peer
+        // reads them (TCP's wmem_queued stays 0 there).
+        queued = mem[f.st.local ? SK_MEMINFO_WMEM_ALLOC : SK_MEMINFO_WMEM_QUEUED];
     } else {
         int b = 0, q = 0;
         socklen_t bl = sizeof b;

@@ -92,6 +92,7 @@ PACKAGE_OF = {
     "ip": "iproute2", "ss": "iproute2", "sysctl": "procps", "busybox": "busybox",
     "udhcpc": "udhcpc", "curl": "curl", "dig": "dnsutils", "dnsmasq": "dnsmasq-base",
     "rdisc6": "ndisc6", "dhclient": "isc-dhcp-client", "atftp": "atftp", "tftp": "tftp-hpa",
+    "smbd": "samba", "smbclient": "smbclient",
     "tshark": "tshark", "qemu-system-x86_64": "qemu-system-x86", "cpio": "cpio",
     "gzip": "gzip", "iperf3": "iperf3", "socat": "socat", "setpriv": "util-linux",
     "prlimit": "util-linux",

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "nat/forward.hpp"
+#include "nat/guest_forward.hpp"
 
 namespace usernet::nat {
 namespace {
@@ -179,6 +180,48 @@ TEST(ForwardSpec, ForwardSpec_QemuHostfwdSyntax) {
     for (const char* bad : {"tcp::2222", "tcp:2222-22", "tcp::0-:22", "tcp::2222-:70000",
                             "tcp:nowhere:1-:2", "tcp::1-0.0.0.0:2", "sctp::1-:2", "2222-:22"})
         EXPECT_THROW(parse_hostfwd(bad), std::invalid_argument) << bad;
+}
+
+TEST(GuestForward, GuestForward_TargetsOfEachKind) {
+    std::string why;
+    auto a = parse_guestfwd("tcp:10.0.2.100:1234-127.0.0.1:8000", &why);
+    ASSERT_TRUE(a) << why;
+    EXPECT_EQ(a->addr, wire::IpAddr::v4(0x0a000264));
+    EXPECT_EQ(a->port, 1234);
+    EXPECT_EQ(a->kind, GuestForwardSpec::Kind::tcp);
+    EXPECT_EQ(a->host, wire::IpAddr::v4(0x7f000001));
+    EXPECT_EQ(a->host_port, 8000);
+    EXPECT_EQ(a->to_string(), "10.0.2.100:1234 -> 127.0.0.1:8000");
+    auto b = parse_guestfwd(":[fec0::100]:80-[::1]:8080", &why);  // tcp by default
+    ASSERT_TRUE(b) << why;
+    EXPECT_EQ(b->addr, *wire::IpAddr::parse("fec0::100"));
+    EXPECT_EQ(b->host, *wire::IpAddr::parse("::1"));
+    EXPECT_EQ(b->to_string(), "[fec0::100]:80 -> [::1]:8080");
+    auto c = parse_guestfwd("tcp:10.0.2.100:7-unix:/run/x.sock", &why);
+    ASSERT_TRUE(c) << why;
+    EXPECT_EQ(c->kind, GuestForwardSpec::Kind::unix_socket);
+    EXPECT_EQ(c->path, "/run/x.sock");
+    auto d = parse_guestfwd("tcp:10.0.2.100:7-/run/x.sock", &why);  // a path alone
+    ASSERT_TRUE(d) << why;
+    EXPECT_EQ(d->path, "/run/x.sock");
+    // A command keeps its dashes, colons and spaces.
+    auto e = parse_guestfwd("tcp:10.0.2.100:9-cmd:nc -q 0 example.org 80", &why);
+    ASSERT_TRUE(e) << why;
+    EXPECT_EQ(e->kind, GuestForwardSpec::Kind::command);
+    EXPECT_EQ(e->command, "nc -q 0 example.org 80");
+    EXPECT_EQ(e->to_string(), "10.0.2.100:9 -> cmd:nc -q 0 example.org 80");
+    for (const char* bad :
+         {"10.0.2.100:1-127.0.0.1:2", "udp:10.0.2.100:1-127.0.0.1:2", "tcp:10.0.2.100:1",
+          "tcp:10.0.2.100-127.0.0.1:2", "tcp:10.0.2.100:0-127.0.0.1:2",
+          "tcp:10.0.2.100:1-127.0.0.1:70000", "tcp:fec0::1:1-127.0.0.1:2", "tcp:[fec0::1:1-x:2",
+          "tcp:10.0.2.100:1-localhost:2", "tcp:10.0.2.100:1-0.0.0.0:2", "tcp:10.0.2.100:1-cmd:",
+          "tcp:10.0.2.100:1-cmd:  ", "tcp:10.0.2.100:1-unix:", "tcp:10.0.2.100:1-nothing"}) {
+        why.clear();
+        EXPECT_FALSE(parse_guestfwd(bad, &why)) << bad;
+        EXPECT_FALSE(why.empty()) << bad;
+    }
+    EXPECT_FALSE(parse_guestfwd("tcp:10.0.2.100:1-unix:/" + std::string(200, 'x'), &why));
+    EXPECT_NE(why.find("longer than"), std::string::npos);
 }
 
 }  // namespace

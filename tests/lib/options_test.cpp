@@ -874,6 +874,52 @@ TEST(Options, Options_DhcpHostnameSearchLeaseStaticLeasesAndRoutes) {
     EXPECT_EQ(error_option({"--dns-search", long_list}), "--dns-search");
 }
 
+TEST(Options, Options_GuestForwardsAndSmb) {
+    Config c = parse({"--guestfwd", "tcp:10.0.2.100:80-127.0.0.1:8080", "--guestfwd",
+                      "tcp:10.0.2.100:81-cmd:cat", "--guestfwd", "tcp:[fec0::100]:80-/tmp/s"});
+    ASSERT_EQ(c.guest_forwards.size(), 3u);
+    EXPECT_EQ(c.guest_forwards[1].command, "cat");
+    // One service address per distinct address, in the default LAN.
+    EXPECT_EQ(c.net.service_addrs,
+              (std::vector<IpAddr>{IpAddr::v4(ip("10.0.2.100")), *IpAddr::parse("fec0::100")}));
+    EXPECT_TRUE(parse({}).net.service_addrs.empty());
+    // Addresses no guest forward may take: outside the LAN, the gateway's,
+    // DNS's, the DHCP range, a static lease, --guest-addr, twice the same.
+    for (const char* bad : {"tcp:10.0.3.100:80-127.0.0.1:1", "tcp:10.0.2.2:80-127.0.0.1:1",
+                            "tcp:10.0.2.3:80-127.0.0.1:1", "tcp:10.0.2.15:80-127.0.0.1:1",
+                            "tcp:10.0.2.30:80-127.0.0.1:1", "tcp:10.0.2.255:80-127.0.0.1:1",
+                            "tcp:[fec0::2]:80-127.0.0.1:1", "tcp:[fec0::f]:80-127.0.0.1:1",
+                            "tcp:[2001:db8::1]:80-127.0.0.1:1", "bogus"})
+        EXPECT_EQ(error_option({"--guestfwd", bad}), "--guestfwd") << bad;
+    EXPECT_EQ(error_option({"--dhcp-host", "52:54:00:00:00:01=10.0.2.99", "--guestfwd",
+                            "tcp:10.0.2.99:80-127.0.0.1:1"}),
+              "--guestfwd");
+    EXPECT_EQ(error_option({"--guest-addr", "10.0.2.99", "--guestfwd", "tcp:10.0.2.99:80-127.0.0.1:1"}),
+              "--guestfwd");
+    EXPECT_EQ(error_option({"--guestfwd", "tcp:10.0.2.99:80-127.0.0.1:1", "--guestfwd",
+                            "tcp:10.0.2.99:80-cmd:cat"}),
+              "--guestfwd");
+    EXPECT_EQ(error_option({"--no-gateway", "--guestfwd", "tcp:10.0.2.99:80-127.0.0.1:1"}),
+              "--guestfwd");
+    EXPECT_NE(error_message({"--guestfwd", "tcp:10.0.2.15:80-127.0.0.1:1"}).find("DHCP range"),
+              std::string::npos);
+
+    // --smb: QEMU's 10.0.2.4 (the network's .4), or --smb-server.
+    const std::string dir = std::filesystem::temp_directory_path();
+    Config s = parse({"--smb", dir});
+    EXPECT_EQ(s.smb_dir, std::filesystem::canonical(dir).string());
+    EXPECT_EQ(s.smb_addr, IpAddr::v4(ip("10.0.2.4")));
+    EXPECT_EQ(s.net.service_addrs, std::vector<IpAddr>{IpAddr::v4(ip("10.0.2.4"))});
+    EXPECT_EQ(parse({"--net", "192.168.7.0/24", "--smb", dir}).smb_addr,
+              IpAddr::v4(ip("192.168.7.4")));
+    EXPECT_EQ(parse({"--smb", dir, "--smb-server", "10.0.2.9"}).smb_addr,
+              IpAddr::v4(ip("10.0.2.9")));
+    EXPECT_EQ(error_option({"--smb", "/nonexistent/dir"}), "--smb");
+    EXPECT_EQ(error_option({"--smb-server", "10.0.2.9"}), "--smb-server");
+    EXPECT_EQ(error_option({"--smb", dir, "--smb-server", "10.0.2.2"}), "--smb-server");
+    EXPECT_EQ(error_option({"--smb", dir, "--guestfwd", "tcp:10.0.2.4:445-cmd:cat"}), "--smb");
+}
+
 TEST(Options, Options_PolicyRules) {
     Config c = parse({"--restrict", "--no-tcp", "--no-udp", "--no-icmp"});
     EXPECT_TRUE(c.net.restrict && c.net.no_tcp && c.net.no_udp && c.net.no_icmp);
