@@ -70,6 +70,8 @@ inline constexpr uint16_t kTcpPeerPort = 5000;
 inline constexpr uint16_t kUdpPeerPort = 5001;
 inline constexpr uint16_t kDnsUpstreamPort = 5353;
 inline constexpr uint16_t kTcpForwardPort = 6000;   // host 127.0.0.1:6000 -> guest :80
+inline constexpr Ipv4 kGuestFwdAddr = 0x0a000264;  // --guestfwd tcp:10.0.2.100:80-127.0.0.1:6002
+inline constexpr uint16_t kGuestFwdTargetPort = 6002;  // where nothing listens
 inline constexpr uint16_t kUdpForwardPort = 6001;   // host 127.0.0.1:6001 -> guest :7
 inline constexpr Ipv4 kLoopback = 0x7f000001;
 
@@ -414,6 +416,11 @@ struct World {
         cfg.domain = "lan.test";
         cfg.dns_hosts = {{"db.test", IpAddr::v4(0x0a000264)}, {"db.test", *IpAddr::parse("fec0::64")}};
         cfg.dns_upstreams = {gw::HostPort{IpAddr::v4(kLoopback), kDnsUpstreamPort}};
+        // Network boot (DHCP option 67, DHCPv6 boot-file-url) and a guest
+        // forward's service address (ARP, NDP and TCP to 10.0.2.100:80
+        // lead to a host port where nothing listens).
+        cfg.bootfile = "boot.ipxe";
+        cfg.service_addrs = {IpAddr::v4(kGuestFwdAddr)};
         if (o.second_upstream)
             cfg.dns_upstreams.push_back(gw::HostPort{IpAddr::v4(kLoopback + 1), kDnsUpstreamPort});
         // Two plain guests, one TAP with offload, one small-MTU QEMU socket.
@@ -427,6 +434,12 @@ struct World {
         if (o.nat) {
             nat = std::make_unique<nat::Nat>(loop, *gw);
             gw->set_ip_sink(nat.get());
+            nat::GuestForwardSpec g;
+            g.addr = IpAddr::v4(kGuestFwdAddr);
+            g.port = 80;
+            g.host = IpAddr::v4(kLoopback);
+            g.host_port = kGuestFwdTargetPort;
+            nat->add_guest_forward(g);
             if (o.forwards) {
                 for (auto [proto, host, guest] :
                      {std::tuple{'t', kTcpForwardPort, uint16_t{80}},

@@ -256,6 +256,15 @@ void datapath_seeds() {
         write(h, "tcp", o.b);
     }
     {
+        Ops o;  // a guest forward at 10.0.2.100: its port (the target refuses), another port
+        arp_hello(o);
+        o.frame(0, tcp_syn_to(0x0a000264, 80));
+        o.poll(8);
+        o.frame(0, tcp_syn_to(0x0a000264, 81));
+        o.poll();
+        write(h, "guestfwd", o.b);
+    }
+    {
         Ops o;  // the host resets a connection
         arp_hello(o);
         o.frame(0, tcp_syn_to(kGw, 5000));
