@@ -64,6 +64,7 @@ struct RawOptions {
                 dhcp_start, guest_addr,
                 domain, tftp, bootfile, host_alias, hostname, lease_time, smb, smb_server, pcap, pid;
     std::vector<std::string> guestfwd;  // --guestfwd
+    std::string forward_source;         // --forward-source
     std::string pcap_size, pcap_count;  // --pcap-size, --pcap-count
     bool config_net = false, no_offload = false, no_gateway = false, no_map_gw = false,
          allow_link_local = false, no_ipv6 = false, restrict = false, no_tcp = false,
@@ -138,6 +139,7 @@ void describe(CLI::App& app, RawOptions& raw) {
     repeated(app.add_option("-t,--tcp-ports", raw.tcp));
     repeated(app.add_option("-u,--udp-ports", raw.udp));
     repeated(app.add_option("--hostfwd", raw.hostfwd));
+    last_wins(app.add_option("--forward-source", raw.forward_source));
     repeated(app.add_option("--guestfwd", raw.guestfwd));
     last_wins(app.add_option("--smb", raw.smb));
     last_wins(app.add_option("--smb-server", raw.smb_server));
@@ -1304,6 +1306,13 @@ Config parse_options(const std::vector<std::string>& args) {
     cfg.log_level = raw.debug ? LogLevel::debug : raw.quiet ? LogLevel::quiet : LogLevel::info;
     cfg.config_net = raw.config_net;
     cfg.net.map_gateway_to_loopback = !raw.no_map_gw;
+    if (given(app, "--forward-source")) {
+        if (raw.forward_source != "client" && raw.forward_source != "gateway")
+            fail("--forward-source", "'" + raw.forward_source + "' is neither client nor gateway",
+                 "give client (forwarded clients keep their address, the default) or gateway "
+                 "(they all appear as the gateway)");
+        cfg.net.forward_keep_client = raw.forward_source == "client";
+    }
     cfg.net.allow_link_local = raw.allow_link_local;
     cfg.net.restrict = raw.restrict;
     cfg.net.no_tcp = raw.no_tcp;
@@ -1333,7 +1342,7 @@ Config parse_options(const std::vector<std::string>& args) {
     if (cfg.no_gateway) {
         // What only the gateway could do. The address options are ignored.
         for (const char* opt : {"--config-net", "--guest-addr", "-t", "-u", "--hostfwd",
-                                "--guestfwd", "--smb"})
+                                "--guestfwd", "--smb", "--forward-source"})
             if (given(app, opt))
                 fail(opt, std::string(opt) + " needs usernet's gateway, which --no-gateway turns off",
                      "drop one of them (with --no-gateway the network's own router and DHCP "
@@ -1532,6 +1541,10 @@ NAT:
                              GUEST a guest's address: 8080:10.0.2.16:80)
       --hostfwd SPEC         a forward in QEMU's hostfwd= syntax:
                              [tcp|udp]:[HOSTADDR]:PORT-[GUESTADDR]:PORT
+      --forward-source client|gateway  whether forwarded clients keep their
+                             address in the guest (client, the default; those
+                             on the host's loopback appear as the gateway) or
+                             all appear as the gateway
 
 Operation:
       --busy-poll USEC       after a burst of small packets, poll this long

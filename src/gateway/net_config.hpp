@@ -98,6 +98,12 @@ struct NetConfig {
     }
     // The gateway's own MAC (QEMU's slirp uses 52:55:0a:00:02:02).
     wire::MacAddr gw_mac{{0x52, 0x55, 0x0a, 0x00, 0x02, 0x02}};
+    // Port forwards: whether a client off the host keeps its own address in
+    // the guest's eyes (--forward-source client, the default), or every
+    // client appears as the gateway (--forward-source gateway, as QEMU's
+    // own clients on the host's loopback do), each with a source port of
+    // its own (forward.hpp).
+    bool forward_keep_client = true;
     // The address the gateway maps to the host's loopback (--no-map-gw clears).
     bool map_gateway_to_loopback = true;
     // Whether guests may reach 169.254.0.0/16 on the host's side (cloud

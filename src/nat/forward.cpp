@@ -258,6 +258,7 @@ wire::IpAddr forward_peer_for_guest(Nat& nat, const wire::IpAddr& client,
     const wire::IpAddr seen = nat.guest_visible(client);
     const gw::NetConfig& cfg = nat.gateway().config();
     const wire::IpAddr gateway = nat.gateway_for(guest);
+    if (!cfg.forward_keep_client) return gateway;
     // What the guest could not answer through the gateway appears as the
     // gateway: loopback, a client of the other family, addresses inside
     // the virtual network (the guest would look for them on its link) and
@@ -269,6 +270,16 @@ wire::IpAddr forward_peer_for_guest(Nat& nat, const wire::IpAddr& client,
         wire::is_v6_multicast(seen))
         return gateway;
     return seen;
+}
+
+uint16_t ForwardPortPicker::pick(uint16_t want, const std::function<bool(uint16_t)>& taken) {
+    if (want != 0 && !taken(want)) return want;
+    for (uint32_t i = 0; i < kTries; i++) {
+        const uint16_t p = static_cast<uint16_t>(kFirst + next_);
+        next_ = (next_ + 1) % kCount;
+        if (!taken(p)) return p;
+    }
+    return 0;
 }
 
 wire::IpAddr forward_target_guest(Nat& nat, const std::optional<wire::IpAddr>& override_addr,
@@ -378,15 +389,28 @@ private:
             return;
         }
         const wire::IpAddr peer = forward_peer_for_guest(nat, client, guest);
+        // A client that appears as the gateway keeps its port unless another
+        // connection to the same guest port has it already.
+        uint16_t peer_port = client_port;
+        if (peer != client) {
+            peer_port = fwd_.ports_.pick(client_port, [&](uint16_t p) {
+                return nat.tcp().has_flow(tcp::FlowKey{guest, peer, guest_port_, p});
+            });
+            if (peer_port == 0) {
+                fwd_.stats_.tcp_refused++;
+                reset(cfd);
+                return;
+            }
+        }
         // open_inbound owns cfd from here on, and resets it itself on refusal.
-        if (!nat.tcp().open_inbound(cfd, peer, client_port, guest, guest_port_)) {
+        if (!nat.tcp().open_inbound(cfd, peer, peer_port, guest, guest_port_)) {
             fwd_.stats_.tcp_refused++;
             return;
         }
         fwd_.stats_.tcp_accepted++;
         if (spdlog::should_log(spdlog::level::debug))
-            spdlog::debug("tcp forward: {}:{} -> guest {}:{} as {}", client.to_string(),
-                          client_port, guest.to_string(), guest_port_, peer.to_string());
+            spdlog::debug("tcp forward: {}:{} -> guest {}:{} as {}:{}", client.to_string(),
+                          client_port, guest.to_string(), guest_port_, peer.to_string(), peer_port);
     }
 
     static void reset(int fd) {

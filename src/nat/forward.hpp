@@ -31,7 +31,12 @@
 // or fec0::2), as in QEMU/slirp; any other client keeps its own address,
 // so a guest server sees who connects. A client the guest could not answer
 // directly (one of the other family, an address inside the virtual
-// network, a link-local one) appears as the gateway too.
+// network, a link-local one) appears as the gateway too; with
+// --forward-source gateway (NetConfig::forward_keep_client off) every
+// client does. A client that appears as the gateway keeps its source port
+// unless another connection (UDP: another client) to the same guest port
+// has it already; then it gets the next free port of 49152-65535
+// (ForwardPortPicker), so that two clients never share a flow.
 //
 // The target guest is the spec's guest_addr (--guest-addr; an IPv6 client
 // then goes to an IPv6 address of the same guest), else the guest that
@@ -46,6 +51,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -108,6 +114,19 @@ struct ForwardStats {
     uint64_t accept_paused = 0;  // listener paused: out of descriptors
 };
 
+// Source ports for forwarded clients that appear as the gateway: the
+// client's own port when it is not taken, else the next free one of
+// 49152-65535, round robin.
+class ForwardPortPicker {
+public:
+    static constexpr uint32_t kFirst = 49152, kCount = 16384, kTries = 4096;
+    // 0 when kTries ports in a row are taken.
+    uint16_t pick(uint16_t want, const std::function<bool(uint16_t)>& taken);
+
+private:
+    uint32_t next_ = 0;
+};
+
 class Forwarder {
 public:
     explicit Forwarder(Nat& nat);
@@ -131,6 +150,7 @@ private:
     std::vector<std::unique_ptr<TcpListener>> tcp_listeners_;
     size_t udp_sockets_ = 0;
     ForwardStats stats_;
+    ForwardPortPicker ports_;
 };
 
 }  // namespace usernet::nat

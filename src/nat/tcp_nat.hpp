@@ -83,6 +83,11 @@ public:
 
     // Live flows, lingering ones included.
     size_t flow_count() const { return flows_.size(); }
+    // Whether a live flow (not one lingering after its close) has this key.
+    bool has_flow(const tcp::FlowKey& key) const {
+        auto it = flows_.find(key);
+        return it != flows_.end() && it->second->st.phase != tcp::Phase::linger;
+    }
     const Stats& stats() const { return stats_; }
     // Whether the kernel lets MSG_PEEK start at SO_PEEK_OFF on TCP sockets
     // (Linux 6.9+); without it peeks start at 0 into a discard area.

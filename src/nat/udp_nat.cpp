@@ -176,10 +176,18 @@ struct UdpNat::Peer final : FlowLru::Entry {
     PeerKey key;
     Listener* listener = nullptr;
     sockaddr_storage client{};
+    std::optional<ClientKey> masq;  // in peers_by_host_client_ under this key
 };
 
 size_t UdpNat::KeyHash::operator()(const FlowKey& k) const noexcept {
     return wire::IpAddrHash{}(k.addr) ^ (size_t{k.port} * 0x9e3779b97f4a7c15ULL);
+}
+
+size_t UdpNat::KeyHash::operator()(const ClientKey& k) const noexcept {
+    size_t h = wire::IpAddrHash{}(k.addr);
+    h ^= std::hash<const void*>{}(k.listener) * 31;
+    h ^= size_t{k.port} * 0x9e3779b97f4a7c15ULL;
+    return h;
 }
 
 size_t UdpNat::KeyHash::operator()(const PeerKey& k) const noexcept {
@@ -470,6 +478,10 @@ void UdpNat::drop_port(uint32_t port) {
 
 void UdpNat::destroy_peer(Peer& p) {
     peer_lru_.erase(p);
+    if (p.masq) {
+        auto m = peers_by_host_client_.find(*p.masq);
+        if (m != peers_by_host_client_.end() && m->second == &p) peers_by_host_client_.erase(m);
+    }
     PeerKey k = p.key;
     if (!k.guest.is_v4()) {
         auto a = peers_by_client_.find(PeerKey{wire::IpAddr{}, k.peer, k.guest_port, k.peer_port});
@@ -621,10 +633,28 @@ void UdpNat::listener_read(Listener& l) {
             }
             wire::IpAddr peer = forward_peer_for_guest(nat_, client, guest);
             PeerKey key{guest, peer, l.guest_port, client_port};
-            Peer* p;
-            auto it = peers_.find(key);
-            if (it != peers_.end()) {
+            Peer* p = nullptr;
+            std::optional<ClientKey> masq;
+            if (peer != client) {
+                // Appearing as the gateway: this client's own peer, else a
+                // port no other client of this guest port has.
+                masq = ClientKey{&l, client, client_port};
+                auto m = peers_by_host_client_.find(*masq);
+                if (m != peers_by_host_client_.end() && m->second->key.guest == guest) {
+                    p = m->second;
+                } else {
+                    key.peer_port = peer_ports_.pick(client_port, [&](uint16_t port) {
+                        return peers_.count(PeerKey{guest, peer, l.guest_port, port}) > 0;
+                    });
+                    if (key.peer_port == 0) {
+                        stats_.dropped_no_guest++;
+                        continue;
+                    }
+                }
+            } else if (auto it = peers_.find(key); it != peers_.end()) {
                 p = it->second.get();
+            }
+            if (p) {
                 peer_lru_.touch(*p, now);
             } else {
                 const FlowLru::Owner owner = gw_.port_of(guest);
@@ -634,23 +664,25 @@ void UdpNat::listener_read(Listener& l) {
                 }
                 auto np = std::make_unique<Peer>();
                 np->key = key;
+                np->masq = masq;
                 p = np.get();
+                if (masq) peers_by_host_client_[*masq] = p;
                 peer_lru_.insert(*p, owner, now);
                 peers_.emplace(key, std::move(np));
                 if (!guest.is_v4())
-                    peers_by_client_[PeerKey{wire::IpAddr{}, peer, l.guest_port, client_port}] = p;
+                    peers_by_client_[PeerKey{wire::IpAddr{}, peer, l.guest_port, key.peer_port}] = p;
                 stats_.fwd_peers_created++;
                 if (debug_on())
                     spdlog::debug("udp forward: {}:{} -> guest {}:{} as {}:{}", client.to_string(),
                                   client_port, guest.to_string(), l.guest_port, peer.to_string(),
-                                  client_port);
+                                  key.peer_port);
                 arm_sweep();
             }
             // The latest client wins should two map onto the same peer.
             p->listener = &l;
             p->client = rx_names_[i];
             wire::Bytes payload(rx_bufs_.get() + size_t(i) * kBufSize, rx_msgs_[i].msg_len);
-            if (send_to_guest(peer, client_port, guest, l.guest_port, payload))
+            if (send_to_guest(peer, p->key.peer_port, guest, l.guest_port, payload))
                 stats_.fwd_to_guest++;
         }
         if (static_cast<unsigned>(n) < kBatch) return;

@@ -55,6 +55,7 @@
 
 #include "core/event_loop.hpp"
 #include "gateway/gateway.hpp"
+#include "nat/forward.hpp"
 #include "wire/addr.hpp"
 
 namespace usernet::nat {
@@ -197,9 +198,17 @@ private:
         uint16_t peer_port;
         friend bool operator==(const PeerKey&, const PeerKey&) = default;
     };
+    // A forwarded client as it really is, on one listener.
+    struct ClientKey {
+        const Listener* listener = nullptr;
+        wire::IpAddr addr;
+        uint16_t port = 0;
+        friend bool operator==(const ClientKey&, const ClientKey&) = default;
+    };
     struct KeyHash {
         size_t operator()(const FlowKey& k) const noexcept;
         size_t operator()(const PeerKey& k) const noexcept;
+        size_t operator()(const ClientKey& k) const noexcept;
     };
 
     friend struct FlowSock;
@@ -232,6 +241,11 @@ private:
     // datagram went to (a server that does not reply from the address it
     // was sent to). The latest peer of a key is the one kept.
     std::unordered_map<PeerKey, Peer*, KeyHash> peers_by_client_;
+    // Forward peers that appear as the gateway, by the client they stand
+    // for: each client has its own (ForwardPortPicker gives it a port of
+    // its own when its port is taken).
+    std::unordered_map<ClientKey, Peer*, KeyHash> peers_by_host_client_;
+    ForwardPortPicker peer_ports_;
     std::vector<std::unique_ptr<Listener>> listeners_;
     FlowLru lru_;
     FlowLru peer_lru_;

@@ -126,6 +126,55 @@ while True:
 print(b.decode())
 """
 
+# A guest server on a TCP and a UDP port that answers each connection and
+# datagram with "PEER <address> <port>" as it sees the client.
+PEER_SERVER = r"""
+import socket, sys, threading
+port = int(sys.argv[1])
+ls = socket.socket(); ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+ls.bind(("0.0.0.0", port)); ls.listen(16)
+us = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); us.bind(("0.0.0.0", port))
+print("READY", port, flush=True)
+def udp():
+    while True:
+        _, peer = us.recvfrom(2048)
+        us.sendto(("PEER %s %d" % peer).encode(), peer)
+threading.Thread(target=udp, daemon=True).start()
+def one(c, peer):
+    with c:
+        c.sendall(("PEER %s %d\n" % peer).encode())
+        while c.recv(4096):
+            pass
+while True:
+    c, peer = ls.accept()
+    threading.Thread(target=one, args=(c, peer), daemon=True).start()
+"""
+
+# From source port SPORT to ADDR:PORT: a TCP connection held open HOLD
+# seconds, and a datagram; prints the guest's two answers, "TCP PEER a p"
+# and "UDP PEER a p".
+SAME_PORT_CLIENT = r"""
+import socket, sys, time
+addr, port, sport, hold = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+t = socket.socket(); t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+t.bind(("", sport)); t.settimeout(20); t.connect((addr, port))
+line = b""
+while not line.endswith(b"\n"):
+    b = t.recv(100)
+    if not b: break
+    line += b
+print("TCP", line.decode().strip(), flush=True)
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("", sport)); u.settimeout(1)
+for _ in range(10):
+    u.sendto(b"?", (addr, port))
+    try:
+        print("UDP", u.recv(100).decode(), flush=True); break
+    except socket.timeout:
+        pass
+time.sleep(hold)
+t.close()
+"""
+
 
 class ForwardTest(unittest.TestCase):
     def _start(self, lab, fwd_args, dhcp=False, remote=False):
@@ -297,6 +346,42 @@ while True:
                 lab.assert_alive(srv)
             for port, who in ((p1, "g1"), (p2, "g2"), (p3, "g1"), (p2, "g2"), (p1, "g1")):
                 self.assertEqual(host.py(NAME_ASKER, port, timeout=60).stdout.strip(), who, port)
+
+    def test_forward_source_gateway(self):
+        """--forward-source gateway: a remote client appears as the gateway
+        too (by default it keeps its address), and two clients with the
+        same source port, one remote and one on the host's loopback, both
+        at once, get distinct ports in the guest, TCP and UDP alike."""
+        for mode in ("client", "gateway"):
+            with netlab.Lab("fwd") as lab:
+                p = netlab.free_port()
+                sport = netlab.free_port(exclude=(p,))
+                host, guest, remote, _ = self._start(
+                    lab, ["-t", str(p), "-u", str(p), "--forward-source", mode], remote=True)
+                srv = guest.popen([netlab.PY, "-c", PEER_SERVER, str(p)], name="peer-server")
+                netlab.wait_for(lambda: "READY" in srv.stdout() or srv.poll() is not None, 20,
+                                what="peer server")
+                first = remote.popen([netlab.PY, "-c", SAME_PORT_CLIENT, HOST_VETH_ADDR, str(p),
+                                      str(sport), "4"], name="remote-client")
+                netlab.wait_for(lambda: "UDP" in first.stdout() or first.poll() is not None, 30,
+                                what="the remote client's answers")
+                second = host.py(SAME_PORT_CLIENT, "127.0.0.1", p, sport, 0, timeout=60).stdout.split("\n")
+                first.wait(30)
+                a = [line.split() for line in first.stdout().split("\n") if line]
+                b = [line.split() for line in second if line]
+                self.assertEqual([x[0] for x in a], ["TCP", "UDP"], a)
+                self.assertEqual([x[0] for x in b], ["TCP", "UDP"], b)
+                remote_seen = "10.0.2.2" if mode == "gateway" else netlab.REMOTE_ADDR
+                for x in a:
+                    self.assertEqual(x[1:3], ["PEER", remote_seen], (mode, a))
+                    self.assertEqual(int(x[3]), sport, (mode, a))
+                for x in b:
+                    self.assertEqual(x[1:3], ["PEER", "10.0.2.2"], (mode, b))
+                    if mode == "gateway":
+                        # The remote client holds sport as the gateway already.
+                        self.assertNotEqual(int(x[3]), sport, (mode, b))
+                    else:
+                        self.assertEqual(int(x[3]), sport, (mode, b))
 
     def test_udp_forward_same_port_and_hostport_to_guestport(self):
         with netlab.Lab("fwd") as lab:

@@ -920,6 +920,13 @@ TEST(Options, Options_GuestForwardsAndSmb) {
     EXPECT_EQ(error_option({"--smb", dir, "--guestfwd", "tcp:10.0.2.4:445-cmd:cat"}), "--smb");
 }
 
+TEST(Options, Options_ForwardSource) {
+    EXPECT_TRUE(parse({}).net.forward_keep_client);
+    EXPECT_TRUE(parse({"--forward-source", "client"}).net.forward_keep_client);
+    EXPECT_FALSE(parse({"--forward-source", "gateway"}).net.forward_keep_client);
+    EXPECT_EQ(error_option({"--forward-source", "host"}), "--forward-source");
+}
+
 TEST(Options, Options_PolicyRules) {
     Config c = parse({"--restrict", "--no-tcp", "--no-udp", "--no-icmp"});
     EXPECT_TRUE(c.net.restrict && c.net.no_tcp && c.net.no_udp && c.net.no_icmp);
