@@ -256,6 +256,22 @@ void datapath_seeds() {
         write(h, "tcp", o.b);
     }
     {
+        Ops o;  // DNS over TCP to the DNS address: a local name, then a close
+        arp_hello(o);
+        o.frame(0, tcp_syn_to(kDns, 53));
+        o.poll(8);
+        o.tcp_reply(0, wire::tcpflag::ack);
+        Frame q = frame(testdata::kDnsQueryA);
+        std::string msg(q.begin() + 42, q.end());  // the DNS message
+        std::string framed = std::string(1, static_cast<char>(msg.size() >> 8)) +
+                             std::string(1, static_cast<char>(msg.size() & 0xff)) + msg;
+        o.tcp_reply(0, wire::tcpflag::ack | wire::tcpflag::psh, framed);
+        o.poll(4);
+        o.tcp_reply(0, wire::tcpflag::ack | wire::tcpflag::fin);
+        o.poll(4);
+        write(h, "dns-tcp", o.b);
+    }
+    {
         Ops o;  // a guest forward at 10.0.2.100: its port (the target refuses), another port
         arp_hello(o);
         o.frame(0, tcp_syn_to(0x0a000264, 80));

@@ -376,21 +376,32 @@ void DnsForwarder::from_guest(DnsGuestKey key, const wire::IpAddr& guest, uint16
     next_upstream(p);
 }
 
-bool DnsForwarder::answer_locally(const wire::IpAddr& guest, uint16_t port, wire::Bytes query) {
+size_t DnsForwarder::local_answer(wire::Bytes query, wire::MutBytes out) {
     auto v = wire::DnsView::parse(query);
-    if (!v || v->opcode() != 0 || v->qdcount() != 1) return false;
+    if (!v || v->qr() || v->opcode() != 0 || v->qdcount() != 1) return 0;
     auto q = v->question();
-    if (!q || q->qclass != wire::dnsclass::in) return false;
+    if (!q || q->qclass != wire::dnsclass::in) return 0;
     char name[wire::kDnsMaxTextLen + 1];
     auto n = q->name.to_text(name, sizeof name);
-    if (!n || !gw_.local_addresses(std::string_view(name, *n), local_)) return false;
+    if (!n || !gw_.local_addresses(std::string_view(name, *n), local_)) return 0;
     const bool any = q->qtype == wire::dnstype::any;
-    uint8_t* out = gw_.tx_l4() + wire::kUdpHeaderLen;
-    wire::DnsResponseBuilder b(wire::MutBytes(out, wire::kDnsMaxUdpLen), *v, *q);
+    wire::DnsResponseBuilder b(out, *v, *q);
     for (const wire::IpAddr& a : local_)
         if (any || q->qtype == (a.is_v4() ? wire::dnstype::a : wire::dnstype::aaaa))
             b.add_address(a, kLocalTtl);
-    const size_t len = b.finish();
+    return b.finish();
+}
+
+std::vector<HostPort> DnsForwarder::upstreams_in_order() const {
+    std::vector<HostPort> out;
+    for (size_t i = 0; i < upstreams_.size(); i++)
+        out.push_back(upstreams_[(preferred_ + i) % upstreams_.size()].hp);
+    return out;
+}
+
+bool DnsForwarder::answer_locally(const wire::IpAddr& guest, uint16_t port, wire::Bytes query) {
+    uint8_t* out = gw_.tx_l4() + wire::kUdpHeaderLen;
+    const size_t len = local_answer(query, wire::MutBytes(out, wire::kDnsMaxUdpLen));
     if (len == 0) return false;
     stats_.local_answers++;
     const wire::IpAddr src = server_for(guest);

@@ -54,9 +54,9 @@
 // upstream.
 //
 // Loopback resolvers (systemd-resolved's 127.0.0.53) work: the sockets live
-// in the host's namespace. Not done here: caching, DNS over TCP (the NAT
-// carries it to the upstream, so local names are UDP only), EDNS
-// rewriting, 0x20 case randomisation.
+// in the host's namespace. DNS over TCP is DnsTcpService's (dns_tcp.hpp),
+// which answers local names through local_answer() too. Not done: caching,
+// EDNS rewriting, 0x20 case randomisation.
 #pragma once
 
 #include <sys/socket.h>
@@ -129,6 +129,12 @@ public:
     // where DNS over TCP to the DNS address should go. Empty without
     // upstreams.
     std::optional<HostPort> active_upstream() const;
+    // Every upstream, the one answering last first (DNS over TCP tries
+    // them in this order).
+    std::vector<HostPort> upstreams_in_order() const;
+    // The answer to a query for a local name, built into out; 0 when the
+    // query is not one (or does not fit).
+    size_t local_answer(wire::Bytes query, wire::MutBytes out);
     size_t pending() const { return n_pending_; }
     size_t pending_of(DnsGuestKey key) const;
     const DnsForwarderStats& stats() const { return stats_; }

@@ -15,6 +15,7 @@
 #include "gateway/dhcp4_server.hpp"
 #include "gateway/dhcp6_server.hpp"
 #include "gateway/dns_forwarder.hpp"
+#include "gateway/dns_tcp.hpp"
 #include "gateway/tftp_server.hpp"
 #include "wire/arp.hpp"
 #include "wire/dhcp4.hpp"
@@ -51,6 +52,7 @@ Gateway::Gateway(core::EventLoop& loop, sw::Switch& sw, NetConfig cfg)
     dhcp_ = std::make_unique<Dhcp4Server>(*this);
     dhcp6_ = std::make_unique<Dhcp6Server>(*this, cfg_);
     dns_ = std::make_unique<DnsForwarder>(loop_, *this);
+    dns_tcp_ = std::make_unique<DnsTcpService>(loop_, *dns_);
     if (!cfg_.tftp_root.empty()) tftp_ = std::make_unique<TftpServer>(loop_, *this, cfg_.tftp_root);
     link_local_ = wire::link_local_of(cfg_.gw_mac);
     search_wire_ = cfg_.search_wire();
@@ -63,6 +65,7 @@ Gateway::~Gateway() {
     sw_.set_on_detach(nullptr);
     sw_.set_guard(nullptr, sw::kNoPort);
     tftp_.reset();
+    dns_tcp_.reset();
     dns_.reset();
     dhcp6_.reset();
     dhcp_.reset();

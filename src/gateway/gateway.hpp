@@ -144,6 +144,7 @@ class Dhcp4Server;
 class Dhcp6Server;
 class TftpServer;
 class DnsForwarder;
+class DnsTcpService;
 
 class Gateway : public sw::Port, private sw::IngressGuard {
 public:
@@ -275,6 +276,7 @@ public:
     // message budget that many times a guest's (up to the pool's size).
     void set_hosts_behind(sw::PortId port, size_t hosts);
     DnsForwarder& dns() { return *dns_; }
+    DnsTcpService& dns_tcp() { return *dns_tcp_; }
     // NetConfig::search_wire(), made once.
     wire::Bytes search_wire() const { return search_wire_; }
     // The addresses of a name the DNS address answers itself (lower-case
@@ -372,6 +374,7 @@ private:
     Reassembler reasm_;
     uint32_t frag_id6_ = 0;
     std::unique_ptr<DnsForwarder> dns_;
+    std::unique_ptr<DnsTcpService> dns_tcp_;
     std::unordered_map<wire::Ipv4, Neighbor> neighbors_;
     // The one address each MAC is bound to (its lease, or its claim).
     std::unordered_map<wire::MacAddr, wire::Ipv4, wire::MacAddrHash> mac_ip_;

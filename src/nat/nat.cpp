@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "gateway/dns_forwarder.hpp"
+#include "gateway/dns_tcp.hpp"
 #include "nat/forward.hpp"
 #include "nat/icmp_nat.hpp"
 #include "nat/tcp_nat.hpp"
@@ -114,6 +115,11 @@ HostTarget Nat::host_target(const wire::IpAddr& dst, uint16_t port, uint8_t prot
         if (d == c.dns) {
             if (port != 53 || (proto != wire::ipproto::tcp && proto != wire::ipproto::udp))
                 return refuse(HostTarget::Verdict::unreachable);
+            if (proto == wire::ipproto::tcp) {
+                t.verdict = HostTarget::Verdict::ok;
+                t.dns_tcp = &gw_.dns_tcp();
+                return t;
+            }
             // Follow the forwarder's choice: the upstream that answered
             // last, so a dead first resolver does not break DNS over TCP.
             std::optional<gw::HostPort> up = gw_.dns().active_upstream();
@@ -138,6 +144,11 @@ HostTarget Nat::host_target(const wire::IpAddr& dst, uint16_t port, uint8_t prot
         if (c.ipv6 && dst == c.dns6) {
             if (port != 53 || (proto != wire::ipproto::tcp && proto != wire::ipproto::udp))
                 return refuse(HostTarget::Verdict::unreachable);
+            if (proto == wire::ipproto::tcp) {
+                t.verdict = HostTarget::Verdict::ok;
+                t.dns_tcp = &gw_.dns_tcp();
+                return t;
+            }
             std::optional<gw::HostPort> up = gw_.dns().active_upstream();
             if (!up) return refuse(HostTarget::Verdict::unreachable);
             t.verdict = HostTarget::Verdict::ok;

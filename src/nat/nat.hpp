@@ -12,9 +12,11 @@
 //                                  and protocols there: unreachable
 //   gateway address (10.0.2.2)  -> 127.0.0.1, unless map_gateway_to_loopback
 //                                  is off (then it is unreachable)
-//   DNS address (10.0.2.3)      -> the upstream resolver in use, TCP/UDP port
-//                                  53 only (UDP DNS is normally answered by
-//                                  the gateway's forwarder before this)
+//   DNS address (10.0.2.3)      -> TCP port 53: the gateway's DNS-over-TCP
+//                                  service (local names, then upstream);
+//                                  UDP port 53: the upstream resolver in
+//                                  use (UDP DNS is normally answered by the
+//                                  gateway's forwarder before this)
 //   other addresses in the virtual subnet -> unreachable (guests reach each
 //                                  other through the switch, not the NAT)
 //   127/8, 0/8                   -> forbidden: the host's loopback is reached
@@ -76,12 +78,15 @@ struct NatStats {
 
 // host_target's answer: a socket address, or why there is none. A guest
 // forward's target may be a unix socket (addr is a sockaddr_un) or a
-// command (command is set, addr unused).
+// command (command is set, addr unused); DNS over TCP goes to the
+// gateway's service (dns_tcp is set, addr unused).
 struct HostTarget {
     enum class Verdict : uint8_t { ok, unreachable, forbidden };
     Verdict verdict = Verdict::unreachable;
     sockaddr_storage addr{};
     const std::string* command = nullptr;
+    // The DNS address's TCP port: the gateway's own service (dns_tcp.hpp).
+    gw::DnsTcpService* dns_tcp = nullptr;
     bool ok() const { return verdict == Verdict::ok; }
     bool forbidden() const { return verdict == Verdict::forbidden; }
 };

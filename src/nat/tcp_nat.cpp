@@ -147,6 +147,7 @@
 #include <exception>
 #include <limits>
 
+#include "gateway/dns_tcp.hpp"
 #include "nat/icmp_nat.hpp"
 #include "nat/nat.hpp"
 #include "wire/icmp4.hpp"
@@ -569,14 +570,17 @@ void TcpNat::open_outbound(const gw::GuestPacket& pkt, const wire::TcpView& seg,
         return;
     }
     // A guest forward's target may be a unix socket (FlowState::local), or
-    // a command, whose socket comes connected.
-    const bool local = target.addr.ss_family == AF_UNIX;
-    int fd = target.command
-                 ? nat_.commands().spawn(*target.command)
-                 : socket(target.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                          local ? 0 : IPPROTO_TCP);
+    // a command, whose socket comes connected; so does the gateway's DNS
+    // over TCP, one end of a socketpair (local too).
+    const bool connected = target.command || target.dns_tcp;
+    const bool local = target.addr.ss_family == AF_UNIX || target.dns_tcp;
+    int fd = target.command   ? nat_.commands().spawn(*target.command)
+             : target.dns_tcp ? target.dns_tcp->open_session()
+                              : socket(target.addr.ss_family,
+                                       SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                                       local ? 0 : IPPROTO_TCP);
     if (fd < 0) {
-        int e = target.command ? -fd : errno;
+        int e = connected ? -fd : errno;
         if (debug_on())
             spdlog::debug("tcp: {}: {}", target.command ? "command" : "socket", std::strerror(e));
         stats_.connect_failed++;
@@ -593,7 +597,7 @@ void TcpNat::open_outbound(const gw::GuestPacket& pkt, const wire::TcpView& seg,
         setsockopt(fd, SOL_SOCKET, SO_PEEK_OFF, &zero, sizeof zero);
     }
     int rc = 0, err = 0;
-    if (!target.command) {
+    if (!connected) {
         rc = connect(fd, reinterpret_cast<const sockaddr*>(&target.addr), sockaddr_len(target.addr));
         err = rc == 0 ? 0 : errno;
         // A unix socket's full backlog is EAGAIN: refused, as a full

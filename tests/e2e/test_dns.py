@@ -53,6 +53,36 @@ def lookup(guest, name, server=DNS, tcp=False):
     return re.findall(r"Address(?: \d+)?:\s*(\d+\.\d+\.\d+\.\d+)", body), r
 
 
+# On one TCP connection to ADDR:53: queries 1 (db.test, local), 2 (NAME,
+# upstream), 3 (db.test), 4 (NAME), sent back to back; prints
+# "ANSWERS id:rcode:ancount ..." sorted by id, then "SECONDS s".
+PIPELINED_TCP = r"""
+import socket, struct, sys, time
+addr, name = sys.argv[1], sys.argv[2]
+def q(i, n):
+    hdr = struct.pack(">HHHHHH", i, 0x0100, 1, 0, 0, 0)
+    qn = b"".join(bytes([len(p)]) + p.encode() for p in n.split(".")) + b"\0"
+    m = hdr + qn + struct.pack(">HH", 1, 1)
+    return struct.pack(">H", len(m)) + m
+t0 = time.monotonic()
+s = socket.create_connection((addr, 53), timeout=10)
+s.sendall(q(1, "db.test") + q(2, name) + q(3, "db.test") + q(4, name))
+buf, got = b"", {}
+while len(got) < 4:
+    b = s.recv(4096)
+    if not b:
+        break
+    buf += b
+    while len(buf) >= 2 and len(buf) >= 2 + struct.unpack(">H", buf[:2])[0]:
+        n = struct.unpack(">H", buf[:2])[0]
+        m, buf = buf[2:2 + n], buf[2 + n:]
+        i, flags, qd, an = struct.unpack(">HHHH", m[:8])
+        got[i] = "%d:%d:%d" % (i, flags & 0xf, an)
+print("ANSWERS", " ".join(got[i] for i in sorted(got)))
+print("SECONDS %.2f" % (time.monotonic() - t0))
+"""
+
+
 class DnsTest(unittest.TestCase):
     def test_lookup_via_dns_upstream_with_dhcp(self):
         with netlab.Lab("dns") as lab:
@@ -99,9 +129,15 @@ class DnsTest(unittest.TestCase):
             l1 = netlab.dhcp(lab, g1, hostname="alpha")
             netlab.dhcp(lab, g2, hostname="beta")
 
-            def dig(ns, name, qtype="A"):
-                r = ns.run(["dig", "+short", "+time=2", "+tries=2", "@" + DNS, name, qtype], timeout=20)
+            def dig(ns, name, qtype="A", tcp=False):
+                r = ns.run(["dig", "+short", "+time=2", "+tries=2", "+tcp" if tcp else "+notcp",
+                            "@" + DNS, name, qtype], timeout=20)
                 return sorted(r.stdout.split())
+            # The same over DNS over TCP.
+            self.assertEqual(dig(g2, "alpha.lan.test", tcp=True), [l1["ip"]])
+            self.assertEqual(dig(g1, "db.test", "AAAA", tcp=True), ["fec0::64"])
+            self.assertEqual(dig(g1, "host.usernet.internal", tcp=True), [netlab.GATEWAY])
+            self.assertEqual(dig(g1, NAME, tcp=True), [ADDR])  # upstream
             self.assertEqual(dig(g2, "alpha.lan.test"), [l1["ip"]])
             self.assertEqual(dig(g2, "alpha"), [l1["ip"]])
             self.assertEqual(dig(g2, "ALPHA.Lan.Test."), [l1["ip"]])
@@ -132,6 +168,37 @@ class DnsTest(unittest.TestCase):
             self.assertRegex(r.stdout, r"db\.test\.\s+60\s+IN\s+A\s+10\.0\.2\.100")
             r = guest.run(["dig", "+time=2", "+tries=1", "@" + DNS, "example.org"], timeout=20)
             self.assertIn("status: REFUSED", r.stdout)
+            # And over TCP.
+            r = guest.run(["dig", "+tcp", "+time=2", "+tries=1", "@" + DNS, "db.test"], timeout=20)
+            self.assertRegex(r.stdout, r"db\.test\.\s+60\s+IN\s+A\s+10\.0\.2\.100")
+            r = guest.run(["dig", "+tcp", "+time=2", "+tries=1", "@" + DNS, "example.org"], timeout=20)
+            self.assertIn("status: REFUSED", r.stdout)
+
+    def test_dns_over_tcp_pipelined_and_a_dead_upstream(self):
+        """Several queries on one TCP connection, local and upstream
+        interleaved, all answered (matched by id); with a dead upstream a
+        TCP query gets SERVFAIL at once, and local names still answer."""
+        with netlab.Lab("dns") as lab:
+            host = lab.netns("host")
+            guest = lab.netns("guest")
+            port = netlab.free_port()
+            start_dnsmasq(lab, host, "127.0.0.1", port)
+            dead = netlab.free_port(exclude=(port,))
+            for upstreams in (["127.0.0.1:%d" % port], ["127.0.0.1:%d" % dead]):
+                args = ["--netns", guest.path, "--config-net", "--dns-host", "db.test=10.0.2.100"]
+                for u in upstreams:
+                    args += ["--dns-upstream", u]
+                un = lab.usernet(host, args, wait=[("link", guest, "tap0")])
+                netlab.wait_for(lambda: guest.addrs("tap0"), 10, what="address from --config-net")
+                r = guest.py(PIPELINED_TCP, DNS, NAME, timeout=60)
+                lines = r.stdout.split("\n")
+                if upstreams[0].endswith(":%d" % port):
+                    self.assertEqual(lines[0], "ANSWERS 1:0:1 2:0:1 3:0:1 4:0:1", r.stdout + r.stderr)
+                else:
+                    # Upstream queries fail at once (rcode 2), local ones answer.
+                    self.assertEqual(lines[0], "ANSWERS 1:0:1 2:2:0 3:0:1 4:2:0", r.stdout + r.stderr)
+                    self.assertLess(float(lines[1].split()[1]), 2.0, r.stdout)
+                un.stop()
 
     def test_many_queries_in_a_row_all_answered(self):
         with netlab.Lab("dns") as lab:

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "gateway/dhcp4_server.hpp"
+#include "gateway/dns_tcp.hpp"
 #include "gateway/gateway.hpp"
 #include "wire/dns.hpp"
 #include "wire/ethernet.hpp"
@@ -635,6 +636,190 @@ TEST_F(LocalNamesTest, Dns_AGuestsDhcpHostNameIsAnsweredBareAndUnderTheDomain) {
     ASSERT_TRUE(leases.release(key, ip("10.0.2.15"), loop.now(), kGuestMac));
     query(make_query(3, "myguest"));
     EXPECT_TRUE(up.recv(1000));
+}
+
+// --- DNS over TCP (DnsTcpService) ---------------------------------------------
+
+// A TCP resolver stand-in on 127.0.0.1: answers each framed query with
+// `count` A records, in reverse order of arrival when it has two at once.
+struct TcpUpstream {
+    int lfd = -1;
+    int cfd = -1;
+    uint16_t port = 0;
+    int accepted = 0;
+    TcpUpstream() {
+        lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        sockaddr_in sa{};
+        sa.sin_family = AF_INET;
+        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        bind(lfd, reinterpret_cast<sockaddr*>(&sa), sizeof sa);
+        listen(lfd, 8);
+        socklen_t len = sizeof sa;
+        getsockname(lfd, reinterpret_cast<sockaddr*>(&sa), &len);
+        port = ntohs(sa.sin_port);
+    }
+    ~TcpUpstream() {
+        if (cfd >= 0) close(cfd);
+        close(lfd);
+    }
+    HostPort host_port() const { return HostPort{wire::IpAddr::v4(0x7f000001), port}; }
+    // Accepts and reads whatever queries have arrived; answers them.
+    void serve(std::vector<uint8_t>& in) {
+        if (cfd < 0) {
+            cfd = accept4(lfd, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+            if (cfd < 0) return;
+            accepted++;
+        }
+        uint8_t buf[4096];
+        ssize_t n;
+        while ((n = recv(cfd, buf, sizeof buf, 0)) > 0) in.insert(in.end(), buf, buf + n);
+        std::vector<std::vector<uint8_t>> queries;
+        while (in.size() >= 2 && in.size() >= 2u + (in[0] << 8 | in[1])) {
+            size_t len = in[0] << 8 | in[1];
+            queries.emplace_back(in.begin() + 2, in.begin() + 2 + static_cast<long>(len));
+            in.erase(in.begin(), in.begin() + 2 + static_cast<long>(len));
+        }
+        for (auto it = queries.rbegin(); it != queries.rend(); ++it) {
+            std::vector<uint8_t> a = make_answer(*it, 2);
+            uint8_t hdr[2] = {static_cast<uint8_t>(a.size() >> 8), static_cast<uint8_t>(a.size())};
+            send(cfd, hdr, 2, 0);
+            send(cfd, a.data(), a.size(), 0);
+        }
+    }
+};
+
+struct DnsTcpTest : LocalNamesTest {
+    // Framed messages read from fd, waiting up to ms for `want` of them,
+    // serving `upstream` meanwhile; eof set when the session closed.
+    std::vector<std::vector<uint8_t>> read_answers(int fd, size_t want, int ms,
+                                                   TcpUpstream* upstream = nullptr,
+                                                   bool* eof = nullptr) {
+        std::vector<std::vector<uint8_t>> out;
+        std::vector<uint8_t> buf, up_in;
+        const core::Millis end = core::monotonic_ms() + static_cast<core::Millis>(ms);
+        while (out.size() < want && core::monotonic_ms() < end) {
+            loop.run_once(10);
+            if (upstream) upstream->serve(up_in);
+            uint8_t tmp[4096];
+            ssize_t n;
+            while ((n = recv(fd, tmp, sizeof tmp, MSG_DONTWAIT)) > 0) buf.insert(buf.end(), tmp, tmp + n);
+            if (n == 0 && eof) *eof = true;
+            while (buf.size() >= 2 && buf.size() >= 2u + (buf[0] << 8 | buf[1])) {
+                size_t len = buf[0] << 8 | buf[1];
+                out.emplace_back(buf.begin() + 2, buf.begin() + 2 + static_cast<long>(len));
+                buf.erase(buf.begin(), buf.begin() + 2 + static_cast<long>(len));
+            }
+            if (n == 0) break;
+        }
+        return out;
+    }
+    static void send_framed(int fd, const std::vector<uint8_t>& q) {
+        uint8_t hdr[2] = {static_cast<uint8_t>(q.size() >> 8), static_cast<uint8_t>(q.size())};
+        ASSERT_EQ(send(fd, hdr, 2, MSG_NOSIGNAL), 2);
+        ASSERT_EQ(send(fd, q.data(), q.size(), MSG_NOSIGNAL), static_cast<ssize_t>(q.size()));
+    }
+    static uint16_t id_of(const std::vector<uint8_t>& m) { return static_cast<uint16_t>(m[0] << 8 | m[1]); }
+    static int rcode_of(const std::vector<uint8_t>& m) { return m[3] & 0xf; }
+};
+
+TEST_F(DnsTcpTest, DnsTcp_LocalNamesAnsweredAndOthersRelayedPipelined) {
+    TcpUpstream tcp;
+    start_local({tcp.host_port()});
+    int fd = gw->dns_tcp().open_session();
+    ASSERT_GE(fd, 0);
+    // Local, upstream, local, upstream: back to back on one connection.
+    send_framed(fd, make_query(1, "db.test"));
+    send_framed(fd, make_query(2, "example.org"));
+    send_framed(fd, make_query(3, "DB.TEST"));
+    send_framed(fd, make_query(4, "example.net"));
+    auto answers = read_answers(fd, 4, 3000, &tcp);
+    ASSERT_EQ(answers.size(), 4u);
+    std::vector<uint16_t> ids;
+    for (auto& a : answers) {
+        ids.push_back(id_of(a));
+        EXPECT_EQ(rcode_of(a), 0);
+        auto v = wire::DnsView::parse(a);
+        ASSERT_TRUE(v);
+        EXPECT_EQ(v->ancount(), id_of(a) % 2 ? 1 : 2);  // local: one A; upstream: two
+    }
+    std::sort(ids.begin(), ids.end());
+    EXPECT_EQ(ids, (std::vector<uint16_t>{1, 2, 3, 4}));
+    EXPECT_EQ(tcp.accepted, 1);  // one upstream connection per session
+    EXPECT_EQ(gw->dns_tcp().stats().local_answers, 2u);
+    EXPECT_EQ(gw->dns_tcp().stats().forwarded, 2u);
+    // The guest's close ends the session.
+    shutdown(fd, SHUT_WR);
+    bool eof = false;
+    read_answers(fd, 1, 2000, nullptr, &eof);
+    EXPECT_TRUE(eof);
+    close(fd);
+    loop.run_once(0);
+    EXPECT_EQ(gw->dns_tcp().sessions(), 0u);
+}
+
+TEST_F(DnsTcpTest, DnsTcp_DeadUpstreamsGetServfailAtOnceAndNoUpstreamRefused) {
+    start_local({HostPort{wire::IpAddr::v4(0x7f000001), closed_port()},
+                 HostPort{wire::IpAddr::v4(0x7f000001), closed_port()}});
+    int fd = gw->dns_tcp().open_session();
+    ASSERT_GE(fd, 0);
+    const core::Millis t0 = core::monotonic_ms();
+    send_framed(fd, make_query(7, "example.org"));
+    send_framed(fd, make_query(8, "db.test"));
+    auto answers = read_answers(fd, 2, 3000);
+    ASSERT_EQ(answers.size(), 2u);
+    EXPECT_LT(core::monotonic_ms() - t0, 1000u);
+    for (auto& a : answers) EXPECT_EQ(rcode_of(a), id_of(a) == 7 ? 2 : 0) << id_of(a);
+    EXPECT_EQ(gw->dns_tcp().stats().servfail, 1u);
+    close(fd);
+
+    gw.reset();
+    start_local({});
+    fd = gw->dns_tcp().open_session();
+    send_framed(fd, make_query(9, "example.org"));
+    answers = read_answers(fd, 1, 2000);
+    ASSERT_EQ(answers.size(), 1u);
+    EXPECT_EQ(rcode_of(answers[0]), 5);  // REFUSED
+    close(fd);
+}
+
+TEST_F(DnsTcpTest, DnsTcp_BadMessagesEndTheSessionAndSessionsAreBounded) {
+    start_local({});
+    // A length under a DNS header, a length over the limit, a response.
+    for (int k = 0; k < 3; k++) {
+        int fd = gw->dns_tcp().open_session();
+        ASSERT_GE(fd, 0);
+        if (k == 0) {
+            uint8_t runt[5] = {0, 3, 1, 2, 3};
+            send(fd, runt, sizeof runt, MSG_NOSIGNAL);
+        } else if (k == 1) {
+            uint8_t big[2] = {0x20, 0x00};  // 8192 > kMaxQueryLen
+            send(fd, big, sizeof big, MSG_NOSIGNAL);
+        } else {
+            std::vector<uint8_t> r = make_query(1, "db.test");
+            r[2] |= 0x80;  // QR: a response
+            send_framed(fd, r);
+        }
+        bool eof = false;
+        EXPECT_TRUE(read_answers(fd, 1, 2000, nullptr, &eof).empty()) << k;
+        EXPECT_TRUE(eof) << k;
+        close(fd);
+    }
+    EXPECT_EQ(gw->dns_tcp().stats().bad_queries, 3u);
+    loop.run_once(0);
+    std::vector<int> fds;
+    for (size_t i = 0; i < DnsTcpService::kMaxSessions; i++) {
+        int fd = gw->dns_tcp().open_session();
+        ASSERT_GE(fd, 0);
+        fds.push_back(fd);
+    }
+    EXPECT_EQ(gw->dns_tcp().open_session(), -EAGAIN);
+    // Idle sessions are closed after kIdleMs.
+    loop.advance_clock_for_tests(DnsTcpService::kIdleMs + 1);
+    loop.run_once(0);
+    loop.run_once(0);
+    EXPECT_EQ(gw->dns_tcp().sessions(), 0u);
+    EXPECT_EQ(gw->dns_tcp().stats().idle_closed, DnsTcpService::kMaxSessions);
+    for (int fd : fds) close(fd);
 }
 
 }  // namespace

@@ -1,0 +1,383 @@
+// See dns_tcp.hpp.
+#include "gateway/dns_tcp.hpp"
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <cstring>
+
+#include <spdlog/spdlog.h>
+
+#include "gateway/dns_forwarder.hpp"
+#include "wire/dns.hpp"
+
+namespace usernet::gw {
+namespace {
+
+constexpr size_t kMaxOutstanding = 64;  // queries upstream per session
+constexpr uint32_t kEvents = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+
+uint16_t load16(const uint8_t* p) { return static_cast<uint16_t>(p[0] << 8 | p[1]); }
+
+sockaddr_storage sockaddr_of(const HostPort& hp, socklen_t& len) {
+    sockaddr_storage ss{};
+    if (hp.addr.is_v4()) {
+        auto* s4 = reinterpret_cast<sockaddr_in*>(&ss);
+        s4->sin_family = AF_INET;
+        s4->sin_port = htons(hp.port);
+        std::memcpy(&s4->sin_addr, &hp.addr.b[12], 4);
+        len = sizeof(sockaddr_in);
+    } else {
+        auto* s6 = reinterpret_cast<sockaddr_in6*>(&ss);
+        s6->sin6_family = AF_INET6;
+        s6->sin6_port = htons(hp.port);
+        std::memcpy(&s6->sin6_addr, hp.addr.b.data(), 16);
+        len = sizeof(sockaddr_in6);
+    }
+    return ss;
+}
+
+}  // namespace
+
+struct DnsTcpService::Session {
+    struct End final : core::IoHandler {
+        Session* s = nullptr;
+        bool upstream = false;
+        void on_io(uint32_t events) override { s->io(upstream, events); }
+    };
+
+    DnsTcpService& svc;
+    int g = -1;  // our end of the guest's socketpair
+    int u = -1;  // the upstream connection, when there is one
+    End g_end, u_end;
+    bool g_eof = false;
+    bool u_connecting = false;
+    bool dead = false;
+    std::vector<HostPort> order;  // upstreams to try, from the one answering last
+    size_t tried = 0;             // ... how many of them so far
+    std::vector<uint8_t> in_g, in_u;    // a message being read
+    std::vector<uint8_t> out_g, out_u;  // framed messages to write
+    size_t out_g_off = 0, out_u_off = 0;
+    // Framed copies of the queries sent upstream and not answered yet.
+    std::vector<std::vector<uint8_t>> outstanding;
+    core::Timer idle;
+
+    explicit Session(DnsTcpService& service)
+        : svc(service), idle([this] { on_idle(); }) {
+        g_end.s = this;
+        u_end.s = this;
+        u_end.upstream = true;
+    }
+    ~Session() {
+        if (g >= 0) {
+            svc.loop_.remove(g, &g_end);
+            close(g);
+        }
+        close_upstream();
+    }
+
+    void close_upstream() {
+        if (u < 0) return;
+        svc.loop_.remove(u, &u_end);
+        close(u);
+        u = -1;
+        u_connecting = false;
+        in_u.clear();
+        out_u.clear();
+        out_u_off = 0;
+    }
+
+    void io(bool upstream, uint32_t events) {
+        if (dead) return;
+        if (upstream) {
+            if (u_connecting && (events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) connected();
+            if (u >= 0 && !u_connecting) {
+                flush_u();
+                read_u();
+            }
+        }
+        flush_g();
+        read_g();
+        if (u >= 0 && !u_connecting) read_u();  // room made in out_g
+        flush_g();
+        finish_if_done();
+        if (dead) svc.close_session(this);
+    }
+
+    void on_idle() {
+        if (!outstanding.empty()) {
+            svc.loop_.arm(idle, kIdleMs);
+            return;
+        }
+        svc.stats_.idle_closed++;
+        svc.close_session(this);  // freed after this batch
+    }
+
+    void finish_if_done() {
+        if (g_eof && outstanding.empty() && out_g_off == out_g.size()) dead = true;
+    }
+
+    // Guest side -----------------------------------------------------------
+
+    void read_g() {
+        std::array<uint8_t, 4096> buf;
+        while (!g_eof && !dead && out_g.size() - out_g_off < kMaxOut &&
+               outstanding.size() < kMaxOutstanding) {
+            const size_t want = std::min(buf.size(), 2 + kMaxQueryLen - in_g.size());
+            ssize_t n = recv(g, buf.data(), want, MSG_DONTWAIT);
+            if (n < 0 && errno == EINTR) continue;
+            if (n < 0) {
+                if (errno != EAGAIN) dead = true;
+                return;
+            }
+            if (n == 0) {
+                g_eof = true;
+                return;
+            }
+            in_g.insert(in_g.end(), buf.begin(), buf.begin() + n);
+            while (!dead && in_g.size() >= 2) {
+                const size_t len = load16(in_g.data());
+                if (len < wire::kDnsHeaderLen || len > kMaxQueryLen) {
+                    bad("a message of " + std::to_string(len) + " bytes");
+                    return;
+                }
+                if (in_g.size() < 2 + len) break;
+                query(wire::Bytes(in_g.data() + 2, len));
+                in_g.erase(in_g.begin(), in_g.begin() + static_cast<long>(2 + len));
+            }
+        }
+    }
+
+    void bad(const std::string& what) {
+        svc.stats_.bad_queries++;
+        spdlog::debug("dns over tcp: {} from a guest: closing", what);
+        dead = true;
+    }
+
+    void query(wire::Bytes msg) {
+        auto v = wire::DnsView::parse(msg);
+        if (!v || v->qr()) {
+            bad("a message that is not a DNS query");
+            return;
+        }
+        svc.loop_.arm(idle, kIdleMs);
+        std::array<uint8_t, 2 + 65535> answer;
+        wire::MutBytes body(answer.data() + 2, answer.size() - 2);
+        if (size_t len = svc.dns_.local_answer(msg, body)) {
+            svc.stats_.local_answers++;
+            push_g(answer.data(), len);
+            return;
+        }
+        if (svc.dns_.upstream_count() == 0) {
+            svc.stats_.no_upstream++;
+            if (size_t len = wire::dns_build_error(body, *v, wire::dnsrcode::refused))
+                push_g(answer.data(), len);
+            return;
+        }
+        svc.stats_.forwarded++;
+        std::vector<uint8_t> framed{static_cast<uint8_t>(msg.size() >> 8),
+                                    static_cast<uint8_t>(msg.size())};
+        framed.insert(framed.end(), msg.data(), msg.data() + msg.size());
+        out_u.insert(out_u.end(), framed.begin(), framed.end());
+        outstanding.push_back(std::move(framed));
+        if (u < 0) {
+            order = svc.dns_.upstreams_in_order();
+            tried = 0;
+            connect_next();
+        } else if (!u_connecting) {
+            flush_u();
+        }
+    }
+
+    // A message of len bytes at buf + 2; the two bytes before it are ours.
+    void push_g(uint8_t* buf, size_t len) {
+        buf[0] = static_cast<uint8_t>(len >> 8);
+        buf[1] = static_cast<uint8_t>(len);
+        out_g.insert(out_g.end(), buf, buf + 2 + len);
+    }
+
+    void flush_g() {
+        while (!dead && out_g_off < out_g.size()) {
+            ssize_t n = send(g, out_g.data() + out_g_off, out_g.size() - out_g_off,
+                             MSG_DONTWAIT | MSG_NOSIGNAL);
+            if (n < 0 && errno == EINTR) continue;
+            if (n < 0) {
+                if (errno != EAGAIN) dead = true;
+                return;
+            }
+            out_g_off += static_cast<size_t>(n);
+        }
+        out_g.clear();
+        out_g_off = 0;
+    }
+
+    // Upstream side ----------------------------------------------------------
+
+    void connect_next() {
+        while (tried < order.size()) {
+            const HostPort hp = order[tried++];
+            socklen_t len = 0;
+            sockaddr_storage sa = sockaddr_of(hp, len);
+            u = socket(sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
+            if (u < 0) break;
+            int one = 1;
+            setsockopt(u, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+            int rc = connect(u, reinterpret_cast<sockaddr*>(&sa), len);
+            if (rc < 0 && errno != EINPROGRESS) {
+                spdlog::debug("dns over tcp: connect to {}: {}", hp.addr.to_string(),
+                              std::strerror(errno));
+                close(u);
+                u = -1;
+                continue;
+            }
+            try {
+                svc.loop_.add(u, kEvents, &u_end);
+            } catch (const std::exception&) {
+                close(u);
+                u = -1;
+                break;
+            }
+            u_connecting = true;
+            out_u.clear();
+            out_u_off = 0;
+            for (const auto& q : outstanding) out_u.insert(out_u.end(), q.begin(), q.end());
+            return;
+        }
+        fail_outstanding();
+    }
+
+    void connected() {
+        int err = 0;
+        socklen_t len = sizeof err;
+        if (getsockopt(u, SOL_SOCKET, SO_ERROR, &err, &len) < 0) err = errno;
+        if (err == 0) {
+            u_connecting = false;
+            return;
+        }
+        spdlog::debug("dns over tcp: upstream connect: {}", std::strerror(err));
+        close_upstream();
+        connect_next();
+    }
+
+    // Every query still waiting gets SERVFAIL: the guest's resolver moves
+    // on at once instead of timing out.
+    void fail_outstanding() {
+        for (const auto& q : outstanding) {
+            auto v = wire::DnsView::parse(wire::Bytes(q.data() + 2, q.size() - 2));
+            std::array<uint8_t, 2 + 1024> answer;
+            size_t len = v ? wire::dns_build_error(wire::MutBytes(answer.data() + 2, 1024), *v,
+                                                   wire::dnsrcode::servfail)
+                           : 0;
+            if (len == 0) continue;
+            svc.stats_.servfail++;
+            push_g(answer.data(), len);
+        }
+        outstanding.clear();
+        close_upstream();
+    }
+
+    void flush_u() {
+        while (u >= 0 && out_u_off < out_u.size()) {
+            ssize_t n = send(u, out_u.data() + out_u_off, out_u.size() - out_u_off,
+                             MSG_DONTWAIT | MSG_NOSIGNAL);
+            if (n < 0 && errno == EINTR) continue;
+            if (n < 0) {
+                if (errno != EAGAIN) upstream_gone();
+                return;
+            }
+            out_u_off += static_cast<size_t>(n);
+        }
+        out_u.clear();
+        out_u_off = 0;
+    }
+
+    void read_u() {
+        std::array<uint8_t, 16384> buf;
+        while (u >= 0 && out_g.size() - out_g_off < kMaxOut) {
+            ssize_t n = recv(u, buf.data(), buf.size(), MSG_DONTWAIT);
+            if (n < 0 && errno == EINTR) continue;
+            if (n < 0 && errno == EAGAIN) return;
+            if (n <= 0) {
+                upstream_gone();
+                return;
+            }
+            in_u.insert(in_u.end(), buf.begin(), buf.begin() + n);
+            size_t at = 0;
+            while (in_u.size() - at >= 2) {
+                const size_t len = load16(in_u.data() + at);
+                if (in_u.size() - at < 2 + len) break;
+                answer(in_u.data() + at, 2 + len);
+                at += 2 + len;
+            }
+            in_u.erase(in_u.begin(), in_u.begin() + static_cast<long>(at));
+        }
+    }
+
+    // A whole framed message from upstream: the answer to one of ours.
+    void answer(const uint8_t* framed, size_t len) {
+        if (len < 2 + wire::kDnsHeaderLen) return;
+        const uint16_t id = load16(framed + 2);
+        auto it = std::find_if(outstanding.begin(), outstanding.end(),
+                               [&](const auto& q) { return load16(q.data() + 2) == id; });
+        if (it == outstanding.end()) return;  // not ours: dropped
+        outstanding.erase(it);
+        svc.stats_.answers++;
+        svc.loop_.arm(idle, kIdleMs);
+        out_g.insert(out_g.end(), framed, framed + len);
+    }
+
+    void upstream_gone() {
+        close_upstream();
+        if (!outstanding.empty()) fail_outstanding();
+    }
+};
+
+DnsTcpService::DnsTcpService(core::EventLoop& loop, DnsForwarder& dns) : loop_(loop), dns_(dns) {}
+
+DnsTcpService::~DnsTcpService() = default;
+
+int DnsTcpService::open_session() {
+    if (sessions_.size() >= kMaxSessions) {
+        stats_.refused++;
+        return -EAGAIN;
+    }
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0) {
+        stats_.refused++;
+        return -errno;
+    }
+    auto s = std::make_unique<Session>(*this);
+    s->g = sv[1];
+    try {
+        loop_.add(s->g, kEvents, &s->g_end);
+    } catch (const std::exception&) {
+        close(sv[0]);
+        close(sv[1]);
+        s->g = -1;
+        stats_.refused++;
+        return -ENOMEM;
+    }
+    loop_.arm(s->idle, kIdleMs);
+    sessions_.push_back(std::move(s));
+    stats_.sessions++;
+    return sv[0];
+}
+
+void DnsTcpService::close_session(Session* s) {
+    s->dead = true;
+    loop_.cancel(s->idle);
+    loop_.defer(*this);
+}
+
+void DnsTcpService::run_deferred() {
+    std::erase_if(sessions_, [](const std::unique_ptr<Session>& s) { return s->dead; });
+}
+
+}  // namespace usernet::gw
