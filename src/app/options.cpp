@@ -62,7 +62,8 @@ struct RawOptions {
     std::string tap_name = kDefaultTapName, mtu, max_flows, busy_poll, net, gateway, dns,
                 net6, gateway6, dns6,
                 dhcp_start, guest_addr,
-                domain, tftp, bootfile, host_alias, hostname, lease_time, smb, smb_server, pcap, pid;
+                domain, tftp, bootfile, tftp_server_name, host_alias, hostname, lease_time, smb,
+                smb_server, pcap, pid;
     std::vector<std::string> guestfwd;  // --guestfwd
     std::string forward_source;         // --forward-source
     std::string pcap_size, pcap_count;  // --pcap-size, --pcap-count
@@ -113,6 +114,7 @@ void describe(CLI::App& app, RawOptions& raw) {
     // Services.
     last_wins(app.add_option("--tftp", raw.tftp));
     last_wins(app.add_option("--bootfile", raw.bootfile));
+    last_wins(app.add_option("--tftp-server-name", raw.tftp_server_name));
     repeated(app.add_option("--dns-host", raw.dns_host));
     last_wins(app.add_option("--host-alias", raw.host_alias));
     last_wins(app.add_option("--hostname", raw.hostname));
@@ -617,6 +619,18 @@ void resolve_addresses(const CLI::App& app, const RawOptions& raw, Config& cfg) 
             fail("--bootfile", "'" + b + "' is not a boot file name or URL",
                  "give a file name under --tftp (1-255 characters, no spaces) or a URL");
         net.bootfile = b;
+    }
+    if (given(app, "--tftp-server-name")) {
+        const std::string& n = raw.tftp_server_name;
+        bool ok = !n.empty() && n.size() <= 255;
+        for (char ch : n) ok = ok && static_cast<unsigned char>(ch) > ' ' && ch != 0x7f;
+        if (!ok)
+            fail("--tftp-server-name", "'" + n + "' is not a server name",
+                 "give a host name or address (1-255 characters, no spaces)");
+        if (!given(app, "--bootfile") || net.bootfile_is_url())
+            fail("--tftp-server-name", "option 66 goes with a --bootfile NAME, and there is none",
+                 "give --bootfile NAME too");
+        net.tftp_server_name = n;
     }
 }
 
@@ -1507,6 +1521,8 @@ Services:
                              server (option 67, file field, next server the
                              gateway; DHCPv6 boot-file-url), or a URL to
                              iPXE and UEFI HTTP boot clients
+      --tftp-server-name NAME  the TFTP server DHCP names with the boot file
+                             (option 66; default: the gateway address)
       --guestfwd tcp:ADDR:PORT-TARGET  a guest's connections to ADDR:PORT
                              (an unused address of the LAN) go to TARGET:
                              HOST:PORT, unix:PATH, or cmd:COMMAND (run per

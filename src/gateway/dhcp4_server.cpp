@@ -506,7 +506,9 @@ void Dhcp4Server::add_boot(wire::Dhcp4Builder& b, const wire::Dhcp4View& req) {
     if (http_client) b.add_string(wire::dhcp4opt::vendor_class, "HTTPClient");
     if (!c.bootfile_is_url()) {
         b.set_siaddr(c.gateway);  // the TFTP server: ours
-        b.add_string(wire::dhcp4opt::tftp_server_name, wire::ipv4_to_string(c.gateway));
+        b.add_string(wire::dhcp4opt::tftp_server_name,
+                     c.tftp_server_name.empty() ? wire::ipv4_to_string(c.gateway)
+                                                : c.tftp_server_name);
     }
     b.set_file(c.bootfile);
     b.add_string(wire::dhcp4opt::bootfile_name, c.bootfile);

@@ -38,6 +38,10 @@ struct NetConfig {
     // or a URL (scheme://...) for clients that fetch URLs. Empty: none.
     std::string bootfile;
     bool bootfile_is_url() const { return bootfile.find("://") != std::string::npos; }
+    // --tftp-server-name: DHCP option 66 with the boot file (QEMU's
+    // tftp-server-name=), for a boot file on another server. Empty: the
+    // gateway's address.
+    std::string tftp_server_name;
     // Names the DNS address answers itself, before asking upstream: the
     // host's (the gateway addresses, while they reach the host's
     // loopback), --dns-host NAME=ADDR entries, and every guest's DHCP host

@@ -662,6 +662,19 @@ TEST_F(GatewayTest, Dhcp_BootfileNameGoesToEveryClientWithUsAsTheTftpServer) {
     }
 }
 
+TEST_F(GatewayTest, Dhcp_TftpServerNameReplacesTheGatewayInOption66) {
+    gw.reset();
+    cfg.bootfile = "pxelinux.0";
+    cfg.tftp_server_name = "boot.example.test";
+    gw = std::make_unique<Gateway>(loop, sw, cfg);
+    input(boot_discover(4, "PXEClient:Arch:00000:UNDI:002001"));
+    auto d = dhcp_of(guest.frames.at(0));
+    ASSERT_TRUE(d);
+    EXPECT_EQ(text_of(*d, wire::dhcp4opt::tftp_server_name), "boot.example.test");
+    EXPECT_EQ(d->siaddr(), ip("10.0.2.2"));
+    EXPECT_EQ(file_of(*d), "pxelinux.0");
+}
+
 TEST_F(GatewayTest, Dhcp_BootfileUrlGoesOnlyToClientsThatFetchUrls) {
     gw.reset();
     cfg.bootfile = "http://10.0.2.2:8080/boot.efi";

@@ -821,6 +821,11 @@ TEST(Options, Options_BootfileIsANameOrAUrl) {
     EXPECT_EQ(error_option({"--bootfile", ""}), "--bootfile");
     EXPECT_EQ(error_option({"--bootfile", "a name"}), "--bootfile");
     EXPECT_EQ(error_option({"--bootfile", std::string(256, 'x')}), "--bootfile");
+    EXPECT_EQ(parse({"--bootfile", "pxelinux.0", "--tftp-server-name", "10.0.0.9"}).net.tftp_server_name,
+              "10.0.0.9");
+    EXPECT_EQ(error_option({"--tftp-server-name", "10.0.0.9"}), "--tftp-server-name");
+    EXPECT_EQ(error_option({"--bootfile", "pxelinux.0", "--tftp-server-name", "a b"}),
+              "--tftp-server-name");
 }
 
 TEST(Options, Options_LocalDnsNames) {
