@@ -320,8 +320,8 @@ void Daemon::resolve_dns_upstreams() {
     if (!cfg_.net.dns_upstreams.empty()) return;
     cfg_.net.dns_upstreams = gw::load_system_resolvers();
     if (cfg_.net.dns_upstreams.empty())
-        spdlog::warn("no nameserver found in /etc/resolv.conf: the DNS address {} will not "
-                     "answer; give resolvers with --dns-upstream ADDR",
+        spdlog::warn("no nameserver found in /etc/resolv.conf: the DNS address {} will answer "
+                     "only local names; give resolvers with --dns-upstream ADDR",
                      wire::ipv4_to_string(cfg_.net.dns));
 }
 

@@ -17,6 +17,7 @@
 #include <cstring>
 
 #include "gateway/gateway.hpp"
+#include "core/sockaddr.hpp"
 #include "wire/dns.hpp"
 #include "wire/udp.hpp"
 
@@ -25,24 +26,6 @@ namespace usernet::gw {
 namespace {
 
 constexpr int kMaxReadsPerWakeup = 64;
-
-sockaddr_storage make_sockaddr(const wire::IpAddr& a, uint16_t port, socklen_t& len) {
-    sockaddr_storage ss{};
-    if (a.is_v4()) {
-        auto* s4 = reinterpret_cast<sockaddr_in*>(&ss);
-        s4->sin_family = AF_INET;
-        s4->sin_port = htons(port);
-        std::memcpy(&s4->sin_addr, &a.b[12], 4);
-        len = sizeof(sockaddr_in);
-    } else {
-        auto* s6 = reinterpret_cast<sockaddr_in6*>(&ss);
-        s6->sin6_family = AF_INET6;
-        s6->sin6_port = htons(port);
-        std::memcpy(&s6->sin6_addr, a.b.data(), 16);
-        len = sizeof(sockaddr_in6);
-    }
-    return ss;
-}
 
 bool same_sockaddr(const sockaddr_storage& a, const sockaddr_storage& b) {
     if (a.ss_family != b.ss_family) return false;
@@ -185,7 +168,8 @@ void DnsForwarder::set_upstreams(const std::vector<HostPort>& upstreams) {
     for (const HostPort& hp : upstreams) {
         Upstream u;
         u.hp = hp;
-        u.sa = make_sockaddr(hp.addr, hp.port, u.sa_len);
+        u.sa = core::to_sockaddr(hp.addr, hp.port);
+        u.sa_len = core::sockaddr_len(u.sa);
         u.family = hp.addr.is_v4() ? AF_INET : AF_INET6;
         // A family whose sockets cannot be opened at all has no upstreams.
         if (socket_for(slots_[0], u.family).fd < 0) continue;

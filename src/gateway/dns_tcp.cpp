@@ -15,6 +15,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "core/sockaddr.hpp"
 #include "gateway/dns_forwarder.hpp"
 #include "wire/dns.hpp"
 
@@ -22,27 +23,31 @@ namespace usernet::gw {
 namespace {
 
 constexpr size_t kMaxOutstanding = 64;  // queries upstream per session
+constexpr uint16_t kTypeIxfr = 251, kTypeAxfr = 252;
+
+// The question section of a message (offset 12 to the end of the first
+// question), for matching an answer to its query; empty if none parses.
+wire::Bytes question_of(const uint8_t* msg, size_t len) {
+    auto v = wire::DnsView::parse(wire::Bytes(msg, len));
+    if (!v || v->qdcount() == 0) return {};
+    auto q = v->question();
+    if (!q || q->end > len) return {};
+    return wire::Bytes(msg + wire::kDnsHeaderLen, q->end - wire::kDnsHeaderLen);
+}
+
+bool same_question(wire::Bytes a, wire::Bytes b) {
+    if (a.size() != b.size()) return false;
+    for (size_t i = 0; i < a.size(); i++) {
+        uint8_t x = a[i], y = b[i];
+        if (x >= 'A' && x <= 'Z') x = static_cast<uint8_t>(x + 32);
+        if (y >= 'A' && y <= 'Z') y = static_cast<uint8_t>(y + 32);
+        if (x != y) return false;
+    }
+    return true;
+}
 constexpr uint32_t kEvents = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
 
 uint16_t load16(const uint8_t* p) { return static_cast<uint16_t>(p[0] << 8 | p[1]); }
-
-sockaddr_storage sockaddr_of(const HostPort& hp, socklen_t& len) {
-    sockaddr_storage ss{};
-    if (hp.addr.is_v4()) {
-        auto* s4 = reinterpret_cast<sockaddr_in*>(&ss);
-        s4->sin_family = AF_INET;
-        s4->sin_port = htons(hp.port);
-        std::memcpy(&s4->sin_addr, &hp.addr.b[12], 4);
-        len = sizeof(sockaddr_in);
-    } else {
-        auto* s6 = reinterpret_cast<sockaddr_in6*>(&ss);
-        s6->sin6_family = AF_INET6;
-        s6->sin6_port = htons(hp.port);
-        std::memcpy(&s6->sin6_addr, hp.addr.b.data(), 16);
-        len = sizeof(sockaddr_in6);
-    }
-    return ss;
-}
 
 }  // namespace
 
@@ -53,29 +58,44 @@ struct DnsTcpService::Session {
         void on_io(uint32_t events) override { s->io(upstream, events); }
     };
 
+    // A query sent upstream: its framed copy; a zone transfer (AXFR, IXFR)
+    // takes several answers, so it stays once answered (`answered`), and
+    // later messages with its id are its own.
+    struct Query {
+        std::vector<uint8_t> framed;
+        bool transfer = false;
+        bool answered = false;
+    };
+
     DnsTcpService& svc;
+    uint32_t owner = 0;
     int g = -1;  // our end of the guest's socketpair
     int u = -1;  // the upstream connection, when there is one
     End g_end, u_end;
     bool g_eof = false;
     bool u_connecting = false;
     bool dead = false;
+    bool reconnected = false;  // the upstream's close was met by one reconnect
     std::vector<HostPort> order;  // upstreams to try, from the one answering last
     size_t tried = 0;             // ... how many of them so far
     std::vector<uint8_t> in_g, in_u;    // a message being read
     std::vector<uint8_t> out_g, out_u;  // framed messages to write
     size_t out_g_off = 0, out_u_off = 0;
-    // Framed copies of the queries sent upstream and not answered yet.
-    std::vector<std::vector<uint8_t>> outstanding;
-    core::Timer idle;
+    // The queries sent upstream and not answered yet (and transfers).
+    std::vector<Query> outstanding;
+    // kIdleMs without a query pending, kUpstreamWaitMs for a connect or an
+    // answer while one is.
+    core::Timer timer;
 
-    explicit Session(DnsTcpService& service)
-        : svc(service), idle([this] { on_idle(); }) {
+    explicit Session(DnsTcpService& service, uint32_t owner_)
+        : svc(service), owner(owner_), timer([this] { on_timer(); }) {
         g_end.s = this;
         u_end.s = this;
         u_end.upstream = true;
     }
     ~Session() {
+        svc.per_owner_[owner]--;
+        if (svc.per_owner_[owner] == 0) svc.per_owner_.erase(owner);
         if (g >= 0) {
             svc.loop_.remove(g, &g_end);
             close(g);
@@ -111,17 +131,38 @@ struct DnsTcpService::Session {
         if (dead) svc.close_session(this);
     }
 
-    void on_idle() {
-        if (!outstanding.empty()) {
-            svc.loop_.arm(idle, kIdleMs);
+    size_t waiting() const {
+        return static_cast<size_t>(std::count_if(outstanding.begin(), outstanding.end(),
+                                                 [](const Query& q) { return !q.answered; }));
+    }
+
+    // After progress: the idle limit, or the upstream's deadline.
+    void rearm() { svc.loop_.arm(timer, waiting() ? kUpstreamWaitMs : kIdleMs); }
+
+    void on_timer() {
+        if (dead) return;
+        if (waiting() == 0) {
+            svc.stats_.idle_closed++;
+            svc.close_session(this);  // freed after this batch
             return;
         }
-        svc.stats_.idle_closed++;
-        svc.close_session(this);  // freed after this batch
+        // An upstream that does not connect or answer in time: the next
+        // one for a connect, SERVFAIL for an answer.
+        svc.stats_.upstream_timeouts++;
+        if (u_connecting) {
+            close_upstream();
+            connect_next();
+        } else {
+            fail_outstanding();
+        }
+        flush_g();
+        finish_if_done();
+        if (dead) svc.close_session(this);
+        else rearm();
     }
 
     void finish_if_done() {
-        if (g_eof && outstanding.empty() && out_g_off == out_g.size()) dead = true;
+        if (g_eof && waiting() == 0 && out_g_off == out_g.size()) dead = true;
     }
 
     // Guest side -----------------------------------------------------------
@@ -167,7 +208,6 @@ struct DnsTcpService::Session {
             bad("a message that is not a DNS query");
             return;
         }
-        svc.loop_.arm(idle, kIdleMs);
         std::array<uint8_t, 2 + 65535> answer;
         wire::MutBytes body(answer.data() + 2, answer.size() - 2);
         if (size_t len = svc.dns_.local_answer(msg, body)) {
@@ -182,11 +222,14 @@ struct DnsTcpService::Session {
             return;
         }
         svc.stats_.forwarded++;
-        std::vector<uint8_t> framed{static_cast<uint8_t>(msg.size() >> 8),
-                                    static_cast<uint8_t>(msg.size())};
-        framed.insert(framed.end(), msg.data(), msg.data() + msg.size());
-        out_u.insert(out_u.end(), framed.begin(), framed.end());
-        outstanding.push_back(std::move(framed));
+        Query q;
+        q.framed = {static_cast<uint8_t>(msg.size() >> 8), static_cast<uint8_t>(msg.size())};
+        q.framed.insert(q.framed.end(), msg.data(), msg.data() + msg.size());
+        auto qq = v->question();
+        q.transfer = qq && (qq->qtype == kTypeAxfr || qq->qtype == kTypeIxfr);
+        out_u.insert(out_u.end(), q.framed.begin(), q.framed.end());
+        outstanding.push_back(std::move(q));
+        rearm();
         if (u < 0) {
             order = svc.dns_.upstreams_in_order();
             tried = 0;
@@ -223,13 +266,13 @@ struct DnsTcpService::Session {
     void connect_next() {
         while (tried < order.size()) {
             const HostPort hp = order[tried++];
-            socklen_t len = 0;
-            sockaddr_storage sa = sockaddr_of(hp, len);
+            const sockaddr_storage sa = core::to_sockaddr(hp.addr, hp.port);
+            const socklen_t len = core::sockaddr_len(sa);
             u = socket(sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
             if (u < 0) break;
             int one = 1;
             setsockopt(u, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-            int rc = connect(u, reinterpret_cast<sockaddr*>(&sa), len);
+            int rc = connect(u, reinterpret_cast<const sockaddr*>(&sa), len);
             if (rc < 0 && errno != EINPROGRESS) {
                 spdlog::debug("dns over tcp: connect to {}: {}", hp.addr.to_string(),
                               std::strerror(errno));
@@ -245,9 +288,13 @@ struct DnsTcpService::Session {
                 break;
             }
             u_connecting = true;
+            // Whatever is still unanswered goes to this upstream; finished
+            // transfers are done with.
+            std::erase_if(outstanding, [](const Query& q) { return q.answered; });
             out_u.clear();
             out_u_off = 0;
-            for (const auto& q : outstanding) out_u.insert(out_u.end(), q.begin(), q.end());
+            for (const Query& q : outstanding)
+                out_u.insert(out_u.end(), q.framed.begin(), q.framed.end());
             return;
         }
         fail_outstanding();
@@ -269,7 +316,9 @@ struct DnsTcpService::Session {
     // Every query still waiting gets SERVFAIL: the guest's resolver moves
     // on at once instead of timing out.
     void fail_outstanding() {
-        for (const auto& q : outstanding) {
+        for (const Query& query : outstanding) {
+            if (query.answered) continue;  // a transfer cut short: the guest sees the close
+            const std::vector<uint8_t>& q = query.framed;
             auto v = wire::DnsView::parse(wire::Bytes(q.data() + 2, q.size() - 2));
             std::array<uint8_t, 2 + 1024> answer;
             size_t len = v ? wire::dns_build_error(wire::MutBytes(answer.data() + 2, 1024), *v,
@@ -320,31 +369,52 @@ struct DnsTcpService::Session {
         }
     }
 
-    // A whole framed message from upstream: the answer to one of ours.
+    // A whole framed message from upstream: the answer to one of ours, by
+    // id and question (two pipelined queries may share an id), or a later
+    // message of a zone transfer, by id.
     void answer(const uint8_t* framed, size_t len) {
         if (len < 2 + wire::kDnsHeaderLen) return;
         const uint16_t id = load16(framed + 2);
-        auto it = std::find_if(outstanding.begin(), outstanding.end(),
-                               [&](const auto& q) { return load16(q.data() + 2) == id; });
+        const wire::Bytes question = question_of(framed + 2, len - 2);
+        auto it = std::find_if(outstanding.begin(), outstanding.end(), [&](const Query& q) {
+            if (load16(q.framed.data() + 2) != id) return false;
+            if (q.answered) return true;  // a transfer's next message
+            return same_question(question, question_of(q.framed.data() + 2, q.framed.size() - 2));
+        });
         if (it == outstanding.end()) return;  // not ours: dropped
-        outstanding.erase(it);
+        if (it->transfer) it->answered = true;
+        else outstanding.erase(it);
         svc.stats_.answers++;
-        svc.loop_.arm(idle, kIdleMs);
+        reconnected = false;
+        rearm();
         out_g.insert(out_g.end(), framed, framed + len);
     }
 
+    // The upstream closed or failed: queries still waiting are sent again
+    // once, over a new connection (an upstream may close an idle or a busy
+    // connection, RFC 7766 6.2.3), then get SERVFAIL.
     void upstream_gone() {
         close_upstream();
-        if (!outstanding.empty()) fail_outstanding();
+        std::erase_if(outstanding, [](const Query& q) { return q.answered; });
+        if (outstanding.empty()) return;
+        if (!reconnected) {
+            reconnected = true;
+            order = svc.dns_.upstreams_in_order();
+            tried = 0;
+            connect_next();
+            return;
+        }
+        fail_outstanding();
     }
 };
 
 DnsTcpService::DnsTcpService(core::EventLoop& loop, DnsForwarder& dns) : loop_(loop), dns_(dns) {}
 
-DnsTcpService::~DnsTcpService() = default;
+DnsTcpService::~DnsTcpService() { sessions_.clear(); }  // before per_owner_, which they update
 
-int DnsTcpService::open_session() {
-    if (sessions_.size() >= kMaxSessions) {
+int DnsTcpService::open_session(uint32_t owner) {
+    if (sessions_.size() >= kMaxSessions || per_owner_[owner] >= kMaxSessionsPerGuest) {
+        if (per_owner_[owner] == 0) per_owner_.erase(owner);
         stats_.refused++;
         return -EAGAIN;
     }
@@ -353,7 +423,8 @@ int DnsTcpService::open_session() {
         stats_.refused++;
         return -errno;
     }
-    auto s = std::make_unique<Session>(*this);
+    per_owner_[owner]++;
+    auto s = std::make_unique<Session>(*this, owner);
     s->g = sv[1];
     try {
         loop_.add(s->g, kEvents, &s->g_end);
@@ -364,7 +435,7 @@ int DnsTcpService::open_session() {
         stats_.refused++;
         return -ENOMEM;
     }
-    loop_.arm(s->idle, kIdleMs);
+    loop_.arm(s->timer, kIdleMs);
     sessions_.push_back(std::move(s));
     stats_.sessions++;
     return sv[0];
@@ -372,7 +443,7 @@ int DnsTcpService::open_session() {
 
 void DnsTcpService::close_session(Session* s) {
     s->dead = true;
-    loop_.cancel(s->idle);
+    loop_.cancel(s->timer);
     loop_.defer(*this);
 }
 

@@ -13,20 +13,25 @@
 // fails), and the upstream's messages come back whole, so that local
 // answers never split one. Queries may be pipelined and answers come in
 // any order, as RFC 7766 6.2.1 allows. With no upstream a query gets
-// REFUSED; when no upstream can be reached, or one drops the connection
-// with queries unanswered, each of them gets SERVFAIL, at once: a guest
-// never waits on a dead resolver.
+// REFUSED. An answer is matched to its query by id and question (a zone
+// transfer's later messages by id). An upstream that closes the connection
+// with queries unanswered gets them again once, over a new connection.
+// Queries no upstream can be reached for (each refused, or not connected
+// within kUpstreamWaitMs), or that get no answer in kUpstreamWaitMs, are
+// answered SERVFAIL: a guest never waits long on a dead resolver.
 //
-// Bounds: kMaxSessions sessions (a connection beyond is refused, and the
-// guest sees a RST); a message from the guest of more than kMaxQueryLen
-// bytes, or one that is not a DNS query, ends its session; answers wait in
-// a buffer of at most kMaxOut bytes, and while it is full neither side is
-// read (the guest's window and the upstream's close). A session idle for
-// kIdleMs (no query pending) is closed, as RFC 7766 6.2.3 lets a server do.
+// Bounds: kMaxSessions sessions, kMaxSessionsPerGuest for one attachment
+// (a connection beyond is refused, and the guest sees a RST); a message
+// from the guest of more than kMaxQueryLen bytes, or one that is not a DNS
+// query, ends its session; answers wait in a buffer of at most kMaxOut
+// bytes, and while it is full neither side is read (the guest's window and
+// the upstream's close). A session idle for kIdleMs (no query pending) is
+// closed, as RFC 7766 6.2.3 lets a server do.
 #pragma once
 
 #include <cstdint>
 #include <memory>
+#include <unordered_map>
 #include <vector>
 
 #include "core/event_loop.hpp"
@@ -46,11 +51,14 @@ struct DnsTcpStats {
     uint64_t no_upstream = 0;     // queries answered REFUSED (no upstream)
     uint64_t bad_queries = 0;     // sessions ended by a malformed or oversized message
     uint64_t idle_closed = 0;     // sessions closed after kIdleMs
+    uint64_t upstream_timeouts = 0;  // connects or answers that took over kUpstreamWaitMs
 };
 
 class DnsTcpService final : private core::Deferred {
 public:
     static constexpr size_t kMaxSessions = 256;
+    static constexpr size_t kMaxSessionsPerGuest = 32;
+    static constexpr core::Millis kUpstreamWaitMs = 5'000;
     static constexpr size_t kMaxQueryLen = 4096;
     static constexpr size_t kMaxOut = 2 * (2 + 65535);
     static constexpr core::Millis kIdleMs = 30'000;
@@ -60,9 +68,10 @@ public:
     DnsTcpService(const DnsTcpService&) = delete;
     DnsTcpService& operator=(const DnsTcpService&) = delete;
 
-    // A guest's new connection: returns the caller's end of a stream
-    // socketpair (non-blocking, close-on-exec), or -errno.
-    int open_session();
+    // A new connection of the guest behind attachment `owner`: returns the
+    // caller's end of a stream socketpair (non-blocking, close-on-exec), or
+    // -errno (-EAGAIN: a session limit).
+    int open_session(uint32_t owner);
     size_t sessions() const { return sessions_.size(); }
     const DnsTcpStats& stats() const { return stats_; }
 
@@ -78,6 +87,7 @@ private:
     core::EventLoop& loop_;
     DnsForwarder& dns_;
     std::vector<std::unique_ptr<Session>> sessions_;
+    std::unordered_map<uint32_t, size_t> per_owner_;  // sessions per attachment
     DnsTcpStats stats_;
 };
 

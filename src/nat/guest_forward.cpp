@@ -1,10 +1,10 @@
 // See guest_forward.hpp.
 #include "nat/guest_forward.hpp"
 
-#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <spawn.h>
-#include <netinet/in.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -168,9 +168,13 @@ namespace {
 // its exec forwards: programs such as smbd want a TCP socket on their
 // stdin (they ask for the peer's address). The listener lives for the one
 // accept; a stranger's connection in that moment is told apart by its
-// address and closed.
+// address and closed. Nothing here blocks the loop for long: the connect
+// is non-blocking, and the accept waits at most kPairWaitMs (the loopback
+// handshake is done in the connect call itself unless the backlog is full).
+constexpr int kPairWaitMs = 100;
+
 int loopback_pair(int sv[2]) {
-    int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (l < 0) return -errno;
     sockaddr_in a{};
     a.sin_family = AF_INET;
@@ -180,31 +184,37 @@ int loopback_pair(int sv[2]) {
     if (bind(l, reinterpret_cast<sockaddr*>(&a), sizeof a) < 0 || listen(l, 4) < 0 ||
         getsockname(l, reinterpret_cast<sockaddr*>(&a), &len) < 0) {
         err = errno;
-    } else if ((c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
-               connect(c, reinterpret_cast<sockaddr*>(&a), sizeof a) < 0) {
+    } else if ((c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0)) < 0 ||
+               (connect(c, reinterpret_cast<sockaddr*>(&a), sizeof a) < 0 && errno != EINPROGRESS)) {
         err = errno;
     } else {
         sockaddr_in mine{};
         socklen_t ml = sizeof mine;
         if (getsockname(c, reinterpret_cast<sockaddr*>(&mine), &ml) < 0) err = errno;
-        // The connection is queued already: accept() does not wait.
-        for (int i = 0; err == 0 && i < 8; i++) {
+        const core::Millis until = core::monotonic_ms() + kPairWaitMs;
+        while (err == 0) {
             sockaddr_in peer{};
             socklen_t pl = sizeof peer;
             int s = accept4(l, reinterpret_cast<sockaddr*>(&peer), &pl, SOCK_CLOEXEC);
-            if (s < 0) {
-                err = errno;
-                break;
-            }
-            if (peer.sin_port == mine.sin_port && peer.sin_addr.s_addr == mine.sin_addr.s_addr) {
+            if (s >= 0 && peer.sin_port == mine.sin_port &&
+                peer.sin_addr.s_addr == mine.sin_addr.s_addr) {
                 close(l);
-                sv[0] = c;
-                sv[1] = s;
+                sv[0] = c;  // non-blocking, for the loop
+                sv[1] = s;  // blocking, for the command
                 return 0;
             }
-            close(s);
+            if (s >= 0) {
+                close(s);  // a stranger's
+                continue;
+            }
+            const core::Millis now = core::monotonic_ms();
+            if (errno != EAGAIN || now >= until) {
+                err = errno == EAGAIN ? ETIMEDOUT : errno;
+                break;
+            }
+            pollfd p{l, POLLIN, 0};
+            poll(&p, 1, static_cast<int>(until - now));
         }
-        if (err == 0) err = EADDRINUSE;
     }
     if (c >= 0) close(c);
     close(l);
@@ -213,8 +223,11 @@ int loopback_pair(int sv[2]) {
 
 }  // namespace
 
-int CommandRunner::spawn(const std::string& command) {
-    if (children_.size() >= kMaxCommands) return -EAGAIN;
+int CommandRunner::spawn(const std::string& command, uint32_t owner) {
+    PerGuest& g = per_guest_[owner];
+    if (children_.size() >= kMaxCommands || g.running >= kMaxCommandsPerGuest ||
+        !g.spawns.take(loop_.now()))
+        return -EAGAIN;  // the entry stays with its bucket (forget_owner ends it)
     int sv[2] = {-1, -1};
     if (int rc = loopback_pair(sv); rc < 0) return rc;
     auto fail = [&](int err) {
@@ -222,10 +235,6 @@ int CommandRunner::spawn(const std::string& command) {
         close(sv[1]);
         return -err;
     };
-    // The child's end stays blocking: that is what a program expects of
-    // its stdin and stdout.
-    int fl = fcntl(sv[0], F_GETFL);
-    if (fl < 0 || fcntl(sv[0], F_SETFL, fl | O_NONBLOCK) < 0) return fail(errno);
 
     posix_spawn_file_actions_t fa;
     posix_spawnattr_t attr;
@@ -254,7 +263,8 @@ int CommandRunner::spawn(const std::string& command) {
     close(sv[1]);
 
     auto child = std::make_unique<Child>();
-    child->owner = this;
+    child->runner = this;
+    child->owner = owner;
     child->pid = pid;
     child->pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
     if (child->pidfd < 0) {
@@ -275,15 +285,26 @@ int CommandRunner::spawn(const std::string& command) {
         return -ENOMEM;
     }
     children_.push_back(std::move(child));
+    per_guest_[owner].running++;
     started_++;
     return sv[0];
 }
 
-void CommandRunner::Child::on_io(uint32_t) { owner->reap(this); }
+void CommandRunner::forget_owner(uint32_t owner) {
+    auto g = per_guest_.find(owner);
+    if (g != per_guest_.end() && g->second.running == 0) per_guest_.erase(g);
+}
+
+void CommandRunner::Child::on_io(uint32_t) { runner->reap(this); }
 
 void CommandRunner::reap(Child* c) {
+    // What the command left running in its group goes with it (its
+    // zombie still holds the group's id, so nothing else can be hit).
+    kill(-c->pid, SIGTERM);
     int status = 0;
     if (waitpid(c->pid, &status, WNOHANG) != c->pid) return;
+    auto g = per_guest_.find(c->owner);
+    if (g != per_guest_.end() && g->second.running > 0) g->second.running--;
     if (WIFEXITED(status) && WEXITSTATUS(status) != 0)
         spdlog::debug("guestfwd: command (pid {}) exited with status {}", c->pid,
                       WEXITSTATUS(status));

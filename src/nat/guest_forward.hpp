@@ -22,10 +22,14 @@
 // stdin and stdout (TCP, not a socketpair, as libslirp does it: smbd and
 // other inetd-style servers ask their socket for the peer's address). The
 // command runs in a process group of its own, with the signal dispositions
-// and mask reset, usernet's environment and stderr; at most kMaxCommands
-// run at once (a guest's further connections are reset), each is reaped
-// through a pidfd when it exits, and the groups still running when
-// usernet stops get SIGTERM (SIGKILL after a second).
+// and mask reset, usernet's environment and stderr. At most kMaxCommands
+// run at once, kMaxCommandsPerGuest for one attachment, and an attachment
+// starts at most kSpawnBurst at once and kSpawnPerSecond a second after
+// that (a guest's connection beyond these is reset), so that a guest
+// cannot fill the host with processes or fork at its packet rate. Each is
+// reaped through a pidfd when it exits, and what it left running in its
+// group then gets SIGTERM; the groups still running when usernet stops get
+// SIGTERM (SIGKILL after a second).
 #pragma once
 
 #include <sys/types.h>
@@ -35,9 +39,11 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "core/event_loop.hpp"
+#include "core/token_bucket.hpp"
 #include "wire/addr.hpp"
 
 namespace usernet::nat {
@@ -64,30 +70,41 @@ std::optional<GuestForwardSpec> parse_guestfwd(std::string_view text, std::strin
 class CommandRunner {
 public:
     static constexpr size_t kMaxCommands = 64;
+    static constexpr size_t kMaxCommandsPerGuest = 16;
+    static constexpr uint32_t kSpawnBurst = 16;
+    static constexpr uint32_t kSpawnPerSecond = 4;
 
     explicit CommandRunner(core::EventLoop& loop) : loop_(loop) {}
     ~CommandRunner();
     CommandRunner(const CommandRunner&) = delete;
     CommandRunner& operator=(const CommandRunner&) = delete;
 
-    // Starts `command` with one end of a new loopback TCP connection as its
-    // stdin and stdout; returns the other end (non-blocking, close-on-exec), or
-    // -errno (-EAGAIN: kMaxCommands are running).
-    int spawn(const std::string& command);
+    // Starts `command` for attachment `owner` with one end of a new
+    // loopback TCP connection as its stdin and stdout; returns the other
+    // end (non-blocking, close-on-exec), or -errno (-EAGAIN: a limit above).
+    int spawn(const std::string& command, uint32_t owner);
+    // An attachment went away: its counts go (once its commands are gone).
+    void forget_owner(uint32_t owner);
     size_t running() const { return children_.size(); }
     uint64_t started() const { return started_; }
 
 private:
     struct Child final : core::IoHandler {
-        CommandRunner* owner = nullptr;
+        CommandRunner* runner = nullptr;
+        uint32_t owner = 0;
         pid_t pid = -1;
         int pidfd = -1;
         void on_io(uint32_t) override;
+    };
+    struct PerGuest {
+        size_t running = 0;
+        core::TokenBucket spawns{kSpawnBurst, kSpawnPerSecond};
     };
     void reap(Child* c);
 
     core::EventLoop& loop_;
     std::vector<std::unique_ptr<Child>> children_;
+    std::unordered_map<uint32_t, PerGuest> per_guest_;
     uint64_t started_ = 0;
 };
 

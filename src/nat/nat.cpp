@@ -54,6 +54,7 @@ void Nat::port_gone(sw::PortId port) {
     tcp_->drop_port(port);
     udp_->drop_port(port);
     icmp_->drop_port(port);
+    commands_.forget_owner(port);
 }
 
 void Nat::add_forward(const ForwardSpec& spec) { fwd_->add(spec); }
@@ -177,42 +178,6 @@ wire::IpAddr Nat::guest_visible(const wire::IpAddr& host_src) const {
 wire::IpAddr Nat::gateway_for(const wire::IpAddr& guest) const {
     const gw::NetConfig& c = gw_.config();
     return guest.is_v4() ? wire::IpAddr::v4(c.gateway) : c.gateway6;
-}
-
-sockaddr_storage to_sockaddr(const wire::IpAddr& a, uint16_t port) {
-    sockaddr_storage ss{};
-    if (a.is_v4()) {
-        auto* s4 = reinterpret_cast<sockaddr_in*>(&ss);
-        s4->sin_family = AF_INET;
-        s4->sin_port = htons(port);
-        std::memcpy(&s4->sin_addr, &a.b[12], 4);
-    } else {
-        auto* s6 = reinterpret_cast<sockaddr_in6*>(&ss);
-        s6->sin6_family = AF_INET6;
-        s6->sin6_port = htons(port);
-        std::memcpy(&s6->sin6_addr, a.b.data(), 16);
-    }
-    return ss;
-}
-
-socklen_t sockaddr_len(const sockaddr_storage& ss) {
-    if (ss.ss_family == AF_UNIX) {
-        const auto* un = reinterpret_cast<const sockaddr_un*>(&ss);
-        return static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) +
-                                      strnlen(un->sun_path, sizeof un->sun_path) + 1);
-    }
-    return ss.ss_family == AF_INET ? sizeof(sockaddr_in) : sizeof(sockaddr_in6);
-}
-
-std::pair<wire::IpAddr, uint16_t> from_sockaddr(const sockaddr_storage& ss) {
-    if (ss.ss_family == AF_INET) {
-        const auto* s4 = reinterpret_cast<const sockaddr_in*>(&ss);
-        return {wire::IpAddr::v4_from(reinterpret_cast<const uint8_t*>(&s4->sin_addr)),
-                ntohs(s4->sin_port)};
-    }
-    const auto* s6 = reinterpret_cast<const sockaddr_in6*>(&ss);
-    wire::IpAddr a = wire::IpAddr::v6_from(reinterpret_cast<const uint8_t*>(&s6->sin6_addr));
-    return {a, ntohs(s6->sin6_port)};
 }
 
 }  // namespace usernet::nat

@@ -40,6 +40,7 @@
 #include <optional>
 
 #include "core/event_loop.hpp"
+#include "core/sockaddr.hpp"
 #include "gateway/gateway.hpp"
 #include "nat/guest_forward.hpp"
 
@@ -59,11 +60,15 @@ struct NatLimits {
     uint32_t icmp_idle_ms = 60'000;
 
     // Descriptors these limits may need at most: a socket per TCP flow,
-    // two per UDP flow (one per family), one per ping flow, plus the DNS
-    // forwarder's sockets, listeners, attachments, epoll and the like.
+    // two per UDP flow (one per family), one per ping flow; two more for
+    // each DNS-over-TCP session (its socketpair end, its upstream) and for
+    // each guest forward command (its pidfd, its socket's peer during the
+    // spawn); plus the DNS forwarder's sockets, listeners, attachments,
+    // epoll and the like.
     uint64_t descriptors_needed() const {
         constexpr uint64_t kOverhead = 512;
-        return uint64_t{tcp_flows} + 2 * uint64_t{udp_flows} + icmp_flows + kOverhead;
+        constexpr uint64_t kServices = 2 * 256 + 2 * 64;  // DnsTcpService, CommandRunner
+        return uint64_t{tcp_flows} + 2 * uint64_t{udp_flows} + icmp_flows + kOverhead + kServices;
     }
 };
 
@@ -145,11 +150,9 @@ private:
     CommandRunner commands_;
 };
 
-// sockaddr helpers shared by the translators.
-sockaddr_storage to_sockaddr(const wire::IpAddr& a, uint16_t port);
-socklen_t sockaddr_len(const sockaddr_storage& ss);
-// Reads the address and port of a sockaddr_in / sockaddr_in6 (v4-mapped
-// IPv6 addresses come back as IPv4).
-std::pair<wire::IpAddr, uint16_t> from_sockaddr(const sockaddr_storage& ss);
+// sockaddr helpers shared by the translators (core/sockaddr.hpp).
+using core::from_sockaddr;
+using core::sockaddr_len;
+using core::to_sockaddr;
 
 }  // namespace usernet::nat

@@ -574,8 +574,8 @@ void TcpNat::open_outbound(const gw::GuestPacket& pkt, const wire::TcpView& seg,
     // over TCP, one end of a socketpair (local too).
     const bool connected = target.command || target.dns_tcp;
     const bool local = target.addr.ss_family == AF_UNIX || target.dns_tcp;
-    int fd = target.command   ? nat_.commands().spawn(*target.command)
-             : target.dns_tcp ? target.dns_tcp->open_session()
+    int fd = target.command   ? nat_.commands().spawn(*target.command, pkt.port)
+             : target.dns_tcp ? target.dns_tcp->open_session(pkt.port)
                               : socket(target.addr.ss_family,
                                        SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
                                        local ? 0 : IPPROTO_TCP);
@@ -1603,31 +1603,15 @@ bool TcpNat::settle(Flow& f) {
     FlowState& s = f.st;
     uint32_t bytes = s.acked_unread;
     s.acked_unread = 0;
-    if (s.local) return settle_local(f, bytes);
+    // A unix stream socket (FlowState::local) has no MSG_TRUNC discard
+    // without a buffer: its bytes are read into one and dropped.
+    if (s.local && !local_sink_) local_sink_ = std::make_unique<uint8_t[]>(kLocalSinkSize);
     for (int i = 0; bytes > 0 && s.fd >= 0; i++) {
-        ssize_t n = recv(s.fd, nullptr, bytes, MSG_TRUNC | MSG_DONTWAIT);
+        ssize_t n = s.local ? recv(s.fd, local_sink_.get(), std::min<size_t>(bytes, kLocalSinkSize),
+                                   MSG_DONTWAIT)
+                            : recv(s.fd, nullptr, bytes, MSG_TRUNC | MSG_DONTWAIT);
         if (n < 0 && errno == EINTR) continue;
-        if (n <= 0 || i == 64) {
-            if (debug_on())
-                spdlog::debug("tcp: {} discard: {}", describe(s.key),
-                              n < 0 ? std::strerror(errno) : "EOF");
-            return false;
-        }
-        bytes -= static_cast<uint32_t>(n);
-    }
-    return true;
-}
-
-// settle() for a unix stream socket, where MSG_TRUNC does not discard
-// without a buffer: the bytes are read into one and dropped.
-bool TcpNat::settle_local(Flow& f, uint32_t bytes) {
-    FlowState& s = f.st;
-    if (!local_sink_) local_sink_ = std::make_unique<uint8_t[]>(kLocalSinkSize);
-    while (bytes > 0 && s.fd >= 0) {
-        ssize_t n = recv(s.fd, local_sink_.get(), std::min<size_t>(bytes, kLocalSinkSize),
-                         MSG_DONTWAIT);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) {
+        if (n <= 0 || (!s.local && i == 64)) {
             if (debug_on())
                 spdlog::debug("tcp: {} discard: {}", describe(s.key),
                               n < 0 ? std::strerror(errno) : "EOF");

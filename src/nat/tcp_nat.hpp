@@ -152,7 +152,6 @@ private:
     long peek(Flow& f, uint32_t offset, uint8_t* dst, size_t len);
     bool set_peek_offset(Flow& f, uint32_t off);
     bool settle(Flow& f);
-    bool settle_local(Flow& f, uint32_t bytes);
     void queue_tx(Flow& f);
     bool emit(Flow& f, uint32_t seq, uint8_t flags, size_t payload_len, int window_field = -1);
     size_t write_header(Flow& f, uint8_t* p, uint32_t seq, uint8_t flags, uint16_t wnd);
@@ -204,7 +203,7 @@ private:
     size_t lingering_ = 0;
     std::unique_ptr<uint8_t[]> discard_;       // peek-from-0 fallback only
     static constexpr size_t kLocalSinkSize = 64 * 1024;
-    std::unique_ptr<uint8_t[]> local_sink_;    // settle_local(), on first use
+    std::unique_ptr<uint8_t[]> local_sink_;    // settle() of local flows, on first use
     // One peek of several segments for a guest without offload, cut into
     // frames by send_pending().
     static constexpr size_t kPeekBatch = 64 * 1024;

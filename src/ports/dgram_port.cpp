@@ -2,6 +2,8 @@
 // the wire format).
 #include "ports/dgram_port.hpp"
 
+#include "core/sockaddr.hpp"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/epoll.h>
@@ -60,19 +62,8 @@ bool peer_absent(int e) {
 
 SockAddr SockAddr::inet(const wire::IpAddr& addr, uint16_t port) {
     SockAddr s;
-    if (addr.is_v4()) {
-        auto* in = reinterpret_cast<sockaddr_in*>(&s.ss);
-        in->sin_family = AF_INET;
-        in->sin_port = htons(port);
-        in->sin_addr.s_addr = htonl(addr.as_v4());
-        s.len = sizeof(sockaddr_in);
-    } else {
-        auto* in6 = reinterpret_cast<sockaddr_in6*>(&s.ss);
-        in6->sin6_family = AF_INET6;
-        in6->sin6_port = htons(port);
-        std::memcpy(&in6->sin6_addr, addr.b.data(), 16);
-        s.len = sizeof(sockaddr_in6);
-    }
+    s.ss = core::to_sockaddr(addr, port);
+    s.len = core::sockaddr_len(s.ss);
     return s;
 }
 

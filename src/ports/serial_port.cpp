@@ -20,6 +20,7 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "core/sockaddr.hpp"
 #include "wire/arp.hpp"
 #include "wire/dhcp4.hpp"
 #include "wire/ethernet.hpp"
@@ -259,21 +260,8 @@ void SerialPort::open_unix() {
 void SerialPort::open_tcp() {
     auto ip = wire::IpAddr::parse(cfg_.host);
     if (!ip) throw std::runtime_error("'" + cfg_.host + "' is not an IP address");
-    sockaddr_storage ss{};
-    socklen_t len = 0;
-    if (ip->is_v4()) {
-        auto* s4 = reinterpret_cast<sockaddr_in*>(&ss);
-        s4->sin_family = AF_INET;
-        s4->sin_port = htons(cfg_.port);
-        s4->sin_addr.s_addr = htonl(ip->as_v4());
-        len = sizeof(sockaddr_in);
-    } else {
-        auto* s6 = reinterpret_cast<sockaddr_in6*>(&ss);
-        s6->sin6_family = AF_INET6;
-        s6->sin6_port = htons(cfg_.port);
-        std::memcpy(&s6->sin6_addr, ip->b.data(), 16);
-        len = sizeof(sockaddr_in6);
-    }
+    sockaddr_storage ss = core::to_sockaddr(*ip, cfg_.port);
+    const socklen_t len = core::sockaddr_len(ss);
     listen_fd_ = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (listen_fd_ < 0) throw std::runtime_error("cannot create a TCP socket: " + errstr(errno));
     int one = 1;

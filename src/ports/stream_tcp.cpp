@@ -15,26 +15,16 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "core/sockaddr.hpp"
+
 namespace usernet::ports {
 namespace {
 
 std::string errstr(int err) { return std::strerror(err); }
 
 sockaddr_storage to_sockaddr(const TcpEndpoint& ep, socklen_t& len) {
-    sockaddr_storage ss{};
-    if (ep.addr.is_v4()) {
-        auto* sin = reinterpret_cast<sockaddr_in*>(&ss);
-        sin->sin_family = AF_INET;
-        sin->sin_port = htons(ep.port);
-        sin->sin_addr.s_addr = htonl(ep.addr.as_v4());
-        len = sizeof(sockaddr_in);
-    } else {
-        auto* sin6 = reinterpret_cast<sockaddr_in6*>(&ss);
-        sin6->sin6_family = AF_INET6;
-        sin6->sin6_port = htons(ep.port);
-        std::memcpy(&sin6->sin6_addr, ep.addr.b.data(), 16);
-        len = sizeof(sockaddr_in6);
-    }
+    sockaddr_storage ss = core::to_sockaddr(ep.addr, ep.port);
+    len = core::sockaddr_len(ss);
     return ss;
 }
 

@@ -18,6 +18,7 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "core/sockaddr.hpp"
 #include "wire/addr.hpp"
 #include "wire/ethernet.hpp"
 
@@ -702,21 +703,8 @@ WsListener::WsListener(core::EventLoop& loop, sw::Switch& sw, std::string host, 
     : loop_(loop), sw_(sw), host_(std::move(host)), port_(port), cfg_(std::move(cfg)) {
     auto addr = wire::IpAddr::parse(host_);
     if (!addr) throw std::runtime_error("'" + host_ + "' is not an IP address");
-    sockaddr_storage ss{};
-    socklen_t sl;
-    if (addr->is_v4()) {
-        auto* s4 = reinterpret_cast<sockaddr_in*>(&ss);
-        s4->sin_family = AF_INET;
-        s4->sin_port = htons(port_);
-        s4->sin_addr.s_addr = htonl(addr->as_v4());
-        sl = sizeof(sockaddr_in);
-    } else {
-        auto* s6 = reinterpret_cast<sockaddr_in6*>(&ss);
-        s6->sin6_family = AF_INET6;
-        s6->sin6_port = htons(port_);
-        std::memcpy(&s6->sin6_addr, addr->b.data(), 16);
-        sl = sizeof(sockaddr_in6);
-    }
+    sockaddr_storage ss = core::to_sockaddr(*addr, port_);
+    const socklen_t sl = core::sockaddr_len(ss);
     fd_ = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd_ < 0) throw std::runtime_error("cannot create a TCP socket: " + errstr(errno));
     int one = 1;

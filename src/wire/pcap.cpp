@@ -47,7 +47,7 @@ PcapWriter::~PcapWriter() {
 }
 
 bool PcapWriter::open_file() {
-    fp_ = std::fopen(names_[0].c_str(), "wb");
+    fp_ = std::fopen(names_[0].c_str(), "wbe");  // e: not inherited by commands
     if (!fp_) return false;
     std::setvbuf(fp_, buf_.get(), _IOFBF, kBufferSize);
     GlobalHeader h{kPcapMagic,   kPcapVersionMajor, kPcapVersionMinor,    0,

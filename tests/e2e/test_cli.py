@@ -111,7 +111,7 @@ class CliTest(unittest.TestCase):
                              wrapper=["prlimit", "--nofile=3000:3000"])
             netlab.wait_for(lambda: "descriptor limit" in un.stderr(), 5, what="the warning")
             self.assertRegex(un.stderr(), r"warning: the file descriptor limit \(3000\) is below the "
-                                          r"74496 that the flow limits of all guests together may need")
+                                          r"75136 that the flow limits of all guests together may need")
             un.send_signal(signal.SIGTERM)
             self.assertEqual(un.wait(10), 0, un.describe())
 

@@ -725,7 +725,7 @@ struct DnsTcpTest : LocalNamesTest {
 TEST_F(DnsTcpTest, DnsTcp_LocalNamesAnsweredAndOthersRelayedPipelined) {
     TcpUpstream tcp;
     start_local({tcp.host_port()});
-    int fd = gw->dns_tcp().open_session();
+    int fd = gw->dns_tcp().open_session(1);
     ASSERT_GE(fd, 0);
     // Local, upstream, local, upstream: back to back on one connection.
     send_framed(fd, make_query(1, "db.test"));
@@ -760,7 +760,7 @@ TEST_F(DnsTcpTest, DnsTcp_LocalNamesAnsweredAndOthersRelayedPipelined) {
 TEST_F(DnsTcpTest, DnsTcp_DeadUpstreamsGetServfailAtOnceAndNoUpstreamRefused) {
     start_local({HostPort{wire::IpAddr::v4(0x7f000001), closed_port()},
                  HostPort{wire::IpAddr::v4(0x7f000001), closed_port()}});
-    int fd = gw->dns_tcp().open_session();
+    int fd = gw->dns_tcp().open_session(1);
     ASSERT_GE(fd, 0);
     const core::Millis t0 = core::monotonic_ms();
     send_framed(fd, make_query(7, "example.org"));
@@ -774,7 +774,7 @@ TEST_F(DnsTcpTest, DnsTcp_DeadUpstreamsGetServfailAtOnceAndNoUpstreamRefused) {
 
     gw.reset();
     start_local({});
-    fd = gw->dns_tcp().open_session();
+    fd = gw->dns_tcp().open_session(1);
     send_framed(fd, make_query(9, "example.org"));
     answers = read_answers(fd, 1, 2000);
     ASSERT_EQ(answers.size(), 1u);
@@ -782,11 +782,51 @@ TEST_F(DnsTcpTest, DnsTcp_DeadUpstreamsGetServfailAtOnceAndNoUpstreamRefused) {
     close(fd);
 }
 
+TEST_F(DnsTcpTest, DnsTcp_SilentUpstreamGetsServfailAfterTheWait) {
+    TcpUpstream tcp;  // accepts (in the kernel) and never answers
+    start_local({tcp.host_port()});
+    int fd = gw->dns_tcp().open_session(1);
+    ASSERT_GE(fd, 0);
+    send_framed(fd, make_query(5, "example.org"));
+    EXPECT_TRUE(read_answers(fd, 1, 300).empty());
+    loop.advance_clock_for_tests(DnsTcpService::kUpstreamWaitMs + 1);
+    auto answers = read_answers(fd, 1, 2000);
+    ASSERT_EQ(answers.size(), 1u);
+    EXPECT_EQ(id_of(answers[0]), 5);
+    EXPECT_EQ(rcode_of(answers[0]), 2);  // SERVFAIL
+    EXPECT_EQ(gw->dns_tcp().stats().upstream_timeouts, 1u);
+    close(fd);
+}
+
+TEST_F(DnsTcpTest, DnsTcp_UpstreamThatClosesGetsTheQueriesAgainOnce) {
+    TcpUpstream tcp;
+    start_local({tcp.host_port()});
+    int fd = gw->dns_tcp().open_session(1);
+    ASSERT_GE(fd, 0);
+    send_framed(fd, make_query(6, "example.org"));
+    // The upstream reads the query and closes without an answer.
+    for (int i = 0; i < 100 && tcp.cfd < 0; i++) {
+        loop.run_once(10);
+        tcp.cfd = accept4(tcp.lfd, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    }
+    ASSERT_GE(tcp.cfd, 0);
+    for (int i = 0; i < 20; i++) loop.run_once(5);
+    close(tcp.cfd);
+    tcp.cfd = -1;
+    // The query comes again on a new connection, and its answer gets through.
+    auto answers = read_answers(fd, 1, 3000, &tcp);
+    ASSERT_EQ(answers.size(), 1u);
+    EXPECT_EQ(id_of(answers[0]), 6);
+    EXPECT_EQ(rcode_of(answers[0]), 0);
+    EXPECT_EQ(tcp.accepted, 1);  // the second connection (the first was taken by hand)
+    close(fd);
+}
+
 TEST_F(DnsTcpTest, DnsTcp_BadMessagesEndTheSessionAndSessionsAreBounded) {
     start_local({});
     // A length under a DNS header, a length over the limit, a response.
     for (int k = 0; k < 3; k++) {
-        int fd = gw->dns_tcp().open_session();
+        int fd = gw->dns_tcp().open_session(1);
         ASSERT_GE(fd, 0);
         if (k == 0) {
             uint8_t runt[5] = {0, 3, 1, 2, 3};
@@ -806,13 +846,23 @@ TEST_F(DnsTcpTest, DnsTcp_BadMessagesEndTheSessionAndSessionsAreBounded) {
     }
     EXPECT_EQ(gw->dns_tcp().stats().bad_queries, 3u);
     loop.run_once(0);
+    // kMaxSessionsPerGuest for one attachment, kMaxSessions in all.
     std::vector<int> fds;
-    for (size_t i = 0; i < DnsTcpService::kMaxSessions; i++) {
-        int fd = gw->dns_tcp().open_session();
+    for (size_t i = 0; i < DnsTcpService::kMaxSessionsPerGuest; i++) {
+        int fd = gw->dns_tcp().open_session(1);
         ASSERT_GE(fd, 0);
         fds.push_back(fd);
     }
-    EXPECT_EQ(gw->dns_tcp().open_session(), -EAGAIN);
+    EXPECT_EQ(gw->dns_tcp().open_session(1), -EAGAIN);
+    for (uint32_t owner = 2; fds.size() < DnsTcpService::kMaxSessions; owner++) {
+        for (size_t i = 0; i < DnsTcpService::kMaxSessionsPerGuest &&
+                           fds.size() < DnsTcpService::kMaxSessions; i++) {
+            int fd = gw->dns_tcp().open_session(owner);
+            ASSERT_GE(fd, 0);
+            fds.push_back(fd);
+        }
+    }
+    EXPECT_EQ(gw->dns_tcp().open_session(999), -EAGAIN);
     // Idle sessions are closed after kIdleMs.
     loop.advance_clock_for_tests(DnsTcpService::kIdleMs + 1);
     loop.run_once(0);

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <netinet/tcp.h>
 
+#include "gateway/dns_tcp.hpp"
 #include "nat/tcp_nat.hpp"
 #include "nat/udp_nat.hpp"
 #include "nat_harness.hpp"
@@ -147,10 +148,15 @@ TEST(NatPolicy, NatPolicy_Ipv6ReachesTheHostsLoopbackOnlyThroughTheGateway) {
     auto gw6 = target("fec0::2");
     ASSERT_TRUE(gw6.ok());
     EXPECT_EQ(nat::from_sockaddr(gw6.addr), std::make_pair(v6("::1"), uint16_t{80}));
-    // DNS over TCP; UDP to fec0::3:53 is the forwarder's (dns_forwarder_test).
+    // DNS over TCP is the gateway's service (dns_tcp.hpp); UDP that reaches
+    // the NAT (the gateway's forwarder takes it first) goes upstream.
     auto dns6 = target("fec0::3", 53, wire::ipproto::tcp);
     ASSERT_TRUE(dns6.ok());
-    EXPECT_EQ(nat::from_sockaddr(dns6.addr), std::make_pair(v6("::1"), uint16_t{5353}));
+    EXPECT_EQ(dns6.dns_tcp, &h.gw->dns_tcp());
+    auto dns6u = target("fec0::3", 53, wire::ipproto::udp);
+    ASSERT_TRUE(dns6u.ok());
+    EXPECT_EQ(dns6u.dns_tcp, nullptr);
+    EXPECT_EQ(nat::from_sockaddr(dns6u.addr), std::make_pair(v6("::1"), uint16_t{5353}));
     EXPECT_FALSE(target("fec0::3", 80).ok());  // the DNS address is DNS only
     EXPECT_TRUE(target("::1").forbidden());
     EXPECT_TRUE(target("::").forbidden());

@@ -1,0 +1,100 @@
+// CommandRunner (nat/guest_forward.*): commands run on a loopback TCP
+// connection, are reaped when they exit, and a guest cannot start more
+// than its share or faster than its rate.
+#include "nat/guest_forward.hpp"
+
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <string>
+#include <vector>
+
+namespace usernet::nat {
+namespace {
+
+// Reads what fd says until EOF (at most ms).
+std::string read_all(core::EventLoop& loop, int fd, int ms) {
+    std::string out;
+    const core::Millis end = core::monotonic_ms() + static_cast<core::Millis>(ms);
+    while (core::monotonic_ms() < end) {
+        loop.run_once(0);
+        pollfd p{fd, POLLIN, 0};
+        if (poll(&p, 1, 20) != 1) continue;
+        char buf[256];
+        ssize_t n = recv(fd, buf, sizeof buf, 0);
+        if (n <= 0) break;
+        out.append(buf, static_cast<size_t>(n));
+    }
+    return out;
+}
+
+TEST(CommandRunner, CommandRunner_TalksOverTcpAndIsReaped) {
+    core::EventLoop loop;
+    CommandRunner run(loop);
+    // The command's stdin and stdout are a TCP socket (what smbd needs).
+    int fd = run.spawn("read line; echo \"got $line\"; python3 -c "
+                       "'import socket; s = socket.socket(fileno=0); print(s.type == socket.SOCK_STREAM, s.family == socket.AF_INET)'",
+                       1);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(send(fd, "hello\n", 6, MSG_NOSIGNAL), 6);
+    EXPECT_EQ(read_all(loop, fd, 5000), "got hello\nTrue True\n");
+    close(fd);
+    const core::Millis end = core::monotonic_ms() + 5000;
+    while (run.running() > 0 && core::monotonic_ms() < end) loop.run_once(20);
+    EXPECT_EQ(run.running(), 0u);
+    EXPECT_EQ(run.started(), 1u);
+}
+
+TEST(CommandRunner, CommandRunner_LimitsPerGuestAndInAll) {
+    core::EventLoop loop;
+    std::vector<int> fds;
+    {
+        CommandRunner run(loop);
+        for (size_t i = 0; i < CommandRunner::kMaxCommandsPerGuest; i++) {
+            int fd = run.spawn("exec sleep 30", 1);
+            ASSERT_GE(fd, 0) << i;
+            fds.push_back(fd);
+        }
+        EXPECT_EQ(run.spawn("exec sleep 30", 1), -EAGAIN);  // this guest's share
+        // Others still may, up to kMaxCommands in all.
+        for (uint32_t owner = 2; run.running() < CommandRunner::kMaxCommands; owner++) {
+            int fd = run.spawn("exec sleep 30", owner);
+            ASSERT_GE(fd, 0);
+            fds.push_back(fd);
+        }
+        EXPECT_EQ(run.spawn("exec sleep 30", 99), -EAGAIN);
+        // Stopping kills them (the destructor waits for them).
+    }
+    for (int fd : fds) {
+        char c;
+        EXPECT_EQ(recv(fd, &c, 1, MSG_DONTWAIT), 0);  // the command is gone: EOF
+        close(fd);
+    }
+}
+
+TEST(CommandRunner, CommandRunner_SpawnRateIsLimitedPerGuest) {
+    core::EventLoop loop;
+    CommandRunner run(loop);
+    // A guest that connects and resets over and over: each command exits at
+    // once, but the guest gets only its burst, then kSpawnPerSecond.
+    uint32_t ok = 0;
+    for (uint32_t i = 0; i < CommandRunner::kSpawnBurst + 10; i++) {
+        int fd = run.spawn("exit 0", 7);
+        if (fd >= 0) {
+            ok++;
+            close(fd);
+        }
+        const core::Millis end = core::monotonic_ms() + 2000;
+        while (run.running() > 0 && core::monotonic_ms() < end) loop.run_once(10);
+    }
+    EXPECT_EQ(ok, CommandRunner::kSpawnBurst);
+    loop.advance_clock_for_tests(1000);
+    loop.run_once(0);
+    EXPECT_GE(run.spawn("exit 0", 7), 0);
+}
+
+}  // namespace
+}  // namespace usernet::nat
