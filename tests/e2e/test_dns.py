@@ -198,6 +198,11 @@ class DnsTest(unittest.TestCase):
                     # Upstream queries fail at once (rcode 2), local ones answer.
                     self.assertEqual(lines[0], "ANSWERS 1:0:1 2:2:0 3:0:1 4:2:0", r.stdout + r.stderr)
                     self.assertLess(float(lines[1].split()[1]), 2.0, r.stdout)
+                    # Over UDP too: SERVFAIL, not a hung dig.
+                    t0 = time.monotonic()
+                    r = guest.run(["dig", "+notcp", "+time=5", "+tries=1", "@" + DNS, NAME], timeout=20)
+                    self.assertIn("status: SERVFAIL", r.stdout)
+                    self.assertLess(time.monotonic() - t0, 3.0)
                 un.stop()
 
     def test_many_queries_in_a_row_all_answered(self):
