@@ -149,6 +149,7 @@ void Gateway::handle_ipv4(wire::Bytes payload, const wire::MacAddr& dst_mac,
     }
     if (ip->is_fragment()) {
         auto whole = reasm_.add(*ip, meta.ingress, loop_.now());
+        arm_reassembly_timer();
         if (!whole) return;
         // Offload flags spoke of the fragment, not of the whole: checksums
         // are verified in software from here on.
@@ -269,7 +270,7 @@ void Gateway::handle_icmp_echo(const wire::Ipv4View& ip) {
         stats_.icmp_echo_replies++;
 }
 
-void Gateway::send_time_exceeded(const wire::Ipv4View& ip) {
+void Gateway::send_time_exceeded(const wire::Ipv4View& ip, uint8_t code) {
     // Never an ICMP error about an ICMP error (RFC 1122 3.2.2).
     if (ip.protocol() == wire::ipproto::icmp) {
         auto icmp = wire::Icmp4View::parse(ip.payload());
@@ -284,8 +285,25 @@ void Gateway::send_time_exceeded(const wire::Ipv4View& ip) {
     uint8_t* l4 = tx_l4();
     std::memcpy(l4 + wire::kIcmpHeaderLen, ip.packet().data(), quote);
     size_t len = wire::kIcmpHeaderLen + quote;
-    wire::build_icmp4(l4, wire::icmptype::time_exceeded, 0, 0, len);
+    wire::build_icmp4(l4, wire::icmptype::time_exceeded, code, 0, len);
     send_ip(wire::IpAddr::v4(cfg_.gateway), ip.src_addr(), wire::ipproto::icmp, len);
+}
+
+void Gateway::arm_reassembly_timer() {
+    const core::Millis next = reasm_.next_deadline();
+    if (next == 0) loop_.cancel(reasm_timer_);
+    else if (!reasm_timer_.armed() || reasm_timer_.deadline() != next) loop_.arm_at(reasm_timer_, next);
+}
+
+void Gateway::reassembly_expired() {
+    reasm_.expire(loop_.now(), [this](wire::Bytes first, bool v6, sw::PortId) {
+        if (v6) {
+            if (auto ip = wire::Ipv6View::parse(first)) send_time_exceeded6(*ip, 1);
+        } else if (auto ip = wire::Ipv4View::parse(first)) {
+            send_time_exceeded(*ip, 1);
+        }
+    });
+    arm_reassembly_timer();
 }
 
 // --- output ------------------------------------------------------------------

@@ -329,7 +329,8 @@ private:
     void handle_ipv4(wire::Bytes payload, const wire::MacAddr& dst_mac,
                      const wire::MacAddr& src_mac, const sw::FrameMeta& meta);
     void handle_icmp_echo(const wire::Ipv4View& ip);
-    void send_time_exceeded(const wire::Ipv4View& ip);
+    // ICMP time exceeded about ip: code 0 (TTL) or 1 (fragment reassembly).
+    void send_time_exceeded(const wire::Ipv4View& ip, uint8_t code = 0);
     void send_arp_request(wire::Ipv4 target);
     void send_frame(size_t off, size_t len);
     bool send_fragments4(wire::Ipv4 src, wire::Ipv4 dst, uint8_t proto, size_t l4_len,
@@ -360,7 +361,10 @@ private:
     void send_router_advert(sw::PortId port, const wire::MacAddr& to_mac,
                             const wire::IpAddr& to);
     void advertise_to_all();
-    void send_time_exceeded6(const wire::Ipv6View& ip);
+    void send_time_exceeded6(const wire::Ipv6View& ip, uint8_t code = 0);
+    // Fragments whose datagram ran out of time: ICMP time exceeded, code 1.
+    void arm_reassembly_timer();
+    void reassembly_expired();
     bool rs_allowed(sw::PortId port);
 
     core::EventLoop& loop_;
@@ -372,6 +376,7 @@ private:
     std::unique_ptr<TftpServer> tftp_;
     std::vector<uint8_t> search_wire_;
     Reassembler reasm_;
+    core::Timer reasm_timer_{[this] { reassembly_expired(); }};
     uint32_t frag_id6_ = 0;
     std::unique_ptr<DnsForwarder> dns_;
     std::unique_ptr<DnsTcpService> dns_tcp_;

@@ -66,6 +66,7 @@ void Gateway::handle_ipv6(wire::Bytes payload, const wire::MacAddr& dst_mac,
     }
     if (ip->is_fragment()) {
         auto whole = reasm_.add(*ip, meta.ingress, loop_.now());
+        arm_reassembly_timer();
         if (!whole) return;
         sw::FrameMeta m = meta;
         m.off = wire::Offload{};
@@ -209,7 +210,7 @@ void Gateway::handle_ipv6(wire::Bytes payload, const wire::MacAddr& dst_mac,
     route(src, dst, proto, ip->hop_limit(), ip->packet(), ip->payload(), src_mac, meta);
 }
 
-void Gateway::send_time_exceeded6(const wire::Ipv6View& ip) {
+void Gateway::send_time_exceeded6(const wire::Ipv6View& ip, uint8_t code) {
     // Never an error about an error (RFC 4443 2.4 (e)).
     if (ip.protocol() == wire::ipproto::icmpv6) {
         auto icmp = wire::Icmp6View::parse(ip.payload());
@@ -222,7 +223,7 @@ void Gateway::send_time_exceeded6(const wire::Ipv6View& ip) {
     const size_t quote = std::min(ip.total_len(), kIcmp6ErrorMax - 8);
     uint8_t* l4 = tx_l4();
     l4[0] = wire::icmp6type::time_exceeded;
-    l4[1] = 0;
+    l4[1] = code;
     store32(l4 + 4, 0);
     std::memcpy(l4 + 8, ip.packet().data(), quote);
     const wire::IpAddr from = cfg_.gateway6;

@@ -47,6 +47,40 @@ size_t Reassembler::in_progress() const {
     return n;
 }
 
+core::Millis Reassembler::next_deadline() const {
+    core::Millis next = 0;
+    for (const Slot& s : slots_) {
+        if (!s.used) continue;
+        const core::Millis d = s.started + (s.v6 ? kTimeout6Ms : kTimeout4Ms);
+        if (next == 0 || d < next) next = d;
+    }
+    return next;
+}
+
+std::optional<wire::Bytes> Reassembler::first_fragment(Slot& s) {
+    if (s.hdr_len == 0) return std::nullopt;
+    size_t len0 = 0;
+    for (size_t i = 0; i < s.pieces; i++)
+        if (s.ranges[i].first == 0) len0 = s.ranges[i].end;
+    if (len0 == 0) return std::nullopt;
+    uint8_t* data = s.buf.get() + kMaxHeader;
+    if (!s.v6) {
+        uint8_t* h = data - s.hdr_len;
+        std::memcpy(h, s.hdr.data(), s.hdr_len);  // as it came: MF, its own length
+        return wire::Bytes(h, s.hdr_len + len0);
+    }
+    // The IPv6 header, then the fragment header it pointed to (offset 0,
+    // more to come), then the data.
+    uint8_t* h = data - wire::kIpv6HeaderLen - 8;
+    std::memcpy(h, s.hdr.data(), wire::kIpv6HeaderLen);
+    uint8_t* fh = h + wire::kIpv6HeaderLen;
+    fh[0] = s.proto;
+    fh[1] = 0;
+    wire::store16(fh + 2, 1);  // offset 0, M
+    wire::store32(fh + 4, s.id);
+    return wire::Bytes(h, wire::kIpv6HeaderLen + 8 + len0);
+}
+
 void Reassembler::drop(Slot& s, uint64_t& counter) {
     s.used = false;
     counter++;

@@ -24,7 +24,10 @@
 //   nothing a guest sends through a NAT needs them.
 // The reassembled packet keeps the first fragment's header (IPv4: its
 // options too; the total length, fragment fields and checksum rewritten;
-// IPv6: the fragment header removed, the payload length rewritten).
+// IPv6: the fragment header removed, the payload length rewritten). A
+// datagram that runs out of time is reported through expire(), which the
+// gateway runs from a timer to send the guest an ICMP time exceeded
+// (code 1) quoting the first fragment, when that came.
 #pragma once
 
 #include <array>
@@ -66,6 +69,21 @@ public:
 
     const ReassemblyStats& stats() const { return stats_; }
     size_t in_progress() const;
+    // When the oldest datagram in progress runs out of time (0: none).
+    core::Millis next_deadline() const;
+    // Drops the datagrams whose time ran out by `now`. For each whose first
+    // fragment (offset 0) came, calls expired(first, v6, port) with that
+    // fragment as it arrived (an IPv4 packet; an IPv6 packet with its
+    // fragment header), for the ICMP "fragment reassembly time exceeded"
+    // that RFC 792 / RFC 8200 4.5 ask for (none without fragment zero).
+    template <class F>
+    void expire(core::Millis now, F&& expired) {
+        for (Slot& s : slots_) {
+            if (!s.used || now - s.started < (s.v6 ? kTimeout6Ms : kTimeout4Ms)) continue;
+            drop(s, stats_.dropped_timeout);
+            if (auto first = first_fragment(s)) expired(*first, s.v6, s.port);
+        }
+    }
 
 private:
     static constexpr size_t kMaxHeader = 60;  // an IPv4 header with options; IPv6's 40
@@ -103,6 +121,7 @@ private:
         wire::Bytes data;
     };
     std::optional<wire::Bytes> take(const Piece& p, sw::PortId port, core::Millis now);
+    std::optional<wire::Bytes> first_fragment(Slot& s);
     Slot* slot_for(const Piece& p, sw::PortId port, core::Millis now);
     void drop(Slot& s, uint64_t& counter);
 

@@ -176,6 +176,66 @@ TEST_F(FragTest, Fragments_TooManyPiecesDropTheDatagram) {
     EXPECT_EQ(gw->reassembly_stats().dropped_limit, 1u);
 }
 
+// A datagram not complete in time: ICMP time exceeded, code 1 (fragment
+// reassembly), quoting its first fragment; none when the first fragment
+// never came (RFC 792, RFC 8200 4.5).
+TEST_F(FragTest, Fragments_ADatagramThatRunsOutOfTimeIsReportedWithCode1) {
+    gw->learn_neighbor(kGuestIp, kGuestMac, 1500);
+    input(frag4(d4, {0, 1480, true}, 51));        // fragment zero, never completed
+    input(frag4(d4, {1480, 1480, true}, 52));     // no fragment zero
+    input(frag6(d6, {0, 1448, true}, 61));
+    // The frames that are ICMP time exceeded (router advertisements come too).
+    auto errors = [&] {
+        std::vector<std::vector<uint8_t>> out;
+        for (const auto& f : guest.frames) {
+            if (auto v4 = wire::Ipv4View::parse(wire::Bytes(f).subspan(14));
+                v4 && v4->protocol() == wire::ipproto::icmp &&
+                v4->payload()[0] == wire::icmptype::time_exceeded)
+                out.push_back(f);
+            if (auto v6 = wire::Ipv6View::parse(wire::Bytes(f).subspan(14));
+                v6 && v6->protocol() == wire::ipproto::icmpv6 &&
+                v6->payload()[0] == wire::icmp6type::time_exceeded)
+                out.push_back(f);
+        }
+        return out;
+    };
+    guest.frames.clear();
+    loop.advance_clock_for_tests(gw::Reassembler::kTimeout4Ms + 1);
+    loop.run_once(0);
+    auto e4 = errors();
+    ASSERT_EQ(e4.size(), 1u);  // the IPv4 one only, so far
+    auto ip = wire::Ipv4View::parse(wire::Bytes(e4[0]).subspan(14));
+    ASSERT_TRUE(ip);
+    EXPECT_EQ(ip->protocol(), wire::ipproto::icmp);
+    EXPECT_EQ(ip->dst(), kGuestIp);
+    auto icmp = ip->payload();
+    EXPECT_EQ(icmp[0], wire::icmptype::time_exceeded);
+    EXPECT_EQ(icmp[1], 1);
+    ASSERT_EQ(icmp.size(), 8u + 20u + 8u);  // the first fragment's header and 8 bytes
+    EXPECT_EQ(wire::load16(icmp.data() + 8 + 4), 51);  // its id
+    EXPECT_EQ(wire::load16(icmp.data() + 8 + 6), 0x2000);  // MF, offset 0
+    EXPECT_EQ(gw->reassembly_stats().dropped_timeout, 2u);
+
+    guest.frames.clear();
+    loop.advance_clock_for_tests(gw::Reassembler::kTimeout6Ms);
+    loop.run_once(0);
+    auto e6 = errors();
+    ASSERT_EQ(e6.size(), 1u);
+    auto ip6 = wire::Ipv6View::parse(wire::Bytes(e6[0]).subspan(14));
+    ASSERT_TRUE(ip6);
+    EXPECT_EQ(ip6->protocol(), wire::ipproto::icmpv6);
+    EXPECT_EQ(ip6->dst_addr(), kGuest6);
+    auto icmp6 = ip6->payload();
+    EXPECT_EQ(icmp6[0], wire::icmp6type::time_exceeded);
+    EXPECT_EQ(icmp6[1], 1);
+    // The quote: the first fragment's IPv6 header and fragment header (id 61).
+    ASSERT_GE(icmp6.size(), 8u + 48u);
+    EXPECT_EQ(icmp6[8 + 6], wire::ipproto::ipv6_frag);
+    EXPECT_EQ(wire::load32(icmp6.data() + 8 + 40 + 4), 61u);
+    EXPECT_EQ(gw->reassembly_stats().dropped_timeout, 3u);
+    EXPECT_EQ(gw->reassembly_stats().fragments, 3u);
+}
+
 // The frames a guest port received, put back together by a Reassembler of
 // its own (as the guest's IP layer would).
 template <class View>
