@@ -591,6 +591,13 @@ void TcpNat::open_outbound(const gw::GuestPacket& pkt, const wire::TcpView& seg,
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         set_oob_inline(fd);
+    } else {
+        // A unix socket's send buffer does not grow by itself as TCP's
+        // does, and it is the window the guest gets: ask for kLocalSndBuf
+        // (beyond net.core.wmem_max only with CAP_NET_ADMIN).
+        int size = kLocalSndBuf;
+        if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &size, sizeof size) < 0)
+            setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
     }
     if (peek_off_ok_) {
         int zero = 0;

@@ -203,6 +203,7 @@ private:
     size_t lingering_ = 0;
     std::unique_ptr<uint8_t[]> discard_;       // peek-from-0 fallback only
     static constexpr size_t kLocalSinkSize = 64 * 1024;
+    static constexpr int kLocalSndBuf = 4 << 20;  // unix-socket host sides (guest forwards)
     std::unique_ptr<uint8_t[]> local_sink_;    // settle() of local flows, on first use
     // One peek of several segments for a guest without offload, cut into
     // frames by send_pending().
