@@ -610,21 +610,23 @@ void resolve_addresses(const CLI::App& app, const RawOptions& raw, Config& cfg) 
         const wire::Ipv4 mask = cidr->prefix_len ? ~wire::Ipv4{0} << (32 - cidr->prefix_len) : 0;
         net.dhcp_routes.push_back({cidr->addr & mask, cidr->prefix_len, *via});
     }
+    // DHCP options 66 and 67 hold 255 bytes; a name has no spaces or controls.
+    auto dhcp_token = [](const std::string& t) {
+        return !t.empty() && t.size() <= 255 &&
+               std::all_of(t.begin(), t.end(), [](char ch) {
+                   return static_cast<unsigned char>(ch) > ' ' && ch != 0x7f;
+               });
+    };
     if (given(app, "--bootfile")) {
         const std::string& b = raw.bootfile;
-        // DHCP option 67 holds 255 bytes; a name has no spaces or controls.
-        bool ok = !b.empty() && b.size() <= 255;
-        for (char ch : b) ok = ok && static_cast<unsigned char>(ch) > ' ' && ch != 0x7f;
-        if (!ok)
+        if (!dhcp_token(b))
             fail("--bootfile", "'" + b + "' is not a boot file name or URL",
                  "give a file name under --tftp (1-255 characters, no spaces) or a URL");
         net.bootfile = b;
     }
     if (given(app, "--tftp-server-name")) {
         const std::string& n = raw.tftp_server_name;
-        bool ok = !n.empty() && n.size() <= 255;
-        for (char ch : n) ok = ok && static_cast<unsigned char>(ch) > ' ' && ch != 0x7f;
-        if (!ok)
+        if (!dhcp_token(n))
             fail("--tftp-server-name", "'" + n + "' is not a server name",
                  "give a host name or address (1-255 characters, no spaces)");
         if (!given(app, "--bootfile") || net.bootfile_is_url())
