@@ -192,6 +192,27 @@ class GuestFwdTest(unittest.TestCase):
             self.assertFalse(os.path.exists(states[0]))
 
 
+class SmbMissingTest(unittest.TestCase):
+    def test_without_smbd_one_line_names_the_package(self):
+        """With no smbd to run (hidden by a bind mount in a private mount
+        namespace), --smb refuses to start, in one line that names the
+        samba package, with exit status 1."""
+        netlab.require_tools("unshare", "smbd")
+        with netlab.Lab("gfwd") as lab:
+            share = lab.path("share")
+            os.mkdir(share)
+            smbd = subprocess.run(["sh", "-c", "command -v smbd"], capture_output=True,
+                                  text=True).stdout.strip()
+            script = ("mount --bind /dev/null %s && PATH=/usr/bin:/bin exec %s --socket %s --smb %s"
+                      % (smbd, netlab.usernet_bin(), lab.path("s.sock"), share))
+            r = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script],
+                               capture_output=True, text=True, timeout=30)
+            self.assertEqual(r.returncode, 1, r.stderr)
+            lines = [line for line in r.stderr.splitlines() if line.strip()]
+            self.assertEqual(len(lines), 1, r.stderr)
+            self.assertIn("install the samba package", lines[0])
+
+
 def _children(pid):
     """PIDs whose parent is pid."""
     out = []
