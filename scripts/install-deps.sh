@@ -15,7 +15,8 @@ libspdlog-dev libfmt-dev libclang-rt-14-dev pkg-config libmnl-dev libwslay-dev n
 # its package here, and tests/e2e/test_netlab.py checks the two agree -- under
 # CI=true a missing one fails the tests instead of skipping them):
 #  - iproute2 (ip netns, ss), procps (sysctl), python3 (the harness; stdlib only)
-#  - util-linux (setpriv: usernet without CAP_NET_RAW in test_nat_extra)
+#  - util-linux (setpriv: usernet without CAP_NET_RAW in test_nat_extra; unshare: a
+#    mount namespace without smbd in test_guestfwd)
 #  - busybox: udhcpc, ping, nslookup, wget in the guests and the QEMU initramfs.
 #    busybox and busybox-static conflict; either one will do (see below).
 #  - udhcpc: the standalone DHCP client package (busybox's, as /usr/sbin/udhcpc)

@@ -95,6 +95,7 @@ PACKAGE_OF = {
     "smbd": "samba", "smbclient": "smbclient",
     "tshark": "tshark", "qemu-system-x86_64": "qemu-system-x86", "cpio": "cpio",
     "gzip": "gzip", "iperf3": "iperf3", "socat": "socat", "setpriv": "util-linux",
+    "unshare": "util-linux",
     "prlimit": "util-linux",
     "bochs": "bochs", "xorriso": "xorriso",
     "vde_plug": "vdeplug", "vde_plug2tap": "vde2",
