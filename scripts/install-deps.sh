@@ -9,7 +9,7 @@
 set -eu
 
 BUILD_PKGS="cmake ninja-build g++ clang libgtest-dev libgmock-dev libcli11-dev nlohmann-json3-dev
-libspdlog-dev libfmt-dev libclang-rt-14-dev pkg-config libmnl-dev libwslay-dev nettle-dev"
+libspdlog-dev libfmt-dev libclang-rt-14-dev pkg-config libmnl-dev libwslay-dev nettle-dev libslirp-dev"
 
 # Tests (every tool they run; tests/e2e/netlab.py's PACKAGE_OF maps each to
 # its package here, and tests/e2e/test_netlab.py checks the two agree -- under
@@ -23,7 +23,8 @@ libspdlog-dev libfmt-dev libclang-rt-14-dev pkg-config libmnl-dev libwslay-dev n
 #  - curl, dnsutils (dig), dnsmasq-base (the upstream DNS server in test_dns)
 #  - ndisc6 (rdisc6: what a router advertisement carries, RDNSS included)
 #  - isc-dhcp-client (dhclient -6: a DHCPv6 client)
-#  - tshark (reads --pcap output), iperf3, socat, passt and slirp4netns (comparisons)
+#  - tshark (reads --pcap output), iperf3, socat, passt and slirp4netns (comparisons;
+#    test_slirp4netns also runs slirp4netns on usernet's libslirp.so.0)
 #  - ppp, net-tools: pppd and slattach inside the serial-line QEMU guest
 #  - qemu-system-x86, linux-image-amd64, cpio, gzip, xz-utils, zstd: the QEMU guest
 #  - vde2 (vde_plug2tap) and vdeplug (vde_plug with vde:// and tap:// plugs):

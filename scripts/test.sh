@@ -28,13 +28,13 @@ done
 if [ "$mode" = sanitize ]; then
 	dir=build-asan
 	cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Debug \
-		-DCMAKE_CXX_COMPILER=clang++ -DUSERNET_WERROR=ON -DUSERNET_SANITIZE=ON
+		-DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DUSERNET_WERROR=ON -DUSERNET_SANITIZE=ON
 	export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1
 	export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 else
 	dir=build-test
 	cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-		-DCMAKE_CXX_COMPILER=g++ -DUSERNET_WERROR=ON
+		-DCMAKE_C_COMPILER=gcc -DCMAKE_CXX_COMPILER=g++ -DUSERNET_WERROR=ON
 fi
 cmake --build "$dir"
 # The tests are mostly waiting on namespaces and guests, not CPU: run a few

@@ -210,6 +210,20 @@ bool EventLoop::run_once(int timeout_ms) {
     return !stopped_;
 }
 
+int EventLoop::timeout_ms() const {
+    if (!deferred_.empty()) return 0;
+    if (heap_.empty()) return -1;
+    const Millis now = monotonic_ms() + skew_;
+    const Millis due = heap_[0]->deadline_;
+    return due <= now ? 0 : static_cast<int>(std::min<Millis>(due - now, 60000));
+}
+
+void EventLoop::run_pending() {
+    if (in_batch_) return;  // the batch runs it at its end
+    now_ = monotonic_ms() + skew_;
+    run_deferred();
+}
+
 void EventLoop::run() {
     while (run_once(-1)) {
     }

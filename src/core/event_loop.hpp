@@ -96,6 +96,16 @@ public:
     void stop() { stopped_ = true; }
     bool stopped() const { return stopped_; }
 
+    // For an embedder's own loop (embed/engine.hpp): the epoll descriptor,
+    // readable when run_once(0) has events to handle; and how long that
+    // loop may sleep before calling run_once(0) anyway: 0 when deferred work
+    // is queued, the time to the next timer, or -1 when there is none.
+    int fd() const { return epfd_; }
+    int timeout_ms() const;
+    // Runs the deferred work queued outside a batch now (frames an embedder
+    // handed in between batches), then the timers that are due.
+    void run_pending();
+
     // Busy polling: for `us` microseconds after a wakeup that had events
     // and moved little data (at most kBusyPollMaxBytes through note_bytes():
     // requests, responses, handshakes, not bulk transfers), poll without

@@ -207,6 +207,12 @@ public:
     wire::IpAddr guest_v6_of(const wire::IpAddr& v4) const;
 
     const NetConfig& config() const { return cfg_; }
+    // Makes a an address the gateway answers for (NetConfig::service_addrs)
+    // at run time: an embedder's guest forward. The DHCP pool was made
+    // without it; the caller keeps it out of the pool's range.
+    void add_service_addr(const wire::IpAddr& a) {
+        if (!cfg_.is_service_addr(a)) cfg_.service_addrs.push_back(a);
+    }
     const GatewayStats& gw_stats() const { return stats_; }
     const ReassemblyStats& reassembly_stats() const { return reasm_.stats(); }
     core::EventLoop& loop() { return loop_; }
@@ -240,6 +246,11 @@ public:
     // with another MAC uses it, or it is reserved for another attachment.
     bool address_taken(wire::Ipv4 ip, const wire::MacAddr& mac, sw::PortId port) const;
     size_t neighbor_count() const { return neighbors_.size(); }
+    // Calls fn(ip, mac) for each IPv4 neighbor (listings).
+    template <class F>
+    void for_each_neighbor4(F&& fn) const {
+        for (const auto& [ip, n] : neighbors_) fn(wire::IpAddr::v4(ip), n.mac);
+    }
     // Our own IPv4 addresses (gateway, DNS, and the service addresses).
     bool is_own_v4(wire::Ipv4 a) const {
         return a == cfg_.gateway || a == cfg_.dns ||

@@ -522,6 +522,27 @@ int open_listener(const ForwardSpec& spec, const wire::IpAddr& addr, uint16_t po
 
 }  // namespace
 
+size_t Forwarder::remove(char proto, const std::optional<wire::IpAddr>& bind_addr,
+                         uint16_t host_port) {
+    size_t removed = 0;
+    for (auto it = bindings_.begin(); it != bindings_.end();) {
+        if (it->proto != proto || it->host_port != host_port || it->bind_addr != bind_addr) {
+            ++it;
+            continue;
+        }
+        if (proto == 't') {
+            const int fd = it->fd;
+            std::erase_if(tcp_listeners_, [fd](const auto& l) { return l->fd() == fd; });
+        } else {
+            nat_.udp().remove_forward_socket(it->fd);
+            udp_sockets_--;
+        }
+        it = bindings_.erase(it);
+        removed++;
+    }
+    return removed;
+}
+
 void Forwarder::add(const ForwardSpec& spec) {
     if ((spec.proto != 't' && spec.proto != 'u') || spec.host_first == 0 ||
         spec.host_last < spec.host_first || spec.guest_first == 0 ||
@@ -573,6 +594,7 @@ void Forwarder::add(const ForwardSpec& spec) {
                 nat_.udp().add_forward_socket(bound[i].fd, guest_port, spec.guest_addr);
                 udp_sockets_++;
             }
+            bindings_.push_back(Binding{spec.proto, spec.bind_addr, bound[i].host_port, bound[i].fd});
         }
     } catch (const std::exception& e) {
         for (size_t k = i + 1; k < bound.size(); k++) close(bound[k].fd);

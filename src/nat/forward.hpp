@@ -138,16 +138,36 @@ public:
     // std::runtime_error("cannot listen on 127.0.0.1:8080/tcp: Address
     // already in use") style errors.
     void add(const ForwardSpec& spec);
+    // Stops listening for the forward of proto ('t' or 'u') bound to
+    // host_port on bind_addr (none: the every-address form, both
+    // families). Connections already accepted live on; a UDP forward's
+    // clients are forgotten. Returns the number of sockets closed (0: no
+    // such forward).
+    size_t remove(char proto, const std::optional<wire::IpAddr>& bind_addr, uint16_t host_port);
 
     const ForwardStats& stats() const { return stats_; }
+    // The listening sockets, for listings: proto ('t', 'u') and descriptor.
+    template <class F>
+    void for_each_listener(F&& fn) const {
+        for (const Binding& b : bindings_) fn(b.proto, b.fd);
+    }
     size_t listener_count() const { return tcp_listeners_.size() + udp_sockets_; }
 
 private:
     class TcpListener;
     friend class TcpListener;
 
+    // One listening socket of a forward, for remove().
+    struct Binding {
+        char proto;
+        std::optional<wire::IpAddr> bind_addr;  // the spec's
+        uint16_t host_port;
+        int fd;
+    };
+
     Nat& nat_;
     std::vector<std::unique_ptr<TcpListener>> tcp_listeners_;
+    std::vector<Binding> bindings_;
     size_t udp_sockets_ = 0;
     ForwardStats stats_;
     ForwardPortPicker ports_;

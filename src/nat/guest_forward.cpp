@@ -62,6 +62,8 @@ std::string GuestForwardSpec::to_string() const {
         return s + bracketed(host) + ":" + std::to_string(host_port);
     case Kind::unix_socket:
         return s + "unix:" + path;
+    case Kind::embedder:
+        return s + "the embedder";
     case Kind::command:
         return s + "cmd:" + command;
     }

@@ -48,8 +48,19 @@
 
 namespace usernet::nat {
 
+// The host side of a guest forward an embedder provides itself (libslirp's
+// slirp_add_guestfwd, whose bytes go to a QEMU chardev): per connection,
+// a connected stream socket whose other end the opener keeps, or -errno.
+class GuestForwardOpener {
+public:
+    virtual int open_connection(uint32_t owner) = 0;
+
+protected:
+    ~GuestForwardOpener() = default;
+};
+
 struct GuestForwardSpec {
-    enum class Kind : uint8_t { tcp, unix_socket, command };
+    enum class Kind : uint8_t { tcp, unix_socket, command, embedder };
     wire::IpAddr addr;  // the virtual address inside the LAN
     uint16_t port = 0;
     Kind kind = Kind::tcp;
@@ -57,6 +68,7 @@ struct GuestForwardSpec {
     uint16_t host_port = 0;
     std::string path;       // unix_socket: the socket's path
     std::string command;    // command: run by /bin/sh -c
+    GuestForwardOpener* opener = nullptr;  // embedder: not owned
 
     // "10.0.2.100:1234 -> 127.0.0.1:8000", for logs.
     std::string to_string() const;

@@ -61,6 +61,12 @@ void Nat::add_forward(const ForwardSpec& spec) { fwd_->add(spec); }
 
 void Nat::add_guest_forward(const GuestForwardSpec& spec) { guest_fwds_.push_back(spec); }
 
+bool Nat::remove_guest_forward(const wire::IpAddr& addr, uint16_t port) {
+    return std::erase_if(guest_fwds_, [&](const GuestForwardSpec& g) {
+               return g.addr == addr && g.port == port;
+           }) != 0;
+}
+
 HostTarget Nat::host_target(const wire::IpAddr& dst, uint16_t port, uint8_t proto) {
     const gw::NetConfig& c = gw_.config();
     HostTarget t;
@@ -90,6 +96,9 @@ HostTarget Nat::host_target(const wire::IpAddr& dst, uint16_t port, uint8_t prot
         }
         case GuestForwardSpec::Kind::command:
             t.command = &g.command;
+            break;
+        case GuestForwardSpec::Kind::embedder:
+            t.opener = g.opener;
             break;
         }
         return t;

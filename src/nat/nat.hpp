@@ -92,6 +92,8 @@ struct HostTarget {
     const std::string* command = nullptr;
     // The DNS address's TCP port: the gateway's own service (dns_tcp.hpp).
     gw::DnsTcpService* dns_tcp = nullptr;
+    // An embedder's guest forward (GuestForwardOpener).
+    GuestForwardOpener* opener = nullptr;
     bool ok() const { return verdict == Verdict::ok; }
     bool forbidden() const { return verdict == Verdict::forbidden; }
 };
@@ -117,6 +119,9 @@ public:
     // A guest forward (guest_forward.hpp). The address must be one the
     // gateway answers for (NetConfig::service_addrs).
     void add_guest_forward(const GuestForwardSpec& spec);
+    // Removes the guest forward at addr:port; connections already made
+    // live on. False when there is none.
+    bool remove_guest_forward(const wire::IpAddr& addr, uint16_t port);
     const std::vector<GuestForwardSpec>& guest_forwards() const { return guest_fwds_; }
     CommandRunner& commands() { return commands_; }
 
@@ -133,6 +138,8 @@ public:
     gw::Gateway& gateway() { return gw_; }
     const NatLimits& limits() const { return limits_; }
     NatStats& stats() { return stats_; }
+    const NatStats& stats() const { return stats_; }
+    Forwarder& forwarder() { return *fwd_; }
     TcpNat& tcp() { return *tcp_; }
     UdpNat& udp() { return *udp_; }
     IcmpNat& icmp() { return *icmp_; }

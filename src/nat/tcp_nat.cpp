@@ -572,10 +572,11 @@ void TcpNat::open_outbound(const gw::GuestPacket& pkt, const wire::TcpView& seg,
     // A guest forward's target may be a unix socket (FlowState::local), or
     // a command, whose socket comes connected; so does the gateway's DNS
     // over TCP, one end of a socketpair (local too).
-    const bool connected = target.command || target.dns_tcp;
-    const bool local = target.addr.ss_family == AF_UNIX || target.dns_tcp;
+    const bool connected = target.command || target.dns_tcp || target.opener;
+    const bool local = target.addr.ss_family == AF_UNIX || target.dns_tcp || target.opener;
     int fd = target.command   ? nat_.commands().spawn(*target.command, pkt.port)
              : target.dns_tcp ? target.dns_tcp->open_session(pkt.port)
+             : target.opener  ? target.opener->open_connection(pkt.port)
                               : socket(target.addr.ss_family,
                                        SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
                                        local ? 0 : IPPROTO_TCP);
@@ -2132,6 +2133,10 @@ void TcpNat::run_deferred() {
     ack_running_.clear();
     free_.insert(free_.end(), dead_.begin(), dead_.end());
     dead_.clear();
+}
+
+void TcpNat::for_each_flow(const std::function<void(const tcp::FlowState&)>& fn) const {
+    for (const auto& [key, flow] : flows_) fn(flow->st);
 }
 
 }  // namespace usernet::nat

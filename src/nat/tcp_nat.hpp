@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <deque>
 #include <initializer_list>
+#include <functional>
 #include <memory>
 #include <unordered_map>
 #include <vector>
@@ -84,6 +85,8 @@ public:
     // Live flows, lingering ones included.
     size_t flow_count() const { return flows_.size(); }
     // Whether a live flow (not one lingering after its close) has this key.
+    // Calls fn with every live flow (listings: libslirp's connection info).
+    void for_each_flow(const std::function<void(const tcp::FlowState&)>& fn) const;
     bool has_flow(const tcp::FlowKey& key) const {
         auto it = flows_.find(key);
         return it != flows_.end() && it->second->st.phase != tcp::Phase::linger;

@@ -614,6 +614,21 @@ void UdpNat::add_forward_socket(int fd, uint16_t guest_port,
     listeners_.push_back(std::move(l));
 }
 
+void UdpNat::remove_forward_socket(int fd) {
+    auto it = std::find_if(listeners_.begin(), listeners_.end(),
+                           [fd](const auto& l) { return l->fd == fd; });
+    if (it == listeners_.end()) return;
+    Listener* l = it->get();
+    for (auto p = peers_.begin(); p != peers_.end();) {
+        Peer& peer = *p->second;
+        ++p;
+        if (peer.listener == l) destroy_peer(peer);
+    }
+    loop_.remove(l->fd, l);
+    close(l->fd);
+    listeners_.erase(it);
+}
+
 void UdpNat::listener_read(Listener& l) {
     for (unsigned round = 0; round < kMaxReadRounds; round++) {
         int n = recv_batch(l.fd);

@@ -169,6 +169,9 @@ public:
     // Takes ownership of fd, a bound non-blocking UDP socket of a -u forward:
     // its datagrams go to guest_port of guest_addr (or of the current guest).
     void add_forward_socket(int fd, uint16_t guest_port, std::optional<wire::IpAddr> guest_addr);
+    // Closes a forward socket add_forward_socket() took, and forgets its
+    // clients (their replies have nowhere to go).
+    void remove_forward_socket(int fd);
 
     const UdpStats& stats() const { return stats_; }
     size_t flow_count() const { return flows_.size(); }

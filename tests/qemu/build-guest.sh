@@ -182,6 +182,10 @@ case "$1" in
     ip -4 addr flush dev "$interface"
     ip addr add "$ip/${mask:-24}" dev "$interface"
     for r in $router; do ip route replace default via "$r" dev "$interface"; break; done
+    if [ -n "$dns" ]; then
+        mkdir -p /etc
+        for d in $dns; do echo "nameserver $d"; done > /etc/resolv.conf
+    fi
     echo "UN-LEASE ip=$ip mask=$mask router=$router dns=$dns serverid=$serverid" ;;
 esac
 exit 0

@@ -1,0 +1,149 @@
+/*
+ * tap_embedder: the smallest emulator there is. It attaches one "NIC" to a
+ * usernet LAN through the C API (include/usernet.h); the NIC is a TAP
+ * device in a network namespace, so the namespace's kernel plays the guest.
+ * This is the loop an emulator writes: poll usernet's descriptor beside its
+ * own, call usernet_poll() when either is ready or the timeout passes, hand
+ * guest frames to usernet_nic_input(), and write what the send callback
+ * gets to the guest.
+ *
+ *   tap_embedder NETNS [IFNAME] [-t HOSTPORT:GUESTPORT]...
+ *
+ * NETNS is a name under /run/netns (ip netns add) or a path; IFNAME defaults
+ * to tap0. usernet's host sockets stay in the namespace the program started
+ * in. It runs until SIGINT or SIGTERM.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/if.h>
+#include <linux/if_tun.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include <usernet.h>
+
+static volatile sig_atomic_t stop;
+static void on_signal(int sig) { (void)sig; stop = 1; }
+
+/* Opens IFNAME as a TAP inside the namespace at ns_path. */
+static int open_tap_in(const char *ns_path, const char *ifname) {
+    int self = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+    int target = open(ns_path, O_RDONLY | O_CLOEXEC);
+    if (self < 0 || target < 0) {
+        fprintf(stderr, "tap_embedder: cannot open namespace %s: %s\n", ns_path, strerror(errno));
+        return -1;
+    }
+    if (setns(target, CLONE_NEWNET) < 0) {
+        fprintf(stderr, "tap_embedder: cannot enter %s: %s (needs CAP_SYS_ADMIN)\n", ns_path,
+                strerror(errno));
+        return -1;
+    }
+    int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof ifr);
+    ifr.ifr_flags = IFF_TAP | IFF_NO_PI;
+    snprintf(ifr.ifr_name, sizeof ifr.ifr_name, "%s", ifname);
+    if (fd < 0 || ioctl(fd, TUNSETIFF, &ifr) < 0) {
+        fprintf(stderr, "tap_embedder: cannot create TAP %s: %s\n", ifname, strerror(errno));
+        if (fd >= 0) close(fd);
+        fd = -1;
+    }
+    if (setns(self, CLONE_NEWNET) < 0) {
+        fprintf(stderr, "tap_embedder: cannot return to our namespace: %s\n", strerror(errno));
+        exit(1);
+    }
+    close(self);
+    close(target);
+    return fd;
+}
+
+/* The NIC's receive path: usernet's frame for the guest. */
+static void send_to_guest(void *opaque, const void *frame, size_t len) {
+    int tap = *(int *)opaque;
+    if (write(tap, frame, len) < 0 && errno != EAGAIN) perror("tap_embedder: write");
+}
+
+static void log_line(void *opaque, enum usernet_log_level level, const char *msg) {
+    (void)opaque;
+    fprintf(stderr, "tap_embedder: usernet %s: %s\n",
+            level >= USERNET_LOG_WARN ? "warning" : "info", msg);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        fprintf(stderr, "usage: %s NETNS [IFNAME] [-t HOSTPORT:GUESTPORT]...\n", argv[0]);
+        return 2;
+    }
+    char ns_path[256];
+    if (strchr(argv[1], '/')) snprintf(ns_path, sizeof ns_path, "%s", argv[1]);
+    else snprintf(ns_path, sizeof ns_path, "/run/netns/%s", argv[1]);
+    int argi = 2;
+    const char *ifname = "tap0";
+    if (argi < argc && argv[argi][0] != '-') ifname = argv[argi++];
+
+    struct usernet_config cfg;
+    usernet_config_init(&cfg);
+    cfg.log = log_line;
+    cfg.log_level = USERNET_LOG_INFO;
+    usernet_t *net = usernet_new(&cfg);
+    if (!net) {
+        fprintf(stderr, "tap_embedder: %s\n", usernet_last_error());
+        return 1;
+    }
+    for (; argi + 1 < argc && strcmp(argv[argi], "-t") == 0; argi += 2) {
+        unsigned host, guest;
+        if (sscanf(argv[argi + 1], "%u:%u", &host, &guest) != 2 || host == 0 || host > 65535 ||
+            guest == 0 || guest > 65535) {
+            fprintf(stderr, "tap_embedder: bad forward '%s': give HOSTPORT:GUESTPORT\n", argv[argi + 1]);
+            return 2;
+        }
+        if (usernet_add_hostfwd(net, 't', "127.0.0.1", (uint16_t)host, NULL, (uint16_t)guest) < 0) {
+            fprintf(stderr, "tap_embedder: %s\n", usernet_last_error());
+            return 1;
+        }
+    }
+    int tap = open_tap_in(ns_path, ifname);
+    if (tap < 0) return 1;
+    usernet_nic_t *nic = usernet_nic_new(net, send_to_guest, &tap, 1500);
+    if (!nic) {
+        fprintf(stderr, "tap_embedder: %s\n", usernet_last_error());
+        return 1;
+    }
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+    signal(SIGPIPE, SIG_IGN);
+    fprintf(stderr, "tap_embedder: %s on %s in %s\n", usernet_version(), ifname, ns_path);
+
+    static unsigned char frame[65536];
+    while (!stop) {
+        struct pollfd fds[2] = {{tap, POLLIN, 0}, {usernet_fd(net), POLLIN, 0}};
+        if (poll(fds, 2, usernet_timeout(net)) < 0 && errno != EINTR) {
+            perror("tap_embedder: poll");
+            break;
+        }
+        if (fds[0].revents & POLLIN) {
+            for (int i = 0; i < 64; i++) { /* a batch of the guest's frames */
+                ssize_t n = read(tap, frame, sizeof frame);
+                if (n <= 0) break;
+                usernet_nic_input(nic, frame, (size_t)n);
+            }
+        }
+        usernet_poll(net);
+    }
+    struct usernet_stats st;
+    usernet_get_stats(net, &st);
+    fprintf(stderr, "tap_embedder: %llu frames in, %llu out, %llu dropped\n",
+            (unsigned long long)st.rx_frames, (unsigned long long)st.tx_frames,
+            (unsigned long long)st.dropped);
+    usernet_nic_free(nic);
+    usernet_free(net);
+    close(tap);
+    return 0;
+}

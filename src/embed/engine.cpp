@@ -1,0 +1,189 @@
+// See engine.hpp.
+#include "embed/engine.hpp"
+
+#include <spdlog/sinks/base_sink.h>
+#include <spdlog/spdlog.h>
+
+#include <mutex>
+#include <stdexcept>
+
+#include "gateway/gateway.hpp"
+#include "gateway/resolv_conf.hpp"
+#include "nat/icmp_nat.hpp"
+#include "nat/tcp_nat.hpp"
+#include "nat/udp_nat.hpp"
+
+namespace usernet::embed {
+
+namespace {
+
+thread_local const Engine* t_current = nullptr;
+
+// spdlog's default logger, in a process of engines: each message goes to
+// the engine running on this thread (none: dropped).
+class DispatchSink final : public spdlog::sinks::base_sink<spdlog::details::null_mutex> {
+protected:
+    void sink_it_(const spdlog::details::log_msg& msg) override {
+        const Engine* e = t_current;
+        if (!e) return;
+        LogLevel lvl = msg.level <= spdlog::level::debug ? LogLevel::debug
+                       : msg.level == spdlog::level::info ? LogLevel::info
+                       : msg.level == spdlog::level::warn ? LogLevel::warn
+                                                          : LogLevel::error;
+        e->log(lvl, std::string_view(msg.payload.data(), msg.payload.size()));
+    }
+    void flush_() override {}
+};
+
+spdlog::level::level_enum to_spdlog(LogLevel l) {
+    switch (l) {
+    case LogLevel::debug: return spdlog::level::debug;
+    case LogLevel::info: return spdlog::level::info;
+    case LogLevel::warn: return spdlog::level::warn;
+    case LogLevel::error: return spdlog::level::err;
+    }
+    return spdlog::level::warn;
+}
+
+// Installs the dispatching logger once per process, and lowers its level to
+// what the most talkative engine asks for (never raised again: a level
+// check is all a quieter engine pays).
+void install_logger(LogLevel want) {
+    static std::mutex m;
+    static std::shared_ptr<spdlog::logger> logger;
+    std::lock_guard lock(m);
+    if (!logger) {
+        logger = std::make_shared<spdlog::logger>("usernet", std::make_shared<DispatchSink>());
+        logger->set_level(spdlog::level::off);
+        spdlog::set_default_logger(logger);
+    }
+    const auto lvl = to_spdlog(want);
+    if (lvl < logger->level()) logger->set_level(lvl);
+}
+
+}  // namespace
+
+Engine::Scope::Scope(const Engine* e) : prev_(t_current) { t_current = e; }
+Engine::Scope::~Scope() { t_current = prev_; }
+
+// The switch counts the port's frames both ways (rx, tx and drops).
+void Nic::deliver(wire::Bytes frame, const sw::FrameMeta&) {
+    if (send_) send_(frame);
+}
+
+Engine::Engine(EngineConfig cfg)
+    : log_(std::move(cfg.log)), log_level_(cfg.log_level), sw_(loop_) {
+    install_logger(log_ ? log_level_ : LogLevel::error);
+    Scope scope(this);
+    gw::NetConfig& n = cfg.net;
+    if (n.prefix_len > 30 || !n.in_subnet(n.gateway) || !n.in_subnet(n.dns) ||
+        !n.in_subnet(n.dhcp_start))
+        throw std::runtime_error("the gateway, DNS and DHCP start addresses must be inside the "
+                                 "network, whose prefix must be /30 or shorter");
+    if (n.dns_upstreams.empty() && cfg.system_resolvers) n.dns_upstreams = gw::load_system_resolvers();
+    gw_ = std::make_unique<gw::Gateway>(loop_, sw_, n);
+    nat_ = std::make_unique<nat::Nat>(loop_, *gw_, cfg.limits);
+    gw_->set_ip_sink(nat_.get());
+}
+
+Engine::~Engine() {
+    Scope scope(this);
+    for (auto& nic : nics_) sw_.detach(*nic);
+    nics_.clear();
+    nat_.reset();
+    gw_.reset();
+}
+
+void Engine::poll() {
+    Scope scope(this);
+    loop_.run_once(0);
+}
+
+Nic& Engine::add_nic(Nic::SendFn send, uint32_t mtu) {
+    if (mtu < 68 || mtu > 65521) throw std::invalid_argument("a NIC's MTU must be 68..65521");
+    Scope scope(this);
+    auto nic = std::unique_ptr<Nic>(new Nic(std::move(send), mtu, "nic" + std::to_string(nic_serial_++)));
+    Nic& ref = *nic;
+    nics_.push_back(std::move(nic));
+    sw_.attach(ref);
+    return ref;
+}
+
+void Engine::remove_nic(Nic& nic) {
+    Scope scope(this);
+    sw_.detach(nic);
+    std::erase_if(nics_, [&](const auto& p) { return p.get() == &nic; });
+}
+
+void Engine::input(Nic& nic, wire::Bytes frame) {
+    Scope scope(this);
+    sw_.input(nic.id(), frame);
+    // What the frame queued (ACKs, a port's flush) goes now: the embedder
+    // may not call poll() until its own loop wakes.
+    loop_.run_pending();
+}
+
+void Engine::add_forward(const nat::ForwardSpec& spec) {
+    Scope scope(this);
+    nat_->add_forward(spec);
+}
+
+size_t Engine::remove_forward(char proto, const std::optional<wire::IpAddr>& bind_addr,
+                              uint16_t host_port) {
+    Scope scope(this);
+    return nat_->forwarder().remove(proto, bind_addr, host_port);
+}
+
+void Engine::add_guest_forward(const nat::GuestForwardSpec& spec) {
+    const gw::NetConfig& n = gw_->config();
+    const wire::IpAddr& a = spec.addr;
+    if (spec.port == 0) throw std::invalid_argument("a guest forward needs a port");
+    wire::Ipv4 host = 0;
+    if (a.is_v4()) {
+        host = a.as_v4();
+        if (!n.in_subnet(host) || host == (n.net & n.netmask()) || host == n.broadcast())
+            throw std::invalid_argument(a.to_string() + " is not a host address of the network");
+        if (host == n.gateway || host == n.dns)
+            throw std::invalid_argument(a.to_string() + " is the gateway or DNS address");
+    } else {
+        if (!n.ipv6 || !n.in_prefix6(a) || a == n.prefix6 || a == n.gateway6 || a == n.dns6)
+            throw std::invalid_argument(a.to_string() + " is not a host address of the IPv6 prefix");
+        host = (n.net & n.netmask()) | (wire::load32(&a.b[12]) & ~n.netmask());
+    }
+    if (host - n.dhcp_start < n.dhcp_count)
+        throw std::invalid_argument(a.to_string() + " is in the DHCP range");
+    for (const nat::GuestForwardSpec& g : nat_->guest_forwards())
+        if (g.addr == a && g.port == spec.port)
+            throw std::invalid_argument(a.to_string() + " port " + std::to_string(spec.port) +
+                                        " is forwarded already");
+    gw_->add_service_addr(a);
+    nat_->add_guest_forward(spec);
+}
+
+bool Engine::remove_guest_forward(const wire::IpAddr& addr, uint16_t port) {
+    return nat_->remove_guest_forward(addr, port);
+}
+
+EngineStats Engine::stats() const {
+    EngineStats s;
+    for (const auto& nic : nics_) {
+        s.nic_rx_frames += nic->stats().rx_frames;
+        s.nic_rx_bytes += nic->stats().rx_bytes;
+        s.nic_tx_frames += nic->stats().tx_frames;
+        s.nic_tx_bytes += nic->stats().tx_bytes;
+    }
+    // The switch's drops include each NIC's rx_dropped: not added twice.
+    const sw::SwitchStats& sw = sw_.stats();
+    s.dropped += sw.dropped_runt + sw.dropped_giant + sw.dropped_bad_src + sw.dropped_mac_limit +
+                 sw.dropped_bad_offload + sw.dropped_guard;
+    const nat::NatStats& ns = nat_->stats();
+    s.dropped += ns.dropped_malformed + ns.dropped_unreachable + ns.dropped_forbidden +
+                 ns.dropped_policy + ns.dropped_limit + ns.dropped_proto;
+    s.dropped += gw_->gw_stats().dropped_malformed;
+    s.tcp_flows = nat_->tcp().flow_count();
+    s.udp_flows = nat_->udp().flow_count();
+    s.icmp_flows = nat_->icmp().flow_count();
+    return s;
+}
+
+}  // namespace usernet::embed

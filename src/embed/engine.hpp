@@ -1,0 +1,150 @@
+// The engine: one usernet LAN (switch, gateway, NAT) for a program that
+// runs its own event loop -- an emulator embedding usernet, the C API
+// (include/usernet.h), the libslirp drop-in (src/slirp/).
+//
+// It owns no thread and never blocks. The embedder watches one descriptor
+// (fd(), usernet's epoll set: readable when host sockets have work) and one
+// deadline (timeout_ms(), the next timer), and calls poll() when either is
+// due; poll() handles one batch without waiting. Guest frames come in by
+// input() on a Nic and go out through the Nic's send function, called from
+// inside input() or poll() (never from another thread). Forwards come and go
+// at run time.
+//
+// Nothing here assumes it owns the process: no signal handlers, no exit,
+// nothing on stderr. Library code logs through spdlog's default logger; the
+// first engine in a process replaces it with one that hands each message to
+// the log function of the engine running on that thread at that moment (a
+// thread_local pointer set for the length of each call), so that engines
+// neither share nor lose their messages. Several engines in one process are
+// independent; each must be driven from one thread at a time.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/event_loop.hpp"
+#include "gateway/net_config.hpp"
+#include "nat/forward.hpp"
+#include "nat/guest_forward.hpp"
+#include "nat/nat.hpp"
+#include "switch/port.hpp"
+#include "switch/switch.hpp"
+
+namespace usernet::embed {
+
+enum class LogLevel : int { debug = 0, info = 1, warn = 2, error = 3 };
+using LogFn = std::function<void(LogLevel, std::string_view)>;
+
+struct EngineConfig {
+    gw::NetConfig net;
+    nat::NatLimits limits;
+    // With no net.dns_upstreams: read /etc/resolv.conf's nameservers.
+    bool system_resolvers = true;
+    // Messages at `log_level` and above go to `log`; none without it.
+    LogFn log;
+    LogLevel log_level = LogLevel::warn;
+};
+
+class Engine;
+
+// One emulated NIC on the engine's LAN.
+class Nic final : public sw::Port {
+public:
+    using SendFn = std::function<void(wire::Bytes frame)>;
+    uint32_t mtu() const override { return mtu_; }
+    std::string describe() const override { return name_; }
+    void deliver(wire::Bytes frame, const sw::FrameMeta& meta) override;
+
+private:
+    friend class Engine;
+    Nic(SendFn send, uint32_t mtu, std::string name)
+        : send_(std::move(send)), mtu_(mtu), name_(std::move(name)) {}
+    SendFn send_;
+    uint32_t mtu_;
+    std::string name_;
+};
+
+struct EngineStats {
+    uint64_t nic_rx_frames = 0, nic_rx_bytes = 0;  // guest -> usernet, all NICs
+    uint64_t nic_tx_frames = 0, nic_tx_bytes = 0;  // usernet -> guest
+    uint64_t dropped = 0;        // frames the switch, gateway or NAT refused
+    uint64_t tcp_flows = 0, udp_flows = 0, icmp_flows = 0;  // live now
+};
+
+class Engine {
+public:
+    // Builds the LAN. Throws std::runtime_error whose message says what was
+    // wrong (bad addresses, no descriptors).
+    explicit Engine(EngineConfig cfg);
+    ~Engine();
+    Engine(const Engine&) = delete;
+    Engine& operator=(const Engine&) = delete;
+
+    int fd() const { return loop_.fd(); }
+    // Milliseconds until poll() is due without fd() becoming readable:
+    // 0 (now), or -1 (no timer).
+    int timeout_ms() const { return loop_.timeout_ms(); }
+    // Handles whatever is ready and the timers that are due; never waits.
+    void poll();
+
+    // NICs. send is called with each frame for the guest (the span is only
+    // valid during the call). mtu is the guest's L3 MTU (68..65521).
+    Nic& add_nic(Nic::SendFn send, uint32_t mtu = 1500);
+    void remove_nic(Nic& nic);
+    // A frame from the guest (Ethernet, without FCS).
+    void input(Nic& nic, wire::Bytes frame);
+
+    // Host-to-guest forwards (nat/forward.hpp). add throws
+    // std::runtime_error ("cannot listen on ...: Address already in use").
+    void add_forward(const nat::ForwardSpec& spec);
+    size_t remove_forward(char proto, const std::optional<wire::IpAddr>& bind_addr,
+                          uint16_t host_port);
+    // Guest forwards: spec.addr must be a host address of the LAN outside
+    // the DHCP pool that is not the gateway's or the DNS address; throws
+    // std::invalid_argument saying which rule it breaks.
+    void add_guest_forward(const nat::GuestForwardSpec& spec);
+    bool remove_guest_forward(const wire::IpAddr& addr, uint16_t port);
+
+    EngineStats stats() const;
+    const gw::NetConfig& config() const { return gw_->config(); }
+    core::EventLoop& loop() { return loop_; }
+    sw::Switch& lan() { return sw_; }
+    gw::Gateway& gateway() { return *gw_; }
+    nat::Nat& nat() { return *nat_; }
+    // Whether the engine wants messages at lvl (to skip formatting them).
+    bool logs(LogLevel lvl) const { return log_ && lvl >= log_level_; }
+    void log(LogLevel lvl, std::string_view msg) const {
+        if (logs(lvl)) log_(lvl, msg);
+    }
+
+    // Sets the engine whose log function receives library messages on this
+    // thread for the scope's length (each public call does it itself; an
+    // embedder's callbacks that call back in nest correctly).
+    class Scope {
+    public:
+        explicit Scope(const Engine* e);
+        ~Scope();
+        Scope(const Scope&) = delete;
+        Scope& operator=(const Scope&) = delete;
+
+    private:
+        const Engine* prev_;
+    };
+
+private:
+    LogFn log_;
+    LogLevel log_level_;
+    core::EventLoop loop_;
+    sw::Switch sw_;
+    std::unique_ptr<gw::Gateway> gw_;
+    std::unique_ptr<nat::Nat> nat_;
+    std::vector<std::unique_ptr<Nic>> nics_;
+    uint64_t nic_serial_ = 0;
+};
+
+}  // namespace usernet::embed
