@@ -115,12 +115,12 @@ void Engine::remove_nic(Nic& nic) {
     std::erase_if(nics_, [&](const auto& p) { return p.get() == &nic; });
 }
 
-void Engine::input(Nic& nic, wire::Bytes frame) {
+void Engine::input(Nic& nic, wire::Bytes frame, bool flush) {
     Scope scope(this);
     sw_.input(nic.id(), frame);
-    // What the frame queued (ACKs, a port's flush) goes now: the embedder
-    // may not call poll() until its own loop wakes.
-    loop_.run_pending();
+    // What the frame queued (ACKs, a port's flush) goes now, unless the
+    // embedder wakes its loop for it.
+    if (flush) loop_.run_pending();
 }
 
 void Engine::add_forward(const nat::ForwardSpec& spec) {

@@ -96,8 +96,13 @@ public:
     // valid during the call). mtu is the guest's L3 MTU (68..65521).
     Nic& add_nic(Nic::SendFn send, uint32_t mtu = 1500);
     void remove_nic(Nic& nic);
-    // A frame from the guest (Ethernet, without FCS).
-    void input(Nic& nic, wire::Bytes frame);
+    // A frame from the guest (Ethernet, without FCS). With flush, what it
+    // queued (ACKs, a port's batch) goes out before the call returns; an
+    // embedder that can wake its own loop instead (libslirp's notify) passes
+    // false and lets the next poll() send it, so that a burst of guest
+    // frames gets one ACK, not one per frame. has_pending() tells.
+    void input(Nic& nic, wire::Bytes frame, bool flush = true);
+    bool has_pending() const { return loop_.has_deferred(); }
 
     // Host-to-guest forwards (nat/forward.hpp). add throws
     // std::runtime_error ("cannot listen on ...: Address already in use").
