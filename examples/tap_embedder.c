@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <usernet.h>
@@ -116,16 +117,28 @@ int main(int argc, char **argv) {
         fprintf(stderr, "tap_embedder: %s\n", usernet_last_error());
         return 1;
     }
-    signal(SIGINT, on_signal);
-    signal(SIGTERM, on_signal);
+    /* SIGINT and SIGTERM are blocked except inside ppoll(), so that one
+     * arriving between the check of `stop` and the wait still ends it. */
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
+    sigset_t block, during_wait;
+    sigemptyset(&block);
+    sigaddset(&block, SIGINT);
+    sigaddset(&block, SIGTERM);
+    sigprocmask(SIG_BLOCK, &block, &during_wait);
     fprintf(stderr, "tap_embedder: %s on %s in %s\n", usernet_version(), ifname, ns_path);
 
     static unsigned char frame[65536];
     while (!stop) {
         struct pollfd fds[2] = {{tap, POLLIN, 0}, {usernet_fd(net), POLLIN, 0}};
-        if (poll(fds, 2, usernet_timeout(net)) < 0 && errno != EINTR) {
-            perror("tap_embedder: poll");
+        int ms = usernet_timeout(net);
+        struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+        if (ppoll(fds, 2, ms < 0 ? NULL : &ts, &during_wait) < 0 && errno != EINTR) {
+            perror("tap_embedder: ppoll");
             break;
         }
         if (fds[0].revents & POLLIN) {

@@ -56,7 +56,7 @@ typedef void (*usernet_log_fn)(void *opaque, enum usernet_log_level level, const
  * `version`, and QEMU's user-networking defaults (10.0.2.0/24, gateway
  * 10.0.2.2, DNS 10.0.2.3, leases from 10.0.2.15; fec0::/64, fec0::2,
  * fec0::3). Addresses are strings ("10.0.2.2"); a NULL string keeps the
- * default, an empty string "" turns the service off where that is said.
+ * default.
  * Fields are only ever added at the end, with a higher version.
  */
 struct usernet_config {

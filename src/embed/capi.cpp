@@ -276,6 +276,7 @@ int usernet_add_guestfwd(usernet_t* net, const char* guest_addr, uint16_t guest_
 
 int usernet_remove_guestfwd(usernet_t* net, const char* guest_addr, uint16_t guest_port) {
     return guarded([&] {
+        if (!guest_addr) bad("guest_addr", "NULL");
         if (!net->engine.remove_guest_forward(parse_ip("guest_addr", guest_addr), guest_port))
             bad("guestfwd", "no such guest forward");
         return 0;
