@@ -94,9 +94,9 @@ Engine::~Engine() {
     gw_.reset();
 }
 
-void Engine::poll() {
+void Engine::poll(bool flush) {
     Scope scope(this);
-    loop_.run_once(0);
+    loop_.run_once(0, flush);
 }
 
 Nic& Engine::add_nic(Nic::SendFn send, uint32_t mtu) {

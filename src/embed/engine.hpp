@@ -90,7 +90,9 @@ public:
     // 0 (now), or -1 (no timer).
     int timeout_ms() const { return loop_.timeout_ms(); }
     // Handles whatever is ready and the timers that are due; never waits.
-    void poll();
+    // Without flush, the work that guest frames deferred (input(..., false))
+    // stays queued: a later poll() sends it with what comes meanwhile.
+    void poll(bool flush = true);
 
     // NICs. send is called with each frame for the guest (the span is only
     // valid during the call). mtu is the guest's L3 MTU (68..65521).

@@ -80,6 +80,11 @@ wire::IpAddr v6(const in6_addr& a) {
 
 class ChardevForward;
 
+// Guest frames whose answers slirp_pollfds_poll holds back at most.
+constexpr uint32_t kHoldFrames = 32;
+// A guest frame this large is bulk data, whose answer may wait for the next.
+constexpr size_t kBulkFrame = 1024;
+
 }  // namespace
 
 // One libslirp instance.
@@ -93,6 +98,10 @@ struct Slirp {
     emb::Nic* nic = nullptr;
     std::vector<std::unique_ptr<ChardevForward>> chardevs;
     uint32_t ip_id = 0;  // for the migration stream: IPv4 packets sent
+    bool notified = false;           // notify() called since the last poll
+    uint32_t inputs_since_poll = 0;  // slirp_input() calls since the last poll
+    uint32_t held = 0;               // frames whose deferred work polls have held
+    bool bulk_since_poll = false;    // ... and one of them was a large one
     in_addr net{}, mask{};
 
     ChardevForward* chardev(in_addr addr, int port);
@@ -429,16 +438,46 @@ SLIRP_EXPORT void slirp_pollfds_fill(Slirp* slirp, uint32_t* timeout, SlirpAddPo
 SLIRP_EXPORT void slirp_pollfds_poll(Slirp* slirp, int /*select_error*/, SlirpGetREventsCb,
                                      void*) {
     if (!slirp) return;
+    // The guest's frames since the last poll: while they keep coming, what
+    // they deferred (ACKs, payload staged for the host sockets) waits for
+    // more, up to kHoldFrames, so that a burst is answered in one batch.
+    // The first poll with no new frame sends it, and fill's zero timeout
+    // (work is pending) brings that poll at once. slirp4netns reads one
+    // frame per loop and polls after each: without this every segment
+    // would cost an ACK to the guest and a send() to the host. Only bulk
+    // (a frame of kBulkFrame bytes or more) is held: a request, an ACK or a
+    // handshake goes at once, as waiting would only add to its latency.
+    const bool hold = slirp->bulk_since_poll && slirp->held + slirp->inputs_since_poll < kHoldFrames;
+    slirp->held = hold ? slirp->held + slirp->inputs_since_poll : 0;
+    slirp->inputs_since_poll = 0;
+    slirp->bulk_since_poll = false;
+    slirp->notified = false;
     try {
-        slirp->engine->poll();
+        slirp->engine->poll(!hold);
     } catch (const std::exception& e) {
         log_stderr(emb::LogLevel::error, e.what());
     }
 }
 
+// With notify (QEMU: qemu_notify_event) the work a frame defers waits for
+// the poll that the wakeup brings, so that the frames the guest sent
+// meanwhile are answered together; without it (an application that cannot
+// be woken) it runs before slirp_input returns.
 SLIRP_EXPORT void slirp_input(Slirp* slirp, const uint8_t* pkt, int pkt_len) {
     if (!slirp || !pkt || pkt_len < 14) return;
-    slirp->engine->input(*slirp->nic, wire::Bytes(pkt, static_cast<size_t>(pkt_len)));
+    slirp->inputs_since_poll++;
+    if (pkt_len >= static_cast<int>(kBulkFrame)) slirp->bulk_since_poll = true;
+    const bool wake = slirp->cb->notify != nullptr;
+    try {
+        slirp->engine->input(*slirp->nic, wire::Bytes(pkt, static_cast<size_t>(pkt_len)), !wake);
+    } catch (const std::exception& e) {
+        log_stderr(emb::LogLevel::error, e.what());  // the frame is dropped
+        return;
+    }
+    if (wake && !slirp->notified && slirp->engine->has_pending()) {
+        slirp->notified = true;
+        slirp->cb->notify(slirp->opaque);
+    }
 }
 
 SLIRP_EXPORT int slirp_add_hostfwd(Slirp* slirp, int is_udp, struct in_addr host_addr,
