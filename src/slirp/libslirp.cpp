@@ -98,7 +98,8 @@ struct Slirp {
     emb::Nic* nic = nullptr;
     std::vector<std::unique_ptr<ChardevForward>> chardevs;
     uint32_t ip_id = 0;  // for the migration stream: IPv4 packets sent
-    bool notified = false;           // notify() called since the last poll
+    bool filled_since_input = true;  // slirp_pollfds_fill since the last slirp_input
+    bool direct_poller = false;      // the application polls right after input
     uint32_t inputs_since_poll = 0;  // slirp_input() calls since the last poll
     uint32_t held = 0;               // frames whose deferred work polls have held
     bool bulk_since_poll = false;    // ... and one of them was a large one
@@ -430,6 +431,7 @@ SLIRP_EXPORT void slirp_cleanup(Slirp* slirp) { delete slirp; }
 SLIRP_EXPORT void slirp_pollfds_fill(Slirp* slirp, uint32_t* timeout, SlirpAddPollCb add_poll,
                                      void* opaque) {
     if (!slirp || !add_poll) return;
+    slirp->filled_since_input = true;
     add_poll(slirp->engine->fd(), SLIRP_POLL_IN, opaque);
     const int t = slirp->engine->timeout_ms();
     if (timeout && t >= 0 && static_cast<uint32_t>(t) < *timeout) *timeout = static_cast<uint32_t>(t);
@@ -438,20 +440,24 @@ SLIRP_EXPORT void slirp_pollfds_fill(Slirp* slirp, uint32_t* timeout, SlirpAddPo
 SLIRP_EXPORT void slirp_pollfds_poll(Slirp* slirp, int /*select_error*/, SlirpGetREventsCb,
                                      void*) {
     if (!slirp) return;
-    // The guest's frames since the last poll: while they keep coming, what
-    // they deferred (ACKs, payload staged for the host sockets) waits for
-    // more, up to kHoldFrames, so that a burst is answered in one batch.
-    // The first poll with no new frame sends it, and fill's zero timeout
-    // (work is pending) brings that poll at once. slirp4netns reads one
-    // frame per loop and polls after each: without this every segment
-    // would cost an ACK to the guest and a send() to the host. Only bulk
-    // (a frame of kBulkFrame bytes or more) is held: a request, an ACK or a
-    // handshake goes at once, as waiting would only add to its latency.
-    const bool hold = slirp->bulk_since_poll && slirp->held + slirp->inputs_since_poll < kHoldFrames;
+    // An application that polls straight after slirp_input, with no fill
+    // (no wait) in between, is reading its guest's frames one per loop
+    // (slirp4netns): its frames' work can wait for this poll, and while
+    // bulk frames keep coming (kBulkFrame bytes or more) for up to
+    // kHoldFrames of them, so that a burst is answered in one batch (one
+    // ACK, one send() for many segments). The first poll with no new frame
+    // sends it; fill's zero timeout (work is pending) brings that poll at
+    // once. A request, an ACK or a handshake is never held: waiting would
+    // only add to its latency. An application that polls from its own loop
+    // after a wait (QEMU, whose vCPU thread calls slirp_input) gets every
+    // frame's answer before slirp_input returns: the next poll may be a
+    // wakeup away, and an ACK that waits for it slows the guest down.
+    if (slirp->inputs_since_poll > 0) slirp->direct_poller = !slirp->filled_since_input;
+    const bool hold = slirp->direct_poller && slirp->bulk_since_poll &&
+                      slirp->held + slirp->inputs_since_poll < kHoldFrames;
     slirp->held = hold ? slirp->held + slirp->inputs_since_poll : 0;
     slirp->inputs_since_poll = 0;
     slirp->bulk_since_poll = false;
-    slirp->notified = false;
     try {
         slirp->engine->poll(!hold);
     } catch (const std::exception& e) {
@@ -459,24 +465,18 @@ SLIRP_EXPORT void slirp_pollfds_poll(Slirp* slirp, int /*select_error*/, SlirpGe
     }
 }
 
-// With notify (QEMU: qemu_notify_event) the work a frame defers waits for
-// the poll that the wakeup brings, so that the frames the guest sent
-// meanwhile are answered together; without it (an application that cannot
-// be woken) it runs before slirp_input returns.
+// What a frame defers runs before slirp_input returns, unless the
+// application polls straight after it (see slirp_pollfds_poll).
 SLIRP_EXPORT void slirp_input(Slirp* slirp, const uint8_t* pkt, int pkt_len) {
     if (!slirp || !pkt || pkt_len < 14) return;
     slirp->inputs_since_poll++;
+    slirp->filled_since_input = false;
     if (pkt_len >= static_cast<int>(kBulkFrame)) slirp->bulk_since_poll = true;
-    const bool wake = slirp->cb->notify != nullptr;
     try {
-        slirp->engine->input(*slirp->nic, wire::Bytes(pkt, static_cast<size_t>(pkt_len)), !wake);
+        slirp->engine->input(*slirp->nic, wire::Bytes(pkt, static_cast<size_t>(pkt_len)),
+                             !slirp->direct_poller);
     } catch (const std::exception& e) {
         log_stderr(emb::LogLevel::error, e.what());  // the frame is dropped
-        return;
-    }
-    if (wake && !slirp->notified && slirp->engine->has_pending()) {
-        slirp->notified = true;
-        slirp->cb->notify(slirp->opaque);
     }
 }
 
