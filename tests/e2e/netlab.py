@@ -122,6 +122,25 @@ def skip_file(reason):
     sys.exit(SKIP)
 
 
+def libslirp():
+    """usernet's libslirp.so.0 (src/slirp) for a program that loads it:
+    (its directory, the environment entries that make the program load it).
+    That is LD_LIBRARY_PATH, and under the sanitizers the ASan runtime
+    preloaded (USERNET_LIBSLIRP_PRELOAD, set by CMake), which the library
+    expects from the process; leak checks are off, as QEMU and slirp4netns
+    leave memory to the exit. Skips the file when the library is not built
+    (USERNET_LIBSLIRP_DIR, default build/libslirp)."""
+    d = os.path.abspath(os.environ.get("USERNET_LIBSLIRP_DIR") or os.path.join(REPO, "build", "libslirp"))
+    if not os.path.exists(os.path.join(d, "libslirp.so.0")):
+        skip_file("usernet's libslirp.so.0 is not built in %s (set USERNET_LIBSLIRP_DIR)" % d)
+    env = ["LD_LIBRARY_PATH=" + d]
+    preload = os.environ.get("USERNET_LIBSLIRP_PRELOAD", "")
+    if preload:
+        env += ["LD_PRELOAD=" + preload, "ASAN_OPTIONS=detect_leaks=0:abort_on_error=1",
+                "UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1"]
+    return d, env
+
+
 def require_root():
     if os.geteuid() != 0:
         skip_file("needs root (network namespaces, TAP devices)")

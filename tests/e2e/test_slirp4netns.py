@@ -36,23 +36,12 @@ from netlab import MiB  # noqa: E402
 netlab.require_basics()
 netlab.require_tools("slirp4netns", "curl", "dig", "dnsmasq")
 
-LIBDIR = os.path.abspath(os.environ.get("USERNET_LIBSLIRP_DIR") or
-                         os.path.join(netlab.REPO, "build", "libslirp"))
+LIBDIR, OURS_ENV = netlab.libslirp()
 LIB = os.path.join(LIBDIR, "libslirp.so.0")
-# A sanitized build's library takes the ASan runtime from the process,
-# which slirp4netns is not built with: preload it (slirp4netns never calls
-# slirp_cleanup, so leaks are not checked).
-PRELOAD = os.environ.get("USERNET_LIBSLIRP_PRELOAD", "")
 
 
 def ours_env():
-    env = ["LD_LIBRARY_PATH=" + LIBDIR]
-    if PRELOAD:
-        env += ["LD_PRELOAD=" + PRELOAD, "ASAN_OPTIONS=detect_leaks=0:abort_on_error=1",
-                "UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1"]
-    return env
-if not os.path.exists(LIB):
-    netlab.skip_file("usernet's libslirp.so.0 is not built (%s; set USERNET_LIBSLIRP_DIR)" % LIB)
+    return list(OURS_ENV)
 
 # slirp4netns's addressing (its --cidr default, 10.0.2.0/24)
 GW = "10.0.2.2"

@@ -33,21 +33,12 @@ netlab.require_tools("qemu-system-x86_64", "cpio", "gzip", "curl")
 
 import test_qemu_guest as qg  # noqa: E402  (builds the guest once)
 
-LIBDIR = os.environ.get("USERNET_LIBSLIRP_DIR") or os.path.join(netlab.REPO, "build", "libslirp")
+LIBDIR, LIB_ENV = netlab.libslirp()
 LIB = os.path.join(LIBDIR, "libslirp.so.0")
-# A sanitized build's library takes the ASan runtime from the process.
-PRELOAD = os.environ.get("USERNET_LIBSLIRP_PRELOAD", "")
 
 
 def lib_env():
-    env = ["LD_LIBRARY_PATH=" + LIBDIR]
-    if PRELOAD:
-        # QEMU itself leaks at exit; usernet's code is what is checked
-        env += ["LD_PRELOAD=" + PRELOAD, "ASAN_OPTIONS=detect_leaks=0:abort_on_error=1",
-                "UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1"]
-    return env
-if not os.path.exists(LIB):
-    netlab.skip_file("usernet's libslirp.so.0 is not built (%s)" % LIB)
+    return list(LIB_ENV)
 
 
 class UserGuest:
