@@ -104,7 +104,6 @@ public:
     // is queued, the time to the next timer, or -1 when there is none.
     int fd() const { return epfd_; }
     int timeout_ms() const;
-    bool has_deferred() const { return !deferred_.empty(); }
     // Runs the deferred work queued outside a batch now (frames an embedder
     // handed in between batches), then the timers that are due.
     void run_pending();

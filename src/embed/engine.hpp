@@ -100,11 +100,11 @@ public:
     void remove_nic(Nic& nic);
     // A frame from the guest (Ethernet, without FCS). With flush, what it
     // queued (ACKs, a port's batch) goes out before the call returns; an
-    // embedder that can wake its own loop instead (libslirp's notify) passes
-    // false and lets the next poll() send it, so that a burst of guest
-    // frames gets one ACK, not one per frame. has_pending() tells.
+    // embedder that polls straight after each frame anyway (libslirp's
+    // slirp4netns) passes false and lets that poll() send it, or hold it
+    // for the next frames (poll(false)), so that a burst of guest frames
+    // gets one ACK, not one per frame.
     void input(Nic& nic, wire::Bytes frame, bool flush = true);
-    bool has_pending() const { return loop_.has_deferred(); }
 
     // Host-to-guest forwards (nat/forward.hpp). add throws
     // std::runtime_error ("cannot listen on ...: Address already in use").
