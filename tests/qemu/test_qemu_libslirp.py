@@ -190,10 +190,12 @@ class QemuLibslirpTest(unittest.TestCase):
             rc, text = g.sh("ping -c 2 -W 2 %s" % GATEWAY)
             self.assertEqual(rc, 0, text)
             # guestfwd to a chardev (QEMU connects it to the echo server)
-            rc, text = g.sh("echo hello-chardev | timeout 5 nc 10.0.2.100 80")
+            # (stdin stays open for a while: busybox nc exits at its EOF,
+            # which may come before the echo does)
+            rc, text = g.sh("(echo hello-chardev; sleep 5) | timeout 10 nc 10.0.2.100 80")
             self.assertIn("hello-chardev\n", text.split("\n", 1)[1], text)
             # guestfwd to a command
-            rc, text = g.sh("timeout 10 nc 10.0.2.101 7 </dev/null")
+            rc, text = g.sh("sleep 8 | timeout 10 nc 10.0.2.101 7")
             self.assertIn("from-the-command", text.split("\n", 1)[1], text)
 
             # hostfwd=: a web server in the guest, reached from the host
