@@ -11,9 +11,13 @@ the host's loopback, as http://10.0.2.2:PORT/ (both backends map 10.0.2.2
 to the host's loopback), and prints the file's sha256 and the guest's
 uptime before and after. The rate is bytes / (t1 - t0) as the guest's own
 clock tells it, and, from a capture QEMU takes on the NIC's netdev
-(filter-dump, host time), bytes / (the server's FIN - the guest's SYN): the
+(filter-dump, host time), bytes / (the guest's FIN - the guest's SYN): the
 guest's clock under TCG runs behind during heavy I/O, so the capture's
-figure is the one to quote. A download whose checksum is wrong counts as
+figure is the one to quote. (Until 2026-12-03 the capture's end was the
+server's FIN, which passes the filter when the backend sends it: QEMU
+queues up to 10,000 frames for a NIC that cannot take them yet, so that
+end could come while the guest was still reading. wget's FIN comes after
+its last read.) A download whose checksum is wrong counts as
 a failure.
 Results: bench/results/<date>/ne2k.tsv (one row per download) and the
 medians on stdout.
@@ -51,12 +55,12 @@ def serve(directory):
 
 def capture_seconds(path, port):
     """From a pcap of Ethernet frames: the guest's SYN to port -> the
-    server's FIN, in seconds (None if either is missing)."""
+    guest's FIN, in seconds (None if either is missing)."""
     syn = fin = None
     for t, sport, dport, flags in guestbench.tcp_frames(path):
         if dport == port and flags & 0x02 and syn is None:
             syn = t
-        if sport == port and flags & 0x01 and fin is None:
+        if dport == port and flags & 0x01 and fin is None:
             fin = t
     return fin - syn if syn is not None and fin is not None else None
 
