@@ -93,9 +93,10 @@ constexpr uint32_t kHoldFrames = 32;
 constexpr size_t kBulkFrame = 1024;
 // How long the answers to frames handed in on another thread may wait for
 // the polling thread (see slirp_input).
-// 250 us: QEMU's NE2000 guest downloaded 2 MiB at 9-11 MB/s with it, at
-// 4.6-7.9 with 500 us, 5.5-6.1 with 1 ms, 1.8-2.2 with 4 ms and 4.8-8.6
-// with 100 us (2026-12-04, three runs each).
+// 250 us: QEMU's NE2000 guest downloaded 2 MiB at 9.1-11.3 MB/s with it,
+// at 4.8-8.6 with 100 us, 4.5-8.1 with 500 us, 3.7-6.1 with 1 ms, 4.0-4.4
+// with 2 ms and 1.8-2.2 with 4 ms
+// (bench/results/2026-12-04/ne2k-hold-sweep.txt).
 constexpr long kForeignHoldNs = 250'000;
 
 // A frame whose answer can wait a little: a TCP segment without SYN, FIN,
@@ -560,9 +561,9 @@ SLIRP_EXPORT void slirp_pollfds_poll(Slirp* slirp, int /*select_error*/, SlirpGe
 // kForeignHoldNs, whose timer wakes it: an emulator whose CPU thread
 // transmits (QEMU's NE2000) then gets a burst's answers together, as one
 // batch of ACKs or of data, instead of one interrupt per frame: 2 MiB
-// downloads at about 10 MB/s against 1 MB/s answering each frame at once,
-// and uploads at 1.3x (docs/performance.md), while a request, which never
-// waits, is answered as fast as libslirp answers it.
+// downloads at about 9 MB/s against 1 MB/s answering each frame at once,
+// and uploads at 1.15x libslirp's (docs/performance.md), while a request,
+// which never waits, is answered about as fast as libslirp answers it.
 SLIRP_EXPORT void slirp_input(Slirp* slirp, const uint8_t* pkt, int pkt_len) {
     if (!slirp || !pkt || pkt_len < 14) return;
     slirp->inputs_since_poll++;
