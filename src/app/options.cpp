@@ -3,13 +3,20 @@
 // each error names its option and says what to do about it.
 #include "app/options.hpp"
 
+#include <ifaddrs.h>
+#include <net/if.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <cerrno>
 #include <charconv>
+#include <cstring>
 #include <map>
+
+#include "core/sockaddr.hpp"
 
 #include "ports/bochs_port.hpp"
 #include "wire/ipv6.hpp"
@@ -56,7 +63,8 @@ uint32_t parse_mtu(const std::string& option, std::string_view text) {
 // Everything the command line holds, as text, before checking.
 struct RawOptions {
     std::vector<std::string> netns, tap, socket, listen, connect, dns_upstream, tcp, udp, lan, vde, serial,
-        uplink, websocket, dns_host, dns_search, dhcp_host, dhcp_route, allow, deny, hostfwd;
+        uplink, websocket, dns_host, dns_search, dhcp_host, dhcp_route, allow, deny, hostfwd,
+        outbound_addr;
     std::vector<std::string> bochs;  // --bochs
     std::vector<std::string> dgram, mcast;  // --dgram, --mcast
     std::string tap_name = kDefaultTapName, mtu, max_flows, busy_poll, net, gateway, dns,
@@ -69,7 +77,7 @@ struct RawOptions {
     std::string pcap_size, pcap_count;  // --pcap-size, --pcap-count
     bool config_net = false, no_offload = false, no_gateway = false, no_map_gw = false,
          allow_link_local = false, no_ipv6 = false, restrict = false, no_tcp = false,
-         no_udp = false, no_icmp = false,
+         no_udp = false, no_icmp = false, no_dhcp = false,
          debug = false, quiet = false,
          foreground = false, help = false, version = false;
 };
@@ -120,6 +128,7 @@ void describe(CLI::App& app, RawOptions& raw) {
     last_wins(app.add_option("--hostname", raw.hostname));
     repeated(app.add_option("--dns-search", raw.dns_search));
     last_wins(app.add_option("--lease-time", raw.lease_time));
+    app.add_flag("--no-dhcp", raw.no_dhcp);
     repeated(app.add_option("--dhcp-host", raw.dhcp_host));
     repeated(app.add_option("--dhcp-route", raw.dhcp_route));
     last_wins(app.add_option("--net6", raw.net6));
@@ -138,6 +147,7 @@ void describe(CLI::App& app, RawOptions& raw) {
     last_wins(app.add_option("--max-flows", raw.max_flows));
     last_wins(app.add_option("--busy-poll", raw.busy_poll));
     repeated(app.add_option("--dns-upstream", raw.dns_upstream));
+    repeated(app.add_option("--outbound-addr", raw.outbound_addr));
     repeated(app.add_option("-t,--tcp-ports", raw.tcp));
     repeated(app.add_option("-u,--udp-ports", raw.udp));
     repeated(app.add_option("--hostfwd", raw.hostfwd));
@@ -1277,6 +1287,76 @@ std::optional<Cidr> parse_cidr(std::string_view text) {
     return Cidr{*a, static_cast<uint8_t>(*len)};
 }
 
+namespace {
+
+// --outbound-addr ADDR|IFACE: the address the NAT's sockets leave from (of
+// ADDR's family), or an interface's first IPv4 and first global IPv6
+// address. Each must be bindable now, so that a typo fails at start rather
+// than every connection later.
+void resolve_outbound(const std::string& text, gw::NetConfig& net) {
+    const char* opt = "--outbound-addr";
+    std::vector<wire::IpAddr> addrs;
+    if (auto a = wire::IpAddr::parse(text)) {
+        if (a->is_unspecified() || wire::is_v6_multicast(*a) ||
+            (a->is_v4() && (a->as_v4() >> 28) >= 0xe))
+            fail(opt, "'" + text + "' cannot be a source address",
+                 "give one of the host's unicast addresses, or an interface");
+        addrs.push_back(*a);
+    } else {
+        if (text.empty() || text.size() >= IFNAMSIZ || text.find('/') != std::string::npos)
+            fail(opt, "'" + text + "' is neither an address nor an interface name",
+                 "give one of the host's addresses (192.0.2.10, 2001:db8::10) or an interface "
+                 "such as eth0");
+        ifaddrs* list = nullptr;
+        if (getifaddrs(&list) != 0)
+            fail(opt, std::string("cannot list the host's addresses: ") + std::strerror(errno),
+                 "give an address instead of an interface");
+        bool have4 = false, have6 = false, found = false;
+        for (ifaddrs* i = list; i; i = i->ifa_next) {
+            if (!i->ifa_addr || text != i->ifa_name) continue;
+            found = true;
+            const int fam = i->ifa_addr->sa_family;
+            if (fam == AF_INET && !have4) {
+                const auto* s4 = reinterpret_cast<const sockaddr_in*>(i->ifa_addr);
+                addrs.push_back(wire::IpAddr::v4(ntohl(s4->sin_addr.s_addr)));
+                have4 = true;
+            } else if (fam == AF_INET6 && !have6) {
+                wire::IpAddr a;
+                std::memcpy(a.b.data(), &reinterpret_cast<const sockaddr_in6*>(i->ifa_addr)->sin6_addr, 16);
+                if (wire::is_v6_link_local(a)) continue;
+                addrs.push_back(a);
+                have6 = true;
+            }
+        }
+        freeifaddrs(list);
+        if (addrs.empty())
+            fail(opt, found ? "interface " + text + " has no usable address"
+                            : "'" + text + "' is not an address nor an interface of this host",
+                 "give one of the host's addresses, or an interface that has one ('ip addr' "
+                 "lists them)");
+    }
+    for (const wire::IpAddr& a : addrs) {
+        const int family = a.is_v4() ? AF_INET : AF_INET6;
+        wire::IpAddr& slot = a.is_v4() ? net.outbound4 : net.outbound6;
+        if (!slot.is_unspecified() && slot != a)
+            fail(opt, "two " + std::string(a.is_v4() ? "IPv4" : "IPv6") + " outbound addresses (" +
+                          slot.to_string() + " and " + a.to_string() + ")",
+                 "give at most one of each family");
+        int fd = socket(family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        const sockaddr_storage ss = core::to_sockaddr(a, 0);
+        if (fd < 0 || bind(fd, reinterpret_cast<const sockaddr*>(&ss), core::sockaddr_len(ss)) != 0) {
+            const int e = errno;
+            if (fd >= 0) close(fd);
+            fail(opt, "cannot use " + a.to_string() + " as a source address: " + std::strerror(e),
+                 "give one of the host's addresses ('ip addr' lists them)");
+        }
+        close(fd);
+        slot = a;
+    }
+}
+
+}  // namespace
+
 Config parse_options(const std::vector<std::string>& args) {
     Config cfg;
     // --help and --version win over everything else, errors included.
@@ -1330,6 +1410,8 @@ Config parse_options(const std::vector<std::string>& args) {
         cfg.net.forward_keep_client = raw.forward_source == "client";
     }
     cfg.net.allow_link_local = raw.allow_link_local;
+    cfg.net.dhcp4 = !raw.no_dhcp;
+    for (const std::string& text : raw.outbound_addr) resolve_outbound(text, cfg.net);
     cfg.net.restrict = raw.restrict;
     cfg.net.no_tcp = raw.no_tcp;
     cfg.net.no_udp = raw.no_udp;
@@ -1515,6 +1597,8 @@ Services:
       --dns-search DOMAIN[,DOMAIN...]  the DNS search list (DHCP option 119,
                              DHCPv6, router advertisements; default: --domain)
       --lease-time SECONDS   DHCP lease time (default 86400)
+      --no-dhcp              no DHCPv4 server (guests configure themselves;
+                             DHCPv6 and router advertisements stay)
       --dhcp-host MAC=ADDR[,NAME]  a static lease: MAC always gets ADDR (and
                              host name NAME); repeatable
       --dhcp-route NET/LEN[,GATEWAY]  a classless static route (option 121)
@@ -1552,6 +1636,10 @@ NAT:
                              16384; 65536 in all guests together)
       --dns-upstream ADDR[:PORT]  resolver to forward DNS to (repeatable;
                              [IPV6]:PORT; default: /etc/resolv.conf)
+      --outbound-addr ADDR|IFACE  the host address guests' connections,
+                             datagrams, pings and DNS queries leave from
+                             (one per family; IFACE: its IPv4 and IPv6
+                             addresses), as slirp4netns --outbound-addr
   -t, --tcp-ports SPEC       forward TCP ports from the host to the guest
   -u, --udp-ports SPEC       forward UDP ports from the host to the guest
                              SPEC: [ADDR/]PORT[-END][:[GUEST:]GUESTPORT[-END]],...

@@ -124,6 +124,11 @@ void DnsForwarder::open_socket(Socket& s, int family) {
     sockaddr_storage any{};
     any.ss_family = static_cast<sa_family_t>(family);
     socklen_t any_len = family == AF_INET ? sizeof(sockaddr_in) : sizeof(sockaddr_in6);
+    const wire::IpAddr& out = family == AF_INET ? gw_.config().outbound4 : gw_.config().outbound6;
+    if (!out.is_unspecified()) {
+        any = core::to_sockaddr(out, 0);  // --outbound-addr
+        any_len = core::sockaddr_len(any);
+    }
     if (bind(fd, reinterpret_cast<sockaddr*>(&any), any_len) != 0) {
         spdlog::warn("dns: cannot bind a socket for the upstream resolvers: {}",
                      std::strerror(errno));

@@ -176,9 +176,10 @@ void Gateway::handle_ipv4(wire::Bytes payload, const wire::MacAddr& dst_mac,
             stats_.dropped_malformed++;
             return;
         }
-        bool dhcp = udp->dst_port() == wire::kDhcp4ServerPort &&
+        bool dhcp = cfg_.dhcp4 && udp->dst_port() == wire::kDhcp4ServerPort &&
                     ((bcast && dst_mac.is_broadcast()) || (to_us_l2 && (bcast || dst == cfg_.gateway)));
-        bool dns = to_us_l2 && dst == cfg_.dns && udp->dst_port() == wire::kDnsPort;
+        bool dns = cfg_.dns_service && to_us_l2 && dst == cfg_.dns &&
+                   udp->dst_port() == wire::kDnsPort;
         bool tftp = tftp_ && to_us_l2 && dst == cfg_.gateway && udp->dst_port() == wire::kTftpPort;
         if (dhcp || dns || tftp) {
             if (!meta.off.trusted() && !udp->checksum_ok(ip->src_addr(), ip->dst_addr())) {

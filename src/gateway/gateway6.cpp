@@ -171,7 +171,7 @@ void Gateway::handle_ipv6(wire::Bytes payload, const wire::MacAddr& dst_mac,
         return;
     }
     if (proto == wire::ipproto::udp && to_us_l2 && !src.is_unspecified() &&
-        (dst == cfg_.dns6 || (tftp_ && dst == cfg_.gateway6))) {
+        ((cfg_.dns_service && dst == cfg_.dns6) || (tftp_ && dst == cfg_.gateway6))) {
         // The gateway's own UDP services: DNS at dns6, TFTP at gateway6.
         auto udp = wire::UdpView::parse(ip->payload());
         const bool dns = dst == cfg_.dns6;

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "core/sockaddr.hpp"
 #include "wire/addr.hpp"
 #include "wire/dns.hpp"
 
@@ -115,6 +116,27 @@ struct NetConfig {
     bool allow_link_local = false;
     // Upstream resolvers for the DNS address, in order of preference.
     std::vector<HostPort> dns_upstreams;
+    // Whether the DNS address answers DNS (the libslirp drop-in's
+    // disable_dns clears it): when off, what guests send to its port 53 is
+    // refused like any other port there. DHCP and RA still name it, as
+    // libslirp's do.
+    bool dns_service = true;
+    // Whether the DHCPv4 server answers (--no-dhcp clears, as pasta's
+    // --no-dhcp; libslirp's disable_dhcp).
+    bool dhcp4 = true;
+    // --outbound-addr: the host address the NAT's sockets (TCP, UDP, ping,
+    // the DNS forwarder's) leave from, per family, as slirp4netns's
+    // --outbound-addr and pasta's --outbound; unspecified (::): the
+    // kernel's choice.
+    wire::IpAddr outbound4, outbound6;
+    // Binds a NAT socket of family (AF_INET, AF_INET6) to that family's
+    // outbound address, if one is set: true, or false with errno set.
+    bool bind_outbound(int fd, int family) const {
+        const wire::IpAddr& a = family == AF_INET ? outbound4 : outbound6;
+        if (a.is_unspecified()) return true;
+        const sockaddr_storage ss = core::to_sockaddr(a, 0);
+        return bind(fd, reinterpret_cast<const sockaddr*>(&ss), core::sockaddr_len(ss)) == 0;
+    }
 
     // IPv6 (--no-ipv6 clears): the prefix fec0::/64 that router
     // advertisements give for SLAAC, with QEMU's gateway fec0::2 and DNS

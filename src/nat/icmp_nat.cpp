@@ -282,8 +282,12 @@ std::unique_ptr<IcmpNat::RawSock> IcmpNat::open_raw(int family) {
                         (1u << ICMP_TIME_EXCEEDED) | (1u << ICMP_PARAMETERPROB));
         rc = setsockopt(fd, SOL_RAW, ICMP_FILTER, &filter, sizeof filter);
     }
+    // --outbound-addr: requests leave from it (and only replies to it come
+    // back).
+    if (rc == 0 && !gw_.config().bind_outbound(fd, family)) rc = -1;
     if (rc != 0) {
-        // Unfiltered, the socket would get every ICMP message of the host.
+        // Unfiltered, the socket would get every ICMP message of the host;
+        // bound elsewhere, it would send from the wrong address.
         const int e = errno;
         close(fd);
         errno = e;
@@ -490,6 +494,12 @@ IcmpNat::Flow* IcmpNat::flow_for(const gw::GuestPacket& pkt, uint16_t id,
         int one = 1;
         if (f->guest.is_v4()) setsockopt(f->fd, SOL_IP, IP_RECVERR, &one, sizeof one);
         else setsockopt(f->fd, SOL_IPV6, IPV6_RECVERR, &one, sizeof one);
+        if (!gw_.config().bind_outbound(f->fd, f->guest.is_v4() ? AF_INET : AF_INET6)) {
+            if (debug_on()) spdlog::debug("icmp: --outbound-addr: {}", std::strerror(errno));
+            close(f->fd);
+            stats_.dropped_socket++;
+            return nullptr;
+        }
         try {
             loop_.add(f->fd, EPOLLIN, f.get());
         } catch (const std::system_error& e) {

@@ -106,7 +106,8 @@ HostTarget Nat::host_target(const wire::IpAddr& dst, uint16_t port, uint8_t prot
     if (service_addr) return refuse(HostTarget::Verdict::unreachable);
     // The DNS address's port 53 is the gateway's service whatever the
     // policy; everything else passes the user's policy first.
-    const bool dns_service = (dst == wire::IpAddr::v4(c.dns) || (c.ipv6 && dst == c.dns6)) &&
+    const bool dns_service = c.dns_service &&
+                             (dst == wire::IpAddr::v4(c.dns) || (c.ipv6 && dst == c.dns6)) &&
                              port == 53 &&
                              (proto == wire::ipproto::tcp || proto == wire::ipproto::udp);
     if (!dns_service && !c.policy_allows(dst, port, proto)) {
@@ -123,7 +124,7 @@ HostTarget Nat::host_target(const wire::IpAddr& dst, uint16_t port, uint8_t prot
             return t;
         }
         if (d == c.dns) {
-            if (port != 53 || (proto != wire::ipproto::tcp && proto != wire::ipproto::udp))
+            if (!dns_service)
                 return refuse(HostTarget::Verdict::unreachable);
             if (proto == wire::ipproto::tcp) {
                 t.verdict = HostTarget::Verdict::ok;
@@ -152,7 +153,7 @@ HostTarget Nat::host_target(const wire::IpAddr& dst, uint16_t port, uint8_t prot
             return t;
         }
         if (c.ipv6 && dst == c.dns6) {
-            if (port != 53 || (proto != wire::ipproto::tcp && proto != wire::ipproto::udp))
+            if (!dns_service)
                 return refuse(HostTarget::Verdict::unreachable);
             if (proto == wire::ipproto::tcp) {
                 t.verdict = HostTarget::Verdict::ok;

@@ -606,7 +606,12 @@ void TcpNat::open_outbound(const gw::GuestPacket& pkt, const wire::TcpView& seg,
     }
     int rc = 0, err = 0;
     if (!connected) {
-        rc = connect(fd, reinterpret_cast<const sockaddr*>(&target.addr), sockaddr_len(target.addr));
+        // --outbound-addr: an address the host lost fails the connection
+        // (a RST), as libslirp's does.
+        if (!local && !gw_.config().bind_outbound(fd, target.addr.ss_family)) rc = -1;
+        else
+            rc = connect(fd, reinterpret_cast<const sockaddr*>(&target.addr),
+                         sockaddr_len(target.addr));
         err = rc == 0 ? 0 : errno;
         // A unix socket's full backlog is EAGAIN: refused, as a full
         // listen queue would not be for TCP, but the guest retries anyway.

@@ -440,6 +440,11 @@ bool UdpNat::open_sock(Flow& f, FlowSock& s, int family) {
             setsockopt(fd, SOL_IPV6, IPV6_RECVERR, &one, sizeof one);
             setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
         }
+        if (!gw_.config().bind_outbound(fd, family)) {
+            if (debug_on()) spdlog::debug("udp: --outbound-addr: {}", std::strerror(errno));
+            close(fd);
+            return false;
+        }
         try {
             loop_.add(fd, EPOLLIN, &s);
         } catch (const std::system_error& e) {

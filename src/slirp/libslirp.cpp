@@ -316,6 +316,14 @@ emb::EngineConfig engine_config(const SlirpConfig* c) {
     if (c->vdomainname) n.domain = c->vdomainname;
     n.restrict = c->restricted != 0;
     n.map_gateway_to_loopback = !c->disable_host_loopback;
+    if (c->version >= 2) {
+        if (c->outbound_addr && c->outbound_addr->sin_family == AF_INET)
+            n.outbound4 = wire::IpAddr::v4(ntohl(c->outbound_addr->sin_addr.s_addr));
+        if (c->outbound_addr6 && c->outbound_addr6->sin6_family == AF_INET6)
+            n.outbound6 = v6(c->outbound_addr6->sin6_addr);
+    }
+    if (c->version >= 3) n.dns_service = !c->disable_dns;
+    if (c->version >= 4) n.dhcp4 = !c->disable_dhcp;
     e.log = log_stderr;
     e.log_level = emb::LogLevel::warn;
     return e;
@@ -343,14 +351,6 @@ Slirp::Slirp(const SlirpConfig* cfg, const SlirpCb* cb_, void* opaque_) : cb(cb_
         close(hold_timer);
         throw;
     }
-    if (cfg->version >= 2 && (cfg->outbound_addr || cfg->outbound_addr6))
-        log_stderr(emb::LogLevel::warn, "outbound_addr is not supported: connections leave from "
-                                        "the host's default address");
-    if (cfg->version >= 3 && cfg->disable_dns)
-        log_stderr(emb::LogLevel::warn, "disable_dns is not supported: the DNS address forwards "
-                                        "to the host's resolvers");
-    if (cfg->version >= 4 && cfg->disable_dhcp)
-        log_stderr(emb::LogLevel::warn, "disable_dhcp is not supported: the DHCP server answers");
 }
 
 Slirp::~Slirp() {

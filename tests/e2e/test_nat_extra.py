@@ -4,7 +4,8 @@ test_ping.py and test_forward.py: forwards keep a non-loopback client's
 address (TCP and UDP), ICMP errors for unroutable destinations, UDP and ICMP
 traceroute through the NAT (TTL passed on, time-exceeded from the router
 quoting the guest's own id), the one-time warning when ping is unavailable,
-and a UDP flow storm staying within the flow limit."""
+a UDP flow storm staying within the flow limit, and --outbound-addr (TCP,
+UDP, ping and DNS leave from that host address) with --no-dhcp."""
 import os, sys, unittest, re, time
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -51,6 +52,16 @@ for i in range(10):
     except socket.timeout:
         pass
 """
+# Prints each datagram's source address (a stand-in upstream resolver that
+# only has to show where the forwarder's queries come from).
+UDP_PEER_LOG = r"""
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", int(sys.argv[1])))
+while True:
+    b, peer = s.recvfrom(2048)
+    print("FROM", peer[0], flush=True)
+"""
 
 class Extra(unittest.TestCase):
     def _start(self, lab, args, remote=True):
@@ -84,6 +95,37 @@ class Extra(unittest.TestCase):
             print("udp loopback:", r.stdout.strip())
             self.assertEqual(r.stdout.split()[0], GATEWAY)
             self.assertEqual(r.stdout.split()[-1], "127.0.0.1:%d" % up)
+            lab.assert_alive(un)
+
+    def test_outbound_addr_and_no_dhcp(self):
+        with netlab.Lab("xout") as lab:
+            host = lab.netns("host"); guest = lab.netns("guest")
+            remote = lab.remote(host)
+            out = "198.51.100.9"  # a second address of the host (on its lo)
+            host.run(["ip", "addr", "add", out + "/32", "dev", "lo"])
+            dport = netlab.free_port(netlab.socket.SOCK_DGRAM)
+            dnslog = remote.popen([netlab.PY, "-c", UDP_PEER_LOG, str(dport)], name="dnslog")
+            un = lab.usernet(host, ["--netns", guest.path, "--config-net", "--no-dhcp",
+                                    "--outbound-addr", out,
+                                    "--dns-upstream", "%s:%d" % (REMOTE_ADDR, dport)],
+                             wait=[("link", guest, "tap0")])
+            netlab.wait_for(lambda: guest.addrs("tap0"), 10, what="addr")
+            who = remote.server("whoami", "--bind", "0.0.0.0")
+            r = guest.py(TCP_ASK, REMOTE_ADDR, who.port)
+            self.assertEqual(r.stdout.split()[:2], ["PEER", out], r.stdout + r.stderr)
+            r = guest.py(UDP_ASK, REMOTE_ADDR, who.port)
+            self.assertEqual(r.stdout.split()[:2], ["PEER", out], r.stdout + r.stderr)
+            r = netlab.ping(guest, REMOTE_ADDR, count=2)
+            self.assertIn("2 packets received", r.stdout)
+            guest.run(["dig", "+time=1", "+tries=1", "@" + netlab.DNS, "x.example.test"],
+                      check=False, timeout=20)
+            netlab.wait_for(lambda: "FROM" in dnslog.stdout(), 10, what="the DNS query upstream")
+            self.assertEqual(set(dnslog.stdout().split()), {"FROM", out}, dnslog.stdout())
+            # no DHCP server: udhcpc finds none (the address came from --config-net)
+            r = guest.run(netlab.udhcpc_cmd() + ["-f", "-q", "-n", "-t", "2", "-T", "1",
+                                                 "-i", "tap0", "-s", "/bin/true"],
+                          check=False, timeout=20)
+            self.assertNotEqual(r.returncode, 0, r.stdout + r.stderr)
             lab.assert_alive(un)
 
     def test_ping_unroutable_gets_net_unreachable(self):

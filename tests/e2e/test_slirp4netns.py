@@ -62,10 +62,10 @@ class Slirp4netns:
     """host + guest namespaces, slirp4netns in host attached to guest.
     ours=True: on usernet's library; False: on Debian's."""
 
-    def __init__(self, lab, ours=True, extra=(), upstream_dns=False):
+    def __init__(self, lab, ours=True, extra=(), upstream_dns=False, host=None):
         self.lab = lab
         self.ours = ours
-        self.host = lab.netns("host")
+        self.host = host or lab.netns("host")
         self.guest = lab.netns("guest")
         if upstream_dns:
             # the host's resolver, as both libraries read it: dnsmasq on the
@@ -257,6 +257,35 @@ class Slirp4netnsTest(unittest.TestCase):
             self.assertEqual(dig(t.guest, LOCAL_NAME, tcp=True), [GW])
             self.assertEqual(dig(t.guest, UPSTREAM_NAME), [UPSTREAM_ADDR])
             self.assertEqual(dig(t.guest, UPSTREAM_NAME, tcp=True), [UPSTREAM_ADDR])
+            t.finish(self)
+
+    def test_outbound_addr_and_disable_dns(self):
+        # --outbound-addr (SlirpConfig v2's outbound_addr): the guest's TCP,
+        # UDP and ping leave from that host address, as a peer on the far
+        # side of the host sees them; --disable-dns (v3's disable_dns): the
+        # DNS address refuses queries although the host's resolver works.
+        with netlab.Lab("s4") as lab:
+            host = lab.netns("host")
+            remote = lab.remote(host)
+            out = "198.51.100.9"  # a second address of the host (on its lo)
+            host.run(["ip", "addr", "add", out + "/32", "dev", "lo"])
+            t = Slirp4netns(lab, extra=["--outbound-addr=" + out, "--disable-dns"],
+                            upstream_dns=True, host=host)
+            who = remote.server("whoami", "--bind", "0.0.0.0")
+            r = t.guest.run(["busybox", "nc", "-w", "5", netlab.REMOTE_ADDR, str(who.port)],
+                            timeout=20, check=False)
+            self.assertEqual(r.stdout.strip(), "PEER " + out, r.stdout + r.stderr)
+            r = t.guest.py(UDP_ONE, netlab.REMOTE_ADDR, who.port, timeout=30)
+            self.assertEqual(r.stdout.strip(), "PEER " + out, r.stdout + r.stderr)
+            r = netlab.ping(t.guest, netlab.REMOTE_ADDR, count=2)
+            self.assertEqual(received(r), (2, 2), r.stdout)
+            # the host's resolver answers the name; the DNS address does not
+            self.assertEqual(t.host.run(["dig", "+short", "@127.0.0.1", UPSTREAM_NAME]).stdout.strip(),
+                             UPSTREAM_ADDR)
+            t0 = time.monotonic()
+            self.assertEqual(dig(t.guest, UPSTREAM_NAME), [])
+            self.assertEqual(dig(t.guest, UPSTREAM_NAME, tcp=True), [])
+            self.assertLess(time.monotonic() - t0, 10, "refused queries should fail at once")
             t.finish(self)
 
     def test_closed_host_port_is_refused_at_once(self):

@@ -960,4 +960,35 @@ TEST(Options, Options_PolicyRules) {
 }
 
 }  // namespace
+TEST(Options, OutboundAddrTakesAnAddressOrAnInterfaceOncePerFamily) {
+    // The loopback interface always exists and holds 127.0.0.1 (and ::1
+    // where IPv6 is on): by name it gives both, by address one family.
+    Config c = parse({"--socket", "/tmp/x.sock", "--outbound-addr", "127.0.0.1"});
+    EXPECT_EQ(c.net.outbound4, *IpAddr::parse("127.0.0.1"));
+    EXPECT_TRUE(c.net.outbound6.is_unspecified());
+    c = parse({"--socket", "/tmp/x.sock", "--outbound-addr", "lo"});
+    EXPECT_EQ(c.net.outbound4, *IpAddr::parse("127.0.0.1"));
+    EXPECT_TRUE(Config{}.net.outbound4.is_unspecified());
+    // Not an address of this host, not a unicast address, no such
+    // interface, two of one family: each refused at start.
+    EXPECT_NE(error_message({"--socket", "/tmp/x.sock", "--outbound-addr", "192.0.2.254"})
+                  .find("cannot use 192.0.2.254 as a source address"),
+              std::string::npos);
+    EXPECT_EQ(error_option({"--socket", "/tmp/x.sock", "--outbound-addr", "224.0.0.1"}),
+              "--outbound-addr");
+    EXPECT_EQ(error_option({"--socket", "/tmp/x.sock", "--outbound-addr", "no-such-if0"}),
+              "--outbound-addr");
+    EXPECT_EQ(error_option({"--socket", "/tmp/x.sock", "--outbound-addr", "127.0.0.1",
+                            "--outbound-addr", "127.0.0.2"}),
+              "--outbound-addr");
+}
+
+TEST(Options, NoDhcpTurnsOffTheDhcp4ServerOnly) {
+    EXPECT_TRUE(parse({"--socket", "/tmp/x.sock"}).net.dhcp4);
+    Config c = parse({"--socket", "/tmp/x.sock", "--no-dhcp"});
+    EXPECT_FALSE(c.net.dhcp4);
+    EXPECT_TRUE(c.net.ipv6);
+    EXPECT_TRUE(c.net.dns_service);
+}
+
 }  // namespace usernet::app
