@@ -81,6 +81,7 @@ Engine::Engine(EngineConfig cfg)
         throw std::runtime_error("the gateway, DNS and DHCP start addresses must be inside the "
                                  "network, whose prefix must be /30 or shorter");
     if (n.dns_upstreams.empty() && cfg.system_resolvers) n.dns_upstreams = gw::load_system_resolvers();
+    config_service_addrs_ = n.service_addrs;
     gw_ = std::make_unique<gw::Gateway>(loop_, sw_, n);
     nat_ = std::make_unique<nat::Nat>(loop_, *gw_, cfg.limits);
     gw_->set_ip_sink(nat_.get());
@@ -161,7 +162,15 @@ void Engine::add_guest_forward(const nat::GuestForwardSpec& spec) {
 }
 
 bool Engine::remove_guest_forward(const wire::IpAddr& addr, uint16_t port) {
-    return nat_->remove_guest_forward(addr, port);
+    if (!nat_->remove_guest_forward(addr, port)) return false;
+    // The address was the gateway's only for its forwards: with the last
+    // one gone, it stops answering ARP, as a vanished host would.
+    for (const nat::GuestForwardSpec& g : nat_->guest_forwards())
+        if (g.addr == addr) return true;
+    if (std::find(config_service_addrs_.begin(), config_service_addrs_.end(), addr) ==
+        config_service_addrs_.end())
+        gw_->remove_service_addr(addr);
+    return true;
 }
 
 EngineStats Engine::stats() const {

@@ -152,6 +152,9 @@ private:
     std::unique_ptr<nat::Nat> nat_;
     std::vector<std::unique_ptr<Nic>> nics_;
     uint64_t nic_serial_ = 0;
+    // The configuration's own service addresses (an SMB server's): they
+    // stay when the last guest forward on one goes.
+    std::vector<wire::IpAddr> config_service_addrs_;
 };
 
 }  // namespace usernet::embed

@@ -213,6 +213,8 @@ public:
     void add_service_addr(const wire::IpAddr& a) {
         if (!cfg_.is_service_addr(a)) cfg_.service_addrs.push_back(a);
     }
+    // And no longer: ARP and neighbor solicitations for a go unanswered.
+    void remove_service_addr(const wire::IpAddr& a) { std::erase(cfg_.service_addrs, a); }
     const GatewayStats& gw_stats() const { return stats_; }
     const ReassemblyStats& reassembly_stats() const { return reasm_.stats(); }
     core::EventLoop& loop() { return loop_; }

@@ -677,8 +677,20 @@ TEST_F(CapiTest, Capi_GuestForwardOnAFreeAddressIsAnsweredAndBadOnesAreRefused) 
     EXPECT_EQ(usernet_add_guestfwd(net, "10.0.2.100", 81, "cmd:cat"), 0) << usernet_last_error();
     EXPECT_EQ(usernet_remove_guestfwd(net, "10.0.2.100", 80), 0) << usernet_last_error();
     EXPECT_EQ(usernet_remove_guestfwd(net, "10.0.2.100", 80), -1);
+    // Port 81 still holds the address.
+    g.frames.clear();
+    g.input(arp_request(kMacA, ip("10.0.2.15"), ip("10.0.2.100")));
+    EXPECT_NE(g.find_arp_reply(ip("10.0.2.100")), nullptr);
+    // With the last forward on it gone, the address is nobody's again.
+    EXPECT_EQ(usernet_remove_guestfwd(net, "10.0.2.100", 81), 0) << usernet_last_error();
+    g.frames.clear();
+    g.input(arp_request(kMacA, ip("10.0.2.15"), ip("10.0.2.100")));
+    EXPECT_EQ(g.find_arp_reply(ip("10.0.2.100")), nullptr);
     EXPECT_EQ(usernet_add_guestfwd(net, "10.0.2.100", 80, "127.0.0.1:8082"), 0)
         << usernet_last_error();
+    g.frames.clear();
+    g.input(arp_request(kMacA, ip("10.0.2.15"), ip("10.0.2.100")));
+    EXPECT_NE(g.find_arp_reply(ip("10.0.2.100")), nullptr);
 }
 
 // --- bad configurations -------------------------------------------------------------
