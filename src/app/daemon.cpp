@@ -159,12 +159,10 @@ std::string vde_plug_command_line(const std::string& dir) {
     return "vde_plug vde://" + dir + " tap://tap0";
 }
 
-Daemon::Lan::Lan(core::EventLoop& loop, std::string name_, const gw::NetConfig& net_,
-                 std::string pcap_path_)
+Daemon::Lan::Lan(std::string name_, const gw::NetConfig& net_, std::string pcap_path_)
     : name(std::move(name_)), net(net_), pcap_path(std::move(pcap_path_)), pcap_flush([this] {
           if (pcap && !pcap->flush()) spdlog::warn("cannot write to {}", pcap_path);
-      }),
-      sw(loop) {}
+      }) {}
 
 Daemon::Daemon(const Config& cfg) : cfg_(cfg) {
     loop_.set_busy_poll_us(cfg_.busy_poll_us);
@@ -192,19 +190,21 @@ Daemon::Daemon(const Config& cfg) : cfg_(cfg) {
 
 void Daemon::build_lan(const std::string& name, const gw::NetConfig& net,
                        const std::string& pcap_path) {
-    auto lan = std::make_unique<Lan>(loop_, name, net, pcap_path);
+    auto lan = std::make_unique<Lan>(name, net, pcap_path);
     Lan& l = *lan;
     lans_.push_back(std::move(lan));
-    open_pcap(l);
-    if (cfg_.no_gateway) return;
+    embed::EngineConfig ec;
+    ec.net = l.net;
+    ec.limits = cfg_.limits;
+    ec.system_resolvers = false;  // resolve_dns_upstreams() read them, and said so
+    ec.gateway = !cfg_.no_gateway;
     try {
-        l.gateway = std::make_unique<gw::Gateway>(loop_, l.sw, l.net);
-        l.nat = std::make_unique<nat::Nat>(loop_, *l.gateway, cfg_.limits);
+        l.engine = std::make_unique<embed::Engine>(std::move(ec), loop_);
     } catch (const std::exception& e) {
         throw startup_error(std::string("cannot start the gateway: ") + e.what(),
                             "check the address options and usernet's file descriptor limit");
     }
-    l.gateway->set_ip_sink(l.nat.get());
+    open_pcap(l);
 }
 
 Daemon::~Daemon() {
@@ -224,10 +224,8 @@ Daemon::~Daemon() {
 }
 
 void Daemon::close_lan(Lan& lan) {
-    if (lan.gateway) lan.gateway->set_ip_sink(nullptr);
-    lan.nat.reset();
-    lan.gateway.reset();
-    lan.sw.set_observer(nullptr);
+    if (lan.engine) lan.sw().set_observer(nullptr);
+    lan.engine.reset();
     if (lan.pcap) {
         loop_.cancel(lan.pcap_flush);
         if (!lan.pcap->flush() || lan.pcap->errors() != 0)
@@ -304,7 +302,7 @@ void Daemon::open_pcap(Lan& lan) {
     }
     // Frames are buffered; a timer pushes them to the file a second after
     // the first unflushed one, so the capture can be read while running.
-    lan.sw.set_observer([this, &lan](wire::Bytes frame) {
+    lan.sw().set_observer([this, &lan](wire::Bytes frame) {
         lan.pcap->write(frame);
         if (!lan.pcap_flush.armed()) loop_.arm(lan.pcap_flush, kPcapFlushMs);
     });
@@ -391,7 +389,7 @@ void Daemon::attach(const Attachment& a) {
                     : "check --netns " + a.target + " and run usernet as root";
             throw startup_error(what, todo);
         }
-        auto port = std::make_unique<ports::TapPort>(loop_, lan.sw, fd,
+        auto port = std::make_unique<ports::TapPort>(loop_, lan.sw(), fd,
                                                      ifname + " in netns " + a.netns_path, a.mtu,
                                                      cfg_.tap_offload);
         ports::TapPort* p = port.get();
@@ -400,7 +398,7 @@ void Daemon::attach(const Attachment& a) {
         taps_.push_back(std::move(port));
         // The guest's own address counts as its lease: only this attachment
         // may send from it.
-        if (a.address && lan.gateway) lan.gateway->reserve(*a.address, p->id());
+        if (a.address && lan.gateway()) lan.gateway()->reserve(*a.address, p->id());
         try {
             netns_watches_.emplace_back(
                 p, std::make_unique<ports::NetnsWatch>(loop_, a.netns_path, [this, p, a] {
@@ -426,7 +424,7 @@ void Daemon::attach(const Attachment& a) {
             throw startup_error(e.what(), "check --tap " + a.ifname +
                                               " (see ATTACHING GUESTS in usernet(1))");
         }
-        auto port = std::make_unique<ports::TapPort>(loop_, lan.sw, fd, a.ifname, a.mtu,
+        auto port = std::make_unique<ports::TapPort>(loop_, lan.sw(), fd, a.ifname, a.mtu,
                                                      cfg_.tap_offload);
         ports::TapPort* p = port.get();
         port->set_on_failure([this, p](const std::string& why) { on_tap_failure(p, why); });
@@ -438,7 +436,7 @@ void Daemon::attach(const Attachment& a) {
     case AttachmentKind::socket: {
         try {
             listeners_.push_back(
-                std::make_unique<ports::StreamListener>(loop_, lan.sw, a.target, a.mtu));
+                std::make_unique<ports::StreamListener>(loop_, lan.sw(), a.target, a.mtu));
         } catch (const std::exception& e) {
             throw startup_error(e.what(), default_socket_
                                               ? "give a socket path with --socket PATH"
@@ -453,7 +451,7 @@ void Daemon::attach(const Attachment& a) {
         ports::TcpEndpoint ep{a.endpoint.addr, a.endpoint.port};
         try {
             tcp_listeners_.push_back(
-                std::make_unique<ports::TcpStreamListener>(loop_, lan.sw, ep, a.mtu));
+                std::make_unique<ports::TcpStreamListener>(loop_, lan.sw(), ep, a.mtu));
         } catch (const std::exception& e) {
             throw startup_error(e.what(), "stop the program using it, or give --listen another "
                                           "address or port");
@@ -473,7 +471,7 @@ void Daemon::attach(const Attachment& a) {
         wc.origins = a.ws_origins;
         try {
             ws_listeners_.push_back(std::make_unique<ports::WsListener>(
-                loop_, lan.sw, a.ws_host, a.ws_port, std::move(wc)));
+                loop_, lan.sw(), a.ws_host, a.ws_port, std::move(wc)));
         } catch (const std::exception& e) {
             throw startup_error(e.what(), "stop the program using that port, or give "
                                           "--websocket another port");
@@ -487,16 +485,16 @@ void Daemon::attach(const Attachment& a) {
     case AttachmentKind::uplink: {
         try {
             uplinks_.push_back(
-                std::make_unique<ports::UplinkPort>(loop_, lan.sw, a.ifname, a.mtu));
+                std::make_unique<ports::UplinkPort>(loop_, lan.sw(), a.ifname, a.mtu));
         } catch (const std::exception& e) {
             throw startup_error(e.what(), "give --uplink an existing Ethernet interface "
                                           "(ip -br link lists them)");
         }
-        if (lan.gateway) {
+        if (lan.gateway()) {
             // A whole network behind one port: as many leases as the
             // switch learns MACs there (up to the pool), not a guest's 4.
             const auto& up = *uplinks_.back();
-            lan.gateway->set_hosts_behind(up.id(), up.max_macs());
+            lan.gateway()->set_hosts_behind(up.id(), up.max_macs());
             spdlog::warn("uplink {}: usernet's gateway answers ARP, DHCP and DNS on {}'s "
                          "network too; give --no-gateway if that network has its own router "
                          "and DHCP server",
@@ -511,14 +509,14 @@ void Daemon::attach(const Attachment& a) {
         sc.gateway = lan.net.gateway;
         sc.dns = lan.net.dns;
         try {
-            serials_.push_back(std::make_unique<ports::SerialPort>(loop_, lan.sw, sc));
+            serials_.push_back(std::make_unique<ports::SerialPort>(loop_, lan.sw(), sc));
         } catch (const std::exception& e) {
             throw startup_error(e.what(), "give --serial another path or port, or stop the "
                                           "program using it");
         }
         ports::SerialPort& p = *serials_.back();
         // A fixed peer address is this attachment's, as --config-net's.
-        if (a.address) lan.gateway->reserve(*a.address, p.id());
+        if (a.address) lan.gateway()->reserve(*a.address, p.id());
         spdlog::info("{} at {} (switch port {}, MAC {}, MTU {}), peer address {}", p.describe(),
                      p.location(), p.id(), p.mac().to_string(), a.mtu,
                      a.address ? wire::ipv4_to_string(*a.address)
@@ -528,7 +526,7 @@ void Daemon::attach(const Attachment& a) {
     case AttachmentKind::vde: {
         try {
             vde_switches_.push_back(
-                std::make_unique<ports::VdeSwitch>(loop_, lan.sw, a.target, a.mtu));
+                std::make_unique<ports::VdeSwitch>(loop_, lan.sw(), a.target, a.mtu));
         } catch (const std::exception& e) {
             std::string what = e.what();
             throw startup_error(what, what.find("in use") != std::string::npos
@@ -544,7 +542,7 @@ void Daemon::attach(const Attachment& a) {
         ports::TcpEndpoint ep{a.endpoint.addr, a.endpoint.port};
         try {
             tcp_connectors_.push_back(
-                std::make_unique<ports::TcpStreamConnector>(loop_, lan.sw, ep, a.mtu));
+                std::make_unique<ports::TcpStreamConnector>(loop_, lan.sw(), ep, a.mtu));
         } catch (const std::exception& e) {
             throw startup_error(e.what(), "raise usernet's file descriptor limit");
         }
@@ -554,7 +552,7 @@ void Daemon::attach(const Attachment& a) {
         const ports::DgramConfig& c = *a.dgram;
         std::string opt = c.kind == ports::DgramKind::mcast ? "--mcast" : "--dgram";
         try {
-            dgrams_.push_back(std::make_unique<ports::DgramPort>(loop_, lan.sw, c));
+            dgrams_.push_back(std::make_unique<ports::DgramPort>(loop_, lan.sw(), c));
         } catch (const std::exception& e) {
             std::string what = e.what();
             throw startup_error(what, what.find("in use") != std::string::npos
@@ -572,7 +570,7 @@ void Daemon::attach(const Attachment& a) {
         spec.base_port = a.bochs_port;
         spec.count = a.bochs_count;
         try {
-            bochs_.push_back(std::make_unique<ports::BochsAttachment>(loop_, lan.sw, spec, a.mtu));
+            bochs_.push_back(std::make_unique<ports::BochsAttachment>(loop_, lan.sw(), spec, a.mtu));
         } catch (const std::exception& e) {
             throw startup_error(e.what(), "stop the program using that port, or give --bochs "
                                           "another PORT (and the matching ethdev= to Bochs)");
@@ -624,7 +622,7 @@ void Daemon::write_pid_file() {
 }
 
 void Daemon::log_summary(const Lan& lan) const {
-    if (!lan.gateway) {
+    if (!lan.gateway()) {
         spdlog::info("no gateway (--no-gateway): the LAN is a switch only; no ARP, DHCP, DNS "
                      "or NAT answers from usernet");
         return;

@@ -9,8 +9,11 @@
 // closed), then the NAT and gateway, then the capture is flushed.
 //
 // Nothing here parses text or touches signals or stdout: the same object
-// can be driven by main() or, later, by a control API. The library pieces
-// (Gateway, Nat, ports) do the work; this file only wires them together.
+// can be driven by main() or, later, by a control API. The library does the
+// work: each LAN is an embed::Engine (switch, gateway, NAT) on the daemon's
+// loop, the attachments are ports on its switch; this file only wires them
+// together and adds what a daemon has and an embedder does not (captures,
+// the pid file, SMB, exiting when the last attachment goes).
 #pragma once
 
 #include <memory>
@@ -21,6 +24,7 @@
 #include "app/options.hpp"
 #include "app/smb_share.hpp"
 #include "core/event_loop.hpp"
+#include "embed/engine.hpp"
 #include "gateway/gateway.hpp"
 #include "nat/nat.hpp"
 #include "switch/switch.hpp"
@@ -65,15 +69,15 @@ public:
 
     core::EventLoop& loop() { return loop_; }
     // The default LAN's pieces (the LAN of the attachments before any --lan).
-    sw::Switch& lan() { return lans_.front()->sw; }
-    gw::Gateway& gateway() { return *lans_.front()->gateway; }
-    nat::Nat& nat() { return *lans_.front()->nat; }
+    sw::Switch& lan() { return lans_.front()->sw(); }
+    gw::Gateway& gateway() { return lans_.front()->engine->gateway(); }
+    nat::Nat& nat() { return lans_.front()->engine->nat(); }
     // LAN i: 0 the default, k the k-th --lan.
     size_t lan_count() const { return lans_.size(); }
-    sw::Switch& lan(size_t i) { return lans_.at(i)->sw; }
-    gw::Gateway& gateway(size_t i) { return *lans_.at(i)->gateway; }
+    sw::Switch& lan(size_t i) { return lans_.at(i)->sw(); }
+    gw::Gateway& gateway(size_t i) { return lans_.at(i)->engine->gateway(); }
     // Whether the LANs have a gateway and a NAT (not with --no-gateway).
-    bool has_gateway() const { return lans_.front()->gateway != nullptr; }
+    bool has_gateway() const { return lans_.front()->engine->has_gateway(); }
     const Config& config() const { return cfg_; }
 
     // The Unix socket paths QEMU can connect to, absolute.
@@ -96,21 +100,23 @@ public:
     bool using_default_socket() const { return default_socket_; }
 
 private:
-    // One isolated LAN: a switch with its gateway (ARP, DHCP, DNS) and NAT,
-    // and its capture. Nothing is shared with another LAN but the loop.
+    // One isolated LAN: an engine (a switch with its gateway -- ARP, DHCP,
+    // DNS -- and NAT) and its capture. Nothing is shared with another LAN
+    // but the loop.
     struct Lan {
-        Lan(core::EventLoop& loop, std::string name, const gw::NetConfig& net,
-            std::string pcap_path);
+        Lan(std::string name, const gw::NetConfig& net, std::string pcap_path);
         std::string name;
         gw::NetConfig net;
         std::string pcap_path;
         std::unique_ptr<wire::PcapWriter> pcap;
         core::Timer pcap_flush;
-        sw::Switch sw;
-        std::unique_ptr<gw::Gateway> gateway;
-        // Nat has virtual functions and a non-virtual destructor; deleting it
-        // as a member of a plain struct keeps clang's -Wdelete-non-virtual-dtor quiet.
-        std::unique_ptr<nat::Nat> nat;
+        std::unique_ptr<embed::Engine> engine;
+        sw::Switch& sw() { return engine->lan(); }
+        // Null with --no-gateway.
+        gw::Gateway* gateway() { return engine->has_gateway() ? &engine->gateway() : nullptr; }
+        const gw::Gateway* gateway() const {
+            return engine->has_gateway() ? &engine->gateway() : nullptr;
+        }
     };
 
     void build_lan(const std::string& name, const gw::NetConfig& net,

@@ -72,8 +72,26 @@ void Nic::deliver(wire::Bytes frame, const sw::FrameMeta&) {
 }
 
 Engine::Engine(EngineConfig cfg)
-    : log_(std::move(cfg.log)), log_level_(cfg.log_level), sw_(loop_) {
+    : log_(std::move(cfg.log)),
+      log_level_(cfg.log_level),
+      own_loop_(std::make_unique<core::EventLoop>()),
+      loop_(*own_loop_),
+      sw_(loop_) {
     install_logger(log_ ? log_level_ : LogLevel::error);
+    build(cfg);
+}
+
+Engine::Engine(EngineConfig cfg, core::EventLoop& loop)
+    : log_level_(cfg.log_level), loop_(loop), sw_(loop_) {
+    build(cfg);
+}
+
+void Engine::need_gateway() const {
+    if (!gw_) throw std::runtime_error("this LAN has no gateway, so no forwards");
+}
+
+void Engine::build(EngineConfig& cfg) {
+    if (!cfg.gateway) return;
     Scope scope(this);
     gw::NetConfig& n = cfg.net;
     if (n.prefix_len > 30 || !n.in_subnet(n.gateway) || !n.in_subnet(n.dns) ||
@@ -91,6 +109,7 @@ Engine::~Engine() {
     Scope scope(this);
     for (auto& nic : nics_) sw_.detach(*nic);
     nics_.clear();
+    if (gw_) gw_->set_ip_sink(nullptr);
     nat_.reset();
     gw_.reset();
 }
@@ -126,16 +145,19 @@ void Engine::input(Nic& nic, wire::Bytes frame, bool flush) {
 
 void Engine::add_forward(const nat::ForwardSpec& spec) {
     Scope scope(this);
+    need_gateway();
     nat_->add_forward(spec);
 }
 
 size_t Engine::remove_forward(char proto, const std::optional<wire::IpAddr>& bind_addr,
                               uint16_t host_port) {
     Scope scope(this);
+    need_gateway();
     return nat_->forwarder().remove(proto, bind_addr, host_port);
 }
 
 void Engine::add_guest_forward(const nat::GuestForwardSpec& spec) {
+    need_gateway();
     const gw::NetConfig& n = gw_->config();
     const wire::IpAddr& a = spec.addr;
     if (spec.port == 0) throw std::invalid_argument("a guest forward needs a port");
@@ -162,6 +184,7 @@ void Engine::add_guest_forward(const nat::GuestForwardSpec& spec) {
 }
 
 bool Engine::remove_guest_forward(const wire::IpAddr& addr, uint16_t port) {
+    need_gateway();
     if (!nat_->remove_guest_forward(addr, port)) return false;
     // The address was the gateway's only for its forwards: with the last
     // one gone, it stops answering ARP, as a vanished host would.
@@ -185,6 +208,7 @@ EngineStats Engine::stats() const {
     const sw::SwitchStats& sw = sw_.stats();
     s.dropped += sw.dropped_runt + sw.dropped_giant + sw.dropped_bad_src + sw.dropped_mac_limit +
                  sw.dropped_bad_offload + sw.dropped_guard;
+    if (!nat_) return s;
     const nat::NatStats& ns = nat_->stats();
     s.dropped += ns.dropped_malformed + ns.dropped_unreachable + ns.dropped_forbidden +
                  ns.dropped_policy + ns.dropped_limit + ns.dropped_proto;

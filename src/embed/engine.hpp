@@ -10,6 +10,9 @@
 // inside input() or poll() (never from another thread). Forwards come and go
 // at run time.
 //
+// The daemon (src/app/) runs each of its LANs as an engine on its own loop
+// (the second constructor), with its attachments as ports on lan().
+//
 // Nothing here assumes it owns the process: no signal handlers, no exit,
 // nothing on stderr. Library code logs through spdlog's default logger; the
 // first engine in a process replaces it with one that hands each message to
@@ -48,6 +51,9 @@ struct EngineConfig {
     // Messages at `log_level` and above go to `log`; none without it.
     LogFn log;
     LogLevel log_level = LogLevel::warn;
+    // Off: the LAN is its switch alone (no ARP, DHCP, DNS or NAT answers;
+    // the daemon's --no-gateway, for a LAN with a router of its own).
+    bool gateway = true;
 };
 
 class Engine;
@@ -81,6 +87,11 @@ public:
     // Builds the LAN. Throws std::runtime_error whose message says what was
     // wrong (bad addresses, no descriptors).
     explicit Engine(EngineConfig cfg);
+    // The same LAN on a loop the caller owns and runs (the daemon: its LANs
+    // and attachments share one loop). fd(), timeout_ms() and poll() are
+    // the caller's loop's business then, and library messages stay with the
+    // process's own spdlog logger (cfg.log is not used).
+    Engine(EngineConfig cfg, core::EventLoop& loop);
     ~Engine();
     Engine(const Engine&) = delete;
     Engine& operator=(const Engine&) = delete;
@@ -121,6 +132,8 @@ public:
     const gw::NetConfig& config() const { return gw_->config(); }
     core::EventLoop& loop() { return loop_; }
     sw::Switch& lan() { return sw_; }
+    // Without a gateway (EngineConfig::gateway off) there is neither.
+    bool has_gateway() const { return gw_ != nullptr; }
     gw::Gateway& gateway() { return *gw_; }
     nat::Nat& nat() { return *nat_; }
     // Whether the engine wants messages at lvl (to skip formatting them).
@@ -144,9 +157,13 @@ public:
     };
 
 private:
+    void build(EngineConfig& cfg);
+    void need_gateway() const;
+
     LogFn log_;
     LogLevel log_level_;
-    core::EventLoop loop_;
+    std::unique_ptr<core::EventLoop> own_loop_;  // null on a borrowed loop
+    core::EventLoop& loop_;
     sw::Switch sw_;
     std::unique_ptr<gw::Gateway> gw_;
     std::unique_ptr<nat::Nat> nat_;
