@@ -249,6 +249,8 @@ struct FlowState {
     bool host_urg : 1 = false;      // EPOLLPRI seen: the host sent urgent data (short peeks
                                     // may stop at its mark, not at the end of the data)
     bool local : 1 = false;         // fd is a unix stream socket (a guest forward), not TCP
+    bool ack_delayed : 1 = false;   // on the delayed-ACK list (a short segment's ACK waits
+                                    // for the host's answer to carry it)
     uint8_t snd_wscale = 0;    // guest's shift, applied to its window field
     uint8_t rcv_wscale = 0;    // our shift, applied to what we advertise
     uint8_t dupacks = 0;

@@ -274,7 +274,8 @@ TcpNat::~TcpNat() {
             "out of window {}, out of order {}, partial writes {}, retransmits RTO {} fast {}, "
             "zero-window probes {}, gave up {}, coalesced ACKs {}, "
             "SYNs over the half-open limit {}, connects abandoned by the guest {}, "
-            "tail loss probes {}, spurious retransmissions undone {}",
+            "tail loss probes {}, spurious retransmissions undone {}, delayed ACKs {} "
+            "(piggybacked {})",
             t.segs_from_guest, t.segs_to_guest, t.bytes_to_host, t.bytes_to_guest,
             t.flows_outbound, t.flows_inbound, t.flows_established, t.flows_closed,
             t.refused_limit, t.connect_refused, t.connect_unreachable, t.connect_failed,
@@ -282,8 +283,9 @@ TcpNat::~TcpNat() {
             t.dropped_malformed, t.dropped_out_of_window, t.out_of_order, t.partial_writes,
             t.retransmits_rto, t.retransmits_fast, t.zero_window_probes, t.gave_up,
             t.acks_coalesced, t.syn_dropped_half_open, t.connect_abandoned, t.tail_loss_probes,
-            t.spurious_retransmits);
+            t.spurious_retransmits, t.acks_delayed, t.acks_piggybacked);
     }
+    loop_.cancel(delack_timer_);
     for (auto& [key, f] : flows_) {
         if (f->st.fd >= 0) {
             loop_.remove(f->st.fd);
@@ -2129,6 +2131,21 @@ void TcpNat::run_deferred() {
             // only if it opens the window by two segments at least (the
             // receiver's silly window avoidance, RFC 9293 3.8.6.2.2).
             if (s.guest_fin || wire::seq_lt(a.right_edge, s.rcv_adv + 2u * s.mss)) continue;
+        } else if (!force && !s.guest_fin && s.rcv_nxt - s.last_ack_sent < s.mss) {
+            // Less than a segment since our last ACK: a request, most
+            // likely, whose answer the host is about to send. Its ACK waits
+            // up to kDelAckMs to ride on that answer, so that the guest
+            // gets one frame, not an ACK and then the data a few
+            // microseconds behind it (which small-ring NICs such as QEMU's
+            // NE2000 have been seen to lose). Bulk data (a segment or
+            // more) is acknowledged at once.
+            if (!s.ack_delayed) {
+                s.ack_delayed = true;
+                delack_list_.push_back({f, f->gen});
+                stats_.acks_delayed++;
+                if (!delack_timer_.armed()) loop_.arm(delack_timer_, kDelAckMs);
+            }
+            continue;
         }
         s.rcv_adv = a.right_edge;
         emit(*f, s.snd_max, flag::ack, 0, a.field);
@@ -2138,6 +2155,24 @@ void TcpNat::run_deferred() {
     ack_running_.clear();
     free_.insert(free_.end(), dead_.begin(), dead_.end());
     dead_.clear();
+}
+
+// The delayed ACKs' wait is over: each flow still owing one sends it with
+// the end of this batch (a flow freed meanwhile, or reused by another
+// connection, is skipped by its generation).
+void TcpNat::on_delack() {
+    for (const LingerEntry& e : delack_list_) {
+        Flow& f = *e.flow;
+        if (f.gen != e.gen || !f.st.ack_delayed) continue;
+        f.st.ack_delayed = false;
+        if (f.st.phase != Phase::established) continue;
+        if (f.st.last_ack_sent == f.st.rcv_nxt) {
+            stats_.acks_piggybacked++;
+            continue;
+        }
+        queue_ack(f, true);
+    }
+    delack_list_.clear();
 }
 
 void TcpNat::for_each_flow(const std::function<void(const tcp::FlowState&)>& fn) const {

@@ -60,6 +60,8 @@ public:
         uint64_t zero_window_probes = 0;
         uint64_t gave_up = 0;          // too many timeouts: reset both ways
         uint64_t acks_coalesced = 0;   // end-of-batch ACKs that were needed
+        uint64_t acks_delayed = 0;     // short segments whose ACK waited (kDelAckMs)
+        uint64_t acks_piggybacked = 0; // ... and went out on our data before the wait ended
     };
 
     explicit TcpNat(Nat& nat);
@@ -203,6 +205,12 @@ private:
         return e.flow->gen == e.gen && e.flow->st.phase == tcp::Phase::linger;
     }
     std::deque<LingerEntry> linger_queue_;      // closed flows, oldest first
+    // Flows whose ACK of a short guest segment waits (run_deferred), for
+    // the host's answer to carry it; on_delack() sends what is still owed.
+    static constexpr core::Millis kDelAckMs = 1;
+    std::vector<LingerEntry> delack_list_;
+    core::Timer delack_timer_{[this] { on_delack(); }};
+    void on_delack();
     size_t lingering_ = 0;
     std::unique_ptr<uint8_t[]> discard_;       // peek-from-0 fallback only
     static constexpr size_t kLocalSinkSize = 64 * 1024;

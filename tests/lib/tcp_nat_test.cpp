@@ -309,6 +309,43 @@ TEST(TcpNat, TcpNat_GuestDataReachesTheHostAndABatchGetsOneAck) {
     close(fd);
 }
 
+// A short segment (a request) is not acknowledged at once: its ACK rides
+// on the host's answer when that comes within TcpNat::kDelAckMs; when it
+// does not, a pure ACK follows alone. A segment or more is acknowledged at
+// the end of its batch (the test above).
+TEST(TcpNat, TcpNat_AShortSegmentsAckRidesOnTheAnswerOrFollowsAlone) {
+    NatHarness h;
+    Listener l;
+    TcpGuest g(h, kGatewayIp, l.port);
+    int fd = g.connect(l);
+    ASSERT_GE(fd, 0);
+    g.send(flag::ack | flag::psh, g.snd_nxt, g.rcv_nxt, "ping", 1024);
+    h.loop.run_once(0);
+    EXPECT_EQ(read_n(fd, 4), "ping");
+    EXPECT_TRUE(g.take().empty());  // no pure ACK at the end of the batch
+    ASSERT_EQ(send(fd, "pong", 4, 0), 4);
+    auto segs = g.wait(1);
+    for (auto& x : g.settle(20)) segs.push_back(x);  // past the wait: nothing more
+    ASSERT_EQ(segs.size(), 1u);
+    EXPECT_EQ(std::string(segs[0].payload.begin(), segs[0].payload.end()), "pong");
+    EXPECT_EQ(segs[0].ack, g.snd_nxt + 4);
+    EXPECT_EQ(h.nat->tcp().stats().acks_delayed, 1u);
+    EXPECT_EQ(h.nat->tcp().stats().acks_piggybacked, 1u);
+    g.snd_nxt += 4;
+    g.rcv_nxt += 4;
+    g.send(flag::ack, g.snd_nxt, g.rcv_nxt, {}, 1024);
+    // No answer this time: the ACK goes alone once the wait is over.
+    g.send(flag::ack | flag::psh, g.snd_nxt, g.rcv_nxt, "ping", 1024);
+    segs = g.wait(1, 500);
+    ASSERT_EQ(segs.size(), 1u);
+    EXPECT_TRUE(segs[0].payload.empty());
+    EXPECT_EQ(segs[0].ack, g.snd_nxt + 4);
+    EXPECT_EQ(h.nat->tcp().stats().acks_delayed, 2u);
+    EXPECT_EQ(h.nat->tcp().stats().acks_piggybacked, 1u);
+    EXPECT_EQ(read_n(fd, 4), "ping");
+    close(fd);
+}
+
 // A TSO guest's large segment is written at once, after what the flow has
 // staged and in the same sendmsg(); small segments after it stage again.
 TEST(TcpNat, TcpNat_LargeGuestSegmentsGoStraightToTheSocketInOrderWithTheStaged) {
