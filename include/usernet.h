@@ -36,7 +36,7 @@
 extern "C" {
 #endif
 
-#define USERNET_API_VERSION 1
+#define USERNET_API_VERSION 2
 
 typedef struct usernet_net usernet_t;
 typedef struct usernet_nic usernet_nic_t;
@@ -87,6 +87,15 @@ struct usernet_config {
     usernet_log_fn log;      /* NULL: messages are dropped */
     void *log_opaque;
     enum usernet_log_level log_level; /* default USERNET_LOG_WARN */
+
+    /* Version 2. */
+    /* The host addresses the NAT's sockets (guests' TCP, UDP and ping, the DNS
+     * forwarder's queries) leave from, as the daemon's --outbound-addr; NULL:
+     * the kernel's choice. */
+    const char *outbound_addr;   /* an IPv4 address */
+    const char *outbound_addr6;  /* an IPv6 address */
+    int dhcp_enabled;        /* 1 (default): the DHCPv4 server answers; 0: it does not */
+    int dns_enabled;         /* 1 (default): the DNS address answers; 0: it refuses queries */
 };
 
 void usernet_config_init(struct usernet_config *cfg);

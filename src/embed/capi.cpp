@@ -166,6 +166,19 @@ EngineConfig to_engine_config(const usernet_config* c) {
         };
     }
     e.log_level = static_cast<LogLevel>(std::clamp(static_cast<int>(c->log_level), 0, 3));
+    // Version 2's fields, when the caller's struct has them.
+    if (c->version >= 2 && c->size >= offsetof(usernet_config, dns_enabled) + sizeof(c->dns_enabled)) {
+        if (c->outbound_addr) {
+            n.outbound4 = parse_ip("outbound_addr", c->outbound_addr);
+            if (!n.outbound4.is_v4()) bad("outbound_addr", "not an IPv4 address");
+        }
+        if (c->outbound_addr6) {
+            n.outbound6 = parse_ip("outbound_addr6", c->outbound_addr6);
+            if (n.outbound6.is_v4()) bad("outbound_addr6", "not an IPv6 address");
+        }
+        n.dhcp4 = c->dhcp_enabled != 0;
+        n.dns_service = c->dns_enabled != 0;
+    }
     return e;
 }
 
@@ -180,6 +193,8 @@ void usernet_config_init(usernet_config* cfg) {
     cfg->ipv6 = 1;
     cfg->map_gateway_to_loopback = 1;
     cfg->log_level = USERNET_LOG_WARN;
+    cfg->dhcp_enabled = 1;
+    cfg->dns_enabled = 1;
 }
 
 usernet_t* usernet_new(const usernet_config* cfg) {

@@ -65,6 +65,11 @@ public:
     uint32_t mtu() const override { return mtu_; }
     std::string describe() const override { return name_; }
     void deliver(wire::Bytes frame, const sw::FrameMeta& meta) override;
+    // The embedder's NIC loses a frame that arrives right behind another
+    // (sw::Port::small_ring): the libslirp drop-in says so for a NIC QEMU
+    // emulates on its vCPU thread (NE2000, e1000, RTL8139).
+    bool small_ring() const override { return small_ring_; }
+    void set_small_ring(bool on) { small_ring_ = on; }
 
 private:
     friend class Engine;
@@ -73,6 +78,7 @@ private:
     SendFn send_;
     uint32_t mtu_;
     std::string name_;
+    bool small_ring_ = false;
 };
 
 struct EngineStats {

@@ -746,6 +746,11 @@ size_t Gateway::tx_room_to(const wire::IpAddr& dst) const {
     return p ? p->tx_room() : std::numeric_limits<size_t>::max();
 }
 
+bool Gateway::small_ring_to(const wire::IpAddr& dst) const {
+    const sw::Port* p = sw_.port(port_of(dst));
+    return p && p->small_ring();
+}
+
 bool Gateway::knows_guest(const wire::IpAddr& guest) const {
     if (!guest.is_v4()) return live_neighbor6(guest) != nullptr;
     return live_neighbor(guest.as_v4()) != nullptr;

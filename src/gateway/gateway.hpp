@@ -195,6 +195,9 @@ public:
     // Bytes the attachment of guest dst can still queue (sw::Port::tx_room);
     // SIZE_MAX when it does not queue or the guest is unknown.
     size_t tx_room_to(const wire::IpAddr& dst) const;
+    // Whether the attachment of guest dst says its NIC has a small ring
+    // (sw::Port::small_ring); false when the guest is unknown.
+    bool small_ring_to(const wire::IpAddr& dst) const;
     bool knows_guest(const wire::IpAddr& guest) const;
     // A guest's address as bound by DHCP or learned; used by port forwards
     // when no --guest-addr is given. Unspecified when there is no guest yet.

@@ -574,6 +574,10 @@ SLIRP_EXPORT void slirp_input(Slirp* slirp, const uint8_t* pkt, int pkt_len) {
     if (std::this_thread::get_id() != slirp->poll_thread) {
         slirp->foreign_input = true;
         slirp->direct_poller = false;
+        // QEMU's classic NICs transmit on the vCPU thread, and its NE2000
+        // loses a frame that arrives right behind another: no pure ACK
+        // just before the host's answer (TcpNat's delayed ACK).
+        slirp->nic->set_small_ring(true);
         flush = !can_wait(frame) || slirp->foreign_held + 1 >= kHoldFrames;
         if (flush) slirp->release_foreign();
         else slirp->hold_foreign();

@@ -63,6 +63,11 @@ public:
     // a whole window. SIZE_MAX: the port does not queue (a TAP's write()
     // is the guest's receive path).
     virtual size_t tx_room() const { return std::numeric_limits<size_t>::max(); }
+    // Whether the guest's NIC loses a frame that arrives right behind
+    // another (QEMU's NE2000, emulated on its vCPU thread): the TCP
+    // translator then lets the host's answer carry the ACK of a short guest
+    // segment instead of sending a pure ACK just before it (docs/tcp.md).
+    virtual bool small_ring() const { return false; }
 
     PortId id() const { return id_; }
     PortStats& stats() { return stats_; }

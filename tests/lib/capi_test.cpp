@@ -269,7 +269,69 @@ TEST_F(CapiTest, Capi_ConfigInitSetsTheDefaultsAndTheVersion) {
     EXPECT_EQ(cfg.map_gateway_to_loopback, 1);
     EXPECT_EQ(cfg.restrict_guest, 0);
     EXPECT_EQ(cfg.log_level, USERNET_LOG_WARN);
+    EXPECT_EQ(cfg.outbound_addr, nullptr);
+    EXPECT_EQ(cfg.outbound_addr6, nullptr);
+    EXPECT_EQ(cfg.dhcp_enabled, 1);
+    EXPECT_EQ(cfg.dns_enabled, 1);
     EXPECT_EQ(std::string(usernet_version()).rfind("usernet ", 0), 0u) << usernet_version();
+}
+
+// Version 2: the NAT's sockets leave from outbound_addr; dhcp_enabled = 0
+// silences the DHCPv4 server; dns_enabled = 0 makes the DNS address refuse
+// queries (ICMP port unreachable). A version-1 caller's shorter struct keeps the
+// defaults.
+TEST_F(CapiTest, Capi_OutboundAddrDhcpAndDnsSwitches) {
+    usernet_t* net = make([](usernet_config& c) {
+        c.outbound_addr = "127.0.0.2";
+        c.dhcp_enabled = 0;
+        c.dns_enabled = 0;
+    });
+    ASSERT_TRUE(net);
+    Guest& g = attach(net, kMacA);
+    EXPECT_EQ(lease(g), 0u);  // no offer
+
+    int hs = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    ASSERT_GE(hs, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t alen = sizeof a;
+    ASSERT_EQ(bind(hs, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    ASSERT_EQ(getsockname(hs, reinterpret_cast<sockaddr*>(&a), &alen), 0);
+    const uint16_t port = ntohs(a.sin_port);
+    const std::string msg = "from the guest";
+    const Bytes payload(reinterpret_cast<const uint8_t*>(msg.data()), msg.size());
+    g.input(udp_frame(kGwMac, kMacA, ip("10.0.2.15"), ip("10.0.2.2"), 40000, port, payload));
+    sockaddr_in from{};
+    ASSERT_TRUE(pump(net, [&] {
+        pollfd p{hs, POLLIN, 0};
+        if (poll(&p, 1, 0) != 1) return false;
+        char buf[64];
+        socklen_t flen = sizeof from;
+        return recvfrom(hs, buf, sizeof buf, 0, reinterpret_cast<sockaddr*>(&from), &flen) > 0;
+    })) << "the datagram did not reach the host socket";
+    EXPECT_EQ(ntohl(from.sin_addr.s_addr), 0x7f000002u);  // 127.0.0.2
+    close(hs);
+
+    g.frames.clear();
+    g.input(udp_frame(kGwMac, kMacA, ip("10.0.2.15"), ip("10.0.2.3"), 40001, 53, payload));
+    auto unreachable = [&](const Frame& f) {
+        auto ipv = ipv4_of(f);
+        return ipv && ipv->protocol() == wire::ipproto::icmp && ipv->src() == ip("10.0.2.3") &&
+               ipv->payload().size() >= 2 && ipv->payload()[0] == 3 && ipv->payload()[1] == 3;
+    };
+    EXPECT_TRUE(pump(net, [&] { return g.find(unreachable) != nullptr; }))
+        << "no port unreachable from the DNS address";
+
+    // A version-1 struct (no v2 fields): DHCP answers.
+    usernet_t* v1 = make([](usernet_config& c) {
+        c.version = 1;
+        c.size = offsetof(usernet_config, outbound_addr);
+        c.dhcp_enabled = 0;  // beyond the caller's struct: not read
+    });
+    ASSERT_TRUE(v1);
+    Guest& g1 = attach(v1, kMacB);
+    EXPECT_EQ(lease(g1), ip("10.0.2.15"));
 }
 
 TEST_F(CapiTest, Capi_FdIsAnOpenDescriptorAndTimeoutIsAtLeastMinusOne) {

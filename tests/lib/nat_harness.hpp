@@ -47,6 +47,8 @@ public:
     std::string describe() const override { return "test guest"; }
     uint32_t mtu_value = 1500;
     size_t tx_room() const override { return room; }
+    bool small_ring() const override { return small; }
+    bool small = false;  // the NIC loses a frame right behind another (NE2000)
     std::vector<std::vector<uint8_t>> frames;
     static constexpr size_t kUnlimited = std::numeric_limits<size_t>::max();
     size_t room = kUnlimited;  // a port that does not queue, unless a test says
