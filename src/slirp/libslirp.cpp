@@ -571,7 +571,10 @@ SLIRP_EXPORT void slirp_input(Slirp* slirp, const uint8_t* pkt, int pkt_len) {
     if (pkt_len >= static_cast<int>(kBulkFrame)) slirp->bulk_since_poll = true;
     const wire::Bytes frame(pkt, static_cast<size_t>(pkt_len));
     bool flush = !slirp->direct_poller;
-    if (std::this_thread::get_id() != slirp->poll_thread) {
+    // Before the first poll there is no polling thread to compare with
+    // (slirp4netns may hand in a frame first): not foreign.
+    if (slirp->poll_thread != std::thread::id() &&
+        std::this_thread::get_id() != slirp->poll_thread) {
         slirp->foreign_input = true;
         slirp->direct_poller = false;
         // QEMU's classic NICs transmit on the vCPU thread, and its NE2000
