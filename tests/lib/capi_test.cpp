@@ -41,6 +41,24 @@ namespace wire = usernet::wire;
 
 Ipv4 ip(const char* s) { return *wire::ipv4_parse(s); }
 
+// A UDP socket bound to 127.0.0.1 on a port of the kernel's choice
+// (stored in *port); -1 on failure.
+int udp_on_loopback(uint16_t* port) {
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t alen = sizeof a;
+    if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+        getsockname(fd, reinterpret_cast<sockaddr*>(&a), &alen) != 0) {
+        close(fd);
+        return -1;
+    }
+    *port = ntohs(a.sin_port);
+    return fd;
+}
+
 const MacAddr kGwMac{{0x52, 0x55, 0x0a, 0x00, 0x02, 0x02}};  // the gateway's (QEMU's)
 const MacAddr kMacA{{0x02, 0x00, 0x5e, 0x10, 0x20, 0x31}};   // made up, locally administered
 const MacAddr kMacB{{0x02, 0x00, 0x5e, 0x10, 0x20, 0x32}};
@@ -290,15 +308,9 @@ TEST_F(CapiTest, Capi_OutboundAddrDhcpAndDnsSwitches) {
     Guest& g = attach(net, kMacA);
     EXPECT_EQ(lease(g), 0u);  // no offer
 
-    int hs = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    uint16_t port = 0;
+    const int hs = udp_on_loopback(&port);
     ASSERT_GE(hs, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t alen = sizeof a;
-    ASSERT_EQ(bind(hs, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-    ASSERT_EQ(getsockname(hs, reinterpret_cast<sockaddr*>(&a), &alen), 0);
-    const uint16_t port = ntohs(a.sin_port);
     const std::string msg = "from the guest";
     const Bytes payload(reinterpret_cast<const uint8_t*>(msg.data()), msg.size());
     g.input(udp_frame(kGwMac, kMacA, ip("10.0.2.15"), ip("10.0.2.2"), 40000, port, payload));
@@ -542,15 +554,9 @@ TEST_F(CapiTest, Capi_UdpToTheGatewayReachesTheHostLoopbackAndTheReplyComesBack)
     Guest& g = attach(net, kMacA);
     ASSERT_EQ(lease(g), ip("10.0.2.15"));
 
-    int hs = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    uint16_t port = 0;
+    const int hs = udp_on_loopback(&port);
     ASSERT_GE(hs, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t alen = sizeof a;
-    ASSERT_EQ(bind(hs, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-    ASSERT_EQ(getsockname(hs, reinterpret_cast<sockaddr*>(&a), &alen), 0);
-    const uint16_t port = ntohs(a.sin_port);
 
     const std::string ping = "ping from the guest";
     g.input(udp_frame(kGwMac, kMacA, ip("10.0.2.15"), ip("10.0.2.2"), 40000, port,
