@@ -174,7 +174,11 @@ size_t hdlc_encode(wire::MutBytes out, uint16_t protocol, wire::Bytes info, cons
         hdr[h++] = 0xff;
         hdr[h++] = 0x03;
     }
-    if (o.pfc && protocol < 0x100) {
+    // A compressed protocol field with no address, control or information
+    // would leave one byte before the FCS: a runt to the peer (RFC 1662
+    // 4.3: fewer than 4 octets with FCS-16 are discarded), so it stays
+    // two bytes then.
+    if (o.pfc && protocol < 0x100 && (h > 0 || !info.empty())) {
         hdr[h++] = static_cast<uint8_t>(protocol);
     } else {
         hdr[h++] = static_cast<uint8_t>(protocol >> 8);
