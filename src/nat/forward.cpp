@@ -3,6 +3,7 @@
 
 #include <net/if.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <spdlog/spdlog.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -484,9 +485,11 @@ int open_listener(const ForwardSpec& spec, const wire::IpAddr& addr, uint16_t po
     int one = 1;
     if (tcp) {
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-        // Accepted sockets inherit it: urgent data a client sends before
-        // the accept stays in the stream too (see TcpNat::open_inbound).
+        // Accepted sockets inherit both (TcpNat::open_inbound relies on
+        // it): urgent data a client sends before the accept stays in the
+        // stream too, and each accepted socket saves two setsockopt calls.
         setsockopt(fd, SOL_SOCKET, SO_OOBINLINE, &one, sizeof one);
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     }
     if (family == AF_INET6) {
         // All addresses: a separate IPv4 socket takes IPv4. An explicit

@@ -127,7 +127,6 @@
 // a hash table maps the 4-tuple to it. Nothing is allocated per segment.
 #include "nat/tcp_nat.hpp"
 
-#include <fcntl.h>
 #include <linux/sock_diag.h>
 #include <linux/sockios.h>
 #include <netinet/in.h>
@@ -786,11 +785,10 @@ bool TcpNat::open_inbound(int fd, const wire::IpAddr& peer, uint16_t peer_port,
         abort_socket(fd);
         return false;
     }
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    set_oob_inline(fd);  // inherited from a forward's listener already; others too
-    int fl = fcntl(fd, F_GETFL);
-    if (fl >= 0 && !(fl & O_NONBLOCK)) fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+    // TCP_NODELAY and SO_OOBINLINE come from the forward's listener, which
+    // the accepted socket inherits them from (three system calls fewer per
+    // connection; Forwarder_AcceptedSocketsAreNonBlockingWithNodelayAndOobInline
+    // checks them).
     if (peek_off_ok_) {
         int zero = 0;
         if (setsockopt(fd, SOL_SOCKET, SO_PEEK_OFF, &zero, sizeof zero) < 0) {
@@ -975,6 +973,21 @@ void TcpNat::input_syn_sent(Flow& f, const wire::TcpView& seg) {
     s.snd_wl2 = seg.ack();
     s.cc.init(s.mss);
     establish(f);
+    if (s.host_pending) {
+        // The host client wrote before the guest answered (a request, as a
+        // forwarded connection usually starts): the handshake's ACK rides
+        // on that data (RFC 9293 lets the third segment carry it), one
+        // frame fewer for the guest, with the window it would have had.
+        bool low = false;
+        const uint32_t room = socket_send_room(f, &low);
+        s.rcv_adv = tcp::advertise_window(s.rcv_nxt, s.rcv_adv, room, s.rcv_wscale).right_edge;
+        send_pending(f);
+        if (s.phase != Phase::established) return;  // reset meanwhile
+        if (s.last_ack_sent == s.rcv_nxt) {
+            if (low != s.want_out) update_interest(f, low);
+            return;
+        }
+    }
     send_ack_now(f);
     send_pending(f);
 }

@@ -819,6 +819,44 @@ TEST(TcpNat, TcpNat_InboundConnectionSendsSynAndRelaysAfterTheGuestAnswers) {
     close(client);
 }
 
+// A host client that writes before the guest answers (a request): the
+// handshake's ACK rides on that data, one frame instead of two, with the
+// window a pure ACK would have offered.
+TEST(TcpNat, TcpNat_InboundRequestWrittenDuringTheHandshakeCarriesItsAck) {
+    NatHarness h;
+    Listener l;
+    int client = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a = loopback_addr(l.port);
+    ASSERT_EQ(connect(client, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    int accepted = l.accept_wait();
+    ASSERT_GE(accepted, 0);
+    int fl = 1;
+    ioctl(accepted, FIONBIO, &fl);
+    ASSERT_TRUE(h.nat->tcp().open_inbound(accepted, wire::IpAddr::v4(kGatewayIp), 33335,
+                                          wire::IpAddr::v4(kGuestIp), 8082));
+    TcpGuest g(h, kGatewayIp, 33335, 8082);
+    auto segs = g.wait(1);
+    ASSERT_EQ(segs.size(), 1u);
+    ASSERT_EQ(segs[0].flags, flag::syn);
+    const uint32_t isn = segs[0].seq;
+    ASSERT_EQ(send(client, "GET /", 5, 0), 5);
+    g.settle(20);  // the socket's EPOLLIN is seen before the guest answers
+    g.send(flag::syn | flag::ack, 7000, isn + 1, {}, 65535, true);
+    segs = g.wait(1);
+    for (auto& s : g.settle(20)) segs.push_back(s);
+    ASSERT_EQ(segs.size(), 1u);
+    EXPECT_EQ(segs[0].flags, flag::ack | flag::psh);
+    EXPECT_EQ(segs[0].seq, isn + 1);
+    EXPECT_EQ(segs[0].ack, 7001u);
+    EXPECT_EQ(std::string(segs[0].payload.begin(), segs[0].payload.end()), "GET /");
+    EXPECT_GT(segs[0].window, 0u);
+    // The flow goes on as usual: the guest's answer reaches the client.
+    g.send(flag::ack | flag::psh, 7001, isn + 6, "200", 1024);
+    h.loop.run_once(0);
+    EXPECT_EQ(read_n(client, 3), "200");
+    close(client);
+}
+
 TEST(TcpNat, TcpNat_InboundRefusedByTheGuestResetsTheHostClient) {
     NatHarness h;
     Listener l;
@@ -827,6 +865,8 @@ TEST(TcpNat, TcpNat_InboundRefusedByTheGuestResetsTheHostClient) {
     ASSERT_EQ(connect(client, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
     int accepted = l.accept_wait();
     ASSERT_GE(accepted, 0);
+    int fl = 1;
+    ioctl(accepted, FIONBIO, &fl);
     ASSERT_TRUE(h.nat->tcp().open_inbound(accepted, wire::IpAddr::v4(kGatewayIp), 33334,
                                           wire::IpAddr::v4(kGuestIp), 8081));
     TcpGuest g(h, kGatewayIp, 33334, 8081);

@@ -2,7 +2,9 @@
 // side is frames through a real switch and gateway.
 #include "nat/udp_nat.hpp"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <netinet/tcp.h>
 
 #include <cerrno>
 #include <thread>
@@ -468,6 +470,41 @@ TEST(Forwarder, Forwarder_TcpConnectionBecomesASynFromTheGatewayToTheGuest) {
     getsockname(c, reinterpret_cast<sockaddr*>(&me), &len);
     EXPECT_EQ(tcp->src_port(), ntohs(me.sin_port));
     EXPECT_TRUE(tcp->flags() & wire::tcpflag::syn);
+    close(c);
+}
+
+// The accepted socket a flow gets is set up by the listener: TCP_NODELAY and
+// SO_OOBINLINE are copied from it by the kernel (TcpNat::open_inbound sets
+// neither), and accept4 makes it non-blocking.
+TEST(Forwarder, Forwarder_AcceptedSocketsAreNonBlockingWithNodelayAndOobInline) {
+    NatHarness h;
+    const uint16_t port = free_port(SOCK_STREAM);
+    h.nat->add_forward(fwd('t', port, 8080));
+    int c = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    sockaddr_in to = loopback_addr(port);
+    connect(c, reinterpret_cast<sockaddr*>(&to), sizeof to);
+    ASSERT_TRUE(h.run_until([&] { return h.got(wire::ipproto::tcp); }));
+    sockaddr_in me{};
+    socklen_t len = sizeof me;
+    ASSERT_EQ(getsockname(c, reinterpret_cast<sockaddr*>(&me), &len), 0);
+    int accepted = -1;
+    for (int fd = 3; fd < 4096 && accepted < 0; fd++) {
+        sockaddr_in peer{};
+        socklen_t pl = sizeof peer;
+        if (fd != c && getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &pl) == 0 &&
+            peer.sin_family == AF_INET && peer.sin_port == me.sin_port &&
+            peer.sin_addr.s_addr == me.sin_addr.s_addr)
+            accepted = fd;
+    }
+    ASSERT_GE(accepted, 0);
+    int v = 0;
+    socklen_t vl = sizeof v;
+    ASSERT_EQ(getsockopt(accepted, IPPROTO_TCP, TCP_NODELAY, &v, &vl), 0);
+    EXPECT_EQ(v, 1);
+    v = 0;
+    ASSERT_EQ(getsockopt(accepted, SOL_SOCKET, SO_OOBINLINE, &v, &vl), 0);
+    EXPECT_EQ(v, 1);
+    EXPECT_TRUE(fcntl(accepted, F_GETFL) & O_NONBLOCK);
     close(c);
 }
 
