@@ -25,8 +25,8 @@ libspdlog-dev libfmt-dev libclang-rt-14-dev pkg-config libmnl-dev libwslay-dev n
 #  - isc-dhcp-client (dhclient -6: a DHCPv6 client)
 #  - tshark (reads --pcap output), iperf3, socat, passt and slirp4netns (comparisons;
 #    test_slirp4netns also runs slirp4netns on usernet's libslirp.so.0)
-#  - podman and runc: podman --network slirp4netns on usernet's libslirp.so.0
-#    (test_podman; runc because crun refuses a hybrid cgroup hierarchy)
+#  - podman, runc, crun: podman --network slirp4netns on usernet's libslirp.so.0,
+#    as root (runc: crun refuses a hybrid cgroup hierarchy) and rootless (crun)
 #  - ppp, net-tools: pppd and slattach inside the serial-line QEMU guest
 #  - qemu-system-x86, linux-image-amd64, cpio, gzip, xz-utils, zstd: the QEMU guest
 #  - vde2 (vde_plug2tap) and vdeplug (vde_plug with vde:// and tap:// plugs):
@@ -37,7 +37,7 @@ libspdlog-dev libfmt-dev libclang-rt-14-dev pkg-config libmnl-dev libwslay-dev n
 #    from tests/v86/package-lock.json (npm ci, below); seabios: v86's BIOS;
 #    dpkg (dpkg -x) and kmod (depmod): unpacking v86's i386 guest
 TEST_PKGS="iproute2 procps python3 busybox udhcpc curl dnsutils dnsmasq-base ndisc6 isc-dhcp-client atftp tftp-hpa samba smbclient iperf3 tshark
-qemu-system-x86 ipxe-qemu linux-image-amd64 cpio gzip xz-utils zstd socat passt slirp4netns podman runc util-linux
+qemu-system-x86 ipxe-qemu linux-image-amd64 cpio gzip xz-utils zstd socat passt slirp4netns podman runc crun util-linux
 bochs bochsbios vgabios bochs-term isolinux syslinux-common xorriso
 vde2 vdeplug ppp net-tools nodejs npm seabios dpkg kmod"
 

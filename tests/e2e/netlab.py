@@ -101,7 +101,8 @@ PACKAGE_OF = {
     "vde_plug": "vdeplug", "vde_plug2tap": "vde2",
     "pppd": "ppp", "slattach": "net-tools",
     "node": "nodejs", "dpkg": "dpkg", "depmod": "kmod",
-    "slirp4netns": "slirp4netns", "podman": "podman", "runc": "runc", "nsenter": "util-linux",
+    "slirp4netns": "slirp4netns", "podman": "podman", "runc": "runc", "crun": "crun",
+    "nsenter": "util-linux", "mountpoint": "util-linux",
 }
 
 

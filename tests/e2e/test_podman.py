@@ -6,17 +6,19 @@ line (--configure, --mtu 65520, --enable-ipv6, --enable-sandbox, --enable-seccom
 --disable-host-loopback unless allow_host_loopback=true, the API socket for
 published ports).
 
-podman runs as root in a namespace of the lab ("host"), entered with
-nsenter so that /sys/fs/cgroup stays as it is, with everything of its own
-under the lab directory (storage, run directory, network config, events)
-or a private directory in /tmp (podman's tmp directory, where slirp4netns's
-API socket needs a short path), so nothing outside the test changes. Its containers.conf points
+podman runs in a namespace of the lab ("host"), entered with nsenter so
+that /sys/fs/cgroup stays as it is, twice: as root (runc with cgroupfs:
+crun refuses the hybrid cgroup hierarchy of these machines) and rootless,
+as nobody with the single id mapping podman uses for a user without
+subordinate ids (crun, no cgroups, the hybrid hierarchy's cgroup2 mount
+hidden in a mount namespace of its own). All of podman's state is in a
+private directory (storage, run and tmp directories, network config,
+events), so nothing outside the test changes. Its containers.conf points
 network_cmd_path at a wrapper that starts slirp4netns with usernet's
 library (LD_LIBRARY_PATH), as a user or a distribution would. The image is
-imported from a tarball of the host's busybox. The container runtime is
-runc with cgroupfs: crun refuses the hybrid cgroup hierarchy of these
-machines, and the rlimits podman asks for by default are above what this
-sandbox may raise, so the test sets them at or below the current ones.
+imported from a tarball of the host's busybox. The rlimits podman asks for
+by default are above what this sandbox may raise, so the containers keep
+the current ones.
 
 Checks: the container gets 10.0.2.100 with its route and DNS; it downloads
 and uploads 8 MiB with checksums through 10.0.2.2 (allow_host_loopback);
@@ -25,13 +27,12 @@ gateway refuses; a port published with port_handler=slirp4netns (podman's
 add_hostfwd through the API socket) serves a file from the container to a
 host client; and /proc/PID/maps of podman's slirp4netns shows usernet's
 library.
-
-Rootless podman is not run: it needs newuidmap (the uidmap package) and a
-user with subordinate ids, and takes the same slirp4netns path as here."""
+"""
 
 import os
 import resource
 import shutil
+import signal
 import subprocess
 import sys
 import tarfile
@@ -45,7 +46,8 @@ import netlab  # noqa: E402
 from netlab import MiB  # noqa: E402
 
 netlab.require_basics()
-netlab.require_tools("podman", "runc", "slirp4netns", "nsenter", "busybox", "curl")
+netlab.require_tools("podman", "runc", "crun", "slirp4netns", "nsenter", "unshare", "setpriv",
+                     "mountpoint", "busybox", "curl")
 
 LIBDIR, OURS_ENV = netlab.libslirp()
 LIB = os.path.join(LIBDIR, "libslirp.so.0")
@@ -86,30 +88,65 @@ def busybox_rootfs(tar_path, extra):
             t.addfile(info)
 
 
-class Podman:
-    """podman in the lab's host namespace, all its state in the lab."""
+# podman's rootless user: nobody, with the single id mapping podman falls
+# back to when the user has no subordinate ids (no newuidmap needed)
+NOBODY = 65534
 
-    def __init__(self, lab):
+# On a hybrid cgroup hierarchy (v1 controllers, a cgroup2 mount at
+# /sys/fs/cgroup/unified, as on these machines) crun refuses to start
+# anything. Rootless podman on cgroup v1 uses no cgroups at all, so the
+# rootless runs hide that mount in a mount namespace of their own.
+HIDE_UNIFIED = ("if mountpoint -q /sys/fs/cgroup/unified 2>/dev/null; then "
+                "umount /sys/fs/cgroup/unified || exit 1; fi; exec \"$@\"")
+
+
+class Podman:
+    """podman in the lab's host namespace, as root (runc, cgroupfs) or
+    rootless (as nobody; crun, no cgroups), with all its state in a private
+    directory: storage, run and tmp directories, network config, events,
+    containers.conf, the slirp4netns wrapper and a copy of usernet's
+    library (readable by nobody wherever the build tree is)."""
+
+    def __init__(self, lab, rootless):
         self.lab = lab
+        self.rootless = rootless
         self.host = lab.netns("host")
-        d = lab.path("podman")
-        for sub in ("root", "run", "net", "events"):
+        # short: podman's tmp directory holds slirp4netns's API socket, named
+        # by the container's 64-digit id, and a unix socket path is short
+        d = self.dir = tempfile.mkdtemp(prefix="unp")
+        for sub in ("root", "run", "xdg", "t", "net", "events", "lib"):
             os.makedirs(os.path.join(d, sub))
-        # podman's tmp directory holds slirp4netns's API socket, named by the
-        # container's 64-digit id: a short path, as a unix socket needs
-        self.tmp = tempfile.mkdtemp(prefix="unp")
+        self.lib = os.path.join(d, "lib", "libslirp.so.0")
+        shutil.copy(os.path.realpath(LIB), self.lib)
+        env = [e for e in OURS_ENV if not e.startswith("LD_LIBRARY_PATH=")]
+        env.append("LD_LIBRARY_PATH=" + os.path.dirname(self.lib))
         wrapper = os.path.join(d, "slirp4netns")
         with open(wrapper, "w") as f:
-            f.write("#!/bin/sh\nexec env %s slirp4netns \"$@\"\n" % " ".join(OURS_ENV))
+            f.write("#!/bin/sh\nexec env %s slirp4netns \"$@\"\n" % " ".join(env))
         os.chmod(wrapper, 0o755)
         conf = os.path.join(d, "containers.conf")
         with open(conf, "w") as f:
             f.write('[engine]\nnetwork_cmd_path = "%s"\nevents_logger = "file"\n'
                     'events_logfile_path = "%s"\n' % (wrapper, os.path.join(d, "events", "log")))
-        self.base = ["nsenter", "--net=" + self.host.path, "env", "CONTAINERS_CONF=" + conf,
-                     "podman", "--root", os.path.join(d, "root"), "--runroot", os.path.join(d, "run"),
-                     "--tmpdir", self.tmp, "--network-config-dir", os.path.join(d, "net"),
-                     "--storage-driver", "vfs", "--runtime", "runc", "--cgroup-manager", "cgroupfs"]
+        podman = ["podman", "--root", os.path.join(d, "root"), "--runroot", os.path.join(d, "run"),
+                  "--tmpdir", os.path.join(d, "t"), "--network-config-dir", os.path.join(d, "net"),
+                  "--storage-driver", "vfs", "--cgroup-manager", "cgroupfs"]
+        enter = ["nsenter", "--net=" + self.host.path]
+        if rootless:
+            os.chmod(d, 0o755)
+            os.chmod(os.path.join(d, "xdg"), 0o700)
+            for root, dirs, files in os.walk(d):
+                for n in dirs + files:
+                    os.lchown(os.path.join(root, n), NOBODY, NOBODY)
+            os.chown(d, NOBODY, NOBODY)
+            self.base = enter + ["unshare", "--mount", "--propagation", "private",
+                                 "sh", "-c", HIDE_UNIFIED, "sh",
+                                 "setpriv", "--reuid=%d" % NOBODY, "--regid=%d" % NOBODY,
+                                 "--clear-groups", "env", "HOME=" + d,
+                                 "XDG_RUNTIME_DIR=" + os.path.join(d, "xdg"),
+                                 "CONTAINERS_CONF=" + conf] + podman + ["--runtime", "crun"]
+        else:
+            self.base = enter + ["env", "CONTAINERS_CONF=" + conf] + podman + ["--runtime", "runc"]
         # podman raises the container's open files and processes to limits
         # this sandbox cannot grant (no CAP_SYS_RESOURCE): keep them.
         nofile = min(1024, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
@@ -124,8 +161,10 @@ class Podman:
         with open(self.data, "rb") as f, open(self.text, "w") as t:
             t.write(f.read(SIZE // 2).hex())
         self.text_sha = netlab.sha256_file(self.text)
-        tar = lab.path("rootfs.tar")
+        tar = os.path.join(d, "rootfs.tar")
         busybox_rootfs(tar, {"www/data.bin": self.data, "www/up.txt": self.text})
+        if rootless:
+            os.chown(tar, NOBODY, NOBODY)
         self.podman(["import", tar, self.image], timeout=120)
 
     def podman(self, args, timeout=120, check=True):
@@ -160,14 +199,26 @@ class Podman:
     def close(self):
         self.podman(["rm", "--all", "--force", "--time", "0"], check=False)
         self.podman(["rmi", "--all", "--force"], check=False)
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        # rootless podman leaves a pause process holding its user namespace
+        try:
+            with open(os.path.join(self.dir, "t", "pause.pid")) as f:
+                os.kill(int(f.read().strip()), signal.SIGKILL)
+        except (OSError, ValueError):
+            pass
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 class PodmanSlirp4netns(unittest.TestCase):
 
-    def test_container_network_on_usernets_library(self):
+    def test_rootful(self):
+        self._with_podman(rootless=False)
+
+    def test_rootless(self):
+        self._with_podman(rootless=True)
+
+    def _with_podman(self, rootless):
         with netlab.Lab("pod") as lab:
-            pm = Podman(lab)
+            pm = Podman(lab, rootless)
             try:
                 self._container_network(lab, pm)
             finally:
@@ -211,7 +262,7 @@ class PodmanSlirp4netns(unittest.TestCase):
                 netlab.log("podman's slirp4netns: " + f.read().replace("\0", " "))
             with open("/proc/%d/maps" % pid) as f:
                 libs = {os.path.realpath(line.split()[-1]) for line in f if "libslirp" in line}
-            self.assertIn(os.path.realpath(LIB), libs)
+            self.assertIn(os.path.realpath(pm.lib), libs)
             self.assertFalse([x for x in libs if x.startswith("/usr/")], libs)
 
 
