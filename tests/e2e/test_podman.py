@@ -205,6 +205,26 @@ class Podman:
                 os.kill(int(f.read().strip()), signal.SIGKILL)
         except (OSError, ValueError):
             pass
+        # conmon and slirp4netns of the last containers exit on their own
+        # a moment after podman returns; anything still running on this
+        # directory after 5 s is killed
+        def left():
+            pids = []
+            for p in os.listdir("/proc"):
+                try:
+                    if p.isdigit() and self.dir.encode() in open("/proc/%s/cmdline" % p, "rb").read():
+                        pids.append(int(p))
+                except OSError:
+                    pass
+            return pids
+        deadline = time.monotonic() + 5
+        while left() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        for pid in left():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
