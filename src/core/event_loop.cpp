@@ -155,9 +155,9 @@ void EventLoop::run_timers() {
     }
 }
 
-bool EventLoop::run_once(int timeout_ms, bool flush, bool io) {
+bool EventLoop::run_once(int timeout_ms, bool flush) {
     if (stopped_) return false;
-    int wait = io ? timeout_ms : 0;
+    int wait = timeout_ms;
     if (!deferred_.empty() && flush) {
         wait = 0;
     } else if (!heap_.empty()) {
@@ -169,7 +169,7 @@ bool EventLoop::run_once(int timeout_ms, bool flush, bool io) {
     epoll_event events[128];
     int n = 0;
     bool polled = false;
-    if (io && busy_poll_us_ != 0 && poll_after_ && wait != 0) {
+    if (busy_poll_us_ != 0 && poll_after_ && wait != 0) {
         uint64_t t = monotonic_us();
         uint64_t until = last_events_us_ + busy_poll_us_;
         while (t < until) {
@@ -182,7 +182,7 @@ bool EventLoop::run_once(int timeout_ms, bool flush, bool io) {
             t = monotonic_us();
         }
     }
-    if (!polled && io) n = epoll_wait(epfd_, events, 128, wait);
+    if (!polled) n = epoll_wait(epfd_, events, 128, wait);
     now_ = monotonic_ms() + skew_;
     batch_bytes_ = 0;
     if (n < 0) {

@@ -94,10 +94,7 @@ public:
     // timer or event). Returns false if the loop was stopped. Without flush
     // the deferred work stays queued for a later call (an embedder holding
     // it while guest frames keep coming, to answer them in one batch).
-    // Without io the caller knows that nothing in the epoll set is ready (its
-    // own poll of fd() said so): no epoll_wait, only the deferred work and
-    // the timers that are due; timeout_ms is then ignored.
-    bool run_once(int timeout_ms = -1, bool flush = true, bool io = true);
+    bool run_once(int timeout_ms = -1, bool flush = true);
     void stop() { stopped_ = true; }
     bool stopped() const { return stopped_; }
 

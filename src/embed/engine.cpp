@@ -114,9 +114,9 @@ Engine::~Engine() {
     gw_.reset();
 }
 
-void Engine::poll(bool flush, bool io) {
+void Engine::poll(bool flush) {
     Scope scope(this);
-    loop_.run_once(0, flush, io);
+    loop_.run_once(0, flush);
 }
 
 Nic& Engine::add_nic(Nic::SendFn send, uint32_t mtu) {

@@ -109,9 +109,7 @@ public:
     // Handles whatever is ready and the timers that are due; never waits.
     // Without flush, the work that guest frames deferred (input(..., false))
     // stays queued: a later poll() sends it with what comes meanwhile.
-    // io = false when the embedder's own poll found fd() not readable: the
-    // poll skips epoll_wait and runs only deferred work and due timers.
-    void poll(bool flush = true, bool io = true);
+    void poll(bool flush = true);
 
     // NICs. send is called with each frame for the guest (the span is only
     // valid during the call). mtu is the guest's L3 MTU (68..65521).

@@ -1091,7 +1091,12 @@ void TcpNat::input_synchronized(Flow& f, const wire::TcpView& seg) {
                 if (s.want_out) update_interest(f, false);
                 // The guest sends nothing after its FIN: the window it is
                 // told no longer matters, so no need to ask the socket.
-                emit(f, s.snd_max, flag::ack, 0);
+                // Until our own FIN is out, the ACK waits up to kDelAckMs:
+                // the host peer, told by shutdown(), usually closes at once,
+                // and our FIN then carries it (one frame fewer for the
+                // guest per connection it closes first).
+                if (s.fin_sent) emit(f, s.snd_max, flag::ack, 0);
+                else delay_ack(f);
                 maybe_finish(f);
                 if (s.phase != Phase::established) return;
             }
@@ -2136,6 +2141,9 @@ void TcpNat::run_deferred() {
         bool force = s.ack_force;
         s.ack_force = false;
         if (s.phase != Phase::established || s.fd < 0) continue;
+        // The guest's FIN came with this batch's data, and its ACK waits
+        // for our FIN (input_synchronized): nothing else is owed.
+        if (!force && s.guest_fin && s.ack_delayed) continue;
         bool low = false;
         uint32_t room = socket_send_room(*f, &low);
         tcp::Advertised a = tcp::advertise_window(s.rcv_nxt, s.rcv_adv, room, s.rcv_wscale);
@@ -2155,12 +2163,7 @@ void TcpNat::run_deferred() {
             // acknowledged at once. Other NICs get the ACK at once: through
             // slirp4netns the wait cost 8% of TCP request/response latency
             // (docs/tcp.md).
-            if (!s.ack_delayed) {
-                s.ack_delayed = true;
-                delack_list_.push_back({f, f->gen});
-                stats_.acks_delayed++;
-                if (!delack_timer_.armed()) loop_.arm(delack_timer_, kDelAckMs);
-            }
+            delay_ack(*f);
             continue;
         }
         s.rcv_adv = a.right_edge;
@@ -2171,6 +2174,16 @@ void TcpNat::run_deferred() {
     ack_running_.clear();
     free_.insert(free_.end(), dead_.begin(), dead_.end());
     dead_.clear();
+}
+
+// Owes the guest an ACK that waits up to kDelAckMs for a segment of ours
+// to carry it (on_delack sends it alone after that).
+void TcpNat::delay_ack(Flow& f) {
+    if (f.st.ack_delayed) return;
+    f.st.ack_delayed = true;
+    delack_list_.push_back({&f, f.gen});
+    stats_.acks_delayed++;
+    if (!delack_timer_.armed()) loop_.arm(delack_timer_, kDelAckMs);
 }
 
 // The delayed ACKs' wait is over: each flow still owing one sends it with

@@ -60,7 +60,7 @@ public:
         uint64_t zero_window_probes = 0;
         uint64_t gave_up = 0;          // too many timeouts: reset both ways
         uint64_t acks_coalesced = 0;   // end-of-batch ACKs that were needed
-        uint64_t acks_delayed = 0;     // short segments whose ACK waited (kDelAckMs)
+        uint64_t acks_delayed = 0;     // short segments and FINs whose ACK waited (kDelAckMs)
         uint64_t acks_piggybacked = 0; // ... and went out on our data before the wait ended
     };
 
@@ -211,6 +211,7 @@ private:
     static constexpr core::Millis kDelAckMs = 1;
     std::vector<LingerEntry> delack_list_;
     core::Timer delack_timer_{[this] { on_delack(); }};
+    void delay_ack(Flow& f);
     void on_delack();
     size_t lingering_ = 0;
     std::unique_ptr<uint8_t[]> discard_;       // peek-from-0 fallback only

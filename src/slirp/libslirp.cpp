@@ -11,9 +11,8 @@
 //   no TCP/IP stack of its own toward the host. It needs no timers from the
 //   application: slirp_pollfds_fill() adds one descriptor (the engine's
 //   epoll set) and lowers the timeout to the engine's next deadline, and
-//   slirp_pollfds_poll() runs one batch. When the application's poll found
-//   that descriptor idle, the batch skips epoll_wait (one system call per
-//   poll). select_error changes nothing. slirp_handle_timer()
+//   slirp_pollfds_poll() runs one batch. select_error changes nothing: the
+//   engine never trusts revents, it asks epoll itself. slirp_handle_timer()
 //   and the timer callbacks are never needed (router advertisements are
 //   the engine's own timer), so none is created.
 // - Guest forwards to a callback (QEMU's chardev guestfwd) are ordinary
@@ -140,7 +139,6 @@ struct Slirp {
     std::vector<std::unique_ptr<ChardevForward>> chardevs;
     uint32_t ip_id = 0;  // for the migration stream: IPv4 packets sent
     bool filled_since_input = true;  // slirp_pollfds_fill since the last slirp_input
-    int poll_idx = -1;               // add_poll's index for the engine's fd at the last fill
     bool direct_poller = false;      // the application polls right after input
     uint32_t inputs_since_poll = 0;  // slirp_input() calls since the last poll
     bool foreign_input = false;      // ... one of them on another thread than polls
@@ -515,26 +513,14 @@ SLIRP_EXPORT void slirp_pollfds_fill(Slirp* slirp, uint32_t* timeout, SlirpAddPo
                                      void* opaque) {
     if (!slirp || !add_poll) return;
     slirp->filled_since_input = true;
-    slirp->poll_idx = add_poll(slirp->engine->fd(), SLIRP_POLL_IN, opaque);
+    add_poll(slirp->engine->fd(), SLIRP_POLL_IN, opaque);
     const int t = slirp->engine->timeout_ms();
     if (timeout && t >= 0 && static_cast<uint32_t>(t) < *timeout) *timeout = static_cast<uint32_t>(t);
 }
 
-SLIRP_EXPORT void slirp_pollfds_poll(Slirp* slirp, int select_error,
-                                     SlirpGetREventsCb get_revents, void* opaque) {
+SLIRP_EXPORT void slirp_pollfds_poll(Slirp* slirp, int /*select_error*/, SlirpGetREventsCb,
+                                     void*) {
     if (!slirp) return;
-    // The application's poll already says whether the epoll set has
-    // anything ready: when it has not, the batch runs the deferred work and
-    // the due timers without an epoll_wait of its own. An epoll descriptor
-    // stays readable while anything in its set is ready, so what became
-    // ready since that poll, or what a failed poll (select_error, revents
-    // left 0) did not report, is seen by the next poll: nothing is lost.
-    // select_error itself is no reason to skip a ready descriptor:
-    // slirp4netns sets it after every frame it hands in.
-    (void)select_error;
-    const bool io = !get_revents || slirp->poll_idx < 0 ||
-                    get_revents(slirp->poll_idx, opaque) != 0;
-    slirp->poll_idx = -1;
     // An application that polls straight after slirp_input, with no fill
     // (no wait) in between, is reading its guest's frames one per loop
     // (slirp4netns): its frames' work can wait for this poll, and while
@@ -561,7 +547,7 @@ SLIRP_EXPORT void slirp_pollfds_poll(Slirp* slirp, int select_error,
     slirp->inputs_since_poll = 0;
     slirp->bulk_since_poll = false;
     try {
-        slirp->engine->poll(!hold, io);
+        slirp->engine->poll(!hold);
     } catch (const std::exception& e) {
         log_stderr(emb::LogLevel::error, e.what());
     }

@@ -710,6 +710,28 @@ TEST(TcpNat, TcpNat_GuestFinHalfClosesAndTheHostCanStillSend) {
     EXPECT_TRUE(h.run_until([&] { return h.nat->tcp().flow_count() == 0; }, 6000));
 }
 
+// A guest that closes first: the host peer learns of it (shutdown) and
+// closes too, and our FIN carries the ACK of the guest's: one frame, not an
+// ACK and then a FIN (the half-close above shows the ACK sent alone when
+// the host keeps its side open).
+TEST(TcpNat, TcpNat_GuestFinsAckRidesOnTheHostsFin) {
+    NatHarness h;
+    Listener l;
+    TcpGuest g(h, kGatewayIp, l.port);
+    int fd = g.connect(l);
+    ASSERT_GE(fd, 0);
+    g.send(flag::fin | flag::ack, g.snd_nxt, g.rcv_nxt, {}, 1024);
+    close(fd);  // before the loop runs again: its EOF comes before any timer
+    auto segs = g.wait(1);
+    for (auto& s : g.settle(20)) segs.push_back(s);
+    ASSERT_EQ(segs.size(), 1u);
+    EXPECT_EQ(segs[0].flags, flag::fin | flag::ack);
+    EXPECT_EQ(segs[0].seq, g.rcv_nxt);
+    EXPECT_EQ(segs[0].ack, g.snd_nxt + 1);
+    EXPECT_EQ(h.nat->tcp().stats().acks_delayed, 1u);
+    EXPECT_EQ(h.nat->tcp().stats().acks_piggybacked, 1u);
+}
+
 TEST(TcpNat, TcpNat_LingeringFlowsDoNotCountAgainstTheLimits) {
     nat::NatLimits lim;
     lim.tcp_flows_per_guest = 1;

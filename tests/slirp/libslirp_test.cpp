@@ -89,56 +89,6 @@ TEST(Libslirp, PollfdsFillAddsOneDescriptorAndOnlyLowersTheTimeout) {
     slirp_cleanup(s);
 }
 
-int g_revents = 0;
-int add_poll_idx(int, int, void*) { return 3; }
-int given_revents(int idx, void*) { return idx == 3 ? g_revents : -1; }
-
-// slirp_pollfds_poll believes the application's poll: when it found the
-// descriptor idle, nothing is read from the epoll set (no epoll_wait), and
-// what is ready stays ready, for the next poll to handle; a failed poll
-// (select_error) changes neither. Here a host connection to a forward is
-// ready: it reaches the guest (as an ARP request or a SYN) only from a poll
-// whose revents say so.
-TEST(Libslirp, PollfdsPollReadsTheEpollSetOnlyWhenThePollSaysItIsReady) {
-    SlirpCb cb = callbacks();
-    Guest g;
-    SlirpConfig c = qemu_config();
-    Slirp* s = slirp_new(&c, &cb, &g);
-    ASSERT_NE(s, nullptr);
-    const uint8_t mac[6] = {0x52, 0x54, 0x00, 0x12, 0x34, 0x56};
-    ASSERT_EQ(lease(s, g, mac, 0x5150), "10.0.2.15");
-    const int port = free_port();
-    ASSERT_EQ(slirp_add_hostfwd(s, 0, a4("127.0.0.1"), port, a4("0.0.0.0"), 22), 0);
-    int fd = -1;
-    auto remember = [](int f, int, void* o) { *static_cast<int*>(o) = f; return 3; };
-    uint32_t timeout = UINT32_MAX;
-    slirp_pollfds_fill(s, &timeout, remember, &fd);
-    ASSERT_GE(fd, 0);
-    g.out.clear();
-    int client = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
-    sockaddr_in to{};
-    to.sin_family = AF_INET;
-    to.sin_addr = a4("127.0.0.1");
-    to.sin_port = htons(static_cast<uint16_t>(port));
-    connect(client, reinterpret_cast<sockaddr*>(&to), sizeof to);
-    pollfd p{fd, POLLIN, 0};
-    ASSERT_EQ(poll(&p, 1, 2000), 1);  // the listener is ready
-    for (int select_error = 0; select_error <= 1; select_error++) {
-        g_revents = 0;
-        slirp_pollfds_fill(s, &timeout, add_poll_idx, nullptr);
-        slirp_pollfds_poll(s, select_error, given_revents, nullptr);
-        EXPECT_TRUE(g.out.empty());
-        p.revents = 0;
-        EXPECT_EQ(poll(&p, 1, 0), 1);  // still ready
-    }
-    g_revents = SLIRP_POLL_IN;
-    slirp_pollfds_fill(s, &timeout, add_poll_idx, nullptr);
-    slirp_pollfds_poll(s, 0, given_revents, nullptr);
-    EXPECT_FALSE(g.out.empty());
-    close(client);
-    slirp_cleanup(s);
-}
-
 // A TCP segment from the guest at 10.0.2.15 (MAC mac) to the gateway's
 // MAC gw, port 40000 to 10.0.2.2:9, with only the flags given.
 Frame tcp_segment(const uint8_t mac[6], const uint8_t gw[6], uint8_t flags) {
