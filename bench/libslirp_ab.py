@@ -12,11 +12,14 @@ round, so that a drift falls on both), each in a fresh guest namespace
 with slirp4netns started by bench/slirp4netns-plugin.sh (--lib system or a
 directory), and measures with ../shared/bench/nbrr.c, netbench's client:
 
-  crr_h2g   sequential connections through a forward, host -> guest (conn/s)
-  crr_g2h   sequential connections guest -> host's 127.0.0.1 via 10.0.2.2
   rr_g2h    TCP request/response guest -> host, p50 and p99 (us)
   rr_h2g    the same host -> guest through the forward
+  crr_h2g   sequential connections through a forward, host -> guest (conn/s)
+  crr_g2h   sequential connections guest -> host's 127.0.0.1 via 10.0.2.2
 
+in that order, netbench's: libslirp keeps the sockets of closed
+connections on its list for a while and answers slower after the
+connection tests.
 The report gives, per metric, each library's median and the median of the
 per-round ratios B / A (each pair ran within a minute of each other).
 Results: bench/results/<date>/<tag>-raw.tsv and <tag>-report.txt.
@@ -82,14 +85,17 @@ def one(lib, mtu, nbrr, a):
             raise SystemExit("bench: slirp4netns on %s did not forward port %d" % (lib, PORT_IN))
         nsx = ["ip", "netns", "exec", ns]
         out = {}
-        v = run([nbrr, "crr", "127.0.0.1", str(PORT_IN), str(a.crr_secs)]).split()
-        out["crr_h2g"] = float(v[0]) if v else None
-        v = run(nsx + [nbrr, "crr", GW, str(PORT_OUT), str(a.crr_secs)]).split()
-        out["crr_g2h"] = float(v[0]) if v else None
+        # request/response first, as netbench orders them: libslirp keeps
+        # closed connections' sockets on its list for a while, and polls
+        # them all, so after the connection tests it answers slower
         v = run(nsx + [nbrr, "rr", "tcp", GW, str(PORT_OUT), str(a.rr_n)]).split()
         out["rr_g2h_p50"], out["rr_g2h_p99"] = (float(v[0]), float(v[1])) if len(v) >= 2 else (None, None)
         v = run([nbrr, "rr", "tcp", "127.0.0.1", str(PORT_IN), str(a.rr_n)]).split()
         out["rr_h2g_p50"], out["rr_h2g_p99"] = (float(v[0]), float(v[1])) if len(v) >= 2 else (None, None)
+        v = run([nbrr, "crr", "127.0.0.1", str(PORT_IN), str(a.crr_secs)]).split()
+        out["crr_h2g"] = float(v[0]) if v else None
+        v = run(nsx + [nbrr, "crr", GW, str(PORT_OUT), str(a.crr_secs)]).split()
+        out["crr_g2h"] = float(v[0]) if v else None
         return out
     finally:
         for p in reversed(procs):

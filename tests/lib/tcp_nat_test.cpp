@@ -801,18 +801,28 @@ TEST(TcpNat, TcpNat_HostResetBecomesRstToTheGuest) {
 
 // --- inbound (port forwards) --------------------------------------------------------
 
+// A host client connected to l whose accepted socket TcpNat takes as a
+// port forward's (open_inbound: peer_port -> the guest's guest_port);
+// returns the client's socket, or -1.
+int inbound_client(NatHarness& h, const Listener& l, uint16_t peer_port, uint16_t guest_port) {
+    int client = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a = loopback_addr(l.port);
+    if (connect(client, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) return -1;
+    int accepted = l.accept_wait();
+    if (accepted < 0) return -1;
+    int fl = 1;
+    ioctl(accepted, FIONBIO, &fl);  // accept4(SOCK_NONBLOCK), as a forward's
+    if (!h.nat->tcp().open_inbound(accepted, wire::IpAddr::v4(kGatewayIp), peer_port,
+                                   wire::IpAddr::v4(kGuestIp), guest_port))
+        return -1;
+    return client;
+}
+
 TEST(TcpNat, TcpNat_InboundConnectionSendsSynAndRelaysAfterTheGuestAnswers) {
     NatHarness h;
     Listener l;
-    int client = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a = loopback_addr(l.port);
-    ASSERT_EQ(connect(client, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-    int accepted = l.accept_wait();
-    ASSERT_GE(accepted, 0);
-    int fl = 1;
-    ioctl(accepted, FIONBIO, &fl);
-    ASSERT_TRUE(h.nat->tcp().open_inbound(accepted, wire::IpAddr::v4(kGatewayIp), 33333,
-                                          wire::IpAddr::v4(kGuestIp), 8080));
+    int client = inbound_client(h, l, 33333, 8080);
+    ASSERT_GE(client, 0);
     TcpGuest g(h, kGatewayIp, 33333, 8080);
     auto segs = g.wait(1);
     ASSERT_EQ(segs.size(), 1u);
@@ -847,15 +857,8 @@ TEST(TcpNat, TcpNat_InboundConnectionSendsSynAndRelaysAfterTheGuestAnswers) {
 TEST(TcpNat, TcpNat_InboundRequestWrittenDuringTheHandshakeCarriesItsAck) {
     NatHarness h;
     Listener l;
-    int client = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a = loopback_addr(l.port);
-    ASSERT_EQ(connect(client, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-    int accepted = l.accept_wait();
-    ASSERT_GE(accepted, 0);
-    int fl = 1;
-    ioctl(accepted, FIONBIO, &fl);
-    ASSERT_TRUE(h.nat->tcp().open_inbound(accepted, wire::IpAddr::v4(kGatewayIp), 33335,
-                                          wire::IpAddr::v4(kGuestIp), 8082));
+    int client = inbound_client(h, l, 33335, 8082);
+    ASSERT_GE(client, 0);
     TcpGuest g(h, kGatewayIp, 33335, 8082);
     auto segs = g.wait(1);
     ASSERT_EQ(segs.size(), 1u);
@@ -882,15 +885,8 @@ TEST(TcpNat, TcpNat_InboundRequestWrittenDuringTheHandshakeCarriesItsAck) {
 TEST(TcpNat, TcpNat_InboundRefusedByTheGuestResetsTheHostClient) {
     NatHarness h;
     Listener l;
-    int client = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a = loopback_addr(l.port);
-    ASSERT_EQ(connect(client, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-    int accepted = l.accept_wait();
-    ASSERT_GE(accepted, 0);
-    int fl = 1;
-    ioctl(accepted, FIONBIO, &fl);
-    ASSERT_TRUE(h.nat->tcp().open_inbound(accepted, wire::IpAddr::v4(kGatewayIp), 33334,
-                                          wire::IpAddr::v4(kGuestIp), 8081));
+    int client = inbound_client(h, l, 33334, 8081);
+    ASSERT_GE(client, 0);
     TcpGuest g(h, kGatewayIp, 33334, 8081);
     auto segs = g.wait(1);
     ASSERT_EQ(segs.size(), 1u);

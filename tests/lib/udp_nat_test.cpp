@@ -451,14 +451,21 @@ TEST(Forwarder, Forwarder_TcpConnectionWithNoGuestHeardFromWaitsForTheFirstDhcpA
     close(c);
 }
 
-TEST(Forwarder, Forwarder_TcpConnectionBecomesASynFromTheGatewayToTheGuest) {
-    NatHarness h;
+// A host client of a TCP forward to the guest's port 8080, once the
+// forward's SYN has reached the guest; returns its socket.
+int forwarded_client(NatHarness& h) {
     const uint16_t port = free_port(SOCK_STREAM);
     h.nat->add_forward(fwd('t', port, 8080));
     int c = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
     sockaddr_in to = loopback_addr(port);
     connect(c, reinterpret_cast<sockaddr*>(&to), sizeof to);
-    ASSERT_TRUE(h.run_until([&] { return h.got(wire::ipproto::tcp); }));
+    return h.run_until([&] { return h.got(wire::ipproto::tcp); }) ? c : -1;
+}
+
+TEST(Forwarder, Forwarder_TcpConnectionBecomesASynFromTheGatewayToTheGuest) {
+    NatHarness h;
+    int c = forwarded_client(h);
+    ASSERT_GE(c, 0);
     auto f = *h.first_of(wire::ipproto::tcp);
     EXPECT_EQ(f.src, kGatewayIp);
     EXPECT_EQ(f.dst, kGuestIp);
@@ -478,12 +485,8 @@ TEST(Forwarder, Forwarder_TcpConnectionBecomesASynFromTheGatewayToTheGuest) {
 // neither), and accept4 makes it non-blocking.
 TEST(Forwarder, Forwarder_AcceptedSocketsAreNonBlockingWithNodelayAndOobInline) {
     NatHarness h;
-    const uint16_t port = free_port(SOCK_STREAM);
-    h.nat->add_forward(fwd('t', port, 8080));
-    int c = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
-    sockaddr_in to = loopback_addr(port);
-    connect(c, reinterpret_cast<sockaddr*>(&to), sizeof to);
-    ASSERT_TRUE(h.run_until([&] { return h.got(wire::ipproto::tcp); }));
+    int c = forwarded_client(h);
+    ASSERT_GE(c, 0);
     sockaddr_in me{};
     socklen_t len = sizeof me;
     ASSERT_EQ(getsockname(c, reinterpret_cast<sockaddr*>(&me), &len), 0);
