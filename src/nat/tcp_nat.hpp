@@ -76,8 +76,9 @@ public:
     // guest:guest_port that appears to come from peer:peer_port (already
     // mapped for the guest's view). Takes ownership of fd: connected,
     // non-blocking, with TCP_NODELAY and SO_OOBINLINE (accepted from a
-    // listener that has both: Linux copies them). Returns false, and closes fd with a RST, when limits (or
-    // a clash with a live flow of the same addresses) refuse it.
+    // listener that has both: Linux copies them). Returns false, and
+    // closes fd with a RST, when limits (or a clash with a live flow of
+    // the same addresses) refuse it.
     bool open_inbound(int fd, const wire::IpAddr& peer, uint16_t peer_port,
                       const wire::IpAddr& guest, uint16_t guest_port);
 
