@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """Paired A/B of two libslirp.so.0 under the same slirp4netns: request/
-response latency and connection rate, the rows where one netbench run per
-library is at the mercy of this VM's slow and fast phases (the same
-configuration reads 49 or 76 us of TCP RR p50 a few minutes apart).
+response latency, TCP throughput and connection rate, the rows where one
+netbench run per library is at the mercy of this VM's slow and fast phases
+(the same configuration reads 49 or 76 us of TCP RR p50 a few minutes
+apart).
 
   sudo bench/libslirp_ab.py --a system --b build/libslirp [--rounds 8]
                             [--mtu 1500] [--crr-secs 4] [--rr-n 10000]
+                            [--iperf-secs 4]
 
 Each round runs A and B one after the other (ABBA order from round to
 round, so that a drift falls on both), each in a fresh guest namespace
@@ -14,10 +16,14 @@ directory), and measures with ../shared/bench/nbrr.c, netbench's client:
 
   rr_g2h    TCP request/response guest -> host, p50 and p99 (us)
   rr_h2g    the same host -> guest through the forward
+  tcp_g2h   iperf3, one stream, guest -> host's 127.0.0.1 via 10.0.2.2
+  tcp_h2g_R the same with -R: the host sends (a guest-initiated connection)
+  tcp_h2g   iperf3, one stream, host -> guest through a forward
+            (the three iperf3 rows only with --iperf-secs > 0, the default)
   crr_h2g   sequential connections through a forward, host -> guest (conn/s)
   crr_g2h   sequential connections guest -> host's 127.0.0.1 via 10.0.2.2
 
-in that order, netbench's: libslirp keeps the sockets of closed
+in that order (netbench runs throughput first): libslirp keeps the sockets of closed
 connections on its list for a while and answers slower after the
 connection tests.
 The report gives, per metric, each library's median and the median of the
@@ -27,6 +33,7 @@ Results: bench/results/<date>/<tag>-raw.tsv and <tag>-report.txt.
 
 import argparse
 import datetime
+import json
 import os
 import shlex
 import statistics
@@ -42,6 +49,8 @@ PLUGIN = os.path.join(HERE, "slirp4netns-plugin.sh")
 GW = "10.0.2.2"
 PORT_OUT = 47101   # host server, reached by the guest through 10.0.2.2
 PORT_IN = 47102    # guest server, reached by the host through the forward
+IPERF_OUT = 47103  # host iperf3 server
+IPERF_IN = 47104   # guest iperf3 server, forwarded
 
 # metric, label, higher is better
 METRICS = [
@@ -51,7 +60,20 @@ METRICS = [
     ("rr_g2h_p99", "TCP RR g->h p99 us", False),
     ("rr_h2g_p50", "TCP RR h->g (fwd) p50 us", False),
     ("rr_h2g_p99", "TCP RR h->g (fwd) p99 us", False),
+    ("tcp_g2h", "TCP g->h Gbit/s", True),
+    ("tcp_h2g_R", "TCP h->g (-R) Gbit/s", True),
+    ("tcp_h2g", "TCP h->g (fwd) Gbit/s", True),
 ]
+
+
+def iperf(argv, secs):
+    """An iperf3 client's received rate in Gbit/s, or None."""
+    r = subprocess.run(argv + ["-t", str(secs), "-J"], capture_output=True, text=True,
+                       timeout=secs + 60)
+    try:
+        return json.loads(r.stdout)["end"]["sum_received"]["bits_per_second"] / 1e9
+    except (ValueError, KeyError):
+        return None
 
 
 def run(argv, timeout=120):
@@ -70,11 +92,15 @@ def one(lib, mtu, nbrr, a):
         pidfile = os.path.join(rundir, "pid")
         procs.append(subprocess.Popen(
             [PLUGIN, "--lib", lib, "--mtu", str(mtu), "--netns", "/run/netns/" + ns, "--tap", "tap0",
-             "--fwd-tcp", str(PORT_IN), "--pidfile", pidfile, "--rundir", rundir],
+             "--fwd-tcp", "%d,%d" % (PORT_IN, IPERF_IN), "--pidfile", pidfile, "--rundir", rundir],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         procs.append(subprocess.Popen(["ip", "netns", "exec", ns, "env", "MAXLIFE=600", nbrr, "srv",
                                        str(PORT_IN)], stdout=subprocess.DEVNULL,
                                       stderr=subprocess.DEVNULL))
+        if a.iperf_secs > 0:
+            procs.append(subprocess.Popen(["ip", "netns", "exec", ns, "iperf3", "-s", "-p",
+                                           str(IPERF_IN)], stdout=subprocess.DEVNULL,
+                                          stderr=subprocess.DEVNULL))
         for _ in range(100):
             ss = subprocess.run(["ss", "-ltnH", "sport = :%d" % PORT_IN], capture_output=True,
                                 text=True).stdout
@@ -92,6 +118,11 @@ def one(lib, mtu, nbrr, a):
         out["rr_g2h_p50"], out["rr_g2h_p99"] = (float(v[0]), float(v[1])) if len(v) >= 2 else (None, None)
         v = run([nbrr, "rr", "tcp", "127.0.0.1", str(PORT_IN), str(a.rr_n)]).split()
         out["rr_h2g_p50"], out["rr_h2g_p99"] = (float(v[0]), float(v[1])) if len(v) >= 2 else (None, None)
+        if a.iperf_secs > 0:
+            cl = ["iperf3", "-c", GW, "-p", str(IPERF_OUT)]
+            out["tcp_g2h"] = iperf(nsx + cl, a.iperf_secs)
+            out["tcp_h2g_R"] = iperf(nsx + cl + ["-R"], a.iperf_secs)
+            out["tcp_h2g"] = iperf(["iperf3", "-c", "127.0.0.1", "-p", str(IPERF_IN)], a.iperf_secs)
         v = run([nbrr, "crr", "127.0.0.1", str(PORT_IN), str(a.crr_secs)]).split()
         out["crr_h2g"] = float(v[0]) if v else None
         v = run(nsx + [nbrr, "crr", GW, str(PORT_OUT), str(a.crr_secs)]).split()
@@ -116,6 +147,7 @@ def main():
     ap.add_argument("--mtu", type=int, default=1500)
     ap.add_argument("--crr-secs", type=float, default=4)
     ap.add_argument("--rr-n", type=int, default=10000)
+    ap.add_argument("--iperf-secs", type=float, default=4, help="0: no throughput rows")
     ap.add_argument("--tag", default="libslirp-ab")
     ap.add_argument("--out", help="results directory (default bench/results/<today>)")
     a = ap.parse_args()
@@ -132,6 +164,9 @@ def main():
     subprocess.run(["gcc", "-O2", "-o", nbrr, NBRR_C], check=True)
     srv = subprocess.Popen(["env", "MAXLIFE=7200", nbrr, "srv", str(PORT_OUT)],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if a.iperf_secs > 0:
+        iperf_srv = subprocess.Popen(["iperf3", "-s", "-B", "127.0.0.1", "-p", str(IPERF_OUT)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     rows = []
     try:
         time.sleep(0.3)
@@ -146,6 +181,9 @@ def main():
     finally:
         srv.terminate()
         srv.wait()
+        if a.iperf_secs > 0:
+            iperf_srv.terminate()
+            iperf_srv.wait()
         subprocess.run(["rm", "-rf", work])
     raw = os.path.join(out, a.tag + "-raw.tsv")
     with open(raw, "w") as f:
@@ -159,8 +197,8 @@ def main():
              "A: %s" % libs[0], "B: %s" % libs[1],
              "usernet tree: %s" % subprocess.run(["git", "-C", REPO, "describe", "--always", "--dirty"],
                                                  capture_output=True, text=True).stdout.strip(),
-             "mtu %d, %d rounds (ABBA order), crr %.0f s, rr %d transactions" % (
-                 a.mtu, a.rounds, a.crr_secs, a.rr_n), "",
+             "mtu %d, %d rounds (ABBA order), crr %.0f s, rr %d transactions, iperf3 %.0f s" % (
+                 a.mtu, a.rounds, a.crr_secs, a.rr_n, a.iperf_secs), "",
              "%-28s %10s %10s %12s %s" % ("metric", "A median", "B median", "B/A paired", "(per-round B/A range)")]
     for k, label, higher in METRICS:
         av = [val[(r, "A", k)] for r in range(1, a.rounds + 1) if val.get((r, "A", k))]
@@ -170,8 +208,10 @@ def main():
         if not av or not bv or not pr:
             lines.append("%-28s n/a" % label)
             continue
-        lines.append("%-28s %10.1f %10.1f %11.2fx  (%.2f-%.2f) %s" % (
-            label, statistics.median(av), statistics.median(bv), statistics.median(pr),
+        am, bm = statistics.median(av), statistics.median(bv)
+        fmt = "%-28s %10.2f %10.2f" if max(am, bm) < 100 else "%-28s %10.1f %10.1f"
+        lines.append((fmt + " %11.2fx  (%.2f-%.2f) %s") % (
+            label, am, bm, statistics.median(pr),
             min(pr), max(pr), "higher is better" if higher else "lower is better"))
     report = os.path.join(out, a.tag + "-report.txt")
     with open(report, "w") as f:

@@ -155,10 +155,10 @@ void EventLoop::run_timers() {
     }
 }
 
-bool EventLoop::run_once(int timeout_ms, bool flush) {
+bool EventLoop::run_once(int timeout_ms) {
     if (stopped_) return false;
     int wait = timeout_ms;
-    if (!deferred_.empty() && flush) {
+    if (!deferred_.empty()) {
         wait = 0;
     } else if (!heap_.empty()) {
         Millis now = monotonic_ms() + skew_;
@@ -200,9 +200,9 @@ bool EventLoop::run_once(int timeout_ms, bool flush) {
     }
     in_batch_ = false;
     removed_in_batch_.clear();
-    if (flush) run_deferred();
+    run_deferred();
     run_timers();
-    if (flush) run_deferred();
+    run_deferred();
     if (busy_poll_us_ != 0 && n > 0) {
         last_events_us_ = monotonic_us();
         poll_after_ = batch_bytes_ <= kBusyPollMaxBytes;

@@ -91,10 +91,9 @@ public:
     // Runs until stop(). Returns after the wakeup in which stop() was called.
     void run();
     // Handles one batch of ready events, waiting at most timeout_ms (-1 = until a
-    // timer or event). Returns false if the loop was stopped. Without flush
-    // the deferred work stays queued for a later call (an embedder holding
-    // it while guest frames keep coming, to answer them in one batch).
-    bool run_once(int timeout_ms = -1, bool flush = true);
+    // timer or event), then the deferred work. Returns false if the loop
+    // was stopped.
+    bool run_once(int timeout_ms = -1);
     void stop() { stopped_ = true; }
     bool stopped() const { return stopped_; }
 

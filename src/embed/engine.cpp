@@ -114,9 +114,9 @@ Engine::~Engine() {
     gw_.reset();
 }
 
-void Engine::poll(bool flush) {
+void Engine::poll() {
     Scope scope(this);
-    loop_.run_once(0, flush);
+    loop_.run_once(0);
 }
 
 Nic& Engine::add_nic(Nic::SendFn send, uint32_t mtu) {

@@ -106,10 +106,9 @@ public:
     // Milliseconds until poll() is due without fd() becoming readable:
     // 0 (now), or -1 (no timer).
     int timeout_ms() const { return loop_.timeout_ms(); }
-    // Handles whatever is ready and the timers that are due; never waits.
-    // Without flush, the work that guest frames deferred (input(..., false))
-    // stays queued: a later poll() sends it with what comes meanwhile.
-    void poll(bool flush = true);
+    // Handles whatever is ready, the timers that are due and the work that
+    // guest frames deferred (input(..., false)); never waits.
+    void poll();
 
     // NICs. send is called with each frame for the guest (the span is only
     // valid during the call). mtu is the guest's L3 MTU (68..65521).
@@ -118,9 +117,9 @@ public:
     // A frame from the guest (Ethernet, without FCS). With flush, what it
     // queued (ACKs, a port's batch) goes out before the call returns; an
     // embedder that polls straight after each frame anyway (libslirp's
-    // slirp4netns) passes false and lets that poll() send it, or hold it
-    // for the next frames (poll(false)), so that a burst of guest frames
-    // gets one ACK, not one per frame.
+    // slirp4netns) passes false and lets that poll() send it, or holds it
+    // for the next frames by not calling poll() yet, so that a burst of
+    // guest frames gets one ACK, not one per frame.
     void input(Nic& nic, wire::Bytes frame, bool flush = true);
 
     // Host-to-guest forwards (nat/forward.hpp). add throws

@@ -156,7 +156,7 @@ struct Slirp {
     void hold_foreign();
     void release_foreign();
     uint32_t held = 0;               // frames whose deferred work polls have held
-    bool bulk_since_poll = false;    // ... and one of them was a large one
+    bool urgent_since_poll = false;  // a frame since the last poll that cannot wait
     in_addr net{}, mask{};
 
     ChardevForward* chardev(in_addr addr, int port);
@@ -524,30 +524,36 @@ SLIRP_EXPORT void slirp_pollfds_poll(Slirp* slirp, int /*select_error*/, SlirpGe
     // An application that polls straight after slirp_input, with no fill
     // (no wait) in between, is reading its guest's frames one per loop
     // (slirp4netns): its frames' work can wait for this poll, and while
-    // bulk frames keep coming (kBulkFrame bytes or more) for up to
-    // kHoldFrames of them, so that a burst is answered in one batch (one
-    // ACK, one send() for many segments). The first poll with no new frame
-    // sends it; fill's zero timeout (work is pending) brings that poll at
-    // once. A request, an ACK or a handshake is never held: waiting would
-    // only add to its latency. An application that polls from its own loop
-    // after a wait (QEMU with virtio-net, whose main loop hands in the
-    // frames) gets every frame's answer before slirp_input returns: its
-    // next poll is a wakeup away. One that hands frames in on another
-    // thread than the one that polls is not polling after input either,
-    // though no fill comes between (QEMU with an NE2000: its vCPU thread
-    // transmits while the main loop waits); see slirp_input.
+    // the frames that keep coming can wait (can_wait(): TCP ACKs and bulk
+    // segments), for up to kHoldFrames of them, so that a burst is answered
+    // in one batch: one ACK and one send() for many guest segments, one
+    // peek for the segments many guest ACKs let out. A held poll does not
+    // look at the engine either (its epoll_wait would be the only system
+    // call besides the application's own read() and poll() for each frame);
+    // the first poll with no new frame, which fill's zero timeout (work is
+    // pending) brings at once, runs everything. A request, a handshake or
+    // a close is never held: waiting would only add to its latency. An
+    // application that polls from its own loop after a wait (QEMU with
+    // virtio-net, whose main loop hands in the frames) gets every frame's
+    // answer before slirp_input returns: its next poll is a wakeup away.
+    // One that hands frames in on another thread than the one that polls
+    // is not polling after input either, though no fill comes between
+    // (QEMU with an NE2000: its vCPU thread transmits while the main loop
+    // waits); see slirp_input.
     if (slirp->inputs_since_poll > 0)
         slirp->direct_poller = !slirp->filled_since_input && !slirp->foreign_input;
     slirp->poll_thread = std::this_thread::get_id();
     slirp->foreign_input = false;
     slirp->release_foreign();
-    const bool hold = slirp->direct_poller && slirp->bulk_since_poll &&
+    const bool hold = slirp->direct_poller && slirp->inputs_since_poll > 0 &&
+                      !slirp->urgent_since_poll &&
                       slirp->held + slirp->inputs_since_poll < kHoldFrames;
     slirp->held = hold ? slirp->held + slirp->inputs_since_poll : 0;
     slirp->inputs_since_poll = 0;
-    slirp->bulk_since_poll = false;
+    slirp->urgent_since_poll = false;
+    if (hold) return;
     try {
-        slirp->engine->poll(!hold);
+        slirp->engine->poll();
     } catch (const std::exception& e) {
         log_stderr(emb::LogLevel::error, e.what());
     }
@@ -568,8 +574,9 @@ SLIRP_EXPORT void slirp_input(Slirp* slirp, const uint8_t* pkt, int pkt_len) {
     if (!slirp || !pkt || pkt_len < 14) return;
     slirp->inputs_since_poll++;
     slirp->filled_since_input = false;
-    if (pkt_len >= static_cast<int>(kBulkFrame)) slirp->bulk_since_poll = true;
     const wire::Bytes frame(pkt, static_cast<size_t>(pkt_len));
+    const bool waits = can_wait(frame);
+    if (!waits) slirp->urgent_since_poll = true;
     bool flush = !slirp->direct_poller;
     // Before the first poll there is no polling thread to compare with
     // (slirp4netns may hand in a frame first): not foreign.
@@ -581,7 +588,7 @@ SLIRP_EXPORT void slirp_input(Slirp* slirp, const uint8_t* pkt, int pkt_len) {
         // loses a frame that arrives right behind another: no pure ACK
         // just before the host's answer (TcpNat's delayed ACK).
         slirp->nic->set_small_ring(true);
-        flush = !can_wait(frame) || slirp->foreign_held + 1 >= kHoldFrames;
+        flush = !waits || slirp->foreign_held + 1 >= kHoldFrames;
         if (flush) slirp->release_foreign();
         else slirp->hold_foreign();
     }

@@ -1,7 +1,7 @@
 // usernet's libslirp.so.0 through the system's <slirp/libslirp.h>, as QEMU
 // and slirp4netns call it: configuration checks, the poll contract (frames
 // handed in from another thread than the one that polls, as QEMU's NE2000
-// does), DHCP,
+// does; a poll straight after each frame, as slirp4netns does), DHCP,
 // forwards added and removed, the listings, and the version-4 migration
 // stream (its exact size, and leases that move from one instance to
 // another).
@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -89,9 +90,12 @@ TEST(Libslirp, PollfdsFillAddsOneDescriptorAndOnlyLowersTheTimeout) {
     slirp_cleanup(s);
 }
 
-// A TCP segment from the guest at 10.0.2.15 (MAC mac) to the gateway's
-// MAC gw, port 40000 to 10.0.2.2:9, with only the flags given.
-Frame tcp_segment(const uint8_t mac[6], const uint8_t gw[6], uint8_t flags) {
+// A TCP segment without data or options from the guest at 10.0.2.15 (MAC
+// mac) to the gateway's MAC gw, port 40000 to 10.0.2.2:dport, with only the
+// flags given, a 65535-byte window and the sequence and acknowledgment
+// numbers given.
+Frame tcp_segment(const uint8_t mac[6], const uint8_t gw[6], uint8_t flags, uint16_t dport = 9,
+                  uint32_t seq = 1, uint32_t ack = 1) {
     Frame f(14 + 20 + 20, 0);
     std::memcpy(&f[0], gw, 6);
     std::memcpy(&f[6], mac, 6);
@@ -110,9 +114,12 @@ Frame tcp_segment(const uint8_t mac[6], const uint8_t gw[6], uint8_t flags) {
     uint8_t* tcp = ip + 20;
     tcp[0] = 40000 >> 8;
     tcp[1] = 40000 & 0xff;
-    tcp[3] = 9;
-    tcp[7] = 1;   // seq 1
-    tcp[11] = 1;  // ack 1
+    tcp[2] = static_cast<uint8_t>(dport >> 8);
+    tcp[3] = static_cast<uint8_t>(dport);
+    for (int i = 0; i < 4; i++) {
+        tcp[4 + i] = static_cast<uint8_t>(seq >> (24 - 8 * i));
+        tcp[8 + i] = static_cast<uint8_t>(ack >> (24 - 8 * i));
+    }
     tcp[12] = 5 << 4;
     tcp[13] = flags;
     tcp[14] = 0xff;
@@ -184,6 +191,119 @@ TEST(Libslirp, FramesFromAnotherThreadAreAnsweredAtOnceOrWakeThePoller) {
     ASSERT_GE(rst.size(), 54u);
     EXPECT_EQ(rst[14 + 9], 6);
     EXPECT_TRUE(rst[14 + 20 + 13] & 0x04) << "a reset";
+    slirp_cleanup(s);
+}
+
+// A TCP segment usernet sent the guest: its sequence number, flags and
+// data length, from 10.0.2.2:sport to port 40000.
+struct Seg {
+    uint32_t seq;
+    uint8_t flags;
+    size_t len;
+};
+bool tcp_from(const Frame& f, uint16_t sport, Seg* out) {
+    if (f.size() < 54 || f[12] != 0x08 || f[13] != 0x00 || f[14 + 9] != 6) return false;
+    const size_t ihl = (f[14] & 0x0f) * 4u, iplen = static_cast<size_t>(f[16] << 8 | f[17]);
+    const uint8_t* t = &f[14 + ihl];
+    if ((t[0] << 8 | t[1]) != sport || (t[2] << 8 | t[3]) != 40000) return false;
+    out->seq = static_cast<uint32_t>(t[4]) << 24 | t[5] << 16 | t[6] << 8 | t[7];
+    out->flags = t[13];
+    out->len = iplen - ihl - (t[12] >> 4) * 4u;
+    return true;
+}
+
+// slirp4netns reads one frame per loop and polls straight after each one
+// (no slirp_pollfds_fill between). There, the work of a frame that can wait
+// (a TCP ACK or bulk segment: what it lets out is more of a transfer) is
+// held over the following polls while such frames keep coming, up to 32,
+// and runs at the first poll that brings no new frame, which fill's zero
+// timeout makes immediate: a download's ACKs let its data out in one
+// batch, not two segments per ACK.
+TEST(Libslirp, DirectPollerHoldsTheDataAcksLetOutUntilAPollWithoutNewFrames) {
+    SlirpCb cb = callbacks();
+    Guest g;
+    SlirpConfig c = qemu_config();
+    Slirp* s = slirp_new(&c, &cb, &g);
+    ASSERT_NE(s, nullptr);
+    const uint8_t mac[6] = {0x52, 0x54, 0, 0x12, 0x34, 0x59};
+    ASSERT_EQ(lease(s, g, mac, 700), "10.0.2.15");
+    uint8_t gw[6];
+    std::memcpy(gw, &g.out.back()[6], 6);
+    uint32_t timeout = UINT32_MAX;
+    slirp_pollfds_fill(s, &timeout, add_poll, nullptr);
+    const int efd = g_added_fd;
+    auto input = [&](const Frame& f) { slirp_input(s, f.data(), static_cast<int>(f.size())); };
+    auto loop_once = [&](int ms) {  // a loop that waits, as QEMU's does
+        uint32_t t = UINT32_MAX;
+        slirp_pollfds_fill(s, &t, add_poll, nullptr);
+        pollfd p{efd, POLLIN, 0};
+        ::poll(&p, 1, ms);
+        slirp_pollfds_poll(s, 0, get_revents, nullptr);
+    };
+
+    // The guest connects to the host's loopback through 10.0.2.2.
+    const int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(bind(lfd, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
+    ASSERT_EQ(listen(lfd, 1), 0);
+    socklen_t sl = sizeof sa;
+    getsockname(lfd, reinterpret_cast<sockaddr*>(&sa), &sl);
+    const uint16_t port = ntohs(sa.sin_port);
+    input(tcp_segment(mac, gw, 0x02, port, 1000, 0));
+    Seg seg{};
+    bool synack = false;
+    for (int i = 0; i < 200 && !synack; i++) {
+        loop_once(10);
+        for (const Frame& f : g.out) synack = synack || (tcp_from(f, port, &seg) && seg.flags == 0x12);
+    }
+    ASSERT_TRUE(synack);
+    const uint32_t isn = seg.seq;
+    input(tcp_segment(mac, gw, 0x10, port, 1001, isn + 1));
+    loop_once(0);
+    const int afd = accept4(lfd, nullptr, nullptr, SOCK_CLOEXEC);
+    ASSERT_GE(afd, 0);
+
+    // The host sends; the first flight (the initial congestion window of
+    // 536-byte segments: the SYN had no MSS option) goes out.
+    const std::vector<char> data(64 * 1024, 'x');
+    ASSERT_EQ(send(afd, data.data(), data.size(), 0), static_cast<ssize_t>(data.size()));
+    auto sent_end = [&] {  // bytes sent, counted from the first
+        uint32_t end = 0;
+        for (const Frame& f : g.out)
+            if (tcp_from(f, port, &seg) && seg.len > 0)
+                end = std::max(end, seg.seq - (isn + 1) + static_cast<uint32_t>(seg.len));
+        return end;
+    };
+    for (int i = 0; i < 50 && sent_end() == 0; i++) loop_once(10);
+    loop_once(0);
+    ASSERT_GE(sent_end(), 4 * 536u);
+    ASSERT_LT(sent_end(), data.size()) << "the flight is not limited";
+
+    // Now one ACK per poll, no fill between. The first such poll shows the
+    // pattern (its frame was answered in slirp_input); from then on the
+    // data the ACKs let out waits.
+    uint32_t acked = 2 * 536;
+    auto ack_and_poll = [&] {
+        input(tcp_segment(mac, gw, 0x10, port, 1001, isn + 1 + acked));
+        slirp_pollfds_poll(s, 0, get_revents, nullptr);
+        acked += 2 * 536;
+    };
+    ack_and_poll();
+    const uint32_t end = sent_end();
+    const size_t frames = g.out.size();
+    ack_and_poll();
+    ack_and_poll();
+    ASSERT_LE(acked, end);
+    EXPECT_EQ(g.out.size(), frames) << "the data two ACKs let out was not held";
+    timeout = UINT32_MAX;
+    slirp_pollfds_fill(s, &timeout, add_poll, nullptr);
+    EXPECT_EQ(timeout, 0u) << "held work must bring the next poll at once";
+    slirp_pollfds_poll(s, 0, get_revents, nullptr);  // no new frame
+    EXPECT_GE(sent_end(), end + 4 * 536) << "the held ACKs let out nothing";
+    close(afd);
+    close(lfd);
     slirp_cleanup(s);
 }
 
