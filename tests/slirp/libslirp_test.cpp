@@ -137,6 +137,22 @@ Frame tcp_segment(const uint8_t mac[6], const uint8_t gw[6], uint8_t flags, uint
     return f;
 }
 
+// A new instance with QEMU's configuration (cb and g must outlive it)
+// whose guest `mac` has leased 10.0.2.15; gw gets the gateway's MAC, the
+// source of the DHCP ACK. NULL if either failed.
+Slirp* leased_instance(const SlirpCb& cb, Guest& g, const uint8_t mac[6], uint32_t xid,
+                       uint8_t gw[6]) {
+    SlirpConfig c = qemu_config();
+    Slirp* s = slirp_new(&c, &cb, &g);
+    if (!s) return nullptr;
+    if (lease(s, g, mac, xid) != "10.0.2.15") {
+        slirp_cleanup(s);
+        return nullptr;
+    }
+    std::memcpy(gw, &g.out.back()[6], 6);
+    return s;
+}
+
 // QEMU's NE2000 transmits on its vCPU thread while the main loop waits
 // in poll: frames come in on another thread than the one that polls.
 // What needs an answer now (DHCP, a request) gets it before slirp_input
@@ -145,15 +161,12 @@ Frame tcp_segment(const uint8_t mac[6], const uint8_t gw[6], uint8_t flags, uint
 // waiting. (How much that batching is worth is a benchmark's question:
 // bench/qemu_user.py --nic ne2k_pci.)
 TEST(Libslirp, FramesFromAnotherThreadAreAnsweredAtOnceOrWakeThePoller) {
-    SlirpCb cb = callbacks();
+    const SlirpCb cb = callbacks();
     Guest g;
-    SlirpConfig c = qemu_config();
-    Slirp* s = slirp_new(&c, &cb, &g);
-    ASSERT_NE(s, nullptr);
     const uint8_t mac[6] = {0x52, 0x54, 0, 0x12, 0x34, 0x58};
-    ASSERT_EQ(lease(s, g, mac, 500), "10.0.2.15");
     uint8_t gw[6];
-    std::memcpy(gw, &g.out.back()[6], 6);  // the DHCP ACK came from the gateway
+    Slirp* s = leased_instance(cb, g, mac, 500, gw);
+    ASSERT_NE(s, nullptr);
     uint32_t timeout = UINT32_MAX;
     slirp_pollfds_fill(s, &timeout, add_poll, nullptr);
     const int fd = g_added_fd;
@@ -220,15 +233,12 @@ bool tcp_from(const Frame& f, uint16_t sport, Seg* out) {
 // timeout makes immediate: a download's ACKs let its data out in one
 // batch, not two segments per ACK.
 TEST(Libslirp, DirectPollerHoldsTheDataAcksLetOutUntilAPollWithoutNewFrames) {
-    SlirpCb cb = callbacks();
+    const SlirpCb cb = callbacks();
     Guest g;
-    SlirpConfig c = qemu_config();
-    Slirp* s = slirp_new(&c, &cb, &g);
-    ASSERT_NE(s, nullptr);
     const uint8_t mac[6] = {0x52, 0x54, 0, 0x12, 0x34, 0x59};
-    ASSERT_EQ(lease(s, g, mac, 700), "10.0.2.15");
     uint8_t gw[6];
-    std::memcpy(gw, &g.out.back()[6], 6);
+    Slirp* s = leased_instance(cb, g, mac, 700, gw);
+    ASSERT_NE(s, nullptr);
     uint32_t timeout = UINT32_MAX;
     slirp_pollfds_fill(s, &timeout, add_poll, nullptr);
     const int efd = g_added_fd;
