@@ -14,8 +14,8 @@ host time): bytes / (the guest's SYN to the server's FIN) for the download,
 bytes / (the guest's SYN to the guest's FIN) for the upload; the guest's
 clock is printed beside them. A transfer whose checksum is wrong, or that
 does not finish, counts as a failure.
---repair-pic boots v86 with tests/v86/boot_v86.mjs's repair of v86's PIC
-(see there: a cascade acknowledge without a slave request leaves IRQ 2 in
+--repair-pic boots v86 with examples/v86/pic-repair.mjs's repair of v86's
+PIC (see there: a cascade acknowledge without a slave request leaves IRQ 2 in
 service on the master, and every PCI NIC interrupt after it is lost); the
 pic_repairs column counts the repairs of each boot.
 Results: bench/results/<date>/v86.tsv (one row per transfer) and the

@@ -10,8 +10,8 @@ see build-guest.sh); checked by sha256 on both sides.
 v86 runs with boot_v86.mjs --repair-pic: v86's 8259 emulation can leave
 IRQ 2 in service on the master after acknowledging a cascade interrupt that
 the slave no longer requests, and from then on the guest hears nothing from
-its PCI NIC (boot_v86.mjs explains it; docs/performance.md has the
-measurements). Without the repair, about one NE2000 upload in three stalls
+its PCI NIC (examples/v86/pic-repair.mjs explains it; docs/performance.md
+has the measurements). Without the repair, about one NE2000 upload in three stalls
 that way.
 
 v86 opens its WebSocket only when the guest sends its first frame; a boot
