@@ -741,9 +741,10 @@ bool Gateway::offload_to(const wire::IpAddr& dst) const {
     return n && n->offload;
 }
 
-size_t Gateway::tx_room_to(const wire::IpAddr& dst) const {
+Gateway::TxRoom Gateway::tx_room_to(const wire::IpAddr& dst) const {
     const sw::Port* p = sw_.port(port_of(dst));
-    return p ? p->tx_room() : std::numeric_limits<size_t>::max();
+    if (!p) return {};
+    return {p->tx_room(), p->tx_frame_room()};
 }
 
 bool Gateway::small_ring_to(const wire::IpAddr& dst) const {

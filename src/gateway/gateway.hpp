@@ -192,9 +192,14 @@ public:
     uint32_t path_mtu(const wire::IpAddr& dst) const;
     // Whether dst's attachment takes offloaded frames (send_ip's `off`).
     bool offload_to(const wire::IpAddr& dst) const;
-    // Bytes the attachment of guest dst can still queue (sw::Port::tx_room);
-    // SIZE_MAX when it does not queue or the guest is unknown.
-    size_t tx_room_to(const wire::IpAddr& dst) const;
+    // What the attachment of guest dst can still queue: bytes
+    // (sw::Port::tx_room) and frames (sw::Port::tx_frame_room), each
+    // SIZE_MAX when it does not bound it or the guest is unknown.
+    struct TxRoom {
+        size_t bytes = std::numeric_limits<size_t>::max();
+        size_t frames = std::numeric_limits<size_t>::max();
+    };
+    TxRoom tx_room_to(const wire::IpAddr& dst) const;
     // Whether the attachment of guest dst says its NIC has a small ring
     // (sw::Port::small_ring); false when the guest is unknown.
     bool small_ring_to(const wire::IpAddr& dst) const;

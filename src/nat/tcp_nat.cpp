@@ -1391,11 +1391,18 @@ void TcpNat::send_pending(Flow& f) {
             // flight one segment goes regardless (other flows may hold the
             // queue; its loss is then this flow's RTO, not a stall; with
             // data in flight, the guest's ACKs bring us back).
-            const size_t port_room = gw_.tx_room_to(s.key.guest);
-            if (port_room != std::numeric_limits<size_t>::max()) {
+            // A ring of whole frames (a datagram attachment) bounds the
+            // segments as well as the bytes.
+            constexpr size_t kNoBound = std::numeric_limits<size_t>::max();
+            const gw::Gateway::TxRoom port_room = gw_.tx_room_to(s.key.guest);
+            if (port_room.bytes != kNoBound || port_room.frames != kNoBound) {
                 const size_t seg = segment_limit(f);
-                const size_t per = seg + data_header_len(f) + kFramingOverhead;
-                size_t fits = port_room / per * seg;
+                size_t fits = kNoBound;
+                if (port_room.bytes != kNoBound) {
+                    const size_t per = seg + data_header_len(f) + kFramingOverhead;
+                    fits = port_room.bytes / per * seg;
+                }
+                if (port_room.frames != kNoBound) fits = std::min(fits, port_room.frames * seg);
                 if (fits == 0 && flight == 0) fits = seg;
                 room = static_cast<uint32_t>(std::min<size_t>(room, fits));
             }

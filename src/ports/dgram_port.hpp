@@ -47,8 +47,11 @@
 //   and QEMU's NE2000 drop runts), into a bounded ring of slots allocated
 //   once (at most kMaxTxQueueBytes, kMaxTxSlots frames) and queues a
 //   core::Deferred; at the end of the loop batch the queued frames go out
-//   with one sendmmsg(). A full ring drops the frame (counted; TCP toward
-//   the guest recovers). A receiver that is full (EAGAIN: an AF_UNIX peer
+//   with one sendmmsg(). A full ring drops the frame (counted); the TCP
+//   translator keeps within tx_frame_room() (the free slots, less a
+//   reserve for ARP, DHCP and ACKs), as its data can wait in the host
+//   socket, so that a burst of many flows does not overrun the ring and
+//   cost it a loss recovery. A receiver that is full (EAGAIN: an AF_UNIX peer
 //   holds only net.unix.max_dgram_qlen datagrams, 10 by default) keeps the
 //   rest queued and retries after kRetryMs or with the next batch; a peer
 //   that is not there (ENOENT, ECONNREFUSED: QEMU not started yet) drops
@@ -159,6 +162,7 @@ public:
     static constexpr int kMaxFramesPerWakeup = 256;
     static constexpr size_t kMaxTxSlots = 256;
     static constexpr size_t kMinTxSlots = 64;
+    static constexpr size_t kTxReserveSlots = 16;
     static constexpr size_t kMaxTxQueueBytes = 4 * 1024 * 1024;
     static constexpr core::Millis kRetryMs = 1;
     static constexpr size_t kMaxMacLogs = 64;
@@ -187,6 +191,12 @@ public:
     // Where frames go now: the fixed remote, the learned peer, or nothing.
     std::optional<SockAddr> peer() const;
     size_t queued_frames() const { return tx_count_; }
+    // Free slots of the send ring, less kTxReserveSlots kept for what
+    // cannot wait (ARP, DHCP, ACKs): a TCP sender fills the rest at most.
+    size_t tx_frame_room() const override {
+        size_t free = tx_slots_ - tx_count_;
+        return free > kTxReserveSlots ? free - kTxReserveSlots : 0;
+    }
     // Largest frame taken in and sent out: mtu + 14 + 4.
     size_t frame_capacity() const { return slot_size_; }
     // Multicast: the switch ports of the guests seen on the group.

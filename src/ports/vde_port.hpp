@@ -123,6 +123,9 @@ public:
     size_t frames() const { return static_cast<size_t>(ftail_ - fhead_); }
     size_t bytes() const { return static_cast<size_t>(tail_ - head_); }
     bool empty() const { return ftail_ == fhead_; }
+    // What push() can still take: bytes, and frames.
+    size_t byte_room() const { return cap_ - bytes(); }
+    size_t frame_room() const { return max_frames_ - frames(); }
 
     // Describes up to max of the oldest frames as msghdrs (each one or two
     // iovecs of iov[2 * i .. 2 * i + 1]); returns how many.
@@ -175,6 +178,9 @@ public:
     VdeClient& operator=(const VdeClient&) = delete;
 
     void deliver(wire::Bytes frame, const sw::FrameMeta& meta) override;
+    // The output queue's room, for a TCP sender to keep within.
+    size_t tx_room() const override { return txq_ ? txq_->byte_room() : 0; }
+    size_t tx_frame_room() const override { return txq_ ? txq_->frame_room() : 0; }
     uint32_t mtu() const override;
     std::string describe() const override { return name_; }
     void on_io(uint32_t events) override;  // the control stream

@@ -63,6 +63,11 @@ public:
     // a whole window. SIZE_MAX: the port does not queue (a TAP's write()
     // is the guest's receive path).
     virtual size_t tx_room() const { return std::numeric_limits<size_t>::max(); }
+    // The same in frames, for a port whose queue is a ring of whole frames
+    // (a datagram or VDE attachment: one frame per datagram, however
+    // small): what it can still take before it drops. SIZE_MAX: no such
+    // bound.
+    virtual size_t tx_frame_room() const { return std::numeric_limits<size_t>::max(); }
     // Whether the guest's NIC loses a frame that arrives right behind
     // another (QEMU's NE2000, emulated on its vCPU thread): the TCP
     // translator then lets the host's answer carry the ACK of a short guest

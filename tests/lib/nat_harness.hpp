@@ -42,16 +42,19 @@ public:
         // A queue that never drains: each frame (with a stream's 4-byte
         // length) takes its room for good.
         if (room != kUnlimited) room -= std::min(room, frame.size() + 4);
+        if (frame_room != kUnlimited) frame_room -= std::min<size_t>(frame_room, 1);
     }
     uint32_t mtu() const override { return mtu_value; }
     std::string describe() const override { return "test guest"; }
     uint32_t mtu_value = 1500;
     size_t tx_room() const override { return room; }
+    size_t tx_frame_room() const override { return frame_room; }
     bool small_ring() const override { return small; }
     bool small = false;  // the NIC loses a frame right behind another (NE2000)
     std::vector<std::vector<uint8_t>> frames;
     static constexpr size_t kUnlimited = std::numeric_limits<size_t>::max();
     size_t room = kUnlimited;  // a port that does not queue, unless a test says
+    size_t frame_room = kUnlimited;  // the same in whole frames (a datagram ring)
 };
 
 // An IPv4 packet toward the guest, as captured.

@@ -584,6 +584,50 @@ TEST(TcpNat, TcpNat_AnAttachmentThatCannotQueueMoreLeavesTheDataInTheHostSocket)
     close(fd);
 }
 
+TEST(TcpNat, TcpNat_ARingOfWholeFramesBoundsTheSegmentsSentIntoIt) {
+    // A datagram attachment queues frames in slots: however many bytes,
+    // only so many frames. The translator sends no more segments than
+    // there are free slots (a full ring would drop the rest of a window).
+    NatHarness h;
+    Listener l;
+    TcpGuest g(h, kGatewayIp, l.port);
+    int fd = g.connect(l);
+    ASSERT_GE(fd, 0);
+    std::string data = pattern(40000, 5);
+    h.guest.frame_room = 0;
+    ASSERT_EQ(send(fd, data.data(), data.size(), 0), 40000);
+    // Nothing in flight: one segment goes regardless, then none while full.
+    auto segs = g.wait(1);
+    ASSERT_EQ(segs.size(), 1u);
+    EXPECT_TRUE(g.settle(100).empty());
+    std::string got(segs[0].payload.begin(), segs[0].payload.end());
+    uint32_t seq = segs[0].seq + static_cast<uint32_t>(segs[0].payload.size());
+    // Four free slots, bytes unbounded: four segments after the ACK, one
+    // of them the ACK's own answer, and no more.
+    h.guest.frame_room = 4;
+    g.send(flag::ack, g.snd_nxt, seq, {}, 1024);
+    segs = g.settle(100);
+    ASSERT_EQ(segs.size(), 4u);
+    for (auto& sg : segs) {
+        EXPECT_EQ(sg.seq, seq);
+        got.append(sg.payload.begin(), sg.payload.end());
+        seq += static_cast<uint32_t>(sg.payload.size());
+    }
+    h.guest.frame_room = CapturePort::kUnlimited;
+    for (int i = 0; i < 100 && got.size() < data.size(); i++) {
+        g.send(flag::ack, g.snd_nxt, seq, {}, 1024);
+        for (auto& sg : g.settle(20)) {
+            if (sg.payload.empty()) continue;
+            EXPECT_EQ(sg.seq, seq);
+            got.append(sg.payload.begin(), sg.payload.end());
+            seq += static_cast<uint32_t>(sg.payload.size());
+        }
+    }
+    EXPECT_EQ(got, data);
+    EXPECT_EQ(h.nat->tcp().stats().retransmits_rto, 0u);
+    close(fd);
+}
+
 TEST(TcpNat, TcpNat_UnacknowledgedDataIsRetransmittedFromTheKernelByProbeOrRto) {
     NatHarness h;
     Listener l;
