@@ -1,4 +1,5 @@
-# Shared by bench/alloc.sh and bench/scale.sh (sourced, not run).
+# Shared by bench/alloc.sh, bench/scale.sh and bench/dgram_loss.sh (sourced,
+# not run).
 #
 # Gives: $repo, $bin (USERNET_BIN, default build/usernet), $tag (ubench-PID),
 # $tmp (a private temp dir), a cleanup trap that stops every process started

@@ -98,6 +98,15 @@ struct DgramPortTest : ::testing::Test {
         rmdir(dir.c_str());
     }
 
+    // A link over unix datagram sockets: usernet at dir/u, QEMU at dir/q.
+    DgramConfig unix_link() const {
+        DgramConfig c;
+        c.kind = DgramKind::unix_dgram;
+        c.local = *SockAddr::unix_path(dir + "/u");
+        c.remote = *SockAddr::unix_path(dir + "/q");
+        return c;
+    }
+
     bool run_until(const std::function<bool()>& pred) {
         for (int i = 0; i < 200 && !pred(); i++) loop.run_once(10);
         return pred();
@@ -321,10 +330,7 @@ TEST_F(DgramPortTest, DgramPort_UnixStalePathReplacedLiveRefusedFileRefused) {
 }
 
 TEST_F(DgramPortTest, DgramPort_UnixPeerAbsentDropsAndCountsThenWorksWhenItComes) {
-    DgramConfig c;
-    c.kind = DgramKind::unix_dgram;
-    c.local = *SockAddr::unix_path(dir + "/u");
-    c.remote = *SockAddr::unix_path(dir + "/q");
+    DgramConfig c = unix_link();
     DgramPort port(loop, sw, c);
     sw.input(rec.id(), make_frame(60, 9, 0));
     loop.run_once(0);
@@ -338,10 +344,7 @@ TEST_F(DgramPortTest, DgramPort_UnixPeerAbsentDropsAndCountsThenWorksWhenItComes
 }
 
 TEST_F(DgramPortTest, DgramPort_FullUnixPeerKeepsFramesQueuedAndBounded) {
-    DgramConfig c;
-    c.kind = DgramKind::unix_dgram;
-    c.local = *SockAddr::unix_path(dir + "/u");
-    c.remote = *SockAddr::unix_path(dir + "/q");
+    DgramConfig c = unix_link();
     Peer qemu(*c.remote);
     DgramPort port(loop, sw, c);
     // The peer reads nothing: its queue (net.unix.max_dgram_qlen) fills,
@@ -366,10 +369,7 @@ TEST_F(DgramPortTest, DgramPort_FullUnixPeerKeepsFramesQueuedAndBounded) {
 }
 
 TEST_F(DgramPortTest, DgramPort_FrameRoomIsTheFreeSlotsLessAReserve) {
-    DgramConfig c;
-    c.kind = DgramKind::unix_dgram;
-    c.local = *SockAddr::unix_path(dir + "/u");
-    c.remote = *SockAddr::unix_path(dir + "/q");
+    DgramConfig c = unix_link();
     Peer qemu(*c.remote);
     DgramPort port(loop, sw, c);
     // deliver() queues at once; the ring goes out at the end of the loop's

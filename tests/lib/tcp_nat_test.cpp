@@ -541,35 +541,37 @@ TEST(TcpNat, TcpNat_HostDataIsSegmentedToTheGuestMssAndDiscardedWhenAcked) {
     close(fd);
 }
 
-TEST(TcpNat, TcpNat_AnAttachmentThatCannotQueueMoreLeavesTheDataInTheHostSocket) {
+// Host data toward a guest whose attachment queues: with room for nothing,
+// one segment goes (nothing is in flight) and then none; with room for n
+// segments, exactly n follow the next ACK (the queue does not drain here);
+// unbounded, the rest follows in order with no retransmission (nothing was
+// dropped). set_room(port, segs) gives the port room for segs segments,
+// SIZE_MAX for no bound.
+void expect_only_what_the_attachment_can_queue(void (*set_room)(CapturePort&, size_t), size_t n,
+                                               int salt) {
     NatHarness h;
     Listener l;
     TcpGuest g(h, kGatewayIp, l.port);
     int fd = g.connect(l);
     ASSERT_GE(fd, 0);
-    std::string data = pattern(40000, 3);
-    h.guest.room = 0;  // the guest's queue is full
+    std::string data = pattern(40000, salt);
+    set_room(h.guest, 0);
     ASSERT_EQ(send(fd, data.data(), data.size(), 0), 40000);
-    // Nothing in flight: one segment goes regardless, then none while full.
     auto segs = g.wait(1);
     ASSERT_EQ(segs.size(), 1u);
     EXPECT_TRUE(g.settle(100).empty());
     std::string got(segs[0].payload.begin(), segs[0].payload.end());
     uint32_t seq = segs[0].seq + static_cast<uint32_t>(segs[0].payload.size());
-    // Room for three segments with their framing: exactly three after the
-    // ACK, then none (the queue does not drain here).
-    h.guest.room = 3 * (1460 + 40 + 28);
+    set_room(h.guest, n);
     g.send(flag::ack, g.snd_nxt, seq, {}, 1024);
     segs = g.settle(100);
-    ASSERT_EQ(segs.size(), 3u);
+    ASSERT_EQ(segs.size(), n);
     for (auto& sg : segs) {
         EXPECT_EQ(sg.seq, seq);
         got.append(sg.payload.begin(), sg.payload.end());
         seq += static_cast<uint32_t>(sg.payload.size());
     }
-    // Drained: the rest follows as the guest acknowledges, in order and
-    // without a retransmission (nothing was dropped).
-    h.guest.room = CapturePort::kUnlimited;
+    set_room(h.guest, SIZE_MAX);
     for (int i = 0; i < 100 && got.size() < data.size(); i++) {
         g.send(flag::ack, g.snd_nxt, seq, {}, 1024);
         for (auto& sg : g.settle(20)) {
@@ -584,48 +586,24 @@ TEST(TcpNat, TcpNat_AnAttachmentThatCannotQueueMoreLeavesTheDataInTheHostSocket)
     close(fd);
 }
 
+TEST(TcpNat, TcpNat_AnAttachmentThatCannotQueueMoreLeavesTheDataInTheHostSocket) {
+    // A byte queue (a stream socket): room counted with each segment's
+    // headers and framing.
+    expect_only_what_the_attachment_can_queue(
+        [](CapturePort& p, size_t segs) {
+            p.room = segs == SIZE_MAX ? CapturePort::kUnlimited : segs * (1460 + 40 + 28);
+        },
+        3, 3);
+}
+
 TEST(TcpNat, TcpNat_ARingOfWholeFramesBoundsTheSegmentsSentIntoIt) {
-    // A datagram attachment queues frames in slots: however many bytes,
-    // only so many frames. The translator sends no more segments than
-    // there are free slots (a full ring would drop the rest of a window).
-    NatHarness h;
-    Listener l;
-    TcpGuest g(h, kGatewayIp, l.port);
-    int fd = g.connect(l);
-    ASSERT_GE(fd, 0);
-    std::string data = pattern(40000, 5);
-    h.guest.frame_room = 0;
-    ASSERT_EQ(send(fd, data.data(), data.size(), 0), 40000);
-    // Nothing in flight: one segment goes regardless, then none while full.
-    auto segs = g.wait(1);
-    ASSERT_EQ(segs.size(), 1u);
-    EXPECT_TRUE(g.settle(100).empty());
-    std::string got(segs[0].payload.begin(), segs[0].payload.end());
-    uint32_t seq = segs[0].seq + static_cast<uint32_t>(segs[0].payload.size());
-    // Four free slots, bytes unbounded: four segments after the ACK, one
-    // of them the ACK's own answer, and no more.
-    h.guest.frame_room = 4;
-    g.send(flag::ack, g.snd_nxt, seq, {}, 1024);
-    segs = g.settle(100);
-    ASSERT_EQ(segs.size(), 4u);
-    for (auto& sg : segs) {
-        EXPECT_EQ(sg.seq, seq);
-        got.append(sg.payload.begin(), sg.payload.end());
-        seq += static_cast<uint32_t>(sg.payload.size());
-    }
-    h.guest.frame_room = CapturePort::kUnlimited;
-    for (int i = 0; i < 100 && got.size() < data.size(); i++) {
-        g.send(flag::ack, g.snd_nxt, seq, {}, 1024);
-        for (auto& sg : g.settle(20)) {
-            if (sg.payload.empty()) continue;
-            EXPECT_EQ(sg.seq, seq);
-            got.append(sg.payload.begin(), sg.payload.end());
-            seq += static_cast<uint32_t>(sg.payload.size());
-        }
-    }
-    EXPECT_EQ(got, data);
-    EXPECT_EQ(h.nat->tcp().stats().retransmits_rto, 0u);
-    close(fd);
+    // A ring of whole frames (a datagram attachment): however many bytes,
+    // only so many frames; a full ring would drop the rest of a window.
+    expect_only_what_the_attachment_can_queue(
+        [](CapturePort& p, size_t segs) {
+            p.frame_room = segs == SIZE_MAX ? CapturePort::kUnlimited : segs;
+        },
+        4, 5);
 }
 
 TEST(TcpNat, TcpNat_UnacknowledgedDataIsRetransmittedFromTheKernelByProbeOrRto) {
