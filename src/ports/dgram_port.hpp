@@ -212,6 +212,8 @@ private:
             owner_.deliver(frame, meta);
         }
         uint32_t mtu() const override { return owner_.mtu(); }
+        // A member's frames go into the link's one ring.
+        size_t tx_frame_room() const override { return owner_.tx_frame_room(); }
         std::string describe() const override {
             return owner_.describe() + " guest " + mac_.to_string();
         }

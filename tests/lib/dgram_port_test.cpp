@@ -474,6 +474,9 @@ TEST_F(DgramPortTest, DgramPort_MulticastGivesEachGuestItsOwnPortAndSendsEachFra
     EXPECT_NE(members[0], port.id());
     EXPECT_EQ(sw.lookup(wire::MacAddr{{0x02, 0, 0, 0, 0, 1}}), members[0]);
     EXPECT_EQ(sw.lookup(wire::MacAddr{{0x02, 0, 0, 0, 0, 2}}), members[1]);
+    // A member's frames share the link's ring: a TCP sender toward that
+    // guest keeps within the ring's room.
+    for (sw::PortId m : members) EXPECT_EQ(sw.port(m)->tx_frame_room(), port.tx_frame_room());
     // Each QEMU socket also got both frames from the group itself.
     Frame f;
     for (int i = 0; i < 4; i++) ASSERT_TRUE(recv_one(i < 2 ? q1 : q2, f));
