@@ -406,8 +406,10 @@ void SerialPort::start_link() {
 
 void SerialPort::close_peer(const std::string& why) {
     if (conn_fd_ < 0) return;
-    spdlog::info("{}: {} left ({}; switch port {}, MAC {}): {} packets in, {} out", name_,
-                 peer_name_, why, id(), mac_.to_string(), stats_.rx_packets, stats_.tx_packets);
+    spdlog::info("{}: {} left ({}; switch port {}, MAC {}): {} packets in, {} out, {} dropped "
+                 "with the output ring full",
+                 name_, peer_name_, why, id(), mac_.to_string(), stats_.rx_packets,
+                 stats_.tx_packets, stats_.dropped_ring_full);
     loop_.remove(conn_fd_, &conn_h_);
     close(conn_fd_);
     conn_fd_ = -1;
@@ -444,6 +446,14 @@ void SerialPort::on_conn(uint32_t events) {
     if (conn_fd_ >= 0 && (events & EPOLLOUT)) flush_ring();
 }
 
+size_t SerialPort::tx_room() const {
+    // Bytes of Ethernet frames: a frame of n bytes carries an IP packet of
+    // n - 14, which encodes to at most 2 * (n - 14) + 18 bytes on the line
+    // (hdlc_max_encoded, slip_max_encoded), under 2 * n.
+    const size_t free_bytes = kTxRing - static_cast<size_t>(ring_tail_ - ring_head_);
+    return free_bytes > kTxReserve ? (free_bytes - kTxReserve) / 2 : 0;
+}
+
 bool SerialPort::ring_push(wire::Bytes b) {
     if (kTxRing - (ring_tail_ - ring_head_) < b.size()) return false;
     size_t idx = static_cast<size_t>(ring_tail_ % kTxRing);
@@ -461,7 +471,17 @@ void SerialPort::flush_ring() {
         size_t idx = static_cast<size_t>(ring_head_ % kTxRing);
         size_t first = std::min(n, kTxRing - idx);
         iovec iov[2] = {{ring_.get() + idx, first}, {ring_.get(), n - first}};
-        ssize_t w = writev(conn_fd_, iov, n > first ? 2 : 1);
+        // A socket peer that has gone must be EPIPE, not SIGPIPE: the
+        // library may run in a process that does not ignore the signal.
+        ssize_t w;
+        if (cfg_.transport == SerialTransport::pty) {
+            w = writev(conn_fd_, iov, n > first ? 2 : 1);
+        } else {
+            msghdr m{};
+            m.msg_iov = iov;
+            m.msg_iovlen = n > first ? 2 : 1;
+            w = sendmsg(conn_fd_, &m, MSG_NOSIGNAL);
+        }
         if (w > 0) {
             ring_head_ += static_cast<uint64_t>(w);
             continue;

@@ -41,7 +41,12 @@
 //     packet that waited for that ARP reply) go out at the end of the loop
 //     batch, never from inside the switch's delivery.
 // Output to the line goes through a bounded ring (kTxRing) flushed with
-// writev at the end of the batch; a full ring drops whole packets.
+// writev at the end of the batch; a full ring drops whole packets. A line
+// is slow (QEMU's UART moves 50 KiB/s), so the TCP translator keeps within
+// tx_room(): the ring's free bytes, less kTxReserve for the link's own
+// frames (LCP, IPCP), halved because PPP's and SLIP's escaping can double
+// a packet. A long download then waits in the host socket instead of
+// losing the tail of a window here.
 #pragma once
 
 #include <sys/uio.h>
@@ -81,6 +86,7 @@ struct SerialStats {
 class SerialPort final : public sw::Port, public core::Deferred, private ppp::PppHost {
 public:
     static constexpr size_t kTxRing = 256 * 1024;
+    static constexpr size_t kTxReserve = 8 * 1024;
     static constexpr size_t kArpEntries = 8;
     static constexpr core::Millis kArpFreshMs = 120'000;
     static constexpr core::Millis kArpRetryMs = 1000;
@@ -97,6 +103,7 @@ public:
     // sw::Port
     void deliver(wire::Bytes frame, const sw::FrameMeta& meta) override;
     uint32_t mtu() const override { return cfg_.mtu; }
+    size_t tx_room() const override;
     std::string describe() const override { return name_; }
     void run_deferred() override;
 

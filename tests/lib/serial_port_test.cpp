@@ -2,7 +2,8 @@
 // line played by the test over a unix socket: the lease taken through the
 // switch, LCP and IPCP by hand-built messages, an ICMP echo to the gateway
 // through the port's ARP and back over PPP, ARP answered for the peer,
-// spoofed sources dropped, a second peer refused. (Real pppd and slattach
+// spoofed sources dropped, a second peer refused; the room the port offers
+// the TCP translator. (Real pppd and slattach
 // peers are tests/qemu/test_serial.py.)
 #include "ports/serial_port.hpp"
 
@@ -118,6 +119,33 @@ struct SerialPortTest : ::testing::Test {
                 got.push_back({pf->protocol, Vec(pf->info.begin(), pf->info.end())});
             });
     }
+    // Connects a peer and runs LCP and IPCP by hand until the link is up.
+    void bring_link_up() {
+        peer = connect_peer();
+        spin();
+        ASSERT_TRUE(port->peer_connected());
+        const Got* cr = last(ppp::proto::lcp, ppp::code::configure_request);
+        ASSERT_TRUE(cr);
+        Vec cr_info = cr->info;
+        send(ppp::proto::lcp, ctl(ppp::code::configure_request, 1,
+                                  Vec{2, 6, 0, 0, 0, 0, 5, 6, 1, 2, 3, 4}));
+        ASSERT_TRUE(last(ppp::proto::lcp, ppp::code::configure_ack));
+        send(ppp::proto::lcp, ctl(ppp::code::configure_ack, cr_info[1], Vec(cr_info.begin() + 4, cr_info.end())));
+        ASSERT_EQ(port->ppp_link()->lcp_state(), ppp::FsmState::opened);
+
+        const Got* ipcp = last(ppp::proto::ipcp, ppp::code::configure_request);
+        ASSERT_TRUE(ipcp);
+        Vec ipcp_cr = ipcp->info;
+        EXPECT_EQ(Vec(ipcp_cr.begin() + 4, ipcp_cr.end()), opt32(3, kGw));
+        send(ppp::proto::ipcp, ctl(1, 1, Vec(opt32(3, 0))));
+        const Got* nak = last(ppp::proto::ipcp, ppp::code::configure_nak);
+        ASSERT_TRUE(nak);
+        EXPECT_EQ(Vec(nak->info.begin() + 4, nak->info.end()), opt32(3, kLease));
+        send(ppp::proto::ipcp, ctl(1, 2, opt32(3, kLease)));
+        ASSERT_TRUE(last(ppp::proto::ipcp, ppp::code::configure_ack));
+        send(ppp::proto::ipcp, ctl(ppp::code::configure_ack, ipcp_cr[1], Vec(ipcp_cr.begin() + 4, ipcp_cr.end())));
+        ASSERT_TRUE(port->link_up());
+    }
     const Got* last(uint16_t protocol, uint8_t code) {
         read_line();
         for (auto it = got.rbegin(); it != got.rend(); ++it)
@@ -134,30 +162,8 @@ TEST_F(SerialPortTest, PeerGetsTheLeaseByIpcpAndReachesTheGateway) {
     EXPECT_EQ(port->serial_stats().dhcp_leases, 1u);
     EXPECT_EQ(port->mac().b[0], 0x02);
 
-    peer = connect_peer();
-    spin();
-    ASSERT_TRUE(port->peer_connected());
-    const Got* cr = last(ppp::proto::lcp, ppp::code::configure_request);
-    ASSERT_TRUE(cr);
-    Vec cr_info = cr->info;
-    send(ppp::proto::lcp, ctl(ppp::code::configure_request, 1,
-                              Vec{2, 6, 0, 0, 0, 0, 5, 6, 1, 2, 3, 4}));
-    ASSERT_TRUE(last(ppp::proto::lcp, ppp::code::configure_ack));
-    send(ppp::proto::lcp, ctl(ppp::code::configure_ack, cr_info[1], Vec(cr_info.begin() + 4, cr_info.end())));
-    ASSERT_EQ(port->ppp_link()->lcp_state(), ppp::FsmState::opened);
-
-    const Got* ipcp = last(ppp::proto::ipcp, ppp::code::configure_request);
-    ASSERT_TRUE(ipcp);
-    Vec ipcp_cr = ipcp->info;
-    EXPECT_EQ(Vec(ipcp_cr.begin() + 4, ipcp_cr.end()), opt32(3, kGw));
-    send(ppp::proto::ipcp, ctl(1, 1, Vec(opt32(3, 0))));
-    const Got* nak = last(ppp::proto::ipcp, ppp::code::configure_nak);
-    ASSERT_TRUE(nak);
-    EXPECT_EQ(Vec(nak->info.begin() + 4, nak->info.end()), opt32(3, kLease));
-    send(ppp::proto::ipcp, ctl(1, 2, opt32(3, kLease)));
-    ASSERT_TRUE(last(ppp::proto::ipcp, ppp::code::configure_ack));
-    send(ppp::proto::ipcp, ctl(ppp::code::configure_ack, ipcp_cr[1], Vec(ipcp_cr.begin() + 4, ipcp_cr.end())));
-    ASSERT_TRUE(port->link_up());
+    bring_link_up();
+    if (HasFatalFailure()) return;
 
     // Ping the gateway: the reply comes back over PPP.
     send(ppp::proto::ip, icmp_echo(kLease, kGw));
@@ -211,6 +217,41 @@ TEST_F(SerialPortTest, PeerGetsTheLeaseByIpcpAndReachesTheGateway) {
     spin();
     EXPECT_TRUE(port->peer_connected());
     EXPECT_EQ(port->ppp_link()->lcp_state(), ppp::FsmState::req_sent);
+}
+
+// The TCP translator sends a slow line only what tx_room() offers: however
+// the packets escape (all 0x7e doubles each on the line), what fits in it
+// is queued whole, never dropped. Beyond it the ring is bounded: it drops.
+TEST_F(SerialPortTest, WhatTxRoomOffersIsQueuedHoweverItEscapes) {
+    spin(20);
+    ASSERT_EQ(port->peer_addr(), kLease);
+    bring_link_up();
+    if (HasFatalFailure()) return;
+    // The peer reads nothing and the loop does not run: the ring only fills.
+    const size_t room0 = port->tx_room();
+    EXPECT_GE(room0, 100'000u);
+    EXPECT_LE(room0, SerialPort::kTxRing / 2);
+
+    Vec frame(14 + 1500);
+    wire::build_ethernet(frame.data(), port->mac(), wire::MacAddr{{0x52, 0x54, 0, 0, 0, 9}},
+                         wire::ethertype::ipv4);
+    wire::build_ipv4(frame.data() + 14, kGw, kLease, wire::ipproto::udp, 1480);
+    std::fill(frame.begin() + 14 + 20, frame.end(), 0x7e);  // every byte escaped
+    const uint64_t before = port->serial_stats().tx_packets;
+    size_t sent = 0;
+    while (port->tx_room() >= frame.size() && sent < 1000) {
+        port->deliver(frame, sw::FrameMeta{});
+        ++sent;
+        ASSERT_EQ(port->serial_stats().dropped_ring_full, 0u) << "after " << sent << " frames";
+    }
+    EXPECT_EQ(port->serial_stats().tx_packets - before, sent);
+    EXPECT_GE(sent, room0 / frame.size());
+    EXPECT_LT(port->tx_room(), room0);
+    // Past the room the ring fills and drops whole packets, counted.
+    for (int i = 0; i < 10 && port->serial_stats().dropped_ring_full == 0; ++i)
+        port->deliver(frame, sw::FrameMeta{});
+    EXPECT_GT(port->serial_stats().dropped_ring_full, 0u);
+    EXPECT_EQ(port->tx_room(), 0u);
 }
 
 }  // namespace

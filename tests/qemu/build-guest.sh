@@ -18,7 +18,9 @@
 #                                        posted back (un.upload)
 #   UN-PEER-OK|UN-PEER-FAIL <ip>         for each address in un.ping=A,B
 #   UN-DONE rc=<n> t=<uptime>            last line before poweroff
-# Kernel command-line knobs: un.port=P un.file=F (the download), un.ping=A,B
+# Kernel command-line knobs: un.port=P un.file=F (the download),
+# un.dltime=S (give each download and upload S seconds, default 100, for a
+# slow line's long download), un.ping=A,B
 # (ping peers on the LAN after the lease, retrying for a minute),
 # un.linger=S (stay up S seconds before poweroff, for peers to reach it),
 # un.upload (POST the downloaded file back, base64-encoded since busybox
@@ -204,7 +206,7 @@ echo; echo "UN-INIT $(up)"
 for m in $(cat /modules.order); do
     insmod "/lib/modules/$m" || echo "UN-WARN insmod $m failed"
 done
-PORT=; FILE=file; SIZE=; PINGS=; LINGER=0; SHELL_AFTER=; LINK=; SLIP_ADDR=; HOST=10.0.2.2; UPLOAD=
+PORT=; FILE=file; DLTIME=100; SIZE=; PINGS=; LINGER=0; SHELL_AFTER=; LINK=; SLIP_ADDR=; HOST=10.0.2.2; UPLOAD=
 HOST6=
 for arg in $(cat /proc/cmdline); do
     case "$arg" in
@@ -213,6 +215,7 @@ for arg in $(cat /proc/cmdline); do
         un.host=*) HOST=${arg#un.host=} ;;
         un.port=*) PORT=${arg#un.port=} ;;
         un.file=*) FILE=${arg#un.file=} ;;
+        un.dltime=*) DLTIME=${arg#un.dltime=} ;;
         un.ping=*) PINGS=$(echo "${arg#un.ping=}" | tr , ' ') ;;
         un.linger=*) LINGER=${arg#un.linger=} ;;
         un.shell) SHELL_AFTER=1 ;;
@@ -240,12 +243,12 @@ after_link() {
     if [ -n "$PORT" ]; then
         t0=$(up)
         # (no wget -T: it segfaults in Debian's busybox 1.35; use timeout instead)
-        if timeout 100 wget -O /tmp/dl "http://$HOST:$PORT/$FILE" 2>/tmp/wget.err; then
+        if timeout "$DLTIME" wget -O /tmp/dl "http://$HOST:$PORT/$FILE" 2>/tmp/wget.err; then
             echo "UN-SHA256 $(sha256sum /tmp/dl | cut -d' ' -f1) $(wc -c < /tmp/dl) t0=$t0 t1=$(up)"
             if [ -n "$UPLOAD" ]; then
                 t0=$(up)
                 base64 /tmp/dl > /tmp/dl.b64
-                if timeout 100 wget -O /tmp/up --post-file=/tmp/dl.b64 "http://10.0.2.2:$PORT/upload" 2>/tmp/wget.err; then
+                if timeout "$DLTIME" wget -O /tmp/up --post-file=/tmp/dl.b64 "http://10.0.2.2:$PORT/upload" 2>/tmp/wget.err; then
                     echo "UN-UPLOAD $(cat /tmp/up) t0=$t0 t1=$(up)"
                 else
                     rc=5; echo "UN-ERROR upload failed: $(tr "\n" " " < /tmp/wget.err)"
@@ -263,7 +266,7 @@ after_link() {
             [ -z "$a6" ] && { sleep 0.1; k=$((k + 1)); }
         done
         echo "UN-SLAAC ${a6:-none} route=$(ip -6 route | sed -n 's/^default //p' | head -n 1 | tr ' ' _)"
-        if timeout 100 wget -O /tmp/dl6 "http://[$HOST6]:$PORT/$FILE" 2>/tmp/wget.err; then
+        if timeout "$DLTIME" wget -O /tmp/dl6 "http://[$HOST6]:$PORT/$FILE" 2>/tmp/wget.err; then
             echo "UN-SHA256-6 $(sha256sum /tmp/dl6 | cut -d' ' -f1) $(wc -c < /tmp/dl6)"
         else
             rc=6; echo "UN-ERROR wget over IPv6 failed: $(tr "\n" " " < /tmp/wget.err)"
