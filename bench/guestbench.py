@@ -1,11 +1,15 @@
-"""What bench/ne2k.py and bench/v86.py share: the guest image, the file
-the guest downloads, and reading TCP frames back from a capture."""
+"""What bench/ne2k.py, bench/v86.py and bench/serial_ppp.py share: the
+guest image, the file the guest downloads, the HTTP server it comes from,
+and reading TCP frames back from a capture."""
 
 import hashlib
+import http.server
 import os
+import socketserver
 import struct
 import subprocess
 import tempfile
+import threading
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -24,6 +28,21 @@ def prepare(build_script, size_mib, prefix):
         f.write(data)
     return (tmp, os.path.join(gdir, "vmlinuz"), os.path.join(gdir, "initrd.gz"), www, data,
             hashlib.sha256(data).hexdigest())
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *a):
+        pass
+
+
+def serve(directory):
+    """A threaded HTTP server for directory on 127.0.0.1 (an ephemeral
+    port: srv.server_address[1]), serving until srv.shutdown()."""
+    handler = lambda *a, **k: _Quiet(*a, directory=directory, **k)  # noqa: E731
+    srv = socketserver.ThreadingTCPServer(("127.0.0.1", 0), handler)
+    srv.daemon_threads = True
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv
 
 
 def tcp_frames(path):

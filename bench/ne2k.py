@@ -24,33 +24,17 @@ medians on stdout.
 """
 
 import argparse
-import http.server
 import os
 import re
-import socketserver
 import statistics
 import subprocess
 import sys
-import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 import guestbench  # noqa: E402
-
-
-class Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *a):
-        pass
-
-
-def serve(directory):
-    handler = lambda *a, **k: Quiet(*a, directory=directory, **k)  # noqa: E731
-    srv = socketserver.ThreadingTCPServer(("127.0.0.1", 0), handler)
-    srv.daemon_threads = True
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    return srv
 
 
 def capture_seconds(path, port):
@@ -87,7 +71,7 @@ def main():
 
     tmp, kernel, initrd, www, data, want = guestbench.prepare(
         os.path.join(REPO, "tests", "qemu", "build-guest.sh"), args.size, "un-ne2k-")
-    srv = serve(www)
+    srv = guestbench.serve(www)
     port = srv.server_address[1]
 
     out = os.path.join(REPO, "bench", "results", time.strftime("%Y-%m-%d", time.gmtime()))

@@ -19,34 +19,18 @@ packages (ppp, net-tools), as tests/qemu/test_serial.py does.
 """
 
 import argparse
-import http.server
 import os
 import re
 import shutil
-import socketserver
 import statistics
 import subprocess
 import sys
-import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 import guestbench  # noqa: E402
-
-
-class Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *a):
-        pass
-
-
-def serve(directory):
-    handler = lambda *a, **k: Quiet(*a, directory=directory, **k)  # noqa: E731
-    srv = socketserver.ThreadingTCPServer(("127.0.0.1", 0), handler)
-    srv.daemon_threads = True
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    return srv
 
 
 def one(binary, tmp, kernel, initrd, port, size, sha, dltime):
@@ -116,7 +100,7 @@ def main():
     os.environ["USERNET_GUEST_SERIAL"] = "1"
     tmp, kernel, initrd, www, data, sha = guestbench.prepare(
         os.path.join(REPO, "tests", "qemu", "build-guest.sh"), a.size, "usernet-serial-")
-    srv = serve(www)
+    srv = guestbench.serve(www)
     # The guest's wget gets 20 s per MiB (the line moves about 50 KiB/s).
     dltime = max(100, int(a.size * 20))
     rows = []
