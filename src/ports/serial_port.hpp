@@ -40,8 +40,9 @@
 //   - Frames it sends in answer to a frame it is handed (ARP replies, the
 //     packet that waited for that ARP reply) go out at the end of the loop
 //     batch, never from inside the switch's delivery.
-// Output to the line goes through a bounded ring (kTxRing) flushed with
-// writev at the end of the batch; a full ring drops whole packets. A line
+// Output to the line goes through a bounded ring (kTxRing) flushed at the
+// end of the batch (writev on a pty, sendmsg with MSG_NOSIGNAL on a
+// socket); a full ring drops whole packets. A line
 // is slow (QEMU's UART moves 50 KiB/s), so the TCP translator keeps within
 // tx_room(): the ring's free bytes, less kTxReserve for the link's own
 // frames (LCP, IPCP), halved because PPP's and SLIP's escaping can double
