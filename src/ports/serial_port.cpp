@@ -450,12 +450,12 @@ size_t SerialPort::tx_room() const {
     // Bytes of Ethernet frames: a frame of n bytes carries an IP packet of
     // n - 14, which encodes to at most 2 * (n - 14) + 18 bytes on the line
     // (hdlc_max_encoded, slip_max_encoded), under 2 * n.
-    const size_t free_bytes = kTxRing - static_cast<size_t>(ring_tail_ - ring_head_);
+    const size_t free_bytes = ring_free();
     return free_bytes > kTxReserve ? (free_bytes - kTxReserve) / 2 : 0;
 }
 
 bool SerialPort::ring_push(wire::Bytes b) {
-    if (kTxRing - (ring_tail_ - ring_head_) < b.size()) return false;
+    if (ring_free() < b.size()) return false;
     size_t idx = static_cast<size_t>(ring_tail_ % kTxRing);
     size_t first = std::min(b.size(), kTxRing - idx);
     std::memcpy(ring_.get() + idx, b.data(), first);

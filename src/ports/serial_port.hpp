@@ -148,6 +148,7 @@ private:
     void start_link();
     void flush_ring();
     bool ring_push(wire::Bytes bytes);
+    size_t ring_free() const { return kTxRing - static_cast<size_t>(ring_tail_ - ring_head_); }
 
     // From the peer.
     void from_peer(wire::Bytes packet);
