@@ -170,15 +170,16 @@ class GuestFwdTest(unittest.TestCase):
                 f.write("from the guest\n")
             r = guest.run(["smbclient", "-N", "//10.0.2.4/qemu", "-c",
                            "ls; get big.bin %s; put %s up.txt" % (lab.path("got.bin"), lab.path("up.txt"))],
-                          timeout=60)
-            self.assertIn("big.bin", r.stdout)
+                          timeout=60, check=False)
+            self.assertTrue(r.returncode == 0 and "big.bin" in r.stdout, _smb_failure(r, tmp))
             with open(lab.path("got.bin"), "rb") as f:
                 self.assertEqual(hashlib.sha256(f.read()).hexdigest(), digest)
             with open(os.path.join(share, "up.txt")) as f:
                 self.assertEqual(f.read(), "from the guest\n")
             # Port 139 too (NetBIOS session service, as QEMU forwards it).
-            r = guest.run(["smbclient", "-N", "-p", "139", "//10.0.2.4/qemu", "-c", "ls"], timeout=60)
-            self.assertIn("up.txt", r.stdout)
+            r = guest.run(["smbclient", "-N", "-p", "139", "//10.0.2.4/qemu", "-c", "ls"], timeout=60,
+                          check=False)
+            self.assertTrue(r.returncode == 0 and "up.txt" in r.stdout, _smb_failure(r, tmp))
             states = glob.glob(os.path.join(tmp, "usernet-smb.*"))
             self.assertEqual(len(states), 1, states)
             # A client that is still connected when usernet stops.
@@ -190,6 +191,17 @@ class GuestFwdTest(unittest.TestCase):
             # Nothing left: no smbd of ours, no state directory.
             self.assertEqual(_processes_naming(states[0]), [])
             self.assertFalse(os.path.exists(states[0]))
+
+
+def _smb_failure(result, tmp):
+    """What to print when an smbclient step fails: its own output and the
+    tail of every log smbd wrote in usernet's state directory (an error such
+    as NT_STATUS_NO_MEMORY comes from smbd, and only its log says why)."""
+    out = ["smbclient: rc=%s\nstdout:\n%s\nstderr:\n%s" % (result.returncode, result.stdout, result.stderr)]
+    for log in sorted(glob.glob(os.path.join(tmp, "usernet-smb.*", "log.*"))):
+        with open(log, errors="replace") as f:
+            out.append("%s (last 200 lines):\n%s" % (log, "".join(f.readlines()[-200:])))
+    return "\n".join(out)
 
 
 class SmbMissingTest(unittest.TestCase):
