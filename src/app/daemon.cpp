@@ -456,6 +456,7 @@ void Daemon::attach(const Attachment& a) {
             throw startup_error(e.what(), "stop the program using it, or give --listen another "
                                           "address or port");
         }
+        if (a.lan_mac) tcp_listeners_.back()->set_client_mac(*a.lan_mac);
         spdlog::info("listening on TCP {} for QEMU -netdev stream/socket (MTU {})", a.target,
                      a.mtu);
         if (!ep.addr.is_loopback())
@@ -535,6 +536,7 @@ void Daemon::attach(const Attachment& a) {
                                           : "give --vde a directory of your own (it is created "
                                             "if missing)");
         }
+        if (a.lan_mac) vde_switches_.back()->set_client_mac(*a.lan_mac);
         spdlog::info("VDE switch at {} (MTU {})", vde_switches_.back()->dir(), a.mtu);
         break;
     }
@@ -546,6 +548,7 @@ void Daemon::attach(const Attachment& a) {
         } catch (const std::exception& e) {
             throw startup_error(e.what(), "raise usernet's file descriptor limit");
         }
+        if (a.lan_mac) tcp_connectors_.back()->set_client_mac(*a.lan_mac);
         break;
     }
     case AttachmentKind::dgram: {

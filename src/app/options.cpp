@@ -190,7 +190,7 @@ void check_host(const gw::NetConfig& net, const std::string& option, wire::Ipv4 
 }
 
 // "VALUE" followed by parameters ",mtu=N" and (but for --uplink) ",mac=MAC",
-// in any order.
+// in any order. The other attachments parse their own parameters.
 struct AttachmentParams {
     std::string target;
     std::optional<uint32_t> mtu;
@@ -1514,8 +1514,9 @@ std::string help_text() {
 A user-mode network for virtual machines and network namespaces: guests
 share one LAN behind a NAT gateway (QEMU's addresses by default).
 
-Attachments (repeatable; each VALUE may end in ,mtu=N and, but for --uplink,
-in ,mac=MAC: the LAN then sees MAC whatever MAC the guest uses):
+Attachments (repeatable; each VALUE may end in ,mtu=N, and those of --netns,
+--tap, --socket, --listen, --connect and --vde in ,mac=MAC: the LAN then sees
+MAC whatever MAC the guest uses):
       --netns NAME|PATH|PID  create a TAP in that network namespace
       --tap-name IFNAME      name of that TAP (default tap0)
       --config-net           set addresses (IPv4 and IPv6), default routes

@@ -157,8 +157,10 @@ void TcpStreamListener::accept_clients() {
             spdlog::warn("cannot attach a client from {} on TCP {}: {}", from, where_, ex.what());
             return;
         }
+        if (client_mac_) clients_.back()->set_mac_translation(*client_mac_);
         stats_.accepted++;
-        spdlog::info("{} connected as port {} (MTU {})", name, clients_.back()->id(), mtu_);
+        spdlog::info("{} connected as port {} (MTU {}{})", name, clients_.back()->id(), mtu_,
+                     client_mac_ ? ", the LAN sees MAC " + client_mac_->to_string() : "");
     });
 }
 
@@ -251,11 +253,13 @@ void TcpStreamConnector::on_connected() {
         fail(std::string("cannot attach: ") + e.what());
         return;
     }
+    if (client_mac_) client_->set_mac_translation(*client_mac_);
     state_ = State::connected;
     stats_.connects++;
     last_failure_.clear();
     backoff_.reset();
-    spdlog::info("{} connected as port {} (MTU {})", name, client_->id(), mtu_);
+    spdlog::info("{} connected as port {} (MTU {}{})", name, client_->id(), mtu_,
+                 client_mac_ ? ", the LAN sees MAC " + client_mac_->to_string() : "");
 }
 
 void TcpStreamConnector::fail(const std::string& why) {

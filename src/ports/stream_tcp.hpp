@@ -28,6 +28,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -101,6 +102,9 @@ public:
     size_t client_count() const { return clients_.size(); }
     const std::vector<std::unique_ptr<StreamClient>>& clients() const { return clients_; }
     const TcpListenerStats& stats() const { return stats_; }
+    // ,mac=LANMAC: every client accepted from now on shows the LAN lan_mac
+    // (mac_translator.hpp), as StreamListener::set_client_mac.
+    void set_client_mac(const wire::MacAddr& lan_mac) { client_mac_ = lan_mac; }
 
 private:
     void accept_clients();
@@ -115,6 +119,7 @@ private:
     int fd_ = -1;
     uint64_t next_client_ = 1;
     std::vector<std::unique_ptr<StreamClient>> clients_;
+    std::optional<wire::MacAddr> client_mac_;
     TcpListenerStats stats_;
     Acceptor acceptor_{loop_, this};  // after loop_
 };
@@ -146,6 +151,12 @@ public:
     // The connection's port while connected, else null.
     StreamClient* client() const { return client_.get(); }
     const TcpConnectorStats& stats() const { return stats_; }
+    // ,mac=LANMAC: the connection shows the LAN lan_mac, and so does each
+    // one after a reconnect.
+    void set_client_mac(const wire::MacAddr& lan_mac) {
+        client_mac_ = lan_mac;
+        if (client_) client_->set_mac_translation(lan_mac);
+    }
 
 private:
     void attempt();
@@ -165,6 +176,7 @@ private:
     std::string last_failure_;  // logged once until the state changes
     uint64_t next_client_ = 1;
     std::unique_ptr<StreamClient> client_;
+    std::optional<wire::MacAddr> client_mac_;
     TcpConnectorStats stats_;
     core::Timer timer_{[this] { on_timer(); }};
 };

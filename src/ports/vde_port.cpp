@@ -172,15 +172,20 @@ VdeTxQueue::VdeTxQueue(size_t byte_capacity, size_t max_frames)
     lens_ = std::make_unique<uint32_t[]>(max_frames_);
 }
 
-bool VdeTxQueue::push(wire::Bytes frame) {
-    size_t len = frame.size();
+bool VdeTxQueue::push(wire::Bytes frame, wire::Bytes tail) {
+    size_t len = frame.size() + tail.size();
     if (len == 0 || len > 65535) return false;
     size_t padded = std::max(len, wire::kEthMinFrame);
     if (frames() >= max_frames_ || cap_ - bytes() < padded) return false;
-    size_t idx = static_cast<size_t>(tail_) & (cap_ - 1);
-    size_t first = std::min(len, cap_ - idx);
-    std::memcpy(buf_.get() + idx, frame.data(), first);
-    if (len > first) std::memcpy(buf_.get(), frame.data() + first, len - first);
+    uint64_t at = tail_;
+    for (wire::Bytes piece : {frame, tail}) {
+        size_t idx = static_cast<size_t>(at) & (cap_ - 1);
+        size_t first = std::min(piece.size(), cap_ - idx);
+        std::memcpy(buf_.get() + idx, piece.data(), first);
+        if (piece.size() > first)
+            std::memcpy(buf_.get(), piece.data() + first, piece.size() - first);
+        at += piece.size();
+    }
     if (padded > len) {
         size_t zidx = static_cast<size_t>(tail_ + len) & (cap_ - 1);
         size_t zn = padded - len;
@@ -379,8 +384,11 @@ void VdeClient::handshake() {
     owner_.stats_.ports++;
     name_ = "VDE port " + std::to_string(vde_port_) + " on " + owner_.dir_;
     if (peer_pid_ > 0) name_ += " (pid " + std::to_string(peer_pid_) + ")";
-    spdlog::info("{} connected as switch port {} (MTU {}): '{}', client socket {}{}", name_, id(),
-                 owner_.mtu_, req_.description, req_.path,
+    if (owner_.client_mac_) set_mac_translation(*owner_.client_mac_);
+    spdlog::info("{} connected as switch port {} (MTU {}{}): '{}', client socket {}{}", name_,
+                 id(), owner_.mtu_,
+                 xlat_ ? ", the LAN sees MAC " + xlat_->lan_mac().to_string() : std::string(),
+                 req_.description, req_.path,
                  req_.port ? ", asked for port " + std::to_string(req_.port) + " (not honoured)"
                            : std::string());
 }
@@ -484,8 +492,10 @@ void VdeClient::on_data(uint32_t events) {
                           len);
             continue;
         }
-        const uint8_t* f = rx.buf.get() + static_cast<size_t>(i) * rx.slot;
-        if (!mac_logged_) {
+        uint8_t* f = rx.buf.get() + static_cast<size_t>(i) * rx.slot;
+        if (xlat_) {
+            log_guest_mac(name_, id(), xlat_->to_lan(wire::MutBytes(f, len)), *xlat_);
+        } else if (!mac_logged_) {
             wire::MacAddr src = wire::MacAddr::from(f + 6);
             if (!src.is_multicast() && !src.is_zero()) {
                 mac_logged_ = true;
@@ -496,8 +506,14 @@ void VdeClient::on_data(uint32_t events) {
     }
 }
 
-void VdeClient::deliver(wire::Bytes frame, const sw::FrameMeta&) {
-    if (data_fd_ < 0 || !txq_->push(frame)) {
+void VdeClient::set_mac_translation(const wire::MacAddr& lan_mac) {
+    xlat_ = std::make_unique<MacTranslator>(lan_mac);
+}
+
+void VdeClient::deliver(wire::Bytes frame, const sw::FrameMeta& meta) {
+    MacTranslator::Out out =
+        xlat_ ? xlat_->to_guest(frame, meta.off) : MacTranslator::Out{frame, {}};
+    if (data_fd_ < 0 || !txq_->push(out.head, out.tail)) {
         stats().tx_dropped++;
         return;
     }

@@ -67,6 +67,7 @@
 
 #include "core/event_loop.hpp"
 #include "ports/acceptor.hpp"
+#include "ports/mac_translator.hpp"
 #include "switch/port.hpp"
 #include "switch/switch.hpp"
 #include "wire/bytes.hpp"
@@ -118,8 +119,8 @@ public:
     VdeTxQueue(size_t byte_capacity, size_t max_frames);
 
     // False (nothing queued) if the frame is empty, larger than 65535 bytes
-    // or does not fit.
-    bool push(wire::Bytes frame);
+    // or does not fit. A frame may come in two pieces, head then tail.
+    bool push(wire::Bytes frame, wire::Bytes tail = {});
     size_t frames() const { return static_cast<size_t>(ftail_ - fhead_); }
     size_t bytes() const { return static_cast<size_t>(tail_ - head_); }
     bool empty() const { return ftail_ == fhead_; }
@@ -193,6 +194,9 @@ public:
     const std::string& client_path() const { return req_.path; }
     const std::string& description() const { return req_.description; }
     size_t queued_frames() const { return txq_ ? txq_->frames() : 0; }
+    // ,mac=LANMAC (mac_translator.hpp); the switch sets it on every client.
+    void set_mac_translation(const wire::MacAddr& lan_mac);
+    const MacTranslator* mac_translator() const { return xlat_.get(); }
 
     // Closes (idempotent): detaches, closes both sockets, unlinks the data
     // socket's file. Returns true if the loop still holds the client in its
@@ -233,6 +237,7 @@ private:
     bool mac_logged_ = false;
     DataIo data_io_;
     std::unique_ptr<VdeTxQueue> txq_;  // allocated at the handshake
+    std::unique_ptr<MacTranslator> xlat_;
     std::function<void(VdeClient&)> on_closed_;
     core::Timer handshake_timer_;
 };
@@ -259,6 +264,10 @@ public:
     size_t client_count() const { return clients_.size(); }
     size_t port_count() const;
     const VdeSwitchStats& stats() const { return stats_; }
+    // ,mac=LANMAC: every client that connects from now on shows the LAN
+    // lan_mac whatever MAC it uses (give it only when one guest at a time
+    // connects: all would present the same MAC).
+    void set_client_mac(const wire::MacAddr& lan_mac) { client_mac_ = lan_mac; }
     template <class F>
     void for_each_client(F&& f) const {
         for (const auto& c : clients_) f(*c);
@@ -282,6 +291,7 @@ private:
     ino_t ctl_ino_ = 0;
     uint64_t next_serial_ = 1;
     std::vector<std::unique_ptr<VdeClient>> clients_;
+    std::optional<wire::MacAddr> client_mac_;
     VdeRxBatch rx_;
     VdeSwitchStats stats_;
     // Out of descriptors: stop polling ctl for a second instead of spinning

@@ -5,7 +5,7 @@ DHCP lease and downloads through the NAT with a checksum; two plugs share
 the LAN; a plug killed with SIGKILL takes its port and its socket file with
 it at once; usernet's exit leaves nothing in (or of) the directory; a stale
 ctl is replaced and a live one refused; a bad request closes only its
-connection."""
+connection; with ,mac= a guest whose MAC changes keeps its network."""
 
 import os
 import signal
@@ -33,9 +33,10 @@ def port_files(d):
 
 
 class VdeTest(unittest.TestCase):
-    def _switch(self, lab, host, name="vde"):
+    def _switch(self, lab, host, name="vde", suffix="", extra=()):
         d = lab.path(name)
-        un = lab.usernet(host, ["--vde", d], wait=[("socket", os.path.join(d, "ctl"))])
+        un = lab.usernet(host, ["--vde", d + suffix] + list(extra),
+                         wait=[("socket", os.path.join(d, "ctl"))])
         return d, un
 
     def _plug(self, lab, ns, d, kind="vde_plug"):
@@ -108,6 +109,42 @@ class VdeTest(unittest.TestCase):
             # usernet goes first: every file it made goes, and the directory
             un.stop()
             self.assertIsNone(entries(d), "usernet left %r behind" % (entries(d),))
+
+    def test_mac_suffix_a_guest_whose_mac_changes_keeps_its_network(self):
+        """--vde DIR,mac=LANMAC: a vde_plug guest whose TAP changes its MAC
+        after its lease keeps its address, its pings and its downloads, and
+        the LAN's capture never holds either of its own MACs."""
+        lan_mac, old_mac, new_mac = "52:54:00:aa:0c:00", "02:00:00:00:0c:01", "02:00:00:00:0c:02"
+        with netlab.Lab("vdemac") as lab:
+            host = lab.netns("host")
+            g = lab.netns("g")
+            pcap = lab.path("lan.pcap")
+            d, un = self._switch(lab, host, suffix=",mac=" + lan_mac, extra=["--pcap", pcap])
+            self._plug(lab, g, d)
+            g.run(["ip", "link", "set", "tap0", "address", old_mac])
+            lease = netlab.dhcp(lab, g)
+            netlab.ping(g, GATEWAY, count=2)
+            g.run(["ip", "link", "set", "tap0", "address", new_mac])
+            g.run(["ip", "neigh", "flush", "dev", "tap0"])
+            netlab.ping(g, GATEWAY, count=2)
+            path, sha = lab.make_file(2 * MiB, "file.bin")
+            srv = host.server("http", "--bind", "127.0.0.1", "--dir", lab.dir)
+            out = lab.path("got.bin")
+            netlab.curl(g, ["--max-time", "60", "-o", out, "http://%s:%d/file.bin" % (GATEWAY, srv.port)],
+                        timeout=90)
+            self.assertEqual(netlab.sha256_file(out), sha)
+            self.assertEqual(netlab.dhcp(lab, g)["ip"], lease["ip"])
+            lab.assert_alive(un)
+            un.stop()
+            err = un.stderr()
+            self.assertIn("the LAN sees MAC %s" % lan_mac, err)
+            self.assertIn("the guest's MAC is now %s; the LAN still sees %s" % (new_mac, lan_mac), err)
+            with open(pcap, "rb") as f:
+                data = f.read()
+            self.assertIn(bytes.fromhex(lan_mac.replace(":", "")), data)
+            for mac in (old_mac, new_mac):
+                self.assertNotIn(bytes.fromhex(mac.replace(":", "")), data,
+                                 "the LAN saw the guest's MAC " + mac)
 
     def test_stale_ctl_replaced_live_refused_bad_request_closed(self):
         with netlab.Lab("vde3") as lab:

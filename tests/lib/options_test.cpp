@@ -198,6 +198,27 @@ TEST(Options, MacSuffixInEitherOrderWithMtu) {
     EXPECT_FALSE(c.attachments[3].lan_mac);
 }
 
+TEST(Options, MacSuffixOnTcpAndVdeAttachmentsAndNowhereElse) {
+    Config c = parse({"--listen", "127.0.0.1:9001,mac=52:54:00:12:34:01", "--connect",
+                      "127.0.0.1:9002,mtu=1400,mac=52:54:00:12:34:02", "--vde",
+                      "/tmp/sw,mac=52:54:00:12:34:03"});
+    ASSERT_EQ(c.attachments.size(), 3u);
+    EXPECT_EQ(c.attachments[0].kind, AttachmentKind::tcp_listen);
+    EXPECT_EQ(c.attachments[0].lan_mac->to_string(), "52:54:00:12:34:01");
+    EXPECT_EQ(c.attachments[1].kind, AttachmentKind::tcp_connect);
+    EXPECT_EQ(c.attachments[1].mtu, 1400u);
+    EXPECT_EQ(c.attachments[1].lan_mac->to_string(), "52:54:00:12:34:02");
+    EXPECT_EQ(c.attachments[2].kind, AttachmentKind::vde);
+    EXPECT_EQ(c.attachments[2].target, "/tmp/sw");
+    EXPECT_EQ(c.attachments[2].lan_mac->to_string(), "52:54:00:12:34:03");
+    // The others refuse it in one line rather than ignore it.
+    EXPECT_EQ(error_option({"--bochs", "40000,mac=52:54:00:12:34:04"}), "--bochs");
+    EXPECT_EQ(error_option({"--dgram", "udp:127.0.0.1:9003,mac=52:54:00:12:34:04"}), "--dgram");
+    EXPECT_EQ(error_option({"--mcast", "230.0.0.1:9004,mac=52:54:00:12:34:04"}), "--mcast");
+    EXPECT_EQ(error_option({"--websocket", "9005,mac=52:54:00:12:34:04"}), "--websocket");
+    EXPECT_EQ(error_option({"--serial", "unix:/tmp/s,mac=52:54:00:12:34:04"}), "--serial");
+}
+
 TEST(Options, BadMacSuffixIsAnErrorNamingTheOption) {
     EXPECT_EQ(error_option({"--netns", "n,mac=52:54:00:12:34"}), "--netns");
     EXPECT_EQ(error_option({"--netns", "n,mac=zz:54:00:12:34:56"}), "--netns");

@@ -208,6 +208,59 @@ TEST_F(StreamTcpTest, TcpStreamListener_FramesBothWaysAndNoDelay) {
     EXPECT_EQ(l.stats().accepted, 1u);
 }
 
+// ,mac=LANMAC on --listen: the LAN sees only lan; the guest gets frames for
+// its own MAC back.
+TEST_F(StreamTcpTest, TcpStreamListener_MacSuffixShowsTheLanItsMacBothWays) {
+    const wire::MacAddr lan{{0x52, 0x54, 0x00, 0xaa, 0xbb, 0x02}};
+    const wire::MacAddr guest{{0x02, 0, 0, 0, 0, 7}};
+    TcpStreamListener l(loop, sw, loopback(0), 1500);
+    l.set_client_mac(lan);
+    int c = connect_to(l.endpoint());
+    ASSERT_TRUE(run_until([&] { return l.client_count() == 1; }));
+    ASSERT_NE(l.clients().front()->mac_translator(), nullptr);
+    write_all(c, framed(make_frame(100, 7, 1)));
+    ASSERT_TRUE(run_until([&] { return rec.frames.size() == 1; }));
+    EXPECT_EQ(wire::MacAddr::from(&rec.frames[0][6]), lan);
+    EXPECT_NE(sw.lookup(lan), sw::kNoPort);
+    EXPECT_EQ(sw.lookup(guest), sw::kNoPort);
+
+    Frame back = make_frame(80, 9, 2);
+    lan.store(back.data());
+    sw.input(rec.id(), back);
+    std::vector<uint8_t> got;
+    ASSERT_TRUE(read_exact(c, got, 4 + 80));
+    EXPECT_EQ(wire::MacAddr::from(got.data() + 4), guest);
+    EXPECT_TRUE(std::equal(back.begin() + 6, back.end(), got.begin() + 4 + 6));
+    close(c);
+}
+
+// ,mac=LANMAC on --connect, set after the connector started (as the daemon
+// does): the first connection and the one after a reconnect both translate.
+TEST_F(StreamTcpTest, TcpStreamConnector_MacSuffixHoldsAcrossReconnects) {
+    const wire::MacAddr lan{{0x52, 0x54, 0x00, 0xaa, 0xbb, 0x03}};
+    TcpEndpoint ep = loopback(0);
+    int lfd = listen_any(ep);
+    TcpStreamConnector conn(loop, sw, ep, 1500, Backoff(10, 40));
+    conn.set_client_mac(lan);
+    int peer = accept_one(lfd);
+    ASSERT_GE(peer, 0);
+    ASSERT_TRUE(run_until([&] { return conn.state() == TcpStreamConnector::State::connected; }));
+    write_all(peer, framed(make_frame(60, 4, 0)));
+    ASSERT_TRUE(run_until([&] { return rec.frames.size() == 1; }));
+    EXPECT_EQ(wire::MacAddr::from(&rec.frames[0][6]), lan);
+
+    close(peer);
+    ASSERT_TRUE(run_until([&] { return conn.stats().drops == 1; }));
+    int peer2 = accept_one(lfd);
+    ASSERT_GE(peer2, 0);
+    ASSERT_TRUE(run_until([&] { return conn.state() == TcpStreamConnector::State::connected; }));
+    write_all(peer2, framed(make_frame(60, 5, 1)));
+    ASSERT_TRUE(run_until([&] { return rec.frames.size() == 2; }));
+    EXPECT_EQ(wire::MacAddr::from(&rec.frames[1][6]), lan);
+    close(peer2);
+    close(lfd);
+}
+
 TEST_F(StreamTcpTest, TcpStreamListener_SeveralClientsEachTheirOwnPortAndReconnectsGetANewOne) {
     TcpStreamListener l(loop, sw, loopback(0), 1500);
     int a = connect_to(l.endpoint());

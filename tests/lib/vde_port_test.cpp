@@ -208,6 +208,25 @@ TEST(VdeTxQueue, FramesStraddlingTheRingsEndComeOutWhole) {
     EXPECT_EQ(got, want);
 }
 
+// A frame given as head and tail (MAC translation's copied head and the
+// untouched rest) comes out as one, also across the ring's end and when
+// short enough to be padded.
+TEST(VdeTxQueue, AFrameInTwoPiecesComesOutWhole) {
+    VdeTxQueue q(1 << 14, 64);
+    std::vector<Frame> want, got;
+    for (int i = 0; i < 200; i++) {
+        Frame f = make_frame(20 + static_cast<size_t>(i) * 97 % 3000, 1, static_cast<uint8_t>(i));
+        size_t cut = static_cast<size_t>(i) % f.size();
+        ASSERT_TRUE(q.push(wire::Bytes(f.data(), cut), wire::Bytes(f.data() + cut, f.size() - cut)));
+        if (f.size() < 60) f.resize(60, 0);
+        want.push_back(f);
+        auto part = drain(q);
+        got.insert(got.end(), part.begin(), part.end());
+    }
+    EXPECT_EQ(got, want);
+    EXPECT_FALSE(q.push(Frame(40000, 0), Frame(30000, 0)));  // over 65535 together
+}
+
 // ---------------------------------------------------------------- sockets
 
 class RecordingPort : public sw::Port {
@@ -379,6 +398,36 @@ TEST_F(VdeSwitchTest, HandshakeMakesAPortAndFramesGoBothWays) {
         EXPECT_EQ(c.description(), "test plug");
         EXPECT_EQ(c.stats().rx_dropped, 1u);  // the runt
     });
+}
+
+// --vde DIR,mac=LANMAC: the LAN sees every client as lan, and frames for
+// lan reach the client for its own MAC.
+TEST_F(VdeSwitchTest, MacSuffixShowsTheLanOneMacBothWays) {
+    const wire::MacAddr lan{{0x52, 0x54, 0x00, 0xaa, 0xbb, 0x04}};
+    const wire::MacAddr guest{{0x02, 0, 0, 0, 0, 1}};
+    VdeSwitch vs(loop, sw, dir, 1500);
+    vs.set_client_mac(lan);
+    Plug p;
+    start(p);
+    answered(p);
+    ASSERT_EQ(vs.port_count(), 1u);
+    Frame f = make_frame(200, 1, 9);
+    ASSERT_EQ(send(p.data, f.data(), f.size(), 0), static_cast<ssize_t>(f.size()));
+    ASSERT_TRUE(run_until([&] { return !rec.frames.empty(); }));
+    EXPECT_EQ(wire::MacAddr::from(&rec.frames[0][6]), lan);
+    EXPECT_TRUE(std::equal(f.begin() + 12, f.end(), rec.frames[0].begin() + 12));
+    EXPECT_NE(sw.lookup(lan), sw::kNoPort);
+    EXPECT_EQ(sw.lookup(guest), sw::kNoPort);
+
+    Frame back = make_frame(1514, 0x77, 2);
+    lan.store(back.data());
+    sw.input(rec.id(), back);
+    auto got = receive(p, 1);
+    ASSERT_EQ(got.size(), 1u);
+    ASSERT_EQ(got[0].size(), back.size());
+    EXPECT_EQ(wire::MacAddr::from(got[0].data()), guest);
+    EXPECT_TRUE(std::equal(back.begin() + 6, back.end(), got[0].begin() + 6));
+    vs.for_each_client([](const VdeClient& c) { EXPECT_NE(c.mac_translator(), nullptr); });
 }
 
 TEST_F(VdeSwitchTest, ClosingTheControlStreamRemovesThePortAndItsFileAtOnce) {

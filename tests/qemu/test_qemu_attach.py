@@ -220,6 +220,57 @@ class QemuAttachTest(unittest.TestCase):
                 g.p.stop()
             self.assertIsNone(un.poll(), "usernet died:\n" + un.describe())
 
+    def test_mac_suffix_a_qemu_back_with_another_mac_keeps_its_lease(self):
+        """--listen and --connect with ,mac=LANMAC (a VM restored with a new
+        NIC MAC, as v86's state images): QEMUs that come back with other
+        MACs get the same leases as before, and the LAN's capture holds
+        only the two LAN MACs, never a guest's own."""
+        lan_a, lan_b = "52:54:00:aa:0a:00", "52:54:00:aa:0b:00"
+        with netlab.Lab("qmacx") as lab:
+            host = lab.netns("host")
+            p_listen = netlab.free_port()
+            p_connect = netlab.free_port(exclude=(p_listen,))
+            size = 1 * MiB
+            path, sha = lab.make_file(size, "file.bin")
+            srv = host.server("http", "--bind", "127.0.0.1", "--dir", lab.dir)
+            sock = lab.path("usernet.sock")
+            pcap = lab.path("lan.pcap")
+            un = lab.usernet(host, ["--listen", "127.0.0.1:%d,mac=%s" % (p_listen, lan_a),
+                                    "--connect", "127.0.0.1:%d,mac=%s" % (p_connect, lan_b),
+                                    "--socket", sock, "--pcap", pcap],
+                             wait=[("socket", sock)])
+            leases = []
+            guest_macs = []
+            for rnd in (1, 2):
+                mac_a, mac_b = "52:54:00:00:0a:%02x" % rnd, "52:54:00:00:0b:%02x" % rnd
+                guest_macs += [mac_a, mac_b]
+                a = AttachGuest(host, stream_inet_client(p_listen), mac_a, guest_args(srv.port),
+                                "qemu-a%d" % rnd)
+                b = AttachGuest(host, socket_listen(p_connect), mac_b, guest_args(srv.port),
+                                "qemu-b%d" % rnd)
+                for g in (a, b):
+                    g.wait_for(r"^UN-DONE")
+                    self.check_download(g, sha, size)
+                    g.p.wait(30)  # poweroff -f: QEMU exits by itself
+                leases.append((a.lease_ip(), b.lease_ip()))
+                netlab.wait_for(lambda: un.stderr().count("connection to QEMU at TCP 127.0.0.1:%d lost"
+                                                          % p_connect) == rnd, 20,
+                                what="usernet to see B's connection drop")
+            netlab.log("leases by round: %s" % leases)
+            self.assertNotEqual(leases[0][0], leases[0][1])
+            self.assertEqual(leases[1], leases[0], "a new guest MAC behind ,mac= keeps the lease")
+            log = un.stderr()
+            self.assertEqual(log.count("the LAN sees MAC %s" % lan_a), 2, log)
+            self.assertEqual(log.count("the LAN sees MAC %s" % lan_b), 2, log)
+            un.stop()
+            with open(pcap, "rb") as f:
+                data = f.read()
+            for mac in (lan_a, lan_b):
+                self.assertIn(bytes.fromhex(mac.replace(":", "")), data)
+            for mac in guest_macs:
+                self.assertNotIn(bytes.fromhex(mac.replace(":", "")), data,
+                                 "the LAN saw the guest's MAC " + mac)
+
 
 if __name__ == "__main__":
     netlab.main()
