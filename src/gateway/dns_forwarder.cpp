@@ -124,7 +124,7 @@ void DnsForwarder::open_socket(Socket& s, int family) {
     sockaddr_storage any{};
     any.ss_family = static_cast<sa_family_t>(family);
     socklen_t any_len = family == AF_INET ? sizeof(sockaddr_in) : sizeof(sockaddr_in6);
-    const wire::IpAddr& out = family == AF_INET ? gw_.config().outbound4 : gw_.config().outbound6;
+    const wire::IpAddr& out = outbound_addr(family);
     if (!out.is_unspecified()) {
         any = core::to_sockaddr(out, 0);  // --outbound-addr
         any_len = core::sockaddr_len(any);
@@ -363,6 +363,10 @@ void DnsForwarder::from_guest(DnsGuestKey key, const wire::IpAddr& guest, uint16
     p.tries = 0;
     p.created = loop_.now();
     next_upstream(p);
+}
+
+const wire::IpAddr& DnsForwarder::outbound_addr(int family) const {
+    return family == AF_INET ? gw_.config().outbound4 : gw_.config().outbound6;
 }
 
 size_t DnsForwarder::local_answer(wire::Bytes query, wire::MutBytes out) {

@@ -132,6 +132,9 @@ public:
     // Every upstream, the one answering last first (DNS over TCP tries
     // them in this order).
     std::vector<HostPort> upstreams_in_order() const;
+    // The address queries of that family (AF_INET, AF_INET6) leave from
+    // (--outbound-addr); unspecified: the kernel's choice.
+    const wire::IpAddr& outbound_addr(int family) const;
     // The answer to a query for a local name, built into out; 0 when the
     // query is not one (or does not fit).
     size_t local_answer(wire::Bytes query, wire::MutBytes out);

@@ -272,6 +272,18 @@ struct DnsTcpService::Session {
             if (u < 0) break;
             int one = 1;
             setsockopt(u, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+            // From --outbound-addr, as the UDP queries.
+            const wire::IpAddr& from = svc.dns_.outbound_addr(sa.ss_family);
+            if (!from.is_unspecified()) {
+                const sockaddr_storage src = core::to_sockaddr(from, 0);
+                if (bind(u, reinterpret_cast<const sockaddr*>(&src), core::sockaddr_len(src)) != 0) {
+                    spdlog::debug("dns over tcp: bind to {}: {}", from.to_string(),
+                                  std::strerror(errno));
+                    close(u);
+                    u = -1;
+                    continue;
+                }
+            }
             int rc = connect(u, reinterpret_cast<const sockaddr*>(&sa), len);
             if (rc < 0 && errno != EINPROGRESS) {
                 spdlog::debug("dns over tcp: connect to {}: {}", hp.addr.to_string(),

@@ -52,15 +52,26 @@ for i in range(10):
     except socket.timeout:
         pass
 """
-# Prints each datagram's source address (a stand-in upstream resolver that
-# only has to show where the forwarder's queries come from).
-UDP_PEER_LOG = r"""
-import socket, sys
+# Prints each datagram's source address, and each TCP connection's on the
+# same port (a stand-in upstream resolver that only has to show where the
+# forwarder's queries come from, over UDP and over TCP).
+PEER_LOG = r"""
+import select, socket, sys
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.bind(("0.0.0.0", int(sys.argv[1])))
+t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+t.bind(("0.0.0.0", int(sys.argv[1])))
+t.listen(8)
 while True:
-    b, peer = s.recvfrom(2048)
-    print("FROM", peer[0], flush=True)
+    for r in select.select([s, t], [], [])[0]:
+        if r is s:
+            b, peer = s.recvfrom(2048)
+            print("FROM", peer[0], flush=True)
+        else:
+            c, peer = t.accept()
+            print("TCP-FROM", peer[0], flush=True)
+            c.close()
 """
 
 class Extra(unittest.TestCase):
@@ -104,7 +115,7 @@ class Extra(unittest.TestCase):
             out = "198.51.100.9"  # a second address of the host (on its lo)
             host.run(["ip", "addr", "add", out + "/32", "dev", "lo"])
             dport = netlab.free_port(netlab.socket.SOCK_DGRAM)
-            dnslog = remote.popen([netlab.PY, "-c", UDP_PEER_LOG, str(dport)], name="dnslog")
+            dnslog = remote.popen([netlab.PY, "-c", PEER_LOG, str(dport)], name="dnslog")
             un = lab.usernet(host, ["--netns", guest.path, "--config-net", "--no-dhcp",
                                     "--outbound-addr", out,
                                     "--dns-upstream", "%s:%d" % (REMOTE_ADDR, dport)],
@@ -121,6 +132,12 @@ class Extra(unittest.TestCase):
                       check=False, timeout=20)
             netlab.wait_for(lambda: "FROM" in dnslog.stdout(), 10, what="the DNS query upstream")
             self.assertEqual(set(dnslog.stdout().split()), {"FROM", out}, dnslog.stdout())
+            # DNS over TCP to the DNS address leaves from --outbound-addr too.
+            guest.run(["dig", "+tcp", "+time=2", "+tries=1", "@" + netlab.DNS, "y.example.test"],
+                      check=False, timeout=20)
+            netlab.wait_for(lambda: "TCP-FROM" in dnslog.stdout(), 10,
+                            what="the DNS-over-TCP connection upstream")
+            self.assertEqual(set(dnslog.stdout().split()), {"FROM", "TCP-FROM", out}, dnslog.stdout())
             # no DHCP server: udhcpc finds none (the address came from --config-net)
             r = guest.run(netlab.udhcpc_cmd() + ["-f", "-q", "-n", "-t", "2", "-T", "1",
                                                  "-i", "tap0", "-s", "/bin/true"],
