@@ -517,7 +517,7 @@ void Daemon::attach(const Attachment& a) {
         }
         ports::SerialPort& p = *serials_.back();
         // A fixed peer address is this attachment's, as --config-net's.
-        if (a.address) lan.gateway()->reserve(*a.address, p.id());
+        if (a.address && lan.gateway()) lan.gateway()->reserve(*a.address, p.id());
         spdlog::info("{} at {} (switch port {}, MAC {}, MTU {}), peer address {}", p.describe(),
                      p.location(), p.id(), p.mac().to_string(), a.mtu,
                      a.address ? wire::ipv4_to_string(*a.address)

@@ -765,8 +765,8 @@ void parse_websocket(const std::string& value, Attachment& a, std::optional<uint
 }
 
 // --serial TRANSPORT[,proto=ppp|slip][,addr=IP][,mtu=N]
-Attachment parse_serial(const std::string& value, std::optional<uint32_t> default_mtu,
-                        const gw::NetConfig& net) {
+// addr= is checked against its LAN's network later (check_fixed_addresses).
+Attachment parse_serial(const std::string& value, std::optional<uint32_t> default_mtu) {
     const std::string opt = "--serial";
     Attachment a;
     a.kind = AttachmentKind::serial;
@@ -787,13 +787,7 @@ Attachment parse_serial(const std::string& value, std::optional<uint32_t> defaul
             else if (p == "slip") a.serial.protocol = ports::SerialProtocol::slip;
             else fail(opt, "unknown protocol '" + std::string(p) + "'", "give proto=ppp or proto=slip");
         } else if (param.starts_with("addr=")) {
-            wire::Ipv4 ip = parse_ipv4(opt, std::string(param.substr(5)));
-            check_host(net, opt, ip, wire::ipv4_to_string(net.net) + "/" +
-                                         std::to_string(net.prefix_len));
-            if (ip == net.gateway || ip == net.dns)
-                fail(opt, wire::ipv4_to_string(ip) + " is the gateway or DNS address",
-                     "give the peer another address");
-            a.address = ip;
+            a.address = parse_ipv4(opt, std::string(param.substr(5)));
         } else if (param.starts_with("mtu=")) {
             a.mtu = parse_mtu(opt, param.substr(4));
         } else {
@@ -892,7 +886,7 @@ void resolve_attachments(const CLI::App& app, const RawOptions& raw, Config& cfg
         if (name == "--serial") {
             size_t i = next[o]++;
             if (i < raw.serial.size())
-                cfg.attachments.push_back(parse_serial(raw.serial[i], mtu, cfg.net));
+                cfg.attachments.push_back(parse_serial(raw.serial[i], mtu));
             continue;
         }
         if (name == "--bochs") {
@@ -942,11 +936,12 @@ void resolve_attachments(const CLI::App& app, const RawOptions& raw, Config& cfg
             a.kind = AttachmentKind::netns;
             a.netns_path = ports::netns_path(target);
             a.ifname = raw.tap_name;
-            // Bridged onto a real network (--uplink), a namespace's TAP
-            // takes that network's usual MTU: frames larger than the
-            // uplink's could not leave (TCP still goes in 64 KiB segments
-            // with offload).
-            a.mtu = own_mtu.value_or(mtu.value_or(raw.uplink.empty() ? kNetnsMtu : kWireMtu));
+            // Bridged onto a real network (--uplink on its LAN), a
+            // namespace's TAP takes that network's usual MTU: frames larger
+            // than the uplink's could not leave (TCP still goes in 64 KiB
+            // segments with offload). resolve_lans() settles which.
+            a.mtu = own_mtu.value_or(mtu.value_or(kNetnsMtu));
+            a.mtu_by_default = !own_mtu && !mtu;
         } else if (name == "--uplink") {
             a.kind = AttachmentKind::uplink;
             check_ifname("--uplink", target);
@@ -1032,6 +1027,10 @@ LanConfig parse_lan(const std::string& text, const Config& cfg) {
             lan.net.dns = c.addr + 3;
             lan.net.dhcp_start = c.addr + 15;
             size_pool(lan.net);
+            // --dhcp-host and --dhcp-route name addresses of the default
+            // network, not of this one.
+            lan.net.dhcp_hosts.clear();
+            lan.net.dhcp_routes.clear();
         } else if (param.starts_with("pcap=") && param.size() > 5) {
             lan.pcap_path = param.substr(5);
         } else {
@@ -1071,11 +1070,46 @@ void resolve_lans(const CLI::App& app, const RawOptions& raw, Config& cfg) {
         if (members[i] == 0)
             fail("--lan", "LAN '" + cfg.lans[i].name + "' has no attachment",
                  "put the attachments of a LAN after its --lan");
+    for (Attachment& a : cfg.attachments) {
+        if (a.kind != AttachmentKind::netns || !a.mtu_by_default) continue;
+        const bool uplink_here =
+            std::any_of(cfg.attachments.begin(), cfg.attachments.end(), [&](const Attachment& b) {
+                return b.kind == AttachmentKind::uplink && b.lan == a.lan;
+            });
+        if (uplink_here) a.mtu = kWireMtu;
+    }
 }
 
 // With --config-net, the address of each namespace: in each LAN, the first
 // namespace gets the first lease address (the default LAN's: --guest-addr),
 // the next ones the following free addresses.
+// A serial line's addr= must be a host address of its own LAN's network,
+// and no other serial line's there.
+void check_fixed_addresses(const Config& cfg) {
+    for (size_t i = 0; i < cfg.attachments.size(); ++i) {
+        const Attachment& a = cfg.attachments[i];
+        if (a.kind != AttachmentKind::serial || !a.address) continue;
+        const gw::NetConfig& net = a.lan == 0 ? cfg.net : cfg.lans[a.lan - 1].net;
+        std::string net_text =
+            wire::ipv4_to_string(net.net) + "/" + std::to_string(net.prefix_len);
+        if (a.lan > 0) net_text += " (LAN " + cfg.lans[a.lan - 1].name + ")";
+        const std::string ip = wire::ipv4_to_string(*a.address);
+        if (!net.in_subnet(*a.address))
+            fail("--serial", "addr=" + ip + " is outside the network " + net_text,
+                 a.lan == 0 ? "give an address inside it, or change --net"
+                            : "give an address inside it, or change that --lan's net=");
+        check_host(net, "--serial", *a.address, net_text);
+        if (*a.address == net.gateway || *a.address == net.dns)
+            fail("--serial", ip + " is the gateway or DNS address of " + net_text,
+                 "give the peer another address");
+        for (size_t j = 0; j < i; ++j)
+            if (cfg.attachments[j].kind == AttachmentKind::serial &&
+                cfg.attachments[j].lan == a.lan && cfg.attachments[j].address == a.address)
+                fail("--serial", "addr=" + ip + " is given to two serial lines of one LAN",
+                     "give each peer an address of its own");
+    }
+}
+
 void assign_netns_addresses(Config& cfg) {
     if (!cfg.config_net) return;
     bool any_netns = std::any_of(cfg.attachments.begin(), cfg.attachments.end(),
@@ -1091,7 +1125,16 @@ void assign_netns_addresses(Config& cfg) {
         if (a.kind != AttachmentKind::netns) continue;
         const gw::NetConfig& net = a.lan == 0 ? cfg.net : cfg.lans[a.lan - 1].net;
         wire::Ipv4& addr = next[a.lan];
-        while (addr == net.gateway || addr == net.dns) ++addr;
+        // Skips the gateway, the DNS address and serial lines' addr=.
+        auto taken = [&](wire::Ipv4 x) {
+            if (x == net.gateway || x == net.dns) return true;
+            return std::any_of(cfg.attachments.begin(), cfg.attachments.end(),
+                               [&](const Attachment& b) {
+                                   return b.kind == AttachmentKind::serial && b.lan == a.lan &&
+                                          b.address == x;
+                               });
+        };
+        while (taken(addr)) ++addr;
         if (!net.in_subnet(addr) || addr == net.broadcast())
             fail("--config-net", "the network has no address left for --netns " + a.target,
                  "use a larger --net or fewer namespaces");
@@ -1100,9 +1143,10 @@ void assign_netns_addresses(Config& cfg) {
 }
 
 // -t and -u, in command-line order.
-// The target is --guest-addr; with --config-net and no --guest-addr, the
-// first namespace's address (known before that guest says anything); else
-// left to the NAT (the guest holding a lease).
+// The target is --guest-addr; else the first fixed address in the default
+// LAN (a --config-net namespace's or a serial line's addr=, known before
+// that guest says anything); else left to the NAT (the guest heard from
+// last).
 // A forward's own guest must be on the network it forwards into.
 void check_forward_guest(const Config& cfg, const char* option, const nat::ForwardSpec& spec) {
     if (!spec.guest_addr) return;
@@ -1435,12 +1479,20 @@ Config parse_options(const std::vector<std::string>& args) {
     resolve_addresses6(app, raw, cfg);
     resolve_attachments(app, raw, cfg);
     resolve_lans(app, raw, cfg);
+    check_fixed_addresses(cfg);
     assign_netns_addresses(cfg);
     cfg.no_gateway = raw.no_gateway;
     if (cfg.no_gateway) {
-        // What only the gateway could do. The address options are ignored.
-        for (const char* opt : {"--config-net", "--guest-addr", "-t", "-u", "--hostfwd",
-                                "--guestfwd", "--smb", "--forward-source"})
+        // What only the gateway and its NAT could do: the services, the
+        // NAT's options, forwards, and a serial line (its peer is routed
+        // through the gateway). The address options are ignored.
+        for (const char* opt :
+             {"--config-net", "--guest-addr", "--serial", "--tftp", "--bootfile",
+              "--tftp-server-name", "--hostname", "--dns-search", "--lease-time", "--no-dhcp",
+              "--dhcp-host", "--dhcp-route", "--dns-host", "--host-alias", "--guestfwd", "--smb",
+              "--no-map-gw", "--allow-link-local", "--restrict", "--no-tcp", "--no-udp",
+              "--no-icmp", "--allow", "--deny", "--max-flows", "--dns-upstream",
+              "--outbound-addr", "-t", "-u", "--hostfwd", "--forward-source"})
             if (given(app, opt))
                 fail(opt, std::string(opt) + " needs usernet's gateway, which --no-gateway turns off",
                      "drop one of them (with --no-gateway the network's own router and DHCP "
@@ -1474,6 +1526,13 @@ Config parse_options(const std::vector<std::string>& args) {
     if (given(app, "--pcap-count"))
         cfg.pcap_count = parse_in_range("--pcap-count", raw.pcap_count, 1, 1000, "count ",
                                         " of files", "give how many files to keep, such as 2");
+    const bool capturing = !cfg.pcap_path.empty() ||
+                           std::any_of(cfg.lans.begin(), cfg.lans.end(),
+                                       [](const LanConfig& l) { return !l.pcap_path.empty(); });
+    for (const char* opt : {"--pcap-size", "--pcap-count"})
+        if (given(app, opt) && !capturing)
+            fail(opt, std::string(opt) + " limits a capture, and there is none",
+                 "give --pcap FILE (or a --lan NAME,pcap=FILE), or drop " + std::string(opt));
     if (given(app, "--pid")) {
         if (raw.pid.empty()) fail("--pid", "empty file name", "give a file to write to");
         cfg.pid_path = raw.pid;
@@ -1556,7 +1615,7 @@ MAC whatever MAC the guest uses):
                              the switch (the uplink's network has its own)
       --mtu N                default MTU of every attachment but --uplink
                              (68-65520; default 65520 for --netns, 1500
-                             otherwise and for --netns beside an --uplink)
+                             otherwise and for --netns on an --uplink's LAN)
       --lan NAME[,net=CIDR][,pcap=FILE]  the attachments after it form a LAN
                              of their own: own switch, gateway, DHCP, DNS
                              and NAT, no frame crossing to another LAN
@@ -1575,7 +1634,8 @@ Addresses:
       --dns ADDR             the DNS forwarder (default 10.0.2.3)
       --dhcp-start ADDR      first address leased by DHCP (default 10.0.2.15)
       --guest-addr ADDR      port-forward target and --config-net address
-                             (default: the first DHCP lease)
+                             (default: a fixed address, else the guest
+                             heard from last)
       --domain NAME          domain name handed out by DHCP (and in router
                              advertisements, RFC 8106)
       --net6 PREFIX/64       the IPv6 prefix guests autoconfigure from
@@ -1643,9 +1703,10 @@ NAT:
                              addresses), as slirp4netns --outbound-addr
   -t, --tcp-ports SPEC       forward TCP ports from the host to the guest
   -u, --udp-ports SPEC       forward UDP ports from the host to the guest
-                             SPEC: [ADDR/]PORT[-END][:[GUEST:]GUESTPORT[-END]],...
+                             SPEC: [ADDR[%IFNAME]/]PORT[-END][:[GUEST:]GUESTPORT[-END]],...
                              (ADDR IPv4 or IPv6: ::1/8080 or [::1]/8080;
-                             GUEST a guest's address: 8080:10.0.2.16:80)
+                             GUEST a guest's address: 8080:10.0.2.16:80;
+                             ~PORT[-END] excludes ports; none: no forward)
       --hostfwd SPEC         a forward in QEMU's hostfwd= syntax:
                              [tcp|udp]:[HOSTADDR]:PORT-[GUESTADDR]:PORT
       --forward-source client|gateway  whether forwarded clients keep their

@@ -52,6 +52,9 @@ struct Attachment {
     // Resolved: suffix, else --mtu, else the kind's default. uplink: the
     // suffix, else 0 (the interface's own MTU).
     uint32_t mtu = kWireMtu;
+    // netns: neither a suffix nor --mtu gave mtu (it is kNetnsMtu, or
+    // kWireMtu when an --uplink is on its LAN).
+    bool mtu_by_default = false;
     // ,mac=MAC: MAC translation, the LAN sees this MAC (ports/mac_translator.hpp).
     std::optional<wire::MacAddr> lan_mac;
     // netns with --config-net: the address, prefix and route set inside it.

@@ -38,12 +38,19 @@ class LansTest(unittest.TestCase):
             host = lab.netns("host")
             a1, a2, b1 = lab.netns("a1"), lab.netns("a2"), lab.netns("b1")
             pa, pb = lab.path("a.pcap"), lab.path("b.pcap")
-            un = lab.usernet(host, ["--pcap", pa, "--netns", a1.path, "--netns", a2.path,
+            # A static lease and a route of the default network, whose MAC
+            # b1 takes: LAN b (a network of its own) ignores both.
+            b1_mac = "02:00:00:00:0b:01"
+            un = lab.usernet(host, ["--pcap", pa, "--dhcp-host", b1_mac + "=10.0.2.20,web",
+                                    "--dhcp-route", "192.168.50.0/24",
+                                    "--netns", a1.path, "--netns", a2.path,
                                     "--lan", "b,net=10.0.3.0/24,pcap=" + pb, "--netns", b1.path],
                              wait=[("link", a1, "tap0"), ("link", a2, "tap0"), ("link", b1, "tap0")])
+            b1.run(["ip", "link", "set", "tap0", "address", b1_mac])
             la1 = netlab.dhcp(lab, a1)
             la2 = netlab.dhcp(lab, a2)
             lb1 = netlab.dhcp(lab, b1)
+            self.assertNotIn("10.0.2.", lb1.get("staticroutes", ""), lb1)
             # each LAN's own pool and gateway
             self.assertTrue(la1["ip"].startswith("10.0.2."), la1)
             self.assertTrue(la2["ip"].startswith("10.0.2."), la2)

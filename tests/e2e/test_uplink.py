@@ -219,11 +219,15 @@ class UplinkTest(unittest.TestCase):
             r = host.run([usernet, "--uplink", "lo", "--no-gateway"], check=False)
             self.assertEqual(r.returncode, 1, r.stderr)
             self.assertIn("not an Ethernet interface", r.stderr)
-            # What only the gateway can do.
-            r = host.run([usernet, "--uplink", up_if, "--no-gateway", "-t", "8080:80"],
-                         check=False)
-            self.assertEqual(r.returncode, 2, r.stderr)
-            self.assertIn("--no-gateway", r.stderr)
+            # What only the gateway can do: one line, exit status 2, never
+            # a crash (a serial line's fixed address once was one).
+            for extra in (["-t", "8080:80"], ["--serial", "pty,addr=10.0.2.20"],
+                          ["--tftp", lab.dir], ["--dns-upstream", "192.0.2.53"]):
+                r = host.run([usernet, "--uplink", up_if, "--no-gateway"] + extra, check=False)
+                self.assertEqual(r.returncode, 2, r.stderr)
+                self.assertIn("%s needs usernet's gateway, which --no-gateway turns off" % extra[0],
+                              r.stderr)
+                self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
 
 
 if __name__ == "__main__":

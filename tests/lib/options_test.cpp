@@ -510,6 +510,82 @@ TEST(Options, LanErrorsNameTheOption) {
               "--lan");
 }
 
+TEST(Options, ALanWithItsOwnNetworkTakesNoDhcpHostOrRouteOfTheDefaultOne) {
+    Config c = parse({"--dhcp-host", "52:54:00:12:34:56=10.0.2.20,web", "--dhcp-route",
+                      "192.168.50.0/24", "--socket", "/tmp/a", "--lan", "lab,net=10.0.3.0/24",
+                      "--socket", "/tmp/b", "--lan", "same", "--socket", "/tmp/c"});
+    ASSERT_EQ(c.net.dhcp_hosts.size(), 1u);
+    ASSERT_EQ(c.net.dhcp_routes.size(), 1u);
+    ASSERT_EQ(c.lans.size(), 2u);
+    EXPECT_TRUE(c.lans[0].net.dhcp_hosts.empty());
+    EXPECT_TRUE(c.lans[0].net.dhcp_routes.empty());
+    // Without net= a LAN has all of the default LAN's address settings.
+    EXPECT_EQ(c.lans[1].net.dhcp_hosts.size(), 1u);
+    EXPECT_EQ(c.lans[1].net.dhcp_routes.size(), 1u);
+}
+
+TEST(Options, ASerialLinesAddrBelongsToItsOwnLansNetwork) {
+    Config c = parse({"--socket", "/tmp/a", "--lan", "lab,net=10.0.3.0/24", "--serial",
+                      "unix:/tmp/s1,addr=10.0.3.20"});
+    ASSERT_EQ(c.attachments.size(), 2u);
+    EXPECT_EQ(c.attachments[1].lan, 1u);
+    EXPECT_EQ(c.attachments[1].address, ip("10.0.3.20"));
+    EXPECT_NE(error_message({"--socket", "/tmp/a", "--lan", "lab,net=10.0.3.0/24", "--serial",
+                             "unix:/tmp/s1,addr=10.0.2.20"})
+                  .find("outside the network 10.0.3.0/24 (LAN lab)"),
+              std::string::npos);
+    EXPECT_EQ(error_option({"--lan", "lab,net=10.0.3.0/24", "--serial", "pty,addr=10.0.3.3"}),
+              "--serial");  // the LAN's DNS address
+    EXPECT_EQ(error_option({"--serial", "pty,addr=10.0.2.40", "--serial",
+                            "unix:/tmp/s2,addr=10.0.2.40"}),
+              "--serial");  // two peers, one address
+    // The same address on two LANs is two addresses.
+    EXPECT_EQ(parse({"--serial", "pty,addr=10.0.2.40", "--lan", "b", "--serial",
+                     "unix:/tmp/s2,addr=10.0.2.40"})
+                  .attachments.size(),
+              2u);
+}
+
+TEST(Options, ConfigNetSkipsTheAddressOfASerialLine) {
+    Config c = parse({"--serial", "pty,addr=10.0.2.15", "--config-net", "--netns", "a",
+                      "--netns", "b"});
+    EXPECT_EQ(c.attachments[1].address, ip("10.0.2.16"));
+    EXPECT_EQ(c.attachments[2].address, ip("10.0.2.17"));
+}
+
+TEST(Options, NoGatewayRefusesServicesNatOptionsAndSerialLines) {
+    for (std::vector<std::string> extra :
+         {std::vector<std::string>{"--serial", "pty"}, {"--tftp", "/tmp"},
+          {"--dns-upstream", "9.9.9.9"}, {"--restrict"}, {"--allow", "10.0.0.0/8"},
+          {"--outbound-addr", "127.0.0.1"}, {"--dhcp-host", "52:54:00:12:34:56=10.0.2.20"},
+          {"--max-flows", "10"}, {"--no-tcp"}, {"--hostname", "vm"}}) {
+        std::vector<std::string> args{"--uplink", "eth1", "--no-gateway"};
+        args.insert(args.end(), extra.begin(), extra.end());
+        EXPECT_EQ(error_option(args), extra[0]);
+    }
+}
+
+TEST(Options, PcapLimitsNeedACapture) {
+    EXPECT_EQ(error_option({"--socket", "/tmp/a", "--pcap-size", "10"}), "--pcap-size");
+    EXPECT_EQ(error_option({"--socket", "/tmp/a", "--pcap-count", "3"}), "--pcap-count");
+    EXPECT_EQ(parse({"--lan", "b,pcap=/tmp/b.pcap", "--socket", "/tmp/a", "--pcap-size", "10"})
+                  .pcap_size_mb,
+              10u);
+    EXPECT_EQ(parse({"--pcap", "/tmp/x.pcap", "--socket", "/tmp/a", "--pcap-count", "3"})
+                  .pcap_count,
+              3u);
+}
+
+TEST(Options, OnlyAnUplinksOwnLanHasNamespacesDefaultTo1500) {
+    Config c = parse({"--netns", "a", "--lan", "up", "--uplink", "eth1", "--netns", "b",
+                      "--netns", "c,mtu=9000", "--lan", "other", "--netns", "d"});
+    ASSERT_EQ(c.attachments.size(), 5u);
+    EXPECT_EQ(c.attachments[0].mtu, kNetnsMtu);
+    EXPECT_EQ(c.attachments[2].mtu, 1500u);
+    EXPECT_EQ(c.attachments[3].mtu, 9000u);
+    EXPECT_EQ(c.attachments[4].mtu, kNetnsMtu);
+}
+
 TEST(Options, LogLevels) {
     EXPECT_EQ(parse({"--debug"}).log_level, LogLevel::debug);
     EXPECT_EQ(parse({"-d"}).log_level, LogLevel::debug);
