@@ -124,6 +124,9 @@ std::vector<std::string> qemu_dgram_options(const ports::DgramConfig& c) {
         break;
     }
     case ports::DgramKind::udp: {
+        // QEMU's dgram and socket,udp= netdevs open IPv4 sockets only: an
+        // IPv6 link is for other emulators (Bochs, a relay of one's own).
+        if (!c.local.ip().is_v4()) break;
         std::string qhost = c.remote ? host(*c.remote) : host(c.local);
         std::string qport = c.remote ? std::to_string(c.remote->port()) : "PORT";
         out.push_back("-netdev dgram,id=n0,local.type=inet,local.host=" + qhost +
@@ -438,10 +441,16 @@ void Daemon::attach(const Attachment& a) {
             listeners_.push_back(
                 std::make_unique<ports::StreamListener>(loop_, lan.sw(), a.target, a.mtu));
         } catch (const std::exception& e) {
-            throw startup_error(e.what(), default_socket_
-                                              ? "give a socket path with --socket PATH"
-                                              : "stop the program using it, or give another "
-                                                "--socket path");
+            const std::string what = e.what();
+            throw startup_error(
+                what, default_socket_ ? "give a socket path with --socket PATH"
+                      : what.find("in use") != std::string::npos
+                          ? "stop the program using it, or give another --socket path"
+                      : what.find("No such file") != std::string::npos
+                          ? "create its directory, or give another --socket path"
+                      : what.find("not a socket") != std::string::npos
+                          ? "remove that file, or give another --socket path"
+                          : "give another --socket path");
         }
         if (a.lan_mac) listeners_.back()->set_client_mac(*a.lan_mac);
         spdlog::info("listening on {} for QEMU (MTU {})", a.target, a.mtu);
@@ -453,8 +462,12 @@ void Daemon::attach(const Attachment& a) {
             tcp_listeners_.push_back(
                 std::make_unique<ports::TcpStreamListener>(loop_, lan.sw(), ep, a.mtu));
         } catch (const std::exception& e) {
-            throw startup_error(e.what(), "stop the program using it, or give --listen another "
-                                          "address or port");
+            const std::string what = e.what();
+            throw startup_error(what, what.find("in use") != std::string::npos
+                                          ? "stop the program using it, or give --listen another "
+                                            "address or port"
+                                          : "give --listen an address of this host, or another "
+                                            "port");
         }
         if (a.lan_mac) tcp_listeners_.back()->set_client_mac(*a.lan_mac);
         spdlog::info("listening on TCP {} for QEMU -netdev stream/socket (MTU {})", a.target,
@@ -481,6 +494,10 @@ void Daemon::attach(const Attachment& a) {
         for (const std::string& o : a.ws_origins) origins += (origins.empty() ? "" : ", ") + o;
         spdlog::info("listening on {} for WebSocket clients (v86; MTU {}, Origins: {})",
                      ws_listeners_.back()->url(), a.mtu, origins.empty() ? "any" : origins);
+        if (auto h = wire::IpAddr::parse(a.ws_host); h && !h->is_loopback())
+            spdlog::warn("--websocket {}: anyone who can reach {} joins the LAN (and its NAT); "
+                         "listen on 127.0.0.1 behind a reverse proxy unless the network is trusted",
+                         a.target, a.ws_host);
         break;
     }
     case AttachmentKind::uplink: {
@@ -566,6 +583,10 @@ void Daemon::attach(const Attachment& a) {
         for (const std::string& line : qemu_dgram_options(c))
             spdlog::info("attach QEMU to {} {} with: qemu-system-x86_64 ... {}", opt, a.target,
                          line);
+        if (qemu_dgram_options(c).empty())
+            spdlog::info("{} {}: an IPv6 link, which QEMU's dgram and socket netdevs cannot "
+                         "open (they are IPv4 only)",
+                         opt, a.target);
         break;
     }
     case AttachmentKind::bochs: {
@@ -606,7 +627,7 @@ void Daemon::attach_default_socket() {
     Attachment a;
     a.kind = AttachmentKind::socket;
     a.target = default_socket_path();
-    a.mtu = kWireMtu;
+    a.mtu = cfg_.default_mtu.value_or(kWireMtu);
     default_socket_ = true;
     cfg_.attachments.push_back(a);  // attached by the constructor's loop
 }

@@ -14,6 +14,7 @@
 #include <cerrno>
 #include <charconv>
 #include <cstring>
+#include <filesystem>
 #include <map>
 
 #include "core/sockaddr.hpp"
@@ -431,8 +432,11 @@ ports::DgramConfig parse_dgram(const std::string& option, const std::string& val
             fail(option, "'" + addrs[1] + "' is a multicast group", "use --mcast " + addrs[1]);
     } else if (first.starts_with("unix:")) {
         c.kind = ports::DgramKind::unix_dgram;
+        // Absolute, as the QEMU options usernet prints give them.
         auto path = [&](const std::string& text) {
-            auto a = ports::SockAddr::unix_path(text);
+            std::error_code ec;
+            std::string abs = text.empty() ? text : std::filesystem::absolute(text, ec).string();
+            auto a = ports::SockAddr::unix_path(ec ? text : abs);
             if (!a)
                 fail(option, "path '" + text + "' is empty or longer than " +
                                  std::to_string(sizeof(sockaddr_un{}.sun_path) - 1) + " bytes",
@@ -445,6 +449,7 @@ ports::DgramConfig parse_dgram(const std::string& option, const std::string& val
             if (c.remote->path() == c.local.path())
                 fail(option, "usernet's and the emulator's paths are both '" + addrs[1] + "'",
                      "give two different paths");
+            if (!addrs[1].starts_with('/')) c.remote_alias = ports::SockAddr::unix_path(addrs[1]);
         }
     } else {
         fail(option, "'" + value + "' does not start with udp: or unix:",
@@ -875,6 +880,7 @@ bool is_attachment_option(const std::string& name) {
 void resolve_attachments(const CLI::App& app, const RawOptions& raw, Config& cfg) {
     std::optional<uint32_t> mtu;
     if (given(app, "--mtu")) mtu = parse_mtu("--mtu", raw.mtu);
+    cfg.default_mtu = mtu;
     check_ifname("--tap-name", raw.tap_name);
 
     // CLI11 keeps each option's values apart; parse_order() restores the
@@ -1725,7 +1731,7 @@ Operation:
                              ...; the oldest is removed (default 2)
       --pid FILE             write the process ID to FILE
   -d, --debug                log debugging messages
-  -q, --quiet                log only warnings and errors
+  -q, --quiet                log only warnings and errors, print no banner
   -f, --foreground           accepted for pasta compatibility (always set)
   -h, --help                 show this help and exit
       --version              show the version and exit

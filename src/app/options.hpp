@@ -99,6 +99,9 @@ struct Config {
     std::vector<Attachment> attachments;
     // The LANs beyond the default one, in the order --lan named them.
     std::vector<LanConfig> lans;
+    // --mtu: the MTU of attachments without their own (the default socket's
+    // too, when there is no attachment).
+    std::optional<uint32_t> default_mtu;
     bool config_net = false;
     bool tap_offload = true;  // --no-offload clears it
     // --no-gateway: no gateway, DHCP, DNS or NAT on the LAN; the switch only.

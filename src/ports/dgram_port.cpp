@@ -405,7 +405,8 @@ void DgramPort::handle(const uint8_t* buf, size_t len, int flags, const sockaddr
             dstats_.own_echo++;
             return;
         }
-    } else if (cfg_.remote && cfg_.peer_only && !cfg_.remote->same(from, from_len)) {
+    } else if (cfg_.remote && cfg_.peer_only && !cfg_.remote->same(from, from_len) &&
+               !(cfg_.remote_alias && cfg_.remote_alias->same(from, from_len))) {
         dstats_.foreign++;
         stats().rx_dropped++;
         if (dstats_.foreign == 1)

@@ -130,6 +130,10 @@ struct DgramConfig {
     // udp, unix: where frames go. Empty: to the source of the datagrams
     // received (learned). mcast: ignored (frames go to the group).
     std::optional<SockAddr> remote;
+    // unix: the remote path as given, when that was relative (remote holds
+    // it made absolute): a peer that bound it relative from usernet's
+    // directory sends from this name, and is the same peer.
+    std::optional<SockAddr> remote_alias;
     // mcast: the interface address to join on and send from (QEMU's
     // localaddr=); empty: the kernel's choice by route.
     std::optional<wire::Ipv4> mcast_if;

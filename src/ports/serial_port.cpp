@@ -18,6 +18,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <stdexcept>
 
 #include "core/sockaddr.hpp"
@@ -67,6 +68,9 @@ std::string parse_serial_transport(std::string_view text, SerialConfig& cfg) {
         cfg.transport = SerialTransport::unix_socket;
         cfg.path = std::string(text.substr(5));
         if (cfg.path.empty()) return "'unix:' needs a socket path";
+        // Absolute, as the QEMU option usernet prints gives it.
+        std::error_code ec;
+        if (auto abs = std::filesystem::absolute(cfg.path, ec); !ec) cfg.path = abs.string();
         if (cfg.path.size() >= sizeof(sockaddr_un{}.sun_path))
             return "socket path '" + cfg.path + "' is longer than " +
                    std::to_string(sizeof(sockaddr_un{}.sun_path) - 1) + " bytes";
@@ -383,7 +387,10 @@ void SerialPort::attach_peer(int fd, const std::string& peer) {
 }
 
 void SerialPort::start_link() {
-    if (dhcp_ == Dhcp::off && !cfg_.fixed_addr) {
+    // The lease: for PPP once a peer is there (IPCP hands it over then);
+    // for SLIP at once, since its peer must be configured with it.
+    const bool want_lease = conn_fd_ >= 0 || cfg_.protocol == SerialProtocol::slip;
+    if (want_lease && dhcp_ == Dhcp::off && !cfg_.fixed_addr) {
         dhcp_ = Dhcp::selecting;
         xid_ = random32();
         dhcp_tries_ = 0;

@@ -741,7 +741,11 @@ WsListener::~WsListener() {
 
 std::string WsListener::url() const {
     bool v6 = host_.find(':') != std::string::npos;
-    return "ws://" + (v6 ? "[" + host_ + "]" : host_) + ":" + std::to_string(port_) + "/";
+    // A wildcard means this host (as --listen's QEMU options say): a browser
+    // elsewhere uses this host's name instead.
+    std::string host = host_;
+    if (auto a = wire::IpAddr::parse(host_); a && a->is_unspecified()) host = v6 ? "::1" : "127.0.0.1";
+    return "ws://" + (v6 ? "[" + host + "]" : host) + ":" + std::to_string(port_) + "/";
 }
 
 void WsListener::on_io(uint32_t) { accept_clients(); }

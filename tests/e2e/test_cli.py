@@ -86,6 +86,35 @@ class CliTest(unittest.TestCase):
             args = ["--socket", lab.path("no-such-dir/s.sock")]
             self.assertExit(host.run([USERNET] + args, timeout=15, check=False), 1, args)
 
+    def test_socket_errors_say_what_to_do_for_each_cause(self):
+        """A missing directory, a file that is not a socket: each its own
+        remedy in the one line."""
+        if os.geteuid() != 0:
+            self.skipTest("needs root")
+        with netlab.Lab("cli") as lab:
+            host = lab.netns("host")
+            r = host.run([USERNET, "--socket", lab.path("no-such-dir/s.sock")], timeout=15, check=False)
+            self.assertIn("create its directory, or give another --socket path", r.stderr)
+            with open(lab.path("plain"), "w") as f:
+                f.write("x")
+            r = host.run([USERNET, "--socket", lab.path("plain")], timeout=15, check=False)
+            self.assertExit(r, 1, "--socket on a regular file")
+            self.assertIn("remove that file, or give another --socket path", r.stderr)
+
+    def test_the_default_socket_takes_the_mtu_option(self):
+        """With no attachment usernet listens on its default socket, and
+        --mtu is that attachment's MTU as any other's."""
+        if os.geteuid() != 0:
+            self.skipTest("needs root")
+        with netlab.Lab("cli") as lab:
+            host = lab.netns("host")
+            sock = lab.path("usernet.socket")
+            un = lab.usernet(host, ["--mtu", "1400"], wait=[("socket", sock)],
+                             wrapper=("env", "XDG_RUNTIME_DIR=" + lab.dir))
+            netlab.wait_for(lambda: "for QEMU (MTU" in un.stderr(), 5, what="the listening line")
+            self.assertIn("listening on %s for QEMU (MTU 1400)" % sock, un.stderr())
+            lab.assert_alive(un)
+
     def test_socket_path_in_use_exits_nonzero(self):
         if os.geteuid() != 0:
             self.skipTest("needs root")

@@ -5,6 +5,8 @@
 // multicast with usernet's own echo dropped, and a full peer.
 #include "ports/dgram_port.hpp"
 
+#include "app/options.hpp"
+
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -13,6 +15,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <array>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <random>
@@ -293,6 +297,43 @@ TEST_F(DgramPortTest, DgramPort_UnixBothWaysAndThePathIsRemovedAtExit) {
     }
     struct stat st {};
     EXPECT_NE(lstat((dir + "/u").c_str(), &st), 0) << "the socket file is left behind";
+}
+
+// --dgram unix:u,q given relative: usernet binds and sends to the absolute
+// paths (those its QEMU hint prints), and takes frames from a peer bound
+// at either name of q, the absolute one or the relative one as given.
+TEST_F(DgramPortTest, DgramPort_ARelativeUnixRemoteIsTheSamePeerByEitherName) {
+    struct Cwd {  // back where it was however the test ends
+        std::array<char, 4096> path{};
+        ~Cwd() {
+            if (path[0] && chdir(path.data()) != 0) std::abort();
+        }
+    } cwd;
+    ASSERT_NE(getcwd(cwd.path.data(), cwd.path.size()), nullptr);
+    ASSERT_EQ(chdir(dir.c_str()), 0);
+    app::Config cfg = app::parse_options({"--dgram", "unix:u,q"});
+    ASSERT_EQ(cfg.attachments.size(), 1u);
+    DgramConfig c = *cfg.attachments[0].dgram;
+    EXPECT_EQ(c.local.path(), dir + "/u");
+    EXPECT_EQ(c.remote->path(), dir + "/q");
+    ASSERT_TRUE(c.remote_alias);
+    EXPECT_EQ(c.remote_alias->path(), "q");
+    {
+        DgramPort port(loop, sw, c);
+        {
+            Peer relative(*SockAddr::unix_path("q"));
+            relative.send_to(c.local, make_frame(100, 1, 0));
+            ASSERT_TRUE(run_until([&] { return rec.frames.size() == 1; }));
+        }
+        Peer absolute(*SockAddr::unix_path(dir + "/q"));
+        absolute.send_to(c.local, make_frame(100, 1, 1));
+        ASSERT_TRUE(run_until([&] { return rec.frames.size() == 2; }));
+        Peer other(*SockAddr::unix_path(dir + "/x"));
+        other.send_to(c.local, make_frame(100, 1, 2));
+        for (int i = 0; i < 5; i++) loop.run_once(10);
+        EXPECT_EQ(rec.frames.size(), 2u);
+        EXPECT_EQ(port.dgram_stats().foreign, 1u);
+    }
 }
 
 TEST_F(DgramPortTest, DgramPort_UnixStalePathReplacedLiveRefusedFileRefused) {

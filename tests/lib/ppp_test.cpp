@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -498,6 +499,9 @@ TEST(SerialOptions, Transports) {
     EXPECT_EQ(parse_serial_transport("unix:/tmp/x.sock", c), "");
     EXPECT_EQ(c.transport, SerialTransport::unix_socket);
     EXPECT_EQ(c.path, "/tmp/x.sock");
+    // A relative path is made absolute: QEMU, told the path, runs elsewhere.
+    EXPECT_EQ(parse_serial_transport("unix:rel.sock", c), "");
+    EXPECT_EQ(c.path, std::filesystem::current_path().string() + "/rel.sock");
     EXPECT_EQ(parse_serial_transport("tcp:4555", c), "");
     EXPECT_EQ(c.host, "127.0.0.1");
     EXPECT_EQ(c.port, 4555);

@@ -582,6 +582,12 @@ TEST_F(WsFixture, ClientCapAnswers503) {
 TEST_F(WsFixture, UrlForTheBanner) {
     listen();
     EXPECT_EQ(listener->url(), "ws://127.0.0.1:" + std::to_string(listener->port()) + "/");
+    // A wildcard listener is reached at this host's loopback, not at the
+    // wildcard itself (which no browser can connect to).
+    WsListener any4(loop, sw, "0.0.0.0", 0, WsConfig{});
+    EXPECT_EQ(any4.url(), "ws://127.0.0.1:" + std::to_string(any4.port()) + "/");
+    WsListener any6(loop, sw, "::", 0, WsConfig{});
+    EXPECT_EQ(any6.url(), "ws://[::1]:" + std::to_string(any6.port()) + "/");
 }
 
 }  // namespace

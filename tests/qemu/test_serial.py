@@ -145,11 +145,13 @@ class SerialTest(unittest.TestCase):
             sock = lab.path("serial.sock")
             un = lab.usernet(host, ["--serial", "unix:" + sock, "--dns-upstream", "127.0.0.1:%d" % dport],
                              wait=[("socket", sock)])
-            addr = leased(un, "unix:" + sock)
             _, sha = lab.make_file(SIZE, "file.bin")
             srv = host.server("http", "--bind", "127.0.0.1", "--dir", lab.dir)
+            # The lease is taken for a PPP peer once one connects (QEMU does
+            # at start; the readiness check above already did).
             g = SerialGuest(host, "unix:" + sock,
                             "un.ppp un.host=%s un.port=%d un.file=file.bin" % (NAME, srv.port), "qemu-ppp")
+            addr = leased(un, "unix:" + sock)
             out = g.wait_done()
             link = kv(marker(out, "UN-LINK ppp"))
             self.assertEqual(link.get("ip"), addr, "IPCP address; console:\n" + out[-4000:])
