@@ -374,6 +374,8 @@ size_t DnsForwarder::local_answer(wire::Bytes query, wire::MutBytes out) {
     if (!v || v->qr() || v->opcode() != 0 || v->qdcount() != 1) return 0;
     auto q = v->question();
     if (!q || q->qclass != wire::dnsclass::in) return 0;
+    // An EDNS version we do not speak: the upstream answers BADVERS.
+    if (auto ver = wire::dns_edns_version(*v); ver && *ver != 0) return 0;
     char name[wire::kDnsMaxTextLen + 1];
     auto n = q->name.to_text(name, sizeof name);
     if (!n || !gw_.local_addresses(std::string_view(name, *n), local_)) return 0;
@@ -573,9 +575,11 @@ void DnsForwarder::relay(Pending& p, uint8_t* msg, size_t len) {
         // Keep the header and the query's question, set TC: the guest asks
         // again over TCP.
         size_t qend = wire::kDnsHeaderLen;
+        bool edns = false;
         auto q = wire::DnsView::parse(wire::Bytes(p.query.data(), p.len));
         if (q) {
             if (auto qq = q->question()) qend = qq->end;
+            edns = wire::dns_edns_version(*q).has_value();
         }
         if (qend > max) return;
         std::memcpy(msg + wire::kDnsHeaderLen, p.query.data() + wire::kDnsHeaderLen,
@@ -586,6 +590,11 @@ void DnsForwarder::relay(Pending& p, uint8_t* msg, size_t len) {
         wire::store16(msg + 8, 0);
         wire::store16(msg + 10, 0);
         len = qend;
+        // The query's EDNS gets an OPT back, truncated answer or not.
+        if (edns && wire::dns_write_opt(msg + len, max - len)) {
+            len += wire::kEdnsOptLen;
+            wire::store16(msg + 10, 1);
+        }
         stats_.truncated++;
     }
     wire::build_udp(gw_.tx_l4(), src, dst, wire::kDnsPort, p.guest_port, len);

@@ -220,9 +220,29 @@ void write_header(uint8_t* p, uint16_t id, uint16_t flags, uint16_t qd) {
 
 }  // namespace
 
+std::optional<uint8_t> dns_edns_version(const DnsView& msg) {
+    if (msg.arcount() == 0) return std::nullopt;
+    DnsRecordIter it(msg);
+    DnsRecord r;
+    while (it.next(r))
+        if (it.section() == 2 && r.type == dnstype::opt && r.name.len == 1)
+            return static_cast<uint8_t>(r.ttl >> 16);
+    return std::nullopt;
+}
+
+bool dns_write_opt(uint8_t* out, size_t cap) {
+    if (cap < kEdnsOptLen) return false;
+    out[0] = 0;  // the root
+    store16(out + 1, dnstype::opt);
+    store16(out + 3, kEdnsUdpSize);
+    store32(out + 5, 0);  // extended RCODE 0, version 0, no DO
+    store16(out + 9, 0);
+    return true;
+}
+
 DnsResponseBuilder::DnsResponseBuilder(MutBytes buf, const DnsView& query, const DnsQuestion& q,
                                        uint8_t rcode, bool authoritative)
-    : buf_(buf) {
+    : buf_(buf), edns_(dns_edns_version(query).has_value()) {
     size_t need = kDnsHeaderLen + q.name.len + 4;
     if (q.name.len == 0 || q.name.len > kDnsMaxNameLen || buf_.size() < need) return;
     write_header(buf_.data(), query.id(), response_flags(query, rcode, authoritative), 1);
@@ -261,6 +281,10 @@ bool DnsResponseBuilder::add_address(const IpAddr& addr, uint32_t ttl) {
 size_t DnsResponseBuilder::finish() {
     if (!ok_) return 0;
     store16(&buf_[6], ancount_);
+    if (edns_ && dns_write_opt(&buf_[len_], buf_.size() - len_)) {
+        len_ += kEdnsOptLen;
+        store16(&buf_[10], 1);
+    }
     return len_;
 }
 

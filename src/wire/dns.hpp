@@ -9,9 +9,11 @@
 //
 // The builders write answers to a query: a response with A/AAAA records
 // whose names are compression pointers to the question, and an error
-// response with only a RCODE. Not supported: EDNS(0) (an OPT record in the
-// query is not echoed; RFC 6891 7 allows that), DNSSEC, zone transfers,
-// anything but class IN in the builders.
+// response with only a RCODE. A query with an EDNS(0) OPT record gets one
+// back (RFC 6891 7: a responder that answers must; a client such as
+// systemd-resolved stops using EDNS with a server that does not), with
+// kEdnsUdpSize, version 0 and no options. Not supported: DNSSEC, zone
+// transfers, anything but class IN in the builders.
 #pragma once
 
 #include <array>
@@ -32,6 +34,9 @@ inline constexpr size_t kDnsMaxNameLen = 255;  // wire form, RFC 1035 2.3.4
 inline constexpr size_t kDnsMaxLabelLen = 63;
 inline constexpr int kDnsMaxPointerJumps = 64;
 inline constexpr size_t kDnsMaxUdpLen = 512;   // without EDNS(0)
+// The UDP payload size our OPT records announce (DNS Flag Day 2020's).
+inline constexpr uint16_t kEdnsUdpSize = 1232;
+inline constexpr size_t kEdnsOptLen = 11;  // root name, type, class, ttl, rdlength
 // Longest DnsName::to_text() output: every byte escaped as \DDD.
 inline constexpr size_t kDnsMaxTextLen = 4 * kDnsMaxNameLen;
 
@@ -179,6 +184,16 @@ private:
 // Builds a response to `query`, whose first question is `q`: same id and
 // opcode, QR and RA set, RD copied, AA if `authoritative`, the question
 // re-encoded uncompressed, then answers added one by one.
+// The EDNS(0) OPT record of a query's additional section: its version
+// (the TTL's second byte), or nullopt when there is none or the message
+// does not parse that far.
+std::optional<uint8_t> dns_edns_version(const DnsView& msg);
+
+// Writes an OPT record (kEdnsOptLen bytes: root, type 41, class kEdnsUdpSize,
+// extended RCODE 0, version 0, no flags, no data) at out; false if cap is
+// too small.
+bool dns_write_opt(uint8_t* out, size_t cap);
+
 class DnsResponseBuilder {
 public:
     DnsResponseBuilder(MutBytes buf, const DnsView& query, const DnsQuestion& q,
@@ -199,6 +214,7 @@ private:
     size_t len_ = 0;
     uint16_t ancount_ = 0;
     bool ok_ = false;
+    bool edns_ = false;  // the query had an OPT record: finish() adds ours
 };
 
 // An error response (SERVFAIL, NXDOMAIN, REFUSED, FORMERR...) to `query`,

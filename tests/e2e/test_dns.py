@@ -147,6 +147,18 @@ class DnsTest(unittest.TestCase):
             self.assertEqual(dig(g1, "db.test", "AAAA"), ["fec0::64"])
             self.assertEqual(dig(g1, "nobody.lan.test"), [])  # upstream: NXDOMAIN
             self.assertEqual(dig(g1, NAME), [ADDR])  # upstream
+            # EDNS (RFC 6891 7): a query with an OPT record gets one back
+            # from a local answer, over UDP and TCP; one without, none.
+            for opts in (["+notcp"], ["+tcp"]):
+                r = g1.run(["dig", "+time=2", "+tries=2", "+edns=0"] + opts +
+                           ["@" + DNS, "host.usernet.internal"], timeout=20)
+                self.assertIn("OPT PSEUDOSECTION", r.stdout, r.stdout)
+                self.assertIn("udp: 1232", r.stdout, r.stdout)
+                self.assertIn("ADDITIONAL: 1", r.stdout, r.stdout)
+            r = g1.run(["dig", "+time=2", "+tries=2", "+noedns", "@" + DNS, "host.usernet.internal"],
+                       timeout=20)
+            self.assertNotIn("OPT PSEUDOSECTION", r.stdout, r.stdout)
+            self.assertIn("ADDITIONAL: 0", r.stdout, r.stdout)
             # The upstream (--log-queries) saw only the last two.
             log = dnsmasq.stdout() + dnsmasq.stderr()
             self.assertIn("query[A] %s" % NAME, log)

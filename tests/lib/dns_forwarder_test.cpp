@@ -403,6 +403,31 @@ TEST_F(DnsForwarderTest, DnsForwarder_ReplyLargerThanTheGuestMtuIsTruncatedWithT
     EXPECT_EQ(gw->dns().stats().truncated, 1u);
 }
 
+// The same with EDNS: the truncated answer keeps an OPT record (RFC 6891 7).
+TEST_F(DnsForwarderTest, DnsForwarder_ATruncatedAnswerToAnEdnsQueryKeepsAnOptRecord) {
+    Upstream up;
+    start({up.host_port()}, 576);
+    auto q = make_query(78, "big.example.test");
+    const uint8_t opt[] = {0, 0, 41, 0x10, 0x00, 0, 0, 0, 0, 0, 0};
+    q.insert(q.end(), std::begin(opt), std::end(opt));
+    wire::store16(&q[10], 1);
+    query(q);
+    sockaddr_in from{};
+    auto sent = up.recv(1000, &from);
+    ASSERT_TRUE(sent);
+    auto ans = make_answer(*sent, 60);
+    up.send_to(ans, from);
+    run_until_frames(1, 1000);
+    ASSERT_EQ(guest.frames.size(), 1u);
+    auto r = dns_to_guest(guest.frames[0]);
+    ASSERT_TRUE(r);
+    auto v = wire::DnsView::parse(*r);
+    EXPECT_TRUE(v->tc());
+    EXPECT_EQ(v->ancount(), 0);
+    EXPECT_EQ(v->arcount(), 1);
+    EXPECT_EQ(wire::dns_edns_version(*v), std::optional<uint8_t>(0));
+}
+
 TEST_F(DnsForwarderTest, DnsForwarder_DropsResponsesAndRuntsFromGuests) {
     Upstream up;
     start({up.host_port()});

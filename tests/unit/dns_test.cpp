@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -393,6 +394,53 @@ TEST(DnsResponseBuilder, RoundTripsSeveralAnswers) {
     }
     EXPECT_FALSE(it.malformed());
     EXPECT_EQ(types, (std::vector<uint16_t>{dnstype::a, dnstype::aaaa, dnstype::txt}));
+}
+
+// RFC 6891 7: a query with an OPT record gets one back, after the answers;
+// one without gets none.
+TEST(DnsResponseBuilder, EchoesEdnsWithAnOptRecordOfItsOwn) {
+    // host.test A IN, then OPT: payload 4096, version 0, DO set.
+    auto m = query_with({4, 'h', 'o', 's', 't', 4, 't', 'e', 's', 't', 0, 0, 1, 0, 1,
+                         0, 0, 41, 0x10, 0x00, 0, 0, 0x80, 0, 0, 0});
+    store16(&m[10], 1);
+    auto query = DnsView::parse(Bytes(m.data(), m.size()));
+    ASSERT_EQ(dns_edns_version(*query), std::optional<uint8_t>(0));
+    auto q = query->question();
+    ASSERT_TRUE(q);
+    std::vector<uint8_t> buf(kDnsMaxUdpLen);
+    DnsResponseBuilder b(MutBytes(buf), *query, *q);
+    b.add_address(IpAddr::v4(0x0a000202), 300);
+    size_t n = b.finish();
+    ASSERT_GT(n, 0u);
+    auto v = DnsView::parse(Bytes(buf.data(), n));
+    EXPECT_EQ(v->ancount(), 1);
+    EXPECT_EQ(v->arcount(), 1);
+    DnsRecordIter it(*v);
+    DnsRecord r;
+    std::vector<std::pair<int, uint16_t>> seen;
+    while (it.next(r)) seen.push_back({it.section(), r.type});
+    EXPECT_FALSE(it.malformed());
+    ASSERT_EQ(seen, (std::vector<std::pair<int, uint16_t>>{{0, dnstype::a}, {2, dnstype::opt}}));
+    EXPECT_EQ(r.rclass, kEdnsUdpSize);  // the OPT's class: our payload size
+    EXPECT_EQ(r.ttl, 0u);               // extended RCODE 0, version 0, no DO
+    EXPECT_TRUE(r.rdata.empty());
+    // An error answer carries it too.
+    std::vector<uint8_t> err(kDnsMaxUdpLen);
+    size_t en = dns_build_error(MutBytes(err), *query, dnsrcode::servfail);
+    EXPECT_EQ(DnsView::parse(Bytes(err.data(), en))->arcount(), 1);
+    // Without OPT in the query, none in the answer.
+    store16(&m[10], 0);
+    m.resize(m.size() - kEdnsOptLen);
+    auto plain = DnsView::parse(Bytes(m.data(), m.size()));
+    EXPECT_FALSE(dns_edns_version(*plain));
+    DnsResponseBuilder b2(MutBytes(buf), *plain, *plain->question());
+    size_t n2 = b2.finish();
+    EXPECT_EQ(DnsView::parse(Bytes(buf.data(), n2))->arcount(), 0);
+    // A version we do not speak is reported as such.
+    auto v1 = query_with({0, 0, 1, 0, 1, 0, 0, 41, 0x10, 0x00, 0, 1, 0, 0, 0, 0});
+    store16(&v1[10], 1);
+    EXPECT_EQ(dns_edns_version(*DnsView::parse(Bytes(v1.data(), v1.size()))),
+              std::optional<uint8_t>(1));
 }
 
 TEST(DnsResponseBuilder, ReencodesCompressedQuestionUncompressed) {
