@@ -179,6 +179,7 @@ bool VdeTxQueue::push(wire::Bytes frame, wire::Bytes tail) {
     if (frames() >= max_frames_ || cap_ - bytes() < padded) return false;
     uint64_t at = tail_;
     for (wire::Bytes piece : {frame, tail}) {
+        if (piece.empty()) continue;  // (an empty span's data() may be null)
         size_t idx = static_cast<size_t>(at) & (cap_ - 1);
         size_t first = std::min(piece.size(), cap_ - idx);
         std::memcpy(buf_.get() + idx, piece.data(), first);
