@@ -623,8 +623,25 @@ void resolve_addresses(const CLI::App& app, const RawOptions& raw, Config& cfg) 
             fail("--dhcp-route", wire::ipv4_to_string(*via) + " is not on the network " + net_text,
                  "give a router on the guests' network (default: the gateway)");
         const wire::Ipv4 mask = cidr->prefix_len ? ~wire::Ipv4{0} << (32 - cidr->prefix_len) : 0;
+        for (const gw::NetConfig::Route& r : net.dhcp_routes)
+            if (r.net == (cidr->addr & mask) && r.prefix_len == cidr->prefix_len)
+                fail("--dhcp-route", "'" + e + "' repeats the destination of another --dhcp-route",
+                     "give each destination once");
         net.dhcp_routes.push_back({cidr->addr & mask, cidr->prefix_len, *via});
     }
+    // Option 121 holds 255 bytes: each route its width, the significant
+    // octets of its destination and the router, and the default route.
+    size_t route_bytes = 0;
+    bool own_default = false;
+    for (const gw::NetConfig::Route& r : net.dhcp_routes) {
+        route_bytes += 1 + (r.prefix_len + 7u) / 8u + 4;
+        own_default = own_default || r.prefix_len == 0;
+    }
+    if (!net.dhcp_routes.empty() && !own_default) route_bytes += 5;
+    if (route_bytes > 255)
+        fail("--dhcp-route", "the routes take " + std::to_string(route_bytes) +
+                                 " bytes, more than DHCP option 121's 255",
+             "give fewer routes (27 of /25 or longer fit beside the default route)");
     // DHCP options 66 and 67 hold 255 bytes; a name has no spaces or controls.
     auto dhcp_token = [](const std::string& t) {
         return !t.empty() && t.size() <= 255 &&

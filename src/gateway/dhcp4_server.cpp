@@ -488,7 +488,8 @@ void Dhcp4Server::handle(wire::Bytes dhcp, const wire::MacAddr& src_mac, uint32_
     }
 }
 
-void Dhcp4Server::add_boot(wire::Dhcp4Builder& b, const wire::Dhcp4View& req) {
+void Dhcp4Server::add_boot(wire::Dhcp4Builder& b, const wire::Dhcp4View& req,
+                           std::vector<const char*>& left_out) {
     const NetConfig& c = gw_.config();
     if (c.bootfile.empty()) return;
     auto has = [&](uint8_t code, std::string_view what, bool prefix) {
@@ -503,14 +504,21 @@ void Dhcp4Server::add_boot(wire::Dhcp4Builder& b, const wire::Dhcp4View& req) {
     const bool http_client = has(wire::dhcp4opt::vendor_class, "HTTPClient", true);
     const bool ipxe = has(wire::dhcp4opt::user_class, "iPXE", false);
     if (c.bootfile_is_url() && !http_client && !ipxe) return;
-    if (http_client) b.add_string(wire::dhcp4opt::vendor_class, "HTTPClient");
-    if (!c.bootfile_is_url()) {
-        b.set_siaddr(c.gateway);  // the TFTP server: ours
-        b.add_string(wire::dhcp4opt::tftp_server_name,
-                     c.tftp_server_name.empty() ? wire::ipv4_to_string(c.gateway)
-                                                : c.tftp_server_name);
-    }
+    const std::string server =
+        c.tftp_server_name.empty() ? wire::ipv4_to_string(c.gateway) : c.tftp_server_name;
+    // The BOOTP fields always; the options only together, if they fit.
+    if (!c.bootfile_is_url()) b.set_siaddr(c.gateway);  // the TFTP server: ours
     b.set_file(c.bootfile);
+    using B = wire::Dhcp4Builder;
+    const size_t need = (http_client ? B::option_size(10) : 0) +
+                        (c.bootfile_is_url() ? 0 : B::option_size(server.size())) +
+                        B::option_size(c.bootfile.size());
+    if (need > b.room()) {
+        left_out.push_back("boot file (66, 67)");
+        return;
+    }
+    if (http_client) b.add_string(wire::dhcp4opt::vendor_class, "HTTPClient");
+    if (!c.bootfile_is_url()) b.add_string(wire::dhcp4opt::tftp_server_name, server);
     b.add_string(wire::dhcp4opt::bootfile_name, c.bootfile);
 }
 
@@ -541,17 +549,28 @@ void Dhcp4Server::reply(const wire::Dhcp4View& req, Reply kind, wire::Ipv4 yiadd
         b.add_ipv4(wire::dhcp4opt::router, c.gateway);
         b.add_ipv4(wire::dhcp4opt::dns_server, c.dns);
         b.add_ipv4(wire::dhcp4opt::broadcast_addr, c.broadcast());
-        if (!c.domain.empty()) b.add_string(wire::dhcp4opt::domain_name, c.domain);
-        if (!gw_.search_wire().empty()) b.add_option(wire::dhcp4opt::domain_search, gw_.search_wire());
-        // The host name: a static lease's, else --hostname.
-        std::string_view name = c.hostname;
-        if (auto mac = req.chaddr())
-            for (const NetConfig::StaticLease& s : c.dhcp_hosts)
-                if (s.mac == *mac && !s.name.empty()) name = s.name;
-        if (!name.empty()) b.add_string(wire::dhcp4opt::hostname, name);
+        b.add_u16(wire::dhcp4opt::mtu, static_cast<uint16_t>(std::clamp<uint32_t>(mtu, 68, 65535)));
+    }
+    // The rest, most needed first, as far as the client's maximum message
+    // size (at least 576 bytes, RFC 2131) allows: a reply that cannot carry
+    // everything still goes, without what did not fit (logged).
+    std::vector<const char*> left_out;
+    auto optional = [&](const char* what, uint8_t code, wire::Bytes data) {
+        if (wire::Dhcp4Builder::option_size(data.size()) <= b.room()) b.add_option(code, data);
+        else left_out.push_back(what);
+    };
+    auto text = [](std::string_view s) {
+        return wire::Bytes(reinterpret_cast<const uint8_t*>(s.data()), s.size());
+    };
+    // RFC 6842: the client identifier goes back as it came.
+    if (auto cid = req.find(wire::dhcp4opt::client_id); cid && !cid->empty())
+        optional("client identifier (61)", wire::dhcp4opt::client_id, *cid);
+    if (kind != Reply::nak) {
         if (!c.dhcp_routes.empty()) {
             // RFC 3442: width, the significant octets of the destination,
-            // the router; the default route too, since option 3 is ignored.
+            // the router. The default route (via the gateway unless a
+            // --dhcp-route gives 0.0.0.0/0) too, since option 3 is ignored
+            // then; the routes fit 255 bytes (the option parser checks).
             uint8_t routes[255];
             size_t n = 0;
             auto put = [&](wire::Ipv4 net, uint8_t len, wire::Ipv4 via) {
@@ -562,12 +581,35 @@ void Dhcp4Server::reply(const wire::Dhcp4View& req, Reply kind, wire::Ipv4 yiadd
                 wire::store32(routes + n, via);
                 n += 4;
             };
+            const bool own_default =
+                std::any_of(c.dhcp_routes.begin(), c.dhcp_routes.end(),
+                            [](const NetConfig::Route& r) { return r.prefix_len == 0; });
             for (const NetConfig::Route& r : c.dhcp_routes) put(r.net, r.prefix_len, r.via);
-            put(0, 0, c.gateway);
-            b.add_option(wire::dhcp4opt::classless_route, wire::Bytes(routes, n));
+            if (!own_default) put(0, 0, c.gateway);
+            optional("classless routes (121)", wire::dhcp4opt::classless_route,
+                     wire::Bytes(routes, n));
         }
-        add_boot(b, req);
-        b.add_u16(wire::dhcp4opt::mtu, static_cast<uint16_t>(std::clamp<uint32_t>(mtu, 68, 65535)));
+        add_boot(b, req, left_out);
+        // The host name: a static lease's, else --hostname.
+        std::string_view name = c.hostname;
+        if (auto mac = req.chaddr())
+            for (const NetConfig::StaticLease& s : c.dhcp_hosts)
+                if (s.mac == *mac && !s.name.empty()) name = s.name;
+        if (!name.empty()) optional("host name (12)", wire::dhcp4opt::hostname, text(name));
+        if (!c.domain.empty())
+            optional("domain name (15)", wire::dhcp4opt::domain_name, text(c.domain));
+        if (!gw_.search_wire().empty())
+            optional("domain search (119)", wire::dhcp4opt::domain_search, gw_.search_wire());
+    }
+    if (!left_out.empty()) {
+        stats_.options_left_out++;
+        std::string list;
+        for (const char* w : left_out) list += std::string(list.empty() ? "" : ", ") + w;
+        auto level = stats_.options_left_out == 1 ? spdlog::level::warn : spdlog::level::debug;
+        spdlog::log(level,
+                    "dhcp: a reply to {} did not fit the {} bytes the client takes and goes "
+                    "without: {} (shorten --dns-search, --domain, --dhcp-route or --bootfile)",
+                    req.chaddr() ? req.chaddr()->to_string() : std::string("?"), cap, list);
     }
     size_t len = b.finish();
     if (len == 0) {

@@ -201,6 +201,7 @@ struct Dhcp4Stats {
     uint64_t dropped_malformed = 0;  // not a parseable BOOTREQUEST with option 53
     uint64_t dropped_ignored = 0;    // relayed, foreign chaddr, unknown type, REQUEST to another server
     uint64_t send_failed = 0;        // the reply could not be built or sent
+    uint64_t options_left_out = 0;   // replies sent without options that did not fit
 };
 
 class Dhcp4Server {
@@ -221,7 +222,10 @@ public:
 private:
     enum class Reply : uint8_t { offer, ack, nak, inform_ack };
     // The network boot options (--bootfile) for this client, if any.
-    void add_boot(wire::Dhcp4Builder& b, const wire::Dhcp4View& req);
+    // The boot file's fields and options (66, 67), the options only if all
+    // fit; left_out names them otherwise.
+    void add_boot(wire::Dhcp4Builder& b, const wire::Dhcp4View& req,
+                  std::vector<const char*>& left_out);
     void reply(const wire::Dhcp4View& req, Reply kind, wire::Ipv4 yiaddr, uint32_t mtu,
                uint32_t port = UINT32_MAX);
 

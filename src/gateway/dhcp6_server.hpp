@@ -22,7 +22,7 @@
 // IA_NA gets the IPv6 address that goes with the IPv4 address its MAC holds
 // (NetConfig::v6_of: fec0::f for 10.0.2.15), so a dual-stack guest's two
 // addresses match; other IAs, and guests without IPv4, get one from
-// PREFIX::1:0:0 upward. An address another MAC uses (the source guard's
+// PREFIX::1:0:1 upward. An address another MAC uses (the source guard's
 // binding) or another client holds is never given. Lifetimes are the
 // DHCPv4 lease time's (NetConfig::lease_seconds), T1 and T2 half and 80%
 // of it.

@@ -17,8 +17,8 @@
 // without blocking and refused).
 //
 // Transfers: at most kMaxTransfers at once and kMaxPerPort per attachment
-// (a 21st request from one guest is answered with an error, never pushes
-// out another's). Each costs one descriptor and a few hundred bytes; the
+// (a request beyond kMaxPerPort from one guest is answered with an error,
+// never pushes out another's). Each costs one descriptor and a few hundred bytes; the
 // data is read with pread() straight into the gateway's transmit buffer for
 // each block sent, and a block is read again when it must be sent again,
 // so nothing is buffered per transfer. A window of blocks (windowsize, at

@@ -182,6 +182,15 @@ void Dhcp4Builder::reply_to(const Dhcp4View& request) {
     store32(&buf_[24], request.giaddr());
 }
 
+size_t Dhcp4Builder::option_size(size_t data_len) {
+    const size_t chunks = data_len == 0 ? 1 : (data_len + kMaxOptionData - 1) / kMaxOptionData;
+    return data_len + 2 * chunks;
+}
+
+size_t Dhcp4Builder::room() const {
+    return ok_ && !done_ && buf_.size() > len_ ? buf_.size() - len_ - 1 : 0;
+}
+
 bool Dhcp4Builder::add_option(uint8_t code, Bytes data) {
     if (!ok_ || done_) return false;
     // Every chunk costs two header bytes; an empty option is one chunk.

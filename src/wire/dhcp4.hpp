@@ -189,6 +189,11 @@ public:
     bool add_ipv4_list(uint8_t code, std::span<const Ipv4> list);
     bool add_string(uint8_t code, std::string_view s);
 
+    // The bytes an option of `data_len` bytes takes (RFC 3396 chunks of 255
+    // included), and the bytes options can still take (END's kept aside).
+    static size_t option_size(size_t data_len);
+    size_t room() const;
+
     // Writes END and zero padding up to kDhcp4MinLen; returns the message
     // length, or 0 if the builder failed. No option can be added after it.
     size_t finish();

@@ -114,6 +114,28 @@ class DhcpTest(unittest.TestCase):
             guest.run(["ip", "-4", "addr", "flush", "dev", "tap0"])
             self.assertEqual(netlab.dhcp(lab, guest).get("ip"), "10.0.2.200")
 
+    def test_a_search_list_too_long_for_the_reply_is_left_out_not_the_lease(self):
+        """A --dns-search list near its 255-byte limit does not fit a
+        576-byte reply beside the other options (udhcpc asks for no more):
+        the guest still gets its lease, with everything but the list, and
+        usernet warns once which option it left out."""
+        search = ",".join("s%d.a-rather-long-domain-name.example" % i for i in range(6))
+        with netlab.Lab("dhcp") as lab:
+            host = lab.netns("host")
+            guest = lab.netns("guest")
+            un = lab.usernet(host, ["--netns", guest.path, "--hostname", "vm", "--domain",
+                                    "lan.test", "--dns-search", search,
+                                    "--dhcp-route", "192.168.50.0/24"],
+                             wait=[("link", guest, "tap0")])
+            lease = netlab.dhcp(lab, guest)
+            self.assertTrue(lease.get("ip", "").startswith("10.0.2."), lease)
+            self.assertEqual(lease.get("router"), netlab.GATEWAY, lease)
+            self.assertEqual(lease.get("hostname"), "vm", lease)
+            self.assertEqual(lease.get("domain"), "lan.test", lease)
+            self.assertIn("192.168.50.0/24", lease.get("staticroutes", ""), lease)
+            self.assertNotIn("search", lease)
+            self.assertIn("goes without: domain search (119)", un.stderr())
+
 
 if __name__ == "__main__":
     netlab.main()

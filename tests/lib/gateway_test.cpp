@@ -477,7 +477,8 @@ std::optional<wire::Dhcp4View> dhcp_of(const std::vector<uint8_t>& f, Parsed* ou
 std::vector<uint8_t> dhcp_request_frame(uint8_t type, uint32_t xid, std::optional<Ipv4> requested,
                                         std::optional<Ipv4> server, Ipv4 ciaddr = 0,
                                         const MacAddr& m = kGuestMac,
-                                        std::optional<std::vector<uint8_t>> client_id = {}) {
+                                        std::optional<std::vector<uint8_t>> client_id = {},
+                                        std::optional<uint16_t> max_size = {}) {
     std::vector<uint8_t> msg(548);
     wire::Dhcp4Builder b(msg);
     b.set_op(wire::dhcp4op::boot_request);
@@ -488,6 +489,7 @@ std::vector<uint8_t> dhcp_request_frame(uint8_t type, uint32_t xid, std::optiona
     if (requested) b.add_ipv4(wire::dhcp4opt::requested_ip, *requested);
     if (server) b.add_ipv4(wire::dhcp4opt::server_id, *server);
     if (client_id) b.add_option(wire::dhcp4opt::client_id, *client_id);
+    if (max_size) b.add_u16(wire::dhcp4opt::max_message_size, *max_size);
     msg.resize(b.finish());
     if (ciaddr)
         return udp_frame(MacAddr{{0x52, 0x55, 10, 0, 2, 2}}, m, ciaddr, ip("10.0.2.2"), 68, 67,
@@ -732,6 +734,55 @@ TEST_F(GatewayTest, Dhcp_HostnameSearchListRoutesAndLeaseTime) {
                            "\x0c\xac\x10\x0a\x00\x02\x02"
                            "\x00\x0a\x00\x02\x02", 20);
     EXPECT_EQ(text_of(*d, wire::dhcp4opt::classless_route), want);
+}
+
+// A --dhcp-route 0.0.0.0/0 is the default route: none is added beside it.
+TEST_F(GatewayTest, Dhcp_ARouteToEverywhereReplacesTheDefaultOne) {
+    gw.reset();
+    cfg.dhcp_routes = {{0, 0, ip("10.0.2.9")}, {ip("192.168.50.0"), 24, ip("10.0.2.2")}};
+    gw = std::make_unique<Gateway>(loop, sw, cfg);
+    input(dhcp_request_frame(wire::dhcp4msg::discover, 1, std::nullopt, std::nullopt));
+    auto d = dhcp_of(guest.frames.at(0));
+    ASSERT_TRUE(d);
+    const std::string want("\x00\x0a\x00\x02\x09"
+                           "\x18\xc0\xa8\x32\x0a\x00\x02\x02", 13);
+    EXPECT_EQ(text_of(*d, wire::dhcp4opt::classless_route), want);
+}
+
+// A reply too large for the client (576 bytes without option 57, RFC 2131)
+// still goes, without the options that did not fit, least needed first;
+// a client that takes more gets them all. RFC 6842: the client identifier
+// comes back.
+TEST_F(GatewayTest, Dhcp_AReplyTooLargeForTheClientGoesWithoutWhatDoesNotFit) {
+    gw.reset();
+    cfg.domain = "lab.internal";
+    cfg.hostname = "vm";
+    for (int i = 0; i < 8; i++) cfg.dns_search.push_back("search" + std::to_string(i) + ".a-long-domain-name.example");
+    gw = std::make_unique<Gateway>(loop, sw, cfg);
+    ASSERT_GT(gw->search_wire().size(), 250u);
+    std::vector<uint8_t> cid{1, 0x52, 0x54, 0, 0x12, 0x34, 0x56};
+    input(dhcp_request_frame(wire::dhcp4msg::discover, 1, std::nullopt, std::nullopt, 0, kGuestMac,
+                             cid));
+    ASSERT_EQ(guest.frames.size(), 1u);
+    auto d = dhcp_of(guest.frames[0]);
+    ASSERT_TRUE(d);
+    EXPECT_EQ(d->message_type(), wire::dhcp4msg::offer);
+    EXPECT_LE(guest.frames[0].size(), 14u + 576u);
+    EXPECT_TRUE(d->find(wire::dhcp4opt::router));
+    EXPECT_EQ(text_of(*d, wire::dhcp4opt::hostname), "vm");
+    EXPECT_EQ(text_of(*d, wire::dhcp4opt::domain_name), "lab.internal");
+    EXPECT_FALSE(d->find(wire::dhcp4opt::domain_search));
+    auto echoed = d->find(wire::dhcp4opt::client_id);
+    ASSERT_TRUE(echoed);
+    EXPECT_EQ(std::vector<uint8_t>(echoed->begin(), echoed->end()), cid);
+    EXPECT_EQ(gw->dhcp().stats().options_left_out, 1u);
+    // Option 57 = 1500: everything.
+    input(dhcp_request_frame(wire::dhcp4msg::discover, 2, std::nullopt, std::nullopt, 0, kGuestMac,
+                             cid, 1500));
+    ASSERT_EQ(guest.frames.size(), 2u);
+    auto big = dhcp_of(guest.frames[1]);
+    ASSERT_TRUE(big);
+    EXPECT_EQ(text_of(*big, wire::dhcp4opt::domain_search).size(), gw->search_wire().size());
 }
 
 TEST_F(GatewayTest, Dhcp_AStaticLeaseIsItsMacsAloneInsideOrOutsideThePool) {

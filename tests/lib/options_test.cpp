@@ -586,6 +586,21 @@ TEST(Options, OnlyAnUplinksOwnLanHasNamespacesDefaultTo1500) {
     EXPECT_EQ(c.attachments[4].mtu, kNetnsMtu);
 }
 
+TEST(Options, DhcpRoutesMustFitOption121OncePerDestination) {
+    std::vector<std::string> args{"--socket", "/tmp/a"};
+    for (int i = 0; i < 27; i++) {
+        args.push_back("--dhcp-route");
+        args.push_back("192.168." + std::to_string(i) + ".0/25");
+    }
+    EXPECT_EQ(parse(args).net.dhcp_routes.size(), 27u);  // 27 * 9 + 5 = 248 bytes
+    args.push_back("--dhcp-route");
+    args.push_back("192.168.99.0/25");
+    EXPECT_NE(error_message(args).find("more than DHCP option 121's 255"), std::string::npos);
+    EXPECT_EQ(error_option({"--dhcp-route", "192.168.5.0/24", "--dhcp-route",
+                            "192.168.5.7/24,10.0.2.9"}),
+              "--dhcp-route");
+}
+
 TEST(Options, LogLevels) {
     EXPECT_EQ(parse({"--debug"}).log_level, LogLevel::debug);
     EXPECT_EQ(parse({"-d"}).log_level, LogLevel::debug);
