@@ -231,6 +231,20 @@ def free_port(kind=socket.SOCK_STREAM, exclude=()):
     raise RuntimeError("no free port found")
 
 
+def check_capture_macs(pcap, seen, unseen):
+    """MAC translation's promise, checked on a LAN capture: every MAC of
+    `seen` is somewhere in it and no byte run of it is a MAC of `unseen`
+    (the guests' own). Raises AssertionError naming the MAC otherwise."""
+    with open(pcap, "rb") as f:
+        data = f.read()
+    for mac in seen:
+        if bytes.fromhex(mac.replace(":", "")) not in data:
+            raise AssertionError("the LAN capture %s never holds %s" % (pcap, mac))
+    for mac in unseen:
+        if bytes.fromhex(mac.replace(":", "")) in data:
+            raise AssertionError("the LAN saw the guest's MAC %s (%s)" % (mac, pcap))
+
+
 def sha256_file(path):
     h = hashlib.sha256()
     with open(path, "rb") as f:

@@ -54,6 +54,16 @@ class VdeTest(unittest.TestCase):
         ns.run(["ip", "link", "set", "tap0", "up"])
         return p
 
+    def _download(self, lab, host, g, size):
+        """g fetches a file of `size` bytes from the host's loopback (as the
+        gateway) through the NAT; its sha256 must match."""
+        _, sha = lab.make_file(size, "file.bin")
+        srv = host.server("http", "--bind", "127.0.0.1", "--dir", lab.dir)
+        out = lab.path("got.bin")
+        netlab.curl(g, ["--max-time", "100", "-o", out, "http://%s:%d/file.bin" % (GATEWAY, srv.port)],
+                    timeout=120)
+        self.assertEqual(netlab.sha256_file(out), sha)
+
     def test_vde_plug_guest_gets_lease_downloads_and_its_death_leaves_nothing(self):
         with netlab.Lab("vde") as lab:
             host = lab.netns("host")
@@ -67,12 +77,7 @@ class VdeTest(unittest.TestCase):
             self.assertEqual(lease["router"], GATEWAY)
             self.assertEqual(lease.get("mtu"), "1500")
             netlab.ping(g, GATEWAY, count=2)
-            path, sha = lab.make_file(8 * MiB, "file.bin")
-            srv = host.server("http", "--bind", "127.0.0.1", "--dir", lab.dir)
-            out = lab.path("got.bin")
-            netlab.curl(g, ["--max-time", "100", "-o", out, "http://%s:%d/file.bin" % (GATEWAY, srv.port)],
-                        timeout=120)
-            self.assertEqual(netlab.sha256_file(out), sha)
+            self._download(lab, host, g, 8 * MiB)
             self.assertIn("connected as switch port", un.stderr())
             self.assertRegex(un.stderr(), r"guest MAC [0-9a-f:]{17}")
             # The plug dies: its port and our socket file go at once; its own
@@ -100,12 +105,7 @@ class VdeTest(unittest.TestCase):
             netlab.ping(g1, l2["ip"], count=2)
             netlab.ping(g2, l1["ip"], count=2)
             self.assertEqual(len(port_files(d)), 2)
-            path, sha = lab.make_file(4 * MiB, "file.bin")
-            srv = host.server("http", "--bind", "127.0.0.1", "--dir", lab.dir)
-            out = lab.path("got2.bin")
-            netlab.curl(g2, ["--max-time", "100", "-o", out, "http://%s:%d/file.bin" % (GATEWAY, srv.port)],
-                        timeout=120)
-            self.assertEqual(netlab.sha256_file(out), sha)
+            self._download(lab, host, g2, 4 * MiB)
             # usernet goes first: every file it made goes, and the directory
             un.stop()
             self.assertIsNone(entries(d), "usernet left %r behind" % (entries(d),))
@@ -127,24 +127,14 @@ class VdeTest(unittest.TestCase):
             g.run(["ip", "link", "set", "tap0", "address", new_mac])
             g.run(["ip", "neigh", "flush", "dev", "tap0"])
             netlab.ping(g, GATEWAY, count=2)
-            path, sha = lab.make_file(2 * MiB, "file.bin")
-            srv = host.server("http", "--bind", "127.0.0.1", "--dir", lab.dir)
-            out = lab.path("got.bin")
-            netlab.curl(g, ["--max-time", "60", "-o", out, "http://%s:%d/file.bin" % (GATEWAY, srv.port)],
-                        timeout=90)
-            self.assertEqual(netlab.sha256_file(out), sha)
+            self._download(lab, host, g, 2 * MiB)
             self.assertEqual(netlab.dhcp(lab, g)["ip"], lease["ip"])
             lab.assert_alive(un)
             un.stop()
             err = un.stderr()
             self.assertIn("the LAN sees MAC %s" % lan_mac, err)
             self.assertIn("the guest's MAC is now %s; the LAN still sees %s" % (new_mac, lan_mac), err)
-            with open(pcap, "rb") as f:
-                data = f.read()
-            self.assertIn(bytes.fromhex(lan_mac.replace(":", "")), data)
-            for mac in (old_mac, new_mac):
-                self.assertNotIn(bytes.fromhex(mac.replace(":", "")), data,
-                                 "the LAN saw the guest's MAC " + mac)
+            netlab.check_capture_macs(pcap, [lan_mac], [old_mac, new_mac])
 
     def test_stale_ctl_replaced_live_refused_bad_request_closed(self):
         with netlab.Lab("vde3") as lab:
