@@ -83,6 +83,7 @@ HostTarget Nat::host_target(const wire::IpAddr& dst, uint16_t port, uint8_t prot
         service_addr = true;
         if (proto != wire::ipproto::tcp || port != g.port) continue;
         t.verdict = HostTarget::Verdict::ok;
+        t.guest_forward = true;
         switch (g.kind) {
         case GuestForwardSpec::Kind::tcp:
             t.addr = to_sockaddr(g.host, g.host_port);

@@ -94,6 +94,9 @@ struct HostTarget {
     gw::DnsTcpService* dns_tcp = nullptr;
     // An embedder's guest forward (GuestForwardOpener).
     GuestForwardOpener* opener = nullptr;
+    // A guest forward's target (--guestfwd): the user's own server, reached
+    // from the kernel's choice of address, not from --outbound-addr.
+    bool guest_forward = false;
     bool ok() const { return verdict == Verdict::ok; }
     bool forbidden() const { return verdict == Verdict::forbidden; }
 };

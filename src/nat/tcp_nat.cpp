@@ -608,8 +608,11 @@ void TcpNat::open_outbound(const gw::GuestPacket& pkt, const wire::TcpView& seg,
     int rc = 0, err = 0;
     if (!connected) {
         // --outbound-addr: an address the host lost fails the connection
-        // (a RST), as libslirp's does.
-        if (!local && !gw_.config().bind_outbound(fd, target.addr.ss_family)) rc = -1;
+        // (a RST), as libslirp's does. Not for a guest forward's target,
+        // which usernet(1) leaves out of it.
+        if (!local && !target.guest_forward &&
+            !gw_.config().bind_outbound(fd, target.addr.ss_family))
+            rc = -1;
         else
             rc = connect(fd, reinterpret_cast<const sockaddr*>(&target.addr),
                          sockaddr_len(target.addr));

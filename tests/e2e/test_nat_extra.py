@@ -116,9 +116,11 @@ class Extra(unittest.TestCase):
             host.run(["ip", "addr", "add", out + "/32", "dev", "lo"])
             dport = netlab.free_port(netlab.socket.SOCK_DGRAM)
             dnslog = remote.popen([netlab.PY, "-c", PEER_LOG, str(dport)], name="dnslog")
+            local = host.server("whoami", "--bind", "127.0.0.1")
             un = lab.usernet(host, ["--netns", guest.path, "--config-net", "--no-dhcp",
                                     "--outbound-addr", out,
-                                    "--dns-upstream", "%s:%d" % (REMOTE_ADDR, dport)],
+                                    "--dns-upstream", "%s:%d" % (REMOTE_ADDR, dport),
+                                    "--guestfwd", "tcp:10.0.2.100:80-127.0.0.1:%d" % local.port],
                              wait=[("link", guest, "tap0")])
             netlab.wait_for(lambda: guest.addrs("tap0"), 10, what="addr")
             who = remote.server("whoami", "--bind", "0.0.0.0")
@@ -128,6 +130,10 @@ class Extra(unittest.TestCase):
             self.assertEqual(r.stdout.split()[:2], ["PEER", out], r.stdout + r.stderr)
             r = netlab.ping(guest, REMOTE_ADDR, count=2)
             self.assertIn("2 packets received", r.stdout)
+            # A guest forward is not the NAT's: its server on the host's
+            # loopback sees a loopback client, not --outbound-addr.
+            r = guest.py(TCP_ASK, "10.0.2.100", 80)
+            self.assertEqual(r.stdout.split()[:2], ["PEER", "127.0.0.1"], r.stdout + r.stderr)
             guest.run(["dig", "+time=1", "+tries=1", "@" + netlab.DNS, "x.example.test"],
                       check=False, timeout=20)
             netlab.wait_for(lambda: "FROM" in dnslog.stdout(), 10, what="the DNS query upstream")
