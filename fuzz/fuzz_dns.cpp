@@ -58,14 +58,24 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         FUZZ_CHECK(rq && rq->qtype == q->qtype && rq->qclass == q->qclass);
         FUZZ_CHECK(std::equal(rq->name.bytes().begin(), rq->name.bytes().end(),
                               q->name.bytes().begin(), q->name.bytes().end()));
+        // The two answers, named as the question; and an OPT record (root
+        // name) exactly when the query had one.
+        const bool edns = dns_edns_version(*v).has_value();
         DnsRecordIter it(*r);
         DnsRecord rec;
-        int count = 0;
+        int count = 0, opts = 0;
         while (it.next(rec)) {
+            if (it.section() == 2) {
+                FUZZ_CHECK(rec.type == dnstype::opt && rec.name.len == 1 && rec.ttl == 0);
+                opts++;
+                continue;
+            }
             FUZZ_CHECK(rec.name.len == q->name.len);
             count++;
         }
         FUZZ_CHECK(!it.malformed() && count == 2);
+        FUZZ_CHECK(opts == (edns && r->arcount() == 1 ? 1 : 0));
+        FUZZ_CHECK(!edns || r->arcount() == 1 || n + kEdnsOptLen > out.size());
     }
     return 0;
 }
