@@ -325,7 +325,10 @@ bool Gateway::send_ip(const wire::IpAddr& src, const wire::IpAddr& dst, uint8_t 
     if (d != 0xffffffff && d != cfg_.broadcast()) {
         const Neighbor* n = live_neighbor(d);
         if (!n) {
-            if (cfg_.in_subnet(d) && !is_own_v4(d)) send_arp_request(d);
+            if (cfg_.in_subnet(d) && !is_own_v4(d)) {
+                send_arp_request(d);
+                if ((!off || !off->any()) && hold(src, dst, proto, l4_len, ttl)) return true;
+            }
             stats_.dropped_no_neighbor++;
             return false;
         }
@@ -539,7 +542,56 @@ Gateway::Neighbor* Gateway::bind(wire::Ipv4 ip, const wire::MacAddr& mac, sw::Po
     n.offload = offload;
     if (port != sw::kNoPort) n.port = port;
     mac_ip_[mac] = ip;
+    neighbor_known(wire::IpAddr::v4(ip));
     return &n;
+}
+
+bool Gateway::hold(const wire::IpAddr& src, const wire::IpAddr& dst, uint8_t proto,
+                   size_t l4_len, uint8_t ttl) {
+    if (l4_len > kHeldMax) return false;
+    const core::Millis now = loop_.now();
+    // A free or expired slot, else the oldest.
+    HeldPacket* slot = &held_[0];
+    for (HeldPacket& h : held_) {
+        if (!h.used || now - h.at > kHoldMs) {
+            if (h.used) stats_.held_expired++;
+            h.used = false;
+            slot = &h;
+            break;
+        }
+        if (h.at < slot->at) slot = &h;
+    }
+    if (slot->used) stats_.held_expired++;  // pushed out by a newer one
+    *slot = HeldPacket{true, now, src, dst, proto, ttl, static_cast<uint16_t>(l4_len), {}};
+    std::memcpy(slot->l4.data(), tx_l4(), l4_len);
+    stats_.held_for_neighbor++;
+    return true;
+}
+
+void Gateway::neighbor_known(const wire::IpAddr& ip) {
+    for (const HeldPacket& h : held_)
+        if (h.used && h.dst == ip) {
+            if (!held_timer_.armed()) loop_.arm(held_timer_, 0);
+            return;
+        }
+}
+
+void Gateway::send_held() {
+    const core::Millis now = loop_.now();
+    for (HeldPacket& h : held_) {
+        if (!h.used) continue;
+        if (now - h.at > kHoldMs) {
+            h.used = false;
+            stats_.held_expired++;
+            continue;
+        }
+        const bool known = h.dst.is_v4() ? live_neighbor(h.dst.as_v4()) != nullptr
+                                         : live_neighbor6(h.dst) != nullptr;
+        if (!known) continue;
+        h.used = false;
+        std::memcpy(tx_l4(), h.l4.data(), h.len);
+        if (send_ip(h.src, h.dst, h.proto, h.len, h.ttl, nullptr)) stats_.held_sent++;
+    }
 }
 
 void Gateway::drop_binding(std::unordered_map<wire::Ipv4, Neighbor>::iterator it) {

@@ -125,6 +125,9 @@ struct GatewayStats {
     uint64_t dropped_malformed = 0;    // failed a wire parse or a checksum
     uint64_t fragments_sent = 0;       // fragments of packets larger than a guest's MTU
     uint64_t dropped_no_neighbor = 0;  // toward a guest whose MAC is unknown
+    uint64_t held_for_neighbor = 0;    // held while ARP/NDP asked for the MAC
+    uint64_t held_sent = 0;            // of those, sent once the MAC was known
+    uint64_t held_expired = 0;         // of those, never answered in kHoldMs
     uint64_t dropped_unsupported = 0;  // ethertypes / protocols not handled
     uint64_t dropped_ttl = 0;          // TTL expired on a routed packet (time exceeded sent)
     uint64_t dropped_too_big = 0;      // toward a guest, larger than its MTU
@@ -154,6 +157,10 @@ public:
     static constexpr size_t kMaxNeighbors = 4096;
     static constexpr core::Millis kNeighborIdleMs = 600'000;
     static constexpr core::Millis kArpRetryMs = 1000;
+    // Packets held while ARP or NDP asks for a guest's MAC (see held_).
+    static constexpr size_t kHeldSlots = 4;
+    static constexpr size_t kHeldMax = 2048;
+    static constexpr core::Millis kHoldMs = 3000;
     // DHCP messages a port may send: a burst and a rate per second.
     static constexpr uint32_t kDhcpBurst = 16;
     static constexpr uint32_t kDhcpPerSecond = 4;
@@ -411,6 +418,28 @@ private:
     Neighbors6 neighbors6_;
     wire::IpAddr link_local_;
     core::Timer ra_timer_{[this] { advertise_to_all(); }};
+    // Packets toward a guest whose MAC is being asked for (ARP, NDP): a
+    // few, held for kHoldMs as a kernel's neighbor queue holds them, so a
+    // forwarded UDP datagram to a guest heard from long ago (or never, a
+    // --config-net namespace) is not lost while the gateway asks. Sent from
+    // the loop once the answer came (never from inside the caller that
+    // learned it: tx_l4() may hold that caller's message).
+    struct HeldPacket {
+        bool used = false;
+        core::Millis at = 0;
+        wire::IpAddr src, dst;
+        uint8_t proto = 0, ttl = 0;
+        uint16_t len = 0;
+        std::array<uint8_t, kHeldMax> l4{};
+    };
+    std::array<HeldPacket, kHeldSlots> held_{};
+    core::Timer held_timer_{[this] { send_held(); }};
+    // Keeps the l4_len bytes at tx_l4() (false if they are too many).
+    bool hold(const wire::IpAddr& src, const wire::IpAddr& dst, uint8_t proto, size_t l4_len,
+              uint8_t ttl);
+    // After a neighbor was learned: sends what waited for it, from the loop.
+    void neighbor_known(const wire::IpAddr& ip);
+    void send_held();
     std::vector<core::TokenBucket> rs_budget_;  // by port id
     std::array<uint8_t, 512> nd_buf_{};  // room for a 255-byte DNS search list
     struct NsAttempt {

@@ -366,8 +366,10 @@ bool Gateway::send_ip6(const wire::IpAddr& src, const wire::IpAddr& dst, uint8_t
     } else {
         const Neighbor6* n = live_neighbor6(dst);
         if (!n) {
-            if ((cfg_.in_prefix6(dst) || wire::is_v6_link_local(dst)) && !is_own_v6(dst))
+            if ((cfg_.in_prefix6(dst) || wire::is_v6_link_local(dst)) && !is_own_v6(dst)) {
                 send_neighbor_solicit(dst);
+                if ((!off || !off->any()) && hold(src, dst, proto, l4_len, hop_limit)) return true;
+            }
             stats_.dropped_no_neighbor++;
             return false;
         }
@@ -551,6 +553,7 @@ bool Gateway::claim6(sw::PortId port, const wire::MacAddr& mac, const wire::IpAd
     } else {
         it->second = n;
     }
+    neighbor_known(ip);
     return true;
 }
 

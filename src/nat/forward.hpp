@@ -43,11 +43,12 @@
 // holds a lease (or was heard from last) at the time of the connection,
 // else, when no guest has been heard from at all, the first DHCP address:
 // QEMU's default hostfwd target, and the address --config-net gives the
-// first namespace. The gateway ARPs (or solicits) for it; a TCP connection
-// waits on the translator's SYN retries, so a client that connects while
-// the guest boots gets through once it is up, as with QEMU. Only with no
-// DHCP range and no guest heard from is a connection reset (TCP) or a
-// datagram dropped (UDP).
+// first namespace. The gateway ARPs (or solicits) for it and holds a few
+// packets meanwhile (Gateway::hold); a TCP connection waits on the
+// translator's SYN retries, so a client that connects while the guest
+// boots gets through once it is up, as with QEMU. Only with no DHCP range
+// and no guest heard from is a connection reset (TCP) or a datagram
+// dropped (UDP).
 #pragma once
 
 #include <cstdint>

@@ -394,6 +394,26 @@ while True:
             self.udp_ok(host, "127.0.0.1", p)
             self.udp_ok(host, "127.0.0.1", hp)
 
+    def test_the_first_udp_datagram_to_a_silent_guest_is_not_lost(self):
+        """A --config-net guest has never spoken when the first datagram
+        of a -u forward arrives: the gateway asks for its MAC by ARP and
+        holds the datagram meanwhile (as a kernel's neighbor queue does);
+        the one datagram, sent once, is answered. IPv6 too (NDP)."""
+        once = ("import socket, sys\n"
+                "fam = socket.AF_INET6 if ':' in sys.argv[1] else socket.AF_INET\n"
+                "s = socket.socket(fam, socket.SOCK_DGRAM); s.settimeout(5)\n"
+                "s.sendto(b'one', (sys.argv[1], int(sys.argv[2])))\n"
+                "try:\n    print(s.recvfrom(100)[0].decode())\n"
+                "except socket.timeout:\n    print('LOST')\n")
+        with netlab.Lab("fwd") as lab:
+            p = netlab.free_port(netlab.socket.SOCK_DGRAM)
+            host, guest, _, un = self._start(lab, ["-u", str(p)])
+            guest.server("udp-echo", "--bind", "::", "--port", p)
+            for addr in ("127.0.0.1", "::1"):
+                r = host.py(once, addr, p, timeout=20)
+                self.assertEqual(r.stdout.strip(), "one", "%s: %s %s" % (addr, r.stdout, r.stderr))
+            lab.assert_alive(un)
+
     def test_tcp_and_udp_forwards_together(self):
         with netlab.Lab("fwd") as lab:
             p = netlab.free_port()

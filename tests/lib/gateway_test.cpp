@@ -382,13 +382,14 @@ TEST_F(GatewayTest, Gateway_CountsOtherEthertypesAsUnsupportedAndBrokenIpv6AsMal
 
 // --- sending toward guests ---------------------------------------------------
 
-TEST_F(GatewayTest, Gateway_SendToUnknownGuestSendsOneArpRequestAndFails) {
+TEST_F(GatewayTest, Gateway_SendToUnknownGuestSendsOneArpRequestAndHoldsThePacket) {
     std::memset(gw->tx_l4(), 0, 8);
     auto dst = wire::IpAddr::v4(ip("10.0.2.50"));
     auto src = wire::IpAddr::v4(ip("1.2.3.4"));
-    EXPECT_FALSE(gw->send_ip(src, dst, wire::ipproto::udp, 8));
-    EXPECT_FALSE(gw->send_ip(src, dst, wire::ipproto::udp, 8));  // within the second
-    EXPECT_EQ(gw->gw_stats().dropped_no_neighbor, 2u);
+    EXPECT_TRUE(gw->send_ip(src, dst, wire::ipproto::udp, 8));  // held
+    EXPECT_TRUE(gw->send_ip(src, dst, wire::ipproto::udp, 8));  // within the second
+    EXPECT_EQ(gw->gw_stats().held_for_neighbor, 2u);
+    EXPECT_EQ(gw->gw_stats().dropped_no_neighbor, 0u);
     ASSERT_EQ(guest.frames.size(), 1u);
     auto eth = wire::EthernetView::parse(guest.frames[0]);
     EXPECT_TRUE(eth->dst().is_broadcast());
@@ -397,11 +398,50 @@ TEST_F(GatewayTest, Gateway_SendToUnknownGuestSendsOneArpRequestAndFails) {
     EXPECT_EQ(arp->op(), wire::arpop::request);
     EXPECT_EQ(arp->sender_ip(), ip("10.0.2.2"));
     EXPECT_EQ(arp->target_ip(), ip("10.0.2.50"));
-    // Another address gets its own request; an address off the LAN none.
-    EXPECT_FALSE(gw->send_ip(src, wire::IpAddr::v4(ip("10.0.2.51")), wire::ipproto::udp, 8));
+    // Another address gets its own request; an address off the LAN none,
+    // and its packet is dropped.
+    EXPECT_TRUE(gw->send_ip(src, wire::IpAddr::v4(ip("10.0.2.51")), wire::ipproto::udp, 8));
     EXPECT_FALSE(gw->send_ip(src, wire::IpAddr::v4(ip("8.8.8.8")), wire::ipproto::udp, 8));
     EXPECT_EQ(guest.frames.size(), 2u);
     EXPECT_EQ(gw->gw_stats().arp_requests, 2u);
+    EXPECT_EQ(gw->gw_stats().dropped_no_neighbor, 1u);
+}
+
+// What waited for the guest's MAC goes, once, when the guest shows up (as a
+// kernel's neighbor queue sends it), from the loop; a packet held longer
+// than kHoldMs is dropped instead.
+TEST_F(GatewayTest, Gateway_HeldPacketsGoWhenTheGuestAnswersAndExpireOtherwise) {
+    auto src = wire::IpAddr::v4(ip("93.184.216.34"));
+    auto dst = wire::IpAddr::v4(ip("10.0.2.15"));
+    uint8_t* l4 = gw->tx_l4();
+    const uint8_t data[] = {0xaa, 0xbb};
+    std::memcpy(l4 + 8, data, 2);
+    wire::build_udp(l4, src, dst, 53, 4000, 2);
+    ASSERT_TRUE(gw->send_ip(src, dst, wire::ipproto::udp, 10));
+    ASSERT_EQ(guest.frames.size(), 1u);  // the ARP request
+    guest_says_hello();                  // the guest speaks: its MAC is known
+    EXPECT_TRUE(guest.frames.empty());   // not from inside the input
+    loop.run_once(0);
+    ASSERT_EQ(guest.frames.size(), 1u);
+    auto p = parse_ip(guest.frames[0]);
+    ASSERT_TRUE(p);
+    EXPECT_EQ(p->eth.dst(), kGuestMac);
+    EXPECT_EQ(p->ip.src(), ip("93.184.216.34"));
+    EXPECT_EQ(p->ip.total_len(), 30u);
+    EXPECT_EQ(gw->gw_stats().held_sent, 1u);
+    loop.run_once(0);
+    EXPECT_EQ(guest.frames.size(), 1u);  // once
+
+    // Nobody answers for 10.0.2.60: after kHoldMs its packet is gone.
+    guest.frames.clear();
+    wire::build_udp(l4, src, wire::IpAddr::v4(ip("10.0.2.60")), 53, 4000, 2);
+    ASSERT_TRUE(gw->send_ip(src, wire::IpAddr::v4(ip("10.0.2.60")), wire::ipproto::udp, 10));
+    const core::Millis t0 = loop.now();
+    while (loop.now() - t0 <= Gateway::kHoldMs + 50) loop.run_once(20);
+    guest_says_hello(ip("10.0.2.60"), MacAddr{{0x52, 0x54, 0, 0, 0, 0x60}});
+    loop.run_once(0);
+    EXPECT_TRUE(guest.frames.empty());
+    EXPECT_EQ(gw->gw_stats().held_expired, 1u);
 }
 
 TEST_F(GatewayTest, Gateway_SendPadsShortFramesAndWritesValidHeaders) {
@@ -1363,7 +1403,7 @@ TEST_F(GatewayTest, Gateway6_AMacHoldsAFewAddressesAndNotAnotherGuestsOrOutsideT
 
 TEST_F(GatewayTest, Gateway6_SendingToAnUnknownGuestSolicitsIt) {
     std::memset(gw->tx_l4(), 0, 8);
-    EXPECT_FALSE(gw->send_ip(ip6("fec0::2"), ip6("fec0::77"), wire::ipproto::udp, 8));
+    EXPECT_TRUE(gw->send_ip(ip6("fec0::2"), ip6("fec0::77"), wire::ipproto::udp, 8));  // held
     ASSERT_EQ(guest.frames.size(), 1u);
     auto ns = parse_icmp6(guest.frames[0]);
     ASSERT_TRUE(ns);
@@ -1371,9 +1411,9 @@ TEST_F(GatewayTest, Gateway6_SendingToAnUnknownGuestSolicitsIt) {
     EXPECT_EQ(ns->icmp.nd_target(), ip6("fec0::77"));
     EXPECT_EQ(ns->ip.dst_addr(), wire::solicited_node(ip6("fec0::77")));
     // Once a second, not once a packet.
-    EXPECT_FALSE(gw->send_ip(ip6("fec0::2"), ip6("fec0::77"), wire::ipproto::udp, 8));
+    EXPECT_TRUE(gw->send_ip(ip6("fec0::2"), ip6("fec0::77"), wire::ipproto::udp, 8));
     EXPECT_EQ(guest.frames.size(), 1u);
-    EXPECT_EQ(gw->gw_stats().dropped_no_neighbor, 2u);
+    EXPECT_EQ(gw->gw_stats().held_for_neighbor, 2u);
 }
 
 TEST_F(GatewayTest, Gateway6_WithIpv6OffTheGatewayIgnoresIt) {
