@@ -266,6 +266,10 @@ while True:
     except ConnectionRefusedError:
         if time.monotonic() > deadline: print("NO LISTENER"); sys.exit(0)
         time.sleep(0.2); continue
+    except ConnectionResetError:
+        # The guest's reset came back before connect() returned (on the
+        # loopback, once the gateway no longer drops the first SYN).
+        print("RESET"); break
     s.settimeout(5)
     try:
         s.sendall(b"x")
