@@ -484,6 +484,7 @@ bool Gateway::claim(sw::PortId port, const wire::MacAddr& mac, wire::Ipv4 ip) {
     auto it = neighbors_.find(ip);
     if (it != neighbors_.end() && it->second.mac == mac && it->second.port == port) {
         it->second.seen = now;  // the common case: a guest using its own address
+        neighbor_known(wire::IpAddr::v4(ip));  // (alive again after an idle spell)
         return true;
     }
     auto refuse = [&](const char* why) {
@@ -550,25 +551,24 @@ bool Gateway::hold(const wire::IpAddr& src, const wire::IpAddr& dst, uint8_t pro
                    size_t l4_len, uint8_t ttl) {
     if (l4_len > kHeldMax) return false;
     const core::Millis now = loop_.now();
-    // A free or expired slot, else the oldest.
+    // A free or expired slot, else the oldest (pushed out by a newer one).
     HeldPacket* slot = &held_[0];
     for (HeldPacket& h : held_) {
         if (!h.used || now - h.at > kHoldMs) {
-            if (h.used) stats_.held_expired++;
-            h.used = false;
             slot = &h;
             break;
         }
         if (h.at < slot->at) slot = &h;
     }
-    if (slot->used) stats_.held_expired++;  // pushed out by a newer one
+    if (slot->used) stats_.held_expired++;
+    else held_n_++;
     *slot = HeldPacket{true, now, src, dst, proto, ttl, static_cast<uint16_t>(l4_len), {}};
     std::memcpy(slot->l4.data(), tx_l4(), l4_len);
     stats_.held_for_neighbor++;
     return true;
 }
 
-void Gateway::neighbor_known(const wire::IpAddr& ip) {
+void Gateway::neighbor_known_slow(const wire::IpAddr& ip) {
     for (const HeldPacket& h : held_)
         if (h.used && h.dst == ip) {
             if (!held_timer_.armed()) loop_.arm(held_timer_, 0);
@@ -582,6 +582,7 @@ void Gateway::send_held() {
         if (!h.used) continue;
         if (now - h.at > kHoldMs) {
             h.used = false;
+            held_n_--;
             stats_.held_expired++;
             continue;
         }
@@ -589,6 +590,7 @@ void Gateway::send_held() {
                                          : live_neighbor6(h.dst) != nullptr;
         if (!known) continue;
         h.used = false;
+        held_n_--;
         std::memcpy(tx_l4(), h.l4.data(), h.len);
         if (send_ip(h.src, h.dst, h.proto, h.len, h.ttl, nullptr)) stats_.held_sent++;
     }

@@ -433,12 +433,17 @@ private:
         std::array<uint8_t, kHeldMax> l4{};
     };
     std::array<HeldPacket, kHeldSlots> held_{};
+    size_t held_n_ = 0;  // slots in use: the per-frame check is this one load
     core::Timer held_timer_{[this] { send_held(); }};
     // Keeps the l4_len bytes at tx_l4() (false if they are too many).
     bool hold(const wire::IpAddr& src, const wire::IpAddr& dst, uint8_t proto, size_t l4_len,
               uint8_t ttl);
-    // After a neighbor was learned: sends what waited for it, from the loop.
-    void neighbor_known(const wire::IpAddr& ip);
+    // After a neighbor was learned or heard from: sends what waited for
+    // it, from the loop.
+    void neighbor_known(const wire::IpAddr& ip) {
+        if (held_n_ != 0) neighbor_known_slow(ip);
+    }
+    void neighbor_known_slow(const wire::IpAddr& ip);
     void send_held();
     std::vector<core::TokenBucket> rs_budget_;  // by port id
     std::array<uint8_t, 512> nd_buf_{};  // room for a 255-byte DNS search list

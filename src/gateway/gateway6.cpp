@@ -512,6 +512,7 @@ bool Gateway::claim6(sw::PortId port, const wire::MacAddr& mac, const wire::IpAd
     auto it = neighbors6_.find(ip);
     if (it != neighbors6_.end() && it->second.mac == mac && it->second.port == port) {
         it->second.seen = now;
+        neighbor_known(ip);  // (alive again after an idle spell)
         return true;
     }
     auto refuse = [&](const char* why) {
