@@ -333,6 +333,20 @@ bool Dhcp4Leases::decline(const Dhcp4ClientKey& key, wire::Ipv4 ip, core::Millis
     l->mac = wire::MacAddr{};
     l->state = State::declined;
     l->expires = now + kDeclineHoldMs;
+    // An attachment keeps at most its quota of addresses resting, so that
+    // DISCOVER and DECLINE in turn cannot drain the pool: its oldest
+    // declined address is free again.
+    size_t resting = 0;
+    Lease* oldest = nullptr;
+    for (Lease& d : pool_) {
+        if (d.state != State::declined || d.port != port || now >= d.expires) continue;
+        resting++;
+        if (!oldest || d.expires < oldest->expires) oldest = &d;
+    }
+    if (resting > quota(port)) {
+        oldest->state = State::free;
+        oldest->expires = 0;
+    }
     return true;
 }
 

@@ -131,7 +131,8 @@ public:
                  const wire::MacAddr& mac, PortId port = kNoPort);
     // DECLINE: ip is in use by someone else; it rests for kDeclineHoldMs.
     // Only the client the address was offered or leased to may decline it,
-    // from its own MAC and port.
+    // from its own MAC and port. A port has at most quota(port) addresses
+    // resting; past that its oldest is free again.
     bool decline(const Dhcp4ClientKey& key, wire::Ipv4 ip, core::Millis now,
                  const wire::MacAddr& mac, PortId port = kNoPort);
     // A port detached: its leases stay (a guest that comes back gets its

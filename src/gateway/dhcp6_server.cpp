@@ -183,11 +183,42 @@ void Dhcp6Server::ia_na(wire::Dhcp6Builder& b, const wire::Dhcp6IaNa& ia, wire::
     // Only the attachment that holds a binding may renew, release or decline it.
     if (l && l->port != port) l = nullptr;
     if (what == Ia::release || what == Ia::decline) {
-        if (l) {
-            spdlog::debug("dhcpv6: {} {}", what == Ia::release ? "released" : "declined",
-                          l->addr);
+        if (!l) {
+            // 18.3.7, 18.3.8: an IA the client holds no binding for.
+            const size_t mark = b.begin(o::ia_na);
+            b.append32(ia.iaid);
+            b.append32(0);
+            b.append32(0);
+            b.put_status(wire::dhcp6status::no_binding, "no binding for this IA");
+            b.end(mark);
+            return;
+        }
+        if (what == Ia::release) {
+            spdlog::debug("dhcpv6: released {}", l->addr);
             *l = std::move(leases_.back());
             leases_.pop_back();
+        } else {
+            // Someone else answers at that address: it rests, bound to
+            // nobody, rather than going to the next client.
+            // An attachment keeps at most its quota of addresses resting,
+            // so that declining cannot drain the pool: its oldest goes.
+            spdlog::info("dhcpv6: {} declined {} (in use by another host)", mac, l->addr);
+            const core::Millis now = gw_.loop().now();
+            l->duid.clear();
+            l->iaid = 0;
+            l->declined = true;
+            l->until = now + kDeclineHoldMs;
+            size_t resting = 0;
+            Lease* oldest = nullptr;
+            for (Lease& d : leases_) {
+                if (!d.declined || d.port != port || d.until <= now) continue;
+                resting++;
+                if (!oldest || d.until < oldest->until) oldest = &d;
+            }
+            if (resting > std::max<uint32_t>(cfg_.dhcp_leases_per_port, 1)) {
+                *oldest = std::move(leases_.back());
+                leases_.pop_back();
+            }
         }
         return;
     }
@@ -232,7 +263,9 @@ void Dhcp6Server::ia_na(wire::Dhcp6Builder& b, const wire::Dhcp6IaNa& ia, wire::
 
 Dhcp6Server::Lease* Dhcp6Server::find(wire::Bytes duid, uint32_t iaid) {
     for (Lease& l : leases_)
-        if (l.iaid == iaid && same(wire::Bytes(l.duid.data(), l.duid.size()), duid)) return &l;
+        if (!l.declined && l.iaid == iaid &&
+            same(wire::Bytes(l.duid.data(), l.duid.size()), duid))
+            return &l;
     return nullptr;
 }
 
@@ -250,7 +283,7 @@ bool Dhcp6Server::make_room(sw::PortId port) {
     size_t mine = 0;
     Lease* oldest = nullptr;
     for (Lease& l : leases_) {
-        if (l.port != port) continue;
+        if (l.port != port || l.declined) continue;
         mine++;
         if (!oldest || l.until < oldest->until) oldest = &l;
     }
@@ -287,7 +320,7 @@ Dhcp6Server::Lease* Dhcp6Server::bind(wire::Bytes duid, uint32_t iaid, const wir
     // first IA; then the pool.
     wire::IpAddr addr{};
     bool first_ia = std::none_of(leases_.begin(), leases_.end(), [&](const Lease& l) {
-        return same(wire::Bytes(l.duid.data(), l.duid.size()), duid);
+        return !l.declined && same(wire::Bytes(l.duid.data(), l.duid.size()), duid);
     });
     if (first_ia) {
         const wire::Ipv4 v4 = gw_.v4_of_mac(mac);

@@ -32,7 +32,10 @@
 // needs another), the table at most kMaxLeases (an expired binding makes
 // room, else NoAddrsAvail), and the gateway rate-limits DHCP messages per
 // attachment (Gateway::kDhcpBurst) for both versions together. Release and
-// Decline count only from the attachment that holds the binding.
+// Decline count only from the attachment that holds the binding; an IA
+// they name that has none gets NoBinding (18.3.7, 18.3.8). A declined
+// address is in use by another host: it is given to nobody for
+// kDeclineHoldMs.
 #pragma once
 
 #include <cstdint>
@@ -68,8 +71,13 @@ public:
         core::Millis until = 0;  // loop time; 0: released
         wire::MacAddr mac;
         sw::PortId port = sw::kNoPort;
+        // Declined (RFC 8415 18.3.8): another host uses addr. Nobody's
+        // binding; it keeps addr from being given until `until`.
+        bool declined = false;
     };
     static constexpr size_t kMaxLeases = 4096;
+    // How long a declined address rests (as Dhcp4Leases::kDeclineHoldMs).
+    static constexpr core::Millis kDeclineHoldMs = 600'000;
     // IA_NAs one message may ask for.
     static constexpr size_t kMaxIasPerMessage = 4;
 

@@ -294,5 +294,24 @@ TEST(Dhcp4Leases, ReleaseAndDeclineCountOnlyFromTheHoldersMacAndPort) {
     EXPECT_TRUE(l.release(key(1), *a, 5, mac(1), 1));
 }
 
+TEST(Dhcp4Leases, DecliningInTurnCannotDrainThePool) {
+    // A hostile guest offers itself address after address under new MACs
+    // and declines each: it keeps only its quota (4) resting, and another
+    // port's client still gets an address.
+    Dhcp4Leases l(cfg(8));
+    for (uint8_t i = 1; i <= 20; i++) {
+        auto a = l.offer(key(i), mac(i), std::nullopt, i, 1);
+        ASSERT_TRUE(a) << int(i);
+        ASSERT_TRUE(l.decline(key(i), *a, i, mac(i), 1));
+    }
+    size_t free = 0;
+    for (uint8_t i = 100; i < 120; i++) {
+        auto a = l.offer(key(i), mac(i), std::nullopt, 50, 2);
+        if (!a || !l.bind(key(i), mac(i), *a, 50, 2)) break;
+        free++;
+    }
+    EXPECT_EQ(free, 8u - l.quota(1));
+}
+
 }  // namespace
 }  // namespace usernet::gw

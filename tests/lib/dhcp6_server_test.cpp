@@ -271,5 +271,70 @@ TEST_F(Dhcp6Test, Dhcp6_BootfileUrlOnlyWhenAskedFor) {
     EXPECT_EQ(url_in(replies(guest)[0]), cfg.bootfile);
 }
 
+TEST_F(Dhcp6Test, Dhcp6_ADeclinedAddressGoesToNobodyAndUnknownIasGetNoBinding) {
+    const auto sid = server_id_opt(gw->dhcp6().duid());
+    send(cat(client_msg(t::request, kGuestMac, ia_na_opt(1)), sid), kGuestMac, guest);
+    const wire::IpAddr declined = ia_address(replies(guest).at(0));
+    ASSERT_FALSE(declined.is_unspecified());
+    // Decline names the IA and its address (RFC 8415 18.2.8); an IA the
+    // client holds nothing for gets NoBinding in the Reply (18.3.8).
+    std::vector<uint8_t> ia{0, o::ia_na, 0, 12 + 28, 0, 0, 0, 1};
+    ia.resize(16 + 28);
+    wire::store16(&ia[16], o::iaaddr);
+    wire::store16(&ia[18], 24);
+    std::copy(declined.b.begin(), declined.b.end(), ia.begin() + 20);
+    guest.frames.clear();
+    send(cat(cat(client_msg(t::decline, kGuestMac, ia), ia_na_opt(7)), sid), kGuestMac, guest);
+    auto r = replies(guest);
+    ASSERT_EQ(r.size(), 1u);
+    EXPECT_EQ(status(r[0], true), wire::dhcp6status::success);
+    EXPECT_EQ(status(r[0]), wire::dhcp6status::no_binding);  // the only IA_NA back: IAID 7
+    // The address rests: neither this client nor another gets it.
+    guest.frames.clear();
+    send(cat(client_msg(t::request, kGuestMac, ia_na_opt(1)), sid), kGuestMac, guest);
+    const wire::IpAddr again = ia_address(replies(guest).at(0));
+    EXPECT_FALSE(again.is_unspecified());
+    EXPECT_NE(again, declined);
+    const wire::MacAddr next{{0x02, 0, 0, 0, 0, 0x42}};
+    send(client_msg(t::solicit, next, ia_na_opt(1)), next, other);
+    EXPECT_NE(ia_address(replies(other).at(0)), declined);
+    // Released for an IA it does not hold: NoBinding too (18.3.7).
+    guest.frames.clear();
+    send(cat(client_msg(t::release, kGuestMac, ia_na_opt(9)), sid), kGuestMac, guest);
+    EXPECT_EQ(status(replies(guest).at(0)), wire::dhcp6status::no_binding);
+    // After the rest, the address is given again.
+    loop.advance_clock_for_tests(gw::Dhcp6Server::kDeclineHoldMs + 1000);
+    loop.run_once(0);
+    const wire::MacAddr later{{0x02, 0, 0, 0, 0, 0x43}};
+    bool seen = false;
+    for (uint32_t iaid = 1; iaid <= 4 && !seen; iaid++) {
+        other.frames.clear();
+        send(client_msg(t::solicit, later, ia_na_opt(iaid)), later, other);
+        seen = ia_address(replies(other).at(0)) == declined;
+    }
+    EXPECT_TRUE(seen);
+}
+
+TEST_F(Dhcp6Test, Dhcp6_DecliningInTurnKeepsOnlyTheQuotaResting) {
+    const auto sid = server_id_opt(gw->dhcp6().duid());
+    for (uint8_t i = 0; i < 20; i++) {
+        guest.frames.clear();
+        send(cat(client_msg(t::request, kGuestMac, ia_na_opt(i)), sid), kGuestMac, guest);
+        const wire::IpAddr a = ia_address(replies(guest).at(0));
+        ASSERT_FALSE(a.is_unspecified());
+        std::vector<uint8_t> ia{0, o::ia_na, 0, 12 + 28, 0, 0, 0, i};
+        ia.resize(16 + 28);
+        wire::store16(&ia[16], o::iaaddr);
+        wire::store16(&ia[18], 24);
+        std::copy(a.b.begin(), a.b.end(), ia.begin() + 20);
+        send(cat(client_msg(t::decline, kGuestMac, ia), sid), kGuestMac, guest);
+        loop.advance_clock_for_tests(2000);  // past the DHCP rate limit
+        loop.run_once(0);
+    }
+    size_t resting = 0;
+    for (const auto& l : gw->dhcp6().leases()) resting += l.declined;
+    EXPECT_EQ(resting, cfg.dhcp_leases_per_port);
+}
+
 }  // namespace
 }  // namespace usernet::testing
