@@ -1980,7 +1980,9 @@ void TcpNat::send_rst(const FlowKey& key, uint32_t seq, uint32_t ack, bool with_
 }
 
 // ICMP destination unreachable for the guest's SYN (ICMPv6 toward an IPv6
-// guest: IcmpNat::send_error maps the code), quoting a rebuilt IP header
+// guest: IcmpNat::send_error maps the code), from the gateway, the router
+// that could not deliver it (as libslirp's come from its host address and
+// the UDP NAT's do), quoting a rebuilt IP header
 // and the first 8 bytes of the SYN (ports and sequence number, all a guest
 // stack needs to find its socket). It takes a token from the ICMP error
 // bucket like every error toward guests; without one, the guest's SYN
@@ -1999,8 +2001,8 @@ void TcpNat::send_icmp_unreachable(const FlowKey& key, uint32_t guest_seq, uint8
     wire::store16(q.data() + n, key.guest_port);
     wire::store16(q.data() + n + 2, key.remote_port);
     wire::store32(q.data() + n + 4, guest_seq);
-    nat_.icmp().send_error(key.remote, key.guest, wire::icmptype::dest_unreach, code, 0,
-                           wire::Bytes(q.data(), n + 8));
+    nat_.icmp().send_error(nat_.gateway_for(key.guest), key.guest, wire::icmptype::dest_unreach,
+                           code, 0, wire::Bytes(q.data(), n + 8));
 }
 
 // ---------------------------------------------------------------------------

@@ -180,6 +180,25 @@ for dst in sys.argv[1:]:
             print("icmp:", r.stdout.strip(), r.stderr.strip()[-300:])
             self.assertIn("203.0.113.9 -> type 3 code 0 from 10.0.2.2", r.stdout)  # no route
             self.assertIn("198.51.100.2 -> type 0 code 0 from 198.51.100.2", r.stdout)
+            # A TCP connect there fails at once with the same error, from
+            # the gateway that could not route it (as libslirp's do).
+            code = r"""
+import socket, sys, select, errno
+raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+c = socket.socket(); c.settimeout(10)
+try:
+    c.connect((sys.argv[1], 80)); print("connected")
+except OSError as e:
+    print("connect:", errno.errorcode.get(e.errno, e.errno))
+while select.select([raw], [], [], 1)[0]:
+    p, a = raw.recvfrom(2000)
+    ihl = (p[0] & 15) * 4
+    if p[ihl] == 3: print("type 3 code", p[ihl + 1], "from", a[0])
+"""
+            r = guest.py(code, "203.0.113.9", check=False)
+            print("tcp:", r.stdout.strip(), r.stderr.strip()[-300:])
+            self.assertIn("connect: ENETUNREACH", r.stdout)
+            self.assertIn("type 3 code 0 from 10.0.2.2", r.stdout)
             lab.assert_alive(un)
 
     def test_udp_ttl_exceeded_from_router_reaches_guest(self):
