@@ -305,9 +305,9 @@ void UdpNat::from_guest(const gw::GuestPacket& pkt) {
     HostTarget t = nat_.host_target(pkt.dst, dport, wire::ipproto::udp);
     if (!t.ok()) {
         stats_.dropped_unreachable++;
-        // The gateway and DNS addresses exist: only the port is missing there.
-        bool own = pkt.dst.is_v4() ? pkt.dst.as_v4() == cfg.gateway || pkt.dst.as_v4() == cfg.dns
-                                   : gw_.is_own_v6(pkt.dst);
+        // The gateway's addresses (gateway, DNS, guest forwards', SMB's)
+        // exist: only the port is missing there.
+        bool own = pkt.dst.is_v4() ? gw_.is_own_v4(pkt.dst.as_v4()) : gw_.is_own_v6(pkt.dst);
         unreachable(pkt, t.forbidden() ? wire::icmpcode::admin_prohibited
                          : own         ? wire::icmpcode::port_unreach
                                        : wire::icmpcode::host_unreach);

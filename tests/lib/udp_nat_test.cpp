@@ -165,6 +165,20 @@ TEST(UdpNat, UdpNat_UnmappedDestinationGetsHostUnreachableFromTheGateway) {
     EXPECT_EQ(h.nat->udp().stats().dropped_unreachable, 1u);
 }
 
+TEST(UdpNat, UdpNat_ServiceAddressGetsPortUnreachableFromItself) {
+    // A guest forward's or the SMB share's address exists (the gateway
+    // answers ARP for it); a datagram to it finds no port there.
+    const wire::Ipv4 svc = 0x0a000264;  // 10.0.2.100
+    NatHarness h({}, true, [&](gw::NetConfig& c) { c.service_addrs.push_back(wire::IpAddr::v4(svc)); });
+    h.input(udp_frame(kGuestIp, svc, 40006, 9999, bytes("u")));
+    auto f = h.first_of(wire::ipproto::icmp);
+    ASSERT_TRUE(f);
+    EXPECT_EQ(f->src, svc);
+    auto icmp = wire::Icmp4View::parse(f->l4);
+    EXPECT_EQ(icmp->type(), wire::icmptype::dest_unreach);
+    EXPECT_EQ(icmp->code(), wire::icmpcode::port_unreach);
+}
+
 TEST(UdpNat, UdpNat_PerGuestLimitEvictsTheLeastRecentlyUsedFlow) {
     nat::NatLimits lim;
     lim.udp_flows_per_guest = 2;
