@@ -203,7 +203,7 @@ void Gateway::handle_ipv6(wire::Bytes payload, const wire::MacAddr& dst_mac,
         send_time_exceeded6(*ip);
         return;
     }
-    if (!sink_ || dst == link_local_) {
+    if (!sink_) {
         stats_.dropped_unsupported++;
         return;
     }

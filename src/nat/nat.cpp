@@ -147,7 +147,9 @@ HostTarget Nat::host_target(const wire::IpAddr& dst, uint16_t port, uint8_t prot
         if (c.in_subnet(d) || d == 0xffffffff || (d >> 28) >= 0xe)
             return refuse(HostTarget::Verdict::unreachable);
     } else {
-        if (c.ipv6 && dst == c.gateway6) {
+        // The gateway's link-local address, the guest's default router,
+        // is the gateway too (as in libslirp and passt).
+        if (c.ipv6 && (dst == c.gateway6 || dst == gw_.link_local())) {
             if (!c.map_gateway_to_loopback) return refuse(HostTarget::Verdict::unreachable);
             t.verdict = HostTarget::Verdict::ok;
             t.addr = to_sockaddr(*wire::IpAddr::parse("::1"), port);

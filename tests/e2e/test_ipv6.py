@@ -50,7 +50,8 @@ UDP_REFUSED = r"""
 import socket, sys
 s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
 s.settimeout(2)
-s.connect((sys.argv[1], int(sys.argv[2])))
+# getaddrinfo keeps a %scope (a bare tuple would lose it)
+s.connect(socket.getaddrinfo(sys.argv[1], int(sys.argv[2]), socket.AF_INET6)[0][4])
 for attempt in range(5):
     try:
         s.send(b"anyone?")
@@ -294,6 +295,32 @@ for hl in (1, 2, 3):
             t = V6Lab(lab, remote=False)
             t.wait_slaac()
             self._both_ways(lab, t, t.host, "::1", GATEWAY6)
+
+    def test_the_gateways_link_local_address_reaches_the_hosts_loopback_too(self):
+        # The guest's default router is the gateway's link-local address
+        # (from the router advertisement); as in libslirp and passt it is
+        # the gateway, TCP and UDP included, not a black hole.
+        with netlab.Lab("ipv6") as lab:
+            t = V6Lab(lab, remote=False)
+            t.wait_slaac()
+            ll = GATEWAY6_LL + "%tap0"
+            web = t.host.server("http", "--bind", "::1", "--dir", lab.dir)
+            with open(os.path.join(lab.dir, "hello.txt"), "w") as f:
+                f.write("hello over link-local\n")
+            r = netlab.curl(t.guest, ["-g", "--max-time", "20", "http://[%s]:%d/hello.txt"
+                                      % (GATEWAY6_LL + "%25tap0", web.port)], timeout=30)
+            self.assertEqual(r.stdout, "hello over link-local\n")
+            echo = t.host.server("udp-echo", "--bind", "::1", "--port", "0")
+            r = t.guest.py(UDP_CLIENT, ll, echo.port, 100, timeout=30)
+            self.assertIn("ECHO 100 True " + GATEWAY6_LL, r.stdout)
+            # Closed ports: a reset and a port unreachable, at once.
+            r = netlab.curl(t.guest, ["-v", "-g", "--max-time", "20", "http://[%s]:%d/"
+                                      % (GATEWAY6_LL + "%25tap0", netlab.free_port())],
+                            timeout=30, check=False)
+            self.assertIn("Connection refused", r.stderr)
+            r = t.guest.py(UDP_REFUSED, ll, netlab.free_port(socket.SOCK_DGRAM), timeout=30)
+            self.assertIn("REFUSED", r.stdout)
+            lab.assert_alive(t.un)
 
     def test_tcp_both_ways_to_a_routed_remote_address(self):
         with netlab.Lab("ipv6") as lab:
