@@ -1194,6 +1194,9 @@ void resolve_forwards(const CLI::App& app, const RawOptions& raw, Config& cfg) {
         size_t i = next[o]++;
         if (i >= values.size()) continue;
         const std::string& text = values[i];
+        if (text == "none" && values.size() > 1)
+            fail(tcp ? "-t" : "-u", "'none' forwards nothing, yet other forwards are given too",
+                 "drop 'none', or the other forwards");
         try {
             for (nat::ForwardSpec& spec : nat::parse_forward_specs(tcp ? 't' : 'u', text)) {
                 check_forward_guest(cfg, tcp ? "-t" : "-u", spec);
@@ -1225,6 +1228,31 @@ void resolve_forwards(const CLI::App& app, const RawOptions& raw, Config& cfg) {
         if (target && !spec.guest_addr) spec.guest_addr = wire::IpAddr::v4(*target);
         cfg.forwards.push_back(std::move(spec));
     }
+    // Two forwards of one host port would fail at start-up with "address
+    // in use", blaming another program: say it here.
+    auto families = [](const nat::ForwardSpec& f) {
+        if (!f.bind_addr) return 3;               // every address of both
+        if (f.bind_addr->is_v4()) return 1;
+        return f.bind_addr->is_unspecified() ? 3 : 2;  // [::] takes IPv4 too
+    };
+    auto overlap = [&](const nat::ForwardSpec& a, const nat::ForwardSpec& b) {
+        if (a.proto != b.proto || a.host_last < b.host_first || b.host_last < a.host_first ||
+            a.bind_ifname != b.bind_ifname || (families(a) & families(b)) == 0)
+            return false;
+        auto wild = [](const nat::ForwardSpec& f) { return !f.bind_addr || f.bind_addr->is_unspecified(); };
+        return wild(a) || wild(b) || *a.bind_addr == *b.bind_addr;
+    };
+    for (size_t i = 0; i < cfg.forwards.size(); i++)
+        for (size_t j = 0; j < i; j++)
+            if (overlap(cfg.forwards[i], cfg.forwards[j])) {
+                const nat::ForwardSpec& a = cfg.forwards[i];
+                const uint16_t port = std::max(a.host_first, cfg.forwards[j].host_first);
+                fail(a.proto == 't' ? "-t" : "-u",
+                     "host port " + std::to_string(port) + (a.proto == 't' ? "/tcp" : "/udp") +
+                         " is forwarded twice (" + cfg.forwards[j].to_string() + " and " +
+                         a.to_string() + ")",
+                     "forward each host port once, or give each a different host address");
+            }
 }
 
 // A service address (a guest forward's, the SMB server's): a host address

@@ -220,10 +220,19 @@ ForwardSpec parse_hostfwd(std::string_view text) {
             auto ip = wire::IpAddr::parse(a);
             if (!ip || (!host && ip->is_unspecified()))
                 fail(quoted(a) + " is not an IPv4 or IPv6 address");
-            if (!ip->is_unspecified()) addr = *ip;
+            if (host || !ip->is_unspecified()) addr = *ip;
+        } else if (host) {
+            addr = wire::IpAddr::v4(0);  // QEMU's: every IPv4 address
         }
         auto port = std::string_view(part).substr(colon + 1);
-        return parse_port(port, text);
+        try {
+            return parse_port(port, text);
+        } catch (const std::invalid_argument& e) {
+            // parse_port speaks -t's syntax: keep what was wrong, say ours.
+            const std::string what = e.what();
+            fail(what.substr(0, what.find("; ")));
+            throw;  // not reached: fail() throws
+        }
     };
     std::optional<wire::IpAddr> guest;
     s.host_first = s.host_last = static_cast<uint16_t>(side(rest.substr(0, dash), true, s.bind_addr));

@@ -94,8 +94,9 @@ struct ForwardSpec {
 // std::invalid_argument naming the bad part and the expected syntax.
 std::vector<ForwardSpec> parse_forward_specs(char proto, std::string_view text);
 // Parses QEMU's hostfwd=[tcp|udp]:[HOSTADDR]:HOSTPORT-[GUESTADDR]:GUESTPORT
-// (--hostfwd) into a spec: an empty HOSTADDR listens on every address, an
-// empty GUESTADDR leaves the guest to --guest-addr or the lease holder.
+// (--hostfwd) into a spec: an empty HOSTADDR listens on every IPv4 address
+// as QEMU's does (0.0.0.0; [::] for both families), an empty GUESTADDR
+// leaves the guest to --guest-addr or the lease holder.
 ForwardSpec parse_hostfwd(std::string_view text);
 
 // The address a forwarded client appears from to guest `guest`: see above.

@@ -162,7 +162,7 @@ TEST(ForwardSpec, ForwardSpec_EachItemMayNameItsOwnGuest) {
 TEST(ForwardSpec, ForwardSpec_QemuHostfwdSyntax) {
     ForwardSpec a = parse_hostfwd("tcp::2222-:22");
     EXPECT_EQ(a.proto, 't');
-    EXPECT_FALSE(a.bind_addr);
+    EXPECT_EQ(a.bind_addr, wire::IpAddr::v4(0));  // every IPv4 address, as QEMU's
     EXPECT_EQ(a.host_first, 2222);
     EXPECT_EQ(a.guest_first, 22);
     EXPECT_FALSE(a.guest_addr);
@@ -175,8 +175,10 @@ TEST(ForwardSpec, ForwardSpec_QemuHostfwdSyntax) {
     EXPECT_EQ(c.proto, 't');
     EXPECT_EQ(c.bind_addr, *wire::IpAddr::parse("::1"));
     EXPECT_EQ(c.guest_addr, *wire::IpAddr::parse("fec0::16"));
-    ForwardSpec d = parse_hostfwd("tcp:0.0.0.0:2222-:22");  // every address
-    EXPECT_FALSE(d.bind_addr);
+    ForwardSpec d = parse_hostfwd("tcp:0.0.0.0:2222-:22");
+    EXPECT_EQ(d.bind_addr, wire::IpAddr::v4(0));
+    ForwardSpec e = parse_hostfwd("tcp:[::]:2222-:22");  // both families
+    EXPECT_EQ(e.bind_addr, wire::IpAddr{});
     for (const char* bad : {"tcp::2222", "tcp:2222-22", "tcp::0-:22", "tcp::2222-:70000",
                             "tcp:nowhere:1-:2", "tcp::1-0.0.0.0:2", "sctp::1-:2", "2222-:22"})
         EXPECT_THROW(parse_hostfwd(bad), std::invalid_argument) << bad;

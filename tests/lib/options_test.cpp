@@ -461,6 +461,23 @@ TEST(Options, BadForwardSpecIsAnErrorNamingTheFlag) {
     EXPECT_EQ(error_option({"-u", "70000"}), "-u");
     EXPECT_EQ(error_option({"--tcp-ports", "80-70"}), "-t");
     EXPECT_TRUE(parse({"-t", "none"}).forwards.empty());
+    EXPECT_EQ(error_option({"-t", "none", "-t", "8081"}), "-t");
+    // --hostfwd's errors speak its own syntax.
+    EXPECT_NE(error_message({"--hostfwd", "tcp::99999-:22"}).find("[tcp|udp]:[HOSTADDR]"),
+              std::string::npos);
+}
+
+TEST(Options, AHostPortForwardedTwiceIsAnError) {
+    for (std::vector<std::string> args :
+         {std::vector<std::string>{"-t", "8080", "-t", "8080"},
+          {"-t", "8000-8010", "-t", "8010-8020"},
+          {"-t", "127.0.0.1/8080", "-t", "8080"},
+          {"-t", "8080", "--hostfwd", "tcp::8080-:80"},
+          {"-u", "::/53", "-u", "127.0.0.1/53"}})
+        EXPECT_NE(error_message(args).find("forwarded twice"), std::string::npos) << args[1];
+    // Different addresses, families or protocols are different sockets.
+    EXPECT_EQ(parse({"-t", "127.0.0.1/8080", "-t", "::1/8080", "-t", "10.9.9.9/8080"}).forwards.size(), 3u);
+    EXPECT_EQ(parse({"-t", "::1/8080", "--hostfwd", "tcp::8080-:80", "-u", "8080"}).forwards.size(), 3u);
 }
 
 // --- operation ---------------------------------------------------------------------
