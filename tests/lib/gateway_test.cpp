@@ -444,6 +444,30 @@ TEST_F(GatewayTest, Gateway_HeldPacketsGoWhenTheGuestAnswersAndExpireOtherwise) 
     EXPECT_EQ(gw->gw_stats().held_expired, 1u);
 }
 
+// A guest idle for longer than kNeighborIdleMs is asked again; when it
+// answers from the entry the gateway still has (same MAC, same port), the
+// packets held meanwhile go too.
+TEST_F(GatewayTest, Gateway_HeldPacketsGoWhenAnIdleGuestAnswersAgain) {
+    guest_says_hello();
+    loop.advance_clock_for_tests(Gateway::kNeighborIdleMs + cfg.claim_hold_ms + 1000);
+    loop.run_once(0);
+    guest.frames.clear();  // router advertisements of the idle spell
+    auto src = wire::IpAddr::v4(ip("93.184.216.34"));
+    auto dst = wire::IpAddr::v4(ip("10.0.2.15"));
+    uint8_t* l4 = gw->tx_l4();
+    wire::build_udp(l4, src, dst, 53, 4000, 2);
+    ASSERT_TRUE(gw->send_ip(src, dst, wire::ipproto::udp, 10));
+    EXPECT_EQ(gw->gw_stats().held_for_neighbor, 1u);
+    ASSERT_EQ(guest.frames.size(), 1u);  // the ARP request
+    guest_says_hello();
+    loop.run_once(0);
+    ASSERT_EQ(guest.frames.size(), 1u);
+    auto p = parse_ip(guest.frames[0]);
+    ASSERT_TRUE(p);
+    EXPECT_EQ(p->eth.dst(), kGuestMac);
+    EXPECT_EQ(gw->gw_stats().held_sent, 1u);
+}
+
 TEST_F(GatewayTest, Gateway_SendPadsShortFramesAndWritesValidHeaders) {
     guest_says_hello();
     uint8_t* l4 = gw->tx_l4();
@@ -1423,6 +1447,30 @@ TEST_F(GatewayTest, Gateway6_WithIpv6OffTheGatewayIgnoresIt) {
     input(testdata::kRouterSolicit);
     EXPECT_TRUE(guest.frames.empty());
     EXPECT_EQ(gw->gw_stats().dropped_unsupported, 2u);
+}
+
+TEST_F(GatewayTest, Gateway6_HeldPacketsGoWhenAnIdleGuestAnswersAgain) {
+    auto ping = [&] {
+        input(icmp6_frame(cfg.gw_mac, kGuest6Mac, kGuest6, ip6("fec0::2"),
+                          {wire::icmp6type::echo_request, 0, 0, 0, 0, 1, 0, 1}, 64));
+        guest.frames.clear();
+    };
+    ping();
+    loop.advance_clock_for_tests(Gateway::kNeighborIdleMs + 1000);
+    loop.run_once(0);
+    guest.frames.clear();  // router advertisements of the idle spell
+    std::memset(gw->tx_l4(), 0, 8);
+    wire::build_udp(gw->tx_l4(), ip6("fec0::2"), kGuest6, 53, 4000, 0);
+    ASSERT_TRUE(gw->send_ip(ip6("fec0::2"), kGuest6, wire::ipproto::udp, 8));
+    EXPECT_EQ(gw->gw_stats().held_for_neighbor, 1u);
+    ASSERT_EQ(guest.frames.size(), 1u);  // the neighbor solicitation
+    ping();
+    loop.run_once(0);
+    ASSERT_EQ(guest.frames.size(), 1u);
+    auto eth = wire::EthernetView::parse(guest.frames[0]);
+    ASSERT_TRUE(eth);
+    EXPECT_EQ(eth->dst(), kGuest6Mac);
+    EXPECT_EQ(gw->gw_stats().held_sent, 1u);
 }
 
 }  // namespace
