@@ -486,14 +486,17 @@ bool Gateway::admit6(sw::PortId from, const wire::MacAddr& mac, wire::Bytes payl
         if (icmp_type == wire::icmp6type::neighbor_solicit) {
             // The address it is about to use becomes its binding, first
             // come (as FCFS SAVI does, RFC 6620): port forwards can reach
-            // a guest before it has sent anything from it. The probe
-            // passes either way, so that a holder can defend the address.
+            // a guest before it has sent anything from it. An address
+            // another guest holds, however idle, stays that guest's: the
+            // probe passes, the holder defends it (its advertisement comes
+            // from the address, which is still its own) and the newcomer's
+            // detection fails, as RFC 4862 5.4 means it to. If nobody
+            // defends, the newcomer takes the address when it first sends
+            // from it (claim6, after the hold time).
             auto icmp = wire::Icmp6View::parse(ip->payload());
             const wire::IpAddr target = icmp->nd_target();
             auto held = neighbors6_.find(target);
-            if (may_learn6(target, mac) &&
-                (held == neighbors6_.end() || held->second.mac == mac ||
-                 loop_.now() - held->second.seen >= cfg_.claim_hold_ms))
+            if (may_learn6(target, mac) && (held == neighbors6_.end() || held->second.mac == mac))
                 claim6(from, mac, target);
         }
         return true;
@@ -521,6 +524,12 @@ bool Gateway::claim6(sw::PortId port, const wire::MacAddr& mac, const wire::IpAd
         return false;
     };
     if (!may_learn6(ip, mac)) return refuse("not a guest address of this network");
+    // The IPv6 partner of an address --config-net gave an attachment is
+    // that attachment's, as the IPv4 one is.
+    if (!reserved_.empty() && cfg_.in_prefix6(ip))
+        for (const Reservation& r : reserved_)
+            if (r.port != sw::kNoPort && r.port != port && cfg_.v6_of(r.ip) == ip)
+                return refuse("reserved for another attachment");
     if (it != neighbors6_.end() && it->second.mac != mac &&
         now - it->second.seen < cfg_.claim_hold_ms)
         return refuse("another guest holds it");

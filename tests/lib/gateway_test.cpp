@@ -1473,5 +1473,58 @@ TEST_F(GatewayTest, Gateway6_HeldPacketsGoWhenAnIdleGuestAnswersAgain) {
     EXPECT_EQ(gw->gw_stats().held_sent, 1u);
 }
 
+
+// A newcomer's duplicate address detection for an address another guest
+// holds, however idle, does not move it: the holder's defence (an
+// advertisement from that address) passes the guard and reaches the
+// newcomer, whose detection then fails (RFC 4862 5.4).
+TEST_F(GatewayTest, Gateway6_AnIdleHoldersAddressIsDefendedNotTakenByAProbe) {
+    GuestPort other{1500};
+    sw.attach(other);
+    const MacAddr newcomer{{0x02, 0, 0, 0, 0, 0x77}};
+    input(icmp6_frame(cfg.gw_mac, kGuest6Mac, kGuest6, ip6("fec0::2"),
+                      {wire::icmp6type::echo_request, 0, 0, 0, 0, 1, 0, 1}, 64));
+    loop.advance_clock_for_tests(cfg.claim_hold_ms + 5000);
+    loop.run_once(0);
+    auto probe = icmp6_frame(wire::multicast_mac(wire::solicited_node(kGuest6)), newcomer,
+                             wire::IpAddr{}, wire::solicited_node(kGuest6),
+                             nd_msg(wire::icmp6type::neighbor_solicit, kGuest6));
+    sw.input(other.id(), probe);
+    guest.frames.clear();
+    other.frames.clear();
+    const auto all = ip6("ff02::1");
+    input(icmp6_frame(wire::multicast_mac(all), kGuest6Mac, kGuest6, all,
+                      nd_msg(wire::icmp6type::neighbor_advert, kGuest6, wire::ndopt::target_lla,
+                             kGuest6Mac, 0x20)));
+    ASSERT_EQ(other.frames.size(), 1u);  // the defence reached the newcomer
+    EXPECT_EQ(sw.stats().dropped_guard, 0u);
+    // The holder still sends from it; the newcomer may not.
+    input(icmp6_frame(cfg.gw_mac, kGuest6Mac, kGuest6, ip6("fec0::2"),
+                      {wire::icmp6type::echo_request, 0, 0, 0, 0, 1, 0, 2}, 64));
+    EXPECT_EQ(sw.stats().dropped_guard, 0u);
+    sw.input(other.id(), icmp6_frame(cfg.gw_mac, newcomer, kGuest6, ip6("fec0::2"),
+                                     {wire::icmp6type::echo_request, 0, 0, 0, 0, 1, 0, 3}, 64));
+    EXPECT_EQ(sw.stats().dropped_guard, 1u);
+    sw.detach(other);
+}
+
+// The IPv6 partner of an address --config-net gave one attachment is that
+// attachment's, before the guest has sent from it.
+TEST_F(GatewayTest, Gateway6_TheReservedAddresssPartnerIsItsAttachments) {
+    GuestPort other{1500};
+    sw.attach(other);
+    gw->reserve(ip("10.0.2.15"), guest.id());
+    const MacAddr thief{{0x02, 0, 0, 0, 0, 0x66}};
+    sw.input(other.id(), icmp6_frame(cfg.gw_mac, thief, ip6("fec0::f"), ip6("fec0::2"),
+                                     {wire::icmp6type::echo_request, 0, 0, 0, 0, 1, 0, 1}, 64));
+    EXPECT_EQ(sw.stats().dropped_guard, 1u);
+    EXPECT_FALSE(gw->knows_guest(ip6("fec0::f")));
+    input(icmp6_frame(cfg.gw_mac, kGuest6Mac, ip6("fec0::f"), ip6("fec0::2"),
+                      {wire::icmp6type::echo_request, 0, 0, 0, 0, 1, 0, 1}, 64));
+    EXPECT_EQ(sw.stats().dropped_guard, 1u);
+    EXPECT_TRUE(gw->knows_guest(ip6("fec0::f")));
+    sw.detach(other);
+}
+
 }  // namespace
 }  // namespace usernet::gw
