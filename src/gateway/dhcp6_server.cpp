@@ -180,7 +180,9 @@ void Dhcp6Server::ia_na(wire::Dhcp6Builder& b, const wire::Dhcp6IaNa& ia, wire::
                         const wire::MacAddr& mac, sw::PortId port, Ia what) {
     namespace o = wire::dhcp6opt;
     Lease* l = find(duid, ia.iaid);
-    // Only the attachment that holds a binding may renew, release or decline it.
+    // Only the attachment that holds a binding may renew, release or decline
+    // it; a binding whose attachment left goes to the same MAC on its new one.
+    if (l && l->port == sw::kNoPort && l->mac == mac) l->port = port;
     if (l && l->port != port) l = nullptr;
     if (what == Ia::release || what == Ia::decline) {
         if (!l) {
@@ -305,6 +307,7 @@ bool Dhcp6Server::make_room(sw::PortId port) {
 Dhcp6Server::Lease* Dhcp6Server::bind(wire::Bytes duid, uint32_t iaid, const wire::MacAddr& mac,
                                       sw::PortId port) {
     if (Lease* l = find(duid, iaid)) {
+        if (l->port == sw::kNoPort && l->mac == mac) l->port = port;  // came back
         if (l->port == port && usable(l->addr, l, mac)) {
             l->mac = mac;
             return l;
@@ -343,6 +346,11 @@ Dhcp6Server::Lease* Dhcp6Server::bind(wire::Bytes duid, uint32_t iaid, const wir
     leases_.push_back(std::move(l));
     spdlog::debug("dhcpv6: {} for {} (IAID {})", addr, mac, iaid);
     return &leases_.back();
+}
+
+void Dhcp6Server::port_gone(sw::PortId port) {
+    for (Lease& l : leases_)
+        if (l.port == port) l.port = sw::kNoPort;
 }
 
 }  // namespace usernet::gw

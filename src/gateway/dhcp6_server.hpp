@@ -88,6 +88,11 @@ public:
     void handle(wire::Bytes msg, const wire::IpAddr& src, uint16_t sport,
                 const wire::MacAddr& mac, sw::PortId port);
 
+    // An attachment left: its bindings stay (a guest that comes back with
+    // the same MAC, on whatever attachment, gets its address again) but
+    // belong to no attachment until then.
+    void port_gone(sw::PortId port);
+
     const Dhcp6Stats& stats() const { return stats_; }
     const std::vector<Lease>& leases() const { return leases_; }
     // Our DUID (DUID-LL of the gateway's MAC, RFC 8415 11.4).

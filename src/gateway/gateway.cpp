@@ -658,6 +658,7 @@ void Gateway::on_port_detached(sw::PortId port) {
     std::erase_if(reserved_, [port](const Reservation& r) { return r.port == port; });
     if (port < dhcp_budget_.size()) dhcp_budget_[port] = core::TokenBucket(kDhcpBurst, kDhcpPerSecond);
     if (dhcp_) dhcp_->port_gone(port);
+    if (dhcp6_) dhcp6_->port_gone(port);
     if (tftp_) tftp_->drop_port(port);
     if (sink_) sink_->port_gone(port);
 }

@@ -336,5 +336,27 @@ TEST_F(Dhcp6Test, Dhcp6_DecliningInTurnKeepsOnlyTheQuotaResting) {
     EXPECT_EQ(resting, cfg.dhcp_leases_per_port);
 }
 
+TEST_F(Dhcp6Test, Dhcp6_AGuestThatComesBackOnANewAttachmentGetsItsAddressAgain) {
+    const auto sid = server_id_opt(gw->dhcp6().duid());
+    send(cat(client_msg(t::request, kGuestMac, ia_na_opt(1)), sid), kGuestMac, guest);
+    const wire::IpAddr mine = ia_address(replies(guest).at(0));
+    ASSERT_FALSE(mine.is_unspecified());
+    sw.detach(guest);  // QEMU restarted: its stream reconnects as a new port
+    CapturePort again;
+    sw.attach(again);
+    send(cat(client_msg(t::renew, kGuestMac, ia_na_opt(1)), sid), kGuestMac, again);
+    auto r = replies(again);
+    ASSERT_EQ(r.size(), 1u);
+    EXPECT_FALSE(status(r[0]).has_value());
+    EXPECT_EQ(ia_address(r[0]), mine);
+    // Another MAC with that identity does not inherit it.
+    sw.detach(again);
+    CapturePort third;
+    sw.attach(third);
+    const wire::MacAddr thief{{0x02, 0, 0, 0, 0, 0x66}};
+    send(cat(client_msg(t::request, kGuestMac, ia_na_opt(1)), sid), thief, third);
+    EXPECT_NE(ia_address(replies(third).at(0)), mine);
+}
+
 }  // namespace
 }  // namespace usernet::testing
