@@ -172,10 +172,15 @@ struct NetConfig {
     }
     // The IPv6 address that goes with IPv4 address v4 of this network: the
     // prefix with v4's host part (fec0::f for 10.0.2.15). --config-net
-    // gives it to a namespace, DHCPv6 to the guest holding v4's lease.
+    // gives it to a namespace, DHCPv6 to the guest holding v4's lease. When
+    // that is one of the gateway's own (10.0.2.2's fec0::2 is the gateway
+    // with a --gateway of .1), PREFIX::ffff:0:HOST instead, outside
+    // DHCPv6's pool (PREFIX::1:0:k).
     wire::IpAddr v6_of(wire::Ipv4 v4) const {
         wire::IpAddr a = prefix6;
         wire::store32(&a.b[12], v4 & ~netmask());
+        if (a == gateway6 || a == dns6 || (!service_addrs.empty() && is_service_addr(a)))
+            wire::store16(&a.b[10], 0xffff);
         return a;
     }
 };

@@ -263,6 +263,19 @@ TEST(Options, ConfigNetStartsAtGuestAddrAndSkipsGatewayAndDns) {
     EXPECT_EQ(c.attachments[1].address, ip("10.0.2.4"));
 }
 
+TEST(Options, ConfigNetsIpv6AddressIsNeverTheGatewaysOwn) {
+    // A common IPv4 layout: gateway .1, first lease .2. The namespace's
+    // IPv6 partner of .2 would be fec0::2, the IPv6 gateway.
+    Config c = parse({"--netns", "a", "--netns", "b", "--netns", "c", "--config-net", "--net",
+                      "192.168.1.0/24", "--gateway", "192.168.1.1", "--dns", "192.168.1.53",
+                      "--dhcp-start", "192.168.1.2"});
+    EXPECT_EQ(c.attachments[0].address, ip("192.168.1.2"));
+    EXPECT_EQ(c.net.v6_of(ip("192.168.1.2")), *IpAddr::parse("fec0::ffff:0:2"));
+    EXPECT_EQ(c.net.v6_of(ip("192.168.1.3")), *IpAddr::parse("fec0::ffff:0:3"));
+    EXPECT_EQ(c.net.v6_of(ip("192.168.1.4")), *IpAddr::parse("fec0::4"));
+    EXPECT_EQ(parse({}).net.v6_of(ip("10.0.2.15")), *IpAddr::parse("fec0::f"));
+}
+
 TEST(Options, ConfigNetWithoutNamespaceIsAnError) {
     EXPECT_EQ(error_option({"--config-net"}), "--config-net");
     EXPECT_EQ(error_option({"--config-net", "--socket", "s"}), "--config-net");
