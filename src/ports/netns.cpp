@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <stdexcept>
 
 #include "ports/tap_port.hpp"
@@ -95,6 +96,17 @@ std::string netns_path(const std::string& netns) {
     return "/run/netns/" + netns;
 }
 
+namespace {
+
+// Whether the calling thread's network namespace has IPv6 on ifname.
+bool ipv6_enabled(const std::string& ifname) {
+    std::ifstream f("/proc/sys/net/ipv6/conf/" + ifname + "/disable_ipv6");
+    int disabled = 1;
+    return f >> disabled && disabled == 0;
+}
+
+}  // namespace
+
 int open_tap_in_netns(const std::string& netns, const std::string& ifname, uint32_t mtu,
                       const TapNetConfig* config, std::string* actual_ifname, bool offload) {
     if (netns.empty()) throw std::runtime_error("empty network namespace name");
@@ -128,7 +140,20 @@ int open_tap_in_netns(const std::string& netns, const std::string& ifname, uint3
         netlink_link_up(name, link_mtu, kTapTxQueueLen);
         if (config) {
             netlink_configure_ipv4(name, *config);
-            netlink_configure_ipv6(name, *config);
+            // IPv6 where the namespace has it: a container may have turned
+            // it off, and it needs a link MTU of 1280 (RFC 8200 5).
+            if (!config->addr6.is_unspecified() && !config->addr6.is_v4()) {
+                if (link_mtu < 1280)
+                    spdlog::warn("{}: no IPv6 address or route set on '{}': its MTU {} is below "
+                                 "IPv6's 1280 (give --no-ipv6 to say so)",
+                                 where, name, link_mtu);
+                else if (!ipv6_enabled(name))
+                    spdlog::warn("{}: no IPv6 address or route set on '{}': IPv6 is disabled "
+                                 "there (net.ipv6.conf.{}.disable_ipv6; give --no-ipv6 to say so)",
+                                 where, name, name);
+                else
+                    netlink_configure_ipv6(name, *config);
+            }
         }
     } catch (const std::exception& e) {
         close(fd);

@@ -591,6 +591,26 @@ for hl in (1, 2, 3):
                 self.assertLess(float(seconds), 1.0, name)
             lab.assert_alive(t.un)
 
+    def test_config_net_skips_ipv6_where_the_namespace_has_none(self):
+        # A container with IPv6 turned off, or a link MTU below IPv6's 1280:
+        # --config-net sets up IPv4, warns, and runs (it used to stop with
+        # 'cannot add address fec0::f/64 ... run usernet as root').
+        with netlab.Lab("ipv6") as lab:
+            host = lab.netns("host")
+            off = lab.netns("off")
+            off.run(["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1",
+                     "net.ipv6.conf.default.disable_ipv6=1"])
+            small = lab.netns("small")
+            un = lab.usernet(host, ["--netns", off.path, "--netns", small.path + ",mtu=1279",
+                                    "--config-net"],
+                             wait=[("link", off, "tap0"), ("link", small, "tap0")])
+            for ns in (off, small):
+                self.assertIn("1 packets received", netlab.ping(ns, netlab.GATEWAY, count=1).stdout)
+            lab.assert_alive(un)
+            un.stop()
+            self.assertIn("IPv6 is disabled there", un.stderr())
+            self.assertIn("its MTU 1279 is below IPv6's 1280", un.stderr())
+
     def test_no_ipv6_turns_it_off(self):
         with netlab.Lab("ipv6") as lab:
             t = V6Lab(lab, extra=["--no-ipv6"], remote=False)
