@@ -605,9 +605,18 @@ void DnsForwarder::on_timer() {
     core::Millis now = loop_.now();
     for (Pending& p : table_) {
         if (!p.used || p.deadline > now) continue;
-        stats_.timeouts++;
-        spdlog::debug("dns: upstream {} did not answer in time",
-                      SockText{&upstreams_[current(p)].sa});
+        if (p.tries >= upstreams_.size() && now < p.created + kAnswerWaitMs) {
+            // Every upstream has it: a slow one's answer is still relayed
+            // until kAnswerWaitMs, then SERVFAIL.
+            stats_.timeouts++;
+            p.deadline = p.created + kAnswerWaitMs;
+            continue;
+        }
+        if (p.tries < upstreams_.size()) {
+            stats_.timeouts++;
+            spdlog::debug("dns: upstream {} did not answer in time",
+                          SockText{&upstreams_[current(p)].sa});
+        }
         next_upstream(p);
     }
     rearm();

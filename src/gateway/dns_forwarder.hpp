@@ -40,7 +40,10 @@
 // after kAttemptTimeoutMs without an answer, or at once on a send error or
 // an ICMP error queued on the socket (IP_RECVERR, so a loopback resolver
 // that is not running fails over without waiting), the next one gets the
-// query, until every upstream has had it; then the guest gets SERVFAIL.
+// query, until every upstream has had it; then the guest gets SERVFAIL, at
+// once if the last one failed, else when kAnswerWaitMs have passed since
+// the query came without an answer from any of them (a slow upstream's
+// late answer is relayed until then).
 // An ICMP error counts only if it quotes the pending query (id and bytes),
 // was sent to that query's current upstream, and is queued on the query's
 // own socket. With no upstream at all the guest gets REFUSED at once, so it
@@ -101,6 +104,9 @@ public:
     static constexpr size_t kMaxPending = 1024;
     static constexpr size_t kMaxQueryLen = 512;
     static constexpr core::Millis kAttemptTimeoutMs = 2000;
+    // How long a query waits for any upstream it went to before SERVFAIL:
+    // glibc's resolver waits 5 s for an answer.
+    static constexpr core::Millis kAnswerWaitMs = 5000;
     static constexpr size_t kMaxPendingPerGuest = 256;  // a quarter of the table
     static constexpr size_t kPoolSize = 8;              // source ports per family
     static constexpr uint32_t kRotateQueries = 256;

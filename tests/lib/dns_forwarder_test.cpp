@@ -354,6 +354,44 @@ TEST_F(DnsForwarderTest, DnsForwarder_EveryUpstreamFailingAnswersServfail) {
     EXPECT_EQ(gw->dns().pending(), 0u);
 }
 
+// A lone upstream slower than the attempt timeout still answers the guest;
+// one that never answers gets the guest SERVFAIL once kAnswerWaitMs passed.
+TEST_F(DnsForwarderTest, DnsForwarder_ASlowUpstreamsLateAnswerIsRelayedThenServfail) {
+    Upstream slow;
+    start({slow.host_port()});
+    query(make_query(21, "slow.test"));
+    sockaddr_in from{};
+    auto sent = slow.recv(1000, &from);
+    ASSERT_TRUE(sent);
+    loop.advance_clock_for_tests(DnsForwarder::kAttemptTimeoutMs + 500);
+    loop.run_once(0);
+    loop.run_once(0);
+    EXPECT_TRUE(guest.frames.empty());  // no SERVFAIL yet
+    slow.send_to(make_answer(*sent, 1), from);
+    run_until_frames(1, 1000);
+    ASSERT_EQ(guest.frames.size(), 1u);
+    auto r = dns_to_guest(guest.frames[0]);
+    ASSERT_TRUE(r);
+    auto v = wire::DnsView::parse(*r);
+    EXPECT_EQ(v->id(), 21);
+    EXPECT_EQ(v->rcode(), 0);
+
+    guest.frames.clear();
+    query(make_query(22, "never.test"));
+    ASSERT_TRUE(slow.recv(1000));
+    loop.advance_clock_for_tests(DnsForwarder::kAttemptTimeoutMs + 1);
+    loop.run_once(0);
+    loop.run_once(0);
+    EXPECT_TRUE(guest.frames.empty());
+    loop.advance_clock_for_tests(DnsForwarder::kAnswerWaitMs);
+    loop.run_once(0);
+    loop.run_once(0);
+    ASSERT_EQ(guest.frames.size(), 1u);
+    EXPECT_EQ(wire::DnsView::parse(*dns_to_guest(guest.frames[0]))->rcode(),
+              wire::dnsrcode::servfail);
+    EXPECT_EQ(gw->dns().pending(), 0u);
+}
+
 TEST_F(DnsForwarderTest, DnsForwarder_ReplyFromAnotherAddressIsDropped) {
     Upstream up, spoofer;
     start({up.host_port()});
