@@ -200,6 +200,7 @@ void Daemon::build_lan(const std::string& name, const gw::NetConfig& net,
     ec.net = l.net;
     ec.limits = cfg_.limits;
     ec.system_resolvers = false;  // resolve_dns_upstreams() read them, and said so
+    ec.follow_resolv_conf = resolvers_from_system_;
     ec.gateway = !cfg_.no_gateway;
     try {
         l.engine = std::make_unique<embed::Engine>(std::move(ec), loop_);
@@ -319,6 +320,7 @@ void Daemon::open_pcap(Lan& lan) {
 
 void Daemon::resolve_dns_upstreams() {
     if (!cfg_.net.dns_upstreams.empty()) return;
+    resolvers_from_system_ = true;
     cfg_.net.dns_upstreams = gw::load_system_resolvers();
     if (cfg_.net.dns_upstreams.empty())
         spdlog::warn("no nameserver found in /etc/resolv.conf: the DNS address {} will answer "

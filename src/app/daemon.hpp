@@ -135,6 +135,7 @@ private:
     void run_deferred() override;
 
     Config cfg_;
+    bool resolvers_from_system_ = false;  // /etc/resolv.conf's: followed
     core::EventLoop loop_;
     // --smb's state: removed after the LANs (whose NATs stop the smbds).
     std::unique_ptr<SmbShare> smb_;

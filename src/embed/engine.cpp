@@ -8,6 +8,7 @@
 #include <stdexcept>
 
 #include "gateway/gateway.hpp"
+#include "gateway/dns_forwarder.hpp"
 #include "gateway/resolv_conf.hpp"
 #include "nat/icmp_nat.hpp"
 #include "nat/tcp_nat.hpp"
@@ -98,9 +99,14 @@ void Engine::build(EngineConfig& cfg) {
         !n.in_subnet(n.dhcp_start))
         throw std::runtime_error("the gateway, DNS and DHCP start addresses must be inside the "
                                  "network, whose prefix must be /30 or shorter");
-    if (n.dns_upstreams.empty() && cfg.system_resolvers) n.dns_upstreams = gw::load_system_resolvers();
+    bool follow = cfg.follow_resolv_conf;
+    if (n.dns_upstreams.empty() && cfg.system_resolvers) {
+        n.dns_upstreams = gw::load_system_resolvers();
+        follow = true;
+    }
     config_service_addrs_ = n.service_addrs;
     gw_ = std::make_unique<gw::Gateway>(loop_, sw_, n);
+    if (follow) gw_->dns().follow_resolv_conf("/etc/resolv.conf");
     nat_ = std::make_unique<nat::Nat>(loop_, *gw_, cfg.limits);
     gw_->set_ip_sink(nat_.get());
 }

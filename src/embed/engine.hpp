@@ -46,8 +46,12 @@ using LogFn = std::function<void(LogLevel, std::string_view)>;
 struct EngineConfig {
     gw::NetConfig net;
     nat::NatLimits limits;
-    // With no net.dns_upstreams: read /etc/resolv.conf's nameservers.
+    // With no net.dns_upstreams: read /etc/resolv.conf's nameservers, and
+    // follow the file when it changes (DnsForwarder::follow_resolv_conf).
     bool system_resolvers = true;
+    // net.dns_upstreams came from /etc/resolv.conf (the caller read it):
+    // follow the file all the same.
+    bool follow_resolv_conf = false;
     // Messages at `log_level` and above go to `log`; none without it.
     LogFn log;
     LogLevel log_level = LogLevel::warn;

@@ -4,6 +4,7 @@
 #include <netinet/in.h>
 #include <sys/epoll.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <spdlog/spdlog.h>
@@ -17,6 +18,7 @@
 #include <cstring>
 
 #include "gateway/gateway.hpp"
+#include "gateway/resolv_conf.hpp"
 #include "core/sockaddr.hpp"
 #include "wire/dns.hpp"
 #include "wire/udp.hpp"
@@ -186,7 +188,45 @@ void DnsForwarder::set_upstreams(const std::vector<HostPort>& upstreams) {
     for (const Upstream& u : upstreams_) spdlog::debug("dns: upstream {}", SockText{&u.sa});
 }
 
-std::optional<HostPort> DnsForwarder::active_upstream() const {
+namespace {
+
+bool file_id(const std::string& path, struct stat& st) { return stat(path.c_str(), &st) == 0; }
+
+}  // namespace
+
+void DnsForwarder::follow_resolv_conf(std::string path) {
+    resolv_path_ = std::move(path);
+    struct stat st {};
+    resolv_id_ = FileId{};
+    if (file_id(resolv_path_, st))
+        resolv_id_ = FileId{st.st_dev, st.st_ino, static_cast<uint64_t>(st.st_size),
+                            st.st_mtim.tv_sec, st.st_mtim.tv_nsec, true};
+    resolv_list_.clear();
+    for (const Upstream& u : upstreams_) resolv_list_.push_back(u.hp);
+    resolv_checked_ = loop_.now();
+}
+
+void DnsForwarder::refresh_upstreams() {
+    if (resolv_path_.empty() || loop_.now() - resolv_checked_ < kResolvCheckMs) return;
+    resolv_checked_ = loop_.now();
+    struct stat st {};
+    FileId id;
+    if (file_id(resolv_path_, st))
+        id = FileId{st.st_dev, st.st_ino, static_cast<uint64_t>(st.st_size), st.st_mtim.tv_sec,
+                    st.st_mtim.tv_nsec, true};
+    if (id == resolv_id_) return;
+    resolv_id_ = id;
+    std::vector<HostPort> list = load_system_resolvers(resolv_path_);
+    if (list.empty() || list == resolv_list_) return;
+    std::string names;
+    for (const HostPort& hp : list) names += (names.empty() ? "" : ", ") + hp.addr.to_string();
+    spdlog::info("dns: {} changed; forwarding to {}", resolv_path_, names);
+    resolv_list_ = list;
+    set_upstreams(list);
+}
+
+std::optional<HostPort> DnsForwarder::active_upstream() {
+    refresh_upstreams();
     if (upstreams_.empty()) return std::nullopt;
     return upstreams_[preferred_ % upstreams_.size()].hp;
 }
@@ -325,6 +365,7 @@ void DnsForwarder::from_guest(DnsGuestKey key, const wire::IpAddr& guest, uint16
         return;
     }
     if (answer_locally(guest, guest_port, query)) return;
+    refresh_upstreams();
     if (upstreams_.empty()) {
         stats_.refused++;
         answer_error(guest, guest_port, query, v->id(), wire::dnsrcode::refused);
@@ -387,7 +428,8 @@ size_t DnsForwarder::local_answer(wire::Bytes query, wire::MutBytes out) {
     return b.finish();
 }
 
-std::vector<HostPort> DnsForwarder::upstreams_in_order() const {
+std::vector<HostPort> DnsForwarder::upstreams_in_order() {
+    refresh_upstreams();
     std::vector<HostPort> out;
     for (size_t i = 0; i < upstreams_.size(); i++)
         out.push_back(upstreams_[(preferred_ + i) % upstreams_.size()].hp);

@@ -67,6 +67,7 @@
 #include <array>
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "core/event_loop.hpp"
@@ -131,13 +132,21 @@ public:
     // Replaces the upstream list (pending queries are dropped).
     void set_upstreams(const std::vector<HostPort>& upstreams);
     size_t upstream_count() const { return upstreams_.size(); }
+    // The upstreams are the nameservers of the resolv.conf at path and
+    // follow it: when a query needs an upstream, at most once every
+    // kResolvCheckMs, the file's identity (device, inode, size, modification
+    // time) is compared with the last one read, and a changed list of
+    // nameservers replaces the old (as libslirp re-reads it). A file that
+    // names none for a while (being rewritten) leaves the list as it was.
+    void follow_resolv_conf(std::string path);
+    static constexpr core::Millis kResolvCheckMs = 1000;
     // The upstream that answered last (the first one until any answered):
     // where DNS over TCP to the DNS address should go. Empty without
     // upstreams.
-    std::optional<HostPort> active_upstream() const;
+    std::optional<HostPort> active_upstream();
     // Every upstream, the one answering last first (DNS over TCP tries
     // them in this order).
-    std::vector<HostPort> upstreams_in_order() const;
+    std::vector<HostPort> upstreams_in_order();
     // The address queries of that family (AF_INET, AF_INET6) leave from
     // (--outbound-addr); unspecified: the kernel's choice.
     const wire::IpAddr& outbound_addr(int family) const;
@@ -227,6 +236,8 @@ private:
     void guest_release(DnsGuestKey key);
     void rearm();
     void drop_all();
+    // follow_resolv_conf(): re-reads the file if it changed.
+    void refresh_upstreams();
 
     core::EventLoop& loop_;
     Gateway& gw_;
@@ -244,6 +255,17 @@ private:
     uint64_t prng_ = 0;
     DnsForwarderStats stats_;
     std::vector<wire::IpAddr> local_;  // scratch for answer_locally()
+    // follow_resolv_conf()
+    struct FileId {
+        uint64_t dev = 0, ino = 0, size = 0;
+        int64_t mtime_sec = 0, mtime_nsec = 0;
+        bool exists = false;
+        bool operator==(const FileId&) const = default;
+    };
+    std::string resolv_path_;  // empty: not following
+    FileId resolv_id_;
+    core::Millis resolv_checked_ = 0;
+    std::vector<HostPort> resolv_list_;
 };
 
 }  // namespace usernet::gw

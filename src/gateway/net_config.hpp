@@ -17,6 +17,7 @@ namespace usernet::gw {
 struct HostPort {
     wire::IpAddr addr;
     uint16_t port = 53;
+    bool operator==(const HostPort&) const = default;
 };
 
 struct NetConfig {

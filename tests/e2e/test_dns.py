@@ -289,6 +289,28 @@ print(len(got))
             addrs, r = lookup(guest, NAME)
             self.assertEqual(addrs, [ADDR], r.stdout + r.stderr)
 
+    def test_a_changed_resolv_conf_is_followed(self):
+        # As libslirp: the nameservers of /etc/resolv.conf are read again
+        # when the file changes (a laptop joining another network), without
+        # a restart. First it names a resolver that is not running.
+        with netlab.Lab("dns") as lab:
+            host = lab.netns("host")
+            guest = lab.netns("guest")
+            host.resolv_conf("nameserver 127.0.0.3\n")
+            host.run(["ip", "addr", "add", "127.0.0.53/8", "dev", "lo"], check=False)
+            start_dnsmasq(lab, host, "127.0.0.53", 53)
+            un = lab.usernet(host, ["--netns", guest.path, "--config-net"],
+                             wait=[("link", guest, "tap0")])
+            netlab.wait_for(lambda: guest.addrs("tap0"), 10, what="address from --config-net")
+            addrs, r = lookup(guest, NAME)
+            self.assertEqual(addrs, [], r.stdout)
+            host.resolv_conf("nameserver 127.0.0.53\n")  # rewritten in place
+            addrs = netlab.wait_for(lambda: lookup(guest, NAME)[0], 15, interval=0.5,
+                                    what="an answer from the new resolver")
+            self.assertEqual(addrs, [ADDR])
+            un.stop()
+            self.assertIn("changed; forwarding to 127.0.0.53", un.stderr())
+
 
 if __name__ == "__main__":
     netlab.main()
