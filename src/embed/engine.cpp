@@ -162,7 +162,7 @@ size_t Engine::remove_forward(char proto, const std::optional<wire::IpAddr>& bin
     return nat_->forwarder().remove(proto, bind_addr, host_port);
 }
 
-void Engine::add_guest_forward(const nat::GuestForwardSpec& spec) {
+void Engine::add_guest_forward(const nat::GuestForwardSpec& spec, bool in_dhcp_range) {
     need_gateway();
     const gw::NetConfig& n = gw_->config();
     const wire::IpAddr& a = spec.addr;
@@ -179,8 +179,13 @@ void Engine::add_guest_forward(const nat::GuestForwardSpec& spec) {
             throw std::invalid_argument(a.to_string() + " is not a host address of the IPv6 prefix");
         host = (n.net & n.netmask()) | (wire::load32(&a.b[12]) & ~n.netmask());
     }
-    if (host - n.dhcp_start < n.dhcp_count)
-        throw std::invalid_argument(a.to_string() + " is in the DHCP range");
+    // An address of the DHCP range, where allowed, is taken out of it
+    // (DHCP never leases the gateway's addresses, Gateway::address_taken).
+    if (host - n.dhcp_start < n.dhcp_count) {
+        if (!in_dhcp_range) throw std::invalid_argument(a.to_string() + " is in the DHCP range");
+        if (gw_->address_taken(host, wire::MacAddr{}, sw::kNoPort))
+            throw std::invalid_argument(a.to_string() + " is used by a guest");
+    }
     for (const nat::GuestForwardSpec& g : nat_->guest_forwards())
         if (g.addr == a && g.port == spec.port)
             throw std::invalid_argument(a.to_string() + " port " + std::to_string(spec.port) +

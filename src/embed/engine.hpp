@@ -134,7 +134,10 @@ public:
     // Guest forwards: spec.addr must be a host address of the LAN outside
     // the DHCP pool that is not the gateway's or the DNS address; throws
     // std::invalid_argument saying which rule it breaks.
-    void add_guest_forward(const nat::GuestForwardSpec& spec);
+    // An address of the DHCP range is refused unless in_dhcp_range is set
+    // (libslirp allows one): then DHCP stops leasing it, unless a guest
+    // uses it now, which is refused either way.
+    void add_guest_forward(const nat::GuestForwardSpec& spec, bool in_dhcp_range = false);
     bool remove_guest_forward(const wire::IpAddr& addr, uint16_t port);
 
     EngineStats stats() const;

@@ -751,6 +751,7 @@ void Gateway::forget_neighbor(wire::Ipv4 ip, const wire::MacAddr& mac) {
 }
 
 bool Gateway::address_taken(wire::Ipv4 ip, const wire::MacAddr& mac, sw::PortId port) const {
+    if (is_own_v4(ip)) return true;  // a guest forward's or the SMB share's
     if (const Reservation* r = reservation(ip); r && r->port != sw::kNoPort && r->port != port)
         return true;
     const Neighbor* n = live_neighbor(ip);

@@ -423,7 +423,7 @@ int add_guest_forward(Slirp* s, in_addr* guest_addr, int guest_port, nat::GuestF
     spec.port = static_cast<uint16_t>(guest_port);
     return guarded([&] {
         emb::Engine::Scope scope(s->engine.get());
-        s->engine->add_guest_forward(spec);
+        s->engine->add_guest_forward(spec, true);  // libslirp's rules
         return 0;
     });
 }

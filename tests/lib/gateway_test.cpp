@@ -1055,6 +1055,14 @@ TEST_F(TwoPortTest, Dhcp_NeverOffersAnAddressReservedForAnotherAttachment) {
     EXPECT_EQ(dhcp_of(guest.frames[0])->message_type(), wire::dhcp4msg::nak);
 }
 
+TEST_F(TwoPortTest, Dhcp_NeverOffersAServiceAddress) {
+    // A guest forward's address inside the pool (libslirp allows it).
+    gw->add_service_addr(wire::IpAddr::v4(ip("10.0.2.15")));
+    input(dhcp_request_frame(wire::dhcp4msg::discover, 1, ip("10.0.2.15"), std::nullopt));
+    ASSERT_EQ(guest.frames.size(), 1u);
+    EXPECT_EQ(dhcp_of(guest.frames[0])->yiaddr(), ip("10.0.2.16"));
+}
+
 TEST_F(TwoPortTest, Guard_DetachedPortLosesItsGuestsAndTheSinkIsTold) {
     send_from(other, kOtherMac, ip("10.0.2.50"));
     ASSERT_TRUE(gw->knows_guest(wire::IpAddr::v4(ip("10.0.2.50"))));

@@ -402,8 +402,12 @@ TEST(Libslirp, GuestForwardsTakeLibslirpsDefaultAddressAndItsRules) {
     EXPECT_EQ(slirp_socket_can_recv(s, addr, 4321), 0u);  // no connection yet
     in_addr gw = a4("10.0.2.2"), pool = a4("10.0.2.20"), outside = a4("192.168.1.1");
     EXPECT_EQ(slirp_add_exec(s, "cat", &gw, 80), -1);
-    EXPECT_EQ(slirp_add_exec(s, "cat", &pool, 80), -1);
     EXPECT_EQ(slirp_add_exec(s, "cat", &outside, 80), -1);
+    // An address of the DHCP range, as libslirp allows: DHCP no longer
+    // leases it.
+    EXPECT_EQ(slirp_add_exec(s, "cat", &pool, 80), 0);
+    EXPECT_EQ(slirp_add_exec(s, "cat", &pool, 80), -1);  // twice
+    EXPECT_EQ(slirp_remove_guestfwd(s, pool, 80), 0);
     in_addr ok = a4("10.0.2.100");
     EXPECT_EQ(slirp_add_exec(s, "cat", &ok, 80), 0);
     EXPECT_EQ(slirp_remove_guestfwd(s, ok, 80), 0);
