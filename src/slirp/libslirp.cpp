@@ -226,7 +226,7 @@ public:
         }
         if (static_cast<size_t>(n) < size) {
             c->pending.assign(reinterpret_cast<const char*>(buf) + n, size - n);
-            s_.engine->loop().modify(c->fd, EPOLLIN | EPOLLOUT, c);
+            s_.engine->loop().modify(c->fd, c->wanted(true), c);
         }
     }
 
@@ -239,6 +239,12 @@ private:
         ChardevForward& fwd;
         int fd;
         std::string pending;  // accepted by slirp_socket_recv, not yet written
+        // The guest sent its FIN: nothing more to read, but the application's
+        // answer still goes to it (libslirp's CLOSE_WAIT).
+        bool guest_done = false;
+        uint32_t wanted(bool out) const {
+            return (guest_done ? 0u : uint32_t{EPOLLIN}) | (out ? uint32_t{EPOLLOUT} : 0u);
+        }
     };
 
     const Conn* current() const { return conns_.empty() ? nullptr : conns_.back().get(); }
@@ -256,13 +262,18 @@ private:
                 c.pending.erase(0, static_cast<size_t>(n));
             }
             if (c.pending.empty()) {
-                s_.engine->loop().modify(c.fd, EPOLLIN, &c);
+                s_.engine->loop().modify(c.fd, c.wanted(false), &c);
                 // The application stops reading its chardev while
                 // can_recv() is 0; tell it to ask again.
                 if (s_.cb->notify) s_.cb->notify(s_.opaque);
             }
         }
         if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+            if (c.guest_done) {
+                // The flow is gone altogether (reset, or closed both ways).
+                if (events & (EPOLLHUP | EPOLLERR)) close_conn(c);
+                return;
+            }
             uint8_t buf[16384];
             for (int round = 0; round < 16; round++) {
                 ssize_t n = read(c.fd, buf, sizeof buf);
@@ -271,7 +282,14 @@ private:
                     continue;
                 }
                 if (n < 0 && errno == EAGAIN) return;
-                close_conn(c);  // the guest closed, or an error
+                if (n == 0 && !(events & (EPOLLHUP | EPOLLERR))) {
+                    // Half-closed by the guest: keep the connection current
+                    // for the answer (slirp_socket_recv), read no more.
+                    c.guest_done = true;
+                    s_.engine->loop().modify(c.fd, c.wanted(!c.pending.empty()), &c);
+                    return;
+                }
+                close_conn(c);  // gone, or an error
                 return;
             }
         }

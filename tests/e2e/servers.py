@@ -29,6 +29,7 @@ import socket
 import socketserver
 import sys
 import threading
+import time
 
 
 def family(addr):
@@ -139,6 +140,8 @@ def serve_tcp_echo(a):
                 if ev & selectors.EVENT_READ:
                     b = s.recv(65536)
                     if b:
+                        if a.delay:
+                            time.sleep(a.delay)  # a slow server (the whole loop waits)
                         pending[s] += b
                     else:
                         eof.add(s)
@@ -240,6 +243,7 @@ def main():
     ap.add_argument("--bind", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--dir", default=".")
+    ap.add_argument("--delay", type=float, default=0.0, help="tcp-echo: wait this long before echoing")
     a = ap.parse_args()
     {"http": serve_http, "tcp-echo": serve_tcp_echo, "udp-echo": serve_udp_echo,
      "half-close": serve_half_close, "whoami": serve_whoami}[a.kind](a)

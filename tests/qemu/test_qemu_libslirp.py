@@ -164,10 +164,13 @@ class QemuLibslirpTest(unittest.TestCase):
             path, sha = lab.make_file(size, "file.bin")
             srv = host.server("http", "--bind", "127.0.0.1", "--dir", lab.dir)
             echo = host.server("tcp-echo", "--bind", "127.0.0.1")
+            slow = host.server("tcp-echo", "--bind", "127.0.0.1", "--delay", "1")
             hp, hp2 = netlab.free_port(), netlab.free_port()
             netdev = ("hostfwd=tcp:127.0.0.1:%d-:8080,"
                       "guestfwd=tcp:10.0.2.100:80-tcp:127.0.0.1:%d,"
-                      "guestfwd=tcp:10.0.2.101:7-cmd:echo from-the-command" % (hp, echo.port))
+                      "guestfwd=tcp:10.0.2.102:81-tcp:127.0.0.1:%d,"
+                      "guestfwd=tcp:10.0.2.101:7-cmd:echo from-the-command"
+                      % (hp, echo.port, slow.port))
             g = UserGuest(lab, host, netdev,
                           append="un.port=%d un.file=file.bin un.upload un.host=host.usernet.internal "
                                  "un.shell" % srv.port)
@@ -194,6 +197,10 @@ class QemuLibslirpTest(unittest.TestCase):
             # which may come before the echo does)
             rc, text = g.sh("(echo hello-chardev; sleep 5) | timeout 10 nc 10.0.2.100 80")
             self.assertIn("hello-chardev\n", text.split("\n", 1)[1], text)
+            # a client that half-closes (its FIN with the request) still
+            # gets the answer, as libslirp's CLOSE_WAIT gives it
+            rc, text = g.sh("echo hello-halfclose | timeout 10 nc 10.0.2.102 81")
+            self.assertIn("hello-halfclose\n", text.split("\n", 1)[1], text)
             # guestfwd to a command
             rc, text = g.sh("sleep 8 | timeout 10 nc 10.0.2.101 7")
             self.assertIn("from-the-command", text.split("\n", 1)[1], text)
