@@ -154,6 +154,15 @@ void Switch::forward(PortId to, wire::Bytes frame, const FrameMeta& meta) {
         p->stats().tx_dropped++;
         return;
     }
+    // Another guest's kernel would cut it as we would (a guest that
+    // routes): the same cap on pieces. The gateway takes any GSO frame
+    // whole (its NAT does not cut it).
+    if (gso && to != guard_port_ &&
+        (frame.size() + meta.off.gso_size - 1) / meta.off.gso_size > wire::kMaxGsoSegments) {
+        stats_.dropped_bad_offload++;
+        p->stats().tx_dropped++;
+        return;
+    }
     p->stats().tx_frames++;
     p->stats().tx_bytes += frame.size();
     p->deliver(frame, meta);
@@ -213,7 +222,8 @@ void Switch::input(PortId from, wire::Bytes frame, const wire::Offload& off) {
     wire::MacAddr dst = wire::MacAddr::from(&frame[0]);
     wire::MacAddr src = wire::MacAddr::from(&frame[6]);
     // Offload fields are checked once, here, whatever the frame's way out:
-    // a frame cut in software is bounded (wire::kMaxGsoSegments), and one
+    // a frame cut in software is bounded where it is cut
+    // (wire::kMaxGsoSegments), and one
     // passed as it is to another guest's offload TAP carries nothing
     // usernet would not take itself. A TCP segment never goes to a group
     // address, so a large one flooded to every port is refused too.

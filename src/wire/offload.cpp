@@ -45,7 +45,7 @@ bool parse_vnet_hdr(const uint8_t* hdr, size_t frame_len, Offload& out) {
         break;
     case Offload::gso_tcp4:
     case Offload::gso_tcp6:
-        if (!out.csum_partial || out.gso_size < kMinGsoSize) return false;
+        if (!out.csum_partial || out.gso_size == 0) return false;
         out.gso_type = static_cast<uint8_t>(gso & ~vnet::gso_ecn);
         break;
     default:
@@ -82,7 +82,7 @@ bool complete_checksum(MutBytes frame, const Offload& off) {
 // plan_tcp_segments(): fills l3, l4, hdrs, payload and v6 of `plan`.
 static bool check_tcp_gso(Bytes frame, const Offload& off, TcpSegmentPlan& plan) {
     if (off.gso_type != Offload::gso_tcp4 && off.gso_type != Offload::gso_tcp6) return false;
-    if (off.gso_size < kMinGsoSize || frame.size() < kEthHeaderLen) return false;
+    if (off.gso_size == 0 || frame.size() < kEthHeaderLen) return false;
     size_t l3 = kEthHeaderLen;
     uint16_t type = load16(&frame[12]);
     if (type == ethertype::vlan) {
@@ -125,9 +125,7 @@ bool validate_offload(Bytes frame, const Offload& off) {
     }
     if (off.gso_type == Offload::gso_none) return true;
     TcpSegmentPlan plan;
-    if (!off.csum_partial || !check_tcp_gso(frame, off, plan)) return false;
-    plan.piece = off.gso_size;
-    return plan.pieces() <= kMaxGsoSegments;
+    return off.csum_partial && check_tcp_gso(frame, off, plan);
 }
 
 bool plan_tcp_segments(Bytes frame, const Offload& off, uint32_t mtu, size_t scratch_len,

@@ -25,9 +25,11 @@
 //
 // Amplification. Segmentation turns one frame into many: a 64 KiB frame
 // with gso_size 1 would become ~65,000 one-byte segments per port without
-// offload, a flood that stalls the loop. gso_size below kMinGsoSize is
-// rejected, and no frame may produce more than kMaxGsoSegments pieces
-// (after the MTU of the port it goes to is taken into account too).
+// offload, a flood that stalls the loop. No frame is cut into more than
+// kMaxGsoSegments pieces (the MTU of the port it goes to taken into
+// account); a frame that would need more is dropped there, and only
+// there: the NAT takes a GSO frame whole, whatever its gso_size (a guest
+// whose MSS is small, iperf3 -M 400, still uploads at full speed).
 #pragma once
 
 #include <cstddef>
@@ -53,20 +55,15 @@ struct Offload {
     bool trusted() const { return csum_partial || csum_valid; }
 };
 
-// The smallest payload per segment (gso_size) accepted. 536 is the IPv4
-// default MSS (RFC 9293 3.7.1; every host takes 576-byte datagrams) and a
-// sender's gso_size is its MSS less the TCP options of the segment (up to
-// 40 bytes: a Linux guest at MTU 576 with timestamps sends gso_size 524),
-// so 536 - 40 is the least any guest down to the IPv4 minimum datagram
-// size uses. The same floor serves IPv6: an IPv6 link's MTU is at least
-// 1280, so a real IPv6 sender never comes near it, and what the floor is
-// for, bounding the pieces of one frame, needs no second number. A guest
-// at an MTU below 576 has to leave TSO off.
+// The smallest payload per segment (gso_size) usernet itself sends as GSO
+// to a guest. 536 is the IPv4 default MSS (RFC 9293 3.7.1) less 40 bytes of
+// TCP options. Frames from guests may carry any gso_size from 1.
 inline constexpr uint16_t kMinGsoSize = 536 - 40;
-// The most pieces one frame may be cut into: 64 KiB of payload at the
-// floor (133). A frame that needs more, because the port it goes to has a
-// small MTU, is dropped rather than turned into a flood.
-inline constexpr size_t kMaxGsoSegments = (65536 + kMinGsoSize - 1) / kMinGsoSize;
+// The most pieces one frame may be cut into: 64 KiB of payload in 64-byte
+// pieces (1024). Linux's smallest MSS (88, less 12 bytes of timestamps)
+// gives 863. A frame that needs more is dropped rather than turned into a
+// flood.
+inline constexpr size_t kMaxGsoSegments = 1024;
 
 // The virtio-net header (struct virtio_net_hdr, 10 bytes, native byte order
 // as a TAP without TUNSETVNETLE/BE uses it).
@@ -80,8 +77,7 @@ inline constexpr uint8_t gso_ecn = 0x80;
 // Parses a virtio-net header in front of `frame` (frame_len bytes follow
 // it). False if it is malformed: unknown flags or GSO types (UDP
 // fragmentation offload is never enabled), a checksum field outside the
-// frame, GSO without a checksum to complete or with gso_size below
-// kMinGsoSize.
+// frame, GSO without a checksum to complete or with gso_size 0.
 bool parse_vnet_hdr(const uint8_t* hdr, size_t frame_len, Offload& out);
 // Writes the header for `off` at hdr (kVnetHdrLen bytes).
 void write_vnet_hdr(uint8_t* hdr, const Offload& off);
@@ -89,9 +85,9 @@ void write_vnet_hdr(uint8_t* hdr, const Offload& off);
 // Whether `off` describes `frame`: the checksum field inside the frame and,
 // for GSO, the headers parse as the GSO type says (IPv4 or IPv6 with TCP,
 // not a fragment, IP length the frame's, csum_start at the TCP header and
-// csum_offset its checksum field), gso_size at least kMinGsoSize and at
-// most kMaxGsoSegments pieces of gso_size. The check every frame with
-// offload passes on entering the switch.
+// csum_offset its checksum field) and gso_size not 0. The check every
+// frame with offload passes on entering the switch; the cap on pieces is
+// segment_tcp()'s, where a frame is cut.
 bool validate_offload(Bytes frame, const Offload& off);
 
 // Completes a partial checksum in place: sums frame[csum_start..] (the
@@ -105,8 +101,8 @@ bool complete_checksum(MutBytes frame, const Offload& off);
 // before writing the next (so scratch need only hold one: the headers plus
 // the largest piece). The checksum in `frame` may be partial or complete.
 // False, with nothing emitted, if the headers are malformed or do not
-// agree with `off`, gso_size is below kMinGsoSize, or the frame would
-// become more than kMaxGsoSegments pieces at this MTU.
+// agree with `off`, or the frame would become more than kMaxGsoSegments
+// pieces at this MTU.
 template <typename Emit>
 bool segment_tcp(Bytes frame, const Offload& off, uint32_t mtu, MutBytes scratch, Emit&& emit);
 

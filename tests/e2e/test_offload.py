@@ -15,6 +15,7 @@ its download (usernet sends it plain segments)."""
 import os
 import struct
 import sys
+import time
 import unittest
 
 sys.dont_write_bytecode = True  # keep the source tree clean
@@ -124,9 +125,8 @@ class OffloadTest(unittest.TestCase):
 
     def test_guest_with_a_small_mss_gets_its_download(self):
         # The guest announces MSS 300: usernet's segments toward it are
-        # below the smallest gso_size the switch accepts (496), so usernet
-        # must send them as plain frames, not as a GSO frame the switch
-        # would then refuse.
+        # below the smallest gso_size usernet sends as GSO (496), so it
+        # sends them as plain frames.
         with netlab.Lab("offl") as lab:
             host, guest, un, pcap = self._guest(lab, [])
             guest.run(["ip", "route", "add", GATEWAY + "/32", "dev", "tap0", "advmss", "300"])
@@ -137,6 +137,23 @@ class OffloadTest(unittest.TestCase):
             netlab.curl(guest, ["--max-time", "60", "-o", out,
                                 "http://%s:%d/f.bin" % (GATEWAY, srv.port)], timeout=80)
             self.assertEqual(netlab.sha256_file(out), sha, "download differs")
+
+    def test_guest_with_a_small_mss_uploads_at_full_speed(self):
+        # A route MTU of 440 makes the guest's MSS 400: its TSO frames carry
+        # gso_size 388 (timestamps), which the switch used to drop at the
+        # TAP (only the guest's single-segment retransmissions got through:
+        # 46 Kbit/s). The NAT takes such a frame whole.
+        with netlab.Lab("offl") as lab:
+            host, guest, un, pcap = self._guest(lab, [])
+            guest.run(["ip", "route", "add", GATEWAY + "/32", "dev", "tap0", "mtu", "lock", "440"])
+            path, sha = lab.make_file(16 * MiB, "f.bin")
+            srv = host.server("http", "--bind", "127.0.0.1", "--dir", lab.dir)
+            t0 = time.monotonic()
+            r = netlab.curl(guest, ["--max-time", "60", "-T", path,
+                                    "http://%s:%d/upload" % (GATEWAY, srv.port)], timeout=80)
+            self.assertEqual(r.stdout.split(), [sha, str(16 * MiB)], "upload differs")
+            netlab.log("16 MiB up at MSS 400 in %.2f s" % (time.monotonic() - t0))
+            lab.assert_alive(un)
 
     def test_no_offload_keeps_every_frame_within_the_mtu(self):
         with netlab.Lab("nooffl") as lab:
