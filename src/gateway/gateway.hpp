@@ -178,7 +178,13 @@ public:
 
     // --- sending toward guests ---
     uint8_t* tx_l4() { return tx_.data() + kHeadroom; }
-    static constexpr size_t tx_l4_capacity() { return kTxCapacity - 40; }
+    // The largest L4 message send_ip() takes: 65535 bytes (an IPv6
+    // payload's most; IPv4's total length limit is send_ip()'s own check),
+    // so the largest datagram and echo of either family fit.
+    static constexpr size_t tx_l4_capacity() { return kTxCapacity; }
+    // The TCP translator's bound for one segment, with room for any IP
+    // header within IPv4's 65535-byte total.
+    static constexpr size_t tx_l4_tcp_capacity() { return kTxCapacity - 40; }
     // Wraps l4_len bytes at tx_l4() (checksum already filled) in IP and
     // Ethernet headers and puts the frame on the switch (padded to 60
     // bytes). The limited or subnet broadcast goes to ff:ff:ff:ff:ff:ff.

@@ -727,7 +727,7 @@ uint16_t TcpNat::sending_mss(const Flow& f, uint16_t guest_mss) const {
     const FlowState& s = f.st;
     uint32_t path = std::min<uint32_t>({s.ingress_mtu, gw_.path_mtu(s.key.guest), 65535});
     uint32_t cap = path - header_overhead(s.key.guest);
-    cap = std::min(cap, static_cast<uint32_t>(gw_.tx_l4_capacity() - wire::kTcpHeaderLen));
+    cap = std::min(cap, static_cast<uint32_t>(gw_.tx_l4_tcp_capacity() - wire::kTcpHeaderLen));
     uint32_t mss = std::min<uint32_t>(guest_mss ? guest_mss : tcp::kDefaultMss, cap);
     return static_cast<uint16_t>(std::max<uint32_t>(mss, 64));
 }
@@ -1433,7 +1433,7 @@ void TcpNat::send_pending(Flow& f) {
             // stream, datagram or emulated NIC at MTU 1500) the peek
             // lands in batch_ and goes out as `seg`-sized frames: one
             // recv() for up to 44 segments instead of one each.
-            uint32_t max = gso ? static_cast<uint32_t>(gw_.tx_l4_capacity() - data_header_len(f))
+            uint32_t max = gso ? static_cast<uint32_t>(gw_.tx_l4_tcp_capacity() - data_header_len(f))
                                : static_cast<uint32_t>(kPeekBatch);
             want = std::min(room, max);
             if (want > seg) want -= want % seg;

@@ -113,6 +113,10 @@ class UdpTest(unittest.TestCase):
             srv = host.server("udp-echo", "--bind", "127.0.0.1")
             r = guest.py(ECHO_CLIENT, GATEWAY, srv.port, 200, "1,64,512,1400,1472", timeout=60)
             self.assertEqual(r.stdout.strip(), "200", r.stdout + r.stderr)
+            # The largest IPv4 datagrams (65,507 bytes, IP length 65,535):
+            # the echo used to be dropped above 65,487.
+            r = guest.py(ECHO_CLIENT, GATEWAY, srv.port, 4, "65488,65507", timeout=60)
+            self.assertEqual(r.stdout.strip(), "4", r.stdout + r.stderr)
 
     def test_udp_echo_to_remote_address(self):
         with netlab.Lab("udp") as lab:
