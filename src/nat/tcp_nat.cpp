@@ -1338,8 +1338,18 @@ void TcpNat::flush_stage(bool answer, std::span<const uint8_t> tail) {
 
 // Payload per segment: the MSS less the options we put on every segment
 // (RFC 6691: the MSS option does not count them).
+// The data one segment carries: the guest's MSS less our options, and at
+// most half the largest window the guest has offered (RFC 9293 3.8.6.2.1,
+// as Linux's tcp_bound_to_half_wnd), so that two segments fit its window
+// and it acknowledges at once instead of at its delayed-ACK timer (a guest
+// without window scaling at MTU 65520 offers 65,535 bytes, one segment).
 uint32_t TcpNat::segment_limit(const Flow& f) const {
-    return f.st.mss - static_cast<uint32_t>(data_header_len(f) - wire::kTcpHeaderLen);
+    const uint32_t opts = static_cast<uint32_t>(data_header_len(f) - wire::kTcpHeaderLen);
+    const uint32_t seg = f.st.mss - opts;
+    const uint32_t wnd = f.st.max_snd_wnd;
+    const uint32_t cutoff = wnd > tcp::kDefaultMss ? wnd / 2 : wnd;
+    if (cutoff == 0 || seg <= cutoff) return seg;
+    return std::max<uint32_t>(cutoff, 68 > wire::kTcpHeaderLen + opts ? 68 - wire::kTcpHeaderLen - opts : 1);
 }
 
 // Sends host data the windows allow, then our FIN once the data is out.

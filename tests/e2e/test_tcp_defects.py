@@ -234,6 +234,48 @@ class TcpDefectsTest(unittest.TestCase):
             self.assertEqual(r.stdout.split(), [sha, str(64 * MiB)], "uploaded data differs")
             lab.assert_alive(t.un)
 
+    def test_a_guest_without_window_scaling_gets_two_segments_per_window(self):
+        # Without window scaling a guest offers at most 65,535 bytes; at MTU
+        # 65520 one full-MSS segment filled it, and the guest acknowledged
+        # each at its delayed-ACK timer (32 MiB took 22 s). Segments are now
+        # at most half the largest window offered (RFC 9293 3.8.6.2.1), as
+        # Linux sends them.
+        import struct
+        netlab.require_tools("curl")
+        with netlab.Lab("tcpwsc") as lab:
+            pcap = lab.path("trace.pcap")
+            guest = lab.netns("guest")
+            guest.run(["sysctl", "-qw", "net.ipv4.tcp_window_scaling=0"])
+            host = lab.netns("host")
+            un = lab.usernet(host, ["--netns", guest.path, "--config-net", "--pcap", pcap],
+                             wait=[("link", guest, "tap0")])
+            netlab.wait_for(lambda: guest.addrs("tap0"), 10, what="address from --config-net")
+            path, sha = lab.make_file(8 * MiB, "f.bin")
+            srv = host.server("http", "--bind", "127.0.0.1", "--dir", lab.dir)
+            out = lab.path("down.bin")
+            netlab.curl(guest, ["--max-time", "100", "-o", out,
+                                "http://%s:%d/f.bin" % (GATEWAY, srv.port)], timeout=120)
+            self.assertEqual(netlab.sha256_file(out), sha)
+            un.stop()
+            with open(pcap, "rb") as f:
+                data = f.read()
+            largest, off = 0, 24
+            while off + 16 <= len(data):
+                incl = struct.unpack("<I", data[off + 8:off + 12])[0]
+                fr = data[off + 16:off + 16 + incl]
+                off += 16 + incl
+                if len(fr) < 54 or fr[12:14] != b"\x08\x00" or fr[23] != 6:
+                    continue
+                ihl = (fr[14] & 15) * 4
+                if fr[26:30] != bytes([10, 0, 2, 2]):
+                    continue
+                total = struct.unpack(">H", fr[16:18])[0]
+                doff = (fr[14 + ihl + 12] >> 4) * 4
+                largest = max(largest, total - ihl - doff)
+            netlab.log("largest segment to the guest: %d bytes" % largest)
+            self.assertGreater(largest, 1460)
+            self.assertLessEqual(largest, 65535 // 2)
+
 
 if __name__ == "__main__":
     netlab.main()
