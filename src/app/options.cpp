@@ -521,10 +521,7 @@ void resolve_addresses(const CLI::App& app, const RawOptions& raw, Config& cfg) 
                  "give the guest another address");
         cfg.guest_addr = g;
     }
-    if (given(app, "--domain")) {
-        check_domain(raw.domain);
-        net.domain = raw.domain;
-    }
+    if (given(app, "--domain")) net.domain = dns_name(raw.domain, "--domain");
     if (given(app, "--tftp")) {
         // Checked now, so that a daemon that cannot serve it does not start.
         char* real = realpath(raw.tftp.c_str(), nullptr);

@@ -254,6 +254,13 @@ void Dhcp4Leases::set_hostname(wire::Ipv4 ip, std::string_view name) {
     if (label.empty() || label.size() >= l->hostname.size() || label.front() == '-' ||
         label.back() == '-')
         return;
+    // "localhost" is the loopback address's (RFC 6761 6.3), whatever an
+    // unconfigured image sends as its name.
+    if (label.size() == 9) {
+        char low[9];
+        for (size_t i = 0; i < 9; i++) low[i] = static_cast<char>(label[i] | 0x20);
+        if (std::string_view(low, 9) == "localhost") return;
+    }
     for (char c : label) {
         const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
                         c == '-';
@@ -454,10 +461,12 @@ void Dhcp4Server::handle(wire::Bytes dhcp, const wire::MacAddr& src_mac, uint32_
             return;
         }
         if (leases_.bind(key, *chaddr, want, now, port)) {
-            std::string_view name = msg->hostname().value_or(std::string_view{});
+            // A renewal may leave option 12 out (RFC 2131 4.4.5): the
+            // name stays (bind() forgot it if the address changed hands).
+            std::optional<std::string_view> name = msg->hostname();
             for (const NetConfig::StaticLease& s : gw_.config().dhcp_hosts)
                 if (s.mac == *chaddr && !s.name.empty()) name = s.name;
-            leases_.set_hostname(want, name);
+            if (name) leases_.set_hostname(want, *name);
             reply(*msg, Reply::ack, want, ingress_mtu, port);
         } else {
             spdlog::debug("dhcp: NAK {} for {}", V4{want}, *chaddr);

@@ -44,6 +44,10 @@ bool is_icmp_error(uint8_t type) {
 
 Gateway::Gateway(core::EventLoop& loop, sw::Switch& sw, NetConfig cfg)
     : loop_(loop), sw_(sw), cfg_(std::move(cfg)) {
+    // Names are matched as the forwarder passes them: lower case, no final
+    // dot (--domain Lab.Test. is lab.test).
+    if (!cfg_.domain.empty() && cfg_.domain.back() == '.') cfg_.domain.pop_back();
+    for (char& c : cfg_.domain) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c | 0x20 : c);
     neighbors_.reserve(kMaxNeighbors);
     sw_.attach(*this);
     sw_.pin(cfg_.gw_mac, id());
@@ -614,6 +618,13 @@ void Gateway::reserve(wire::Ipv4 ip, sw::PortId port) {
 bool Gateway::local_addresses(std::string_view name, std::vector<wire::IpAddr>& out) const {
     out.clear();
     bool known = false;
+    // RFC 6761 6.3: localhost names are the loopback addresses, answered
+    // here and never taken from a guest's DHCP name or sent upstream.
+    if (name == "localhost" || name.ends_with(".localhost")) {
+        out.push_back(wire::IpAddr::v4(0x7f000001));
+        out.push_back(*wire::IpAddr::parse("::1"));
+        return true;
+    }
     if (!cfg_.host_alias.empty() && name == cfg_.host_alias && cfg_.map_gateway_to_loopback) {
         known = true;
         out.push_back(wire::IpAddr::v4(cfg_.gateway));

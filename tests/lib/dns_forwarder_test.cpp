@@ -701,6 +701,45 @@ TEST_F(LocalNamesTest, Dns_AGuestsDhcpHostNameIsAnsweredBareAndUnderTheDomain) {
     EXPECT_TRUE(up.recv(1000));
 }
 
+TEST_F(LocalNamesTest, Dns_LocalhostIsTheLoopbackAndNoGuestsName) {
+    // RFC 6761 6.3: an unconfigured image that sends "localhost" as its DHCP
+    // name does not take the name over for every guest.
+    start_local({up.host_port()}, true);
+    auto& leases = gw->dhcp().leases();
+    ASSERT_TRUE(leases.bind(Dhcp4ClientKey::from_mac(kGuestMac), kGuestMac, ip("10.0.2.15"),
+                            loop.now()));
+    leases.set_hostname(ip("10.0.2.15"), "LocalHost");
+    std::vector<uint8_t> keep;
+    using V = std::vector<std::string>;
+    for (const char* name : {"localhost", "LocalHost.", "db.localhost"}) {
+        auto v = ask(make_query_type(1, name, wire::dnstype::any), keep);
+        ASSERT_TRUE(v) << name;
+        EXPECT_EQ(addresses(*v), (V{"127.0.0.1", "::1"})) << name;
+    }
+    EXPECT_FALSE(up.recv(50)) << "a localhost name went upstream";
+}
+
+TEST_F(LocalNamesTest, Dns_ADomainGivenInCapitalsOrWithADotStillMatches) {
+    guest.mtu_ = 1500;
+    sw.attach(guest);
+    NetConfig cfg;
+    cfg.dns_upstreams = {up.host_port()};
+    cfg.domain = "Lab.Test.";
+    gw = std::make_unique<Gateway>(loop, sw, cfg);
+    gw->learn_neighbor(kGuest, kGuestMac, 1500);
+    auto& leases = gw->dhcp().leases();
+    ASSERT_TRUE(leases.bind(Dhcp4ClientKey::from_mac(kGuestMac), kGuestMac, ip("10.0.2.15"),
+                            loop.now()));
+    leases.set_hostname(ip("10.0.2.15"), "vm1");
+    std::vector<uint8_t> keep;
+    for (const char* name : {"vm1.lab.test", "VM1.Lab.Test."}) {
+        auto v = ask(make_query(1, name), keep);
+        ASSERT_TRUE(v) << name;
+        EXPECT_EQ(addresses(*v), std::vector<std::string>{"10.0.2.15"}) << name;
+    }
+    EXPECT_EQ(gw->config().domain, "lab.test");
+}
+
 // --- DNS over TCP (DnsTcpService) ---------------------------------------------
 
 // A TCP resolver stand-in on 127.0.0.1: answers each framed query with

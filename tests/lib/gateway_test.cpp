@@ -542,7 +542,8 @@ std::vector<uint8_t> dhcp_request_frame(uint8_t type, uint32_t xid, std::optiona
                                         std::optional<Ipv4> server, Ipv4 ciaddr = 0,
                                         const MacAddr& m = kGuestMac,
                                         std::optional<std::vector<uint8_t>> client_id = {},
-                                        std::optional<uint16_t> max_size = {}) {
+                                        std::optional<uint16_t> max_size = {},
+                                        std::optional<std::string> hostname = {}) {
     std::vector<uint8_t> msg(548);
     wire::Dhcp4Builder b(msg);
     b.set_op(wire::dhcp4op::boot_request);
@@ -554,6 +555,9 @@ std::vector<uint8_t> dhcp_request_frame(uint8_t type, uint32_t xid, std::optiona
     if (server) b.add_ipv4(wire::dhcp4opt::server_id, *server);
     if (client_id) b.add_option(wire::dhcp4opt::client_id, *client_id);
     if (max_size) b.add_u16(wire::dhcp4opt::max_message_size, *max_size);
+    if (hostname)
+        b.add_option(wire::dhcp4opt::hostname,
+                     Bytes(reinterpret_cast<const uint8_t*>(hostname->data()), hostname->size()));
     msg.resize(b.finish());
     if (ciaddr)
         return udp_frame(MacAddr{{0x52, 0x55, 10, 0, 2, 2}}, m, ciaddr, ip("10.0.2.2"), 68, 67,
@@ -847,6 +851,22 @@ TEST_F(GatewayTest, Dhcp_AReplyTooLargeForTheClientGoesWithoutWhatDoesNotFit) {
     auto big = dhcp_of(guest.frames[1]);
     ASSERT_TRUE(big);
     EXPECT_EQ(text_of(*big, wire::dhcp4opt::domain_search).size(), gw->search_wire().size());
+}
+
+TEST_F(GatewayTest, Dhcp_ARenewalWithoutAHostNameKeepsTheName) {
+    // RFC 2131 lets a client leave option 12 out when it renews.
+    input(dhcp_request_frame(wire::dhcp4msg::request, 1, ip("10.0.2.15"), std::nullopt, 0,
+                             kGuestMac, {}, {}, std::string("keepme")));
+    ASSERT_EQ(dhcp_of(guest.frames.at(0))->message_type(), wire::dhcp4msg::ack);
+    std::vector<wire::IpAddr> addrs;
+    ASSERT_TRUE(gw->local_addresses("keepme", addrs));
+    guest_says_hello();
+    input(dhcp_request_frame(wire::dhcp4msg::request, 2, std::nullopt, std::nullopt,
+                             ip("10.0.2.15")));
+    ASSERT_EQ(dhcp_of(guest.frames.at(0))->message_type(), wire::dhcp4msg::ack);
+    EXPECT_TRUE(gw->local_addresses("keepme", addrs));
+    ASSERT_FALSE(addrs.empty());
+    EXPECT_EQ(addrs[0], wire::IpAddr::v4(ip("10.0.2.15")));
 }
 
 TEST_F(GatewayTest, Dhcp_AStaticLeaseIsItsMacsAloneInsideOrOutsideThePool) {
