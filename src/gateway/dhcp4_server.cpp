@@ -139,6 +139,20 @@ bool Dhcp4Leases::mac_full(const wire::MacAddr& mac, const Dhcp4ClientKey& key,
     return n >= kMaxPerMac;
 }
 
+void Dhcp4Leases::recycle_mac(const wire::MacAddr& mac, const Dhcp4ClientKey& key,
+                              core::Millis now) {
+    Lease* oldest = nullptr;
+    for (Lease& l : pool_)
+        if (l.mac == mac && !(l.key == key) && live(l, now) && !l.static_mac &&
+            (!oldest || l.granted < oldest->granted))
+            oldest = &l;
+    if (!oldest) return;
+    oldest->key = Dhcp4ClientKey{};
+    oldest->state = State::free;
+    oldest->expires = now;
+    oldest->port = kNoPort;
+}
+
 void Dhcp4Leases::take(Lease& l, const Dhcp4ClientKey& key, const wire::MacAddr& mac, State st,
                        core::Millis expires, PortId port, core::Millis now) {
     // A client holds one address: whatever it had before lapses (but not
@@ -223,7 +237,7 @@ std::optional<wire::Ipv4> Dhcp4Leases::offer(const Dhcp4ClientKey& key, const wi
             return l->ip;
         }
     }
-    if (mac_full(mac, key, now)) return std::nullopt;
+    if (mac_full(mac, key, now)) recycle_mac(mac, key, now);
     if (port_count(port, now) >= quota(port) && !recycle_for(port, now)) return std::nullopt;
     if (requested) {
         if (Lease* l = slot_of(*requested); l && available(*l, mac, port, now)) {
@@ -304,7 +318,8 @@ bool Dhcp4Leases::bind(const Dhcp4ClientKey& key, const wire::MacAddr& mac, wire
     if (own) {
         if (busy(ip, mac, port)) return false;
     } else {
-        if (!available(*l, mac, port, now) || mac_full(mac, key, now)) return false;
+        if (!available(*l, mac, port, now)) return false;
+        if (mac_full(mac, key, now)) recycle_mac(mac, key, now);
         if (l->port != port && port_count(port, now) >= quota(port) && !recycle_for(port, now))
             return false;
     }
@@ -430,7 +445,15 @@ void Dhcp4Server::handle(wire::Bytes dhcp, const wire::MacAddr& src_mac, uint32_
         auto a = leases_.offer(key, *chaddr, msg->requested_ip(), now, port);
         if (!a) {
             stats_.pool_exhausted++;
-            spdlog::debug("dhcp: no free address for {}", *chaddr);
+            // Said once a minute at most: a storm must not flood the log.
+            if (now - last_exhausted_log_ >= 60'000 || last_exhausted_log_ == 0) {
+                last_exhausted_log_ = now;
+                spdlog::info("dhcp: no free address for {} (the pool {}-{} is in use)", *chaddr,
+                             V4{gw_.config().dhcp_start},
+                             V4{gw_.config().dhcp_start + gw_.config().dhcp_count - 1});
+            } else {
+                spdlog::debug("dhcp: no free address for {}", *chaddr);
+            }
             return;
         }
         reply(*msg, Reply::offer, *a, ingress_mtu);

@@ -19,7 +19,8 @@
 //
 // A hostile guest must not drain the pool or cancel others' leases:
 // - One MAC holds at most kMaxPerMac live offers and leases whatever client
-//   identifiers it makes up.
+//   identifiers it makes up; a new identifier past that takes the MAC's
+//   oldest (a guest whose identifier changed is not refused).
 // - Every lease records the switch port (attachment) it was handed out on,
 //   and one port holds at most `per_port` of them (NetConfig::
 //   dhcp_leases_per_port). A port at its quota that needs another address
@@ -175,6 +176,9 @@ private:
     // True when mac already holds kMaxPerMac live offers or leases under
     // keys other than key.
     bool mac_full(const wire::MacAddr& mac, const Dhcp4ClientKey& key, core::Millis now) const;
+    // Frees mac's oldest live offer or lease under another key (a guest
+    // whose client identifier changed: a new machine-id, a new DUID).
+    void recycle_mac(const wire::MacAddr& mac, const Dhcp4ClientKey& key, core::Millis now);
     void take(Lease& l, const Dhcp4ClientKey& key, const wire::MacAddr& mac, State st,
               core::Millis expires, PortId port, core::Millis now);
     // Frees port's least recently heard idle lease; false when it has none.
@@ -233,6 +237,7 @@ private:
     Gateway& gw_;
     Dhcp4Leases leases_;
     Dhcp4Stats stats_;
+    core::Millis last_exhausted_log_ = 0;  // "no free address", said once a minute
 };
 
 }  // namespace usernet::gw

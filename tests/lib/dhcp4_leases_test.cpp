@@ -201,13 +201,25 @@ TEST(Dhcp4Leases, OneMacCannotDrainThePoolWithMadeUpClientIds) {
         const uint8_t id[] = {1, i};
         ASSERT_TRUE(l.offer(Dhcp4ClientKey::from_client_id(id), mac(1), std::nullopt, 0));
     }
+    // A fifth identifier gets an address, but the MAC's oldest goes: it
+    // never holds more than kMaxPerMac (a guest whose client identifier
+    // changed, a new machine-id, is not refused for the lease time).
     const uint8_t more[] = {1, 99};
     auto k = Dhcp4ClientKey::from_client_id(more);
-    EXPECT_FALSE(l.offer(k, mac(1), std::nullopt, 0));
-    EXPECT_FALSE(l.bind(k, mac(1), ip("10.0.2.30"), 0));  // INIT-REBOOT too
-    // Other machines are unaffected, and the offers lapse in time.
-    EXPECT_TRUE(l.offer(key(2), mac(2), std::nullopt, 0));
-    EXPECT_TRUE(l.offer(k, mac(1), std::nullopt, Dhcp4Leases::kOfferHoldMs));
+    auto fifth = l.offer(k, mac(1), std::nullopt, 10);
+    ASSERT_TRUE(fifth);
+    const uint8_t first[] = {1, 0};
+    EXPECT_FALSE(l.lookup(Dhcp4ClientKey::from_client_id(first), 10));
+    size_t held = 0;
+    for (uint8_t i = 1; i < Dhcp4Leases::kMaxPerMac; i++) {
+        const uint8_t id[] = {1, i};
+        held += l.lookup(Dhcp4ClientKey::from_client_id(id), 10).has_value();
+    }
+    EXPECT_EQ(held, Dhcp4Leases::kMaxPerMac - 1);
+    const uint8_t sixth[] = {1, 100};
+    EXPECT_TRUE(l.bind(Dhcp4ClientKey::from_client_id(sixth), mac(1), ip("10.0.2.30"), 20));
+    // 16 addresses, 4 to this MAC at most: the others still get theirs.
+    for (uint8_t m = 2; m < 14; m++) EXPECT_TRUE(l.offer(key(m), mac(m), std::nullopt, 30)) << int(m);
 }
 
 TEST(Dhcp4Leases, ChoosingAnotherServerWithdrawsTheOffer) {
