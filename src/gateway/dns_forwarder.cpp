@@ -372,9 +372,12 @@ void DnsForwarder::from_guest(DnsGuestKey key, const wire::IpAddr& guest, uint16
         return;
     }
     if (query.size() > kMaxQueryLen) {
+        // Legal with EDNS (a large option), but more than the table keeps:
+        // FORMERR, so the resolver asks again without it (RFC 6891 7)
+        // rather than waiting for an answer that never comes.
         stats_.dropped_malformed++;
-        spdlog::debug("dns: dropped a {}-byte query from {}", query.size(),
-                      guest);
+        spdlog::debug("dns: a {}-byte query from {}: FORMERR", query.size(), guest);
+        answer_error(guest, guest_port, query, v->id(), wire::dnsrcode::formerr);
         return;
     }
     if (pending_of(key) >= kMaxPendingPerGuest) {

@@ -354,6 +354,24 @@ TEST_F(DnsForwarderTest, DnsForwarder_EveryUpstreamFailingAnswersServfail) {
     EXPECT_EQ(gw->dns().pending(), 0u);
 }
 
+// A query longer than the table keeps (an EDNS option of 470 bytes) gets
+// FORMERR, not silence.
+TEST_F(DnsForwarderTest, DnsForwarder_AnOverlongQueryGetsFormerr) {
+    Upstream up;
+    start({up.host_port()});
+    auto q = make_query(31, "big.test");
+    q.resize(DnsForwarder::kMaxQueryLen + 7, 0);
+    query(q);
+    run_until_frames(1, 1000);
+    ASSERT_EQ(guest.frames.size(), 1u);
+    auto r = dns_to_guest(guest.frames[0]);
+    ASSERT_TRUE(r);
+    auto v = wire::DnsView::parse(*r);
+    EXPECT_EQ(v->id(), 31);
+    EXPECT_EQ(v->rcode(), wire::dnsrcode::formerr);
+    EXPECT_FALSE(up.recv(50));
+}
+
 // A lone upstream slower than the attempt timeout still answers the guest;
 // one that never answers gets the guest SERVFAIL once kAnswerWaitMs passed.
 TEST_F(DnsForwarderTest, DnsForwarder_ASlowUpstreamsLateAnswerIsRelayedThenServfail) {
