@@ -665,11 +665,13 @@ void Daemon::log_summary(const Lan& lan) const {
         }
     }
     std::string which = lans_.size() > 1 ? "LAN " + lan.name + ": " : "";
-    spdlog::info("{}network {}/{}: gateway {} ({}), DNS {} ({}), DHCP {}-{}{}", which,
+    const std::string dhcp = n.dhcp4 ? "DHCP " + wire::ipv4_to_string(n.dhcp_start) + "-" +
+                                           wire::ipv4_to_string(n.dhcp_start + n.dhcp_count - 1)
+                                     : std::string("no DHCP");
+    spdlog::info("{}network {}/{}: gateway {} ({}), DNS {} ({}), {}{}", which,
                  wire::ipv4_to_string(n.net), n.prefix_len, wire::ipv4_to_string(n.gateway),
                  n.map_gateway_to_loopback ? "the host's loopback" : "not mapped to the host",
-                 wire::ipv4_to_string(n.dns), dns, wire::ipv4_to_string(n.dhcp_start),
-                 wire::ipv4_to_string(n.dhcp_start + n.dhcp_count - 1),
+                 wire::ipv4_to_string(n.dns), dns, dhcp,
                  n.domain.empty() ? "" : ", domain " + n.domain);
     if (n.ipv6)
         spdlog::info("{}IPv6 prefix {}/{} by router advertisement: gateway {} ({}), DNS {}", which,
