@@ -600,6 +600,12 @@ void resolve_addresses(const CLI::App& app, const RawOptions& raw, Config& cfg) 
             name = dns_name(e.substr(comma + 1), "--dhcp-host");
             if (name.find('.') != std::string::npos)
                 fail("--dhcp-host", "'" + name + "' is not a single label", "give a host name without dots");
+            // What DNS answers as a guest's name (Dhcp4Leases::set_hostname):
+            // letters, digits and inner hyphens (RFC 952/1123), not localhost.
+            if (name.find('_') != std::string::npos || name.front() == '-' ||
+                name.back() == '-' || name == "localhost")
+                fail("--dhcp-host", "'" + name + "' is not a host name the DNS address can answer",
+                     "use letters, digits and inner hyphens, such as web-1");
         }
         for (const gw::NetConfig::StaticLease& s : net.dhcp_hosts)
             if (s.mac == *mac || s.ip == *a)

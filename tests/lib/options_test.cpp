@@ -1011,6 +1011,10 @@ TEST(Options, Options_DhcpHostnameSearchLeaseStaticLeasesAndRoutes) {
     EXPECT_EQ(error_option({"--dhcp-host", "52:54:00:12:34:56=10.0.3.5"}), "--dhcp-host");
     EXPECT_EQ(error_option({"--dhcp-host", "52:54:00:12:34:56=10.0.2.2"}), "--dhcp-host");
     EXPECT_EQ(error_option({"--dhcp-host", "01:00:5e:00:00:01=10.0.2.20"}), "--dhcp-host");
+    // Names DNS could not answer as a guest's.
+    for (const char* bad : {"52:54:00:12:34:56=10.0.2.20,web_2", "52:54:00:12:34:56=10.0.2.20,web-",
+                            "52:54:00:12:34:56=10.0.2.20,localhost"})
+        EXPECT_EQ(error_option({"--dhcp-host", bad}), "--dhcp-host") << bad;
     EXPECT_EQ(error_option({"--dhcp-host", "52:54:00:12:34:56=10.0.2.20", "--dhcp-host",
                             "52:54:00:12:34:57=10.0.2.20"}),
               "--dhcp-host");
