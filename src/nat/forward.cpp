@@ -556,7 +556,9 @@ size_t Forwarder::remove(char proto, const std::optional<wire::IpAddr>& bind_add
 }
 
 void Forwarder::add(const ForwardSpec& spec) {
-    if ((spec.proto != 't' && spec.proto != 'u') || spec.host_first == 0 ||
+    // Host port 0 (one port, as libslirp allows): the kernel picks one.
+    const bool any_port = spec.host_first == 0 && spec.host_last == 0;
+    if ((spec.proto != 't' && spec.proto != 'u') || (spec.host_first == 0 && !any_port) ||
         spec.host_last < spec.host_first || spec.guest_first == 0 ||
         spec.guest_last < spec.guest_first ||
         spec.guest_last - spec.guest_first != spec.host_last - spec.host_first)
@@ -583,8 +585,18 @@ void Forwarder::add(const ForwardSpec& spec) {
                     spdlog::debug("forward {}: no IPv6 on this host, IPv4 only", spec.to_string());
                     continue;
                 }
-                bound.push_back(Bound{fd, static_cast<uint16_t>(port)});
+                uint16_t actual = static_cast<uint16_t>(port);
+                if (any_port) {
+                    // The kernel's choice; the other family's socket takes the same.
+                    sockaddr_storage ss{};
+                    socklen_t len = sizeof ss;
+                    getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len);
+                    actual = core::from_sockaddr(ss).second;
+                    port = actual;
+                }
+                bound.push_back(Bound{fd, actual});
             }
+            if (any_port) break;
         }
     } catch (...) {
         for (const Bound& b : bound) close(b.fd);
@@ -594,7 +606,7 @@ void Forwarder::add(const ForwardSpec& spec) {
     size_t i = 0;
     try {
         for (; i < bound.size(); i++) {
-            const uint16_t guest_port = spec.guest_port(bound[i].host_port);
+            const uint16_t guest_port = any_port ? spec.guest_first : spec.guest_port(bound[i].host_port);
             if (spec.proto == 't') {
                 auto l = std::make_unique<TcpListener>(*this, bound[i].fd, bound[i].host_port,
                                                        guest_port, spec.guest_addr);
@@ -606,7 +618,8 @@ void Forwarder::add(const ForwardSpec& spec) {
                 nat_.udp().add_forward_socket(bound[i].fd, guest_port, spec.guest_addr);
                 udp_sockets_++;
             }
-            bindings_.push_back(Binding{spec.proto, spec.bind_addr, bound[i].host_port, bound[i].fd});
+            bindings_.push_back(Binding{spec.proto, spec.bind_addr, bound[i].host_port, bound[i].fd,
+                                        guest_port, spec.guest_addr});
         }
     } catch (const std::exception& e) {
         for (size_t k = i + 1; k < bound.size(); k++) close(bound[k].fd);

@@ -148,10 +148,11 @@ public:
     size_t remove(char proto, const std::optional<wire::IpAddr>& bind_addr, uint16_t host_port);
 
     const ForwardStats& stats() const { return stats_; }
-    // The listening sockets, for listings: proto ('t', 'u') and descriptor.
+    // The listening sockets, for listings: proto ('t', 'u'), descriptor,
+    // guest port and guest address (none: chosen per connection).
     template <class F>
     void for_each_listener(F&& fn) const {
-        for (const Binding& b : bindings_) fn(b.proto, b.fd);
+        for (const Binding& b : bindings_) fn(b.proto, b.fd, b.guest_port, b.guest_addr);
     }
     size_t listener_count() const { return tcp_listeners_.size() + udp_sockets_; }
 
@@ -165,6 +166,8 @@ private:
         std::optional<wire::IpAddr> bind_addr;  // the spec's
         uint16_t host_port;
         int fd;
+        uint16_t guest_port = 0;                 // where it goes
+        std::optional<wire::IpAddr> guest_addr;  // none: the guest chosen per connection
     };
 
     Nat& nat_;

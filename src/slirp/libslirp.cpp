@@ -619,7 +619,8 @@ SLIRP_EXPORT void slirp_input(Slirp* slirp, const uint8_t* pkt, int pkt_len) {
 
 SLIRP_EXPORT int slirp_add_hostfwd(Slirp* slirp, int is_udp, struct in_addr host_addr,
                                    int host_port, struct in_addr guest_addr, int guest_port) {
-    if (!slirp || host_port <= 0 || host_port > 65535 || guest_port <= 0 || guest_port > 65535)
+    // Host port 0: the kernel picks one (info usernet shows which).
+    if (!slirp || host_port < 0 || host_port > 65535 || guest_port <= 0 || guest_port > 65535)
         return -1;
     return guarded([&] {
         nat::ForwardSpec spec;
@@ -682,19 +683,24 @@ SLIRP_EXPORT void slirp_socket_recv(Slirp* slirp, struct in_addr guest_addr, int
 
 SLIRP_EXPORT char* slirp_connection_info(Slirp* slirp) {
     std::string out;
-    append(out, "  %-19s %3s %15s %5s %15s %5s %5s %5s\n", "Protocol[State]", "FD", "Source Address",
-           "Port", "Dest. Address", "Port", "RecvQ", "SendQ");
+    // libslirp's header, column for column.
+    out += "  Protocol[State]    FD  Source Address  Port   Dest. Address  Port RecvQ SendQ\n";
     if (slirp) {
         emb::Engine& e = *slirp->engine;
-        e.nat().forwarder().for_each_listener([&](char proto, int fd) {
-            sockaddr_storage ss{};
-            socklen_t len = sizeof ss;
-            getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len);
-            auto [a, port] = usernet::core::from_sockaddr(ss);
-            append(out, "%-19s %3d %15s %5d %15s %5s %5d %5d\n",
-                   proto == 't' ? "  TCP[HOST_FORWARD]" : "  UDP[HOST_FORWARD]", fd,
-                   addr_text(a).c_str(), port, "-", "-", 0, 0);
-        });
+        e.nat().forwarder().for_each_listener(
+            [&](char proto, int fd, uint16_t guest_port, const std::optional<wire::IpAddr>& guest) {
+                sockaddr_storage ss{};
+                socklen_t len = sizeof ss;
+                getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len);
+                auto [a, port] = usernet::core::from_sockaddr(ss);
+                // Where it goes: its guest, else the first lease address
+                // (libslirp's default guest).
+                const wire::IpAddr to =
+                    guest ? *guest : wire::IpAddr::v4(e.gateway().config().dhcp_start);
+                append(out, "%-19s %3d %15s %5d %15s %5d %5d %5d\n",
+                       proto == 't' ? "  TCP[HOST_FORWARD]" : "  UDP[HOST_FORWARD]", fd,
+                       addr_text(a).c_str(), port, addr_text(to).c_str(), guest_port, 0, 0);
+            });
         e.nat().tcp().for_each_flow([&](const nat::tcp::FlowState& f) {
             std::string state = std::string("  TCP[") + tcp_state_name(f) + "]";
             append(out, "%-19s %3d %15s %5d %15s %5d %5d %5d\n", state.c_str(), f.fd,
@@ -801,7 +807,7 @@ SLIRP_EXPORT int slirp_add_hostxfwd(Slirp* slirp, const struct sockaddr* haddr, 
             return -1;
         auto [ha, hp] = usernet::core::from_sockaddr(hs);
         auto [ga, gp] = usernet::core::from_sockaddr(gs);
-        if (hp == 0 || gp == 0) return -1;
+        if (gp == 0) return -1;  // host port 0: the kernel picks one
         nat::ForwardSpec spec;
         spec.proto = (flags & SLIRP_HOSTFWD_UDP) ? 'u' : 't';
         // "::" without V6ONLY takes both families, as libslirp's does.

@@ -17,6 +17,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -383,6 +384,37 @@ TEST(Libslirp, HostForwardsComeAndGoAndAreListed) {
     EXPECT_EQ(slirp_remove_hostfwd(s, 1, a4("127.0.0.1"), port), 0);
     // the port is free again
     ASSERT_EQ(slirp_add_hostfwd(s, 0, a4("127.0.0.1"), port, a4("0.0.0.0"), 22), 0);
+    // Host port 0: the kernel picks one, and the listing says which, with
+    // where it goes (the first lease address for guest 0.0.0.0), in
+    // libslirp's columns.
+    ASSERT_EQ(slirp_add_hostfwd(s, 0, a4("127.0.0.1"), 0, a4("0.0.0.0"), 2222), 0);
+    info = slirp_connection_info(s);
+    ASSERT_NE(info, nullptr);
+    text = info;
+    free(info);
+    EXPECT_EQ(text.substr(0, text.find('\n')),
+              "  Protocol[State]    FD  Source Address  Port   Dest. Address  Port RecvQ SendQ");
+    bool found = false;
+    size_t at = 0;
+    while ((at = text.find("TCP[HOST_FORWARD]", at)) != std::string::npos) {
+        const size_t eol = text.find('\n', at);
+        const std::string row = text.substr(at - 2, eol - at + 2);
+        at = eol;
+        char st[32], src[32], dst[32];
+        int fd = 0, sport = 0, dport = 0, rq = -1, sq = -1;
+        ASSERT_EQ(std::sscanf(row.c_str(), "%31s %d %31s %d %31s %d %d %d", st, &fd, src, &sport,
+                              dst, &dport, &rq, &sq), 8) << row;
+        EXPECT_EQ(row.size(), 79u) << row;  // the header's width
+        EXPECT_STREQ(dst, "10.0.2.15") << row;
+        if (dport == 2222) {
+            found = true;
+            EXPECT_NE(sport, 0) << row;
+        } else {
+            EXPECT_EQ(dport, 22) << row;
+            EXPECT_EQ(sport, port) << row;
+        }
+    }
+    EXPECT_TRUE(found) << text;
     slirp_cleanup(s);
 }
 
