@@ -20,6 +20,7 @@
 #include "core/sockaddr.hpp"
 
 #include "ports/bochs_port.hpp"
+#include "gateway/resolv_conf.hpp"
 #include "wire/ipv6.hpp"
 #include "ports/netns.hpp"
 
@@ -1362,8 +1363,15 @@ std::optional<gw::HostPort> parse_host_port(std::string_view text) {
         port = text.substr(colon + 1);
     }
     gw::HostPort hp;
+    // A link-local IPv6 address's zone: [fe80::1%eth0]:53.
+    if (size_t pct = addr.find('%'); pct != std::string_view::npos && text.starts_with('[')) {
+        hp.scope = gw::scope_of(addr.substr(pct + 1));
+        if (hp.scope == 0) return std::nullopt;
+        addr = addr.substr(0, pct);
+    }
     auto a = wire::IpAddr::parse(addr);
     if (!a) return std::nullopt;
+    if (hp.scope && !wire::is_v6_link_local(*a)) return std::nullopt;
     // "[1.2.3.4]" is not a thing; "[::1]" with a v4 inside brackets is refused.
     if (text.starts_with('[') && a->is_v4() && addr.find(':') == std::string_view::npos)
         return std::nullopt;
@@ -1557,7 +1565,8 @@ Config parse_options(const std::vector<std::string>& args) {
         auto hp = parse_host_port(text);
         if (!hp || hp->addr.is_unspecified())
             fail("--dns-upstream", "'" + text + "' is not a resolver address",
-                 "write ADDR, ADDR:PORT, [IPV6] or [IPV6]:PORT, such as 9.9.9.9 or [::1]:5353");
+                 "write ADDR, ADDR:PORT, [IPV6] or [IPV6]:PORT, such as 9.9.9.9, [::1]:5353 or "
+                 "[fe80::1%eth0] (a link-local address with its interface)");
         cfg.net.dns_upstreams.push_back(*hp);
     }
     resolve_forwards(app, raw, cfg);

@@ -15,8 +15,9 @@
 
 namespace usernet::core {
 
-// An AF_INET or AF_INET6 address (by a's family) with port.
-inline sockaddr_storage to_sockaddr(const wire::IpAddr& a, uint16_t port) {
+// An AF_INET or AF_INET6 address (by a's family) with port, and for IPv6
+// the interface index scope (a link-local address's; 0: none).
+inline sockaddr_storage to_sockaddr(const wire::IpAddr& a, uint16_t port, uint32_t scope = 0) {
     sockaddr_storage ss{};
     if (a.is_v4()) {
         auto* s4 = reinterpret_cast<sockaddr_in*>(&ss);
@@ -27,6 +28,7 @@ inline sockaddr_storage to_sockaddr(const wire::IpAddr& a, uint16_t port) {
         auto* s6 = reinterpret_cast<sockaddr_in6*>(&ss);
         s6->sin6_family = AF_INET6;
         s6->sin6_port = htons(port);
+        s6->sin6_scope_id = scope;
         std::memcpy(&s6->sin6_addr, a.b.data(), 16);
     }
     return ss;

@@ -175,7 +175,7 @@ void DnsForwarder::set_upstreams(const std::vector<HostPort>& upstreams) {
     for (const HostPort& hp : upstreams) {
         Upstream u;
         u.hp = hp;
-        u.sa = core::to_sockaddr(hp.addr, hp.port);
+        u.sa = core::to_sockaddr(hp.addr, hp.port, hp.scope);
         u.sa_len = core::sockaddr_len(u.sa);
         u.family = hp.addr.is_v4() ? AF_INET : AF_INET6;
         // A family whose sockets cannot be opened at all has no upstreams.

@@ -266,7 +266,7 @@ struct DnsTcpService::Session {
     void connect_next() {
         while (tried < order.size()) {
             const HostPort hp = order[tried++];
-            const sockaddr_storage sa = core::to_sockaddr(hp.addr, hp.port);
+            const sockaddr_storage sa = core::to_sockaddr(hp.addr, hp.port, hp.scope);
             const socklen_t len = core::sockaddr_len(sa);
             u = socket(sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
             if (u < 0) break;

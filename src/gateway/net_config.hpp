@@ -17,6 +17,8 @@ namespace usernet::gw {
 struct HostPort {
     wire::IpAddr addr;
     uint16_t port = 53;
+    // The interface of a link-local IPv6 address (fe80::1%eth0); 0: none.
+    uint32_t scope = 0;
     bool operator==(const HostPort&) const = default;
 };
 

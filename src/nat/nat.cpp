@@ -137,7 +137,7 @@ HostTarget Nat::host_target(const wire::IpAddr& dst, uint16_t port, uint8_t prot
             std::optional<gw::HostPort> up = gw_.dns().active_upstream();
             if (!up) return refuse(HostTarget::Verdict::unreachable);
             t.verdict = HostTarget::Verdict::ok;
-            t.addr = to_sockaddr(up->addr, up->port);
+            t.addr = to_sockaddr(up->addr, up->port, up->scope);
             return t;
         }
         const uint8_t first = static_cast<uint8_t>(d >> 24);
@@ -166,7 +166,7 @@ HostTarget Nat::host_target(const wire::IpAddr& dst, uint16_t port, uint8_t prot
             std::optional<gw::HostPort> up = gw_.dns().active_upstream();
             if (!up) return refuse(HostTarget::Verdict::unreachable);
             t.verdict = HostTarget::Verdict::ok;
-            t.addr = to_sockaddr(up->addr, up->port);
+            t.addr = to_sockaddr(up->addr, up->port, up->scope);
             return t;
         }
         // The host's own loopback, and its link-local scope (which would

@@ -311,6 +311,46 @@ print(len(got))
             un.stop()
             self.assertIn("changed; forwarding to 127.0.0.53", un.stderr())
 
+    def test_a_link_local_resolver_from_resolv_conf_is_asked_on_its_interface(self):
+        # NetworkManager writes a router advertisement's resolver as
+        # fe80::X%IFACE; without the interface nothing can reach it.
+        with netlab.Lab("dns") as lab:
+            host = lab.netns("host")
+            guest = lab.netns("guest")
+            far = lab.netns("far")
+            hn, fn = lab.veth(host, far)
+            ll = "fe80::77"
+            far.run(["ip", "-6", "addr", "add", ll + "/64", "dev", fn, "nodad"])
+            # (the kernel's own link-local address is tentative for a second)
+            host.run(["ip", "-6", "addr", "add", "fe80::66/64", "dev", hn, "nodad"])
+            srv = far.popen([netlab.PY, "-c", LINK_LOCAL_RESOLVER, ll, fn, ADDR],
+                            name="resolver")
+            netlab.wait_for(lambda: "READY" in srv.stdout(), 10, what="resolver")
+            host.resolv_conf("nameserver %s%%%s\n" % (ll, hn))
+            lab.usernet(host, ["--netns", guest.path, "--config-net"],
+                        wait=[("link", guest, "tap0")])
+            netlab.wait_for(lambda: guest.addrs("tap0"), 10, what="address from --config-net")
+            addrs, r = lookup(guest, NAME)
+            self.assertEqual(addrs, [ADDR], r.stdout + r.stderr)
+
+
+# Answers every A query with argv[3], on [argv[1]%argv[2]]:53.
+LINK_LOCAL_RESOLVER = r"""
+import socket, struct, sys
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+s.bind((sys.argv[1], 53, 0, socket.if_nametoindex(sys.argv[2])))
+print("READY", flush=True)
+while True:
+    q, peer = s.recvfrom(2048)
+    end = 12
+    while q[end]:
+        end += 1 + q[end]
+    end += 5
+    ans = q[:2] + b"\x81\x80" + q[4:6] + b"\x00\x01\x00\x00\x00\x00" + q[12:end]
+    ans += b"\xc0\x0c\x00\x01\x00\x01\x00\x00\x00\x3c\x00\x04" + socket.inet_aton(sys.argv[3])
+    s.sendto(ans, peer)
+"""
+
 
 if __name__ == "__main__":
     netlab.main()

@@ -395,6 +395,16 @@ TEST(Options, OffloadFlowLimitAndBusyPoll) {
     EXPECT_EQ(error_option({"--busy-poll", "fast"}), "--busy-poll");
 }
 
+TEST(Options, DnsUpstreamTakesALinkLocalAddressWithItsInterface) {
+    Config c = parse({"--dns-upstream", "[fe80::1%lo]:53", "--dns-upstream", "[fe80::2%lo]"});
+    ASSERT_EQ(c.net.dns_upstreams.size(), 2u);
+    EXPECT_EQ(c.net.dns_upstreams[0].addr, *IpAddr::parse("fe80::1"));
+    EXPECT_EQ(c.net.dns_upstreams[0].scope, 1u);
+    EXPECT_EQ(c.net.dns_upstreams[1].port, 53);
+    EXPECT_EQ(error_option({"--dns-upstream", "[fe80::1%no-such-if9]:53"}), "--dns-upstream");
+    EXPECT_EQ(error_option({"--dns-upstream", "[2001:db8::1%lo]:53"}), "--dns-upstream");
+}
+
 TEST(Options, DnsUpstreamWithAndWithoutPortInOrder) {
     Config c = parse({"--dns-upstream", "9.9.9.9", "--dns-upstream", "127.0.0.1:5353",
                       "--dns-upstream", "[::1]:5300", "--dns-upstream", "2001:db8::53",

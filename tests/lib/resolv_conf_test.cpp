@@ -38,9 +38,16 @@ TEST(ResolvConf, KeepsMoreThanThreeAndDropsDuplicates) {
     EXPECT_EQ(v.size(), 4u);
 }
 
-TEST(ResolvConf, StripsIpv6ScopeIds) {
-    auto v = parse_resolv_conf("nameserver fe80::1%eth0\r\nnameserver fe80::2%3\n");
-    EXPECT_EQ(addrs(v), (std::vector<std::string>{"fe80::1#53", "fe80::2#53"}));
+TEST(ResolvConf, KeepsALinkLocalResolversInterface) {
+    // NetworkManager writes a router advertisement's link-local resolver
+    // with its interface; the interface index goes with it.
+    auto v = parse_resolv_conf("nameserver fe80::1%lo\r\nnameserver fe80::2%3\n"
+                               "nameserver 2001:db8::1%lo\n");
+    EXPECT_EQ(addrs(v), (std::vector<std::string>{"fe80::1#53", "fe80::2#53", "2001:db8::1#53"}));
+    ASSERT_EQ(v.size(), 3u);
+    EXPECT_EQ(v[0].scope, 1u);  // lo
+    EXPECT_EQ(v[1].scope, 3u);
+    EXPECT_EQ(v[2].scope, 0u);  // a global address needs none
 }
 
 TEST(ResolvConf, KeepsLoopbackResolvers) {
