@@ -564,6 +564,8 @@ void resolve_addresses(const CLI::App& app, const RawOptions& raw, Config& cfg) 
         }
     }
     {
+        // DHCPv4 carries it compressed (RFC 3397), router advertisements and
+        // DHCPv6 as it is: both must hold it whole.
         size_t wire_len = 0;
         for (const std::string& n : net.dns_search) wire_len += n.size() + 2;
         if (wire_len > 255)

@@ -644,8 +644,8 @@ void Dhcp4Server::reply(const wire::Dhcp4View& req, Reply kind, wire::Ipv4 yiadd
         if (!name.empty()) optional("host name (12)", wire::dhcp4opt::hostname, text(name));
         if (!c.domain.empty())
             optional("domain name (15)", wire::dhcp4opt::domain_name, text(c.domain));
-        if (!gw_.search_wire().empty())
-            optional("domain search (119)", wire::dhcp4opt::domain_search, gw_.search_wire());
+        if (!gw_.search_wire4().empty())
+            optional("domain search (119)", wire::dhcp4opt::domain_search, gw_.search_wire4());
     }
     if (!left_out.empty()) {
         stats_.options_left_out++;

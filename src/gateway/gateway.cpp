@@ -60,6 +60,16 @@ Gateway::Gateway(core::EventLoop& loop, sw::Switch& sw, NetConfig cfg)
     if (!cfg_.tftp_root.empty()) tftp_ = std::make_unique<TftpServer>(loop_, *this, cfg_.tftp_root);
     link_local_ = wire::link_local_of(cfg_.gw_mac);
     search_wire_ = cfg_.search_wire();
+    bool all4 = true;
+    search_wire4_ = cfg_.search_wire4(&all4);
+    if (!all4)
+        spdlog::warn("the DNS search list does not fit DHCP option 119's 255 bytes even compressed: "
+                     "DHCPv4 clients get the first names only");
+    size_t full = 0;
+    for (const std::string& n : cfg_.dns_search) full += n.size() + 2;
+    if (all4 && full > 255 && cfg_.ipv6)
+        spdlog::warn("the DNS search list takes more than 255 bytes uncompressed: router "
+                     "advertisements and DHCPv6 carry the first names only (DHCPv4 all of them)");
     // The first unsolicited router advertisement goes out a second after
     // start, to whoever attached by then; guests that come later solicit.
     if (cfg_.ipv6) loop_.arm(ra_timer_, 1000);

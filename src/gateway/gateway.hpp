@@ -311,8 +311,9 @@ public:
     void set_hosts_behind(sw::PortId port, size_t hosts);
     DnsForwarder& dns() { return *dns_; }
     DnsTcpService& dns_tcp() { return *dns_tcp_; }
-    // NetConfig::search_wire(), made once.
+    // NetConfig::search_wire() and search_wire4(), made once.
     wire::Bytes search_wire() const { return search_wire_; }
+    wire::Bytes search_wire4() const { return search_wire4_; }
     // The addresses of a name the DNS address answers itself (lower-case
     // dotted text, no trailing dot; NetConfig::host_alias): false when the
     // name is not one of ours and goes upstream. A name of ours may have
@@ -409,6 +410,7 @@ private:
     std::unique_ptr<Dhcp6Server> dhcp6_;
     std::unique_ptr<TftpServer> tftp_;
     std::vector<uint8_t> search_wire_;
+    std::vector<uint8_t> search_wire4_;
     Reassembler reasm_;
     core::Timer reasm_timer_{[this] { reassembly_expired(); }};
     uint32_t frag_id6_ = 0;

@@ -95,6 +95,10 @@ struct NetConfig {
     // form, one after another (at most 255 bytes; the options parser
     // checks).
     std::vector<uint8_t> search_wire() const;
+    // The same list for DHCPv4 option 119, compressed (RFC 3397: pointers
+    // into the option's own data), so that names with a common suffix fit
+    // its 255 bytes; as many names as fit. *all: whether every one did.
+    std::vector<uint8_t> search_wire4(bool* all = nullptr) const;
     // Addresses of the LAN that exist only as usernet's services: guest
     // forwards (--guestfwd) and the SMB server (--smb, 10.0.2.4). The
     // gateway answers ARP and neighbor solicitations for them as for its
@@ -197,6 +201,46 @@ inline std::vector<uint8_t> NetConfig::search_wire() const {
         const size_t len = wire::dns_encode_name(n, buf, sizeof buf);
         if (len == 0 || out.size() + len > 255) break;
         out.insert(out.end(), buf, buf + len);
+    }
+    return out;
+}
+
+inline std::vector<uint8_t> NetConfig::search_wire4(bool* all) const {
+    std::vector<uint8_t> out;
+    std::vector<std::string> names = dns_search;
+    if (names.empty() && !domain.empty()) names.push_back(domain);
+    if (all) *all = true;
+    // Each suffix written so far (by its wire form) and where it starts.
+    std::vector<std::pair<std::vector<uint8_t>, uint16_t>> seen;
+    for (const std::string& n : names) {
+        uint8_t buf[wire::kDnsMaxNameLen];
+        const size_t len = wire::dns_encode_name(n, buf, sizeof buf);
+        if (len == 0) continue;
+        std::vector<uint8_t> enc;
+        std::vector<std::pair<std::vector<uint8_t>, uint16_t>> fresh;
+        size_t at = 0;
+        bool pointer = false;
+        while (buf[at] != 0) {
+            std::vector<uint8_t> suffix(buf + at, buf + len);
+            auto hit = std::find_if(seen.begin(), seen.end(),
+                                    [&](const auto& e) { return e.first == suffix; });
+            if (hit != seen.end()) {
+                enc.push_back(static_cast<uint8_t>(0xc0 | (hit->second >> 8)));
+                enc.push_back(static_cast<uint8_t>(hit->second));
+                pointer = true;
+                break;
+            }
+            fresh.emplace_back(std::move(suffix), static_cast<uint16_t>(out.size() + enc.size()));
+            enc.insert(enc.end(), buf + at, buf + at + 1 + buf[at]);
+            at += 1 + buf[at];
+        }
+        if (!pointer) enc.push_back(0);
+        if (out.size() + enc.size() > 255) {
+            if (all) *all = false;
+            break;
+        }
+        out.insert(out.end(), enc.begin(), enc.end());
+        for (auto& f : fresh) seen.push_back(std::move(f));
     }
     return out;
 }

@@ -821,13 +821,52 @@ TEST_F(GatewayTest, Dhcp_ARouteToEverywhereReplacesTheDefaultOne) {
 // still goes, without the options that did not fit, least needed first;
 // a client that takes more gets them all. RFC 6842: the client identifier
 // comes back.
+// RFC 3397: names with a common suffix share it through pointers, so a
+// list twice as long as option 119's 255 bytes still fits it; router
+// advertisements and DHCPv6 carry it as it is (no compression there).
+TEST_F(GatewayTest, Dhcp_TheSearchListIsCompressed) {
+    gw.reset();
+    for (int i = 0; i < 12; i++)
+        cfg.dns_search.push_back("subdomain" + std::to_string(i) +
+                                 ".averyveryverylongdomainname-example.org");
+    gw = std::make_unique<Gateway>(loop, sw, cfg);
+    const wire::Bytes w = gw->search_wire4();
+    EXPECT_LE(w.size(), 255u);
+    // Decoded as a resolver would: every name, in order.
+    std::vector<std::string> names;
+    for (size_t at = 0; at < w.size();) {
+        std::string name;
+        size_t p = at;
+        bool jumped = false;
+        while (w[p] != 0) {
+            if ((w[p] & 0xc0) == 0xc0) {
+                if (!jumped) at = p + 2;
+                jumped = true;
+                p = ((w[p] & 0x3f) << 8) | w[p + 1];
+                continue;
+            }
+            name += (name.empty() ? "" : ".") + std::string(w.begin() + p + 1, w.begin() + p + 1 + w[p]);
+            p += 1 + w[p];
+        }
+        if (!jumped) at = p + 1;
+        names.push_back(name);
+    }
+    ASSERT_EQ(names.size(), 12u);
+    EXPECT_EQ(names[0], "subdomain0.averyveryverylongdomainname-example.org");
+    EXPECT_EQ(names[11], "subdomain11.averyveryverylongdomainname-example.org");
+}
+
 TEST_F(GatewayTest, Dhcp_AReplyTooLargeForTheClientGoesWithoutWhatDoesNotFit) {
     gw.reset();
     cfg.domain = "lab.internal";
     cfg.hostname = "vm";
-    for (int i = 0; i < 8; i++) cfg.dns_search.push_back("search" + std::to_string(i) + ".a-long-domain-name.example");
+    // Six names without a common suffix, so that compression (RFC 3397)
+    // leaves them at 252 bytes.
+    for (int i = 0; i < 6; i++)
+        cfg.dns_search.push_back("s" + std::to_string(i) + "-a-longer-domain-name-xyz1234.example" +
+                                 std::to_string(i));
     gw = std::make_unique<Gateway>(loop, sw, cfg);
-    ASSERT_GT(gw->search_wire().size(), 250u);
+    ASSERT_GT(gw->search_wire4().size(), 250u);
     std::vector<uint8_t> cid{1, 0x52, 0x54, 0, 0x12, 0x34, 0x56};
     input(dhcp_request_frame(wire::dhcp4msg::discover, 1, std::nullopt, std::nullopt, 0, kGuestMac,
                              cid));
@@ -850,7 +889,7 @@ TEST_F(GatewayTest, Dhcp_AReplyTooLargeForTheClientGoesWithoutWhatDoesNotFit) {
     ASSERT_EQ(guest.frames.size(), 2u);
     auto big = dhcp_of(guest.frames[1]);
     ASSERT_TRUE(big);
-    EXPECT_EQ(text_of(*big, wire::dhcp4opt::domain_search).size(), gw->search_wire().size());
+    EXPECT_EQ(text_of(*big, wire::dhcp4opt::domain_search).size(), gw->search_wire4().size());
 }
 
 TEST_F(GatewayTest, Dhcp_ARenewalWithoutAHostNameKeepsTheName) {
