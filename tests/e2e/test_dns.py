@@ -279,29 +279,28 @@ print(len(got))
         # no --dns-upstream: usernet uses the host's /etc/resolv.conf, which
         # here names a loopback resolver (like systemd-resolved's 127.0.0.53)
         with netlab.Lab("dns") as lab:
-            host = lab.netns("host")
-            guest = lab.netns("guest")
-            host.resolv_conf("nameserver 127.0.0.53\n")
-            host.run(["ip", "addr", "add", "127.0.0.53/8", "dev", "lo"], check=False)
-            start_dnsmasq(lab, host, "127.0.0.53", 53)
-            lab.usernet(host, ["--netns", guest.path, "--config-net"], wait=[("link", guest, "tap0")])
-            netlab.wait_for(lambda: guest.addrs("tap0"), 10, what="address from --config-net")
+            host, guest, un = self._loopback_resolver(lab, "nameserver 127.0.0.53\n")
             addrs, r = lookup(guest, NAME)
             self.assertEqual(addrs, [ADDR], r.stdout + r.stderr)
+
+    def _loopback_resolver(self, lab, resolv_conf):
+        """dnsmasq on the host's 127.0.0.53, resolv.conf as given, and a
+        --config-net guest with no --dns-upstream: (host, guest, usernet)."""
+        host = lab.netns("host")
+        guest = lab.netns("guest")
+        host.resolv_conf(resolv_conf)
+        host.run(["ip", "addr", "add", "127.0.0.53/8", "dev", "lo"], check=False)
+        start_dnsmasq(lab, host, "127.0.0.53", 53)
+        un = lab.usernet(host, ["--netns", guest.path, "--config-net"], wait=[("link", guest, "tap0")])
+        netlab.wait_for(lambda: guest.addrs("tap0"), 10, what="address from --config-net")
+        return host, guest, un
 
     def test_a_changed_resolv_conf_is_followed(self):
         # As libslirp: the nameservers of /etc/resolv.conf are read again
         # when the file changes (a laptop joining another network), without
         # a restart. First it names a resolver that is not running.
         with netlab.Lab("dns") as lab:
-            host = lab.netns("host")
-            guest = lab.netns("guest")
-            host.resolv_conf("nameserver 127.0.0.3\n")
-            host.run(["ip", "addr", "add", "127.0.0.53/8", "dev", "lo"], check=False)
-            start_dnsmasq(lab, host, "127.0.0.53", 53)
-            un = lab.usernet(host, ["--netns", guest.path, "--config-net"],
-                             wait=[("link", guest, "tap0")])
-            netlab.wait_for(lambda: guest.addrs("tap0"), 10, what="address from --config-net")
+            host, guest, un = self._loopback_resolver(lab, "nameserver 127.0.0.3\n")
             addrs, r = lookup(guest, NAME)
             self.assertEqual(addrs, [], r.stdout)
             host.resolv_conf("nameserver 127.0.0.53\n")  # rewritten in place
