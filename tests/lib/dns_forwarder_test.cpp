@@ -14,6 +14,7 @@
 #include <cstring>
 #include <vector>
 
+#include "closed_port.hpp"
 #include "gateway/dhcp4_server.hpp"
 #include "gateway/dns_tcp.hpp"
 #include "gateway/gateway.hpp"
@@ -82,10 +83,7 @@ struct Upstream {
 };
 
 // A port on 127.0.0.1 where nothing listens.
-uint16_t closed_port() {
-    Upstream u;
-    return u.port;  // closed again when u goes
-}
+uint16_t closed_port() { return testing::closed_port(SOCK_DGRAM); }
 
 std::vector<uint8_t> make_query(uint16_t id, const char* name) {
     std::vector<uint8_t> q(12 + 256 + 4);

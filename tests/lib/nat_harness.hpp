@@ -28,6 +28,8 @@
 #include "wire/ipv4.hpp"
 #include "wire/udp.hpp"
 
+#include "closed_port.hpp"
+
 namespace usernet::testing {
 
 inline const wire::MacAddr kGuestMac{{0x52, 0x54, 0x00, 0x12, 0x34, 0x56}};
@@ -154,17 +156,10 @@ inline uint16_t local_port(int fd) {
     return ntohs(a.sin_port);
 }
 
-// A port that is free on 127.0.0.1 for `type` right now.
-inline uint16_t free_port(int type) {
-    int fd = socket(AF_INET, type, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(kLoopback);
-    bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-    uint16_t p = local_port(fd);
-    close(fd);
-    return p;
-}
+// A port that is free on 127.0.0.1 for `type` right now, from below the
+// kernel's ephemeral range so that no other test's socket takes it before
+// this test binds or probes it (closed_port.hpp says why).
+inline uint16_t free_port(int type) { return closed_port(type); }
 
 inline sockaddr_in loopback_addr(uint16_t port) {
     sockaddr_in a{};
