@@ -1482,6 +1482,24 @@ Config parse_options(const std::vector<std::string>& args) {
     CLI::App app{"usernet"};
     RawOptions raw;
     describe(app, raw);
+    // CLI11 would take --no-ipv6=no as "false" and answer --no-ipv6=maybe
+    // with "Could not convert"; a flag here takes no value at all.
+    for (const std::string& a : args) {
+        if (a.rfind("--", 0) != 0) continue;
+        const size_t eq = a.find('=');
+        if (eq == std::string::npos) continue;
+        const std::string name = a.substr(0, eq);
+        const CLI::Option* opt = nullptr;
+        try {
+            opt = app.get_option(name);
+        } catch (const CLI::OptionNotFound&) {
+            continue;  // CLI11 reports unknown options below
+        }
+        if (opt->get_expected_max() == 0)
+            fail(name, name + " takes no value: write " + name + " alone, without '=" +
+                           a.substr(eq + 1) + "'",
+                 kHelpHint);
+    }
     std::vector<std::string> reversed(args.rbegin(), args.rend());  // CLI11's order
     try {
         app.parse(reversed);

@@ -214,7 +214,8 @@ def wait_for(cond, timeout=10.0, interval=0.05, what="condition"):
 def free_port(kind=socket.SOCK_STREAM, exclude=()):
     """A random port number.  Each Lab has fresh namespaces, so a port is
     free there unless the test itself uses it; still, pick at random (not a
-    fixed number) from a range above the usual ephemeral ones' start and
+    fixed number) from below the kernel's ephemeral range (32768 up),
+    which it never hands out, and
     check it is bindable on this machine's loopback for good measure."""
     for _ in range(200):
         p = random.randint(20000, 32000)

@@ -153,6 +153,18 @@ TEST(Options, UnknownAttachmentParameterIsAnError) {
     EXPECT_EQ(error_option({"--socket", ",mtu=1400"}), "--socket");  // empty path
 }
 
+// A flag takes no value: --no-ipv6=yes or --no-ipv6=no would otherwise be
+// read by CLI11 as true or false, and --no-ipv6=maybe answered with its
+// bare "Could not convert".
+TEST(Options, AFlagGivenAValueIsAnErrorNamingTheFlag) {
+    EXPECT_EQ(error_option({"--no-ipv6=yes"}), "--no-ipv6");
+    EXPECT_EQ(error_option({"--socket", "s", "--no-ipv6=no"}), "--no-ipv6");
+    EXPECT_EQ(error_option({"--restrict=maybe"}), "--restrict");
+    EXPECT_NE(error_message({"--debug=1"}).find("--debug takes no value"), std::string::npos);
+    EXPECT_EQ(error_option({"--mtu=1400", "--socket=s"}), "");  // options with values may use =
+    EXPECT_FALSE(parse({"--socket", "s", "--no-ipv6"}).net.ipv6);
+}
+
 TEST(Options, UplinkTakesTheInterfacesMtuUnlessGivenOne) {
     Config c = parse({"--mtu", "9000", "--uplink", "eth1", "--uplink", "veth2,mtu=1400"});
     ASSERT_EQ(c.attachments.size(), 2u);
