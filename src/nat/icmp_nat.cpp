@@ -895,4 +895,15 @@ void IcmpNat::expire_idle() {
     }
 }
 
+bool IcmpNat::release_oldest() {
+    for (FlowLru::Entry* e = lru_.oldest(); e; e = FlowLru::newer(*e)) {
+        Flow& f = static_cast<Flow&>(*e);
+        if (f.fd < 0) continue;  // raw mode: the shared socket serves it
+        destroy_flow(f);
+        stats_.flows_evicted++;
+        return true;
+    }
+    return false;
+}
+
 }  // namespace usernet::nat

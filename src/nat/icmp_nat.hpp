@@ -154,6 +154,9 @@ public:
 
     // Sweeps idle flows now (the timer does this each second).
     void expire_idle();
+    // Out of descriptors elsewhere: closes the least recently used echo flow
+    // that holds a ping socket, counted as evicted. False when there is none.
+    bool release_oldest();
 
     struct Flow;
     struct RawSock;

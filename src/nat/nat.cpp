@@ -57,6 +57,8 @@ void Nat::port_gone(sw::PortId port) {
     commands_.forget_owner(port);
 }
 
+bool Nat::release_descriptor() { return udp_->release_oldest() || icmp_->release_oldest(); }
+
 void Nat::add_forward(const ForwardSpec& spec) { fwd_->add(spec); }
 
 void Nat::add_guest_forward(const GuestForwardSpec& spec) { guest_fwds_.push_back(spec); }

@@ -137,6 +137,12 @@ public:
     // errors come from.
     wire::IpAddr gateway_for(const wire::IpAddr& guest) const;
 
+    // Out of descriptors: frees one by closing the least recently used UDP
+    // flow, else ping flow (each comes back with the guest's next datagram;
+    // a TCP connection refused for want of a socket would not). False when
+    // neither holds a socket.
+    bool release_descriptor();
+
     core::EventLoop& loop() { return loop_; }
     gw::Gateway& gateway() { return gw_; }
     const NatLimits& limits() const { return limits_; }

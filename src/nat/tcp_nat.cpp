@@ -581,6 +581,12 @@ void TcpNat::open_outbound(const gw::GuestPacket& pkt, const wire::TcpView& seg,
                               : socket(target.addr.ss_family,
                                        SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
                                        local ? 0 : IPPROTO_TCP);
+    // Out of descriptors: a UDP or ping flow gives its socket up (it comes
+    // back with its guest's next datagram); a refused connection would not.
+    if (fd < 0 && !connected && (errno == EMFILE || errno == ENFILE) &&
+        nat_.release_descriptor())
+        fd = socket(target.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                    local ? 0 : IPPROTO_TCP);
     if (fd < 0) {
         int e = connected ? -fd : errno;
         if (debug_on())

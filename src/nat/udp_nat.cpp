@@ -715,6 +715,17 @@ void UdpNat::arm_sweep() {
     if (!sweep_.armed() && (!flows_.empty() || !peers_.empty())) loop_.arm(sweep_, kSweepMs);
 }
 
+bool UdpNat::release_oldest() {
+    FlowLru::Entry* v = lru_.oldest();
+    if (!v) return false;
+    if (debug_on())
+        spdlog::debug("udp: out of descriptors, closing the flow of {}:{}",
+                      static_cast<Flow&>(*v).guest.to_string(), static_cast<Flow&>(*v).guest_port);
+    destroy_flow(static_cast<Flow&>(*v));
+    stats_.flows_evicted++;
+    return true;
+}
+
 void UdpNat::expire_idle() {
     const core::Millis now = loop_.now();
     const core::Millis shortest = std::min(idle_ms_for(true), idle_ms_for(false));

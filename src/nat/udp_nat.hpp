@@ -182,6 +182,10 @@ public:
 
     // Sweeps idle flows now (the timer does this each second).
     void expire_idle();
+    // Out of descriptors elsewhere (a TCP connection could not get a
+    // socket): closes the least recently used flow, counted as evicted.
+    // False when there is none.
+    bool release_oldest();
 
     struct Flow;
     struct FlowSock;

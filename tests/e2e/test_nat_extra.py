@@ -339,5 +339,48 @@ print(got)
             self.assertIn("late", r.stdout)
             lab.assert_alive(un)
 
+    def test_udp_flows_give_way_to_tcp_when_descriptors_run_out(self):
+        """With a hard descriptor limit far below the flow limits, a guest's
+        idle UDP flows once took every descriptor and each new TCP
+        connection was refused (RST). Now the least recently used UDP flow
+        gives its socket up for the connection; the UDP flows still answer
+        after, each reopened by its next datagram."""
+        netlab.require_tools("prlimit")
+        with netlab.Lab("xfdlim") as lab:
+            host = lab.netns("host"); guest = lab.netns("guest")
+            un = lab.usernet(host, ["--netns", guest.path, "--config-net"],
+                             wait=[("link", guest, "tap0")],
+                             wrapper=["prlimit", "--nofile=96:96"])
+            netlab.wait_for(lambda: guest.addrs("tap0"), 10, what="addr")
+            udp = host.server("udp-echo", "--bind", "127.0.0.1")
+            tcp = host.server("tcp-echo", "--bind", "127.0.0.1")
+            code = r"""
+import socket, sys
+uport, tport = int(sys.argv[1]), int(sys.argv[2])
+socks = []
+for i in range(150):  # more flows than the 96 descriptors can hold
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(2)
+    s.sendto(b"u%d" % i, ("10.0.2.2", uport))
+    socks.append(s)
+ok = 0
+for i in range(20):
+    c = socket.create_connection(("10.0.2.2", tport), timeout=5)
+    c.sendall(b"t%d" % i)
+    ok += c.recv(10) == b"t%d" % i
+    c.close()
+print("tcp", ok)
+s = socks[0]  # its flow was given up: the next datagram reopens it
+s.sendto(b"again", ("10.0.2.2", uport))
+got = []
+while b"again" not in got:
+    got.append(s.recv(10))
+print("udp again")
+"""
+            r = guest.py(code, udp.port, tcp.port, timeout=120, check=False)
+            self.assertIn("tcp 20", r.stdout, r.stdout + r.stderr[-600:] + un.describe())
+            self.assertIn("udp again", r.stdout, r.stdout + r.stderr[-600:])
+            lab.assert_alive(un)
+
 if __name__ == "__main__":
     netlab.main()
