@@ -96,6 +96,17 @@ std::string default_socket_path() {
                        "-99.socket are all in use); give one with --socket PATH");
 }
 
+// A value inside a QEMU -netdev option: QEMU's option syntax reads a comma
+// as the end of the value unless it is doubled.
+static std::string qemu_value(const std::string& v) {
+    std::string out;
+    for (char ch : v) {
+        out += ch;
+        if (ch == ',') out += ',';
+    }
+    return out;
+}
+
 std::vector<std::string> qemu_dgram_options(const ports::DgramConfig& c) {
     const std::string nic = " -device virtio-net-pci,netdev=n0";
     // QEMU's end of the link: host and port (a wildcard usernet binds is
@@ -140,8 +151,8 @@ std::vector<std::string> qemu_dgram_options(const ports::DgramConfig& c) {
     case ports::DgramKind::unix_dgram: {
         std::string mine = absolute(c.local.path());
         std::string theirs = c.remote ? absolute(c.remote->path()) : "PATH";
-        out.push_back("-netdev dgram,id=n0,local.type=unix,local.path=" + theirs +
-                      ",remote.type=unix,remote.path=" + mine + nic);
+        out.push_back("-netdev dgram,id=n0,local.type=unix,local.path=" + qemu_value(theirs) +
+                      ",remote.type=unix,remote.path=" + qemu_value(mine) + nic);
         break;
     }
     }
@@ -150,11 +161,11 @@ std::vector<std::string> qemu_dgram_options(const ports::DgramConfig& c) {
 
 std::string qemu_command_line(const std::string& socket_path) {
     return "qemu-system-x86_64 ... -netdev stream,id=net0,server=off,addr.type=unix,addr.path=" +
-           socket_path + " -device virtio-net-pci,netdev=net0";
+           qemu_value(socket_path) + " -device virtio-net-pci,netdev=net0";
 }
 
 std::string qemu_vde_command_line(const std::string& dir) {
-    return "qemu-system-x86_64 ... -netdev vde,id=net0,sock=" + dir +
+    return "qemu-system-x86_64 ... -netdev vde,id=net0,sock=" + qemu_value(dir) +
            " -device virtio-net-pci,netdev=net0";
 }
 
@@ -589,6 +600,11 @@ void Daemon::attach(const Attachment& a) {
             spdlog::info("{} {}: an IPv6 link, which QEMU's dgram and socket netdevs cannot "
                          "open (they are IPv4 only)",
                          opt, a.target);
+        if (c.kind == ports::DgramKind::udp && !c.remote && !c.local.ip().is_loopback())
+            spdlog::warn("--dgram {}: with no emulator address given, whoever sends to this "
+                         "address takes the link (and its NAT); bind 127.0.0.1, or give the "
+                         "emulator's address after a comma",
+                         a.target);
         break;
     }
     case AttachmentKind::bochs: {

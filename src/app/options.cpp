@@ -456,7 +456,18 @@ ports::DgramConfig parse_dgram(const std::string& option, const std::string& val
         fail(option, "'" + value + "' does not start with udp: or unix:",
              "write " + form + ", " + example);
     }
-    c.mtu = mtu.value_or(default_mtu.value_or(kWireMtu));
+    // A frame is one datagram: over UDP at most 65,507 bytes (IPv4's
+    // largest), so the MTU at most that less the Ethernet header.
+    constexpr uint32_t kUdpMaxMtu = 65507 - 14;
+    if (c.kind != ports::DgramKind::unix_dgram) {
+        if (mtu && *mtu > kUdpMaxMtu)
+            fail(option, "MTU " + std::to_string(*mtu) + " in '" + value +
+                             "' makes frames larger than a UDP datagram can carry",
+                 "give mtu=" + std::to_string(kUdpMaxMtu) + " or less");
+        c.mtu = mtu.value_or(std::min(default_mtu.value_or(kWireMtu), kUdpMaxMtu));
+    } else {
+        c.mtu = mtu.value_or(default_mtu.value_or(kWireMtu));
+    }
     return c;
 }
 
@@ -1678,7 +1689,7 @@ MAC whatever MAC the guest uses):
       --dgram udp:HOST:PORT[,QHOST:QPORT] | unix:PATH[,QPATH]
                              one frame per datagram (QEMU -netdev dgram,
                              socket,udp=): bind the first address, send to
-                             the emulator's (default: whoever sends first)
+                             the emulator's (default: whoever sent last)
       --mcast GROUP:PORT[,localaddr=ADDR]  join an IPv4 multicast LAN
                              (QEMU -netdev socket,mcast= or dgram's form)
       --vde DIR              be a VDE switch in directory DIR (created if

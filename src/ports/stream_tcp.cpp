@@ -242,6 +242,21 @@ void TcpStreamConnector::on_io(uint32_t) {
 
 void TcpStreamConnector::on_connected() {
     loop_.cancel(timer_);
+    // To a port of this host in the ephemeral range with nothing listening
+    // yet, the kernel may pick that very port as the source: the socket is
+    // then connected to itself (TCP's simultaneous open), and holds the
+    // port QEMU is about to listen on.
+    sockaddr_storage self{}, peer{};
+    socklen_t self_len = sizeof self, peer_len = sizeof peer;
+    if (getsockname(fd_, reinterpret_cast<sockaddr*>(&self), &self_len) == 0 &&
+        getpeername(fd_, reinterpret_cast<sockaddr*>(&peer), &peer_len) == 0 &&
+        self_len == peer_len && std::memcmp(&self, &peer, self_len) == 0) {
+        stats_.self_connects++;
+        linger abort{1, 0};  // a reset: no TIME_WAIT left on QEMU's port
+        setsockopt(fd_, SOL_SOCKET, SO_LINGER, &abort, sizeof abort);
+        fail("the connection came back to usernet itself: nothing listens there yet");
+        return;
+    }
     int fd = fd_;
     fd_ = -1;
     set_nodelay(fd);
@@ -256,8 +271,8 @@ void TcpStreamConnector::on_connected() {
     if (client_mac_) client_->set_mac_translation(*client_mac_);
     state_ = State::connected;
     stats_.connects++;
+    connected_at_ = loop_.now();
     last_failure_.clear();
-    backoff_.reset();
     spdlog::info("{} connected as port {} (MTU {}{})", name, client_->id(), mtu_,
                  client_mac_ ? ", the LAN sees MAC " + client_mac_->to_string() : "");
 }
@@ -290,10 +305,13 @@ void TcpStreamConnector::on_client_closed(StreamClient& c) {
     if (&c != client_.get()) return;
     stats_.drops++;
     stats_.protocol_errors += c.protocol_errors();
+    // The wait starts again from its shortest only after a connection that
+    // held (a QEMU that restarted); a peer that closes at once or speaks
+    // another protocol (a wrong port) is retried ever more slowly.
+    if (c.protocol_errors() == 0 && loop_.now() - connected_at_ >= kStableMs) backoff_.reset();
     client_.reset();  // destroys c; it asked for this (StreamClient::run_deferred)
     state_ = State::waiting;
     last_failure_.clear();
-    backoff_.reset();
     spdlog::info("connection to QEMU at TCP {} lost; reconnecting", where_);
     loop_.arm(timer_, backoff_.next());
 }

@@ -16,9 +16,13 @@
 // - TcpStreamConnector (usernet --connect) connects out to one QEMU that
 //   listens. The connect is non-blocking (bounded by kConnectTimeoutMs);
 //   when it fails, or the connection later drops, it tries again after a
-//   delay that starts at 100 ms and doubles up to 5 s (Backoff), forever,
-//   and back to 100 ms once connected. It logs when its state changes
-//   (connected, lost, a new reason for failing), not every attempt.
+//   delay that starts at 100 ms and doubles up to 5 s (Backoff), forever;
+//   the delay starts again at 100 ms only after a connection that held
+//   kStableMs without a framing error, so a peer that accepts and closes
+//   (a wrong port) is not hammered. A connection to itself (the kernel
+//   chose the target port as the source) is a failure. It logs when its
+//   state changes (connected, lost, a new reason for failing), not every
+//   attempt.
 // - The peer is as hostile as any guest: the framing is StreamClient's, with
 //   its bounded buffers and its protocol-error close.
 //
@@ -68,6 +72,8 @@ public:
     // The delay to wait now; the one after it doubles.
     core::Millis next();
     void reset() { next_ = first_; }
+    // The delay next() will return, without doubling it.
+    core::Millis peek() const { return next_; }
 
 private:
     core::Millis first_;
@@ -129,11 +135,15 @@ struct TcpConnectorStats {
     uint64_t connects = 0;
     uint64_t drops = 0;            // established connections that ended
     uint64_t protocol_errors = 0;  // of which closed for bad framing
+    uint64_t self_connects = 0;    // connected to itself, dropped (nothing listened)
 };
 
 class TcpStreamConnector final : public core::IoHandler {
 public:
     static constexpr core::Millis kConnectTimeoutMs = 5000;
+    // A connection that lasted this long without a framing error restarts
+    // the retry wait from its shortest when it drops.
+    static constexpr core::Millis kStableMs = 2000;
     enum class State { connecting, connected, waiting };
 
     // Starts connecting to ep at once; never throws for the peer's absence
@@ -151,6 +161,8 @@ public:
     // The connection's port while connected, else null.
     StreamClient* client() const { return client_.get(); }
     const TcpConnectorStats& stats() const { return stats_; }
+    // The wait before the attempt after the next.
+    core::Millis next_wait() const { return backoff_.peek(); }
     // ,mac=LANMAC: the connection shows the LAN lan_mac, and so does each
     // one after a reconnect.
     void set_client_mac(const wire::MacAddr& lan_mac) {
@@ -174,6 +186,7 @@ private:
     State state_ = State::waiting;
     int fd_ = -1;  // the socket while connecting
     std::string last_failure_;  // logged once until the state changes
+    core::Millis connected_at_ = 0;
     uint64_t next_client_ = 1;
     std::unique_ptr<StreamClient> client_;
     std::optional<wire::MacAddr> client_mac_;

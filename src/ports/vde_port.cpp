@@ -571,11 +571,16 @@ VdeSwitch::VdeSwitch(core::EventLoop& loop, sw::Switch& sw, const std::string& d
                                  std::to_string(kVdeSunPathLen - 1 - kPortNameMax) + " bytes)");
     ctl_path_ = dir_ + "/ctl";
 
+    // A symbolic link to a directory is followed, as vde_switch -s does;
+    // the ownership check below is the directory's.
     struct stat st {};
-    if (lstat(dir_.c_str(), &st) != 0) {
+    if (stat(dir_.c_str(), &st) != 0) {
         if (errno != ENOENT)
             throw std::runtime_error("cannot use the VDE directory " + dir_ + ": " +
                                      errstr(errno));
+        if (lstat(dir_.c_str(), &st) == 0)
+            throw std::runtime_error("the VDE path " + dir_ +
+                                     " is a symbolic link to nothing");
         // Owner only: the clients (run by the same user) bind in it.
         if (mkdir(dir_.c_str(), 0700) != 0)
             throw std::runtime_error("cannot create the VDE directory " + dir_ + ": " +

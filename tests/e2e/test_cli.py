@@ -144,6 +144,40 @@ class CliTest(unittest.TestCase):
             un.send_signal(signal.SIGTERM)
             self.assertEqual(un.wait(10), 0, un.describe())
 
+    def test_connect_never_keeps_a_connection_to_itself(self):
+        """--connect to a port of the ephemeral range with nothing listening:
+        the kernel may choose that very port as the source, and the socket
+        connects to itself (a namespace whose range is two ports makes it
+        happen at once). usernet once took that for QEMU, held the port and
+        never retried, so QEMU could not listen there. Now the listener that
+        comes later binds the port and gets usernet's connection."""
+        netlab.require_root()
+        with netlab.Lab("cli") as lab:
+            host = lab.netns("host")
+            host.run(["sysctl", "-qw", "net.ipv4.ip_local_port_range=47600 47601"])
+            un = lab.usernet(host, ["--connect", "127.0.0.1:47600"])
+            time.sleep(1.5)  # attempts every 100 ms, doubling
+            code = r"""
+import socket, time
+for i in range(100):  # usernet's socket may hold the port a moment
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as QEMU's listener
+    try:
+        s.bind(("127.0.0.1", 47600)); break
+    except OSError:
+        s.close(); time.sleep(0.05)
+else:
+    raise SystemExit("the port stayed taken")
+s.listen(1); s.settimeout(10)
+c, peer = s.accept()
+print("accepted", peer[1])
+"""
+            r = host.py(code, timeout=30, check=False)
+            self.assertIn("accepted", r.stdout, r.stdout + r.stderr + un.describe())
+            netlab.wait_for(lambda: "connected as port" in un.stderr(), 5, what="connected")
+            self.assertNotIn("52:55:0a:00:02:02", un.stderr())  # its own RA never came back
+            lab.assert_alive(un)
+
     def test_sigterm_exits_cleanly_with_zero(self):
         if os.geteuid() != 0:
             self.skipTest("needs root")

@@ -175,6 +175,23 @@ TEST_F(DaemonTest, QemuCommandLineNamesTheSocket) {
     EXPECT_NE(line.find("-device virtio-net-pci,netdev=net0"), std::string::npos);
 }
 
+// QEMU's option syntax ends a value at a comma unless it is doubled: a
+// path with a comma must come out with ",," to be pasted as printed.
+TEST_F(DaemonTest, QemuLinesDoubleTheCommasOfPaths) {
+    EXPECT_NE(qemu_command_line("/tmp/a,b.socket").find("addr.path=/tmp/a,,b.socket "),
+              std::string::npos);
+    EXPECT_NE(qemu_vde_command_line("/tmp/v,de").find("sock=/tmp/v,,de "), std::string::npos);
+    ports::DgramConfig c;
+    c.kind = ports::DgramKind::unix_dgram;
+    c.local = *ports::SockAddr::unix_path("/tmp/u,1");
+    c.remote = ports::SockAddr::unix_path("/tmp/q,2");
+    auto lines = qemu_dgram_options(c);
+    ASSERT_EQ(lines.size(), 1u);
+    EXPECT_NE(lines[0].find("local.path=/tmp/q,,2,remote.type=unix,remote.path=/tmp/u,,1 "),
+              std::string::npos)
+        << lines[0];
+}
+
 TEST_F(DaemonTest, PidFileIsWrittenAndRemoved) {
     TempDir dir;
     std::string pid = dir / "usernet.pid";

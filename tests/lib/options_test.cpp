@@ -926,6 +926,22 @@ TEST(Options, McastGroupLocaladdrAndMtu) {
     EXPECT_EQ(c.attachments[1].mtu, 1280u);
 }
 
+// A frame is one datagram, and a UDP datagram carries at most 65,507
+// bytes: an MTU beyond 65,493 is refused on a UDP link, and --mtu's larger
+// default is cut to it there (a unix datagram socket takes more).
+TEST(Options, DgramAndMcastMtuIsWhatAUdpDatagramCarries) {
+    EXPECT_EQ(error_option({"--dgram", "udp:127.0.0.1:7000,mtu=65520"}), "--dgram");
+    EXPECT_NE(error_message({"--mcast", "239.1.2.3:5555,mtu=65494"}).find("mtu=65493"),
+              std::string::npos);
+    Config c = parse({"--mtu", "65520", "--dgram", "udp:127.0.0.1:7000", "--mcast",
+                      "239.1.2.3:5555", "--dgram", "unix:/tmp/x,/tmp/y", "--dgram",
+                      "udp:127.0.0.1:7002,mtu=65493"});
+    EXPECT_EQ(c.attachments[0].dgram->mtu, 65493u);
+    EXPECT_EQ(c.attachments[1].dgram->mtu, 65493u);
+    EXPECT_EQ(c.attachments[2].dgram->mtu, 65520u);
+    EXPECT_EQ(c.attachments[3].dgram->mtu, 65493u);
+}
+
 TEST(Options, DgramKeepsCommandLineOrderAmongAttachments) {
     Config c = parse({"--socket", "/tmp/a.sock", "--mcast", "239.0.0.9:99", "--netns", "n",
                       "--dgram", "unix:/tmp/x,/tmp/y"});

@@ -453,6 +453,31 @@ TEST_F(StreamTcpTest, TcpStreamConnector_ReconnectsAfterTheConnectionDropsAsANew
     close(lfd);
 }
 
+// A peer that accepts and closes at once (another service on that port) is
+// retried ever more slowly; a connection that held restarts the wait from
+// its shortest.
+TEST_F(StreamTcpTest, TcpStreamConnector_QuickDropsBackOffAndAConnectionThatHeldResetsTheWait) {
+    TcpEndpoint ep = loopback(0);
+    int lfd = listen_any(ep);
+    TcpStreamConnector conn(loop, sw, ep, 1500, Backoff(10, 80));
+    for (uint64_t i = 1; i <= 4; i++) {
+        int peer = accept_one(lfd);
+        ASSERT_GE(peer, 0);
+        ASSERT_TRUE(run_until([&] { return conn.stats().connects == i; }));
+        close(peer);
+        ASSERT_TRUE(run_until([&] { return conn.stats().drops == i; }));
+    }
+    EXPECT_EQ(conn.next_wait(), 80) << "four quick drops: 10, 20, 40, 80";
+    int peer = accept_one(lfd);
+    ASSERT_GE(peer, 0);
+    ASSERT_TRUE(run_until([&] { return conn.stats().connects == 5; }));
+    loop.advance_clock_for_tests(TcpStreamConnector::kStableMs);
+    close(peer);
+    ASSERT_TRUE(run_until([&] { return conn.stats().drops == 5; }));
+    EXPECT_EQ(conn.next_wait(), 20) << "reset to 10 ms, which the retry now armed took";
+    close(lfd);
+}
+
 TEST_F(StreamTcpTest, TcpStreamConnector_DestroyedWhileConnectingOrConnected) {
     TcpEndpoint ep = loopback(0);
     int lfd = listen_any(ep);
