@@ -349,12 +349,13 @@ bool Gateway::send_ip(const wire::IpAddr& src, const wire::IpAddr& dst, uint8_t 
         size_t per_frame = off && off->gso_type != wire::Offload::gso_none
                                ? std::min<size_t>(l4_len, off->hdr_len + size_t{off->gso_size})
                                : l4_len;
-        if (per_frame + wire::kIpv4HeaderLen > n->mtu) {
+        const uint32_t mtu = mtu_of(*n);
+        if (per_frame + wire::kIpv4HeaderLen > mtu) {
             if (!off || !off->any())
-                return send_fragments4(src.as_v4(), d, proto, l4_len, ttl, n->mac, n->mtu);
+                return send_fragments4(src.as_v4(), d, proto, l4_len, ttl, n->mac, mtu);
             stats_.dropped_too_big++;
             spdlog::debug("ipv4: {} bytes exceed the MTU {} of {}", l4_len + wire::kIpv4HeaderLen,
-                          n->mtu, V4{d});
+                          mtu, V4{d});
             return false;
         }
         mac = n->mac;
@@ -800,9 +801,16 @@ std::optional<wire::MacAddr> Gateway::neighbor_mac(wire::Ipv4 ip) const {
     return std::nullopt;
 }
 
+// A neighbor's MTU, as learned, or its attachment's now if that is lower (a
+// PPP line's, once the peer's MRU is known).
+uint32_t Gateway::mtu_of(const Neighbor& n) const {
+    const sw::Port* p = sw_.port(n.port);
+    return p ? std::min(n.mtu, p->mtu()) : n.mtu;
+}
+
 uint32_t Gateway::path_mtu(const wire::IpAddr& dst) const {
     if (dst.is_v4()) {
-        if (const Neighbor* n = live_neighbor(dst.as_v4())) return n->mtu;
+        if (const Neighbor* n = live_neighbor(dst.as_v4())) return mtu_of(*n);
     } else if (const Neighbor6* n = live_neighbor6(dst)) {
         return n->mtu;
     }

@@ -341,6 +341,7 @@ private:
         bool offload;
     };
     using Neighbors6 = std::unordered_map<wire::IpAddr, Neighbor6, wire::IpAddrHash>;
+    uint32_t mtu_of(const Neighbor& n) const;
     struct Reservation {
         wire::Ipv4 ip;
         sw::PortId port;  // kNoPort: any port

@@ -687,7 +687,7 @@ uint8_t Lcp::judge_request(wire::Bytes opts, wire::MutBytes out, size_t& out_len
     Judge j{rej, nak};
     uint16_t mru = 1500;
     uint32_t accm = 0xffffffff, his_magic = 0;
-    bool pfc = false, acfc = false, fcs32 = false;
+    bool pfc = false, acfc = false, fcs32 = false, looped = false;
     wire::Bytes last_nak;  // the option to reject instead, past Max-Failure
     OptionIter it(opts);
     OptionIter::Option o;
@@ -718,7 +718,10 @@ uint8_t Lcp::judge_request(wire::Bytes opts, wire::MutBytes out, size_t& out_len
                 // Equal to ours: our own request came back, the line loops
                 // (or the peer is unlucky). Nak with another number; a Nak
                 // of ours that loops back makes us take a new one too.
-                if (his_magic != 0) link_.stats_.loops_detected++;
+                if (his_magic != 0) {
+                    link_.stats_.loops_detected++;
+                    looped = true;
+                }
                 j.nak_u32(lcpopt::magic, link_.host().ppp_random() | 2);
                 last_nak = o.whole;
             }
@@ -748,7 +751,13 @@ uint8_t Lcp::judge_request(wire::Bytes opts, wire::MutBytes out, size_t& out_len
         }
     }
     if (it.malformed()) return 0;
-    uint8_t c = j.finish(opts, out, out_len, nak_allowed, last_nak);
+    loops_in_row_ = looped ? loops_in_row_ + 1 : 0;
+    if (loops_in_row_ >= kMaxLoops) {
+        loops_in_row_ = 0;
+        link_.host().ppp_looped();
+        return 0;
+    }
+    uint8_t c = j.finish(opts, out, out_len, nak_allowed || looped, last_nak);
     if (c == code::configure_ack) {
         peer_mru = mru;
         peer_accm = accm;
@@ -991,9 +1000,14 @@ void PppLink::send_packet(uint16_t protocol, wire::Bytes info) {
                             info[0] >= code::configure_request && info[0] <= code::code_reject;
     if (lcp_.state() == FsmState::opened && !lcp_config) {
         o.accm = lcp_.peer_accm;
-        o.acfc = lcp_.peer_acfc;
-        o.pfc = lcp_.peer_pfc;
         o.fcs32 = lcp_.peer_fcs32;
+        // Never compressed in any LCP packet (RFC 1661 6.5, 6.6): an echo
+        // reply or a protocol reject keeps its address, control and full
+        // protocol fields.
+        if (protocol != proto::lcp) {
+            o.acfc = lcp_.peer_acfc;
+            o.pfc = lcp_.peer_pfc;
+        }
     }
     size_t n = hdlc_encode(wire::MutBytes(tx_.get(), hdlc_max_encoded(kMaxInfo)), protocol, info, o);
     if (n) host_.ppp_write(wire::Bytes(tx_.get(), n));

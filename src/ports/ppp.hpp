@@ -19,8 +19,9 @@
 // two bytes, whatever was negotiated (being liberal costs nothing here).
 // FCS-16 by default; FCS-32 (RFC 1570's FCS-Alternatives) when the peer asks
 // us to send it, or when we were configured to ask the peer for it.
-// Sent: LCP packets with codes 1..7 always use the default ACCM and full
-// headers (RFC 1662 section 7.1 and 7.2); everything else uses the ACCM,
+// Sent: LCP packets with codes 1..7 always use the default ACCM (RFC 1662
+// section 7.1); every LCP packet has full address, control and protocol
+// fields (RFC 1661 sections 6.5 and 6.6); everything else uses the ACCM,
 // PFC and ACFC the peer asked for.
 //
 // The option negotiation automaton (RFC 1661 section 4) is class Fsm, with
@@ -278,6 +279,10 @@ public:
     virtual void ppp_cancel_timer(int which) = 0;
     // A 32-bit random number (magic numbers, identifiers).
     virtual uint32_t ppp_random() = 0;
+    // Our own LCP requests came back Lcp::kMaxLoops times in a row: the
+    // line is looped back. Called from input(); the host must not destroy
+    // the link before input() returns.
+    virtual void ppp_looped() {}
 
 protected:
     ~PppHost() = default;
@@ -401,6 +406,10 @@ public:
     uint32_t peer_magic = 0;
     // What we ask for.
     uint32_t magic = 0;
+    // Requests with our own magic number in a row before the line counts
+    // as looped back (RFC 1661 6.4; the Nak loop itself is exempt from
+    // Max-Failure, which would otherwise make us reject our own magic).
+    static constexpr int kMaxLoops = 10;
 
 protected:
     size_t build_request(wire::MutBytes out) override;
@@ -419,6 +428,7 @@ private:
          want_acfc_ = true, want_fcs32_ = false;
     uint16_t want_mru_value_ = 1500;
     uint32_t want_accm_value_ = 0;
+    int loops_in_row_ = 0;
 };
 
 class Ipcp final : public Fsm {

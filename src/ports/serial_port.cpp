@@ -165,7 +165,14 @@ SerialPort::~SerialPort() {
     if (cfg_.transport == SerialTransport::unix_socket && lstat(location_.c_str(), &st) == 0 &&
         st.st_dev == sock_dev_ && st.st_ino == sock_ino_)
         unlink(location_.c_str());
-    if (!link_path_.empty()) unlink(link_path_.c_str());
+    // The link only while it still names our pty: another usernet may have
+    // taken the name over since.
+    if (!link_path_.empty()) {
+        char target[256];
+        ssize_t n = readlink(link_path_.c_str(), target, sizeof target - 1);
+        if (n > 0 && std::string_view(target, static_cast<size_t>(n)) == location_)
+            unlink(link_path_.c_str());
+    }
 }
 
 void SerialPort::open_pty() {
@@ -196,6 +203,21 @@ void SerialPort::open_pty() {
     if (!cfg_.path.empty()) {
         struct stat st {};
         if (lstat(cfg_.path.c_str(), &st) == 0) {
+            // A link to a pty that is there belongs to a running program
+            // (a pty's slave goes when its master closes); a stale one is
+            // replaced.
+            struct stat target {};
+            if (S_ISLNK(st.st_mode) && stat(cfg_.path.c_str(), &target) == 0 &&
+                S_ISCHR(target.st_mode)) {
+                close(s);
+                close(m);
+                char t[256] = {};
+                ssize_t n = readlink(cfg_.path.c_str(), t, sizeof t - 1);
+                throw std::runtime_error("pty link " + cfg_.path + " names " +
+                                         std::string(t, static_cast<size_t>(std::max<ssize_t>(n, 0))) +
+                                         ", a pseudo-terminal in use (by another usernet? a "
+                                         "stale link may be removed)");
+            }
             if (!S_ISLNK(st.st_mode) || unlink(cfg_.path.c_str()) != 0) {
                 close(s);
                 close(m);
@@ -359,6 +381,12 @@ void SerialPort::on_listener(uint32_t) {
             if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) == 0 && cred.pid > 0)
                 peer = "pid " + std::to_string(cred.pid);
         }
+        // A peer that hung up a moment ago may not have been read to its
+        // end yet (its EOF waits for the next wakeup): look before refusing.
+        if (conn_fd_ >= 0 && cfg_.transport != SerialTransport::pty) {
+            uint8_t b;
+            if (recv(conn_fd_, &b, 1, MSG_PEEK | MSG_DONTWAIT) == 0) close_peer("hung up");
+        }
         if (conn_fd_ >= 0) {
             stats_.refused++;
             spdlog::warn("{}: refusing {}: the line already has a peer ({})", name_, peer,
@@ -381,6 +409,7 @@ void SerialPort::attach_peer(int fd, const std::string& peer) {
     conn_fd_ = fd;
     peer_name_ = peer;
     stats_.connections++;
+    at_attach_ = stats_;
     spdlog::info("{}: {} connected (switch port {}, MAC {}, peer address {})", name_, peer, id(),
                  mac_.to_string(), addr_ ? v4(addr_) : std::string("not leased yet"));
     start_link();
@@ -411,12 +440,31 @@ void SerialPort::start_link() {
     }
 }
 
+// The line echoes what we send (socat PIPE, a loopback plug): nobody to
+// talk to. A connection is dropped; a pty goes quiet for kLoopedQuietMs and
+// its next bytes after that start a new link.
+void SerialPort::on_looped() {
+    looped_ = false;
+    spdlog::warn("{}: the line is looped back (our own LCP requests come back); {}", name_,
+                 cfg_.transport == SerialTransport::pty ? "trying again when the line speaks"
+                                                         : "dropping the connection");
+    if (cfg_.transport != SerialTransport::pty) {
+        close_peer("looped back");
+        return;
+    }
+    ppp_.reset();
+    loop_.cancel(lcp_timer_);
+    loop_.cancel(ipcp_timer_);
+    quiet_until_ = loop_.now() + kLoopedQuietMs;
+}
+
 void SerialPort::close_peer(const std::string& why) {
     if (conn_fd_ < 0) return;
     spdlog::info("{}: {} left ({}; switch port {}, MAC {}): {} packets in, {} out, {} dropped "
                  "with the output ring full",
-                 name_, peer_name_, why, id(), mac_.to_string(), stats_.rx_packets,
-                 stats_.tx_packets, stats_.dropped_ring_full);
+                 name_, peer_name_, why, id(), mac_.to_string(),
+                 stats_.rx_packets - at_attach_.rx_packets, stats_.tx_packets - at_attach_.tx_packets,
+                 stats_.dropped_ring_full - at_attach_.dropped_ring_full);
     loop_.remove(conn_fd_, &conn_h_);
     close(conn_fd_);
     conn_fd_ = -1;
@@ -445,8 +493,17 @@ void SerialPort::on_conn(uint32_t events) {
                 return;
             }
             wire::Bytes in(rd_.get(), static_cast<size_t>(n));
+            if (cfg_.protocol == SerialProtocol::ppp && !ppp_) {
+                if (loop_.now() < quiet_until_) continue;
+                start_link();  // a looped pty's line speaks again
+            }
             if (ppp_) ppp_->input(in);
             else if (slip_rx_) slip_rx_->feed(in, [this](wire::Bytes p) { from_peer(p); });
+            if (looped_) {
+                on_looped();
+                if (conn_fd_ < 0) return;
+                break;
+            }
             if (static_cast<size_t>(n) < kReadChunk) break;
         }
     }
@@ -815,6 +872,12 @@ void SerialPort::set_addr(wire::Ipv4 a, const char* how) {
 
 void SerialPort::ppp_write(wire::Bytes bytes) {
     if (conn_fd_ < 0 || !ring_push(bytes)) stats_.dropped_ring_full++;
+}
+
+uint32_t SerialPort::mtu() const {
+    if (ppp_ && ppp_->lcp_state() == ppp::FsmState::opened)
+        return std::min<uint32_t>(cfg_.mtu, ppp_->lcp().peer_mru);
+    return cfg_.mtu;
 }
 
 void SerialPort::ppp_ip_up(wire::Ipv4 peer) {

@@ -91,6 +91,7 @@ public:
     static constexpr size_t kArpEntries = 8;
     static constexpr core::Millis kArpFreshMs = 120'000;
     static constexpr core::Millis kArpRetryMs = 1000;
+    static constexpr core::Millis kLoopedQuietMs = 10'000;
     static constexpr size_t kReadChunk = 16 * 1024;
     static constexpr int kMaxReadsPerWakeup = 4;
 
@@ -103,7 +104,10 @@ public:
 
     // sw::Port
     void deliver(wire::Bytes frame, const sw::FrameMeta& meta) override;
-    uint32_t mtu() const override { return cfg_.mtu; }
+    // Once LCP is open, no more than the peer's MRU (RFC 1661 6.1: 1500
+    // unless it asked otherwise): larger packets are fragmented by the
+    // gateway, or bounded by the TCP translator's segment size.
+    uint32_t mtu() const override;
     size_t tx_room() const override;
     std::string describe() const override { return name_; }
     void run_deferred() override;
@@ -175,6 +179,8 @@ private:
     void ppp_arm_timer(int which, uint32_t ms) override;
     void ppp_cancel_timer(int which) override;
     uint32_t ppp_random() override;
+    void ppp_looped() override { looped_ = true; }
+    void on_looped();
 
     bool in_subnet(wire::Ipv4 a) const;
     wire::Ipv4 broadcast() const;
@@ -227,7 +233,10 @@ private:
     core::Timer dhcp_timer_;
     std::array<uint8_t, 14 + 20 + 8 + 576> dhcp_buf_{};
 
+    bool looped_ = false;            // set by ppp_looped(), acted on after input()
+    core::Millis quiet_until_ = 0;   // a looped pty: its bytes are ignored until then
     SerialStats stats_;
+    SerialStats at_attach_;  // stats_ when the current peer came
 };
 
 }  // namespace usernet::ports

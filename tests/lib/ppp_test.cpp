@@ -94,6 +94,8 @@ struct TestHost : PppHost {
     void ppp_arm_timer(int w, uint32_t) override { timer_armed[w] = true; }
     void ppp_cancel_timer(int w) override { timer_armed[w] = false; }
     uint32_t ppp_random() override { return rnd += 0x1111; }
+    int looped = 0;
+    void ppp_looped() override { looped++; }
 
     const Sent& last(uint16_t protocol) const {
         for (auto it = sent.rbegin(); it != sent.rend(); ++it)
@@ -322,7 +324,8 @@ TEST_F(LinkFixture, AckWithOtherContentsIsIgnored) {
     link.start();
     Sent ours = host.last(proto::lcp);
     Vec other = ours.data();
-    other.back() ^= 1;
+    ASSERT_FALSE(other.empty());
+    other[other.size() - 1] = static_cast<uint8_t>(other[other.size() - 1] ^ 1);
     peer(proto::lcp, ctl(code::configure_ack, ours.id(), other));
     EXPECT_EQ(link.lcp_state(), FsmState::req_sent);
     peer(proto::lcp, ctl(code::configure_ack, static_cast<uint8_t>(ours.id() + 1), ours.data()));
@@ -358,6 +361,26 @@ TEST_F(LinkFixture, MagicNumberLoopIsDetected) {
     // Magic 0 is not allowed either.
     peer(proto::lcp, ctl(code::configure_request, 9, opt32(lcpopt::magic, 0)));
     EXPECT_EQ(host.last(proto::lcp).code(), code::configure_nak);
+}
+
+// A line that echoes everything: our requests and Naks come back, the Nak
+// loop goes on past Max-Failure (we never reject or ack our own magic
+// number), and after Lcp::kMaxLoops the host hears the line is looped.
+TEST_F(LinkFixture, ALoopedBackLineNeverOpensAndIsReported) {
+    link.start();
+    for (int i = 0; i < 200 && host.looped == 0; i++) {
+        const Sent s = host.sent.back();
+        peer(s.protocol, s.info);  // the line hands back what we sent last
+        if (host.sent.back().info == s.info) break;  // nothing new to echo
+    }
+    EXPECT_EQ(host.looped, 1);
+    EXPECT_NE(link.lcp_state(), FsmState::opened);
+    EXPECT_GE(link.stats().loops_detected, static_cast<uint64_t>(Lcp::kMaxLoops));
+    for (const Sent& s : host.sent)
+        if (s.protocol == proto::lcp) {
+            EXPECT_NE(s.code(), code::configure_reject) << "our own magic number rejected";
+            EXPECT_NE(s.code(), code::configure_ack) << "our own request acked";
+        }
 }
 
 TEST_F(LinkFixture, NakAndRejectOfOurOptionsAreTaken) {
@@ -443,13 +466,17 @@ TEST_F(LinkFixture, UnansweredRequestsStopAfterMaxConfigure) {
 
 TEST_F(LinkFixture, LcpConfigurePacketsUseDefaultFraming) {
     open_ipcp();
-    // LCP opened with ACCM 0, PFC and ACFC: an Echo-Reply goes compressed,
-    // a Configure-Request still with ff 03, the full protocol field and
-    // every control character escaped (RFC 1662 7.1, 7.2).
+    // LCP opened with ACCM 0, PFC and ACFC: an Echo-Reply keeps ff 03 and
+    // the full protocol field (no LCP packet is compressed, RFC 1661 6.5,
+    // 6.6) but uses the ACCM; a Configure-Request also escapes every
+    // control character (RFC 1662 7.1). IP goes compressed.
     host.raw.clear();
     peer(proto::lcp, ctl(code::echo_request, 1, Vec{0xab, 0xcd, 0xef, 0x01}));
-    ASSERT_GE(host.raw.size(), 4u);
-    EXPECT_EQ(Vec(host.raw.begin(), host.raw.begin() + 3), (Vec{0x7e, 0xc0, 0x21}));
+    ASSERT_GE(host.raw.size(), 6u);
+    EXPECT_EQ(Vec(host.raw.begin(), host.raw.begin() + 5), (Vec{0x7e, 0xff, 0x03, 0xc0, 0x21}));
+    host.raw.clear();
+    ASSERT_TRUE(link.send_ip(Vec{0x45, 0, 0, 20, 0, 0, 0, 0, 64, 17, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8}));
+    EXPECT_EQ(Vec(host.raw.begin(), host.raw.begin() + 3), (Vec{0x7e, 0x21, 0x45}));
     host.raw.clear();
     peer(proto::lcp, ctl(code::configure_request, 50,
                          cat({opt32(lcpopt::accm, 0), opt32(lcpopt::magic, 0xabcdef01)})));

@@ -51,14 +51,16 @@ Vec opt32(uint8_t type, uint32_t v) {
     return o;
 }
 
-Vec icmp_echo(wire::Ipv4 src, wire::Ipv4 dst) {
-    Vec p(28);
-    wire::build_ipv4(p.data(), src, dst, wire::ipproto::icmp, 8);
+Vec icmp_echo(wire::Ipv4 src, wire::Ipv4 dst, size_t data = 0) {
+    Vec p(28 + data, 0x5a);
+    wire::build_ipv4(p.data(), src, dst, wire::ipproto::icmp, 8 + data);
     uint8_t* m = p.data() + 20;
     m[0] = 8;
+    m[1] = 0;
+    wire::store16(m + 2, 0);
     wire::store16(m + 4, 0x1234);
     wire::store16(m + 6, 1);
-    wire::store16(m + 2, wire::csum_fold(wire::csum_partial(wire::Bytes(m, 8))));
+    wire::store16(m + 2, wire::csum_fold(wire::csum_partial(wire::Bytes(m, 8 + data))));
     return p;
 }
 
@@ -119,16 +121,18 @@ struct SerialPortTest : ::testing::Test {
                 got.push_back({pf->protocol, Vec(pf->info.begin(), pf->info.end())});
             });
     }
-    // Connects a peer and runs LCP and IPCP by hand until the link is up.
-    void bring_link_up() {
+    // Connects a peer and runs LCP and IPCP by hand until the link is up;
+    // lcp_extra: more options of the peer's LCP request (an MRU).
+    void bring_link_up(const Vec& lcp_extra = {}) {
         peer = connect_peer();
         spin();
         ASSERT_TRUE(port->peer_connected());
         const Got* cr = last(ppp::proto::lcp, ppp::code::configure_request);
         ASSERT_TRUE(cr);
         Vec cr_info = cr->info;
-        send(ppp::proto::lcp, ctl(ppp::code::configure_request, 1,
-                                  Vec{2, 6, 0, 0, 0, 0, 5, 6, 1, 2, 3, 4}));
+        Vec opts{2, 6, 0, 0, 0, 0, 5, 6, 1, 2, 3, 4};
+        opts.insert(opts.end(), lcp_extra.begin(), lcp_extra.end());
+        send(ppp::proto::lcp, ctl(ppp::code::configure_request, 1, opts));
         ASSERT_TRUE(last(ppp::proto::lcp, ppp::code::configure_ack));
         send(ppp::proto::lcp, ctl(ppp::code::configure_ack, cr_info[1], Vec(cr_info.begin() + 4, cr_info.end())));
         ASSERT_EQ(port->ppp_link()->lcp_state(), ppp::FsmState::opened);
@@ -221,6 +225,67 @@ TEST_F(SerialPortTest, PeerGetsTheLeaseByIpcpAndReachesTheGateway) {
     spin();
     EXPECT_TRUE(port->peer_connected());
     EXPECT_EQ(port->ppp_link()->lcp_state(), ppp::FsmState::req_sent);
+}
+
+// The peer's MRU bounds what the line carries (pppd mru 296): the port's
+// MTU follows it once LCP is open, so the gateway fragments a larger echo
+// reply to it instead of the line dropping it.
+TEST_F(SerialPortTest, ThePeersMruBoundsWhatItIsSent) {
+    EXPECT_EQ(port->mtu(), 1500u);
+    bring_link_up(Vec{1, 4, 0x01, 0x28});  // MRU 296
+    if (HasFatalFailure()) return;
+    EXPECT_EQ(port->mtu(), 296u);
+    got.clear();
+    send(ppp::proto::ip, icmp_echo(kLease, kGw, 1000));
+    read_line();
+    size_t pieces = 0, bytes = 0;
+    for (const Got& g : got) {
+        if (g.protocol != ppp::proto::ip) continue;
+        auto ip = wire::Ipv4View::parse(g.info);
+        ASSERT_TRUE(ip);
+        EXPECT_LE(g.info.size(), 296u);
+        EXPECT_EQ(ip->src(), kGw);
+        pieces++;
+        bytes += g.info.size() - 20;
+    }
+    EXPECT_GE(pieces, 4u);
+    EXPECT_EQ(bytes, 1008u);  // the whole echo reply, in fragments
+    // The peer hangs up and a new one dials at once, before usernet has
+    // read the first one's end: it is taken, not refused as a second peer.
+    close(peer);
+    peer = connect_peer();
+    spin();
+    EXPECT_EQ(port->serial_stats().refused, 0u);
+    EXPECT_TRUE(port->peer_connected());
+    EXPECT_EQ(port->mtu(), 1500u);  // a new link: no MRU known yet
+}
+
+// pty:LINK: a link naming a live pty is another usernet's and is refused;
+// one left by a crash (its pty gone) is replaced; at exit the link goes only
+// if it still names this instance's pty.
+TEST(SerialPty, ALinkInUseIsRefusedAStaleOneReplacedAndOnlyOursRemoved) {
+    core::EventLoop loop;
+    sw::Switch sw{loop};
+    const std::string link = "/tmp/usernet-pty-test-" + std::to_string(getpid());
+    unlink(link.c_str());
+    SerialConfig c;
+    ASSERT_EQ(parse_serial_transport("pty:" + link, c), "");
+    auto first = std::make_unique<SerialPort>(loop, sw, c);
+    char target[256] = {};
+    ASSERT_GT(readlink(link.c_str(), target, sizeof target - 1), 0);
+    EXPECT_THROW(SerialPort(loop, sw, c), std::runtime_error);
+    // The other usernet took the name over meanwhile: ours leaves it alone.
+    unlink(link.c_str());
+    ASSERT_EQ(symlink("/dev/pts/999999", link.c_str()), 0);  // stale: no such pty
+    first.reset();
+    struct stat st {};
+    EXPECT_EQ(lstat(link.c_str(), &st), 0) << "another instance's link was removed";
+    auto second = std::make_unique<SerialPort>(loop, sw, c);  // replaces the stale one
+    char now[256] = {};
+    ASSERT_GT(readlink(link.c_str(), now, sizeof now - 1), 0);
+    EXPECT_STRNE(now, "/dev/pts/999999");
+    second.reset();
+    EXPECT_NE(lstat(link.c_str(), &st), 0) << "our own link stays behind";
 }
 
 // The TCP translator sends a slow line only what tx_room() offers: however
