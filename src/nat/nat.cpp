@@ -113,7 +113,10 @@ HostTarget Nat::host_target(const wire::IpAddr& dst, uint16_t port, uint8_t prot
                              (dst == wire::IpAddr::v4(c.dns) || (c.ipv6 && dst == c.dns6)) &&
                              port == 53 &&
                              (proto == wire::ipproto::tcp || proto == wire::ipproto::udp);
-    if (!dns_service && !c.policy_allows(dst, port, proto)) {
+    // The gateway's link-local address is the gateway: the rules for
+    // --gateway6 hold there too (--deny [fec0::2] covers it).
+    const wire::IpAddr& policy_dst = c.ipv6 && dst == gw_.link_local() ? c.gateway6 : dst;
+    if (!dns_service && !c.policy_allows(policy_dst, port, proto)) {
         stats_.dropped_policy++;
         t.verdict = HostTarget::Verdict::forbidden;
         return t;

@@ -14,7 +14,7 @@ import unittest
 sys.dont_write_bytecode = True  # keep the source tree clean
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import netlab  # noqa: E402
-from netlab import DNS, GATEWAY, REMOTE_ADDR, REMOTE_ADDR6  # noqa: E402
+from netlab import DNS, GATEWAY, GATEWAY6, GATEWAY6_LL, REMOTE_ADDR, REMOTE_ADDR6  # noqa: E402
 
 netlab.require_basics()
 netlab.require_tools("curl", "dig", "dnsmasq")
@@ -25,9 +25,10 @@ netlab.require_tools("curl", "dig", "dnsmasq")
 UDP_PROBE = r"""
 import errno, socket, sys
 addr, port = sys.argv[1], int(sys.argv[2])
-s = socket.socket(socket.AF_INET6 if ":" in addr else socket.AF_INET, socket.SOCK_DGRAM)
+fam, _, _, _, sa = socket.getaddrinfo(addr, port, type=socket.SOCK_DGRAM)[0]  # with a %scope
+s = socket.socket(fam, socket.SOCK_DGRAM)
 s.settimeout(2)
-s.connect((addr, port))
+s.connect(sa)
 for attempt in range(3):
     try:
         s.send(b"hello")
@@ -144,6 +145,22 @@ class PolicyTest(unittest.TestCase):
             t.assert_refused_at_once(self, "http://[%s]:%d/f.txt" % (REMOTE_ADDR6, t.web.port))
             t.assert_refused_at_once(self, "http://%s:%d/f.txt" % (GATEWAY, t.local.port))
             t.assert_refused_at_once(self, "http://%s:9/" % REMOTE_ADDR)
+            lab.assert_alive(t.un)
+
+    def test_deny_of_the_ipv6_gateway_covers_its_link_local_address(self):
+        """The gateway's link-local address (every guest's default router)
+        reaches the host's ::1 as fec0::2 does; a --deny of fec0::2 once
+        left it open, TCP and UDP."""
+        with netlab.Lab("policy") as lab:
+            t = PolicyLab(lab, ["--deny", "[%s]" % GATEWAY6])
+            local6 = t.host.server("http", "--bind", "::1", "--dir", lab.dir)
+            echo6 = t.host.server("udp-echo", "--bind", "::1", "--port", "0")
+            for addr in (GATEWAY6, "%s%%tap0" % GATEWAY6_LL):
+                t.assert_refused_at_once(self, "http://[%s]:%d/f.txt" % (addr, local6.port))
+                self.assertIn("REFUSED", t.udp(addr, echo6.port), addr)
+            # the IPv4 gateway, not denied, still reaches the host
+            ok, _, err = t.curl("http://%s:%d/f.txt" % (GATEWAY, t.local.port))
+            self.assertTrue(ok, err)
             lab.assert_alive(t.un)
 
 
