@@ -354,6 +354,11 @@ void Daemon::add_forwards() {
         }
         std::string target = spec.guest_addr ? spec.guest_addr->to_string()
                                              : std::string("the guest holding a lease");
+        // An IPv6 client of a forward to an IPv4 guest address goes to that
+        // guest's IPv6 address (forward_target_guest).
+        if (cfg_.net.ipv6 && (!spec.guest_addr || spec.guest_addr->is_v4()) &&
+            (!spec.bind_addr || !spec.bind_addr->is_v4()))
+            target += ", or its IPv6 address for IPv6 clients";
         spdlog::info("forwarding {} to {}", spec.to_string(), target);
     }
     for (const nat::GuestForwardSpec& g : cfg_.guest_forwards) {

@@ -182,10 +182,17 @@ void TftpServer::start(Transfer& t, const wire::IpAddr& server, const wire::IpAd
         acc[n] = {opt, number(bufs[n], sizeof bufs[n], value)};
         n++;
     };
+    // An option given twice counts once, the first time (one value per
+    // option in the OACK).
+    auto taken = [&](std::string_view name) {
+        for (size_t k = 0; k < n; k++)
+            if (wire::tftp_name_equals(name, acc[k].name)) return true;
+        return false;
+    };
     for (size_t i = 0; i < req->option_count() && n < acc.size(); i++) {
         const wire::TftpOption& o = req->option(i);
         auto v = wire::tftp_decimal(o.value);
-        if (!v) continue;
+        if (!v || taken(o.name)) continue;
         if (wire::tftp_name_equals(o.name, "blksize") && *v >= kMinBlksize) {
             t.blksize = static_cast<uint32_t>(std::min<uint64_t>({*v, kMaxBlksize, fits}));
             take("blksize", t.blksize);

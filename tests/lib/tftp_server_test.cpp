@@ -159,9 +159,11 @@ TEST_F(TftpTest, Tftp_OptionsAreAcknowledgedWithTheValuesUsed) {
     start(1500);
     const std::string file = pattern(100'000);
     dir.write(dir.root + "/f", file);
+    // blksize and tsize twice: the first of each counts, and the OACK
+    // names each once (RFC 2347).
     send(rrq("f", "OCTET",
              {{"BlkSize", "65464"}, {"tsize", "0"}, {"timeout", "3"}, {"windowsize", "500"},
-              {"x-unknown", "1"}}));
+              {"x-unknown", "1"}, {"blksize", "600"}, {"TSIZE", "0"}}));
     auto o = one_reply();
     ASSERT_EQ(wire::tftp_opcode(o), wire::tftpop::oack);
     // Parse the OACK as a request body (the same string pairs).
@@ -177,6 +179,7 @@ TEST_F(TftpTest, Tftp_OptionsAreAcknowledgedWithTheValuesUsed) {
         }
     }
     ASSERT_EQ(strs.size() % 2, 0u);
+    EXPECT_EQ(strs.size(), 8u) << "an option named twice in the OACK";
     for (size_t i = 0; i < strs.size(); i += 2) got[strs[i]] = strs[i + 1];
     // blksize cut to what fits a 1500-byte MTU unfragmented (1500 - 20 -
     // 8 - 4), windowsize to 64; the unknown option left out.
