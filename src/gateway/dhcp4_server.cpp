@@ -172,6 +172,7 @@ void Dhcp4Leases::take(Lease& l, const Dhcp4ClientKey& key, const wire::MacAddr&
     l.state = st;
     l.expires = expires;
     l.port = port;
+    l.departed = false;
     l.granted = now;
 }
 
@@ -210,6 +211,27 @@ bool Dhcp4Leases::recycle_for(PortId port, core::Millis now) {
     return true;
 }
 
+bool Dhcp4Leases::recycle_departed(core::Millis now) {
+    Lease* victim = nullptr;
+    core::Millis victim_heard = 0;
+    for (Lease& l : pool_) {
+        if (!l.departed || l.port != kNoPort || !live(l, now) || l.static_mac) continue;
+        core::Millis heard = l.granted;
+        if (heard_) heard = std::max(heard, heard_(l.mac));
+        if (now - std::min(now, heard) < kIdleMs) continue;
+        if (!victim || heard < victim_heard) {
+            victim = &l;
+            victim_heard = heard;
+        }
+    }
+    if (!victim) return false;
+    victim->key = Dhcp4ClientKey{};
+    victim->state = State::free;
+    victim->expires = now;
+    victim->departed = false;
+    return true;
+}
+
 std::optional<wire::Ipv4> Dhcp4Leases::offer(const Dhcp4ClientKey& key, const wire::MacAddr& mac,
                                              std::optional<wire::Ipv4> requested,
                                              core::Millis now, PortId port) {
@@ -218,6 +240,7 @@ std::optional<wire::Ipv4> Dhcp4Leases::offer(const Dhcp4ClientKey& key, const wi
         Lease& l = *slot_of(s->ip);
         if (l.state == State::bound && live(l, now) && l.mac == mac) {
             l.port = port;
+            l.departed = false;
             return l.ip;
         }
         if (busy(l.ip, mac, port)) return std::nullopt;
@@ -230,6 +253,7 @@ std::optional<wire::Ipv4> Dhcp4Leases::offer(const Dhcp4ClientKey& key, const wi
         if (l->state == State::bound && live(*l, now)) {
             // Still leased (a client that lost its state): offer the same.
             l->port = port;
+            l->departed = false;
             return l->ip;
         }
         if (live(*l, now) || available(*l, mac, port, now)) {
@@ -246,14 +270,21 @@ std::optional<wire::Ipv4> Dhcp4Leases::offer(const Dhcp4ClientKey& key, const wi
         }
     }
     // Never-used addresses first, in order; then the one free the longest.
+    // With none free, a lease whose attachment has gone and whose holder
+    // has been silent for kIdleMs goes back to the pool (a browser tab of
+    // v86 comes back with a new MAC on each load, and would otherwise keep
+    // an address for the whole lease time).
     Lease* best = nullptr;
-    for (Lease& l : pool_) {
-        if (!available(l, mac, port, now)) continue;
-        if (l.key.empty() && l.state == State::free) {
-            best = &l;
-            break;
+    for (int round = 0; round < 2 && !best; round++) {
+        if (round == 1 && !recycle_departed(now)) break;
+        for (Lease& l : pool_) {
+            if (!available(l, mac, port, now)) continue;
+            if (l.key.empty() && l.state == State::free) {
+                best = &l;
+                break;
+            }
+            if (!best || l.expires < best->expires) best = &l;
         }
-        if (!best || l.expires < best->expires) best = &l;
     }
     if (!best) return std::nullopt;
     take(*best, key, mac, State::offered, now + kOfferHoldMs, port, now);
@@ -374,7 +405,10 @@ bool Dhcp4Leases::decline(const Dhcp4ClientKey& key, wire::Ipv4 ip, core::Millis
 
 void Dhcp4Leases::port_gone(PortId port) {
     for (Lease& l : pool_)
-        if (l.port == port) l.port = kNoPort;
+        if (l.port == port) {
+            l.port = kNoPort;
+            l.departed = true;
+        }
     std::erase_if(quotas_, [port](const auto& q) { return q.first == port; });
 }
 

@@ -92,6 +92,7 @@ public:
         wire::MacAddr mac;
         State state = State::free;
         PortId port = kNoPort;     // the attachment it was handed out on
+        bool departed = false;     // that attachment has gone (port_gone)
         core::Millis expires = 0;  // offer/lease end, decline rest end
         core::Millis granted = 0;  // when it was last offered or bound
         // The client's host name (option 12) as a DNS label, lower case;
@@ -183,6 +184,9 @@ private:
               core::Millis expires, PortId port, core::Millis now);
     // Frees port's least recently heard idle lease; false when it has none.
     bool recycle_for(PortId port, core::Millis now);
+    // With the pool exhausted: frees the least recently heard lease whose
+    // attachment has gone and whose holder has been silent for kIdleMs.
+    bool recycle_departed(core::Millis now);
 
     std::vector<Lease> pool_;  // sorted by address
     core::Millis lease_ms_;

@@ -289,6 +289,27 @@ TEST(Dhcp4Leases, AnIdlePortLeaseIsRecycledOnlyForItsOwnPort) {
     EXPECT_FALSE(l.lookup(key(1), later));
 }
 
+// v86 in a browser: each page load is a new attachment with a new MAC. With
+// the pool exhausted, a lease whose attachment has gone and whose holder
+// has been silent for kIdleMs goes to the newcomer; a lease of an
+// attachment still there never does.
+TEST(Dhcp4Leases, AGoneAttachmentsIdleLeaseServesANewcomerWhenThePoolIsExhausted) {
+    Dhcp4Leases l(cfg(2));
+    auto a = l.offer(key(1), mac(1), std::nullopt, 0, 1);
+    ASSERT_TRUE(a && l.bind(key(1), mac(1), *a, 0, 1));
+    auto b = l.offer(key(2), mac(2), std::nullopt, 0, 2);
+    ASSERT_TRUE(b && l.bind(key(2), mac(2), *b, 0, 2));
+    l.port_gone(1);
+    EXPECT_FALSE(l.offer(key(3), mac(3), std::nullopt, 1000, 3)) << "its holder spoke just now";
+    const core::Millis later = Dhcp4Leases::kIdleMs + 10;
+    auto c = l.offer(key(3), mac(3), std::nullopt, later, 3);
+    ASSERT_TRUE(c);
+    EXPECT_EQ(*c, *a);
+    EXPECT_FALSE(l.lookup(key(1), later));
+    EXPECT_EQ(l.lookup(key(2), later), b);
+    EXPECT_FALSE(l.offer(key(4), mac(4), std::nullopt, later, 4)) << "port 2 is still there";
+}
+
 TEST(Dhcp4Leases, ClientIdOfTypeOneIsTheMacItself) {
     const uint8_t id[] = {1, 0x52, 0x54, 0, 0x12, 0x34, 7};
     EXPECT_TRUE(Dhcp4ClientKey::from_client_id(id) == key(7));
