@@ -505,8 +505,12 @@ void Daemon::attach(const Attachment& a) {
             ws_listeners_.push_back(std::make_unique<ports::WsListener>(
                 loop_, lan.sw(), a.ws_host, a.ws_port, std::move(wc)));
         } catch (const std::exception& e) {
-            throw startup_error(e.what(), "stop the program using that port, or give "
-                                          "--websocket another port");
+            const std::string what = e.what();
+            throw startup_error(what, what.find("assign requested address") != std::string::npos
+                                          ? "give --websocket an address of this host (or "
+                                            "0.0.0.0 behind a reverse proxy)"
+                                          : "stop the program using that port, or give "
+                                            "--websocket another port");
         }
         std::string origins;
         for (const std::string& o : a.ws_origins) origins += (origins.empty() ? "" : ", ") + o;

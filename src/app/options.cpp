@@ -755,6 +755,56 @@ void resolve_addresses6(const CLI::App& app, const RawOptions& raw, Config& cfg)
              "give them different addresses");
 }
 
+bool iequals_ascii(std::string_view a, std::string_view b) {
+    if (a.size() != b.size()) return false;
+    for (size_t i = 0; i < a.size(); i++)
+        if ((a[i] | 0x20) != (b[i] | 0x20)) return false;
+    return true;
+}
+
+// What is wrong with an origin= value, "" when it is one a browser can
+// send (RFC 6454 6.1: "null", or SCHEME://HOST with a port only when it is
+// not the scheme's default; one trailing "/" is tolerated, as the check
+// ignores it).
+std::string origin_problem(std::string_view o) {
+    if (o == "null") return "";
+    const size_t sep = o.find("://");
+    if (sep == std::string_view::npos || sep == 0) return "has no SCHEME://";
+    const std::string_view scheme = o.substr(0, sep);
+    for (size_t i = 0; i < scheme.size(); i++) {
+        const char c = scheme[i];
+        const bool alpha = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+        if (!alpha && (i == 0 || !((c >= '0' && c <= '9') || c == '+' || c == '-' || c == '.')))
+            return "has a bad scheme";
+    }
+    std::string_view host = o.substr(sep + 3);
+    if (host.ends_with('/')) host.remove_suffix(1);
+    if (host.empty()) return "has no host";
+    if (host.find_first_of("/?#@ \t*") != std::string_view::npos)
+        return "has a path, a wildcard or other characters an Origin never has";
+    std::string_view port;
+    if (host.front() == '[') {
+        const size_t close = host.find(']');
+        if (close == std::string_view::npos) return "has an unclosed [";
+        if (close + 1 < host.size()) {
+            if (host[close + 1] != ':') return "has characters after ]";
+            port = host.substr(close + 2);
+        }
+    } else if (const size_t colon = host.find(':'); colon != std::string_view::npos) {
+        port = host.substr(colon + 1);
+    }
+    if (port.data() != nullptr) {
+        if (port.empty() || port.size() > 5 ||
+            port.find_first_not_of("0123456789") != std::string_view::npos)
+            return "has a bad port";
+        const bool https = iequals_ascii(scheme, "https") || iequals_ascii(scheme, "wss");
+        const bool http = iequals_ascii(scheme, "http") || iequals_ascii(scheme, "ws");
+        if ((https && port == "443") || (http && port == "80"))
+            return "names the scheme's default port, which browsers leave out";
+    }
+    return "";
+}
+
 // --websocket [HOST:]PORT[,origin=ORIGIN]...[,mtu=N]; HOST is an IPv4
 // address or a bracketed IPv6 one (default 127.0.0.1).
 void parse_websocket(const std::string& value, Attachment& a, std::optional<uint32_t>& own_mtu) {
@@ -790,8 +840,9 @@ void parse_websocket(const std::string& value, Attachment& a, std::optional<uint
         std::string_view param = rest.substr(0, comma);
         if (param.starts_with("origin=")) {
             std::string_view o = param.substr(7);
-            if (o.empty() || o.find_first_of(" \t") != std::string_view::npos)
-                fail(opt, "empty or malformed origin in '" + value + "'",
+            if (std::string why = origin_problem(o); !why.empty())
+                fail(opt, "origin '" + std::string(o) + "' in '" + value + "' " + why +
+                              ": a browser's Origin header is SCHEME://HOST[:PORT]",
                      "write origin=SCHEME://HOST[:PORT], such as origin=https://example.org");
             a.ws_origins.emplace_back(o);
         } else if (param.starts_with("mtu=")) {

@@ -240,9 +240,14 @@ WsHandshake ws_check_handshake(std::string_view head, const std::vector<std::str
     if (n_host != 1) return fail(400, "no Host header, or more than one");
     if (n_key != 1 || !ws_key_valid(key)) return fail(400, "bad or missing Sec-WebSocket-Key");
     if (n_origin > 1) return fail(400, "more than one Origin header");
-    if (!ws_origin_allowed(n_origin ? origin : std::string_view(), origins))
-        return fail(403, n_origin ? "Origin not in the allow-list" : "no Origin header, and an "
-                                                                     "allow-list is configured");
+    if (!ws_origin_allowed(n_origin ? origin : std::string_view(), origins)) {
+        if (!n_origin) return fail(403, "no Origin header, and an allow-list is configured");
+        // Named in the log, so that a typo in origin= shows; printable
+        // ASCII only, and not much of it.
+        std::string shown;
+        for (char c : origin.substr(0, 100)) shown += (c >= 0x20 && c < 0x7f) ? c : '?';
+        return fail(403, "Origin " + shown + " not in the allow-list");
+    }
     hs.status = 101;
     hs.key = key;
     hs.origin = origin;
@@ -309,9 +314,10 @@ bool WsClient::shut_down(const char* why) {
             sw_.detach(*this);
             attached_ = false;
             const auto& s = stats();
-            spdlog::info("{} closed ({}): rx {} frames, tx {} frames, {} tx dropped, held "
-                         "back {} times for its rate limit",
-                         name_, why, s.rx_frames, s.tx_frames, s.tx_dropped,
+            spdlog::info("{} closed ({}): rx {} frames ({} dropped as malformed or over a "
+                         "limit), tx {} frames, {} tx dropped, held back {} times for its rate "
+                         "limit",
+                         name_, why, s.rx_frames, s.rx_dropped, s.tx_frames, s.tx_dropped,
                          ws_stats_.rate_paused);
         } else {
             spdlog::debug("{} closed ({})", name_, why);
@@ -550,6 +556,10 @@ ssize_t WsClient::wslay_send(const uint8_t* data, size_t len) {
 }
 
 void WsClient::wslay_frame_start(uint8_t opcode, uint8_t fin) {
+    // Every frame counts against the client's rate, control frames and
+    // empty continuations included: they cost as much to take as a frame
+    // of data.
+    frames_.charge(loop_.now(), 1);
     frame_fin_ = fin != 0;
     frame_data_ = opcode < 0x8;
     if (opcode == WSLAY_PING && !pings_.take(loop_.now())) {
@@ -573,6 +583,7 @@ void WsClient::wslay_frame_start(uint8_t opcode, uint8_t fin) {
 }
 
 void WsClient::wslay_frame_chunk(const uint8_t* data, size_t len) {
+    bytes_.charge(loop_.now(), static_cast<uint32_t>(len));
     if (!frame_data_ || !msg_active_ || msg_discard_ || len == 0) return;
     if (len > max_frame_ - msg_len_) {
         ws_stats_.too_big_closed++;
@@ -593,9 +604,6 @@ void WsClient::wslay_frame_end() {
 }
 
 void WsClient::message_done() {
-    core::Millis now = loop_.now();
-    frames_.charge(now, 1);
-    bytes_.charge(now, static_cast<uint32_t>(msg_len_));
     if (!mac_logged_ && msg_len_ >= wire::kEthHeaderLen) {
         mac_logged_ = true;
         spdlog::info("{} (switch port {}): guest MAC {}", name_, id(),
@@ -766,7 +774,22 @@ void WsListener::accept_clients() {
         std::string peer_name = peer.ss_family == AF_INET6
                                     ? "[" + std::string(host) + "]:" + std::to_string(pport)
                                     : std::string(host) + ":" + std::to_string(pport);
-        if (clients_.size() >= cfg_.limits.max_clients) {
+        size_t live = 0, handshaking = 0;
+        WsClient* oldest_waiting = nullptr;  // clients_ is in order of arrival
+        for (const auto& c : clients_) {
+            if (c->closed()) continue;
+            live++;
+            if (c->state() == WsClient::State::handshake) {
+                handshaking++;
+                if (!oldest_waiting) oldest_waiting = c.get();
+            }
+        }
+        if (oldest_waiting &&
+            (handshaking >= cfg_.limits.max_handshaking || live >= cfg_.limits.max_clients)) {
+            oldest_waiting->close_connection("made room for a newer connection: no handshake yet");
+            live--;
+        }
+        if (live >= cfg_.limits.max_clients) {
             refused_++;
             spdlog::warn("refusing WebSocket client {} on {}: already {} clients", peer_name,
                          cfg_.name, cfg_.limits.max_clients);

@@ -8,7 +8,9 @@
 // Theory of operation:
 // - WsListener listens on a TCP address (127.0.0.1 unless told otherwise)
 //   and accepts up to WsLimits::max_clients connections at once; beyond
-//   that a client gets "503 Service Unavailable" and is closed.
+//   that the oldest connection still in its handshake is closed to make
+//   room, and with none a client gets "503 Service Unavailable" and is
+//   closed. At most max_handshaking connections wait in their handshake.
 // - Each connection is a WsClient. It first reads the HTTP request head
 //   into a bounded buffer (kWsMaxRequestHead); a head that does not end
 //   within it gets 431, one not complete within handshake_timeout_ms is
@@ -123,6 +125,11 @@ std::string ws_http_response(const WsHandshake& hs);
 
 struct WsLimits {
     size_t max_clients = 64;
+    // Connections still in their handshake: beyond this, or when the
+    // connections reach max_clients, the oldest of them makes room for a
+    // newcomer (connections that never send a request cannot lock clients
+    // out).
+    size_t max_handshaking = 16;
     uint32_t handshake_timeout_ms = 10'000;
     // From the client into the switch.
     uint32_t rx_frames_per_sec = 20'000;

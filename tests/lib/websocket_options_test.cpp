@@ -36,7 +36,12 @@ TEST(WsOptions, HostOriginsAndMtu) {
 
 TEST(WsOptions, Errors) {
     for (const char* bad : {"", "0", "65536", "x", "localhost:80", "[::1]", "::1:80", "[1.2.3.4]:80",
-                            "8086,origin=", "8086,foo=1", "8086,mtu=20"}) {
+                            "8086,origin=", "8086,foo=1", "8086,mtu=20",
+                            // an Origin is SCHEME://HOST[:PORT], without the default port
+                            "8086,origin=example.org", "8086,origin=*",
+                            "8086,origin=https://example.org/v86/", "8086,origin=https://a:443",
+                            "8086,origin=http://a:80", "8086,origin=http://a:x",
+                            "8086,origin=://a", "8086,origin=https://"}) {
         try {
             parse_options(std::vector<std::string>{"--websocket", bad});
             ADD_FAILURE() << "accepted --websocket '" << bad << "'";
@@ -45,6 +50,10 @@ TEST(WsOptions, Errors) {
             EXPECT_NE(std::string(e.what()).find("; "), std::string::npos) << e.what();
         }
     }
+    for (const char* good : {"8086,origin=null", "8086,origin=https://example.org/",
+                             "8086,origin=http://[::1]:8080", "8086,origin=chrome-extension://abc",
+                             "8086,origin=http://localhost:8000"})
+        EXPECT_NO_THROW(parse_options(std::vector<std::string>{"--websocket", good})) << good;
     EXPECT_THROW(parse_options(std::vector<std::string>{"--websocket", "8086", "--websocket",
                                                         "127.0.0.1:8086"}),
                  OptionError);

@@ -579,6 +579,65 @@ TEST_F(WsFixture, ClientCapAnswers503) {
     EXPECT_EQ(listener->client_count(), 1u);
 }
 
+// Connections that never send a request cannot lock clients out: at the
+// cap, the oldest of them makes room for a newcomer.
+TEST_F(WsFixture, SilentConnectionsMakeRoomForARealClient) {
+    WsConfig cfg;
+    cfg.limits.max_clients = 3;
+    listen(cfg);
+    int ws = open_ws();
+    int s1 = connect_tcp(), s2 = connect_tcp();
+    pump_until([&] { return listener->client_count() == 3; });
+    int c = open_ws();  // the fourth: s1 goes
+    ASSERT_GE(c, 0);
+    bool closed = false;
+    read_until(s1, [](const std::string&) { return false; }, &closed);
+    EXPECT_TRUE(closed) << "the oldest silent connection";
+    EXPECT_EQ(listener->refused(), 0u);
+    send_all(c, client_frame(WSLAY_BINARY_FRAME, eth_frame(60, 3, 0)));
+    pump_until([&] { return !recorder.frames.empty(); });
+    EXPECT_EQ(recorder.frames.size(), 1u);
+    (void)ws;
+    (void)s2;
+}
+
+// Control frames and empty continuations count against the frame rate as
+// data frames do: a flood of pongs is held back, not read at full speed.
+TEST_F(WsFixture, ControlFramesAndFragmentsCountAgainstTheFrameRate) {
+    WsConfig cfg;
+    cfg.limits.rx_frames_burst = 3;
+    cfg.limits.rx_frames_per_sec = 2;
+    listen(cfg);
+    int a = open_ws();
+    std::string pongs;
+    for (int i = 0; i < 6; i++) pongs += client_frame(WSLAY_PONG, Frame{'p'});
+    send_all(a, pongs);
+    pump_until([] { return false; }, 5);
+    send_all(a, client_frame(WSLAY_BINARY_FRAME, eth_frame(60, 4, 9)));
+    pump_until([] { return false; }, 20);  // 200 ms: held back
+    EXPECT_EQ(listener->stats().rate_paused, 1u);
+    EXPECT_TRUE(recorder.frames.empty());
+    // A message cut into 4 fragments is 4 frames.
+    WsConfig one;
+    one.limits.rx_frames_burst = 3;
+    one.limits.rx_frames_per_sec = 2;
+    listener.reset();
+    listen(one);
+    int b = open_ws();
+    Frame f = eth_frame(60, 4, 0);
+    std::string parts = client_frame(WSLAY_BINARY_FRAME, Frame(f.begin(), f.begin() + 20), false);
+    parts += client_frame(WSLAY_CONTINUATION_FRAME, Frame(f.begin() + 20, f.begin() + 40), false);
+    parts += client_frame(WSLAY_CONTINUATION_FRAME, Frame(), false);
+    parts += client_frame(WSLAY_CONTINUATION_FRAME, Frame(f.begin() + 40, f.end()), true);
+    send_all(b, parts);
+    pump_until([&] { return !recorder.frames.empty(); });
+    ASSERT_EQ(recorder.frames.size(), 1u);
+    EXPECT_EQ(recorder.frames[0], f);
+    send_all(b, client_frame(WSLAY_BINARY_FRAME, eth_frame(60, 4, 1)));
+    pump_until([] { return false; }, 20);
+    EXPECT_EQ(listener->stats().rate_paused, 1u) << "4 frames against a burst of 3";
+}
+
 TEST_F(WsFixture, UrlForTheBanner) {
     listen();
     EXPECT_EQ(listener->url(), "ws://127.0.0.1:" + std::to_string(listener->port()) + "/");
