@@ -129,6 +129,7 @@ void Dhcp6Server::answer(const wire::Dhcp6View& req, const wire::IpAddr& to, uin
         const Ia what = type == t::release   ? Ia::release
                         : type == t::decline ? Ia::decline
                         : type == t::renew   ? Ia::renew
+                        : reply_type == t::advertise ? Ia::offer
                                              : Ia::bind;
         size_t ias = 0;
         opts.for_each([&](const wire::Dhcp6Option& op) {
@@ -226,7 +227,7 @@ void Dhcp6Server::ia_na(wire::Dhcp6Builder& b, const wire::Dhcp6IaNa& ia, wire::
     }
     const size_t mark = b.begin(o::ia_na);
     b.append32(ia.iaid);
-    if (what == Ia::bind) l = bind(duid, ia.iaid, mac, port);
+    if (what == Ia::bind || what == Ia::offer) l = bind(duid, ia.iaid, mac, port);
     if (!l) {
         b.append32(0);
         b.append32(0);
@@ -240,7 +241,13 @@ void Dhcp6Server::ia_na(wire::Dhcp6Builder& b, const wire::Dhcp6IaNa& ia, wire::
         return;
     }
     const uint32_t life = cfg_.lease_seconds;
-    l->until = gw_.loop().now() + core::Millis{life} * 1000;
+    const core::Millis now = gw_.loop().now();
+    if (what == Ia::offer && !l->committed) {
+        l->until = now + kOfferHoldMs;
+    } else {
+        l->until = now + core::Millis{life} * 1000;
+        l->committed = true;
+    }
     b.append32(life / 2);
     b.append32(life / 5 * 4);
     // Addresses the client asked for that are not its binding: lifetimes

@@ -74,10 +74,17 @@ public:
         // Declined (RFC 8415 18.3.8): another host uses addr. Nobody's
         // binding; it keeps addr from being given until `until`.
         bool declined = false;
+        // Taken by a Request, Renew, Rebind or a rapid-commit Solicit; an
+        // Advertise alone holds the address only kOfferHoldMs.
+        bool committed = false;
     };
     static constexpr size_t kMaxLeases = 4096;
     // How long a declined address rests (as Dhcp4Leases::kDeclineHoldMs).
     static constexpr core::Millis kDeclineHoldMs = 600'000;
+    // How long an advertised address waits for the client's Request (as
+    // Dhcp4Leases' offers): a Solicit alone does not take a binding for the
+    // whole lease time.
+    static constexpr core::Millis kOfferHoldMs = 60'000;
     // IA_NAs one message may ask for.
     static constexpr size_t kMaxIasPerMessage = 4;
 
@@ -99,7 +106,7 @@ public:
     wire::Bytes duid() const { return wire::Bytes(duid_.data(), duid_.size()); }
 
 private:
-    enum class Ia { bind, renew, release, decline };
+    enum class Ia { offer, bind, renew, release, decline };
     void answer(const wire::Dhcp6View& req, const wire::IpAddr& to, uint16_t port,
                 const wire::MacAddr& mac, sw::PortId from);
     // Adds the reply's IA_NA for one of the request's, binding per `what`.

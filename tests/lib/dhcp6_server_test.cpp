@@ -131,6 +131,10 @@ TEST_F(Dhcp6Test, Dhcp6_AnswersDhclientsSolicitRequestInformationRequestAndRelea
     EXPECT_EQ(wire::IpAddr::v6_from(&f[22]), gw->link_local());
     EXPECT_EQ(wire::IpAddr::v6_from(&f[38]), wire::link_local_of(kClientMac));
     EXPECT_EQ(wire::load16(&f[56]), 546);
+    // Advertised only: the address waits a minute for the Request, not the
+    // lease time (a Solicit flood cannot hold bindings).
+    ASSERT_EQ(gw->dhcp6().leases().size(), 1u);
+    EXPECT_LE(gw->dhcp6().leases()[0].until, loop.now() + gw::Dhcp6Server::kOfferHoldMs);
 
     guest.frames.clear();
     input(testdata::kDhcp6Request);
@@ -139,6 +143,8 @@ TEST_F(Dhcp6Test, Dhcp6_AnswersDhclientsSolicitRequestInformationRequestAndRelea
     EXPECT_EQ(r[0][0], t::reply);
     EXPECT_EQ(ia_address(r[0]), *wire::IpAddr::parse("fec0::1:0:1"));
     ASSERT_EQ(gw->dhcp6().leases().size(), 1u);
+    EXPECT_GE(gw->dhcp6().leases()[0].until,
+              loop.now() + core::Millis{cfg.lease_seconds} * 1000);
 
     guest.frames.clear();
     input(testdata::kDhcp6InformationRequest);
