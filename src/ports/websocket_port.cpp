@@ -339,6 +339,24 @@ void WsClient::close_connection(const char* why) {
     defer_self();
 }
 
+void WsClient::send_going_away() {
+    if (state_ != State::open || !ws_ || fd_ < 0) return;
+    static constexpr char kWhy[] = "usernet is stopping";
+    wslay_event_queue_close(ws_, WSLAY_CODE_GOING_AWAY, reinterpret_cast<const uint8_t*>(kWhy),
+                            sizeof kWhy - 1);
+    for (int i = 0; i < 4 && wslay_event_want_write(ws_); i++) {
+        if (out_start_ > 0) {
+            std::memmove(out_.get(), out_.get() + out_start_, out_end_ - out_start_);
+            out_end_ -= out_start_;
+            out_start_ = 0;
+        }
+        if (wslay_event_send(ws_) != 0) break;
+        if (out_end_ == kOutCapacity) break;
+    }
+    if (out_end_ > out_start_)
+        (void)!send(fd_, out_.get() + out_start_, out_end_ - out_start_, MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
 void WsClient::run_deferred() {
     defer_pending_ = false;
     if (fd_ >= 0) flush();
@@ -742,6 +760,7 @@ WsListener::WsListener(core::EventLoop& loop, sw::Switch& sw, std::string host, 
 }
 
 WsListener::~WsListener() {
+    for (auto& c : clients_) c->send_going_away();
     shut_down_all(clients_, "usernet is stopping");
     loop_.remove(fd_, this);
     close(fd_);

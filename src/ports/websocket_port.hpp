@@ -192,6 +192,9 @@ public:
 
     // Detaches and closes now (idempotent); on_closed follows from the loop.
     void close_connection(const char* why);
+    // usernet is stopping: a close frame with 1001 (going away, RFC 6455
+    // 7.4.1), written if the socket takes it now; nothing else changes.
+    void send_going_away();
     // For an owner about to destroy the client (StreamClient's contract):
     // true if the loop still holds it in its deferred work.
     bool shut_down(const char* why);

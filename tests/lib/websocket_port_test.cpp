@@ -638,6 +638,18 @@ TEST_F(WsFixture, ControlFramesAndFragmentsCountAgainstTheFrameRate) {
     EXPECT_EQ(listener->stats().rate_paused, 1u) << "4 frames against a burst of 3";
 }
 
+// usernet stopping says so: a close frame with 1001 (going away), not a
+// bare EOF that a browser reports as 1006.
+TEST_F(WsFixture, StoppingSendsGoingAway) {
+    listen();
+    int a = open_ws();
+    listener.reset();
+    ServerFrame f = next_frame(a);
+    EXPECT_EQ(f.opcode, WSLAY_CONNECTION_CLOSE);
+    ASSERT_GE(f.payload.size(), 2u);
+    EXPECT_EQ((f.payload[0] << 8) | f.payload[1], 1001);
+}
+
 TEST_F(WsFixture, UrlForTheBanner) {
     listen();
     EXPECT_EQ(listener->url(), "ws://127.0.0.1:" + std::to_string(listener->port()) + "/");
