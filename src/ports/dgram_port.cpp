@@ -454,27 +454,45 @@ void DgramPort::handle(const uint8_t* buf, size_t len, int flags, const sockaddr
 
 sw::PortId DgramPort::member_for(const uint8_t* frame) {
     wire::MacAddr src = wire::MacAddr::from(frame + 6);
-    if (last_member_ < members_.size() && members_[last_member_]->mac() == src)
+    const core::Millis now = loop_.now();
+    if (last_member_ < members_.size() && members_[last_member_]->mac() == src) {
+        members_[last_member_]->last_seen = now;
         return members_[last_member_]->id();
+    }
     for (size_t i = 0; i < members_.size(); i++)
         if (members_[i]->mac() == src) {
             last_member_ = i;
+            members_[i]->last_seen = now;
             return members_[i]->id();
         }
     // The switch refuses these sources anyway; they get no port.
     if (src.is_multicast() || src.is_zero()) return id();
     if (members_.size() >= kMaxGroupGuests) {
-        note_mac(frame);
-        return id();
+        size_t idlest = 0;
+        for (size_t i = 1; i < members_.size(); i++)
+            if (members_[i]->last_seen < members_[idlest]->last_seen) idlest = i;
+        if (now - std::min(now, members_[idlest]->last_seen) < kMemberIdleMs) {
+            note_mac(frame);
+            return id();
+        }
+        spdlog::info("{}: guest MAC {} silent for {} s, its port {} goes", name_,
+                     members_[idlest]->mac().to_string(),
+                     (now - members_[idlest]->last_seen) / 1000, members_[idlest]->id());
+        sw_.detach(*members_[idlest]);
+        members_.erase(members_.begin() + static_cast<std::ptrdiff_t>(idlest));
     }
     members_.push_back(std::make_unique<Member>(*this, src));
+    members_.back()->last_seen = now;
     sw_.attach(*members_.back());
     last_member_ = members_.size() - 1;
     spdlog::info("{}: guest MAC {} on the group is port {}", name_, src.to_string(),
                  members_.back()->id());
-    if (members_.size() == kMaxGroupGuests)
-        spdlog::warn("{}: {} guests on the group; further MACs share port {}", name_,
-                     kMaxGroupGuests, id());
+    if (members_.size() == kMaxGroupGuests && !full_warned_) {
+        full_warned_ = true;
+        spdlog::warn("{}: {} guests on the group; further MACs share port {} unless a guest "
+                     "has been silent for {} s",
+                     name_, kMaxGroupGuests, id(), kMemberIdleMs / 1000);
+    }
     return members_.back()->id();
 }
 

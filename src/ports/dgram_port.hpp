@@ -171,6 +171,10 @@ public:
     static constexpr core::Millis kRetryMs = 1;
     static constexpr size_t kMaxMacLogs = 64;
     static constexpr size_t kMaxGroupGuests = 32;
+    // With kMaxGroupGuests ports taken, a new MAC takes over the port of
+    // the guest silent longest, once it has been silent this long (a guest
+    // that left; its flows are reset, its leases go back to the pool).
+    static constexpr core::Millis kMemberIdleMs = 300'000;
 
     // Creates and binds the socket(s) and attaches to the switch. Throws
     // std::runtime_error with one sentence (address in use, path held by a
@@ -222,6 +226,7 @@ private:
             return owner_.describe() + " guest " + mac_.to_string();
         }
         const wire::MacAddr& mac() const { return mac_; }
+        core::Millis last_seen = 0;  // its last frame from the group
 
     private:
         DgramPort& owner_;
@@ -278,6 +283,7 @@ private:
     wire::MacAddr last_mac_{};
     uint32_t tx_error_logged_ = 0;  // a bit per kind already logged
     std::vector<std::unique_ptr<Member>> members_;
+    bool full_warned_ = false;
     size_t last_member_ = 0;               // index of the last member found
     const uint8_t* last_tx_data_ = nullptr;  // the last frame queued, to
     size_t last_tx_len_ = 0;                 // recognise a flood's copies

@@ -493,6 +493,37 @@ TEST_F(DgramPortTest, DgramPort_MulticastSharesTheGroupAndDropsItsOwnEcho) {
     close(q2);
 }
 
+// Past kMaxGroupGuests MACs, a newcomer shares the link's own port until
+// some guest has been silent kMemberIdleMs; then it takes that guest's port.
+TEST_F(DgramPortTest, DgramPort_ANewMacTakesTheIdlestMembersPortOnceItIsSilentLongEnough) {
+    McastGroup g;
+    int q = qemu_mcast_socket(g.group);
+    DgramConfig c;
+    c.kind = DgramKind::mcast;
+    c.local = g.group;
+    DgramPort port(loop, sw, c);
+    auto send = [&](uint8_t mac) {
+        Frame f = make_frame(60, mac, 0);
+        ASSERT_EQ(sendto(q, f.data(), f.size(), 0, g.group.sa(), g.group.len), 60);
+    };
+    const uint8_t n = static_cast<uint8_t>(DgramPort::kMaxGroupGuests);
+    for (uint8_t m = 1; m <= n; m++) send(m);
+    ASSERT_TRUE(run_until([&] { return port.member_count() == n; }));
+    auto mac = [](int last) { return wire::MacAddr{{0x02, 0, 0, 0, 0, static_cast<uint8_t>(last)}}; };
+    send(static_cast<uint8_t>(n + 1));
+    ASSERT_TRUE(run_until([&] { return sw.lookup(mac(n + 1)) == port.id(); }));
+    loop.advance_clock_for_tests(DgramPort::kMemberIdleMs);
+    for (uint8_t m = 2; m <= n; m++) send(m);  // all but guest 1 speak again
+    send(static_cast<uint8_t>(n + 2));
+    ASSERT_TRUE(run_until([&] {
+        const sw::PortId p = sw.lookup(mac(n + 2));
+        return p != sw::kNoPort && p != port.id();
+    }));
+    EXPECT_EQ(port.member_count(), n);
+    EXPECT_EQ(sw.lookup(mac(1)), sw::kNoPort) << "guest 1's port went";
+    close(q);
+}
+
 TEST_F(DgramPortTest, DgramPort_MulticastGivesEachGuestItsOwnPortAndSendsEachFrameOnce) {
     McastGroup g;
     int q1 = qemu_mcast_socket(g.group);
