@@ -100,10 +100,12 @@ bool Switch::learn(PortId from, const wire::MacAddr& src) {
             stats_.dropped_bad_src++;
             return false;
         }
-        // A MAC moving to another port (a guest re-attached elsewhere) is
-        // accepted once the old owner has been silent for a while; a live
-        // guest's address cannot be stolen by another port.
-        if (now - e.seen < 2000 && ports_[e.port]) {
+        // A MAC moves to another port at once when its port has gone (a
+        // guest re-attached elsewhere: a QEMU that reconnected, migrated);
+        // while that port is still attached, only once the entry aged out.
+        // A guest idle for a few seconds keeps its MAC, and so its lease,
+        // address and replies, from a guest on another port that copies it.
+        if (ports_[e.port] && !aged(e, now)) {
             stats_.dropped_bad_src++;
             return false;
         }

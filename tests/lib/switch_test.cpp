@@ -108,6 +108,26 @@ TEST_F(SwitchTest, Switch_LiveGuestMacCannotBeTakenOverByAnotherPort) {
     EXPECT_EQ(a.frames.size(), 1u);
 }
 
+// Silence does not give a live port's MAC away: another port copying it is
+// refused until the entry has aged out (kMacAgeMs); a detached port's MACs
+// move at once.
+TEST_F(SwitchTest, Switch_AnIdleGuestsMacStaysWithItsPortUntilItAgesOut) {
+    loop.run_once(0);
+    sw.input(a.id(), frame(wire::MacAddr::broadcast(), mac(1)));
+    loop.advance_clock_for_tests(10'000);  // a idle for 10 s
+    loop.run_once(0);
+    sw.input(b.id(), frame(wire::MacAddr::broadcast(), mac(1)));
+    EXPECT_EQ(sw.lookup(mac(1)), a.id());
+    loop.advance_clock_for_tests(Switch::kMacAgeMs);
+    loop.run_once(0);
+    sw.input(b.id(), frame(wire::MacAddr::broadcast(), mac(1)));
+    EXPECT_EQ(sw.lookup(mac(1)), b.id()) << "aged out: the MAC may move";
+    sw.detach(b);
+    sw.input(c.id(), frame(wire::MacAddr::broadcast(), mac(1)));
+    EXPECT_EQ(sw.lookup(mac(1)), c.id()) << "its port gone: the MAC moves at once";
+    sw.attach(b);
+}
+
 TEST_F(SwitchTest, Switch_LimitsMacsPerPortSoAStormCannotFillTheTable) {
     for (uint32_t i = 0; i < 1000; i++) {
         wire::MacAddr m{{0x02, 1, static_cast<uint8_t>(i >> 16), static_cast<uint8_t>(i >> 8),
