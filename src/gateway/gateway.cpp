@@ -477,6 +477,15 @@ bool Gateway::admit(sw::PortId from, wire::Bytes frame) {
     }
     case wire::ethertype::ipv6:
         return admit6(from, src, eth->payload());
+    case wire::ethertype::vlan:  // a second 802.1Q tag inside the first
+    case 0x88a8:                 // 802.1ad (QinQ) service tag
+    case 0x9100:                 // its older pre-standard form
+        // Tags inside tags hide the source address from this guard (and
+        // would reach an uplink's other VLANs): the LAN carries one tag at
+        // most.
+        stats_.dropped_spoofed++;
+        spdlog::debug("guard: {} sent a frame with stacked VLAN tags", src);
+        return false;
     default:
         return true;
     }

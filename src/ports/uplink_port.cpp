@@ -296,7 +296,9 @@ void UplinkPort::receive() {
 }
 
 void UplinkPort::deliver(wire::Bytes frame, const sw::FrameMeta& meta) {
-    if (fd_ < 0) {
+    // The LAN is untagged toward the real network as from it: a guest's
+    // 802.1Q frame would reach a VLAN of a trunk the host is on.
+    if (fd_ < 0 || (frame.size() >= 14 && wire::load16(frame.data() + 12) == wire::ethertype::vlan)) {
         stats().tx_dropped++;
         return;
     }

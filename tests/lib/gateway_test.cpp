@@ -1085,6 +1085,34 @@ TEST_F(TwoPortTest, Guard_SourcesOutsideTheSubnetAreDroppedEvenBetweenGuests) {
     EXPECT_EQ(gw->gw_stats().dropped_spoofed, 2u);
 }
 
+// Stacked tags (802.1Q in 802.1Q, 802.1ad) hide the source from the guard:
+// dropped, toward the gateway and toward another guest alike. One 802.1Q
+// tag is looked through, and its source checked.
+TEST_F(TwoPortTest, Guard_StackedVlanTagsAreDropped) {
+    send_from(other, kOtherMac, ip("10.0.2.50"));
+    other.frames.clear();
+    const uint8_t data[] = {1};
+    auto tagged = [&](const MacAddr& dst, std::initializer_list<uint16_t> tpids, Ipv4 src) {
+        std::vector<uint8_t> f = udp_frame(dst, kGuestMac, src, ip("10.0.2.50"), 1, 1, data);
+        for (uint16_t tpid : tpids) {  // each new tag goes outside the last
+            uint8_t tag[4];
+            wire::store16(tag, tpid);
+            wire::store16(tag + 2, 100);
+            f.insert(f.begin() + 12, tag, tag + 4);
+        }
+        return f;
+    };
+    const uint64_t before = gw->gw_stats().dropped_spoofed;
+    sw.input(guest.id(), tagged(kOtherMac, {0x8100, 0x8100}, ip("8.8.8.8")));
+    sw.input(guest.id(), tagged(kOtherMac, {0x88a8}, ip("8.8.8.8")));
+    sw.input(guest.id(), tagged(MacAddr::broadcast(), {0x8100, 0x88a8}, ip("10.0.2.15")));
+    EXPECT_TRUE(other.frames.empty());
+    EXPECT_EQ(gw->gw_stats().dropped_spoofed, before + 3);
+    sw.input(guest.id(), tagged(kOtherMac, {0x8100}, ip("8.8.8.8")));  // one tag: looked into
+    EXPECT_TRUE(other.frames.empty());
+    EXPECT_EQ(gw->gw_stats().dropped_spoofed, before + 4);
+}
+
 TEST_F(TwoPortTest, Guard_ZeroSourceOnlyForDhcp) {
     const uint8_t data[] = {1};
     input(udp_frame(cfg.gw_mac, kGuestMac, 0, ip("10.0.2.3"), 41000, 53, data));
