@@ -139,28 +139,67 @@ std::optional<GuestForwardSpec> parse_guestfwd(std::string_view text, std::strin
     return spec;
 }
 
+#ifndef P_PIDFD
+#define P_PIDFD 3
+#endif
+
+namespace {
+
+// Where a child of ours stands, asked through its pidfd (never by pid: a
+// host program that reaps children itself, SIGCHLD set to SIG_IGN or a
+// waitpid(-1), may have taken it, and its pid and group id may then name
+// an unrelated process).
+enum class ChildState { running, exited, gone };
+
+ChildState child_state(int pidfd) {
+    siginfo_t si{};
+    if (waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd), &si,
+               WEXITED | WNOHANG | WNOWAIT) != 0)
+        return ChildState::gone;  // ECHILD: reaped by someone else
+    return si.si_pid == 0 ? ChildState::running : ChildState::exited;
+}
+
+// Reaps an exited child through its pidfd; the status, or -1.
+int reap_pidfd(int pidfd) {
+    siginfo_t si{};
+    if (waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd), &si,
+               WEXITED | WNOHANG) != 0 ||
+        si.si_pid == 0)
+        return -1;
+    return si.si_code == CLD_EXITED ? (si.si_status & 0xff) << 8 : si.si_status & 0x7f;
+}
+
+}  // namespace
+
 CommandRunner::~CommandRunner() {
     if (children_.empty()) return;
-    for (auto& c : children_) kill(-c->pid, SIGTERM);
+    // Its group while the child (or its zombie) still holds the group's id.
+    auto signal_group = [](const Child& c, int sig) {
+        if (child_state(c.pidfd) != ChildState::gone) kill(-c.pid, sig);
+    };
+    for (auto& c : children_) signal_group(*c, SIGTERM);
     // A second for them to go, then SIGKILL.
+    auto drop = [&](size_t k) {
+        loop_.remove(children_[k]->pidfd, children_[k].get());
+        close(children_[k]->pidfd);
+        children_[k] = std::move(children_.back());
+        children_.pop_back();
+    };
     for (int i = 0; i < 100 && !children_.empty(); i++) {
         for (size_t k = 0; k < children_.size();) {
-            if (waitpid(children_[k]->pid, nullptr, WNOHANG) == children_[k]->pid) {
-                loop_.remove(children_[k]->pidfd, children_[k].get());
-                close(children_[k]->pidfd);
-                children_[k] = std::move(children_.back());
-                children_.pop_back();
-            } else {
-                k++;
-            }
+            const ChildState st = child_state(children_[k]->pidfd);
+            if (st == ChildState::exited) reap_pidfd(children_[k]->pidfd);
+            if (st != ChildState::running) drop(k);
+            else k++;
         }
         if (!children_.empty()) usleep(10'000);
     }
-    for (auto& c : children_) {
-        kill(-c->pid, SIGKILL);
-        waitpid(c->pid, nullptr, 0);
-        loop_.remove(c->pidfd, c.get());
-        close(c->pidfd);
+    while (!children_.empty()) {
+        Child& c = *children_.back();
+        signal_group(c, SIGKILL);
+        siginfo_t si{};
+        waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(c.pidfd), &si, WEXITED);
+        drop(children_.size() - 1);
     }
 }
 
@@ -269,6 +308,12 @@ int CommandRunner::spawn(const std::string& command, uint32_t owner) {
     child->owner = owner;
     child->pid = pid;
     child->pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+    if (child->pidfd < 0 && errno == ESRCH) {
+        // Gone already: it exited and the host program, which reaps its
+        // children itself, took it. Its output is in the socket.
+        started_++;
+        return sv[0];
+    }
     if (child->pidfd < 0) {
         // Cannot watch it: do not leave it behind.
         int err = errno;
@@ -300,11 +345,18 @@ void CommandRunner::forget_owner(uint32_t owner) {
 void CommandRunner::Child::on_io(uint32_t) { runner->reap(this); }
 
 void CommandRunner::reap(Child* c) {
-    // What the command left running in its group goes with it (its
-    // zombie still holds the group's id, so nothing else can be hit).
-    kill(-c->pid, SIGTERM);
+    const ChildState st = child_state(c->pidfd);
+    if (st == ChildState::running) return;
     int status = 0;
-    if (waitpid(c->pid, &status, WNOHANG) != c->pid) return;
+    if (st == ChildState::exited) {
+        // What the command left running in its group goes with it (its
+        // zombie, not reaped yet, still holds the group's id, so nothing
+        // else can be hit).
+        kill(-c->pid, SIGTERM);
+        status = reap_pidfd(c->pidfd);
+    }
+    // gone: the host program reaped it; its pid and group may be another's
+    // now, so nothing is signalled.
     auto g = per_guest_.find(c->owner);
     if (g != per_guest_.end() && g->second.running > 0) g->second.running--;
     if (WIFEXITED(status) && WEXITSTATUS(status) != 0)

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -46,6 +47,38 @@ TEST(CommandRunner, CommandRunner_TalksOverTcpAndIsReaped) {
     while (run.running() > 0 && core::monotonic_ms() < end) loop.run_once(20);
     EXPECT_EQ(run.running(), 0u);
     EXPECT_EQ(run.started(), 1u);
+}
+
+// A host program that reaps children itself (SIGCHLD ignored, or its own
+// waitpid(-1)) takes ours too: the runner then forgets the child at once,
+// without spinning on its pidfd or signalling a group id that may be
+// another process's by now.
+TEST(CommandRunner, CommandRunner_AChildReapedByTheHostProgramIsForgotten) {
+    core::EventLoop loop;
+    CommandRunner run(loop);
+    struct sigaction ign{}, old{};
+    ign.sa_handler = SIG_IGN;
+    ASSERT_EQ(sigaction(SIGCHLD, &ign, &old), 0);  // the kernel reaps every child
+    int fd = run.spawn("exit 0", 1);
+    ASSERT_GE(fd, 0);
+    int wakeups = 0;
+    const core::Millis end = core::monotonic_ms() + 5000;
+    while (run.running() > 0 && core::monotonic_ms() < end) {
+        loop.run_once(50);
+        wakeups++;
+    }
+    sigaction(SIGCHLD, &old, nullptr);
+    EXPECT_EQ(run.running(), 0u);
+    EXPECT_LT(wakeups, 50) << "spun on the pidfd";
+    // The guest's share is free again (past the spawn rate's burst first).
+    loop.advance_clock_for_tests(60'000);
+    loop.run_once(0);
+    for (size_t i = 0; i < CommandRunner::kMaxCommandsPerGuest; i++) {
+        int f = run.spawn("exec sleep 30", 1);
+        ASSERT_GE(f, 0) << i;
+        close(f);
+    }
+    close(fd);
 }
 
 TEST(CommandRunner, CommandRunner_LimitsPerGuestAndInAll) {
