@@ -98,7 +98,15 @@ struct usernet_config {
     int dns_enabled;         /* 1 (default): the DNS address answers; 0: it refuses queries */
 };
 
-void usernet_config_init(struct usernet_config *cfg);
+/* Fills the first `size` bytes of *cfg (its size as the caller was built)
+ * with the defaults and sets `size` and `version` to match. */
+void usernet_config_init_sized(struct usernet_config *cfg, size_t size);
+/* The entry point of version 1 of this header, which could not pass its
+ * size: it fills version 1's fields only. */
+void(usernet_config_init)(struct usernet_config *cfg);
+/* Call this one: it passes the size of the structure this program was
+ * built with, so a later library never writes past it. */
+#define usernet_config_init(cfg) usernet_config_init_sized((cfg), sizeof *(cfg))
 
 /* Creates a LAN. NULL on a bad configuration (usernet_last_error() says
  * which field) or when the host refuses a socket. */

@@ -50,6 +50,13 @@ auto guarded(F&& f, decltype(f()) on_error) -> decltype(f()) {
     return on_error;
 }
 
+// The structure's size in version 1 of the header (up to log_level, with
+// the padding a pointer after it gets) and in version 2 (all of it).
+constexpr size_t kConfigV1Size = offsetof(usernet_config, outbound_addr);
+constexpr size_t kConfigV2Size = sizeof(usernet_config);
+static_assert(kConfigV1Size == offsetof(usernet_config, log_level) + sizeof(int) + 4 ||
+              kConfigV1Size == offsetof(usernet_config, log_level) + sizeof(int));
+
 [[noreturn]] void bad(const std::string& field, const std::string& why) {
     throw std::invalid_argument(field + ": " + why);
 }
@@ -112,6 +119,10 @@ EngineConfig to_engine_config(const usernet_config* c) {
     if (!c) bad("config", "NULL");
     if (c->version < 1 || c->size < offsetof(usernet_config, log_level) + sizeof(c->log_level))
         bad("config", "call usernet_config_init() on it first");
+    if (c->version > USERNET_API_VERSION)
+        bad("config", "version " + std::to_string(c->version) +
+                          " is newer than this library's (" +
+                          std::to_string(USERNET_API_VERSION) + "); link a newer libusernet");
     EngineConfig e;
     usernet::gw::NetConfig& n = e.net;
     if (c->network) {
@@ -127,8 +138,15 @@ EngineConfig to_engine_config(const usernet_config* c) {
     if (c->gateway) n.gateway = parse_v4("gateway", c->gateway);
     if (c->dns) n.dns = parse_v4("dns", c->dns);
     if (c->dhcp_start) n.dhcp_start = parse_v4("dhcp_start", c->dhcp_start);
-    for (auto [name, a] : {std::pair{"gateway", n.gateway}, {"dns", n.dns}, {"dhcp_start", n.dhcp_start}})
+    for (auto [name, a] : {std::pair{"gateway", n.gateway}, {"dns", n.dns}, {"dhcp_start", n.dhcp_start}}) {
         if (!n.in_subnet(a)) bad(name, "not inside the network");
+        if (a == n.net || a == n.broadcast())
+            bad(name, "the network's own or broadcast address, which no host may have");
+    }
+    // As the daemon's options (app/options.cpp) refuse them.
+    if (n.gateway == n.dns) bad("dns", "the same address as the gateway");
+    if (n.dhcp_start == n.gateway || n.dhcp_start == n.dns)
+        bad("dhcp_start", "the gateway's or the DNS address");
     n.ipv6 = c->ipv6 != 0;
     if (c->prefix6) {
         auto [a, len] = split_prefix("prefix6", c->prefix6, 128);
@@ -145,6 +163,7 @@ EngineConfig to_engine_config(const usernet_config* c) {
     if (c->dns6) n.dns6 = parse_ip("dns6", c->dns6);
     if (n.ipv6 && (!n.in_prefix6(n.gateway6) || !n.in_prefix6(n.dns6)))
         bad("gateway6", "the IPv6 gateway and DNS addresses must be inside prefix6");
+    if (n.ipv6 && n.gateway6 == n.dns6) bad("dns6", "the same address as gateway6");
     if (c->domain) n.domain = c->domain;
     if (c->hostname) n.hostname = c->hostname;
     if (c->dns_search)
@@ -165,7 +184,10 @@ EngineConfig to_engine_config(const usernet_config* c) {
             fn(opaque, static_cast<usernet_log_level>(l), line.c_str());
         };
     }
-    e.log_level = static_cast<LogLevel>(std::clamp(static_cast<int>(c->log_level), 0, 3));
+    // Read as the int it is: a value outside the enumeration is no enum.
+    int level = 0;
+    std::memcpy(&level, &c->log_level, sizeof level);
+    e.log_level = static_cast<LogLevel>(std::clamp(level, 0, 3));
     // Version 2's fields, when the caller's struct has them.
     if (c->version >= 2 && c->size >= offsetof(usernet_config, dns_enabled) + sizeof(c->dns_enabled)) {
         if (c->outbound_addr) {
@@ -186,16 +208,25 @@ EngineConfig to_engine_config(const usernet_config* c) {
 
 extern "C" {
 
-void usernet_config_init(usernet_config* cfg) {
-    std::memset(cfg, 0, sizeof *cfg);
-    cfg->size = sizeof *cfg;
-    cfg->version = USERNET_API_VERSION;
+void usernet_config_init_sized(usernet_config* cfg, size_t size) {
+    if (!cfg) return;
+    // Never past the caller's structure (an older header's is shorter),
+    // never past ours (a newer header's fields are not ours to set).
+    size = std::min(size, sizeof *cfg);
+    if (size < kConfigV1Size) return;  // not even version 1: nothing to fill
+    std::memset(cfg, 0, size);
+    cfg->size = static_cast<uint32_t>(size);
+    cfg->version = size >= kConfigV2Size ? USERNET_API_VERSION : 1;
     cfg->ipv6 = 1;
     cfg->map_gateway_to_loopback = 1;
     cfg->log_level = USERNET_LOG_WARN;
-    cfg->dhcp_enabled = 1;
-    cfg->dns_enabled = 1;
+    if (size >= kConfigV2Size) {
+        cfg->dhcp_enabled = 1;
+        cfg->dns_enabled = 1;
+    }
 }
+
+void(usernet_config_init)(usernet_config* cfg) { usernet_config_init_sized(cfg, kConfigV1Size); }
 
 usernet_t* usernet_new(const usernet_config* cfg) {
     return guarded([&]() -> usernet_t* { return new usernet_net(to_engine_config(cfg)); }, nullptr);

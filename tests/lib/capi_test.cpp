@@ -292,6 +292,25 @@ TEST_F(CapiTest, Capi_ConfigInitSetsTheDefaultsAndTheVersion) {
     EXPECT_EQ(cfg.dhcp_enabled, 1);
     EXPECT_EQ(cfg.dns_enabled, 1);
     EXPECT_EQ(std::string(usernet_version()).rfind("usernet ", 0), 0u) << usernet_version();
+
+    // A program built against version 1 of the header: its structure ends
+    // before outbound_addr, and the library must not write past it, through
+    // the sized call or the version-1 entry point alike.
+    const size_t v1 = offsetof(usernet_config, outbound_addr);
+    for (int entry = 0; entry < 2; entry++) {
+        std::vector<unsigned char> mem(sizeof(usernet_config) + 32, 0xa5);
+        auto* old = reinterpret_cast<usernet_config*>(mem.data());
+        if (entry == 0) usernet_config_init_sized(old, v1);
+        else (usernet_config_init)(old);
+        EXPECT_EQ(old->size, v1);
+        EXPECT_EQ(old->version, 1u);
+        EXPECT_EQ(old->ipv6, 1);
+        for (size_t i = v1; i < mem.size(); i++) ASSERT_EQ(mem[i], 0xa5) << "byte " << i << " written";
+        old->log_level = static_cast<usernet_log_level>(42);  // out of range: clamped, not UB
+        usernet_t* n = usernet_new(old);
+        ASSERT_NE(n, nullptr) << usernet_last_error();
+        usernet_free(n);
+    }
 }
 
 // Version 2: the NAT's sockets leave from outbound_addr; dhcp_enabled = 0
@@ -792,6 +811,12 @@ TEST_F(CapiTest, Capi_BadConfigurationsGiveNullAndSayWhichField) {
              static const char* const u[] = {"127.0.0.1:", nullptr};
              c.dns_upstreams = u;
          }, "dns_upstreams"},
+        {"gateway is the network address", [](usernet_config& c) { c.gateway = "10.0.2.0"; }, "gateway"},
+        {"gateway is the broadcast", [](usernet_config& c) { c.gateway = "10.0.2.255"; }, "gateway"},
+        {"dns is the gateway", [](usernet_config& c) { c.dns = "10.0.2.2"; }, "dns"},
+        {"dhcp_start is the gateway", [](usernet_config& c) { c.dhcp_start = "10.0.2.2"; }, "dhcp_start"},
+        {"dns6 is gateway6", [](usernet_config& c) { c.dns6 = "fec0::2"; }, "dns6"},
+        {"a newer version", [](usernet_config& c) { c.version = USERNET_API_VERSION + 1; }, "newer"},
         {"not initialized", [](usernet_config& c) { c.version = 0; }, "usernet_config_init"},
         {"too small", [](usernet_config& c) { c.size = 8; }, "usernet_config_init"},
     };
@@ -881,29 +906,41 @@ TEST_F(CapiTest, Capi_LogCallbackGetsMessagesAtTheConfiguredLevelAndAbove) {
 }
 
 TEST_F(CapiTest, Capi_WarningsReachAWarnLevelCallbackButNotAnErrorLevelOne) {
-    // A pool that starts at the broadcast address has no address: a warning
-    // while the LAN is built.
+    // A search list longer than DHCP option 119 holds: a warning while the
+    // LAN is built.
+    static const std::string kLong(60, 'x');
+    static const std::vector<std::string> kNames = [] {
+        std::vector<std::string> v;
+        for (char c = 'a'; c < 'k'; c++) v.push_back(std::string(1, c) + kLong + ".example" + c);
+        return v;
+    }();
+    static const std::vector<const char*> kSearch = [] {
+        std::vector<const char*> v;
+        for (const std::string& n : kNames) v.push_back(n.c_str());
+        v.push_back(nullptr);
+        return v;
+    }();
     std::vector<LogLine>& warn = log_a_;
     std::vector<LogLine>& error = log_b_;
     ASSERT_TRUE(make([&](usernet_config& c) {
-        c.dhcp_start = "10.0.2.255";
+        c.dns_search = kSearch.data();
         c.log = collect_log;
         c.log_opaque = &warn;  // the default level: warnings
     }));
     ASSERT_TRUE(make([&](usernet_config& c) {
-        c.dhcp_start = "10.0.2.255";
+        c.dns_search = kSearch.data();
         c.log = collect_log;
         c.log_opaque = &error;
         c.log_level = USERNET_LOG_ERROR;
     }));
     ASSERT_FALSE(warn.empty());
     EXPECT_EQ(warn[0].level, USERNET_LOG_WARN);
-    EXPECT_NE(warn[0].msg.find("pool is empty"), std::string::npos) << warn[0].msg;
+    EXPECT_NE(warn[0].msg.find("search list"), std::string::npos) << warn[0].msg;
     for (const LogLine& l : warn) EXPECT_GE(l.level, USERNET_LOG_WARN) << l.msg;
     EXPECT_TRUE(error.empty()) << (error.empty() ? "" : error[0].msg);
     // Without a callback the same LAN is built silently (nothing to check
     // but that it works).
-    ASSERT_TRUE(make([](usernet_config& c) { c.dhcp_start = "10.0.2.255"; }));
+    ASSERT_TRUE(make([](usernet_config& c) { c.dns_search = kSearch.data(); }));
 }
 
 }  // namespace
