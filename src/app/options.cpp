@@ -961,6 +961,24 @@ bool is_attachment_option(const std::string& name) {
            name == "--websocket";
 }
 
+// The option an attachment of this kind comes from.
+const char* option_of(AttachmentKind kind) {
+    switch (kind) {
+    case AttachmentKind::netns: return "--netns";
+    case AttachmentKind::tap: return "--tap";
+    case AttachmentKind::tcp_listen: return "--listen";
+    case AttachmentKind::tcp_connect: return "--connect";
+    case AttachmentKind::dgram: return "--dgram";
+    case AttachmentKind::vde: return "--vde";
+    case AttachmentKind::serial: return "--serial";
+    case AttachmentKind::uplink: return "--uplink";
+    case AttachmentKind::websocket: return "--websocket";
+    case AttachmentKind::bochs: return "--bochs";
+    case AttachmentKind::socket: return "--socket";
+    }
+    return "--socket";
+}
+
 // Each attachment with its MTU, in command-line order.
 void resolve_attachments(const CLI::App& app, const RawOptions& raw, Config& cfg) {
     std::optional<uint32_t> mtu;
@@ -1077,16 +1095,7 @@ void resolve_attachments(const CLI::App& app, const RawOptions& raw, Config& cfg
                                              : a.kind == AttachmentKind::websocket
                                                  ? a.ws_port == b.ws_port && a.ws_host == b.ws_host
                                                  : a.target == b.target);
-            const char* opt = a.kind == AttachmentKind::netns        ? "--netns"
-                              : a.kind == AttachmentKind::tap        ? "--tap"
-                              : a.kind == AttachmentKind::tcp_listen ? "--listen"
-                              : a.kind == AttachmentKind::tcp_connect ? "--connect"
-                              : a.kind == AttachmentKind::dgram       ? "--dgram"
-                              : a.kind == AttachmentKind::vde         ? "--vde"
-                              : a.kind == AttachmentKind::serial      ? "--serial"
-                              : a.kind == AttachmentKind::uplink      ? "--uplink"
-                              : a.kind == AttachmentKind::websocket   ? "--websocket"
-                                                                      : "--socket";
+            const char* opt = option_of(a.kind);
             if (same)
                 fail(opt, "'" + a.target + "' is given twice", "give each attachment once");
         }
@@ -1106,6 +1115,9 @@ LanConfig parse_lan(const std::string& text, const Config& cfg) {
     if (!ok_name)
         fail("--lan", "'" + lan.name + "' is not a LAN name",
              "use up to 32 letters, digits, '-', '_' or '.'");
+    if (lan.name == "default")
+        fail("--lan", "'default' is the name of the LAN of the attachments before any --lan",
+             "give this LAN another name");
     while (at != std::string::npos) {
         size_t next = text.find(',', at + 1);
         std::string param = text.substr(at + 1, next == std::string::npos ? next : next - at - 1);
@@ -1161,6 +1173,20 @@ void resolve_lans(const CLI::App& app, const RawOptions& raw, Config& cfg) {
         if (members[i] == 0)
             fail("--lan", "LAN '" + cfg.lans[i].name + "' has no attachment",
                  "put the attachments of a LAN after its --lan");
+    // A LAN MAC (,mac=) is one guest's on its LAN: not two attachments',
+    // and never the gateway's.
+    for (size_t i = 0; i < cfg.attachments.size(); ++i) {
+        const Attachment& a = cfg.attachments[i];
+        if (!a.lan_mac) continue;
+        const std::string m = a.lan_mac->to_string();
+        if (*a.lan_mac == gw::NetConfig{}.gw_mac)
+            fail(option_of(a.kind), "mac=" + m + " is the gateway's MAC",
+                 "give the attachment another MAC");
+        for (size_t j = 0; j < i; ++j)
+            if (cfg.attachments[j].lan_mac == a.lan_mac && cfg.attachments[j].lan == a.lan)
+                fail(option_of(a.kind), "mac=" + m + " is given to two attachments of one LAN",
+                     "give each attachment a MAC of its own");
+    }
     for (Attachment& a : cfg.attachments) {
         if (a.kind != AttachmentKind::netns || !a.mtu_by_default) continue;
         const bool uplink_here =
@@ -1653,6 +1679,13 @@ Config parse_options(const std::vector<std::string>& args) {
     }
     resolve_forwards(app, raw, cfg);
     resolve_services(app, raw, cfg);
+    if (!cfg.lans.empty() && (!cfg.forwards.empty() || !cfg.guest_forwards.empty()) &&
+        std::none_of(cfg.attachments.begin(), cfg.attachments.end(),
+                     [](const Attachment& a) { return a.lan == 0; }))
+        fail(!cfg.forwards.empty() ? (given(app, "--hostfwd") ? "--hostfwd" : "-t") : "--guestfwd",
+             "forwards go to the default LAN (the attachments before the first --lan), and "
+             "it has none",
+             "put the forward's guest before the first --lan");
 
     if (given(app, "--pcap")) {
         if (raw.pcap.empty()) fail("--pcap", "empty file name", "give a file to write to");

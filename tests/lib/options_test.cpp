@@ -562,6 +562,21 @@ TEST(Options, LanErrorsNameTheOption) {
               "--lan");
 }
 
+// "default" names the LAN before any --lan; a LAN MAC is one attachment's
+// on its LAN and never the gateway's; forwards need a default LAN guest.
+TEST(Options, LanNamesLanMacsAndForwardsAreChecked) {
+    EXPECT_EQ(error_option({"--lan", "default", "--socket", "s"}), "--lan");
+    EXPECT_EQ(error_option({"--socket", "a,mac=52:54:00:00:00:01", "--socket",
+                            "b,mac=52:54:00:00:00:01"}),
+              "--socket");
+    EXPECT_EQ(error_option({"--netns", "n,mac=52:55:0a:00:02:02"}), "--netns");
+    EXPECT_EQ(error_option({"--socket", "a,mac=52:54:00:00:00:01", "--lan", "b", "--socket",
+                            "b,mac=52:54:00:00:00:01"}),
+              "");  // two LANs: two MACs of their own
+    EXPECT_EQ(error_option({"--lan", "b", "--socket", "s", "-t", "8080:80"}), "-t");
+    EXPECT_EQ(error_option({"--socket", "a", "--lan", "b", "--socket", "s", "-t", "8080:80"}), "");
+}
+
 TEST(Options, ALanWithItsOwnNetworkTakesNoDhcpHostOrRouteOfTheDefaultOne) {
     Config c = parse({"--dhcp-host", "52:54:00:12:34:56=10.0.2.20,web", "--dhcp-route",
                       "192.168.50.0/24", "--socket", "/tmp/a", "--lan", "lab,net=10.0.3.0/24",
