@@ -299,10 +299,12 @@ class SocketClient:
             pass
 
 
-def arp_gateway(client, ip=GATEWAY, timeout=5):
-    """ARP for ip through the socket port; return its MAC."""
-    req = eth(BCAST, MY_MAC, 0x0806, struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, 1, MY_MAC, ip4(MY_IP),
-                                                b"\0" * 6, ip4(ip)))
+def arp_gateway(client, ip=GATEWAY, timeout=5, mac=None, my_ip=None):
+    """ARP for ip through the socket port (from mac and my_ip, default
+    MY_MAC and MY_IP); return its MAC."""
+    mac = mac or MY_MAC
+    req = eth(BCAST, mac, 0x0806, struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, 1, mac, ip4(my_ip or MY_IP),
+                                             b"\0" * 6, ip4(ip)))
 
     def reply():
         client.send(req)
@@ -394,8 +396,11 @@ class MalformedTest(unittest.TestCase):
             time.sleep(0.5)
             self.assertIsNone(un.poll(), "usernet died:\n" + un.describe())
             netlab.ping(guest, GATEWAY, count=2)
+            # a guest of its own (the attacking port, still attached, keeps
+            # MY_MAC: the switch does not move a live port's MAC)
             fresh = SocketClient(sock)
-            self.assertEqual(arp_gateway(fresh), gw_mac)
+            self.assertEqual(arp_gateway(fresh, mac=bytes.fromhex("02aa00000002"), my_ip="10.0.2.98"),
+                             gw_mac)
             fresh.close()
             self.assertFalse(client.closed, "usernet closed the attacking port")
             client.close()
