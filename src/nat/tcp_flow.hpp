@@ -246,6 +246,7 @@ struct FlowState {
     bool ts_on : 1 = false;         // RFC 7323 timestamps on every segment
     bool undo_ok : 1 = false;       // a spurious retransmission can still be undone (Eifel)
     bool host_keepalive : 1 = false;  // the guest sent a keepalive: SO_KEEPALIVE is on
+    bool host_reset : 1 = false;    // the host reset: what it sent before goes out, no FIN
     bool host_urg : 1 = false;      // EPOLLPRI seen: the host sent urgent data (short peeks
                                     // may stop at its mark, not at the end of the data)
     bool local : 1 = false;         // fd is a unix stream socket (a guest forward), not TCP

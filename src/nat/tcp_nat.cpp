@@ -1012,6 +1012,9 @@ void TcpNat::input_synchronized(Flow& f, const wire::TcpView& seg) {
         switch (tcp::rst_verdict(seq, s.rcv_nxt, rcv_wnd)) {
         case tcp::RstVerdict::accept:
             stats_.resets_from_guest++;
+            // What the guest sent before its RST (staged in this batch for
+            // one write) reaches the host first, as it would directly.
+            if (staged_flow_ == &f) flush_stage(false);
             reset_flow(f, false);
             return;
         case tcp::RstVerdict::challenge:
@@ -1026,8 +1029,10 @@ void TcpNat::input_synchronized(Flow& f, const wire::TcpView& seg) {
         stats_.dropped_out_of_window++;
         // A keepalive probe (Linux: no data, BSD: one byte, both one
         // below rcv_nxt): the guest wants to know whether the remote is
-        // still there, which only the host socket can find out.
-        if (seq == s.rcv_nxt - 1 && plen <= 1 && seg.has(flag::ack) &&
+        // still there, which only the host socket can find out. Not while
+        // our window is shut: then it is a zero-window probe, which Linux
+        // sends the same way.
+        if (seq == s.rcv_nxt - 1 && plen <= 1 && seg.has(flag::ack) && rcv_wnd > 0 &&
             !seg.has(flag::syn) && !seg.has(flag::fin) && !s.host_keepalive)
             enable_host_keepalive(f);
         if (wire::seq_le(seq + seg.seg_len(), s.rcv_nxt)) {
@@ -1482,7 +1487,7 @@ void TcpNat::send_pending(Flow& f) {
             // A short peek after EPOLLRDHUP has read up to the host's FIN
             // (the data before a FIN is all queued when it is seen): the
             // FIN goes with this segment instead of after another peek.
-            bool fin = short_peek && !more && s.host_rdhup && peek_off_ok_;
+            bool fin = short_peek && !more && s.host_rdhup && peek_off_ok_ && !s.host_reset;
             if (fin) {
                 s.host_eof = true;
                 s.fin_seq = s.snd_nxt + len;
@@ -1522,6 +1527,7 @@ void TcpNat::send_pending(Flow& f) {
             continue;
         }
         if (n == -ENOBUFS) return;  // behind an urgent mark until the guest ACKs (peek())
+        if (n == 0 && s.host_reset) return;  // all out: a RST follows, not a FIN
         if (n == 0) {
             s.host_eof = true;
             s.fin_seq = s.snd_nxt;
@@ -2042,6 +2048,15 @@ void TcpNat::on_io(Flow& f, uint32_t events) {
         if (err != 0) {
             if (debug_on())
                 spdlog::debug("tcp: {} host socket: {}", describe(s.key), std::strerror(err));
+            if (err == ECONNRESET && s.phase == Phase::established) {
+                // A server that writes an error and aborts: its bytes are
+                // queued before the reset, and a direct client reads them
+                // first. They go to the guest (as far as its window takes
+                // them now), then the RST after them.
+                s.host_reset = true;
+                s.host_pending = true;
+                send_pending(f);
+            }
             reset_flow(f, true);
             return;
         }

@@ -156,6 +156,67 @@ def start_py_server(ns, code, *args):
     return srv, port
 
 
+# Answers each connection's first line with an error, then aborts (SO_LINGER
+# 0: a RST right after the data), as HAProxy's nolinger or Java's
+# setSoLinger(0) do.
+ABORTING_SERVER = r"""
+import socket, struct, sys
+ls = socket.socket(); ls.bind(("127.0.0.1", 0)); ls.listen(8)
+print("READY", ls.getsockname()[1], flush=True)
+while True:
+    c, _ = ls.accept()
+    c.recv(100)
+    c.sendall(b"ERROR: bad request\n")
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    c.close()
+"""
+# Sends a request, waits, then reads to the end: prints what came before
+# the reset, 5 times.
+ASK_THEN_READ = r"""
+import socket, sys, time
+for i in range(5):
+    c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
+    c.sendall(b"req\n")
+    time.sleep(0.3)
+    got = b""
+    try:
+        while True:
+            b = c.recv(100)
+            if not b: break
+            got += b
+    except ConnectionResetError:
+        pass
+    print(repr(got), flush=True)
+    c.close()
+"""
+# Prints what each connection sent before its end (EOF or reset).
+READ_TO_THE_END = r"""
+import socket, sys
+ls = socket.socket(); ls.bind(("127.0.0.1", 0)); ls.listen(8)
+print("READY", ls.getsockname()[1], flush=True)
+while True:
+    c, _ = ls.accept()
+    got = b""
+    try:
+        while True:
+            b = c.recv(100)
+            if not b: break
+            got += b
+    except ConnectionResetError:
+        pass
+    print("GOT", repr(got), flush=True)
+    c.close()
+"""
+# Writes a line and aborts at once, 5 times.
+WRITE_THEN_ABORT = r"""
+import socket, struct, sys
+for i in range(5):
+    c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
+    c.sendall(b"QUIT now\n")
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    c.close()
+"""
+
 NO_PEEK_OFF = {"USERNET_NO_PEEK_OFF": "1"}
 FALLBACK_LOG = "USERNET_NO_PEEK_OFF is set"
 
@@ -189,6 +250,36 @@ class TcpDefectsTest(unittest.TestCase):
             self.assertIn("SENT", r.stdout, r.stdout + r.stderr)
             netlab.wait_for(lambda: srv.poll() is not None, 30, what="guest receiver done")
             self.assertEqual(srv.stdout().split()[-1], "OK", srv.stdout() + srv.stderr())
+            lab.assert_alive(t.un)
+
+    def _data_before_a_host_reset(self, env=None):
+        with netlab.Lab("tcprst") as lab:
+            t = TcpLab(lab, env)
+            srv, port = start_py_server(t.host, ABORTING_SERVER)
+            r = t.guest.py(ASK_THEN_READ, GATEWAY, port, timeout=60, check=False)
+            self.assertEqual(r.stdout.splitlines(), [repr(b"ERROR: bad request\n")] * 5,
+                             r.stdout + r.stderr)
+            lab.assert_alive(t.un)
+
+    def test_what_a_host_sends_before_its_reset_reaches_the_guest(self):
+        """A server that writes an error and aborts: its bytes were queued
+        before the RST, and a direct client reads them first. usernet once
+        reset the guest at once, and the guest read nothing (4 runs in 5)."""
+        self._data_before_a_host_reset()
+
+    def test_what_a_host_sends_before_its_reset_without_peek_offset(self):
+        self._data_before_a_host_reset(NO_PEEK_OFF)
+
+    def test_what_the_guest_sends_before_its_reset_reaches_the_host(self):
+        """A client that writes QUIT and aborts: the line was staged for the
+        batch's one write, and the RST in the same batch threw it away."""
+        with netlab.Lab("tcprstg") as lab:
+            t = TcpLab(lab)
+            srv, port = start_py_server(t.host, READ_TO_THE_END)
+            t.guest.py(WRITE_THEN_ABORT, GATEWAY, port, timeout=60)
+            netlab.wait_for(lambda: srv.stdout().count("GOT") >= 5, 10, what="5 connections")
+            got = [l for l in srv.stdout().splitlines() if l.startswith("GOT")]
+            self.assertEqual(got, ["GOT " + repr(b"QUIT now\n")] * 5, srv.stdout())
             lab.assert_alive(t.un)
 
     def test_urgent_data_from_host_reaches_guest_inline_once_and_in_order(self):
