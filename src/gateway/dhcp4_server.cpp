@@ -146,11 +146,16 @@ void Dhcp4Leases::recycle_mac(const wire::MacAddr& mac, const Dhcp4ClientKey& ke
         if (l.mac == mac && !(l.key == key) && live(l, now) && !l.static_mac &&
             (!oldest || l.granted < oldest->granted))
             oldest = &l;
-    if (!oldest) return;
-    oldest->key = Dhcp4ClientKey{};
-    oldest->state = State::free;
-    oldest->expires = now;
-    oldest->port = kNoPort;
+    if (oldest) free_slot(*oldest, now);
+}
+
+// Back to the pool, free since now (recycled for another client).
+void Dhcp4Leases::free_slot(Lease& l, core::Millis now) {
+    l.key = Dhcp4ClientKey{};
+    l.state = State::free;
+    l.expires = now;
+    l.port = kNoPort;
+    l.departed = false;
 }
 
 void Dhcp4Leases::take(Lease& l, const Dhcp4ClientKey& key, const wire::MacAddr& mac, State st,
@@ -204,10 +209,7 @@ bool Dhcp4Leases::recycle_for(PortId port, core::Millis now) {
         }
     }
     if (!victim) return false;
-    victim->key = Dhcp4ClientKey{};
-    victim->state = State::free;
-    victim->expires = now;
-    victim->port = kNoPort;
+    free_slot(*victim, now);
     return true;
 }
 
@@ -225,10 +227,7 @@ bool Dhcp4Leases::recycle_departed(core::Millis now) {
         }
     }
     if (!victim) return false;
-    victim->key = Dhcp4ClientKey{};
-    victim->state = State::free;
-    victim->expires = now;
-    victim->departed = false;
+    free_slot(*victim, now);
     return true;
 }
 

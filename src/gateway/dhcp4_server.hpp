@@ -187,6 +187,7 @@ private:
     // With the pool exhausted: frees the least recently heard lease whose
     // attachment has gone and whose holder has been silent for kIdleMs.
     bool recycle_departed(core::Millis now);
+    void free_slot(Lease& l, core::Millis now);
 
     std::vector<Lease> pool_;  // sorted by address
     core::Millis lease_ms_;

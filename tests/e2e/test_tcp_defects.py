@@ -170,41 +170,37 @@ while True:
     c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     c.close()
 """
+# What a connection brings before its end, EOF or reset.
+READ_ALL = r"""
+def read_all(c):
+    got = b""
+    try:
+        while True:
+            b = c.recv(100)
+            if not b: return got
+            got += b
+    except ConnectionResetError:
+        return got
+"""
 # Sends a request, waits, then reads to the end: prints what came before
 # the reset, 5 times.
-ASK_THEN_READ = r"""
+ASK_THEN_READ = READ_ALL + r"""
 import socket, sys, time
 for i in range(5):
     c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
     c.sendall(b"req\n")
     time.sleep(0.3)
-    got = b""
-    try:
-        while True:
-            b = c.recv(100)
-            if not b: break
-            got += b
-    except ConnectionResetError:
-        pass
-    print(repr(got), flush=True)
+    print(repr(read_all(c)), flush=True)
     c.close()
 """
-# Prints what each connection sent before its end (EOF or reset).
-READ_TO_THE_END = r"""
+# Prints what each connection sent before its end.
+READ_TO_THE_END = READ_ALL + r"""
 import socket, sys
 ls = socket.socket(); ls.bind(("127.0.0.1", 0)); ls.listen(8)
 print("READY", ls.getsockname()[1], flush=True)
 while True:
     c, _ = ls.accept()
-    got = b""
-    try:
-        while True:
-            b = c.recv(100)
-            if not b: break
-            got += b
-    except ConnectionResetError:
-        pass
-    print("GOT", repr(got), flush=True)
+    print("GOT", repr(read_all(c)), flush=True)
     c.close()
 """
 # Writes a line and aborts at once, 5 times.
