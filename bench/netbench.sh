@@ -31,7 +31,7 @@ done
 [ -x "$netbench" ] || { echo "bench: netbench not found at $netbench (set NETBENCH=)" >&2; exit 1; }
 [ -x "$bin" ] || { echo "bench: no usernet binary at $bin; build first (cmake --build build)" >&2; exit 1; }
 
-out=$here/bench/results/$(date -u +%Y-%m-%d)
+out=${BENCH_OUT:-$here/bench/results/$(date -u +%Y-%m-%d)}  # BENCH_OUT: another directory
 mkdir -p "$out"
 {
 	echo "date: $(date -u +%FT%TZ)"
