@@ -142,6 +142,14 @@ def libslirp():
     return d, env
 
 
+def sanitized_usernet():
+    """True when the usernet binary is a sanitizer build (its runtime is
+    linked in)."""
+    with open(usernet_bin(), "rb") as f:
+        data = f.read()
+    return b"__asan_init" in data or b"__ubsan_handle" in data
+
+
 def require_root():
     if os.geteuid() != 0:
         skip_file("needs root (network namespaces, TAP devices)")
@@ -826,17 +834,27 @@ class _Result(unittest.TextTestResult):
     pass
 
 
+# The one skip that is no missing prerequisite: a test the sanitizer
+# runtime cannot run (it needs descriptors a test exhausts on purpose), run
+# by the release build's pass instead. As the C++ tests' GTEST_SKIP of the
+# same wording, it passes under CI.
+SANITIZER_LIMITATION = "known limitation of the sanitized build only"
+
+
 def exit_status(r, in_ci=None):
     """The exit status for a unittest result r: 1 on a failure, when no test
     ran, or (under CI) when any test was skipped; 77 when some test was
     skipped outside CI (the file did not run completely, so it is not a
-    success); 0 only when every test ran and passed.  Returns (status,
-    message)."""
+    success); 0 only when every test ran and passed, or was skipped for
+    SANITIZER_LIMITATION.  Returns (status, message)."""
     in_ci = IN_CI if in_ci is None else in_ci
     if not r.wasSuccessful():
         return 1, None
     if r.testsRun == 0:
         return 1, "FAILED: no test ran"
+    limits = [(t, why) for t, why in r.skipped if why.startswith(SANITIZER_LIMITATION)]
+    if limits and len(limits) == len(r.skipped):
+        return 0, "passed; %d skipped: %s" % (len(limits), limits[0][1])
     if r.skipped:
         why = "; ".join("%s: %s" % (t.id().rsplit(".", 1)[-1], reason) for t, reason in r.skipped)
         if in_ci:

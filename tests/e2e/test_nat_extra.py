@@ -346,11 +346,18 @@ print(got)
         gives its socket up for the connection; the UDP flows still answer
         after, each reopened by its next datagram."""
         netlab.require_tools("prlimit")
+        if netlab.sanitized_usernet():
+            # As StreamListener_OutOfDescriptorsPausesAndThenAccepts: UBSan's
+            # vptr check probes memory through a pipe, and with every
+            # descriptor taken it reports a bogus "invalid vptr". The
+            # release build's pass runs this test.
+            self.skipTest(netlab.SANITIZER_LIMITATION + " (the release build runs this test): "
+                          "the sanitizer runtime needs the descriptors it exhausts")
         with netlab.Lab("xfdlim") as lab:
             host = lab.netns("host"); guest = lab.netns("guest")
+            wrapper = ["prlimit", "--nofile=96:96"]
             un = lab.usernet(host, ["--netns", guest.path, "--config-net"],
-                             wait=[("link", guest, "tap0")],
-                             wrapper=["prlimit", "--nofile=96:96"])
+                             wait=[("link", guest, "tap0")], wrapper=wrapper)
             netlab.wait_for(lambda: guest.addrs("tap0"), 10, what="addr")
             udp = host.server("udp-echo", "--bind", "127.0.0.1")
             tcp = host.server("tcp-echo", "--bind", "127.0.0.1")

@@ -46,6 +46,10 @@ def skips(self):
     self.skipTest("no such thing here")
 
 
+def skips_for_the_sanitizers(self):
+    self.skipTest(netlab.SANITIZER_LIMITATION + " (the release build runs this test)")
+
+
 def run_netlab_snippet(code, env_extra):
     env = {k: v for k, v in os.environ.items() if k != "CI"}
     env.update(env_extra)
@@ -69,6 +73,14 @@ class ExitStatusTest(unittest.TestCase):
         self.assertEqual(status, 1)
         self.assertIn("no such thing here", msg)
         self.assertEqual(netlab.exit_status(run_cases(skips), in_ci=True)[0], 1)
+
+    def test_only_the_sanitizer_limitation_skip_passes_under_ci(self):
+        r = run_cases(passes, skips_for_the_sanitizers)
+        self.assertEqual(netlab.exit_status(r, in_ci=True)[0], 0)
+        self.assertEqual(netlab.exit_status(r, in_ci=False)[0], 0)
+        # beside another skip, the file still fails under CI
+        r = run_cases(skips_for_the_sanitizers, skips)
+        self.assertEqual(netlab.exit_status(r, in_ci=True)[0], 1)
 
     def test_missing_tool_skips_outside_ci_and_fails_under_ci_naming_the_package(self):
         code = "netlab.require_tools('curl')"
