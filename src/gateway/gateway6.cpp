@@ -171,8 +171,11 @@ void Gateway::handle_ipv6(wire::Bytes payload, const wire::MacAddr& dst_mac,
         return;
     }
     if (proto == wire::ipproto::udp && to_us_l2 && !src.is_unspecified() &&
-        ((cfg_.dns_service && dst == cfg_.dns6) || (tftp_ && dst == cfg_.gateway6))) {
-        // The gateway's own UDP services: DNS at dns6, TFTP at gateway6.
+        ((cfg_.dns_service && dst == cfg_.dns6) ||
+         (tftp_ && (dst == cfg_.gateway6 || dst == link_local_)))) {
+        // The gateway's own UDP services: DNS at dns6, TFTP at gateway6 and
+        // at the gateway's link-local address (the guest's default router,
+        // which the NAT would otherwise take to the host's [::1]:69).
         auto udp = wire::UdpView::parse(ip->payload());
         const bool dns = dst == cfg_.dns6;
         if (udp && udp->dst_port() == (dns ? wire::kDnsPort : wire::kTftpPort)) {

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """TFTP (--tftp DIR) at the gateway address with real clients in a
 namespace guest: busybox tftp, tftp-hpa, atftp (every option: blksize, tsize,
-timeout, windowsize) and curl, over IPv4 and IPv6; a 32 MiB file in 512-byte
+timeout, windowsize) and curl, over IPv4 and IPv6 (also at the gateway's
+link-local address); a 32 MiB file in 512-byte
 blocks (block numbers roll over) with its checksum; netascii; names that
 lead out of DIR and write requests refused; 20 transfers at once."""
 
@@ -111,6 +112,27 @@ class TftpTest(unittest.TestCase):
             self.assertNotEqual(r.returncode, 0)
             self.assertIn("write requests are refused", r.stderr)
             self.assertFalse(os.path.exists(os.path.join(t.root, "up")))
+            lab.assert_alive(t.un)
+
+    def test_at_the_gateways_link_local_address(self):
+        # A guest's default IPv6 router is the gateway's link-local address
+        # (where its advertisements come from; --config-net routes by
+        # fec0::2 instead). TFTP there is the gateway's own, as at fec0::2,
+        # and nothing listens on the host's [::1]:69 where the NAT would
+        # take it.
+        with netlab.Lab("tftp") as lab:
+            t = TftpLab(lab)
+            sha = t.file(300 * 1024, "ll.bin")
+            g = t.guest
+            netlab.wait_for(lambda: "tentative" not in g.run(["ip", "-6", "addr", "show", "dev", "tap0"]).stdout,
+                            15, what="IPv6 addresses out of duplicate address detection")
+            g.run(["busybox", "ping", "-c", "1", "-W", "5", GATEWAY6])
+            lladdr = g.run(["ip", "-6", "neigh", "show", GATEWAY6, "dev", "tap0"]).stdout.split()
+            mac = [int(x, 16) for x in lladdr[lladdr.index("lladdr") + 1].split(":")]
+            # The link-local address of the gateway's MAC (modified EUI-64).
+            ll = "fe80::%02x%02x:%02xff:fe%02x:%02x%02x" % (mac[0] ^ 2, mac[1], mac[2], mac[3], mac[4], mac[5])
+            netlab.curl(g, ["-g", "--max-time", "30", "-o", t.got("ll"), "tftp://[%s%%25tap0]/ll.bin" % ll])
+            self.assertEqual(netlab.sha256_file(t.got("ll")), sha, "curl at " + ll)
             lab.assert_alive(t.un)
 
     def test_twenty_transfers_at_once(self):
