@@ -544,7 +544,7 @@ void DgramPort::deliver(wire::Bytes frame, const sw::FrameMeta& meta) {
     }
     if (len == 0 || len > slot_size_ || tx_count_ >= tx_slots_) {
         if (tx_count_ >= tx_slots_) dstats_.tx_queue_full++;
-        stats().tx_dropped++;
+        lost_tx(1, frame.size());
         return;
     }
     size_t slot = (tx_head_ + tx_count_) % tx_slots_;
@@ -590,7 +590,7 @@ void DgramPort::flush() {
             dest = cfg_.remote ? &*cfg_.remote : learned_ ? &*learned_ : nullptr;
             if (!dest) {
                 dstats_.tx_no_peer += tx_count_;
-                stats().tx_dropped += tx_count_;
+                lost_tx(tx_count_);
                 tx_head_ = (tx_head_ + tx_count_) % tx_slots_;
                 tx_count_ = 0;
                 return;
@@ -632,7 +632,7 @@ void DgramPort::flush() {
         // this frame only.
         size_t drop = peer_absent(e) ? tx_count_ : 1;
         dstats_.tx_errors += drop;
-        stats().tx_dropped += drop;
+        lost_tx(drop);
         tx_head_ = (tx_head_ + drop) % tx_slots_;
         tx_count_ -= drop;
     }

@@ -171,7 +171,7 @@ void StreamClient::deliver(wire::Bytes frame, const sw::FrameMeta& meta) {
     MacTranslator::Out out =
         xlat_ ? xlat_->to_guest(frame, meta.off) : MacTranslator::Out{frame, {}};
     if (fd_ < 0 || !txq_.push(out.head, out.tail)) {
-        stats().tx_dropped++;
+        lost_tx(1, frame.size());
         spdlog::debug("{}: dropped a {}-byte frame (output queue {} bytes)", name_, frame.size(),
                       txq_.size());
         return;

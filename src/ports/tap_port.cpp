@@ -169,7 +169,7 @@ void TapPort::translate_in(wire::MutBytes frame, const wire::Offload& off) {
 
 void TapPort::deliver(wire::Bytes frame, const sw::FrameMeta& meta) {
     if (failed_) {
-        stats().tx_dropped++;
+        lost_tx(1, frame.size());
         return;
     }
     static constexpr uint8_t kZeros[wire::kEthMinFrame] = {};
@@ -193,7 +193,7 @@ void TapPort::deliver(wire::Bytes frame, const sw::FrameMeta& meta) {
         ssize_t n = writev(fd_, iov, n_iov);
         if (n >= 0) return;
         if (errno == EINTR) continue;
-        stats().tx_dropped++;
+        lost_tx(1, frame.size());
         if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EIO || errno == ENOBUFS) {
             // Queue full, or the link is down in the namespace.
             spdlog::debug("{}: dropped a {}-byte frame: {}", describe(), len, std::strerror(errno));

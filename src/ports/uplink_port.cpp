@@ -299,14 +299,14 @@ void UplinkPort::deliver(wire::Bytes frame, const sw::FrameMeta& meta) {
     // The LAN is untagged toward the real network as from it: a guest's
     // 802.1Q frame would reach a VLAN of a trunk the host is on.
     if (fd_ < 0 || (frame.size() >= 14 && wire::load16(frame.data() + 12) == wire::ethertype::vlan)) {
-        stats().tx_dropped++;
+        lost_tx(1, frame.size());
         return;
     }
     size_t len = std::max(frame.size(), wire::kEthMinFrame);
     size_t need = (vnet_ ? wire::kVnetHdrLen : 0) + len;
     if (tx_count_ == kBatch || kTxArena - tx_used_ < need) flush();
     if (fd_ < 0 || kTxArena - tx_used_ < need) {
-        stats().tx_dropped++;
+        lost_tx(1, frame.size());
         return;
     }
     uint8_t* p = tx_buf_.get() + tx_used_;
@@ -348,17 +348,17 @@ void UplinkPort::flush() {
         int e = r < 0 ? errno : EIO;
         if (e == EAGAIN || e == EWOULDBLOCK || e == ENOBUFS) {
             // The device queue is full: what is left is dropped (TCP resends).
-            stats().tx_dropped += static_cast<uint64_t>(n - i);
+            lost_tx(static_cast<uint64_t>(n - i));
             spdlog::debug("uplink {}: dropped {} frames: {}", ifname_, n - i, errstr(e));
             break;
         }
         if (e == ENETDOWN || e == ENXIO || e == ENODEV) {
-            stats().tx_dropped += static_cast<uint64_t>(n - i);
+            lost_tx(static_cast<uint64_t>(n - i));
             went_down(e);
             break;
         }
         // This frame alone (EMSGSIZE: larger than the device takes).
-        stats().tx_dropped++;
+        lost_tx(1);
         spdlog::debug("uplink {}: a {}-byte frame was refused: {}", ifname_,
                       tx_iov_[i].iov_len, errstr(e));
         i++;

@@ -515,7 +515,7 @@ void VdeClient::deliver(wire::Bytes frame, const sw::FrameMeta& meta) {
     MacTranslator::Out out =
         xlat_ ? xlat_->to_guest(frame, meta.off) : MacTranslator::Out{frame, {}};
     if (data_fd_ < 0 || !txq_->push(out.head, out.tail)) {
-        stats().tx_dropped++;
+        lost_tx(1, frame.size());
         return;
     }
     if (!waiting_out_ && !defer_pending_) defer_self();
@@ -541,13 +541,13 @@ void VdeClient::flush() {
             return;
         }
         if (e == ECONNREFUSED || e == ENOTCONN || e == EPIPE) {
-            stats().tx_dropped += txq_->frames();
+            lost_tx(txq_->frames());
             txq_->pop(txq_->frames());
             close_connection("its data socket is gone");
             return;
         }
         // This one frame cannot be sent (EMSGSIZE...): drop it, go on.
-        stats().tx_dropped++;
+        lost_tx(1);
         spdlog::debug("{}: sendmmsg: {}", name_, errstr(e));
         txq_->pop(1);
     }

@@ -646,14 +646,14 @@ size_t WsClient::tx_room() const {
 
 void WsClient::deliver(wire::Bytes frame, const sw::FrameMeta&) {
     if (state_ != State::open || !ws_ || frame.empty() || frame.size() > kWsMaxFrame) {
-        stats().tx_dropped++;
+        lost_tx(1, frame.size());
         return;
     }
     size_t len = std::max(frame.size(), wire::kEthMinFrame);
     size_t queued = wslay_event_get_queued_msg_length(ws_) + (out_end_ - out_start_);
     if (queued + len > cfg_.limits.tx_queue_bytes) {
         ws_stats_.tx_full_dropped++;
-        stats().tx_dropped++;
+        lost_tx(1, frame.size());
         return;
     }
     uint8_t padded[wire::kEthMinFrame];
@@ -665,7 +665,7 @@ void WsClient::deliver(wire::Bytes frame, const sw::FrameMeta&) {
     }
     wslay_event_msg m{WSLAY_BINARY_FRAME, data, len};
     if (wslay_event_queue_msg(ws_, &m) != 0) {
-        stats().tx_dropped++;
+        lost_tx(1, frame.size());
         return;
     }
     if (!waiting_out_ && !defer_pending_) defer_self();

@@ -8,6 +8,7 @@
 // dropped and counted; TCP toward a guest recovers them by retransmission.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <limits>
@@ -26,10 +27,10 @@ inline constexpr size_t kDefaultMaxMacs = 64;
 struct PortStats {
     uint64_t rx_frames = 0;  // from the attachment into the switch
     uint64_t rx_bytes = 0;
-    uint64_t tx_frames = 0;  // from the switch out of the attachment
+    uint64_t tx_frames = 0;  // from the switch out of the attachment (sent or queued)
     uint64_t tx_bytes = 0;
     uint64_t rx_dropped = 0;  // malformed or over limits on the way in
-    uint64_t tx_dropped = 0;  // queue full or write error on the way out
+    uint64_t tx_dropped = 0;  // too big, queue full or write error on the way out
 };
 
 // What the switch tells the egress port about a frame.
@@ -76,6 +77,14 @@ public:
 
     PortId id() const { return id_; }
     PortStats& stats() { return stats_; }
+    // Frames the switch handed to deliver() (and counted in tx_frames)
+    // that the attachment then lost (queue full, write error, peer gone):
+    // counted as dropped instead, so that tx_frames is what went out.
+    void lost_tx(uint64_t frames, uint64_t bytes = 0) {
+        stats_.tx_frames -= std::min(frames, stats_.tx_frames);
+        stats_.tx_bytes -= std::min(bytes, stats_.tx_bytes);
+        stats_.tx_dropped += frames;
+    }
     const PortStats& stats() const { return stats_; }
 
 private:

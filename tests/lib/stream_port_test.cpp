@@ -454,6 +454,10 @@ TEST_F(StreamListenerTest, StreamListener_SlowReaderGetsWholeFramesAndDropsAreCo
         received++;
     }
     EXPECT_EQ(received + dropped, static_cast<uint64_t>(kFrames));
+    // What went out and what was dropped, each counted once (the
+    // attachment's "left" log line reports both).
+    EXPECT_EQ(client->stats().tx_frames, received);
+    EXPECT_EQ(client->stats().tx_bytes, received * 1514);
     close(c);
 }
 
