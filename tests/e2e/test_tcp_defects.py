@@ -213,6 +213,31 @@ for i in range(5):
     c.close()
 """
 
+# Accepts one connection and reads nothing for argv[1] seconds (the
+# sender's window shuts), then reads to the end.
+STALLED_READER = r"""
+import socket, sys, time
+ls = socket.socket()
+ls.bind(("127.0.0.1", 0)); ls.listen(1)
+print("READY", ls.getsockname()[1], flush=True)
+c, _ = ls.accept()
+time.sleep(float(sys.argv[1]))
+n = 0
+while True:
+    b = c.recv(1 << 16)
+    if not b: break
+    n += len(b)
+print("GOT", n, flush=True)
+"""
+# Sends argv[3] MiB, then keeps the connection open and idle.
+SEND_THEN_IDLE = r"""
+import socket, sys, time
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=60)
+s.sendall(bytes(int(sys.argv[3]) << 20))
+print("SENT", flush=True)
+time.sleep(60)
+"""
+
 NO_PEEK_OFF = {"USERNET_NO_PEEK_OFF": "1"}
 FALLBACK_LOG = "USERNET_NO_PEEK_OFF is set"
 
@@ -300,6 +325,40 @@ class TcpDefectsTest(unittest.TestCase):
             t.remote.run(["ip", "-4", "addr", "flush", "scope", "global"])
             netlab.wait_for(lambda: cli.poll() is not None, 100, what="guest connection to end")
             self.assertTrue(cli.stdout().split("\n")[1].startswith("RESET"), cli.stdout() + cli.stderr())
+            lab.assert_alive(t.un)
+
+    def test_zero_window_probes_are_no_keepalives(self):
+        # A remote that stops reading shuts the window usernet offers the
+        # guest, and Linux then probes it with the same segment it sends
+        # as a keepalive (one byte below the next sequence number, no
+        # data). Such probes once turned on the host socket's keepalive,
+        # which would then reset an idle connection after an outage the
+        # guest itself would ride out. usernet's socket must come out of
+        # the stall with no keepalive timer.
+        with netlab.Lab("tcpzwp") as lab:
+            t = TcpLab(lab)
+            srv, port = start_py_server(t.host, STALLED_READER, 6)
+            cli = t.guest.popen([netlab.PY, "-c", SEND_THEN_IDLE, GATEWAY, str(port), "32"],
+                                name="sender")
+
+            def guest_timer():
+                return t.guest.run(["ss", "-tnoH", "state", "established",
+                                    "dport = :%d" % port]).stdout
+            # The guest is probing a zero window: its persist timer runs.
+            netlab.wait_for(lambda: "persist" in guest_timer(), 10,
+                            what="the guest's zero-window probes (persist timer)")
+            netlab.wait_for(lambda: "SENT" in cli.stdout(), 60, what="the guest's 32 MiB sent")
+
+            def guest_send_queue():  # ss with one state: Recv-Q Send-Q local peer [timer]
+                out = guest_timer().split()
+                return int(out[1]) if len(out) > 1 else None
+            netlab.wait_for(lambda: guest_send_queue() == 0, 30,
+                            what="everything the guest sent acknowledged")
+            time.sleep(1)
+            host_side = t.host.run(["ss", "-tnoH", "state", "established",
+                                    "dport = :%d" % port]).stdout
+            self.assertIn("127.0.0.1:%d" % port, host_side, "usernet's host socket")
+            self.assertNotIn("keepalive", host_side)
             lab.assert_alive(t.un)
 
     def test_64mib_download_and_upload_without_peek_offset(self):
