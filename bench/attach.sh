@@ -3,13 +3,14 @@
 # usernet beside the tools that speak the same protocol, in one netbench run.
 #
 #   sudo bench/attach.sh [--reps N] [--quick] [--backends "..."] [--iperf-secs S] [--tag T] [--no-gro]
+#                        [--mtu N]
 #
 # The guest is a network namespace whose TAP is relayed over the transport
 # by bench/tap_relay (the same relay for every backend of a transport, one
 # that batches: a 4-byte-length stream over a unix or TCP socket, one frame
 # per UDP datagram, one masked binary message per frame) or, on the VDE
 # path, by vde2's own vde_plug2tap. MTU 1500, as
-# an emulated NIC has. The relay coalesces what one read brings into the
+# an emulated NIC has (--mtu N: another, for every backend and the relay). The relay coalesces what one read brings into the
 # TAP as a virtio-net guest's GRO does (tap_relay --gro); --no-gro writes
 # each frame as it came, which makes every host->guest row the relay's.
 # Backends:
@@ -27,7 +28,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 netbench=${NETBENCH:-$here/../shared/bench/netbench}
 bin=${USERNET_BIN:-$here/build/usernet}
-reps=3 quick=() extra=() only="" tag="" gro=--gro
+reps=3 quick=() extra=() only="" tag="" gro=--gro mtu=1500
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--reps) reps=$2; shift 2 ;;
@@ -35,8 +36,9 @@ while [ $# -gt 0 ]; do
 	--backends) only=$2; shift 2 ;;
 	--tag) tag=-$2; shift 2 ;;
 	--no-gro) gro=""; shift ;;
+	--mtu) mtu=$2; shift 2 ;;
 	--iperf-secs|--rr-n|--crr-secs) extra+=("$1" "$2"); shift 2 ;;
-	*) echo "usage: $0 [--reps N] [--quick] [--backends \"...\"] [--iperf-secs S] [--tag T] [--no-gro]" >&2; exit 2 ;;
+	*) echo "usage: $0 [--reps N] [--quick] [--backends \"...\"] [--iperf-secs S] [--tag T] [--no-gro] [--mtu N]" >&2; exit 2 ;;
 	esac
 done
 [ "$(id -u)" = 0 ] || { echo "bench: needs root (namespaces)" >&2; exit 1; }
@@ -58,7 +60,7 @@ wrap() {  # $1: backend command, $2: wait-for test, $3: relay command
 		"$3 & r=\$!; wait \$r"
 }
 guest="--netns {NETNS} --tap {TAP} --mtu {MTU} --addr 10.0.2.15/24 --gw 10.0.2.2"
-un="$bin --quiet --guest-addr 10.0.2.15 -t {FWD_TCP} -u {FWD_UDP}"
+un="$bin --quiet --mtu {MTU} --guest-addr 10.0.2.15 -t {FWD_TCP} -u {FWD_UDP}"
 plugins=() names=()
 add() { names+=("$1"); plugins+=(--plugin "$1=$2"); }
 
@@ -67,7 +69,7 @@ add() { names+=("$1"); plugins+=(--plugin "$1=$2"); }
 add stream-unix "$(wrap "rm -f {RUNDIR}/u.sock; $un --socket {RUNDIR}/u.sock" "[ -S {RUNDIR}/u.sock ]" \
 	"$relay $guest --stream-unix {RUNDIR}/u.sock")"
 if command -v passt >/dev/null; then
-	add passt "$(wrap "rm -f {RUNDIR}/p.sock; passt -f -q --runas 0 -t {FWD_TCP} -u {FWD_UDP} --socket {RUNDIR}/p.sock" \
+	add passt "$(wrap "rm -f {RUNDIR}/p.sock; passt -f -q --runas 0 --mtu {MTU} -t {FWD_TCP} -u {FWD_UDP} --socket {RUNDIR}/p.sock" \
 		"[ -S {RUNDIR}/p.sock ]" \
 		"$relay --netns {NETNS} --tap {TAP} --mtu {MTU} --addr {HOST_ADDR}/24 --gw 198.51.100.254 --stream-unix {RUNDIR}/p.sock")"
 fi
@@ -112,10 +114,11 @@ mkdir -p "$out"
 	echo "vde2: $(dpkg-query -W -f '${Version}' vde2 2>/dev/null || echo none)"
 	echo "backends: ${sel[*]}"
 	echo "relay: tap_relay ${gro:-(no --gro)}"
+	echo "mtu: $mtu"
 } >"$out/attach$tag-versions.txt"
 echo "== attachments: ${sel[*]}" >&2
 "$netbench" --reps "$reps" "${quick[@]}" --backends "${sel[*]} ours" \
 	--ours "exec $bin --quiet --netns {NETNS} --config-net --mtu {MTU} -t {FWD_TCP} -u {FWD_UDP}" \
-	"${plugins[@]}" --ours-mtu 1500 "${extra[@]}" --raw "$out/attach$tag-raw.tsv" |
+	"${plugins[@]}" --ours-mtu "$mtu" "${extra[@]}" --raw "$out/attach$tag-raw.tsv" |
 	tee "$out/attach$tag-report.txt"
 echo "results in $out" >&2
