@@ -9,9 +9,10 @@
 # by bench/tap_relay (the same relay for every backend of a transport, one
 # that batches: a 4-byte-length stream over a unix or TCP socket, one frame
 # per UDP datagram, one masked binary message per frame) or, on the VDE
-# path, by vde2's own vde_plug2tap. MTU 1500, as
-# an emulated NIC has (--mtu N: another, for every backend and the relay). The relay coalesces what one read brings into the
-# TAP as a virtio-net guest's GRO does (tap_relay --gro); --no-gro writes
+# path, by vde2's own vde_plug2tap. MTU 1500, as an emulated NIC has
+# (--mtu N: another, for every backend and the relay). The relay
+# coalesces what one read brings into the TAP as a virtio-net guest's GRO
+# does (tap_relay --gro); --no-gro writes
 # each frame as it came, which makes every host->guest row the relay's.
 # Backends:
 #   stream-unix     usernet --socket            (QEMU -netdev stream, unix)
