@@ -193,6 +193,15 @@ wire::IpAddr Nat::guest_visible(const wire::IpAddr& host_src) const {
     return host_src;
 }
 
+bool Nat::inbound_allowed(const wire::IpAddr& src, uint16_t port, uint8_t proto) const {
+    const gw::NetConfig& c = gw_.config();
+    if (c.policy.empty() && !c.restrict && !c.no_tcp && !c.no_udp && !c.no_icmp) return true;
+    if (c.dns_service && port == 53 && (src == wire::IpAddr::v4(c.dns) || (c.ipv6 && src == c.dns6)))
+        return true;
+    const wire::IpAddr& policy_src = c.ipv6 && src == gw_.link_local() ? c.gateway6 : src;
+    return c.policy_allows(policy_src, port, proto);
+}
+
 wire::IpAddr Nat::gateway_for(const wire::IpAddr& guest) const {
     const gw::NetConfig& c = gw_.config();
     return guest.is_v4() ? wire::IpAddr::v4(c.gateway) : c.gateway6;

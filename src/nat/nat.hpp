@@ -133,6 +133,12 @@ public:
     HostTarget host_target(const wire::IpAddr& dst, uint16_t port, uint8_t proto);
     // The address a guest sees for a host-side peer address.
     wire::IpAddr guest_visible(const wire::IpAddr& host_src) const;
+    // Whether a datagram from (src, port), in the guest's view, may reach
+    // a guest through a mapping the guest opened to someone else: the
+    // policy (--deny, --allow, --no-udp...) that would refuse the guest's
+    // own flow to that peer refuses the peer's datagrams too. The DNS
+    // address's port 53 is the gateway's service whatever the policy.
+    bool inbound_allowed(const wire::IpAddr& src, uint16_t port, uint8_t proto) const;
     // The gateway's address in guest's family: where the NAT's own ICMP
     // errors come from.
     wire::IpAddr gateway_for(const wire::IpAddr& guest) const;

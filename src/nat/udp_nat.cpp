@@ -529,6 +529,13 @@ void UdpNat::flow_read(Flow& f, FlowSock& s) {
             }
             auto [addr, port] = from_sockaddr(rx_names_[i]);
             auto [src, sport] = f.guest_view(nat_, addr, port);
+            // The socket takes datagrams from anyone (endpoint-independent,
+            // as a guest's STUN or peer-to-peer traffic needs), but not
+            // from a peer the guest could not have sent to.
+            if (!nat_.inbound_allowed(src, sport, wire::ipproto::udp)) {
+                stats_.dropped_policy++;
+                continue;
+            }
             wire::Bytes payload(rx_bufs_.get() + size_t(i) * kBufSize, rx_msgs_[i].msg_len);
             if (send_to_guest(src, sport, f.guest, f.guest_port, payload)) stats_.to_guest++;
         }

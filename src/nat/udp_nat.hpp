@@ -145,6 +145,7 @@ struct UdpStats {
     uint64_t dropped_send = 0;         // sendto() failed (buffer full, local error)
     uint64_t dropped_too_big = 0;      // truncated, or over 65535 bytes as an IP packet
     uint64_t dropped_no_guest = 0;     // forwarded datagram with no guest to go to
+    uint64_t dropped_policy = 0;       // from a peer the policy refuses (Nat::inbound_allowed)
     uint64_t icmp_errors = 0;          // socket errors turned into ICMP to a guest
     uint64_t errors_untranslated = 0;  // queued errors with no ICMPv4 equivalent
     uint64_t fwd_to_guest = 0;         // forwarded datagrams in

@@ -6,6 +6,7 @@ for UDP and ping), and what the policy allows still works beside it: the
 gateway's DNS, port forwards into the guest, the allowed destinations."""
 
 import os
+import re
 import socket
 import sys
 import time
@@ -41,6 +42,37 @@ for attempt in range(3):
         break
 else:
     print("NO ANSWER")
+"""
+
+# Remote side of a hole-punching exchange: answers the guest's datagram
+# with the address and port it came from, then sends to that mapping from
+# another of its ports (as a peer-to-peer partner would), and prints the
+# port.
+RENDEZVOUS = r"""
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((sys.argv[1], 0))
+print("READY", s.getsockname()[1], flush=True)
+data, peer = s.recvfrom(100)
+s.sendto(b"seen", peer)
+other = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+other.bind((sys.argv[1], 0))
+other.sendto(b"from-remote", peer)
+print("MAPPED", peer[1], flush=True)
+"""
+# Guest: one datagram to the rendezvous, then prints every datagram that
+# comes to its socket within argv[3] seconds.
+GUEST_PUNCH = r"""
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.sendto(b"hi", (sys.argv[1], int(sys.argv[2])))
+end = time.monotonic() + float(sys.argv[3])
+while True:
+    s.settimeout(max(0.01, end - time.monotonic()))
+    try:
+        print(s.recv(100).decode(), flush=True)
+    except socket.timeout:
+        break
 """
 
 
@@ -145,6 +177,30 @@ class PolicyTest(unittest.TestCase):
             t.assert_refused_at_once(self, "http://[%s]:%d/f.txt" % (REMOTE_ADDR6, t.web.port))
             t.assert_refused_at_once(self, "http://%s:%d/f.txt" % (GATEWAY, t.local.port))
             t.assert_refused_at_once(self, "http://%s:9/" % REMOTE_ADDR)
+            lab.assert_alive(t.un)
+
+    def test_a_denied_peer_reaches_no_guest_through_an_open_mapping(self):
+        """A guest's UDP socket takes datagrams from anyone once it has
+        sent (endpoint-independent, as STUN and peer-to-peer need), but
+        not from a peer the policy keeps the guest from: here the host's
+        loopback, denied as the gateway address."""
+        with netlab.Lab("policy") as lab:
+            t = PolicyLab(lab, ["--deny", GATEWAY])
+            rdv = t.remote.popen([netlab.PY, "-c", RENDEZVOUS, REMOTE_ADDR], name="rendezvous")
+            rport = int(netlab.wait_for(lambda: (lambda m: m and m.group(1))(
+                re.search(r"READY (\d+)", rdv.stdout())), 10, what="rendezvous"))
+            cli = t.guest.popen([netlab.PY, "-c", GUEST_PUNCH, REMOTE_ADDR, str(rport), "4"], name="punch")
+            mapped = int(netlab.wait_for(lambda: (lambda m: m and m.group(1))(
+                re.search(r"MAPPED (\d+)", rdv.stdout())), 10, what="the guest's mapping"))
+            # The host's loopback (10.0.2.2 to the guest, denied) at the
+            # mapping usernet's socket has.
+            t.host.py("import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
+                      "[s.sendto(b'from-loopback', ('127.0.0.1', %d)) for _ in range(3)]" % mapped)
+            netlab.wait_for(lambda: cli.poll() is not None, 15, what="the guest's receiver")
+            got = cli.stdout().split()
+            self.assertIn("seen", got)
+            self.assertIn("from-remote", got)  # an allowed peer still gets through
+            self.assertNotIn("from-loopback", got)
             lab.assert_alive(t.un)
 
     def test_deny_of_the_ipv6_gateway_covers_its_link_local_address(self):
