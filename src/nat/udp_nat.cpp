@@ -172,10 +172,100 @@ struct UdpNat::Listener final : core::IoHandler {
 };
 
 // A client of a -u forward, as the guest sees it (key) and as it really is.
+// The host address a forwarded client sent to, from IP_PKTINFO or
+// IPV6_PKTINFO: replies leave from it, so that a client that sent to one of
+// several addresses of the host (127.0.0.2, a second address of an
+// interface) hears from that one and not from the route's preferred
+// source, which a connected client socket would drop.
+struct LocalAddr {
+    sa_family_t family = AF_UNSPEC;  // none known
+    in_addr v4{};
+    in6_addr v6{};
+    int ifindex = 0;  // for a link-local IPv6 address
+};
+
+namespace {
+
+LocalAddr local_of(const msghdr& h) {
+    LocalAddr a;
+    for (cmsghdr* c = CMSG_FIRSTHDR(&h); c; c = CMSG_NXTHDR(const_cast<msghdr*>(&h), c)) {
+        if (c->cmsg_level == SOL_IP && c->cmsg_type == IP_PKTINFO &&
+            c->cmsg_len >= CMSG_LEN(sizeof(in_pktinfo))) {
+            in_pktinfo pi;
+            std::memcpy(&pi, CMSG_DATA(c), sizeof pi);
+            // ipi_spec_dst: the local address a reply should come from
+            // (a unicast one even for a broadcast).
+            a.family = AF_INET;
+            a.v4 = pi.ipi_spec_dst;
+        } else if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO &&
+                   c->cmsg_len >= CMSG_LEN(sizeof(in6_pktinfo))) {
+            in6_pktinfo pi;
+            std::memcpy(&pi, CMSG_DATA(c), sizeof pi);
+            if (IN6_IS_ADDR_MULTICAST(&pi.ipi6_addr)) continue;
+            if (IN6_IS_ADDR_V4MAPPED(&pi.ipi6_addr)) {
+                // An IPv4 client of a dual-stack socket: not a broadcast
+                // or multicast destination.
+                uint32_t v4;
+                std::memcpy(&v4, &pi.ipi6_addr.s6_addr[12], 4);
+                v4 = ntohl(v4);
+                if (v4 == 0xffffffff || (v4 >> 28) >= 0xe) continue;
+            }
+            a.family = AF_INET6;
+            a.v6 = pi.ipi6_addr;
+            if (IN6_IS_ADDR_LINKLOCAL(&pi.ipi6_addr)) a.ifindex = static_cast<int>(pi.ipi6_ifindex);
+        }
+    }
+    return a;
+}
+
+// A reply to a forwarded client, from the address it sent to when known.
+ssize_t send_reply(int fd, wire::Bytes data, const sockaddr_storage& to, const LocalAddr& from) {
+    iovec iov{const_cast<uint8_t*>(data.data()), data.size()};
+    msghdr m{};
+    m.msg_name = const_cast<sockaddr_storage*>(&to);
+    m.msg_namelen = sockaddr_len(to);
+    m.msg_iov = &iov;
+    m.msg_iovlen = 1;
+    alignas(cmsghdr) uint8_t control[CMSG_SPACE(sizeof(in6_pktinfo))] = {};
+    if (from.family != AF_UNSPEC) {
+        m.msg_control = control;
+        cmsghdr* c = reinterpret_cast<cmsghdr*>(control);
+        if (from.family == AF_INET) {
+            in_pktinfo pi{};
+            pi.ipi_spec_dst = from.v4;
+            c->cmsg_level = SOL_IP;
+            c->cmsg_type = IP_PKTINFO;
+            c->cmsg_len = CMSG_LEN(sizeof pi);
+            std::memcpy(CMSG_DATA(c), &pi, sizeof pi);
+            m.msg_controllen = CMSG_SPACE(sizeof pi);
+        } else {
+            in6_pktinfo pi{};
+            pi.ipi6_addr = from.v6;
+            pi.ipi6_ifindex = static_cast<unsigned>(from.ifindex);
+            c->cmsg_level = IPPROTO_IPV6;
+            c->cmsg_type = IPV6_PKTINFO;
+            c->cmsg_len = CMSG_LEN(sizeof pi);
+            std::memcpy(CMSG_DATA(c), &pi, sizeof pi);
+            m.msg_controllen = CMSG_SPACE(sizeof pi);
+        }
+    }
+    ssize_t n = sendmsg(fd, &m, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n < 0 && m.msg_control && (errno == EINVAL || errno == EADDRNOTAVAIL)) {
+        // The address has gone meanwhile: from wherever the route says.
+        m.msg_control = nullptr;
+        m.msg_controllen = 0;
+        n = sendmsg(fd, &m, MSG_DONTWAIT | MSG_NOSIGNAL);
+    }
+    return n;
+}
+
+}  // namespace
+
 struct UdpNat::Peer final : FlowLru::Entry {
     PeerKey key;
     Listener* listener = nullptr;
     sockaddr_storage client{};
+    LocalAddr local;  // where client sent to
     std::optional<ClientKey> masq;  // in peers_by_host_client_ under this key
 };
 
@@ -224,7 +314,8 @@ UdpNat::UdpNat(Nat& nat)
       rx_bufs_(std::make_unique_for_overwrite<uint8_t[]>(kBatch * kBufSize)),
       rx_msgs_(kBatch),
       rx_iov_(kBatch),
-      rx_names_(kBatch) {
+      rx_names_(kBatch),
+      rx_ctrl_(kBatch) {
     for (unsigned i = 0; i < kBatch; i++) {
         rx_iov_[i] = iovec{rx_bufs_.get() + i * kBufSize, kBufSize};
         msghdr& h = rx_msgs_[i].msg_hdr;
@@ -281,7 +372,7 @@ void UdpNat::from_guest(const gw::GuestPacket& pkt) {
         }
         if (found) {
             Peer& p = *found;
-            if (send_datagram(p.listener->fd, payload, p.client, 64) < 0) {
+            if (send_reply(p.listener->fd, payload, p.client, p.local) < 0) {
                 stats_.dropped_send++;
                 return;
             }
@@ -497,12 +588,12 @@ void UdpNat::destroy_peer(Peer& p) {
 
 // ---------------------------------------------------------------- host -> guest
 
-int UdpNat::recv_batch(int fd) {
+int UdpNat::recv_batch(int fd, bool with_local) {
     for (unsigned i = 0; i < kBatch; i++) {
         msghdr& h = rx_msgs_[i].msg_hdr;
         h.msg_namelen = sizeof(sockaddr_storage);
-        h.msg_control = nullptr;
-        h.msg_controllen = 0;
+        h.msg_control = with_local ? rx_ctrl_[i].b : nullptr;
+        h.msg_controllen = with_local ? sizeof rx_ctrl_[i].b : 0;
         h.msg_flags = 0;
     }
     return recvmmsg(fd, rx_msgs_.data(), kBatch, MSG_DONTWAIT, nullptr);
@@ -617,6 +708,16 @@ void UdpNat::add_forward_socket(int fd, uint16_t guest_port,
     l->fd = fd;
     l->guest_port = guest_port;
     l->guest_addr = guest_addr;
+    // The address each client sent to, for the replies' source.
+    sockaddr_storage bound{};
+    socklen_t blen = sizeof bound;
+    const int on = 1;
+    if (getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &blen) == 0) {
+        const int r = bound.ss_family == AF_INET6
+                          ? setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &on, sizeof on)
+                          : setsockopt(fd, SOL_IP, IP_PKTINFO, &on, sizeof on);
+        if (r < 0) spdlog::debug("udp forward: PKTINFO: {}", std::strerror(errno));
+    }
     try {
         loop_.add(fd, EPOLLIN, l.get());
     } catch (...) {
@@ -643,7 +744,7 @@ void UdpNat::remove_forward_socket(int fd) {
 
 void UdpNat::listener_read(Listener& l) {
     for (unsigned round = 0; round < kMaxReadRounds; round++) {
-        int n = recv_batch(l.fd);
+        int n = recv_batch(l.fd, true);
         if (n <= 0) return;
         const core::Millis now = loop_.now();
         for (int i = 0; i < n; i++) {
@@ -708,6 +809,7 @@ void UdpNat::listener_read(Listener& l) {
             // The latest client wins should two map onto the same peer.
             p->listener = &l;
             p->client = rx_names_[i];
+            p->local = local_of(h);
             wire::Bytes payload(rx_bufs_.get() + size_t(i) * kBufSize, rx_msgs_[i].msg_len);
             if (send_to_guest(peer, p->key.peer_port, guest, l.guest_port, payload))
                 stats_.fwd_to_guest++;

@@ -237,7 +237,9 @@ private:
                        uint16_t dport, wire::Bytes payload);
     void unreachable(const gw::GuestPacket& pkt, uint8_t code);
     void arm_sweep();
-    int recv_batch(int fd);
+    // with_local: also the address each datagram was sent to (a forward
+    // listener's IP_PKTINFO / IPV6_PKTINFO, in rx_ctrl_).
+    int recv_batch(int fd, bool with_local = false);
 
     Nat& nat_;
     core::EventLoop& loop_;
@@ -267,6 +269,10 @@ private:
     std::vector<mmsghdr> rx_msgs_;
     std::vector<iovec> rx_iov_;
     std::vector<sockaddr_storage> rx_names_;
+    struct alignas(8) CtrlBuf {
+        uint8_t b[64];  // one IP_PKTINFO or IPV6_PKTINFO message
+    };
+    std::vector<CtrlBuf> rx_ctrl_;
 };
 
 }  // namespace usernet::nat

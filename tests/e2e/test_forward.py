@@ -55,7 +55,7 @@ UDP_CLIENT = r"""
 import os, socket, sys, time
 addr, port = sys.argv[1], int(sys.argv[2])
 deadline = time.monotonic() + float(sys.argv[3])
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s = socket.socket(socket.AF_INET6 if ":" in addr else socket.AF_INET, socket.SOCK_DGRAM)
 s.settimeout(0.5)
 ok = 0; n = 20
 i = 0
@@ -70,7 +70,7 @@ while ok < n and time.monotonic() < deadline:
         s.sendto(msg, (addr, port))
         while True:
             b, peer = s.recvfrom(2048)
-            if peer != (addr, port):
+            if peer[:2] != (addr, port):
                 print("FAIL reply from %r" % (peer,)); sys.exit(0)
             if b == msg:
                 ok += 1; break
@@ -397,6 +397,21 @@ while True:
             guest.server("udp-echo", "--bind", "0.0.0.0", "--port", gp)
             self.udp_ok(host, "127.0.0.1", p)
             self.udp_ok(host, "127.0.0.1", hp)
+
+    def test_udp_forward_replies_come_from_the_address_the_client_used(self):
+        """A forward's socket listens on every address of the host; a
+        client that sends to one that is not the route's preferred source
+        (127.0.0.2, a second IPv6 address) must hear back from that one:
+        replies from 127.0.0.1 were dropped by the client's own socket, as
+        a connected client (DNS, WireGuard) does."""
+        with netlab.Lab("fwd") as lab:
+            p = netlab.free_port(netlab.socket.SOCK_DGRAM)
+            host, guest, _, un = self._start(lab, ["-u", str(p)])
+            host.run(["ip", "-6", "addr", "add", "fd00:5::1/128", "dev", "lo", "nodad"])
+            guest.server("udp-echo", "--bind", "::", "--port", p)
+            for addr in ("127.0.0.1", "127.0.0.2", "::1", "fd00:5::1"):
+                self.udp_ok(host, addr, p)
+            lab.assert_alive(un)
 
     def test_the_first_udp_datagram_to_a_silent_guest_is_not_lost(self):
         """A --config-net guest has never spoken when the first datagram
