@@ -129,11 +129,7 @@ std::optional<uint8_t> unreach_code_for_errno(int err) {
 
 ssize_t send_datagram(int fd, wire::Bytes data, const sockaddr_storage& to, uint8_t guest_ttl) {
     iovec iov{const_cast<uint8_t*>(data.data()), data.size()};
-    msghdr m{};
-    m.msg_name = const_cast<sockaddr_storage*>(&to);
-    m.msg_namelen = sockaddr_len(to);
-    m.msg_iov = &iov;
-    m.msg_iovlen = 1;
+    msghdr m = datagram_msg(to, &iov);
     alignas(cmsghdr) uint8_t control[CMSG_SPACE(sizeof(int))];
     if (guest_ttl >= 1 && guest_ttl < 64) {
         const int ttl = std::max(1, guest_ttl - 1);

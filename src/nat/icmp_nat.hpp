@@ -57,6 +57,7 @@
 #include <vector>
 
 #include "core/event_loop.hpp"
+#include "core/sockaddr.hpp"
 #include "gateway/gateway.hpp"
 #include "nat/udp_nat.hpp"  // FlowLru
 #include "wire/addr.hpp"
@@ -98,6 +99,15 @@ std::optional<uint8_t> unreach_code_for_errno(int err);
 // sendmsg() of one datagram without blocking; a guest TTL below 64 is passed
 // on, less the gateway's hop, with IP_TTL / IPV6_HOPLIMIT (traceroute).
 ssize_t send_datagram(int fd, wire::Bytes data, const sockaddr_storage& to, uint8_t guest_ttl);
+// A message of the one buffer *iov to `to`, without control data yet.
+inline msghdr datagram_msg(const sockaddr_storage& to, iovec* iov) {
+    msghdr m{};
+    m.msg_name = const_cast<sockaddr_storage*>(&to);
+    m.msg_namelen = core::sockaddr_len(to);
+    m.msg_iov = iov;
+    m.msg_iovlen = 1;
+    return m;
+}
 
 // False for broadcast, multicast, unspecified and (v4) the subnet's
 // broadcast address: destinations the NAT never translates or answers.

@@ -221,11 +221,7 @@ LocalAddr local_of(const msghdr& h) {
 // A reply to a forwarded client, from the address it sent to when known.
 ssize_t send_reply(int fd, wire::Bytes data, const sockaddr_storage& to, const LocalAddr& from) {
     iovec iov{const_cast<uint8_t*>(data.data()), data.size()};
-    msghdr m{};
-    m.msg_name = const_cast<sockaddr_storage*>(&to);
-    m.msg_namelen = sockaddr_len(to);
-    m.msg_iov = &iov;
-    m.msg_iovlen = 1;
+    msghdr m = datagram_msg(to, &iov);
     alignas(cmsghdr) uint8_t control[CMSG_SPACE(sizeof(in6_pktinfo))] = {};
     if (from.family != AF_UNSPEC) {
         m.msg_control = control;
