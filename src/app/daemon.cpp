@@ -14,6 +14,7 @@
 #include <cstring>
 #include <spdlog/spdlog.h>
 
+#include "app/control.hpp"
 #include "gateway/resolv_conf.hpp"
 #include "nat/forward.hpp"
 #include "ports/bochs_port.hpp"
@@ -195,6 +196,15 @@ Daemon::Daemon(const Config& cfg) : cfg_(cfg) {
         if (cfg_.guest_addr) gateway().reserve(*cfg_.guest_addr, sw::kNoPort);
         add_forwards();
     }
+    if (!cfg_.api_socket.empty()) {
+        try {
+            control_ = std::make_unique<ControlServer>(loop_, *this, cfg_.api_socket);
+        } catch (const std::exception& e) {
+            throw startup_error(std::string("--api-socket: ") + e.what(),
+                                "give --api-socket another path (a socket a stopped usernet left "
+                                "behind is replaced)");
+        }
+    }
     if (cfg_.attachments.empty())
         attach_default_socket();
     for (const Attachment& a : cfg_.attachments) attach(a);
@@ -223,6 +233,7 @@ void Daemon::build_lan(const std::string& name, const gw::NetConfig& net,
 }
 
 Daemon::~Daemon() {
+    control_.reset();
     if (!pid_written_.empty()) unlink(pid_written_.c_str());
     netns_watches_.clear();
     vde_switches_.clear();

@@ -49,6 +49,8 @@ class UplinkPort;
 
 namespace usernet::app {
 
+class ControlServer;
+
 // A start-up failure: "<what was wrong>; <what to do>".
 class StartupError : public std::runtime_error {
 public:
@@ -76,6 +78,9 @@ public:
     size_t lan_count() const { return lans_.size(); }
     sw::Switch& lan(size_t i) { return lans_.at(i)->sw(); }
     gw::Gateway& gateway(size_t i) { return lans_.at(i)->engine->gateway(); }
+    // LAN i's engine and name ("default" for 0).
+    embed::Engine& engine(size_t i = 0) { return *lans_.at(i)->engine; }
+    const std::string& lan_name(size_t i) const { return lans_.at(i)->name; }
     // Whether the LANs have a gateway and a NAT (not with --no-gateway).
     bool has_gateway() const { return lans_.front()->engine->has_gateway(); }
     const Config& config() const { return cfg_; }
@@ -155,6 +160,8 @@ private:
     std::vector<std::unique_ptr<ports::WsListener>> ws_listeners_;
     bool default_socket_ = false;
     std::string pid_written_;
+    // --api-socket; goes first (it uses everything above).
+    std::unique_ptr<ControlServer> control_;
 };
 
 // Where to listen when no attachment is given: $XDG_RUNTIME_DIR/usernet.socket

@@ -73,7 +73,7 @@ struct RawOptions {
                 net6, gateway6, dns6,
                 dhcp_start, guest_addr,
                 domain, tftp, bootfile, tftp_server_name, host_alias, hostname, lease_time, smb,
-                smb_server, pcap, pid;
+                smb_server, pcap, pid, api_socket;
     std::vector<std::string> guestfwd;  // --guestfwd
     std::string forward_source;         // --forward-source
     std::string pcap_size, pcap_count;  // --pcap-size, --pcap-count
@@ -162,6 +162,7 @@ void describe(CLI::App& app, RawOptions& raw) {
     last_wins(app.add_option("--pcap-size", raw.pcap_size));
     last_wins(app.add_option("--pcap-count", raw.pcap_count));
     last_wins(app.add_option("--pid", raw.pid));
+    last_wins(app.add_option("--api-socket", raw.api_socket));
     app.add_flag("-d,--debug", raw.debug);
     app.add_flag("-q,--quiet", raw.quiet);
     app.add_flag("-f,--foreground", raw.foreground);
@@ -1280,6 +1281,7 @@ void resolve_forwards(const CLI::App& app, const RawOptions& raw, Config& cfg) {
     std::optional<wire::Ipv4> target = cfg.guest_addr;
     for (const Attachment& a : cfg.attachments)
         if (!target && a.address && a.lan == 0) target = a.address;
+    cfg.forward_target = target;
     std::map<const CLI::Option*, size_t> next;
     for (const CLI::Option* o : app.parse_order()) {
         bool tcp = o->check_lname("tcp-ports");
@@ -1715,6 +1717,14 @@ Config parse_options(const std::vector<std::string>& args) {
         if (raw.pid.empty()) fail("--pid", "empty file name", "give a file to write to");
         cfg.pid_path = raw.pid;
     }
+    if (given(app, "--api-socket")) {
+        if (raw.api_socket.empty())
+            fail("--api-socket", "empty socket path", "give a path for the control socket");
+        if (cfg.no_gateway)
+            fail("--api-socket", "the control API manages forwards, and --no-gateway has none",
+                 "drop --api-socket or --no-gateway");
+        cfg.api_socket = raw.api_socket;
+    }
     return cfg;
 }
 
@@ -1902,6 +1912,9 @@ Operation:
       --pcap-count N         keep N capture files, FILE, FILE.1 (older),
                              ...; the oldest is removed (default 2)
       --pid FILE             write the process ID to FILE
+      --api-socket PATH      a control socket (slirp4netns's JSON protocol:
+                             add_hostfwd, list_hostfwd, remove_hostfwd; and
+                             get_stats)
   -d, --debug                log debugging messages
   -q, --quiet                log only warnings and errors, print no banner
   -f, --foreground           accepted for pasta compatibility (always set)

@@ -124,6 +124,10 @@ struct Config {
     uint32_t pcap_size_mb = 1000;            // --pcap-size: rotate at this (10^6 bytes); 0: never
     uint32_t pcap_count = 2;                 // --pcap-count: files kept, FILE and FILE.1 ...
     std::string pid_path;                    // empty: no pid file
+    std::string api_socket;                  // --api-socket; empty: no control API
+    // The guest a forward without its own goes to (--guest-addr, else the
+    // first fixed address in the default LAN): the control API's too.
+    std::optional<wire::Ipv4> forward_target;
     LogLevel log_level = LogLevel::info;
 };
 

@@ -21,8 +21,6 @@
 namespace usernet::ports {
 namespace {
 
-std::string errstr(int err) { return std::strerror(err); }
-
 // Socket buffers as deep as the kernel allows (capped by rmem_max and
 // wmem_max), as passt does: the peer is a local emulator, and every frame
 // the kernel holds is one usernet does not have to queue.
@@ -259,91 +257,28 @@ void StreamClient::on_io(uint32_t events) {
 
 StreamListener::StreamListener(core::EventLoop& loop, sw::Switch& sw, std::string path,
                                uint32_t mtu)
-    : loop_(loop), sw_(sw), path_(std::move(path)), mtu_(mtu) {
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    if (path_.empty() || path_.size() >= sizeof(addr.sun_path))
-        throw std::runtime_error("socket path '" + path_ + "' is empty or too long (at most " +
-                                 std::to_string(sizeof(addr.sun_path) - 1) + " bytes)");
-    std::memcpy(addr.sun_path, path_.data(), path_.size());
-    auto* sa = reinterpret_cast<const sockaddr*>(&addr);
-
-    struct stat st {};
-    if (lstat(path_.c_str(), &st) == 0) {
-        if (!S_ISSOCK(st.st_mode))
-            throw std::runtime_error("socket path " + path_ + " exists and is not a socket");
-        int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        if (probe < 0) throw std::runtime_error("cannot create a unix socket: " + errstr(errno));
-        int r = connect(probe, sa, sizeof(addr));
-        int e = errno;
-        close(probe);
-        if (r == 0 || e == EAGAIN || e == EINPROGRESS)
-            throw std::runtime_error("socket path " + path_ + " is in use by another process");
-        if (e == ECONNREFUSED) {
-            spdlog::info("removing stale socket {}", path_);
-            if (unlink(path_.c_str()) < 0 && errno != ENOENT)
-                throw std::runtime_error("cannot remove stale socket " + path_ + ": " +
-                                         errstr(errno));
-        } else if (e != ENOENT) {
-            throw std::runtime_error("cannot check socket path " + path_ + ": " + errstr(e));
-        }
-    }
-
-    fd_ = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd_ < 0) throw std::runtime_error("cannot create a unix socket: " + errstr(errno));
-    // Owner only (srwx------): only our own user (and root) may connect. umask is per process;
-    // this runs at start-up, before any other thread exists.
-    mode_t old = umask(077);
-    int r = bind(fd_, sa, sizeof(addr));
-    int e = errno;
-    umask(old);
-    if (r < 0) {
-        close(fd_);
-        if (e == EADDRINUSE)
-            throw std::runtime_error("socket path " + path_ + " is in use by another process");
-        throw std::runtime_error("cannot bind socket " + path_ + ": " + errstr(e));
-    }
-    if (stat(path_.c_str(), &st) == 0) {
-        dev_ = st.st_dev;
-        ino_ = st.st_ino;
-    }
-    if (listen(fd_, 128) < 0) {
-        e = errno;
-        close(fd_);
-        unlink(path_.c_str());
-        throw std::runtime_error("cannot listen on " + path_ + ": " + errstr(e));
-    }
-    try {
-        loop_.add(fd_, EPOLLIN, this);
-    } catch (...) {
-        close(fd_);
-        unlink(path_.c_str());
-        throw;
-    }
+    : loop_(loop), sw_(sw), sock_(std::move(path)), mtu_(mtu) {
+    loop_.add(sock_.fd(), EPOLLIN, this);
     clients_.reserve(kMaxClients);
-    spdlog::debug("listening for QEMU -netdev stream clients on {}", path_);
+    spdlog::debug("listening for QEMU -netdev stream clients on {}", sock_.path());
 }
 
 StreamListener::~StreamListener() {
     shut_down_all(clients_, "usernet is stopping");
-    loop_.remove(fd_, this);
-    close(fd_);
-    struct stat st {};
-    if (lstat(path_.c_str(), &st) == 0 && st.st_dev == dev_ && st.st_ino == ino_)
-        unlink(path_.c_str());
+    loop_.remove(sock_.fd(), this);
 }
 
 void StreamListener::on_io(uint32_t) { accept_clients(); }
 
 void StreamListener::accept_clients() {
-    acceptor_.accept_some(fd_, path_, [&](int fd, const sockaddr_storage& ) {
+    acceptor_.accept_some(sock_.fd(), sock_.path(), [&](int fd, const sockaddr_storage& ) {
         if (clients_.size() >= kMaxClients) {
             stats_.refused++;
-            spdlog::warn("refusing a client on {}: already {} clients", path_, kMaxClients);
+            spdlog::warn("refusing a client on {}: already {} clients", sock_.path(), kMaxClients);
             close(fd);
             return;
         }
-        std::string name = "stream client " + std::to_string(next_client_++) + " on " + path_;
+        std::string name = "stream client " + std::to_string(next_client_++) + " on " + sock_.path();
         ucred cred{};
         socklen_t len = sizeof(cred);
         if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 && cred.pid > 0)
@@ -352,7 +287,7 @@ void StreamListener::accept_clients() {
             clients_.push_back(std::make_unique<StreamClient>(
                 loop_, sw_, fd, name, mtu_, [this](StreamClient& c) { reap(c); }));
         } catch (const std::exception& ex) {
-            spdlog::warn("cannot attach a client on {}: {}", path_, ex.what());
+            spdlog::warn("cannot attach a client on {}: {}", sock_.path(), ex.what());
             return;
         }
         if (client_mac_) clients_.back()->set_mac_translation(*client_mac_);

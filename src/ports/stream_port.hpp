@@ -46,6 +46,7 @@
 #include <vector>
 
 #include "core/event_loop.hpp"
+#include "core/unix_listener.hpp"
 #include "ports/acceptor.hpp"
 #include "ports/mac_translator.hpp"
 #include "switch/port.hpp"
@@ -232,7 +233,7 @@ public:
 
     void on_io(uint32_t events) override;
 
-    const std::string& path() const { return path_; }
+    const std::string& path() const { return sock_.path(); }
     size_t client_count() const { return clients_.size(); }
     // Every client accepted from now on translates to lan_mac (,mac=).
     // Several clients at once would share it: meant for one VM at a time.
@@ -245,11 +246,8 @@ private:
 
     core::EventLoop& loop_;
     sw::Switch& sw_;
-    std::string path_;
+    core::UnixListener sock_;
     uint32_t mtu_;
-    int fd_ = -1;
-    dev_t dev_ = 0;
-    ino_t ino_ = 0;
     uint64_t next_client_ = 1;
     std::vector<std::unique_ptr<StreamClient>> clients_;
     std::optional<wire::MacAddr> client_mac_;

@@ -1,0 +1,162 @@
+#!/usr/bin/env python3
+"""The control API (--api-socket PATH), in slirp4netns's protocol, driven
+as slirp4netns's own documentation drives its API (socat) and as
+rootlesskit's port driver does (a request, a half-close, the reply to the
+end): the command line's forwards listed, TCP and UDP forwards added at
+run time and used by real clients, a host port in use refused with no
+entry left, removal by id (the listener goes), get_stats counters that
+match the traffic, malformed and unknown requests answered with an error,
+the socket owner-only and removed at exit."""
+
+import json
+import os
+import socket
+import stat
+import sys
+import unittest
+
+sys.dont_write_bytecode = True  # keep the source tree clean
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import netlab  # noqa: E402
+from netlab import MiB  # noqa: E402
+
+netlab.require_basics()
+netlab.require_tools("socat", "curl")
+
+
+class ControlLab:
+    def __init__(self, lab, extra=()):
+        self.lab = lab
+        self.api = lab.path("api.sock")
+        self.host = lab.netns("host")
+        self.guest = lab.netns("guest")
+        self.un = lab.usernet(self.host, ["--netns", self.guest.path, "--config-net",
+                                          "--api-socket", self.api] + list(extra),
+                              wait=[("link", self.guest, "tap0"), ("socket", self.api)])
+        netlab.wait_for(lambda: self.guest.addrs("tap0"), 10, what="address from --config-net")
+
+    def socat(self, request):
+        """One request through socat, as slirp4netns(1) shows."""
+        r = self.host.run(["socat", "-t", "5", "UNIX-CONNECT:" + self.api, "-"],
+                          input=request if isinstance(request, str) else json.dumps(request),
+                          timeout=20)
+        return json.loads(r.stdout)
+
+    def call(self, execute, **arguments):
+        """A request, a half-close, the reply to EOF (rootlesskit's way)."""
+        req = {"execute": execute}
+        if arguments:
+            req["arguments"] = arguments
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(10)
+        try:
+            s.connect(self.api)
+            s.sendall(json.dumps(req).encode())
+            s.shutdown(socket.SHUT_WR)
+            buf = b""
+            while True:
+                b = s.recv(4096)
+                if not b:
+                    break
+                buf += b
+        finally:
+            s.close()
+        return json.loads(buf)
+
+
+class ControlTest(unittest.TestCase):
+    def test_forwards_at_run_time(self):
+        with netlab.Lab("ctl") as lab:
+            p_cli = netlab.free_port()
+            t = ControlLab(lab, ["-t", "%d:8000" % p_cli])
+            self.assertEqual(stat.S_IMODE(os.stat(t.api).st_mode) & 0o077, 0, "owner only")
+            entries = t.socat('{"execute": "list_hostfwd"}')["entries"]
+            self.assertEqual(entries, [{"id": 1, "proto": "tcp", "host_addr": "", "host_port": p_cli,
+                                        "guest_addr": "10.0.2.15", "guest_port": 8000}])
+            with open(lab.path("f.bin"), "wb") as f:
+                f.write(os.urandom(MiB))
+            sha = netlab.sha256_file(lab.path("f.bin"))
+            t.guest.server("http", "--bind", "0.0.0.0", "--port", "8000", "--dir", lab.dir)
+            echo = t.guest.server("udp-echo", "--bind", "0.0.0.0", "--port", "0")
+            hp = netlab.free_port(exclude=(p_cli,))
+            up = netlab.free_port(socket.SOCK_DGRAM, exclude=(p_cli, hp))
+            r = t.call("add_hostfwd", proto="tcp", host_addr="127.0.0.1", host_port=hp, guest_port=8000)
+            self.assertIn("return", r, r)
+            tid = r["return"]["id"]
+            r = t.socat({"execute": "add_hostfwd", "arguments": {"proto": "udp", "host_addr": "127.0.0.1",
+                                                                 "host_port": up, "guest_port": echo.port}})
+            self.assertIn("return", r, r)
+            uid = r["return"]["id"]
+            self.assertEqual(len({1, tid, uid}), 3)
+            # the same host port again: refused, nothing added
+            dup = t.call("add_hostfwd", proto="tcp", host_addr="127.0.0.1", host_port=hp, guest_port=8000)
+            self.assertIn("Address already in use", dup["error"]["desc"])
+            self.assertEqual(len(t.call("list_hostfwd")["entries"]), 3)
+            # real clients through the new forwards
+            out = lab.path("got.bin")
+            netlab.curl(t.host, ["--max-time", "20", "-o", out, "http://127.0.0.1:%d/f.bin" % hp], timeout=30)
+            self.assertEqual(netlab.sha256_file(out), sha)
+            r = t.host.py("import socket,sys; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM);"
+                          "s.settimeout(5); s.sendto(b'ping', ('127.0.0.1', int(sys.argv[1])));"
+                          "print(s.recvfrom(100)[0].decode())", up, timeout=20)
+            self.assertEqual(r.stdout.strip(), "ping")
+            # counters that match: the download went out of the guest's TAP
+            st = t.call("get_stats")["return"]["lans"][0]
+            self.assertEqual(st["name"], "default")
+            tap = [a for a in st["attachments"] if "tap0" in a["name"]]
+            self.assertEqual(len(tap), 1, st["attachments"])
+            self.assertGreater(tap[0]["rx_bytes"], MiB)  # the guest's HTTP answer
+            self.assertGreater(tap[0]["tx_frames"], 10)
+            self.assertGreaterEqual(st["nat"]["tcp_bytes_to_host"], MiB)
+            self.assertGreaterEqual(st["nat"]["udp_to_host"], 0)
+            # removal by id: the listener goes
+            self.assertEqual(t.call("remove_hostfwd", id=tid), {"return": {}})
+            self.assertIn("error", t.call("remove_hostfwd", id=tid))
+            self.assertEqual(t.host.run(["ss", "-ltnH", "sport = :%d" % hp]).stdout.strip(), "")
+            r = netlab.curl(t.host, ["--max-time", "5", "-o", "/dev/null", "http://127.0.0.1:%d/" % hp],
+                            timeout=20, check=False)
+            self.assertNotEqual(r.returncode, 0)
+            self.assertEqual([e["id"] for e in t.call("list_hostfwd")["entries"]], [1, uid])
+            # the command line's forward can go too
+            self.assertEqual(t.call("remove_hostfwd", id=1), {"return": {}})
+            self.assertEqual(t.host.run(["ss", "-ltnH", "sport = :%d" % p_cli]).stdout.strip(), "")
+            lab.assert_alive(t.un)
+            t.un.stop()
+            self.assertFalse(os.path.exists(t.api), "the socket is removed at exit")
+
+    def test_bad_requests_get_an_error(self):
+        with netlab.Lab("ctl") as lab:
+            t = ControlLab(lab)
+            for req, says in (('{"execute": "nonsense"}', "unknown command"),
+                              ('{"arguments": {}}', "execute"),
+                              ('{"execute": "add_hostfwd", "arguments": {"proto": "sctp"}}', "proto"),
+                              ('{"execute": "add_hostfwd", "arguments": {"proto": "tcp", '
+                               '"host_port": 70000, "guest_port": 80}}', "host_port"),
+                              ('{"execute": "add_hostfwd", "arguments": {"proto": "tcp", "host_addr": "x", '
+                               '"host_port": 8080, "guest_port": 80}}', "host_addr"),
+                              ('{"execute": "add_hostfwd", "arguments": {"proto": "tcp", "host_port": 8080, '
+                               '"guest_port": 80, "guest_addr": "10.0.2.2"}}', "guest_addr"),
+                              ('{"execute": "remove_hostfwd", "arguments": {"id": "one"}}', "id"),
+                              ("not json at all", "JSON")):
+                r = t.socat(req)
+                self.assertIn(says, r.get("error", {}).get("desc", ""), (req, r))
+            self.assertEqual(t.call("list_hostfwd"), {"entries": []})
+            lab.assert_alive(t.un)
+
+    def test_refused_at_start(self):
+        with netlab.Lab("ctl") as lab:
+            host = lab.netns("host")
+            path = lab.path("api.sock")
+            with open(path, "w") as f:
+                f.write("a file")
+            p = host.popen([netlab.usernet_bin(), "--socket", lab.path("q.sock"), "--api-socket", path],
+                           name="usernet")
+            self.assertNotEqual(p.wait(10), 0)
+            err = p.stderr().strip().splitlines()
+            self.assertEqual(len(err), 1, err)
+            self.assertIn("--api-socket", err[0])
+            self.assertIn("not a socket", err[0])
+
+
+if __name__ == "__main__":
+    netlab.main()
