@@ -441,9 +441,19 @@ std::vector<HostPort> DnsForwarder::upstreams_in_order() {
 
 bool DnsForwarder::answer_locally(const wire::IpAddr& guest, uint16_t port, wire::Bytes query) {
     uint8_t* out = gw_.tx_l4() + wire::kUdpHeaderLen;
-    const size_t len = local_answer(query, wire::MutBytes(out, wire::kDnsMaxUdpLen));
+    // As large as the query's EDNS offers (512 without), within one packet
+    // to the guest; more records than that get TC, and the guest asks
+    // over TCP, where they all fit.
+    auto v = wire::DnsView::parse(query);
+    if (!v) return false;
+    const uint32_t mtu = gw_.path_mtu(guest);
+    const size_t headers = (guest.is_v4() ? 20 : 40) + wire::kUdpHeaderLen;
+    const size_t room = std::min({wire::dns_udp_payload(*v), size_t{wire::kEdnsUdpSize},
+                                  mtu > headers ? size_t{mtu - headers} : size_t{0}});
+    const size_t len = local_answer(query, wire::MutBytes(out, std::max(room, wire::kDnsMaxUdpLen)));
     if (len == 0) return false;
     stats_.local_answers++;
+    if (wire::DnsView::parse(wire::Bytes(out, len))->tc()) stats_.truncated++;
     const wire::IpAddr src = server_for(guest);
     wire::build_udp(gw_.tx_l4(), src, guest, wire::kDnsPort, port, len);
     gw_.send_ip(src, guest, wire::ipproto::udp, wire::kUdpHeaderLen + len);

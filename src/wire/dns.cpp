@@ -230,6 +230,16 @@ std::optional<uint8_t> dns_edns_version(const DnsView& msg) {
     return std::nullopt;
 }
 
+size_t dns_udp_payload(const DnsView& msg) {
+    if (msg.arcount() == 0) return kDnsMaxUdpLen;
+    DnsRecordIter it(msg);
+    DnsRecord r;
+    while (it.next(r))
+        if (it.section() == 2 && r.type == dnstype::opt && r.name.len == 1)
+            return std::max<size_t>(r.rclass, kDnsMaxUdpLen);
+    return kDnsMaxUdpLen;
+}
+
 bool dns_write_opt(uint8_t* out, size_t cap) {
     if (cap < kEdnsOptLen) return false;
     out[0] = 0;  // the root
@@ -251,14 +261,16 @@ DnsResponseBuilder::DnsResponseBuilder(MutBytes buf, const DnsView& query, const
     store16(&buf_[len_], q.qtype);
     store16(&buf_[len_ + 2], q.qclass);
     len_ += 4;
+    question_end_ = len_;
     ok_ = true;
 }
 
 bool DnsResponseBuilder::add_record(uint16_t type, uint32_t ttl, Bytes rdata) {
-    if (!ok_) return false;
+    if (!ok_ || truncated_) return false;
     size_t need = 2 + kRecordFixedLen + rdata.size();
-    if (rdata.size() > 0xffff || ancount_ == 0xffff || need > buf_.size() - len_) {
-        ok_ = false;
+    const size_t keep = edns_ ? kEdnsOptLen : 0;
+    if (rdata.size() > 0xffff || ancount_ == 0xffff || need + keep > buf_.size() - len_) {
+        truncated_ = true;
         return false;
     }
     uint8_t* p = &buf_[len_];
@@ -280,6 +292,12 @@ bool DnsResponseBuilder::add_address(const IpAddr& addr, uint32_t ttl) {
 
 size_t DnsResponseBuilder::finish() {
     if (!ok_) return 0;
+    if (truncated_) {
+        // The question alone, TC set: the client asks again over TCP.
+        len_ = question_end_;
+        ancount_ = 0;
+        store16(&buf_[2], load16(&buf_[2]) | dnsflag::tc);
+    }
     store16(&buf_[6], ancount_);
     if (edns_ && dns_write_opt(&buf_[len_], buf_.size() - len_)) {
         len_ += kEdnsOptLen;

@@ -188,6 +188,9 @@ private:
 // (the TTL's second byte), or nullopt when there is none or the message
 // does not parse that far.
 std::optional<uint8_t> dns_edns_version(const DnsView& msg);
+// The UDP payload size an EDNS query's OPT record offers (its class), at
+// least 512 (RFC 6891 6.2.5); 512 without EDNS.
+size_t dns_udp_payload(const DnsView& msg);
 
 // Writes an OPT record (kEdnsOptLen bytes: root, type 41, class kEdnsUdpSize,
 // extended RCODE 0, version 0, no flags, no data) at out; false if cap is
@@ -199,21 +202,26 @@ public:
     DnsResponseBuilder(MutBytes buf, const DnsView& query, const DnsQuestion& q,
                        uint8_t rcode = dnsrcode::noerror, bool authoritative = true);
 
+    // False when not even the header and question fit.
     bool ok() const { return ok_; }
     // An A or AAAA record (chosen by the family of addr) named by a pointer
-    // to the question. Returns false (and fails the builder) if it does not
-    // fit.
+    // to the question. Returns false if it does not fit (room for the OPT
+    // record an EDNS query gets is kept); finish() then answers with TC set
+    // and no records (RFC 2181 9), and the client asks again over TCP.
     bool add_address(const IpAddr& addr, uint32_t ttl);
     // Any record named by a pointer to the question.
     bool add_record(uint16_t type, uint32_t ttl, Bytes rdata);
-    // Returns the message length, or 0 if the builder failed.
+    bool truncated() const { return truncated_; }
+    // Returns the message length, or 0 if not even the question fitted.
     size_t finish();
 
 private:
     MutBytes buf_;
     size_t len_ = 0;
+    size_t question_end_ = 0;
     uint16_t ancount_ = 0;
     bool ok_ = false;
+    bool truncated_ = false;
     bool edns_ = false;  // the query had an OPT record: finish() adds ours
 };
 

@@ -165,6 +165,48 @@ class DnsTest(unittest.TestCase):
             self.assertNotIn("alpha", log)
             self.assertNotIn("db.test", log)
 
+    def test_a_local_name_with_many_addresses(self):
+        """A local name whose answer passes 512 bytes: over UDP as large as
+        the query's EDNS offers, else TC and the client asks over TCP; the
+        upstream, which knows the name too, is never asked. (Its answer
+        once came back instead of the local one.)"""
+        with netlab.Lab("dns") as lab:
+            host = lab.netns("host")
+            guest = lab.netns("guest")
+            port = netlab.free_port(netlab.socket.SOCK_DGRAM)
+            dnsmasq = start_dnsmasq(lab, host, "127.0.0.1", port)
+            hosts = []
+            for i in range(1, 41):  # 40 A records: 27 + 40 x 16 + 11 bytes with EDNS
+                hosts += ["--dns-host", "%s=10.9.0.%d" % (NAME2, i)]
+            lab.usernet(host, ["--netns", guest.path, "--config-net",
+                               "--dns-upstream", "127.0.0.1:%d" % port] + hosts,
+                        wait=[("link", guest, "tap0")])
+            netlab.wait_for(lambda: guest.addrs("tap0"), 10, what="address from --config-net")
+            want = sorted("10.9.0.%d" % i for i in range(1, 41))
+
+            def dig(*opts):
+                return guest.run(["dig", "+time=2", "+tries=2"] + list(opts) + ["@" + DNS, NAME2, "A"],
+                                 timeout=20).stdout
+            # EDNS with 1232 bytes (dig's default): all 40 over UDP, with OPT.
+            r = dig("+notcp")
+            self.assertEqual(sorted(re.findall(r"\sA\s+(10\.9\.0\.\d+)", r)), want, r)
+            self.assertNotIn("Truncated", r)
+            self.assertIn("udp: 1232", r)
+            self.assertRegex(r, r"flags: qr aa")
+            # Without EDNS: 512 bytes at most, TC, and dig asks again over TCP.
+            r = dig("+noedns", "+notcp", "+ignore")
+            self.assertRegex(r, r"flags: qr aa tc")
+            self.assertIn("ANSWER: 0", r)
+            r = dig("+noedns", "+notcp")
+            self.assertIn("Truncated, retrying in TCP mode", r)
+            self.assertEqual(sorted(re.findall(r"\sA\s+(10\.9\.0\.\d+)", r)), want, r)
+            # EDNS offering only 512 does the same.
+            r = dig("+bufsize=512", "+notcp", "+ignore")
+            self.assertRegex(r, r"flags: qr aa tc")
+            self.assertIn("OPT PSEUDOSECTION", r)
+            log = dnsmasq.stdout() + dnsmasq.stderr()
+            self.assertNotIn(NAME2, log)
+
     def test_local_names_without_any_resolver(self):
         """No /etc/resolv.conf entry and no --dns-upstream: local names are
         still answered, everything else is REFUSED at once."""

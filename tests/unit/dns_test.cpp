@@ -461,7 +461,9 @@ TEST(DnsResponseBuilder, ReencodesCompressedQuestionUncompressed) {
     EXPECT_EQ(buf[12], 7) << "the name is written out, not as a pointer";
 }
 
-TEST(DnsResponseBuilder, FailsWithoutOverflowWhenFull) {
+// RFC 2181 9: records that do not fit are not cut in half; the answer is
+// the question with TC set, and the client asks again over TCP.
+TEST(DnsResponseBuilder, TruncatesWithTcWithoutOverflowWhenFull) {
     auto query = DnsView::parse(dns_of(kDnsQueryA));
     auto q = query->question();
     std::vector<uint8_t> backing(100, 0xee);
@@ -469,14 +471,60 @@ TEST(DnsResponseBuilder, FailsWithoutOverflowWhenFull) {
     DnsResponseBuilder b(MutBytes(backing.data(), 61), *query, *q);
     EXPECT_TRUE(b.add_address(IpAddr::v4(1), 1));
     EXPECT_TRUE(b.add_address(IpAddr::v4(2), 1));
+    EXPECT_FALSE(b.truncated());
     EXPECT_FALSE(b.add_address(IpAddr::v4(3), 1));
-    EXPECT_FALSE(b.ok());
-    EXPECT_EQ(b.finish(), 0u);
+    EXPECT_TRUE(b.ok());
+    EXPECT_TRUE(b.truncated());
+    EXPECT_FALSE(b.add_address(IpAddr::v4(4), 1));
+    ASSERT_EQ(b.finish(), 29u);
+    auto v = DnsView::parse(Bytes(backing.data(), 29));
+    ASSERT_TRUE(v);
+    EXPECT_TRUE(v->tc());
+    EXPECT_TRUE(v->qr());
+    EXPECT_EQ(v->qdcount(), 1);
+    EXPECT_EQ(v->ancount(), 0);
     for (size_t i = 61; i < backing.size(); i++) ASSERT_EQ(backing[i], 0xee) << i;
     DnsResponseBuilder tiny(MutBytes(backing.data(), 28), *query, *q);
     EXPECT_FALSE(tiny.ok());
     EXPECT_FALSE(tiny.add_address(IpAddr::v4(1), 1));
     EXPECT_EQ(tiny.finish(), 0u);
+}
+
+// An EDNS query's answer keeps room for its OPT record: the records that
+// would take it are cut (TC), never the OPT.
+TEST(DnsResponseBuilder, KeepsRoomForTheOptRecord) {
+    auto m = query_with({4, 'h', 'o', 's', 't', 4, 't', 'e', 's', 't', 0, 0, 1, 0, 1,
+                         0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0});
+    store16(&m[10], 1);
+    auto query = DnsView::parse(Bytes(m.data(), m.size()));
+    EXPECT_EQ(dns_udp_payload(*query), 1232u);
+    auto q = query->question();
+    // 27 (header, question) + 2 x 16 (A records) + 11 (OPT) = 70.
+    std::vector<uint8_t> buf(70);
+    DnsResponseBuilder b(MutBytes(buf), *query, *q);
+    EXPECT_TRUE(b.add_address(IpAddr::v4(1), 1));
+    EXPECT_TRUE(b.add_address(IpAddr::v4(2), 1));
+    EXPECT_FALSE(b.truncated());
+    ASSERT_EQ(b.finish(), 70u);
+    auto v = DnsView::parse(Bytes(buf.data(), 70));
+    EXPECT_EQ(v->ancount(), 2);
+    EXPECT_EQ(v->arcount(), 1);
+    // One byte less: the second record goes, with TC; the OPT stays.
+    DnsResponseBuilder c(MutBytes(buf.data(), 69), *query, *q);
+    EXPECT_TRUE(c.add_address(IpAddr::v4(1), 1));
+    EXPECT_FALSE(c.add_address(IpAddr::v4(2), 1));
+    size_t n = c.finish();
+    ASSERT_EQ(n, 27u + kEdnsOptLen);
+    v = DnsView::parse(Bytes(buf.data(), n));
+    EXPECT_TRUE(v->tc());
+    EXPECT_EQ(v->ancount(), 0);
+    EXPECT_EQ(v->arcount(), 1);
+    // Without EDNS, and with a payload below 512, the size is 512.
+    auto plain = DnsView::parse(dns_of(kDnsQueryA));
+    EXPECT_EQ(dns_udp_payload(*plain), 512u);
+    m[m.size() - 8] = 0x01;  // class 0x0100 = 256
+    m[m.size() - 7] = 0x00;
+    EXPECT_EQ(dns_udp_payload(*DnsView::parse(Bytes(m.data(), m.size()))), 512u);
 }
 
 TEST(DnsBuildError, AnswersServfailNxdomainRefusedWithQuestion) {
