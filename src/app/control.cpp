@@ -35,11 +35,15 @@ uint16_t port_arg(const json& args, const char* name) {
     return static_cast<uint16_t>(it->get<int64_t>());
 }
 
+// A string argument; absent, null or "" (what rootlesskit sends for "no
+// address", as slirp4netns takes it): none.
 std::optional<std::string> string_arg(const json& args, const char* name) {
     auto it = args.find(name);
     if (it == args.end() || it->is_null()) return std::nullopt;
     if (!it->is_string()) throw std::invalid_argument(std::string("\"") + name + "\" must be a string");
-    return it->get<std::string>();
+    std::string v = it->get<std::string>();
+    if (v.empty()) return std::nullopt;
+    return v;
 }
 
 }  // namespace
@@ -276,6 +280,17 @@ json ControlServer::get_stats() const {
                    {"dropped_guard", ss.dropped_guard}}}};
         embed::Engine& e = daemon_.engine(i);
         if (e.has_gateway()) {
+            const gw::GatewayStats& g = e.gateway().gw_stats();
+            lan["gateway"] = {{"routed", g.routed},
+                              {"dropped_malformed", g.dropped_malformed},
+                              {"dropped_spoofed", g.dropped_spoofed},
+                              {"dropped_martian", g.dropped_martian},
+                              {"dropped_unsupported", g.dropped_unsupported},
+                              {"dropped_not_for_us", g.dropped_not_for_us},
+                              {"dropped_ttl", g.dropped_ttl},
+                              {"dropped_too_big", g.dropped_too_big},
+                              {"dropped_no_neighbor", g.dropped_no_neighbor},
+                              {"dropped_rate", g.dropped_rate}};
             const embed::EngineStats es = e.stats();
             const nat::NatStats& ns = e.nat().stats();
             const auto& ts = e.nat().tcp().stats();
@@ -287,6 +302,8 @@ json ControlServer::get_stats() const {
                           {"tcp_bytes_to_guest", ts.bytes_to_guest},
                           {"udp_to_host", us.to_host},
                           {"udp_to_guest", us.to_guest},
+                          {"udp_forwarded_to_guest", us.fwd_to_guest},
+                          {"udp_forwarded_to_host", us.fwd_to_host},
                           {"dropped_malformed", ns.dropped_malformed},
                           {"dropped_unreachable", ns.dropped_unreachable},
                           {"dropped_forbidden", ns.dropped_forbidden},
