@@ -208,6 +208,10 @@ Daemon::Daemon(const Config& cfg) : cfg_(cfg) {
     if (cfg_.attachments.empty())
         attach_default_socket();
     for (const Attachment& a : cfg_.attachments) attach(a);
+    // Captures last, as the pid file: a start that fails leaves an existing
+    // file (perhaps a running instance's capture) as it was. No frame has
+    // moved yet: the loop has not run.
+    for (const auto& lan : lans_) open_pcap(*lan);
     for (const auto& lan : lans_) log_summary(*lan);
     write_pid_file();
 }
@@ -229,7 +233,6 @@ void Daemon::build_lan(const std::string& name, const gw::NetConfig& net,
         throw startup_error(std::string("cannot start the gateway: ") + e.what(),
                             "check the address options and usernet's file descriptor limit");
     }
-    open_pcap(l);
 }
 
 Daemon::~Daemon() {

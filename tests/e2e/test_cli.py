@@ -128,6 +128,22 @@ class CliTest(unittest.TestCase):
             self.assertTrue(netlab._unix_connectable(sock))
             lab.assert_alive(first)
 
+    def test_a_failed_start_leaves_an_existing_capture_alone(self):
+        # The second instance fails on the live socket path; the capture
+        # it was given, the first one's, once came out truncated.
+        with netlab.Lab("cli") as lab:
+            host = lab.netns("host")
+            sock = lab.path("s.sock")
+            pcap = lab.path("live.pcap")
+            with open(pcap, "wb") as f:
+                f.write(b"not yet a capture, and it must stay so")
+            first = lab.usernet(host, ["--socket", sock], wait=[("socket", sock)])
+            r = host.run([USERNET, "--socket", sock, "--pcap", pcap], timeout=15, check=False)
+            self.assertExit(r, 1, "second usernet on a live socket path")
+            with open(pcap, "rb") as f:
+                self.assertEqual(f.read(), b"not yet a capture, and it must stay so")
+            lab.assert_alive(first)
+
     def test_low_descriptor_limit_is_warned_about_after_start_up(self):
         """A hard RLIMIT_NOFILE below what all flow limits together need
         (74,496 by default) gets one warning naming both numbers, once
