@@ -176,6 +176,29 @@ SerialPort::~SerialPort() {
 }
 
 void SerialPort::open_pty() {
+    if (!cfg_.path.empty()) {
+        // Before opening our own pty: a stale link left by a usernet that
+        // was killed names the pty number the kernel would hand us now.
+        struct stat st {};
+        if (lstat(cfg_.path.c_str(), &st) == 0) {
+            // A link to a pty that is there belongs to a running program
+            // (a pty's slave goes when its master closes); a stale one is
+            // replaced.
+            struct stat target {};
+            if (S_ISLNK(st.st_mode) && stat(cfg_.path.c_str(), &target) == 0 &&
+                S_ISCHR(target.st_mode)) {
+                char t[256] = {};
+                ssize_t n = readlink(cfg_.path.c_str(), t, sizeof t - 1);
+                throw std::runtime_error("pty link " + cfg_.path + " names " +
+                                         std::string(t, static_cast<size_t>(std::max<ssize_t>(n, 0))) +
+                                         ", a pseudo-terminal in use (by another usernet? a "
+                                         "stale link may be removed)");
+            }
+            if (!S_ISLNK(st.st_mode) || unlink(cfg_.path.c_str()) != 0)
+                throw std::runtime_error("pty link " + cfg_.path +
+                                         " exists and is not a symlink usernet can replace");
+        }
+    }
     int m = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
     if (m < 0) throw std::runtime_error("cannot open a pseudo-terminal: " + errstr(errno));
     char name[128] = {};
@@ -201,30 +224,6 @@ void SerialPort::open_pty() {
     fcntl(m, F_SETFL, fcntl(m, F_GETFL) | O_NONBLOCK);
     location_ = name;
     if (!cfg_.path.empty()) {
-        struct stat st {};
-        if (lstat(cfg_.path.c_str(), &st) == 0) {
-            // A link to a pty that is there belongs to a running program
-            // (a pty's slave goes when its master closes); a stale one is
-            // replaced.
-            struct stat target {};
-            if (S_ISLNK(st.st_mode) && stat(cfg_.path.c_str(), &target) == 0 &&
-                S_ISCHR(target.st_mode)) {
-                close(s);
-                close(m);
-                char t[256] = {};
-                ssize_t n = readlink(cfg_.path.c_str(), t, sizeof t - 1);
-                throw std::runtime_error("pty link " + cfg_.path + " names " +
-                                         std::string(t, static_cast<size_t>(std::max<ssize_t>(n, 0))) +
-                                         ", a pseudo-terminal in use (by another usernet? a "
-                                         "stale link may be removed)");
-            }
-            if (!S_ISLNK(st.st_mode) || unlink(cfg_.path.c_str()) != 0) {
-                close(s);
-                close(m);
-                throw std::runtime_error("pty link " + cfg_.path +
-                                         " exists and is not a symlink usernet can replace");
-            }
-        }
         if (symlink(name, cfg_.path.c_str()) != 0) {
             int e = errno;
             close(s);

@@ -288,6 +288,31 @@ TEST(SerialPty, ALinkInUseIsRefusedAStaleOneReplacedAndOnlyOursRemoved) {
     EXPECT_NE(lstat(link.c_str(), &st), 0) << "our own link stays behind";
 }
 
+// A usernet killed with its link in place: the kernel hands the next one
+// the same pty number, which the stale link names. The link is checked
+// before the pty is opened, so it is replaced, not taken for a live one.
+TEST(SerialPty, AStaleLinkNamingTheNextPtyIsReplaced) {
+    core::EventLoop loop;
+    sw::Switch sw{loop};
+    const std::string link = "/tmp/usernet-pty-crash-" + std::to_string(getpid());
+    unlink(link.c_str());
+    SerialConfig c;
+    ASSERT_EQ(parse_serial_transport("pty:" + link, c), "");
+    auto first = std::make_unique<SerialPort>(loop, sw, c);
+    char target[256] = {};
+    ASSERT_GT(readlink(link.c_str(), target, sizeof target - 1), 0);
+    first.reset();  // its pty is gone, and with it its link...
+    ASSERT_EQ(symlink(target, link.c_str()), 0);  // ...which a SIGKILL would have left
+    std::unique_ptr<SerialPort> second;
+    ASSERT_NO_THROW(second = std::make_unique<SerialPort>(loop, sw, c));
+    char now[256] = {};
+    ASSERT_GT(readlink(link.c_str(), now, sizeof now - 1), 0);
+    EXPECT_EQ(second->location(), now);
+    second.reset();
+    struct stat st {};
+    EXPECT_NE(lstat(link.c_str(), &st), 0);
+}
+
 // The TCP translator sends a slow line only what tx_room() offers: however
 // the packets escape (all 0x7e doubles each on the line), what fits in it
 // is queued whole, never dropped. Beyond it the ring is bounded: it drops.
