@@ -1277,6 +1277,33 @@ void check_forward_guest(const Config& cfg, const char* option, const nat::Forwa
              "give an address of a guest inside --net (or --net6), not the gateway's or DNS's");
 }
 
+// The files usernet writes or binds (captures, the pid file, the control
+// socket, QEMU's stream sockets) must be distinct, however they are
+// spelled: two writers of one file garble it, and a socket bound where a
+// capture was opened fails with a message that blames someone else.
+void check_distinct_files(const Config& cfg) {
+    std::vector<std::pair<std::string, std::string>> files;  // option, path
+    if (!cfg.pcap_path.empty()) files.emplace_back("--pcap", cfg.pcap_path);
+    for (const LanConfig& l : cfg.lans)
+        if (!l.pcap_path.empty()) files.emplace_back("--lan " + l.name + ",pcap=", l.pcap_path);
+    if (!cfg.pid_path.empty()) files.emplace_back("--pid", cfg.pid_path);
+    if (!cfg.api_socket.empty()) files.emplace_back("--api-socket", cfg.api_socket);
+    for (const Attachment& a : cfg.attachments)
+        if (a.kind == AttachmentKind::socket) files.emplace_back("--socket", a.target);
+    std::vector<std::filesystem::path> canon;
+    for (const auto& [opt, path] : files) {
+        std::error_code ec;
+        std::filesystem::path p = std::filesystem::weakly_canonical(std::filesystem::absolute(path, ec), ec);
+        canon.push_back(ec ? std::filesystem::path(path) : p);
+    }
+    for (size_t i = 0; i < files.size(); i++)
+        for (size_t j = 0; j < i; j++)
+            if (canon[i] == canon[j])
+                fail(files[i].first, files[j].first + " and " + files[i].first + " both name " +
+                                         canon[i].string(),
+                     "give each its own file");
+}
+
 void resolve_forwards(const CLI::App& app, const RawOptions& raw, Config& cfg) {
     std::optional<wire::Ipv4> target = cfg.guest_addr;
     for (const Attachment& a : cfg.attachments)
@@ -1725,6 +1752,7 @@ Config parse_options(const std::vector<std::string>& args) {
                  "drop --api-socket or --no-gateway");
         cfg.api_socket = raw.api_socket;
     }
+    check_distinct_files(cfg);
     return cfg;
 }
 

@@ -562,6 +562,22 @@ TEST(Options, LanErrorsNameTheOption) {
               "--lan");
 }
 
+// Every file usernet writes or binds is its own, however it is spelled.
+TEST(Options, FilesUsernetWritesMustBeDistinct) {
+    EXPECT_EQ(error_option({"--socket", "/tmp/a", "--pcap", "/tmp/x.pcap", "--pid", "/tmp/./x.pcap"}),
+              "--pid");
+    EXPECT_EQ(error_option({"--socket", "/tmp/a", "--pcap", "/tmp/x.pcap", "--lan",
+                            "b,pcap=/tmp/../tmp/x.pcap", "--socket", "/tmp/b"}),
+              "--lan b,pcap=");
+    EXPECT_EQ(error_option({"--socket", "/tmp/s", "--api-socket", "/tmp//s"}), "--socket");
+    EXPECT_EQ(error_option({"--socket", "/tmp/a", "--socket", "/tmp/a"}), "--socket");
+    EXPECT_NE(error_message({"--socket", "/tmp/a", "--pcap", "/tmp/x", "--pid", "/tmp/x"})
+                  .find("--pcap and --pid both name /tmp/x"),
+              std::string::npos);
+    EXPECT_NO_THROW(parse({"--socket", "/tmp/a", "--pcap", "/tmp/x.pcap", "--pid", "/tmp/x.pid",
+                           "--api-socket", "/tmp/api"}));
+}
+
 // "default" names the LAN before any --lan; a LAN MAC is one attachment's
 // on its LAN and never the gateway's; forwards need a default LAN guest.
 TEST(Options, LanNamesLanMacsAndForwardsAreChecked) {
