@@ -415,10 +415,19 @@ void Daemon::attach(const Attachment& a) {
                                           &ifname, cfg_.tap_offload);
         } catch (const std::exception& e) {
             std::string what = e.what();
+            // A NAME is /run/netns/NAME, which ip netns add creates; a PATH
+            // or a PID (all digits) names a namespace that must be there.
+            const bool by_name = a.target.find('/') == std::string::npos &&
+                                 a.target.find_first_not_of("0123456789") != std::string::npos;
+            const bool by_pid = a.target.find_first_not_of("0123456789") == std::string::npos;
             std::string todo =
                 what.find("not found") != std::string::npos
-                    ? "create it with 'ip netns add " + a.target +
-                          "', or give --netns a namespace PATH or a PID"
+                    ? by_name ? "create it with 'ip netns add " + a.target +
+                                    "', or give --netns a namespace PATH or a PID"
+                      : by_pid ? "give the PID of a running process (its /proc/PID/ns/net), or "
+                                 "a namespace NAME or PATH"
+                               : "give the path of a namespace file (/run/netns/NAME, "
+                                 "/proc/PID/ns/net) that exists, or a NAME 'ip netns add' made"
                 : what.find("in use") != std::string::npos
                     ? "choose another --tap-name"
                     : "check --netns " + a.target + " and run usernet as root";

@@ -1304,6 +1304,56 @@ void check_distinct_files(const Config& cfg) {
                      "give each its own file");
 }
 
+// Two of usernet's own listeners on one port would fail at start-up with
+// "in use by another program": say which options clash instead.
+void check_port_clashes(const Config& cfg) {
+    struct Bound {
+        std::string option;
+        bool tcp;
+        std::optional<wire::IpAddr> addr;  // none: every address of both families
+        uint16_t first, last;
+    };
+    std::vector<Bound> bound;
+    for (const Attachment& a : cfg.attachments) {
+        if (a.kind == AttachmentKind::tcp_listen)
+            bound.push_back({"--listen", true, a.endpoint.addr, a.endpoint.port, a.endpoint.port});
+        else if (a.kind == AttachmentKind::websocket)
+            bound.push_back({"--websocket", true, wire::IpAddr::parse(a.ws_host), a.ws_port, a.ws_port});
+        else if (a.kind == AttachmentKind::dgram && a.dgram && a.dgram->kind == ports::DgramKind::udp)
+            bound.push_back({"--dgram", false, a.dgram->local.ip(), a.dgram->local.port(),
+                             a.dgram->local.port()});
+        else if (a.kind == AttachmentKind::bochs)
+            for (uint32_t i = 0; i < a.bochs_count; i++) {
+                const auto p = static_cast<uint16_t>(a.bochs_port + 2 * i + 1);
+                bound.push_back({"--bochs", false, wire::IpAddr::v4(0x7f000001), p, p});
+            }
+    }
+    for (const nat::ForwardSpec& f : cfg.forwards)
+        if (f.host_first != 0)
+            bound.push_back({f.proto == 't' ? "-t" : "-u", f.proto == 't', f.bind_addr, f.host_first,
+                             f.host_last});
+    // Whether two bindings' addresses can take the same packets.
+    auto overlap = [](const std::optional<wire::IpAddr>& a, const std::optional<wire::IpAddr>& b) {
+        if (!a || !b) return !a || !b;  // every address of both families
+        if (a->is_v4() != b->is_v4())  // [::] takes IPv4 too
+            return (!a->is_v4() && a->is_unspecified()) || (!b->is_v4() && b->is_unspecified());
+        return *a == *b || a->is_unspecified() || b->is_unspecified();
+    };
+    for (size_t i = 0; i < bound.size(); i++)
+        for (size_t j = 0; j < i; j++) {
+            const Bound& x = bound[i];
+            const Bound& y = bound[j];
+            if (x.tcp != y.tcp || x.first > y.last || y.first > x.last || !overlap(x.addr, y.addr))
+                continue;
+            // Forwards among themselves are checked with their own words.
+            if ((x.option == "-t" || x.option == "-u") && x.option == y.option) continue;
+            const uint16_t port = std::max(x.first, y.first);
+            fail(x.option, std::string(x.tcp ? "TCP" : "UDP") + " port " + std::to_string(port) +
+                               " is given to both " + y.option + " and " + x.option,
+                 "give each its own port");
+        }
+}
+
 void resolve_forwards(const CLI::App& app, const RawOptions& raw, Config& cfg) {
     std::optional<wire::Ipv4> target = cfg.guest_addr;
     for (const Attachment& a : cfg.attachments)
@@ -1753,6 +1803,7 @@ Config parse_options(const std::vector<std::string>& args) {
         cfg.api_socket = raw.api_socket;
     }
     check_distinct_files(cfg);
+    check_port_clashes(cfg);
     return cfg;
 }
 

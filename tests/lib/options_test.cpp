@@ -562,6 +562,23 @@ TEST(Options, LanErrorsNameTheOption) {
               "--lan");
 }
 
+// Two of usernet's own listeners on one port: refused with both options
+// named, not left to fail at start-up as "in use by another program".
+TEST(Options, OwnListenersOnOnePortAreRefused) {
+    EXPECT_EQ(error_option({"--listen", "18095", "-t", "127.0.0.1/18095"}), "-t");
+    EXPECT_EQ(error_option({"--listen", "18095", "-t", "18090-18100"}), "-t");
+    EXPECT_EQ(error_option({"--listen", "18095", "--websocket", "18095"}), "--websocket");
+    EXPECT_EQ(error_option({"--bochs", "18095", "-u", "127.0.0.1/18096"}), "-u");
+    EXPECT_NE(error_message({"--listen", "18095", "--websocket", "18095"})
+                  .find("TCP port 18095 is given to both --listen and --websocket"),
+              std::string::npos);
+    // Other protocols, other addresses, other ports: fine.
+    EXPECT_NO_THROW(parse({"--listen", "18095", "-u", "18095"}));
+    EXPECT_NO_THROW(parse({"--listen", "[::1]:18095", "-t", "127.0.0.1/18095"}));
+    EXPECT_NO_THROW(parse({"--listen", "18095", "-t", "127.0.0.2/18095"}));
+    EXPECT_NO_THROW(parse({"--bochs", "18095", "-u", "127.0.0.1/18095"}));  // Bochs's own port
+}
+
 // Every file usernet writes or binds is its own, however it is spelled.
 TEST(Options, FilesUsernetWritesMustBeDistinct) {
     EXPECT_EQ(error_option({"--socket", "/tmp/a", "--pcap", "/tmp/x.pcap", "--pid", "/tmp/./x.pcap"}),
