@@ -198,12 +198,7 @@ json ControlServer::add_hostfwd(const json& args) {
     spec.guest_first = spec.guest_last = port_arg(args, "guest_port");
     if (auto g = string_arg(args, "guest_addr")) {
         auto ga = wire::IpAddr::parse(*g);
-        const gw::NetConfig& n = daemon_.gateway().config();
-        const bool ok = ga && (ga->is_v4() ? n.in_subnet(ga->as_v4()) && ga->as_v4() != n.gateway &&
-                                                 ga->as_v4() != n.dns
-                                           : n.ipv6 && n.in_prefix6(*ga) && *ga != n.gateway6 &&
-                                                 *ga != n.dns6);
-        if (!ok)
+        if (!ga || !daemon_.gateway().config().is_guest_addr(*ga))
             throw std::invalid_argument("\"guest_addr\" " + *g +
                                         " is not a guest address of the network");
         spec.guest_addr = *ga;

@@ -1268,11 +1268,8 @@ void assign_netns_addresses(Config& cfg) {
 // A forward's own guest must be on the network it forwards into.
 void check_forward_guest(const Config& cfg, const char* option, const nat::ForwardSpec& spec) {
     if (!spec.guest_addr) return;
-    const gw::NetConfig& n = cfg.net;
     const wire::IpAddr& g = *spec.guest_addr;
-    const bool ok = g.is_v4() ? n.in_subnet(g.as_v4()) && g.as_v4() != n.gateway && g.as_v4() != n.dns
-                              : n.ipv6 && n.in_prefix6(g) && g != n.gateway6 && g != n.dns6;
-    if (!ok)
+    if (!cfg.net.is_guest_addr(g))
         fail(option, "the forward's guest " + g.to_string() + " is not a guest address of the network",
              "give an address of a guest inside --net (or --net6), not the gateway's or DNS's");
 }

@@ -167,6 +167,16 @@ struct NetConfig {
     }
     bool in_subnet(wire::Ipv4 a) const { return (a & netmask()) == (net & netmask()); }
     wire::Ipv4 broadcast() const { return net | ~netmask(); }
+    // Whether a is an address a guest of this network may have: inside it,
+    // not its network or broadcast address, not the gateway's or DNS's.
+    bool is_guest_addr(const wire::IpAddr& a) const {
+        if (a.is_v4()) {
+            const wire::Ipv4 v = a.as_v4();
+            return in_subnet(v) && v != (net & netmask()) && v != broadcast() && v != gateway &&
+                   v != dns;
+        }
+        return ipv6 && in_prefix6(a) && a != prefix6 && a != gateway6 && a != dns6;
+    }
 
     bool in_prefix6(const wire::IpAddr& a) const {
         if (a.is_v4()) return false;

@@ -579,6 +579,14 @@ TEST(Options, OwnListenersOnOnePortAreRefused) {
     EXPECT_NO_THROW(parse({"--bochs", "18095", "-u", "127.0.0.1/18095"}));  // Bochs's own port
 }
 
+// A forward's guest is a guest address: not the network's or broadcast
+// address, the gateway or the DNS address.
+TEST(Options, AForwardsGuestIsAGuestAddress) {
+    for (const char* g : {"10.0.2.0", "10.0.2.255", "10.0.2.2", "10.0.2.3", "10.0.3.5"})
+        EXPECT_EQ(error_option({"--socket", "/tmp/a", "-t", std::string("8080:") + g + ":80"}), "-t") << g;
+    EXPECT_NO_THROW(parse({"--socket", "/tmp/a", "-t", "8080:10.0.2.254:80"}));
+}
+
 // Every file usernet writes or binds is its own, however it is spelled.
 TEST(Options, FilesUsernetWritesMustBeDistinct) {
     EXPECT_EQ(error_option({"--socket", "/tmp/a", "--pcap", "/tmp/x.pcap", "--pid", "/tmp/./x.pcap"}),
