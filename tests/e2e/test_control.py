@@ -161,10 +161,10 @@ class ControlTest(unittest.TestCase):
             path = lab.path("api.sock")
             with open(path, "w") as f:
                 f.write("a file")
-            p = host.popen([netlab.usernet_bin(), "--socket", lab.path("q.sock"), "--api-socket", path],
-                           name="usernet")
-            self.assertNotEqual(p.wait(10), 0)
-            err = p.stderr().strip().splitlines()
+            r = host.run([netlab.usernet_bin(), "--socket", lab.path("q.sock"), "--api-socket", path],
+                         timeout=15, check=False)
+            self.assertEqual(r.returncode, 1)
+            err = r.stderr.strip().splitlines()
             self.assertEqual(len(err), 1, err)
             self.assertIn("--api-socket", err[0])
             self.assertIn("not a socket", err[0])
