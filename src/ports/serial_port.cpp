@@ -315,16 +315,34 @@ std::vector<std::string> SerialPort::usage() const {
     switch (cfg_.transport) {
     case SerialTransport::pty:
         out.push_back("QEMU: -serial " + location_ + " (or -chardev tty,id=s0,path=" + location_ +
-                      "), or run the peer on " + location_ + " itself");
+                      " -serial chardev:s0), or run the peer on " + location_ + " itself");
         break;
     case SerialTransport::unix_socket:
         out.push_back("QEMU: -serial unix:" + location_ +
                       " (or -chardev socket,id=s0,path=" + location_ + " -serial chardev:s0)");
         break;
-    case SerialTransport::tcp:
-        out.push_back("QEMU: -serial tcp:" + location_);
-        out.push_back("Bochs: com1: enabled=1, mode=socket-client, dev=" + location_);
+    case SerialTransport::tcp: {
+        // Where the emulator connects: a wildcard usernet listens on is
+        // reached on the loopback address. QEMU's -serial tcp: form splits
+        // at the first ':', and Bochs's socket client resolves IPv4 names
+        // only: an IPv6 address needs QEMU's -chardev form, and Bochs
+        // cannot take it.
+        auto ip = wire::IpAddr::parse(cfg_.host);
+        const bool v6 = ip && !ip->is_v4();
+        std::string host = cfg_.host;
+        if (ip && ip->is_unspecified()) host = v6 ? "::1" : "127.0.0.1";
+        const std::string port = std::to_string(cfg_.port);
+        if (v6) {
+            out.push_back("QEMU: -chardev socket,id=s0,host=" + host + ",port=" + port +
+                          " -serial chardev:s0");
+            out.push_back("Bochs: its socket client takes IPv4 only: give --serial tcp:127.0.0.1:" +
+                          port + " for Bochs");
+        } else {
+            out.push_back("QEMU: -serial tcp:" + host + ":" + port);
+            out.push_back("Bochs: com1: enabled=1, mode=socket-client, dev=" + host + ":" + port);
+        }
         break;
+    }
     }
     std::string addr = addr_ ? v4(addr_) : std::string("ADDR (logged once leased)");
     if (ppp)

@@ -1,5 +1,7 @@
 #include "switch/switch.hpp"
 
+#include <spdlog/spdlog.h>
+
 #include <cstring>
 
 #include "wire/ethernet.hpp"
@@ -21,6 +23,17 @@ PortId Switch::attach(Port& p) {
     macs_per_port_.push_back(PortMacs{});
     p.id_ = static_cast<PortId>(ports_.size() - 1);
     return p.id_;
+}
+
+void Switch::warn_clash(PortId from, const wire::MacAddr& src, PortId owner, core::Millis now) {
+    // Two VMs started with QEMU's default MAC (52:54:00:12:34:56) on one
+    // LAN: the second gets no network, and only this line says why.
+    PortMacs& m = macs_per_port_[from];
+    if (m.clash_warned != 0 && now - m.clash_warned < kClashWarnMs) return;
+    m.clash_warned = now == 0 ? 1 : now;
+    spdlog::warn("{}: frames from MAC {} dropped: {} has that MAC and is still attached; give "
+                 "each guest a MAC of its own (QEMU: -device ...,mac=52:54:00:XX:XX:XX)",
+                 ports_[from]->describe(), src.to_string(), ports_[owner]->describe());
 }
 
 void Switch::detach(Port& p) {
@@ -107,6 +120,7 @@ bool Switch::learn(PortId from, const wire::MacAddr& src) {
         // address and replies, from a guest on another port that copies it.
         if (ports_[e.port] && !aged(e, now)) {
             stats_.dropped_bad_src++;
+            warn_clash(from, src, e.port, now);
             return false;
         }
         if (macs_per_port_[from].count >= ports_[from]->max_macs() && !reuse_aged(from, now)) {

@@ -126,7 +126,12 @@ private:
         Node* head = nullptr;  // least recently seen
         Node* tail = nullptr;
         uint32_t count = 0;
+        core::Millis clash_warned = 0;  // when a MAC clash on this port was last logged
     };
+    // Logs (at most every kClashWarnMs per port) that frames from src on
+    // port `from` are dropped because `owner` holds that MAC.
+    void warn_clash(PortId from, const wire::MacAddr& src, PortId owner, core::Millis now);
+    static constexpr core::Millis kClashWarnMs = 10'000;
     bool learn(PortId from, const wire::MacAddr& src);
     void link_tail(PortId port, Node& n);
     void unlink(Node& n);

@@ -288,6 +288,33 @@ TEST(SerialPty, ALinkInUseIsRefusedAStaleOneReplacedAndOnlyOursRemoved) {
     EXPECT_NE(lstat(link.c_str(), &st), 0) << "our own link stays behind";
 }
 
+// The emulator lines the banner prints for a TCP line: QEMU's -serial tcp:
+// cannot take an IPv6 address (it splits at the first ':') and Bochs's
+// socket client resolves IPv4 only; a wildcard is reached on loopback.
+TEST(SerialUsage, TcpLinesFitTheAddressFamily) {
+    core::EventLoop loop;
+    sw::Switch sw{loop};
+    auto lines = [&](const std::string& spec) {
+        SerialConfig c;
+        EXPECT_EQ(parse_serial_transport(spec, c), "");
+        SerialPort p(loop, sw, c);
+        std::string all;
+        for (const std::string& l : p.usage()) all += l + "\n";
+        return all;
+    };
+    const std::string v6 = lines("tcp:[::1]:0");
+    EXPECT_NE(v6.find("QEMU: -chardev socket,id=s0,host=::1,port="), std::string::npos) << v6;
+    EXPECT_NE(v6.find(" -serial chardev:s0"), std::string::npos) << v6;
+    EXPECT_EQ(v6.find("QEMU: -serial tcp:"), std::string::npos) << v6;
+    EXPECT_EQ(v6.find("dev=["), std::string::npos) << v6;
+    EXPECT_NE(v6.find("IPv4 only"), std::string::npos) << v6;
+    const std::string v4 = lines("tcp:127.0.0.1:0");
+    EXPECT_NE(v4.find("QEMU: -serial tcp:127.0.0.1:"), std::string::npos) << v4;
+    EXPECT_NE(v4.find("mode=socket-client, dev=127.0.0.1:"), std::string::npos) << v4;
+    const std::string any = lines("tcp:0.0.0.0:0");
+    EXPECT_NE(any.find("QEMU: -serial tcp:127.0.0.1:"), std::string::npos) << any;
+}
+
 // A usernet killed with its link in place: the kernel hands the next one
 // the same pty number, which the stale link names. The link is checked
 // before the pty is opened, so it is replaced, not taken for a live one.

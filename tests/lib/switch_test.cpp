@@ -4,8 +4,12 @@
 #include "switch/switch.hpp"
 
 #include <gtest/gtest.h>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cstring>
+#include <sstream>
 #include <vector>
 
 #include "wire/checksum.hpp"
@@ -106,6 +110,25 @@ TEST_F(SwitchTest, Switch_LiveGuestMacCannotBeTakenOverByAnotherPort) {
     EXPECT_EQ(sw.lookup(mac(1)), a.id());
     sw.input(c.id(), frame(mac(1), mac(3)));
     EXPECT_EQ(a.frames.size(), 1u);
+}
+
+// The clash is logged, naming both ports, at most every 10 s per port: two
+// QEMUs with the default MAC would otherwise fail without a word.
+TEST_F(SwitchTest, Switch_AMacClashIsLoggedOncePerIntervalWithBothPorts) {
+    std::ostringstream out;
+    auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(out);
+    auto saved = spdlog::default_logger();
+    spdlog::set_default_logger(std::make_shared<spdlog::logger>("test", sink));
+    sw.input(a.id(), frame(wire::MacAddr::broadcast(), mac(1)));
+    for (int i = 0; i < 5; i++) sw.input(b.id(), frame(wire::MacAddr::broadcast(), mac(1)));
+    spdlog::set_default_logger(saved);
+    const std::string log = out.str();
+    EXPECT_NE(log.find("frames from MAC 02:00:00:00:00:01 dropped: test has that MAC"),
+              std::string::npos)
+        << log;
+    EXPECT_NE(log.find("mac="), std::string::npos) << log;
+    EXPECT_EQ(std::count(log.begin(), log.end(), '\n'), 1) << log;
+    EXPECT_EQ(sw.stats().dropped_bad_src, 5u);
 }
 
 // Silence does not give a live port's MAC away: another port copying it is
