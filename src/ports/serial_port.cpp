@@ -159,12 +159,11 @@ SerialPort::~SerialPort() {
     if (pty_slave_fd_ >= 0) close(pty_slave_fd_);
     if (listen_fd_ >= 0) {
         loop_.remove(listen_fd_, &listen_h_);
-        close(listen_fd_);
+        // A unix listener closes its own socket, and removes its file if
+        // that is still ours.
+        if (unix_listener_) unix_listener_.reset();
+        else close(listen_fd_);
     }
-    struct stat st {};
-    if (cfg_.transport == SerialTransport::unix_socket && lstat(location_.c_str(), &st) == 0 &&
-        st.st_dev == sock_dev_ && st.st_ino == sock_ino_)
-        unlink(location_.c_str());
     // The link only while it still names our pty: another usernet may have
     // taken the name over since.
     if (!link_path_.empty()) {
@@ -246,39 +245,9 @@ void SerialPort::open_pty() {
 }
 
 void SerialPort::open_unix() {
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    const std::string& path = cfg_.path;
-    std::memcpy(addr.sun_path, path.data(), path.size());
-    auto* sa = reinterpret_cast<const sockaddr*>(&addr);
-    struct stat st {};
-    if (lstat(path.c_str(), &st) == 0) {
-        if (!S_ISSOCK(st.st_mode))
-            throw std::runtime_error("socket path " + path + " exists and is not a socket");
-        int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        int r = probe >= 0 ? connect(probe, sa, sizeof addr) : -1;
-        int e = errno;
-        if (probe >= 0) close(probe);
-        if (r == 0) throw std::runtime_error("socket path " + path + " is in use by another process");
-        if (e == ECONNREFUSED) unlink(path.c_str());
-    }
-    listen_fd_ = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (listen_fd_ < 0) throw std::runtime_error("cannot create a unix socket: " + errstr(errno));
-    mode_t old = umask(077);  // owner only, as --socket
-    int r = bind(listen_fd_, sa, sizeof addr);
-    int e = errno;
-    umask(old);
-    if (r < 0 || listen(listen_fd_, 4) < 0) {
-        if (r == 0) e = errno;
-        close(listen_fd_);
-        listen_fd_ = -1;
-        throw std::runtime_error("cannot listen on " + path + ": " + errstr(e));
-    }
-    if (stat(path.c_str(), &st) == 0) {
-        sock_dev_ = st.st_dev;
-        sock_ino_ = st.st_ino;
-    }
-    location_ = path;
+    unix_listener_ = std::make_unique<core::UnixListener>(cfg_.path, 4);
+    listen_fd_ = unix_listener_->fd();
+    location_ = cfg_.path;
     loop_.add(listen_fd_, EPOLLIN, &listen_h_);
 }
 

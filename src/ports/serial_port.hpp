@@ -61,6 +61,7 @@
 #include <vector>
 
 #include "core/event_loop.hpp"
+#include "core/unix_listener.hpp"
 #include "ports/ppp.hpp"
 #include "ports/serial_config.hpp"
 #include "ports/slip.hpp"
@@ -196,8 +197,7 @@ private:
     int listen_fd_ = -1;
     int conn_fd_ = -1;
     int pty_slave_fd_ = -1;
-    dev_t sock_dev_ = 0;
-    ino_t sock_ino_ = 0;
+    std::unique_ptr<core::UnixListener> unix_listener_;  // unix: the listening socket
     std::string peer_name_;
     FdHandler listen_h_;
     FdHandler conn_h_;

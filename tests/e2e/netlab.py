@@ -33,6 +33,7 @@ and printed no sanitizer report or crash (check_usernet_exit).
 import atexit
 import errno
 import hashlib
+import json
 import os
 import random
 import re
@@ -820,6 +821,33 @@ def dhcp(lab, guest, ifname="tap0", timeout=30, hostname=None):
 def ping(ns, addr, count=3, timeout=20, check=True):
     """busybox ping (raw socket as root); returns CompletedProcess."""
     return ns.run(["busybox", "ping", "-c", str(count), "-W", "3", addr], timeout=timeout, check=check)
+
+
+def api_request(path, request, half_close=False, timeout=10):
+    """One request to an API socket in slirp4netns's protocol (one request
+    per connection: slirp4netns's own, or usernet's --api-socket); the
+    decoded reply. half_close: shut the sending side after the request, as
+    rootlesskit's port driver does."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    buf = b""
+    try:
+        s.connect(path)
+        s.sendall(json.dumps(request).encode())
+        if half_close:
+            s.shutdown(socket.SHUT_WR)
+        while True:
+            b = s.recv(4096)
+            if not b:
+                break
+            buf += b
+            try:
+                return json.loads(buf)
+            except ValueError:
+                continue
+    finally:
+        s.close()
+    raise AssertionError("no reply to %r: %r" % (request, buf))
 
 
 def curl(ns, args, timeout=180, check=True):

@@ -43,25 +43,11 @@ class ControlLab:
         return json.loads(r.stdout)
 
     def call(self, execute, **arguments):
-        """A request, a half-close, the reply to EOF (rootlesskit's way)."""
+        """A request, a half-close, the reply (rootlesskit's way)."""
         req = {"execute": execute}
         if arguments:
             req["arguments"] = arguments
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(10)
-        try:
-            s.connect(self.api)
-            s.sendall(json.dumps(req).encode())
-            s.shutdown(socket.SHUT_WR)
-            buf = b""
-            while True:
-                b = s.recv(4096)
-                if not b:
-                    break
-                buf += b
-        finally:
-            s.close()
-        return json.loads(buf)
+        return netlab.api_request(self.api, req, half_close=True)
 
 
 class ControlTest(unittest.TestCase):

@@ -19,7 +19,6 @@ LD_LIBRARY_PATH), so a failure that is the test's own shows there too.
 USERNET_LIBSLIRP_DIR names the directory with usernet's libslirp.so.0
 (default build/libslirp)."""
 
-import json
 import os
 import re
 import socket
@@ -111,24 +110,7 @@ class Slirp4netns:
         req = {"execute": execute}
         if arguments:
             req["arguments"] = arguments
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(10)
-        try:
-            s.connect(self.api)
-            s.sendall(json.dumps(req).encode())
-            buf = b""
-            while True:
-                b = s.recv(4096)
-                if not b:
-                    break
-                buf += b
-                try:
-                    return json.loads(buf)
-                except ValueError:
-                    continue
-        finally:
-            s.close()
-        raise AssertionError("no reply to %r: %r" % (req, buf))
+        return netlab.api_request(self.api, req)
 
     def finish(self, test):
         """Still running on the right library, no error from it; then stop it."""

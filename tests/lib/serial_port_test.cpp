@@ -261,8 +261,9 @@ TEST_F(SerialPortTest, ThePeersMruBoundsWhatItIsSent) {
 }
 
 // pty:LINK: a link naming a live pty is another usernet's and is refused;
-// one left by a crash (its pty gone) is replaced; at exit the link goes only
-// if it still names this instance's pty.
+// one left by a crash (its pty gone) is replaced, even when it names the
+// pty the new instance gets; at exit the link goes only if it still names
+// this instance's pty.
 TEST(SerialPty, ALinkInUseIsRefusedAStaleOneReplacedAndOnlyOursRemoved) {
     core::EventLoop loop;
     sw::Switch sw{loop};
@@ -286,6 +287,19 @@ TEST(SerialPty, ALinkInUseIsRefusedAStaleOneReplacedAndOnlyOursRemoved) {
     EXPECT_STRNE(now, "/dev/pts/999999");
     second.reset();
     EXPECT_NE(lstat(link.c_str(), &st), 0) << "our own link stays behind";
+    // A usernet killed with its link in place: the kernel hands the next
+    // one the pty number the stale link names. The link is checked before
+    // the pty is opened, so it is replaced, not taken for a live one.
+    second = std::make_unique<SerialPort>(loop, sw, c);
+    char killed[256] = {};
+    ASSERT_GT(readlink(link.c_str(), killed, sizeof killed - 1), 0);
+    second.reset();
+    ASSERT_EQ(symlink(killed, link.c_str()), 0);  // what a SIGKILL leaves behind
+    ASSERT_NO_THROW(second = std::make_unique<SerialPort>(loop, sw, c));
+    char again[256] = {};
+    ASSERT_GT(readlink(link.c_str(), again, sizeof again - 1), 0);
+    EXPECT_EQ(second->location(), again);
+    second.reset();
 }
 
 // The emulator lines the banner prints for a TCP line: QEMU's -serial tcp:
@@ -313,31 +327,6 @@ TEST(SerialUsage, TcpLinesFitTheAddressFamily) {
     EXPECT_NE(v4.find("mode=socket-client, dev=127.0.0.1:"), std::string::npos) << v4;
     const std::string any = lines("tcp:0.0.0.0:0");
     EXPECT_NE(any.find("QEMU: -serial tcp:127.0.0.1:"), std::string::npos) << any;
-}
-
-// A usernet killed with its link in place: the kernel hands the next one
-// the same pty number, which the stale link names. The link is checked
-// before the pty is opened, so it is replaced, not taken for a live one.
-TEST(SerialPty, AStaleLinkNamingTheNextPtyIsReplaced) {
-    core::EventLoop loop;
-    sw::Switch sw{loop};
-    const std::string link = "/tmp/usernet-pty-crash-" + std::to_string(getpid());
-    unlink(link.c_str());
-    SerialConfig c;
-    ASSERT_EQ(parse_serial_transport("pty:" + link, c), "");
-    auto first = std::make_unique<SerialPort>(loop, sw, c);
-    char target[256] = {};
-    ASSERT_GT(readlink(link.c_str(), target, sizeof target - 1), 0);
-    first.reset();  // its pty is gone, and with it its link...
-    ASSERT_EQ(symlink(target, link.c_str()), 0);  // ...which a SIGKILL would have left
-    std::unique_ptr<SerialPort> second;
-    ASSERT_NO_THROW(second = std::make_unique<SerialPort>(loop, sw, c));
-    char now[256] = {};
-    ASSERT_GT(readlink(link.c_str(), now, sizeof now - 1), 0);
-    EXPECT_EQ(second->location(), now);
-    second.reset();
-    struct stat st {};
-    EXPECT_NE(lstat(link.c_str(), &st), 0);
 }
 
 // The TCP translator sends a slow line only what tx_room() offers: however
