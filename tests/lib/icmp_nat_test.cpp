@@ -11,6 +11,12 @@
 // loopback range, which guests may not reach. Without the privilege to make a namespace the echo tests skip
 // -- except under CI (CI=true), where the tests run as root and a skip is
 // a failure. A reply that does not come is always a failure, never a skip.
+//
+// An IPv6 address is reachable only once the kernel's address work has run
+// (it adds the local route, even on lo, which does no DAD; the work waits for
+// the RTNL lock, which other tests' namespaces hold as they come and go), so
+// the namespace waits for that route. Sending at once found no route on a
+// loaded CI machine, and the guest got "destination unreachable" back.
 #include "nat/icmp_nat.hpp"
 
 #include <fcntl.h>
@@ -19,10 +25,13 @@
 #include <sys/ioctl.h>
 
 #include <cerrno>
+#include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <ostream>
 #include <string>
+#include <thread>
 
 #include <gtest/gtest.h>
 
@@ -88,6 +97,10 @@ public:
                 why_ = "cannot add 192.0.2.1 and 2001:db8:ffff::1 to lo (ip addr add)";
                 return;
             }
+            if (!ipv6_settled()) {
+                why_ = "2001:db8:ffff::1 on lo has no local route after 10 s";
+                return;
+            }
             std::ofstream f("/proc/sys/net/ipv4/ping_group_range");
             f << (m == Mode::ping_socket ? "0 2147483647" : "1 0") << "\n";
             f.close();
@@ -112,6 +125,21 @@ public:
     const std::string& why() const { return why_; }
 
 private:
+    // Whether the kernel has installed the local route to 2001:db8:ffff::1,
+    // polled for up to 10 s.
+    static bool ipv6_settled() {
+        auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+        do {
+            FILE* p = popen("ip -6 route show table local 2001:db8:ffff::1", "r");
+            if (!p) return false;
+            char line[256];
+            bool routed = std::fgets(line, sizeof line, p) != nullptr;
+            if (pclose(p) != 0) return false;
+            if (routed) return true;
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        } while (std::chrono::steady_clock::now() < until);
+        return false;
+    }
     static bool lo_up() {
         int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
         if (s < 0) return false;
@@ -242,7 +270,7 @@ TEST_P(IcmpEcho, IcmpNat_Ipv6EchoIsAnsweredWithTheGuestsIdentifierAndSequence) {
         ASSERT_EQ(got.size(), 1u);
         EXPECT_EQ(got[0].first, kLocalDst6);  // from the address the guest pinged
         auto icmp = wire::Icmp6View::parse(got[0].second);
-        EXPECT_EQ(icmp->type(), wire::icmp6type::echo_reply);
+        EXPECT_EQ(icmp->type(), wire::icmp6type::echo_reply) << "code " << int(icmp->code());
         EXPECT_EQ(icmp->echo_id(), 0x4321);
         EXPECT_EQ(icmp->echo_seq(), seq);
         ASSERT_EQ(icmp->body().size(), 48u);
