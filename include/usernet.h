@@ -136,7 +136,9 @@ void usernet_nic_input(usernet_nic_t *nic, const void *frame, size_t len);
 
 /* Host-to-guest port forwards. proto: 't' (TCP) or 'u' (UDP). host_addr:
  * the host address to listen on, NULL for every address (IPv4 and IPv6);
- * guest_addr: NULL for the guest holding a DHCP lease. */
+ * guest_addr: NULL for the guest holding a DHCP lease, else a guest's
+ * address in the network (not its network, broadcast, gateway or DNS
+ * address: those fail). */
 int usernet_add_hostfwd(usernet_t *net, char proto, const char *host_addr, uint16_t host_port,
                         const char *guest_addr, uint16_t guest_port);
 int usernet_remove_hostfwd(usernet_t *net, char proto, const char *host_addr, uint16_t host_port);

@@ -289,7 +289,14 @@ int usernet_add_hostfwd(usernet_t* net, char proto, const char* host_addr, uint1
         if (host_addr && *host_addr) spec.bind_addr = parse_ip("host_addr", host_addr);
         spec.host_first = spec.host_last = host_port;
         spec.guest_first = spec.guest_last = guest_port;
-        if (guest_addr && *guest_addr) spec.guest_addr = parse_ip("guest_addr", guest_addr);
+        if (guest_addr && *guest_addr) {
+            spec.guest_addr = parse_ip("guest_addr", guest_addr);
+            // As the daemon's -t/-u and --api-socket: a guest's address,
+            // not one outside the network, its network or broadcast
+            // address, or the gateway's own.
+            if (net->engine.has_gateway() && !net->engine.config().is_guest_addr(*spec.guest_addr))
+                bad("guest_addr", std::string(guest_addr) + " is not a guest address of the network");
+        }
         net->engine.add_forward(spec);
         return 0;
     }, -1);

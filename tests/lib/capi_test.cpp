@@ -722,9 +722,22 @@ TEST_F(CapiTest, Capi_BadHostForwardsAreRefused) {
     EXPECT_EQ(usernet_add_hostfwd(net, 't', "localhost!", port, nullptr, 22), -1);
     EXPECT_NE(std::string(usernet_last_error()).find("host_addr"), std::string::npos)
         << usernet_last_error();
-    EXPECT_EQ(usernet_add_hostfwd(net, 't', "127.0.0.1", port, "10.0.2.x", 22), -1);
-    EXPECT_NE(std::string(usernet_last_error()).find("guest_addr"), std::string::npos)
+    // Not an address, or not a guest's: outside the network, its network
+    // and broadcast addresses, the gateway and DNS.
+    for (const char* bad : {"10.0.2.x", "10.0.3.15", "192.0.2.1", "10.0.2.0", "10.0.2.255",
+                            "10.0.2.2", "10.0.2.3", "fec0::2", "fd00::15"}) {
+        SCOPED_TRACE(bad);
+        EXPECT_EQ(usernet_add_hostfwd(net, 't', "127.0.0.1", port, bad, 22), -1);
+        EXPECT_NE(std::string(usernet_last_error()).find("guest_addr"), std::string::npos)
+            << usernet_last_error();
+    }
+    // A guest's address, IPv4 or IPv6, is taken whether or not it is leased.
+    ASSERT_EQ(usernet_add_hostfwd(net, 't', "127.0.0.1", port, "10.0.2.99", 22), 0)
         << usernet_last_error();
+    ASSERT_EQ(usernet_remove_hostfwd(net, 't', "127.0.0.1", port), 0) << usernet_last_error();
+    ASSERT_EQ(usernet_add_hostfwd(net, 't', "127.0.0.1", port, "fec0::15", 22), 0)
+        << usernet_last_error();
+    ASSERT_EQ(usernet_remove_hostfwd(net, 't', "127.0.0.1", port), 0) << usernet_last_error();
     // None of them left a listener behind.
     EXPECT_TRUE(can_bind(SOCK_STREAM, "127.0.0.1", port));
 }
