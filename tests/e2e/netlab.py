@@ -458,6 +458,16 @@ class Netns:
                 r.returncode, self.name, " ".join(argv), r.stdout[-3000:], r.stderr[-3000:]))
         return r
 
+    def add_addr6(self, addr, dev):
+        """Add an IPv6 address (ADDR/LEN) to dev without duplicate address
+        detection, and wait until the kernel delivers to it: its local
+        route comes from the kernel's address work, which waits for the
+        RTNL lock, held for seconds while other tests' namespaces go."""
+        self.run(["ip", "-6", "addr", "add", addr, "dev", dev, "nodad"])
+        a = addr.split("/")[0]
+        wait_for(lambda: self.run(["ip", "-6", "route", "show", "table", "local", a]).stdout.strip(),
+                 10, what="the local route to %s in %s" % (a, self.name))
+
     def py(self, code, *args, timeout=60, check=True):
         """Run a Python snippet in this namespace."""
         return self.run([PY, "-c", code] + [str(a) for a in args], timeout=timeout, check=check)
@@ -654,8 +664,8 @@ class Lab:
         r.run(["ip", "route", "add", "default", "via", HOST_VETH_ADDR])
         # IPv6 as well: 2001:db8:1::1/64 <-> ::2/64, without duplicate
         # address detection so that both are usable at once.
-        host.run(["ip", "-6", "addr", "add", HOST_VETH_ADDR6 + "/64", "dev", hn, "nodad"])
-        r.run(["ip", "-6", "addr", "add", REMOTE_ADDR6 + "/64", "dev", rn, "nodad"])
+        host.add_addr6(HOST_VETH_ADDR6 + "/64", hn)
+        r.add_addr6(REMOTE_ADDR6 + "/64", rn)
         r.run(["ip", "-6", "route", "add", "default", "via", HOST_VETH_ADDR6])
         return r
 

@@ -361,9 +361,9 @@ print(len(got))
             far = lab.netns("far")
             hn, fn = lab.veth(host, far)
             ll = "fe80::77"
-            far.run(["ip", "-6", "addr", "add", ll + "/64", "dev", fn, "nodad"])
+            far.add_addr6(ll + "/64", fn)
             # (the kernel's own link-local address is tentative for a second)
-            host.run(["ip", "-6", "addr", "add", "fe80::66/64", "dev", hn, "nodad"])
+            host.add_addr6("fe80::66/64", hn)
             srv = far.popen([netlab.PY, "-c", LINK_LOCAL_RESOLVER, ll, fn, ADDR],
                             name="resolver")
             netlab.wait_for(lambda: "READY" in srv.stdout(), 10, what="resolver")

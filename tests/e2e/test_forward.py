@@ -407,7 +407,7 @@ while True:
         with netlab.Lab("fwd") as lab:
             p = netlab.free_port(netlab.socket.SOCK_DGRAM)
             host, guest, _, un = self._start(lab, ["-u", str(p)])
-            host.run(["ip", "-6", "addr", "add", "fd00:5::1/128", "dev", "lo", "nodad"])
+            host.add_addr6("fd00:5::1/128", "lo")
             guest.server("udp-echo", "--bind", "::", "--port", p)
             for addr in ("127.0.0.1", "127.0.0.2", "::1", "fd00:5::1"):
                 self.udp_ok(host, addr, p)

@@ -221,7 +221,7 @@ class Ipv6Test(unittest.TestCase):
         rn, fn = lab.veth(t.remote, far)
         t.remote.run(["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"])
         for ns, dev, addr in ((t.remote, rn, "2001:db8:2::1/64"), (far, fn, "2001:db8:2::2/64")):
-            ns.run(["ip", "-6", "addr", "add", addr, "dev", dev, "nodad"])
+            ns.add_addr6(addr, dev)
         far.run(["ip", "-6", "route", "add", "default", "via", "2001:db8:2::1"])
         t.host.run(["ip", "-6", "route", "add", "2001:db8:2::/64", "via", REMOTE_ADDR6])
         code = r"""
