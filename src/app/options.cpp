@@ -1356,6 +1356,10 @@ void resolve_forwards(const CLI::App& app, const RawOptions& raw, Config& cfg) {
     for (const Attachment& a : cfg.attachments)
         if (!target && a.address && a.lan == 0) target = a.address;
     cfg.forward_target = target;
+    // What the user wrote for each forward, for the messages below: one
+    // -t argument may make several specs.
+    std::vector<std::pair<std::string, std::string>> origin;  // option, its argument
+    for (const nat::ForwardSpec& f : cfg.forwards) origin.emplace_back(f.to_string(), "");
     std::map<const CLI::Option*, size_t> next;
     for (const CLI::Option* o : app.parse_order()) {
         bool tcp = o->check_lname("tcp-ports");
@@ -1372,6 +1376,7 @@ void resolve_forwards(const CLI::App& app, const RawOptions& raw, Config& cfg) {
                 check_forward_guest(cfg, tcp ? "-t" : "-u", spec);
                 if (target && !spec.guest_addr) spec.guest_addr = wire::IpAddr::v4(*target);
                 cfg.forwards.push_back(std::move(spec));
+                origin.emplace_back(tcp ? "-t" : "-u", text);
             }
         } catch (const std::invalid_argument& e) {
             // The parser's message may carry its own remedy after "; ".
@@ -1397,6 +1402,7 @@ void resolve_forwards(const CLI::App& app, const RawOptions& raw, Config& cfg) {
         check_forward_guest(cfg, "--hostfwd", spec);
         if (target && !spec.guest_addr) spec.guest_addr = wire::IpAddr::v4(*target);
         cfg.forwards.push_back(std::move(spec));
+        origin.emplace_back("--hostfwd", text);
     }
     // Two forwards of one host port would fail at start-up with "address
     // in use", blaming another program: say it here.
@@ -1417,10 +1423,13 @@ void resolve_forwards(const CLI::App& app, const RawOptions& raw, Config& cfg) {
             if (overlap(cfg.forwards[i], cfg.forwards[j])) {
                 const nat::ForwardSpec& a = cfg.forwards[i];
                 const uint16_t port = std::max(a.host_first, cfg.forwards[j].host_first);
-                fail(a.proto == 't' ? "-t" : "-u",
+                auto said = [&](size_t k) {
+                    return origin[k].second.empty() ? origin[k].first
+                                                    : origin[k].first + " " + origin[k].second;
+                };
+                fail(origin[i].first,
                      "host port " + std::to_string(port) + (a.proto == 't' ? "/tcp" : "/udp") +
-                         " is forwarded twice (" + cfg.forwards[j].to_string() + " and " +
-                         a.to_string() + ")",
+                         " is forwarded twice (" + said(j) + " and " + said(i) + ")",
                      "forward each host port once, or give each a different host address");
             }
 }

@@ -510,6 +510,13 @@ TEST(Options, AHostPortForwardedTwiceIsAnError) {
           {"-t", "8080", "--hostfwd", "tcp::8080-:80"},
           {"-u", "::/53", "-u", "127.0.0.1/53"}})
         EXPECT_NE(error_message(args).find("forwarded twice"), std::string::npos) << args[1];
+    // Each is named as the user wrote it, by the option that came last.
+    EXPECT_EQ(error_option({"-t", "8080", "--hostfwd", "tcp::8080-:80"}), "--hostfwd");
+    EXPECT_NE(error_message({"-t", "8080", "--hostfwd", "tcp::8080-:80"})
+                  .find("(-t 8080 and --hostfwd tcp::8080-:80)"),
+              std::string::npos);
+    EXPECT_NE(error_message({"-t", "8000-8010", "-t", "8010:80"}).find("(-t 8000-8010 and -t 8010:80)"),
+              std::string::npos);
     // Different addresses, families or protocols are different sockets.
     EXPECT_EQ(parse({"-t", "127.0.0.1/8080", "-t", "::1/8080", "-t", "10.9.9.9/8080"}).forwards.size(), 3u);
     EXPECT_EQ(parse({"-t", "::1/8080", "--hostfwd", "tcp::8080-:80", "-u", "8080"}).forwards.size(), 3u);
