@@ -58,7 +58,14 @@ Gateway::Gateway(core::EventLoop& loop, sw::Switch& sw, NetConfig cfg)
     dns_ = std::make_unique<DnsForwarder>(loop_, *this);
     dns_tcp_ = std::make_unique<DnsTcpService>(loop_, *dns_);
     if (!cfg_.tftp_root.empty()) tftp_ = std::make_unique<TftpServer>(loop_, *this, cfg_.tftp_root);
-    link_local_ = wire::link_local_of(cfg_.gw_mac);
+    // fe80:: with the interface identifier of gateway6: fe80::2 by default,
+    // the router address QEMU's user networking (libslirp) gives its guests.
+    // A gateway6 whose low 64 bits are zero falls back to its MAC's EUI-64.
+    link_local_ = wire::IpAddr{};
+    link_local_.b[0] = 0xfe;
+    link_local_.b[1] = 0x80;
+    std::memcpy(&link_local_.b[8], &cfg_.gateway6.b[8], 8);
+    if (link_local_ == *wire::IpAddr::parse("fe80::")) link_local_ = wire::link_local_of(cfg_.gw_mac);
     search_wire_ = cfg_.search_wire();
     bool all4 = true;
     search_wire4_ = cfg_.search_wire4(&all4);

@@ -147,8 +147,9 @@ struct NetConfig {
 
     // IPv6 (--no-ipv6 clears): the prefix fec0::/64 that router
     // advertisements give for SLAAC, with QEMU's gateway fec0::2 and DNS
-    // fec0::3. The gateway also answers on the link-local address of its
-    // MAC (gw_link_local()), which is where its advertisements come from.
+    // fec0::3. The gateway also answers on fe80:: with gateway6's interface
+    // identifier (Gateway::link_local(): fe80::2, as in libslirp), which is
+    // where its advertisements come from.
     bool ipv6 = true;
     wire::IpAddr prefix6 = *wire::IpAddr::parse("fec0::");
     uint8_t prefix6_len = 64;

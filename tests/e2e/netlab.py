@@ -66,7 +66,7 @@ REMOTE_NET_PREFIX = 24
 PREFIX6 = "fec0::"
 GATEWAY6 = "fec0::2"
 DNS6 = "fec0::3"
-GATEWAY6_LL = "fe80::5055:aff:fe00:202"
+GATEWAY6_LL = "fe80::2"  # fe80:: with gateway6's interface identifier
 HOST_VETH_ADDR6 = "2001:db8:1::1"
 REMOTE_ADDR6 = "2001:db8:1::2"
 

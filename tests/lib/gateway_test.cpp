@@ -1314,7 +1314,7 @@ TEST_F(GatewayTest, Gateway6_AnswersARealNeighborSolicitationForTheGateway) {
 }
 
 TEST_F(GatewayTest, Gateway6_AnswersForDnsAndLinkLocalButNotForOtherAddresses) {
-    for (const char* a : {"fec0::3", "fe80::5055:aff:fe00:202", "fec0::4", "fec0::15"}) {
+    for (const char* a : {"fec0::3", "fe80::2", "fec0::4", "fec0::15"}) {
         guest.frames.clear();
         auto t = ip6(a);
         input(icmp6_frame(wire::multicast_mac(wire::solicited_node(t)), kGuest6Mac, kGuest6,
@@ -1355,7 +1355,7 @@ TEST_F(GatewayTest, Gateway6_AnswersARealRouterSolicitationWithPrefixMtuAndDns) 
     auto ra = parse_icmp6(guest.frames[0]);
     ASSERT_TRUE(ra);
     EXPECT_EQ(ra->eth.dst(), kGuest6Mac);
-    EXPECT_EQ(ra->ip.src_addr(), ip6("fe80::5055:aff:fe00:202"));
+    EXPECT_EQ(ra->ip.src_addr(), ip6("fe80::2"));
     EXPECT_EQ(ra->ip.dst_addr(), kGuest6Ll);
     EXPECT_EQ(ra->ip.hop_limit(), 255);
     EXPECT_EQ(ra->icmp.type(), wire::icmp6type::router_advert);
