@@ -15,6 +15,7 @@
 #include <spdlog/spdlog.h>
 
 #include "app/control.hpp"
+#include "core/command_text.hpp"
 #include "gateway/resolv_conf.hpp"
 #include "nat/forward.hpp"
 #include "ports/bochs_port.hpp"
@@ -97,16 +98,7 @@ std::string default_socket_path() {
                        "-99.socket are all in use); give one with --socket PATH");
 }
 
-// A value inside a QEMU -netdev option: QEMU's option syntax reads a comma
-// as the end of the value unless it is doubled.
-static std::string qemu_value(const std::string& v) {
-    std::string out;
-    for (char ch : v) {
-        out += ch;
-        if (ch == ',') out += ',';
-    }
-    return out;
-}
+using core::qemu_value;
 
 std::vector<std::string> qemu_dgram_options(const ports::DgramConfig& c) {
     const std::string nic = " -device virtio-net-pci,netdev=n0";
@@ -152,8 +144,9 @@ std::vector<std::string> qemu_dgram_options(const ports::DgramConfig& c) {
     case ports::DgramKind::unix_dgram: {
         std::string mine = absolute(c.local.path());
         std::string theirs = c.remote ? absolute(c.remote->path()) : "PATH";
-        out.push_back("-netdev dgram,id=n0,local.type=unix,local.path=" + qemu_value(theirs) +
-                      ",remote.type=unix,remote.path=" + qemu_value(mine) + nic);
+        const std::string opts = "dgram,id=n0,local.type=unix,local.path=" + qemu_value(theirs) +
+                                 ",remote.type=unix,remote.path=" + qemu_value(mine);
+        out.push_back("-netdev " + core::shell_word(opts) + nic);
         break;
     }
     }
@@ -161,17 +154,19 @@ std::vector<std::string> qemu_dgram_options(const ports::DgramConfig& c) {
 }
 
 std::string qemu_command_line(const std::string& socket_path) {
-    return "qemu-system-x86_64 ... -netdev stream,id=net0,server=off,addr.type=unix,addr.path=" +
-           qemu_value(socket_path) + " -device virtio-net-pci,netdev=net0";
+    return "qemu-system-x86_64 ... -netdev " +
+           core::shell_word("stream,id=net0,server=off,addr.type=unix,addr.path=" +
+                            qemu_value(socket_path)) +
+           " -device virtio-net-pci,netdev=net0";
 }
 
 std::string qemu_vde_command_line(const std::string& dir) {
-    return "qemu-system-x86_64 ... -netdev vde,id=net0,sock=" + qemu_value(dir) +
+    return "qemu-system-x86_64 ... -netdev " + core::shell_word("vde,id=net0,sock=" + qemu_value(dir)) +
            " -device virtio-net-pci,netdev=net0";
 }
 
 std::string vde_plug_command_line(const std::string& dir) {
-    return "vde_plug vde://" + dir + " tap://tap0";
+    return "vde_plug " + core::shell_word("vde://" + dir) + " tap://tap0";
 }
 
 Daemon::Lan::Lan(std::string name_, const gw::NetConfig& net_, std::string pcap_path_)
@@ -625,13 +620,6 @@ void Daemon::attach(const Attachment& a) {
                                                 " another address"
                                           : "check " + opt + " " + a.target);
         }
-        for (const std::string& line : qemu_dgram_options(c))
-            spdlog::info("attach QEMU to {} {} with: qemu-system-x86_64 ... {}", opt, a.target,
-                         line);
-        if (qemu_dgram_options(c).empty())
-            spdlog::info("{} {}: an IPv6 link, which QEMU's dgram and socket netdevs cannot "
-                         "open (they are IPv4 only)",
-                         opt, a.target);
         if (c.kind == ports::DgramKind::udp && !c.remote && !c.local.ip().is_loopback())
             spdlog::warn("--dgram {}: with no emulator address given, whoever sends to this "
                          "address takes the link (and its NAT); bind 127.0.0.1, or give the "
@@ -657,6 +645,27 @@ void Daemon::attach(const Attachment& a) {
         break;
     }
     }
+}
+
+std::vector<std::vector<std::string>> Daemon::dgram_hints() const {
+    std::vector<std::vector<std::string>> hints;
+    for (const Attachment& a : cfg_.attachments) {
+        if (a.kind != AttachmentKind::dgram) continue;
+        const std::string opt = a.dgram->kind == ports::DgramKind::mcast ? "--mcast" : "--dgram";
+        const std::vector<std::string> lines = qemu_dgram_options(*a.dgram);
+        if (lines.empty()) {
+            hints.push_back({opt + " " + a.target + " is an IPv6 link, which QEMU's dgram and "
+                                                    "socket netdevs cannot open (they are IPv4 only)"});
+            continue;
+        }
+        std::vector<std::string> h{"Attach QEMU to " + opt + " " + a.target + " with:"};
+        for (size_t i = 0; i < lines.size(); ++i) {
+            if (i > 0) h.push_back("or:");
+            h.push_back("    qemu-system-x86_64 ... " + lines[i]);
+        }
+        hints.push_back(std::move(h));
+    }
+    return hints;
 }
 
 std::vector<std::vector<std::string>> Daemon::bochs_hints() const {

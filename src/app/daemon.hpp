@@ -94,6 +94,9 @@ public:
     // ("Bochs instance 0 (of --bochs 40000,count=2): bochsrc lines:")
     // followed by the lines themselves.
     std::vector<std::vector<std::string>> bochs_hints() const;
+    // Per --dgram/--mcast: a heading and the QEMU command lines (indented),
+    // or one line saying QEMU cannot open an IPv6 link.
+    std::vector<std::vector<std::string>> dgram_hints() const;
     // The VDE switch directories (--vde), absolute.
     std::vector<std::string> vde_dirs() const;
     // Per --serial attachment: where it is and what to type in the emulator

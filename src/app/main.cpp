@@ -78,6 +78,8 @@ int main(int argc, char** argv) {
                 std::cout << "Attach QEMU (7.2 or later) to " << path << " with:\n    "
                           << qemu_command_line(path) << "\n";
             for (const std::string& hint : daemon.tcp_attach_hints()) std::cout << hint;
+            for (const auto& hint : daemon.dgram_hints())
+                for (const std::string& line : hint) std::cout << line << "\n";
             for (const auto& hint : daemon.bochs_hints()) {
                 std::cout << hint[0] << "\n";
                 for (size_t i = 1; i < hint.size(); ++i) std::cout << "    " << hint[i] << "\n";

@@ -14,18 +14,10 @@
 
 #include <spdlog/spdlog.h>
 
+#include "core/command_text.hpp"
+
 namespace usernet::app {
 namespace {
-
-// For /bin/sh -c: one word, whatever it holds.
-std::string shell_quote(const std::string& s) {
-    std::string q = "'";
-    for (char c : s) {
-        if (c == '\'') q += "'\\''";
-        else q += c;
-    }
-    return q + "'";
-}
 
 bool executable(const std::string& path) { return access(path.c_str(), X_OK) == 0; }
 
@@ -114,8 +106,8 @@ std::vector<nat::GuestForwardSpec> SmbShare::forwards() const {
         g.addr = addr_;
         g.port = port;
         g.kind = nat::GuestForwardSpec::Kind::command;
-        g.command = "exec " + shell_quote(smbd_) + " -l " + shell_quote(state_) + " -s " +
-                    shell_quote(state_ + "/smb.conf");
+        g.command = "exec " + core::shell_word(smbd_) + " -l " + core::shell_word(state_) + " -s " +
+                    core::shell_word(state_ + "/smb.conf");
         out.push_back(std::move(g));
     }
     return out;

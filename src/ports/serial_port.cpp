@@ -21,6 +21,7 @@
 #include <filesystem>
 #include <stdexcept>
 
+#include "core/command_text.hpp"
 #include "core/sockaddr.hpp"
 #include "wire/arp.hpp"
 #include "wire/dhcp4.hpp"
@@ -287,8 +288,10 @@ std::vector<std::string> SerialPort::usage() const {
                       " -serial chardev:s0), or run the peer on " + location_ + " itself");
         break;
     case SerialTransport::unix_socket:
-        out.push_back("QEMU: -serial unix:" + location_ +
-                      " (or -chardev socket,id=s0,path=" + location_ + " -serial chardev:s0)");
+        out.push_back("QEMU: -serial " + core::shell_word("unix:" + core::qemu_value(location_)) +
+                      " (or -chardev " +
+                      core::shell_word("socket,id=s0,path=" + core::qemu_value(location_)) +
+                      " -serial chardev:s0)");
         break;
     case SerialTransport::tcp: {
         // Where the emulator connects: a wildcard usernet listens on is

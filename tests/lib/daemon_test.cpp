@@ -18,6 +18,8 @@
 #include <fstream>
 #include <string>
 
+#include "core/command_text.hpp"
+
 namespace usernet::app {
 namespace {
 
@@ -190,6 +192,35 @@ TEST_F(DaemonTest, QemuLinesDoubleTheCommasOfPaths) {
     EXPECT_NE(lines[0].find("local.path=/tmp/q,,2,remote.type=unix,remote.path=/tmp/u,,1 "),
               std::string::npos)
         << lines[0];
+}
+
+// A path the shell would split or expand is quoted so that the printed
+// line can be pasted as it is; the shell reads every word back unchanged.
+TEST_F(DaemonTest, PrintedWordsSurviveTheShell) {
+    for (const std::string w : {"plain/path-1.sock", "/tmp/a b", "it's", "$HOME", "a\"b",
+                                "*", "~x", "back\\slash", "semi;colon", "tab\there", ""}) {
+        SCOPED_TRACE(w);
+        const std::string q = core::shell_word(w);
+        if (w == "plain/path-1.sock") {
+            EXPECT_EQ(q, w);
+        }
+        const std::string cmd = "printf '%s' " + q;
+        FILE* p = popen(cmd.c_str(), "r");
+        ASSERT_TRUE(p);
+        std::string got;
+        char buf[256];
+        for (size_t n; (n = fread(buf, 1, sizeof buf, p)) > 0;) got.append(buf, n);
+        EXPECT_EQ(pclose(p), 0);
+        EXPECT_EQ(got, w) << cmd;
+    }
+    EXPECT_NE(qemu_command_line("/tmp/a b.socket")
+                  .find("-netdev 'stream,id=net0,server=off,addr.type=unix,addr.path=/tmp/a "
+                        "b.socket' -device"),
+              std::string::npos);
+    EXPECT_NE(qemu_vde_command_line("/tmp/v de").find("-netdev 'vde,id=net0,sock=/tmp/v de' "),
+              std::string::npos);
+    EXPECT_NE(vde_plug_command_line("/tmp/v de").find("vde_plug 'vde:///tmp/v de' tap://tap0"),
+              std::string::npos);
 }
 
 TEST_F(DaemonTest, PidFileIsWrittenAndRemoved) {

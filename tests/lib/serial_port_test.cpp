@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -327,6 +328,29 @@ TEST(SerialUsage, TcpLinesFitTheAddressFamily) {
     EXPECT_NE(v4.find("mode=socket-client, dev=127.0.0.1:"), std::string::npos) << v4;
     const std::string any = lines("tcp:0.0.0.0:0");
     EXPECT_NE(any.find("QEMU: -serial tcp:127.0.0.1:"), std::string::npos) << any;
+}
+
+// A unix socket path with a space comes out quoted for the shell, so the
+// printed QEMU options can be pasted as they are.
+TEST(SerialUsage, UnixLinesQuoteAPathWithASpace) {
+    core::EventLoop loop;
+    sw::Switch sw{loop};
+    const std::string dir =
+        (std::filesystem::temp_directory_path() / ("usernet serial " + std::to_string(getpid())))
+            .string();
+    std::filesystem::create_directories(dir);
+    {
+        SerialConfig c;
+        ASSERT_EQ(parse_serial_transport("unix:" + dir + "/s.sock", c), "");
+        SerialPort p(loop, sw, c);
+        std::string all;
+        for (const std::string& l : p.usage()) all += l + "\n";
+        EXPECT_NE(all.find("QEMU: -serial 'unix:" + dir + "/s.sock' (or -chardev 'socket,id=s0,path=" +
+                           dir + "/s.sock' -serial chardev:s0)"),
+                  std::string::npos)
+            << all;
+    }
+    std::filesystem::remove_all(dir);
 }
 
 // The TCP translator sends a slow line only what tx_room() offers: however

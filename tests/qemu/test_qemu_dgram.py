@@ -43,8 +43,9 @@ def logged(un, text):
 
 
 def qemu_line(un):
-    """The QEMU options usernet printed for its attachment (the first)."""
-    m = re.search(r"attach QEMU to .*? with: qemu-system-x86_64 \.\.\. (.*)$", un.stderr(), re.M)
+    """The QEMU options usernet's banner printed for its attachment (the
+    first command line)."""
+    m = re.search(r"^Attach QEMU to .*? with:\n +qemu-system-x86_64 \.\.\. (.*)$", un.stdout(), re.M)
     return m and m.group(1).strip()
 
 
@@ -79,7 +80,7 @@ class QemuDgramTest(unittest.TestCase):
             if printed:
                 # The options usernet prints are the ones this test uses.
                 self.assertEqual(qemu_line(un), printed(lab) + " -device virtio-net-pci,netdev=n0",
-                                 un.stderr())
+                                 un.stdout())
             path, sha = lab.make_file(size, "file.bin")
             srv = host.server("http", "--bind", "127.0.0.1", "--dir", lab.dir)
             g = Guest(lab, host, netdev(lab), nic, "52:54:00:12:34:56", srv.port, "file.bin")
@@ -95,7 +96,7 @@ class QemuDgramTest(unittest.TestCase):
         netdev = ("dgram,id=n0,local.type=inet,local.host=127.0.0.1,local.port=%d,"
                   "remote.type=inet,remote.host=127.0.0.1,remote.port=%d" % (qp, up))
         self.one_guest("qdgudp", lambda lab: ["--dgram", "udp:127.0.0.1:%d,127.0.0.1:%d" % (up, qp)],
-                       lambda lab: netdev, "attach QEMU to --dgram",
+                       lambda lab: netdev, "Attach QEMU to --dgram",
                        printed=lambda lab: "-netdev " + netdev)
 
     def test_dgram_unix_guest_gets_lease_pings_and_downloads(self):
@@ -109,7 +110,7 @@ class QemuDgramTest(unittest.TestCase):
             return ("dgram,id=n0,local.type=unix,local.path=%s,remote.type=unix,remote.path=%s"
                     % (theirs(lab), mine(lab)))
         self.one_guest("qdgunix", lambda lab: ["--dgram", "unix:%s,%s" % (mine(lab), theirs(lab))],
-                       netdev, "attach QEMU to --dgram", printed=lambda lab: "-netdev " + netdev(lab))
+                       netdev, "Attach QEMU to --dgram", printed=lambda lab: "-netdev " + netdev(lab))
 
     def test_socket_udp_ne2k_guest_gets_lease_pings_and_downloads(self):
         # QEMU's older -netdev socket,udp= (localaddr= is QEMU's own end),
@@ -118,14 +119,14 @@ class QemuDgramTest(unittest.TestCase):
         qp = netlab.free_port(netlab.socket.SOCK_DGRAM, exclude=(up,))
         self.one_guest("qsockudp", lambda lab: ["--dgram", "udp:127.0.0.1:%d,127.0.0.1:%d" % (up, qp)],
                        lambda lab: "socket,id=n0,udp=127.0.0.1:%d,localaddr=127.0.0.1:%d" % (up, qp),
-                       "attach QEMU to --dgram", nic="ne2k_pci", size=1 * MiB)
+                       "Attach QEMU to --dgram", nic="ne2k_pci", size=1 * MiB)
 
     def test_unix_dgram_socket_file_is_removed_and_a_live_one_refused(self):
         with netlab.Lab("qdgfile") as lab:
             host = lab.netns("host")
             mine = lab.path("un.dgram")
             un = lab.usernet(host, ["--dgram", "unix:%s,%s" % (mine, lab.path("q.dgram"))])
-            netlab.wait_for(logged(un, "attach QEMU to --dgram"), 10, what="usernet to attach")
+            netlab.wait_for(logged(un, "Attach QEMU to --dgram"), 10, what="usernet to attach")
             self.assertTrue(os.path.exists(mine))
             # A second usernet on the same path is refused (exit 1), and
             # leaves the first one's socket alone.
@@ -148,8 +149,8 @@ class QemuDgramTest(unittest.TestCase):
             # one, as a host without a default route would need.
             host.run(["ip", "route", "add", "224.0.0.0/4", "dev", "lo"])
             un = lab.usernet(host, ["--mcast", "%s:%d" % (group, port)])
-            netlab.wait_for(logged(un, "attach QEMU to --mcast"), 10, what="usernet to join the group")
-            self.assertIn("-netdev socket,id=n0,mcast=%s:%d -device" % (group, port), un.stderr())
+            netlab.wait_for(logged(un, "Attach QEMU to --mcast"), 10, what="usernet to join the group")
+            self.assertIn("-netdev socket,id=n0,mcast=%s:%d -device" % (group, port), un.stdout())
             size = 2 * MiB
             path, sha = lab.make_file(size, "file.bin")
             srv = host.server("http", "--bind", "127.0.0.1", "--dir", lab.dir)
