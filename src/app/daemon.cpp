@@ -405,9 +405,10 @@ void Daemon::attach(const Attachment& a) {
         }
         std::string ifname;
         int fd = -1;
+        bool ipv6_set = false;
         try {
             fd = ports::open_tap_in_netns(a.target, a.ifname, a.mtu, a.address ? &net : nullptr,
-                                          &ifname, cfg_.tap_offload);
+                                          &ifname, cfg_.tap_offload, &ipv6_set);
         } catch (const std::exception& e) {
             std::string what = e.what();
             // A NAME is /run/netns/NAME, which ip netns add creates; a PATH
@@ -436,8 +437,9 @@ void Daemon::attach(const Attachment& a) {
         if (a.lan_mac) port->set_mac_translation(*a.lan_mac);
         taps_.push_back(std::move(port));
         // The guest's own address counts as its lease: only this attachment
-        // may send from it.
-        if (a.address && lan.gateway()) lan.gateway()->reserve(*a.address, p->id());
+        // may send from it. Its IPv6 address, if the namespace took one, is
+        // where forwards take IPv6 clients.
+        if (a.address && lan.gateway()) lan.gateway()->reserve(*a.address, p->id(), ipv6_set);
         try {
             netns_watches_.emplace_back(
                 p, std::make_unique<ports::NetnsWatch>(loop_, a.netns_path, [this, p, a] {
@@ -573,8 +575,10 @@ void Daemon::attach(const Attachment& a) {
                                           "program using it");
         }
         ports::SerialPort& p = *serials_.back();
-        // A fixed peer address is this attachment's, as --config-net's.
-        if (a.address && lan.gateway()) lan.gateway()->reserve(*a.address, p.id());
+        // A fixed peer address is this attachment's, as --config-net's (a
+        // serial line carries IPv4 only: forwards take IPv6 clients there
+        // over IPv4).
+        if (a.address && lan.gateway()) lan.gateway()->reserve(*a.address, p.id(), false);
         spdlog::info("{} at {} (switch port {}, MAC {}, MTU {}), peer address {}", p.describe(),
                      p.location(), p.id(), p.mac().to_string(), a.mtu,
                      a.address ? wire::ipv4_to_string(*a.address)

@@ -633,13 +633,14 @@ void Gateway::drop_binding(std::unordered_map<wire::Ipv4, Neighbor>::iterator it
     neighbors_.erase(it);
 }
 
-void Gateway::reserve(wire::Ipv4 ip, sw::PortId port) {
+void Gateway::reserve(wire::Ipv4 ip, sw::PortId port, bool v6) {
     for (Reservation& r : reserved_)
         if (r.ip == ip) {
             r.port = port;
+            r.v6 = v6;
             return;
         }
-    reserved_.push_back(Reservation{ip, port});
+    reserved_.push_back(Reservation{ip, port, v6});
 }
 
 bool Gateway::local_addresses(std::string_view name, std::vector<wire::IpAddr>& out) const {

@@ -222,7 +222,8 @@ public:
     wire::IpAddr first_guest_v4() const;
     // An IPv6 address in the prefix of the guest at IPv4 address v4: for an
     // address --config-net gave an attachment, the IPv6 address it gave it
-    // too (NetConfig::v6_of); else the one v4's MAC used last. With v4
+    // too (NetConfig::v6_of) if the namespace took it; else the one v4's
+    // MAC used last. With v4
     // unspecified, that of the guest heard from last. Unspecified when there
     // is none.
     wire::IpAddr guest_v6_of(const wire::IpAddr& v4) const;
@@ -252,7 +253,10 @@ public:
     // Reserves ip for the guest behind `port` (kNoPort: for the first MAC
     // that uses it, held like a lease while it is used): --config-net and
     // --guest-addr addresses.
-    void reserve(wire::Ipv4 ip, sw::PortId port);
+    // v6: the attachment was given NetConfig::v6_of(ip) as well (a guest
+    // forward's IPv6 clients go there; otherwise to whatever IPv6 address
+    // the guest is seen using, or over IPv4).
+    void reserve(wire::Ipv4 ip, sw::PortId port, bool v6 = false);
     // The port a guest address lives behind, kNoPort when unknown.
     sw::PortId port_of(const wire::IpAddr& guest) const;
     // When mac (behind port) was last heard from, from any of its frames
@@ -345,6 +349,7 @@ private:
     struct Reservation {
         wire::Ipv4 ip;
         sw::PortId port;  // kNoPort: any port
+        bool v6 = false;  // the attachment has v6_of(ip) too
     };
     enum class Claim : uint8_t { ok, spoofed };
     struct ArpAttempt {

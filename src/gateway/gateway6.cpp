@@ -582,7 +582,7 @@ wire::IpAddr Gateway::guest_v6_of(const wire::IpAddr& v4) const {
     if (!v4.is_unspecified()) {
         if (!v4.is_v4()) return wire::IpAddr{};
         const Reservation* r = reservation(v4.as_v4());
-        if (r && r->port != sw::kNoPort) {
+        if (r && r->port != sw::kNoPort && r->v6) {
             // --config-net gave that attachment this IPv6 address too.
             return cfg_.v6_of(v4.as_v4());
         }

@@ -108,7 +108,9 @@ bool ipv6_enabled(const std::string& ifname) {
 }  // namespace
 
 int open_tap_in_netns(const std::string& netns, const std::string& ifname, uint32_t mtu,
-                      const TapNetConfig* config, std::string* actual_ifname, bool offload) {
+                      const TapNetConfig* config, std::string* actual_ifname, bool offload,
+                      bool* ipv6_set) {
+    if (ipv6_set) *ipv6_set = false;
     if (netns.empty()) throw std::runtime_error("empty network namespace name");
     const std::string where = "network namespace '" + netns + "'";
     NetnsGuard in_ns(netns);
@@ -151,8 +153,10 @@ int open_tap_in_netns(const std::string& netns, const std::string& ifname, uint3
                     spdlog::warn("{}: no IPv6 address or route set on '{}': IPv6 is disabled "
                                  "there (net.ipv6.conf.{}.disable_ipv6; give --no-ipv6 to say so)",
                                  where, name, name);
-                else
+                else {
                     netlink_configure_ipv6(name, *config);
+                    if (ipv6_set) *ipv6_set = true;
+                }
             }
         }
     } catch (const std::exception& e) {

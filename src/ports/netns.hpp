@@ -35,7 +35,8 @@ std::string netns_path(const std::string& netns);
 // Creates TAP `ifname` (IFF_TAP | IFF_NO_PI; "tap%d" picks a free name) in
 // network namespace `netns`, sets its MTU and transmit queue length, brings
 // it (and lo) up, and if config is non-null adds its IPv4 address and a
-// default route. Returns the TAP's descriptor (O_NONBLOCK | O_CLOEXEC); the
+// default route, and its IPv6 ones where the namespace can take them
+// (*ipv6_set, if given, says whether it could). Returns the TAP's descriptor (O_NONBLOCK | O_CLOEXEC); the
 // device disappears when it is closed. If actual_ifname is non-null it
 // receives the name the kernel gave the device. Throws std::runtime_error
 // with one clear sentence on failure.
@@ -43,6 +44,6 @@ std::string netns_path(const std::string& netns);
 // segmentation offload (tap_open()).
 int open_tap_in_netns(const std::string& netns, const std::string& ifname, uint32_t mtu,
                       const TapNetConfig* config, std::string* actual_ifname = nullptr,
-                      bool offload = false);
+                      bool offload = false, bool* ipv6_set = nullptr);
 
 }  // namespace usernet::ports

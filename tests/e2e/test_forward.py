@@ -398,6 +398,28 @@ while True:
             self.udp_ok(host, "127.0.0.1", p)
             self.udp_ok(host, "127.0.0.1", hp)
 
+    def test_ipv6_clients_reach_a_config_net_guest_without_ipv6(self):
+        """A forward takes clients of both families to a guest with only
+        one. A --config-net namespace with IPv6 turned off has no fec0::f:
+        its IPv6 clients go over IPv4 (they were sent to fec0::f, and a TCP
+        client hung for a minute before a reset)."""
+        with netlab.Lab("fwd") as lab:
+            host = lab.netns("host")
+            guest = lab.netns("guest")
+            guest.run(["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1",
+                       "net.ipv6.conf.default.disable_ipv6=1"])
+            p = netlab.free_port()
+            q = netlab.free_port(netlab.socket.SOCK_DGRAM)
+            un = lab.usernet(host, ["--netns", guest.path, "--config-net", "-t", str(p), "-u", str(q)],
+                             wait=[("link", guest, "tap0")])
+            netlab.wait_for(lambda: guest.addrs("tap0"), 10, what="address from --config-net")
+            guest.server("tcp-echo", "--bind", "0.0.0.0", "--port", p)
+            guest.server("udp-echo", "--bind", "0.0.0.0", "--port", q)
+            for addr in ("::1", "127.0.0.1"):
+                self.tcp_ok(host, addr, p)
+                self.udp_ok(host, addr, q)
+            lab.assert_alive(un)
+
     def test_udp_forward_replies_come_from_the_address_the_client_used(self):
         """A forward's socket listens on every address of the host; a
         client that sends to one that is not the route's preferred source

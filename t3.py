@@ -1,0 +1,41 @@
+import sys, subprocess, re, time; sys.path.insert(0, "/tmp/auslp-audit")
+from q import Guest
+ours = sys.argv[1] == "ours"
+b = 47400 if ours else 47500
+def sh(c):
+    r = subprocess.run(["ip","netns","exec","auslph","sh","-c",c], capture_output=True, text=True); return (r.returncode, r.stdout+r.stderr)
+nd = "hostfwd=tcp::%d-:8080,guestfwd=tcp:10.0.2.100:80-tcp:127.0.0.1:47090" % (b+1)
+g = Guest("t3" + sys.argv[1], nd, ours=ours, extra=[])
+# replace device id: patch argv not possible; use default device (no id) -> use qdev path
+try:
+    g.wait(r"^UN-SHELL", 300)
+    print(g.sh("mkdir -p /www && echo guest-page > /www/index.html && busybox httpd -p 8080 -h /www"))
+    print("fwd", sh("curl -sS -m5 http://127.0.0.1:%d/index.html" % (b+1)))
+    print(g.sh("(echo hello-chardev; sleep 2) | timeout 5 nc 10.0.2.100 80"))
+    print(g.monitor("info network"))
+    print(g.monitor("set_link n0 off"))
+    print("fwd-off", sh("curl -sS -m3 http://127.0.0.1:%d/index.html" % (b+1)))
+    print(g.monitor("set_link n0 on"))
+    print("fwd-on", sh("curl -sS -m5 http://127.0.0.1:%d/index.html" % (b+1)))
+    print(g.monitor("info usernet"))
+    qt = g.monitor("info qtree")
+    print(g.monitor("netdev_del n0"))
+    time.sleep(1)
+    print("after del", sh("ss -ltnp | grep %d" % (b+1)))
+    print(g.monitor("info network"))
+    print(g.monitor("netdev_add user,id=n1,hostfwd=tcp::%d-:8080,guestfwd=tcp:10.0.2.100:80-tcp:127.0.0.1:47090" % (b+2)))
+    print(g.monitor("device_add virtio-net-pci,netdev=n1,id=nic1,mac=52:54:00:12:34:57,romfile="))
+    time.sleep(5)
+    print(g.sh("ip link; udhcpc -i eth1 -s /udhcpc.sh -q -n -t 5 -T 2"))
+    print(g.sh("ip route; ping -c1 -W3 10.0.2.2"))
+    print("fwd2", sh("curl -sS -m5 http://127.0.0.1:%d/index.html" % (b+2)))
+    print(g.sh("(echo hello-chardev2; sleep 2) | timeout 5 nc 10.0.2.100 80"))
+    print(g.monitor("info usernet"))
+    print(g.monitor("device_del nic1"))
+    time.sleep(3)
+    print(g.monitor("netdev_del n1"))
+    time.sleep(1)
+    print("after del2", sh("ss -ltnp | grep %d" % (b+2)))
+finally:
+    print("rc", g.stop())
+    print(open("/tmp/auslp-audit/t3%s.err" % sys.argv[1]).read())
