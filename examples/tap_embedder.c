@@ -7,11 +7,15 @@
  * guest frames to usernet_nic_input(), and write what the send callback
  * gets to the guest.
  *
- *   tap_embedder NETNS [IFNAME] [-t HOSTPORT:GUESTPORT]...
+ *   tap_embedder NETNS [IFNAME] [-t HOSTPORT:GUESTPORT]... [--transmit-on-receive]
  *
  * NETNS is a name under /run/netns (ip netns add) or a path; IFNAME defaults
  * to tap0. usernet's host sockets stay in the namespace the program started
  * in. It runs until SIGINT or SIGTERM.
+ *
+ * --transmit-on-receive models an emulated NIC whose receive path also
+ * transmits (QEMU's pcnet does): the send callback hands usernet the
+ * guest's next frame, if one waits, from inside the callback.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -65,10 +69,21 @@ static int open_tap_in(const char *ns_path, const char *ifname) {
     return fd;
 }
 
+struct nic_state {
+    int tap;
+    usernet_nic_t *nic;
+    int transmit_on_receive;
+};
+
 /* The NIC's receive path: usernet's frame for the guest. */
 static void send_to_guest(void *opaque, const void *frame, size_t len) {
-    int tap = *(int *)opaque;
-    if (write(tap, frame, len) < 0 && errno != EAGAIN) perror("tap_embedder: write");
+    struct nic_state *s = opaque;
+    if (write(s->tap, frame, len) < 0 && errno != EAGAIN) perror("tap_embedder: write");
+    if (s->transmit_on_receive && s->nic) {
+        static unsigned char next[65536];
+        ssize_t n = read(s->tap, next, sizeof next);
+        if (n > 0) usernet_nic_input(s->nic, next, (size_t)n);
+    }
 }
 
 static void log_line(void *opaque, enum usernet_log_level level, const char *msg) {
@@ -79,7 +94,8 @@ static void log_line(void *opaque, enum usernet_log_level level, const char *msg
 
 int main(int argc, char **argv) {
     if (argc < 2) {
-        fprintf(stderr, "usage: %s NETNS [IFNAME] [-t HOSTPORT:GUESTPORT]...\n", argv[0]);
+        fprintf(stderr, "usage: %s NETNS [IFNAME] [-t HOSTPORT:GUESTPORT]... [--transmit-on-receive]\n",
+                argv[0]);
         return 2;
     }
     char ns_path[256];
@@ -98,11 +114,20 @@ int main(int argc, char **argv) {
         fprintf(stderr, "tap_embedder: %s\n", usernet_last_error());
         return 1;
     }
-    for (; argi + 1 < argc && strcmp(argv[argi], "-t") == 0; argi += 2) {
+    struct nic_state state = {-1, NULL, 0};
+    for (; argi < argc; argi++) {
+        if (strcmp(argv[argi], "--transmit-on-receive") == 0) {
+            state.transmit_on_receive = 1;
+            continue;
+        }
+        if (strcmp(argv[argi], "-t") != 0 || ++argi == argc) {
+            fprintf(stderr, "tap_embedder: unexpected '%s'\n", argv[argi - (argi == argc)]);
+            return 2;
+        }
         unsigned host, guest;
-        if (sscanf(argv[argi + 1], "%u:%u", &host, &guest) != 2 || host == 0 || host > 65535 ||
+        if (sscanf(argv[argi], "%u:%u", &host, &guest) != 2 || host == 0 || host > 65535 ||
             guest == 0 || guest > 65535) {
-            fprintf(stderr, "tap_embedder: bad forward '%s': give HOSTPORT:GUESTPORT\n", argv[argi + 1]);
+            fprintf(stderr, "tap_embedder: bad forward '%s': give HOSTPORT:GUESTPORT\n", argv[argi]);
             return 2;
         }
         if (usernet_add_hostfwd(net, 't', "127.0.0.1", (uint16_t)host, NULL, (uint16_t)guest) < 0) {
@@ -112,11 +137,13 @@ int main(int argc, char **argv) {
     }
     int tap = open_tap_in(ns_path, ifname);
     if (tap < 0) return 1;
-    usernet_nic_t *nic = usernet_nic_new(net, send_to_guest, &tap, 1500);
+    state.tap = tap;
+    usernet_nic_t *nic = usernet_nic_new(net, send_to_guest, &state, 1500);
     if (!nic) {
         fprintf(stderr, "tap_embedder: %s\n", usernet_last_error());
         return 1;
     }
+    state.nic = nic;
     /* SIGINT and SIGTERM are blocked except inside ppoll(), so that one
      * arriving between the check of `stop` and the wait still ends it. */
     struct sigaction sa;
@@ -155,6 +182,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "tap_embedder: %llu frames in, %llu out, %llu dropped\n",
             (unsigned long long)st.rx_frames, (unsigned long long)st.tx_frames,
             (unsigned long long)st.dropped);
+    state.nic = NULL;
     usernet_nic_free(nic);
     usernet_free(net);
     close(tap);

@@ -131,7 +131,9 @@ void usernet_poll(usernet_t *net);
 typedef void (*usernet_send_fn)(void *opaque, const void *frame, size_t len);
 usernet_nic_t *usernet_nic_new(usernet_t *net, usernet_send_fn send, void *opaque, uint32_t mtu);
 void usernet_nic_free(usernet_nic_t *nic);
-/* A frame the guest sent. Bad frames are dropped and counted. */
+/* A frame the guest sent. Bad frames are dropped and counted. Called from
+ * inside a send callback, the frame is copied and handled just before the
+ * outermost usernet_* call returns (at most 256 wait; more are dropped). */
 void usernet_nic_input(usernet_nic_t *nic, const void *frame, size_t len);
 
 /* Host-to-guest port forwards. proto: 't' (TCP) or 'u' (UDP). host_addr:

@@ -121,8 +121,60 @@ Engine::~Engine() {
 }
 
 void Engine::poll() {
+    if (depth_ > 0) return;
     Scope scope(this);
+    Running run(*this);
     loop_.run_once(0);
+}
+
+void Engine::run_pending() {
+    if (depth_ > 0) return;
+    Scope scope(this);
+    Running run(*this);
+    loop_.run_pending();
+}
+
+Engine::Running::~Running() {
+    if (e_.depth_ == 1 && e_.deferred_count_ > 0) e_.run_deferred();
+    e_.depth_--;
+}
+
+void Engine::defer(Nic& nic, wire::Bytes frame) {
+    if (deferred_.empty()) deferred_.resize(kMaxDeferred);
+    if (deferred_count_ == kMaxDeferred) {
+        deferred_dropped_++;
+        return;
+    }
+    Deferred& d = deferred_[(deferred_head_ + deferred_count_) % kMaxDeferred];
+    d.nic = &nic;
+    d.frame.assign(frame.begin(), frame.end());  // keeps its capacity: no allocation once warm
+    deferred_count_++;
+}
+
+// The frames handed in while the engine ran, in order; what they answer may
+// bring more (the guest's NIC transmits again as it receives), handled in
+// the same way until none is left. A frame's slot stays taken while the
+// switch reads it.
+void Engine::run_deferred() {
+    while (deferred_count_ > 0) {
+        while (deferred_count_ > 0) {
+            Deferred& d = deferred_[deferred_head_];
+            if (d.nic) {
+                try {
+                    sw_.input(d.nic->id(), wire::Bytes(d.frame.data(), d.frame.size()));
+                } catch (const std::exception& e) {
+                    log(LogLevel::error, e.what());
+                }
+            }
+            deferred_head_ = (deferred_head_ + 1) % kMaxDeferred;
+            deferred_count_--;
+        }
+        try {
+            loop_.run_pending();
+        } catch (const std::exception& e) {
+            log(LogLevel::error, e.what());
+        }
+    }
 }
 
 Nic& Engine::add_nic(Nic::SendFn send, uint32_t mtu) {
@@ -137,12 +189,21 @@ Nic& Engine::add_nic(Nic::SendFn send, uint32_t mtu) {
 
 void Engine::remove_nic(Nic& nic) {
     Scope scope(this);
+    for (size_t i = 0; i < deferred_count_; i++) {
+        Deferred& d = deferred_[(deferred_head_ + i) % kMaxDeferred];
+        if (d.nic == &nic) d.nic = nullptr;
+    }
     sw_.detach(nic);
     std::erase_if(nics_, [&](const auto& p) { return p.get() == &nic; });
 }
 
 void Engine::input(Nic& nic, wire::Bytes frame, bool flush) {
     Scope scope(this);
+    if (depth_ > 0) {
+        defer(nic, frame);
+        return;
+    }
+    Running run(*this);
     sw_.input(nic.id(), frame);
     // What the frame queued (ACKs, a port's flush) goes now, unless the
     // embedder wakes its loop for it.
@@ -217,6 +278,7 @@ EngineStats Engine::stats() const {
     }
     // The switch's drops include each NIC's rx_dropped: not added twice.
     const sw::SwitchStats& sw = sw_.stats();
+    s.dropped += deferred_dropped_;
     s.dropped += sw.dropped_runt + sw.dropped_giant + sw.dropped_bad_src + sw.dropped_mac_limit +
                  sw.dropped_bad_offload + sw.dropped_guard;
     if (!nat_) return s;

@@ -111,7 +111,9 @@ public:
     // 0 (now), or -1 (no timer).
     int timeout_ms() const { return loop_.timeout_ms(); }
     // Handles whatever is ready, the timers that are due and the work that
-    // guest frames deferred (input(..., false)); never waits.
+    // guest frames deferred (input(..., false)); never waits. Called from
+    // inside one of the engine's own calls (a send callback), it does
+    // nothing: the outer call does the work.
     void poll();
 
     // NICs. send is called with each frame for the guest (the span is only
@@ -124,7 +126,17 @@ public:
     // slirp4netns) passes false and lets that poll() send it, or holds it
     // for the next frames by not calling poll() yet, so that a burst of
     // guest frames gets one ACK, not one per frame.
+    // A frame handed in while the engine is running (from a send callback:
+    // an emulated NIC that transmits the guest's next frame as it receives
+    // one, as QEMU's pcnet does) is copied and handled when the outermost
+    // call returns, so that no translator runs inside another's work; up
+    // to kMaxDeferred such frames wait, more are dropped (counted).
     void input(Nic& nic, wire::Bytes frame, bool flush = true);
+    // The deferred work (ACKs, a port's batch) that input(..., false)
+    // left: what slirp_socket_recv() and the like run after feeding a
+    // guest forward. Inside the engine's own calls it is theirs to run.
+    void run_pending();
+    static constexpr size_t kMaxDeferred = 256;
 
     // Host-to-guest forwards (nat/forward.hpp). add throws
     // std::runtime_error ("cannot listen on ...: Address already in use").
@@ -169,8 +181,25 @@ public:
     };
 
 private:
+    // The engine is running one of its calls: frames handed in now wait.
+    class Running {
+    public:
+        explicit Running(Engine& e) : e_(e) { e_.depth_++; }
+        ~Running();
+        Running(const Running&) = delete;
+        Running& operator=(const Running&) = delete;
+
+    private:
+        Engine& e_;
+    };
+    struct Deferred {
+        Nic* nic = nullptr;  // null: its NIC was removed
+        std::vector<uint8_t> frame;
+    };
     void build(EngineConfig& cfg);
     void need_gateway() const;
+    void defer(Nic& nic, wire::Bytes frame);
+    void run_deferred();
 
     LogFn log_;
     LogLevel log_level_;
@@ -181,6 +210,10 @@ private:
     std::unique_ptr<nat::Nat> nat_;
     std::vector<std::unique_ptr<Nic>> nics_;
     uint64_t nic_serial_ = 0;
+    int depth_ = 0;                   // Running scopes open
+    std::vector<Deferred> deferred_;  // a ring of kMaxDeferred, made on first use
+    size_t deferred_head_ = 0, deferred_count_ = 0;
+    uint64_t deferred_dropped_ = 0;
     // The configuration's own service addresses (an SMB server's): they
     // stay when the last guest forward on one goes.
     std::vector<wire::IpAddr> config_service_addrs_;

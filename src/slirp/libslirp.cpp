@@ -678,7 +678,7 @@ SLIRP_EXPORT void slirp_socket_recv(Slirp* slirp, struct in_addr guest_addr, int
     if (!f) return;
     emb::Engine::Scope scope(slirp->engine.get());
     f->recv(buf, static_cast<size_t>(size));
-    slirp->engine->loop().run_pending();
+    slirp->engine->run_pending();
 }
 
 SLIRP_EXPORT char* slirp_connection_info(Slirp* slirp) {

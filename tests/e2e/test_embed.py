@@ -101,7 +101,7 @@ while True:
 
 
 class EmbedTest(unittest.TestCase):
-    def _start(self, lab, forwards=(), dhcp=True):
+    def _start(self, lab, forwards=(), dhcp=True, extra=()):
         """host + guest namespaces; tap_embedder in host with tap0 in guest.
         It is a netlab.Usernet, so the lab checks its exit (0 after SIGTERM,
         no crash on stderr) when it stops it."""
@@ -110,6 +110,7 @@ class EmbedTest(unittest.TestCase):
         argv = [EMBEDDER, guest.path, "tap0"]
         for hp, gp in forwards:
             argv += ["-t", "%d:%d" % (hp, gp)]
+        argv += list(extra)
         emb = netlab.Usernet(lab, argv, host, "tap_embedder")
         lab.usernets.append(emb)
 
@@ -162,6 +163,29 @@ class EmbedTest(unittest.TestCase):
             frames_in, frames_out, _ = self._stop(lab, emb)
             # 8 MiB in frames of at most 1514 bytes.
             self.assertGreater(frames_out, 8 * MiB // 1514)
+
+    def test_a_nic_that_transmits_from_its_receive_path(self):
+        """usernet_nic_input() from inside the send callback (QEMU's pcnet
+        transmits the guest's next frame as it receives one): the frame
+        waits until usernet's own call returns. Handled at once, it ran a
+        translator inside another's send loop: downloads stalled, and
+        QEMU's pcnet guests got segments under wrong sequence numbers."""
+        with netlab.Lab("embed") as lab:
+            hp = netlab.free_port()
+            gp = netlab.free_port(exclude=(hp,))
+            host, guest, emb, _ = self._start(lab, forwards=[(hp, gp)],
+                                              extra=["--transmit-on-receive"])
+            path, sha = lab.make_file(20 * MiB, "payload.bin")
+            srv = host.server("http", "--bind", "127.0.0.1", "--dir", lab.dir)
+            out = lab.path("download.bin")
+            netlab.curl(guest, ["--max-time", "100", "-o", out,
+                                "http://%s:%d/payload.bin" % (GATEWAY, srv.port)], timeout=120)
+            self.assertEqual(os.path.getsize(out), 20 * MiB)
+            self.assertEqual(netlab.sha256_file(out), sha, "downloaded data differs")
+            guest.server("tcp-echo", "--bind", "0.0.0.0", "--port", gp)
+            r = host.py(TCP_CLIENT, hp, 8 * MiB, timeout=90)
+            self.assertEqual(r.stdout.strip(), "OK", r.stdout + r.stderr)
+            self._stop(lab, emb)
 
     def test_dns_at_the_dns_address_answers_the_local_host_name(self):
         with netlab.Lab("embed") as lab:

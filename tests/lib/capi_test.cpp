@@ -132,6 +132,11 @@ struct Guest {
     std::vector<Frame> frames;  // tests clear it
     std::vector<std::thread::id> callers;
     uint64_t sent_frames = 0, sent_bytes = 0;  // every call, never cleared
+    // A NIC that transmits as it receives (QEMU's pcnet): each send callback
+    // hands in up to per_call of these, from inside the callback.
+    std::vector<Frame> from_callback;
+    size_t per_call = 0;
+    int depth = 0, max_depth = 0;  // send callbacks on the stack
 
     static void on_send(void* opaque, const void* frame, size_t len) {
         auto* g = static_cast<Guest*>(opaque);
@@ -140,6 +145,13 @@ struct Guest {
         g->sent_frames++;
         g->sent_bytes += len;
         g->callers.push_back(std::this_thread::get_id());
+        g->max_depth = std::max(g->max_depth, ++g->depth);
+        for (size_t i = 0; i < g->per_call && !g->from_callback.empty(); i++) {
+            const Frame f = g->from_callback.front();
+            g->from_callback.erase(g->from_callback.begin());
+            usernet_nic_input(g->nic, f.data(), f.size());
+        }
+        g->depth--;
     }
     void input(const Frame& f) const { usernet_nic_input(nic, f.data(), f.size()); }
 
@@ -470,6 +482,44 @@ TEST_F(CapiTest, Capi_ArpForTheGatewayIsAnswered) {
     EXPECT_EQ(st.tx_bytes, g.sent_bytes);
     EXPECT_EQ(st.dropped, 0u);
     EXPECT_EQ(st.tcp_flows, 0u);
+}
+
+// Frames handed in from inside the send callback wait until the call that
+// made it returns: no callback runs inside another (a TCP translator's send
+// loop did, and sent data under stale sequence numbers), every frame is
+// answered in order, and beyond kMaxDeferred waiting ones they are dropped
+// and counted.
+TEST_F(CapiTest, Capi_FramesFromInsideTheSendCallbackWaitForTheOuterCall) {
+    usernet_t* net = make();
+    ASSERT_TRUE(net);
+    Guest& g = attach(net, kMacA);
+    auto replies = [&] {
+        size_t n = 0;
+        for (const Frame& f : g.frames) {
+            auto a = arp_of(f);
+            n += a && a->op() == wire::arpop::reply && a->sender_ip() == ip("10.0.2.2");
+        }
+        return n;
+    };
+    // One at a time: each reply brings the next request.
+    g.from_callback.assign(300, arp_request(kMacA, ip("10.0.2.15"), ip("10.0.2.2")));
+    g.per_call = 1;
+    g.input(arp_request(kMacA, ip("10.0.2.15"), ip("10.0.2.2")));
+    EXPECT_EQ(replies(), 301u);
+    EXPECT_TRUE(g.from_callback.empty());
+    EXPECT_EQ(g.max_depth, 1);
+    usernet_stats st;
+    usernet_get_stats(net, &st);
+    EXPECT_EQ(st.dropped, 0u);
+    // 300 at once from one callback: 256 wait, 44 are dropped.
+    g.frames.clear();
+    g.from_callback.assign(300, arp_request(kMacA, ip("10.0.2.15"), ip("10.0.2.2")));
+    g.per_call = 300;
+    g.input(arp_request(kMacA, ip("10.0.2.15"), ip("10.0.2.2")));
+    EXPECT_EQ(replies(), 257u);
+    EXPECT_EQ(g.max_depth, 1);
+    usernet_get_stats(net, &st);
+    EXPECT_EQ(st.dropped, 44u);
 }
 
 TEST_F(CapiTest, Capi_BadFramesAreDroppedAndCounted) {
