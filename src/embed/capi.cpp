@@ -2,6 +2,8 @@
 // it: each entry point catches and sets the thread's last error.
 #include "usernet.h"
 
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <charconv>
 #include <cstddef>
@@ -172,7 +174,12 @@ EngineConfig to_engine_config(const usernet_config* c) {
         for (const char* const* p = c->dns_upstreams; *p; p++) n.dns_upstreams.push_back(parse_upstream(*p));
         e.system_resolvers = false;
     }
-    if (c->tftp_root) n.tftp_root = c->tftp_root;
+    if (c->tftp_root) {
+        struct stat st {};
+        if (stat(c->tftp_root, &st) != 0 || !S_ISDIR(st.st_mode))
+            bad("tftp_root", std::string(c->tftp_root) + " is not a directory");
+        n.tftp_root = c->tftp_root;
+    }
     if (c->bootfile) n.bootfile = c->bootfile;
     n.restrict = c->restrict_guest != 0;
     n.map_gateway_to_loopback = c->map_gateway_to_loopback != 0;

@@ -40,17 +40,12 @@ std::string_view number(char* buf, size_t cap, uint64_t v) {
 }  // namespace
 
 TftpServer::TftpServer(core::EventLoop& loop, Gateway& gw, const std::string& root)
-    : loop_(loop), gw_(gw), timer_([this] { on_timer(); }) {
-    root_ = open(root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
-    if (root_ < 0)
-        throw std::system_error(errno, std::generic_category(), "TFTP directory " + root);
-}
+    : loop_(loop), gw_(gw), root_(root), timer_([this] { on_timer(); }) {}
 
 TftpServer::~TftpServer() {
     loop_.cancel(timer_);
     for (Transfer& t : transfers_)
         if (t.used) finish(t);
-    if (root_ >= 0) close(root_);
 }
 
 TftpServer::Transfer* TftpServer::find(const wire::IpAddr& client, uint16_t client_port) {
@@ -137,11 +132,20 @@ void TftpServer::start(Transfer& t, const wire::IpAddr& server, const wire::IpAd
     char path[wire::kTftpMaxName + 1];
     std::memcpy(path, name.data(), name.size());
     path[name.size()] = 0;
+    // The root is looked up by its path for each request, as libslirp
+    // does: a directory made after start-up, or deleted and made again by
+    // a build, is served as it is now.
     int fd = -1;
     int err = EACCES;  // the root itself
     if (!name.empty()) {
-        fd = open_beneath(root_, path);
-        if (fd < 0) err = errno;
+        const int root = open(root_.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (root < 0) {
+            err = errno == ENOTDIR ? ENOENT : errno;
+        } else {
+            fd = open_beneath(root, path);
+            if (fd < 0) err = errno;
+            close(root);
+        }
     }
     struct stat st {};
     if (fd >= 0 && (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))) {

@@ -77,8 +77,9 @@ public:
     static constexpr uint32_t kMinBlksize = 8;
     static constexpr uint32_t kMaxBlksize = 65464;
 
-    // Serves the directory at `root`; throws std::system_error when it
-    // cannot be opened.
+    // Serves the directory at `root`, looked up by its path for each
+    // request: one that is missing answers "file not found", as libslirp's
+    // (the daemon's --tftp and the C API check it at start).
     TftpServer(core::EventLoop& loop, Gateway& gw, const std::string& root);
     ~TftpServer();
     TftpServer(const TftpServer&) = delete;
@@ -143,7 +144,7 @@ private:
 
     core::EventLoop& loop_;
     Gateway& gw_;
-    int root_ = -1;
+    std::string root_;  // opened for each request (see handle())
     std::array<Transfer, kMaxTransfers> transfers_{};
     size_t active_ = 0;
     core::Timer timer_;

@@ -344,10 +344,31 @@ TEST_F(TftpTest, Tftp_OneAttachmentHasAtMostItsQuotaOfTransfers) {
     EXPECT_EQ(wire::tftp_opcode(one_reply(42000)), wire::tftpop::data);
 }
 
-TEST(TftpOptions, Tftp_AMissingDirectoryStopsTheGatewayFromStarting) {
-    EXPECT_THROW(NatHarness(nat::NatLimits{}, true,
-                            [](gw::NetConfig& c) { c.tftp_root = "/nonexistent/usernet-tftp"; }),
-                 std::system_error);
+// The root is looked up for each request, as libslirp does: missing, its
+// files are "not found" (the gateway runs: QEMU's -netdev user,tftp=DIR
+// with no DIR yet still has a network), and one made, or deleted and made
+// again by a build, is served as it is now.
+TEST_F(TftpTest, Tftp_TheDirectoryIsTheOneThatExistsAtEachRequest) {
+    std::system(("rm -rf '" + dir.root + "'").c_str());
+    start();
+    send(rrq("f"));
+    auto e = wire::tftp_error(one_reply());
+    ASSERT_TRUE(e);
+    EXPECT_EQ(e->code, wire::tftperr::not_found);
+    mkdir(dir.root.c_str(), 0755);
+    dir.write(dir.root + "/f", "version 1");
+    send(rrq("f"), kClientPort + 1);
+    auto d = one_reply(kClientPort + 1);
+    ASSERT_EQ(wire::tftp_opcode(d), wire::tftpop::data);
+    EXPECT_EQ(std::string(d.begin() + 4, d.end()), "version 1");
+    send(ack(1), kClientPort + 1);
+    std::system(("rm -rf '" + dir.root + "'").c_str());
+    mkdir(dir.root.c_str(), 0755);
+    dir.write(dir.root + "/f", "version 2");
+    send(rrq("f"), kClientPort + 2);
+    d = one_reply(kClientPort + 2);
+    ASSERT_EQ(wire::tftp_opcode(d), wire::tftpop::data);
+    EXPECT_EQ(std::string(d.begin() + 4, d.end()), "version 2");
 }
 
 }  // namespace
