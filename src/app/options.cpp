@@ -717,7 +717,9 @@ void resolve_addresses6(const CLI::App& app, const RawOptions& raw, Config& cfg)
                                "' is not /64",
                  "give a /64: stateless autoconfiguration (RFC 4862) forms the guest's "
                  "address from its 64-bit interface identifier");
-        if (wire::is_v6_multicast(*a) || wire::is_v6_link_local(*a) || a->is_loopback())
+        // ::/8 is reserved (RFC 4291 2.4): it holds ::, ::1 and the
+        // IPv4-mapped addresses.
+        if (wire::is_v6_multicast(*a) || wire::is_v6_link_local(*a) || a->b[0] == 0)
             fail("--net6", "'" + raw.net6 + "' is not a unicast prefix a LAN can use",
                  "give a global or unique-local prefix, such as fd00:1234::/64");
         wire::IpAddr base = *a;

@@ -155,6 +155,9 @@ EngineConfig to_engine_config(const usernet_config* c) {
         if (len != 64) bad("prefix6", "SLAAC needs a /64");
         n.prefix6 = parse_ip("prefix6", a.c_str());
         if (n.prefix6.is_v4()) bad("prefix6", "not an IPv6 prefix");
+        if (n.prefix6.b[0] == 0 || n.prefix6.b[0] == 0xff ||
+            (n.prefix6.b[0] == 0xfe && (n.prefix6.b[1] & 0xc0) == 0x80))
+            bad("prefix6", "not a unicast prefix a LAN can use (::/8, multicast, link-local)");
         n.prefix6_len = len;
         n.gateway6 = n.prefix6;
         n.gateway6.b[15] = 2;

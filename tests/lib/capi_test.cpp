@@ -868,6 +868,9 @@ TEST_F(CapiTest, Capi_BadConfigurationsGiveNullAndSayWhichField) {
         {"prefix6 /48", [](usernet_config& c) { c.prefix6 = "fd00::/48"; }, "prefix6"},
         {"prefix6 /128", [](usernet_config& c) { c.prefix6 = "fd00::/128"; }, "prefix6"},
         {"prefix6 IPv4", [](usernet_config& c) { c.prefix6 = "10.0.0.0/64"; }, "prefix6"},
+        {"prefix6 in ::/8", [](usernet_config& c) { c.prefix6 = "::/64"; }, "prefix6"},
+        {"prefix6 multicast", [](usernet_config& c) { c.prefix6 = "ff02::/64"; }, "prefix6"},
+        {"prefix6 link-local", [](usernet_config& c) { c.prefix6 = "fe80::/64"; }, "prefix6"},
         {"gateway6 outside prefix6", [](usernet_config& c) { c.gateway6 = "fd00::2"; }, "gateway6"},
         {"dns not an address", [](usernet_config& c) { c.dns = "10.0.2.300"; }, "dns"},
         {"upstream without a port", [](usernet_config& c) {

@@ -288,6 +288,20 @@ TEST(Options, ConfigNetsIpv6AddressIsNeverTheGatewaysOwn) {
     EXPECT_EQ(parse({}).net.v6_of(ip("10.0.2.15")), *IpAddr::parse("fec0::f"));
 }
 
+TEST(Options, Net6TakesAUnicastSlash64AndPlacesTheGatewayAndDns) {
+    Config c = parse({"--net6", "fd00:1234::/64"});
+    EXPECT_EQ(c.net.prefix6, *IpAddr::parse("fd00:1234::"));
+    EXPECT_EQ(c.net.gateway6, *IpAddr::parse("fd00:1234::2"));
+    EXPECT_EQ(c.net.dns6, *IpAddr::parse("fd00:1234::3"));
+    // Not a /64, host bits, not IPv6, and prefixes a LAN cannot use:
+    // multicast, link-local and ::/8 (::, ::1, IPv4-mapped).
+    for (const char* bad : {"fd00::/48", "fd00::1/64", "10.0.2.0/64", "fd00::", "ff02::/64",
+                            "fe80::/64", "::/64", "0:0:0:1::/64", "ff::/64"}) {
+        SCOPED_TRACE(bad);
+        EXPECT_EQ(error_option({"--net6", bad}), "--net6");
+    }
+}
+
 TEST(Options, ConfigNetWithoutNamespaceIsAnError) {
     EXPECT_EQ(error_option({"--config-net"}), "--config-net");
     EXPECT_EQ(error_option({"--config-net", "--socket", "s"}), "--config-net");
