@@ -1311,6 +1311,7 @@ void check_port_clashes(const Config& cfg) {
         bool tcp;
         std::optional<wire::IpAddr> addr;  // none: every address of both families
         uint16_t first, last;
+        bool v6only = false;  // an explicit :: that takes no IPv4
     };
     std::vector<Bound> bound;
     for (const Attachment& a : cfg.attachments) {
@@ -1330,19 +1331,22 @@ void check_port_clashes(const Config& cfg) {
     for (const nat::ForwardSpec& f : cfg.forwards)
         if (f.host_first != 0)
             bound.push_back({f.proto == 't' ? "-t" : "-u", f.proto == 't', f.bind_addr, f.host_first,
-                             f.host_last});
+                             f.host_last, f.v6only});
     // Whether two bindings' addresses can take the same packets.
-    auto overlap = [](const std::optional<wire::IpAddr>& a, const std::optional<wire::IpAddr>& b) {
-        if (!a || !b) return !a || !b;  // every address of both families
-        if (a->is_v4() != b->is_v4())  // [::] takes IPv4 too
-            return (!a->is_v4() && a->is_unspecified()) || (!b->is_v4() && b->is_unspecified());
+    auto overlap = [](const Bound& x, const Bound& y) {
+        const std::optional<wire::IpAddr>& a = x.addr;
+        const std::optional<wire::IpAddr>& b = y.addr;
+        if (!a || !b) return true;  // every address of both families
+        if (a->is_v4() != b->is_v4())  // [::] takes IPv4 too, unless IPv6 only
+            return (!a->is_v4() && a->is_unspecified() && !x.v6only) ||
+                   (!b->is_v4() && b->is_unspecified() && !y.v6only);
         return *a == *b || a->is_unspecified() || b->is_unspecified();
     };
     for (size_t i = 0; i < bound.size(); i++)
         for (size_t j = 0; j < i; j++) {
             const Bound& x = bound[i];
             const Bound& y = bound[j];
-            if (x.tcp != y.tcp || x.first > y.last || y.first > x.last || !overlap(x.addr, y.addr))
+            if (x.tcp != y.tcp || x.first > y.last || y.first > x.last || !overlap(x, y))
                 continue;
             // Forwards among themselves are checked with their own words.
             if ((x.option == "-t" || x.option == "-u") && x.option == y.option) continue;
@@ -1411,7 +1415,7 @@ void resolve_forwards(const CLI::App& app, const RawOptions& raw, Config& cfg) {
     auto families = [](const nat::ForwardSpec& f) {
         if (!f.bind_addr) return 3;               // every address of both
         if (f.bind_addr->is_v4()) return 1;
-        return f.bind_addr->is_unspecified() ? 3 : 2;  // [::] takes IPv4 too
+        return f.bind_addr->is_unspecified() && !f.v6only ? 3 : 2;  // --hostfwd [::] takes IPv4 too
     };
     auto overlap = [&](const nat::ForwardSpec& a, const nat::ForwardSpec& b) {
         if (a.proto != b.proto || a.host_last < b.host_first || b.host_last < a.host_first ||

@@ -94,6 +94,9 @@ std::vector<ForwardSpec> parse_forward_specs(char proto, std::string_view text) 
             auto ip = wire::IpAddr::parse(addr);
             if (!ip) bad(quoted(addr) + " is not an IPv4 or IPv6 address");
             base.bind_addr = *ip;
+            // An address restricts the listener to it: "::" is every IPv6
+            // address, not IPv4's as well (passt's meaning).
+            base.v6only = !ip->is_v4();
         } else if (base.bind_ifname.empty()) {
             bad("no address before '/' in " + quoted(text));
         }
@@ -502,8 +505,8 @@ int open_listener(const ForwardSpec& spec, const wire::IpAddr& addr, uint16_t po
     }
     if (family == AF_INET6) {
         // All addresses: a separate IPv4 socket takes IPv4. An explicit
-        // "::" takes both families.
-        int v6only = spec.bind_addr ? 0 : 1;
+        // "::" takes both families, unless the spec says IPv6 only.
+        int v6only = !spec.bind_addr || spec.v6only ? 1 : 0;
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only);
     }
     if (!spec.bind_ifname.empty() &&

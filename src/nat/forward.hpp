@@ -69,7 +69,10 @@ class Nat;
 struct ForwardSpec {
     char proto = 't';  // 't': TCP, 'u': UDP
     // The host address to listen on; unset: every address of both families.
+    // An explicit "::" takes IPv4 too (QEMU's hostfwd [::]), unless v6only
+    // (-t/-u's "::", as passt's: IPv6 only).
     std::optional<wire::IpAddr> bind_addr;
+    bool v6only = false;
     std::string bind_ifname;  // %IFNAME (SO_BINDTODEVICE); empty: any interface
     uint16_t host_first = 0;  // host ports host_first..host_last (inclusive)
     uint16_t host_last = 0;

@@ -812,6 +812,7 @@ SLIRP_EXPORT int slirp_add_hostxfwd(Slirp* slirp, const struct sockaddr* haddr, 
         spec.proto = (flags & SLIRP_HOSTFWD_UDP) ? 'u' : 't';
         // "::" without V6ONLY takes both families, as libslirp's does.
         spec.bind_addr = ha;
+        spec.v6only = (flags & SLIRP_HOSTFWD_V6ONLY) != 0;
         spec.host_first = spec.host_last = hp;
         spec.guest_first = spec.guest_last = gp;
         if (!ga.is_unspecified()) spec.guest_addr = ga;

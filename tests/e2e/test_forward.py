@@ -398,6 +398,25 @@ while True:
             self.udp_ok(host, "127.0.0.1", p)
             self.udp_ok(host, "127.0.0.1", hp)
 
+    def test_an_explicit_any_ipv6_address_is_ipv6_only(self):
+        """-t ::/PORT listens on every IPv6 address and no IPv4 one, as
+        passt's does, so IPv4's port can go elsewhere (it took both, and
+        '-t 127.0.0.1/P -t ::/P' was refused as a port forwarded twice)."""
+        with netlab.Lab("fwd") as lab:
+            p = netlab.free_port()
+            q = netlab.free_port(exclude=(p,))
+            host, guest, _, un = self._start(lab, ["-t", "::/%d" % p, "-t", "127.0.0.1/%d" % q,
+                                                   "-t", "::/%d" % q])
+            guest.server("tcp-echo", "--bind", "::", "--port", p)
+            guest.server("tcp-echo", "--bind", "::", "--port", q)
+            self.tcp_ok(host, "::1", p)
+            r = host.py("import socket, sys\ntry:\n    socket.create_connection(('127.0.0.1', %d), 5)\n"
+                        "    print('CONNECTED')\nexcept ConnectionRefusedError:\n    print('REFUSED')" % p)
+            self.assertEqual(r.stdout.strip(), "REFUSED")
+            self.tcp_ok(host, "127.0.0.1", q)
+            self.tcp_ok(host, "::1", q)
+            lab.assert_alive(un)
+
     def test_ipv6_clients_reach_a_config_net_guest_without_ipv6(self):
         """A forward takes clients of both families to a guest with only
         one. A --config-net namespace with IPv6 turned off has no fec0::f:

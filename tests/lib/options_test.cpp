@@ -522,7 +522,8 @@ TEST(Options, AHostPortForwardedTwiceIsAnError) {
           {"-t", "8000-8010", "-t", "8010-8020"},
           {"-t", "127.0.0.1/8080", "-t", "8080"},
           {"-t", "8080", "--hostfwd", "tcp::8080-:80"},
-          {"-u", "::/53", "-u", "127.0.0.1/53"}})
+          {"-u", "::/53", "-u", "::1/53"},
+          {"--hostfwd", "tcp:[::]:8080-:80", "-t", "127.0.0.1/8080"}})
         EXPECT_NE(error_message(args).find("forwarded twice"), std::string::npos) << args[1];
     // Each is named as the user wrote it, by the option that came last.
     EXPECT_EQ(error_option({"-t", "8080", "--hostfwd", "tcp::8080-:80"}), "--hostfwd");
@@ -531,7 +532,13 @@ TEST(Options, AHostPortForwardedTwiceIsAnError) {
               std::string::npos);
     EXPECT_NE(error_message({"-t", "8000-8010", "-t", "8010:80"}).find("(-t 8000-8010 and -t 8010:80)"),
               std::string::npos);
-    // Different addresses, families or protocols are different sockets.
+    // Different addresses, families or protocols are different sockets;
+    // -t/-u's "::" is IPv6 only, as passt's (--hostfwd's [::], QEMU's,
+    // takes IPv4 too).
+    EXPECT_EQ(parse({"-t", "0.0.0.0/8080", "-t", "::/8080"}).forwards.size(), 2u);
+    EXPECT_EQ(parse({"-u", "::/53", "-u", "127.0.0.1/53"}).forwards.size(), 2u);
+    EXPECT_TRUE(parse({"-t", "::/8080"}).forwards[0].v6only);
+    EXPECT_FALSE(parse({"--hostfwd", "tcp:[::]:8080-:80"}).forwards[0].v6only);
     EXPECT_EQ(parse({"-t", "127.0.0.1/8080", "-t", "::1/8080", "-t", "10.9.9.9/8080"}).forwards.size(), 3u);
     EXPECT_EQ(parse({"-t", "::1/8080", "--hostfwd", "tcp::8080-:80", "-u", "8080"}).forwards.size(), 3u);
 }

@@ -450,6 +450,27 @@ TEST(Forwarder, Forwarder_AllAddressesListensOnIpv4AndIpv6) {
     EXPECT_LE(fw.listener_count(), expect);
 }
 
+// An explicit "::": both families (QEMU's hostfwd [::]), or IPv6 only when
+// the spec says so (-t/-u's "::", as passt's), leaving IPv4's port free.
+TEST(Forwarder, Forwarder_ExplicitAnyIpv6TakesIpv4UnlessIpv6Only) {
+    for (bool v6only : {false, true}) {
+        SCOPED_TRACE(v6only);
+        NatHarness h;
+        nat::Forwarder fw(*h.nat);
+        const uint16_t port = free_port(SOCK_STREAM);
+        ForwardSpec s = fwd('t', port, 80);
+        s.bind_addr = *wire::IpAddr::parse("::");
+        s.v6only = v6only;
+        fw.add(s);
+        int v4 = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        sockaddr_in a{};
+        a.sin_family = AF_INET;
+        a.sin_port = htons(port);
+        EXPECT_EQ(bind(v4, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0, v6only);
+        close(v4);
+    }
+}
+
 TEST(Forwarder, Forwarder_TcpConnectionWithNoGuestHeardFromWaitsForTheFirstDhcpAddress) {
     NatHarness h({}, /*learn_guest=*/false);
     const uint16_t port = free_port(SOCK_STREAM);
