@@ -189,6 +189,7 @@ Nic& Engine::add_nic(Nic::SendFn send, uint32_t mtu) {
 
 void Engine::remove_nic(Nic& nic) {
     Scope scope(this);
+    Running run(*this);  // the NAT resets the NIC's flows
     for (size_t i = 0; i < deferred_count_; i++) {
         Deferred& d = deferred_[(deferred_head_ + i) % kMaxDeferred];
         if (d.nic == &nic) d.nic = nullptr;
@@ -210,8 +211,11 @@ void Engine::input(Nic& nic, wire::Bytes frame, bool flush) {
     if (flush) loop_.run_pending();
 }
 
+// The calls below may send (a removed forward's flows are reset): as
+// input(), frames handed in meanwhile wait for them to return.
 void Engine::add_forward(const nat::ForwardSpec& spec) {
     Scope scope(this);
+    Running run(*this);
     need_gateway();
     nat_->add_forward(spec);
 }
@@ -219,11 +223,14 @@ void Engine::add_forward(const nat::ForwardSpec& spec) {
 size_t Engine::remove_forward(char proto, const std::optional<wire::IpAddr>& bind_addr,
                               uint16_t host_port) {
     Scope scope(this);
+    Running run(*this);
     need_gateway();
     return nat_->forwarder().remove(proto, bind_addr, host_port);
 }
 
 void Engine::add_guest_forward(const nat::GuestForwardSpec& spec, bool in_dhcp_range) {
+    Scope scope(this);
+    Running run(*this);
     need_gateway();
     const gw::NetConfig& n = gw_->config();
     const wire::IpAddr& a = spec.addr;
@@ -256,6 +263,8 @@ void Engine::add_guest_forward(const nat::GuestForwardSpec& spec, bool in_dhcp_r
 }
 
 bool Engine::remove_guest_forward(const wire::IpAddr& addr, uint16_t port) {
+    Scope scope(this);
+    Running run(*this);
     need_gateway();
     if (!nat_->remove_guest_forward(addr, port)) return false;
     // The address was the gateway's only for its forwards: with the last
