@@ -170,29 +170,48 @@ struct IcmpNat::Flow final : FlowLru::Entry, core::IoHandler {
     uint16_t guest_id = 0;
     uint16_t raw_id = 0;  // raw mode: our identifier on the host
     int fd = -1;          // ping-socket mode
-    // Raw mode: sequence numbers sent and not answered yet.
-    std::array<uint16_t, 16> seqs{};
-    uint16_t seq_valid = 0;
-    uint8_t seq_next = 0;
+    // Raw mode: the sequence numbers sent and not answered yet, among the
+    // kSeqWindow up to the newest (the raw socket sees every echo reply of
+    // the host with our identifier; only these are the guest's). A ping
+    // with many requests in flight (ping -l, ping -f over a long path)
+    // gets every reply: a ring of 16 lost all but the last 16.
+    static constexpr uint16_t kSeqWindow = 1024;
+    std::array<uint64_t, kSeqWindow / 64> seq_bits{};
+    uint16_t seq_top = 0;  // the newest noted
+    bool seq_any = false;
 
-    void note_seq(uint16_t seq) {
-        seqs[seq_next] = seq;
-        seq_valid = static_cast<uint16_t>(seq_valid | (1u << seq_next));
-        seq_next = static_cast<uint8_t>((seq_next + 1) % seqs.size());
+    static size_t seq_slot(uint16_t seq) { return seq % kSeqWindow; }
+    void seq_set(uint16_t seq, bool on) {
+        uint64_t& w = seq_bits[seq_slot(seq) / 64];
+        const uint64_t bit = uint64_t{1} << (seq_slot(seq) % 64);
+        w = on ? (w | bit) : (w & ~bit);
     }
-    bool take_seq(uint16_t seq) {
-        for (size_t i = 0; i < seqs.size(); i++) {
-            if ((seq_valid & (1u << i)) && seqs[i] == seq) {
-                seq_valid = static_cast<uint16_t>(seq_valid & ~(1u << i));
-                return true;
+    bool in_window(uint16_t seq) const {
+        return seq_any && static_cast<uint16_t>(seq_top - seq) < kSeqWindow;
+    }
+    void note_seq(uint16_t seq) {
+        const auto ahead = static_cast<uint16_t>(seq - seq_top);
+        if (!in_window(seq)) {
+            if (seq_any && ahead < kSeqWindow) {
+                // The usual next request: the slots it passes leave the
+                // window (their requests were never sent, or are too old).
+                for (uint16_t s = static_cast<uint16_t>(seq_top + 1); s != seq; s++) seq_set(s, false);
+            } else {
+                seq_bits.fill(0);  // a jump: start again from it
             }
+            seq_top = seq;
+            seq_any = true;
         }
-        return false;
+        seq_set(seq, true);
     }
     bool has_seq(uint16_t seq) const {
-        for (size_t i = 0; i < seqs.size(); i++)
-            if ((seq_valid & (1u << i)) && seqs[i] == seq) return true;
-        return false;
+        return in_window(seq) &&
+               (seq_bits[seq_slot(seq) / 64] >> (seq_slot(seq) % 64) & 1) != 0;
+    }
+    bool take_seq(uint16_t seq) {
+        if (!has_seq(seq)) return false;
+        seq_set(seq, false);
+        return true;
     }
 
     void on_io(uint32_t events) override {

@@ -24,6 +24,7 @@
 #include <sched.h>
 #include <sys/ioctl.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -200,6 +201,48 @@ TEST_P(IcmpEcho, IcmpNat_EchoIsAnsweredWithTheGuestsIdentifierAndSequence) {
     ASSERT_TRUE(ping(h, kGuestIp, kLocalDst, 0x1234, 8)) << "echo reply lost";
     EXPECT_EQ(h.nat->icmp().flow_count(), 1u);
     EXPECT_EQ(h.nat->icmp().stats().echo_replies, 2u);
+}
+
+// Bursts of 100 requests in flight (ping -l, ping -f over a long path),
+// then their replies: each one reaches the guest, whatever the sequence
+// numbers do (the raw fallback kept 16 and dropped the rest).
+TEST_P(IcmpEcho, IcmpNat_EveryRequestInFlightGetsItsReply) {
+    ENTER_ECHO_MODE(ns);
+    NatHarness h;
+    auto run = [](uint16_t from, uint16_t n) {
+        std::vector<uint16_t> v;
+        for (uint16_t i = 0; i < n; i++) v.push_back(static_cast<uint16_t>(from + i));
+        return v;
+    };
+    std::vector<std::vector<uint16_t>> bursts{
+        run(0, 100), run(150, 100),
+        run(65480, 100),  // a jump, and across the wrap
+    };
+    std::vector<uint16_t> last{40000, 39999};  // a jump, one behind it, then ahead
+    for (uint16_t s : run(40001, 98)) last.push_back(s);
+    bursts.push_back(last);
+    size_t want = 0;
+    for (const std::vector<uint16_t>& burst : bursts) {
+        const size_t before = h.ip_frames().size();
+        for (uint16_t s : burst) h.input(echo_frame(kGuestIp, kLocalDst, 0x4242, s, 16));
+        want += burst.size();
+        ASSERT_TRUE(h.run_until([&] { return h.ip_frames().size() >= want; }))
+            << h.ip_frames().size() - before << " of " << burst.size() << " replies from "
+            << burst.front();
+        std::vector<uint16_t> got;
+        const auto frames = h.ip_frames();
+        for (size_t i = before; i < frames.size(); i++) {
+            auto icmp = wire::Icmp4View::parse(frames[i].l4);
+            ASSERT_TRUE(icmp);
+            EXPECT_EQ(icmp->type(), wire::icmptype::echo_reply);
+            got.push_back(icmp->echo_seq());
+        }
+        std::vector<uint16_t> sent = burst;
+        std::sort(got.begin(), got.end());
+        std::sort(sent.begin(), sent.end());
+        EXPECT_EQ(got, sent);
+    }
+    EXPECT_EQ(h.nat->icmp().stats().echo_replies, want);
 }
 
 TEST_P(IcmpEcho, IcmpNat_TwoGuestsWithTheSameIdentifierGetTheirOwnReplies) {
