@@ -114,7 +114,10 @@ Reassembler::Slot* Reassembler::slot_for(const Piece& p, sw::PortId port, core::
         stats_.dropped_limit++;
         return nullptr;
     }
-    if (!s->buf) s->buf = std::make_unique<uint8_t[]>(kBufLen);
+    if (!s->buf) {
+        s->buf = std::make_unique<uint8_t[]>(kBufLen);
+        s->ranges = std::make_unique<Range[]>(kMaxPieces);
+    }
     s->used = true;
     s->v6 = p.v6;
     s->src = p.src;

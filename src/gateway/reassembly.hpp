@@ -13,7 +13,9 @@
 //   dropped); each slot's 64 KiB buffer is allocated once and reused;
 // - a datagram has kTimeout4Ms (IPv4, Linux's ipfrag_time) or kTimeout6Ms
 //   (IPv6, RFC 8200's 60 s) from its first fragment to be complete;
-// - at most kMaxPieces fragments make one datagram;
+// - at most kMaxPieces fragments make one datagram: enough for 64 KiB in
+//   the 48-byte fragments of the least MTU (68), as Linux and libslirp
+//   take them (64 pieces lost every datagram over 64 x (MTU - 20) bytes);
 // - overlapping fragments drop the whole datagram (RFC 5722 for IPv6, and
 //   the same for IPv4, as Linux does); an exact duplicate is ignored;
 // - a fragment that is not the last must carry a multiple of 8 bytes; the
@@ -57,7 +59,7 @@ class Reassembler {
 public:
     static constexpr size_t kSlots = 16;
     static constexpr size_t kPerPort = 4;
-    static constexpr size_t kMaxPieces = 64;
+    static constexpr size_t kMaxPieces = (65535 + 47) / 48;  // 1366
     static constexpr core::Millis kTimeout4Ms = 30'000;
     static constexpr core::Millis kTimeout6Ms = 60'000;
 
@@ -105,9 +107,9 @@ private:
         size_t total = 0;    // 0 until the last fragment (no MF) came
         size_t have = 0;
         size_t pieces = 0;
-        std::array<Range, kMaxPieces> ranges{};
         std::array<uint8_t, kMaxHeader> hdr{};
         std::unique_ptr<uint8_t[]> buf;  // data at kMaxHeader + offset
+        std::unique_ptr<Range[]> ranges;  // kMaxPieces, made with buf
     };
     struct Piece {
         bool v6;
