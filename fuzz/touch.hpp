@@ -348,6 +348,10 @@ inline void touch_ethernet(Sink& s, Bytes b) {
     s(e->vlan_id());
     s(e->header_len());
     s(e->frame().size());
+    if (auto n = ip_frame_length(b)) {
+        if (*n > b.size() || *n < e->header_len()) __builtin_trap();
+        s(*n);
+    }
     switch (e->ethertype()) {
     case ethertype::arp:
         touch_arp(s, e->payload());

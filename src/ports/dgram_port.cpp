@@ -419,10 +419,19 @@ void DgramPort::handle(const uint8_t* buf, size_t len, int flags, const sockaddr
         return;
     }
     if (flags & MSG_TRUNC) {
-        dstats_.too_long++;
-        stats().rx_dropped++;
-        spdlog::debug("{}: dropped a datagram longer than {} bytes", name_, slot_size_);
-        return;
+        // Longer than the slot: an IP packet that fits, followed by junk
+        // (QEMU's i82559er sends 1514-byte frames in 2600-byte datagrams),
+        // goes on cut to the packet; anything else is too long.
+        len = std::min(len, slot_size_);
+        auto whole = wire::ip_frame_length(wire::Bytes(buf, len));
+        if (!whole) {
+            dstats_.too_long++;
+            stats().rx_dropped++;
+            spdlog::debug("{}: dropped a datagram longer than {} bytes", name_, slot_size_);
+            return;
+        }
+        dstats_.trimmed++;
+        len = *whole;
     }
     if (len < wire::kEthHeaderLen) {
         dstats_.too_short++;

@@ -149,6 +149,7 @@ struct DgramStats {
     uint64_t empty = 0;        // 0-byte datagrams (ignored)
     uint64_t too_short = 0;    // under an Ethernet header
     uint64_t too_long = 0;     // over the receive buffer (truncated)
+    uint64_t trimmed = 0;      // over it, an IP packet and junk: cut to the packet
     uint64_t foreign = 0;      // from a source other than the fixed remote
     uint64_t own_echo = 0;     // multicast: our own datagrams looped back
     uint64_t tx_queue_full = 0;

@@ -487,13 +487,23 @@ void VdeClient::on_data(uint32_t events) {
         size_t len = m.msg_len;
         bool truncated = (m.msg_hdr.msg_flags & MSG_TRUNC) != 0;
         m.msg_hdr.msg_flags = 0;
+        uint8_t* f = rx.buf.get() + static_cast<size_t>(i) * rx.slot;
+        if (truncated) {
+            // An IP packet that fits, followed by junk (QEMU's i82559er
+            // sends 1514-byte frames in 2600-byte datagrams), goes on cut
+            // to the packet; anything else longer than a slot is dropped.
+            len = std::min(len, rx.slot);
+            if (auto whole = wire::ip_frame_length(wire::Bytes(f, len))) {
+                len = *whole;
+                truncated = false;
+            }
+        }
         if (truncated || len < wire::kEthHeaderLen) {
             stats().rx_dropped++;
             spdlog::debug("{}: dropped a {}{}-byte datagram", name_, truncated ? "over " : "",
                           len);
             continue;
         }
-        uint8_t* f = rx.buf.get() + static_cast<size_t>(i) * rx.slot;
         if (xlat_) {
             log_guest_mac(name_, id(), xlat_->to_lan(wire::MutBytes(f, len)), *xlat_);
         } else if (!mac_logged_) {

@@ -46,7 +46,8 @@
 //   the switch before the next recvmmsg()), so one busy client cannot
 //   starve the others and nothing is allocated per client for input. A
 //   datagram shorter than an Ethernet header, or longer than the buffer's
-//   slot (MTU + 18), is dropped and counted.
+//   slot (MTU + 18), is dropped and counted, unless the slot holds a whole
+//   IP packet followed by junk (QEMU's i82559er): that is cut to the packet.
 // - Sending: deliver() copies the frame, zero-padded to 60 bytes, into the
 //   client's bounded VdeTxQueue and queues a core::Deferred; at the end of
 //   the loop batch the queued frames leave with sendmmsg(). A full socket

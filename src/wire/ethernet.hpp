@@ -59,6 +59,30 @@ private:
     bool has_tag_ = false;
 };
 
+// The length of frame's Ethernet header and the IPv4 or IPv6 packet it
+// carries, by that packet's own length field, when the whole packet is
+// within frame (what follows it is padding or junk: QEMU's i82559er sends
+// 1514-byte frames in 2600-byte datagrams). nullopt for anything else
+// (another ethertype, a malformed or cut-off header, an IPv6 jumbogram).
+inline std::optional<size_t> ip_frame_length(Bytes frame) {
+    auto eth = EthernetView::parse(frame);
+    if (!eth) return std::nullopt;
+    const Bytes ip = eth->payload();
+    size_t len = 0;
+    if (eth->ethertype() == ethertype::ipv4) {
+        if (ip.size() < 20 || (ip[0] >> 4) != 4) return std::nullopt;
+        len = load16(&ip[2]);
+        if (len < size_t{ip[0] & 0x0fu} * 4 || (ip[0] & 0x0f) < 5) return std::nullopt;
+    } else if (eth->ethertype() == ethertype::ipv6) {
+        if (ip.size() < 40 || (ip[0] >> 4) != 6 || load16(&ip[4]) == 0) return std::nullopt;
+        len = 40 + size_t{load16(&ip[4])};
+    } else {
+        return std::nullopt;
+    }
+    if (len > ip.size()) return std::nullopt;
+    return eth->header_len() + len;
+}
+
 // Writes an untagged Ethernet header at p; returns the header length.
 inline size_t build_ethernet(uint8_t* p, const MacAddr& dst, const MacAddr& src, uint16_t type) {
     dst.store(p);

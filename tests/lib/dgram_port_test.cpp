@@ -197,6 +197,32 @@ TEST_F(DgramPortTest, DgramPort_RuntsEmptyAndOversizedDatagramsAreCountedNotForw
     EXPECT_EQ(port.stats().rx_dropped, 4u);
 }
 
+// QEMU's i82559er sends some 1514-byte frames in 2600-byte datagrams: a
+// datagram over the buffer that holds a whole IP packet is cut to it (it
+// was dropped, and the guest's TCP stalled on retransmissions); one whose
+// packet does not fit is still too long.
+TEST_F(DgramPortTest, DgramPort_AnIpPacketFollowedByJunkIsCutToThePacket) {
+    Peer qemu(SockAddr::inet(loopback4(), 0));
+    DgramPort port(loop, sw, udp_config(qemu));  // MTU 1500: frames up to 1518
+    auto ip_frame = [](uint16_t ip_len, size_t datagram) {
+        Frame f = make_frame(datagram, 1, 0);
+        wire::store16(&f[12], 0x0800);  // IPv4
+        f[14] = 0x45;
+        wire::store16(&f[16], ip_len);
+        return f;
+    };
+    const Frame padded = ip_frame(1500, 2600);
+    qemu.send_to(port.local_address(), padded);
+    qemu.send_to(port.local_address(), ip_frame(1600, 2600));
+    Frame good = make_frame(100, 1, 9);
+    qemu.send_to(port.local_address(), good);
+    ASSERT_TRUE(run_until([&] { return rec.frames.size() == 2; }));
+    EXPECT_EQ(rec.frames[0], Frame(padded.begin(), padded.begin() + 1514));
+    EXPECT_EQ(rec.frames[1], good);
+    EXPECT_EQ(port.dgram_stats().trimmed, 1u);
+    EXPECT_EQ(port.dgram_stats().too_long, 1u);
+}
+
 TEST_F(DgramPortTest, DgramPort_DropsDatagramsFromAnotherSourceThanTheRemote) {
     Peer qemu(SockAddr::inet(loopback4(), 0));
     Peer stranger(SockAddr::inet(loopback4(), 0));

@@ -3,7 +3,7 @@
 # packages installed on this machine -- no downloads:
 #   OUTDIR/vmlinuz    the Debian kernel (linux-image-amd64), copied from /boot
 #   OUTDIR/initrd.gz  initramfs (cpio newc, gzip): busybox, the NIC drivers'
-#                     modules (virtio_net, ne2k-pci, pcnet32, with their dependencies
+#                     modules (virtio_net, ne2k-pci, pcnet32, e100, with their dependencies
 #                     from modules.dep, decompressed) and /init
 #   OUTDIR/stamp      inputs' fingerprint: the build is skipped when unchanged
 #
@@ -89,7 +89,7 @@ for applet in sh mount insmod udhcpc wget sha256sum ip poweroff; do
 done
 
 # --- modules: wanted drivers and their dependencies, dependencies first --------
-WANT=${USERNET_MODULES:-"virtio_pci virtio_net ne2k-pci pcnet32"}
+WANT=${USERNET_MODULES:-"virtio_pci virtio_net ne2k-pci pcnet32 e100"}
 [ -n "$SERIAL" ] && WANT="$WANT ppp_async slip"
 SERIAL_BINS=""
 if [ -n "$SERIAL" ]; then

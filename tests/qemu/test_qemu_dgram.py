@@ -6,6 +6,8 @@ QEMUs and usernet's gateway share.  Each guest (the busybox initramfs of
 build-guest.sh) gets a lease, pings the gateway (and, on the multicast LAN,
 the other guest) and downloads a file through the NAT, checked by sha256."""
 
+import base64
+import hashlib
 import os
 import random
 import re
@@ -120,6 +122,33 @@ class QemuDgramTest(unittest.TestCase):
         self.one_guest("qsockudp", lambda lab: ["--dgram", "udp:127.0.0.1:%d,127.0.0.1:%d" % (up, qp)],
                        lambda lab: "socket,id=n0,udp=127.0.0.1:%d,localaddr=127.0.0.1:%d" % (up, qp),
                        "Attach QEMU to --dgram", nic="ne2k_pci", size=1 * MiB)
+
+    def test_i82559er_guest_uploads_without_a_dropped_frame(self):
+        # QEMU's i82559er (eepro100) sends some 1514-byte frames as
+        # 2600-byte datagrams, the rest junk: they are cut to their IP
+        # packet. Dropped as too long, the guest's upload stalled 15-25 s
+        # on TCP retransmissions.
+        with netlab.Lab("qdg559") as lab:
+            host = lab.netns("host")
+            mine, theirs = lab.path("un.dgram"), lab.path("qemu.dgram")
+            un = lab.usernet(host, ["--dgram", "unix:%s,%s" % (mine, theirs)])
+            netlab.wait_for(logged(un, "Attach QEMU to --dgram"), 10, what="usernet to attach")
+            size = 2 * MiB
+            path, sha = lab.make_file(size, "file.bin")
+            srv = host.server("http", "--bind", "127.0.0.1", "--dir", lab.dir)
+            netdev = ("dgram,id=n0,local.type=unix,local.path=%s,remote.type=unix,remote.path=%s"
+                      % (theirs, mine))
+            g = Guest(lab, host, netdev, "i82559er", "52:54:00:12:34:56", srv.port, "file.bin",
+                      extra="un.upload")
+            out = g.wait_done()
+            self.check_guest(out, size, sha, ip=netlab.GUEST)
+            with open(path, "rb") as f:
+                posted = hashlib.sha256(base64.encodebytes(f.read())).hexdigest()
+            self.assertEqual(marker(out.replace("\r", ""), "UN-UPLOAD").split()[0], posted)
+            un.stop()
+            m = re.search(r"dropped in: \d+ short, (\d+) too long", un.stderr())
+            self.assertTrue(m, un.stderr()[-2000:])
+            self.assertEqual(m.group(1), "0", un.stderr()[-2000:])
 
     def test_unix_dgram_socket_file_is_removed_and_a_live_one_refused(self):
         with netlab.Lab("qdgfile") as lab:

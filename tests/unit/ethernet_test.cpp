@@ -79,3 +79,48 @@ TEST(EthernetView, BuildWritesParsableHeader) {
     build_ethernet(buf, dst, src, ethertype::arp);
     EXPECT_TRUE(std::equal(buf, buf + 14, kArpReply.begin()));
 }
+
+namespace {
+// An Ethernet frame carrying an IP header that claims ip_len bytes, with
+// `have` bytes after the Ethernet header (the rest zeros: payload, junk).
+std::vector<uint8_t> ip_frame(uint16_t type, size_t have, uint16_t ip_len, uint8_t first = 0x45,
+                              bool tagged = false) {
+    std::vector<uint8_t> f(14 + (tagged ? 4 : 0) + have);
+    size_t at = 12;
+    if (tagged) {
+        store16(&f[12], ethertype::vlan);
+        store16(&f[14], 100);
+        at = 16;
+    }
+    store16(&f[at], type);
+    uint8_t* ip = &f[at + 2];
+    if (type == ethertype::ipv4 && have >= 20) {
+        ip[0] = first;
+        store16(ip + 2, ip_len);
+    } else if (type == ethertype::ipv6 && have >= 40) {
+        ip[0] = 0x60;
+        store16(ip + 4, ip_len);  // the payload length
+    }
+    return f;
+}
+}  // namespace
+
+// QEMU's i82559er sends a 1514-byte frame in a 2600-byte datagram: the
+// frame's real length comes from its IP packet's length field.
+TEST(EthernetView, IpFrameLengthFollowsTheIpPacket) {
+    EXPECT_EQ(ip_frame_length(bytes(ip_frame(ethertype::ipv4, 2586, 1500))), 1514u);
+    EXPECT_EQ(ip_frame_length(bytes(ip_frame(ethertype::ipv4, 1500, 1500))), 1514u);
+    EXPECT_EQ(ip_frame_length(bytes(ip_frame(ethertype::ipv4, 2586, 1500, 0x45, true))), 1518u);
+    EXPECT_EQ(ip_frame_length(bytes(ip_frame(ethertype::ipv6, 2586, 1460))), 1514u);
+    // The packet must be whole, its header sane; other types have none.
+    EXPECT_FALSE(ip_frame_length(bytes(ip_frame(ethertype::ipv4, 1499, 1500))));
+    EXPECT_FALSE(ip_frame_length(bytes(ip_frame(ethertype::ipv4, 100, 19))));
+    EXPECT_FALSE(ip_frame_length(bytes(ip_frame(ethertype::ipv4, 100, 40, 0x44))));
+    EXPECT_FALSE(ip_frame_length(bytes(ip_frame(ethertype::ipv4, 100, 40, 0x65))));
+    EXPECT_FALSE(ip_frame_length(bytes(ip_frame(ethertype::ipv4, 100, 20, 0x46))));
+    EXPECT_FALSE(ip_frame_length(bytes(ip_frame(ethertype::ipv4, 19, 19))));
+    EXPECT_FALSE(ip_frame_length(bytes(ip_frame(ethertype::ipv6, 100, 0))));   // a jumbogram
+    EXPECT_FALSE(ip_frame_length(bytes(ip_frame(ethertype::ipv6, 1499, 1460))));
+    EXPECT_FALSE(ip_frame_length(bytes(ip_frame(ethertype::arp, 100, 0))));
+    EXPECT_FALSE(ip_frame_length(bytes(std::vector<uint8_t>(13))));
+}
