@@ -150,16 +150,21 @@ class EmbedTest(unittest.TestCase):
             self.assertGreaterEqual(frames_in, 8)
             self.assertGreaterEqual(frames_out, 8)
 
+    def _download(self, lab, host, guest, size):
+        """curl in the guest fetches `size` bytes from the host's loopback
+        through the gateway; the file is checked."""
+        path, sha = lab.make_file(size, "payload.bin")
+        srv = host.server("http", "--bind", "127.0.0.1", "--dir", lab.dir)
+        out = lab.path("download.bin")
+        netlab.curl(guest, ["--max-time", "100", "-o", out,
+                            "http://%s:%d/payload.bin" % (GATEWAY, srv.port)], timeout=120)
+        self.assertEqual(os.path.getsize(out), size)
+        self.assertEqual(netlab.sha256_file(out), sha, "downloaded data differs")
+
     def test_tcp_download_from_the_hosts_loopback_via_the_gateway(self):
         with netlab.Lab("embed") as lab:
             host, guest, emb, _ = self._start(lab)
-            path, sha = lab.make_file(8 * MiB, "payload.bin")
-            srv = host.server("http", "--bind", "127.0.0.1", "--dir", lab.dir)
-            out = lab.path("download.bin")
-            netlab.curl(guest, ["--max-time", "100", "-o", out,
-                                "http://%s:%d/payload.bin" % (GATEWAY, srv.port)], timeout=120)
-            self.assertEqual(os.path.getsize(out), 8 * MiB)
-            self.assertEqual(netlab.sha256_file(out), sha, "downloaded data differs")
+            self._download(lab, host, guest, 8 * MiB)
             frames_in, frames_out, _ = self._stop(lab, emb)
             # 8 MiB in frames of at most 1514 bytes.
             self.assertGreater(frames_out, 8 * MiB // 1514)
@@ -175,13 +180,7 @@ class EmbedTest(unittest.TestCase):
             gp = netlab.free_port(exclude=(hp,))
             host, guest, emb, _ = self._start(lab, forwards=[(hp, gp)],
                                               extra=["--transmit-on-receive"])
-            path, sha = lab.make_file(20 * MiB, "payload.bin")
-            srv = host.server("http", "--bind", "127.0.0.1", "--dir", lab.dir)
-            out = lab.path("download.bin")
-            netlab.curl(guest, ["--max-time", "100", "-o", out,
-                                "http://%s:%d/payload.bin" % (GATEWAY, srv.port)], timeout=120)
-            self.assertEqual(os.path.getsize(out), 20 * MiB)
-            self.assertEqual(netlab.sha256_file(out), sha, "downloaded data differs")
+            self._download(lab, host, guest, 20 * MiB)
             guest.server("tcp-echo", "--bind", "0.0.0.0", "--port", gp)
             r = host.py(TCP_CLIENT, hp, 8 * MiB, timeout=90)
             self.assertEqual(r.stdout.strip(), "OK", r.stdout + r.stderr)
