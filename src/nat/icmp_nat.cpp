@@ -17,6 +17,7 @@
 #include <system_error>
 
 #include "nat/nat.hpp"
+#include "nat/tcp_nat.hpp"
 #include "wire/icmp4.hpp"
 #include "wire/icmp6.hpp"
 #include "wire/ipv6.hpp"
@@ -365,6 +366,43 @@ bool IcmpNat::decide_mode() {
 
 // ---------------------------------------------------------------- guest -> host
 
+// A destination unreachable from a guest (not "fragmentation needed": the
+// TCP translator cuts segments to the guest's MSS) about a TCP segment we
+// sent it: TcpNat refuses a port-forwarded connection still in its
+// handshake. The quote must be of a segment to the sender itself and from
+// the address the error goes to, so that a guest reaches only its own
+// flows. True when msg was such an error (handled or ignored, counted).
+bool IcmpNat::guest_error(const gw::GuestPacket& pkt, bool v6, wire::Bytes msg) {
+    if (msg.size() < wire::kIcmpHeaderLen) return false;
+    const uint8_t type = msg[0], code = msg[1];
+    if (v6 ? type != wire::icmp6type::dest_unreach
+           : type != wire::icmptype::dest_unreach || code == wire::icmpcode::frag_needed)
+        return false;
+    stats_.guest_unreachables++;
+    const wire::Bytes q = msg.subspan(wire::kIcmpHeaderLen);
+    tcp::FlowKey key;
+    size_t l4 = 0;
+    if (v6) {
+        constexpr size_t kIp6 = wire::kIpv6HeaderLen;
+        if (q.size() < kIp6 + 8 || (q[0] >> 4) != 6 || q[6] != wire::ipproto::tcp) return true;
+        key.remote = wire::IpAddr::v6_from(&q[8]);
+        key.guest = wire::IpAddr::v6_from(&q[24]);
+        l4 = kIp6;
+    } else {
+        if (q.size() < wire::kIpv4HeaderLen || (q[0] >> 4) != 4) return true;
+        l4 = size_t{q[0] & 0x0fu} * 4;
+        if (l4 < wire::kIpv4HeaderLen || q.size() < l4 + 8 || q[9] != wire::ipproto::tcp)
+            return true;
+        key.remote = wire::IpAddr::v4_from(&q[12]);
+        key.guest = wire::IpAddr::v4_from(&q[16]);
+    }
+    if (key.guest != pkt.src || key.remote != pkt.dst) return true;
+    key.remote_port = wire::load16(&q[l4]);
+    key.guest_port = wire::load16(&q[l4 + 2]);
+    nat_.tcp().guest_unreachable(key, wire::load32(&q[l4 + 4]));
+    return true;
+}
+
 void IcmpNat::from_guest(const gw::GuestPacket& pkt) {
     // An echo request, ICMPv4 or ICMPv6 by the guest's family: the same
     // 8-byte header (type, code, checksum, identifier, sequence).
@@ -408,6 +446,7 @@ void IcmpNat::from_guest(const gw::GuestPacket& pkt) {
         seq = icmp->echo_seq();
         csum = icmp->checksum();
     }
+    if (!echo && guest_error(pkt, v6, msg)) return;
     const gw::NetConfig& cfg = gw_.config();
     if (!echo || pkt.dst.is_v4() != !v6 || !is_unicast(pkt.dst, cfg) ||
         !is_unicast(pkt.src, cfg)) {

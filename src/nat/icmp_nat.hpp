@@ -122,6 +122,7 @@ struct IcmpStats {
     uint64_t dropped_malformed = 0;  // short header
     uint64_t dropped_checksum = 0;
     uint64_t dropped_unsupported = 0;  // not an echo request (or code != 0)
+    uint64_t guest_unreachables = 0;   // destination unreachables from guests (to TcpNat)
     uint64_t dropped_unavailable = 0;  // no ping or raw socket allowed (for the family)
     uint64_t dropped_unreachable = 0;  // no host mapping for the destination
     uint64_t dropped_socket = 0;       // could not open a ping socket
@@ -188,6 +189,7 @@ private:
     friend struct RawSock;
 
     bool decide_mode();
+    bool guest_error(const gw::GuestPacket& pkt, bool v6, wire::Bytes msg);
     Flow* flow_for(const gw::GuestPacket& pkt, uint16_t id, const sockaddr_storage& target);
     void destroy_flow(Flow& f);
     void ping_read(Flow& f);

@@ -274,7 +274,7 @@ TcpNat::~TcpNat() {
             "zero-window probes {}, gave up {}, coalesced ACKs {}, "
             "SYNs over the half-open limit {}, connects abandoned by the guest {}, "
             "tail loss probes {}, spurious retransmissions undone {}, delayed ACKs {} "
-            "(piggybacked {})",
+            "(piggybacked {}), forwards refused by the guest's ICMP {}",
             t.segs_from_guest, t.segs_to_guest, t.bytes_to_host, t.bytes_to_guest,
             t.flows_outbound, t.flows_inbound, t.flows_established, t.flows_closed,
             t.refused_limit, t.connect_refused, t.connect_unreachable, t.connect_failed,
@@ -282,7 +282,8 @@ TcpNat::~TcpNat() {
             t.dropped_malformed, t.dropped_out_of_window, t.out_of_order, t.partial_writes,
             t.retransmits_rto, t.retransmits_fast, t.zero_window_probes, t.gave_up,
             t.acks_coalesced, t.syn_dropped_half_open, t.connect_abandoned, t.tail_loss_probes,
-            t.spurious_retransmits, t.acks_delayed, t.acks_piggybacked);
+            t.spurious_retransmits, t.acks_delayed, t.acks_piggybacked,
+            t.refused_by_guest_icmp);
     }
     loop_.cancel(delack_timer_);
     for (auto& [key, f] : flows_) {
@@ -946,6 +947,17 @@ void TcpNat::input_syn_rcvd(Flow& f, const gw::GuestPacket& pkt, const wire::Tcp
     s.snd_wl2 = seg.ack();
     establish(f);
     input_synchronized(f, seg);
+}
+
+void TcpNat::guest_unreachable(const FlowKey& key, uint32_t seq) {
+    auto it = flows_.find(key);
+    if (it == flows_.end()) return;
+    Flow& f = *it->second;
+    // Only our SYN (a quote of anything else is stale or forged).
+    if (f.st.phase != Phase::syn_sent || seq != f.st.iss) return;
+    stats_.refused_by_guest_icmp++;
+    if (debug_on()) spdlog::debug("tcp: {} refused by the guest with ICMP", describe(f.st.key));
+    reset_flow(f, false);
 }
 
 // Our SYN is out (inbound): the guest's SYN-ACK establishes, its RST refuses.

@@ -47,6 +47,7 @@ public:
         uint64_t keepalives_enabled = 0;  // guest keepalive probes that turned on SO_KEEPALIVE
         uint64_t resets_to_guest = 0;  // every RST we sent
         uint64_t resets_from_guest = 0;  // RSTs accepted (seq == rcv_nxt)
+        uint64_t refused_by_guest_icmp = 0;  // forwarded SYNs the guest answered with ICMP
         uint64_t resets_no_flow = 0;   // RFC 9293 reset generation for unknown segments
         uint64_t challenge_acks = 0;   // RFC 5961: in-window RST, SYN on a live flow
         uint64_t dropped_malformed = 0;  // header or checksum
@@ -81,6 +82,15 @@ public:
     // the same addresses) refuse it.
     bool open_inbound(int fd, const wire::IpAddr& peer, uint16_t peer_port,
                       const wire::IpAddr& guest, uint16_t guest_port);
+
+    // The guest answered a segment we sent with an ICMP destination
+    // unreachable (ICMPv6 too) quoting it: key is the flow as in that
+    // segment (guest = its destination), seq its sequence number. A
+    // forwarded connection still waiting for the guest's SYN-ACK is
+    // refused at once (the host client sees a reset), as a kernel's
+    // connect() fails on any such error in SYN-SENT (RFC 1122 4.2.3.9
+    // allows it; Linux does it); later, an error is soft and ignored.
+    void guest_unreachable(const tcp::FlowKey& key, uint32_t seq);
 
     // Resets (toward the host) every flow of the guests behind a switch
     // port that has gone away.

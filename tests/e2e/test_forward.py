@@ -285,6 +285,39 @@ while True:
             self.assertIn(r.stdout.strip(), ("EOF", "RESET"), r.stdout + r.stderr)
             lab.assert_alive(un)
 
+    def test_tcp_forward_to_a_port_the_guests_firewall_rejects_with_icmp_is_reset(self):
+        # iptables' REJECT answers a SYN with an ICMP port unreachable (its
+        # default), not a RST: the host client is reset at once, over IPv4
+        # and IPv6, instead of waiting out the SYN retries (about a minute).
+        netlab.require_tools("iptables", "ip6tables")
+        with netlab.Lab("fwd") as lab:
+            p = netlab.free_port()
+            host, guest, _, un = self._start(lab, ["-t", str(p)])
+            netlab.wait_for(lambda: "inet6 fec0::" in guest.run(["ip", "-6", "addr", "show", "dev", "tap0"]).stdout,
+                            10, what="an IPv6 address from --config-net")
+            for tool in ("iptables", "ip6tables"):
+                guest.run([tool, "-A", "INPUT", "-p", "tcp", "--dport", str(p), "-j", "REJECT"])
+            code = r"""
+import socket, sys, time
+t0 = time.monotonic()
+try:
+    s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=20)
+    s.settimeout(20)
+    b = s.recv(10)
+    print("EOF" if b == b"" else "DATA %r" % b)
+except (ConnectionResetError, ConnectionRefusedError):
+    print("RESET")
+except socket.timeout:
+    print("HANG")
+print("%.1f" % (time.monotonic() - t0))
+"""
+            for addr in ("127.0.0.1", "::1"):
+                r = host.py(code, addr, p, timeout=40)
+                out = r.stdout.split()
+                self.assertEqual(out[0], "RESET", "%s: %s %s" % (addr, r.stdout, r.stderr))
+                self.assertLess(float(out[1]), 10.0, "%s: reset only after %s s" % (addr, out[1]))
+            lab.assert_alive(un)
+
     def test_tcp_forward_waits_for_a_guest_that_is_not_up_yet(self):
         # usernet(1), PORT FORWARDING: with no guest heard from yet the target
         # is the first DHCP address, and the connection is kept waiting while

@@ -23,6 +23,9 @@
 
 #include "nat/nat.hpp"
 #include "nat_harness.hpp"
+#include "wire/checksum.hpp"
+#include "wire/icmp4.hpp"
+#include "wire/ipv4.hpp"
 #include "wire/tcp.hpp"
 
 namespace usernet::testing {
@@ -919,6 +922,78 @@ TEST(TcpNat, TcpNat_InboundRefusedByTheGuestResetsTheHostClient) {
     pollfd p{client, POLLIN, 0};
     ASSERT_EQ(poll(&p, 1, 2000), 1);
     EXPECT_EQ(recv(client, &c, 1, 0), -1);
+    close(client);
+}
+
+
+// An ICMPv4 destination unreachable from `from` to the gateway quoting the
+// IPv4 header and the first 8 bytes of a TCP segment src:sport -> dst:dport
+// with sequence number seq, as a guest's kernel sends one.
+std::vector<uint8_t> icmp_unreachable_quoting(wire::Ipv4 from, wire::Ipv4 src, wire::Ipv4 dst,
+                                              uint16_t sport, uint16_t dport, uint32_t seq,
+                                              uint8_t code = 3) {
+    std::vector<uint8_t> msg(wire::kIcmpHeaderLen + wire::kIpv4HeaderLen + 8);
+    uint8_t* q = msg.data() + wire::kIcmpHeaderLen;
+    std::vector<uint8_t> tcp(wire::kTcpHeaderLen);
+    wire::build_tcp(tcp.data(), sport, dport, seq, 0, flag::syn, 65535);
+    wire::build_ipv4(q, src, dst, wire::ipproto::tcp, wire::kTcpHeaderLen, 64, 0);
+    std::memcpy(q + wire::kIpv4HeaderLen, tcp.data(), 8);
+    wire::build_icmp4(msg.data(), wire::icmptype::dest_unreach, code, 0, msg.size());
+    return ipv4_frame(from, kGatewayIp, wire::ipproto::icmp, msg);
+}
+
+// A guest whose firewall rejects with an ICMP port unreachable (iptables
+// REJECT's default) refuses a forwarded connection at once, as a RST does;
+// a quote that is not of our SYN, or comes from another address than the
+// one the SYN went to, changes nothing.
+TEST(TcpNat, TcpNat_InboundRefusedByTheGuestsIcmpUnreachableResetsTheHostClient) {
+    NatHarness h;
+    Listener l;
+    int client = inbound_client(h, l, 33336, 8083);
+    ASSERT_GE(client, 0);
+    TcpGuest g(h, kGatewayIp, 33336, 8083);
+    auto segs = g.wait(1);
+    ASSERT_EQ(segs.size(), 1u);
+    const uint32_t isn = segs[0].seq;
+    h.input(icmp_unreachable_quoting(kGuestIp, kGatewayIp, kGuestIp, 33336, 8083, isn + 1));
+    h.input(icmp_unreachable_quoting(kGuestIp + 1, kGatewayIp, kGuestIp, 33336, 8083, isn));
+    h.input(icmp_unreachable_quoting(kGuestIp, kGatewayIp, kGuestIp, 33336, 8084, isn));
+    h.input(icmp_unreachable_quoting(kGuestIp, kGatewayIp, kGuestIp, 33336, 8083, isn, 4));
+    g.settle(50);
+    EXPECT_EQ(h.nat->tcp().flow_count(), 1u);
+    EXPECT_EQ(h.nat->tcp().stats().refused_by_guest_icmp, 0u);
+    h.input(icmp_unreachable_quoting(kGuestIp, kGatewayIp, kGuestIp, 33336, 8083, isn));
+    g.settle();
+    EXPECT_EQ(h.nat->tcp().flow_count(), 0u);
+    EXPECT_EQ(h.nat->tcp().stats().refused_by_guest_icmp, 1u);
+    char c;
+    pollfd p{client, POLLIN, 0};
+    ASSERT_EQ(poll(&p, 1, 2000), 1);
+    errno = 0;
+    EXPECT_EQ(recv(client, &c, 1, 0), -1);
+    EXPECT_EQ(errno, ECONNRESET);
+    close(client);
+}
+
+// Once established, an ICMP error is soft (RFC 1122 4.2.3.9): the
+// connection stays.
+TEST(TcpNat, TcpNat_AnEstablishedForwardIgnoresTheGuestsIcmpUnreachable) {
+    NatHarness h;
+    Listener l;
+    int client = inbound_client(h, l, 33337, 8085);
+    ASSERT_GE(client, 0);
+    TcpGuest g(h, kGatewayIp, 33337, 8085);
+    auto segs = g.wait(1);
+    ASSERT_EQ(segs.size(), 1u);
+    const uint32_t isn = segs[0].seq;
+    g.send(flag::syn | flag::ack, 9000, isn + 1, {}, 65535, true);
+    ASSERT_EQ(g.wait(1).size(), 1u);
+    h.input(icmp_unreachable_quoting(kGuestIp, kGatewayIp, kGuestIp, 33337, 8085, isn));
+    g.settle(50);
+    EXPECT_EQ(h.nat->tcp().flow_count(), 1u);
+    g.send(flag::ack | flag::psh, 9001, isn + 1, "still here", 1024);
+    h.loop.run_once(0);
+    EXPECT_EQ(read_n(client, 10), "still here");
     close(client);
 }
 
