@@ -331,13 +331,14 @@ void Gateway::reassembly_expired() {
 // --- output ------------------------------------------------------------------
 
 bool Gateway::send_ip(const wire::IpAddr& src, const wire::IpAddr& dst, uint8_t proto,
-                      size_t l4_len, uint8_t ttl, const wire::Offload* off) {
-    if (!src.is_v4() && !dst.is_v4()) return send_ip6(src, dst, proto, l4_len, ttl, off);
+                      size_t l4_len, uint8_t ttl, const wire::Offload* off, size_t at) {
+    if (!src.is_v4() && !dst.is_v4()) return send_ip6(src, dst, proto, l4_len, ttl, off, at);
     if (!src.is_v4() || !dst.is_v4()) {
         stats_.dropped_unsupported++;
         return false;
     }
-    if (l4_len > tx_l4_capacity() || l4_len + wire::kIpv4HeaderLen > kMaxIpv4Len) {
+    if (at > tx_l4_capacity() || l4_len > tx_l4_capacity() - at ||
+        l4_len + wire::kIpv4HeaderLen > kMaxIpv4Len) {
         stats_.dropped_too_big++;
         return false;
     }
@@ -348,7 +349,8 @@ bool Gateway::send_ip(const wire::IpAddr& src, const wire::IpAddr& dst, uint8_t 
         if (!n) {
             if (cfg_.in_subnet(d) && !is_own_v4(d)) {
                 send_arp_request(d);
-                if ((!off || !off->any()) && hold(src, dst, proto, l4_len, ttl)) return true;
+                if ((!off || !off->any()) && hold(src, dst, proto, to_front(at, l4_len), ttl))
+                    return true;
             }
             stats_.dropped_no_neighbor++;
             return false;
@@ -359,7 +361,8 @@ bool Gateway::send_ip(const wire::IpAddr& src, const wire::IpAddr& dst, uint8_t 
         const uint32_t mtu = mtu_of(*n);
         if (per_frame + wire::kIpv4HeaderLen > mtu) {
             if (!off || !off->any())
-                return send_fragments4(src.as_v4(), d, proto, l4_len, ttl, n->mac, mtu);
+                return send_fragments4(src.as_v4(), d, proto, to_front(at, l4_len), ttl, n->mac,
+                                       mtu);
             stats_.dropped_too_big++;
             spdlog::debug("ipv4: {} bytes exceed the MTU {} of {}", l4_len + wire::kIpv4HeaderLen,
                           mtu, V4{d});
@@ -367,7 +370,7 @@ bool Gateway::send_ip(const wire::IpAddr& src, const wire::IpAddr& dst, uint8_t 
         }
         mac = n->mac;
     }
-    uint8_t* l4 = tx_l4();
+    uint8_t* l4 = tx_l4() + at;
     uint8_t* iph = l4 - wire::kIpv4HeaderLen;
     uint8_t* eth = iph - wire::kEthHeaderLen;
     wire::build_ipv4(iph, src.as_v4(), d, proto, l4_len, ttl, ip_id_++);
@@ -393,6 +396,13 @@ bool Gateway::send_ip(const wire::IpAddr& src, const wire::IpAddr& dst, uint8_t 
     }
     send_frame(eth_off, len);
     return true;
+}
+
+// A message at tx_l4() + at moved to tx_l4(), where hold() and the
+// fragmenters take it; what follows it stays. Returns l4_len.
+size_t Gateway::to_front(size_t at, size_t l4_len) {
+    if (at != 0) std::memmove(tx_l4(), tx_l4() + at, l4_len);
+    return l4_len;
 }
 
 void Gateway::send_frame(size_t off, size_t len) {

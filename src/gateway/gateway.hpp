@@ -198,8 +198,14 @@ public:
     // frame goes out that way; the switch finishes it in software for an
     // attachment without offload. Only gso_size plus headers must then fit
     // the MTU.
+    //
+    // With `at`, the message starts at tx_l4() + at instead: one of several
+    // laid end to end (the TCP translator peeks a run of segments' payload
+    // in one read). Its headers go in front of it, over the tail of the
+    // message before, which must have been sent already; at + l4_len must
+    // fit tx_l4_capacity().
     bool send_ip(const wire::IpAddr& src, const wire::IpAddr& dst, uint8_t proto, size_t l4_len,
-                 uint8_t ttl = 64, const wire::Offload* off = nullptr);
+                 uint8_t ttl = 64, const wire::Offload* off = nullptr, size_t at = 0);
     // The L3 MTU toward guest address dst (its attachment's MTU), 1500 when
     // the guest is unknown.
     uint32_t path_mtu(const wire::IpAddr& dst) const;
@@ -390,7 +396,7 @@ private:
     bool may_learn6(const wire::IpAddr& ip, const wire::MacAddr& mac) const;
     const Neighbor6* live_neighbor6(const wire::IpAddr& ip) const;
     bool send_ip6(const wire::IpAddr& src, const wire::IpAddr& dst, uint8_t proto,
-                  size_t l4_len, uint8_t hop_limit, const wire::Offload* off);
+                  size_t l4_len, uint8_t hop_limit, const wire::Offload* off, size_t at = 0);
     void route(const wire::IpAddr& src, const wire::IpAddr& dst, uint8_t proto, uint8_t ttl,
                wire::Bytes packet, wire::Bytes l4, const wire::MacAddr& src_mac,
                const sw::FrameMeta& meta);
@@ -449,6 +455,7 @@ private:
     std::array<HeldPacket, kHeldSlots> held_{};
     size_t held_n_ = 0;  // slots in use: the per-frame check is this one load
     core::Timer held_timer_{[this] { send_held(); }};
+    size_t to_front(size_t at, size_t l4_len);
     // Keeps the l4_len bytes at tx_l4() (false if they are too many).
     bool hold(const wire::IpAddr& src, const wire::IpAddr& dst, uint8_t proto, size_t l4_len,
               uint8_t ttl);

@@ -358,8 +358,9 @@ bool Gateway::rs_allowed(sw::PortId port) {
 // --- output ------------------------------------------------------------------
 
 bool Gateway::send_ip6(const wire::IpAddr& src, const wire::IpAddr& dst, uint8_t proto,
-                       size_t l4_len, uint8_t hop_limit, const wire::Offload* off) {
-    if (!cfg_.ipv6 || l4_len > tx_l4_capacity() || l4_len > 65535) {
+                       size_t l4_len, uint8_t hop_limit, const wire::Offload* off, size_t at) {
+    if (!cfg_.ipv6 || at > tx_l4_capacity() || l4_len > tx_l4_capacity() - at ||
+        l4_len > 65535) {
         stats_.dropped_too_big++;
         return false;
     }
@@ -371,7 +372,8 @@ bool Gateway::send_ip6(const wire::IpAddr& src, const wire::IpAddr& dst, uint8_t
         if (!n) {
             if ((cfg_.in_prefix6(dst) || wire::is_v6_link_local(dst)) && !is_own_v6(dst)) {
                 send_neighbor_solicit(dst);
-                if ((!off || !off->any()) && hold(src, dst, proto, l4_len, hop_limit)) return true;
+                if ((!off || !off->any()) && hold(src, dst, proto, to_front(at, l4_len), hop_limit))
+                    return true;
             }
             stats_.dropped_no_neighbor++;
             return false;
@@ -381,13 +383,14 @@ bool Gateway::send_ip6(const wire::IpAddr& src, const wire::IpAddr& dst, uint8_t
                                : l4_len;
         if (per_frame + wire::kIpv6HeaderLen > n->mtu) {
             if (!off || !off->any())
-                return send_fragments6(src, dst, proto, l4_len, hop_limit, n->mac, n->mtu);
+                return send_fragments6(src, dst, proto, to_front(at, l4_len), hop_limit, n->mac,
+                                       n->mtu);
             stats_.dropped_too_big++;
             return false;
         }
         mac = n->mac;
     }
-    uint8_t* l4 = tx_l4();
+    uint8_t* l4 = tx_l4() + at;
     uint8_t* iph = l4 - wire::kIpv6HeaderLen;
     uint8_t* eth = iph - wire::kEthHeaderLen;
     wire::build_ipv6(iph, src, dst, proto, l4_len, hop_limit);

@@ -235,7 +235,6 @@ TcpNat::TcpNat(Nat& nat) : nat_(nat), loop_(nat.loop()), gw_(nat.gateway()) {
     flows_.reserve(std::min<uint32_t>(nat.limits().tcp_flows, 4096));
     ack_list_.reserve(256);
     tx_list_.reserve(256);
-    batch_ = std::make_unique_for_overwrite<uint8_t[]>(kPeekBatch);
     stage_ = std::make_unique_for_overwrite<uint8_t[]>(kStageSize);
     ack_running_.reserve(256);
     dead_.reserve(64);
@@ -1464,10 +1463,11 @@ void TcpNat::send_pending(Flow& f) {
             // of `seg` by the guest's kernel (not below the gso_size the
             // switch accepts: a guest with a tiny MSS). Otherwise (a
             // stream, datagram or emulated NIC at MTU 1500) the peek
-            // lands in batch_ and goes out as `seg`-sized frames: one
-            // recv() for up to 44 segments instead of one each.
-            uint32_t max = gso ? static_cast<uint32_t>(gw_.tx_l4_tcp_capacity() - data_header_len(f))
-                               : static_cast<uint32_t>(kPeekBatch);
+            // lands in the gateway's buffer all the same and goes out as
+            // `seg`-sized frames, each one's headers written over the
+            // tail of the one before, which has gone by then: one recv()
+            // for up to 44 segments instead of one each, and no copy.
+            uint32_t max = static_cast<uint32_t>(gw_.tx_l4_tcp_capacity() - data_header_len(f));
             want = std::min(room, max);
             if (want > seg) want -= want % seg;
         }
@@ -1479,7 +1479,7 @@ void TcpNat::send_pending(Flow& f) {
             return;
         }
         uint8_t* buf = gw_.tx_l4() + data_header_len(f);
-        long n = peek(f, flight, split ? batch_.get() : buf, want);
+        long n = peek(f, flight, buf, want);
         if (n > 0) {
             uint32_t len = static_cast<uint32_t>(n);
             bool fresh = s.snd_nxt == s.snd_max;
@@ -1509,8 +1509,8 @@ void TcpNat::send_pending(Flow& f) {
             if (split) {
                 for (uint32_t at = 0; at < len; at += seg) {
                     uint32_t piece = std::min(seg, len - at);
-                    std::memcpy(buf, batch_.get() + at, piece);
-                    emit(f, s.snd_nxt + at, flag::ack | (at + piece == len ? last : 0), piece);
+                    emit(f, s.snd_nxt + at, flag::ack | (at + piece == len ? last : 0), piece, -1,
+                         at);
                 }
             } else {
                 emit(f, s.snd_nxt, flag::ack | last, len);
@@ -1765,13 +1765,15 @@ uint32_t TcpNat::ts_now(const Flow& f) const {
 }
 
 // Builds and sends one segment whose payload (payload_len bytes) is
-// already in place at gw.tx_l4() + data_header_len(). window_field < 0:
-// the cached advertisement. Returns whether the gateway sent it.
-bool TcpNat::emit(Flow& f, uint32_t seq, uint8_t flags, size_t payload_len, int window_field) {
+// already in place at gw.tx_l4() + at + data_header_len(). window_field
+// < 0: the cached advertisement. at > 0: one of a run of segments peeked
+// in one read (Gateway::send_ip). Returns whether the gateway sent it.
+bool TcpNat::emit(Flow& f, uint32_t seq, uint8_t flags, size_t payload_len, int window_field,
+                  size_t at) {
     FlowState& s = f.st;
     if (staged_flow_ == &f) flush_stage(false);  // never ACK bytes not yet written
     uint16_t wnd = window_field >= 0 ? static_cast<uint16_t>(window_field) : cached_window_field(f);
-    uint8_t* p = gw_.tx_l4();
+    uint8_t* p = gw_.tx_l4() + at;
     size_t hl = write_header(f, p, seq, flags, wnd);
     bool sent;
     if (payload_len > 0 && gw_.offload_to(s.key.guest)) {
@@ -1792,10 +1794,11 @@ bool TcpNat::emit(Flow& f, uint32_t seq, uint8_t flags, size_t payload_len, int 
                       wire::csum_pseudo_partial(s.key.remote, s.key.guest, wire::ipproto::tcp,
                                                 static_cast<uint32_t>(hl + payload_len)));
         sent = gw_.send_ip(s.key.remote, s.key.guest, wire::ipproto::tcp, hl + payload_len, 64,
-                           &off);
+                           &off, at);
     } else {
         wire::finish_tcp_checksum(p, hl + payload_len, s.key.remote, s.key.guest);
-        sent = gw_.send_ip(s.key.remote, s.key.guest, wire::ipproto::tcp, hl + payload_len);
+        sent = gw_.send_ip(s.key.remote, s.key.guest, wire::ipproto::tcp, hl + payload_len, 64,
+                           nullptr, at);
     }
     stats_.segs_to_guest++;
     if (flags & flag::ack) {

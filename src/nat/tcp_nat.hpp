@@ -170,7 +170,8 @@ private:
     bool set_peek_offset(Flow& f, uint32_t off);
     bool settle(Flow& f);
     void queue_tx(Flow& f);
-    bool emit(Flow& f, uint32_t seq, uint8_t flags, size_t payload_len, int window_field = -1);
+    bool emit(Flow& f, uint32_t seq, uint8_t flags, size_t payload_len, int window_field = -1,
+              size_t at = 0);
     size_t write_header(Flow& f, uint8_t* p, uint32_t seq, uint8_t flags, uint16_t wnd);
     size_t data_header_len(const Flow& f) const;
     uint32_t ts_now(const Flow& f) const;
@@ -231,8 +232,6 @@ private:
     std::unique_ptr<uint8_t[]> local_sink_;    // settle() of local flows, on first use
     // One peek of several segments for a guest without offload, cut into
     // frames by send_pending().
-    static constexpr size_t kPeekBatch = 64 * 1024;
-    std::unique_ptr<uint8_t[]> batch_;
     // Guest data of one flow waiting for its send() (write_payload), and
     // flows whose socket failed while their ACK was on its way (reset at
     // the end of the batch).

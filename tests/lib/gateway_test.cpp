@@ -515,6 +515,65 @@ TEST_F(GatewayTest, Gateway_SendLargerThanTheGuestsMtuIsFragmentedUnlessOffloade
     EXPECT_EQ(gw->gw_stats().dropped_too_big, 1u);
 }
 
+// Messages laid end to end in the transmit buffer (the TCP translator's
+// peek of a run of segments) go out one after another, each with its
+// headers written over the tail of the one before; one that must wait for
+// the guest's MAC, or be fragmented, is moved to the front first, and the
+// ones after it are intact.
+TEST_F(GatewayTest, Gateway_MessagesLaidEndToEndGoOutOneAfterAnother) {
+    auto src = wire::IpAddr::v4(ip("93.184.216.34"));
+    auto dst = wire::IpAddr::v4(ip("10.0.2.15"));
+    constexpr size_t kMsg = 600;
+    auto fill = [&](size_t n) {
+        for (size_t i = 0; i < n; i++)
+            std::memset(gw->tx_l4() + i * kMsg, static_cast<int>(0x10 + i), kMsg);
+    };
+    auto payload_is = [&](const std::vector<uint8_t>& frame, size_t ip_payload, uint8_t byte) {
+        auto p = parse_ip(frame);
+        if (!p || p->ip.payload().size() != ip_payload) return false;
+        for (uint8_t b : p->ip.payload())
+            if (b != byte) return false;
+        return true;
+    };
+    // Unknown guest: the first is held (moved to the front), the rest
+    // wait in the buffer and go as they are.
+    fill(3);
+    ASSERT_TRUE(gw->send_ip(src, dst, 253, kMsg, 64, nullptr, kMsg));
+    ASSERT_EQ(guest.frames.size(), 1u);  // the ARP request
+    guest.frames.clear();
+    guest_says_hello();  // the port's MTU is 1400
+    loop.run_once(0);
+    ASSERT_EQ(guest.frames.size(), 1u);
+    EXPECT_TRUE(payload_is(guest.frames[0], kMsg, 0x11));
+    ASSERT_TRUE(gw->send_ip(src, dst, 253, kMsg, 64, nullptr, 2 * kMsg));
+    ASSERT_EQ(guest.frames.size(), 2u);
+    EXPECT_TRUE(payload_is(guest.frames[1], kMsg, 0x12));
+    // Known guest: each in place.
+    guest.frames.clear();
+    fill(4);
+    for (size_t i = 0; i < 4; i++)
+        ASSERT_TRUE(gw->send_ip(src, dst, 253, kMsg, 64, nullptr, i * kMsg));
+    ASSERT_EQ(guest.frames.size(), 4u);
+    for (size_t i = 0; i < 4; i++)
+        EXPECT_TRUE(payload_is(guest.frames[i], kMsg, static_cast<uint8_t>(0x10 + i))) << i;
+    // Over the MTU: fragmented from the front; the message after it stays.
+    guest.frames.clear();
+    std::memset(gw->tx_l4() + kMsg, 0x21, 1500);
+    std::memset(gw->tx_l4() + kMsg + 1500, 0x22, kMsg);
+    ASSERT_TRUE(gw->send_ip(src, dst, 253, 1500, 64, nullptr, kMsg));
+    ASSERT_EQ(guest.frames.size(), 2u);
+    auto first = parse_ip(guest.frames[0]);
+    ASSERT_TRUE(first);
+    EXPECT_TRUE(first->ip.more_fragments());
+    for (uint8_t b : first->ip.payload()) ASSERT_EQ(b, 0x21);
+    ASSERT_TRUE(gw->send_ip(src, dst, 253, kMsg, 64, nullptr, kMsg + 1500));
+    ASSERT_EQ(guest.frames.size(), 3u);
+    EXPECT_TRUE(payload_is(guest.frames[2], kMsg, 0x22));
+    // Past the buffer: refused.
+    EXPECT_FALSE(gw->send_ip(src, dst, 253, kMsg, 64, nullptr, Gateway::tx_l4_capacity()));
+    EXPECT_FALSE(gw->send_ip(src, dst, 253, 2, 64, nullptr, Gateway::tx_l4_capacity() - 1));
+}
+
 TEST_F(GatewayTest, Gateway_FirstGuestIsTheNewestLeaseOrNeighbor) {
     EXPECT_TRUE(gw->first_guest_v4().is_unspecified());
     guest_says_hello(ip("10.0.2.40"));
