@@ -29,6 +29,7 @@ libspdlog-dev libfmt-dev libclang-rt-14-dev pkg-config libmnl-dev libwslay-dev n
 #    as root (runc: crun refuses a hybrid cgroup hierarchy) and rootless (crun)
 #  - ppp, net-tools: pppd and slattach inside the serial-line QEMU guest
 #  - iptables: a guest firewall that rejects with ICMP (test_forward)
+#  - bootpc: a BOOTP client (test_dhcp)
 #  - qemu-system-x86, linux-image-amd64, cpio, gzip, xz-utils, zstd: the QEMU guest
 #  - vde2 (vde_plug2tap) and vdeplug (vde_plug with vde:// and tap:// plugs):
 #    real VDE clients of --vde
@@ -40,7 +41,7 @@ libspdlog-dev libfmt-dev libclang-rt-14-dev pkg-config libmnl-dev libwslay-dev n
 TEST_PKGS="iproute2 procps python3 busybox udhcpc curl dnsutils dnsmasq-base ndisc6 isc-dhcp-client atftp tftp-hpa samba smbclient iperf3 tshark
 qemu-system-x86 ipxe-qemu linux-image-amd64 cpio gzip xz-utils zstd socat passt slirp4netns podman runc crun util-linux
 bochs bochsbios vgabios bochs-term isolinux syslinux-common xorriso
-vde2 vdeplug ppp net-tools iptables nodejs npm seabios dpkg kmod"
+vde2 vdeplug ppp net-tools iptables bootpc nodejs npm seabios dpkg kmod"
 
 PKGS="$BUILD_PKGS"
 case "${1:-}" in

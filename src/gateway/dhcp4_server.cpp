@@ -131,22 +131,10 @@ bool Dhcp4Leases::available(const Lease& l, const wire::MacAddr& mac, PortId por
     return !busy(l.ip, mac, port);
 }
 
-bool Dhcp4Leases::mac_full(const wire::MacAddr& mac, const Dhcp4ClientKey& key,
-                          core::Millis now) const {
-    size_t n = 0;
-    for (const Lease& l : pool_)
-        if (l.mac == mac && !(l.key == key) && live(l, now)) n++;
-    return n >= kMaxPerMac;
-}
-
-void Dhcp4Leases::recycle_mac(const wire::MacAddr& mac, const Dhcp4ClientKey& key,
-                              core::Millis now) {
-    Lease* oldest = nullptr;
+Dhcp4Leases::Lease* Dhcp4Leases::live_of_mac(const wire::MacAddr& mac, core::Millis now) {
     for (Lease& l : pool_)
-        if (l.mac == mac && !(l.key == key) && live(l, now) && !l.static_mac &&
-            (!oldest || l.granted < oldest->granted))
-            oldest = &l;
-    if (oldest) free_slot(*oldest, now);
+        if (l.mac == mac && live(l, now) && !l.static_mac) return &l;
+    return nullptr;
 }
 
 // Back to the pool, free since now (recycled for another client).
@@ -160,15 +148,21 @@ void Dhcp4Leases::free_slot(Lease& l, core::Millis now) {
 
 void Dhcp4Leases::take(Lease& l, const Dhcp4ClientKey& key, const wire::MacAddr& mac, State st,
                        core::Millis expires, PortId port, core::Millis now) {
-    // A client holds one address: whatever it had before lapses (but not
-    // what another MAC holds under the same identifier).
+    // A client holds one address, and so does a MAC: whatever it had
+    // before lapses (but not what another MAC holds under the same
+    // identifier). An address the MAC had under another identifier keeps
+    // that identifier, so that its client gets it back if it returns.
     for (Lease& o : pool_) {
-        if (&o != &l && o.key == key && (o.mac == mac || !live(o, now))) {
+        if (&o == &l) continue;
+        if (o.key == key && (o.mac == mac || !live(o, now))) {
             o.key = Dhcp4ClientKey{};
             if (o.state != State::declined) {
                 o.state = State::free;
                 o.expires = 0;
             }
+        } else if (o.mac == mac && live(o, now)) {
+            o.state = State::free;
+            o.expires = now;
         }
     }
     if (!(l.key == key) || !(l.mac == mac)) l.hostname = {};
@@ -248,19 +242,29 @@ std::optional<wire::Ipv4> Dhcp4Leases::offer(const Dhcp4ClientKey& key, const wi
     }
     // The client's own lease, unless another MAC holds it live (a client
     // identifier is no secret: every guest sees them in broadcasts).
-    if (Lease* l = slot_of_key(key); l && (l->mac == mac || !live(*l, now))) {
-        if (l->state == State::bound && live(*l, now)) {
+    Lease* own = slot_of_key(key);
+    if (own && own->mac != mac && live(*own, now)) own = nullptr;
+    if (own && live(*own, now)) {
+        if (own->state == State::bound) {
             // Still leased (a client that lost its state): offer the same.
-            l->port = port;
-            l->departed = false;
-            return l->ip;
+            own->port = port;
+            own->departed = false;
+            return own->ip;
         }
-        if (live(*l, now) || available(*l, mac, port, now)) {
-            take(*l, key, mac, State::offered, now + kOfferHoldMs, port, now);
-            return l->ip;
-        }
+        take(*own, key, mac, State::offered, now + kOfferHoldMs, port, now);
+        return own->ip;
     }
-    if (mac_full(mac, key, now)) recycle_mac(mac, key, now);
+    // The address the MAC holds under another identifier: it passes to
+    // this one (one address per MAC, see the header).
+    if (Lease* l = live_of_mac(mac, now)) {
+        take(*l, key, mac, l->state, l->state == State::bound ? l->expires : now + kOfferHoldMs,
+             port, now);
+        return l->ip;
+    }
+    if (own && available(*own, mac, port, now)) {
+        take(*own, key, mac, State::offered, now + kOfferHoldMs, port, now);
+        return own->ip;
+    }
     if (port_count(port, now) >= quota(port) && !recycle_for(port, now)) return std::nullopt;
     if (requested) {
         if (Lease* l = slot_of(*requested); l && available(*l, mac, port, now)) {
@@ -343,13 +347,15 @@ bool Dhcp4Leases::bind(const Dhcp4ClientKey& key, const wire::MacAddr& mac, wire
         return true;
     }
     // The client's own offer or lease: from the MAC it went to (or, once
-    // expired, from anyone the address is free for).
-    bool own = l->key == key && l->state != State::declined && (l->mac == mac || !live(*l, now));
+    // expired, from anyone the address is free for); or what its MAC holds
+    // under another identifier (one address per MAC).
+    bool own = l->state != State::declined &&
+               ((l->key == key && (l->mac == mac || !live(*l, now))) ||
+                (l->mac == mac && live(*l, now)));
     if (own) {
         if (busy(ip, mac, port)) return false;
     } else {
         if (!available(*l, mac, port, now)) return false;
-        if (mac_full(mac, key, now)) recycle_mac(mac, key, now);
         if (l->port != port && port_count(port, now) >= quota(port) && !recycle_for(port, now))
             return false;
     }
@@ -450,10 +456,9 @@ void Dhcp4Server::handle(wire::Bytes dhcp, const wire::MacAddr& src_mac, uint32_
     }
     auto type = msg->message_type();
     auto chaddr = msg->chaddr();
-    if (!type || !chaddr) {
+    if (!chaddr) {
         stats_.dropped_malformed++;
-        spdlog::debug("dhcp: dropped a message without type or Ethernet chaddr from {}",
-                      src_mac);
+        spdlog::debug("dhcp: dropped a message without an Ethernet chaddr from {}", src_mac);
         return;
     }
     // A relay would forward on behalf of others; there is none on this LAN,
@@ -472,6 +477,20 @@ void Dhcp4Server::handle(wire::Bytes dhcp, const wire::MacAddr& src_mac, uint32_
                              : Dhcp4ClientKey::from_mac(*chaddr);
     auto sid = msg->server_id();
 
+    if (!type) {
+        // A BOOTP client: its lease at once (see the header).
+        stats_.bootp++;
+        auto a = leases_.offer(key, *chaddr, std::nullopt, now, port);
+        if (!a || !leases_.bind(key, *chaddr, *a, now, port)) {
+            stats_.pool_exhausted++;
+            spdlog::debug("dhcp: no address for BOOTP client {}", *chaddr);
+            return;
+        }
+        for (const NetConfig::StaticLease& s : c.dhcp_hosts)
+            if (s.mac == *chaddr && !s.name.empty()) leases_.set_hostname(*a, s.name);
+        reply(*msg, Reply::bootp, *a, ingress_mtu, port);
+        return;
+    }
     switch (*type) {
     case wire::dhcp4msg::discover: {
         stats_.discovers++;
@@ -610,13 +629,19 @@ void Dhcp4Server::reply(const wire::Dhcp4View& req, Reply kind, wire::Ipv4 yiadd
         cap = std::min<size_t>(*mms - 28u, kMaxReplyCap);
     wire::Dhcp4Builder b(wire::MutBytes(l4 + wire::kUdpHeaderLen, cap));
     b.reply_to(req);
-    uint8_t type = wire::dhcp4msg::ack;
-    if (kind == Reply::offer) type = wire::dhcp4msg::offer;
-    if (kind == Reply::nak) type = wire::dhcp4msg::nak;
-    b.add_u8(wire::dhcp4opt::message_type, type);
-    b.add_ipv4(wire::dhcp4opt::server_id, c.gateway);
+    const bool bootp = kind == Reply::bootp;
+    if (!bootp) {
+        uint8_t type = wire::dhcp4msg::ack;
+        if (kind == Reply::offer) type = wire::dhcp4msg::offer;
+        if (kind == Reply::nak) type = wire::dhcp4msg::nak;
+        b.add_u8(wire::dhcp4opt::message_type, type);
+        b.add_ipv4(wire::dhcp4opt::server_id, c.gateway);
+    }
     if (kind != Reply::nak) {
-        if (kind != Reply::inform_ack) {
+        if (bootp) {
+            b.set_yiaddr(yiaddr);
+            b.set_siaddr(c.gateway);  // the boot server (RFC 951): ours
+        } else if (kind != Reply::inform_ack) {
             b.set_yiaddr(yiaddr);
             uint64_t secs = c.lease_seconds;
             b.add_u32(wire::dhcp4opt::lease_time, c.lease_seconds);
@@ -698,7 +723,7 @@ void Dhcp4Server::reply(const wire::Dhcp4View& req, Reply kind, wire::Ipv4 yiadd
     }
     wire::Ipv4 dst = 0xffffffff;
     if (kind != Reply::nak && !req.broadcast() && req.ciaddr() != 0) dst = req.ciaddr();
-    if (kind == Reply::ack) {
+    if (kind == Reply::ack || bootp) {
         // The guest is reachable at yiaddr from now on, even before it
         // sends from it (a unicast reply, a port forward).
         if (auto mac = req.chaddr())
@@ -717,6 +742,9 @@ void Dhcp4Server::reply(const wire::Dhcp4View& req, Reply kind, wire::Ipv4 yiadd
         break;
     case Reply::nak:
         stats_.naks++;
+        break;
+    case Reply::bootp:
+        stats_.bootp_replies++;
         break;
     default:
         stats_.acks++;

@@ -17,10 +17,19 @@
 // out. Offers are held for kOfferHoldMs; a declined address rests for
 // kDeclineHoldMs.
 //
+// One MAC holds one address, whatever client identifiers it sends: the
+// gateway's IP source guard lets a MAC use one address at a time, so a
+// second lease for it would be a lease nobody could use. A client that
+// comes with another identifier on the same MAC (firmware without option
+// 61, then an OS with a DUID; two DHCP clients on one interface) gets the
+// address the MAC holds, which passes to that identifier; a request from
+// the identifier before is still granted it (libslirp, keyed by MAC alone,
+// behaves the same). Taking another address lets the MAC's previous one
+// go.
+//
 // A hostile guest must not drain the pool or cancel others' leases:
-// - One MAC holds at most kMaxPerMac live offers and leases whatever client
-//   identifiers it makes up; a new identifier past that takes the MAC's
-//   oldest (a guest whose identifier changed is not refused).
+// - One MAC holds one live offer or lease (above), whatever client
+//   identifiers it makes up.
 // - Every lease records the switch port (attachment) it was handed out on,
 //   and one port holds at most `per_port` of them (NetConfig::
 //   dhcp_leases_per_port). A port at its quota that needs another address
@@ -38,8 +47,16 @@
 // Replies go out per RFC 2131 4.1: NAK always broadcast; a client with a
 // ciaddr (renewing, INFORM) gets unicast unless it set the broadcast flag;
 // everything else is broadcast (a client without an address may not accept
-// unicast). Not supported: relay agents (giaddr != 0 is dropped), BOOTP
-// clients without option 53, static reservations, option 82, PXE options.
+// unicast).
+//
+// A BOOTREQUEST without option 53 is a BOOTP client's (RFC 951, RFC 1542;
+// U-Boot's bootp, bootpc, old systems), with or without the RFC 1497 vendor
+// options: it is given its lease at once, as a DISCOVER and REQUEST
+// together, and answered with a BOOTREPLY that carries the same
+// configuration options as an ACK but none of DHCP's own (53, 54, and the
+// lease times: a BOOTP client does not renew; it keeps the address while
+// it is heard from, as any guest does). Not supported: relay agents
+// (giaddr != 0 is dropped), option 82.
 #pragma once
 
 #include <array>
@@ -79,7 +96,6 @@ class Dhcp4Leases {
 public:
     static constexpr core::Millis kOfferHoldMs = 60'000;
     static constexpr core::Millis kDeclineHoldMs = 600'000;
-    static constexpr size_t kMaxPerMac = 4;
 
     static constexpr core::Millis kIdleMs = 60'000;
     using PortId = uint32_t;
@@ -174,12 +190,8 @@ private:
     bool busy(wire::Ipv4 ip, const wire::MacAddr& mac, PortId port) const {
         return busy_ && busy_(ip, mac, port);
     }
-    // True when mac already holds kMaxPerMac live offers or leases under
-    // keys other than key.
-    bool mac_full(const wire::MacAddr& mac, const Dhcp4ClientKey& key, core::Millis now) const;
-    // Frees mac's oldest live offer or lease under another key (a guest
-    // whose client identifier changed: a new machine-id, a new DUID).
-    void recycle_mac(const wire::MacAddr& mac, const Dhcp4ClientKey& key, core::Millis now);
+    // The live offer or lease of mac (none static), if any.
+    Lease* live_of_mac(const wire::MacAddr& mac, core::Millis now);
     void take(Lease& l, const Dhcp4ClientKey& key, const wire::MacAddr& mac, State st,
               core::Millis expires, PortId port, core::Millis now);
     // Frees port's least recently heard idle lease; false when it has none.
@@ -208,7 +220,9 @@ struct Dhcp4Stats {
     uint64_t naks = 0;
     uint64_t pool_exhausted = 0;     // DISCOVER with no address to offer
     uint64_t recycled = 0;           // idle leases a port at its quota gave up
-    uint64_t dropped_malformed = 0;  // not a parseable BOOTREQUEST with option 53
+    uint64_t bootp = 0;              // BOOTREQUESTs without option 53 (BOOTP clients)
+    uint64_t bootp_replies = 0;
+    uint64_t dropped_malformed = 0;  // not a parseable BOOTREQUEST
     uint64_t dropped_ignored = 0;    // relayed, foreign chaddr, unknown type, REQUEST to another server
     uint64_t send_failed = 0;        // the reply could not be built or sent
     uint64_t options_left_out = 0;   // replies sent without options that did not fit
@@ -230,7 +244,7 @@ public:
     const Dhcp4Stats& stats() const { return stats_; }
 
 private:
-    enum class Reply : uint8_t { offer, ack, nak, inform_ack };
+    enum class Reply : uint8_t { offer, ack, nak, inform_ack, bootp };
     // The network boot options (--bootfile) for this client, if any.
     // The boot file's fields and options (66, 67), the options only if all
     // fit; left_out names them otherwise.

@@ -46,10 +46,12 @@ bool Dhcp4OptionIter::next(Dhcp4Option& out) {
 }
 
 std::optional<Dhcp4View> Dhcp4View::parse(Bytes msg) {
-    if (msg.size() < kDhcp4OptionsOffset) return std::nullopt;
-    if (load32(&msg[kCookieOffset]) != kDhcp4MagicCookie) return std::nullopt;
     Dhcp4View v;
     v.msg_ = msg;
+    if (msg.size() >= kDhcp4OptionsOffset && load32(&msg[kCookieOffset]) == kDhcp4MagicCookie)
+        return v;
+    if (msg.size() < kDhcp4MinLen) return std::nullopt;
+    v.has_cookie_ = false;  // RFC 951 BOOTP: no options
     return v;
 }
 

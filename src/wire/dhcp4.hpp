@@ -2,7 +2,9 @@
 //
 // Dhcp4View checks the fixed 236-byte BOOTP header and the magic cookie;
 // options are then walked on demand, every code/length pair bounded by the
-// area it sits in. Option overload (52) is honoured: the file and sname
+// area it sits in. A message of at least kDhcp4MinLen bytes without the
+// cookie is a plain BOOTP one (RFC 951: its vendor area holds no options)
+// and reads as having none. Option overload (52) is honoured: the file and sname
 // fields are walked after the options field, in RFC 2131 4.1 order.
 // Not supported: RFC 3396 concatenation of split long options when reading
 // (find() returns the first instance; the builder does split long ones),
@@ -129,8 +131,12 @@ public:
     Bytes sname() const { return msg_.subspan(44, 64); }
     Bytes file() const { return msg_.subspan(108, 128); }
     Bytes message() const { return msg_; }
-    // The options field proper (after the cookie), without overload areas.
-    Bytes options_field() const { return msg_.subspan(kDhcp4OptionsOffset); }
+    // The options field proper (after the cookie), without overload areas;
+    // empty in a message without the cookie.
+    Bytes options_field() const {
+        return has_cookie_ ? msg_.subspan(kDhcp4OptionsOffset) : Bytes{};
+    }
+    bool has_cookie() const { return has_cookie_; }
 
     Dhcp4OptionIter options() const;
     // The data of the first option with this code (never pad or end).
@@ -150,6 +156,7 @@ private:
     Dhcp4View() = default;
     std::optional<Ipv4> find_ipv4(uint8_t code) const;
     Bytes msg_;
+    bool has_cookie_ = true;
 };
 
 class Dhcp4Builder {

@@ -37,6 +37,7 @@ import json
 import os
 import random
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -798,9 +799,10 @@ def udhcpc_cmd():
     return [shutil.which("busybox"), "udhcpc"]
 
 
-def dhcp(lab, guest, ifname="tap0", timeout=30, hostname=None):
+def dhcp(lab, guest, ifname="tap0", timeout=30, hostname=None, extra=()):
     """Run busybox udhcpc once in guest on ifname (waits for the link first),
-    telling the server hostname (option 12) if given; returns the lease's
+    telling the server hostname (option 12) if given, with extra arguments
+    (e.g. ("-x", "61:HEX"): a client identifier); returns the lease's
     variables as a dict (ip, mask, router, dns, ...)."""
     guest.wait_link(ifname)
     script = lab.path("udhcpc.sh")
@@ -815,6 +817,8 @@ def dhcp(lab, guest, ifname="tap0", timeout=30, hostname=None):
         env_dir, " ".join(udhcpc_cmd()), ifname, script)
     if hostname:
         cmd += " -x hostname:%s" % hostname
+    for a in extra:
+        cmd += " " + shlex.quote(a)
     r = guest.run(cmd, timeout=timeout, check=False)
     lease_file = os.path.join(env_dir, "lease." + ifname)
     if r.returncode != 0 or not os.path.exists(lease_file):

@@ -68,6 +68,47 @@ class DhcpTest(unittest.TestCase):
             second = netlab.dhcp(lab, guest)
             self.assertEqual(first["ip"], second["ip"])
 
+    def test_two_client_identifiers_on_one_mac_share_its_address(self):
+        """A MAC leases under one client identifier, then another (firmware,
+        then an OS with a DUID; two clients on one interface): both are
+        given the MAC's one address, and it works (the gateway lets a MAC
+        use one address, so a second lease would be one it drops)."""
+        with netlab.Lab("dhcp") as lab:
+            host = lab.netns("host")
+            guest = lab.netns("guest")
+            lab.usernet(host, ["--netns", guest.path], wait=[("link", guest, "tap0")])
+            first = netlab.dhcp(lab, guest, extra=("-x", "61:00636c69656e7431"))
+            second = netlab.dhcp(lab, guest, extra=("-x", "61:00636c69656e7432"))
+            self.assertEqual(first["ip"], second["ip"], (first, second))
+            netlab.ping(guest, GATEWAY, count=1)
+            again = netlab.dhcp(lab, guest, extra=("-x", "61:00636c69656e7431"))
+            self.assertEqual(again["ip"], first["ip"], again)
+            netlab.ping(guest, GATEWAY, count=1)
+
+    def test_a_bootp_client_gets_an_address(self):
+        """bootpc, a BOOTP client (no DHCP message type), gets its address,
+        mask, router and DNS server, and the address works."""
+        netlab.require_tools("bootpc")
+        with netlab.Lab("bootp") as lab:
+            host = lab.netns("host")
+            guest = lab.netns("guest")
+            un = lab.usernet(host, ["--netns", guest.path], wait=[("link", guest, "tap0")])
+            guest.wait_link("tap0")
+            guest.run(["ip", "link", "set", "tap0", "up"])
+            # bootpc sends to 255.255.255.255: it needs a route out.
+            guest.run(["ip", "route", "add", "default", "dev", "tap0"])
+            r = guest.run(["bootpc", "--dev", "tap0", "--timeoutwait", "10", "--returniffail"], timeout=30)
+            got = dict(line.split("=", 1) for line in r.stdout.splitlines() if "=" in line)
+            got = {k: v.strip("'") for k, v in got.items()}
+            self.assertEqual(got.get("IPADDR"), GUEST, r.stdout + r.stderr)
+            self.assertEqual(got.get("NETMASK"), "255.255.255.0", r.stdout)
+            self.assertEqual(got.get("GATEWAYS"), GATEWAY, r.stdout)
+            self.assertEqual(got.get("DNSSRVS"), DNS, r.stdout)
+            guest.run(["ip", "route", "del", "default", "dev", "tap0"])
+            guest.run(["ip", "addr", "add", GUEST + "/24", "dev", "tap0"])
+            netlab.ping(guest, GATEWAY, count=1)
+            lab.assert_alive(un)
+
     def test_dhcp_start_and_mtu_options(self):
         with netlab.Lab("dhcp") as lab:
             host = lab.netns("host")

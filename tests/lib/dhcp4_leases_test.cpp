@@ -122,29 +122,40 @@ TEST(Dhcp4Leases, FreeAddressesGoInOrderOfLongestUnused) {
     EXPECT_EQ(l.offer(key(1), mac(1), std::nullopt, 300), ip("10.0.2.15"));
 }
 
-TEST(Dhcp4Leases, ClientIdentifierKeysTheLeaseNotTheMac) {
+// The gateway lets a MAC use one address: a second client identifier on
+// the same MAC (firmware without option 61, then an OS with a DUID; two
+// clients on one interface) gets the address the MAC holds, and the
+// identifier before it is still granted that address when it renews.
+TEST(Dhcp4Leases, AMacHoldsOneAddressWhateverIdentifiersItSends) {
     Dhcp4Leases l(cfg());
     const uint8_t id_a[] = {0xff, 0, 0, 0, 1, 0, 4, 'a', 'b', 'c', 'd'};
     const uint8_t id_b[] = {0xff, 0, 0, 0, 2, 0, 4, 'a', 'b', 'c', 'd'};
     auto ka = Dhcp4ClientKey::from_client_id(id_a);
     auto kb = Dhcp4ClientKey::from_client_id(id_b);
-    // Two interfaces (two client ids) behind one MAC get two addresses.
-    auto a = l.offer(ka, mac(1), std::nullopt, 0);
-    auto b = l.offer(kb, mac(1), std::nullopt, 0);
-    ASSERT_TRUE(a && b);
-    EXPECT_NE(*a, *b);
-    ASSERT_TRUE(l.bind(ka, mac(1), *a, 0));
+    auto m0 = l.offer(key(1), mac(1), std::nullopt, 0);  // no identifier: the MAC
+    ASSERT_TRUE(m0);
+    ASSERT_TRUE(l.bind(key(1), mac(1), *m0, 0));
+    auto a = l.offer(ka, mac(1), std::nullopt, 10);
+    EXPECT_EQ(a, m0);
+    ASSERT_TRUE(l.bind(ka, mac(1), *a, 10));
+    auto b = l.offer(kb, mac(1), std::nullopt, 20);
+    EXPECT_EQ(b, m0);
+    ASSERT_TRUE(l.bind(kb, mac(1), *b, 20));
+    EXPECT_TRUE(l.bind(ka, mac(1), *m0, 30)) << "a renewal under the identifier before";
+    EXPECT_TRUE(l.bind(kb, mac(1), *m0, 40));
+    // Asking for another address moves the MAC there; the old one is free
+    // and keeps its last identifier, which gets it back.
+    ASSERT_TRUE(l.bind(ka, mac(1), ip("10.0.2.29"), 50));
+    EXPECT_EQ(l.lookup(ka, 50), ip("10.0.2.29"));
+    EXPECT_FALSE(l.lookup(kb, 50));
+    auto other = l.offer(key(2), mac(2), *m0, 60);
+    EXPECT_EQ(other, m0) << "the MAC's previous address is free for others";
     // The same client id from another MAC does not take the live lease:
     // client identifiers travel in broadcasts every guest sees.
-    auto c = l.offer(ka, mac(7), std::nullopt, 10);
+    auto c = l.offer(ka, mac(7), std::nullopt, 70);
     ASSERT_TRUE(c);
-    EXPECT_NE(*c, *a);
-    EXPECT_EQ(l.lookup(ka, 10), a);
-    // The MAC alone (no client id) is another client.
-    auto m = l.offer(key(1), mac(1), std::nullopt, 10);
-    ASSERT_TRUE(m);
-    EXPECT_NE(*m, *a);
-    EXPECT_NE(*m, *b);
+    EXPECT_NE(*c, ip("10.0.2.29"));
+    EXPECT_TRUE(l.bind(ka, mac(1), ip("10.0.2.29"), 70));
 }
 
 TEST(Dhcp4Leases, LongClientIdentifiersStayDistinct) {
@@ -197,29 +208,19 @@ TEST(Dhcp4Leases, PoolNeverContainsRouterNetworkOrBroadcast) {
 
 TEST(Dhcp4Leases, OneMacCannotDrainThePoolWithMadeUpClientIds) {
     Dhcp4Leases l(cfg(16));
-    for (uint8_t i = 0; i < Dhcp4Leases::kMaxPerMac; i++) {
+    std::optional<wire::Ipv4> first;
+    for (uint8_t i = 0; i < 20; i++) {
         const uint8_t id[] = {1, i};
-        ASSERT_TRUE(l.offer(Dhcp4ClientKey::from_client_id(id), mac(1), std::nullopt, 0));
+        auto a = l.offer(Dhcp4ClientKey::from_client_id(id), mac(1), std::nullopt, i);
+        ASSERT_TRUE(a) << int(i);
+        if (!first) first = a;
+        EXPECT_EQ(a, first) << "one address per MAC, whatever the identifier";
     }
-    // A fifth identifier gets an address, but the MAC's oldest goes: it
-    // never holds more than kMaxPerMac (a guest whose client identifier
-    // changed, a new machine-id, is not refused for the lease time).
-    const uint8_t more[] = {1, 99};
-    auto k = Dhcp4ClientKey::from_client_id(more);
-    auto fifth = l.offer(k, mac(1), std::nullopt, 10);
-    ASSERT_TRUE(fifth);
-    const uint8_t first[] = {1, 0};
-    EXPECT_FALSE(l.lookup(Dhcp4ClientKey::from_client_id(first), 10));
-    size_t held = 0;
-    for (uint8_t i = 1; i < Dhcp4Leases::kMaxPerMac; i++) {
-        const uint8_t id[] = {1, i};
-        held += l.lookup(Dhcp4ClientKey::from_client_id(id), 10).has_value();
-    }
-    EXPECT_EQ(held, Dhcp4Leases::kMaxPerMac - 1);
-    const uint8_t sixth[] = {1, 100};
-    EXPECT_TRUE(l.bind(Dhcp4ClientKey::from_client_id(sixth), mac(1), ip("10.0.2.30"), 20));
-    // 16 addresses, 4 to this MAC at most: the others still get theirs.
-    for (uint8_t m = 2; m < 14; m++) EXPECT_TRUE(l.offer(key(m), mac(m), std::nullopt, 30)) << int(m);
+    const uint8_t bound_id[] = {1, 100};
+    EXPECT_TRUE(l.bind(Dhcp4ClientKey::from_client_id(bound_id), mac(1), ip("10.0.2.30"), 20));
+    EXPECT_FALSE(l.lookup(Dhcp4ClientKey::from_client_id(bound_id), 20) != ip("10.0.2.30"));
+    // 16 addresses, one to this MAC: the others still get theirs.
+    for (uint8_t m = 2; m < 17; m++) EXPECT_TRUE(l.offer(key(m), mac(m), std::nullopt, 30)) << int(m);
 }
 
 TEST(Dhcp4Leases, ChoosingAnotherServerWithdrawsTheOffer) {

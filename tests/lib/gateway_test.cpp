@@ -998,14 +998,70 @@ TEST_F(GatewayTest, Dhcp_AStaticLeaseIsItsMacsAloneInsideOrOutsideThePool) {
     EXPECT_EQ(dhcp_of(guest.frames.at(0))->message_type(), wire::dhcp4msg::nak);
 }
 
-TEST_F(GatewayTest, Dhcp_ClientIdentifierDistinguishesClientsOnOneMac) {
+// Two client identifiers on one MAC (firmware, then an OS with a DUID; or
+// two clients on one interface) share the MAC's one address: each is ACKed
+// it, renewals under either keep it, and the guard lets it be used. (One
+// lease each would leave one of them an address the guard drops.)
+TEST_F(GatewayTest, Dhcp_ClientIdentifiersOnOneMacShareItsAddress) {
     std::vector<uint8_t> id1{0xff, 1, 2, 3, 4}, id2{0xff, 5, 6, 7, 8};
+    auto type_of = [&](size_t i) { return dhcp_of(guest.frames.at(i))->message_type(); };
     input(dhcp_request_frame(wire::dhcp4msg::discover, 1, std::nullopt, std::nullopt, 0, kGuestMac,
                              id1));
-    input(dhcp_request_frame(wire::dhcp4msg::discover, 2, std::nullopt, std::nullopt, 0, kGuestMac,
+    ASSERT_EQ(guest.frames.size(), 1u);
+    const wire::Ipv4 a = dhcp_of(guest.frames[0])->yiaddr();
+    input(dhcp_request_frame(wire::dhcp4msg::request, 2, a, ip("10.0.2.2"), 0, kGuestMac, id1));
+    input(dhcp_request_frame(wire::dhcp4msg::discover, 3, std::nullopt, std::nullopt, 0, kGuestMac,
                              id2));
-    ASSERT_EQ(guest.frames.size(), 2u);
-    EXPECT_NE(dhcp_of(guest.frames[0])->yiaddr(), dhcp_of(guest.frames[1])->yiaddr());
+    input(dhcp_request_frame(wire::dhcp4msg::request, 4, a, ip("10.0.2.2"), 0, kGuestMac, id2));
+    input(dhcp_request_frame(wire::dhcp4msg::request, 5, std::nullopt, std::nullopt, a, kGuestMac,
+                             id1));
+    ASSERT_EQ(guest.frames.size(), 5u);
+    EXPECT_EQ(type_of(1), wire::dhcp4msg::ack);
+    EXPECT_EQ(type_of(2), wire::dhcp4msg::offer);
+    EXPECT_EQ(dhcp_of(guest.frames[2])->yiaddr(), a);
+    EXPECT_EQ(type_of(3), wire::dhcp4msg::ack);
+    EXPECT_EQ(type_of(4), wire::dhcp4msg::ack) << "the first identifier renews";
+    EXPECT_EQ(dhcp_of(guest.frames[4])->yiaddr(), a);
+}
+
+// A BOOTP client (no option 53; RFC 1497 options or none at all) gets its
+// address at once in a BOOTREPLY with the network's options and none of
+// DHCP's own, and keeps it: asking again gets the same.
+TEST_F(GatewayTest, Dhcp_BootpClientGetsABootReply) {
+    for (bool cookie : {true, false}) {
+        guest.frames.clear();
+        std::vector<uint8_t> msg(wire::kDhcp4MinLen);
+        wire::Dhcp4Builder b(msg);
+        b.set_op(wire::dhcp4op::boot_request);
+        b.set_xid(7);
+        b.set_chaddr(kGuestMac);
+        ASSERT_EQ(b.finish(), msg.size());  // the cookie, then the end option
+        if (!cookie) std::fill(msg.begin() + 236, msg.end(), uint8_t{0});  // RFC 951
+        auto f = udp_frame(MacAddr::broadcast(), kGuestMac, 0, 0xffffffff, 68, 67, msg);
+        input(f);
+        ASSERT_EQ(guest.frames.size(), 1u) << cookie;
+        Parsed p{*wire::EthernetView::parse(guest.frames[0]),
+                 *wire::Ipv4View::parse(Bytes(guest.frames[0]).subspan(14))};
+        auto r = dhcp_of(guest.frames[0], &p);
+        ASSERT_TRUE(r);
+        EXPECT_EQ(r->op(), wire::dhcp4op::boot_reply);
+        EXPECT_EQ(r->xid(), 7u);
+        EXPECT_EQ(r->yiaddr(), ip("10.0.2.15"));
+        EXPECT_EQ(r->siaddr(), ip("10.0.2.2"));
+        EXPECT_EQ(p.ip.dst(), 0xffffffffu);
+        EXPECT_FALSE(r->message_type());
+        EXPECT_FALSE(r->server_id());
+        EXPECT_FALSE(r->find(wire::dhcp4opt::lease_time));
+        auto mask = r->find(wire::dhcp4opt::subnet_mask);
+        ASSERT_TRUE(mask);
+        EXPECT_EQ(wire::load32(mask->data()), 0xffffff00u);
+        auto router = r->find(wire::dhcp4opt::router);
+        ASSERT_TRUE(router);
+        EXPECT_EQ(wire::load32(router->data()), ip("10.0.2.2"));
+        EXPECT_TRUE(r->find(wire::dhcp4opt::dns_server));
+        EXPECT_GE(r->message().size(), wire::kDhcp4MinLen);
+    }
+    EXPECT_EQ(gw->dhcp().stats().bootp_replies, 2u);
 }
 
 TEST_F(GatewayTest, Dhcp_MessageWhoseChaddrIsNotTheSenderIsIgnored) {

@@ -129,10 +129,21 @@ TEST(Dhcp4View, RejectsMessageShorterThanCookie) {
     EXPECT_FALSE(bare->message_type()) << "no options at all";
 }
 
-TEST(Dhcp4View, RejectsWrongMagicCookie) {
+// Without the cookie a message is a plain BOOTP one (RFC 951) if it has
+// BOOTP's 300 bytes: the header, and no options at all.
+TEST(Dhcp4View, WithoutTheMagicCookieIsPlainBootpWithNoOptions) {
     std::vector<uint8_t> m = vec_of(dhcp_of(kDhcpDiscoverUdhcpc));
+    ASSERT_GE(m.size(), kDhcp4MinLen);
     m[239] ^= 1;
-    EXPECT_FALSE(Dhcp4View::parse(bytes(m)));
+    auto d = Dhcp4View::parse(bytes(m));
+    ASSERT_TRUE(d);
+    EXPECT_FALSE(d->has_cookie());
+    EXPECT_TRUE(d->options_field().empty());
+    EXPECT_FALSE(d->message_type());
+    EXPECT_FALSE(d->client_id());
+    EXPECT_EQ(d->chaddr(), Dhcp4View::parse(dhcp_of(kDhcpDiscoverUdhcpc))->chaddr());
+    for (size_t n : {240, 299}) EXPECT_FALSE(Dhcp4View::parse(bytes(m).first(n))) << n;
+    EXPECT_TRUE(Dhcp4View::parse(bytes(m).first(300)));
 }
 
 TEST(Dhcp4View, TruncatedOptionEndsWalkWithoutReadingPastBuffer) {
