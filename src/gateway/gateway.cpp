@@ -468,7 +468,14 @@ bool Gateway::admit(sw::PortId from, wire::Bytes frame) {
     switch (eth->ethertype()) {
     case wire::ethertype::arp: {
         auto arp = wire::ArpView::parse(eth->payload());
-        if (!arp) return true;  // not Ethernet/IPv4 ARP: no guest acts on it
+        if (!arp) {
+            // Not Ethernet/IPv4 ARP. Receivers take more than that (Linux
+            // also hardware type 6, IEEE 802): unguarded, it could speak
+            // for the gateway's address. Nothing on an Ethernet LAN needs it.
+            stats_.dropped_malformed++;
+            spdlog::debug("guard: {} sent an ARP that is not Ethernet/IPv4", src);
+            return false;
+        }
         if (arp->sender_mac() != src) {
             stats_.dropped_spoofed++;
             spdlog::debug("guard: ARP from {} speaks for {}", src, arp->sender_mac());
@@ -480,9 +487,24 @@ bool Gateway::admit(sw::PortId from, wire::Bytes frame) {
     }
     case wire::ethertype::ipv4: {
         auto ip = wire::Ipv4View::parse(eth->payload());
-        // Malformed: every receiver drops it (the gateway counts it); it
-        // claims nothing.
-        if (!ip || !ip->checksum_ok()) return true;
+        // Malformed: receivers drop it, and what the guard cannot read it
+        // cannot vouch for.
+        if (!ip || !ip->checksum_ok()) {
+            stats_.dropped_malformed++;
+            return false;
+        }
+        if (cfg_.dhcp4 && ip->protocol() == wire::ipproto::udp && !ip->is_fragment()) {
+            // DHCP snooping: the gateway is this LAN's DHCP server; a
+            // guest's offer or ACK would race it and hand the others a
+            // router of the guest's choosing.
+            auto udp = wire::UdpView::parse(ip->payload());
+            if (udp && udp->src_port() == wire::kDhcp4ServerPort &&
+                udp->dst_port() == wire::kDhcp4ClientPort) {
+                stats_.dropped_spoofed++;
+                spdlog::debug("guard: {} sent a DHCP server's message", src);
+                return false;
+            }
+        }
         if (ip->src() != 0) return claim(from, src, ip->src());
         // 0.0.0.0 is for a client without an address talking to DHCP.
         if (ip->protocol() == wire::ipproto::udp && !ip->is_fragment()) {
@@ -544,10 +566,27 @@ bool Gateway::claim(sw::PortId port, const wire::MacAddr& mac, wire::Ipv4 ip) {
             return refuse(now < o->second.bound_until ? "it holds a lease on another address"
                                                       : "it uses another address");
     }
+    if (dhcp_ && dhcp_->leases().in_pool(ip) && !reservation(ip) &&
+        pool_claims(port, now) + dhcp_->leases().port_count(port, now) >=
+            dhcp_->leases().quota(port))
+        return refuse("its attachment already holds its share of the DHCP pool");
     const sw::Port* p = sw_.port(port);
     if (!bind(ip, mac, port, p ? p->mtu() : 1500, p && p->takes_offload()))
         return refuse("the neighbor table is full");
     return true;
+}
+
+// Addresses of the DHCP pool that guests behind port use without a lease
+// (set statically) and still hold: with the port's leases, they are its
+// share of the pool, so that a few gratuitous ARPs cannot take the pool
+// from guests that ask for an address.
+size_t Gateway::pool_claims(sw::PortId port, core::Millis now) const {
+    size_t n = 0;
+    for (const auto& [ip, nb] : neighbors_)
+        if (nb.port == port && now >= nb.bound_until && held(ip, nb, now) && !reservation(ip) &&
+            dhcp_->leases().in_pool(ip))
+            n++;
+    return n;
 }
 
 Gateway::Neighbor* Gateway::bind(wire::Ipv4 ip, const wire::MacAddr& mac, sw::PortId port,
@@ -803,8 +842,10 @@ bool Gateway::address_taken(wire::Ipv4 ip, const wire::MacAddr& mac, sw::PortId 
     if (is_own_v4(ip)) return true;  // a guest forward's or the SMB share's
     if (const Reservation* r = reservation(ip); r && r->port != sw::kNoPort && r->port != port)
         return true;
-    const Neighbor* n = live_neighbor(ip);
-    return n && n->mac != mac;
+    // Held, not merely known: an address set statically lapses after the
+    // claim hold without traffic (a lease holds until it ends).
+    auto it = neighbors_.find(ip);
+    return it != neighbors_.end() && it->second.mac != mac && held(ip, it->second, loop_.now());
 }
 
 sw::PortId Gateway::port_of(const wire::IpAddr& guest) const {

@@ -275,8 +275,9 @@ public:
     // The MAC of a live neighbor at ip, if any (DHCP uses it to avoid
     // handing out an address some guest is still using).
     std::optional<wire::MacAddr> neighbor_mac(wire::Ipv4 ip) const;
-    // Whether DHCP must not give ip to mac behind port: a live neighbor
-    // with another MAC uses it, or it is reserved for another attachment.
+    // Whether DHCP must not give ip to mac behind port: a neighbor with
+    // another MAC holds it (a lease, or traffic within the claim hold),
+    // or it is reserved for another attachment.
     bool address_taken(wire::Ipv4 ip, const wire::MacAddr& mac, sw::PortId port) const;
     size_t neighbor_count() const { return neighbors_.size(); }
     // Calls fn(ip, mac) for each IPv4 neighbor (listings).
@@ -365,6 +366,7 @@ private:
     // sw::IngressGuard
     bool admit(sw::PortId from, wire::Bytes frame) override;
     bool claim(sw::PortId port, const wire::MacAddr& mac, wire::Ipv4 ip);
+    size_t pool_claims(sw::PortId port, core::Millis now) const;
     bool held(wire::Ipv4 ip, const Neighbor& n, core::Millis now) const;
     const Reservation* reservation(wire::Ipv4 ip) const;
     Neighbor* bind(wire::Ipv4 ip, const wire::MacAddr& mac, sw::PortId port, uint32_t mtu,

@@ -447,9 +447,15 @@ bool Gateway::send_fragments6(const wire::IpAddr& src, const wire::IpAddr& dst, 
 // --- the IPv6 source guard ---------------------------------------------------
 
 bool Gateway::admit6(sw::PortId from, const wire::MacAddr& mac, wire::Bytes payload) {
-    if (!cfg_.ipv6) return true;  // plain L2 between guests; the gateway ignores it
+    // What the guard cannot read it cannot vouch for: a packet the parser
+    // refuses (more extension headers than it walks, say) could still be
+    // one a receiver takes, a router advertisement among them.
     auto ip = wire::Ipv6View::parse(payload);
-    if (!ip) return true;  // malformed: every receiver drops it; it claims nothing
+    if (!ip) {
+        stats_.dropped_malformed++;
+        spdlog::debug("guard: {} sent an IPv6 packet the guard cannot read", mac);
+        return false;
+    }
     const wire::IpAddr src = ip->src_addr();
     uint8_t icmp_type = 0;
     if (ip->protocol() == wire::ipproto::icmpv6 && !ip->is_fragment()) {
@@ -460,12 +466,16 @@ bool Gateway::admit6(sw::PortId from, const wire::MacAddr& mac, wire::Bytes payl
                 spdlog::debug("guard: {} sent {}", mac, why);
                 return false;
             };
+            // No guest is a router, whether the gateway speaks IPv6 or not
+            // (a rogue router on a LAN without IPv6 draws the guests'
+            // IPv6 traffic to itself).
             if (icmp_type == wire::icmp6type::router_advert)
                 return refuse("a router advertisement");
             if (icmp_type == wire::icmp6type::redirect) return refuse("a redirect");
+            if (!cfg_.ipv6) return true;  // plain L2 between guests otherwise
             if (is_nd_type(icmp_type)) {
                 auto opts = wire::NdpOptions::parse(icmp->body());
-                if (!opts) return true;  // malformed: receivers drop it
+                if (!opts) return refuse("neighbor discovery with unreadable options");
                 for (uint8_t t : {wire::ndopt::source_lla, wire::ndopt::target_lla}) {
                     auto lla = opts->lla(t);
                     if (opts->find(t) && (!lla || *lla != mac))
@@ -476,6 +486,17 @@ bool Gateway::admit6(sw::PortId from, const wire::MacAddr& mac, wire::Bytes payl
                     !claim6(from, mac, icmp->nd_target()))
                     return false;
             }
+        }
+    }
+    if (!cfg_.ipv6) return true;  // plain L2 between guests; the gateway ignores it
+    if (ip->protocol() == wire::ipproto::udp && !ip->is_fragment()) {
+        // DHCP snooping, as for IPv4: the gateway is the DHCPv6 server.
+        auto udp = wire::UdpView::parse(ip->payload());
+        if (udp && udp->src_port() == wire::kDhcp6ServerPort &&
+            udp->dst_port() == wire::kDhcp6ClientPort) {
+            stats_.dropped_spoofed++;
+            spdlog::debug("guard: {} sent a DHCPv6 server's message", mac);
+            return false;
         }
     }
     if (src.is_unspecified()) {

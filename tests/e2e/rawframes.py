@@ -107,8 +107,11 @@ def ipv6_frames(d, src_mac):
         lla = struct.pack("!BB6s", 1, 1, src_mac)
         msg = struct.pack("!BBHBBHII", 134, 0, 0, 64, 0, 1800, 0, 0) + lla + pfx
         dst = "ff02::1"
-        return [eth(mcast_mac(dst), src_mac, 0x86DD,
-                    ipv6(d["src"], dst, 58, icmp6(d["src"], dst, msg), 255))]
+        body, nh = icmp6(d["src"], dst, msg), 58
+        for _ in range(d.get("ext", 0)):  # behind n destination-options headers (PadN)
+            body = struct.pack("!BB", nh, 0) + b"\x01\x04\0\0\0\0" + body
+            nh = 60
+        return [eth(mcast_mac(dst), src_mac, 0x86DD, ipv6(d["src"], dst, nh, body, 255))]
     if kind == "na6":  # an unsolicited, overriding advertisement for target
         lla = struct.pack("!BB6s", 2, 1, src_mac)
         msg = struct.pack("!BBHI16s", 136, 0, 0, 0x20000000, ip6(d["target"])) + lla
@@ -139,8 +142,8 @@ def ipv6_frames(d, src_mac):
     raise ValueError(kind)
 
 
-def arp(op, sha, spa, tha, tpa):
-    return struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, op, sha, ip4(spa), tha, ip4(tpa))
+def arp(op, sha, spa, tha, tpa, htype=1):
+    return struct.pack("!HHBBH6s4s6s4s", htype, 0x0800, 6, 4, op, sha, ip4(spa), tha, ip4(tpa))
 
 
 def dhcp(mac, msg_type, xid, requested=None, server=None):
@@ -170,8 +173,10 @@ def build(d, my_mac):
         return eth(GW_MAC, src_mac, 0x0800, icmp_echo(d["src"], d["dst"], d.get("id", 0x4242)))
     if kind == "garp":
         return eth(BCAST, src_mac, 0x0806, arp(2, src_mac, d["ip"], BCAST, d["ip"]))
-    if kind == "arp":  # who-has tpa, from spa; "vlan": an 802.1Q tag (TCI) in front
-        f = eth(BCAST, src_mac, 0x0806, arp(1, src_mac, d["spa"], b"\0" * 6, d["tpa"]))
+    if kind == "arp":  # who-has tpa, from spa; "vlan": an 802.1Q tag (TCI) in front;
+        # "to": a destination MAC (hex) instead of broadcast; "htype": the hardware type
+        dst = bytes.fromhex(d["to"]) if "to" in d else BCAST
+        f = eth(dst, src_mac, 0x0806, arp(1, src_mac, d["spa"], b"\0" * 6, d["tpa"], d.get("htype", 1)))
         if "vlan" in d:
             f = f[:12] + struct.pack("!HH", 0x8100, d["vlan"]) + f[12:]
         return f

@@ -150,6 +150,37 @@ class HostileGuestTest(unittest.TestCase):
             # g1 still owns its address.
             netlab.ping(g1, GATEWAY, count=2)
 
+    def test_a_guest_cannot_become_the_gateway_by_arp_of_another_type_or_a_hidden_ra(self):
+        """g2 tells g1 that 10.0.2.2 is at g2's MAC in an ARP of hardware
+        type 6 (which Linux takes on Ethernet), and advertises itself as a
+        router behind nine extension headers (which Linux walks): g1's
+        kernel keeps the gateway's MAC for 10.0.2.2 and takes no router,
+        prefix or address from g2."""
+        with netlab.Lab("hostile") as lab:
+            host = lab.netns("host")
+            g1 = lab.netns("g1")
+            g2 = lab.netns("g2")
+            lab.usernet(host, ["--netns", g1.path, "--netns", g2.path],
+                        wait=[("link", g1, "tap0"), ("link", g2, "tap0")])
+            a1 = netlab.dhcp(lab, g1)["ip"]
+            netlab.dhcp(lab, g2)
+            netlab.ping(g1, GATEWAY, count=1)
+            g1_mac = g1.run(["cat", "/sys/class/net/tap0/address"]).stdout.strip()
+            g2_mac = g2.run(["cat", "/sys/class/net/tap0/address"]).stdout.strip()
+            gw_mac = g1.run(["ip", "neigh", "show", GATEWAY, "dev", "tap0"]).stdout.split("lladdr")[1].split()[0]
+            self.assertNotEqual(gw_mac, g2_mac)
+            spoof = {"kind": "arp", "htype": 6, "spa": GATEWAY, "tpa": a1, "to": g1_mac.replace(":", "")}
+            ra = {"kind": "ra6", "src": "fe80::bad", "prefix": "2001:db8:bad::", "ext": 9}
+            raw(g2, {"ifname": "tap0", "frames": [spoof, ra], "repeat": 3})
+            time.sleep(1)
+            neigh = g1.run(["ip", "neigh", "show", GATEWAY, "dev", "tap0"]).stdout
+            self.assertNotIn(g2_mac, neigh, "g1 was told the gateway is g2: " + neigh)
+            routes = g1.run(["ip", "-6", "route", "show", "dev", "tap0"]).stdout
+            self.assertNotIn("fe80::bad", routes, routes)
+            addrs = g1.run(["ip", "-6", "addr", "show", "dev", "tap0"]).stdout
+            self.assertNotIn("2001:db8:bad", addrs, addrs)
+            netlab.ping(g1, GATEWAY, count=1)
+
     def test_dhcp_storm_leaves_every_lease_and_new_guests_alone(self):
         """3000 DISCOVER+REQUEST pairs and 3000 gratuitous ARPs from made-up
         MACs on g2's port: g1 renews its own address, and g3, which asks

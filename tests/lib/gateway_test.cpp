@@ -1157,6 +1157,22 @@ TEST_F(TwoPortTest, Guard_ArpFromAnotherMacCannotTakeALeasedAddress) {
     EXPECT_EQ(gw->gw_stats().dropped_spoofed, 1u);
 }
 
+// Linux also takes ARP of hardware type 6 (IEEE 802) on Ethernet: the
+// guard drops any ARP that is not Ethernet/IPv4 instead of letting it
+// speak for the gateway's address unchecked.
+TEST_F(TwoPortTest, Guard_ArpOfAnotherHardwareTypeIsDropped) {
+    std::vector<uint8_t> f(60, 0);
+    size_t n = wire::build_ethernet(f.data(), kGuestMac, kOtherMac, wire::ethertype::arp);
+    wire::build_arp(f.data() + n, wire::arpop::request, kOtherMac, ip("10.0.2.2"), MacAddr{},
+                    ip("10.0.2.15"));
+    f[n + 1] = 6;  // hardware type IEEE 802
+    guest.frames.clear();
+    sw.input(other.id(), f);
+    EXPECT_TRUE(guest.frames.empty());
+    EXPECT_EQ(gw->gw_stats().dropped_malformed, 1u);
+    EXPECT_EQ(sw.stats().dropped_guard, 1u);
+}
+
 TEST_F(TwoPortTest, Guard_LeasedMacSendsOnlyFromItsLease) {
     gw->bind_lease(ip("10.0.2.15"), kGuestMac, 1500, loop.now() + 100'000, guest.id());
     send_from(guest, kGuestMac, ip("10.0.2.40"));
@@ -1186,6 +1202,65 @@ TEST_F(TwoPortTest, Guard_StaticGuestHoldsOneAddressFirstComeUntilItLapses) {
     EXPECT_EQ(sink.pkts.size(), 3u);
     EXPECT_EQ(gw->neighbor_mac(ip("10.0.2.40")), kOtherMac);
     EXPECT_EQ(gw->neighbor_mac(ip("10.0.2.41")), kGuestMac);
+}
+
+// Gratuitous ARPs from made-up MACs for the addresses of the DHCP pool:
+// an attachment's static claims inside the pool count, with its leases,
+// against its share (dhcp_leases_per_port), and a claim nobody renews
+// with traffic frees its address for DHCP after the claim hold, so a few
+// frames cannot leave the guests that ask by DHCP without an address.
+TEST_F(TwoPortTest, Guard_GratuitousArpsCannotTakeTheDhcpPool) {
+    cfg.claim_hold_ms = 50;
+    gw.reset();
+    gw = std::make_unique<Gateway>(loop, sw, cfg);
+    gw->set_ip_sink(&sink);
+    auto garp = [&](uint8_t i) {
+        const MacAddr m{{0x02, 0xaa, 0xbb, 0, 0, i}};
+        std::vector<uint8_t> f(60, 0);
+        size_t n = wire::build_ethernet(f.data(), MacAddr::broadcast(), m, wire::ethertype::arp);
+        wire::build_arp(f.data() + n, wire::arpop::request, m, ip("10.0.2.15") + i, MacAddr{},
+                        ip("10.0.2.15") + i);
+        sw.input(other.id(), f);
+    };
+    for (uint8_t i = 0; i < 16; i++) garp(i);
+    size_t taken = 0;
+    for (uint8_t i = 0; i < 16; i++) taken += gw->neighbor_mac(ip("10.0.2.15") + i).has_value();
+    EXPECT_EQ(taken, cfg.dhcp_leases_per_port);
+    EXPECT_EQ(gw->gw_stats().dropped_spoofed, 16u - cfg.dhcp_leases_per_port);
+    // Outside the pool a static address is not counted.
+    send_from(other, kOtherMac, ip("10.0.2.100"));
+    EXPECT_TRUE(routed_from(ip("10.0.2.100")));
+    // Held, those addresses are not offered; silent past the hold, they are.
+    auto offered = [&](uint32_t xid) -> std::optional<Ipv4> {
+        for (const auto& f : guest.frames)
+            if (auto d = dhcp_of(f); d && d->xid() == xid) return d->yiaddr();
+        return std::nullopt;
+    };
+    const wire::Ipv4 first_taken = gw->neighbor_mac(ip("10.0.2.15")) ? ip("10.0.2.15") : 0;
+    ASSERT_EQ(first_taken, ip("10.0.2.15"));
+    input(dhcp_request_frame(wire::dhcp4msg::discover, 1, ip("10.0.2.15"), std::nullopt));
+    ASSERT_TRUE(offered(1));
+    EXPECT_NE(*offered(1), ip("10.0.2.15"));
+    std::this_thread::sleep_for(std::chrono::milliseconds(80));
+    loop.run_once(0);
+    input(dhcp_request_frame(wire::dhcp4msg::discover, 2, ip("10.0.2.15"), std::nullopt, 0,
+                             MacAddr{{0x52, 0x54, 0, 0, 0, 0x77}}));
+    ASSERT_TRUE(offered(2));
+    EXPECT_EQ(*offered(2), ip("10.0.2.15"));
+}
+
+// DHCP snooping: the gateway is the LAN's DHCP server (v4 and v6); a
+// guest's server messages, which would race it and give the others a
+// router of the guest's choosing, are dropped.
+TEST_F(TwoPortTest, Guard_AGuestsDhcpServerMessagesAreDropped) {
+    send_from(other, kOtherMac, ip("10.0.2.40"));  // its own address
+    ASSERT_TRUE(routed_from(ip("10.0.2.40")));
+    std::vector<uint8_t> msg(300, 0);
+    guest.frames.clear();
+    sw.input(other.id(), udp_frame(MacAddr::broadcast(), kOtherMac, ip("10.0.2.40"), 0xffffffff,
+                                   67, 68, msg));
+    EXPECT_TRUE(guest.frames.empty());
+    EXPECT_EQ(gw->gw_stats().dropped_spoofed, 1u);
 }
 
 TEST_F(TwoPortTest, Guard_SourcesOutsideTheSubnetAreDroppedEvenBetweenGuests) {
@@ -1562,6 +1637,49 @@ TEST_F(GatewayTest, Gateway6_TheGuardDropsRouterAdvertisementsAndRedirectsFromGu
     EXPECT_TRUE(other.frames.empty());
     EXPECT_EQ(gw->gw_stats().dropped_spoofed, 2u);
     EXPECT_EQ(sw.stats().dropped_guard, 2u);
+    sw.detach(other);
+}
+
+// What the guard cannot read it cannot vouch for: a router advertisement
+// behind more extension headers than the parser walks (receivers walk
+// them all) is dropped, not passed; and with the gateway's IPv6 off a
+// guest still may not be the other guests' router.
+TEST_F(GatewayTest, Gateway6_TheGuardDropsWhatItCannotReadAndRouterAdvertisementsWithIpv6Off) {
+    GuestPort other{1500};
+    sw.attach(other);
+    const auto all = ip6("ff02::1");
+    std::vector<uint8_t> ra(16, 0);
+    ra[0] = wire::icmp6type::router_advert;
+    wire::finish_icmp6(ra.data(), ra.size(), kGuest6Ll, all);
+    constexpr size_t kHeaders = 9;
+    std::vector<uint8_t> f(14 + 40 + 8 * kHeaders + ra.size());
+    wire::build_ethernet(f.data(), wire::multicast_mac(all), kGuest6Mac, wire::ethertype::ipv6);
+    wire::build_ipv6(f.data() + 14, kGuest6Ll, all, 60, 8 * kHeaders + ra.size(), 255);
+    for (size_t i = 0; i < kHeaders; i++) {
+        uint8_t* h = f.data() + 54 + 8 * i;
+        h[0] = i + 1 < kHeaders ? 60 : wire::ipproto::icmpv6;  // destination options
+        h[1] = 0;
+        h[2] = 1;  // PadN of 4
+        h[3] = 4;
+    }
+    std::memcpy(f.data() + 54 + 8 * kHeaders, ra.data(), ra.size());
+    input(f);
+    EXPECT_TRUE(other.frames.empty());
+    EXPECT_EQ(gw->gw_stats().dropped_malformed, 1u);
+    sw.detach(other);
+
+    cfg.ipv6 = false;
+    gw.reset();  // (its destructor takes the guard away)
+    gw = std::make_unique<Gateway>(loop, sw, cfg);
+    gw->set_ip_sink(&sink);
+    sw.attach(other);
+    input(icmp6_frame(wire::multicast_mac(all), kGuest6Mac, kGuest6Ll, all, ra));
+    EXPECT_TRUE(other.frames.empty());
+    EXPECT_EQ(gw->gw_stats().dropped_spoofed, 1u);
+    // Other IPv6 between guests still passes (plain L2).
+    input(icmp6_frame(kOtherMac, kGuest6Mac, kGuest6Ll, ip6("fe80::99"),
+                      {wire::icmp6type::echo_request, 0, 0, 0, 0, 1, 0, 1}, 64));
+    EXPECT_EQ(other.frames.size(), 1u);
     sw.detach(other);
 }
 
