@@ -770,7 +770,7 @@ bool iequals_ascii(std::string_view a, std::string_view b) {
 // not the scheme's default; one trailing "/" is tolerated, as the check
 // ignores it).
 std::string origin_problem(std::string_view o) {
-    if (o == "null") return "";
+    if (o == "null" || o == "*") return "";
     const size_t sep = o.find("://");
     if (sep == std::string_view::npos || sep == 0) return "has no SCHEME://";
     const std::string_view scheme = o.substr(0, sep);

@@ -141,10 +141,32 @@ std::string ws_accept_key(std::string_view key) {
     return std::string(out, sizeof(out));
 }
 
+bool ws_origin_is_local(std::string_view origin) {
+    const size_t sep = origin.find("://");
+    if (sep == std::string_view::npos) return false;
+    std::string_view host = origin.substr(sep + 3);
+    if (host.ends_with('/')) host.remove_suffix(1);
+    if (host.starts_with('[')) {
+        const size_t close = host.find(']');
+        return close != std::string_view::npos && host.substr(1, close - 1) == "::1" &&
+               (close + 1 == host.size() || host[close + 1] == ':');
+    }
+    if (const size_t colon = host.find(':'); colon != std::string_view::npos)
+        host = host.substr(0, colon);
+    if (iequals(host, "localhost")) return true;
+    constexpr std::string_view kLocal = ".localhost";
+    if (host.size() > kLocal.size() && iequals(host.substr(host.size() - kLocal.size()), kLocal))
+        return true;
+    in_addr a{};
+    const std::string h(host);
+    return inet_pton(AF_INET, h.c_str(), &a) == 1 && (ntohl(a.s_addr) >> 24) == 127;
+}
+
 bool ws_origin_allowed(std::string_view origin, const std::vector<std::string>& allowed) {
-    if (allowed.empty()) return true;
+    if (allowed.empty()) return origin.empty() || ws_origin_is_local(origin);
     if (origin.ends_with('/')) origin.remove_suffix(1);
     for (std::string_view a : allowed) {
+        if (a == "*") return true;
         if (a.ends_with('/')) a.remove_suffix(1);
         if (!origin.empty() && iequals(origin, a)) return true;
     }
@@ -246,6 +268,11 @@ WsHandshake ws_check_handshake(std::string_view head, const std::vector<std::str
         // ASCII only, and not much of it.
         std::string shown;
         for (char c : origin.substr(0, 100)) shown += (c >= 0x20 && c < 0x7f) ? c : '?';
+        if (origins.empty())
+            return fail(403, "Origin " + shown +
+                                 " is a page of another host (without origin=, only pages "
+                                 "of this host may connect): add ,origin=" + shown +
+                                 " to --websocket, or ,origin=* for any page");
         return fail(403, "Origin " + shown + " not in the allow-list");
     }
     hs.status = 101;

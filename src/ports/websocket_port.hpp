@@ -18,8 +18,11 @@
 //   HTTP/1.1 or later, Upgrade: websocket, Connection: Upgrade,
 //   Sec-WebSocket-Version: 13 (else 426 naming 13), a Sec-WebSocket-Key of
 //   16 base64-encoded bytes, a Host, and the Origin against the allow-list
-//   (none configured: any Origin; else only those, and no Origin at all is
-//   refused, with 403). The answer carries Sec-WebSocket-Accept, the
+//   (none configured: pages of this host and clients that send no Origin;
+//   "*": any; else only those, and no Origin at all is refused, with 403).
+//   A page anywhere on the web can open a WebSocket to 127.0.0.1, and a
+//   guest reaches the host's loopback through the gateway: without an
+//   allow-list, a page of another site must not become a guest. The answer carries Sec-WebSocket-Accept, the
 //   base64 SHA-1 (nettle) of the key and RFC 6455's GUID.
 // - Only after a successful handshake does the client become a port of
 //   the switch (its own port: its own lease, its own NAT flows and limits);
@@ -102,13 +105,19 @@ struct WsHandshake {
 };
 
 // Checks a complete request head (as ws_request_head_length() delimits
-// it) against RFC 6455 section 4.2.1 and the Origin allow-list (empty:
-// any Origin). Never reads past `head`.
+// it) against RFC 6455 section 4.2.1 and the Origin allow-list (see
+// ws_origin_allowed). Never reads past `head`.
 WsHandshake ws_check_handshake(std::string_view head, const std::vector<std::string>& origins);
 
-// Whether `origin` may connect: any when `allowed` is empty, else an
-// ASCII case-insensitive match of one entry (a trailing '/' ignored).
+// Whether `origin` (empty: the client sent none) may connect. With an
+// empty allow-list: no Origin (not a browser), or a page of this host
+// (ws_origin_is_local). Else any when an entry is "*", or an ASCII
+// case-insensitive match of one entry (a trailing '/' ignored).
 bool ws_origin_allowed(std::string_view origin, const std::vector<std::string>& allowed);
+// SCHEME://HOST[:PORT] whose HOST is localhost, a name under .localhost,
+// an address of 127.0.0.0/8 or [::1]: a page served by this host. ("null",
+// a file:// page's, is not: sandboxed frames of any site send it too.)
+bool ws_origin_is_local(std::string_view origin);
 
 // base64(SHA-1(key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11")).
 std::string ws_accept_key(std::string_view key);

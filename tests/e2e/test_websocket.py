@@ -204,6 +204,24 @@ class WebSocketTest(unittest.TestCase):
             e = none.next_event("error")
             self.assertIn("403", e["message"])
 
+    def test_without_origin_only_this_hosts_pages_and_non_browsers_connect(self):
+        """A page on any site can open a WebSocket to 127.0.0.1, and its
+        guest would reach the host's loopback: without origin=, a page of
+        another site is refused (403, and the log says what to add); this
+        host's pages and clients that send no Origin connect; origin=*
+        admits any page."""
+        with netlab.Lab("ws-origin") as lab:
+            host, un, url = self.start(lab)
+            bad = self.peer(host, url, origin="https://evil.example")
+            self.assertIn("403", bad.next_event("error")["message"])
+            netlab.wait_for(lambda: "add ,origin=https://evil.example" in un.stderr(), 10,
+                            what="the log naming the Origin and the option")
+            for origin in ("http://localhost:8000", "http://127.0.0.1:8000", "http://[::1]:8000", None):
+                self.peer(host, url, origin=origin).next_event("open")
+        with netlab.Lab("ws-origin") as lab:
+            host, un, url = self.start(lab, ",origin=*")
+            self.peer(host, url, origin="https://evil.example").next_event("open")
+
     def test_text_message_closes_and_plain_http_is_told_what_this_is(self):
         with netlab.Lab("ws-text") as lab:
             host, un, url = self.start(lab)

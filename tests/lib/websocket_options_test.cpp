@@ -28,6 +28,8 @@ TEST(WsOptions, HostOriginsAndMtu) {
     EXPECT_EQ(a.ws_host, "0.0.0.0");
     EXPECT_EQ(a.ws_port, 9000);
     EXPECT_EQ(a.ws_origins, (std::vector<std::string>{"https://copy.sh", "http://localhost:8000"}));
+    EXPECT_EQ(only_ws({"--websocket", "8086,origin=*"}).ws_origins,
+              (std::vector<std::string>{"*"}));
     EXPECT_EQ(a.mtu, 1400u);
     Attachment v6 = only_ws({"--websocket", "[::1]:8086"});
     EXPECT_EQ(v6.ws_host, "::1");
@@ -38,7 +40,7 @@ TEST(WsOptions, Errors) {
     for (const char* bad : {"", "0", "65536", "x", "localhost:80", "[::1]", "::1:80", "[1.2.3.4]:80",
                             "8086,origin=", "8086,foo=1", "8086,mtu=20",
                             // an Origin is SCHEME://HOST[:PORT], without the default port
-                            "8086,origin=example.org", "8086,origin=*",
+                            "8086,origin=example.org", "8086,origin=**",
                             "8086,origin=https://example.org/v86/", "8086,origin=https://a:443",
                             "8086,origin=http://a:80", "8086,origin=http://a:x",
                             "8086,origin=://a", "8086,origin=https://"}) {

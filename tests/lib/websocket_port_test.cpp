@@ -29,7 +29,7 @@ namespace {
 
 using Frame = std::vector<uint8_t>;
 
-const std::vector<std::string> kAny;
+const std::vector<std::string> kAny;  // no origin=: this host's pages only
 
 std::string request(const std::string& extra = "", const std::string& key = "dGhlIHNhbXBsZSBub25jZQ==",
                     const std::string& method = "GET") {
@@ -62,7 +62,7 @@ TEST(WsHandshake, HeadLength) {
 
 TEST(WsHandshake, Rfc6455ExampleRequestUpgrades) {
     std::string r = request("Origin: http://example.com\r\nSec-WebSocket-Protocol: chat\r\n");
-    WsHandshake hs = ws_check_handshake(r, kAny);
+    WsHandshake hs = ws_check_handshake(r, {"http://example.com"});
     ASSERT_EQ(hs.status, 101) << hs.reason;
     EXPECT_EQ(hs.key, "dGhlIHNhbXBsZSBub25jZQ==");
     EXPECT_EQ(hs.origin, "http://example.com");
@@ -108,6 +108,24 @@ TEST(WsHandshake, RefusesWhatIsNotAnUpgrade) {
     EXPECT_EQ(status(request(many)), 431);
 }
 
+// Without origin=, a page of another site may not become a guest (its
+// guest would reach the host's loopback through the gateway): only
+// clients that send no Origin (not browsers) and pages of this host.
+TEST(WsHandshake, WithoutAnAllowListOnlyThisHostsPagesAndNonBrowsers) {
+    for (const char* ok : {"", "http://localhost", "http://localhost:8000", "https://LOCALHOST/",
+                           "http://v86.localhost:8080", "http://127.0.0.1:8000",
+                           "http://127.1.2.3", "http://[::1]:8000", "http://[::1]"})
+        EXPECT_TRUE(ws_origin_allowed(ok, kAny)) << ok;
+    for (const char* bad : {"null", "https://evil.example", "http://localhost.evil.example",
+                            "http://127.0.0.1.evil.example", "http://128.0.0.1", "http://[::2]",
+                            "http://[::1]x", "http://10.0.2.2:8000", "localhost", "http://"})
+        EXPECT_FALSE(ws_origin_allowed(bad, kAny)) << bad;
+    WsHandshake bad = ws_check_handshake(request("Origin: https://evil.example\r\n"), kAny);
+    EXPECT_EQ(bad.status, 403);
+    EXPECT_NE(bad.reason.find("origin=https://evil.example"), std::string::npos) << bad.reason;
+    EXPECT_EQ(ws_check_handshake(request("Origin: http://localhost:8000\r\n"), kAny).status, 101);
+}
+
 TEST(WsHandshake, OriginAllowList) {
     std::vector<std::string> allowed = {"https://copy.sh", "http://localhost:8000/"};
     EXPECT_TRUE(ws_origin_allowed("https://copy.sh", allowed));
@@ -117,8 +135,10 @@ TEST(WsHandshake, OriginAllowList) {
     EXPECT_FALSE(ws_origin_allowed("http://localhost:8001", allowed));
     EXPECT_FALSE(ws_origin_allowed("null", allowed));
     EXPECT_FALSE(ws_origin_allowed("", allowed));
-    EXPECT_TRUE(ws_origin_allowed("", kAny));
-    EXPECT_TRUE(ws_origin_allowed("https://anything", kAny));
+    const std::vector<std::string> star = {"*"};
+    EXPECT_TRUE(ws_origin_allowed("", star));
+    EXPECT_TRUE(ws_origin_allowed("https://anything", star));
+    EXPECT_TRUE(ws_origin_allowed("null", star));
 
     EXPECT_EQ(ws_check_handshake(request("Origin: https://copy.sh\r\n"), allowed).status, 101);
     WsHandshake bad = ws_check_handshake(request("Origin: https://evil.example\r\n"), allowed);
