@@ -13,6 +13,10 @@
 
 #include "app/daemon.hpp"
 #include "embed/engine.hpp"
+#include "gateway/dhcp4_server.hpp"
+#include "gateway/dns_forwarder.hpp"
+#include "gateway/reassembly.hpp"
+#include "nat/icmp_nat.hpp"
 #include "nat/nat.hpp"
 #include "nat/tcp_nat.hpp"
 #include "nat/udp_nat.hpp"
@@ -285,7 +289,33 @@ json ControlServer::get_stats() const {
                               {"dropped_ttl", g.dropped_ttl},
                               {"dropped_too_big", g.dropped_too_big},
                               {"dropped_no_neighbor", g.dropped_no_neighbor},
-                              {"dropped_rate", g.dropped_rate}};
+                              {"dropped_rate", g.dropped_rate},
+                              {"icmp_rate_limited", g.icmp_rate_limited}};
+            const gw::ReassemblyStats& rs = e.gateway().reassembly_stats();
+            lan["gateway"]["reassembly"] = {{"fragments", rs.fragments},
+                                            {"reassembled", rs.reassembled},
+                                            {"dropped_overlap", rs.dropped_overlap},
+                                            {"dropped_timeout", rs.dropped_timeout},
+                                            {"dropped_limit", rs.dropped_limit},
+                                            {"dropped_invalid", rs.dropped_invalid}};
+            const gw::DnsForwarderStats& ds = e.gateway().dns().stats();
+            lan["dns"] = {{"queries", ds.queries},
+                          {"local_answers", ds.local_answers},
+                          {"replies", ds.replies},
+                          {"servfail", ds.servfail},
+                          {"timeouts", ds.timeouts},
+                          {"dropped_malformed", ds.dropped_malformed},
+                          {"dropped_evicted", ds.dropped_evicted},
+                          {"dropped_unmatched", ds.dropped_unmatched},
+                          {"dropped_quota", ds.dropped_quota}};
+            const gw::Dhcp4Stats& hs = e.gateway().dhcp().stats();
+            lan["dhcp"] = {{"offers", hs.offers},
+                           {"acks", hs.acks},
+                           {"naks", hs.naks},
+                           {"bootp_replies", hs.bootp_replies},
+                           {"pool_exhausted", hs.pool_exhausted},
+                           {"dropped_malformed", hs.dropped_malformed},
+                           {"dropped_ignored", hs.dropped_ignored}};
             const embed::EngineStats es = e.stats();
             const nat::NatStats& ns = e.nat().stats();
             const auto& ts = e.nat().tcp().stats();
@@ -303,7 +333,9 @@ json ControlServer::get_stats() const {
                           {"dropped_unreachable", ns.dropped_unreachable},
                           {"dropped_forbidden", ns.dropped_forbidden},
                           {"dropped_policy", ns.dropped_policy + us.dropped_policy},
-                          {"dropped_limit", ns.dropped_limit}};
+                          {"dropped_limit", ns.dropped_limit},
+                          {"icmp_errors_rate_limited",
+                           e.nat().icmp().stats().errors_rate_limited}};
         }
         lans.push_back(std::move(lan));
     }

@@ -122,6 +122,30 @@ class ControlTest(unittest.TestCase):
             t.un.stop()
             self.assertFalse(os.path.exists(t.api), "the socket is removed at exit")
 
+    def test_get_stats_counts_reassembly_dns_and_icmp_rate_limits(self):
+        """What the docs say is counted shows in get_stats: a fragmented
+        ping's reassembly, a TTL-1 flood's drops and the ICMP errors held
+        back beyond the rate limit, and the DNS and DHCP counters."""
+        with netlab.Lab("ctl") as lab:
+            t = ControlLab(lab)
+            # A 4000-byte echo at MTU 1500 leaves the guest in 3 fragments.
+            t.guest.run(["ip", "link", "set", "tap0", "mtu", "1500"])
+            t.guest.run(["busybox", "ping", "-c", "1", "-W", "5", "-s", "4000", netlab.GATEWAY], timeout=20)
+            t.guest.py("import socket\n"
+                       "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+                       "s.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, 1)\n"
+                       "for i in range(300): s.sendto(b'x', ('192.0.2.1', 33434 + i))\n")
+            st = t.call("get_stats")["return"]["lans"][0]
+            self.assertGreaterEqual(st["gateway"]["reassembly"]["reassembled"], 1, st["gateway"])
+            self.assertGreaterEqual(st["gateway"]["reassembly"]["fragments"], 3, st["gateway"])
+            self.assertEqual(st["gateway"]["dropped_ttl"], 300, st["gateway"])
+            self.assertGreater(st["gateway"]["icmp_rate_limited"], 0, st["gateway"])
+            for k in ("queries", "servfail", "dropped_quota"):
+                self.assertIn(k, st["dns"])
+            for k in ("acks", "bootp_replies", "dropped_malformed"):
+                self.assertIn(k, st["dhcp"])
+            self.assertIn("icmp_errors_rate_limited", st["nat"])
+
     def test_bad_requests_get_an_error(self):
         with netlab.Lab("ctl") as lab:
             t = ControlLab(lab)
