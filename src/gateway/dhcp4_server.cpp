@@ -522,11 +522,17 @@ void Dhcp4Server::handle(wire::Bytes dhcp, const wire::MacAddr& src_mac, uint32_
                 stats_.dropped_ignored++;
                 return;
             }
-            if (!req) {
+            // SELECTING carries option 50; a client that renews with our
+            // server id but without it (against RFC 2131 4.3.2, which
+            // libslirp accepts) renews its ciaddr.
+            if (req) {
+                want = *req;
+            } else if (msg->ciaddr() != 0) {
+                want = msg->ciaddr();
+            } else {
                 stats_.dropped_malformed++;
                 return;
             }
-            want = *req;
         } else if (req) {
             want = *req;  // INIT-REBOOT
         } else if (msg->ciaddr() != 0) {

@@ -1024,6 +1024,21 @@ TEST_F(GatewayTest, Dhcp_ClientIdentifiersOnOneMacShareItsAddress) {
     EXPECT_EQ(dhcp_of(guest.frames[4])->yiaddr(), a);
 }
 
+// A renewal that names our server but not the address (against RFC 2131
+// 4.3.2; libslirp takes it) renews the client's ciaddr.
+TEST_F(GatewayTest, Dhcp_ARenewalWithOurServerIdButNoRequestedAddressRenewsCiaddr) {
+    input(dhcp_request_frame(wire::dhcp4msg::discover, 1, std::nullopt, std::nullopt));
+    ASSERT_EQ(guest.frames.size(), 1u);
+    const wire::Ipv4 a = dhcp_of(guest.frames[0])->yiaddr();
+    input(dhcp_request_frame(wire::dhcp4msg::request, 2, a, ip("10.0.2.2")));
+    input(dhcp_request_frame(wire::dhcp4msg::request, 3, std::nullopt, ip("10.0.2.2"), a));
+    ASSERT_EQ(guest.frames.size(), 3u);
+    auto renewed = dhcp_of(guest.frames[2]);
+    ASSERT_TRUE(renewed);
+    EXPECT_EQ(renewed->message_type(), wire::dhcp4msg::ack);
+    EXPECT_EQ(renewed->yiaddr(), a);
+}
+
 // A BOOTP client (no option 53; RFC 1497 options or none at all) gets its
 // address at once in a BOOTREPLY with the network's options and none of
 // DHCP's own, and keeps it: asking again gets the same.
