@@ -2,10 +2,10 @@
 // `per_second` tokens a second (counted in thousandths of a token, so slow
 // rates refill smoothly too). With the defaults it is the kernel's ICMP
 // error limit (icmp_msgs_burst 50, icmp_msgs_per_sec 1000), which usernet
-// applies to every ICMP error it sends a guest, whichever part of it sends
-// one: one bucket, owned by the gateway, so the NAT's errors and the
-// gateway's time-exceeded share it as the kernel's global limit is shared.
-// The gateway also keeps one per port for DHCP messages.
+// applies, per attachment, to every ICMP error it sends a guest, whichever
+// part of it sends one (the gateway owns the buckets, so the NAT's errors
+// and the gateway's time-exceeded share them). The gateway also keeps one
+// per port for DHCP messages and router solicitations.
 #pragma once
 
 #include <algorithm>

@@ -292,6 +292,16 @@ void Gateway::handle_icmp_echo(const wire::Ipv4View& ip) {
         stats_.icmp_echo_replies++;
 }
 
+bool Gateway::icmp_error_allowed(const wire::IpAddr& to) {
+    const core::Millis now = loop_.now();
+    // A guest whose attachment is not known yet shares one more bucket.
+    const sw::PortId port = port_of(to);
+    const size_t slot = port == sw::kNoPort ? 0 : size_t{port} + 1;
+    if (slot >= icmp_port_errors_.size())
+        icmp_port_errors_.resize(slot + 1, core::TokenBucket{kIcmpErrorBurst});
+    return icmp_port_errors_[slot].take(now) && icmp_errors_.take(now);
+}
+
 void Gateway::send_time_exceeded(const wire::Ipv4View& ip, uint8_t code) {
     // Never an ICMP error about an ICMP error (RFC 1122 3.2.2).
     if (ip.protocol() == wire::ipproto::icmp) {
@@ -299,7 +309,7 @@ void Gateway::send_time_exceeded(const wire::Ipv4View& ip, uint8_t code) {
         if (!icmp || is_icmp_error(icmp->type())) return;
     }
     // A guest sending TTL 1 floods must not make us flood it back.
-    if (!icmp_error_allowed()) {
+    if (!icmp_error_allowed(ip.src_addr())) {
         stats_.icmp_rate_limited++;
         return;
     }
@@ -747,6 +757,8 @@ void Gateway::on_port_detached(sw::PortId port) {
     if (port < dhcp_budget_.size()) dhcp_budget_[port] = core::TokenBucket(kDhcpBurst, kDhcpPerSecond);
     if (dhcp_) dhcp_->port_gone(port);
     if (dhcp6_) dhcp6_->port_gone(port);
+    if (size_t{port} + 1 < icmp_port_errors_.size())
+        icmp_port_errors_[size_t{port} + 1] = core::TokenBucket{kIcmpErrorBurst};
     if (tftp_) tftp_->drop_port(port);
     if (sink_) sink_->port_gone(port);
 }

@@ -54,7 +54,11 @@
 // idlest unheld one goes). When a port detaches, its entries go and the
 // IpSink is told (port_gone), so its flows are reset.
 // Every ICMP error toward a guest (time exceeded here, the NAT's errors)
-// takes a token from one bucket (burst kIcmpErrorBurst, 1000 a second).
+// takes a token from its attachment's bucket (burst kIcmpErrorBurst, 1000 a
+// second: the kernel's icmp_msgs_burst and icmp_msgs_per_sec) and from one
+// shared by all (four times that), so a guest that provokes errors as fast
+// as it can uses up its own, not the port unreachables and Packet Too Bigs
+// the other guests are waiting for.
 // For IPv6 the gateway answers neighbor solicitations for its addresses
 // (gateway6, dns6 and its link-local address, from which it also
 // solicits), sends router advertisements (on a router solicitation and
@@ -332,8 +336,11 @@ public:
     bool local_addresses(std::string_view name, std::vector<wire::IpAddr>& out) const;
     // Whether an ICMP error may go to a guest now: the one token bucket all
     // of usernet's ICMP errors pass (core/token_bucket.hpp).
-    bool icmp_error_allowed() { return icmp_errors_.take(loop_.now()); }
+    // Whether an ICMP error may go to guest address `to` now (takes the
+    // tokens; see above).
+    bool icmp_error_allowed(const wire::IpAddr& to);
     static constexpr uint32_t kIcmpErrorBurst = 50;  // refilled at one per ms
+    static constexpr uint32_t kIcmpErrorShare = 4;   // all ports: this many ports' worth
 
 private:
     struct Neighbor {
@@ -436,7 +443,9 @@ private:
     std::vector<Reservation> reserved_;
     std::vector<core::TokenBucket> dhcp_budget_;  // by port id
     GatewayStats stats_;
-    core::TokenBucket icmp_errors_{kIcmpErrorBurst};
+    core::TokenBucket icmp_errors_{kIcmpErrorBurst * kIcmpErrorShare, 1000 * kIcmpErrorShare};
+    // By port id + 1 (0: a guest of no known port), grown as ports appear.
+    std::vector<core::TokenBucket> icmp_port_errors_;
     Neighbors6 neighbors6_;
     wire::IpAddr link_local_;
     core::Timer ra_timer_{[this] { advertise_to_all(); }};

@@ -219,7 +219,7 @@ void Gateway::send_time_exceeded6(const wire::Ipv6View& ip, uint8_t code) {
         auto icmp = wire::Icmp6View::parse(ip.payload());
         if (!icmp || wire::is_icmp6_error(icmp->type())) return;
     }
-    if (!icmp_error_allowed()) {
+    if (!icmp_error_allowed(ip.src_addr())) {
         stats_.icmp_rate_limited++;
         return;
     }

@@ -838,8 +838,8 @@ bool IcmpNat::send_error(const wire::IpAddr& from, const wire::IpAddr& guest, ui
     if ((wire::load16(&quote[6]) & 0x1fff) != 0) return false;
     if (!is_unicast(guest, gw_.config())) return false;
 
-    // The gateway's bucket, shared with its own time-exceeded messages.
-    if (!gw_.icmp_error_allowed()) {
+    // The gateway's buckets, shared with its own time-exceeded messages.
+    if (!gw_.icmp_error_allowed(guest)) {
         stats_.errors_rate_limited++;
         return false;
     }
@@ -912,7 +912,7 @@ bool IcmpNat::send_error6(const wire::IpAddr& from, const wire::IpAddr& guest, u
         if (!m || wire::is_icmp6_error(m->type())) return false;
     }
     if (!is_unicast(guest, gw_.config())) return false;
-    if (!gw_.icmp_error_allowed()) {
+    if (!gw_.icmp_error_allowed(guest)) {
         stats_.errors_rate_limited++;
         return false;
     }

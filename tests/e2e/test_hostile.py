@@ -181,6 +181,48 @@ class HostileGuestTest(unittest.TestCase):
             self.assertNotIn("2001:db8:bad", addrs, addrs)
             netlab.ping(g1, GATEWAY, count=1)
 
+    def test_one_guests_icmp_error_flood_leaves_the_others_their_errors(self):
+        """g2 sends TTL-1 datagrams as fast as it can (each costs an ICMP
+        time exceeded); meanwhile g1's connected UDP socket still learns at
+        once that a host port is closed (ECONNREFUSED from the port
+        unreachable), 20 times of 20: ICMP errors are limited per
+        attachment."""
+        with netlab.Lab("hostile") as lab:
+            host = lab.netns("host")
+            g1 = lab.netns("g1")
+            g2 = lab.netns("g2")
+            lab.usernet(host, ["--netns", g1.path, "--netns", g2.path],
+                        wait=[("link", g1, "tap0"), ("link", g2, "tap0")])
+            netlab.dhcp(lab, g1)
+            netlab.dhcp(lab, g2)
+            closed = netlab.free_port()
+            flood = g2.popen([netlab.PY, "-c",
+                              "import socket, time\n"
+                              "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+                              "s.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, 1)\n"
+                              "end = time.monotonic() + 8\n"
+                              "while time.monotonic() < end:\n"
+                              "    for p in range(200): s.sendto(b'x', ('192.0.2.1', 33434 + p))\n"],
+                             name="ttl-flood")
+            time.sleep(1)
+            r = g1.py("import socket, sys, time\n"
+                      "n = 0\n"
+                      "for i in range(20):\n"
+                      "    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+                      "    s.connect(('%s', int(sys.argv[1])))\n"
+                      "    s.settimeout(1)\n"
+                      "    s.send(b'x')\n"
+                      "    try:\n"
+                      "        s.recv(10)\n"
+                      "    except ConnectionRefusedError:\n"
+                      "        n += 1\n"
+                      "    except socket.timeout:\n"
+                      "        pass\n"
+                      "    time.sleep(0.05)\n"
+                      "print(n)\n" % GATEWAY, closed, timeout=60)
+            flood.wait(20)
+            self.assertEqual(r.stdout.strip(), "20", "port unreachables g1 got during g2's flood")
+
     def test_dhcp_storm_leaves_every_lease_and_new_guests_alone(self):
         """3000 DISCOVER+REQUEST pairs and 3000 gratuitous ARPs from made-up
         MACs on g2's port: g1 renews its own address, and g3, which asks

@@ -1278,6 +1278,32 @@ TEST_F(TwoPortTest, Guard_AGuestsDhcpServerMessagesAreDropped) {
     EXPECT_EQ(gw->gw_stats().dropped_spoofed, 1u);
 }
 
+// ICMP errors are limited per attachment: one guest provoking them as fast
+// as it can (TTL 1 here) uses up its own bucket, and another guest still
+// gets its errors (a port unreachable, a time exceeded) at once.
+TEST_F(TwoPortTest, IcmpErrors_OneGuestsFloodLeavesTheOthersTheirErrors) {
+    const uint8_t data[] = {1, 2, 3, 4, 5, 6, 7, 8};
+    auto time_exceeded = [](const std::vector<std::vector<uint8_t>>& frames) {
+        size_t n = 0;
+        for (auto& f : frames) {
+            auto p = parse_ip(f);
+            if (!p || p->ip.protocol() != wire::ipproto::icmp) continue;
+            auto icmp = wire::Icmp4View::parse(p->ip.payload());
+            if (icmp && icmp->type() == wire::icmptype::time_exceeded) n++;
+        }
+        return n;
+    };
+    send_from(other, kOtherMac, ip("10.0.2.40"));  // the other guest is known
+    for (int i = 0; i < 500; i++)  // one wakeup: no refill
+        input(udp_frame(cfg.gw_mac, kGuestMac, ip("10.0.2.15"), ip("192.0.2.1"),
+                        static_cast<uint16_t>(33434 + i), 33435, data, 1));
+    EXPECT_EQ(time_exceeded(guest.frames), Gateway::kIcmpErrorBurst);
+    for (int i = 0; i < 10; i++)
+        sw.input(other.id(), udp_frame(cfg.gw_mac, kOtherMac, ip("10.0.2.40"), ip("192.0.2.1"),
+                                       static_cast<uint16_t>(40000 + i), 33435, data, 1));
+    EXPECT_EQ(time_exceeded(other.frames), 10u);
+}
+
 TEST_F(TwoPortTest, Guard_SourcesOutsideTheSubnetAreDroppedEvenBetweenGuests) {
     send_from(other, kOtherMac, ip("10.0.2.50"));  // the other guest exists
     guest.frames.clear();
