@@ -12,7 +12,8 @@
 //   broadcast, gateway or DNS address, never outside the range);
 // - no ACK gives an address to a MAC while a MAC on another port holds it
 //   (two MACs on one port are one attachment's business: a per-port quota
-//   may recycle one of them for the other);
+//   may recycle one of them for the other); a MAC holds one address, so
+//   its ACK ends what it held under any client identifier;
 // - the addresses held at once never outnumber the pool.
 #include <cstddef>
 #include <cstdint>
@@ -114,6 +115,16 @@ size_t identity(size_t mac, uint8_t cidv) {
     }
 }
 
+// A RELEASE or DECLINE of ip by (mac, cidv) ends the MAC's claim on it made
+// under the same identity (the server checks the holder's identifier).
+void end_claim(Model& m, size_t mac, uint8_t cidv, Ipv4 ip) {
+    for (auto it = m.claims.begin(); it != m.claims.end();) {
+        const bool same = it->first.first == mac && it->second.ip == ip &&
+                          identity(mac, it->first.second) == identity(mac, cidv);
+        it = same ? m.claims.erase(it) : std::next(it);
+    }
+}
+
 bool in_pool(const gw::NetConfig& c, Ipv4 a) {
     return a >= c.dhcp_start && a < c.dhcp_start + c.dhcp_count && a != c.gateway &&
            a != c.dns && a != c.net && a != c.broadcast();
@@ -156,14 +167,11 @@ void collect(World& w, Model& m, size_t mac, uint8_t cidv) {
                     FUZZ_CHECK(false);
                 }
             }
-            // A client holds one address: its ACK ends what the same MAC
-            // held under the same identity (no identifier and 01:MAC are
-            // one client to the server).
-            for (auto it = m.claims.begin(); it != m.claims.end();) {
-                bool same = it->first.first == mac && identity(mac, it->first.second) ==
-                                                          identity(mac, cidv);
-                it = same ? m.claims.erase(it) : std::next(it);
-            }
+            // A MAC holds one address (the IP source guard lets it use
+            // one): its ACK ends what the same MAC held under any
+            // identity.
+            for (auto it = m.claims.begin(); it != m.claims.end();)
+                it = it->first.first == mac ? m.claims.erase(it) : std::next(it);
             m.claims[key] = Claim{a, now + core::Millis(kLeaseSeconds) * 1000};
         }
     }
@@ -220,11 +228,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         case 3:  // RELEASE
             f = dhcp_frame(c, mac, cidv, dhcp4msg::release, ip, std::nullopt, c.gateway, xid++,
                            false);
-            if (held == ip) model.claims.erase(key);
+            end_claim(model, mac, cidv, ip);
             break;
         case 4:  // DECLINE
             f = dhcp_frame(c, mac, cidv, dhcp4msg::decline, 0, ip, c.gateway, xid++, false);
-            if (held == ip) model.claims.erase(key);
+            end_claim(model, mac, cidv, ip);
             break;
         case 5:  // time passes
             w.advance(core::Millis(arg) * 10'000);
