@@ -476,7 +476,11 @@ void Fsm::rcr(const CtlPacket& p) {
         return;
     }
     const bool good = c == code::configure_ack;
+    // Max-Failure counts the Naks sent without an Ack between (RFC 1661
+    // 4.6): an Ack starts it again, so renegotiations on one connection
+    // do not add up to Rejects.
     if (c == code::configure_nak) failures_++;
+    if (good) failures_ = 0;
     const wire::Bytes r(reply.data(), reply_len);
     switch (state_) {
     case FsmState::stopped:
@@ -1015,8 +1019,14 @@ void PppLink::send_packet(uint16_t protocol, wire::Bytes info) {
 
 bool PppLink::send_ip(wire::Bytes packet) {
     if (!ip_up() || packet.size() > lcp_.peer_mru || packet.size() > kMaxInfo) return false;
+    TxOptions o;
+    o.accm = lcp_.peer_accm;
+    o.fcs32 = lcp_.peer_fcs32;
+    o.acfc = lcp_.peer_acfc;
+    o.pfc = lcp_.peer_pfc;
+    size_t n = hdlc_encode(wire::MutBytes(tx_.get(), hdlc_max_encoded(kMaxInfo)), proto::ip, packet, o);
+    if (n == 0 || !host_.ppp_write_ip(wire::Bytes(tx_.get(), n))) return false;
     stats_.tx_ip++;
-    send_packet(proto::ip, packet);
     return true;
 }
 

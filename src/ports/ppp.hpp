@@ -34,9 +34,10 @@
 // own Configure-Request.
 //
 // LCP: we ask for ACCM 0, a magic number, PFC and ACFC (and FCS-32 or an
-// MRU other than 1500 when configured). We accept from the peer MRU (>= 64),
-// ACCM, magic number (a magic equal to ours means the line loops back: we
-// Nak it with a new one and take a new one ourselves), PFC, ACFC and
+// MRU other than 1500 when configured). We accept from the peer MRU (128
+// or more; a smaller one is Nak'ed to 128, as pppd does), ACCM, magic
+// number (a magic equal to ours means the line loops back: we Nak it with
+// a new one and take a new one ourselves), PFC, ACFC and
 // FCS-Alternatives; we reject authentication, quality protocols and
 // anything unknown. Echo-Request is answered; Discard-Request,
 // Identification and Time-Remaining are ignored; an unknown code gets a
@@ -269,6 +270,13 @@ class PppHost {
 public:
     // Bytes to write to the line (whole frames).
     virtual void ppp_write(wire::Bytes bytes) = 0;
+    // The same for a frame carrying an IP packet, which the host may
+    // refuse (false: a full output queue keeps its last room for LCP and
+    // IPCP, whose echo replies keep the link up).
+    virtual bool ppp_write_ip(wire::Bytes bytes) {
+        ppp_write(bytes);
+        return true;
+    }
     // An IP packet from the peer (IPCP is open).
     virtual void ppp_ip_input(wire::Bytes packet) = 0;
     // IPCP opened (peer has its address) / went down.
@@ -462,7 +470,8 @@ public:
     // Restart timer `which` fired.
     void timeout(int which);
     // Sends an IP packet to the peer; false (dropped) while IPCP is not
-    // open or the packet exceeds the peer's MRU.
+    // open, when the packet exceeds the peer's MRU, or when the host
+    // refused the frame (PppHost::ppp_write_ip).
     bool send_ip(wire::Bytes packet);
     // The address to give the peer (0: not known yet; its requests wait).
     void set_peer_addr(wire::Ipv4 a) { peer_addr_ = a; }

@@ -422,10 +422,12 @@ void SerialPort::start_link() {
         pc.dns = cfg_.dns;
         pc.mru = static_cast<uint16_t>(std::min<uint32_t>(cfg_.mtu, 65535));
         ppp_ = std::make_unique<ppp::PppLink>(static_cast<ppp::PppHost&>(*this), pc);
+        line_errors_ = 0;
         ppp_->set_peer_addr(addr_);
         ppp_->start();
     } else if (!slip_rx_) {
         slip_rx_ = std::make_unique<slip::SlipDecoder>(cfg_.mtu);
+        line_errors_ = 0;
     }
 }
 
@@ -447,13 +449,34 @@ void SerialPort::on_looped() {
     quiet_until_ = loop_.now() + kLoopedQuietMs;
 }
 
+// Frames the line's decoder threw away (a bad FCS or escape, too long, a
+// runt) count as the port's receive drops, as a bad frame anywhere does.
+void SerialPort::count_line_errors() {
+    uint64_t total = 0;
+    if (ppp_) {
+        const ppp::HdlcStats& h = ppp_->hdlc_stats();
+        total = h.bad_fcs + h.too_long + h.runts + h.aborted;
+    } else if (slip_rx_) {
+        total = slip_rx_->stats().too_long + slip_rx_->stats().bad_escapes;
+    }
+    if (total > line_errors_) {
+        stats_.dropped_line += total - line_errors_;
+        stats().rx_dropped += total - line_errors_;
+    }
+    line_errors_ = total;
+}
+
 void SerialPort::close_peer(const std::string& why) {
     if (conn_fd_ < 0) return;
-    spdlog::info("{}: {} left ({}; switch port {}, MAC {}): {} packets in, {} out, {} dropped "
-                 "with the output ring full",
+    spdlog::info("{}: {} left ({}; switch port {}, MAC {}): {} packets in, {} out; dropped {} "
+                 "with the output ring full, {} bad frames from the line, {} malformed or from "
+                 "another address",
                  name_, peer_name_, why, id(), mac_.to_string(),
                  stats_.rx_packets - at_attach_.rx_packets, stats_.tx_packets - at_attach_.tx_packets,
-                 stats_.dropped_ring_full - at_attach_.dropped_ring_full);
+                 stats_.dropped_ring_full - at_attach_.dropped_ring_full,
+                 stats_.dropped_line - at_attach_.dropped_line,
+                 stats_.dropped_malformed + stats_.dropped_spoofed - at_attach_.dropped_malformed -
+                     at_attach_.dropped_spoofed);
     loop_.remove(conn_fd_, &conn_h_);
     close(conn_fd_);
     conn_fd_ = -1;
@@ -488,6 +511,7 @@ void SerialPort::on_conn(uint32_t events) {
             }
             if (ppp_) ppp_->input(in);
             else if (slip_rx_) slip_rx_->feed(in, [this](wire::Bytes p) { from_peer(p); });
+            count_line_errors();
             if (looped_) {
                 on_looped();
                 if (conn_fd_ < 0) return;
@@ -580,10 +604,12 @@ void SerialPort::from_peer(wire::Bytes packet) {
     auto ip = wire::Ipv4View::parse(packet);
     if (!ip || packet.size() > cfg_.mtu) {
         stats_.dropped_malformed++;
+        stats().rx_dropped++;
         return;
     }
     if (addr_ == 0 || ip->src() != addr_) {
         stats_.dropped_spoofed++;
+        stats().rx_dropped++;
         spdlog::debug("{}: dropped a packet from {} (the peer's address is {})", name_,
                       v4(ip->src()), v4(addr_));
         return;
@@ -694,20 +720,29 @@ void SerialPort::to_peer(wire::Bytes packet) {
         stats_.dropped_no_link++;
         return;
     }
+    // What the switch counted as sent and the line did not take.
+    auto lost = [&](uint64_t& why) {
+        why++;
+        lost_tx(1, packet.size() + wire::kEthHeaderLen);
+    };
     if (cfg_.protocol == SerialProtocol::ppp) {
-        // ppp_write() counts a full ring.
-        if (ppp_->send_ip(packet)) stats_.tx_packets++;
-        else stats_.dropped_malformed++;
+        if (ppp_->send_ip(packet)) {
+            stats_.tx_packets++;
+        } else if (ppp_->ip_up() && packet.size() <= ppp_->lcp().peer_mru) {
+            lost(stats_.dropped_ring_full);  // ppp_write_ip() refused it
+        } else {
+            lost(stats_.dropped_malformed);
+        }
         return;
     }
     size_t n = slip::slip_encode(wire::MutBytes(enc_.get(), slip::slip_max_encoded(cfg_.mtu)),
                                  packet);
     if (n == 0) {
-        stats_.dropped_malformed++;
+        lost(stats_.dropped_malformed);
         return;
     }
     if (ring_push(wire::Bytes(enc_.get(), n))) stats_.tx_packets++;
-    else stats_.dropped_ring_full++;
+    else lost(stats_.dropped_ring_full);
 }
 
 void SerialPort::handle_arp(wire::Bytes payload) {
@@ -861,6 +896,14 @@ void SerialPort::set_addr(wire::Ipv4 a, const char* how) {
 
 void SerialPort::ppp_write(wire::Bytes bytes) {
     if (conn_fd_ < 0 || !ring_push(bytes)) stats_.dropped_ring_full++;
+}
+
+// IP frames leave kTxReserve of the ring to LCP and IPCP: a peer reading
+// slower than a UDP stream arrives would otherwise miss the echo replies
+// pppd's lcp-echo-failure counts, and hang up.
+bool SerialPort::ppp_write_ip(wire::Bytes bytes) {
+    if (conn_fd_ < 0 || ring_free() < bytes.size() + kTxReserve) return false;
+    return ring_push(bytes);
 }
 
 uint32_t SerialPort::mtu() const {

@@ -42,12 +42,16 @@
 //     batch, never from inside the switch's delivery.
 // Output to the line goes through a bounded ring (kTxRing) flushed at the
 // end of the batch (writev on a pty, sendmsg with MSG_NOSIGNAL on a
-// socket); a full ring drops whole packets. A line
-// is slow (QEMU's UART moves 50 KiB/s), so the TCP translator keeps within
-// tx_room(): the ring's free bytes, less kTxReserve for the link's own
-// frames (LCP, IPCP), halved because PPP's and SLIP's escaping can double
-// a packet. A long download then waits in the host socket instead of
-// losing the tail of a window here.
+// socket); a full ring drops whole packets, and IP packets never take its
+// last kTxReserve bytes, which are the link's own frames' (LCP, IPCP: a
+// UDP stream faster than the line must not starve the echo replies that
+// keep pppd from hanging up). A line is slow (QEMU's UART moves 50
+// KiB/s), so the TCP translator keeps within tx_room(): the ring's free
+// bytes, less kTxReserve, halved because PPP's and SLIP's escaping can
+// double a packet. A long download then waits in the host socket instead
+// of losing the tail of a window here. Packets dropped either way are
+// the port's tx_dropped (lost_tx); bad frames from the line, malformed
+// packets and packets from another source its rx_dropped.
 #pragma once
 
 #include <sys/uio.h>
@@ -81,7 +85,8 @@ struct SerialStats {
     uint64_t dropped_malformed = 0; // not an IPv4 packet, or over the MTU
     uint64_t dropped_no_arp = 0;    // next hop unresolved and its slot busy
     uint64_t dropped_no_link = 0;   // toward the peer while no link is up
-    uint64_t dropped_ring_full = 0; // toward the peer, output ring full
+    uint64_t dropped_ring_full = 0; // toward the peer, output ring full (IP: all but kTxReserve)
+    uint64_t dropped_line = 0;      // frames the line's decoder refused (FCS, escape, length)
     uint64_t dhcp_leases = 0;       // DHCP ACKs taken
 };
 
@@ -124,6 +129,8 @@ public:
     bool peer_connected() const { return conn_fd_ >= 0; }
     bool link_up() const;
     const SerialStats& serial_stats() const { return stats_; }
+    // Bytes waiting in the output ring.
+    size_t queued_bytes() const { return kTxRing - ring_free(); }
     const ppp::PppLink* ppp_link() const { return ppp_.get(); }
 
 private:
@@ -174,6 +181,9 @@ private:
 
     // ppp::PppHost
     void ppp_write(wire::Bytes bytes) override;
+    bool ppp_write_ip(wire::Bytes bytes) override;
+    void count_line_errors();
+    uint64_t line_errors_ = 0;  // the current decoder's drops already counted
     void ppp_ip_input(wire::Bytes packet) override { from_peer(packet); }
     void ppp_ip_up(wire::Ipv4 peer) override;
     void ppp_ip_down() override;

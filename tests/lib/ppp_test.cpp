@@ -351,6 +351,24 @@ TEST_F(LinkFixture, LcpRejectsAuthAndQualityNaksSmallMru) {
     EXPECT_EQ(host.sent.size(), before);
 }
 
+// Max-Failure counts the Naks sent without an Ack between (RFC 1661
+// 4.6): four Naks, an Ack, and after the peer renegotiates, a small MRU is
+// Nak'ed again rather than rejected.
+TEST_F(LinkFixture, AnAckStartsTheNakCountAgain) {
+    link.start();
+    const Vec small = {lcpopt::mru, 4, 0, 20};
+    for (uint8_t id = 1; id <= 4; id++) {
+        peer(proto::lcp, ctl(code::configure_request, id, small));
+        ASSERT_EQ(host.last(proto::lcp).code(), code::configure_nak) << int(id);
+    }
+    peer(proto::lcp, ctl(code::configure_request, 5, Vec{lcpopt::mru, 4, 0x05, 0xdc}));
+    ASSERT_EQ(host.last(proto::lcp).code(), code::configure_ack);
+    for (uint8_t id = 6; id <= 9; id++) {
+        peer(proto::lcp, ctl(code::configure_request, id, small));
+        EXPECT_EQ(host.last(proto::lcp).code(), code::configure_nak) << int(id);
+    }
+}
+
 TEST_F(LinkFixture, MagicNumberLoopIsDetected) {
     link.start();
     Sent ours = host.last(proto::lcp);

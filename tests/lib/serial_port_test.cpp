@@ -188,6 +188,18 @@ TEST_F(SerialPortTest, PeerGetsTheLeaseByIpcpAndReachesTheGateway) {
     // Another address as the source: dropped at the port.
     send(ppp::proto::ip, icmp_echo(0x0a000263, kGw));
     EXPECT_EQ(port->serial_stats().dropped_spoofed, 1u);
+    EXPECT_EQ(port->stats().rx_dropped, 1u);
+    // A frame with a bad FCS: the line's decoder drops it, counted there too.
+    {
+        Vec f(ppp::hdlc_max_encoded(4));
+        f.resize(ppp::hdlc_encode(f, ppp::proto::ip, Vec{0x45, 0, 0, 4}, {}));
+        f[f.size() - 2] ^= 0x01;  // in the FCS (never an escape there: 0x7d/0x7e stay)
+        if (f[f.size() - 2] == 0x7d || f[f.size() - 2] == 0x7e) f[f.size() - 2] ^= 0x02;
+        ASSERT_EQ(write(peer, f.data(), f.size()), static_cast<ssize_t>(f.size()));
+        spin();
+    }
+    EXPECT_EQ(port->serial_stats().dropped_line, 1u);
+    EXPECT_EQ(port->stats().rx_dropped, 2u);
 
     // A guest on the LAN asks who has the peer's address: the port answers.
     const wire::MacAddr guest_mac{{0x52, 0x54, 0, 0, 0, 9}};
@@ -380,11 +392,26 @@ TEST_F(SerialPortTest, WhatTxRoomOffersIsQueuedHoweverItEscapes) {
     EXPECT_EQ(port->serial_stats().tx_packets - before, sent);
     EXPECT_GE(sent, room0 / frame.size());
     EXPECT_LT(port->tx_room(), room0);
-    // Past the room the ring fills and drops whole packets, counted.
+    // Past the room the ring fills and drops whole packets, counted (as
+    // the port's tx_dropped too); IP never takes the last kTxReserve bytes.
     for (int i = 0; i < 10 && port->serial_stats().dropped_ring_full == 0; ++i)
         port->deliver(frame, sw::FrameMeta{});
     EXPECT_GT(port->serial_stats().dropped_ring_full, 0u);
-    EXPECT_EQ(port->tx_room(), 0u);
+    EXPECT_EQ(port->stats().tx_dropped, port->serial_stats().dropped_ring_full);
+    EXPECT_LT(port->tx_room(), frame.size());
+    EXPECT_LE(port->queued_bytes(), SerialPort::kTxRing - SerialPort::kTxReserve);
+    // The link's own frames still fit: an LCP echo request is answered
+    // (pppd hangs up after lcp-echo-failure unanswered ones).
+    const uint64_t dropped = port->serial_stats().dropped_ring_full;
+    send(ppp::proto::lcp, ctl(ppp::code::echo_request, 77, {0, 0, 0, 0}));
+    EXPECT_EQ(port->serial_stats().dropped_ring_full, dropped);
+    const Got* reply = nullptr;
+    for (int i = 0; i < 200 && !reply; i++) {
+        spin(1);
+        reply = last(ppp::proto::lcp, ppp::code::echo_reply);
+    }
+    ASSERT_TRUE(reply);
+    EXPECT_EQ(reply->info[1], 77);
 }
 
 }  // namespace
