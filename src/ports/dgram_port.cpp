@@ -540,15 +540,18 @@ void DgramPort::deliver(wire::Bytes frame, const sw::FrameMeta& meta) {
             dstats_.group_local++;
             return;
         }
-        // The same flooded frame, handed to the next member port.
-        if (tx_count_ > 0 && frame.data() == last_tx_data_ && len == last_tx_len_) {
+        // The same flooded frame, handed to the next member port: the same
+        // frame of the switch's and the same bytes (a GSO segment the
+        // switch cut for us shares its frame's number, not its bytes; two
+        // frames with the same bytes do not share a number).
+        if (tx_count_ > 0 && meta.seq == last_tx_seq_ && len == last_tx_len_) {
             size_t last = (tx_head_ + tx_count_ - 1) % tx_slots_;
             if (std::memcmp(tx_buf_.get() + last * slot_size_, frame.data(), len) == 0) {
                 dstats_.flood_copies++;
                 return;
             }
         }
-        last_tx_data_ = frame.data();
+        last_tx_seq_ = meta.seq;
         last_tx_len_ = len;
     }
     if (len == 0 || len > slot_size_ || tx_count_ >= tx_slots_) {

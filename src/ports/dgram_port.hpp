@@ -286,8 +286,8 @@ private:
     std::vector<std::unique_ptr<Member>> members_;
     bool full_warned_ = false;
     size_t last_member_ = 0;               // index of the last member found
-    const uint8_t* last_tx_data_ = nullptr;  // the last frame queued, to
-    size_t last_tx_len_ = 0;                 // recognise a flood's copies
+    uint64_t last_tx_seq_ = 0;  // the last frame queued (FrameMeta::seq, length),
+    size_t last_tx_len_ = 0;    // to recognise a flood's copies
     DgramStats dstats_;
 };
 

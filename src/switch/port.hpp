@@ -42,6 +42,11 @@ struct FrameMeta {
     // takes_offload() is true sees a frame with off.any(); for the others
     // the switch completes the checksum and cuts the segment first.
     wire::Offload off;
+    // Which frame the switch took in (its count of frames so far): the same
+    // for every port a flood hands it to, another for the next frame even
+    // when its bytes are the same (a port that serves several switch ports
+    // through one socket sends a flood once, and every frame).
+    uint64_t seq = 0;
 };
 
 class Port {

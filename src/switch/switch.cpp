@@ -262,7 +262,7 @@ void Switch::input(PortId from, wire::Bytes frame, const wire::Offload& off) {
     }
     stats_.frames++;
     if (observer_) observer_(frame);
-    FrameMeta meta{from, in.mtu(), in.takes_offload(), off};
+    FrameMeta meta{from, in.mtu(), in.takes_offload(), off, stats_.frames};
     if (!dst.is_multicast()) {
         PortId to = lookup(dst);
         if (to != kNoPort) {
@@ -289,7 +289,7 @@ void Switch::input_to(PortId from, PortId to, wire::Bytes frame) {
     in.stats().rx_bytes += frame.size();
     stats_.frames++;
     if (observer_) observer_(frame);
-    forward(to, frame, FrameMeta{from, in.mtu(), in.takes_offload(), {}});
+    forward(to, frame, FrameMeta{from, in.mtu(), in.takes_offload(), {}, stats_.frames});
 }
 
 }  // namespace usernet::sw
