@@ -535,7 +535,8 @@ void Daemon::attach(const Attachment& a) {
         std::string origins;
         for (const std::string& o : a.ws_origins) origins += (origins.empty() ? "" : ", ") + o;
         spdlog::info("listening on {} for WebSocket clients (v86; MTU {}, Origins: {})",
-                     ws_listeners_.back()->url(), a.mtu, origins.empty() ? "any" : origins);
+                     ws_listeners_.back()->url(), a.mtu,
+                     origins.empty() ? "this host's pages and clients that send none" : origins);
         if (auto h = wire::IpAddr::parse(a.ws_host); h && !h->is_loopback())
             spdlog::warn("--websocket {}: anyone who can reach {} joins the LAN (and its NAT); "
                          "listen on 127.0.0.1 behind a reverse proxy unless the network is trusted",
