@@ -66,13 +66,17 @@ void MacTranslator::plan(wire::Bytes frame, bool outbound, const wire::MacAddr& 
     const size_t udp_off = static_cast<size_t>(udp->segment().data() - base);
     const size_t msg_off = static_cast<size_t>(dhcp->message().data() - base);
     size_t before = p.n_fields;
-    if (auto ch = dhcp->chaddr(); ch && *ch == from) p.add(msg_off + 28);
+    // From the guest, whatever MAC a request names is the guest's: a client
+    // that keeps the MAC it started with after the NIC's changed (dhclient
+    // renews so) still speaks for this one guest, which the LAN knows by
+    // the LAN MAC. Toward the guest, only the LAN MAC is rewritten.
+    if (auto ch = dhcp->chaddr(); ch && (outbound || *ch == from)) p.add(msg_off + 28);
     wire::Dhcp4OptionIter it = dhcp->options();
     wire::Dhcp4Option o;
     size_t ids = 0;
     while (ids < kMaxClientIds && it.next(o)) {
         if (o.code != wire::dhcp4opt::client_id || o.data.size() != 7 || o.data[0] != 1 ||
-            !same_mac(o.data.data() + 1, from))
+            (!outbound && !same_mac(o.data.data() + 1, from)))
             continue;
         p.add(static_cast<size_t>(o.data.data() - base) + 1);
         ids++;
@@ -161,6 +165,15 @@ MacTranslator::Learned MacTranslator::to_lan(wire::MutBytes frame, const wire::O
     stats_.arp += p.arp;
     stats_.dhcp += p.dhcp;
     stats_.ndp += p.ndp;
+    return learned;
+}
+
+MacTranslator::Learned MacTranslator::set_guest_mac(const wire::MacAddr& mac) {
+    if (mac.is_multicast() || mac.is_zero() || (guest_mac_ && *guest_mac_ == mac))
+        return Learned::same;
+    const Learned learned = guest_mac_ ? Learned::changed : Learned::first;
+    if (guest_mac_) stats_.guest_mac_changes++;
+    guest_mac_ = mac;
     return learned;
 }
 

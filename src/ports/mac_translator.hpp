@@ -16,8 +16,10 @@
 //   guest -> LAN (to_lan, in place, in the port's own receive buffer):
 //     Ethernet source; ARP sender (and a target equal to the frame's
 //     source, as gratuitous ARP has it) hardware address; in a BOOTREQUEST
-//     to UDP port 67, chaddr and every client identifier (option 61) of
-//     type 1 whose address is the frame's source; in a neighbor discovery
+//     to UDP port 67, an Ethernet chaddr and every client identifier
+//     (option 61) of type 1, whatever MAC they name (a DHCP client that
+//     kept the MAC it started with after the NIC's changed still speaks
+//     for this guest); in a neighbor discovery
 //     message (router and neighbor solicitation and advertisement,
 //     redirect), every source or target link-layer address option that
 //     holds the frame's source (RFC 4861 4.6.1). The frame's source is
@@ -99,6 +101,9 @@ public:
     // offload state (a partial UDP checksum is left alone). Says whether
     // this frame taught the guest's MAC for the first time or changed it.
     Learned to_lan(wire::MutBytes frame, const wire::Offload& off = {});
+    // The guest's MAC as its NIC says it, without a frame (a TAP's own
+    // address): frames toward the guest go to it from now on.
+    Learned set_guest_mac(const wire::MacAddr& mac);
 
     // A frame as the guest must see it: head, then tail. Without anything
     // to rewrite, head is the whole frame and tail is empty; otherwise head

@@ -167,12 +167,27 @@ void TapPort::translate_in(wire::MutBytes frame, const wire::Offload& off) {
     log_guest_mac(describe(), id(), xlat_->to_lan(frame, off), *xlat_);
 }
 
+// The guest's MAC is its TAP's: read it (at most every 100 ms) so that
+// frames toward a guest whose MAC was changed and which has not spoken
+// since (an idle server behind a forward) still reach it.
+void TapPort::refresh_guest_mac() {
+    const core::Millis now = loop_.now();
+    if (hwaddr_read_ && now - hwaddr_checked_ < 100) return;
+    hwaddr_read_ = true;
+    hwaddr_checked_ = now;
+    ifreq ifr{};
+    if (ioctl(fd_, SIOCGIFHWADDR, &ifr) < 0) return;
+    const auto* b = reinterpret_cast<const uint8_t*>(ifr.ifr_hwaddr.sa_data);
+    log_guest_mac(describe(), id(), xlat_->set_guest_mac(wire::MacAddr::from(b)), *xlat_);
+}
+
 void TapPort::deliver(wire::Bytes frame, const sw::FrameMeta& meta) {
     if (failed_) {
         lost_tx(1, frame.size());
         return;
     }
     static constexpr uint8_t kZeros[wire::kEthMinFrame] = {};
+    if (xlat_) refresh_guest_mac();
     MacTranslator::Out out =
         xlat_ ? xlat_->to_guest(frame, meta.off) : MacTranslator::Out{frame, {}};
     size_t len = out.size();

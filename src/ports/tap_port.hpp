@@ -96,6 +96,7 @@ public:
 private:
     void fail(const std::string& why);
     void translate_in(wire::MutBytes frame, const wire::Offload& off);
+    void refresh_guest_mac();
 
     core::EventLoop& loop_;
     sw::Switch& sw_;
@@ -106,6 +107,8 @@ private:
     bool failed_ = false;
     std::unique_ptr<uint8_t[]> buf_;
     std::unique_ptr<MacTranslator> xlat_;
+    bool hwaddr_read_ = false;          // the TAP's address read at least once (xlat_)
+    core::Millis hwaddr_checked_ = 0;   // ... and when, last
     std::function<void(const std::string&)> on_failure_;
 };
 

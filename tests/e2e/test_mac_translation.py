@@ -10,6 +10,7 @@ import os
 import re
 import struct
 import sys
+import time
 import unittest
 
 sys.dont_write_bytecode = True  # keep the source tree clean
@@ -85,6 +86,29 @@ class MacTranslationTest(unittest.TestCase):
             self.assertIn(LAN_MAC, macs)
             self.assertNotIn(OLD_MAC, macs, "the LAN saw the guest's first MAC")
             self.assertNotIn(NEW_MAC, macs, "the LAN saw the guest's second MAC")
+
+    def test_an_idle_guest_whose_mac_changed_is_reached_through_a_forward(self):
+        """A server guest that has not sent a frame since its MAC changed
+        is still reached through a port forward: the TAP's own address
+        tells usernet the guest's new MAC."""
+        with netlab.Lab("mactr") as lab:
+            host = lab.netns("host")
+            guest = lab.netns("guest")
+            p = netlab.free_port()
+            lab.usernet(host, ["--netns", guest.path + ",mac=" + LAN_MAC, "--config-net",
+                               "-t", str(p)], wait=[("link", guest, "tap0")])
+            netlab.wait_for(lambda: guest.addrs("tap0"), 10, what="address from --config-net")
+            # No IPv6: its MLD and neighbor discovery would speak for the
+            # guest after the change.
+            guest.run(["sysctl", "-qw", "net.ipv6.conf.tap0.disable_ipv6=1"])
+            guest.run(["ip", "link", "set", "tap0", "address", OLD_MAC])
+            guest.server("tcp-echo", "--bind", "0.0.0.0", "--port", p)
+            echo = "import socket,sys; s=socket.create_connection(('127.0.0.1', int(sys.argv[1])), timeout=5); " \
+                   "s.sendall(b'hi'); print(s.recv(10).decode())"
+            self.assertEqual(host.py(echo, p, timeout=20).stdout.strip(), "hi")
+            guest.run(["ip", "link", "set", "tap0", "address", NEW_MAC])
+            time.sleep(0.3)
+            self.assertEqual(host.py(echo, p, timeout=20).stdout.strip(), "hi")
 
     def test_ipv6_neighbor_discovery_is_translated(self):
         """The guest's router and neighbor solicitations carry its own MAC in

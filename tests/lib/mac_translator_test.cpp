@@ -263,6 +263,21 @@ TEST(MacTranslator, AGuestWhoseMacChangesKeepsTheLanMac) {
     EXPECT_EQ(out, replaced(ack, kGuest, kOther));
 }
 
+// dhclient renews with the chaddr and client identifier of the MAC it
+// started with, from a NIC whose MAC has changed since: the request still
+// says the LAN MAC everywhere (the gateway drops a chaddr that is not the
+// frame's source).
+TEST(MacTranslator, ARequestNamingTheGuestsOldMacSaysTheLanMac) {
+    MacTranslator x(kLan);
+    Frame first = frame(td::kDhcpRequestUdhcpc);
+    x.to_lan(first);
+    Frame f = frame(td::kDhcpRequestUdhcpc);
+    kOther.store(&f[6]);  // the NIC's new MAC; chaddr and option 61 keep kGuest
+    EXPECT_EQ(x.to_lan(f), MacTranslator::Learned::changed);
+    EXPECT_EQ(f, replaced(frame(td::kDhcpRequestUdhcpc), kGuest, kLan));
+    EXPECT_TRUE(udp_checksum_ok(f));
+}
+
 TEST(MacTranslator, ZeroChecksumStaysZeroAndPartialIsLeftToBeCompleted) {
     {
         MacTranslator x(kLan);
