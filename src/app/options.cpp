@@ -1127,6 +1127,12 @@ LanConfig parse_lan(const std::string& text, const Config& cfg) {
         at = next;
         if (param.starts_with("net=")) {
             Cidr c = parse_network("--lan", param.substr(4));
+            // The first lease is host 15: a /28 has the broadcast address there.
+            if (c.prefix_len > 27)
+                fail("--lan", "'" + param + "' in '" + text +
+                                  "' leaves no DHCP pool (the first lease is host 15, the "
+                                  "broadcast address of a /28)",
+                     "use a prefix from /1 to /27, such as /24");
             lan.net.net = c.addr;
             lan.net.prefix_len = c.prefix_len;
             lan.net.gateway = c.addr + 2;

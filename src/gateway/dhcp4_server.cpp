@@ -225,6 +225,23 @@ bool Dhcp4Leases::recycle_departed(core::Millis now) {
     return true;
 }
 
+// An offer nobody requested, held for a port with a whole network behind
+// it (an uplink: its hosts may be asking another DHCP server, and their
+// discovers would otherwise hold the pool against the guests), the oldest.
+bool Dhcp4Leases::recycle_network_offer(PortId asking, core::Millis now) {
+    if (quota(asking) > per_port_) return false;  // one such port does not take another's
+    Lease* victim = nullptr;
+    for (Lease& l : pool_) {
+        if (l.state != State::offered || !live(l, now) || l.static_mac || l.port == kNoPort ||
+            quota(l.port) <= per_port_)
+            continue;
+        if (!victim || l.granted < victim->granted) victim = &l;
+    }
+    if (!victim) return false;
+    free_slot(*victim, now);
+    return true;
+}
+
 std::optional<wire::Ipv4> Dhcp4Leases::offer(const Dhcp4ClientKey& key, const wire::MacAddr& mac,
                                              std::optional<wire::Ipv4> requested,
                                              core::Millis now, PortId port) {
@@ -278,8 +295,9 @@ std::optional<wire::Ipv4> Dhcp4Leases::offer(const Dhcp4ClientKey& key, const wi
     // v86 comes back with a new MAC on each load, and would otherwise keep
     // an address for the whole lease time).
     Lease* best = nullptr;
-    for (int round = 0; round < 2 && !best; round++) {
-        if (round == 1 && !recycle_departed(now)) break;
+    for (int round = 0; round < 3 && !best; round++) {
+        if (round == 1 && !recycle_departed(now)) continue;
+        if (round == 2 && !recycle_network_offer(port, now)) break;
         for (Lease& l : pool_) {
             if (!available(l, mac, port, now)) continue;
             if (l.key.empty() && l.state == State::free) {

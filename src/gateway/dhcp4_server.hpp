@@ -36,7 +36,10 @@
 //   recycles its own least recently heard idle lease (an offer, or a lease
 //   whose holder has been silent for kIdleMs), never another port's; when
 //   it has none, the client gets no offer. A port with a whole network
-//   behind it (an uplink) is given a larger quota (set_port_quota).
+//   behind it (an uplink) is given a larger quota (set_port_quota); with
+//   the pool exhausted, a guest's port takes back such a port's oldest
+//   offer nobody requested (the real network's hosts may be asking their
+//   own DHCP server, and their discovers must not hold the pool).
 // - A client identifier of type 1 carrying the client's own MAC (what
 //   udhcpc and systemd send) is the same key as that MAC, so a DISCOVER
 //   without option 61 finds the lease taken with it, as dnsmasq does.
@@ -199,6 +202,7 @@ private:
     // With the pool exhausted: frees the least recently heard lease whose
     // attachment has gone and whose holder has been silent for kIdleMs.
     bool recycle_departed(core::Millis now);
+    bool recycle_network_offer(PortId asking, core::Millis now);
     void free_slot(Lease& l, core::Millis now);
 
     std::vector<Lease> pool_;  // sorted by address

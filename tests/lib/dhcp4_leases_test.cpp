@@ -223,6 +223,28 @@ TEST(Dhcp4Leases, OneMacCannotDrainThePoolWithMadeUpClientIds) {
     for (uint8_t m = 2; m < 17; m++) EXPECT_TRUE(l.offer(key(m), mac(m), std::nullopt, 30)) << int(m);
 }
 
+// An uplink's network asks for addresses it never requests (its hosts
+// have their own DHCP server): with the pool exhausted by those offers, a
+// guest's port takes back the oldest one; a lease the uplink's hosts
+// took is kept, and the uplink cannot take back another port's offers.
+TEST(Dhcp4Leases, AnUplinksUnrequestedOffersDoNotHoldThePoolAgainstGuests) {
+    Dhcp4Leases l(cfg(8));
+    constexpr Dhcp4Leases::PortId kUplink = 7, kGuestPort = 1;
+    l.set_port_quota(kUplink, 8);
+    ASSERT_TRUE(l.offer(key(100), mac(100), std::nullopt, 0, kUplink));
+    ASSERT_TRUE(l.bind(key(100), mac(100), *l.lookup(key(100), 0), 0, kUplink));
+    for (uint8_t i = 101; i < 108; i++) ASSERT_TRUE(l.offer(key(i), mac(i), std::nullopt, i, kUplink));
+    auto g = l.offer(key(1), mac(1), std::nullopt, 300, kGuestPort);
+    ASSERT_TRUE(g);
+    EXPECT_FALSE(l.lookup(key(101), 300)) << "the oldest unrequested offer went";
+    EXPECT_TRUE(l.lookup(key(100), 300)) << "a lease is kept";
+    ASSERT_TRUE(l.bind(key(1), mac(1), *g, 300, kGuestPort));
+    // The uplink does not take back the guest's.
+    EXPECT_FALSE(l.offer(key(121), mac(121), std::nullopt, 400, kUplink));
+    EXPECT_TRUE(l.lookup(key(1), 400));
+    EXPECT_TRUE(l.lookup(key(100), 400));
+}
+
 TEST(Dhcp4Leases, ChoosingAnotherServerWithdrawsTheOffer) {
     Dhcp4Leases l(cfg(1));
     auto a = l.offer(key(1), mac(1), std::nullopt, 0);

@@ -585,6 +585,10 @@ TEST(Options, LanErrorsNameTheOption) {
     EXPECT_EQ(error_option({"--lan", "b/x", "--socket", "/tmp/a"}), "--lan");
     EXPECT_EQ(error_option({"--lan", "b,net=10.0.3.1/24", "--socket", "/tmp/a"}), "--lan");
     EXPECT_EQ(error_option({"--lan", "b,net=10.0.3.0/30", "--socket", "/tmp/a"}), "--lan");
+    // A /28 has no host 15 to lease (it is the broadcast address); /27 has 16.
+    EXPECT_EQ(error_option({"--lan", "b,net=10.0.3.0/28", "--socket", "/tmp/a"}), "--lan");
+    EXPECT_EQ(parse({"--lan", "b,net=10.0.3.0/27", "--socket", "/tmp/a"}).lans.at(0).net.dhcp_count,
+              16u);
     EXPECT_EQ(error_option({"--lan", "b,mtu=9000", "--socket", "/tmp/a"}), "--lan");
     EXPECT_EQ(error_option({"--pcap", "/tmp/x", "--lan", "b,pcap=/tmp/x", "--socket", "/tmp/a"}),
               "--lan");
