@@ -68,6 +68,15 @@ def stop_watcher(p):
     return json.loads(p.stdout().strip().splitlines()[-1])
 
 
+def two_guests(lab):
+    """usernet in a host namespace with two namespace guests that took a
+    DHCP lease each: (host, g1, g2, usernet, g1's address, g2's)."""
+    host, g1, g2 = lab.netns("host"), lab.netns("g1"), lab.netns("g2")
+    un = lab.usernet(host, ["--netns", g1.path, "--netns", g2.path],
+                     wait=[("link", g1, "tap0"), ("link", g2, "tap0")])
+    return host, g1, g2, un, netlab.dhcp(lab, g1)["ip"], netlab.dhcp(lab, g2)["ip"]
+
+
 def fd_count(pid):
     return len(os.listdir("/proc/%d/fd" % pid))
 
@@ -114,13 +123,7 @@ class HostileGuestTest(unittest.TestCase):
         rotating sources: none of it reaches the host or costs usernet a
         socket, and g1's 16 MiB download meanwhile completes intact."""
         with netlab.Lab("hostile") as lab:
-            host = lab.netns("host")
-            g1 = lab.netns("g1")
-            g2 = lab.netns("g2")
-            un = lab.usernet(host, ["--netns", g1.path, "--netns", g2.path],
-                             wait=[("link", g1, "tap0"), ("link", g2, "tap0")])
-            a1 = netlab.dhcp(lab, g1)["ip"]
-            a2 = netlab.dhcp(lab, g2)["ip"]
+            host, g1, g2, un, a1, a2 = two_guests(lab)
             path, sha = lab.make_file(16 * MiB, "big.bin")
             srv = host.server("http", "--bind", "127.0.0.1", "--dir", lab.dir)
             url = "http://%s:%d/big.bin" % (GATEWAY, srv.port)
@@ -157,13 +160,7 @@ class HostileGuestTest(unittest.TestCase):
         kernel keeps the gateway's MAC for 10.0.2.2 and takes no router,
         prefix or address from g2."""
         with netlab.Lab("hostile") as lab:
-            host = lab.netns("host")
-            g1 = lab.netns("g1")
-            g2 = lab.netns("g2")
-            lab.usernet(host, ["--netns", g1.path, "--netns", g2.path],
-                        wait=[("link", g1, "tap0"), ("link", g2, "tap0")])
-            a1 = netlab.dhcp(lab, g1)["ip"]
-            netlab.dhcp(lab, g2)
+            host, g1, g2, _, a1, _ = two_guests(lab)
             netlab.ping(g1, GATEWAY, count=1)
             g1_mac = g1.run(["cat", "/sys/class/net/tap0/address"]).stdout.strip()
             g2_mac = g2.run(["cat", "/sys/class/net/tap0/address"]).stdout.strip()
@@ -188,13 +185,7 @@ class HostileGuestTest(unittest.TestCase):
         unreachable), 20 times of 20: ICMP errors are limited per
         attachment."""
         with netlab.Lab("hostile") as lab:
-            host = lab.netns("host")
-            g1 = lab.netns("g1")
-            g2 = lab.netns("g2")
-            lab.usernet(host, ["--netns", g1.path, "--netns", g2.path],
-                        wait=[("link", g1, "tap0"), ("link", g2, "tap0")])
-            netlab.dhcp(lab, g1)
-            netlab.dhcp(lab, g2)
+            host, g1, g2, _, _, _ = two_guests(lab)
             closed = netlab.free_port()
             flood = g2.popen([netlab.PY, "-c",
                               "import socket, time\n"

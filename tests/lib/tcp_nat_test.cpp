@@ -843,6 +843,17 @@ int inbound_client(NatHarness& h, const Listener& l, uint16_t peer_port, uint16_
     return client;
 }
 
+// The host client's connection was reset (within 2 s); closes it.
+void expect_reset(int client) {
+    char c;
+    pollfd p{client, POLLIN, 0};
+    ASSERT_EQ(poll(&p, 1, 2000), 1);
+    errno = 0;
+    EXPECT_EQ(recv(client, &c, 1, 0), -1);
+    EXPECT_EQ(errno, ECONNRESET);
+    close(client);
+}
+
 TEST(TcpNat, TcpNat_InboundConnectionSendsSynAndRelaysAfterTheGuestAnswers) {
     NatHarness h;
     Listener l;
@@ -867,13 +878,7 @@ TEST(TcpNat, TcpNat_InboundConnectionSendsSynAndRelaysAfterTheGuestAnswers) {
     // The guest resets: the host client sees it.
     g.send(flag::rst, 5011, 0);
     g.settle();
-    char c;
-    pollfd p{client, POLLIN, 0};
-    ASSERT_EQ(poll(&p, 1, 2000), 1);
-    errno = 0;
-    EXPECT_EQ(recv(client, &c, 1, 0), -1);
-    EXPECT_EQ(errno, ECONNRESET);
-    close(client);
+    expect_reset(client);
 }
 
 // A host client that writes before the guest answers (a request): the
@@ -966,13 +971,7 @@ TEST(TcpNat, TcpNat_InboundRefusedByTheGuestsIcmpUnreachableResetsTheHostClient)
     g.settle();
     EXPECT_EQ(h.nat->tcp().flow_count(), 0u);
     EXPECT_EQ(h.nat->tcp().stats().refused_by_guest_icmp, 1u);
-    char c;
-    pollfd p{client, POLLIN, 0};
-    ASSERT_EQ(poll(&p, 1, 2000), 1);
-    errno = 0;
-    EXPECT_EQ(recv(client, &c, 1, 0), -1);
-    EXPECT_EQ(errno, ECONNRESET);
-    close(client);
+    expect_reset(client);
 }
 
 // Once established, an ICMP error is soft (RFC 1122 4.2.3.9): the
