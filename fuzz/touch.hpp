@@ -45,6 +45,10 @@ inline void touch_tcp_options(Sink& s, const TcpOptions& o) {
     s(o.sack_permitted);
     s(o.ts_val.value_or(0));
     s(o.ts_ecr.value_or(0));
+    for (size_t i = 0; i < o.sack_blocks; i++) {
+        s(o.sack.at(i).left);
+        s(o.sack.at(i).right);
+    }
 }
 
 inline void touch_arp(Sink& s, Bytes b) {

@@ -12,6 +12,7 @@
 #include <cstdint>
 
 #include "core/event_loop.hpp"
+#include "nat/tcp_ooo.hpp"
 #include "wire/addr.hpp"
 #include "wire/tcp.hpp"
 
@@ -188,6 +189,8 @@ private:
     uint32_t saved_ssthresh_ = kMaxCwnd;
 };
 
+inline constexpr uint8_t kNoOoo = 0xff;
+
 // --- the flow --------------------------------------------------------------------
 
 // Which end opened the connection and how far the handshake is.
@@ -244,6 +247,7 @@ struct FlowState {
     bool guest_wscale : 1 = false;  // the guest's SYN carried a window scale option
     bool neigh_wait : 1 = false;    // our SYN could not leave (guest MAC unknown yet)
     bool ts_on : 1 = false;         // RFC 7323 timestamps on every segment
+    bool sack_on : 1 = false;       // RFC 2018: the guest may be told what is held beyond a hole
     bool undo_ok : 1 = false;       // a spurious retransmission can still be undone (Eifel)
     bool host_keepalive : 1 = false;  // the guest sent a keepalive: SO_KEEPALIVE is on
     bool host_reset : 1 = false;    // the host reset: what it sent before goes out, no FIN
@@ -256,6 +260,7 @@ struct FlowState {
     uint8_t rcv_wscale = 0;    // our shift, applied to what we advertise
     uint8_t dupacks = 0;
     uint8_t retries = 0;       // timeouts without progress
+    uint8_t ooo = kNoOoo;      // out-of-order queue lent from TcpNat's pool (index), if any
     uint16_t mss = kDefaultMss;     // payload per segment toward the guest
     uint16_t guest_syn_mss = 0;     // the guest's MSS option (0: absent)
     uint16_t ingress_mtu = 1500;    // L3 MTU the guest's SYN came in on

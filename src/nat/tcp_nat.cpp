@@ -17,8 +17,8 @@
 // given up, and the socket and the half-open slot are freed, not held for
 // the kernel's two minutes. Only when the kernel reports the connection
 // (EPOLLOUT, SO_ERROR 0) does the guest get a SYN-ACK: a clock-based ISN,
-// our MSS from the smaller of the ingress and path MTU, window scale 7 and
-// timestamps if the guest's latest SYN offered them, no SACK. A refusal
+// our MSS from the smaller of the ingress and path MTU, window scale 7,
+// timestamps and SACK-permitted if the guest's latest SYN offered them. A refusal
 // becomes a RST, an unreachable network
 // or host or a prohibited destination an ICMP destination unreachable
 // (ICMPv6 for an IPv6 guest; either ends a Linux guest's connect() at once
@@ -35,15 +35,22 @@
 // segment comes, or before any segment of this flow leaves: rcv_nxt moves
 // when a segment is staged and moves back by what the kernel refused
 // before an ACK can say otherwise); what was already accepted is trimmed
-// off the front; a segment that starts beyond rcv_nxt is dropped (usernet
-// keeps no out-of-order data) and answered at once with a duplicate ACK.
-// Only what the kernel took is acknowledged. The window advertised is the room in the socket's send
-// buffer (SO_MEMINFO: sndbuf minus queued memory, less 1/16), never
-// shrinking the right edge already offered, and capped (window_cap(): at
-// most 256 segments, and all of a guest's flows together about 4096, so
-// that their bursts fit the attachment's queue); usernet holds no guest
-// data. While the room is low, EPOLLOUT is in the socket's interest set and
-// its edge sends the window update. Pure ACKs are coalesced: a flow owes at
+// off the front. A segment that starts beyond rcv_nxt (a hole: a frame
+// lost or reordered before usernet) is answered at once with a duplicate
+// ACK and held in an out-of-order queue (tcp_ooo.hpp: a 1 MiB ring lent
+// to the flow from a pool of 32, at most 8 per guest, given back once
+// empty); the segment that fills the hole goes to the socket in one send()
+// with the held bytes it joins. With SACK (the guest offered it), the
+// duplicate ACKs list the held ranges, so the guest resends only the
+// holes. Without a free queue the segment is dropped and sent again.
+// Only what the kernel took is acknowledged. The window advertised is the
+// room in the socket's send buffer (SO_MEMINFO: sndbuf minus queued
+// memory, less 1/16), never shrinking the right edge already offered, and
+// capped (window_cap(): at most 256 segments, and all of a guest's flows
+// together about 4096, so that their bursts fit the attachment's queue);
+// so, apart from what waits beyond a hole, usernet holds no guest data.
+// While the room is low, EPOLLOUT is in the socket's interest set and its
+// edge sends the window update (and writes held bytes a short write left). Pure ACKs are coalesced: a flow owes at
 // most one per event-loop batch (the end-of-batch list, run as Deferred),
 // skipped when a data segment already carried it; duplicate ACKs, FIN ACKs,
 // challenge ACKs and short-write ACKs go out at once.
@@ -116,7 +123,8 @@
 // are never timed out; a guest's keepalive probe turns on SO_KEEPALIVE for
 // the host socket, so that a dead remote becomes a RST to the guest.
 //
-// Not done: out-of-order buffering, SACK, ECN, PAWS, TCP Fast Open (data
+// Not done: SACK toward usernet (the guest's SACK blocks are not used:
+// our retransmissions are NewReno's), ECN, PAWS, TCP Fast Open (data
 // on a SYN is not acknowledged; the guest sends it again), urgent data
 // (ordinary data both ways: the guest's pointer is ignored, the host's
 // urgent byte reaches the guest inline without URG), ICMPv6 errors (an
@@ -269,7 +277,8 @@ TcpNat::~TcpNat() {
             "tcp: segments in {} out {}, bytes to host {} to guest {}, flows out {} in {} "
             "established {} closed {}, refused by limits {}, connect refused {} unreachable {} "
             "failed {}, RSTs sent {} accepted {} no-flow {}, challenge ACKs {}, malformed {}, "
-            "out of window {}, out of order {}, partial writes {}, retransmits RTO {} fast {}, "
+            "out of window {}, out of order {} (not held {}, bytes written once in order {}), "
+            "partial writes {}, retransmits RTO {} fast {}, "
             "zero-window probes {}, gave up {}, coalesced ACKs {}, "
             "SYNs over the half-open limit {}, connects abandoned by the guest {}, "
             "tail loss probes {}, spurious retransmissions undone {}, delayed ACKs {} "
@@ -278,7 +287,8 @@ TcpNat::~TcpNat() {
             t.flows_outbound, t.flows_inbound, t.flows_established, t.flows_closed,
             t.refused_limit, t.connect_refused, t.connect_unreachable, t.connect_failed,
             t.resets_to_guest, t.resets_from_guest, t.resets_no_flow, t.challenge_acks,
-            t.dropped_malformed, t.dropped_out_of_window, t.out_of_order, t.partial_writes,
+            t.dropped_malformed, t.dropped_out_of_window, t.out_of_order, t.out_of_order_dropped,
+            t.reassembled_bytes, t.partial_writes,
             t.retransmits_rto, t.retransmits_fast, t.zero_window_probes, t.gave_up,
             t.acks_coalesced, t.syn_dropped_half_open, t.connect_abandoned, t.tail_loss_probes,
             t.spurious_retransmits, t.acks_delayed, t.acks_piggybacked,
@@ -384,6 +394,7 @@ void TcpNat::leave_syn_pending(Flow& f) {
 void TcpNat::free_flow(Flow& f) {
     if (f.st.phase == Phase::free) return;
     leave_syn_pending(f);
+    release_held(f);
     if (f.st.fd >= 0) {
         (void)settle(f);  // unread data would make close() send a RST
         loop_.forget(f.st.fd, &f);
@@ -477,6 +488,7 @@ void TcpNat::finish_flow(Flow& f) {
     // A lingering flow no longer counts against the limits (a guest that
     // opens a thousand connections a second keeps thousands lingering);
     // at most kMaxLingering of them are kept, the oldest go first.
+    release_held(f);
     uncount_guest_flow(f);
     s.phase = Phase::linger;
     s.persist = false;
@@ -675,6 +687,7 @@ void TcpNat::take_syn_options(Flow& f, const gw::GuestPacket& pkt, const wire::T
     s.ingress_mtu = static_cast<uint16_t>(std::min<uint32_t>(pkt.ingress_mtu, 65535));
     s.ts_on = opts.ts_val.has_value();
     s.ts_recent = opts.ts_val.value_or(0);
+    s.sack_on = opts.sack_permitted;
 }
 
 // A guest SYN for a flow whose connect() is pending: the guest still
@@ -986,6 +999,7 @@ void TcpNat::input_syn_sent(Flow& f, const wire::TcpView& seg) {
     s.rcv_wscale = s.guest_wscale ? tcp::kOurWindowScale : 0;
     s.ts_on = opts.ts_val.has_value();
     s.ts_recent = opts.ts_val.value_or(0);
+    s.sack_on = opts.sack_permitted;
     s.snd_una = s.iss + 1;
     s.snd_wnd = seg.window();  // unscaled in a SYN
     s.max_snd_wnd = s.snd_wnd;
@@ -1087,47 +1101,156 @@ void TcpNat::input_synchronized(Flow& f, const wire::TcpView& seg) {
     if (plen > 0 || seg.has(flag::fin)) {
         tcp::NewData nd = tcp::new_data(seq, plen, s.rcv_nxt);
         if (!nd.in_order) {
-            // A hole before this segment: the guest needs duplicate ACKs.
+            // A hole before this segment: it is held for when the hole
+            // fills (if a queue is free), and the guest gets a duplicate
+            // ACK at once.
             stats_.out_of_order++;
+            if (!s.guest_fin) hold_out_of_order(f, seg);
             send_ack_now(f);
         } else if (s.guest_fin) {
             send_ack_now(f);
         } else {
-            bool all = true;
             if (nd.len > 0) {
-                all = false;
-                write_payload(f, seg, nd);
+                write_payload(f, seg, nd);  // and what was held behind it
                 if (s.phase != Phase::established) return;
-                all = seq + plen == s.rcv_nxt;
             } else if (plen > 0) {
                 queue_ack(f, true);  // old data again: our ACK was lost
             }
-            if (all && seg.has(flag::fin) && staged_flow_ == &f) {
+            const tcp::OooQueue* q = held_queue(s);
+            const bool held_fin = q != nullptr && q->has_fin();
+            if ((seg.has(flag::fin) || held_fin) && staged_flow_ == &f) {
                 // Data staged from earlier segments goes before the FIN's
                 // shutdown(); a short write leaves the FIN out of order.
                 flush_stage(true);
                 if (s.phase != Phase::established) return;
             }
-            if (all && seg.has(flag::fin) && seq + plen == s.rcv_nxt) {
-                s.guest_fin = true;
-                s.rcv_nxt++;
-                if (shutdown(s.fd, SHUT_WR) < 0 && debug_on())
-                    spdlog::debug("tcp: {} shutdown: {}", describe(s.key), std::strerror(errno));
-                if (s.want_out) update_interest(f, false);
-                // The guest sends nothing after its FIN: the window it is
-                // told no longer matters, so no need to ask the socket.
-                // Until our own FIN is out, the ACK waits up to kDelAckMs:
-                // the host peer, told by shutdown(), usually closes at once,
-                // and our FIN then carries it (one frame fewer for the
-                // guest per connection it closes first).
-                if (s.fin_sent) emit(f, s.snd_max, flag::ack, 0);
-                else delay_ack(f);
-                maybe_finish(f);
+            if ((seg.has(flag::fin) && seq + plen == s.rcv_nxt) ||
+                (held_fin && q->fin_at(s.rcv_nxt))) {
+                accept_guest_fin(f);
                 if (s.phase != Phase::established) return;
             }
         }
     }
     queue_tx(f);
+}
+
+// The guest's FIN, in order: shutdown(SHUT_WR) toward the host.
+void TcpNat::accept_guest_fin(Flow& f) {
+    FlowState& s = f.st;
+    release_held(f);
+    s.guest_fin = true;
+    s.rcv_nxt++;
+    if (shutdown(s.fd, SHUT_WR) < 0 && debug_on())
+        spdlog::debug("tcp: {} shutdown: {}", describe(s.key), std::strerror(errno));
+    if (s.want_out) update_interest(f, false);
+    // The guest sends nothing after its FIN: the window it is told no
+    // longer matters, so no need to ask the socket. Until our own FIN is
+    // out, the ACK waits up to kDelAckMs: the host peer, told by
+    // shutdown(), usually closes at once, and our FIN then carries it (one
+    // frame fewer for the guest per connection it closes first).
+    if (s.fin_sent) emit(f, s.snd_max, flag::ack, 0);
+    else delay_ack(f);
+    maybe_finish(f);
+}
+
+// A segment beyond rcv_nxt: its bytes (and FIN) go into the flow's
+// out-of-order queue, which is lent from the pool on first need. Without a
+// free queue, or room in it, the segment is dropped as before queues were
+// kept: the guest sends it again.
+void TcpNat::hold_out_of_order(Flow& f, const wire::TcpView& seg) {
+    FlowState& s = f.st;
+    if (s.ooo == tcp::kNoOoo) {
+        auto it = per_guest_.find(s.port);
+        if (it == per_guest_.end() || it->second.ooo_queues >= kOooQueuesPerGuest) {
+            stats_.out_of_order_dropped++;
+            return;
+        }
+        if (ooo_free_.empty() && ooo_pool_.size() < kOooQueues) {
+            // Not zeroed: the ring's pages cost memory only once written.
+            std::unique_ptr<uint8_t[]> ring(new uint8_t[tcp::OooQueue::kBytes]);
+            uint8_t* p = ring.get();
+            ooo_pool_.push_back(std::make_unique<OooSlot>(OooSlot{std::move(ring), tcp::OooQueue(p)}));
+            ooo_free_.push_back(static_cast<uint8_t>(ooo_pool_.size() - 1));
+        }
+        if (ooo_free_.empty()) {
+            stats_.out_of_order_dropped++;
+            return;
+        }
+        s.ooo = ooo_free_.back();
+        ooo_free_.pop_back();
+        held_queue(s)->clear();
+        it->second.ooo_queues++;
+    }
+    tcp::OooQueue& q = *held_queue(s);
+    if (q.add(seg.seq(), seg.payload(), seg.has(flag::fin), s.rcv_nxt, s.rcv_adv) ==
+        tcp::OooQueue::Added::refused) {
+        stats_.out_of_order_dropped++;
+        if (q.empty()) release_held(f);
+    }
+}
+
+// The held bytes that continue the stream at rcv_nxt, for the send() that
+// writes the segment which filled the hole; rcv_nxt moves past them (and
+// back, as for staged bytes, by what the kernel does not take). Returns
+// the number of slices.
+int TcpNat::take_held(Flow& f, iovec out[2]) {
+    FlowState& s = f.st;
+    tcp::OooQueue* q = held_queue(s);
+    if (q == nullptr) return 0;
+    q->trim(s.rcv_nxt);
+    int n = 0;
+    s.rcv_nxt += q->ready(s.rcv_nxt, out, &n);
+    return n;
+}
+
+// Forgets held bytes already written; the queue goes back to the pool
+// when nothing is left in it.
+void TcpNat::tidy_held(Flow& f) {
+    tcp::OooQueue* q = held_queue(f.st);
+    if (q == nullptr) return;
+    q->trim(f.st.rcv_nxt);
+    if (q->empty()) release_held(f);
+}
+
+// Writes held bytes that continue the stream at rcv_nxt (after a short
+// write left some, once EPOLLOUT says there is room), and the FIN behind
+// them; the ACK goes at the end of the batch.
+void TcpNat::drain_held(Flow& f) {
+    FlowState& s = f.st;
+    if (s.ooo == tcp::kNoOoo || s.guest_fin || s.phase != Phase::established) return;
+    if (staged_flow_ == &f) {
+        flush_stage(true);
+        if (s.phase != Phase::established || s.ooo == tcp::kNoOoo) return;
+    }
+    const uint32_t before = s.rcv_nxt;
+    iovec held[2];
+    int n = take_held(f, held);
+    if (n > 0) {
+        staged_flow_ = &f;
+        flush_stage(true, {held, static_cast<size_t>(n)});
+        if (s.phase != Phase::established) return;
+        if (wire::seq_gt(s.rcv_nxt, before)) {
+            stats_.reassembled_bytes += s.rcv_nxt - before;
+            queue_ack(f);
+        }
+    }
+    tcp::OooQueue* q = held_queue(s);
+    if (q != nullptr && q->fin_at(s.rcv_nxt)) {
+        accept_guest_fin(f);
+        return;
+    }
+    tidy_held(f);
+}
+
+// Gives the flow's out-of-order queue back to the pool.
+void TcpNat::release_held(Flow& f) {
+    FlowState& s = f.st;
+    if (s.ooo == tcp::kNoOoo) return;
+    ooo_pool_[s.ooo]->queue.clear();
+    ooo_free_.push_back(s.ooo);
+    s.ooo = tcp::kNoOoo;
+    auto it = per_guest_.find(s.port);
+    if (it != per_guest_.end() && it->second.ooo_queues > 0) it->second.ooo_queues--;
 }
 
 // The ACK and window fields of an acceptable segment (RFC 9293 3.10.7.4
@@ -1285,31 +1408,53 @@ void TcpNat::write_payload(Flow& f, const wire::TcpView& seg, const tcp::NewData
     if (s.phase != Phase::established) return;
     s.rcv_nxt += nd.len;
     queue_ack(f);  // also schedules run_deferred, which flushes
-    if (direct) {
+    static_assert(kStageSize >= kDirectWrite, "a small segment always fits an empty stage");
+    if (!direct) {
+        std::memcpy(stage_.get() + stage_len_, data.data(), nd.len);
+        stage_len_ += nd.len;
+    }
+    staged_flow_ = &f;
+    // Bytes held out of order that this segment joins to the stream go in
+    // the same send().
+    const uint32_t before_held = s.rcv_nxt;
+    iovec tail[3];
+    size_t nt = 0;
+    if (direct) tail[nt++] = {const_cast<uint8_t*>(data.data()), data.size()};
+    int nheld = take_held(f, tail + nt);
+    nt += static_cast<size_t>(nheld);
+    if (direct || nheld > 0) {
         // Written now, after what this flow has staged, in one sendmsg().
-        staged_flow_ = &f;
-        flush_stage(true, data);
+        flush_stage(true, {tail, nt});
+        if (nheld > 0 && s.phase == Phase::established) {
+            if (wire::seq_gt(s.rcv_nxt, before_held))
+                stats_.reassembled_bytes += s.rcv_nxt - before_held;
+            tidy_held(f);
+        }
         return;
     }
-    static_assert(kStageSize >= kDirectWrite, "a small segment always fits an empty stage");
-    std::memcpy(stage_.get() + stage_len_, data.data(), nd.len);
-    stage_len_ += nd.len;
-    staged_flow_ = &f;
     if (seg.has(flag::fin)) flush_stage(true);  // the FIN needs the real rcv_nxt
 }
 
 // Writes the staged bytes of staged_flow_, then `tail` (bytes of a segment
-// too large to stage, already counted in rcv_nxt), with one send(). What
+// too large to stage, and held bytes it joined to the stream, already
+// counted in rcv_nxt), with one send(). What
 // the kernel did not take is taken back from rcv_nxt (the guest sends it
 // again). With `answer`, as write_payload() did before staging, a short
 // write is answered at once and a socket error resets the flow; without
 // (called on the way to emitting a segment, which carries the ACK), the
 // ACK is left to that segment and a reset to the end of the batch.
-void TcpNat::flush_stage(bool answer, std::span<const uint8_t> tail) {
+void TcpNat::flush_stage(bool answer, std::span<const iovec> tail) {
     Flow* fp = staged_flow_;
-    iovec iov[2] = {{stage_.get(), stage_len_},
-                    {const_cast<uint8_t*>(tail.data()), tail.size()}};
-    uint32_t len = static_cast<uint32_t>(stage_len_ + tail.size());
+    iovec iov[4];
+    size_t niov = 0;
+    size_t len = 0;
+    if (stage_len_ > 0) iov[niov++] = {stage_.get(), stage_len_};
+    len += stage_len_;
+    for (const iovec& v : tail) {
+        if (niov == std::size(iov)) break;
+        iov[niov++] = v;
+        len += v.iov_len;
+    }
     staged_flow_ = nullptr;
     stage_len_ = 0;
     if (fp == nullptr) return;
@@ -1317,8 +1462,8 @@ void TcpNat::flush_stage(bool answer, std::span<const uint8_t> tail) {
     FlowState& s = f.st;
     if (s.phase != Phase::established || s.fd < 0) return;
     msghdr mh{};
-    mh.msg_iov = iov[0].iov_len > 0 ? iov : iov + 1;
-    mh.msg_iovlen = (iov[0].iov_len > 0 ? 1 : 0) + (tail.empty() ? 0 : 1);
+    mh.msg_iov = iov;
+    mh.msg_iovlen = niov;
     ssize_t n;
     do {
         n = sendmsg(s.fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
@@ -1333,7 +1478,7 @@ void TcpNat::flush_stage(bool answer, std::span<const uint8_t> tail) {
         n = 0;
     }
     uint32_t taken = static_cast<uint32_t>(n);
-    s.rcv_nxt -= len - taken;
+    s.rcv_nxt -= static_cast<uint32_t>(len) - taken;
     stats_.bytes_to_host += taken;
     if (taken > 0) note_active(f);
     if (dead) {
@@ -1711,7 +1856,8 @@ void TcpNat::queue_tx(Flow& f) {
 // scale, timestamps: whatever the guest offered, or all on our own SYN; no
 // SACK), on any other segment the timestamp option when the flow uses it.
 // Returns its length (data_header_len() for segments that carry data).
-size_t TcpNat::write_header(Flow& f, uint8_t* p, uint32_t seq, uint8_t flags, uint16_t wnd) {
+size_t TcpNat::write_header(Flow& f, uint8_t* p, uint32_t seq, uint8_t flags, uint16_t wnd,
+                            bool pure) {
     FlowState& s = f.st;
     uint8_t* o = p + wire::kTcpHeaderLen;
     size_t olen = 0;
@@ -1731,15 +1877,25 @@ size_t TcpNat::write_header(Flow& f, uint8_t* p, uint32_t seq, uint8_t flags, ui
             o[olen++] = own_syn ? tcp::kOurWindowScale : s.rcv_wscale;
         }
     }
+    // SACK-permitted (RFC 2018 2) in our SYN, and in our SYN-ACK when the
+    // guest's SYN offered it: in the two bytes the timestamp option would
+    // pad with NOPs, as Linux puts it.
+    const bool sack_ok = syn && (own_syn || s.sack_on);
     if (own_syn || s.ts_on) {
-        o[olen++] = 1;
-        o[olen++] = 1;
+        o[olen++] = sack_ok ? 4 : 1;
+        o[olen++] = sack_ok ? 2 : 1;
         o[olen++] = 8;  // timestamps (RFC 7323 3)
         o[olen++] = 10;
         wire::store32(o + olen, ts_now(f));
         wire::store32(o + olen + 4, (flags & flag::ack) ? s.ts_recent : 0);
         olen += 8;
+    } else if (sack_ok) {
+        o[olen++] = 1;
+        o[olen++] = 1;
+        o[olen++] = 4;
+        o[olen++] = 2;
     }
+    if (pure && !syn && (flags & flag::ack) && s.sack_on) olen += write_sack(f, o + olen, olen);
     size_t hl = wire::kTcpHeaderLen + olen;
     uint32_t ack = (flags & flag::ack) ? s.rcv_nxt : 0;
     wire::store16(p, s.key.remote_port);
@@ -1752,6 +1908,39 @@ size_t TcpNat::write_header(Flow& f, uint8_t* p, uint32_t seq, uint8_t flags, ui
     wire::store16(p + 16, 0);
     wire::store16(p + 18, 0);
     return hl;
+}
+
+// RFC 2018 4: on an ACK while guest bytes are held beyond a hole, a SACK
+// option listing them, the block with the latest segment first, then the
+// others from the lowest, as many as fit behind the olen option bytes
+// already written (three beside timestamps, four without). Only what lies
+// above the ACK (rcv_nxt) is listed. Returns the bytes written.
+size_t TcpNat::write_sack(Flow& f, uint8_t* o, size_t olen) {
+    const FlowState& s = f.st;
+    const tcp::OooQueue* q = held_queue(s);
+    if (q == nullptr) return 0;
+    const size_t room = (wire::kTcpMaxHeaderLen - wire::kTcpHeaderLen - olen - 4) / 8;
+    auto ranges = q->ranges();
+    const int latest = q->latest();
+    size_t n = 0;
+    uint8_t* b = o + 4;
+    auto put = [&](const tcp::OooQueue::Range& r) {
+        if (n == room || wire::seq_le(r.end, s.rcv_nxt)) return;
+        uint32_t left = wire::seq_gt(r.start, s.rcv_nxt) ? r.start : s.rcv_nxt;
+        if (left == s.rcv_nxt) return;  // the bytes at the ACK are not beyond a hole
+        wire::store32(b + 8 * n, left);
+        wire::store32(b + 8 * n + 4, r.end);
+        n++;
+    };
+    if (latest >= 0) put(ranges[static_cast<size_t>(latest)]);
+    for (size_t i = 0; i < ranges.size(); i++)
+        if (static_cast<int>(i) != latest) put(ranges[i]);
+    if (n == 0) return 0;
+    o[0] = 1;
+    o[1] = 1;
+    o[2] = 5;  // SACK
+    o[3] = static_cast<uint8_t>(2 + 8 * n);
+    return 4 + 8 * n;
 }
 
 // Header bytes in front of the payload of our data segments.
@@ -1774,7 +1963,7 @@ bool TcpNat::emit(Flow& f, uint32_t seq, uint8_t flags, size_t payload_len, int 
     if (staged_flow_ == &f) flush_stage(false);  // never ACK bytes not yet written
     uint16_t wnd = window_field >= 0 ? static_cast<uint16_t>(window_field) : cached_window_field(f);
     uint8_t* p = gw_.tx_l4() + at;
-    size_t hl = write_header(f, p, seq, flags, wnd);
+    size_t hl = write_header(f, p, seq, flags, wnd, payload_len == 0);
     bool sent;
     if (payload_len > 0 && gw_.offload_to(s.key.guest)) {
         // Only the pseudo-header sum: the guest's kernel trusts a partial
@@ -1850,8 +2039,8 @@ uint32_t TcpNat::socket_send_room(Flow& f, bool* low) {
 
 // The most a flow may offer its guest, in bytes. The guest is one hop
 // away, so a few dozen segments fill the path, and a larger flight only
-// makes a loss dearer (usernet keeps no out-of-order data: the guest sends
-// everything after a hole again). And the windows of all of a guest's
+// makes a loss dearer (what follows a hole beyond the out-of-order queue's
+// reach is sent again). And the windows of all of a guest's
 // flows together should fit the attachment's queue (a TAP holds some
 // thousands of frames and drops the rest): with many flows sending at
 // once (in this second or the last; idle ones do not count) each offers
@@ -2079,7 +2268,11 @@ void TcpNat::on_io(Flow& f, uint32_t events) {
     if (events & (EPOLLRDHUP | EPOLLHUP)) s.host_rdhup = true;
     if (events & (EPOLLIN | EPOLLPRI | EPOLLRDHUP | EPOLLHUP)) s.host_pending = true;
     if (s.phase != Phase::established) return;  // data waits for the handshake
-    if ((events & EPOLLOUT) && s.want_out) send_window_update(f);
+    if ((events & EPOLLOUT) && s.want_out) {
+        drain_held(f);  // held bytes a short write left at rcv_nxt
+        if (s.phase != Phase::established) return;
+        if (s.want_out) send_window_update(f);
+    }
     if (events & (EPOLLIN | EPOLLPRI | EPOLLRDHUP | EPOLLHUP)) send_pending(f);
 }
 

@@ -52,7 +52,9 @@ public:
         uint64_t challenge_acks = 0;   // RFC 5961: in-window RST, SYN on a live flow
         uint64_t dropped_malformed = 0;  // header or checksum
         uint64_t dropped_out_of_window = 0;  // answered with an ACK
-        uint64_t out_of_order = 0;     // beyond rcv_nxt: dropped, duplicate ACK
+        uint64_t out_of_order = 0;     // beyond rcv_nxt: held if possible, duplicate ACK
+        uint64_t out_of_order_dropped = 0;  // ... not held (no queue free, or no room in it)
+        uint64_t reassembled_bytes = 0;  // held bytes the kernel took once the hole filled
         uint64_t partial_writes = 0;   // the kernel took less than the segment's new bytes
         uint64_t retransmits_rto = 0;  // timeouts that rewound a flow
         uint64_t retransmits_fast = 0; // third duplicate ACK (and NewReno partial ACKs)
@@ -124,6 +126,7 @@ private:
         uint32_t active_epoch = 0;
         uint32_t active_cur = 0;
         uint32_t active_prev = 0;
+        uint32_t ooo_queues = 0;  // out-of-order queues its flows hold
     };
     void note_active(Flow& f);
 
@@ -157,7 +160,13 @@ private:
     void input_synchronized(Flow& f, const wire::TcpView& seg);
     void process_ack(Flow& f, const wire::TcpView& seg, uint32_t ts_ecr);
     void write_payload(Flow& f, const wire::TcpView& seg, const tcp::NewData& nd);
-    void flush_stage(bool answer, std::span<const uint8_t> tail = {});
+    void flush_stage(bool answer, std::span<const iovec> tail = {});
+    void hold_out_of_order(Flow& f, const wire::TcpView& seg);
+    int take_held(Flow& f, iovec out[2]);
+    void drain_held(Flow& f);
+    void tidy_held(Flow& f);
+    void release_held(Flow& f);
+    void accept_guest_fin(Flow& f);
 
     // Toward the guest.
     void send_pending(Flow& f);
@@ -172,7 +181,9 @@ private:
     void queue_tx(Flow& f);
     bool emit(Flow& f, uint32_t seq, uint8_t flags, size_t payload_len, int window_field = -1,
               size_t at = 0);
-    size_t write_header(Flow& f, uint8_t* p, uint32_t seq, uint8_t flags, uint16_t wnd);
+    size_t write_header(Flow& f, uint8_t* p, uint32_t seq, uint8_t flags, uint16_t wnd,
+                        bool pure);
+    size_t write_sack(Flow& f, uint8_t* o, size_t olen);
     size_t data_header_len(const Flow& f) const;
     uint32_t ts_now(const Flow& f) const;
     void send_ack_now(Flow& f, bool skip_identical = false);
@@ -243,6 +254,20 @@ private:
     size_t stage_len_ = 0;
     Flow* staged_flow_ = nullptr;
     std::vector<Flow*> doomed_;
+    // Out-of-order queues (tcp_ooo.hpp): allocated on first need, up to
+    // kOooQueues in all and kOooQueuesPerGuest per guest, then reused.
+    static constexpr size_t kOooQueues = 32;
+    static constexpr uint32_t kOooQueuesPerGuest = 8;
+    struct OooSlot {
+        std::unique_ptr<uint8_t[]> ring;
+        tcp::OooQueue queue;
+    };
+    std::vector<std::unique_ptr<OooSlot>> ooo_pool_;
+    std::vector<uint8_t> ooo_free_;  // indices into ooo_pool_
+    static_assert(kOooQueues < tcp::kNoOoo);
+    tcp::OooQueue* held_queue(const tcp::FlowState& s) {
+        return s.ooo == tcp::kNoOoo ? nullptr : &ooo_pool_[s.ooo]->queue;
+    }
     bool peek_off_ok_ = true;
     uint64_t key_[2] = {};  // for ISNs and timestamp origins
     Stats stats_;

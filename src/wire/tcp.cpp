@@ -4,7 +4,7 @@ namespace usernet::wire {
 
 namespace {
 namespace opt {
-constexpr uint8_t end = 0, nop = 1, mss = 2, wscale = 3, sack_ok = 4, timestamp = 8;
+constexpr uint8_t end = 0, nop = 1, mss = 2, wscale = 3, sack_ok = 4, sack = 5, timestamp = 8;
 }
 }  // namespace
 
@@ -31,6 +31,15 @@ TcpOptions parse_tcp_options(Bytes opts) {
             break;
         case opt::sack_ok:
             if (len == 2) o.sack_permitted = true;
+            break;
+        case opt::sack:
+            if (len >= 10 && (len - 2) % 8 == 0) {
+                o.sack_blocks = 0;
+                for (size_t b = 0; b < (len - 2) / 8 && b < o.sack.size(); b++) {
+                    o.sack[b] = {load32(v + 8 * b), load32(v + 8 * b + 4)};
+                    o.sack_blocks++;
+                }
+            }
             break;
         case opt::timestamp:
             if (len == 10) {

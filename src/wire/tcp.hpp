@@ -8,6 +8,7 @@
 // bytes as ordinary in-band data (libslirp's CVE-2026-9539 came from it).
 #pragma once
 
+#include <array>
 #include <optional>
 
 #include "wire/bytes.hpp"
@@ -35,6 +36,13 @@ struct TcpOptions {
     bool sack_permitted = false;
     std::optional<uint32_t> ts_val;
     std::optional<uint32_t> ts_ecr;
+    // SACK blocks (RFC 2018 3): [left, right) edges, as many as fit.
+    struct SackBlock {
+        uint32_t left = 0;
+        uint32_t right = 0;
+    };
+    std::array<SackBlock, 4> sack{};
+    uint8_t sack_blocks = 0;
 };
 
 // Parses an option area. Malformed options (a length that runs past the

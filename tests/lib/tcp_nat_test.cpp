@@ -97,6 +97,7 @@ public:
         wire::TcpOptionsOut o;
         o.mss = 1460;
         o.wscale = 7;
+        o.sack_permitted = sack;
         size_t hl = wire::build_tcp(seg.data(), sport_, dport_, seq, ack, flags, window,
                                     syn_opts ? &o : nullptr);
         std::memcpy(seg.data() + hl, payload.data(), payload.size());
@@ -172,6 +173,7 @@ public:
         return fd;
     }
 
+    bool sack = false;     // offer SACK in the SYN
     uint32_t peer_isn = 0;
     uint32_t rcv_nxt = 0;  // next byte expected from usernet
     uint32_t snd_nxt = 0;  // next byte the guest sends
@@ -425,6 +427,160 @@ TEST(TcpNat, TcpNat_OnlyInOrderBytesAreAcknowledgedAndAHoleGetsDuplicateAcks) {
     h.loop.run_once(0);  // the end of the batch writes what was staged
     EXPECT_EQ(read_n(fd, 3), "XYZ");
     close(fd);
+}
+
+TEST(TcpNat, TcpNat_SegmentsBeyondAHoleAreHeldAndWrittenWhenItFills) {
+    NatHarness h;
+    Listener l;
+    TcpGuest g(h, kGatewayIp, l.port);
+    int fd = g.connect(l);
+    ASSERT_GE(fd, 0);
+    uint32_t base = g.snd_nxt;
+    std::string data = pattern(4000, 9);
+    // 0..999 is lost; 1000..3999 arrive (the last two swapped): each gets
+    // a duplicate ACK, nothing reaches the host yet.
+    g.send(flag::ack, base + 1000, g.rcv_nxt, data.substr(1000, 1000), 1024);
+    g.send(flag::ack, base + 3000, g.rcv_nxt, data.substr(3000, 1000), 1024);
+    g.send(flag::ack, base + 2000, g.rcv_nxt, data.substr(2000, 1000), 1024);
+    auto segs = g.wait(3);
+    ASSERT_EQ(segs.size(), 3u);
+    for (auto& s : segs) EXPECT_EQ(s.ack, base) << s.str();
+    char c;
+    EXPECT_EQ(recv(fd, &c, 1, MSG_DONTWAIT), -1);
+    EXPECT_EQ(h.nat->tcp().stats().out_of_order, 3u);
+    EXPECT_EQ(h.nat->tcp().stats().out_of_order_dropped, 0u);
+    // The retransmission of the hole: all 4000 bytes go to the host, in
+    // order, and one ACK covers them.
+    g.send(flag::ack, base, g.rcv_nxt, data.substr(0, 1000), 1024);
+    EXPECT_EQ(read_n(fd, data.size()), data);
+    segs = g.wait(1);
+    for (auto& s : g.settle()) segs.push_back(s);
+    ASSERT_FALSE(segs.empty());
+    EXPECT_EQ(segs.back().ack, base + 4000);
+    EXPECT_EQ(h.nat->tcp().stats().reassembled_bytes, 3000u);
+    EXPECT_EQ(h.nat->tcp().stats().bytes_to_host, 4000u);
+    // The queue went back to the pool: a later hole is held again.
+    g.send(flag::ack, base + 4100, g.rcv_nxt, "xyz", 1024);
+    g.send(flag::ack, base + 4000, g.rcv_nxt, std::string(100, 'w'), 1024);
+    EXPECT_EQ(read_n(fd, 103), std::string(100, 'w') + "xyz");
+    close(fd);
+}
+
+TEST(TcpNat, TcpNat_AFinBeyondAHoleClosesTheHostSideOnceTheHoleFills) {
+    NatHarness h;
+    Listener l;
+    TcpGuest g(h, kGatewayIp, l.port);
+    int fd = g.connect(l);
+    ASSERT_GE(fd, 0);
+    uint32_t base = g.snd_nxt;
+    std::string data = pattern(600, 4);
+    g.send(flag::ack | flag::fin, base + 200, g.rcv_nxt, data.substr(200), 1024);
+    auto segs = g.wait(1);
+    ASSERT_EQ(segs.size(), 1u);
+    EXPECT_EQ(segs[0].ack, base);
+    g.send(flag::ack, base, g.rcv_nxt, data.substr(0, 200), 1024);
+    EXPECT_EQ(read_n(fd, data.size()), data);
+    char c;
+    EXPECT_EQ(recv(fd, &c, 1, 0), 0);  // the FIN followed the data
+    segs = g.settle();
+    ASSERT_FALSE(segs.empty());
+    EXPECT_EQ(segs.back().ack, base + 601);  // the FIN is acknowledged too
+    close(fd);
+}
+
+TEST(TcpNat, TcpNat_WithSackTheDuplicateAcksNameTheHeldBytesLatestFirst) {
+    NatHarness h;
+    Listener l;
+    TcpGuest g(h, kGatewayIp, l.port);
+    g.sack = true;
+    g.send(flag::syn, kGuestIsn, 0, {}, 65535, true);
+    auto synack = g.wait(1);
+    ASSERT_EQ(synack.size(), 1u);
+    EXPECT_TRUE(synack[0].opts.sack_permitted);
+    g.peer_isn = synack[0].seq;
+    g.rcv_nxt = g.peer_isn + 1;
+    g.snd_nxt = kGuestIsn + 1;
+    g.send(flag::ack, g.snd_nxt, g.rcv_nxt, {}, 1024);
+    int fd = l.accept_wait();
+    ASSERT_GE(fd, 0);
+    g.settle(20);
+    uint32_t base = g.snd_nxt;
+    std::string data = pattern(5000, 2);
+    g.send(flag::ack, base + 3000, g.rcv_nxt, data.substr(3000, 1000), 1024);
+    g.send(flag::ack, base + 1000, g.rcv_nxt, data.substr(1000, 1000), 1024);
+    auto segs = g.wait(2);
+    ASSERT_EQ(segs.size(), 2u);
+    ASSERT_EQ(segs[0].opts.sack_blocks, 1);
+    EXPECT_EQ(segs[0].opts.sack[0].left, base + 3000);
+    EXPECT_EQ(segs[0].opts.sack[0].right, base + 4000);
+    // The second names the range its segment went to first (RFC 2018 4).
+    ASSERT_EQ(segs[1].opts.sack_blocks, 2);
+    EXPECT_EQ(segs[1].opts.sack[0].left, base + 1000);
+    EXPECT_EQ(segs[1].opts.sack[0].right, base + 2000);
+    EXPECT_EQ(segs[1].opts.sack[1].left, base + 3000);
+    EXPECT_EQ(segs[1].ack, base);
+    // The first hole fills: the ACK moves to the second, which is still listed.
+    g.send(flag::ack, base, g.rcv_nxt, data.substr(0, 1000), 1024);
+    segs = g.wait(1);
+    for (auto& s : g.settle()) segs.push_back(s);
+    ASSERT_FALSE(segs.empty());
+    EXPECT_EQ(segs.back().ack, base + 2000);
+    ASSERT_EQ(segs.back().opts.sack_blocks, 1);
+    EXPECT_EQ(segs.back().opts.sack[0].left, base + 3000);
+    // The last hole fills: no SACK option once nothing is held.
+    g.send(flag::ack, base + 2000, g.rcv_nxt, data.substr(2000, 1000), 1024);
+    segs = g.wait(1);
+    for (auto& s : g.settle()) segs.push_back(s);
+    ASSERT_FALSE(segs.empty());
+    EXPECT_EQ(segs.back().ack, base + 4000);
+    EXPECT_EQ(segs.back().opts.sack_blocks, 0);
+    EXPECT_EQ(read_n(fd, 4000), data.substr(0, 4000));
+    close(fd);
+}
+
+TEST(TcpNat, TcpNat_WithoutTheGuestsSackPermittedNoSackOptionIsSent) {
+    NatHarness h;
+    Listener l;
+    TcpGuest g(h, kGatewayIp, l.port);
+    int fd = g.connect(l);
+    ASSERT_GE(fd, 0);
+    g.send(flag::ack, g.snd_nxt + 100, g.rcv_nxt, "held", 1024);
+    auto segs = g.wait(1);
+    ASSERT_EQ(segs.size(), 1u);
+    EXPECT_EQ(segs[0].opts.sack_blocks, 0);
+    EXPECT_EQ(h.nat->tcp().stats().out_of_order_dropped, 0u);
+    close(fd);
+}
+
+TEST(TcpNat, TcpNat_AGuestHoldsAtMostEightOutOfOrderQueues) {
+    NatHarness h;
+    Listener l;
+    std::vector<std::unique_ptr<TcpGuest>> guests;
+    std::vector<int> fds;
+    for (uint16_t i = 0; i < 9; i++) {
+        guests.push_back(std::make_unique<TcpGuest>(h, kGatewayIp, l.port, kGuestPort + i));
+        int fd = guests.back()->connect(l);
+        ASSERT_GE(fd, 0);
+        fds.push_back(fd);
+    }
+    for (auto& g : guests) g->send(flag::ack, g->snd_nxt + 10, g->rcv_nxt, "later", 1024);
+    guests[0]->settle();
+    EXPECT_EQ(h.nat->tcp().stats().out_of_order, 9u);
+    EXPECT_EQ(h.nat->tcp().stats().out_of_order_dropped, 1u);
+    // The ninth flow still works the old way: the guest sends it all again.
+    TcpGuest& last = *guests.back();
+    last.send(flag::ack, last.snd_nxt, last.rcv_nxt, "0123456789later", 1024);
+    last.settle();  // the end of the batch writes what was staged
+    EXPECT_EQ(read_n(fds.back(), 15), "0123456789later");
+    // A flow whose hole fills gives its queue back; the ninth can then hold.
+    TcpGuest& first = *guests.front();
+    first.send(flag::ack, first.snd_nxt, first.rcv_nxt, "0123456789", 1024);
+    EXPECT_EQ(read_n(fds.front(), 15), "0123456789later");
+    last.send(flag::ack, last.snd_nxt + 25, last.rcv_nxt, "!", 1024);
+    last.send(flag::ack, last.snd_nxt + 15, last.rcv_nxt, "abcdefghij", 1024);
+    EXPECT_EQ(read_n(fds.back(), 11), "abcdefghij!");
+    EXPECT_EQ(h.nat->tcp().stats().out_of_order_dropped, 1u);
+    for (int fd : fds) close(fd);
 }
 
 TEST(TcpNat, TcpNat_AdvertisedWindowIsScaledAndNonZero) {

@@ -153,6 +153,24 @@ TEST(TcpOptionsParse, SkipsUnknownKinds) {
     EXPECT_EQ(parse_tcp_options(bytes(o)).mss.value_or(0), 256);
 }
 
+TEST(TcpOptionsParse, ReadsSackBlocksAndIgnoresAMalformedSackOption) {
+    // NOP NOP SACK with two blocks, after a timestamp.
+    std::vector<uint8_t> o{1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2, 1, 1, 5, 18,
+                           0, 0, 0x10, 0, 0, 0, 0x20, 0, 0xff, 0xff, 0xff, 0xf0, 0, 0, 0, 0x10};
+    TcpOptions p = parse_tcp_options(bytes(o));
+    ASSERT_EQ(p.sack_blocks, 2);
+    EXPECT_EQ(p.sack[0].left, 0x1000u);
+    EXPECT_EQ(p.sack[0].right, 0x2000u);
+    EXPECT_EQ(p.sack[1].left, 0xfffffff0u);  // a block across the wrap
+    EXPECT_EQ(p.sack[1].right, 0x10u);
+    EXPECT_EQ(p.ts_val.value_or(0), 1u);
+    // A length that is not 2 + 8n: no blocks, the walk goes on.
+    std::vector<uint8_t> bad{5, 6, 0, 0, 0, 1, 2, 4, 1, 0};
+    p = parse_tcp_options(bytes(bad));
+    EXPECT_EQ(p.sack_blocks, 0);
+    EXPECT_EQ(p.mss.value_or(0), 256);
+}
+
 TEST(TcpOptionsParse, ClampsWindowScaleTo14) {
     std::vector<uint8_t> o{3, 3, 20, 0};
     EXPECT_EQ(parse_tcp_options(bytes(o)).wscale.value_or(0), 14);
