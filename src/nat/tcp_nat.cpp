@@ -153,6 +153,7 @@
 #include <cstring>
 #include <exception>
 #include <limits>
+#include <new>
 
 #include "gateway/dns_tcp.hpp"
 #include "nat/icmp_nat.hpp"
@@ -1167,10 +1168,14 @@ void TcpNat::hold_out_of_order(Flow& f, const wire::TcpView& seg) {
         }
         if (ooo_free_.empty() && ooo_pool_.size() < kOooQueues) {
             // Not zeroed: the ring's pages cost memory only once written.
-            std::unique_ptr<uint8_t[]> ring(new uint8_t[tcp::OooQueue::kBytes]);
-            uint8_t* p = ring.get();
-            ooo_pool_.push_back(std::make_unique<OooSlot>(OooSlot{std::move(ring), tcp::OooQueue(p)}));
-            ooo_free_.push_back(static_cast<uint8_t>(ooo_pool_.size() - 1));
+            // Without memory, the segment is dropped as without a queue.
+            std::unique_ptr<uint8_t[]> ring(new (std::nothrow) uint8_t[tcp::OooQueue::kBytes]);
+            if (ring) {
+                uint8_t* p = ring.get();
+                ooo_pool_.push_back(
+                    std::make_unique<OooSlot>(OooSlot{std::move(ring), tcp::OooQueue(p)}));
+                ooo_free_.push_back(static_cast<uint8_t>(ooo_pool_.size() - 1));
+            }
         }
         if (ooo_free_.empty()) {
             stats_.out_of_order_dropped++;
@@ -1206,10 +1211,21 @@ int TcpNat::take_held(Flow& f, iovec out[2]) {
 // Forgets held bytes already written; the queue goes back to the pool
 // when nothing is left in it.
 void TcpNat::tidy_held(Flow& f) {
-    tcp::OooQueue* q = held_queue(f.st);
+    FlowState& s = f.st;
+    tcp::OooQueue* q = held_queue(s);
     if (q == nullptr) return;
-    q->trim(f.st.rcv_nxt);
-    if (q->empty()) release_held(f);
+    q->trim(s.rcv_nxt);
+    if (q->empty()) {
+        release_held(f);
+        return;
+    }
+    // Bytes a short write left at rcv_nxt wait for room: EPOLLOUT brings
+    // them (drain_held), even when the room left did not look low enough
+    // to watch for a window update. Adding it reports a socket that is
+    // writable already.
+    iovec unused[2];
+    int n = 0;
+    if (!s.want_out && !s.guest_fin && q->ready(s.rcv_nxt, unused, &n) > 0) update_interest(f, true);
 }
 
 // Writes held bytes that continue the stream at rcv_nxt (after a short
@@ -1218,7 +1234,9 @@ void TcpNat::tidy_held(Flow& f) {
 void TcpNat::drain_held(Flow& f) {
     FlowState& s = f.st;
     if (s.ooo == tcp::kNoOoo || s.guest_fin || s.phase != Phase::established) return;
-    if (staged_flow_ == &f) {
+    if (staged_flow_ != nullptr) {
+        // Whichever flow staged bytes: the stage goes out with the flow
+        // that staged it, never in front of this one's held bytes.
         flush_stage(true);
         if (s.phase != Phase::established || s.ooo == tcp::kNoOoo) return;
     }
@@ -1394,18 +1412,34 @@ void TcpNat::enable_host_keepalive(Flow& f) {
 
 // Writes the new bytes of a guest segment to the socket; acknowledges
 // only what the kernel took.
-void TcpNat::write_payload(Flow& f, const wire::TcpView& seg, const tcp::NewData& nd) {
+void TcpNat::write_payload(Flow& f, const wire::TcpView& seg, tcp::NewData nd) {
     FlowState& s = f.st;
     // Staged, not sent: the in-order segments of a batch go to the socket
     // in one send() (flush_stage). rcv_nxt moves now, so that the next
     // segment is in order; a short write moves it back before any ACK
     // can tell the guest (every path that emits one flushes first).
-    std::span<const uint8_t> data = seg.payload().subspan(nd.skip, nd.len);
-    bool direct = nd.len >= kDirectWrite;
     if (staged_flow_ != nullptr &&
-        (staged_flow_ != &f || (!direct && stage_len_ + nd.len > kStageSize)))
+        (staged_flow_ != &f || (nd.len < kDirectWrite && stage_len_ + nd.len > kStageSize))) {
+        const uint32_t expected = s.rcv_nxt;
         flush_stage(true);
-    if (s.phase != Phase::established) return;
+        if (s.phase != Phase::established) return;
+        if (s.rcv_nxt != expected) {
+            // A short write took rcv_nxt back: this segment's new bytes
+            // start elsewhere now, perhaps beyond a hole.
+            nd = tcp::new_data(seg.seq(), static_cast<uint32_t>(seg.payload().size()), s.rcv_nxt);
+            if (!nd.in_order) {
+                hold_out_of_order(f, seg);
+                return;
+            }
+            if (nd.len == 0) return;
+        }
+    }
+    tcp::OooQueue* q = held_queue(s);
+    if (q != nullptr && q->has_fin() && wire::seq_gt(s.rcv_nxt + nd.len, q->fin_seq()))
+        nd.len = wire::seq_gt(q->fin_seq(), s.rcv_nxt) ? q->fin_seq() - s.rcv_nxt : 0;  // not past a FIN
+    if (nd.len == 0) return;
+    std::span<const uint8_t> data = seg.payload().subspan(nd.skip, nd.len);
+    const bool direct = nd.len >= kDirectWrite;
     s.rcv_nxt += nd.len;
     queue_ack(f);  // also schedules run_deferred, which flushes
     static_assert(kStageSize >= kDirectWrite, "a small segment always fits an empty stage");
@@ -1415,12 +1449,13 @@ void TcpNat::write_payload(Flow& f, const wire::TcpView& seg, const tcp::NewData
     }
     staged_flow_ = &f;
     // Bytes held out of order that this segment joins to the stream go in
-    // the same send().
+    // the same send(); not behind a FIN it carries (held bytes there would
+    // be a guest's contradiction).
     const uint32_t before_held = s.rcv_nxt;
     iovec tail[3];
     size_t nt = 0;
     if (direct) tail[nt++] = {const_cast<uint8_t*>(data.data()), data.size()};
-    int nheld = take_held(f, tail + nt);
+    int nheld = seg.has(flag::fin) ? 0 : take_held(f, tail + nt);
     nt += static_cast<size_t>(nheld);
     if (direct || nheld > 0) {
         // Written now, after what this flow has staged, in one sendmsg().
@@ -1912,7 +1947,8 @@ size_t TcpNat::write_header(Flow& f, uint8_t* p, uint32_t seq, uint8_t flags, ui
 
 // RFC 2018 4: on an ACK while guest bytes are held beyond a hole, a SACK
 // option listing them, the block with the latest segment first, then the
-// others from the lowest, as many as fit behind the olen option bytes
+// others from the highest (a sender moving forward reported those most
+// recently; the queue keeps no report order), as many as fit behind the olen option bytes
 // already written (three beside timestamps, four without). Only what lies
 // above the ACK (rcv_nxt) is listed. Returns the bytes written.
 size_t TcpNat::write_sack(Flow& f, uint8_t* o, size_t olen) {
@@ -1933,7 +1969,7 @@ size_t TcpNat::write_sack(Flow& f, uint8_t* o, size_t olen) {
         n++;
     };
     if (latest >= 0) put(ranges[static_cast<size_t>(latest)]);
-    for (size_t i = 0; i < ranges.size(); i++)
+    for (size_t i = ranges.size(); i-- > 0;)
         if (static_cast<int>(i) != latest) put(ranges[i]);
     if (n == 0) return 0;
     o[0] = 1;

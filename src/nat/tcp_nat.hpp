@@ -159,7 +159,7 @@ private:
     void input_syn_sent(Flow& f, const wire::TcpView& seg);
     void input_synchronized(Flow& f, const wire::TcpView& seg);
     void process_ack(Flow& f, const wire::TcpView& seg, uint32_t ts_ecr);
-    void write_payload(Flow& f, const wire::TcpView& seg, const tcp::NewData& nd);
+    void write_payload(Flow& f, const wire::TcpView& seg, tcp::NewData nd);
     void flush_stage(bool answer, std::span<const iovec> tail = {});
     void hold_out_of_order(Flow& f, const wire::TcpView& seg);
     int take_held(Flow& f, iovec out[2]);

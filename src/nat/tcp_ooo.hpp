@@ -58,6 +58,7 @@ public:
     // Whether the guest's FIN sits at seq (its data all written).
     bool fin_at(uint32_t seq) const { return has_fin_ && fin_seq_ == seq; }
     bool has_fin() const { return has_fin_; }
+    uint32_t fin_seq() const { return fin_seq_; }  // valid while has_fin()
     bool empty() const { return n_ == 0 && !has_fin_; }
     void clear() {
         n_ = 0;

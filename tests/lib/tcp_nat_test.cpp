@@ -547,6 +547,40 @@ TEST(TcpNat, TcpNat_WithoutTheGuestsSackPermittedNoSackOptionIsSent) {
     close(fd);
 }
 
+TEST(TcpNat, TcpNat_NoBytesPastTheGuestsFinAreWrittenWhateverWasHeld) {
+    NatHarness h;
+    Listener l;
+    // Held bytes beyond a segment that carries the FIN stay unwritten ...
+    TcpGuest g(h, kGatewayIp, l.port);
+    int fd = g.connect(l);
+    ASSERT_GE(fd, 0);
+    uint32_t base = g.snd_nxt;
+    std::string data = pattern(400, 8);
+    g.send(flag::ack, base + 100, g.rcv_nxt, data.substr(100), 1024);
+    g.send(flag::ack | flag::fin, base, g.rcv_nxt, data.substr(0, 200), 1024);
+    EXPECT_EQ(read_n(fd, 400, 300), data.substr(0, 200));
+    char c;
+    EXPECT_EQ(recv(fd, &c, 1, 0), 0);
+    auto segs = g.settle();
+    ASSERT_FALSE(segs.empty());
+    EXPECT_EQ(segs.back().ack, base + 201);
+    close(fd);
+    // ... and a held FIN bounds an in-order segment that runs past it.
+    NatHarness h2;
+    TcpGuest g2(h2, kGatewayIp, l.port, kGuestPort + 1);
+    fd = g2.connect(l);
+    ASSERT_GE(fd, 0);
+    base = g2.snd_nxt;
+    g2.send(flag::ack | flag::fin, base + 100, g2.rcv_nxt, data.substr(100, 200), 1024);
+    g2.send(flag::ack, base, g2.rcv_nxt, data, 1024);
+    EXPECT_EQ(read_n(fd, 400, 300), data.substr(0, 300));
+    EXPECT_EQ(recv(fd, &c, 1, 0), 0);
+    segs = g2.settle();
+    ASSERT_FALSE(segs.empty());
+    EXPECT_EQ(segs.back().ack, base + 301);
+    close(fd);
+}
+
 TEST(TcpNat, TcpNat_AGuestHoldsAtMostEightOutOfOrderQueues) {
     NatHarness h;
     Listener l;
@@ -1437,6 +1471,76 @@ TEST(TcpNat, TcpNat_PureAckAtTheRightWindowEdgeIsProcessed) {
     ASSERT_EQ(ioctl(hs, SIOCINQ, &inq), 0);
     EXPECT_EQ(inq, 0);  // the ACK counted: the bytes are discarded
     EXPECT_EQ(h.nat->tcp().stats().dropped_out_of_window, 0u);
+    close(fd);
+}
+
+// Held bytes written after EPOLLOUT (a short write left them) go out
+// alone: another flow's bytes staged in the same batch stay that flow's.
+TEST(TcpNat, TcpNat_HeldBytesDrainedOnEpolloutNeverCarryAnotherFlowsStage) {
+    NatHarness h;
+    Listener l1(4096), l2;
+    TcpGuest g1(h, kGatewayIp, l1.port, 40001);
+    TcpGuest g2(h, kGatewayIp, l2.port, 40002);
+    int fd1 = g1.connect(l1);
+    ASSERT_GE(fd1, 0);
+    int hs1 = flow_socket_for(fd1);
+    ASSERT_GE(hs1, 0);
+    int small = 16384;
+    ASSERT_EQ(setsockopt(hs1, SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
+    int fd2 = g2.connect(l2);
+    ASSERT_GE(fd2, 0);
+    uint32_t b1 = g1.snd_nxt;
+    std::string d1 = pattern(40000, 6);
+    for (uint32_t off = 1000; off < 40000; off += 1000)
+        g1.send(flag::ack, b1 + off, g1.rcv_nxt, d1.substr(off, 1000), 1024);
+    g1.settle(20);
+    g1.send(flag::ack, b1, g1.rcv_nxt, d1.substr(0, 1000), 1024);  // fills the hole: a short write
+    g1.settle(20);
+    ASSERT_GT(h.nat->tcp().stats().partial_writes, 0u);
+    // Flow 2 stages a segment (written at the end of the batch) ...
+    g2.send(flag::ack, g2.snd_nxt, g2.rcv_nxt, std::string(100, 'Q'), 1024);
+    // ... while flow 1's reader makes room: EPOLLOUT in the same batch.
+    std::string got1 = read_n(fd1, 1 << 20, 100);
+    usleep(20000);
+    h.loop.run_once(0);
+    for (int i = 0; i < 40 && got1.size() < d1.size(); i++) {
+        g1.settle(10);
+        got1 += read_n(fd1, d1.size() - got1.size(), 20);
+    }
+    EXPECT_EQ(got1, d1);
+    EXPECT_EQ(read_n(fd2, 100), std::string(100, 'Q'));
+    close(fd1);
+    close(fd2);
+}
+
+// A short write when the stage overflows moves rcv_nxt back: the segment
+// that caused the flush is then placed by its own sequence number (held
+// beyond the new hole), not written behind the bytes the kernel refused.
+TEST(TcpNat, TcpNat_AShortWriteOnAFullStageDoesNotMisplaceTheNextSegment) {
+    NatHarness h;
+    Listener l(4096);
+    TcpGuest g(h, kGatewayIp, l.port, 40003);
+    int fd = g.connect(l);
+    ASSERT_GE(fd, 0);
+    int hs = flow_socket_for(fd);
+    ASSERT_GE(hs, 0);
+    int small = 65536;
+    ASSERT_EQ(setsockopt(hs, SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
+    uint32_t b = g.snd_nxt;
+    std::string data = pattern(188 * 1400, 11);
+    // One batch of in-order segments: the stage (256 KiB) overflows.
+    for (uint32_t i = 0; i < 188; i++)
+        g.send(flag::ack, b + i * 1400, g.rcv_nxt, data.substr(i * 1400, 1400), 1024);
+    std::string got = read_n(fd, 1 << 22, 100);
+    usleep(10000);
+    h.loop.run_once(0);
+    uint32_t acked = 0;
+    for (auto& x : g.settle(50)) acked = x.ack - b;
+    got += read_n(fd, 1 << 22, 300);
+    ASSERT_GT(h.nat->tcp().stats().partial_writes, 0u);
+    ASSERT_LE(got.size(), data.size());
+    EXPECT_EQ(got, data.substr(0, got.size()));
+    EXPECT_LE(acked, got.size());  // nothing acknowledged that the host did not get
     close(fd);
 }
 
