@@ -18,11 +18,11 @@
 // the kernel's two minutes. Only when the kernel reports the connection
 // (EPOLLOUT, SO_ERROR 0) does the guest get a SYN-ACK: a clock-based ISN,
 // our MSS from the smaller of the ingress and path MTU, window scale 7,
-// timestamps and SACK-permitted if the guest's latest SYN offered them. A refusal
-// becomes a RST, an unreachable network
-// or host or a prohibited destination an ICMP destination unreachable
-// (ICMPv6 for an IPv6 guest; either ends a Linux guest's connect() at once
-// with the matching error), anything else a RST. The
+// timestamps and SACK-permitted if the guest's latest SYN offered them.
+// A refusal becomes a RST, an unreachable network or host or a prohibited
+// destination an ICMP destination unreachable (ICMPv6 for an IPv6 guest;
+// either ends a Linux guest's connect() at once with the matching error),
+// anything else a RST. The
 // flow limits (NatLimits: in total, per guest) answer RST; a SYN over the
 // half-open limit (connect()s in progress per guest) is dropped, as by a
 // full listen queue, so that a burst of connections is only delayed. A
@@ -50,10 +50,11 @@
 // together about 4096, so that their bursts fit the attachment's queue);
 // so, apart from what waits beyond a hole, usernet holds no guest data.
 // While the room is low, EPOLLOUT is in the socket's interest set and its
-// edge sends the window update (and writes held bytes a short write left). Pure ACKs are coalesced: a flow owes at
-// most one per event-loop batch (the end-of-batch list, run as Deferred),
-// skipped when a data segment already carried it; duplicate ACKs, FIN ACKs,
-// challenge ACKs and short-write ACKs go out at once.
+// edge sends the window update (and writes held bytes a short write left).
+// Pure ACKs are coalesced: a flow owes at most one per event-loop batch
+// (the end-of-batch list, run as Deferred), skipped when a data segment
+// already carried it; duplicate ACKs, FIN ACKs, challenge ACKs and
+// short-write ACKs go out at once.
 //
 // Host to guest. The kernel keeps every byte the guest has not yet
 // acknowledged: snd_una is the first byte in the socket's receive queue,
@@ -1225,7 +1226,8 @@ void TcpNat::tidy_held(Flow& f) {
     // writable already.
     iovec unused[2];
     int n = 0;
-    if (!s.want_out && !s.guest_fin && q->ready(s.rcv_nxt, unused, &n) > 0) update_interest(f, true);
+    if (!s.want_out && !s.guest_fin && q->ready(s.rcv_nxt, unused, &n) > 0)
+        update_interest(f, true);
 }
 
 // Writes held bytes that continue the stream at rcv_nxt (after a short
@@ -1435,8 +1437,10 @@ void TcpNat::write_payload(Flow& f, const wire::TcpView& seg, tcp::NewData nd) {
         }
     }
     tcp::OooQueue* q = held_queue(s);
-    if (q != nullptr && q->has_fin() && wire::seq_gt(s.rcv_nxt + nd.len, q->fin_seq()))
-        nd.len = wire::seq_gt(q->fin_seq(), s.rcv_nxt) ? q->fin_seq() - s.rcv_nxt : 0;  // not past a FIN
+    if (q != nullptr && q->has_fin() && wire::seq_gt(s.rcv_nxt + nd.len, q->fin_seq())) {
+        // Not past a FIN the guest sent already.
+        nd.len = wire::seq_gt(q->fin_seq(), s.rcv_nxt) ? q->fin_seq() - s.rcv_nxt : 0;
+    }
     if (nd.len == 0) return;
     std::span<const uint8_t> data = seg.payload().subspan(nd.skip, nd.len);
     const bool direct = nd.len >= kDirectWrite;

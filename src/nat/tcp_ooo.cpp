@@ -123,7 +123,8 @@ uint32_t OooQueue::ready(uint32_t rcv_nxt, iovec out[2], int* n) const {
 
 int OooQueue::latest() const {
     for (size_t i = 0; i < n_; i++) {
-        if (wire::seq_ge(latest_seq_, ranges_[i].start) && wire::seq_lt(latest_seq_, ranges_[i].end))
+        const Range& r = ranges_[i];
+        if (wire::seq_ge(latest_seq_, r.start) && wire::seq_lt(latest_seq_, r.end))
             return static_cast<int>(i);
     }
     return -1;
