@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
-# Uploads through a lossy router inside the guest: how long a client
+# Transfers through a lossy router inside the guest: how long a client
 # behind the guest (a container or VM inside it) takes to send N MB to the
-# host when the guest's router drops a share of what it forwards. Every
-# loss leaves the segments after it out of order at the far end, so this
-# measures what the far end does with them (usernet since 2026-12-05:
-# holds them and answers with SACK; before: dropped them).
+# host (--dir up, the default) or to receive them from it (--dir down)
+# when the guest's router drops a share of what it forwards in that
+# direction. Up, every loss leaves the segments after it out of order at
+# usernet, so this measures what it does with them (since 2026-12-05:
+# holds them and answers with SACK; before: dropped them). Down, usernet
+# is the sender: this measures its loss recovery (the client's SACK
+# blocks, or NewReno without them).
 #
 #   sudo bench/loss.sh [--reps N] [--mb N] [--loss "0.005 0.02"]
 #                      [--backends "ours veth slirp4netns"] [--mtu 1500]
-#                      [--timeout SECS]
+#                      [--timeout SECS] [--dir up|down]
 #
 # Topology per run: client --veth-- guest (router: ip_forward, MASQUERADE
 # onto its uplink, iptables FORWARD -m statistic DROP on what comes from
@@ -16,14 +19,15 @@
 # "old" when OLD_BIN names another build), slirp4netns's TAP, or a veth to
 # a server namespace with a kernel router ("veth": the kernel's own TCP at
 # the far end, the reference). The client is iperf3 -n (bytes) toward
-# 10.0.2.2; the time is the receiver's. Each variant runs with the
+# 10.0.2.2 (with -R for --dir down); the time is the receiver's. Each variant runs with the
 # client's defaults, with net.ipv4.tcp_sack=0 and with
 # net.ipv4.tcp_timestamps=0; a run without a result in --timeout seconds
-# (default 120) counts as failed. Results: bench/results/<date>/loss-*.
+# (default 120) counts as failed. Results: bench/results/<date>/loss-*
+# (loss-down-* for --dir down).
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
 
-reps=3 mb=50 losses="0.005 0.02" backends="ours veth slirp4netns" mtu=1500 limit=120
+reps=3 mb=50 losses="0.005 0.02" backends="ours veth slirp4netns" mtu=1500 limit=120 dir=up
 while [ $# -gt 0 ]; do
 	case $1 in
 	--reps) reps=$2; shift 2 ;;
@@ -32,7 +36,8 @@ while [ $# -gt 0 ]; do
 	--backends) backends=$2; shift 2 ;;
 	--mtu) mtu=$2; shift 2 ;;
 	--timeout) limit=$2; shift 2 ;;
-	*) echo "usage: $0 [--reps N] [--mb N] [--loss \"P ...\"] [--backends \"...\"] [--mtu M] [--timeout S]" >&2; exit 2 ;;
+	--dir) dir=$2; shift 2 ;;
+	*) echo "usage: $0 [--reps N] [--mb N] [--loss \"P ...\"] [--backends \"...\"] [--mtu M] [--timeout S] [--dir up|down]" >&2; exit 2 ;;
 	esac
 done
 [ -n "${OLD_BIN:-}" ] && case " $backends " in *" old "*) ;; *) backends="$backends old" ;; esac
@@ -44,19 +49,20 @@ for b in $backends; do
 	*) echo "bench: unknown backend $b" >&2; exit 2 ;;
 	esac
 done
+case $dir in up) pre=loss ;; down) pre=loss-down ;; *) echo "bench: --dir is up or down, not $dir" >&2; exit 2 ;; esac
 command -v iptables >/dev/null || { echo "bench: iptables missing: apt-get install -y iptables" >&2; exit 1; }
 
 out=${BENCH_OUT:-$repo/bench/results/$(date +%F)}
 mkdir -p "$out"
-raw=$out/loss-raw.tsv
+raw=$out/$pre-raw.tsv
 {
 	echo "date: $(date -Is)"
 	echo "usernet: $("$bin" --version 2>&1 | head -1) ($bin)"
 	[ -n "${OLD_BIN:-}" ] && echo "old: $("$OLD_BIN" --version 2>&1 | head -1) ($OLD_BIN)"
 	echo "slirp4netns: $(slirp4netns --version 2>/dev/null | head -1 || echo -)"
 	echo "kernel: $(uname -r)"
-	echo "command: bench/loss.sh --reps $reps --mb $mb --loss \"$losses\" --backends \"$backends\" --mtu $mtu --timeout $limit"
-} >"$out/loss-versions.txt"
+	echo "command: bench/loss.sh --reps $reps --mb $mb --loss \"$losses\" --backends \"$backends\" --mtu $mtu --timeout $limit --dir $dir"
+} >"$out/$pre-versions.txt"
 printf "backend\tloss\tclient\trep\tseconds\tretransmits\n" >"$raw"
 
 link() { # NS1 IF1 ADDR1 NS2 IF2 ADDR2: a veth pair of the run's MTU, addressed and up
@@ -107,14 +113,20 @@ run_one() { # BACKEND LOSS VARIANT REP
 	ip -n "$c" route add default via 192.168.77.1
 	ip netns exec "$g" sysctl -qw net.ipv4.ip_forward=1
 	ip netns exec "$g" iptables -t nat -A POSTROUTING -o "$uplink" -j MASQUERADE
-	ip netns exec "$g" iptables -A FORWARD -i rt0 -m statistic --mode random --probability "$loss" -j DROP
+	if [ "$dir" = up ]; then
+		ip netns exec "$g" iptables -A FORWARD -i rt0 -m statistic --mode random --probability "$loss" -j DROP
+	else
+		ip netns exec "$g" iptables -A FORWARD -o rt0 -m statistic --mode random --probability "$loss" -j DROP
+	fi
 	case $variant in
 	nosack) ip netns exec "$c" sysctl -qw net.ipv4.tcp_sack=0 ;;
 	nots) ip netns exec "$c" sysctl -qw net.ipv4.tcp_timestamps=0 ;;
 	esac
 	wait_until 5 bash -c "ss -Hltn 2>/dev/null | grep -q ':$port ' || ip netns exec $s ss -Hltn 2>/dev/null | grep -q ':$port '" || true
 	local json secs rtx
-	json=$(ip netns exec "$c" timeout "$limit" iperf3 -c 10.0.2.2 -p "$port" -n "${mb}M" -J 2>/dev/null || true)
+	local rev=
+	[ "$dir" = down ] && rev=-R
+	json=$(ip netns exec "$c" timeout "$limit" iperf3 -c 10.0.2.2 -p "$port" -n "${mb}M" $rev -J 2>/dev/null || true)
 	secs=$(printf '%s' "$json" | python3 -c 'import json,sys
 try:
     d=json.load(sys.stdin); print("%.3f" % d["end"]["sum_received"]["seconds"])
@@ -140,5 +152,5 @@ for loss in $losses; do
 	done
 done
 
-python3 "$repo/bench/loss_report.py" "$raw" "$backends" "$mb" "$limit" >"$out/loss-report.txt"
-cat "$out/loss-report.txt"
+python3 "$repo/bench/loss_report.py" "$raw" "$backends" "$mb" "$limit" "$dir" >"$out/$pre-report.txt"
+cat "$out/$pre-report.txt"

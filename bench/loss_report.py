@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The table of bench/loss.sh from its raw file: seconds per upload,
+"""The table of bench/loss.sh from its raw file: seconds per transfer,
 median (min-max) per backend, loss and client variant. A run counts as
 failed when it has no result or its time reached the limit (iperf3,
 stopped by the timeout, still reports the seconds it ran)."""
@@ -9,12 +9,14 @@ import sys
 
 def main():
     raw, backends, mb, limit = sys.argv[1], sys.argv[2].split(), sys.argv[3], float(sys.argv[4])
+    down = len(sys.argv) > 5 and sys.argv[5] == "down"
     rows = [line.rstrip("\n").split("\t") for line in open(raw)][1:]
     cells = {}
     for b, loss, variant, rep, secs, *_ in rows:
         cells.setdefault((loss, variant), {}).setdefault(b, []).append(secs)
-    print("Upload of %s MB from behind a lossy router in the guest: seconds, median (min-max) "
-          "of the runs; fail = no result within %g s" % (mb, limit))
+    what = "Download of %s MB to" if down else "Upload of %s MB from"
+    print((what + " behind a lossy router in the guest: seconds, median (min-max) "
+           "of the runs; fail = no result within %g s") % (mb, limit))
     print()
     print("| loss | client | " + " | ".join(backends) + " |")
     print("|---|---|" + "---|" * len(backends))

@@ -57,6 +57,20 @@ if [ "$(id -u)" != 0 ]; then
     fi
 fi
 
+# apt-get update, again after a pause when it fails: a mirror in the middle
+# of a sync serves index files of the wrong size for a minute or so ("Mirror
+# sync in progress?"). After the last try it goes on with the lists it has;
+# an install or download that needs a missing one then fails and says which.
+apt_update() {
+    for try in 1 2 3 4; do
+        $SUDO apt-get update -q && return 0
+        [ "$try" = 4 ] && break
+        echo "install-deps: apt-get update failed (try $try of 4); again in $((try * 20)) s" >&2
+        sleep $((try * 20))
+    done
+    echo "install-deps: apt-get update kept failing; going on with the package lists there are" >&2
+}
+
 installed() {
     dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"
 }
@@ -85,7 +99,7 @@ test_extras() {
     fi
     if ! dpkg --print-foreign-architectures | grep -qx i386; then
         $SUDO dpkg --add-architecture i386
-        $SUDO apt-get update -q
+        apt_update
     fi
     if ls "$v86/debs/"linux-image-*-686_*_i386.deb >/dev/null 2>&1 &&
        ls "$v86/debs/"busybox-static_*_i386.deb >/dev/null 2>&1; then
@@ -93,7 +107,7 @@ test_extras() {
     fi
     kpkg=$(apt-cache depends linux-image-686 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
     if [ -z "$kpkg" ]; then
-        $SUDO apt-get update -q
+        apt_update
         kpkg=$(apt-cache depends linux-image-686 | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
     fi
     kpkg=${kpkg%:i386}
@@ -113,7 +127,7 @@ echo "install-deps: installing:$missing"
 export DEBIAN_FRONTEND=noninteractive
 # tshark asks whether non-root users may capture; answer no, without a prompt
 echo "wireshark-common wireshark-common/install-setuid boolean false" | $SUDO debconf-set-selections
-$SUDO apt-get update -q
+apt_update
 # shellcheck disable=SC2086
 $SUDO apt-get install -y -q --no-install-recommends \
     -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold $missing

@@ -327,6 +327,8 @@ json ControlServer::get_stats() const {
                           {"tcp_bytes_to_guest", ts.bytes_to_guest},
                           {"tcp_retransmits_rto", ts.retransmits_rto},
                           {"tcp_retransmits_fast", ts.retransmits_fast},
+                          {"tcp_retransmits_sack", ts.retransmits_sack},
+                          {"tcp_retransmits_lost", ts.retransmits_lost},
                           {"tcp_out_of_order", ts.out_of_order},
                           {"tcp_out_of_order_not_held", ts.out_of_order_dropped},
                           {"tcp_bytes_reassembled", ts.reassembled_bytes},

@@ -74,6 +74,12 @@ void CongestionWindow::on_fast_retransmit(uint32_t flight, uint32_t mss) {
     acc_ = 0;
 }
 
+void CongestionWindow::on_sack_recovery(uint32_t flight, uint32_t mss) {
+    ssthresh_ = std::max(flight / 2, 2 * mss);
+    cwnd_ = ssthresh_;
+    acc_ = 0;
+}
+
 void CongestionWindow::on_partial_ack(uint32_t acked, uint32_t mss) {
     cwnd_ = cwnd_ > acked ? cwnd_ - acked : 0;
     if (acked >= mss) cwnd_ += mss;
@@ -89,6 +95,61 @@ void CongestionWindow::on_timeout(uint32_t flight, uint32_t mss) {
     ssthresh_ = std::max(flight / 2, 2 * mss);
     cwnd_ = kLossWindowSegments * mss;
     acc_ = 0;
+}
+
+bool SackBoard::add(uint32_t start, uint32_t end, uint32_t snd_una, uint32_t snd_max) {
+    using wire::seq_ge;
+    using wire::seq_gt;
+    using wire::seq_le;
+    using wire::seq_lt;
+    if (!seq_lt(start, end) || seq_le(end, snd_una) || seq_gt(end, snd_max)) return false;
+    if (seq_lt(start, snd_una)) start = snd_una;
+    // Where the block goes: ranges wholly below it stay, those it touches
+    // or overlaps merge into it, those above it move up.
+    int lo = 0;
+    while (lo < n_ && seq_lt(r_[lo].end, start)) lo++;
+    int hi = lo;
+    bool known = false;
+    while (hi < n_ && seq_le(r_[hi].start, end)) {
+        if (seq_le(r_[hi].start, start) && seq_ge(r_[hi].end, end)) known = true;
+        if (seq_lt(r_[hi].start, start)) start = r_[hi].start;
+        if (seq_gt(r_[hi].end, end)) end = r_[hi].end;
+        hi++;
+    }
+    if (known) return false;
+    // Ranges [lo, hi) become one: shift the rest by (1 - (hi - lo)).
+    const int merged = hi - lo;
+    if (merged == 0) {
+        if (lo == kRanges) return false;  // above every range and no room: forgotten
+        const int last = n_ == kRanges ? kRanges - 1 : n_;  // the highest goes if full
+        for (int i = last; i > lo; i--) r_[i] = r_[i - 1];
+        if (n_ < kRanges) n_++;
+    } else {
+        for (int i = hi; i < n_; i++) r_[i - merged + 1] = r_[i];
+        n_ = static_cast<uint8_t>(n_ - merged + 1);
+    }
+    r_[lo] = {start, end};
+    return true;
+}
+
+void SackBoard::trim(uint32_t snd_una) {
+    int drop = 0;
+    while (drop < n_ && wire::seq_le(r_[drop].end, snd_una)) drop++;
+    for (int i = drop; i < n_; i++) r_[i - drop] = r_[i];
+    n_ = static_cast<uint8_t>(n_ - drop);
+    if (n_ > 0 && wire::seq_lt(r_[0].start, snd_una)) r_[0].start = snd_una;
+}
+
+bool SackBoard::next_hole(uint32_t from, uint32_t& start, uint32_t& end) const {
+    for (int i = 0; i < n_; i++) {
+        if (wire::seq_lt(from, r_[i].start)) {
+            start = from;
+            end = r_[i].start;
+            return true;
+        }
+        if (wire::seq_lt(from, r_[i].end)) from = r_[i].end;
+    }
+    return false;
 }
 
 }  // namespace usernet::nat::tcp

@@ -161,6 +161,9 @@ public:
     // Third duplicate ACK: halve, and inflate by the three segments that
     // have left the network (RFC 5681 3.2 steps 2-3).
     void on_fast_retransmit(uint32_t flight, uint32_t mss);
+    // Loss recovery with SACK (RFC 6675 5 step 4.2): half the flight, no
+    // inflation: what may be sent is counted by the pipe instead.
+    void on_sack_recovery(uint32_t flight, uint32_t mss);
     // Further duplicate ACKs during recovery (step 4).
     void on_recovery_dupack(uint32_t mss) { cwnd_ = std::min(cwnd_ + mss, kMaxCwnd); }
     // An ACK inside recovery that does not cover the recovery point
@@ -187,6 +190,48 @@ private:
     uint32_t acc_ = 0;  // bytes acknowledged toward the next additive increase
     uint32_t saved_cwnd_ = 0;
     uint32_t saved_ssthresh_ = kMaxCwnd;
+};
+
+// --- what the guest holds beyond a hole (RFC 2018, RFC 6675 3) -------------------
+
+// The scoreboard of a sender using SACK: the ranges the guest's ACKs have
+// reported holding above snd_una, merged, ascending, at most kRanges of
+// them. What a guest reports is a hint (RFC 2018 8: it may drop them
+// again), so the ranges only choose what to retransmit first; an RTO
+// forgets them. When blocks would make more ranges than fit, the highest
+// are forgotten: the holes they bound are retransmitted once the guest
+// reports them again, or reached by partial ACKs as in NewReno.
+class SackBoard {
+public:
+    static constexpr int kRanges = 4;
+    struct Range {
+        uint32_t start = 0, end = 0;  // [start, end)
+    };
+    bool empty() const { return n_ == 0; }
+    int size() const { return n_; }
+    Range range(int i) const { return r_[i]; }
+    void clear() { n_ = 0; }
+    // Merges one block of an ACK. Blocks that are empty, at or below
+    // snd_una (a D-SACK, RFC 2883) or beyond what was sent are ignored;
+    // returns whether the block brought bytes not known before.
+    bool add(uint32_t start, uint32_t end, uint32_t snd_una, uint32_t snd_max);
+    // Forgets what is at or below a new snd_una.
+    void trim(uint32_t snd_una);
+    // Bytes in all the ranges.
+    uint32_t bytes() const {
+        uint32_t n = 0;
+        for (int i = 0; i < n_; i++) n += r_[i].end - r_[i].start;
+        return n;
+    }
+    // The end of the highest range (valid when not empty).
+    uint32_t high() const { return r_[n_ - 1].end; }
+    // The first hole at or above `from` and below high(): [start, end),
+    // end being where the next range starts. False if there is none.
+    bool next_hole(uint32_t from, uint32_t& start, uint32_t& end) const;
+
+private:
+    Range r_[kRanges];
+    uint8_t n_ = 0;
 };
 
 inline constexpr uint8_t kNoOoo = 0xff;
@@ -256,6 +301,8 @@ struct FlowState {
     bool local : 1 = false;         // fd is a unix stream socket (a guest forward), not TCP
     bool ack_delayed : 1 = false;   // on the delayed-ACK list (a short segment's ACK waits
                                     // for the host's answer to carry it)
+    bool sack_recovery : 1 = false; // the recovery under way is RFC 6675's (with in_recovery)
+    bool tlp_out : 1 = false;       // a tail loss probe of the last segment awaits its ACK
     uint8_t snd_wscale = 0;    // guest's shift, applied to its window field
     uint8_t rcv_wscale = 0;    // our shift, applied to what we advertise
     uint8_t dupacks = 0;
@@ -283,6 +330,8 @@ struct FlowState {
     uint32_t snd_wl1 = 0, snd_wl2 = 0;  // segment seq/ack of the last window update
     uint32_t fin_seq = 0;     // sequence number of our FIN (end of host data)
     uint32_t recover = 0;     // RFC 6582 recovery point
+    uint32_t high_rxt = 0;    // RFC 6675 HighRxt: retransmitted up to here in this recovery
+    uint32_t rxt_fence = 0;   // snd_nxt when the latest retransmission left
     uint32_t rtt_seq = 0;
     uint32_t rtt_start = 0;   // low 32 bits of the loop's ms clock
     uint32_t ts_recent = 0;   // the guest's TSval to echo (RFC 7323 4.3)
@@ -292,6 +341,7 @@ struct FlowState {
     uint32_t port = UINT32_MAX;  // the guest's switch port: its limits are counted there
     RtoEstimator rto;
     CongestionWindow cc;
+    SackBoard sacked;         // the guest's SACK blocks (sack_on flows)
 
     // Host data in flight: bytes between snd_una and snd_nxt, FIN excluded.
     uint32_t data_in_flight() const {

@@ -232,7 +232,7 @@ int socket_error(int fd) {
 
 }  // namespace
 
-static_assert(sizeof(Flow) <= 264, "a flow costs bytes, not kilobytes");
+static_assert(sizeof(Flow) <= 312, "a flow costs bytes, not kilobytes");
 
 tcp::Flow::Flow(TcpNat& n) : nat(n), timer([this] { nat.on_timer(*this); }) {}
 
@@ -1089,15 +1089,25 @@ void TcpNat::input_synchronized(Flow& f, const wire::TcpView& seg) {
         break;
     }
     uint32_t ts_ecr = 0;
-    if (s.ts_on && seg.header_len() > wire::kTcpHeaderLen) {
+    bool sacked_new = false;
+    if ((s.ts_on || s.sack_on) && seg.header_len() > wire::kTcpHeaderLen) {
         wire::TcpOptions o = seg.parse_options();
-        // RFC 7323 4.3: echo the TSval of the segment that our next ACK
-        // acknowledges (not of a newer out-of-order one).
-        if (o.ts_val && wire::seq_le(seq, s.last_ack_sent) && wire::seq_ge(*o.ts_val, s.ts_recent))
-            s.ts_recent = *o.ts_val;
-        ts_ecr = o.ts_ecr.value_or(0);
+        if (s.ts_on) {
+            // RFC 7323 4.3: echo the TSval of the segment that our next ACK
+            // acknowledges (not of a newer out-of-order one).
+            if (o.ts_val && wire::seq_le(seq, s.last_ack_sent) &&
+                wire::seq_ge(*o.ts_val, s.ts_recent))
+                s.ts_recent = *o.ts_val;
+            ts_ecr = o.ts_ecr.value_or(0);
+        }
+        if (s.sack_on) {
+            // What the guest holds beyond a hole: recovery retransmits the
+            // holes rather than the head alone (retransmit_hole).
+            for (uint8_t i = 0; i < o.sack_blocks; i++)
+                sacked_new |= s.sacked.add(o.sack[i].left, o.sack[i].right, s.snd_una, s.snd_max);
+        }
     }
-    process_ack(f, seg, ts_ecr);
+    process_ack(f, seg, ts_ecr, sacked_new);
     if (s.phase != Phase::established) return;
 
     if (plen > 0 || seg.has(flag::fin)) {
@@ -1275,12 +1285,24 @@ void TcpNat::release_held(Flow& f) {
 
 // The ACK and window fields of an acceptable segment (RFC 9293 3.10.7.4
 // fifth check), with RTT sampling, congestion control and recovery.
-void TcpNat::process_ack(Flow& f, const wire::TcpView& seg, uint32_t ts_ecr) {
+// sacked_new: its SACK blocks named bytes not known to be held before.
+void TcpNat::process_ack(Flow& f, const wire::TcpView& seg, uint32_t ts_ecr, bool sacked_new) {
     FlowState& s = f.st;
     uint32_t ack = seg.ack();
     uint32_t seq = seg.seq();
     uint32_t wnd = uint32_t{seg.window()} << s.snd_wscale;
     bool pure = seg.payload().empty() && !seg.has(flag::fin) && !seg.has(flag::syn);
+    const uint32_t snd_una_before = s.snd_una;
+    if (s.in_recovery && s.sack_recovery && sacked_new && wire::seq_gt(s.high_rxt, s.snd_una) &&
+        wire::seq_gt(s.sacked.high(), s.rxt_fence)) {
+        // The guest holds bytes sent after our latest retransmission, so
+        // any retransmitted hole it still misses was lost again (frames
+        // are not reordered on the way): every hole is open once more
+        // (after RFC 8985's rule; duplicate ACKs are too few to tell when
+        // each acknowledges a whole GSO frame).
+        s.high_rxt = s.snd_una;
+        stats_.retransmits_lost++;
+    }
 
     if (wire::seq_gt(ack, s.snd_una)) {
         uint32_t acked = ack - s.snd_una;
@@ -1295,6 +1317,7 @@ void TcpNat::process_ack(Flow& f, const wire::TcpView& seg, uint32_t ts_ecr) {
             queue_tx(f);
         }
         s.snd_una = ack;
+        if (!s.sacked.empty()) s.sacked.trim(ack);
         if (wire::seq_lt(s.snd_nxt, s.snd_una)) s.snd_nxt = s.snd_una;
         if (s.fin_acked) s.fin_sent = true;
         if (ts_ecr != 0) {
@@ -1324,13 +1347,26 @@ void TcpNat::process_ack(Flow& f, const wire::TcpView& seg, uint32_t ts_ecr) {
         }
         if (s.in_recovery) {
             if (wire::seq_ge(ack, s.recover)) {
-                s.cc.on_recovery_end(s.snd_max - s.snd_una, s.mss);
+                // With SACK the window was never inflated: it stays at
+                // ssthresh (RFC 6675), however little is in flight.
+                if (!s.sack_recovery) s.cc.on_recovery_end(s.snd_max - s.snd_una, s.mss);
                 s.in_recovery = false;
-            } else {
+            } else if (!s.sack_recovery) {
                 s.cc.on_partial_ack(acked, s.mss);
                 stats_.retransmits_fast++;
                 retransmit_head(f);
                 if (s.phase != Phase::established) return;
+            } else if (s.sacked.empty() && !wire::seq_lt(s.snd_una, s.high_rxt)) {
+                // Nothing held beyond the new head, which was not sent
+                // again yet: NewReno's answer.
+                stats_.retransmits_fast++;
+                retransmit_head(f);
+                if (s.phase != Phase::established) return;
+            } else {
+                // The holes go at the end of the batch (send_pending); the
+                // head, sent again already, is sent once more if duplicate
+                // ACKs say that copy was lost too.
+                expect_dups_behind_head(f);
             }
         } else {
             s.cc.on_ack(acked, s.mss, cwnd_limited);
@@ -1343,10 +1379,14 @@ void TcpNat::process_ack(Flow& f, const wire::TcpView& seg, uint32_t ts_ecr) {
         } else {
             arm_rto(f);
         }
-    } else if (ack == s.snd_una && pure && wnd == s.snd_wnd && s.snd_max != s.snd_una) {
+    } else if (ack == s.snd_una && pure && s.snd_max != s.snd_una &&
+               (wnd == s.snd_wnd || sacked_new)) {
+        // A duplicate ACK: RFC 5681's (same window), or RFC 6675's (new
+        // SACK information, whatever the window: a Linux guest's window
+        // grows while it queues what arrives beyond the hole, so its
+        // duplicate ACKs rarely repeat the window).
         if (s.dupacks < 255) s.dupacks++;
         if (s.in_recovery) {
-            s.cc.on_recovery_dupack(s.mss);
             // Every segment that was in flight behind the retransmitted one
             // answers with a duplicate ACK; more than that come from
             // segments sent after it, which arrived while it did not: it
@@ -1354,14 +1394,45 @@ void TcpNat::process_ack(Flow& f, const wire::TcpView& seg, uint32_t ts_ecr) {
             // (NewReno alone cannot tell).
             if (++s.rexmit_dups > s.rexmit_expect_dups) {
                 stats_.retransmits_fast++;
-                retransmit_head(f);
+                if (s.sack_recovery && !s.sacked.empty()) {
+                    // Every hole sent again and not reported held since
+                    // is lost again: they all go again.
+                    s.high_rxt = s.snd_una;
+                    expect_dups_behind_head(f);
+                    fill_holes(f, true);
+                } else {
+                    s.cc.on_recovery_dupack(s.mss);
+                    retransmit_head(f);
+                }
                 if (s.phase != Phase::established) return;
+            } else if (!s.sack_recovery) {
+                // A segment has left the network: one new one may go
+                // (RFC 5681 3.2 step 4). With SACK the pipe counts that,
+                // and the holes go first (send_pending).
+                s.cc.on_recovery_dupack(s.mss);
             }
-        } else if (s.dupacks >= dupack_threshold(f) && wire::seq_ge(s.snd_una, s.recover)) {
+        } else if ((s.dupacks >= dupack_threshold(f) ||
+                    (s.sack_on && s.sacked.bytes() > 2 * std::max<uint32_t>(segment_limit(f), 1))) &&
+                   wire::seq_ge(s.snd_una, s.recover)) {
+            // Three duplicate ACKs, or with SACK more than two segments
+            // held beyond the hole (RFC 6675 IsLost(): a guest that
+            // acknowledges whole GSO frames sends fewer ACKs than that).
             stats_.retransmits_fast++;
             enter_recovery(f);
             if (s.phase != Phase::established) return;
             arm_rto(f);
+        }
+    }
+    if (s.tlp_out) {
+        if (!s.in_recovery && !s.sacked.empty() && s.snd_una != s.snd_max) {
+            // The probe's ACK names it beyond a hole: the tail before it
+            // was lost (RFC 8985 7.4).
+            stats_.retransmits_fast++;
+            enter_recovery(f);
+            if (s.phase != Phase::established) return;
+            arm_rto(f);
+        } else if (wire::seq_gt(ack, snd_una_before)) {
+            s.tlp_out = false;
         }
     }
     // Window update: only from a segment at least as new as the last one
@@ -1566,6 +1637,10 @@ void TcpNat::send_pending(Flow& f) {
         reset_flow(f, true);
         return;
     }
+    if (s.in_recovery && s.sack_recovery) {
+        fill_holes(f, false);  // before new data
+        if (s.phase != Phase::established) return;
+    }
     // Nothing to read until the next EPOLLIN edge: spare the peek that
     // would say so (an upload's ACK-only direction would pay one per
     // guest segment).
@@ -1595,7 +1670,10 @@ void TcpNat::send_pending(Flow& f) {
         uint32_t wnd_edge = s.snd_una + s.snd_wnd;
         uint32_t room = wire::seq_gt(wnd_edge, s.snd_nxt) ? wnd_edge - s.snd_nxt : 0;
         uint32_t cwnd = s.cc.cwnd();
-        room = std::min(room, cwnd > flight ? cwnd - flight : 0u);
+        // In a recovery with SACK, what the window limits is the pipe
+        // (RFC 6675 5 step C.2), not everything past snd_una.
+        uint32_t in_net = s.in_recovery && s.sack_recovery ? sack_pipe(s) : flight;
+        room = std::min(room, cwnd > in_net ? cwnd - in_net : 0u);
         if (!peek_off_ok_) {
             uint32_t cap = static_cast<uint32_t>(kDiscardSize);
             room = std::min(room, cap - std::min(flight, cap));
@@ -1759,17 +1837,39 @@ bool TcpNat::host_data_waiting(Flow& f) {
     return static_cast<uint32_t>(inq) > f.st.data_in_flight();
 }
 
+// The tail loss probe of a SACK flow: the last segment of the data in
+// flight, sent again.
+void TcpNat::probe_tail(Flow& f) {
+    FlowState& s = f.st;
+    if (!settle(f)) {
+        reset_flow(f, true);
+        return;
+    }
+    const uint32_t inflight = s.data_in_flight();
+    const uint32_t len = std::min(inflight, std::max<uint32_t>(segment_limit(f), 1));
+    resend(f, inflight - len, len);
+}
+
 // The response to a loss seen by duplicate ACKs or a tail loss probe:
 // NewReno recovery up to what is out now, half the window, the first
 // missing segment again (RFC 5681 3.2, RFC 6582).
 void TcpNat::enter_recovery(Flow& f) {
     FlowState& s = f.st;
+    s.tlp_out = false;
     s.recover = s.snd_max;
     s.in_recovery = true;
     s.rtt_timing = false;
     s.cc.save();
     s.undo_ok = s.ts_on;
     s.rexmit_tsval = ts_now(f);
+    s.high_rxt = s.snd_una;
+    s.sack_recovery = s.sack_on && !s.sacked.empty();
+    if (s.sack_recovery) {
+        s.cc.on_sack_recovery(s.snd_max - s.snd_una, s.mss);
+        expect_dups_behind_head(f);
+        fill_holes(f, true);
+        return;
+    }
     s.cc.on_fast_retransmit(s.snd_max - s.snd_una, s.mss);
     retransmit_head(f);
 }
@@ -1783,30 +1883,109 @@ void TcpNat::retransmit_head(Flow& f) {
         return;
     }
     uint32_t inflight = s.data_in_flight();
-    // Duplicate ACKs to expect from what is in flight behind this segment,
-    // plus the usual three of margin (see process_ack).
-    uint32_t seg = std::max<uint32_t>(segment_limit(f), 1);
-    uint32_t behind = inflight > seg ? (inflight - seg + seg - 1) / seg : 0;
-    s.rexmit_expect_dups = static_cast<uint16_t>(std::min<uint32_t>(behind + 3, 0xffff));
-    s.rexmit_dups = 0;
+    expect_dups_behind_head(f);
     if (inflight == 0) {
         if (s.fin_sent && !s.fin_acked) emit(f, s.fin_seq, flag::fin | flag::ack, 0);
         return;
     }
-    uint32_t len = std::min(inflight, segment_limit(f));
+    resend(f, 0, std::min(inflight, segment_limit(f)));
+}
+
+// Duplicate ACKs to expect from what is in flight behind the segment at
+// snd_una, which has just been sent again, plus the usual three of margin:
+// more mean that it was lost again (see process_ack).
+void TcpNat::expect_dups_behind_head(Flow& f) {
+    FlowState& s = f.st;
+    uint32_t inflight = s.data_in_flight();
+    uint32_t seg = std::max<uint32_t>(segment_limit(f), 1);
+    uint32_t behind = inflight > seg ? (inflight - seg + seg - 1) / seg : 0;
+    s.rexmit_expect_dups = static_cast<uint16_t>(std::min<uint32_t>(behind + 3, 0xffff));
+    s.rexmit_dups = 0;
+}
+
+// Sends up to len bytes from `offset` bytes after snd_una again (the
+// socket settled: its queue starts at snd_una), in one peek: as one GSO
+// frame to a guest that takes them, else cut into segments. Returns the
+// bytes sent.
+uint32_t TcpNat::resend(Flow& f, uint32_t offset, uint32_t len) {
+    FlowState& s = f.st;
+    const uint32_t seg = std::max<uint32_t>(segment_limit(f), 1);
+    const bool gso = gw_.offload_to(s.key.guest);
+    if (gso && seg < wire::kMinGsoSize) len = std::min(len, seg);
+    len = std::min(len, static_cast<uint32_t>(gw_.tx_l4_tcp_capacity() - data_header_len(f)));
     uint8_t* buf = gw_.tx_l4() + data_header_len(f);
     long n;
     if (peek_off_ok_) {
-        set_peek_offset(f, 0);
+        set_peek_offset(f, offset);
         n = recv(s.fd, buf, len, MSG_PEEK | MSG_DONTWAIT);
         if (n < 0) n = -errno;
-        set_peek_offset(f, inflight);
+        set_peek_offset(f, s.data_in_flight());
     } else {
-        n = peek(f, 0, buf, len);
+        n = peek(f, offset, buf, len);
     }
-    if (n > 0) {
-        emit(f, s.snd_una, flag::ack, static_cast<size_t>(n));
-        stats_.bytes_to_guest += static_cast<uint64_t>(n);
+    if (n <= 0) return 0;
+    const uint32_t sent = static_cast<uint32_t>(n);
+    const uint32_t seq = s.snd_una + offset;
+    if (sent > seg && !gso) {
+        for (uint32_t at = 0; at < sent; at += seg)
+            emit(f, seq + at, flag::ack, std::min(seg, sent - at), -1, at);
+    } else {
+        emit(f, seq, flag::ack, sent);
+    }
+    stats_.bytes_to_guest += sent;
+    if (wire::seq_gt(seq + sent, s.high_rxt)) s.high_rxt = seq + sent;
+    s.rxt_fence = s.snd_nxt;
+    return sent;
+}
+
+// RFC 6675 4 SetPipe(): the bytes in the network. Every hole below the
+// highest byte the guest reported holding counts as lost (usernet's guests
+// sit on a LAN, where frames are lost, not reordered), so in the network
+// are the bytes above that one and the holes sent again.
+uint32_t TcpNat::sack_pipe(const FlowState& s) const {
+    if (s.sacked.empty()) return s.snd_nxt - s.snd_una;
+    const uint32_t high = s.sacked.high();
+    uint32_t pipe = wire::seq_gt(s.snd_nxt, high) ? s.snd_nxt - high : 0;
+    const uint32_t rxt_end = wire::seq_lt(s.high_rxt, high) ? s.high_rxt : high;
+    uint32_t from = s.snd_una;
+    for (int i = 0; i < s.sacked.size() && wire::seq_lt(from, rxt_end); i++) {
+        const tcp::SackBoard::Range r = s.sacked.range(i);
+        if (wire::seq_lt(from, r.start))
+            pipe += (wire::seq_lt(r.start, rxt_end) ? r.start : rxt_end) - from;
+        if (wire::seq_gt(r.end, from)) from = r.end;
+    }
+    return pipe;
+}
+
+// RFC 6675 5 step (C): the holes below what the guest holds, lowest first,
+// each sent again once, as long as the pipe leaves room in the congestion
+// window; `first`: the recovery's first retransmission, which goes
+// regardless (step 4.3). A whole hole (a GSO frame dropped in the guest is
+// tens of segments) goes in one peek.
+void TcpNat::fill_holes(Flow& f, bool first) {
+    FlowState& s = f.st;
+    if (!settle(f)) {
+        reset_flow(f, true);
+        return;
+    }
+    const uint32_t seg = std::max<uint32_t>(segment_limit(f), 1);
+    const uint32_t data_end = s.snd_una + s.data_in_flight();
+    uint32_t pipe = sack_pipe(s);
+    for (int guard = 0; guard < 64; guard++) {
+        uint32_t from = wire::seq_gt(s.high_rxt, s.snd_una) ? s.high_rxt : s.snd_una;
+        uint32_t start = 0, end = 0;
+        if (!s.sacked.next_hole(from, start, end) || !wire::seq_lt(start, data_end)) return;
+        if (wire::seq_gt(end, data_end)) end = data_end;
+        uint32_t room = s.cc.cwnd() > pipe ? s.cc.cwnd() - pipe : 0;
+        if (first) room = std::max(room, seg);
+        first = false;
+        uint32_t len = std::min(end - start, room);
+        if (len < seg && len < end - start) return;  // less than a segment of room
+        if (len > seg && len < end - start) len -= len % seg;
+        uint32_t sent = resend(f, start - s.snd_una, len);
+        if (sent == 0) return;
+        stats_.retransmits_sack++;
+        pipe += sent;
     }
 }
 
@@ -1822,6 +2001,8 @@ void TcpNat::rewind(Flow& f) {
     s.dupacks = 0;
     s.in_recovery = false;
     s.recover = s.snd_max;
+    s.tlp_out = false;
+    s.sacked.clear();  // RFC 6675 5.1: all of it is sent again
 }
 
 // Peeks up to len bytes starting `offset` bytes after snd_una. Returns the
@@ -2193,10 +2374,14 @@ void TcpNat::arm_rto(Flow& f) {
     s.persist = false;
     s.pto_armed = false;
     uint32_t rto = s.rto.rto_ms();
-    if (!s.in_recovery && !s.rto.backed_off() && s.rto.has_sample() && s.snd_max != s.snd_una) {
+    if (!s.in_recovery && !s.tlp_out && !s.rto.backed_off() && s.rto.has_sample() &&
+        s.snd_max != s.snd_una) {
         uint32_t out = s.snd_max - s.snd_una;
+        // With SACK a probe costs one segment and no window (probe_tail):
+        // RFC 8985's 2 ms of margin, as Linux. Without, it halves the
+        // window if an odd segment's delayed ACK comes late: 40 ms.
         uint32_t pto = std::max(2 * s.rto.srtt_ms(), s.rto.raw_rto_ms()) +
-                       (out <= segment_limit(f) ? 200u : 40u);
+                       (out <= segment_limit(f) ? 200u : s.sack_on ? 2u : 40u);
         if (pto < rto) {
             s.pto_armed = true;
             loop_.arm(f.timer, pto);
@@ -2367,6 +2552,18 @@ void TcpNat::on_timer(Flow& f) {
         s.pto_armed = false;
         if (s.snd_una != s.snd_max && s.snd_wnd != 0) {
             stats_.tail_loss_probes++;
+            if (s.sack_on && s.data_in_flight() > 0) {
+                // With SACK, the probe is the last segment (RFC 8985
+                // 7.3): its ACK names it, and the hole below it is what
+                // was lost, all of which recovery then sends at once
+                // (process_ack). The head alone would come back one
+                // delayed ACK at a time.
+                probe_tail(f);
+                if (s.phase != Phase::established) return;
+                s.tlp_out = true;
+                arm_rto(f);
+                return;
+            }
             enter_recovery(f);
             if (s.phase != Phase::established) return;
             arm_rto(f);

@@ -58,6 +58,8 @@ public:
         uint64_t partial_writes = 0;   // the kernel took less than the segment's new bytes
         uint64_t retransmits_rto = 0;  // timeouts that rewound a flow
         uint64_t retransmits_fast = 0; // third duplicate ACK (and NewReno partial ACKs)
+        uint64_t retransmits_sack = 0; // holes below the guest's SACK blocks, in recovery
+        uint64_t retransmits_lost = 0; // ... whose retransmissions were lost: all open again
         uint64_t tail_loss_probes = 0; // no ACK for 2 SRTT: first missing segment resent
         uint64_t spurious_retransmits = 0;  // undone: the timestamp echo showed no loss
         uint64_t zero_window_probes = 0;
@@ -158,7 +160,7 @@ private:
     void input_syn_rcvd(Flow& f, const gw::GuestPacket& pkt, const wire::TcpView& seg);
     void input_syn_sent(Flow& f, const wire::TcpView& seg);
     void input_synchronized(Flow& f, const wire::TcpView& seg);
-    void process_ack(Flow& f, const wire::TcpView& seg, uint32_t ts_ecr);
+    void process_ack(Flow& f, const wire::TcpView& seg, uint32_t ts_ecr, bool sacked_new);
     void write_payload(Flow& f, const wire::TcpView& seg, tcp::NewData nd);
     void flush_stage(bool answer, std::span<const iovec> tail = {});
     void hold_out_of_order(Flow& f, const wire::TcpView& seg);
@@ -173,6 +175,11 @@ private:
     bool host_data_waiting(Flow& f);
     uint32_t host_queued(Flow& f);
     void retransmit_head(Flow& f);
+    void expect_dups_behind_head(Flow& f);
+    uint32_t resend(Flow& f, uint32_t offset, uint32_t len);
+    uint32_t sack_pipe(const tcp::FlowState& s) const;
+    void fill_holes(Flow& f, bool first);
+    void probe_tail(Flow& f);
     void enter_recovery(Flow& f);
     void rewind(Flow& f);
     long peek(Flow& f, uint32_t offset, uint8_t* dst, size_t len);

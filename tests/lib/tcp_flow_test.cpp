@@ -1,10 +1,14 @@
 // The TCP translator's arithmetic: which guest bytes are new, which
 // segments and RSTs are acceptable (RFC 9293, RFC 5961), the window we
 // advertise (never shrinking, scaled), the RTO estimator (RFC 6298) and
-// the congestion window (RFC 5681, RFC 6582).
+// the congestion window (RFC 5681, RFC 6582), the SACK scoreboard (RFC
+// 2018, RFC 6675).
 #include "nat/tcp_flow.hpp"
 
 #include <gtest/gtest.h>
+
+#include <utility>
+#include <vector>
 
 namespace usernet::nat::tcp {
 namespace {
@@ -269,8 +273,104 @@ TEST(TcpCwnd, TcpCwnd_SlowStartStopsAtSsthresh) {
     EXPECT_EQ(c.cwnd(), 9 * kMss);
 }
 
+// --- SACK scoreboard -------------------------------------------------------------
+
+std::vector<std::pair<uint32_t, uint32_t>> ranges(const SackBoard& b) {
+    std::vector<std::pair<uint32_t, uint32_t>> v;
+    for (int i = 0; i < b.size(); i++) v.emplace_back(b.range(i).start, b.range(i).end);
+    return v;
+}
+using R = std::vector<std::pair<uint32_t, uint32_t>>;
+
+TEST(TcpSack, TcpSack_BlocksMergeInOrder) {
+    SackBoard b;
+    EXPECT_TRUE(b.add(3000, 4000, 1000, 10000));
+    EXPECT_TRUE(b.add(1500, 2000, 1000, 10000));
+    EXPECT_TRUE(b.add(6000, 7000, 1000, 10000));
+    EXPECT_EQ(ranges(b), (R{{1500, 2000}, {3000, 4000}, {6000, 7000}}));
+    // Touching and overlapping blocks join what they meet.
+    EXPECT_TRUE(b.add(2000, 3000, 1000, 10000));
+    EXPECT_EQ(ranges(b), (R{{1500, 4000}, {6000, 7000}}));
+    EXPECT_TRUE(b.add(3500, 6500, 1000, 10000));
+    EXPECT_EQ(ranges(b), (R{{1500, 7000}}));
+    EXPECT_EQ(b.high(), 7000u);
+}
+
+TEST(TcpSack, TcpSack_RepeatedAndInvalidBlocksChangeNothing) {
+    SackBoard b;
+    EXPECT_TRUE(b.add(3000, 4000, 1000, 10000));
+    EXPECT_FALSE(b.add(3000, 4000, 1000, 10000));  // reported again
+    EXPECT_FALSE(b.add(3200, 3800, 1000, 10000));  // inside
+    EXPECT_FALSE(b.add(500, 1000, 1000, 10000));   // D-SACK: at or below snd_una
+    EXPECT_FALSE(b.add(9000, 11000, 1000, 10000)); // beyond what was sent
+    EXPECT_FALSE(b.add(5000, 5000, 1000, 10000));  // empty
+    EXPECT_FALSE(b.add(5000, 4000, 1000, 10000));  // reversed
+    EXPECT_EQ(ranges(b), (R{{3000, 4000}}));
+    EXPECT_TRUE(b.add(800, 1200, 1000, 10000));    // straddles snd_una: clipped
+    EXPECT_EQ(ranges(b), (R{{1000, 1200}, {3000, 4000}}));
+}
+
+TEST(TcpSack, TcpSack_FullBoardForgetsTheHighest) {
+    SackBoard b;
+    for (uint32_t i = 0; i < SackBoard::kRanges; i++)
+        EXPECT_TRUE(b.add(2000 + 1000 * i, 2500 + 1000 * i, 1000, 100000));
+    EXPECT_EQ(b.size(), SackBoard::kRanges);
+    // Above every range: no room, forgotten.
+    EXPECT_FALSE(b.add(50000, 51000, 1000, 100000));
+    EXPECT_EQ(b.high(), 5500u);
+    // Below them: kept, and the highest range goes.
+    EXPECT_TRUE(b.add(1200, 1300, 1000, 100000));
+    EXPECT_EQ(ranges(b), (R{{1200, 1300}, {2000, 2500}, {3000, 3500}, {4000, 4500}}));
+}
+
+TEST(TcpSack, TcpSack_TrimDropsWhatTheAckCovers) {
+    SackBoard b;
+    b.add(2000, 3000, 1000, 10000);
+    b.add(4000, 5000, 1000, 10000);
+    b.trim(3000);
+    EXPECT_EQ(ranges(b), (R{{4000, 5000}}));
+    b.trim(4500);
+    EXPECT_EQ(ranges(b), (R{{4500, 5000}}));
+    b.trim(6000);
+    EXPECT_TRUE(b.empty());
+}
+
+TEST(TcpSack, TcpSack_NextHoleSkipsHeldRanges) {
+    SackBoard b;
+    b.add(2000, 3000, 1000, 10000);
+    b.add(4000, 5000, 1000, 10000);
+    uint32_t start = 0, end = 0;
+    ASSERT_TRUE(b.next_hole(1000, start, end));
+    EXPECT_EQ(start, 1000u);
+    EXPECT_EQ(end, 2000u);
+    ASSERT_TRUE(b.next_hole(1500, start, end));  // part of the first hole sent again
+    EXPECT_EQ(start, 1500u);
+    ASSERT_TRUE(b.next_hole(2000, start, end));  // the first hole done: the second
+    EXPECT_EQ(start, 3000u);
+    EXPECT_EQ(end, 4000u);
+    EXPECT_FALSE(b.next_hole(4000, start, end));  // above the highest range: not a hole
+    EXPECT_FALSE(b.next_hole(5000, start, end));
+}
+
+TEST(TcpSack, TcpSack_WorksAcrossSequenceWrap) {
+    SackBoard b;
+    const uint32_t una = 0xffffff00u;
+    EXPECT_TRUE(b.add(0xffffff80u, 0x80u, una, 0x1000u));
+    EXPECT_TRUE(b.add(0x100u, 0x200u, una, 0x1000u));
+    EXPECT_EQ(ranges(b), (R{{0xffffff80u, 0x80u}, {0x100u, 0x200u}}));
+    uint32_t start = 0, end = 0;
+    ASSERT_TRUE(b.next_hole(una, start, end));
+    EXPECT_EQ(start, una);
+    EXPECT_EQ(end, 0xffffff80u);
+    ASSERT_TRUE(b.next_hole(0xffffff80u, start, end));
+    EXPECT_EQ(start, 0x80u);
+    EXPECT_EQ(end, 0x100u);
+    b.trim(0x90u);
+    EXPECT_EQ(ranges(b), (R{{0x100u, 0x200u}}));
+}
+
 TEST(TcpFlow, TcpFlow_StateFitsInAFewCacheLines) {
-    EXPECT_LE(sizeof(Flow), 264u);
+    EXPECT_LE(sizeof(Flow), 312u);
 }
 
 TEST(TcpFlow, TcpFlow_DataInFlightExcludesTheFin) {
