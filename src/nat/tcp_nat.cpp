@@ -87,13 +87,21 @@
 // before the first sample, 200 ms minimum, doubling per timeout, 60 s
 // maximum; samples from the timestamp echo, else Karn-style), or the
 // earlier tail loss probe. A timeout rewinds snd_nxt to snd_una (peek
-// offset 0) and sends everything again: go-back-N, as the guest gets no
-// SACK. Three duplicate ACKs (fewer when fewer segments follow the hole
-// and nothing new can, RFC 5827), or a probe timeout of about 2 SRTT with
-// data out, retransmit only the segment at snd_una and enter NewReno
-// recovery (RFC 6582): each partial ACK retransmits the next hole, and a
-// retransmission that is itself lost is sent again once more duplicate
-// ACKs arrive than the flight behind it explains. With timestamps, an ACK
+// offset 0) and sends everything again: go-back-N. Without SACK, three
+// duplicate ACKs (fewer when fewer segments follow the hole and nothing
+// new can, RFC 5827), or a probe timeout of about 2 SRTT with data out,
+// retransmit only the segment at snd_una and enter NewReno recovery (RFC
+// 6582): each partial ACK retransmits the next hole, and a retransmission
+// that is itself lost is sent again once more duplicate ACKs arrive than
+// the flight behind it explains. With SACK (RFC 6675), the guest's blocks
+// fill a scoreboard of four ranges; recovery starts at three duplicate
+// ACKs (any ACK with new SACK information is one) or once more than two
+// segments are held beyond the hole, and sends every hole again, lowest
+// first and each in one peek, as the pipe (the bytes above the highest
+// held one and the holes sent again) leaves room in the halved window; a
+// retransmission counts as lost once the guest holds bytes sent after it.
+// The probe of a SACK flow sends the last segment (RFC 8985), whose ACK
+// then names the hole. With timestamps, an ACK
 // echoing a time older than the retransmission undoes the window cut
 // (Eifel, RFC 3522). The congestion window (RFC 5681: 10 segments,
 // slow start, halved on loss, 2 segments after a timeout, additive
@@ -124,15 +132,15 @@
 // are never timed out; a guest's keepalive probe turns on SO_KEEPALIVE for
 // the host socket, so that a dead remote becomes a RST to the guest.
 //
-// Not done: SACK toward usernet (the guest's SACK blocks are not used:
-// our retransmissions are NewReno's), ECN, PAWS, TCP Fast Open (data
+// Not done: RACK's timer (a lost retransmission with nothing sent after it
+// waits for the RTO), ECN, PAWS, TCP Fast Open (data
 // on a SYN is not acknowledged; the guest sends it again), urgent data
 // (ordinary data both ways: the guest's pointer is ignored, the host's
 // urgent byte reaches the guest inline without URG), ICMPv6 errors (an
 // IPv6 guest gets a RST where an IPv4 guest gets ICMP).
 //
 // Memory: a flow is a fixed FlowState (no buffers) plus its timer and
-// handler, 256 bytes, from a pool that grows only when a flow is created;
+// handler, 312 bytes, from a pool that grows only when a flow is created;
 // a hash table maps the 4-tuple to it. Nothing is allocated per segment.
 #include "nat/tcp_nat.hpp"
 
@@ -1101,10 +1109,12 @@ void TcpNat::input_synchronized(Flow& f, const wire::TcpView& seg) {
             ts_ecr = o.ts_ecr.value_or(0);
         }
         if (s.sack_on) {
-            // What the guest holds beyond a hole: recovery retransmits the
-            // holes rather than the head alone (retransmit_hole).
+            // What the guest holds beyond a hole: recovery sends the holes
+            // again rather than the head alone (fill_holes). Only data
+            // sent since the last rewind counts (not a FIN).
+            const uint32_t data_end = s.snd_una + s.data_in_flight();
             for (uint8_t i = 0; i < o.sack_blocks; i++)
-                sacked_new |= s.sacked.add(o.sack[i].left, o.sack[i].right, s.snd_una, s.snd_max);
+                sacked_new |= s.sacked.add(o.sack[i].left, o.sack[i].right, s.snd_una, data_end);
         }
     }
     process_ack(f, seg, ts_ecr, sacked_new);
@@ -1292,7 +1302,7 @@ void TcpNat::process_ack(Flow& f, const wire::TcpView& seg, uint32_t ts_ecr, boo
     uint32_t seq = seg.seq();
     uint32_t wnd = uint32_t{seg.window()} << s.snd_wscale;
     bool pure = seg.payload().empty() && !seg.has(flag::fin) && !seg.has(flag::syn);
-    const uint32_t snd_una_before = s.snd_una;
+    const bool probe_out = s.tlp_out;
     if (s.in_recovery && s.sack_recovery && sacked_new && wire::seq_gt(s.high_rxt, s.snd_una) &&
         wire::seq_gt(s.sacked.high(), s.rxt_fence)) {
         // The guest holds bytes sent after our latest retransmission, so
@@ -1305,6 +1315,7 @@ void TcpNat::process_ack(Flow& f, const wire::TcpView& seg, uint32_t ts_ecr, boo
     }
 
     if (wire::seq_gt(ack, s.snd_una)) {
+        s.tlp_out = false;  // (a probe timer may be armed again below)
         uint32_t acked = ack - s.snd_una;
         bool cwnd_limited = (s.snd_nxt - s.snd_una) + s.mss >= s.cc.cwnd();
         uint32_t data_acked = acked;
@@ -1401,7 +1412,7 @@ void TcpNat::process_ack(Flow& f, const wire::TcpView& seg, uint32_t ts_ecr, boo
                     expect_dups_behind_head(f);
                     fill_holes(f, true);
                 } else {
-                    s.cc.on_recovery_dupack(s.mss);
+                    if (!s.sack_recovery) s.cc.on_recovery_dupack(s.mss);
                     retransmit_head(f);
                 }
                 if (s.phase != Phase::established) return;
@@ -1412,7 +1423,7 @@ void TcpNat::process_ack(Flow& f, const wire::TcpView& seg, uint32_t ts_ecr, boo
                 s.cc.on_recovery_dupack(s.mss);
             }
         } else if ((s.dupacks >= dupack_threshold(f) ||
-                    (s.sack_on && s.sacked.bytes() > 2 * std::max<uint32_t>(segment_limit(f), 1))) &&
+                    (s.sack_on && s.sacked.bytes() > 2 * std::max(segment_limit(f), 1u))) &&
                    wire::seq_ge(s.snd_una, s.recover)) {
             // Three duplicate ACKs, or with SACK more than two segments
             // held beyond the hole (RFC 6675 IsLost(): a guest that
@@ -1423,17 +1434,15 @@ void TcpNat::process_ack(Flow& f, const wire::TcpView& seg, uint32_t ts_ecr, boo
             arm_rto(f);
         }
     }
-    if (s.tlp_out) {
-        if (!s.in_recovery && !s.sacked.empty() && s.snd_una != s.snd_max) {
-            // The probe's ACK names it beyond a hole: the tail before it
-            // was lost (RFC 8985 7.4).
-            stats_.retransmits_fast++;
-            enter_recovery(f);
-            if (s.phase != Phase::established) return;
-            arm_rto(f);
-        } else if (wire::seq_gt(ack, snd_una_before)) {
-            s.tlp_out = false;
-        }
+    if (probe_out && !s.in_recovery && !s.sacked.empty() && s.snd_una != s.snd_max &&
+        wire::seq_ge(s.snd_una, s.recover)) {
+        // The probe's ACK names it beyond a hole: the tail before it was
+        // lost (RFC 8985 7.4). (Not while a rewind's go-back-N is still
+        // below the old snd_max, as for duplicate ACKs.)
+        stats_.retransmits_fast++;
+        enter_recovery(f);
+        if (s.phase != Phase::established) return;
+        arm_rto(f);
     }
     // Window update: only from a segment at least as new as the last one
     // that updated it (RFC 9293 SND.WL1/SND.WL2).
@@ -1679,31 +1688,11 @@ void TcpNat::send_pending(Flow& f) {
             room = std::min(room, cap - std::min(flight, cap));
         }
         if (s.host_eof) room = std::min(room, s.fin_seq - s.snd_nxt);
-        {
-            // An attachment that queues (a stream socket, a WebSocket)
-            // drops what does not fit: keep within what it can take, each
-            // segment with its framing, as the data can wait in the host
-            // socket. A whole window dropped at the tail would cost a
-            // NewReno recovery one round trip per segment. With nothing in
-            // flight one segment goes regardless (other flows may hold the
-            // queue; its loss is then this flow's RTO, not a stall; with
-            // data in flight, the guest's ACKs bring us back).
-            // A ring of whole frames (a datagram attachment) bounds the
-            // segments as well as the bytes.
-            constexpr size_t kNoBound = std::numeric_limits<size_t>::max();
-            const gw::Gateway::TxRoom port_room = gw_.tx_room_to(s.key.guest);
-            if (port_room.bytes != kNoBound || port_room.frames != kNoBound) {
-                const size_t seg = segment_limit(f);
-                size_t fits = kNoBound;
-                if (port_room.bytes != kNoBound) {
-                    const size_t per = seg + data_header_len(f) + kFramingOverhead;
-                    fits = port_room.bytes / per * seg;
-                }
-                if (port_room.frames != kNoBound) fits = std::min(fits, port_room.frames * seg);
-                if (fits == 0 && flight == 0) fits = seg;
-                room = static_cast<uint32_t>(std::min<size_t>(room, fits));
-            }
-        }
+        // With nothing in flight one segment goes regardless (other flows
+        // may hold the attachment's queue; its loss is then this flow's
+        // RTO, not a stall; with data in flight, the guest's ACKs bring us
+        // back).
+        room = std::min(room, attachment_room(f, flight == 0));
         if (room == 0) {
             if (s.snd_wnd == 0 && s.snd_una == s.snd_max && !f.timer.armed() &&
                 (s.host_rdhup || s.host_eof || host_data_waiting(f))) {
@@ -1818,6 +1807,27 @@ void TcpNat::send_pending(Flow& f) {
         reset_flow(f, true);
         return;
     }
+}
+
+// The payload bytes the guest's attachment can take now. One that queues (a
+// stream socket, a WebSocket) drops what does not fit: keep within what it
+// can take, each segment with its framing, as the data can wait in the
+// host socket (a whole window dropped at the tail would cost a recovery).
+// A ring of whole frames (a datagram attachment) bounds the segments as
+// well as the bytes. at_least_one: a segment even when nothing fits.
+uint32_t TcpNat::attachment_room(Flow& f, bool at_least_one) {
+    constexpr size_t kNoBound = std::numeric_limits<size_t>::max();
+    const gw::Gateway::TxRoom port_room = gw_.tx_room_to(f.st.key.guest);
+    if (port_room.bytes == kNoBound && port_room.frames == kNoBound) return UINT32_MAX;
+    const size_t seg = segment_limit(f);
+    size_t fits = kNoBound;
+    if (port_room.bytes != kNoBound) {
+        const size_t per = seg + data_header_len(f) + kFramingOverhead;
+        fits = port_room.bytes / per * seg;
+    }
+    if (port_room.frames != kNoBound) fits = std::min(fits, port_room.frames * seg);
+    if (fits == 0 && at_least_one) fits = seg;
+    return static_cast<uint32_t>(std::min<size_t>(fits, UINT32_MAX));
 }
 
 // Bytes of host data in the socket's receive queue, from snd_una (urgent
@@ -1944,7 +1954,7 @@ uint32_t TcpNat::resend(Flow& f, uint32_t offset, uint32_t len) {
 // are the bytes above that one and the holes sent again.
 uint32_t TcpNat::sack_pipe(const FlowState& s) const {
     if (s.sacked.empty()) return s.snd_nxt - s.snd_una;
-    const uint32_t high = s.sacked.high();
+    const uint32_t high = wire::seq_lt(s.sacked.high(), s.snd_nxt) ? s.sacked.high() : s.snd_nxt;
     uint32_t pipe = wire::seq_gt(s.snd_nxt, high) ? s.snd_nxt - high : 0;
     const uint32_t rxt_end = wire::seq_lt(s.high_rxt, high) ? s.high_rxt : high;
     uint32_t from = s.snd_una;
@@ -1979,6 +1989,9 @@ void TcpNat::fill_holes(Flow& f, bool first) {
         uint32_t room = s.cc.cwnd() > pipe ? s.cc.cwnd() - pipe : 0;
         if (first) room = std::max(room, seg);
         first = false;
+        // What the attachment cannot queue would be dropped: it waits for
+        // the next ACK (or the RTO) in the host socket, as new data does.
+        room = std::min(room, attachment_room(f, false));
         uint32_t len = std::min(end - start, room);
         if (len < seg && len < end - start) return;  // less than a segment of room
         if (len > seg && len < end - start) len -= len % seg;

@@ -60,7 +60,7 @@ public:
         uint64_t retransmits_fast = 0; // third duplicate ACK (and NewReno partial ACKs)
         uint64_t retransmits_sack = 0; // holes below the guest's SACK blocks, in recovery
         uint64_t retransmits_lost = 0; // ... whose retransmissions were lost: all open again
-        uint64_t tail_loss_probes = 0; // no ACK for 2 SRTT: first missing segment resent
+        uint64_t tail_loss_probes = 0; // no ACK for 2 SRTT: a segment resent (SACK: the last)
         uint64_t spurious_retransmits = 0;  // undone: the timestamp echo showed no loss
         uint64_t zero_window_probes = 0;
         uint64_t gave_up = 0;          // too many timeouts: reset both ways
@@ -180,6 +180,7 @@ private:
     uint32_t sack_pipe(const tcp::FlowState& s) const;
     void fill_holes(Flow& f, bool first);
     void probe_tail(Flow& f);
+    uint32_t attachment_room(Flow& f, bool at_least_one);
     void enter_recovery(Flow& f);
     void rewind(Flow& f);
     long peek(Flow& f, uint32_t offset, uint8_t* dst, size_t len);

@@ -853,7 +853,8 @@ std::vector<uint8_t> sack_option(std::initializer_list<std::pair<uint32_t, uint3
     std::vector<uint8_t> o = {1, 1, 5, static_cast<uint8_t>(2 + 8 * blocks.size())};
     for (auto [left, right] : blocks)
         for (uint32_t v : {left, right})
-            for (int shift = 24; shift >= 0; shift -= 8) o.push_back(static_cast<uint8_t>(v >> shift));
+            for (int shift = 24; shift >= 0; shift -= 8)
+                o.push_back(static_cast<uint8_t>(v >> shift));
     return o;
 }
 
