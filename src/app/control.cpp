@@ -251,7 +251,9 @@ json ControlServer::remove_hostfwd(const json& args) {
     return json{{"return", json::object()}};
 }
 
-json ControlServer::get_stats() const {
+json ControlServer::get_stats() const { return json{{"return", stats_json(daemon_)}}; }
+
+json stats_json(Daemon& daemon_) {
     json lans = json::array();
     for (size_t i = 0; i < daemon_.lan_count(); i++) {
         json ports = json::array();
@@ -347,7 +349,7 @@ json ControlServer::get_stats() const {
         }
         lans.push_back(std::move(lan));
     }
-    return json{{"return", {{"lans", std::move(lans)}}}};
+    return json{{"lans", std::move(lans)}};
 }
 
 }  // namespace usernet::app

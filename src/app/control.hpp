@@ -35,6 +35,11 @@ namespace usernet::app {
 
 class Daemon;
 
+// What get_stats answers (its "return" object): every LAN's attachments
+// with their counters, the gateway's, DNS, DHCP and NAT counters. Also
+// what SIGUSR1 logs.
+nlohmann::json stats_json(Daemon& daemon);
+
 class ControlServer final : public core::IoHandler {
 public:
     static constexpr size_t kMaxRequest = 64 * 1024;

@@ -10,6 +10,7 @@
 #include <iostream>
 #include <spdlog/spdlog.h>
 
+#include "app/control.hpp"
 #include "app/daemon.hpp"
 #include "app/logging.hpp"
 #include "app/options.hpp"
@@ -72,7 +73,11 @@ int main(int argc, char** argv) {
         block_stop_signals();
         Daemon daemon(cfg);
         warn_fd_limit(cfg, fd_limit);
-        StopOnSignals signals(daemon.loop());
+        // SIGUSR1: the counters get_stats gives, as one JSON line on
+        // standard error (whatever the log level: it was asked for).
+        StopOnSignals signals(daemon.loop(), [&daemon] {
+            std::cerr << "usernet: counters: " << stats_json(daemon).dump() << std::endl;
+        });
         if (daemon.using_default_socket() || cfg.log_level != LogLevel::quiet) {
             for (const std::string& path : daemon.socket_paths())
                 std::cout << "Attach QEMU (7.2 or later) to " << path << " with:\n    "

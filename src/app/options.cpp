@@ -2019,7 +2019,8 @@ Operation:
       --version              show the version and exit
 
 Exit status: 0 after SIGINT, SIGTERM or SIGHUP, 1 if start-up failed, 2 on
-a bad command line. See usernet(1).
+a bad command line. SIGUSR1 writes the counters (get_stats) to stderr as
+one JSON line. See usernet(1).
 )";
 }
 

@@ -9,6 +9,7 @@ match the traffic, malformed and unknown requests answered with an error,
 the socket owner-only and removed at exit."""
 
 import json
+import signal
 import os
 import socket
 import stat
@@ -145,6 +146,27 @@ class ControlTest(unittest.TestCase):
             for k in ("acks", "bootp_replies", "dropped_malformed"):
                 self.assertIn(k, st["dhcp"])
             self.assertIn("icmp_errors_rate_limited", st["nat"])
+
+    def test_sigusr1_writes_the_counters_and_sigusr2_is_ignored(self):
+        """SIGUSR1 writes what get_stats answers as one JSON line on
+        stderr, even under --quiet; neither SIGUSR1 nor SIGUSR2 stops the
+        daemon (their default action would), and SIGTERM still does."""
+        with netlab.Lab("ctl") as lab:
+            t = ControlLab(lab, extra=["--quiet"])
+            t.guest.run(["busybox", "ping", "-c", "1", "-W", "5", netlab.GATEWAY], timeout=20)
+            t.un.p.send_signal(signal.SIGUSR2)
+            t.un.p.send_signal(signal.SIGUSR1)
+
+            def counters():
+                lines = [l for l in t.un.stderr().splitlines() if l.startswith("usernet: counters: ")]
+                return lines and json.loads(lines[-1][len("usernet: counters: "):])
+            st = netlab.wait_for(counters, 10, what="counters on stderr after SIGUSR1")
+            lan = st["lans"][0]
+            self.assertEqual(lan["name"], "default")
+            self.assertGreater(lan["attachments"][0]["rx_frames"], 0, lan)  # the ping, at least
+            self.assertEqual(set(lan), set(t.call("get_stats")["return"]["lans"][0]))
+            lab.assert_alive(t.un)
+            t.un.stop()  # SIGTERM: a clean exit (checked)
 
     def test_bad_requests_get_an_error(self):
         with netlab.Lab("ctl") as lab:
