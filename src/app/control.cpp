@@ -331,6 +331,7 @@ json stats_json(Daemon& daemon_) {
                           {"tcp_retransmits_fast", ts.retransmits_fast},
                           {"tcp_retransmits_sack", ts.retransmits_sack},
                           {"tcp_retransmits_lost", ts.retransmits_lost},
+                          {"tcp_tail_loss_probes", ts.tail_loss_probes},
                           {"tcp_out_of_order", ts.out_of_order},
                           {"tcp_out_of_order_not_held", ts.out_of_order_dropped},
                           {"tcp_bytes_reassembled", ts.reassembled_bytes},

@@ -91,7 +91,9 @@
 // duplicate ACKs (fewer when fewer segments follow the hole and nothing
 // new can, RFC 5827), or a probe timeout of about 2 SRTT with data out,
 // retransmit only the segment at snd_una and enter NewReno recovery (RFC
-// 6582): each partial ACK retransmits the next hole, and a retransmission
+// 6582): each partial ACK retransmits the next hole (two segments of it,
+// so that the guest's ACK need not wait for its delayed-ACK timer), and a
+// retransmission
 // that is itself lost is sent again once more duplicate ACKs arrive than
 // the flight behind it explains. With SACK (RFC 6675), the guest's blocks
 // fill a scoreboard of four ranges; recovery starts at three duplicate
@@ -1363,15 +1365,20 @@ void TcpNat::process_ack(Flow& f, const wire::TcpView& seg, uint32_t ts_ecr, boo
                 if (!s.sack_recovery) s.cc.on_recovery_end(s.snd_max - s.snd_una, s.mss);
                 s.in_recovery = false;
             } else if (!s.sack_recovery) {
+                // NewReno: the next hole. Two segments of it, where there
+                // are two: a guest acknowledges one in-order segment with
+                // nothing queued behind it only after its delayed-ACK
+                // timer (40-200 ms), and a hole tens of segments long (a
+                // lost tail) would take that long per segment.
                 s.cc.on_partial_ack(acked, s.mss);
                 stats_.retransmits_fast++;
-                retransmit_head(f);
+                retransmit_head(f, 2);
                 if (s.phase != Phase::established) return;
             } else if (s.sacked.empty() && !wire::seq_lt(s.snd_una, s.high_rxt)) {
                 // Nothing held beyond the new head, which was not sent
                 // again yet: NewReno's answer.
                 stats_.retransmits_fast++;
-                retransmit_head(f);
+                retransmit_head(f, 2);
                 if (s.phase != Phase::established) return;
             } else {
                 // The holes go at the end of the batch (send_pending); the
@@ -1884,9 +1891,9 @@ void TcpNat::enter_recovery(Flow& f) {
     retransmit_head(f);
 }
 
-// Retransmits one segment at snd_una (fast retransmit, NewReno partial
-// ACK), or the FIN when only the FIN is outstanding.
-void TcpNat::retransmit_head(Flow& f) {
+// Retransmits up to segs segments from snd_una (fast retransmit: one;
+// NewReno partial ACK: two), or the FIN when only the FIN is outstanding.
+void TcpNat::retransmit_head(Flow& f, uint32_t segs) {
     FlowState& s = f.st;
     if (!settle(f)) {
         reset_flow(f, true);
@@ -1898,7 +1905,7 @@ void TcpNat::retransmit_head(Flow& f) {
         if (s.fin_sent && !s.fin_acked) emit(f, s.fin_seq, flag::fin | flag::ack, 0);
         return;
     }
-    resend(f, 0, std::min(inflight, segment_limit(f)));
+    resend(f, 0, std::min(inflight, segs * segment_limit(f)));
 }
 
 // Duplicate ACKs to expect from what is in flight behind the segment at

@@ -174,7 +174,7 @@ private:
     void send_pending(Flow& f);
     bool host_data_waiting(Flow& f);
     uint32_t host_queued(Flow& f);
-    void retransmit_head(Flow& f);
+    void retransmit_head(Flow& f, uint32_t segs = 1);
     void expect_dups_behind_head(Flow& f);
     uint32_t resend(Flow& f, uint32_t offset, uint32_t len);
     uint32_t sack_pipe(const tcp::FlowState& s) const;
