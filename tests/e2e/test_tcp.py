@@ -79,6 +79,23 @@ class TcpTest(unittest.TestCase):
             self._upload(t, base + "upload", path, sha, "PUT")
             lab.assert_alive(t.un)
 
+    @staticmethod
+    def _behind_a_lossy_router(lab, way):
+        """A client namespace routed through the guest, whose router drops
+        2% of what it forwards from the client (way "-i") or to it ("-o").
+        Returns the TcpLab (usernet with a control socket), the client and
+        the control socket's path."""
+        api = lab.path("api.sock")
+        t = TcpLab(lab, remote=False, extra=["--api-socket", api])
+        client = lab.netns("client")
+        rt, _ = lab.veth(t.guest, client, "192.168.77.1/24", "192.168.77.2/24")
+        client.run(["ip", "route", "add", "default", "via", "192.168.77.1"])
+        t.guest.run(["sysctl", "-qw", "net.ipv4.ip_forward=1"])
+        t.guest.run(["iptables", "-t", "nat", "-A", "POSTROUTING", "-o", "tap0", "-j", "MASQUERADE"])
+        t.guest.run(["iptables", "-A", "FORWARD", way, rt, "-m", "statistic", "--mode", "random",
+                     "--probability", "0.02", "-j", "DROP"])
+        return t, client, api
+
     def test_uploads_from_behind_a_lossy_router_are_reassembled(self):
         """A client routed through the guest (a container or a VM inside
         it) uploads while the guest's router drops 2% of what it forwards:
@@ -89,15 +106,7 @@ class TcpTest(unittest.TestCase):
         and the control API shows the segments held and written."""
         netlab.require_tools("iptables")
         with netlab.Lab("tcploss") as lab:
-            api = lab.path("api.sock")
-            t = TcpLab(lab, remote=False, extra=["--api-socket", api])
-            client = lab.netns("client")
-            rt, _ = lab.veth(t.guest, client, "192.168.77.1/24", "192.168.77.2/24")
-            client.run(["ip", "route", "add", "default", "via", "192.168.77.1"])
-            t.guest.run(["sysctl", "-qw", "net.ipv4.ip_forward=1"])
-            t.guest.run(["iptables", "-t", "nat", "-A", "POSTROUTING", "-o", "tap0", "-j", "MASQUERADE"])
-            t.guest.run(["iptables", "-A", "FORWARD", "-i", rt, "-m", "statistic", "--mode", "random",
-                         "--probability", "0.02", "-j", "DROP"])
+            t, client, api = self._behind_a_lossy_router(lab, "-i")
             size = 32 * MiB
             path, sha = lab.make_file(size, "up.bin")
             srv = t.host.server("http", "--bind", "127.0.0.1", "--dir", lab.dir)
@@ -127,15 +136,7 @@ class TcpTest(unittest.TestCase):
         shows the holes sent again."""
         netlab.require_tools("iptables")
         with netlab.Lab("tcplossdn") as lab:
-            api = lab.path("api.sock")
-            t = TcpLab(lab, remote=False, extra=["--api-socket", api])
-            client = lab.netns("client")
-            rt, _ = lab.veth(t.guest, client, "192.168.77.1/24", "192.168.77.2/24")
-            client.run(["ip", "route", "add", "default", "via", "192.168.77.1"])
-            t.guest.run(["sysctl", "-qw", "net.ipv4.ip_forward=1"])
-            t.guest.run(["iptables", "-t", "nat", "-A", "POSTROUTING", "-o", "tap0", "-j", "MASQUERADE"])
-            t.guest.run(["iptables", "-A", "FORWARD", "-o", rt, "-m", "statistic", "--mode", "random",
-                         "--probability", "0.02", "-j", "DROP"])
+            t, client, api = self._behind_a_lossy_router(lab, "-o")
             size = 32 * MiB
             path, sha = lab.make_file(size, "down.bin")
             srv = t.host.server("http", "--bind", "127.0.0.1", "--dir", lab.dir)
