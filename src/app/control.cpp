@@ -292,7 +292,8 @@ json stats_json(Daemon& daemon_) {
                               {"dropped_too_big", g.dropped_too_big},
                               {"dropped_no_neighbor", g.dropped_no_neighbor},
                               {"dropped_rate", g.dropped_rate},
-                              {"icmp_rate_limited", g.icmp_rate_limited}};
+                              {"icmp_rate_limited", g.icmp_rate_limited},
+                              {"icmp6_param_problems", g.icmp6_param_problems}};
             const gw::ReassemblyStats& rs = e.gateway().reassembly_stats();
             lan["gateway"]["reassembly"] = {{"fragments", rs.fragments},
                                             {"reassembled", rs.reassembled},

@@ -142,6 +142,7 @@ struct GatewayStats {
     uint64_t arp_requests = 0;         // ARP requests sent for unknown guests
     uint64_t routed = 0;               // packets handed to the IpSink
     uint64_t icmp_rate_limited = 0;    // time exceeded not sent: ICMP error bucket empty
+    uint64_t icmp6_param_problems = 0;  // IPv6 packets answered with a Parameter Problem
     uint64_t neighbor_adverts = 0;     // IPv6 neighbor advertisements sent
     uint64_t router_adverts = 0;       // IPv6 router advertisements sent
     uint64_t neighbor_solicits = 0;    // IPv6 neighbor solicitations sent for unknown guests
@@ -418,6 +419,9 @@ private:
                             const wire::IpAddr& to);
     void advertise_to_all();
     void send_time_exceeded6(const wire::Ipv6View& ip, uint8_t code = 0);
+    void send_param_problem6(const wire::Ipv6View& ip, const wire::Ipv6Problem& pp);
+    void send_icmp6_error(const wire::Ipv6View& ip, uint8_t type, uint8_t code, uint32_t param,
+                          const wire::IpAddr& from);
     // Fragments whose datagram ran out of time: ICMP time exceeded, code 1.
     void arm_reassembly_timer();
     void reassembly_expired();

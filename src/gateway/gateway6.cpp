@@ -35,6 +35,7 @@ constexpr uint8_t kNdHopLimit = 255;
 constexpr size_t kIcmp6ErrorMax = 1280 - wire::kIpv6HeaderLen;
 
 const wire::IpAddr kAllNodes = *wire::IpAddr::parse("ff02::1");
+const wire::IpAddr kAllRouters = *wire::IpAddr::parse("ff02::2");
 // All_DHCP_Relay_Agents_and_Servers (RFC 8415 7.1).
 const wire::IpAddr kAllDhcp = *wire::IpAddr::parse("ff02::1:2");
 
@@ -58,10 +59,17 @@ void Gateway::handle_ipv6(wire::Bytes payload, const wire::MacAddr& dst_mac,
         spdlog::debug("ipv6: dropped a malformed packet from {}", src_mac);
         return;
     }
-    if (ip->discard() || ip->routing_pending()) {
+    if (ip->discard()) {
         // An option we must not skip, or a routing header naming hops
         // after us: neither can be honoured by a translating gateway.
         stats_.dropped_unsupported++;
+        // RFC 8200 4.2 and 4.4 (RFC 5095 for type 0): say why, to a
+        // packet for us, or to a group every router is in.
+        const wire::IpAddr d = ip->dst_addr();
+        const bool ours = dst_mac == cfg_.gw_mac && !wire::is_v6_multicast(d);
+        const bool all = d == kAllNodes || d == kAllRouters;
+        if (auto pp = ip->problem(); pp && (ours || (all && pp->code == 2)))
+            send_param_problem6(*ip, *pp);
         return;
     }
     if (ip->is_fragment()) {
@@ -214,24 +222,39 @@ void Gateway::handle_ipv6(wire::Bytes payload, const wire::MacAddr& dst_mac,
 }
 
 void Gateway::send_time_exceeded6(const wire::Ipv6View& ip, uint8_t code) {
+    send_icmp6_error(ip, wire::icmp6type::time_exceeded, code, 0, cfg_.gateway6);
+}
+
+void Gateway::send_param_problem6(const wire::Ipv6View& ip, const wire::Ipv6Problem& pp) {
+    const wire::IpAddr dst = ip.dst_addr();
+    stats_.icmp6_param_problems++;
+    send_icmp6_error(ip, wire::icmp6type::param_problem, pp.code, pp.pointer,
+                     is_own_v6(dst) ? dst : cfg_.gateway6);
+}
+
+// An ICMPv6 error about `ip` to its source (RFC 4443 2.4): as much of the
+// packet as fits in the minimum MTU, rate-limited per source.
+void Gateway::send_icmp6_error(const wire::Ipv6View& ip, uint8_t type, uint8_t code,
+                               uint32_t param, const wire::IpAddr& from) {
+    const wire::IpAddr to = ip.src_addr();
+    if (to.is_unspecified() || wire::is_v6_multicast(to) || to.is_v4() || is_own_v6(to)) return;
     // Never an error about an error (RFC 4443 2.4 (e)).
     if (ip.protocol() == wire::ipproto::icmpv6) {
         auto icmp = wire::Icmp6View::parse(ip.payload());
         if (!icmp || wire::is_icmp6_error(icmp->type())) return;
     }
-    if (!icmp_error_allowed(ip.src_addr())) {
+    if (!icmp_error_allowed(to)) {
         stats_.icmp_rate_limited++;
         return;
     }
     const size_t quote = std::min(ip.total_len(), kIcmp6ErrorMax - 8);
     uint8_t* l4 = tx_l4();
-    l4[0] = wire::icmp6type::time_exceeded;
+    l4[0] = type;
     l4[1] = code;
-    store32(l4 + 4, 0);
+    store32(l4 + 4, param);
     std::memcpy(l4 + 8, ip.packet().data(), quote);
-    const wire::IpAddr from = cfg_.gateway6;
-    wire::finish_icmp6(l4, 8 + quote, from, ip.src_addr());
-    send_ip6(from, ip.src_addr(), wire::ipproto::icmpv6, 8 + quote, 64, nullptr);
+    wire::finish_icmp6(l4, 8 + quote, from, to);
+    send_ip6(from, to, wire::ipproto::icmpv6, 8 + quote, 64, nullptr);
 }
 
 // --- neighbor discovery: what the gateway sends --------------------------------

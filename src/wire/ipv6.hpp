@@ -13,7 +13,13 @@
 // an unknown option whose type says "skip" (its two high bits 00) is
 // skipped, and one that says "discard" marks the packet discard() (a
 // receiver drops it, RFC 8200 4.2). A routing header with segments left is
-// one usernet cannot honour (it is not the last hop): routing_pending().
+// one usernet cannot honour (it knows no routing type, and RFC 5095 forbids
+// type 0): routing_pending(), and discard() too. Where RFC 8200 asks the
+// receiver to answer such a packet with an ICMPv6 Parameter Problem
+// (option types 10 always, 11 unless the destination is multicast; a
+// routing header with segments left), problem() gives its code and pointer
+// (the offending byte's offset from the start of the IPv6 header), for the
+// first such header in the chain.
 //
 // A fragment header (44) with a nonzero offset or the M flag makes the
 // packet a fragment; the walk stops there (a later fragment's payload is
@@ -43,6 +49,12 @@ inline constexpr size_t kIpv6HeaderLen = 40;
 // traffic carries at most three or four (RFC 8200 4.1's order lists six
 // kinds); a long chain is a way to make a receiver work.
 inline constexpr size_t kMaxExtHeaders = 8;
+
+// What a Parameter Problem about a packet says (RFC 4443 3.4).
+struct Ipv6Problem {
+    uint8_t code = 0;      // 0: erroneous header field, 2: unrecognized option
+    uint32_t pointer = 0;  // offset of the offending byte in the packet
+};
 
 class Ipv6View {
 public:
@@ -79,6 +91,11 @@ public:
     uint32_t frag_id() const { return frag_id_; }
     bool discard() const { return discard_; }
     bool routing_pending() const { return routing_pending_; }
+    // The Parameter Problem RFC 8200 asks for, if any (see the top).
+    std::optional<Ipv6Problem> problem() const {
+        if (!has_problem_) return std::nullopt;
+        return problem_;
+    }
     bool router_alert() const { return router_alert_; }
     Bytes packet() const { return pkt_; }
     Bytes header() const { return pkt_.first(hdr_len_); }
@@ -115,13 +132,17 @@ private:
             switch (next) {
             case ipproto::ipv6_hopopts:
                 hop_by_hop_ = true;
-                if (!walk_options(Bytes(h + 2, len - 2))) return false;
+                if (!walk_options(off + 2, len - 2)) return false;
                 break;
             case ipproto::ipv6_dstopts:
-                if (!walk_options(Bytes(h + 2, len - 2))) return false;
+                if (!walk_options(off + 2, len - 2)) return false;
                 break;
             case ipproto::ipv6_route:
-                if (h[3] != 0) routing_pending_ = true;  // segments left
+                if (h[3] != 0) {  // segments left, of a type we do not know
+                    routing_pending_ = true;
+                    note_problem(0, off + 2);  // the routing type
+                    discard_ = true;
+                }
                 break;
             case ipproto::ipv6_frag: {
                 uint16_t om = load16(h + 2);
@@ -145,8 +166,9 @@ private:
     }
 
     // Type-length-value options (RFC 8200 4.2) of a hop-by-hop or
-    // destination options header, after its first two bytes.
-    bool walk_options(Bytes opts) {
+    // destination options header: the n bytes at `at`, after its first two.
+    bool walk_options(size_t at, size_t n) {
+        const Bytes opts = pkt_.subspan(at, n);
         size_t i = 0;
         while (i < opts.size()) {
             uint8_t type = opts[i];
@@ -157,11 +179,27 @@ private:
             if (opts.size() - i < 2) return false;
             size_t len = opts[i + 1];
             if (len > opts.size() - i - 2) return false;
-            if (type == 5 && len == 2) router_alert_ = true;
-            else if (type != 1 && (type >> 6) != 0) discard_ = true;
+            if (type == 5 && len == 2) {
+                router_alert_ = true;
+            } else if (type != 1 && (type >> 6) != 0) {
+                // 01: discard silently; 10: and say so; 11: and say so
+                // unless the destination is multicast.
+                const bool mcast_dst = pkt_[24] == 0xff;
+                if ((type >> 6) == 2 || ((type >> 6) == 3 && !mcast_dst))
+                    note_problem(2, at + i);
+                discard_ = true;
+            }
             i += 2 + len;
         }
         return true;
+    }
+
+    void note_problem(uint8_t code, size_t pointer) {
+        // The receiver stops at the first header it must discard for, so
+        // only that one is reported (and none after a silent discard).
+        if (discard_) return;
+        has_problem_ = true;
+        problem_ = {code, static_cast<uint32_t>(pointer)};
     }
 
     Bytes pkt_;
@@ -176,6 +214,8 @@ private:
     bool discard_ = false;
     bool routing_pending_ = false;
     bool router_alert_ = false;
+    bool has_problem_ = false;
+    Ipv6Problem problem_{};
 };
 
 // Writes a 40-byte IPv6 header with no extension headers.

@@ -131,6 +131,13 @@ def ipv6_frames(d, src_mac):
         if d.get("cut"):
             body = body[:d["cut"]]
         return [eth(GW_MAC, src_mac, 0x86DD, ipv6(d["src"], d["dst"], nh, body))]
+    if kind == "echo6":  # an echo request, behind a type 0 routing header with "left" segments
+        msg = icmp6(d["src"], d["dst"], struct.pack("!BBHHH", 128, 0, 0, 0x4242, 1) + b"rh0")
+        body, nh = msg, 58
+        if "rh0_left" in d:
+            body = struct.pack("!BBBBI16s", nh, 2, 0, d["rh0_left"], 0, ip6(d["dst"])) + body
+            nh = 43
+        return [eth(GW_MAC, src_mac, 0x86DD, ipv6(d["src"], d["dst"], nh, body))]
     if kind == "frag6":  # pieces [offset, length, more] of a UDP datagram of `size` bytes
         seg = udp6(d["src"], d["dst"], 4000, d["dport"], bytes(d["size"]))
         out = []
@@ -233,6 +240,12 @@ def describe(frame):
     if etype == 0x0806 and len(frame) >= 42:
         op = struct.unpack("!H", frame[20:22])[0]
         return {"arp": op, "spa": socket.inet_ntoa(frame[28:32]), "sha": frame[22:28].hex()}
+    if etype == 0x86DD and len(frame) >= 54 + 8 and frame[20] == 58:  # ICMPv6, no extensions
+        l4 = frame[54:]
+        return {"src6": socket.inet_ntop(socket.AF_INET6, frame[22:38]),
+                "dst6": socket.inet_ntop(socket.AF_INET6, frame[38:54]),
+                "type": l4[0], "code": l4[1], "param": struct.unpack("!I", l4[4:8])[0],
+                "quoted_nh": l4[8 + 6] if len(l4) >= 8 + 40 else None}
     if etype != 0x0800 or len(frame) < 34:
         return None
     ip = frame[14:]

@@ -414,6 +414,30 @@ for hl in (1, 2, 3):
             self.assertIn("GOT 0", watcher.stdout(), "spoofed or malformed datagrams reached the host")
             lab.assert_alive(un)
 
+    def test_routing_header_type_0_gets_a_parameter_problem(self):
+        """RFC 5095: a guest's echo request behind a type 0 routing header
+        with a segment left, to the gateway or to be routed, comes back as
+        an ICMPv6 Parameter Problem (code 0, pointing at the routing type,
+        quoting the request); with no segment left the header is ignored and
+        the gateway answers the echo."""
+        with netlab.Lab("ipv6") as lab:
+            host = lab.netns("host")
+            g = lab.netns("g")
+            un = lab.usernet(host, ["--netns", g.path, "--config-net"], wait=[("link", g, "tap0")])
+            netlab.wait_for(lambda: global_addrs(g), 15, what="the address from SLAAC")
+            mine = global_addrs(g)[0]
+            for dst in (GATEWAY6, "2001:db8::1"):
+                got = raw(g, {"ifname": "tap0", "listen": 2,
+                              "frames": [{"kind": "echo6", "src": mine, "dst": dst, "rh0_left": 1}]})
+                pp = [d for d in got["got"] if d.get("type") == 4]
+                self.assertEqual(len(pp), 1, (dst, got))
+                self.assertEqual((pp[0]["code"], pp[0]["param"], pp[0]["quoted_nh"]), (0, 42, 43), dst)
+                self.assertEqual(pp[0]["dst6"], mine)
+            got = raw(g, {"ifname": "tap0", "listen": 2,
+                          "frames": [{"kind": "echo6", "src": mine, "dst": GATEWAY6, "rh0_left": 0}]})
+            self.assertTrue([d for d in got["got"] if d.get("type") == 129], got)
+            lab.assert_alive(un)
+
     def test_refused_and_unreachable_fail_at_once(self):
         with netlab.Lab("ipv6") as lab:
             t = V6Lab(lab)

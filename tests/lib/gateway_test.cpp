@@ -1666,6 +1666,75 @@ TEST_F(GatewayTest, Gateway6_RoutedPacketReachesTheSinkAndHopLimitOneGetsTimeExc
     EXPECT_EQ(te->icmp.message().size(), 8 + 40 + msg.size());
 }
 
+// An echo request to dst behind one extension header `ext` (its next
+// header byte is filled in here).
+[[gnu::noinline]] std::vector<uint8_t> echo6_behind(const MacAddr& dst_mac, const wire::IpAddr& dst,
+                                                    uint8_t ext_type, std::vector<uint8_t> ext) {
+    std::vector<uint8_t> msg{wire::icmp6type::echo_request, 0, 0, 0, 0, 7, 0, 1, 'r', 'h'};
+    wire::finish_icmp6(msg.data(), msg.size(), kGuest6, dst);
+    ext[0] = wire::ipproto::icmpv6;
+    std::vector<uint8_t> f(14 + 40 + ext.size() + msg.size());
+    wire::build_ethernet(f.data(), dst_mac, kGuest6Mac, wire::ethertype::ipv6);
+    wire::build_ipv6(f.data() + 14, kGuest6, dst, ext_type, ext.size() + msg.size(), 64);
+    std::memcpy(f.data() + 54, ext.data(), ext.size());
+    std::memcpy(f.data() + 54 + ext.size(), msg.data(), msg.size());
+    return f;
+}
+
+// RFC 5095 / RFC 8200 4.4: a type 0 routing header with segments left is
+// answered with a Parameter Problem pointing at its routing type, whether
+// the packet was for the gateway or to be routed; with none left it is
+// ignored. RFC 8200 4.2: an unknown option of action 10 is answered with
+// code 2, one of action 01 silently dropped.
+TEST_F(GatewayTest, Gateway6_RoutingHeadersAndUnknownOptionsGetParameterProblems) {
+    std::vector<uint8_t> rh0(24, 0);  // type 0, one address, one segment left
+    rh0[1] = 2;
+    rh0[3] = 1;
+    for (const auto& dst : {ip6("fec0::2"), ip6("2001:db8::1")}) {
+        guest.frames.clear();
+        const auto f = echo6_behind(cfg.gw_mac, dst, wire::ipproto::ipv6_route, rh0);
+        input(f);
+        ASSERT_EQ(guest.frames.size(), 1u) << dst.to_string();
+        auto pp = parse_icmp6(guest.frames[0]);
+        ASSERT_TRUE(pp);
+        EXPECT_EQ(pp->icmp.type(), wire::icmp6type::param_problem);
+        EXPECT_EQ(pp->icmp.code(), 0);
+        const auto m = pp->icmp.message();
+        EXPECT_EQ(wire::load32(m.data() + 4), 40u + 2);
+        EXPECT_EQ(pp->ip.dst_addr(), kGuest6);
+        EXPECT_EQ(pp->ip.src_addr(), dst == ip6("fec0::2") ? dst : ip6("fec0::2"));
+        ASSERT_EQ(m.size(), 8 + f.size() - 14);  // the whole packet quoted
+        EXPECT_EQ(0, std::memcmp(m.data() + 8, f.data() + 14, f.size() - 14));
+    }
+    EXPECT_TRUE(sink.pkts.empty());
+    EXPECT_EQ(gw->gw_stats().icmp6_param_problems, 2u);
+
+    guest.frames.clear();
+    rh0[3] = 0;  // no segments left: processed as if the header were not there
+    input(echo6_behind(cfg.gw_mac, ip6("fec0::2"), wire::ipproto::ipv6_route, rh0));
+    ASSERT_EQ(guest.frames.size(), 1u);
+    EXPECT_EQ(parse_icmp6(guest.frames[0])->icmp.type(), wire::icmp6type::echo_reply);
+
+    guest.frames.clear();
+    std::vector<uint8_t> dopt{0, 0, 0x9e, 1, 0, 1, 0, 0};  // action 10, then PadN
+    input(echo6_behind(cfg.gw_mac, ip6("fec0::2"), wire::ipproto::ipv6_dstopts, dopt));
+    ASSERT_EQ(guest.frames.size(), 1u);
+    auto pp = parse_icmp6(guest.frames[0]);
+    ASSERT_TRUE(pp);
+    EXPECT_EQ(pp->icmp.type(), wire::icmp6type::param_problem);
+    EXPECT_EQ(pp->icmp.code(), 2);
+    EXPECT_EQ(wire::load32(pp->icmp.message().data() + 4), 40u + 2);
+
+    guest.frames.clear();
+    dopt[2] = 0x5e;  // action 01: dropped without a word
+    input(echo6_behind(cfg.gw_mac, ip6("fec0::2"), wire::ipproto::ipv6_dstopts, dopt));
+    // Nor is one sent for a frame to another guest's MAC.
+    dopt[2] = 0x9e;
+    input(echo6_behind(kOtherMac, ip6("fec0::2"), wire::ipproto::ipv6_dstopts, dopt));
+    EXPECT_TRUE(guest.frames.empty());
+    EXPECT_EQ(gw->gw_stats().icmp6_param_problems, 3u);
+}
+
 TEST_F(GatewayTest, Gateway6_TheGuardDropsRouterAdvertisementsAndRedirectsFromGuests) {
     GuestPort other{1500};
     sw.attach(other);

@@ -222,6 +222,63 @@ TEST(Ipv6View, ARoutingHeaderWithSegmentsLeftIsFlagged) {
     auto ip = Ipv6View::parse(bytes(chain({{ipproto::ipv6_route, rh}}, ipproto::udp)));
     ASSERT_TRUE(ip);
     EXPECT_TRUE(ip->routing_pending());
+    EXPECT_TRUE(ip->discard());
+    // RFC 8200 4.4 (RFC 5095 for type 0): Parameter Problem, code 0,
+    // pointing at the routing type, the third byte of the header.
+    ASSERT_TRUE(ip->problem());
+    EXPECT_EQ(ip->problem()->code, 0);
+    EXPECT_EQ(ip->problem()->pointer, kIpv6HeaderLen + 2);
+    // With no segments left the header is ignored (RFC 8200 4.4).
+    rh[3] = 0;
+    auto done = Ipv6View::parse(bytes(chain({{ipproto::ipv6_route, rh}}, ipproto::udp)));
+    ASSERT_TRUE(done);
+    EXPECT_FALSE(done->discard());
+    EXPECT_FALSE(done->problem());
+    EXPECT_EQ(done->protocol(), ipproto::udp);
+}
+
+TEST(Ipv6View, AnUnknownOptionSaysWhetherAParameterProblemIsDue) {
+    // Action 01 (0x5e): discard silently. 10 (0x9e): discard and report,
+    // whatever the destination. 11 (0xde): report unless it is multicast.
+    auto silent = Ipv6View::parse(bytes(chain({{ipproto::ipv6_dstopts, opts8({0x5e, 1, 0})}},
+                                              ipproto::udp)));
+    ASSERT_TRUE(silent);
+    EXPECT_TRUE(silent->discard());
+    EXPECT_FALSE(silent->problem());
+    // The option sits after the Pad1 in the second header: 40 + 8 + 2 + 1.
+    auto p = chain({{ipproto::ipv6_hopopts, opts8({})}, {ipproto::ipv6_dstopts, opts8({0, 0x9e, 1, 0})}},
+                   ipproto::udp);
+    auto said = Ipv6View::parse(bytes(p));
+    ASSERT_TRUE(said);
+    ASSERT_TRUE(said->problem());
+    EXPECT_EQ(said->problem()->code, 2);
+    EXPECT_EQ(said->problem()->pointer, kIpv6HeaderLen + 8 + 2 + 1);
+    auto q = chain({{ipproto::ipv6_dstopts, opts8({0xde, 1, 0})}}, ipproto::udp);
+    ASSERT_TRUE(Ipv6View::parse(bytes(q))->problem());
+    q[24] = 0xff;  // a multicast destination
+    auto mc = Ipv6View::parse(bytes(q));
+    ASSERT_TRUE(mc);
+    EXPECT_TRUE(mc->discard());
+    EXPECT_FALSE(mc->problem());
+    q[kIpv6HeaderLen + 2] = 0x9e;
+    EXPECT_TRUE(Ipv6View::parse(bytes(q))->problem());
+}
+
+TEST(Ipv6View, OnlyTheFirstHeaderToDiscardForIsReported) {
+    // A silent discard first: a receiver stops there and says nothing of
+    // the routing header after it.
+    std::vector<uint8_t> rh{0, 0, 0, 1, 0, 0, 0, 0};
+    auto ip = Ipv6View::parse(bytes(chain(
+        {{ipproto::ipv6_dstopts, opts8({0x5e, 1, 0})}, {ipproto::ipv6_route, rh}}, ipproto::udp)));
+    ASSERT_TRUE(ip);
+    EXPECT_TRUE(ip->discard());
+    EXPECT_FALSE(ip->problem());
+    // The routing header first: it is the one reported.
+    auto r = Ipv6View::parse(bytes(chain(
+        {{ipproto::ipv6_route, rh}, {ipproto::ipv6_dstopts, opts8({0x9e, 1, 0})}}, ipproto::udp)));
+    ASSERT_TRUE(r && r->problem());
+    EXPECT_EQ(r->problem()->code, 0);
+    EXPECT_EQ(r->problem()->pointer, kIpv6HeaderLen + 2);
 }
 
 TEST(Ipv6View, FragmentsStopTheWalkAndAtomicFragmentsDoNot) {
