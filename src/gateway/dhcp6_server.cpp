@@ -196,6 +196,22 @@ void Dhcp6Server::ia_na(wire::Dhcp6Builder& b, const wire::Dhcp6IaNa& ia, wire::
             b.end(mark);
             return;
         }
+        // Only the addresses the IA names (18.3.7, 18.3.8: the server
+        // ignores addresses not assigned to the IA). A Release naming none
+        // gives back the IA's binding, as before; a Decline is about one
+        // address someone else answers at, so it must name ours.
+        bool named_ours = false, named_any = false;
+        ia.options.for_each([&](const wire::Dhcp6Option& a) {
+            auto addr = a.code == o::iaaddr ? wire::Dhcp6IaAddr::parse(a.data) : std::nullopt;
+            if (!addr) return;
+            named_any = true;
+            named_ours = named_ours || addr->addr == l->addr;
+        });
+        if (!named_ours && (named_any || what == Ia::decline)) {
+            spdlog::debug("dhcpv6: {} {} an address it does not hold; ignored", mac,
+                          what == Ia::release ? "released" : "declined");
+            return;
+        }
         if (what == Ia::release) {
             spdlog::debug("dhcpv6: released {}", l->addr);
             *l = std::move(leases_.back());

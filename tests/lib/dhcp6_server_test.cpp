@@ -289,6 +289,16 @@ TEST_F(Dhcp6Test, Dhcp6_ADeclinedAddressGoesToNobodyAndUnknownIasGetNoBinding) {
     wire::store16(&ia[16], o::iaaddr);
     wire::store16(&ia[18], 24);
     std::copy(declined.b.begin(), declined.b.end(), ia.begin() + 20);
+    // Naming an address the IA does not hold declines nothing (18.3.8:
+    // the server ignores it): the binding stays.
+    auto stranger = ia;
+    stranger[20 + 15] ^= 0x5a;
+    guest.frames.clear();
+    send(cat(client_msg(t::decline, kGuestMac, stranger), sid), kGuestMac, guest);
+    ASSERT_EQ(replies(guest).size(), 1u);
+    guest.frames.clear();
+    send(cat(client_msg(t::renew, kGuestMac, ia_na_opt(1)), sid), kGuestMac, guest);
+    EXPECT_EQ(ia_address(replies(guest).at(0)), declined);
     guest.frames.clear();
     send(cat(cat(client_msg(t::decline, kGuestMac, ia), ia_na_opt(7)), sid), kGuestMac, guest);
     auto r = replies(guest);
