@@ -321,6 +321,11 @@ inline void touch_ipv6(Sink& s, Bytes b, int depth) {
     s(ip->frag_id());
     s(ip->discard());
     s(ip->routing_pending());
+    if (auto pp = ip->problem()) {
+        s(pp->code);
+        s(pp->pointer < ip->total_len());  // the pointer names a byte of the packet
+        if (pp->pointer >= ip->total_len()) __builtin_trap();
+    }
     s(ip->router_alert());
     s(ip->header());
     s(ip->payload());
