@@ -247,6 +247,14 @@ void Gateway::handle_ipv4(wire::Bytes payload, const wire::MacAddr& dst_mac,
             return;
         }
     }
+    if (is_own_v4(dst) && proto != wire::ipproto::tcp && proto != wire::ipproto::udp &&
+        proto != wire::ipproto::icmp) {
+        // The gateway is the destination and speaks no such protocol
+        // (RFC 1122 3.2.2.1: protocol unreachable).
+        stats_.dropped_unsupported++;
+        send_icmp4_error(*ip, wire::icmptype::dest_unreach, wire::icmpcode::proto_unreach, dst);
+        return;
+    }
     if (!is_own_v4(dst) && ip->ttl() <= 1) {
         stats_.dropped_ttl++;
         send_time_exceeded(*ip);
@@ -303,6 +311,11 @@ bool Gateway::icmp_error_allowed(const wire::IpAddr& to) {
 }
 
 void Gateway::send_time_exceeded(const wire::Ipv4View& ip, uint8_t code) {
+    send_icmp4_error(ip, wire::icmptype::time_exceeded, code, cfg_.gateway);
+}
+
+void Gateway::send_icmp4_error(const wire::Ipv4View& ip, uint8_t type, uint8_t code,
+                               wire::Ipv4 from) {
     // Never an ICMP error about an ICMP error (RFC 1122 3.2.2).
     if (ip.protocol() == wire::ipproto::icmp) {
         auto icmp = wire::Icmp4View::parse(ip.payload());
@@ -317,8 +330,8 @@ void Gateway::send_time_exceeded(const wire::Ipv4View& ip, uint8_t code) {
     uint8_t* l4 = tx_l4();
     std::memcpy(l4 + wire::kIcmpHeaderLen, ip.packet().data(), quote);
     size_t len = wire::kIcmpHeaderLen + quote;
-    wire::build_icmp4(l4, wire::icmptype::time_exceeded, code, 0, len);
-    send_ip(wire::IpAddr::v4(cfg_.gateway), ip.src_addr(), wire::ipproto::icmp, len);
+    wire::build_icmp4(l4, type, code, 0, len);
+    send_ip(wire::IpAddr::v4(from), ip.src_addr(), wire::ipproto::icmp, len);
 }
 
 void Gateway::arm_reassembly_timer() {

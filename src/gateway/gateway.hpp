@@ -388,6 +388,7 @@ private:
     void handle_icmp_echo(const wire::Ipv4View& ip);
     // ICMP time exceeded about ip: code 0 (TTL) or 1 (fragment reassembly).
     void send_time_exceeded(const wire::Ipv4View& ip, uint8_t code = 0);
+    void send_icmp4_error(const wire::Ipv4View& ip, uint8_t type, uint8_t code, wire::Ipv4 from);
     void send_arp_request(wire::Ipv4 target);
     void send_frame(size_t off, size_t len);
     bool send_fragments4(wire::Ipv4 src, wire::Ipv4 dst, uint8_t proto, size_t l4_len,
@@ -453,6 +454,10 @@ private:
     Neighbors6 neighbors6_;
     wire::IpAddr link_local_;
     core::Timer ra_timer_{[this] { advertise_to_all(); }};
+    // RFC 4861 6.2.4: MAX_INITIAL_RTR_ADVERTISEMENTS and their interval.
+    static constexpr uint32_t kInitialRas = 3;
+    static constexpr core::Millis kInitialRaIntervalMs = 16'000;
+    uint32_t initial_ras_ = 0;
     // Packets toward a guest whose MAC is being asked for (ARP, NDP): a
     // few, held for kHoldMs as a kernel's neighbor queue holds them, so a
     // forwarded UDP datagram to a guest heard from long ago (or never, a

@@ -73,6 +73,21 @@ void Gateway::handle_ipv6(wire::Bytes payload, const wire::MacAddr& dst_mac,
         return;
     }
     if (ip->is_fragment()) {
+        // RFC 8200 4.5: a fragment that is not the last must carry a
+        // multiple of 8 bytes, and none may end past 65535; say which
+        // field is wrong.
+        const size_t data = ip->total_len() - ip->header_len();
+        const size_t frag_hdr = ip->header_len() - 8;
+        std::optional<wire::Ipv6Problem> bad;
+        if (ip->more_fragments() && data % 8 != 0) bad = wire::Ipv6Problem{0, 4};
+        else if (size_t{ip->frag_offset()} * 8 + data > 65535)
+            bad = wire::Ipv6Problem{0, static_cast<uint32_t>(frag_hdr + 2)};
+        if (bad) {
+            stats_.dropped_malformed++;
+            if (dst_mac == cfg_.gw_mac && !wire::is_v6_multicast(ip->dst_addr()))
+                send_param_problem6(*ip, *bad);
+            return;
+        }
         auto whole = reasm_.add(*ip, meta.ingress, loop_.now());
         arm_reassembly_timer();
         if (!whole) return;
@@ -145,7 +160,11 @@ void Gateway::handle_ipv6(wire::Bytes payload, const wire::MacAddr& dst_mac,
             stats_.dropped_not_for_us++;
             return;
         }
-        if (type == wire::icmp6type::echo_request && is_own_v6(dst) && to_us_l2) {
+        // An echo to one of ours, or to all nodes or all routers (we are
+        // both): RFC 4443 4.2 asks for the reply to a multicast echo from
+        // a unicast address of ours.
+        const bool all = dst == kAllNodes || dst == kAllRouters;
+        if (type == wire::icmp6type::echo_request && ((is_own_v6(dst) && to_us_l2) || all)) {
             if (icmp->code() != 0 || src.is_unspecified()) {
                 stats_.dropped_malformed++;
                 return;
@@ -155,11 +174,13 @@ void Gateway::handle_ipv6(wire::Bytes payload, const wire::MacAddr& dst_mac,
                 stats_.dropped_too_big++;
                 return;
             }
+            const wire::IpAddr from =
+                !all ? dst : wire::is_v6_link_local(src) ? link_local_ : cfg_.gateway6;
             uint8_t* l4 = tx_l4();
             std::memcpy(l4, msg.data(), msg.size());
             l4[0] = wire::icmp6type::echo_reply;
-            wire::finish_icmp6(l4, msg.size(), dst, src);
-            if (send_ip6(dst, src, wire::ipproto::icmpv6, msg.size(), 64, nullptr))
+            wire::finish_icmp6(l4, msg.size(), from, src);
+            if (send_ip6(from, src, wire::ipproto::icmpv6, msg.size(), 64, nullptr))
                 stats_.icmp_echo_replies++;
             return;
         }
@@ -209,6 +230,16 @@ void Gateway::handle_ipv6(wire::Bytes payload, const wire::MacAddr& dst_mac,
         stats_.dropped_martian++;
         return;
     }
+    if (is_own_v6(dst) && proto != wire::ipproto::tcp && proto != wire::ipproto::udp &&
+        proto != wire::ipproto::icmpv6) {
+        // The gateway is the destination and knows no such next header
+        // (RFC 8200 4: Parameter Problem, code 1, at the byte naming it);
+        // "no next header" ends the packet quietly.
+        stats_.dropped_unsupported++;
+        if (proto != wire::ipproto::ipv6_nonxt)
+            send_param_problem6(*ip, {1, static_cast<uint32_t>(ip->next_header_offset())});
+        return;
+    }
     if (!is_own_v6(dst) && ip->hop_limit() <= 1) {
         stats_.dropped_ttl++;
         send_time_exceeded6(*ip);
@@ -237,7 +268,9 @@ void Gateway::send_param_problem6(const wire::Ipv6View& ip, const wire::Ipv6Prob
 void Gateway::send_icmp6_error(const wire::Ipv6View& ip, uint8_t type, uint8_t code,
                                uint32_t param, const wire::IpAddr& from) {
     const wire::IpAddr to = ip.src_addr();
-    if (to.is_unspecified() || wire::is_v6_multicast(to) || to.is_v4() || is_own_v6(to)) return;
+    if (to.is_unspecified() || wire::is_v6_multicast(to) || to.is_v4() || to.is_loopback() ||
+        is_own_v6(to))
+        return;
     // Never an error about an error (RFC 4443 2.4 (e)).
     if (ip.protocol() == wire::ipproto::icmpv6) {
         auto icmp = wire::Icmp6View::parse(ip.payload());
@@ -318,11 +351,14 @@ void Gateway::send_router_advert(sw::PortId port, const wire::MacAddr& to_mac,
     ra[n + 1] = 1;
     cfg_.gw_mac.store(ra + n + 2);
     n += 8;
-    // MTU (4.6.4): the attachment's own.
-    ra[n] = wire::ndopt::mtu;
-    ra[n + 1] = 1;
-    store32(ra + n + 4, dest->mtu());
-    n += 8;
+    // MTU (4.6.4): the attachment's own, if IPv6 can use it (a host
+    // ignores one below 1280, RFC 4861 6.3.4: leave it out).
+    if (dest->mtu() >= wire::kIpv6MinMtu) {
+        ra[n] = wire::ndopt::mtu;
+        ra[n + 1] = 1;
+        store32(ra + n + 4, dest->mtu());
+        n += 8;
+    }
     // Prefix information (4.6.2): on-link and autonomous.
     ra[n] = wire::ndopt::prefix_info;
     ra[n + 1] = 4;
@@ -365,8 +401,13 @@ void Gateway::advertise_to_all() {
             send_router_advert(port.id(), wire::multicast_mac(kAllNodes), kAllNodes);
     });
     // Spread over [interval/2, interval] so that many daemons' do not
-    // line up (RFC 4861 6.2.4 randomises the same way).
-    const core::Millis base = core::Millis{cfg_.ra_interval_s} * 1000;
+    // line up (RFC 4861 6.2.4 randomises the same way); the first three
+    // at most 16 s apart (MAX_INITIAL_RTR_ADVERT_INTERVAL), so that a
+    // guest that missed the first hears another soon.
+    core::Millis base = core::Millis{cfg_.ra_interval_s} * 1000;
+    if (initial_ras_ < kInitialRas && ++initial_ras_ < kInitialRas) {
+        base = std::min<core::Millis>(base, kInitialRaIntervalMs);
+    }
     loop_.arm(ra_timer_, base / 2 + static_cast<core::Millis>(loop_.now() * 2654435761u) % (base / 2 + 1));
 }
 

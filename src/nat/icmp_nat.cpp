@@ -670,11 +670,13 @@ void IcmpNat::ping_errors(Flow& f) {
 void IcmpNat::quote_error(Flow& f, const wire::IpAddr& from, uint8_t type, uint8_t code,
                           uint32_t rest, uint16_t seq, wire::Bytes echo_payload) {
     const bool v4 = f.guest.is_v4();
-    constexpr size_t kMaxQuote = kMaxErrorLen - wire::kIcmpHeaderLen;
-    std::array<uint8_t, kMaxQuote> q{};
+    // Within 576 bytes for ICMP, 1280 for ICMPv6 (RFC 4443 2.4 (c)).
+    constexpr size_t kMaxQuote4 = kMaxErrorLen - wire::kIcmpHeaderLen;
+    constexpr size_t kMaxQuote6 = 1280 - wire::kIpv6HeaderLen - 8;
+    std::array<uint8_t, kMaxQuote6> q{};
     const size_t iph = v4 ? wire::kIpv4HeaderLen : wire::kIpv6HeaderLen;
     const size_t hdrs = iph + wire::kIcmpHeaderLen;
-    const size_t plen = std::min(echo_payload.size(), kMaxQuote - hdrs);
+    const size_t plen = std::min(echo_payload.size(), (v4 ? kMaxQuote4 : kMaxQuote6) - hdrs);
     const size_t len = wire::kIcmpHeaderLen + plen;
     std::memcpy(q.data() + hdrs, echo_payload.data(), plen);
     const uint32_t id_seq = (uint32_t{f.guest_id} << 16) | seq;

@@ -288,8 +288,10 @@ namespace {
 constexpr unsigned kMaxReadRounds = 4;  // recvmmsg batches per wakeup and socket
 constexpr core::Millis kSweepMs = 1000;
 // What an ICMP error quotes of a datagram's payload: with the outer IP and
-// ICMP headers and the quoted IP and UDP headers, 576 bytes (RFC 1812 4.3.2.3).
+// ICMP headers and the quoted IP and UDP headers, 576 bytes (RFC 1812
+// 4.3.2.3); for ICMPv6, 1280 (RFC 4443 2.4 (c)).
 constexpr size_t kQuotePayload = 576 - 20 - 8 - 20 - 8;
+constexpr size_t kQuotePayload6 = 1280 - 40 - 8 - 40 - 8;
 
 bool debug_on() { return spdlog::should_log(spdlog::level::debug); }
 
@@ -649,7 +651,7 @@ bool UdpNat::send_to_guest(const wire::IpAddr& src, uint16_t sport, const wire::
 
 // Queued errors (IP_RECVERR) become ICMP errors quoting the guest's datagram.
 void UdpNat::flow_errors(Flow& f, FlowSock& s) {
-    std::array<uint8_t, kQuotePayload> payload{};
+    std::array<uint8_t, kQuotePayload6> payload{};
     for (int i = 0; i < 64; i++) {
         QueuedError qe;
         if (!read_queued_error(s.fd, payload, qe)) break;
@@ -671,8 +673,9 @@ void UdpNat::flow_errors(Flow& f, FlowSock& s) {
         }
         // Rebuild what the guest sent: its address and port to the original
         // destination, with as much of the payload as the error quoted.
-        std::array<uint8_t, wire::kIpv6HeaderLen + wire::kUdpHeaderLen + kQuotePayload> q{};
-        const size_t plen = std::min(qe.payload_len, kQuotePayload);
+        std::array<uint8_t, wire::kIpv6HeaderLen + wire::kUdpHeaderLen + kQuotePayload6> q{};
+        const size_t plen =
+            std::min(qe.payload_len, f.guest.is_v4() ? kQuotePayload : kQuotePayload6);
         const size_t iph = f.guest.is_v4() ? wire::kIpv4HeaderLen : wire::kIpv6HeaderLen;
         std::memcpy(q.data() + iph + wire::kUdpHeaderLen, payload.data(), plen);
         if (f.guest.is_v4())

@@ -45,6 +45,8 @@ inline constexpr uint8_t ipv6_dstopts = 60;
 }  // namespace ipproto
 
 inline constexpr size_t kIpv6HeaderLen = 40;
+// The smallest link MTU IPv6 runs on (RFC 8200 5).
+inline constexpr uint32_t kIpv6MinMtu = 1280;
 // Extension headers walked before a packet is called malformed. Real
 // traffic carries at most three or four (RFC 8200 4.1's order lists six
 // kinds); a long chain is a way to make a receiver work.
@@ -82,6 +84,9 @@ public:
     uint8_t protocol() const { return proto_; }
     // Bytes before the upper-layer header: 40 plus the extension headers.
     size_t header_len() const { return hdr_len_; }
+    // Offset of the byte that names protocol(): 6 in the fixed header, or
+    // the first byte of the last extension header.
+    size_t next_header_offset() const { return nh_offset_; }
     size_t total_len() const { return pkt_.size(); }
     size_t ext_headers() const { return ext_count_; }
     bool has_hop_by_hop() const { return hop_by_hop_; }
@@ -152,6 +157,7 @@ private:
                 if (frag_offset_ != 0 || more_frags_) {
                     fragment_ = true;
                     proto_ = h[0];
+                    nh_offset_ = off;
                     hdr_len_ = off + len;
                     return true;
                 }
@@ -161,6 +167,7 @@ private:
                 break;
             }
             next = h[0];
+            nh_offset_ = off;
             off += len;
         }
     }
@@ -204,6 +211,7 @@ private:
 
     Bytes pkt_;
     size_t hdr_len_ = kIpv6HeaderLen;
+    size_t nh_offset_ = 6;
     size_t ext_count_ = 0;
     uint8_t proto_ = ipproto::ipv6_nonxt;
     uint16_t frag_offset_ = 0;

@@ -132,6 +132,27 @@ while True:
     got.append(u.recvfrom(2048)[1][0])
 """
 
+# Sends SIZE bytes to [ADDR]:PORT and prints how much of them the ICMPv6
+# error that comes back quotes (the kernel hands the quoted payload to
+# MSG_ERRQUEUE).
+ERRQUEUE_QUOTE = r"""
+import select, socket, sys
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IPV6, 25, 1)  # IPV6_RECVERR
+s.connect((sys.argv[1], int(sys.argv[2])))
+s.send(bytes(int(sys.argv[3])))
+for _ in range(50):
+    select.select([s], [], [], 0.2)
+    try:
+        data, anc, flags, addr = s.recvmsg(65536, 512, socket.MSG_ERRQUEUE)
+    except BlockingIOError:
+        continue
+    print("QUOTED", len(data), flush=True)
+    break
+else:
+    print("NO ERROR", flush=True)
+"""
+
 RAW = os.path.join(os.path.dirname(os.path.abspath(__file__)), "rawframes.py")
 
 
@@ -455,6 +476,18 @@ for hl in (1, 2, 3):
                 self.assertNotEqual(r.returncode, 28, "%s timed out instead of failing" % url)
                 self.assertIn(why, r.stderr, url)
                 self.assertLess(dt, 10, url)
+            lab.assert_alive(t.un)
+
+    def test_a_port_unreachable_quotes_as_much_as_fits_in_1280_bytes(self):
+        """RFC 4443 2.4 (c): the error about a 3000-byte datagram to a closed
+        port on the host quotes 1184 bytes of its payload (1280 less two
+        IPv6, one ICMPv6 and one UDP header), not IPv4's 576-byte share."""
+        with netlab.Lab("ipv6") as lab:
+            t = V6Lab(lab)
+            t.wait_slaac()
+            closed = netlab.free_port(socket.SOCK_DGRAM)
+            r = t.guest.py(ERRQUEUE_QUOTE, GATEWAY6, closed, 3000, timeout=30)
+            self.assertIn("QUOTED 1184", r.stdout, r.stdout + r.stderr)
             lab.assert_alive(t.un)
 
     def test_forwards_reach_the_guest_over_ipv6(self):

@@ -1631,6 +1631,134 @@ TEST_F(GatewayTest, Gateway6_AdvertisesUnsolicitedToEveryPortWithItsMtu) {
     sw.detach(big);
 }
 
+// RFC 4861 6.3.4: a host ignores an MTU option below IPv6's 1280, so a
+// port with a smaller MTU gets none; 6.2.4: the first three unsolicited
+// advertisements come at most 16 s apart, the next at the configured pace.
+TEST_F(GatewayTest, Gateway6_InitialAdvertisementsComeSoonAndNoneCarriesAnMtuBelow1280) {
+    GuestPort small{1200};
+    sw.attach(small);
+    std::vector<core::Millis> at;
+    const core::Millis t0 = loop.now();
+    for (int s = 0; s < 90; s++) {
+        loop.advance_clock_for_tests(1000);
+        loop.run_once(0);
+        if (small.frames.size() > at.size()) at.push_back(loop.now() - t0);
+    }
+    ASSERT_EQ(at.size(), 3u) << "advertisements in the first 90 s";
+    EXPECT_LE(at[1] - at[0], 16'000);
+    EXPECT_LE(at[2] - at[1], 16'000);
+    for (const auto& f : small.frames) {
+        auto ra = parse_icmp6(f);
+        ASSERT_TRUE(ra);
+        auto opts = wire::NdpOptions::parse(ra->icmp.body());
+        ASSERT_TRUE(opts);
+        EXPECT_FALSE(opts->find(wire::ndopt::mtu));
+        EXPECT_TRUE(opts->find(wire::ndopt::prefix_info));
+    }
+    sw.detach(small);
+}
+
+// The gateway's own addresses are a destination: a protocol it does not
+// speak gets ICMP protocol unreachable (RFC 1122 3.2.2.1) or, over IPv6,
+// Parameter Problem code 1 at the byte naming it (RFC 8200 4); "no next
+// header" is dropped quietly.
+TEST_F(GatewayTest, Gateway_AnUnknownProtocolToTheGatewayIsAnsweredAsADestinationWould) {
+    const uint8_t data[16] = {1, 2, 3};
+    std::vector<uint8_t> f(14 + 20 + sizeof data);
+    wire::build_ethernet(f.data(), cfg.gw_mac, kGuestMac, wire::ethertype::ipv4);
+    wire::build_ipv4(f.data() + 14, ip("10.0.2.15"), ip("10.0.2.2"), 132, sizeof data);
+    std::memcpy(f.data() + 34, data, sizeof data);
+    input(f);
+    EXPECT_TRUE(sink.pkts.empty());
+    ASSERT_EQ(guest.frames.size(), 1u);
+    auto p = parse_ip(guest.frames[0]);
+    ASSERT_TRUE(p);
+    auto icmp = wire::Icmp4View::parse(p->ip.payload());
+    ASSERT_TRUE(icmp);
+    EXPECT_EQ(icmp->type(), wire::icmptype::dest_unreach);
+    EXPECT_EQ(icmp->code(), wire::icmpcode::proto_unreach);
+    EXPECT_EQ(p->ip.src(), ip("10.0.2.2"));
+    // Routed elsewhere, the same protocol is the NAT's business.
+    guest.frames.clear();
+    wire::build_ipv4(f.data() + 14, ip("10.0.2.15"), ip("192.0.2.1"), 132, sizeof data);
+    input(f);
+    EXPECT_TRUE(guest.frames.empty());
+    EXPECT_EQ(sink.pkts.size(), 1u);
+
+    for (uint8_t proto : {uint8_t{132}, wire::ipproto::ipv6_nonxt}) {
+        guest.frames.clear();
+        std::vector<uint8_t> g(14 + 40 + sizeof data);
+        wire::build_ethernet(g.data(), cfg.gw_mac, kGuest6Mac, wire::ethertype::ipv6);
+        wire::build_ipv6(g.data() + 14, kGuest6, ip6("fec0::2"), proto, sizeof data, 64);
+        input(g);
+        if (proto == wire::ipproto::ipv6_nonxt) {
+            EXPECT_TRUE(guest.frames.empty());
+            continue;
+        }
+        ASSERT_EQ(guest.frames.size(), 1u);
+        auto pp = parse_icmp6(guest.frames[0]);
+        ASSERT_TRUE(pp);
+        EXPECT_EQ(pp->icmp.type(), wire::icmp6type::param_problem);
+        EXPECT_EQ(pp->icmp.code(), 1);
+        EXPECT_EQ(wire::load32(pp->icmp.message().data() + 4), 6u);
+    }
+}
+
+// RFC 8200 4.5: a fragment other than the last must carry a multiple of 8
+// bytes (Parameter Problem code 0 at the payload length), and none may end
+// beyond 65535 (at the fragment offset).
+TEST_F(GatewayTest, Gateway6_FragmentsOfImpossibleLengthsGetParameterProblems) {
+    auto frag = [&](uint16_t offset8, bool more, size_t len) {
+        std::vector<uint8_t> f(14 + 40 + 8 + len, 0x11);
+        wire::build_ethernet(f.data(), cfg.gw_mac, kGuest6Mac, wire::ethertype::ipv6);
+        wire::build_ipv6(f.data() + 14, kGuest6, ip6("fec0::2"), wire::ipproto::ipv6_frag, 8 + len, 64);
+        uint8_t* fh = f.data() + 54;
+        fh[0] = wire::ipproto::udp;
+        fh[1] = 0;
+        wire::store16(fh + 2, static_cast<uint16_t>(offset8 << 3 | (more ? 1 : 0)));
+        wire::store32(fh + 4, 0x1234);
+        return f;
+    };
+    input(frag(0, true, 100));  // 100: not a multiple of 8
+    ASSERT_EQ(guest.frames.size(), 1u);
+    auto pp = parse_icmp6(guest.frames[0]);
+    ASSERT_TRUE(pp);
+    EXPECT_EQ(pp->icmp.type(), wire::icmp6type::param_problem);
+    EXPECT_EQ(pp->icmp.code(), 0);
+    EXPECT_EQ(wire::load32(pp->icmp.message().data() + 4), 4u);
+    guest.frames.clear();
+    input(frag(8190, false, 104));  // 65520 + 104 > 65535
+    ASSERT_EQ(guest.frames.size(), 1u);
+    pp = parse_icmp6(guest.frames[0]);
+    ASSERT_TRUE(pp);
+    EXPECT_EQ(wire::load32(pp->icmp.message().data() + 4), 40u + 2);
+    guest.frames.clear();
+    input(frag(0, true, 104));  // a good first fragment: held, no answer
+    EXPECT_TRUE(guest.frames.empty());
+}
+
+// RFC 4443 4.2: an echo to all nodes or all routers is answered from a
+// unicast address of ours, the link-local one to a link-local source.
+TEST_F(GatewayTest, Gateway6_AnswersAnEchoToAllNodesAndAllRouters) {
+    std::vector<uint8_t> msg{wire::icmp6type::echo_request, 0, 0, 0, 0, 9, 0, 1, 'm', 'c'};
+    for (const char* group : {"ff02::1", "ff02::2"}) {
+        for (const auto& src : {kGuest6Ll, kGuest6}) {
+            guest.frames.clear();
+            input(icmp6_frame(wire::multicast_mac(ip6(group)), kGuest6Mac, src, ip6(group), msg, 64));
+            ASSERT_EQ(guest.frames.size(), 1u) << group;
+            auto r = parse_icmp6(guest.frames[0]);
+            ASSERT_TRUE(r);
+            EXPECT_EQ(r->icmp.type(), wire::icmp6type::echo_reply);
+            EXPECT_EQ(r->ip.dst_addr(), src);
+            EXPECT_EQ(r->ip.src_addr(), src == kGuest6Ll ? ip6("fe80::2") : ip6("fec0::2"));
+        }
+    }
+    // Another group is not ours.
+    guest.frames.clear();
+    input(icmp6_frame(wire::multicast_mac(ip6("ff02::fb")), kGuest6Mac, kGuest6Ll, ip6("ff02::fb"), msg, 64));
+    EXPECT_TRUE(guest.frames.empty());
+}
+
 TEST_F(GatewayTest, Gateway6_AnswersARealPingToItsAddress) {
     input(testdata::kEcho6Request);
     ASSERT_EQ(guest.frames.size(), 1u);
