@@ -354,12 +354,18 @@ void Daemon::add_forwards() {
             nat().add_forward(spec);
         } catch (const std::exception& e) {
             std::string what = e.what();
-            bool privileged = what.find("ermission denied") != std::string::npos;
-            throw startup_error(what, privileged
-                                          ? "ports below 1024 need root or CAP_NET_BIND_SERVICE; "
-                                            "forward from a higher host port"
-                                          : "choose another host port with -t/-u, or stop the "
-                                            "program that uses it");
+            auto says = [&](const char* text) { return what.find(text) != std::string::npos; };
+            const char* todo =
+                says("ermission denied")
+                    ? "ports below 1024 need root or CAP_NET_BIND_SERVICE; forward from a higher "
+                      "host port"
+                : says(std::strerror(EADDRNOTAVAIL))
+                    ? "the host address is not one of this host's (ip addr lists them): give one "
+                      "of them, or none to listen on all"
+                : says(std::strerror(ENODEV))
+                    ? "no interface has that name (ip link lists them): give another after %"
+                    : "choose another host port with -t/-u, or stop the program that uses it";
+            throw startup_error(what, todo);
         }
         std::string target = spec.guest_addr ? spec.guest_addr->to_string()
                                              : std::string("the guest holding a lease");

@@ -1293,8 +1293,15 @@ void check_distinct_files(const Config& cfg) {
         if (!l.pcap_path.empty()) files.emplace_back("--lan " + l.name + ",pcap=", l.pcap_path);
     if (!cfg.pid_path.empty()) files.emplace_back("--pid", cfg.pid_path);
     if (!cfg.api_socket.empty()) files.emplace_back("--api-socket", cfg.api_socket);
-    for (const Attachment& a : cfg.attachments)
+    for (const Attachment& a : cfg.attachments) {
         if (a.kind == AttachmentKind::socket) files.emplace_back("--socket", a.target);
+        if (a.kind == AttachmentKind::vde) files.emplace_back("--vde", a.target);
+        if (a.kind == AttachmentKind::dgram && a.dgram && a.dgram->kind == ports::DgramKind::unix_dgram)
+            files.emplace_back("--dgram", a.dgram->local.path());
+        if (a.kind == AttachmentKind::serial && !a.serial.path.empty() &&
+            a.serial.transport != ports::SerialTransport::tcp)
+            files.emplace_back("--serial", a.serial.path);
+    }
     std::vector<std::filesystem::path> canon;
     for (const auto& [opt, path] : files) {
         std::error_code ec;
@@ -1328,6 +1335,10 @@ void check_port_clashes(const Config& cfg) {
         else if (a.kind == AttachmentKind::dgram && a.dgram && a.dgram->kind == ports::DgramKind::udp)
             bound.push_back({"--dgram", false, a.dgram->local.ip(), a.dgram->local.port(),
                              a.dgram->local.port()});
+        else if (a.kind == AttachmentKind::serial &&
+                 a.serial.transport == ports::SerialTransport::tcp && a.serial.port != 0)
+            bound.push_back({"--serial", true, wire::IpAddr::parse(a.serial.host), a.serial.port,
+                             a.serial.port});
         else if (a.kind == AttachmentKind::bochs)
             for (uint32_t i = 0; i < a.bochs_count; i++) {
                 const auto p = static_cast<uint16_t>(a.bochs_port + 2 * i + 1);
@@ -1423,11 +1434,11 @@ void resolve_forwards(const CLI::App& app, const RawOptions& raw, Config& cfg) {
         if (f.bind_addr->is_v4()) return 1;
         return f.bind_addr->is_unspecified() && !f.v6only ? 3 : 2;  // --hostfwd [::] takes IPv4 too
     };
+    auto wild = [](const nat::ForwardSpec& f) { return !f.bind_addr || f.bind_addr->is_unspecified(); };
     auto overlap = [&](const nat::ForwardSpec& a, const nat::ForwardSpec& b) {
         if (a.proto != b.proto || a.host_last < b.host_first || b.host_last < a.host_first ||
             a.bind_ifname != b.bind_ifname || (families(a) & families(b)) == 0)
             return false;
-        auto wild = [](const nat::ForwardSpec& f) { return !f.bind_addr || f.bind_addr->is_unspecified(); };
         return wild(a) || wild(b) || *a.bind_addr == *b.bind_addr;
     };
     for (size_t i = 0; i < cfg.forwards.size(); i++)
@@ -1439,10 +1450,15 @@ void resolve_forwards(const CLI::App& app, const RawOptions& raw, Config& cfg) {
                     return origin[k].second.empty() ? origin[k].first
                                                     : origin[k].first + " " + origin[k].second;
                 };
+                // A forward on every address (none given, 0.0.0.0 or ::)
+                // takes the port on the specific ones too.
+                const bool wildcard = wild(a) || wild(cfg.forwards[j]);
                 fail(origin[i].first,
                      "host port " + std::to_string(port) + (a.proto == 't' ? "/tcp" : "/udp") +
                          " is forwarded twice (" + said(j) + " and " + said(i) + ")",
-                     "forward each host port once, or give each a different host address");
+                     wildcard ? "forward each host port once: a forward without a host address "
+                                "listens on all of them, so give each forward its own address"
+                              : "forward each host port once, or give each a different host address");
             }
 }
 

@@ -78,7 +78,8 @@ std::optional<BochsSpec> parse_bochs_spec(std::string_view text, std::string* er
         return failed(error, std::to_string(spec.count) +
                                  (spec.count == 1 ? " Bochs instance" : " Bochs instances") +
                                  " from port " +
-                                 std::to_string(*port) + " need ports up to " +
+                                 std::to_string(*port) +
+                                 (spec.count == 1 ? " needs" : " need") + " ports up to " +
                                  std::to_string(last) +
                                  ", past 65535; give a lower port or a smaller count");
     spec.base_port = static_cast<uint16_t>(*port);

@@ -1,6 +1,7 @@
 // The datagram attachment (see the header for the theory of operation and
 // the wire format).
 #include "ports/dgram_port.hpp"
+#include "ports/netlink_config.hpp"
 
 #include "core/sockaddr.hpp"
 
@@ -324,12 +325,15 @@ void DgramPort::open_mcast() {
     mreq.imr_interface = ifaddr;
     if (setsockopt(fd_, IPPROTO_IP, IP_ADD_MEMBERSHIP, &mreq, sizeof(mreq)) < 0) {
         int e = errno;
+        std::string why;
+        if (e == ENODEV && cfg_.mcast_if)
+            why = " (localaddr=" + wire::ipv4_to_string(*cfg_.mcast_if) +
+                  " is not an address of this host: give one that is, as 'ip addr' lists them)";
+        else if (e == ENODEV)
+            why = " (no interface has a route to the group: add one, such as 'ip route add "
+                  "224.0.0.0/4 dev lo', or give localaddr=ADDR)";
         throw std::runtime_error("cannot join multicast group " + cfg_.local.to_string() + ": " +
-                                 errstr(e) +
-                                 (e == ENODEV ? " (no interface has a route to the group: add "
-                                                "one, such as 'ip route add 224.0.0.0/4 dev "
-                                                "lo', or give localaddr=ADDR)"
-                                              : ""));
+                                 errstr(e) + why);
     }
     set_int(fd_, IPPROTO_IP, IP_MULTICAST_LOOP, 1, "IP_MULTICAST_LOOP");
     set_int(fd_, IPPROTO_IP, IP_MULTICAST_ALL, 0, "IP_MULTICAST_ALL");
@@ -346,6 +350,18 @@ void DgramPort::open_mcast() {
         throw std::runtime_error("cannot send multicast from " +
                                  wire::ipv4_to_string(*cfg_.mcast_if) + ": " + errstr(errno) +
                                  " (give localaddr= an address of this host)");
+    if (!cfg_.mcast_if) {
+        // Out of the interface the route to the group names, as QEMU's
+        // unconnected sendto() goes. connect() alone would pick a source
+        // address first (another interface's, when the route's has none of
+        // scope link or wider, as lo) and then send out of the interface
+        // that owns it, away from the QEMUs on the group.
+        if (unsigned oif = netlink_route_oif_v4(ntohl(group.s_addr))) {
+            ip_mreqn m{};
+            m.imr_ifindex = static_cast<int>(oif);
+            setsockopt(tx_fd_, IPPROTO_IP, IP_MULTICAST_IF, &m, sizeof(m));
+        }
+    }
     if (connect(tx_fd_, cfg_.local.sa(), cfg_.local.len) < 0)
         throw std::runtime_error("cannot send to multicast group " + cfg_.local.to_string() +
                                  ": " + errstr(errno) +

@@ -53,7 +53,8 @@ public:
         return nlh;
     }
 
-    int request(nlmsghdr* nlh) {
+    // cb (may be null) sees each message of the answer (mnl_cb_t).
+    int request(nlmsghdr* nlh, mnl_cb_t cb = nullptr, void* data = nullptr) {
         if (mnl_socket_sendto(nl_, nlh, nlh->nlmsg_len) < 0) return -errno;
         std::vector<char> rbuf(MNL_SOCKET_BUFFER_SIZE);
         for (;;) {
@@ -63,7 +64,7 @@ public:
                 return -errno;
             }
             int r = mnl_cb_run(rbuf.data(), static_cast<size_t>(n), nlh->nlmsg_seq, portid_,
-                               nullptr, nullptr);
+                               cb, data);
             if (r < 0) return -errno;
             if (r == MNL_CB_STOP) return 0;
         }
@@ -199,6 +200,35 @@ void netlink_configure_ipv6(const std::string& ifname, const TapNetConfig& cfg) 
     // from a router advertisement goes via its link-local address, so the
     // two do not collide.
     if (!cfg.gateway6.is_unspecified()) add_default_route(nl, idx, ifname, cfg.gateway6);
+}
+
+unsigned netlink_route_oif_v4(wire::Ipv4 dst) {
+    try {
+        Rtnl nl;
+        nlmsghdr* nlh = nl.start(RTM_GETROUTE, 0);
+        auto* rtm = static_cast<rtmsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(rtmsg)));
+        rtm->rtm_family = AF_INET;
+        rtm->rtm_dst_len = 32;
+        mnl_attr_put_u32(nlh, RTA_DST, htonl(dst));
+        unsigned oif = 0;
+        auto cb = [](const nlmsghdr* m, void* data) -> int {
+            if (m->nlmsg_type != RTM_NEWROUTE) return MNL_CB_OK;
+            mnl_attr_parse(
+                m, sizeof(rtmsg),
+                [](const nlattr* a, void* d) -> int {
+                    if (mnl_attr_get_type(a) == RTA_OIF &&
+                        mnl_attr_validate(a, MNL_TYPE_U32) >= 0)
+                        *static_cast<unsigned*>(d) = mnl_attr_get_u32(a);
+                    return MNL_CB_OK;
+                },
+                data);
+            return MNL_CB_OK;
+        };
+        if (nl.request(nlh, cb, &oif) < 0) return 0;
+        return oif;
+    } catch (const std::runtime_error&) {
+        return 0;
+    }
 }
 
 }  // namespace usernet::ports

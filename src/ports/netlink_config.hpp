@@ -60,4 +60,8 @@ void netlink_configure_ipv4(const std::string& ifname, const TapNetConfig& cfg);
 // rules as netlink_configure_ipv4.
 void netlink_configure_ipv6(const std::string& ifname, const TapNetConfig& cfg);
 
+// The interface the current namespace's routes send dst out of (RTM_GETROUTE,
+// as `ip route get`); 0 when there is no route or netlink fails.
+unsigned netlink_route_oif_v4(wire::Ipv4 dst);
+
 }  // namespace usernet::ports

@@ -609,6 +609,15 @@ TEST(Options, OwnListenersOnOnePortAreRefused) {
     EXPECT_NO_THROW(parse({"--listen", "[::1]:18095", "-t", "127.0.0.1/18095"}));
     EXPECT_NO_THROW(parse({"--listen", "18095", "-t", "127.0.0.2/18095"}));
     EXPECT_NO_THROW(parse({"--bochs", "18095", "-u", "127.0.0.1/18095"}));  // Bochs's own port
+    // A serial line on TCP listens too.
+    EXPECT_EQ(error_option({"--listen", "18095", "--serial", "tcp:18095"}), "--serial");
+    EXPECT_EQ(error_option({"--serial", "tcp:18095", "-t", "18095"}), "-t");
+    EXPECT_EQ(error_option({"--serial", "tcp:18095", "--websocket", "18095"}), "--websocket");
+    EXPECT_NO_THROW(parse({"--serial", "tcp:127.0.0.2:18095", "--listen", "127.0.0.1:18095"}));
+    // Two forwards, one on every address: the remedy says so.
+    EXPECT_NE(error_message({"--socket", "/tmp/a", "-t", "127.0.0.1/18085", "-t", "18085"})
+                  .find("without a host address listens on all"),
+              std::string::npos);
 }
 
 // A forward's guest is a guest address: not the network's or broadcast
@@ -633,6 +642,13 @@ TEST(Options, FilesUsernetWritesMustBeDistinct) {
               std::string::npos);
     EXPECT_NO_THROW(parse({"--socket", "/tmp/a", "--pcap", "/tmp/x.pcap", "--pid", "/tmp/x.pid",
                            "--api-socket", "/tmp/api"}));
+    // Every attachment that binds or links a file: a serial line's socket
+    // or pty link, a unix datagram socket, a VDE switch directory.
+    EXPECT_EQ(error_option({"--socket", "/tmp/a", "--serial", "unix:/tmp/a"}), "--serial");
+    EXPECT_EQ(error_option({"--serial", "pty:/tmp/a", "--socket", "/tmp/a"}), "--socket");
+    EXPECT_EQ(error_option({"--socket", "/tmp/a", "--dgram", "unix:/tmp/a"}), "--dgram");
+    EXPECT_EQ(error_option({"--socket", "/tmp/a", "--vde", "/tmp/./a"}), "--vde");
+    EXPECT_NO_THROW(parse({"--socket", "/tmp/a", "--serial", "unix:/tmp/b", "--vde", "/tmp/c"}));
 }
 
 // "default" names the LAN before any --lan; a LAN MAC is one attachment's

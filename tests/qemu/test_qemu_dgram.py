@@ -177,6 +177,14 @@ class QemuDgramTest(unittest.TestCase):
             # A namespace with only lo has no route for multicast: give it
             # one, as a host without a default route would need.
             host.run(["ip", "route", "add", "224.0.0.0/4", "dev", "lo"])
+            # And an interface with an address of its own, which lo lacks
+            # (127.0.0.1 is host scope): the kernel takes it as the source
+            # for the group. usernet must still send where the route says,
+            # on lo with the QEMUs, not out of that interface.
+            host.run(["ip", "link", "add", "mcv0", "type", "veth", "peer", "name", "mcv1"])
+            host.run(["ip", "addr", "add", "192.168.77.1/24", "dev", "mcv0"])
+            host.run(["ip", "link", "set", "mcv0", "up"])
+            host.run(["ip", "link", "set", "mcv1", "up"])
             un = lab.usernet(host, ["--mcast", "%s:%d" % (group, port)])
             netlab.wait_for(logged(un, "Attach QEMU to --mcast"), 10, what="usernet to join the group")
             self.assertIn("-netdev socket,id=n0,mcast=%s:%d -device" % (group, port), un.stdout())
