@@ -132,8 +132,15 @@ void DnsForwarder::open_socket(Socket& s, int family) {
         any_len = core::sockaddr_len(any);
     }
     if (bind(fd, reinterpret_cast<sockaddr*>(&any), any_len) != 0) {
-        spdlog::warn("dns: cannot bind a socket for the upstream resolvers: {}",
-                     std::strerror(errno));
+        // Each query tries again: say so once a minute, not per query.
+        const core::Millis now = loop_.now();
+        if (bind_warned_at_ == 0 || now - bind_warned_at_ >= 60'000) {
+            bind_warned_at_ = now;
+            spdlog::warn("dns: cannot bind a socket for the upstream resolvers{}: {}{}",
+                         out.is_unspecified() ? "" : " to " + out.to_string(),
+                         std::strerror(errno),
+                         out.is_unspecified() ? "" : " (is the outbound address one of this host's?)");
+        }
         close(fd);
         return;
     }

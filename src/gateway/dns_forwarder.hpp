@@ -200,6 +200,8 @@ private:
         std::array<uint8_t, kMaxQueryLen> query{};  // with wire_id in place
     };
 
+    core::Millis bind_warned_at_ = 0;  // the last "cannot bind" warning (0: none yet)
+
     void on_socket(Socket& s, uint32_t events);
     void on_timer();
     void read_replies(Socket& s);
