@@ -15,24 +15,9 @@ set -euo pipefail
 [ "$(id -u)" = 0 ] || { echo "bench: needs root (namespaces)" >&2; exit 1; }
 here=$(cd "$(dirname "$0")/.." && pwd)
 bin=${1:-$here/build/usernet}
-tmp=$(mktemp -d /tmp/un-streamcpu.XXXXXX)
-ns=uscpu$$
-cleanup() {
-	for p in $(ip netns pids $ns 2>/dev/null); do kill "$p" 2>/dev/null || true; done
-	[ -n "${r:-}" ] && kill "$r" 2>/dev/null || true
-	[ -n "${b:-}" ] && kill "$b" 2>/dev/null || true
-	wait 2>/dev/null || true
-	ip netns del $ns 2>/dev/null || true
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
-g++ -std=c++20 -O2 -o "$tmp/tap_relay" "$here/bench/tap_relay.cpp"
-ip netns add $ns
-"$bin" --quiet --socket "$tmp/s.sock" 2>/dev/null & b=$!
-for _ in $(seq 100); do [ -S "$tmp/s.sock" ] && break; sleep 0.05; done
-"$tmp/tap_relay" --netns /run/netns/$ns --tap tap0 --mtu 1500 --addr 10.0.2.15/24 --gw 10.0.2.2 \
-	--stream-unix "$tmp/s.sock" ${RELAY_ARGS:-} & r=$!
-sleep 0.5
+. "$here/bench/stream_path.sh"
+# shellcheck disable=SC2086  # RELAY_ARGS: words
+stream_path_start "$bin" cpu ${RELAY_ARGS:-}
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 hz=$(getconf CLK_TCK)
 n=0

@@ -15,26 +15,11 @@ set -euo pipefail
 [ "$(id -u)" = 0 ] || { echo "bench: needs root (namespaces)" >&2; exit 1; }
 here=$(cd "$(dirname "$0")/.." && pwd)
 bin=${1:-$here/build/usernet}
-tmp=$(mktemp -d /tmp/un-streamsched.XXXXXX)
-ns=ussch$$
 port=$((20000 + $$ % 20000))
-cleanup() {
-	for p in $(ip netns pids $ns 2>/dev/null); do kill "$p" 2>/dev/null || true; done
-	[ -n "${r:-}" ] && kill "$r" 2>/dev/null || true
-	[ -n "${b:-}" ] && kill "$b" 2>/dev/null || true
-	pkill -f "iperf3 -s -p $port" 2>/dev/null || true
-	wait 2>/dev/null || true
-	ip netns del $ns 2>/dev/null || true
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
-g++ -std=c++20 -O2 -o "$tmp/tap_relay" "$here/bench/tap_relay.cpp"
-ip netns add $ns
-"$bin" --quiet --socket "$tmp/s.sock" 2>/dev/null & b=$!
-for _ in $(seq 100); do [ -S "$tmp/s.sock" ] && break; sleep 0.05; done
-"$tmp/tap_relay" --netns /run/netns/$ns --tap tap0 --mtu 1500 --addr 10.0.2.15/24 --gw 10.0.2.2 \
-	--stream-unix "$tmp/s.sock" --gro & r=$!
-sleep 0.5
+. "$here/bench/stream_path.sh"
+stop_server() { pkill -f "iperf3 -s -p $port" 2>/dev/null || true; }
+stream_path_extra_cleanup=stop_server
+stream_path_start "$bin" sched --gro
 echo "usernet: $("$bin" --version 2>&1 | head -1) ($bin); kernel $(uname -r); $(nproc) CPUs"
 for run in $(seq "${RUNS:-1}"); do
 	iperf3 -s -p $port -1 -D; sleep 0.3
