@@ -79,6 +79,15 @@ SmbShare::SmbShare(const std::string& dir, const wire::IpAddr& addr) : dir_(dir)
          << "printing = bsd\n"
          << "disable spoolss = yes\n"
          << "usershare max shares = 0\n"
+         // Each smbd here is started for one connection (inetd mode) and
+         // forks its own notify daemon, which registers itself only once it
+         // runs; a tree connect that comes first fails with
+         // NT_STATUS_NO_MEMORY ("No notify daemon around"), as it did for
+         // about one connection in 20 on a loaded host. Without change
+         // notify a tree connect never looks for it (the client is told
+         // the request is not supported and polls, as it must anyway: a
+         // notify daemon dies with the smbd that forked it).
+         << "change notify = no\n"
          << "[qemu]\n"
          << "path = " << dir_ << "\n"
          << "read only = no\n"
