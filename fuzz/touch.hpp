@@ -321,6 +321,11 @@ inline void touch_ipv6(Sink& s, Bytes b, int depth) {
     s(ip->frag_id());
     s(ip->discard());
     s(ip->routing_pending());
+    s(ip->misplaced_hop_by_hop());
+    // A misplaced hop-by-hop header ends the walk there, and is discarded.
+    if (ip->misplaced_hop_by_hop() &&
+        (!ip->discard() || ip->protocol() != ipproto::ipv6_hopopts))
+        __builtin_trap();
     if (auto pp = ip->problem()) {
         s(pp->code);
         s(pp->pointer < ip->total_len());  // the pointer names a byte of the packet

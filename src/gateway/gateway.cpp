@@ -538,7 +538,7 @@ bool Gateway::admit(sw::PortId from, wire::Bytes frame) {
         return false;
     }
     case wire::ethertype::ipv6:
-        return admit6(from, src, eth->payload());
+        return admit6(from, src, eth->dst() == cfg_.gw_mac, eth->payload());
     case wire::ethertype::vlan:  // a second 802.1Q tag inside the first
     case 0x88a8:                 // 802.1ad (QinQ) service tag
     case 0x9100:                 // its older pre-standard form

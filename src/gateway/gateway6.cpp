@@ -60,8 +60,9 @@ void Gateway::handle_ipv6(wire::Bytes payload, const wire::MacAddr& dst_mac,
         return;
     }
     if (ip->discard()) {
-        // An option we must not skip, or a routing header naming hops
-        // after us: neither can be honoured by a translating gateway.
+        // An option we must not skip, a routing header naming hops after
+        // us, or a hop-by-hop header out of place: none can be honoured by
+        // a translating gateway.
         stats_.dropped_unsupported++;
         // RFC 8200 4.2 and 4.4 (RFC 5095 for type 0): say why, to a
         // packet for us, or to a group every router is in.
@@ -510,12 +511,15 @@ bool Gateway::send_fragments6(const wire::IpAddr& src, const wire::IpAddr& dst, 
 
 // --- the IPv6 source guard ---------------------------------------------------
 
-bool Gateway::admit6(sw::PortId from, const wire::MacAddr& mac, wire::Bytes payload) {
+bool Gateway::admit6(sw::PortId from, const wire::MacAddr& mac, bool to_gateway,
+                     wire::Bytes payload) {
     // What the guard cannot read it cannot vouch for: a packet the parser
     // refuses (more extension headers than it walks, say) could still be
-    // one a receiver takes, a router advertisement among them.
+    // one a receiver takes, a router advertisement among them. So could
+    // what follows a hop-by-hop header out of place, where the walk stops;
+    // only the gateway, which answers it with a Parameter Problem, gets it.
     auto ip = wire::Ipv6View::parse(payload);
-    if (!ip) {
+    if (!ip || (ip->misplaced_hop_by_hop() && !to_gateway)) {
         stats_.dropped_malformed++;
         spdlog::debug("guard: {} sent an IPv6 packet the guard cannot read", mac);
         return false;

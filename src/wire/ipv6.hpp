@@ -2,7 +2,8 @@
 //
 // parse() checks the fixed header against the buffer (trimming Ethernet
 // padding) and walks the extension headers to the upper-layer header:
-// hop-by-hop options (only first, RFC 8200 4.1), routing, fragment and
+// hop-by-hop options (first only, RFC 8200 4.1: one further on ends the
+// walk and marks the packet discard()), routing, fragment and
 // destination options, and AH (RFC 4302, its length in 4-byte units).
 // ESP (RFC 4303) and "no next header" (59) end the walk: what follows is
 // opaque. Each header's length is checked before it is read; a chain longer
@@ -17,7 +18,8 @@
 // type 0): routing_pending(), and discard() too. Where RFC 8200 asks the
 // receiver to answer such a packet with an ICMPv6 Parameter Problem
 // (option types 10 always, 11 unless the destination is multicast; a
-// routing header with segments left), problem() gives its code and pointer
+// routing header with segments left; a misplaced hop-by-hop header, code
+// 1), problem() gives its code and pointer
 // (the offending byte's offset from the start of the IPv6 header), for the
 // first such header in the chain.
 //
@@ -90,6 +92,9 @@ public:
     size_t total_len() const { return pkt_.size(); }
     size_t ext_headers() const { return ext_count_; }
     bool has_hop_by_hop() const { return hop_by_hop_; }
+    // A hop-by-hop header after another header: the walk stopped at it,
+    // so protocol() is 0 and what follows was not read.
+    bool misplaced_hop_by_hop() const { return misplaced_hop_by_hop_; }
     bool is_fragment() const { return fragment_; }
     uint16_t frag_offset() const { return frag_offset_; }  // in 8-byte units
     bool more_fragments() const { return more_frags_; }
@@ -125,7 +130,18 @@ private:
                 hdr_len_ = off;
                 return true;
             }
-            if (next == ipproto::ipv6_hopopts && off != kIpv6HeaderLen) return false;
+            if (next == ipproto::ipv6_hopopts && off != kIpv6HeaderLen) {
+                // Only right after the IPv6 header (RFC 8200 4.1): anywhere
+                // else it is a next header the receiver does not know, and
+                // said so with Parameter Problem code 1 at the field naming
+                // it (as Linux does). Nothing after it is read.
+                misplaced_hop_by_hop_ = true;
+                note_problem(1, nh_offset_);
+                discard_ = true;
+                proto_ = next;
+                hdr_len_ = off;
+                return true;
+            }
             if (++ext_count_ > kMaxExtHeaders) return false;
             if (pkt_.size() - off < 8) return false;  // every one is at least 8 bytes
             const uint8_t* h = &pkt_[off];
@@ -219,6 +235,7 @@ private:
     bool more_frags_ = false;
     bool fragment_ = false;
     bool hop_by_hop_ = false;
+    bool misplaced_hop_by_hop_ = false;
     bool discard_ = false;
     bool routing_pending_ = false;
     bool router_alert_ = false;

@@ -1861,6 +1861,23 @@ TEST_F(GatewayTest, Gateway6_RoutingHeadersAndUnknownOptionsGetParameterProblems
     input(echo6_behind(kOtherMac, ip6("fec0::2"), wire::ipproto::ipv6_dstopts, dopt));
     EXPECT_TRUE(guest.frames.empty());
     EXPECT_EQ(gw->gw_stats().icmp6_param_problems, 3u);
+
+    // A hop-by-hop header after a destination options header (RFC 8200
+    // 4.1): code 1, pointing at the next header field that names it.
+    guest.frames.clear();
+    std::vector<uint8_t> two{0, 0, 1, 4, 0, 0, 0, 0, 0, 0, 1, 4, 0, 0, 0, 0};
+    auto f = echo6_behind(cfg.gw_mac, ip6("fec0::2"), wire::ipproto::ipv6_dstopts, two);
+    f[54] = wire::ipproto::ipv6_hopopts;
+    f[62] = wire::ipproto::icmpv6;
+    input(f);
+    ASSERT_EQ(guest.frames.size(), 1u);
+    pp = parse_icmp6(guest.frames[0]);
+    ASSERT_TRUE(pp);
+    EXPECT_EQ(pp->icmp.type(), wire::icmp6type::param_problem);
+    EXPECT_EQ(pp->icmp.code(), 1);
+    EXPECT_EQ(wire::load32(pp->icmp.message().data() + 4), 40u);
+    EXPECT_TRUE(sink.pkts.empty());
+    EXPECT_EQ(gw->gw_stats().icmp6_param_problems, 4u);
 }
 
 TEST_F(GatewayTest, Gateway6_TheGuardDropsRouterAdvertisementsAndRedirectsFromGuests) {
@@ -1904,6 +1921,12 @@ TEST_F(GatewayTest, Gateway6_TheGuardDropsWhatItCannotReadAndRouterAdvertisement
     input(f);
     EXPECT_TRUE(other.frames.empty());
     EXPECT_EQ(gw->gw_stats().dropped_malformed, 1u);
+    // Nor does it pass one behind a hop-by-hop header out of place, where
+    // its walk stops.
+    f[54 + 8 * 7] = 0;  // the eighth header names hop-by-hop as the ninth
+    input(f);
+    EXPECT_TRUE(other.frames.empty());
+    EXPECT_EQ(gw->gw_stats().dropped_malformed, 2u);
     sw.detach(other);
 
     cfg.ipv6 = false;

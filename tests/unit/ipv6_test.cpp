@@ -195,10 +195,27 @@ TEST(Ipv6View, AHeaderRunningPastThePacketIsMalformed) {
     EXPECT_FALSE(Ipv6View::parse(bytes(q)));
 }
 
-TEST(Ipv6View, HopByHopAnywhereButFirstIsMalformed) {
+TEST(Ipv6View, HopByHopAnywhereButFirstEndsTheWalkWithAParameterProblem) {
     auto p = chain({{ipproto::ipv6_dstopts, opts8({})}, {ipproto::ipv6_hopopts, opts8({})}},
                    ipproto::udp);
-    EXPECT_FALSE(Ipv6View::parse(bytes(p)));
+    auto ip = Ipv6View::parse(bytes(p));
+    ASSERT_TRUE(ip);
+    EXPECT_TRUE(ip->misplaced_hop_by_hop());
+    EXPECT_FALSE(ip->has_hop_by_hop());
+    EXPECT_TRUE(ip->discard());
+    EXPECT_EQ(ip->protocol(), ipproto::ipv6_hopopts);
+    EXPECT_EQ(ip->header_len(), kIpv6HeaderLen + 8);
+    // RFC 8200 4.1, as Linux answers it: code 1, at the destination
+    // options header's next header field, the one naming hop-by-hop.
+    ASSERT_TRUE(ip->problem());
+    EXPECT_EQ(ip->problem()->code, 1);
+    EXPECT_EQ(ip->problem()->pointer, kIpv6HeaderLen);
+    // Right after the fixed header it is where it belongs.
+    auto first = Ipv6View::parse(bytes(chain({{ipproto::ipv6_hopopts, opts8({})}}, ipproto::udp)));
+    ASSERT_TRUE(first);
+    EXPECT_FALSE(first->misplaced_hop_by_hop());
+    EXPECT_FALSE(first->discard());
+    EXPECT_EQ(first->protocol(), ipproto::udp);
 }
 
 TEST(Ipv6View, OptionsAreWalkedAndAnUnknownOneThatSaysDiscardMarksThePacket) {
