@@ -15,6 +15,7 @@
 #include "embed/engine.hpp"
 #include "gateway/dhcp4_server.hpp"
 #include "gateway/dns_forwarder.hpp"
+#include "gateway/dns_tcp.hpp"
 #include "gateway/reassembly.hpp"
 #include "nat/icmp_nat.hpp"
 #include "nat/nat.hpp"
@@ -305,12 +306,29 @@ json stats_json(Daemon& daemon_) {
             lan["dns"] = {{"queries", ds.queries},
                           {"local_answers", ds.local_answers},
                           {"replies", ds.replies},
+                          {"truncated", ds.truncated},
+                          {"refused", ds.refused},
                           {"servfail", ds.servfail},
+                          {"formerr", ds.formerr},
                           {"timeouts", ds.timeouts},
+                          {"upstream_errors", ds.upstream_errors},
+                          {"socket_rotations", ds.socket_rotations},
                           {"dropped_malformed", ds.dropped_malformed},
                           {"dropped_evicted", ds.dropped_evicted},
                           {"dropped_unmatched", ds.dropped_unmatched},
                           {"dropped_quota", ds.dropped_quota}};
+            const gw::DnsTcpStats& dt = e.gateway().dns_tcp().stats();
+            lan["dns"]["tcp"] = {{"sessions", dt.sessions},
+                                 {"refused", dt.refused},
+                                 {"local_answers", dt.local_answers},
+                                 {"forwarded", dt.forwarded},
+                                 {"answers", dt.answers},
+                                 {"servfail", dt.servfail},
+                                 {"no_upstream", dt.no_upstream},
+                                 {"formerr", dt.formerr},
+                                 {"bad_queries", dt.bad_queries},
+                                 {"idle_closed", dt.idle_closed},
+                                 {"upstream_timeouts", dt.upstream_timeouts}};
             const gw::Dhcp4Stats& hs = e.gateway().dhcp().stats();
             lan["dhcp"] = {{"offers", hs.offers},
                            {"acks", hs.acks},

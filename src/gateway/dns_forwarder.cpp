@@ -96,6 +96,7 @@ DnsForwarder::DnsForwarder(core::EventLoop& loop, Gateway& gw)
         }
     }
     table_.resize(kMaxPending);
+    for (Pending& p : table_) p.query.reserve(kQueryReserve);
     by_id_.assign(65536, 0);
     guests_.resize(2 * kMaxPending);
     if (getrandom(&prng_, sizeof prng_, GRND_NONBLOCK) != static_cast<ssize_t>(sizeof prng_))
@@ -371,6 +372,18 @@ void DnsForwarder::from_guest(DnsGuestKey key, const wire::IpAddr& guest, uint16
         spdlog::debug("dns: dropped a malformed query from {}", guest);
         return;
     }
+    // A question that does not parse, or more than one in a standard query
+    // (RFC 9619): FORMERR now (RFC 1035 4.1.1), as the upstream would. Sent
+    // on, its answer could not be matched to it and the guest would wait
+    // for SERVFAIL. (No question at all is a DNS cookie query, RFC 7873
+    // 5.4, and goes on.)
+    if ((v->qdcount() >= 1 && !v->question()) ||
+        (v->opcode() == wire::dnsopcode::query && v->qdcount() > 1)) {
+        stats_.formerr++;
+        spdlog::debug("dns: a query from {} whose question does not parse: FORMERR", guest);
+        answer_error(guest, guest_port, query, v->id(), wire::dnsrcode::formerr);
+        return;
+    }
     if (answer_locally(guest, guest_port, query)) return;
     refresh_upstreams();
     if (upstreams_.empty()) {
@@ -382,7 +395,7 @@ void DnsForwarder::from_guest(DnsGuestKey key, const wire::IpAddr& guest, uint16
         // Legal with EDNS (a large option), but more than the table keeps:
         // FORMERR, so the resolver asks again without it (RFC 6891 7)
         // rather than waiting for an answer that never comes.
-        stats_.dropped_malformed++;
+        stats_.formerr++;
         spdlog::debug("dns: a {}-byte query from {}: FORMERR", query.size(), guest);
         answer_error(guest, guest_port, query, v->id(), wire::dnsrcode::formerr);
         return;
@@ -408,7 +421,7 @@ void DnsForwarder::from_guest(DnsGuestKey key, const wire::IpAddr& guest, uint16
     p.guest = guest;
     p.guest_port = guest_port;
     p.len = static_cast<uint16_t>(query.size());
-    std::memcpy(p.query.data(), query.data(), query.size());
+    p.query.assign(query.begin(), query.end());  // allocates only past kQueryReserve
     wire::store16(p.query.data(), p.wire_id);
     p.first = preferred_ % upstreams_.size();
     p.tries = 0;
@@ -632,7 +645,12 @@ void DnsForwarder::relay(Pending& p, uint8_t* msg, size_t len) {
     const wire::IpAddr& dst = p.guest;
     const uint32_t mtu = gw_.path_mtu(dst);
     const size_t headers = (dst.is_v4() ? 20 : 40) + wire::kUdpHeaderLen;
-    const size_t max = mtu > headers ? mtu - headers : 0;
+    size_t max = mtu > headers ? mtu - headers : 0;
+    // No more than the guest said it takes (512 without EDNS, RFC 1035
+    // 4.2.1; its OPT's size with, RFC 6891 6.2.5), should an upstream
+    // send more.
+    if (auto q = wire::DnsView::parse(wire::Bytes(p.query.data(), p.len)))
+        max = std::min(max, wire::dns_udp_payload(*q));
     if (len > max) {
         // Keep the header and the query's question, set TC: the guest asks
         // again over TCP.

@@ -88,7 +88,8 @@ struct DnsForwarderStats {
     uint64_t servfail = 0;           // answered SERVFAIL (every upstream failed)
     uint64_t timeouts = 0;           // attempts that got no answer in time
     uint64_t upstream_errors = 0;    // send errors and ICMP errors from upstreams
-    uint64_t dropped_malformed = 0;  // guest query not a DNS query, or too long
+    uint64_t formerr = 0;            // answered FORMERR (question unreadable, too long)
+    uint64_t dropped_malformed = 0;  // guest datagram not a DNS query
     uint64_t dropped_evicted = 0;    // pending queries pushed out by newer ones
     uint64_t dropped_unmatched = 0;  // upstream datagrams matching no query
     uint64_t dropped_quota = 0;      // guest queries over kMaxPendingPerGuest
@@ -103,7 +104,11 @@ using DnsGuestKey = uint32_t;
 class DnsForwarder {
 public:
     static constexpr size_t kMaxPending = 1024;
-    static constexpr size_t kMaxQueryLen = 512;
+    // The longest query relayed over UDP. Legal EDNS queries can pass 512
+    // bytes (padding, cookies, signatures); a slot keeps 512 inline and
+    // grows to what it has had to hold, at most this.
+    static constexpr size_t kMaxQueryLen = 4096;
+    static constexpr size_t kQueryReserve = wire::kDnsMaxUdpLen;
     static constexpr core::Millis kAttemptTimeoutMs = 2000;
     // How long a query waits for any upstream it went to before SERVFAIL:
     // glibc's resolver waits 5 s for an answer.
@@ -197,7 +202,7 @@ private:
         uint32_t tries = 0;     // upstreams tried so far, the current one included
         core::Millis created = 0;
         core::Millis deadline = 0;
-        std::array<uint8_t, kMaxQueryLen> query{};  // with wire_id in place
+        std::vector<uint8_t> query;  // with wire_id in place; len bytes
     };
 
     core::Millis bind_warned_at_ = 0;  // the last "cannot bind" warning (0: none yet)

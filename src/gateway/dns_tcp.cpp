@@ -79,6 +79,7 @@ struct DnsTcpService::Session {
     std::vector<HostPort> order;  // upstreams to try, from the one answering last
     size_t tried = 0;             // ... how many of them so far
     std::vector<uint8_t> in_g, in_u;    // a message being read
+    size_t skip_g = 0;  // bytes of an over-long query still to throw away
     std::vector<uint8_t> out_g, out_u;  // framed messages to write
     size_t out_g_off = 0, out_u_off = 0;
     // The queries sent upstream and not answered yet (and transfers).
@@ -182,12 +183,33 @@ struct DnsTcpService::Session {
                 g_eof = true;
                 return;
             }
-            in_g.insert(in_g.end(), buf.begin(), buf.begin() + n);
+            size_t off = 0;
+            if (skip_g > 0) {
+                off = std::min(skip_g, static_cast<size_t>(n));
+                skip_g -= off;
+            }
+            in_g.insert(in_g.end(), buf.begin() + static_cast<long>(off), buf.begin() + n);
             while (!dead && in_g.size() >= 2) {
                 const size_t len = load16(in_g.data());
-                if (len < wire::kDnsHeaderLen || len > kMaxQueryLen) {
+                if (len < wire::kDnsHeaderLen) {
                     bad("a message of " + std::to_string(len) + " bytes");
                     return;
+                }
+                if (len > kMaxQueryLen) {
+                    // More than a query is kept for: FORMERR with its id
+                    // (RFC 6891 7), the rest read past, the session and
+                    // the answers owed on it kept.
+                    if (in_g.size() < 2 + wire::kDnsHeaderLen) break;
+                    const wire::Bytes header(in_g.data() + 2, wire::kDnsHeaderLen);
+                    if (wire::DnsView::parse(header)->qr()) {
+                        bad("a message that is not a DNS query");
+                        return;
+                    }
+                    formerr(header);
+                    const size_t have = std::min(in_g.size(), 2 + len);
+                    skip_g = 2 + len - have;
+                    in_g.erase(in_g.begin(), in_g.begin() + static_cast<long>(have));
+                    continue;
                 }
                 if (in_g.size() < 2 + len) break;
                 query(wire::Bytes(in_g.data() + 2, len));
@@ -202,10 +224,27 @@ struct DnsTcpService::Session {
         dead = true;
     }
 
+    // FORMERR for the query whose header is msg's first 12 bytes, echoing
+    // its question when that parses.
+    void formerr(wire::Bytes msg) {
+        svc.stats_.formerr++;
+        std::array<uint8_t, 2 + 512> answer;
+        if (size_t len = wire::dns_build_error(wire::MutBytes(answer.data() + 2, answer.size() - 2),
+                                               *wire::DnsView::parse(msg), wire::dnsrcode::formerr))
+            push_g(answer.data(), len);
+    }
+
     void query(wire::Bytes msg) {
         auto v = wire::DnsView::parse(msg);
         if (!v || v->qr()) {
             bad("a message that is not a DNS query");
+            return;
+        }
+        // As over UDP (DnsForwarder::from_guest): an unreadable question,
+        // or more than one in a standard query, is FORMERR at once.
+        if ((v->qdcount() >= 1 && !v->question()) ||
+            (v->opcode() == wire::dnsopcode::query && v->qdcount() > 1)) {
+            formerr(msg);
             return;
         }
         std::array<uint8_t, 2 + 65535> answer;

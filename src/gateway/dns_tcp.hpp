@@ -22,8 +22,9 @@
 //
 // Bounds: kMaxSessions sessions, kMaxSessionsPerGuest for one attachment
 // (a connection beyond is refused, and the guest sees a RST); a message
-// from the guest of more than kMaxQueryLen bytes, or one that is not a DNS
-// query, ends its session; answers wait in a buffer of at most kMaxOut
+// from the guest that is not a DNS query ends its session; one whose
+// question does not parse, or of more than kMaxQueryLen bytes, is answered
+// FORMERR (the rest of it read past); answers wait in a buffer of at most kMaxOut
 // bytes, and while it is full neither side is read (the guest's window and
 // the upstream's close). A session idle for kIdleMs (no query pending) is
 // closed, as RFC 7766 6.2.3 lets a server do.
@@ -49,7 +50,8 @@ struct DnsTcpStats {
     uint64_t answers = 0;         // upstream messages relayed
     uint64_t servfail = 0;        // queries answered SERVFAIL (upstream unreachable or gone)
     uint64_t no_upstream = 0;     // queries answered REFUSED (no upstream)
-    uint64_t bad_queries = 0;     // sessions ended by a malformed or oversized message
+    uint64_t formerr = 0;         // queries answered FORMERR (unreadable question, too long)
+    uint64_t bad_queries = 0;     // sessions ended by a message that is not a query
     uint64_t idle_closed = 0;     // sessions closed after kIdleMs
     uint64_t upstream_timeouts = 0;  // connects or answers that took over kUpstreamWaitMs
 };

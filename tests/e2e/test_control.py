@@ -141,8 +141,10 @@ class ControlTest(unittest.TestCase):
             self.assertGreaterEqual(st["gateway"]["reassembly"]["fragments"], 3, st["gateway"])
             self.assertEqual(st["gateway"]["dropped_ttl"], 300, st["gateway"])
             self.assertGreater(st["gateway"]["icmp_rate_limited"], 0, st["gateway"])
-            for k in ("queries", "servfail", "dropped_quota"):
+            for k in ("queries", "servfail", "formerr", "truncated", "dropped_quota"):
                 self.assertIn(k, st["dns"])
+            for k in ("sessions", "forwarded", "formerr"):
+                self.assertIn(k, st["dns"]["tcp"])
             for k in ("acks", "bootp_replies", "dropped_malformed"):
                 self.assertIn(k, st["dhcp"])
             self.assertIn("icmp_errors_rate_limited", st["nat"])

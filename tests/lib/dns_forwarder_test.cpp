@@ -352,13 +352,27 @@ TEST_F(DnsForwarderTest, DnsForwarder_EveryUpstreamFailingAnswersServfail) {
     EXPECT_EQ(gw->dns().pending(), 0u);
 }
 
-// A query longer than the table keeps (an EDNS option of 470 bytes) gets
-// FORMERR, not silence.
+// A query with an OPT record carrying `pad` bytes of EDNS padding (RFC
+// 7830), offering a UDP payload of `size`.
+std::vector<uint8_t> make_edns_query(uint16_t id, const char* name, size_t pad,
+                                     uint16_t size = 1232) {
+    auto q = make_query(id, name);
+    const uint8_t opt[] = {0, 0, 41, static_cast<uint8_t>(size >> 8), static_cast<uint8_t>(size),
+                           0, 0, 0, 0, static_cast<uint8_t>((pad + 4) >> 8),
+                           static_cast<uint8_t>(pad + 4), 0, 12,
+                           static_cast<uint8_t>(pad >> 8), static_cast<uint8_t>(pad)};
+    q.insert(q.end(), std::begin(opt), std::end(opt));
+    q.resize(q.size() + pad, 0);
+    wire::store16(&q[10], 1);
+    return q;
+}
+
+// A query longer than the table keeps gets FORMERR, not silence.
 TEST_F(DnsForwarderTest, DnsForwarder_AnOverlongQueryGetsFormerr) {
     Upstream up;
-    start({up.host_port()});
-    auto q = make_query(31, "big.test");
-    q.resize(DnsForwarder::kMaxQueryLen + 7, 0);
+    start({up.host_port()}, 9000);
+    auto q = make_edns_query(31, "big.test", DnsForwarder::kMaxQueryLen);
+    ASSERT_GT(q.size(), DnsForwarder::kMaxQueryLen);
     query(q);
     run_until_frames(1, 1000);
     ASSERT_EQ(guest.frames.size(), 1u);
@@ -368,6 +382,114 @@ TEST_F(DnsForwarderTest, DnsForwarder_AnOverlongQueryGetsFormerr) {
     EXPECT_EQ(v->id(), 31);
     EXPECT_EQ(v->rcode(), wire::dnsrcode::formerr);
     EXPECT_FALSE(up.recv(50));
+    EXPECT_EQ(gw->dns().stats().formerr, 1u);
+}
+
+// EDNS lets a query pass 512 bytes (RFC 6891 limits only answers): padded
+// to 600 and to 1400 bytes, each goes upstream whole and its answer back.
+TEST_F(DnsForwarderTest, DnsForwarder_AnEdnsQueryOver512BytesIsRelayed) {
+    Upstream up;
+    start({up.host_port()});
+    uint16_t id = 40;
+    for (size_t pad : {600u, 1400u}) {
+        guest.frames.clear();
+        auto q = make_edns_query(id, "padded.test", pad);
+        ASSERT_GT(q.size(), 512u);
+        query(q);
+        sockaddr_in from{};
+        auto sent = up.recv(1000, &from);
+        ASSERT_TRUE(sent) << pad;
+        ASSERT_EQ(sent->size(), q.size());
+        EXPECT_EQ(0, std::memcmp(sent->data() + 2, q.data() + 2, q.size() - 2));
+        up.send_to(make_answer(*sent, 1), from);
+        run_until_frames(1, 1000);
+        ASSERT_EQ(guest.frames.size(), 1u) << pad;
+        auto r = dns_to_guest(guest.frames[0]);
+        ASSERT_TRUE(r);
+        EXPECT_EQ(wire::DnsView::parse(*r)->id(), id);
+        EXPECT_EQ(wire::DnsView::parse(*r)->ancount(), 1);
+        id++;
+    }
+    EXPECT_EQ(gw->dns().stats().formerr, 0u);
+    EXPECT_EQ(gw->dns().stats().replies, 2u);
+}
+
+// A question that does not parse, or two in a standard query, gets FORMERR
+// at once and never goes upstream, where its answer could not be matched
+// to it. A query with no question (a DNS cookie's, RFC 7873 5.4) goes on.
+TEST_F(DnsForwarderTest, DnsForwarder_AnUnreadableQuestionGetsFormerrAtOnce) {
+    Upstream up;
+    start({up.host_port()});
+    auto header_only = make_query(50, "x.test");
+    header_only.resize(12);  // qdcount 1, no question
+    auto looped = make_query(51, "x.test");
+    looped[12] = 0xc0;  // a compression pointer to itself
+    looped[13] = 12;
+    auto two = make_query(52, "x.test");
+    wire::store16(&two[4], 2);
+    auto obsolete = make_query(53, "x.test");
+    obsolete[12] = 0x41;  // label type 01 (RFC 6891 5, obsolete)
+    uint16_t want = 50;
+    for (const auto& q : {header_only, looped, two, obsolete}) {
+        guest.frames.clear();
+        query(q);
+        ASSERT_EQ(guest.frames.size(), 1u) << want;  // answered without a loop turn
+        auto r = dns_to_guest(guest.frames[0]);
+        ASSERT_TRUE(r);
+        auto v = wire::DnsView::parse(*r);
+        EXPECT_EQ(v->id(), want);
+        EXPECT_TRUE(v->qr());
+        EXPECT_EQ(v->rcode(), wire::dnsrcode::formerr);
+        want++;
+    }
+    EXPECT_FALSE(up.recv(50));
+    EXPECT_EQ(gw->dns().stats().formerr, 4u);
+    EXPECT_EQ(gw->dns().pending(), 0u);
+
+    auto cookie = make_edns_query(54, "x.test", 0);
+    cookie.erase(cookie.begin() + 12, cookie.begin() + 12 + 8);  // drop the question
+    wire::store16(&cookie[4], 0);
+    query(cookie);
+    auto sent = up.recv(1000);
+    ASSERT_TRUE(sent);
+    EXPECT_EQ(sent->size(), cookie.size());
+}
+
+// An upstream that answers more than the guest can take (512 bytes without
+// EDNS, RFC 1035 4.2.1; the OPT's size with it) has its answer cut to the
+// question with TC, as the MTU would; within the offer it passes whole.
+TEST_F(DnsForwarderTest, DnsForwarder_AnAnswerLargerThanTheQueryOffersIsTruncated) {
+    Upstream up;
+    start({up.host_port()});
+    auto plain = make_query(60, "big.test");
+    query(plain);
+    sockaddr_in from{};
+    auto sent = up.recv(1000, &from);
+    ASSERT_TRUE(sent);
+    auto ans = make_answer(*sent, 40);  // 40 A records: 670 bytes
+    ASSERT_GT(ans.size(), 512u);
+    up.send_to(ans, from);
+    run_until_frames(1, 1000);
+    ASSERT_EQ(guest.frames.size(), 1u);
+    auto r = dns_to_guest(guest.frames[0]);
+    ASSERT_TRUE(r);
+    EXPECT_TRUE(wire::DnsView::parse(*r)->tc());
+    EXPECT_EQ(r->size(), plain.size());
+
+    guest.frames.clear();
+    auto edns = make_edns_query(61, "big.test", 0, 1232);
+    query(edns);
+    sent = up.recv(1000, &from);
+    ASSERT_TRUE(sent);
+    ans = make_answer(*sent, 40);
+    up.send_to(ans, from);
+    run_until_frames(1, 1000);
+    ASSERT_EQ(guest.frames.size(), 1u);
+    r = dns_to_guest(guest.frames[0]);
+    ASSERT_TRUE(r);
+    EXPECT_FALSE(wire::DnsView::parse(*r)->tc());
+    EXPECT_EQ(r->size(), ans.size());
+    EXPECT_EQ(gw->dns().stats().truncated, 1u);
 }
 
 // A lone upstream slower than the attempt timeout still answers the guest;
@@ -940,9 +1062,38 @@ TEST_F(DnsTcpTest, DnsTcp_UpstreamThatClosesGetsTheQueriesAgainOnce) {
     close(fd);
 }
 
+// A query over kMaxQueryLen, or one whose question does not parse, gets
+// FORMERR with its id; the session goes on, and answers the next query.
+TEST_F(DnsTcpTest, DnsTcp_OverlongAndUnreadableQueriesGetFormerrAndTheSessionGoesOn) {
+    TcpUpstream tcp;
+    start_local({tcp.host_port()});
+    int fd = gw->dns_tcp().open_session(1);
+    ASSERT_GE(fd, 0);
+    auto big = make_query(7, "big.test");
+    big.resize(8192, 0);  // 8192 > kMaxQueryLen
+    send_framed(fd, big);
+    auto looped = make_query(8, "x.test");
+    looped[12] = 0xc0;  // a compression pointer to itself
+    looped[13] = 12;
+    send_framed(fd, looped);
+    send_framed(fd, make_query(9, "example.org"));
+    auto answers = read_answers(fd, 3, 3000, &tcp);
+    ASSERT_EQ(answers.size(), 3u);
+    EXPECT_EQ(id_of(answers[0]), 7);
+    EXPECT_EQ(rcode_of(answers[0]), wire::dnsrcode::formerr);
+    EXPECT_EQ(id_of(answers[1]), 8);
+    EXPECT_EQ(rcode_of(answers[1]), wire::dnsrcode::formerr);
+    EXPECT_EQ(id_of(answers[2]), 9);
+    EXPECT_EQ(rcode_of(answers[2]), 0);
+    EXPECT_EQ(gw->dns_tcp().stats().formerr, 2u);
+    EXPECT_EQ(gw->dns_tcp().stats().forwarded, 1u);
+    EXPECT_EQ(gw->dns_tcp().stats().bad_queries, 0u);
+    close(fd);
+}
+
 TEST_F(DnsTcpTest, DnsTcp_BadMessagesEndTheSessionAndSessionsAreBounded) {
     start_local({});
-    // A length under a DNS header, a length over the limit, a response.
+    // A length under a DNS header, an over-long response, a response.
     for (int k = 0; k < 3; k++) {
         int fd = gw->dns_tcp().open_session(1);
         ASSERT_GE(fd, 0);
@@ -950,8 +1101,10 @@ TEST_F(DnsTcpTest, DnsTcp_BadMessagesEndTheSessionAndSessionsAreBounded) {
             uint8_t runt[5] = {0, 3, 1, 2, 3};
             send(fd, runt, sizeof runt, MSG_NOSIGNAL);
         } else if (k == 1) {
-            uint8_t big[2] = {0x20, 0x00};  // 8192 > kMaxQueryLen
-            send(fd, big, sizeof big, MSG_NOSIGNAL);
+            std::vector<uint8_t> r = make_query(1, "db.test");
+            r[2] |= 0x80;  // QR: a response
+            r.resize(8192, 0);  // 8192 > kMaxQueryLen
+            send_framed(fd, r);
         } else {
             std::vector<uint8_t> r = make_query(1, "db.test");
             r[2] |= 0x80;  // QR: a response
