@@ -516,13 +516,21 @@ bool Gateway::admit(sw::PortId from, wire::Bytes frame) {
             stats_.dropped_malformed++;
             return false;
         }
-        if (cfg_.dhcp4 && ip->protocol() == wire::ipproto::udp && !ip->is_fragment()) {
+        if (cfg_.dhcp4 && ip->protocol() == wire::ipproto::udp && ip->frag_offset() == 0) {
             // DHCP snooping: the gateway is this LAN's DHCP server; a
             // guest's offer or ACK would race it and hand the others a
-            // router of the guest's choosing.
-            auto udp = wire::UdpView::parse(ip->payload());
-            if (udp && udp->src_port() == wire::kDhcp4ServerPort &&
-                udp->dst_port() == wire::kDhcp4ClientPort) {
+            // router of the guest's choosing. A first fragment is looked at
+            // as a whole datagram is: the ports are in its first 8 bytes,
+            // which no later fragment can overwrite (their offsets start at
+            // 8), and one too short to hold them is refused.
+            const wire::Bytes l4 = ip->payload();
+            if (l4.size() < wire::kUdpHeaderLen) {
+                if (ip->is_fragment()) {
+                    stats_.dropped_malformed++;
+                    return false;
+                }
+            } else if (wire::load16(l4.data()) == wire::kDhcp4ServerPort &&
+                       wire::load16(l4.data() + 2) == wire::kDhcp4ClientPort) {
                 stats_.dropped_spoofed++;
                 spdlog::debug("guard: {} sent a DHCP server's message", src);
                 return false;

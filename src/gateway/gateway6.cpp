@@ -511,6 +511,58 @@ bool Gateway::send_fragments6(const wire::IpAddr& src, const wire::IpAddr& dst, 
 
 // --- the IPv6 source guard ---------------------------------------------------
 
+// A first fragment carries the upper-layer header (RFC 7112 asks it to
+// carry the whole header chain): what the guard refuses whole it refuses
+// here, since the fragments after it cannot change those first bytes
+// (RFC 5722: receivers drop overlapping fragments). Neighbor discovery is
+// never fragmented (RFC 6980: receivers must ignore it), so any ND type is
+// refused, as is a first fragment whose chain does not reach the upper
+// layer (RFC 7113's RA-Guard rule), and a DHCPv6 server's message.
+bool Gateway::admit_first_fragment6(const wire::Ipv6View& ip, const wire::MacAddr& mac) {
+    const wire::Bytes rest = ip.payload();
+    uint8_t next = ip.protocol();
+    size_t off = 0;
+    for (size_t n = 0;; n++) {
+        if (next != wire::ipproto::ipv6_dstopts && next != wire::ipproto::ipv6_route &&
+            next != wire::ipproto::ah)
+            break;
+        if (n == wire::kMaxExtHeaders || rest.size() - off < 8) {
+            stats_.dropped_malformed++;
+            spdlog::debug("guard: {} sent a first fragment without its upper-layer header", mac);
+            return false;
+        }
+        const size_t len = next == wire::ipproto::ah ? (size_t{rest[off + 1]} + 2) * 4
+                                                     : (size_t{rest[off + 1]} + 1) * 8;
+        next = rest[off];
+        if (len > rest.size() - off) {
+            stats_.dropped_malformed++;
+            return false;
+        }
+        off += len;
+    }
+    const wire::Bytes l4 = rest.subspan(off);
+    const bool icmp = next == wire::ipproto::icmpv6;
+    const bool udp = next == wire::ipproto::udp;
+    if ((icmp && l4.size() < 4) || (udp && l4.size() < wire::kUdpHeaderLen) ||
+        next == wire::ipproto::ipv6_hopopts || next == wire::ipproto::ipv6_frag) {
+        stats_.dropped_malformed++;
+        spdlog::debug("guard: {} sent a first fragment without its upper-layer header", mac);
+        return false;
+    }
+    if (icmp && is_nd_type(l4[0])) {  // redirects included
+        stats_.dropped_spoofed++;
+        spdlog::debug("guard: {} sent neighbor discovery in fragments", mac);
+        return false;
+    }
+    if (udp && cfg_.ipv6 && wire::load16(l4.data()) == wire::kDhcp6ServerPort &&
+        wire::load16(l4.data() + 2) == wire::kDhcp6ClientPort) {
+        stats_.dropped_spoofed++;
+        spdlog::debug("guard: {} sent a DHCPv6 server's message in fragments", mac);
+        return false;
+    }
+    return true;
+}
+
 bool Gateway::admit6(sw::PortId from, const wire::MacAddr& mac, bool to_gateway,
                      wire::Bytes payload) {
     // What the guard cannot read it cannot vouch for: a packet the parser
@@ -525,6 +577,8 @@ bool Gateway::admit6(sw::PortId from, const wire::MacAddr& mac, bool to_gateway,
         return false;
     }
     const wire::IpAddr src = ip->src_addr();
+    if (ip->is_fragment() && ip->frag_offset() == 0 && !admit_first_fragment6(*ip, mac))
+        return false;
     uint8_t icmp_type = 0;
     if (ip->protocol() == wire::ipproto::icmpv6 && !ip->is_fragment()) {
         if (auto icmp = wire::Icmp6View::parse(ip->payload())) {

@@ -16,6 +16,7 @@
 #include "gateway/dns_forwarder.hpp"
 #include "wire/arp.hpp"
 #include "wire/dhcp4.hpp"
+#include "wire/dhcp6.hpp"
 #include "wire/dns.hpp"
 #include "wire/ethernet.hpp"
 #include "wire/icmp4.hpp"
@@ -1278,6 +1279,42 @@ TEST_F(TwoPortTest, Guard_AGuestsDhcpServerMessagesAreDropped) {
     EXPECT_EQ(gw->gw_stats().dropped_spoofed, 1u);
 }
 
+// The same in fragments: a first fragment holds the UDP header, which no
+// later fragment can overwrite, so it is judged as the whole datagram
+// would be, and one too short to hold the ports is refused. Later
+// fragments, and fragments of any other datagram, pass.
+TEST_F(TwoPortTest, Guard_AGuestsDhcpServerMessagesInFragmentsAreDropped) {
+    send_from(other, kOtherMac, ip("10.0.2.40"));
+    ASSERT_TRUE(routed_from(ip("10.0.2.40")));
+    auto fragment = [&](std::vector<uint8_t> f, uint16_t frag_word, size_t ip_payload) {
+        const uint16_t old = wire::load16(&f[14 + 6]);
+        wire::store16(&f[14 + 6], frag_word);
+        wire::store16(&f[14 + 10], wire::csum_update16(wire::load16(&f[14 + 10]), old, frag_word));
+        const uint16_t old_len = wire::load16(&f[14 + 2]);
+        const auto len = static_cast<uint16_t>(20 + ip_payload);
+        wire::store16(&f[14 + 2], len);
+        wire::store16(&f[14 + 10], wire::csum_update16(wire::load16(&f[14 + 10]), old_len, len));
+        f.resize(std::max<size_t>(14 + len, 60));
+        return f;
+    };
+    std::vector<uint8_t> msg(300, 0);
+    auto ack = udp_frame(MacAddr::broadcast(), kOtherMac, ip("10.0.2.40"), 0xffffffff, 67, 68, msg);
+    guest.frames.clear();
+    sw.input(other.id(), fragment(ack, 0x2000, 64));  // MF, offset 0: the first 64 bytes
+    EXPECT_TRUE(guest.frames.empty());
+    EXPECT_EQ(gw->gw_stats().dropped_spoofed, 1u);
+    sw.input(other.id(), fragment(ack, 0x2000, 4));  // a first fragment without the ports
+    EXPECT_TRUE(guest.frames.empty());
+    EXPECT_EQ(gw->gw_stats().dropped_malformed, 1u);
+    sw.input(other.id(), fragment(ack, 0x0008, 64));  // offset 64: no header in it
+    EXPECT_EQ(guest.frames.size(), 1u);
+    auto other_udp = udp_frame(MacAddr::broadcast(), kOtherMac, ip("10.0.2.40"), 0xffffffff,
+                               5000, 68, msg);
+    sw.input(other.id(), fragment(other_udp, 0x2000, 64));
+    EXPECT_EQ(guest.frames.size(), 2u);
+    EXPECT_EQ(gw->gw_stats().dropped_spoofed, 1u);
+}
+
 // ICMP errors are limited per attachment: one guest provoking them as fast
 // as it can (TTL 1 here) uses up its own bucket, and another guest still
 // gets its errors (a port unreachable, a time exceeded) at once.
@@ -1899,6 +1936,55 @@ TEST_F(GatewayTest, Gateway6_TheGuardDropsRouterAdvertisementsAndRedirectsFromGu
 // behind more extension headers than the parser walks (receivers walk
 // them all) is dropped, not passed; and with the gateway's IPv6 off a
 // guest still may not be the other guests' router.
+// Fragments cannot carry past the guard what it refuses whole (RFC 6980:
+// neighbor discovery is never fragmented; RFC 7113: a first fragment
+// must hold the upper-layer header): a router advertisement or a neighbor
+// advertisement as a first fragment, also behind a destination options
+// header, a DHCPv6 server's message, and a first fragment whose chain
+// ends before its upper-layer header. An echo request in fragments passes.
+TEST_F(GatewayTest, Gateway6_TheGuardJudgesFirstFragmentsAsWholePackets) {
+    GuestPort other{1500};
+    sw.attach(other);
+    const auto all = ip6("ff02::1");
+    // A first fragment (offset 0, M set) from the guest's link-local
+    // address to all nodes: the fragment header, then `ext`, then `l4`.
+    auto first_fragment = [&](uint8_t upper, std::vector<uint8_t> ext, std::vector<uint8_t> l4) {
+        std::vector<uint8_t> body{upper, 0, 0, 1, 0, 0, 0, 9};  // next, 0, offset 0 + M, id
+        if (!ext.empty()) body[0] = wire::ipproto::ipv6_dstopts;
+        body.insert(body.end(), ext.begin(), ext.end());
+        body.insert(body.end(), l4.begin(), l4.end());
+        std::vector<uint8_t> f(14 + 40 + body.size());
+        wire::build_ethernet(f.data(), wire::multicast_mac(all), kGuest6Mac, wire::ethertype::ipv6);
+        wire::build_ipv6(f.data() + 14, kGuest6Ll, all, wire::ipproto::ipv6_frag, body.size(), 255);
+        std::memcpy(f.data() + 54, body.data(), body.size());
+        return f;
+    };
+    std::vector<uint8_t> ra(64, 0);
+    ra[0] = wire::icmp6type::router_advert;
+    std::vector<uint8_t> na(64, 0);
+    na[0] = wire::icmp6type::neighbor_advert;
+    std::vector<uint8_t> dstopts{wire::ipproto::icmpv6, 0, 1, 4, 0, 0, 0, 0};
+    std::vector<uint8_t> dhcp6(64, 0);
+    wire::store16(&dhcp6[0], wire::kDhcp6ServerPort);
+    wire::store16(&dhcp6[2], wire::kDhcp6ClientPort);
+    input(first_fragment(wire::ipproto::icmpv6, {}, ra));
+    input(first_fragment(wire::ipproto::icmpv6, dstopts, ra));
+    input(first_fragment(wire::ipproto::icmpv6, {}, na));
+    input(first_fragment(wire::ipproto::udp, {}, dhcp6));
+    EXPECT_TRUE(other.frames.empty());
+    EXPECT_EQ(gw->gw_stats().dropped_spoofed, 4u);
+    // A destination options header that claims more than the fragment has.
+    std::vector<uint8_t> long_opts{wire::ipproto::icmpv6, 9, 1, 4, 0, 0, 0, 0};
+    input(first_fragment(wire::ipproto::icmpv6, long_opts, ra));
+    EXPECT_TRUE(other.frames.empty());
+    EXPECT_EQ(gw->gw_stats().dropped_malformed, 1u);
+    std::vector<uint8_t> echo(64, 0);
+    echo[0] = wire::icmp6type::echo_request;
+    input(first_fragment(wire::ipproto::icmpv6, dstopts, echo));
+    EXPECT_EQ(other.frames.size(), 1u);
+    sw.detach(other);
+}
+
 TEST_F(GatewayTest, Gateway6_TheGuardDropsWhatItCannotReadAndRouterAdvertisementsWithIpv6Off) {
     GuestPort other{1500};
     sw.attach(other);
