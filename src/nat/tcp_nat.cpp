@@ -203,6 +203,11 @@ constexpr size_t kFramingOverhead = 14 + 14;
 // BSDs). Allowed: max(twice the gap, kSynFirstRtoMs) plus kSynSlackMs.
 constexpr uint32_t kSynFirstRtoMs = 3000;
 constexpr uint32_t kSynSlackMs = 3000;
+// A guest at its half-open limit whose oldest connect has waited this long
+// (unanswered past the first SYN retry of every stack: 1 s, or 3 s) loses
+// that one to a new SYN, rather than every new connection waiting for it:
+// a Linux guest retries an unanswered SYN for about 2 minutes.
+constexpr core::Millis kHalfOpenEvictMs = 3000;
 // Host keepalive once the guest probes (see enable_host_keepalive()).
 constexpr uint32_t kKeepIdleMinS = 10;
 constexpr uint32_t kKeepIdleMaxS = 7200;  // Linux's default tcp_keepalive_time
@@ -292,7 +297,8 @@ TcpNat::~TcpNat() {
             "out of window {}, out of order {} (not held {}, bytes written once in order {}), "
             "partial writes {}, retransmits RTO {} fast {}, "
             "zero-window probes {}, gave up {}, coalesced ACKs {}, "
-            "SYNs over the half-open limit {}, connects abandoned by the guest {}, "
+            "SYNs over the half-open limit {}, connects abandoned by the guest {} "
+            "(given up for a new SYN {}), "
             "tail loss probes {}, spurious retransmissions undone {}, delayed ACKs {} "
             "(piggybacked {}), forwards refused by the guest's ICMP {}",
             t.segs_from_guest, t.segs_to_guest, t.bytes_to_host, t.bytes_to_guest,
@@ -302,7 +308,8 @@ TcpNat::~TcpNat() {
             t.dropped_malformed, t.dropped_out_of_window, t.out_of_order, t.out_of_order_dropped,
             t.reassembled_bytes, t.partial_writes,
             t.retransmits_rto, t.retransmits_fast, t.zero_window_probes, t.gave_up,
-            t.acks_coalesced, t.syn_dropped_half_open, t.connect_abandoned, t.tail_loss_probes,
+            t.acks_coalesced, t.syn_dropped_half_open, t.connect_abandoned, t.connect_evicted,
+            t.tail_loss_probes,
             t.spurious_retransmits, t.acks_delayed, t.acks_piggybacked,
             t.refused_by_guest_icmp);
     }
@@ -390,6 +397,23 @@ Flow* TcpNat::alloc_flow(const FlowKey& key, uint32_t port) {
     flows_.emplace(key, f);
     per_guest_[port].flows++;
     return f;
+}
+
+// The guest's oldest pending connect if it has waited kHalfOpenEvictMs,
+// else null; stale entries in front are dropped on the way.
+Flow* TcpNat::stale_pending(GuestCounts& g) {
+    while (!g.pending.empty()) {
+        const PendingConnect& p = g.pending.front();
+        if (p.f->gen != p.gen || p.f->st.phase != Phase::syn_pending) {
+            g.pending.pop_front();
+            continue;
+        }
+        if (loop_.now() - p.since < kHalfOpenEvictMs) return nullptr;
+        Flow* f = p.f;
+        g.pending.pop_front();
+        return f;
+    }
+    return nullptr;
 }
 
 // Drops the half-open count when a flow leaves syn_pending.
@@ -580,13 +604,22 @@ void TcpNat::open_outbound(const gw::GuestPacket& pkt, const wire::TcpView& seg,
     uint32_t guest_flows = gc == per_guest_.end() ? 0 : gc->second.flows;
     uint32_t guest_half = gc == per_guest_.end() ? 0 : gc->second.half_open;
     if (guest_half >= lim.tcp_half_open_per_guest || half_open_ >= lim.tcp_half_open) {
-        // Too many connect()s in progress for this guest: drop the SYN, as
-        // a full listen queue does. The guest sends it again in a second,
-        // by when a burst of ordinary connections has completed; a guest
-        // that floods unreachable addresses gains nothing.
-        stats_.syn_dropped_half_open++;
-        nat_.stats().dropped_limit++;
-        return;
+        // The guest's oldest connect, if it has waited kHalfOpenEvictMs,
+        // gives way: it fails toward the guest as an unreachable host
+        // would, and this SYN takes its slot. Only the guest's own: it
+        // cannot push out another guest's.
+        Flow* victim = gc != per_guest_.end() ? stale_pending(gc->second) : nullptr;
+        if (!victim) {
+            // Too many connect()s in progress, none of them old: drop the
+            // SYN, as a full listen queue does. The guest sends it again
+            // in a second, by when a burst of ordinary connections has
+            // completed.
+            stats_.syn_dropped_half_open++;
+            nat_.stats().dropped_limit++;
+            return;
+        }
+        stats_.connect_evicted++;
+        connect_failed(*victim, EHOSTUNREACH);
     }
     if (flows_.size() - lingering_ >= lim.tcp_flows || guest_flows >= lim.tcp_flows_per_guest) {
         stats_.refused_limit++;
@@ -657,8 +690,17 @@ void TcpNat::open_outbound(const gw::GuestPacket& pkt, const wire::TcpView& seg,
     s.fd = fd;
     s.local = local;
     s.phase = Phase::syn_pending;
-    per_guest_[pkt.port].half_open++;
+    GuestCounts& counts = per_guest_[pkt.port];
+    counts.half_open++;
     half_open_++;
+    if (counts.pending.size() >= 4 * size_t{lim.tcp_half_open_per_guest} + 64) {
+        // Mostly connects that completed long ago: sweep them out (at most
+        // tcp_half_open_per_guest are live, so this runs once in many SYNs).
+        std::erase_if(counts.pending, [](const PendingConnect& p) {
+            return p.f->gen != p.gen || p.f->st.phase != Phase::syn_pending;
+        });
+    }
+    counts.pending.push_back({f, f->gen, loop_.now()});
     s.irs = seg.seq();
     s.rcv_nxt = s.irs + 1;
     s.rcv_adv = s.rcv_nxt;

@@ -44,6 +44,7 @@ public:
         uint64_t connect_unreachable = 0;  // -> ICMP destination unreachable
         uint64_t connect_failed = 0;   // other connect errors -> RST
         uint64_t connect_abandoned = 0;  // the guest stopped retransmitting its SYN
+        uint64_t connect_evicted = 0;  // pending kHalfOpenEvictMs, taken for a new SYN (ICMP)
         uint64_t keepalives_enabled = 0;  // guest keepalive probes that turned on SO_KEEPALIVE
         uint64_t resets_to_guest = 0;  // every RST we sent
         uint64_t resets_from_guest = 0;  // RSTs accepted (seq == rcv_nxt)
@@ -119,9 +120,20 @@ private:
     using Flow = tcp::Flow;
     using FlowKey = tcp::FlowKey;
 
+    // A flow that entered syn_pending, with the generation it had then:
+    // stale once the flow left syn_pending or was reused (the pool never
+    // frees a Flow).
+    struct PendingConnect {
+        Flow* f = nullptr;
+        uint32_t gen = 0;
+        core::Millis since = 0;
+    };
     struct GuestCounts {
         uint32_t flows = 0;
         uint32_t half_open = 0;
+        // Its pending connects, oldest first (stale entries are skipped
+        // at the front, and swept out when they pile up).
+        std::deque<PendingConnect> pending;
         // Flows that sent data in the current and the previous second
         // (window_cap() shares the window budget among these, not among
         // the idle ones).
@@ -136,6 +148,7 @@ private:
     void open_outbound(const gw::GuestPacket& pkt, const wire::TcpView& seg, const FlowKey& key);
     Flow* alloc_flow(const FlowKey& key, uint32_t port);
     void leave_syn_pending(Flow& f);
+    Flow* stale_pending(GuestCounts& g);
     void free_flow(Flow& f);
     void reset_flow(Flow& f, bool rst_guest);
     void finish_flow(Flow& f);

@@ -1414,6 +1414,38 @@ TEST(TcpNat, TcpNat_PendingConnectsTheGuestGaveUpOnFreeTheirHalfOpenSlots) {
     EXPECT_EQ(h.nat->tcp().flow_count(), 2u);
 }
 
+// A guest at its half-open limit whose connects are all still wanted (its
+// SYNs keep coming, as Linux retries one for two minutes): a new SYN is
+// dropped while they are young, and once the oldest has waited 3 s it
+// takes that one's slot; the old connect fails toward the guest as an
+// unreachable host (ICMP), not after two minutes of every new connection
+// waiting.
+TEST(TcpNat, TcpNat_AConnectPendingFor3sGivesItsSlotToANewSyn) {
+    nat::NatLimits lim;
+    lim.tcp_half_open_per_guest = 4;
+    NatHarness h(lim);
+    SilentListener silent;
+    ASSERT_TRUE(silent.ok());
+    auto pending = silent.pending_syns(h, 4, 44000);
+    Listener live;
+    TcpGuest g(h, kGatewayIp, live.port, 45000);
+    EXPECT_TRUE(g.settle(200).empty());
+    g.send(flag::syn, kGuestIsn, 0, {}, 65535, true);
+    EXPECT_TRUE(g.settle(100).empty());  // young: the new SYN is dropped
+    EXPECT_EQ(h.nat->tcp().stats().syn_dropped_half_open, 1u);
+    const auto t0 = std::chrono::steady_clock::now();
+    h.run_until([&] { return std::chrono::steady_clock::now() - t0 >= std::chrono::milliseconds(3000); },
+                5000);
+    for (auto& p : pending) p->send(flag::syn, kGuestIsn, 0, {}, 65535, true);  // still wanted
+    g.send(flag::syn, kGuestIsn, 0, {}, 65535, true);
+    auto segs = g.wait(1);
+    ASSERT_EQ(segs.size(), 1u);
+    EXPECT_EQ(segs[0].flags, flag::syn | flag::ack);
+    EXPECT_EQ(h.nat->tcp().stats().connect_evicted, 1u);
+    EXPECT_EQ(h.nat->tcp().stats().connect_unreachable, 1u);
+    EXPECT_EQ(h.nat->tcp().flow_count(), 4u);  // three old, one new
+}
+
 TEST(TcpNat, TcpNat_PendingConnectsAreCappedInAllGuestsTogether) {
     nat::NatLimits lim;
     lim.tcp_half_open_per_guest = 100;
