@@ -335,6 +335,7 @@ json stats_json(Daemon& daemon_) {
                            {"naks", hs.naks},
                            {"bootp_replies", hs.bootp_replies},
                            {"pool_exhausted", hs.pool_exhausted},
+                           {"names_refused", hs.names_refused},
                            {"dropped_malformed", hs.dropped_malformed},
                            {"dropped_ignored", hs.dropped_ignored}};
             const embed::EngineStats es = e.stats();

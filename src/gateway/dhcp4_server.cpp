@@ -14,6 +14,18 @@ namespace usernet::gw {
 
 namespace {
 
+// Whether two host names have the same first label, ignoring case.
+bool same_label(std::string_view a, std::string_view b) {
+    a = a.substr(0, a.find('.'));
+    b = b.substr(0, b.find('.'));
+    if (a.size() != b.size()) return false;
+    for (size_t i = 0; i < a.size(); i++) {
+        auto low = [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c | 0x20) : c; };
+        if (low(a[i]) != low(b[i])) return false;
+    }
+    return true;
+}
+
 // The largest reply every client must accept (RFC 2131 2: 576-byte IP
 // datagrams), minus the IP and UDP headers.
 constexpr size_t kMinReplyCap = 576 - 20 - 8;
@@ -337,6 +349,32 @@ void Dhcp4Leases::set_hostname(wire::Ipv4 ip, std::string_view name) {
                                                                              : label[i]);
 }
 
+std::optional<std::string_view> Dhcp4Server::lease_name(const wire::MacAddr& mac, wire::Ipv4 ip,
+                                                        std::optional<std::string_view> sent,
+                                                        core::Millis now) {
+    const auto& statics = gw_.config().dhcp_hosts;
+    for (const NetConfig::StaticLease& s : statics)
+        if (s.mac == mac && !s.name.empty()) return s.name;
+    if (!sent) return std::nullopt;
+    // A name is the first guest's to hold it, and a static lease's always
+    // (the guest that sent it keeps the address, unnamed): otherwise any
+    // guest could draw the others' connections to a name away to itself.
+    for (const NetConfig::StaticLease& s : statics) {
+        if (!s.name.empty() && same_label(s.name, *sent)) {
+            stats_.names_refused++;
+            spdlog::debug("dhcp: {} asked for the name '{}' of a static lease", mac, *sent);
+            return std::string_view();
+        }
+    }
+    auto holder = leases_.find_hostname(sent->substr(0, sent->find('.')), now);
+    if (holder && *holder != ip) {
+        stats_.names_refused++;
+        spdlog::debug("dhcp: {} asked for '{}', which {} holds", mac, *sent, V4{*holder});
+        return std::string_view();
+    }
+    return sent;
+}
+
 std::optional<wire::Ipv4> Dhcp4Leases::find_hostname(std::string_view label,
                                                      core::Millis now) const {
     if (label.empty()) return std::nullopt;
@@ -504,8 +542,7 @@ void Dhcp4Server::handle(wire::Bytes dhcp, const wire::MacAddr& src_mac, uint32_
             spdlog::debug("dhcp: no address for BOOTP client {}", *chaddr);
             return;
         }
-        for (const NetConfig::StaticLease& s : c.dhcp_hosts)
-            if (s.mac == *chaddr && !s.name.empty()) leases_.set_hostname(*a, s.name);
+        if (auto name = lease_name(*chaddr, *a, std::nullopt, now)) leases_.set_hostname(*a, *name);
         reply(*msg, Reply::bootp, *a, ingress_mtu, port);
         return;
     }
@@ -562,10 +599,8 @@ void Dhcp4Server::handle(wire::Bytes dhcp, const wire::MacAddr& src_mac, uint32_
         if (leases_.bind(key, *chaddr, want, now, port)) {
             // A renewal may leave option 12 out (RFC 2131 4.4.5): the
             // name stays (bind() forgot it if the address changed hands).
-            std::optional<std::string_view> name = msg->hostname();
-            for (const NetConfig::StaticLease& s : gw_.config().dhcp_hosts)
-                if (s.mac == *chaddr && !s.name.empty()) name = s.name;
-            if (name) leases_.set_hostname(want, *name);
+            if (auto name = lease_name(*chaddr, want, msg->hostname(), now))
+                leases_.set_hostname(want, *name);
             reply(*msg, Reply::ack, want, ingress_mtu, port);
         } else {
             spdlog::debug("dhcp: NAK {} for {}", V4{want}, *chaddr);

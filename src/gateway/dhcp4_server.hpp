@@ -225,6 +225,7 @@ struct Dhcp4Stats {
     uint64_t pool_exhausted = 0;     // DISCOVER with no address to offer
     uint64_t recycled = 0;           // idle leases a port at its quota gave up
     uint64_t bootp = 0;              // BOOTREQUESTs without option 53 (BOOTP clients)
+    uint64_t names_refused = 0;      // option 12 names a static lease's or another guest's
     uint64_t bootp_replies = 0;
     uint64_t dropped_malformed = 0;  // not a parseable BOOTREQUEST
     uint64_t dropped_ignored = 0;    // relayed, foreign chaddr, unknown type, REQUEST to another server
@@ -252,6 +253,13 @@ private:
     // The network boot options (--bootfile) for this client, if any.
     // The boot file's fields and options (66, 67), the options only if all
     // fit; left_out names them otherwise.
+    // The name the lease at ip (mac's) is answered by in DNS: a static
+    // lease's for its MAC, else the one the client sent (sent, option 12)
+    // unless a static lease or another live lease has it (then "", which
+    // clears it); nullopt leaves the lease's name as it is.
+    std::optional<std::string_view> lease_name(const wire::MacAddr& mac, wire::Ipv4 ip,
+                                               std::optional<std::string_view> sent,
+                                               core::Millis now);
     void add_boot(wire::Dhcp4Builder& b, const wire::Dhcp4View& req,
                   std::vector<const char*>& left_out);
     void reply(const wire::Dhcp4View& req, Reply kind, wire::Ipv4 yiaddr, uint32_t mtu,

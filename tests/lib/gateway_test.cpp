@@ -968,6 +968,46 @@ TEST_F(GatewayTest, Dhcp_ARenewalWithoutAHostNameKeepsTheName) {
     EXPECT_EQ(addrs[0], wire::IpAddr::v4(ip("10.0.2.15")));
 }
 
+// A DHCP host name (option 12) is the first guest's to hold it, and a
+// static lease's (--dhcp-host MAC=ADDR,NAME) always: another guest that
+// sends it keeps its address, unnamed, and cannot draw the others'
+// connections to that name away to itself.
+TEST_F(GatewayTest, Dhcp_AGuestCannotTakeAnothersOrAStaticLeasesName) {
+    gw.reset();
+    cfg.dhcp_hosts = {{kGuestMac, ip("10.0.2.200"), "web"}};
+    gw = std::make_unique<Gateway>(loop, sw, cfg);
+    const MacAddr m1{{0x52, 0x54, 0, 0, 0, 0x31}}, m2{{0x52, 0x54, 0, 0, 0, 0x32}};
+    auto lease = [&](uint32_t xid, const MacAddr& m, const std::string& name) {
+        guest.frames.clear();
+        input(dhcp_request_frame(wire::dhcp4msg::discover, xid, std::nullopt, std::nullopt, 0, m));
+        const Ipv4 a = dhcp_of(guest.frames.at(0))->yiaddr();
+        guest.frames.clear();
+        input(dhcp_request_frame(wire::dhcp4msg::request, xid, a, ip("10.0.2.2"), 0, m, {}, {},
+                                 name));
+        EXPECT_EQ(dhcp_of(guest.frames.at(0))->message_type(), wire::dhcp4msg::ack);
+        return a;
+    };
+    std::vector<wire::IpAddr> addrs;
+    const Ipv4 a1 = lease(1, m1, "victim");
+    ASSERT_TRUE(gw->local_addresses("victim", addrs));
+    EXPECT_EQ(addrs.at(0), wire::IpAddr::v4(a1));
+    const Ipv4 a2 = lease(2, m2, "Victim");
+    ASSERT_NE(a1, a2);
+    ASSERT_TRUE(gw->local_addresses("victim", addrs));
+    EXPECT_EQ(addrs.at(0), wire::IpAddr::v4(a1));
+    lease(3, m2, "web.example");  // the static lease's, not bound yet
+    EXPECT_FALSE(gw->local_addresses("web", addrs));
+    EXPECT_EQ(gw->dhcp().stats().names_refused, 2u);
+    // The holder renews under its name; the static guest takes its own.
+    lease(4, m1, "victim");
+    ASSERT_TRUE(gw->local_addresses("victim", addrs));
+    EXPECT_EQ(addrs.at(0), wire::IpAddr::v4(a1));
+    lease(5, kGuestMac, "");
+    ASSERT_TRUE(gw->local_addresses("web", addrs));
+    EXPECT_EQ(addrs.at(0), wire::IpAddr::v4(ip("10.0.2.200")));
+    EXPECT_EQ(gw->dhcp().stats().names_refused, 2u);
+}
+
 TEST_F(GatewayTest, Dhcp_AStaticLeaseIsItsMacsAloneInsideOrOutsideThePool) {
     gw.reset();
     cfg.dhcp_hosts = {{kGuestMac, ip("10.0.2.200"), "web"}, {kOtherMac, ip("10.0.2.15"), ""}};
