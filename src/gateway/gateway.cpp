@@ -557,6 +557,22 @@ bool Gateway::admit(sw::PortId from, wire::Bytes frame) {
         spdlog::debug("guard: {} sent a frame with stacked VLAN tags", src);
         return false;
     default:
+        if (eth->ethertype() <= 1500) {
+            // An 802.3 length, not a type: LLC. Under SNAP (RFC 1042) it
+            // can carry IPv4, IPv6 or ARP that this guard does not read
+            // and that some stacks take; Ethernet carries those with a
+            // type field (RFC 894), and no guest needs the other form.
+            const wire::Bytes llc = eth->payload();
+            if (llc.size() >= 8 && llc[0] == 0xaa && llc[1] == 0xaa && llc[2] == 0x03) {
+                const uint16_t inner = wire::load16(llc.data() + 6);
+                if (inner == wire::ethertype::ipv4 || inner == wire::ethertype::ipv6 ||
+                    inner == wire::ethertype::arp || inner == wire::ethertype::vlan) {
+                    stats_.dropped_spoofed++;
+                    spdlog::debug("guard: {} sent IP or ARP under LLC/SNAP", src);
+                    return false;
+                }
+            }
+        }
         return true;
     }
 }

@@ -1355,6 +1355,40 @@ TEST_F(TwoPortTest, Guard_AGuestsDhcpServerMessagesInFragmentsAreDropped) {
     EXPECT_EQ(gw->gw_stats().dropped_spoofed, 1u);
 }
 
+// IPv4, IPv6 or ARP wrapped in LLC/SNAP (RFC 1042) would carry past the
+// guard what it refuses in Ethernet framing (a spoofed source here), to
+// stacks that take that form: dropped. Other LLC (spanning tree, say)
+// passes.
+TEST_F(TwoPortTest, Guard_IpAndArpUnderLlcSnapAreDropped) {
+    auto spoofed = udp_frame(MacAddr::broadcast(), kOtherMac, ip("10.0.2.2"), 0xffffffff, 1, 2,
+                             std::vector<uint8_t>(20, 0));
+    auto snap = [&](uint16_t inner) {
+        std::vector<uint8_t> f(spoofed.begin(), spoofed.begin() + 12);
+        const uint8_t llc[] = {0xaa, 0xaa, 0x03, 0, 0, 0, static_cast<uint8_t>(inner >> 8),
+                               static_cast<uint8_t>(inner)};
+        const size_t len = sizeof llc + spoofed.size() - 14;
+        f.push_back(static_cast<uint8_t>(len >> 8));
+        f.push_back(static_cast<uint8_t>(len));
+        f.insert(f.end(), std::begin(llc), std::end(llc));
+        f.insert(f.end(), spoofed.begin() + 14, spoofed.end());
+        return f;
+    };
+    guest.frames.clear();
+    for (uint16_t t : {wire::ethertype::ipv4, wire::ethertype::ipv6, wire::ethertype::arp})
+        sw.input(other.id(), snap(t));
+    EXPECT_TRUE(guest.frames.empty());
+    EXPECT_EQ(gw->gw_stats().dropped_spoofed, 3u);
+    std::vector<uint8_t> stp(60, 0);
+    wire::build_ethernet(stp.data(), MacAddr{{0x01, 0x80, 0xc2, 0, 0, 0}}, kOtherMac, 0);
+    stp[12] = 0;
+    stp[13] = 38;
+    stp[14] = 0x42;  // DSAP/SSAP 0x42: spanning tree's LLC
+    stp[15] = 0x42;
+    stp[16] = 0x03;
+    sw.input(other.id(), stp);
+    EXPECT_EQ(gw->gw_stats().dropped_spoofed, 3u);
+}
+
 // ICMP errors are limited per attachment: one guest provoking them as fast
 // as it can (TTL 1 here) uses up its own bucket, and another guest still
 // gets its errors (a port unreachable, a time exceeded) at once.
