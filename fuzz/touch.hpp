@@ -125,6 +125,7 @@ inline void touch_dns(Sink& s, Bytes b) {
     s(v->arcount());
     if (auto q = v->question()) {
         touch_dns_name(s, q->name);
+        if (auto a = dns_reverse_addr(q->name)) s(a->b);
         s(q->qtype);
         s(q->qclass);
         s(q->end);

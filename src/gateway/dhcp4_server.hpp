@@ -174,6 +174,12 @@ public:
     // The address bound now to a client that called itself `label` (case
     // does not matter), if any.
     std::optional<wire::Ipv4> find_hostname(std::string_view label, core::Millis now) const;
+    // Calls f(address, name) for each lease bound now under a host name.
+    template <class F>
+    void each_named(core::Millis now, F&& f) const {
+        for (const Lease& l : pool_)
+            if (l.state == State::bound && live(l, now) && !l.name().empty()) f(l.ip, l.name());
+    }
     // The address currently offered or leased to key, if any.
     std::optional<wire::Ipv4> lookup(const Dhcp4ClientKey& key, core::Millis now) const;
     bool in_pool(wire::Ipv4 ip) const { return slot_of(ip) != nullptr; }

@@ -440,6 +440,18 @@ size_t DnsForwarder::local_answer(wire::Bytes query, wire::MutBytes out) {
     if (!q || q->qclass != wire::dnsclass::in) return 0;
     // An EDNS version we do not speak: the upstream answers BADVERS.
     if (auto ver = wire::dns_edns_version(*v); ver && *ver != 0) return 0;
+    if (q->qtype == wire::dnstype::ptr || q->qtype == wire::dnstype::any) {
+        // A reverse lookup of a local address: its local name (dnsmasq
+        // does so for its hosts and leases); others go upstream.
+        if (auto addr = wire::dns_reverse_addr(q->name); addr && gw_.local_name(*addr, ptr_name_)) {
+            uint8_t rdata[wire::kDnsMaxNameLen];
+            const size_t len = wire::dns_encode_name(ptr_name_, rdata, sizeof rdata);
+            if (len == 0) return 0;
+            wire::DnsResponseBuilder b(out, *v, *q);
+            b.add_record(wire::dnstype::ptr, kLocalTtl, wire::Bytes(rdata, len));
+            return b.finish();
+        }
+    }
     char name[wire::kDnsMaxTextLen + 1];
     auto n = q->name.to_text(name, sizeof name);
     if (!n || !gw_.local_addresses(std::string_view(name, *n), local_)) return 0;

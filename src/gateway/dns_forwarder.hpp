@@ -262,6 +262,7 @@ private:
     uint64_t prng_ = 0;
     DnsForwarderStats stats_;
     std::vector<wire::IpAddr> local_;  // scratch for answer_locally()
+    std::string ptr_name_;             // ... and for a reverse lookup's name
     // follow_resolv_conf()
     struct FileId {
         uint64_t dev = 0, ino = 0, size = 0;

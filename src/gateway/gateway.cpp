@@ -777,6 +777,35 @@ bool Gateway::local_addresses(std::string_view name, std::vector<wire::IpAddr>& 
     return known;
 }
 
+bool Gateway::local_name(const wire::IpAddr& addr, std::string& out) const {
+    out.clear();
+    if (!cfg_.host_alias.empty() && cfg_.map_gateway_to_loopback &&
+        (addr == wire::IpAddr::v4(cfg_.gateway) || (cfg_.ipv6 && addr == cfg_.gateway6))) {
+        out = cfg_.host_alias;
+        return true;
+    }
+    for (const auto& [n, a] : cfg_.dns_hosts) {
+        if (a == addr) {
+            out = n;
+            return true;
+        }
+    }
+    if (!dhcp_) return false;
+    dhcp_->leases().each_named(loop_.now(), [&](wire::Ipv4 ip, std::string_view name) {
+        if (!out.empty()) return;
+        const wire::IpAddr v4 = wire::IpAddr::v4(ip);
+        if (addr == v4 || (cfg_.ipv6 && !addr.is_v4() && addr == guest_v6_of(v4))) {
+            out = name;
+            if (!cfg_.domain.empty()) {
+                out += '.';
+                out += cfg_.domain;
+                if (out.back() == '.') out.pop_back();
+            }
+        }
+    });
+    return !out.empty();
+}
+
 void Gateway::on_port_detached(sw::PortId port) {
     if (port == id()) return;
     for (auto it = neighbors_.begin(); it != neighbors_.end();) {

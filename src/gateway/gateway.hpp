@@ -335,6 +335,11 @@ public:
     // name is not one of ours and goes upstream. A name of ours may have
     // no address of the family asked (an answer without records).
     bool local_addresses(std::string_view name, std::vector<wire::IpAddr>& out) const;
+    // The local name of addr, for a reverse lookup (PTR): the host's alias
+    // for the gateway addresses, a --dns-host name, a guest's DHCP host name
+    // (under --domain when there is one) for its lease's address and its
+    // IPv6 partner; false if addr has none.
+    bool local_name(const wire::IpAddr& addr, std::string& out) const;
     // Whether an ICMP error may go to a guest now: the one token bucket all
     // of usernet's ICMP errors pass (core/token_bucket.hpp).
     // Whether an ICMP error may go to guest address `to` now (takes the

@@ -306,6 +306,55 @@ size_t DnsResponseBuilder::finish() {
     return len_;
 }
 
+std::optional<IpAddr> dns_reverse_addr(const DnsName& name) {
+    // The labels, first to last, as spans of the wire form.
+    std::array<Bytes, 34> labels;
+    size_t n = 0;
+    const Bytes w = name.bytes();
+    for (size_t off = 0; off < w.size() && w[off] != 0;) {
+        const size_t len = w[off];
+        if (len > w.size() - off - 1 || n == labels.size()) return std::nullopt;
+        labels[n++] = w.subspan(off + 1, len);
+        off += 1 + len;
+    }
+    auto is = [](Bytes label, std::string_view text) {
+        if (label.size() != text.size()) return false;
+        for (size_t i = 0; i < text.size(); i++)
+            if ((label[i] | 0x20) != text[i]) return false;
+        return true;
+    };
+    if (n == 6 && is(labels[4], "in-addr") && is(labels[5], "arpa")) {
+        uint32_t a = 0;
+        for (size_t i = 0; i < 4; i++) {
+            const Bytes l = labels[3 - i];
+            if (l.empty() || l.size() > 3 || (l.size() > 1 && l[0] == '0')) return std::nullopt;
+            uint32_t v = 0;
+            for (uint8_t c : l) {
+                if (c < '0' || c > '9') return std::nullopt;
+                v = v * 10 + (c - '0');
+            }
+            if (v > 255) return std::nullopt;
+            a = (a << 8) | v;
+        }
+        return IpAddr::v4(a);
+    }
+    if (n == 34 && is(labels[32], "ip6") && is(labels[33], "arpa")) {
+        std::array<uint8_t, 16> b{};
+        for (size_t i = 0; i < 32; i++) {
+            const Bytes l = labels[31 - i];
+            if (l.size() != 1) return std::nullopt;
+            const uint8_t c = l[0] | 0x20;
+            uint8_t v;
+            if (c >= '0' && c <= '9') v = c - '0';
+            else if (c >= 'a' && c <= 'f') v = c - 'a' + 10;
+            else return std::nullopt;
+            b[i / 2] = static_cast<uint8_t>(b[i / 2] | (i % 2 ? v : v << 4));
+        }
+        return IpAddr::v6_from(b.data());
+    }
+    return std::nullopt;
+}
+
 size_t dns_build_error(MutBytes buf, const DnsView& query, uint8_t rcode, bool authoritative) {
     if (auto q = query.question()) {
         DnsResponseBuilder b(buf, query, *q, rcode, authoritative);

@@ -108,6 +108,12 @@ private:
 // including the first pointer), or nullopt if it is malformed.
 std::optional<size_t> dns_read_name(Bytes msg, size_t off, DnsName& out);
 
+// The address a reverse-lookup name names: "4.3.2.1.in-addr.arpa" is
+// 1.2.3.4 (RFC 1035 3.5), 32 nibble labels under "ip6.arpa" an IPv6
+// address (RFC 3596 2.5); nullopt for any other name, a shorter (network)
+// one among them. Case does not matter.
+std::optional<IpAddr> dns_reverse_addr(const DnsName& name);
+
 // Encodes dotted text ("example.com" or "example.com.") into wire form.
 // Returns the length written, or 0 if the text is not a valid name or does
 // not fit in cap.

@@ -839,6 +839,42 @@ TEST_F(LocalNamesTest, Dns_AGuestsDhcpHostNameIsAnsweredBareAndUnderTheDomain) {
     EXPECT_TRUE(up.recv(1000));
 }
 
+// Reverse lookups of local addresses are answered with their names (as
+// dnsmasq answers for its hosts and leases): a --dns-host name, the host's
+// alias for the gateway, a guest's DHCP name under the domain. Any other
+// address goes upstream.
+TEST_F(LocalNamesTest, Dns_ReverseLookupsOfLocalAddressesAreAnswered) {
+    start_local({up.host_port()}, true);
+    auto& leases = gw->dhcp().leases();
+    ASSERT_TRUE(leases.bind(Dhcp4ClientKey::from_mac(kGuestMac), kGuestMac, ip("10.0.2.15"),
+                            loop.now()));
+    leases.set_hostname(ip("10.0.2.15"), "myguest");
+    auto ptr_of = [&](uint16_t id, const char* name) -> std::string {
+        std::vector<uint8_t> keep;
+        auto v = ask(make_query_type(id, name, wire::dnstype::ptr), keep);
+        if (!v) return "(none)";
+        wire::DnsRecordIter it(*v);
+        wire::DnsRecord rec;
+        while (it.next(rec)) {
+            if (rec.type != wire::dnstype::ptr) continue;
+            wire::DnsName target;
+            if (!wire::dns_read_name(v->message(), rec.rdata_offset, target)) return "(bad)";
+            return target.to_string();
+        }
+        return "(empty)";
+    };
+    EXPECT_EQ(ptr_of(1, "100.2.0.10.in-addr.arpa"), "db.test");
+    EXPECT_EQ(ptr_of(2, "2.2.0.10.in-addr.arpa"), "host.usernet.internal");
+    EXPECT_EQ(ptr_of(3, "2.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.c.e.f.ip6.arpa"),
+              "host.usernet.internal");
+    EXPECT_EQ(ptr_of(4, "15.2.0.10.in-addr.arpa"), "myguest.example.test");
+    EXPECT_EQ(ptr_of(5, "4.6.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.c.e.f.ip6.arpa"), "db.test");
+    EXPECT_EQ(gw->dns().stats().local_answers, 5u);
+    EXPECT_FALSE(up.recv(50)) << "a local reverse name went upstream";
+    query(make_query_type(6, "16.2.0.10.in-addr.arpa", wire::dnstype::ptr));
+    EXPECT_TRUE(up.recv(1000));
+}
+
 TEST_F(LocalNamesTest, Dns_LocalhostIsTheLoopbackAndNoGuestsName) {
     // RFC 6761 6.3: an unconfigured image that sends "localhost" as its DHCP
     // name does not take the name over for every guest.

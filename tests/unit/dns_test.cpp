@@ -126,6 +126,25 @@ TEST(DnsView, NoQuestionWhenQdcountIsZero) {
     EXPECT_FALSE(DnsView::parse(bytes(m))->question());
 }
 
+// Reverse-lookup names (RFC 1035 3.5, RFC 3596 2.5) name an address;
+// partial ones (a network's), malformed labels and other names do not.
+TEST(DnsName, ReverseNamesGiveTheirAddress) {
+    auto rev = [](const char* text) {
+        DnsName n;
+        n.len = dns_encode_name(text, n.wire.data(), n.wire.size());
+        return dns_reverse_addr(n);
+    };
+    EXPECT_EQ(rev("15.2.0.10.in-addr.arpa"), IpAddr::v4(0x0a00020f));
+    EXPECT_EQ(rev("255.2.0.10.IN-ADDR.ARPA."), IpAddr::v4(0x0a0002ff));
+    EXPECT_EQ(rev("f.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.c.e.F.ip6.arpa"),
+              IpAddr::parse("fec0::f"));
+    for (const char* bad : {"2.0.10.in-addr.arpa", "256.2.0.10.in-addr.arpa", "01.2.0.10.in-addr.arpa",
+                            "x.2.0.10.in-addr.arpa", "1.15.2.0.10.in-addr.arpa", "example.com",
+                            "0.0.0.c.e.f.ip6.arpa", "10.in-addr.arpa",
+                            "g.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.c.e.f.ip6.arpa"})
+        EXPECT_FALSE(rev(bad)) << bad;
+}
+
 TEST(DnsName, RejectsSelfLoopThroughLabels) {
     // "a" then a pointer back to the start of the same name.
     auto m = query_with({1, 'a', 0xc0, 0x0c, 0, 1, 0, 1});
