@@ -372,13 +372,9 @@ void DnsForwarder::from_guest(DnsGuestKey key, const wire::IpAddr& guest, uint16
         spdlog::debug("dns: dropped a malformed query from {}", guest);
         return;
     }
-    // A question that does not parse, or more than one in a standard query
-    // (RFC 9619): FORMERR now (RFC 1035 4.1.1), as the upstream would. Sent
-    // on, its answer could not be matched to it and the guest would wait
-    // for SERVFAIL. (No question at all is a DNS cookie query, RFC 7873
-    // 5.4, and goes on.)
-    if ((v->qdcount() >= 1 && !v->question()) ||
-        (v->opcode() == wire::dnsopcode::query && v->qdcount() > 1)) {
+    // FORMERR now, as the upstream would: sent on, its answer could not be
+    // matched to the query, and the guest would wait for SERVFAIL.
+    if (wire::dns_question_unreadable(*v)) {
         stats_.formerr++;
         spdlog::debug("dns: a query from {} whose question does not parse: FORMERR", guest);
         answer_error(guest, guest_port, query, v->id(), wire::dnsrcode::formerr);

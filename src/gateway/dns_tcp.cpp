@@ -240,10 +240,8 @@ struct DnsTcpService::Session {
             bad("a message that is not a DNS query");
             return;
         }
-        // As over UDP (DnsForwarder::from_guest): an unreadable question,
-        // or more than one in a standard query, is FORMERR at once.
-        if ((v->qdcount() >= 1 && !v->question()) ||
-            (v->opcode() == wire::dnsopcode::query && v->qdcount() > 1)) {
+        // As over UDP (DnsForwarder::from_guest): FORMERR at once.
+        if (wire::dns_question_unreadable(*v)) {
             formerr(msg);
             return;
         }

@@ -231,6 +231,15 @@ private:
     bool edns_ = false;  // the query had an OPT record: finish() adds ours
 };
 
+// Whether a query's question section is one no server can answer but with
+// FORMERR (RFC 1035 4.1.1): a question that does not parse, or more than
+// one in a standard query (RFC 9619). No question at all is allowed (a
+// DNS cookie's query, RFC 7873 5.4).
+inline bool dns_question_unreadable(const DnsView& query) {
+    return (query.qdcount() >= 1 && !query.question()) ||
+           (query.opcode() == dnsopcode::query && query.qdcount() > 1);
+}
+
 // An error response (SERVFAIL, NXDOMAIN, REFUSED, FORMERR...) to `query`,
 // echoing its first question when that parses (qdcount 0 otherwise).
 // Returns the length, or 0 if it does not fit.
