@@ -557,24 +557,37 @@ bool Gateway::admit(sw::PortId from, wire::Bytes frame) {
         spdlog::debug("guard: {} sent a frame with stacked VLAN tags", src);
         return false;
     default:
-        if (eth->ethertype() <= 1500) {
-            // An 802.3 length, not a type: LLC. Under SNAP (RFC 1042) it
-            // can carry IPv4, IPv6 or ARP that this guard does not read
-            // and that some stacks take; Ethernet carries those with a
-            // type field (RFC 894), and no guest needs the other form.
-            const wire::Bytes llc = eth->payload();
-            if (llc.size() >= 8 && llc[0] == 0xaa && llc[1] == 0xaa && llc[2] == 0x03) {
-                const uint16_t inner = wire::load16(llc.data() + 6);
-                if (inner == wire::ethertype::ipv4 || inner == wire::ethertype::ipv6 ||
-                    inner == wire::ethertype::arp || inner == wire::ethertype::vlan) {
-                    stats_.dropped_spoofed++;
-                    spdlog::debug("guard: {} sent IP or ARP under LLC/SNAP", src);
-                    return false;
-                }
-            }
+        if (carries_ip_under_llc(eth->ethertype(), eth->payload())) {
+            stats_.dropped_spoofed++;
+            spdlog::debug("guard: {} sent IP or ARP under LLC", src);
+            return false;
         }
         return true;
     }
+}
+
+// An 802.3 length (or 0x8870, jumbo frames' LLC) instead of a type: LLC.
+// Under SNAP (RFC 1042, any OUI, e.g. 802.1H's 0000F8) it can carry IPv4,
+// IPv6, ARP or a VLAN tag, and under SAPs 0x06 and 0x98 IP and ARP, all of
+// which this guard does not read and some stacks take. Ethernet carries
+// them with a type field (RFC 894), and no guest needs the other forms;
+// other LLC (spanning tree, IPX, NetBIOS) passes.
+bool Gateway::carries_ip_under_llc(uint16_t type, wire::Bytes llc) {
+    if ((type > 1500 && type != 0x8870) || llc.size() < 3) return false;
+    const uint8_t dsap = llc[0] & 0xfe, ssap = llc[1] & 0xfe;  // less the group/response bit
+    if (dsap == 0x06 || dsap == 0x98 || ssap == 0x06 || ssap == 0x98) return true;
+    if (dsap != 0xaa && ssap != 0xaa) return false;
+    // SNAP: a one-byte control field (U format) or a two-byte one (I, S),
+    // then a 3-byte OUI and the protocol's type.
+    for (size_t ctl : {size_t{1}, size_t{2}}) {
+        if (llc.size() < 2 + ctl + 5) continue;
+        const uint16_t inner = wire::load16(llc.data() + 2 + ctl + 3);
+        if (inner == wire::ethertype::ipv4 || inner == wire::ethertype::ipv6 ||
+            inner == wire::ethertype::arp || inner == wire::ethertype::vlan || inner == 0x88a8 ||
+            inner == 0x9100 || inner == 0x8870)
+            return true;
+    }
+    return false;
 }
 
 const Gateway::Reservation* Gateway::reservation(wire::Ipv4 ip) const {

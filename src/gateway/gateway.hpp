@@ -409,6 +409,7 @@ private:
                      const wire::MacAddr& src_mac, const sw::FrameMeta& meta);
     bool admit6(sw::PortId from, const wire::MacAddr& src, bool to_gateway, wire::Bytes payload);
     bool admit_first_fragment6(const wire::Ipv6View& ip, const wire::MacAddr& mac);
+    static bool carries_ip_under_llc(uint16_t type, wire::Bytes llc);
     bool claim6(sw::PortId port, const wire::MacAddr& mac, const wire::IpAddr& ip);
     bool may_learn6(const wire::IpAddr& ip, const wire::MacAddr& mac) const;
     const Neighbor6* live_neighbor6(const wire::IpAddr& ip) const;

@@ -1378,6 +1378,29 @@ TEST_F(TwoPortTest, Guard_IpAndArpUnderLlcSnapAreDropped) {
         sw.input(other.id(), snap(t));
     EXPECT_TRUE(guest.frames.empty());
     EXPECT_EQ(gw->gw_stats().dropped_spoofed, 3u);
+    // The same with jumbo frames' LLC type (0x8870, as scapy writes LLC),
+    // 802.1H's OUI, a two-byte control field, a VLAN tag inside, and IP
+    // straight on SAP 0x06.
+    auto f = snap(wire::ethertype::ipv4);
+    f[12] = 0x88;
+    f[13] = 0x70;
+    sw.input(other.id(), f);
+    f = snap(wire::ethertype::ipv4);
+    f[19] = 0xf8;
+    sw.input(other.id(), f);
+    f = snap(wire::ethertype::ipv6);
+    f[16] = 0x13;
+    sw.input(other.id(), f);
+    f = snap(wire::ethertype::ipv4);
+    f.insert(f.begin() + 17, 0x00);  // an I-format control field of two bytes
+    sw.input(other.id(), f);
+    sw.input(other.id(), snap(wire::ethertype::vlan));
+    f = snap(wire::ethertype::ipv4);
+    f[14] = 0x06;
+    f[15] = 0x06;
+    sw.input(other.id(), f);
+    EXPECT_TRUE(guest.frames.empty());
+    EXPECT_EQ(gw->gw_stats().dropped_spoofed, 9u);
     std::vector<uint8_t> stp(60, 0);
     wire::build_ethernet(stp.data(), MacAddr{{0x01, 0x80, 0xc2, 0, 0, 0}}, kOtherMac, 0);
     stp[12] = 0;
@@ -1386,7 +1409,7 @@ TEST_F(TwoPortTest, Guard_IpAndArpUnderLlcSnapAreDropped) {
     stp[15] = 0x42;
     stp[16] = 0x03;
     sw.input(other.id(), stp);
-    EXPECT_EQ(gw->gw_stats().dropped_spoofed, 3u);
+    EXPECT_EQ(gw->gw_stats().dropped_spoofed, 9u);
 }
 
 // ICMP errors are limited per attachment: one guest provoking them as fast
