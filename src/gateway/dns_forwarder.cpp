@@ -439,13 +439,21 @@ size_t DnsForwarder::local_answer(wire::Bytes query, wire::MutBytes out) {
     if (q->qtype == wire::dnstype::ptr || q->qtype == wire::dnstype::any) {
         // A reverse lookup of a local address: its local name (dnsmasq
         // does so for its hosts and leases); others go upstream.
-        if (auto addr = wire::dns_reverse_addr(q->name); addr && gw_.local_name(*addr, ptr_name_)) {
-            uint8_t rdata[wire::kDnsMaxNameLen];
-            const size_t len = wire::dns_encode_name(ptr_name_, rdata, sizeof rdata);
-            if (len == 0) return 0;
-            wire::DnsResponseBuilder b(out, *v, *q);
-            b.add_record(wire::dnstype::ptr, kLocalTtl, wire::Bytes(rdata, len));
-            return b.finish();
+        if (auto addr = wire::dns_reverse_addr(q->name)) {
+            if (gw_.local_name(*addr, ptr_name_)) {
+                uint8_t rdata[wire::kDnsMaxNameLen];
+                const size_t len = wire::dns_encode_name(ptr_name_, rdata, sizeof rdata);
+                if (len == 0) return 0;
+                wire::DnsResponseBuilder b(out, *v, *q);
+                b.add_record(wire::dnstype::ptr, kLocalTtl, wire::Bytes(rdata, len));
+                return b.finish();
+            }
+            // An address of this LAN without a name: NXDOMAIN from here,
+            // as dnsmasq's bogus-priv does (RFC 6303): the virtual LAN's
+            // reverse lookups are nobody's business upstream.
+            const NetConfig& c = gw_.config();
+            if (addr->is_v4() ? c.in_subnet(addr->as_v4()) : c.ipv6 && c.in_prefix6(*addr))
+                return wire::dns_build_error(out, *v, wire::dnsrcode::nxdomain, true);
         }
     }
     char name[wire::kDnsMaxTextLen + 1];

@@ -841,8 +841,8 @@ TEST_F(LocalNamesTest, Dns_AGuestsDhcpHostNameIsAnsweredBareAndUnderTheDomain) {
 
 // Reverse lookups of local addresses are answered with their names (as
 // dnsmasq answers for its hosts and leases): a --dns-host name, the host's
-// alias for the gateway, a guest's DHCP name under the domain. Any other
-// address goes upstream.
+// alias for the gateway, a guest's DHCP name under the domain; another
+// address of the LAN gets NXDOMAIN. Any other address goes upstream.
 TEST_F(LocalNamesTest, Dns_ReverseLookupsOfLocalAddressesAreAnswered) {
     start_local({up.host_port()}, true);
     auto& leases = gw->dhcp().leases();
@@ -870,8 +870,15 @@ TEST_F(LocalNamesTest, Dns_ReverseLookupsOfLocalAddressesAreAnswered) {
     EXPECT_EQ(ptr_of(4, "15.2.0.10.in-addr.arpa"), "myguest.example.test");
     EXPECT_EQ(ptr_of(5, "4.6.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.c.e.f.ip6.arpa"), "db.test");
     EXPECT_EQ(gw->dns().stats().local_answers, 5u);
+    // An address of the LAN without a name: NXDOMAIN, from here.
+    std::vector<uint8_t> keep;
+    auto v = ask(make_query_type(6, "16.2.0.10.in-addr.arpa", wire::dnstype::ptr), keep);
+    ASSERT_TRUE(v);
+    EXPECT_EQ(v->rcode(), wire::dnsrcode::nxdomain);
+    EXPECT_TRUE(v->aa());
     EXPECT_FALSE(up.recv(50)) << "a local reverse name went upstream";
-    query(make_query_type(6, "16.2.0.10.in-addr.arpa", wire::dnstype::ptr));
+    // Any other address's goes upstream.
+    query(make_query_type(7, "1.100.51.198.in-addr.arpa", wire::dnstype::ptr));
     EXPECT_TRUE(up.recv(1000));
 }
 
